@@ -1,0 +1,36 @@
+//! Reclaiming space: deleting fully-acked segments and compacting sparse sealed ones.
+//!
+//! Compaction rewrites a sealed segment with only its live records, keeping their
+//! sequence numbers, under a temporary name; the new file is synced and renamed over the
+//! old one, and the directory synced. A crash before the rename leaves the old file (and a
+//! `.compact` leftover that recovery removes); after it, the new one. Either way no live
+//! record is lost and no acked one comes back.
+
+use std::io;
+use std::path::Path;
+
+use super::segment::{self, Segment};
+
+/// True if `seg` is sealed and its live fraction has fallen below `threshold`.
+pub fn wants_compaction(seg: &Segment, threshold: f64) -> bool {
+    seg.is_sealed() && seg.records() > 0 && (seg.live() as f64) < threshold * seg.records() as f64
+}
+
+/// Compacts one sealed segment in place; returns the bytes reclaimed.
+pub fn compact_segment(_dir: &Path, seg: &mut Segment) -> io::Result<u64> {
+    seg.compact()
+}
+
+/// Removes a segment's data and ack files. Readers holding `Bytes` from it keep the
+/// mapping (and so the data) alive until they drop them.
+pub fn delete_segment_files(dir: &Path, seg: &Segment) -> io::Result<()> {
+    remove_if_present(seg.path())?;
+    remove_if_present(&dir.join(segment::ack_file_name(seg.base)))
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

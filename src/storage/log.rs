@@ -1,0 +1,366 @@
+//! A queue's log: its ordered segments, the write head, appends, reads and acks.
+//!
+//! Messages are named by a per-log u64 sequence number that never repeats, never by file
+//! position, so compaction can move a record without touching anything that refers to it.
+//!
+//! Invariants:
+//! - `segments` is sorted by base; the last one is the write head and is never sealed;
+//!   every other one is sealed.
+//! - `next_seq` is greater than every sequence number ever appended or acked in this log.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::record::{self, FLAG_PERSISTENT};
+use super::segment::{self, Segment, StoredRecord};
+use super::sync::{GroupCommit, Ticket};
+use super::{acks, compact, recovery};
+
+/// Tuning for one log.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Size of a new segment file (a larger record gets a segment of its own size).
+    pub segment_size: usize,
+    /// A sealed segment whose live fraction falls below this is compacted.
+    pub compact_below: f64,
+    /// A segment's pending acks are written out once this many accumulate.
+    pub ack_batch: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_size: 8 << 20,
+            compact_below: 0.5,
+            ack_batch: 4096,
+        }
+    }
+}
+
+/// The result of an append: the record's sequence number and the sync that covers it.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub seq: u64,
+    pub ticket: Ticket,
+}
+
+/// A position for sequential reading; it survives compaction (it is re-resolved by
+/// sequence number when the segment's layout changed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cursor {
+    /// The next sequence number to consider.
+    pub seq: u64,
+    cached: Option<(u64, u32, usize)>,
+}
+
+impl Cursor {
+    pub fn at(seq: u64) -> Self {
+        Cursor { seq, cached: None }
+    }
+}
+
+pub struct Log {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) segments: VecDeque<Segment>,
+    /// Acks per segment (by base) not yet written to its ack file.
+    pub(crate) unflushed: VecDeque<(u64, Vec<u64>)>,
+    pub(crate) next_seq: u64,
+    pub(crate) live: u64,
+    /// Highest sequence number ever handed to a consumer (persisted with the acks).
+    pub(crate) delivered_hwm: Option<u64>,
+    /// The watermark as recovered at open: records at or below it may have been
+    /// delivered before the restart, so they go out again as redeliveries.
+    pub(crate) recovered_hwm: Option<u64>,
+    hwm_persisted: Option<u64>,
+    commit: Arc<GroupCommit>,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering after a crash if need be.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        commit: Arc<GroupCommit>,
+    ) -> io::Result<(Log, recovery::RecoveryReport)> {
+        let recovered = recovery::recover(dir, &config)?;
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments: recovered.segments.into(),
+            unflushed: VecDeque::new(),
+            next_seq: recovered.next_seq,
+            live: 0,
+            delivered_hwm: recovered.delivered_hwm,
+            recovered_hwm: recovered.delivered_hwm,
+            hwm_persisted: recovered.delivered_hwm,
+            commit,
+        };
+        log.unflushed = log.segments.iter().map(|s| (s.base, Vec::new())).collect();
+        log.live = log.segments.iter().map(|s| s.live() as u64).sum();
+        if log.segments.is_empty() {
+            log.push_segment(log.next_seq, 0)?;
+        }
+        log.drop_empty_segments()?;
+        Ok((log, recovered.report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of live (unacked) records.
+    pub fn live(&self) -> u64 {
+        self.live
+    }
+
+    /// The sequence number the next append will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Records at or below this may have been delivered before the last restart.
+    pub fn redelivered_through(&self) -> Option<u64> {
+        self.recovered_hwm
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Heap bytes of per-segment state, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.segments.iter().map(|s| s.heap_bytes()).sum::<usize>()
+            + self
+                .unflushed
+                .iter()
+                .map(|(_, v)| v.capacity() * 8)
+                .sum::<usize>()
+    }
+
+    fn push_segment(&mut self, base: u64, min_capacity: usize) -> io::Result<()> {
+        let capacity = self
+            .config
+            .segment_size
+            .max(segment::FILE_HEADER_LEN + min_capacity + record::HEADER_LEN);
+        let seg = Segment::create(&self.dir, base, capacity)?;
+        self.segments.push_back(seg);
+        self.unflushed.push_back((base, Vec::new()));
+        Ok(())
+    }
+
+    /// Appends one record. A persistent record's ticket names the sync that makes it
+    /// durable; a transient one never dirties a file and is complete at once.
+    pub fn append(&mut self, timestamp: u64, persistent: bool, payload: &[u8]) -> io::Result<Appended> {
+        if payload.len() > record::MAX_PAYLOAD {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "payload too large"));
+        }
+        let seq = self.next_seq;
+        let flags = if persistent { FLAG_PERSISTENT } else { 0 };
+        let head = self.segments.back_mut().expect("a log always has a head");
+        if !head.try_append(seq, timestamp, flags, payload) {
+            let encoded = record::encoded_len(payload.len());
+            self.push_segment(seq, encoded)?;
+            let len = self.segments.len();
+            self.segments[len - 2].seal();
+            let head = self.segments.back_mut().expect("just pushed");
+            let fitted = head.try_append(seq, timestamp, flags, payload);
+            assert!(fitted, "a new segment is sized to fit the record");
+            // The old head may now be fully acked: it is no longer the head, so reclaim it.
+            self.drop_empty_segments()?;
+        }
+        self.next_seq += 1;
+        self.live += 1;
+        let ticket = if persistent {
+            let head = self.segments.back().expect("a log always has a head");
+            self.commit.register(head.file())
+        } else {
+            Ticket::DONE
+        };
+        Ok(Appended { seq, ticket })
+    }
+
+    fn segment_index(&self, seq: u64) -> Option<usize> {
+        let i = self.segments.partition_point(|s| s.base <= seq);
+        i.checked_sub(1)
+    }
+
+    /// Reads the live record `seq`, or `None` if it is acked or was never appended.
+    pub fn read(&self, seq: u64) -> Option<StoredRecord> {
+        self.segments[self.segment_index(seq)?].read_seq(seq)
+    }
+
+    /// True if `seq` is live (appended and not acked).
+    pub fn is_live(&self, seq: u64) -> bool {
+        seq < self.next_seq
+            && self
+                .segment_index(seq)
+                .is_some_and(|i| !self.segments[i].is_acked(seq))
+    }
+
+    /// Reads the next live record at or after `cursor.seq` and moves the cursor past it.
+    pub fn read_next(&self, cursor: &mut Cursor) -> Option<StoredRecord> {
+        let mut i = match self.segment_index(cursor.seq) {
+            Some(i) => i,
+            None => {
+                // Everything below the first segment is gone: start at its base.
+                cursor.seq = self.segments.front()?.base;
+                cursor.cached = None;
+                0
+            }
+        };
+        while i < self.segments.len() {
+            let seg = &self.segments[i];
+            let mut offset = match cursor.cached {
+                Some((base, gen, off)) if base == seg.base && gen == seg.generation => off,
+                _ => seg.offset_of(cursor.seq),
+            };
+            while let Some((rec, next)) = seg.read_at(offset) {
+                offset = next;
+                if rec.seq < cursor.seq {
+                    continue;
+                }
+                cursor.seq = rec.seq + 1;
+                cursor.cached = Some((seg.base, seg.generation, next));
+                if !seg.is_acked(rec.seq) {
+                    return Some(rec);
+                }
+            }
+            cursor.cached = Some((seg.base, seg.generation, offset));
+            i += 1;
+            if let Some(next) = self.segments.get(i) {
+                cursor.seq = cursor.seq.max(next.base);
+                cursor.cached = None;
+            }
+        }
+        None
+    }
+
+    /// Notes that `seq` was handed to a consumer, so that after a crash it is flagged as a
+    /// redelivery.
+    pub fn mark_delivered(&mut self, seq: u64) {
+        if self.delivered_hwm.is_none_or(|h| seq > h) {
+            self.delivered_hwm = Some(seq);
+        }
+    }
+
+    /// Acks `seq`. O(1): a bit in its segment's bitmap, plus a slot in the pending batch.
+    /// Returns false if it was not live. A segment left with nothing live that is not the
+    /// write head is deleted at once.
+    pub fn ack(&mut self, seq: u64) -> io::Result<bool> {
+        let Some(i) = self.segment_index(seq) else {
+            return Ok(false);
+        };
+        if !self.segments[i].ack(seq) {
+            return Ok(false);
+        }
+        self.live -= 1;
+        let batch = &mut self.unflushed[i].1;
+        batch.push(seq);
+        if batch.len() >= self.config.ack_batch {
+            self.flush_segment_acks(i)?;
+        }
+        if self.segments[i].live() == 0 && i + 1 < self.segments.len() {
+            self.remove_segment(i)?;
+        }
+        Ok(true)
+    }
+
+    /// Acks every live record; returns how many there were.
+    pub fn purge(&mut self) -> io::Result<u64> {
+        let mut purged = 0;
+        let mut cursor = Cursor::at(0);
+        while let Some(rec) = self.read_next(&mut cursor) {
+            if self.ack(rec.seq)? {
+                purged += 1;
+            }
+        }
+        self.flush_acks()?;
+        Ok(purged)
+    }
+
+    fn flush_segment_acks(&mut self, i: usize) -> io::Result<()> {
+        let (base, batch) = &mut self.unflushed[i];
+        if batch.is_empty() {
+            return Ok(());
+        }
+        acks::append_batch(&self.dir.join(segment::ack_file_name(*base)), batch)?;
+        batch.clear();
+        Ok(())
+    }
+
+    /// Writes every pending ack batch and the delivery watermark. Not synced: losing them
+    /// in a crash only turns those acks into redeliveries.
+    pub fn flush_acks(&mut self) -> io::Result<()> {
+        for i in 0..self.unflushed.len() {
+            self.flush_segment_acks(i)?;
+        }
+        if let Some(hwm) = self.delivered_hwm.filter(|_| self.delivered_hwm != self.hwm_persisted) {
+            recovery::write_delivered_hwm(&self.dir, hwm)?;
+            self.hwm_persisted = Some(hwm);
+        }
+        Ok(())
+    }
+
+    fn remove_segment(&mut self, i: usize) -> io::Result<()> {
+        let seg = self.segments.remove(i).expect("index in range");
+        self.unflushed.remove(i);
+        compact::delete_segment_files(&self.dir, &seg)
+    }
+
+    /// Deletes every fully-acked segment that is not the write head.
+    fn drop_empty_segments(&mut self) -> io::Result<()> {
+        let mut i = 0;
+        while i + 1 < self.segments.len() {
+            if self.segments[i].live() == 0 {
+                self.remove_segment(i)?;
+            } else {
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Compacts every sealed segment whose live fraction is below the threshold; returns
+    /// the bytes reclaimed.
+    pub fn compact(&mut self) -> io::Result<u64> {
+        let mut reclaimed = 0;
+        for i in 0..self.segments.len() {
+            if compact::wants_compaction(&self.segments[i], self.config.compact_below) {
+                // The compacted file holds no acked record, so pending acks for it are moot.
+                self.unflushed[i].1.clear();
+                reclaimed += compact::compact_segment(&self.dir, &mut self.segments[i])?;
+            }
+        }
+        Ok(reclaimed)
+    }
+
+    /// Periodic upkeep: write pending acks, compact sparse segments.
+    pub fn maintain(&mut self) -> io::Result<()> {
+        self.flush_acks()?;
+        self.compact()?;
+        Ok(())
+    }
+
+    /// Bytes of segment files on disk (for space accounting).
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.file().len() as u64).sum()
+    }
+
+    /// Flushes acks and closes the log.
+    pub fn close(mut self) -> io::Result<()> {
+        self.flush_acks()
+    }
+
+    /// Deletes the log and all its files.
+    pub fn destroy(self) -> io::Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

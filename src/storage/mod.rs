@@ -1,0 +1,17 @@
+//! The storage engine: every queue is an append-only log of mmap'd, preallocated segment
+//! files holding CRC-checked records, with a per-segment ack bitmap persisted in batches,
+//! compaction, crash recovery and group-committed fsync. It knows nothing of AMQP: a
+//! record's payload is opaque bytes.
+
+pub mod acks;
+pub mod compact;
+pub mod log;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+pub mod sync;
+
+pub use log::{Appended, Cursor, Log, LogConfig};
+pub use recovery::RecoveryReport;
+pub use segment::StoredRecord;
+pub use sync::{FsyncPolicy, GroupCommit, Ticket};

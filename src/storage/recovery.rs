@@ -1,0 +1,148 @@
+//! Opening a log after a clean shutdown or a crash.
+//!
+//! Steps: remove leftovers of interrupted operations (`*.tmp` from segment creation,
+//! `*.compact` from compaction; the original is intact in both cases), then open every
+//! segment in order. The last segment is the write head: its first bad record ends the
+//! valid data and the tail is zeroed. A bad record in a sealed segment is reported and
+//! skipped. Records not flagged persistent are dropped. Each segment's ack file is applied.
+//! Every drop is reported with file, offset and byte count.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::acks;
+use super::log::LogConfig;
+use super::segment::{self, Corruption, Segment};
+
+/// What recovery found and did.
+#[derive(Debug, Default)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub records: u64,
+    pub live: u64,
+    /// Corrupt or torn stretches, each with its file, offset and bytes dropped.
+    pub corruptions: Vec<Corruption>,
+    /// Leftover files of interrupted operations that were removed.
+    pub removed_leftovers: Vec<PathBuf>,
+    /// Segment files that could not be opened at all (bad header); renamed to `.corrupt`.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+impl RecoveryReport {
+    pub fn is_clean(&self) -> bool {
+        self.corruptions.is_empty() && self.unreadable.is_empty()
+    }
+}
+
+pub(crate) struct Recovered {
+    pub segments: Vec<Segment>,
+    pub next_seq: u64,
+    pub delivered_hwm: Option<u64>,
+    pub report: RecoveryReport,
+}
+
+const DELIVERED_FILE: &str = "delivered";
+
+/// Lists `(base, path)` of the segment files in `dir`, sorted by base.
+pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if let Some(base) = name.to_str().and_then(segment::parse_segment_file_name) {
+            found.push((base, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
+    std::fs::create_dir_all(dir)?;
+    let mut report = RecoveryReport::default();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".tmp") || name.ends_with(".compact") {
+            std::fs::remove_file(&path)?;
+            report.removed_leftovers.push(path);
+        }
+    }
+    let files = list_segments(dir)?;
+    let mut segments: Vec<Segment> = Vec::with_capacity(files.len());
+    let mut next_seq = 0u64;
+    for (i, (base, path)) in files.iter().enumerate() {
+        let head = i + 1 == files.len();
+        let ack_path = dir.join(segment::ack_file_name(*base));
+        let ack_scan = acks::read_file(&ack_path)?;
+        if let Some(max_acked) = ack_scan.seqs.iter().max() {
+            next_seq = next_seq.max(max_acked + 1);
+        }
+        match Segment::open(path, head, &ack_scan.seqs, true) {
+            Ok((seg, corruptions)) => {
+                if seg.base != *base {
+                    report.unreadable.push((
+                        path.clone(),
+                        format!("header names base {} but file name says {base}", seg.base),
+                    ));
+                    drop(seg);
+                    set_aside(path)?;
+                    continue;
+                }
+                report.corruptions.extend(corruptions);
+                report.records += seg.records() as u64;
+                report.live += seg.live() as u64;
+                next_seq = next_seq.max(seg.last_seq().map_or(seg.base, |l| l + 1));
+                segments.push(seg);
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                report.unreadable.push((path.clone(), e.to_string()));
+                set_aside(path)?;
+                next_seq = next_seq.max(*base);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // A sealed segment whose successor is unreadable is still sealed; only the last
+    // segment is the head. If the last one read was opened sealed, give the log a new head.
+    let mut segments = segments;
+    if segments.last().is_some_and(|s| s.is_sealed()) {
+        segments.push(Segment::create(dir, next_seq, config.segment_size)?);
+    }
+    report.segments = segments.len();
+    Ok(Recovered {
+        segments,
+        next_seq,
+        delivered_hwm: read_delivered_hwm(dir),
+        report,
+    })
+}
+
+/// Renames an unreadable segment out of the way so its name is free and its bytes kept.
+fn set_aside(path: &Path) -> io::Result<()> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".corrupt");
+    std::fs::rename(path, aside)
+}
+
+/// Persists the delivery watermark: 8 bytes of value and a CRC32 of them, written to a
+/// temporary file and renamed into place.
+pub(crate) fn write_delivered_hwm(dir: &Path, hwm: u64) -> io::Result<()> {
+    let mut buf = [0u8; 12];
+    buf[0..8].copy_from_slice(&hwm.to_le_bytes());
+    let crc = crc32fast::hash(&buf[0..8]);
+    buf[8..12].copy_from_slice(&crc.to_le_bytes());
+    let tmp = dir.join(format!("{DELIVERED_FILE}.tmp"));
+    std::fs::File::create(&tmp)?.write_all(&buf)?;
+    std::fs::rename(tmp, dir.join(DELIVERED_FILE))
+}
+
+fn read_delivered_hwm(dir: &Path) -> Option<u64> {
+    let buf = std::fs::read(dir.join(DELIVERED_FILE)).ok()?;
+    if buf.len() != 12 {
+        return None;
+    }
+    let value = u64::from_le_bytes(buf[0..8].try_into().ok()?);
+    let crc = u32::from_le_bytes(buf[8..12].try_into().ok()?);
+    (crc32fast::hash(&buf[0..8]) == crc).then_some(value)
+}

@@ -1,0 +1,677 @@
+//! One segment file: a 32-byte file header, then records back to back, in a preallocated,
+//! memory-mapped file.
+//!
+//! File header:
+//!
+//! ```text
+//! offset size field
+//!  0      8   magic "WARRENSG"
+//!  8      4   format version (u32 LE) = 1
+//! 12      4   header length (u32 LE) = 32
+//! 16      8   base sequence number (u64 LE): no record in the file has a smaller one
+//! 24      8   reserved, zero
+//! ```
+//!
+//! The file is named `<base:020>.seg`, so `ls` lists a queue's segments in order.
+//!
+//! Invariant: bytes below `write_pos` are never written again while the mapping lives, so a
+//! reader may hold a `Bytes` over them without a lock; appends only touch bytes past it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::{MmapOptions, MmapRaw};
+
+use super::acks::AckBitmap;
+use super::record::{self, RecordError, RecordHeader, HEADER_LEN};
+
+pub const MAGIC: &[u8; 8] = b"WARRENSG";
+pub const VERSION: u32 = 1;
+pub const FILE_HEADER_LEN: usize = 32;
+
+/// Every this many records the segment remembers (seq, offset), so a read by sequence
+/// number scans at most this many records. 12 bytes per 64 records.
+const INDEX_EVERY: u32 = 64;
+
+pub fn segment_file_name(base: u64) -> String {
+    format!("{base:020}.seg")
+}
+
+pub fn ack_file_name(base: u64) -> String {
+    format!("{base:020}.ack")
+}
+
+/// Parses a segment file name back into its base sequence number.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".seg")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// Encodes a segment file header.
+pub fn encode_file_header(base: u64) -> [u8; FILE_HEADER_LEN] {
+    let mut h = [0u8; FILE_HEADER_LEN];
+    h[0..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&(FILE_HEADER_LEN as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&base.to_le_bytes());
+    h
+}
+
+/// Checks a segment file header; returns its base sequence number.
+pub fn decode_file_header(bytes: &[u8]) -> Result<u64, String> {
+    if bytes.len() < FILE_HEADER_LEN {
+        return Err(format!("file is {} bytes, shorter than its header", bytes.len()));
+    }
+    if &bytes[0..8] != MAGIC {
+        return Err("bad magic".into());
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4"));
+    if version != VERSION {
+        return Err(format!("unsupported format version {version}"));
+    }
+    let header_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4"));
+    if header_len as usize != FILE_HEADER_LEN {
+        return Err(format!("unsupported header length {header_len}"));
+    }
+    Ok(u64::from_le_bytes(bytes[16..24].try_into().expect("8")))
+}
+
+/// A corrupt stretch found while scanning a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    pub file: PathBuf,
+    pub offset: u64,
+    pub bytes_dropped: u64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Corruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} at offset {}, {} bytes dropped",
+            self.file.display(),
+            self.reason,
+            self.offset,
+            self.bytes_dropped
+        )
+    }
+}
+
+/// A record as visited by a scan.
+#[derive(Debug, Clone, Copy)]
+pub struct ScannedRecord {
+    pub offset: usize,
+    pub header: RecordHeader,
+}
+
+/// The outcome of scanning the records of a mapped segment.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub records: Vec<ScannedRecord>,
+    pub corruptions: Vec<Corruption>,
+    /// End of the valid data (where the next append goes, for a head segment).
+    pub valid_end: usize,
+}
+
+/// Scans records from `FILE_HEADER_LEN`. `resync` chooses what follows a bad record: for a
+/// sealed segment, search forward for the next valid record (the bad one is skipped); for
+/// the head, the bad record ends the valid data.
+///
+/// `visit` sees each good record; the returned `Scan.records` is left empty to keep the
+/// scan allocation-free for large segments.
+pub fn scan_records(
+    bytes: &[u8],
+    path: &Path,
+    resync: bool,
+    mut visit: impl FnMut(ScannedRecord),
+) -> Scan {
+    let mut scan = Scan {
+        valid_end: FILE_HEADER_LEN.min(bytes.len()),
+        ..Default::default()
+    };
+    let mut pos = FILE_HEADER_LEN;
+    let mut last_seq: Option<u64> = None;
+    while pos < bytes.len() {
+        let bad = match record::decode(&bytes[pos..]) {
+            Ok((header, _)) if last_seq.is_none_or(|l| header.seq > l) => {
+                visit(ScannedRecord {
+                    offset: pos,
+                    header,
+                });
+                last_seq = Some(header.seq);
+                pos += header.total_len();
+                scan.valid_end = pos;
+                continue;
+            }
+            Ok(_) => "sequence number out of order",
+            Err(RecordError::End) => break,
+            Err(RecordError::Truncated) => "record runs past the end of the file",
+            Err(RecordError::BadLength) => "bad record length",
+            Err(RecordError::BadCrc) => "CRC mismatch",
+        };
+        let next = if resync {
+            find_next_record(bytes, pos + 1, last_seq)
+        } else {
+            None
+        };
+        let stop = next.unwrap_or_else(|| last_nonzero(bytes, pos));
+        scan.corruptions.push(Corruption {
+            file: path.to_path_buf(),
+            offset: pos as u64,
+            bytes_dropped: (stop - pos) as u64,
+            reason: bad.into(),
+        });
+        match next {
+            Some(n) => pos = n,
+            None => break,
+        }
+    }
+    scan
+}
+
+/// End (exclusive) of the nonzero bytes from `from` on: how much a truncation drops.
+fn last_nonzero(bytes: &[u8], from: usize) -> usize {
+    bytes[from..]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(from, |i| from + i + 1)
+}
+
+/// Finds the first offset at or after `from` holding a valid record newer than `after`.
+fn find_next_record(bytes: &[u8], from: usize, after: Option<u64>) -> Option<usize> {
+    (from..bytes.len().saturating_sub(HEADER_LEN - 1)).find(|&p| {
+        matches!(record::decode(&bytes[p..]), Ok((h, _)) if after.is_none_or(|l| h.seq > l))
+    })
+}
+
+/// A mapped segment file, shared by the segment and every `Bytes` handed to readers.
+pub struct SegmentFile {
+    pub path: PathBuf,
+    pub file: File,
+    map: MmapRaw,
+    len: usize,
+    /// Set while the file sits in the group-commit dirty set (guarded by its lock).
+    pub(crate) dirty: AtomicBool,
+}
+
+impl SegmentFile {
+    fn map(path: PathBuf, file: File) -> io::Result<Arc<Self>> {
+        let len = file.metadata()?.len() as usize;
+        let map = MmapOptions::new().len(len).map_raw(&file)?;
+        Ok(Arc::new(Self {
+            path,
+            file,
+            map,
+            len,
+            dirty: AtomicBool::new(false),
+        }))
+    }
+
+    /// The whole mapped file.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` bytes and lives as long as `self`; bytes that a reader
+        // can reach are never modified (see the module invariant).
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.len) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `src` into the map at `offset`.
+    ///
+    /// # Safety
+    /// Nobody may be reading `offset..offset+src.len()` (it lies past the published end).
+    unsafe fn write_at(&self, offset: usize, src: &[u8]) {
+        assert!(offset + src.len() <= self.len);
+        std::ptr::copy_nonoverlapping(src.as_ptr(), self.map.as_mut_ptr().add(offset), src.len());
+    }
+
+    /// A mutable view of unpublished bytes, for encoding a record in place.
+    ///
+    /// # Safety
+    /// As for `write_at`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn unpublished_mut(&self, offset: usize, len: usize) -> &mut [u8] {
+        assert!(offset + len <= self.len);
+        std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len)
+    }
+
+    /// Drops this process's page-table entries for the map: the pages stay in the page
+    /// cache (dirty ones are still written back) but stop counting as resident memory.
+    pub fn release_pages(&self) {
+        // SAFETY: advisory; MADV_DONTNEED on a shared file mapping loses no data.
+        unsafe {
+            libc::madvise(
+                self.map.as_mut_ptr() as *mut libc::c_void,
+                self.len,
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+
+    /// fdatasync: makes the file's written bytes durable.
+    pub fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.file.as_raw_fd()
+    }
+}
+
+/// Owner handed to `Bytes::from_owner`: keeps the mapping alive while a reader holds it.
+struct MappedSlice {
+    file: Arc<SegmentFile>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for MappedSlice {
+    fn as_ref(&self) -> &[u8] {
+        &self.file.bytes()[self.start..self.end]
+    }
+}
+
+/// Reserves `len` bytes of disk for `file` so that writes through the map can never hit an
+/// unbacked page (SIGBUS on a full disk). Falls back to posix_fallocate where the file
+/// system lacks fallocate.
+fn reserve(file: &File, len: usize) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: plain syscalls on an owned descriptor.
+    let rc = unsafe { libc::fallocate(fd, 0, 0, len as libc::off_t) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        let rc = unsafe { libc::posix_fallocate(fd, 0, len as libc::off_t) };
+        if rc == 0 {
+            return Ok(());
+        }
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Err(err)
+}
+
+/// A message read back from a segment.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub seq: u64,
+    pub timestamp: u64,
+    pub flags: u32,
+    pub payload: Bytes,
+}
+
+/// A live segment: its mapped file plus the in-memory ack bitmap and sparse offset index.
+pub struct Segment {
+    pub base: u64,
+    file: Arc<SegmentFile>,
+    write_pos: usize,
+    sealed: bool,
+    acks: AckBitmap,
+    /// (seq, offset) of every `INDEX_EVERY`th record.
+    index: Vec<(u64, u32)>,
+    records: u32,
+    live: u32,
+    last_seq: Option<u64>,
+    /// Corrupt stretches `(start, end)` found at open in a sealed segment; reads jump over
+    /// them. Empty for a healthy segment.
+    skips: Vec<(usize, usize)>,
+    /// Bumped whenever records move (compaction), so cursors know their offsets are stale.
+    pub generation: u32,
+}
+
+impl Segment {
+    /// Creates a new, preallocated segment file. It is written under a temporary name and
+    /// renamed into place, so a crash never leaves a half-made segment behind.
+    pub fn create(dir: &Path, base: u64, capacity: usize) -> io::Result<Segment> {
+        let path = dir.join(segment_file_name(base));
+        let tmp = dir.join(format!("{}.tmp", segment_file_name(base)));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let result = (|| {
+            reserve(&file, capacity)?;
+            file.write_all(&encode_file_header(base))?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let file = SegmentFile::map(path, file)?;
+        Ok(Segment {
+            base,
+            file,
+            write_pos: FILE_HEADER_LEN,
+            sealed: false,
+            acks: AckBitmap::new(),
+            index: Vec::new(),
+            records: 0,
+            live: 0,
+            last_seq: None,
+            skips: Vec::new(),
+            generation: 0,
+        })
+    }
+
+    /// Opens an existing segment, scanning its records. `head` selects tail truncation
+    /// (for the write head) over skip-and-resync (for sealed segments). Acked sequence
+    /// numbers are applied from `acked`; records not flagged persistent are dropped (marked
+    /// acked) when `drop_transient` is set.
+    pub fn open(
+        path: &Path,
+        head: bool,
+        acked: &[u64],
+        drop_transient: bool,
+    ) -> io::Result<(Segment, Vec<Corruption>)> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file = SegmentFile::map(path.to_path_buf(), file)?;
+        let base = decode_file_header(file.bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+        let mut seg = Segment {
+            base,
+            file: file.clone(),
+            write_pos: FILE_HEADER_LEN,
+            sealed: !head,
+            acks: AckBitmap::new(),
+            index: Vec::new(),
+            records: 0,
+            live: 0,
+            last_seq: None,
+            skips: Vec::new(),
+            generation: 0,
+        };
+        let mut transient = Vec::new();
+        let scan = scan_records(file.bytes(), path, !head, |r| {
+            if r.header.seq < base {
+                return;
+            }
+            seg.note_record(r.header.seq, r.offset);
+            if drop_transient && !r.header.is_persistent() {
+                transient.push(r.header.seq);
+            }
+        });
+        seg.write_pos = scan.valid_end;
+        if !head {
+            seg.skips = scan
+                .corruptions
+                .iter()
+                .map(|c| (c.offset as usize, (c.offset + c.bytes_dropped) as usize))
+                .collect();
+        }
+        if head {
+            if let Some(c) = scan.corruptions.first() {
+                // Zero the torn tail so the next append starts on clean ground and a later
+                // scan cannot mistake old bytes for records.
+                let start = c.offset as usize;
+                let end = start + c.bytes_dropped as usize;
+                let zeros = vec![0u8; end - start];
+                // SAFETY: the segment is not shared with any reader yet.
+                unsafe { file.write_at(start, &zeros) };
+                file.sync_data()?;
+            }
+        }
+        for &seq in acked.iter().chain(transient.iter()) {
+            seg.ack(seq);
+        }
+        file.release_pages();
+        Ok((seg, scan.corruptions))
+    }
+
+    fn note_record(&mut self, seq: u64, offset: usize) {
+        // Sequence numbers skipped inside the segment (removed by compaction) read as acked.
+        let gap_start = self.last_seq.map_or(self.base, |l| l + 1);
+        self.acks.grow_to(seq - self.base + 1);
+        for absent in gap_start..seq {
+            self.acks.set(absent - self.base);
+        }
+        if self.records % INDEX_EVERY == 0 {
+            self.index.push((seq, offset as u32));
+        }
+        self.records += 1;
+        self.live += 1;
+        self.last_seq = Some(seq);
+    }
+
+    /// Appends a record if it fits; returns false (and writes nothing) if it does not.
+    pub fn try_append(&mut self, seq: u64, timestamp: u64, flags: u32, payload: &[u8]) -> bool {
+        assert!(!self.sealed, "append to a sealed segment");
+        assert!(seq >= self.base && self.last_seq.is_none_or(|l| seq > l));
+        let len = record::encoded_len(payload.len());
+        // Keep room for the zero end marker after the record.
+        if self.write_pos + len > self.file.len() {
+            return false;
+        }
+        // SAFETY: bytes past write_pos are unpublished.
+        let dst = unsafe { self.file.unpublished_mut(self.write_pos, len) };
+        record::encode(dst, seq, timestamp, flags, payload);
+        self.note_record(seq, self.write_pos);
+        self.write_pos += len;
+        true
+    }
+
+    /// Marks `seq` acked; returns true if it was a live record of this segment.
+    pub fn ack(&mut self, seq: u64) -> bool {
+        if seq < self.base {
+            return false;
+        }
+        if self.acks.set(seq - self.base) {
+            self.live -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn is_acked(&self, seq: u64) -> bool {
+        seq < self.base || self.acks.get(seq - self.base)
+    }
+
+    pub fn seal(&mut self) {
+        self.sealed = true;
+        self.file.release_pages();
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.sealed
+    }
+
+    pub fn live(&self) -> u32 {
+        self.live
+    }
+
+    pub fn records(&self) -> u32 {
+        self.records
+    }
+
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    pub fn write_pos(&self) -> usize {
+        self.write_pos
+    }
+
+    pub fn file(&self) -> &Arc<SegmentFile> {
+        &self.file
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// Heap bytes of per-segment state (bitmap and sparse index).
+    pub fn heap_bytes(&self) -> usize {
+        self.acks.heap_bytes() + self.index.capacity() * 16
+    }
+
+    /// Moves `offset` past a corrupt stretch that starts there, if any.
+    fn skip_corrupt(&self, offset: usize) -> usize {
+        match self.skips.iter().find(|&&(start, _)| start == offset) {
+            Some(&(_, end)) => end,
+            None => offset,
+        }
+    }
+
+    /// The record at `offset` (which must be a record boundary below `write_pos`).
+    pub fn read_at(&self, offset: usize) -> Option<(StoredRecord, usize)> {
+        let offset = self.skip_corrupt(offset);
+        if offset >= self.write_pos {
+            return None;
+        }
+        let bytes = &self.file.bytes()[..self.write_pos];
+        // Records below write_pos were verified when written or scanned; decode again
+        // anyway only the header (cheap) and trust the CRC check done at scan time.
+        let header = record::peek_header(&bytes[offset..]).ok()?;
+        let start = offset + HEADER_LEN;
+        let end = offset + header.total_len();
+        let payload = Bytes::from_owner(MappedSlice {
+            file: self.file.clone(),
+            start,
+            end,
+        });
+        Some((
+            StoredRecord {
+                seq: header.seq,
+                timestamp: header.timestamp,
+                flags: header.flags,
+                payload,
+            },
+            end,
+        ))
+    }
+
+    /// Offset of the first record with sequence number >= `seq`, or `write_pos`.
+    pub fn offset_of(&self, seq: u64) -> usize {
+        let i = self.index.partition_point(|&(s, _)| s <= seq);
+        let mut offset = if i == 0 {
+            FILE_HEADER_LEN
+        } else {
+            self.index[i - 1].1 as usize
+        };
+        let bytes = &self.file.bytes()[..self.write_pos];
+        while offset < self.write_pos {
+            offset = self.skip_corrupt(offset);
+            if offset >= self.write_pos {
+                break;
+            }
+            match record::peek_header(&bytes[offset..]) {
+                Ok(h) if h.seq >= seq => return offset,
+                Ok(h) => offset += h.total_len(),
+                Err(_) => break,
+            }
+        }
+        self.write_pos
+    }
+
+    /// Reads the live record with sequence number `seq`, if present and unacked.
+    pub fn read_seq(&self, seq: u64) -> Option<StoredRecord> {
+        if self.is_acked(seq) {
+            return None;
+        }
+        let (rec, _) = self.read_at(self.offset_of(seq))?;
+        (rec.seq == seq).then_some(rec)
+    }
+
+    /// Visits every present record (acked or not) as (seq, offset, header).
+    pub fn for_each_record(&self, mut f: impl FnMut(u64, usize, &RecordHeader)) {
+        let bytes = &self.file.bytes()[..self.write_pos];
+        let mut offset = FILE_HEADER_LEN;
+        while offset < self.write_pos {
+            offset = self.skip_corrupt(offset);
+            if offset >= self.write_pos {
+                break;
+            }
+            match record::peek_header(&bytes[offset..]) {
+                Ok(h) => {
+                    f(h.seq, offset, &h);
+                    offset += h.total_len();
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Replaces this segment's contents with a compacted file that holds only its live
+    /// records (sequence numbers kept). The new file is written and synced under a
+    /// temporary name, then renamed over the old one: a crash at any point leaves either
+    /// the whole old file or the whole new one. The old mapping stays valid for readers
+    /// that still hold `Bytes` from it.
+    pub fn compact(&mut self) -> io::Result<u64> {
+        assert!(self.sealed, "only sealed segments are compacted");
+        let dir = self.file.path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!("{}.compact", segment_file_name(self.base)));
+        let mut out = Vec::with_capacity(FILE_HEADER_LEN + self.write_pos / 2);
+        out.extend_from_slice(&encode_file_header(self.base));
+        let bytes = &self.file.bytes()[..self.write_pos];
+        self.for_each_record(|seq, offset, h| {
+            if !self.is_acked(seq) {
+                out.extend_from_slice(&bytes[offset..offset + h.total_len()]);
+            }
+        });
+        // The end marker: a zeroed header after the last record.
+        out.extend_from_slice(&[0u8; HEADER_LEN]);
+        let reclaimed = (self.write_pos + HEADER_LEN).saturating_sub(out.len()) as u64;
+        {
+            let mut f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            f.write_all(&out)?;
+            f.sync_data()?;
+        }
+        std::fs::rename(&tmp, &self.file.path)?;
+        sync_dir(dir)?;
+        let file = OpenOptions::new().read(true).write(true).open(&self.file.path)?;
+        let new_file = SegmentFile::map(self.file.path.clone(), file)?;
+        // Rebuild the index for the new layout; ack state is unchanged (only live records
+        // were kept, and every bit that was set stays set).
+        self.file = new_file;
+        self.index.clear();
+        self.records = 0;
+        self.live = 0;
+        self.write_pos = FILE_HEADER_LEN;
+        let acks = std::mem::take(&mut self.acks);
+        let mut offset = FILE_HEADER_LEN;
+        let new_bytes = self.file.bytes();
+        while let Ok(h) = record::peek_header(&new_bytes[offset..]) {
+            if self.records % INDEX_EVERY == 0 {
+                self.index.push((h.seq, offset as u32));
+            }
+            self.records += 1;
+            self.live += 1;
+            offset += h.total_len();
+        }
+        self.write_pos = offset;
+        self.skips.clear();
+        self.acks = acks;
+        self.generation = self.generation.wrapping_add(1);
+        self.file.release_pages();
+        Ok(reclaimed)
+    }
+}
+
+/// fsyncs a directory so that renames and unlinks in it are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
