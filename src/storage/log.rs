@@ -154,19 +154,30 @@ impl Log {
     /// Appends one record. A persistent record's ticket names the sync that makes it
     /// durable; a transient one never dirties a file and is complete at once.
     pub fn append(&mut self, timestamp: u64, persistent: bool, payload: &[u8]) -> io::Result<Appended> {
-        if payload.len() > record::MAX_PAYLOAD {
+        self.append_parts(timestamp, persistent, &[payload])
+    }
+
+    /// Appends one record whose payload is the concatenation of `parts`.
+    pub fn append_parts(
+        &mut self,
+        timestamp: u64,
+        persistent: bool,
+        parts: &[&[u8]],
+    ) -> io::Result<Appended> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > record::MAX_PAYLOAD {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "payload too large"));
         }
         let seq = self.next_seq;
         let flags = if persistent { FLAG_PERSISTENT } else { 0 };
         let head = self.segments.back_mut().expect("a log always has a head");
-        if !head.try_append(seq, timestamp, flags, payload) {
-            let encoded = record::encoded_len(payload.len());
+        if !head.try_append(seq, timestamp, flags, parts) {
+            let encoded = record::encoded_len(total);
             self.push_segment(seq, encoded)?;
             let len = self.segments.len();
             self.segments[len - 2].seal();
             let head = self.segments.back_mut().expect("just pushed");
-            let fitted = head.try_append(seq, timestamp, flags, payload);
+            let fitted = head.try_append(seq, timestamp, flags, parts);
             assert!(fitted, "a new segment is sized to fit the record");
             // The old head may now be fully acked: it is no longer the head, so reclaim it.
             self.drop_empty_segments()?;

@@ -65,15 +65,26 @@ pub fn encoded_len(payload_len: usize) -> usize {
 
 /// Writes a record into `dst`, which must be exactly `encoded_len(payload.len())` bytes.
 pub fn encode(dst: &mut [u8], seq: u64, timestamp: u64, flags: u32, payload: &[u8]) {
-    assert_eq!(dst.len(), encoded_len(payload.len()));
-    assert!(payload.len() <= MAX_PAYLOAD);
+    encode_parts(dst, seq, timestamp, flags, &[payload]);
+}
+
+/// Writes a record whose payload is the concatenation of `parts` (gathered straight into
+/// `dst`, no intermediate buffer). `dst` must be exactly `encoded_len(total)` bytes.
+pub fn encode_parts(dst: &mut [u8], seq: u64, timestamp: u64, flags: u32, parts: &[&[u8]]) {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    assert_eq!(dst.len(), encoded_len(total));
+    assert!(total <= MAX_PAYLOAD);
     let (header, body) = dst.split_at_mut(HEADER_LEN);
-    header[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    header[0..4].copy_from_slice(&(total as u32).to_le_bytes());
     header[8..16].copy_from_slice(&seq.to_le_bytes());
     header[16..24].copy_from_slice(&timestamp.to_le_bytes());
     header[24..28].copy_from_slice(&flags.to_le_bytes());
     header[28..32].copy_from_slice(&0u32.to_le_bytes());
-    body.copy_from_slice(payload);
+    let mut at = 0;
+    for part in parts {
+        body[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
     let crc = checksum(&header[8..HEADER_LEN], body);
     header[4..8].copy_from_slice(&crc.to_le_bytes());
 }

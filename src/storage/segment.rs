@@ -235,6 +235,7 @@ impl SegmentFile {
     ///
     /// # Safety
     /// Nobody may be reading `offset..offset+src.len()` (it lies past the published end).
+    #[allow(dead_code)]
     unsafe fn write_at(&self, offset: usize, src: &[u8]) {
         assert!(offset + src.len() <= self.len);
         std::ptr::copy_nonoverlapping(src.as_ptr(), self.map.as_mut_ptr().add(offset), src.len());
@@ -451,18 +452,19 @@ impl Segment {
         self.last_seq = Some(seq);
     }
 
-    /// Appends a record if it fits; returns false (and writes nothing) if it does not.
-    pub fn try_append(&mut self, seq: u64, timestamp: u64, flags: u32, payload: &[u8]) -> bool {
+    /// Appends a record (payload gathered from `parts`) if it fits; returns false (and
+    /// writes nothing) if it does not.
+    pub fn try_append(&mut self, seq: u64, timestamp: u64, flags: u32, parts: &[&[u8]]) -> bool {
         assert!(!self.sealed, "append to a sealed segment");
         assert!(seq >= self.base && self.last_seq.is_none_or(|l| seq > l));
-        let len = record::encoded_len(payload.len());
-        // Keep room for the zero end marker after the record.
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let len = record::encoded_len(total);
         if self.write_pos + len > self.file.len() {
             return false;
         }
         // SAFETY: bytes past write_pos are unpublished.
         let dst = unsafe { self.file.unpublished_mut(self.write_pos, len) };
-        record::encode(dst, seq, timestamp, flags, payload);
+        record::encode_parts(dst, seq, timestamp, flags, parts);
         self.note_record(seq, self.write_pos);
         self.write_pos += len;
         true

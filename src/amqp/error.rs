@@ -1,0 +1,112 @@
+//! AMQP reply codes and protocol errors. A channel error closes the channel; a connection
+//! error closes the connection. Codes and their scope follow the 0-9-1 spec as RabbitMQ
+//! applies it.
+
+/// Reply codes used in channel.close and connection.close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum ReplyCode {
+    Success = 200,
+    ContentTooLarge = 311,
+    NoRoute = 312,
+    NoConsumers = 313,
+    ConnectionForced = 320,
+    InvalidPath = 402,
+    AccessRefused = 403,
+    NotFound = 404,
+    ResourceLocked = 405,
+    PreconditionFailed = 406,
+    FrameError = 501,
+    SyntaxError = 502,
+    CommandInvalid = 503,
+    ChannelError = 504,
+    UnexpectedFrame = 505,
+    ResourceError = 506,
+    NotAllowed = 530,
+    NotImplemented = 540,
+    InternalError = 541,
+}
+
+impl ReplyCode {
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// The spec's name for the code, used as the prefix of reply texts (as RabbitMQ does).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Success => "OK",
+            Self::ContentTooLarge => "CONTENT_TOO_LARGE",
+            Self::NoRoute => "NO_ROUTE",
+            Self::NoConsumers => "NO_CONSUMERS",
+            Self::ConnectionForced => "CONNECTION_FORCED",
+            Self::InvalidPath => "INVALID_PATH",
+            Self::AccessRefused => "ACCESS_REFUSED",
+            Self::NotFound => "NOT_FOUND",
+            Self::ResourceLocked => "RESOURCE_LOCKED",
+            Self::PreconditionFailed => "PRECONDITION_FAILED",
+            Self::FrameError => "FRAME_ERROR",
+            Self::SyntaxError => "SYNTAX_ERROR",
+            Self::CommandInvalid => "COMMAND_INVALID",
+            Self::ChannelError => "CHANNEL_ERROR",
+            Self::UnexpectedFrame => "UNEXPECTED_FRAME",
+            Self::ResourceError => "RESOURCE_ERROR",
+            Self::NotAllowed => "NOT_ALLOWED",
+            Self::NotImplemented => "NOT_IMPLEMENTED",
+            Self::InternalError => "INTERNAL_ERROR",
+        }
+    }
+}
+
+/// A protocol error: the reply to send and whether it ends the channel or the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmqpError {
+    pub code: ReplyCode,
+    pub text: String,
+    /// True for connection errors (connection.close), false for channel errors.
+    pub connection: bool,
+    /// The method that caused it, if known (class id, method id).
+    pub method: (u16, u16),
+}
+
+impl AmqpError {
+    pub fn channel(code: ReplyCode, text: impl Into<String>) -> Self {
+        AmqpError {
+            code,
+            text: text.into(),
+            connection: false,
+            method: (0, 0),
+        }
+    }
+
+    pub fn connection(code: ReplyCode, text: impl Into<String>) -> Self {
+        AmqpError {
+            code,
+            text: text.into(),
+            connection: true,
+            method: (0, 0),
+        }
+    }
+
+    pub fn with_method(mut self, class: u16, method: u16) -> Self {
+        if self.method == (0, 0) {
+            self.method = (class, method);
+        }
+        self
+    }
+
+    /// The reply text as sent: "CODE_NAME - detail".
+    pub fn reply_text(&self) -> String {
+        let mut t = format!("{} - {}", self.code.name(), self.text);
+        t.truncate(255);
+        t
+    }
+}
+
+impl std::fmt::Display for AmqpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code.code(), self.reply_text())
+    }
+}
+
+impl std::error::Error for AmqpError {}

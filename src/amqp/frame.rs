@@ -1,0 +1,141 @@
+//! Frame splitting and encoding.
+//!
+//! ```text
+//! type (1) | channel (2) | size (4) | payload (size) | frame-end 0xCE
+//! ```
+//!
+//! `parse` works in place on the read buffer: it returns `Ok(None)` until a whole frame is
+//! present (partial input costs nothing), checks the declared size against the negotiated
+//! `frame_max` before waiting for the payload (no buffering of an oversized frame), and
+//! hands the payload out as a `Bytes` split off the buffer without copying.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::error::{AmqpError, ReplyCode};
+
+pub const FRAME_METHOD: u8 = 1;
+pub const FRAME_HEADER: u8 = 2;
+pub const FRAME_BODY: u8 = 3;
+pub const FRAME_HEARTBEAT: u8 = 8;
+pub const FRAME_END: u8 = 0xCE;
+/// Bytes of framing around a payload: 7 of header, 1 of frame-end.
+pub const FRAME_OVERHEAD: usize = 8;
+/// The smallest frame_max a peer may negotiate (spec: 4096).
+pub const FRAME_MIN_SIZE: u32 = 4096;
+
+/// The protocol header a 0-9-1 client sends first.
+pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+
+/// One frame as read off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: u8,
+    pub channel: u16,
+    pub payload: Bytes,
+}
+
+/// Splits one frame off the front of `buf`. `frame_max` of 0 means no limit beyond
+/// `u32::MAX`.
+pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpError> {
+    if buf.len() < 7 {
+        return Ok(None);
+    }
+    let kind = buf[0];
+    let channel = u16::from_be_bytes([buf[1], buf[2]]);
+    let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
+    if !matches!(kind, FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT) {
+        return Err(AmqpError::connection(
+            ReplyCode::FrameError,
+            format!("unknown frame type {kind}"),
+        ));
+    }
+    if frame_max != 0 && size as u64 + FRAME_OVERHEAD as u64 > frame_max as u64 {
+        return Err(AmqpError::connection(
+            ReplyCode::FrameError,
+            format!(
+                "frame of {} bytes is larger than the negotiated frame_max {frame_max}",
+                size as u64 + FRAME_OVERHEAD as u64
+            ),
+        ));
+    }
+    let total = 7 + size as usize + 1;
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    if buf[total - 1] != FRAME_END {
+        return Err(AmqpError::connection(
+            ReplyCode::FrameError,
+            format!("frame-end octet is {:#04x}, expected 0xce", buf[total - 1]),
+        ));
+    }
+    buf.advance(7);
+    let payload = buf.split_to(size as usize).freeze();
+    buf.advance(1);
+    Ok(Some(Frame {
+        kind,
+        channel,
+        payload,
+    }))
+}
+
+/// Appends a frame whose payload is written by `fill`; the size is patched in afterwards.
+pub fn write_with(out: &mut BytesMut, kind: u8, channel: u16, fill: impl FnOnce(&mut BytesMut)) {
+    out.put_u8(kind);
+    out.put_u16(channel);
+    let at = out.len();
+    out.put_u32(0);
+    fill(out);
+    let size = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&size.to_be_bytes());
+    out.put_u8(FRAME_END);
+}
+
+/// Appends a frame with the given payload.
+pub fn write(out: &mut BytesMut, kind: u8, channel: u16, payload: &[u8]) {
+    out.reserve(payload.len() + FRAME_OVERHEAD);
+    out.put_u8(kind);
+    out.put_u16(channel);
+    out.put_u32(payload.len() as u32);
+    out.put_slice(payload);
+    out.put_u8(FRAME_END);
+}
+
+/// Appends a heartbeat frame.
+pub fn write_heartbeat(out: &mut BytesMut) {
+    write(out, FRAME_HEARTBEAT, 0, &[]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_input_waits_then_splits() {
+        let mut whole = BytesMut::new();
+        write(&mut whole, FRAME_BODY, 3, b"abc");
+        write_heartbeat(&mut whole);
+        let mut buf = BytesMut::new();
+        for (i, b) in whole.iter().enumerate() {
+            buf.put_u8(*b);
+            let got = parse(&mut buf, 4096).unwrap();
+            if i == 10 {
+                assert_eq!(got.unwrap().payload, Bytes::from_static(b"abc"));
+            } else if i == whole.len() - 1 {
+                assert_eq!(got.unwrap().kind, FRAME_HEARTBEAT);
+            } else {
+                assert!(got.is_none(), "at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn oversize_bad_end_and_unknown_type_are_frame_errors() {
+        let mut buf = BytesMut::from(&[1u8, 0, 0, 0, 1, 0, 0][..]);
+        assert_eq!(parse(&mut buf, 4096).unwrap_err().code, ReplyCode::FrameError);
+        let mut buf = BytesMut::from(&[1u8, 0, 0, 0, 0, 0, 1, 9, 0xAB][..]);
+        assert_eq!(parse(&mut buf, 4096).unwrap_err().code, ReplyCode::FrameError);
+        let mut buf = BytesMut::from(&[7u8, 0, 0, 0, 0, 0, 0, 0xCE][..]);
+        assert_eq!(parse(&mut buf, 4096).unwrap_err().code, ReplyCode::FrameError);
+    }
+}

@@ -1,0 +1,84 @@
+//! The payload Warren stores for one message in a queue's log:
+//!
+//! ```text
+//! u8 exchange length | exchange | u8 routing-key length | routing key |
+//! u32 (BE) content-header length | content header payload as received | body
+//! ```
+//!
+//! The content header is kept byte for byte, so deliveries forward exactly what the
+//! publisher sent.
+
+use bytes::Bytes;
+
+/// Largest prefix before the content header: two short strings and a u32.
+pub const MAX_PREFIX: usize = 1 + 255 + 1 + 255 + 4;
+
+/// Writes the prefix into `buf` and returns its length.
+pub fn encode_prefix(buf: &mut [u8; MAX_PREFIX], exchange: &str, routing_key: &str, header_len: usize) -> usize {
+    let e = exchange.len().min(255);
+    let r = routing_key.len().min(255);
+    buf[0] = e as u8;
+    buf[1..1 + e].copy_from_slice(&exchange.as_bytes()[..e]);
+    buf[1 + e] = r as u8;
+    buf[2 + e..2 + e + r].copy_from_slice(&routing_key.as_bytes()[..r]);
+    buf[2 + e + r..6 + e + r].copy_from_slice(&(header_len as u32).to_be_bytes());
+    6 + e + r
+}
+
+/// A stored message, split into its parts (all views of the stored bytes).
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub exchange: Bytes,
+    pub routing_key: Bytes,
+    pub header: Bytes,
+    pub body: Bytes,
+}
+
+impl StoredMessage {
+    pub fn exchange_str(&self) -> &str {
+        std::str::from_utf8(&self.exchange).unwrap_or("")
+    }
+
+    pub fn routing_key_str(&self) -> &str {
+        std::str::from_utf8(&self.routing_key).unwrap_or("")
+    }
+}
+
+/// Splits a stored payload; `None` if it is malformed (never for what Warren wrote, since
+/// records are CRC-checked, but a disk is untrusted input all the same).
+pub fn decode(payload: &Bytes) -> Option<StoredMessage> {
+    let p = &payload[..];
+    let e = *p.first()? as usize;
+    let r = *p.get(1 + e)? as usize;
+    let h_at = 2 + e + r;
+    let h = u32::from_be_bytes(p.get(h_at..h_at + 4)?.try_into().ok()?) as usize;
+    let body_at = (h_at + 4).checked_add(h)?;
+    if body_at > p.len() {
+        return None;
+    }
+    Some(StoredMessage {
+        exchange: payload.slice(1..1 + e),
+        routing_key: payload.slice(2 + e..h_at),
+        header: payload.slice(h_at + 4..body_at),
+        body: payload.slice(body_at..),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut prefix = [0u8; MAX_PREFIX];
+        let n = encode_prefix(&mut prefix, "amq.direct", "key", 3);
+        let mut all = prefix[..n].to_vec();
+        all.extend_from_slice(b"HDRbody");
+        let m = decode(&Bytes::from(all)).unwrap();
+        assert_eq!(m.exchange_str(), "amq.direct");
+        assert_eq!(m.routing_key_str(), "key");
+        assert_eq!(&m.header[..], b"HDR");
+        assert_eq!(&m.body[..], b"body");
+        assert!(decode(&Bytes::from_static(&[5, 1])).is_none());
+    }
+}

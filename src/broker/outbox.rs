@@ -1,0 +1,84 @@
+//! A connection's outbox: deliveries and notifications the model hands to the wire.
+//!
+//! The model pushes under the broker lock; the connection task drains it and writes the
+//! frames. The number of items waiting is bounded (`limit`): the model stops dispatching to
+//! a connection whose outbox is full, so a client that does not read cannot grow the
+//! broker's memory; draining a full outbox tells the model to resume.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+/// Something for a connection to write.
+#[derive(Debug)]
+pub enum Outgoing {
+    Deliver {
+        channel: u16,
+        consumer_tag: Arc<str>,
+        delivery_tag: u64,
+        redelivered: bool,
+        /// The stored message (see `broker::message`).
+        payload: Bytes,
+    },
+    /// The consumer was cancelled by the server (its queue was deleted).
+    Cancel { channel: u16, consumer_tag: Arc<str> },
+}
+
+pub struct Outbox {
+    items: Mutex<VecDeque<Outgoing>>,
+    queued: AtomicUsize,
+    limit: usize,
+    pub notify: tokio::sync::Notify,
+}
+
+impl Outbox {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Outbox {
+            items: Mutex::new(VecDeque::new()),
+            queued: AtomicUsize::new(0),
+            limit,
+            notify: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn push(&self, item: Outgoing) {
+        let was_empty = {
+            let mut items = self.items.lock().expect("outbox");
+            items.push_back(item);
+            items.len() == 1
+        };
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
+    /// True while more deliveries may be queued.
+    pub fn has_room(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) < self.limit
+    }
+
+    /// Moves everything queued into `into`; returns true if the outbox had been full (so
+    /// the model should resume dispatching to this connection).
+    pub fn drain(&self, into: &mut VecDeque<Outgoing>) -> bool {
+        let mut items = self.items.lock().expect("outbox");
+        let n = items.len();
+        if n == 0 {
+            return false;
+        }
+        if into.is_empty() {
+            std::mem::swap(&mut *items, into);
+        } else {
+            into.extend(items.drain(..));
+        }
+        drop(items);
+        let before = self.queued.fetch_sub(n, Ordering::Relaxed);
+        before >= self.limit
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) == 0
+    }
+}

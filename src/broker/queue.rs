@@ -1,0 +1,112 @@
+//! A queue: its log, the read cursor, requeued messages and its consumers.
+//!
+//! Invariants:
+//! - every live record of the log is exactly one of: ready (at or after the cursor, or in
+//!   `requeued`), or delivered and unacked (counted in `unacked`);
+//! - `requeued` holds live sequence numbers below the cursor, delivered again before
+//!   anything at the cursor, lowest first (their original order).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use amq_protocol_types::FieldTable;
+
+use super::outbox::Outbox;
+use crate::storage::{Cursor, Log, StoredRecord};
+
+/// A consumer attached to a queue.
+pub struct Consumer {
+    pub conn: u64,
+    pub channel: u16,
+    pub tag: Arc<str>,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// Per-consumer prefetch (0 = unlimited).
+    pub prefetch: u16,
+    pub unacked: u32,
+    pub outbox: Arc<Outbox>,
+}
+
+pub struct Queue {
+    pub name: Arc<str>,
+    pub id: u64,
+    pub durable: bool,
+    /// The connection that owns an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub args_raw: Vec<u8>,
+    pub args: FieldTable,
+    pub log: Log,
+    cursor: Cursor,
+    requeued: BTreeSet<u64>,
+    pub consumers: Vec<Consumer>,
+    pub rr: usize,
+    pub unacked: u64,
+    /// Set by the first consumer: an auto-delete queue goes when its last consumer does.
+    pub had_consumer: bool,
+}
+
+impl Queue {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(name: Arc<str>, id: u64, durable: bool, exclusive_owner: Option<u64>, auto_delete: bool, args_raw: Vec<u8>, args: FieldTable, log: Log) -> Self {
+        Queue {
+            name,
+            id,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            args_raw,
+            args,
+            log,
+            cursor: Cursor::at(0),
+            requeued: BTreeSet::new(),
+            consumers: Vec::new(),
+            rr: 0,
+            unacked: 0,
+            had_consumer: false,
+        }
+    }
+
+    /// Messages waiting to be delivered.
+    pub fn ready(&self) -> u64 {
+        self.log.live().saturating_sub(self.unacked)
+    }
+
+    /// Takes the next message to deliver: requeued ones first, then the log in order.
+    /// Returns the record and whether it may have been delivered before.
+    pub fn take_next(&mut self) -> Option<(StoredRecord, bool)> {
+        while let Some(seq) = self.requeued.pop_first() {
+            if let Some(rec) = self.log.read(seq) {
+                return Some((rec, true));
+            }
+        }
+        let rec = self.log.read_next(&mut self.cursor)?;
+        let redelivered = self.log.redelivered_through().is_some_and(|h| rec.seq <= h);
+        Some((rec, redelivered))
+    }
+
+    /// Returns a delivered, unacked message to the queue.
+    pub fn requeue(&mut self, seq: u64) {
+        self.unacked = self.unacked.saturating_sub(1);
+        if self.log.is_live(seq) {
+            self.requeued.insert(seq);
+        }
+    }
+
+    /// Acks every ready message (delivered ones are left alone); returns how many.
+    pub fn purge_ready(&mut self) -> std::io::Result<u64> {
+        let mut purged = 0;
+        for seq in std::mem::take(&mut self.requeued) {
+            if self.log.ack(seq)? {
+                purged += 1;
+            }
+        }
+        while let Some(rec) = self.log.read_next(&mut self.cursor) {
+            if self.log.ack(rec.seq)? {
+                purged += 1;
+            }
+        }
+        self.log.flush_acks()?;
+        Ok(purged)
+    }
+}

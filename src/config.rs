@@ -1,0 +1,129 @@
+//! Broker configuration: defaults, then a TOML file (`--config`), then `WARREN_*`
+//! environment variables, then command-line flags; later sources win.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::storage::FsyncPolicy;
+
+/// The broker's settings after merging every source.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    pub segment_size: usize,
+    pub max_message_size: u64,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat: u16,
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "0.0.0.0:5672".parse().expect("literal"),
+            http: "127.0.0.1:15672".parse().expect("literal"),
+            data_dir: PathBuf::from("./warren-data"),
+            fsync: FsyncPolicy::Always,
+            segment_size: 8 << 20,
+            max_message_size: 16 << 20,
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Command-line flags (each also readable from a `WARREN_*` environment variable).
+#[derive(Debug, Parser, Default)]
+#[command(name = "warren", version, about = "An AMQP 0-9-1 message broker on an append-only segment log")]
+pub struct Cli {
+    /// AMQP listen address [default: 0.0.0.0:5672]
+    #[arg(long, env = "WARREN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Management/metrics HTTP address (reserved; not served yet) [default: 127.0.0.1:15672]
+    #[arg(long, env = "WARREN_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// Data directory [default: ./warren-data]
+    #[arg(long, env = "WARREN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// When confirmed messages are durable: always | interval:MS | never [default: always]
+    #[arg(long, env = "WARREN_FSYNC")]
+    pub fsync: Option<FsyncPolicy>,
+    /// Size of a new segment file in bytes [default: 8388608]
+    #[arg(long, env = "WARREN_SEGMENT_SIZE")]
+    pub segment_size: Option<usize>,
+    /// Largest message body accepted, in bytes [default: 16777216]
+    #[arg(long, env = "WARREN_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<u64>,
+    /// Largest frame offered in connection.tune [default: 131072]
+    #[arg(long, env = "WARREN_FRAME_MAX")]
+    pub frame_max: Option<u32>,
+    /// Most channels per connection [default: 2047]
+    #[arg(long, env = "WARREN_CHANNEL_MAX")]
+    pub channel_max: Option<u16>,
+    /// Heartbeat interval offered, in seconds (0 disables) [default: 60]
+    #[arg(long, env = "WARREN_HEARTBEAT")]
+    pub heartbeat: Option<u16>,
+    /// TOML configuration file (same keys as the flags, with underscores)
+    #[arg(long, env = "WARREN_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The TOML file's keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub fsync: Option<String>,
+    pub segment_size: Option<usize>,
+    pub max_message_size: Option<u64>,
+    pub frame_max: Option<u32>,
+    pub channel_max: Option<u16>,
+    pub heartbeat: Option<u16>,
+}
+
+impl Config {
+    /// Merges defaults, the config file (if any), and the flags/environment.
+    pub fn from_cli(cli: Cli) -> Result<Config, String> {
+        let file: FileConfig = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let file_fsync = file.fsync.as_deref().map(str::parse).transpose()?;
+        let config = Config {
+            listen: cli.listen.or(file.listen).unwrap_or(d.listen),
+            http: cli.http.or(file.http).unwrap_or(d.http),
+            data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            fsync: cli.fsync.or(file_fsync).unwrap_or(d.fsync),
+            segment_size: cli.segment_size.or(file.segment_size).unwrap_or(d.segment_size),
+            max_message_size: cli.max_message_size.or(file.max_message_size).unwrap_or(d.max_message_size),
+            frame_max: cli.frame_max.or(file.frame_max).unwrap_or(d.frame_max),
+            channel_max: cli.channel_max.or(file.channel_max).unwrap_or(d.channel_max),
+            heartbeat: cli.heartbeat.or(file.heartbeat).unwrap_or(d.heartbeat),
+            handshake_timeout: d.handshake_timeout,
+        };
+        if config.segment_size < 4096 {
+            return Err("--segment-size must be at least 4096".into());
+        }
+        if config.frame_max < 4096 {
+            return Err("--frame-max must be at least 4096".into());
+        }
+        Ok(config)
+    }
+}
