@@ -1,0 +1,212 @@
+//! Shared helpers for integration tests: an in-process broker on an ephemeral port with a
+//! temporary data dir, and a raw AMQP client for protocol-violation tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use warren::config::Config;
+use warren::server::Server;
+use warren::storage::FsyncPolicy;
+
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.addr)
+    }
+}
+
+/// Starts a broker in this process (on the current tokio runtime).
+pub async fn start() -> TestBroker {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        fsync: FsyncPolicy::Never,
+        ..Config::default()
+    };
+    tweak(&mut config);
+    let server = Server::bind(&config).await.unwrap();
+    let addr = server.local_addr;
+    tokio::spawn(server.run());
+    TestBroker { addr, dir }
+}
+
+/// The reply code of a lapin protocol error, if it is one.
+pub fn lapin_code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+        _ => None,
+    }
+}
+
+pub async fn lapin_connect(b: &TestBroker) -> lapin::Connection {
+    lapin::Connection::connect(&b.url(), lapin::ConnectionProperties::default())
+        .await
+        .unwrap()
+}
+
+/// A minimal hand-rolled AMQP client for sending malformed input.
+pub struct RawClient {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+}
+
+pub fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![kind];
+    f.extend_from_slice(&channel.to_be_bytes());
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(payload);
+    f.push(0xCE);
+    f
+}
+
+pub fn method(class: u16, method: u16, args: &[u8]) -> Vec<u8> {
+    let mut p = class.to_be_bytes().to_vec();
+    p.extend_from_slice(&method.to_be_bytes());
+    p.extend_from_slice(args);
+    p
+}
+
+pub fn shortstr(s: &str) -> Vec<u8> {
+    let mut v = vec![s.len() as u8];
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+/// A parsed frame from the server.
+#[derive(Debug)]
+pub struct RawFrame {
+    pub kind: u8,
+    pub channel: u16,
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    pub fn ids(&self) -> (u16, u16) {
+        (
+            u16::from_be_bytes([self.payload[0], self.payload[1]]),
+            u16::from_be_bytes([self.payload[2], self.payload[3]]),
+        )
+    }
+
+    /// The reply code of a connection.close or channel.close.
+    pub fn close_code(&self) -> Option<u16> {
+        let ids = self.ids();
+        (ids == (10, 50) || ids == (20, 40)).then(|| u16::from_be_bytes([self.payload[4], self.payload[5]]))
+    }
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        RawClient {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one frame (None on EOF or after 5 s).
+    pub async fn recv(&mut self) -> Option<RawFrame> {
+        loop {
+            if self.buf.len() >= 7 {
+                let size = u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]]) as usize;
+                if self.buf.len() >= 8 + size {
+                    let f = RawFrame {
+                        kind: self.buf[0],
+                        channel: u16::from_be_bytes([self.buf[1], self.buf[2]]),
+                        payload: self.buf[7..7 + size].to_vec(),
+                    };
+                    self.buf.drain(..8 + size);
+                    return Some(f);
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            let n = tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut chunk))
+                .await
+                .ok()?
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads frames until a method with these ids arrives (skipping heartbeats etc.).
+    pub async fn expect_method(&mut self, ids: (u16, u16)) -> RawFrame {
+        loop {
+            let f = self.recv().await.unwrap_or_else(|| panic!("EOF waiting for {ids:?}"));
+            if f.kind == 1 && f.ids() == ids {
+                return f;
+            }
+        }
+    }
+
+    /// Waits for a connection.close or channel.close and returns its code.
+    pub async fn expect_close(&mut self) -> u16 {
+        loop {
+            let f = self.recv().await.expect("EOF before close");
+            if f.kind == 1 {
+                if let Some(code) = f.close_code() {
+                    return code;
+                }
+            }
+        }
+    }
+
+    /// True once the server has closed the socket (within 5 s).
+    pub async fn closed(&mut self) -> bool {
+        loop {
+            match self.recv().await {
+                None => return true,
+                Some(_) => continue,
+            }
+        }
+    }
+
+    /// Protocol header, start-ok (PLAIN guest/guest), tune-ok, open; returns when open-ok
+    /// arrives.
+    pub async fn handshake(addr: SocketAddr) -> RawClient {
+        let mut c = RawClient::connect(addr).await;
+        c.send(b"AMQP\x00\x00\x09\x01").await;
+        c.expect_method((10, 10)).await;
+        let mut args = vec![0, 0, 0, 0];
+        args.extend(shortstr("PLAIN"));
+        let resp = b"\0guest\0guest";
+        args.extend_from_slice(&(resp.len() as u32).to_be_bytes());
+        args.extend_from_slice(resp);
+        args.extend(shortstr("en_US"));
+        c.send(&frame(1, 0, &method(10, 11, &args))).await;
+        c.expect_method((10, 30)).await;
+        let mut tune = Vec::new();
+        tune.extend_from_slice(&2047u16.to_be_bytes());
+        tune.extend_from_slice(&131072u32.to_be_bytes());
+        tune.extend_from_slice(&0u16.to_be_bytes());
+        c.send(&frame(1, 0, &method(10, 31, &tune))).await;
+        let mut open = shortstr("/");
+        open.extend(shortstr(""));
+        open.push(0);
+        c.send(&frame(1, 0, &method(10, 40, &open))).await;
+        c.expect_method((10, 41)).await;
+        c
+    }
+
+    pub async fn open_channel(&mut self, ch: u16) {
+        self.send(&frame(1, ch, &method(20, 10, &shortstr("")))).await;
+        self.expect_method((20, 11)).await;
+    }
+}
