@@ -134,7 +134,7 @@ impl RawClient {
                     return Some(f);
                 }
             }
-            let mut chunk = [0u8; 65536];
+            let mut chunk = vec![0u8; 65536];
             let n = tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut chunk))
                 .await
                 .ok()?
