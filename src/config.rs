@@ -44,7 +44,11 @@ impl Default for Config {
 
 /// Command-line flags (each also readable from a `WARREN_*` environment variable).
 #[derive(Debug, Parser, Default)]
-#[command(name = "warren", version, about = "An AMQP 0-9-1 message broker on an append-only segment log")]
+#[command(
+    name = "warren",
+    version,
+    about = "An AMQP 0-9-1 message broker on an append-only segment log"
+)]
 pub struct Cli {
     /// AMQP listen address [default: 0.0.0.0:5672]
     #[arg(long, env = "WARREN_LISTEN")]
@@ -111,10 +115,19 @@ impl Config {
             http: cli.http.or(file.http).unwrap_or(d.http),
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             fsync: cli.fsync.or(file_fsync).unwrap_or(d.fsync),
-            segment_size: cli.segment_size.or(file.segment_size).unwrap_or(d.segment_size),
-            max_message_size: cli.max_message_size.or(file.max_message_size).unwrap_or(d.max_message_size),
+            segment_size: cli
+                .segment_size
+                .or(file.segment_size)
+                .unwrap_or(d.segment_size),
+            max_message_size: cli
+                .max_message_size
+                .or(file.max_message_size)
+                .unwrap_or(d.max_message_size),
             frame_max: cli.frame_max.or(file.frame_max).unwrap_or(d.frame_max),
-            channel_max: cli.channel_max.or(file.channel_max).unwrap_or(d.channel_max),
+            channel_max: cli
+                .channel_max
+                .or(file.channel_max)
+                .unwrap_or(d.channel_max),
             heartbeat: cli.heartbeat.or(file.heartbeat).unwrap_or(d.heartbeat),
             handshake_timeout: d.handshake_timeout,
         };

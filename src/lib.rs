@@ -6,7 +6,7 @@
 //! - [`broker`]: the model (exchanges, queues, bindings, consumers, routing).
 
 pub mod amqp;
-pub mod storage;
 pub mod broker;
 pub mod config;
 pub mod server;
+pub mod storage;

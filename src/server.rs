@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::amqp::connection::{self, Limits, ServerContext};
+use crate::broker::confirms::ConfirmTracker;
 use crate::broker::{Broker, BrokerConfig};
 use crate::config::Config;
 use crate::storage::{GroupCommit, LogConfig};
@@ -56,7 +57,7 @@ impl Server {
         };
         let ctx = Arc::new(ServerContext {
             broker: Mutex::new(broker),
-            commit,
+            confirms: ConfirmTracker::new(commit),
             limits,
         });
         let listener = TcpListener::bind(config.listen).await?;

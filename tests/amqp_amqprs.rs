@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use amqprs::channel::{
-    BasicAckArguments, BasicConsumeArguments, BasicGetArguments, BasicPublishArguments, BasicQosArguments,
-    QueueBindArguments, QueueDeclareArguments,
+    BasicAckArguments, BasicConsumeArguments, BasicGetArguments, BasicPublishArguments,
+    BasicQosArguments, QueueBindArguments, QueueDeclareArguments,
 };
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use amqprs::BasicProperties;
@@ -15,9 +15,14 @@ use amqprs::BasicProperties;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqprs_publishes_and_consumes() {
     let b = common::start().await;
-    let conn = Connection::open(&OpenConnectionArguments::new("127.0.0.1", b.addr.port(), "guest", "guest"))
-        .await
-        .unwrap();
+    let conn = Connection::open(&OpenConnectionArguments::new(
+        "127.0.0.1",
+        b.addr.port(),
+        "guest",
+        "guest",
+    ))
+    .await
+    .unwrap();
     let ch = conn.open_channel(None).await.unwrap();
     let (queue, _, _) = ch
         .queue_declare(QueueDeclareArguments::new("amqprs-q"))
@@ -45,19 +50,28 @@ async fn amqprs_publishes_and_consumes() {
     };
     assert_eq!(body, b"m0");
     assert_eq!(get_ok.message_count(), 9);
-    ch.basic_ack(BasicAckArguments::new(get_ok.delivery_tag(), false)).await.unwrap();
+    ch.basic_ack(BasicAckArguments::new(get_ok.delivery_tag(), false))
+        .await
+        .unwrap();
 
-    ch.basic_qos(BasicQosArguments::new(0, 3, false)).await.unwrap();
+    ch.basic_qos(BasicQosArguments::new(0, 3, false))
+        .await
+        .unwrap();
     let (_tag, mut rx) = ch
         .basic_consume_rx(BasicConsumeArguments::new(&queue, "amqprs-consumer"))
         .await
         .unwrap();
     for i in 1..10 {
-        let msg = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(msg.content.unwrap(), format!("m{i}").into_bytes());
         let deliver = msg.deliver.unwrap();
         assert!(!deliver.redelivered());
-        ch.basic_ack(BasicAckArguments::new(deliver.delivery_tag(), false)).await.unwrap();
+        ch.basic_ack(BasicAckArguments::new(deliver.delivery_tag(), false))
+            .await
+            .unwrap();
     }
     ch.close().await.unwrap();
     conn.close().await.unwrap();

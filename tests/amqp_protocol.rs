@@ -78,7 +78,8 @@ async fn channel_and_sequencing_errors() {
     assert_eq!(c.expect_close().await, 504);
     // Channel number above channel_max: 504.
     let mut c = RawClient::handshake(b.addr).await;
-    c.send(&frame(1, 4000, &method(20, 10, &shortstr("")))).await;
+    c.send(&frame(1, 4000, &method(20, 10, &shortstr(""))))
+        .await;
     assert_eq!(c.expect_close().await, 504);
     // Content header without a publish: 505.
     let mut c = RawClient::handshake(b.addr).await;
@@ -104,12 +105,18 @@ async fn field_table_errors() {
     // Unknown type tag: 502.
     let mut c = RawClient::handshake(b.addr).await;
     c.open_channel(1).await;
-    c.send(&frame(1, 1, &queue_declare_args("q", &[1, b'k', b'Z', 0]))).await;
+    c.send(&frame(1, 1, &queue_declare_args("q", &[1, b'k', b'Z', 0])))
+        .await;
     assert_eq!(c.expect_close().await, 502);
     // A string whose length runs past the end of the frame: 501.
     let mut c = RawClient::handshake(b.addr).await;
     c.open_channel(1).await;
-    c.send(&frame(1, 1, &queue_declare_args("q", &[1, b'k', b'S', 0, 0, 0, 50, b'x']))).await;
+    c.send(&frame(
+        1,
+        1,
+        &queue_declare_args("q", &[1, b'k', b'S', 0, 0, 0, 50, b'x']),
+    ))
+    .await;
     assert_eq!(c.expect_close().await, 501);
     // Tables nested 10,000 deep: refused at a fixed depth.
     let mut inner: Vec<u8> = Vec::new();
@@ -152,6 +159,22 @@ async fn content_size_errors() {
     c.send(&frame(1, 1, &method(20, 41, &[]))).await;
     c.open_channel(2).await;
     still_serves(&b).await;
+}
+
+#[tokio::test]
+async fn publish_to_a_missing_exchange_is_404_on_the_channel() {
+    let b = start().await;
+    let mut c = RawClient::handshake(b.addr).await;
+    c.open_channel(1).await;
+    c.send(&frame(1, 1, &publish_args("no-such-exchange", "k")))
+        .await;
+    c.send(&frame(2, 1, &content_header(1))).await;
+    c.send(&frame(3, 1, b"x")).await;
+    let close = c.expect_method((20, 40)).await;
+    assert_eq!(close.close_code(), Some(404));
+    // The connection survives a channel error.
+    c.send(&frame(1, 1, &method(20, 41, &[]))).await;
+    c.open_channel(2).await;
 }
 
 #[tokio::test]

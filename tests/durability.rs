@@ -14,12 +14,23 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn_broker(dir: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--fsync", "always", "--segment-size", "65536"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--fsync",
+            "always",
+            "--segment-size",
+            "65536",
+        ])
         .arg("--data-dir")
         .arg(dir)
         .stdout(Stdio::null())
@@ -53,9 +64,13 @@ async fn confirmed_persistent_messages_survive_sigkill() {
     let mut child = spawn_broker(dir.path(), port);
     let conn = connect(port).await;
     let ch = conn.create_channel().await.unwrap();
-    ch.queue_declare("dq".into(), QueueDeclareOptions::durable(), FieldTable::default())
-        .await
-        .unwrap();
+    ch.queue_declare(
+        "dq".into(),
+        QueueDeclareOptions::durable(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     ch.exchange_declare(
         "dx".into(),
         ExchangeKind::Direct,
@@ -67,13 +82,25 @@ async fn confirmed_persistent_messages_survive_sigkill() {
     )
     .await
     .unwrap();
-    ch.queue_bind("dq".into(), "dx".into(), "k".into(), QueueBindOptions::default(), FieldTable::default())
+    ch.queue_bind(
+        "dq".into(),
+        "dx".into(),
+        "k".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_declare(
+        "tq".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    ch.queue_declare("tq".into(), QueueDeclareOptions::default(), FieldTable::default())
-        .await
-        .unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     let total = 2000u32;
     let mut confirms = Vec::new();
     for i in 0..total {
@@ -94,17 +121,29 @@ async fn confirmed_persistent_messages_survive_sigkill() {
     }
     // Transient messages and a transient queue: gone after the restart.
     for i in 0..10 {
-        ch.basic_publish("".into(), "dq".into(), BasicPublishOptions::default(), format!("transient {i}").as_bytes(), BasicProperties::default())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
-    ch.basic_publish("".into(), "tq".into(), BasicPublishOptions::default(), b"t", BasicProperties::default())
+        ch.basic_publish(
+            "".into(),
+            "dq".into(),
+            BasicPublishOptions::default(),
+            format!("transient {i}").as_bytes(),
+            BasicProperties::default(),
+        )
         .await
         .unwrap()
         .await
         .unwrap();
+    }
+    ch.basic_publish(
+        "".into(),
+        "tq".into(),
+        BasicPublishOptions::default(),
+        b"t",
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
     // Take the first 105 with basic.get: ack 100, hold 5 unacked.
     let getter = conn.create_channel().await.unwrap();
     for i in 0..105u32 {
@@ -128,25 +167,65 @@ async fn confirmed_persistent_messages_survive_sigkill() {
     let mut child = spawn_broker(dir.path(), port);
     let conn = connect(port).await;
     let ch = conn.create_channel().await.unwrap();
-    let q = ch.queue_declare("dq".into(), passive(), FieldTable::default()).await.unwrap();
-    assert_eq!(q.message_count(), total - 100, "confirmed persistent messages, minus the acked ones");
+    let q = ch
+        .queue_declare("dq".into(), passive(), FieldTable::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        q.message_count(),
+        total - 100,
+        "confirmed persistent messages, minus the acked ones"
+    );
     let mut consumer = ch
-        .basic_consume("dq".into(), "after".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            "dq".into(),
+            "after".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     for i in 100..total {
-        let d = tokio::time::timeout(Duration::from_secs(5), consumer.next()).await.unwrap().unwrap().unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(5), consumer.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(d.data, format!("persistent {i:05}").as_bytes());
-        assert_eq!(d.redelivered, i < 105, "message {i}: delivered before the crash means redelivered");
+        assert_eq!(
+            d.redelivered,
+            i < 105,
+            "message {i}: delivered before the crash means redelivered"
+        );
     }
     // The durable exchange and binding came back.
-    ch.basic_publish("dx".into(), "k".into(), BasicPublishOptions::default(), b"again", BasicProperties::default())
+    ch.basic_publish(
+        "dx".into(),
+        "k".into(),
+        BasicPublishOptions::default(),
+        b"again",
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(5), consumer.next())
         .await
+        .unwrap()
+        .unwrap()
         .unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(5), consumer.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(d.data, b"again");
-    let e = ch.queue_declare("tq".into(), passive(), FieldTable::default()).await.unwrap_err();
-    assert_eq!(lapin_code(&e), Some(404), "transient queue gone after restart");
+    let e = ch
+        .queue_declare("tq".into(), passive(), FieldTable::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        lapin_code(&e),
+        Some(404),
+        "transient queue gone after restart"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -21,9 +21,17 @@ fn python(script: &str, port: u16, args: &[&str]) -> std::process::Child {
 }
 
 fn finish(child: std::process::Child) -> String {
-    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&stdout).into_owned();
-    assert!(status.success(), "python failed: {out}\n{}", String::from_utf8_lossy(&stderr));
+    assert!(
+        status.success(),
+        "python failed: {out}\n{}",
+        String::from_utf8_lossy(&stderr)
+    );
     out
 }
 
@@ -55,7 +63,9 @@ async fn pika_work_queue_with_two_workers() {
     require_pika();
     let b = common::start().await;
     let port = b.addr.port();
-    let tasks: Vec<String> = (0..10).map(|i| format!("task{i}{}", ".".repeat(1 + i % 3))).collect();
+    let tasks: Vec<String> = (0..10)
+        .map(|i| format!("task{i}{}", ".".repeat(1 + i % 3)))
+        .collect();
     let outputs = tokio::task::spawn_blocking(move || {
         let w1 = python("worker.py", port, &[]);
         let w2 = python("worker.py", port, &[]);
@@ -73,7 +83,10 @@ async fn pika_work_queue_with_two_workers() {
             .collect()
     };
     let (d1, d2) = (done(&out1), done(&out2));
-    assert!(!d1.is_empty() && !d2.is_empty(), "both workers got work:\n{out1}\n{out2}");
+    assert!(
+        !d1.is_empty() && !d2.is_empty(),
+        "both workers got work:\n{out1}\n{out2}"
+    );
     let mut all: Vec<String> = d1.into_iter().chain(d2).collect();
     all.sort();
     let mut expected = tasks;

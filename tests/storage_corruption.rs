@@ -147,7 +147,11 @@ fn garbage_segment_files_never_panic() {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            bytes.push(if seed % 3 == 0 { 0 } else { seed as u8 });
+            bytes.push(if seed.is_multiple_of(3) {
+                0
+            } else {
+                seed as u8
+            });
         }
         let qdir = dir.path().join(format!("r{round}"));
         std::fs::create_dir_all(&qdir).unwrap();

@@ -93,13 +93,27 @@ fn sigkill_never_loses_a_durable_record() {
         }
         let mut dedup = found.clone();
         dedup.dedup();
-        assert_eq!(dedup.len(), found.len(), "duplicate records in round {round}");
+        assert_eq!(
+            dedup.len(),
+            found.len(),
+            "duplicate records in round {round}"
+        );
         let found: std::collections::HashSet<u64> = found.into_iter().collect();
         for seq in &durable {
-            assert!(found.contains(seq), "durable seq {seq} lost in round {round}");
+            assert!(
+                found.contains(seq),
+                "durable seq {seq} lost in round {round}"
+            );
         }
     }
-    assert!(!durable.is_empty(), "the child never reported a durable append");
+    assert!(
+        !durable.is_empty(),
+        "the child never reported a durable append"
+    );
     let unique: std::collections::HashSet<_> = durable.iter().collect();
-    assert_eq!(unique.len(), durable.len(), "a sequence number was reported twice");
+    assert_eq!(
+        unique.len(),
+        durable.len(),
+        "a sequence number was reported twice"
+    );
 }

@@ -10,8 +10,13 @@ use warren::storage::{Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { len: usize, persistent: bool },
-    Ack { pick: usize },
+    Append {
+        len: usize,
+        persistent: bool,
+    },
+    Ack {
+        pick: usize,
+    },
     Flush,
     Compact,
     Reopen,
@@ -145,8 +150,14 @@ fn deleted_segment_stays_readable_through_held_bytes() {
     log.ack(first).unwrap();
     log.ack(first + 1).unwrap();
     log.ack(first + 2).unwrap();
-    assert!(log.segment_count() < before, "fully acked sealed segment deleted at once");
-    assert!(held.iter().all(|&b| b == b'x'), "held bytes survive deletion");
+    assert!(
+        log.segment_count() < before,
+        "fully acked sealed segment deleted at once"
+    );
+    assert!(
+        held.iter().all(|&b| b == b'x'),
+        "held bytes survive deletion"
+    );
 }
 
 #[test]

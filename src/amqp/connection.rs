@@ -16,13 +16,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::error::{AmqpError, ReplyCode};
-use super::frame::{self, Frame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER};
+use super::frame::{
+    self, Frame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER,
+};
 use super::method::{self, class, server, Method};
 use super::properties;
 use super::table::{self, Value};
+use crate::broker::confirms::{ConfirmTicket, ConfirmTracker};
 use crate::broker::outbox::{Outbox, Outgoing};
 use crate::broker::{message, Broker};
-use crate::storage::{GroupCommit, Ticket};
 
 /// Limits and settings every connection shares.
 #[derive(Debug, Clone)]
@@ -51,7 +53,7 @@ impl Default for Limits {
 /// What every connection task shares.
 pub struct ServerContext {
     pub broker: Mutex<Broker>,
-    pub commit: Arc<GroupCommit>,
+    pub confirms: ConfirmTracker,
     pub limits: Limits,
 }
 
@@ -103,7 +105,7 @@ struct Channel {
     confirm: bool,
     next_publish_tag: u64,
     /// (publish tag, covering sync, failed) in tag order.
-    confirms: VecDeque<(u64, Ticket, bool)>,
+    confirms: VecDeque<(u64, ConfirmTicket, bool)>,
 }
 
 struct Conn {
@@ -169,7 +171,7 @@ impl Conn {
         }
         self.send_start();
         let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-        let mut sync_rx = self.ctx.commit.subscribe();
+        let mut sync_rx = self.ctx.confirms.subscribe();
         let mut last_read = Instant::now();
         let mut last_write = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -251,7 +253,10 @@ impl Conn {
             ("product", Value::Str("Warren")),
             ("version", Value::Str(env!("CARGO_PKG_VERSION"))),
             ("platform", Value::Str("Rust")),
-            ("information", Value::Str("An AMQP 0-9-1 broker on an append-only segment log")),
+            (
+                "information",
+                Value::Str("An AMQP 0-9-1 broker on an append-only segment log"),
+            ),
             ("capabilities", Value::Table(&caps)),
         ];
         method::write(&mut self.wbuf, 0, class::CONNECTION, 10, |w| {
@@ -269,7 +274,11 @@ impl Conn {
                 return Ok(());
             }
             // Until tune-ok the frame limit is the spec minimum's worth of our maximum.
-            let limit = if self.phase == Phase::Open { self.frame_max } else { self.ctx.limits.frame_max };
+            let limit = if self.phase == Phase::Open {
+                self.frame_max
+            } else {
+                self.ctx.limits.frame_max
+            };
             let Some(frame) = frame::parse(rbuf, limit)? else {
                 return Ok(());
             };
@@ -280,14 +289,18 @@ impl Conn {
     fn handle_frame(&mut self, f: Frame) -> Result<(), AmqpError> {
         if f.kind == FRAME_HEARTBEAT {
             if f.channel != 0 {
-                return Err(AmqpError::connection(ReplyCode::FrameError, "heartbeat frame on a non-zero channel"));
+                return Err(AmqpError::connection(
+                    ReplyCode::FrameError,
+                    "heartbeat frame on a non-zero channel",
+                ));
             }
             return Ok(());
         }
         if self.phase == Phase::Closing {
             // After connection.close only close-ok (or a crossing close) matters.
             if f.kind == FRAME_METHOD && f.channel == 0 {
-                if let Ok((_, Method::CloseOk | Method::Close { .. })) = method::decode(&f.payload) {
+                if let Ok((_, Method::CloseOk | Method::Close { .. })) = method::decode(&f.payload)
+                {
                     self.close_after_flush = true;
                 }
             }
@@ -295,19 +308,30 @@ impl Conn {
         }
         if f.channel == 0 {
             if f.kind != FRAME_METHOD {
-                return Err(AmqpError::connection(ReplyCode::UnexpectedFrame, "content frame on channel 0"));
+                return Err(AmqpError::connection(
+                    ReplyCode::UnexpectedFrame,
+                    "content frame on channel 0",
+                ));
             }
             let payload = f.payload.clone();
             let (ids, m) = method::decode(&payload)?;
-            return self.connection_method(ids, m).map_err(|e| e.with_method(ids.0, ids.1));
+            return self
+                .connection_method(ids, m)
+                .map_err(|e| e.with_method(ids.0, ids.1));
         }
         if self.phase != Phase::Open {
-            return Err(AmqpError::connection(ReplyCode::ChannelError, "channel frame before connection.open"));
+            return Err(AmqpError::connection(
+                ReplyCode::ChannelError,
+                "channel frame before connection.open",
+            ));
         }
         if f.channel > self.channel_max {
             return Err(AmqpError::connection(
                 ReplyCode::ChannelError,
-                format!("channel {} is above channel_max {}", f.channel, self.channel_max),
+                format!(
+                    "channel {} is above channel_max {}",
+                    f.channel, self.channel_max
+                ),
             ));
         }
         match f.kind {
@@ -336,7 +360,10 @@ impl Conn {
                     Ok(())
                 }
             },
-            _ => Err(AmqpError::connection(ReplyCode::FrameError, "unknown frame type")),
+            _ => Err(AmqpError::connection(
+                ReplyCode::FrameError,
+                "unknown frame type",
+            )),
         }
     }
 
@@ -363,7 +390,13 @@ impl Conn {
     }
 
     fn channel_error(&mut self, channel: u16, e: AmqpError) {
-        server::channel_close(&mut self.wbuf, channel, e.code.code(), &e.reply_text(), e.method);
+        server::channel_close(
+            &mut self.wbuf,
+            channel,
+            e.code.code(),
+            &e.reply_text(),
+            e.method,
+        );
         if let Some(ch) = self.channels.get_mut(&channel) {
             ch.closing = true;
             ch.publish = None;
@@ -380,7 +413,10 @@ impl Conn {
                 let _authzid = parts.next();
                 let user = parts.next().unwrap_or_default();
                 let pass = parts.next().unwrap_or_default();
-                (String::from_utf8_lossy(user).into(), String::from_utf8_lossy(pass).into())
+                (
+                    String::from_utf8_lossy(user).into(),
+                    String::from_utf8_lossy(pass).into(),
+                )
             }
             "AMQPLAIN" => {
                 let mut raw = Vec::with_capacity(response.len() + 4);
@@ -417,7 +453,14 @@ impl Conn {
 
     fn connection_method(&mut self, ids: (u16, u16), m: Method<'_>) -> Result<(), AmqpError> {
         match (self.phase, m) {
-            (Phase::AwaitStartOk, Method::StartOk { mechanism, response, .. }) => {
+            (
+                Phase::AwaitStartOk,
+                Method::StartOk {
+                    mechanism,
+                    response,
+                    ..
+                },
+            ) => {
                 self.authenticate(mechanism, response)?;
                 let limits = &self.ctx.limits;
                 let (cm, fm, hb) = (limits.channel_max, limits.frame_max, limits.heartbeat);
@@ -427,28 +470,52 @@ impl Conn {
                 self.phase = Phase::AwaitTuneOk;
                 Ok(())
             }
-            (Phase::AwaitTuneOk, Method::TuneOk { channel_max, frame_max, heartbeat }) => {
+            (
+                Phase::AwaitTuneOk,
+                Method::TuneOk {
+                    channel_max,
+                    frame_max,
+                    heartbeat,
+                },
+            ) => {
                 let limits = &self.ctx.limits;
                 if frame_max != 0 && frame_max < frame::FRAME_MIN_SIZE {
                     return Err(AmqpError::connection(
                         ReplyCode::NotAllowed,
-                        format!("frame_max {frame_max} is below the minimum {}", frame::FRAME_MIN_SIZE),
+                        format!(
+                            "frame_max {frame_max} is below the minimum {}",
+                            frame::FRAME_MIN_SIZE
+                        ),
                     ));
                 }
                 if frame_max > limits.frame_max {
                     return Err(AmqpError::connection(
                         ReplyCode::NotAllowed,
-                        format!("frame_max {frame_max} is above the maximum {}", limits.frame_max),
+                        format!(
+                            "frame_max {frame_max} is above the maximum {}",
+                            limits.frame_max
+                        ),
                     ));
                 }
                 if channel_max > limits.channel_max {
                     return Err(AmqpError::connection(
                         ReplyCode::NotAllowed,
-                        format!("channel_max {channel_max} is above the maximum {}", limits.channel_max),
+                        format!(
+                            "channel_max {channel_max} is above the maximum {}",
+                            limits.channel_max
+                        ),
                     ));
                 }
-                self.frame_max = if frame_max == 0 { limits.frame_max } else { frame_max };
-                self.channel_max = if channel_max == 0 { limits.channel_max } else { channel_max };
+                self.frame_max = if frame_max == 0 {
+                    limits.frame_max
+                } else {
+                    frame_max
+                };
+                self.channel_max = if channel_max == 0 {
+                    limits.channel_max
+                } else {
+                    channel_max
+                };
                 self.heartbeat = heartbeat;
                 self.phase = Phase::AwaitOpen;
                 Ok(())
@@ -483,7 +550,12 @@ impl Conn {
         }
     }
 
-    fn channel_method(&mut self, channel: u16, payload: &Bytes, m: Method<'_>) -> Result<(), AmqpError> {
+    fn channel_method(
+        &mut self,
+        channel: u16,
+        payload: &Bytes,
+        m: Method<'_>,
+    ) -> Result<(), AmqpError> {
         let key = (self.id, channel);
         if let Method::ChannelOpen = m {
             if self.channels.contains_key(&channel) {
@@ -492,7 +564,13 @@ impl Conn {
                     format!("second 'channel.open' seen on channel {channel}"),
                 ));
             }
-            self.channels.insert(channel, Channel { next_publish_tag: 1, ..Default::default() });
+            self.channels.insert(
+                channel,
+                Channel {
+                    next_publish_tag: 1,
+                    ..Default::default()
+                },
+            );
             self.broker().open_channel(key, self.outbox.clone());
             server::channel_open_ok(&mut self.wbuf, channel);
             return Ok(());
@@ -537,44 +615,132 @@ impl Conn {
                 server::channel_flow(&mut self.wbuf, channel, 21, active);
             }
             Method::ChannelFlowOk { .. } => {}
-            Method::ExchangeDeclare { exchange, kind, passive, durable, auto_delete, internal, nowait, arguments } => {
-                self.broker().exchange_declare(exchange, kind, passive, durable, auto_delete, internal, arguments)?;
+            Method::ExchangeDeclare {
+                exchange,
+                kind,
+                passive,
+                durable,
+                auto_delete,
+                internal,
+                nowait,
+                arguments,
+            } => {
+                self.broker().exchange_declare(
+                    exchange,
+                    kind,
+                    passive,
+                    durable,
+                    auto_delete,
+                    internal,
+                    arguments,
+                )?;
                 if !nowait {
                     method::write_empty(&mut self.wbuf, channel, class::EXCHANGE, 11);
                 }
             }
-            Method::ExchangeDelete { exchange, if_unused, nowait } => {
+            Method::ExchangeDelete {
+                exchange,
+                if_unused,
+                nowait,
+            } => {
                 self.broker().exchange_delete(exchange, if_unused)?;
                 if !nowait {
                     method::write_empty(&mut self.wbuf, channel, class::EXCHANGE, 21);
                 }
             }
-            Method::ExchangeBind { destination, source, routing_key, nowait, arguments } => {
-                self.broker().exchange_bind(self.id, destination, source, routing_key, arguments, true)?;
+            Method::ExchangeBind {
+                destination,
+                source,
+                routing_key,
+                nowait,
+                arguments,
+            } => {
+                self.broker().exchange_bind(
+                    self.id,
+                    destination,
+                    source,
+                    routing_key,
+                    arguments,
+                    true,
+                )?;
                 if !nowait {
                     method::write_empty(&mut self.wbuf, channel, class::EXCHANGE, 31);
                 }
             }
-            Method::ExchangeUnbind { destination, source, routing_key, nowait, arguments } => {
-                self.broker().exchange_bind(self.id, destination, source, routing_key, arguments, false)?;
+            Method::ExchangeUnbind {
+                destination,
+                source,
+                routing_key,
+                nowait,
+                arguments,
+            } => {
+                self.broker().exchange_bind(
+                    self.id,
+                    destination,
+                    source,
+                    routing_key,
+                    arguments,
+                    false,
+                )?;
                 if !nowait {
                     method::write_empty(&mut self.wbuf, channel, class::EXCHANGE, 51);
                 }
             }
-            Method::QueueDeclare { queue, passive, durable, exclusive, auto_delete, nowait, arguments } => {
-                let info = self.broker().queue_declare(self.id, queue, passive, durable, exclusive, auto_delete, arguments)?;
+            Method::QueueDeclare {
+                queue,
+                passive,
+                durable,
+                exclusive,
+                auto_delete,
+                nowait,
+                arguments,
+            } => {
+                let info = self.broker().queue_declare(
+                    self.id,
+                    queue,
+                    passive,
+                    durable,
+                    exclusive,
+                    auto_delete,
+                    arguments,
+                )?;
                 if !nowait {
-                    server::queue_declare_ok(&mut self.wbuf, channel, &info.name, info.messages, info.consumers);
+                    server::queue_declare_ok(
+                        &mut self.wbuf,
+                        channel,
+                        &info.name,
+                        info.messages,
+                        info.consumers,
+                    );
                 }
             }
-            Method::QueueBind { queue, exchange, routing_key, nowait, arguments } => {
-                self.broker().queue_bind(self.id, queue, exchange, routing_key, arguments, true)?;
+            Method::QueueBind {
+                queue,
+                exchange,
+                routing_key,
+                nowait,
+                arguments,
+            } => {
+                self.broker()
+                    .queue_bind(self.id, queue, exchange, routing_key, arguments, true)?;
                 if !nowait {
                     method::write_empty(&mut self.wbuf, channel, class::QUEUE, 21);
                 }
             }
-            Method::QueueUnbind { queue, exchange, routing_key, arguments } => {
-                self.broker().queue_bind(self.id, queue, exchange, routing_key, arguments, false)?;
+            Method::QueueUnbind {
+                queue,
+                exchange,
+                routing_key,
+                arguments,
+            } => {
+                self.broker().queue_bind(
+                    self.id,
+                    queue,
+                    exchange,
+                    routing_key,
+                    arguments,
+                    false,
+                )?;
                 method::write_empty(&mut self.wbuf, channel, class::QUEUE, 51);
             }
             Method::QueuePurge { queue, nowait } => {
@@ -583,21 +749,43 @@ impl Conn {
                     server::message_count_ok(&mut self.wbuf, channel, 31, n);
                 }
             }
-            Method::QueueDelete { queue, if_unused, if_empty, nowait } => {
-                let n = self.broker().queue_delete(self.id, queue, if_unused, if_empty)?;
+            Method::QueueDelete {
+                queue,
+                if_unused,
+                if_empty,
+                nowait,
+            } => {
+                let n = self
+                    .broker()
+                    .queue_delete(self.id, queue, if_unused, if_empty)?;
                 self.drain_outbox();
                 if !nowait {
                     server::message_count_ok(&mut self.wbuf, channel, 41, n);
                 }
             }
-            Method::BasicQos { prefetch_size, prefetch_count, global } => {
+            Method::BasicQos {
+                prefetch_size,
+                prefetch_count,
+                global,
+            } => {
                 if prefetch_size != 0 {
-                    return Err(AmqpError::channel(ReplyCode::NotImplemented, "prefetch_size!=0 is not supported"));
+                    return Err(AmqpError::channel(
+                        ReplyCode::NotImplemented,
+                        "prefetch_size!=0 is not supported",
+                    ));
                 }
                 self.broker().qos(key, prefetch_count, global);
                 method::write_empty(&mut self.wbuf, channel, class::BASIC, 11);
             }
-            Method::BasicConsume { queue, consumer_tag, no_ack, exclusive, nowait, arguments, .. } => {
+            Method::BasicConsume {
+                queue,
+                consumer_tag,
+                no_ack,
+                exclusive,
+                nowait,
+                arguments,
+                ..
+            } => {
                 let mut broker = self.ctx.broker.lock().expect("broker");
                 let tag = broker.consume(key, queue, consumer_tag, no_ack, exclusive, arguments)?;
                 if !nowait {
@@ -607,16 +795,27 @@ impl Conn {
                     broker.dispatch(&q);
                 }
             }
-            Method::BasicCancel { consumer_tag, nowait } => {
+            Method::BasicCancel {
+                consumer_tag,
+                nowait,
+            } => {
                 self.broker().cancel(key, consumer_tag);
                 self.drain_outbox();
                 if !nowait {
                     server::cancel_ok(&mut self.wbuf, channel, consumer_tag);
                 }
             }
-            Method::BasicPublish { exchange, routing_key, mandatory, immediate } => {
+            Method::BasicPublish {
+                exchange,
+                routing_key,
+                mandatory,
+                immediate,
+            } => {
                 if immediate {
-                    return Err(AmqpError::connection(ReplyCode::NotImplemented, "immediate=true"));
+                    return Err(AmqpError::connection(
+                        ReplyCode::NotImplemented,
+                        "immediate=true",
+                    ));
                 }
                 let ch = self.channels.get_mut(&channel).expect("open channel");
                 ch.publish = Some(PendingPublish {
@@ -638,7 +837,10 @@ impl Conn {
                     None => server::get_empty(&mut self.wbuf, channel),
                     Some(g) => {
                         let Some(msg) = message::decode(&g.payload) else {
-                            return Err(AmqpError::channel(ReplyCode::InternalError, "stored message is malformed"));
+                            return Err(AmqpError::channel(
+                                ReplyCode::InternalError,
+                                "stored message is malformed",
+                            ));
                         };
                         server::get_ok(
                             &mut self.wbuf,
@@ -653,14 +855,27 @@ impl Conn {
                     }
                 }
             }
-            Method::BasicAck { delivery_tag, multiple } => {
-                self.broker().settle(key, delivery_tag, multiple, true, false)?;
+            Method::BasicAck {
+                delivery_tag,
+                multiple,
+            } => {
+                self.broker()
+                    .settle(key, delivery_tag, multiple, true, false)?;
             }
-            Method::BasicNack { delivery_tag, multiple, requeue } => {
-                self.broker().settle(key, delivery_tag, multiple, false, requeue)?;
+            Method::BasicNack {
+                delivery_tag,
+                multiple,
+                requeue,
+            } => {
+                self.broker()
+                    .settle(key, delivery_tag, multiple, false, requeue)?;
             }
-            Method::BasicReject { delivery_tag, requeue } => {
-                self.broker().settle(key, delivery_tag, false, false, requeue)?;
+            Method::BasicReject {
+                delivery_tag,
+                requeue,
+            } => {
+                self.broker()
+                    .settle(key, delivery_tag, false, false, requeue)?;
             }
             Method::BasicRecover { .. } => {
                 self.broker().recover(key)?;
@@ -670,13 +885,19 @@ impl Conn {
                 self.broker().recover(key)?;
             }
             Method::ConfirmSelect { nowait } => {
-                self.channels.get_mut(&channel).expect("open channel").confirm = true;
+                self.channels
+                    .get_mut(&channel)
+                    .expect("open channel")
+                    .confirm = true;
                 if !nowait {
                     method::write_empty(&mut self.wbuf, channel, class::CONFIRM, 11);
                 }
             }
             Method::TxSelect | Method::TxCommit | Method::TxRollback => {
-                return Err(AmqpError::channel(ReplyCode::NotImplemented, "transactions are not supported"));
+                return Err(AmqpError::channel(
+                    ReplyCode::NotImplemented,
+                    "transactions are not supported",
+                ));
             }
             _ => {
                 return Err(AmqpError::connection(
@@ -707,11 +928,17 @@ impl Conn {
         };
         if kind == FRAME_HEADER {
             if p.header.is_some() {
-                return Err(AmqpError::connection(ReplyCode::UnexpectedFrame, "second content header"));
+                return Err(AmqpError::connection(
+                    ReplyCode::UnexpectedFrame,
+                    "second content header",
+                ));
             }
             let h = properties::decode(&payload)?;
             if h.class_id != class::BASIC {
-                return Err(AmqpError::connection(ReplyCode::FrameError, "content header class is not basic"));
+                return Err(AmqpError::connection(
+                    ReplyCode::FrameError,
+                    "content header class is not basic",
+                ));
             }
             if h.body_size > BODY_SIZE_SANITY {
                 return Err(AmqpError::connection(
@@ -722,7 +949,10 @@ impl Conn {
             if h.body_size > max {
                 return Err(AmqpError::channel(
                     ReplyCode::PreconditionFailed,
-                    format!("message size {} is larger than configured max size {max}", h.body_size),
+                    format!(
+                        "message size {} is larger than configured max size {max}",
+                        h.body_size
+                    ),
                 ));
             }
             p.persistent = h.persistent();
@@ -734,7 +964,10 @@ impl Conn {
             p.header = Some(payload);
         } else {
             if p.header.is_none() {
-                return Err(AmqpError::connection(ReplyCode::UnexpectedFrame, "body frame before content header"));
+                return Err(AmqpError::connection(
+                    ReplyCode::UnexpectedFrame,
+                    "body frame before content header",
+                ));
             }
             p.received += payload.len() as u64;
             if p.received > p.body_size {
@@ -758,11 +991,23 @@ impl Conn {
         let header = p.header.clone().expect("complete publish has a header");
         let headers_table = p.headers_table.map(|(a, b)| &header[a..b]);
         let body: Vec<&[u8]> = p.body.iter().map(|b| &b[..]).collect();
-        let result = self
-            .broker()
-            .publish(p.exchange(), p.routing_key(), &header, p.persistent, headers_table, &body)?;
+        let result = self.broker().publish(
+            p.exchange(),
+            p.routing_key(),
+            &header,
+            p.persistent,
+            headers_table,
+            &body,
+        )?;
         if p.mandatory && !result.routed {
-            server::basic_return(&mut self.wbuf, channel, 312, "NO_ROUTE", p.exchange(), p.routing_key());
+            server::basic_return(
+                &mut self.wbuf,
+                channel,
+                312,
+                "NO_ROUTE",
+                p.exchange(),
+                p.routing_key(),
+            );
             let body_all: Bytes = if p.body.len() == 1 {
                 p.body[0].clone()
             } else {
@@ -786,13 +1031,13 @@ impl Conn {
         if self.pending_confirms == 0 {
             return;
         }
-        let commit = self.ctx.commit.clone();
+        let tracker = self.ctx.confirms.clone();
         for (&channel, ch) in self.channels.iter_mut() {
             let mut run: Option<(u64, u64, bool)> = None; // (first, last, ack)
             while let Some(&(tag, ticket, failed)) = ch.confirms.front() {
-                let ok = match commit.status(ticket) {
+                let ok = match tracker.status(ticket) {
                     None => break,
-                    Some(r) => r.is_ok() && !failed,
+                    Some(durable) => durable && !failed,
                 };
                 ch.confirms.pop_front();
                 self.pending_confirms -= 1;
@@ -814,7 +1059,9 @@ impl Conn {
     /// Writes a content header and the body split into frames of at most frame_max.
     fn write_content(&mut self, channel: u16, header: &[u8], body: &[u8]) {
         frame::write(&mut self.wbuf, FRAME_HEADER, channel, header);
-        let chunk = (self.frame_max as usize).saturating_sub(frame::FRAME_OVERHEAD).max(1);
+        let chunk = (self.frame_max as usize)
+            .saturating_sub(frame::FRAME_OVERHEAD)
+            .max(1);
         for part in body.chunks(chunk) {
             frame::write(&mut self.wbuf, FRAME_BODY, channel, part);
         }
@@ -829,11 +1076,19 @@ impl Conn {
         let was_full = self.outbox.drain(&mut items);
         for item in items.drain(..) {
             match item {
-                Outgoing::Deliver { channel, consumer_tag, delivery_tag, redelivered, payload } => {
-                    if !self.channels.get(&channel).is_some_and(|c| !c.closing) {
+                Outgoing::Deliver {
+                    channel,
+                    consumer_tag,
+                    delivery_tag,
+                    redelivered,
+                    payload,
+                } => {
+                    if self.channels.get(&channel).is_none_or(|c| c.closing) {
                         continue;
                     }
-                    let Some(msg) = message::decode(&payload) else { continue };
+                    let Some(msg) = message::decode(&payload) else {
+                        continue;
+                    };
                     server::deliver(
                         &mut self.wbuf,
                         channel,
@@ -845,7 +1100,10 @@ impl Conn {
                     );
                     self.write_content(channel, &msg.header, &msg.body);
                 }
-                Outgoing::Cancel { channel, consumer_tag } => {
+                Outgoing::Cancel {
+                    channel,
+                    consumer_tag,
+                } => {
                     if self.channels.get(&channel).is_some_and(|c| !c.closing) {
                         server::cancel(&mut self.wbuf, channel, &consumer_tag);
                     }
@@ -858,4 +1116,3 @@ impl Conn {
         }
     }
 }
-

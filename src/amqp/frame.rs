@@ -43,7 +43,10 @@ pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpEr
     let kind = buf[0];
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
-    if !matches!(kind, FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT) {
+    if !matches!(
+        kind,
+        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
+    ) {
         return Err(AmqpError::connection(
             ReplyCode::FrameError,
             format!("unknown frame type {kind}"),
@@ -132,10 +135,19 @@ mod tests {
     #[test]
     fn oversize_bad_end_and_unknown_type_are_frame_errors() {
         let mut buf = BytesMut::from(&[1u8, 0, 0, 0, 1, 0, 0][..]);
-        assert_eq!(parse(&mut buf, 4096).unwrap_err().code, ReplyCode::FrameError);
+        assert_eq!(
+            parse(&mut buf, 4096).unwrap_err().code,
+            ReplyCode::FrameError
+        );
         let mut buf = BytesMut::from(&[1u8, 0, 0, 0, 0, 0, 1, 9, 0xAB][..]);
-        assert_eq!(parse(&mut buf, 4096).unwrap_err().code, ReplyCode::FrameError);
+        assert_eq!(
+            parse(&mut buf, 4096).unwrap_err().code,
+            ReplyCode::FrameError
+        );
         let mut buf = BytesMut::from(&[7u8, 0, 0, 0, 0, 0, 0, 0xCE][..]);
-        assert_eq!(parse(&mut buf, 4096).unwrap_err().code, ReplyCode::FrameError);
+        assert_eq!(
+            parse(&mut buf, 4096).unwrap_err().code,
+            ReplyCode::FrameError
+        );
     }
 }

@@ -194,7 +194,11 @@ pub fn decode(payload: &[u8]) -> Result<((u16, u16), Method<'_>), AmqpError> {
         .map_err(|e| e.with_method(class_id, method_id))
 }
 
-fn decode_args<'a>(r: &mut Reader<'a>, class_id: u16, method_id: u16) -> Result<Method<'a>, AmqpError> {
+fn decode_args<'a>(
+    r: &mut Reader<'a>,
+    class_id: u16,
+    method_id: u16,
+) -> Result<Method<'a>, AmqpError> {
     use class::*;
     Ok(match (class_id, method_id) {
         (CONNECTION, 11) => Method::StartOk {
@@ -398,7 +402,13 @@ fn decode_args<'a>(r: &mut Reader<'a>, class_id: u16, method_id: u16) -> Result<
 }
 
 /// Appends a method frame for `class_id`/`method_id` whose arguments `args` writes.
-pub fn write(out: &mut BytesMut, channel: u16, class_id: u16, method_id: u16, args: impl FnOnce(&mut Writer<'_>)) {
+pub fn write(
+    out: &mut BytesMut,
+    channel: u16,
+    class_id: u16,
+    method_id: u16,
+    args: impl FnOnce(&mut Writer<'_>),
+) {
     frame::write_with(out, FRAME_METHOD, channel, |buf| {
         let mut w = Writer::new(buf);
         w.u16(class_id).u16(method_id);
@@ -422,7 +432,13 @@ pub mod server {
         });
     }
 
-    pub fn channel_close(out: &mut BytesMut, channel: u16, code: u16, text: &str, failing: (u16, u16)) {
+    pub fn channel_close(
+        out: &mut BytesMut,
+        channel: u16,
+        code: u16,
+        text: &str,
+        failing: (u16, u16),
+    ) {
         write(out, channel, CHANNEL, 40, |w| {
             w.u16(code).shortstr(text).u16(failing.0).u16(failing.1);
         });
@@ -440,7 +456,13 @@ pub mod server {
         });
     }
 
-    pub fn queue_declare_ok(out: &mut BytesMut, channel: u16, queue: &str, messages: u32, consumers: u32) {
+    pub fn queue_declare_ok(
+        out: &mut BytesMut,
+        channel: u16,
+        queue: &str,
+        messages: u32,
+        consumers: u32,
+    ) {
         write(out, channel, QUEUE, 11, |w| {
             w.shortstr(queue).u32(messages).u32(consumers);
         });
@@ -471,9 +493,19 @@ pub mod server {
         });
     }
 
-    pub fn basic_return(out: &mut BytesMut, channel: u16, code: u16, text: &str, exchange: &str, routing_key: &str) {
+    pub fn basic_return(
+        out: &mut BytesMut,
+        channel: u16,
+        code: u16,
+        text: &str,
+        exchange: &str,
+        routing_key: &str,
+    ) {
         write(out, channel, BASIC, 50, |w| {
-            w.u16(code).shortstr(text).shortstr(exchange).shortstr(routing_key);
+            w.u16(code)
+                .shortstr(text)
+                .shortstr(exchange)
+                .shortstr(routing_key);
         });
     }
 
@@ -552,7 +584,11 @@ mod tests {
     fn publish_round_trip() {
         let mut out = BytesMut::new();
         write(&mut out, 1, class::BASIC, 40, |w| {
-            w.u16(0).shortstr("amq.topic").shortstr("a.b").bit(true).bit(false);
+            w.u16(0)
+                .shortstr("amq.topic")
+                .shortstr("a.b")
+                .bit(true)
+                .bit(false);
         });
         let payload = &out[7..out.len() - 1];
         let (ids, m) = decode(payload).unwrap();
@@ -570,7 +606,13 @@ mod tests {
 
     #[test]
     fn truncated_and_unknown_methods() {
-        assert_eq!(decode(&[0, 60, 0, 40, 0]).unwrap_err().code, ReplyCode::FrameError);
-        assert_eq!(decode(&[0, 99, 0, 1]).unwrap_err().code, ReplyCode::NotImplemented);
+        assert_eq!(
+            decode(&[0, 60, 0, 40, 0]).unwrap_err().code,
+            ReplyCode::FrameError
+        );
+        assert_eq!(
+            decode(&[0, 99, 0, 1]).unwrap_err().code,
+            ReplyCode::NotImplemented
+        );
     }
 }

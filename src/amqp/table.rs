@@ -11,7 +11,10 @@ use super::error::{AmqpError, ReplyCode};
 pub const MAX_DEPTH: usize = 64;
 
 fn too_short() -> AmqpError {
-    AmqpError::connection(ReplyCode::FrameError, "field table runs past the end of the frame")
+    AmqpError::connection(
+        ReplyCode::FrameError,
+        "field table runs past the end of the frame",
+    )
 }
 
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], AmqpError> {
@@ -188,7 +191,10 @@ mod tests {
             &mut out,
             &[
                 ("product", Value::Str("Warren")),
-                ("capabilities", Value::Table(&[("basic.nack", Value::Bool(true))])),
+                (
+                    "capabilities",
+                    Value::Table(&[("basic.nack", Value::Bool(true))]),
+                ),
             ],
         );
         let body = &out[4..];

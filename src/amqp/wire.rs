@@ -16,7 +16,10 @@ pub struct Reader<'a> {
 }
 
 fn truncated() -> AmqpError {
-    AmqpError::connection(ReplyCode::FrameError, "method arguments run past the end of the frame")
+    AmqpError::connection(
+        ReplyCode::FrameError,
+        "method arguments run past the end of the frame",
+    )
 }
 
 impl<'a> Reader<'a> {

@@ -56,7 +56,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -67,8 +67,12 @@ pub fn from_hex(s: &str) -> Option<Vec<u8>> {
 
 /// Parses a definitions file's text; errors name what is wrong.
 pub fn parse(text: &str) -> Result<Definitions, String> {
-    let (first, rest) = text.split_once('\n').ok_or("definitions file has no CRC line")?;
-    let crc_hex = first.strip_prefix(CRC_PREFIX).ok_or("definitions file has no CRC line")?;
+    let (first, rest) = text
+        .split_once('\n')
+        .ok_or("definitions file has no CRC line")?;
+    let crc_hex = first
+        .strip_prefix(CRC_PREFIX)
+        .ok_or("definitions file has no CRC line")?;
     let crc = u32::from_str_radix(crc_hex.trim(), 16).map_err(|_| "bad CRC line")?;
     if crc32fast::hash(rest.as_bytes()) != crc {
         return Err("definitions file fails its CRC".into());
@@ -88,7 +92,10 @@ pub fn load(dir: &Path) -> io::Result<Definitions> {
 /// Replaces the definitions file atomically and durably.
 pub fn store(dir: &Path, defs: &Definitions) -> io::Result<()> {
     let body = toml::to_string(defs).map_err(io::Error::other)?;
-    let text = format!("{CRC_PREFIX}{:08x}\n{body}", crc32fast::hash(body.as_bytes()));
+    let text = format!(
+        "{CRC_PREFIX}{:08x}\n{body}",
+        crc32fast::hash(body.as_bytes())
+    );
     let tmp = dir.join(format!("{FILE}.tmp"));
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -119,7 +126,9 @@ mod tests {
         store(dir.path(), &defs).unwrap();
         assert_eq!(load(dir.path()).unwrap(), defs);
         let path = dir.path().join(FILE);
-        let text = std::fs::read_to_string(&path).unwrap().replace("orders", "ORDERS");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("orders", "ORDERS");
         std::fs::write(&path, text).unwrap();
         assert!(load(dir.path()).is_err());
         assert_eq!(from_hex("00ff"), Some(vec![0, 255]));

@@ -81,7 +81,15 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(name: &str, kind: ExchangeKind, durable: bool, auto_delete: bool, internal: bool, args_raw: Vec<u8>, args: FieldTable) -> Self {
+    pub fn new(
+        name: &str,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        args_raw: Vec<u8>,
+        args: FieldTable,
+    ) -> Self {
         Exchange {
             name: name.into(),
             kind,
@@ -110,7 +118,9 @@ impl Exchange {
     }
 
     pub fn has_binding(&self, b: &Binding) -> bool {
-        self.bindings.iter().any(|x| x.dest == b.dest && x.routing_key == b.routing_key && x.args == b.args)
+        self.bindings
+            .iter()
+            .any(|x| x.dest == b.dest && x.routing_key == b.routing_key && x.args == b.args)
     }
 
     /// Adds a binding; returns false if an identical one exists.
@@ -120,7 +130,11 @@ impl Exchange {
         }
         let id = self.dest_id(&b.dest);
         match self.kind {
-            ExchangeKind::Direct => self.direct.entry(b.routing_key.clone()).or_default().push(id),
+            ExchangeKind::Direct => self
+                .direct
+                .entry(b.routing_key.clone())
+                .or_default()
+                .push(id),
             ExchangeKind::Fanout => self.fanout.push(id),
             ExchangeKind::Topic => self.topic.insert(&b.routing_key, id),
             ExchangeKind::Headers => {}
@@ -177,7 +191,12 @@ impl Exchange {
     }
 
     /// Calls `out` with every destination the message matches (possibly repeated).
-    pub fn route(&self, routing_key: &str, headers: Option<&FieldTable>, mut out: impl FnMut(&Dest)) {
+    pub fn route(
+        &self,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        mut out: impl FnMut(&Dest),
+    ) {
         match self.kind {
             ExchangeKind::Direct => {
                 if let Some(ids) = self.direct.get(routing_key) {

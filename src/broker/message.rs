@@ -14,7 +14,12 @@ use bytes::Bytes;
 pub const MAX_PREFIX: usize = 1 + 255 + 1 + 255 + 4;
 
 /// Writes the prefix into `buf` and returns its length.
-pub fn encode_prefix(buf: &mut [u8; MAX_PREFIX], exchange: &str, routing_key: &str, header_len: usize) -> usize {
+pub fn encode_prefix(
+    buf: &mut [u8; MAX_PREFIX],
+    exchange: &str,
+    routing_key: &str,
+    header_len: usize,
+) -> usize {
     let e = exchange.len().min(255);
     let r = routing_key.len().min(255);
     buf[0] = e as u8;

@@ -4,6 +4,7 @@
 //! queue's messages live in its storage log; the heap holds per-message state only for
 //! delivered, unacked messages. Durable definitions are persisted in `definitions.toml`.
 
+pub mod confirms;
 pub mod definitions;
 pub mod exchange;
 pub mod message;
@@ -92,7 +93,7 @@ pub struct Published {
     /// At least one queue received it.
     pub routed: bool,
     /// The sync covering every persistent copy (DONE if none needs one).
-    pub ticket: Ticket,
+    pub ticket: confirms::ConfirmTicket,
     /// A queue failed to store it: the confirm must be a nack.
     pub failed: bool,
 }
@@ -135,7 +136,10 @@ pub struct Broker {
 }
 
 fn not_found(what: &str, name: &str) -> AmqpError {
-    AmqpError::channel(ReplyCode::NotFound, format!("no {what} '{name}' in vhost '/'"))
+    AmqpError::channel(
+        ReplyCode::NotFound,
+        format!("no {what} '{name}' in vhost '/'"),
+    )
 }
 
 fn io_error(e: io::Error) -> AmqpError {
@@ -159,7 +163,10 @@ pub struct OpenReport {
 impl Broker {
     /// Opens the model from the data dir: restores durable definitions, recovers each
     /// durable queue's log, and removes what transient queues left behind.
-    pub fn open(config: BrokerConfig, commit: Arc<GroupCommit>) -> io::Result<(Broker, OpenReport)> {
+    pub fn open(
+        config: BrokerConfig,
+        commit: Arc<GroupCommit>,
+    ) -> io::Result<(Broker, OpenReport)> {
         std::fs::create_dir_all(config.data_dir.join("queues"))?;
         let defs = definitions::load(&config.data_dir)?;
         let mut broker = Broker {
@@ -178,12 +185,22 @@ impl Broker {
         broker.declare_builtin_exchanges();
         for e in &defs.exchanges {
             let Some(kind) = ExchangeKind::parse(&e.kind) else {
-                report.problems.push(format!("exchange '{}': unknown type {}", e.name, e.kind));
+                report
+                    .problems
+                    .push(format!("exchange '{}': unknown type {}", e.name, e.kind));
                 continue;
             };
             let raw = definitions::from_hex(&e.arguments).unwrap_or_default();
             let args = table::decode(&raw).unwrap_or_default();
-            broker.insert_exchange(Exchange::new(&e.name, kind, true, e.auto_delete, e.internal, raw, args));
+            broker.insert_exchange(Exchange::new(
+                &e.name,
+                kind,
+                true,
+                e.auto_delete,
+                e.internal,
+                raw,
+                args,
+            ));
         }
         let mut keep_dirs = std::collections::HashSet::new();
         for q in &defs.queues {
@@ -195,14 +212,17 @@ impl Broker {
                 report.problems.push(format!("queue '{}': {c}", q.name));
             }
             for (path, why) in &rec.unreadable {
-                report.problems.push(format!("queue '{}': {}: {why}", q.name, path.display()));
+                report
+                    .problems
+                    .push(format!("queue '{}': {}: {why}", q.name, path.display()));
             }
             report.messages += log.live();
             keep_dirs.insert(dir);
             let name: Arc<str> = q.name.as_str().into();
-            broker
-                .queues
-                .insert(name.clone(), Queue::new(name, q.id, true, None, q.auto_delete, raw, args, log));
+            broker.queues.insert(
+                name.clone(),
+                Queue::new(name, q.id, true, None, q.auto_delete, raw, args, log),
+            );
             broker.next_queue_id = broker.next_queue_id.max(q.id + 1);
         }
         report.queues = broker.queues.len();
@@ -240,7 +260,15 @@ impl Broker {
             ("amq.headers", ExchangeKind::Headers),
             ("amq.match", ExchangeKind::Headers),
         ] {
-            self.insert_exchange(Exchange::new(name, kind, true, false, false, vec![0, 0, 0, 0], FieldTable::default()));
+            self.insert_exchange(Exchange::new(
+                name,
+                kind,
+                true,
+                false,
+                false,
+                vec![0, 0, 0, 0],
+                FieldTable::default(),
+            ));
         }
     }
 
@@ -252,7 +280,10 @@ impl Broker {
     }
 
     fn queue_dir(&self, id: u64) -> PathBuf {
-        self.config.data_dir.join("queues").join(format!("q{id:08}"))
+        self.config
+            .data_dir
+            .join("queues")
+            .join(format!("q{id:08}"))
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -323,7 +354,12 @@ impl Broker {
     /// Closes everything a connection held: its channels (requeueing their unacked
     /// messages) and its exclusive queues.
     pub fn close_connection(&mut self, conn: u64) {
-        let keys: Vec<ChannelKey> = self.channels.keys().filter(|k| k.0 == conn).copied().collect();
+        let keys: Vec<ChannelKey> = self
+            .channels
+            .keys()
+            .filter(|k| k.0 == conn)
+            .copied()
+            .collect();
         for key in keys {
             self.close_channel(key);
         }
@@ -383,7 +419,8 @@ impl Broker {
 
     fn detach_consumer(&mut self, queue: &str, key: ChannelKey, tag: &str) {
         if let Some(q) = self.queues.get_mut(queue) {
-            q.consumers.retain(|c| !(c.conn == key.0 && c.channel == key.1 && &*c.tag == tag));
+            q.consumers
+                .retain(|c| !(c.conn == key.0 && c.channel == key.1 && &*c.tag == tag));
         }
     }
 
@@ -463,7 +500,12 @@ impl Broker {
         };
         let args = table::decode(args_raw)?;
         if let Some(ex) = self.exchanges.get(name) {
-            if ex.kind != kind_parsed || ex.durable != durable || ex.auto_delete != auto_delete || ex.internal != internal || ex.args != args {
+            if ex.kind != kind_parsed
+                || ex.durable != durable
+                || ex.auto_delete != auto_delete
+                || ex.internal != internal
+                || ex.args != args
+            {
                 return Err(AmqpError::channel(
                     ReplyCode::PreconditionFailed,
                     format!("inequivalent arg for exchange '{name}' in vhost '/'"),
@@ -471,7 +513,15 @@ impl Broker {
             }
             return Ok(());
         }
-        self.insert_exchange(Exchange::new(name, kind_parsed, durable, auto_delete, internal, args_raw.to_vec(), args));
+        self.insert_exchange(Exchange::new(
+            name,
+            kind_parsed,
+            durable,
+            auto_delete,
+            internal,
+            args_raw.to_vec(),
+            args,
+        ));
         if durable {
             self.persist_definitions()?;
         }
@@ -510,7 +560,10 @@ impl Broker {
     }
 
     fn check_queue_access(&self, name: &str, conn: u64) -> Result<&Queue, AmqpError> {
-        let q = self.queues.get(name).ok_or_else(|| not_found("queue", name))?;
+        let q = self
+            .queues
+            .get(name)
+            .ok_or_else(|| not_found("queue", name))?;
         if q.exclusive_owner.is_some_and(|o| o != conn) {
             return Err(AmqpError::channel(
                 ReplyCode::ResourceLocked,
@@ -550,7 +603,10 @@ impl Broker {
             Dest::Queue(q) => self.queues.get(&**q).is_some_and(|q| q.durable),
             Dest::Exchange(e) => self.exchanges.get(&**e).is_some_and(|e| e.durable),
         };
-        let ex = self.exchanges.get_mut(source).ok_or_else(|| not_found("exchange", source))?;
+        let ex = self
+            .exchanges
+            .get_mut(source)
+            .ok_or_else(|| not_found("exchange", source))?;
         let changed = if bind {
             ex.bind(Binding {
                 dest,
@@ -567,11 +623,34 @@ impl Broker {
         Ok(())
     }
 
-    pub fn exchange_bind(&mut self, conn: u64, dest: &str, source: &str, routing_key: &str, args: &[u8], bind: bool) -> Result<(), AmqpError> {
-        self.bind_common(conn, source, Dest::Exchange(dest.into()), routing_key, args, bind)
+    pub fn exchange_bind(
+        &mut self,
+        conn: u64,
+        dest: &str,
+        source: &str,
+        routing_key: &str,
+        args: &[u8],
+        bind: bool,
+    ) -> Result<(), AmqpError> {
+        self.bind_common(
+            conn,
+            source,
+            Dest::Exchange(dest.into()),
+            routing_key,
+            args,
+            bind,
+        )
     }
 
-    pub fn queue_bind(&mut self, conn: u64, queue: &str, exchange: &str, routing_key: &str, args: &[u8], bind: bool) -> Result<(), AmqpError> {
+    pub fn queue_bind(
+        &mut self,
+        conn: u64,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        args: &[u8],
+        bind: bool,
+    ) -> Result<(), AmqpError> {
         if !self.queues.contains_key(queue) {
             return Err(not_found("queue", queue));
         }
@@ -582,7 +661,10 @@ impl Broker {
     // ----- queues -------------------------------------------------------------------
 
     fn generated_name(&mut self, prefix: &str) -> String {
-        self.name_counter = self.name_counter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.name_counter = self
+            .name_counter
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let mut x = self.name_counter ^ now_millis().rotate_left(17);
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut s = String::from(prefix);
@@ -625,7 +707,11 @@ impl Broker {
         let args = table::decode(args_raw)?;
         if let Some(q) = self.queues.get(name.as_str()) {
             self.check_queue_access(&name, conn)?;
-            if q.durable != durable || q.auto_delete != auto_delete || q.exclusive_owner.is_some() != exclusive || q.args != args {
+            if q.durable != durable
+                || q.auto_delete != auto_delete
+                || q.exclusive_owner.is_some() != exclusive
+                || q.args != args
+            {
                 return Err(AmqpError::channel(
                     ReplyCode::PreconditionFailed,
                     format!("inequivalent arg for queue '{name}' in vhost '/'"),
@@ -641,12 +727,22 @@ impl Broker {
         self.next_queue_id += 1;
         let dir = self.queue_dir(id);
         let _ = std::fs::remove_dir_all(&dir);
-        let (log, _) = Log::open(&dir, self.config.log.clone(), self.commit.clone()).map_err(io_error)?;
+        let (log, _) =
+            Log::open(&dir, self.config.log.clone(), self.commit.clone()).map_err(io_error)?;
         let arc: Arc<str> = name.as_str().into();
         let owner = exclusive.then_some(conn);
         self.queues.insert(
             arc.clone(),
-            Queue::new(arc.clone(), id, durable, owner, auto_delete, args_raw.to_vec(), args, log),
+            Queue::new(
+                arc.clone(),
+                id,
+                durable,
+                owner,
+                auto_delete,
+                args_raw.to_vec(),
+                args,
+                log,
+            ),
         );
         // Every queue is bound to the default exchange by its name (implicitly: the
         // default exchange routes by queue name, see `route`).
@@ -667,7 +763,13 @@ impl Broker {
         Ok(n.min(u32::MAX as u64) as u32)
     }
 
-    pub fn queue_delete(&mut self, conn: u64, name: &str, if_unused: bool, if_empty: bool) -> Result<u32, AmqpError> {
+    pub fn queue_delete(
+        &mut self,
+        conn: u64,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> Result<u32, AmqpError> {
         let q = match self.check_queue_access(name, conn) {
             Ok(q) => q,
             Err(e) if e.code == ReplyCode::NotFound => return Ok(0),
@@ -749,7 +851,13 @@ impl Broker {
             } else {
                 None
             };
-            exchange::route_all(&self.exchanges, ex, routing_key, parsed.as_ref(), &mut targets);
+            exchange::route_all(
+                &self.exchanges,
+                ex,
+                routing_key,
+                parsed.as_ref(),
+                &mut targets,
+            );
         }
         let mut result = Published {
             routed: !targets.is_empty(),
@@ -765,15 +873,16 @@ impl Broker {
             parts.extend_from_slice(body);
             let now = now_millis();
             for name in &targets {
-                let Some(q) = self.queues.get_mut(name) else { continue };
+                let Some(q) = self.queues.get_mut(name) else {
+                    continue;
+                };
                 match q.log.append_parts(now, persistent && q.durable, &parts) {
                     Ok(a) => result.ticket = result.ticket.max(a.ticket),
                     Err(_) => result.failed = true,
                 }
             }
-            for i in 0..targets.len() {
-                let name = targets[i].clone();
-                self.dispatch(&name);
+            for name in &targets {
+                self.dispatch(name);
             }
         }
         self.route_scratch = targets;
@@ -785,7 +894,9 @@ impl Broker {
     /// Hands ready messages of `queue` to its consumers, round-robin, while any consumer
     /// has credit (prefetch, channel flow, outbox room).
     pub fn dispatch(&mut self, queue: &str) {
-        let Some(q) = self.queues.get_mut(queue) else { return };
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
         if q.consumers.is_empty() {
             return;
         }
@@ -795,20 +906,29 @@ impl Broker {
             for k in 0..n {
                 let i = (q.rr + k) % n;
                 let c = &q.consumers[i];
-                let Some(ch) = self.channels.get(&(c.conn, c.channel)) else { continue };
+                let Some(ch) = self.channels.get(&(c.conn, c.channel)) else {
+                    continue;
+                };
                 let consumer_ok = c.no_ack || c.prefetch == 0 || c.unacked < c.prefetch as u32;
-                let channel_ok = c.no_ack || ch.channel_prefetch == 0 || ch.unacked_count < ch.channel_prefetch as usize;
+                let channel_ok = c.no_ack
+                    || ch.channel_prefetch == 0
+                    || ch.unacked_count < ch.channel_prefetch as usize;
                 if ch.flow_active && consumer_ok && channel_ok && c.outbox.has_room() {
                     chosen = Some(i);
                     break;
                 }
             }
             let Some(i) = chosen else { break };
-            let Some((rec, redelivered)) = q.take_next() else { break };
+            let Some((rec, redelivered)) = q.take_next() else {
+                break;
+            };
             q.rr = (i + 1) % n;
             q.log.mark_delivered(rec.seq);
             let c = &mut q.consumers[i];
-            let ch = self.channels.get_mut(&(c.conn, c.channel)).expect("checked above");
+            let ch = self
+                .channels
+                .get_mut(&(c.conn, c.channel))
+                .expect("checked above");
             let tag = ch.next_tag;
             ch.next_tag += 1;
             if c.no_ack {
@@ -924,7 +1044,11 @@ impl Broker {
     /// Cancels a consumer; returns false if the tag was unknown (RabbitMQ answers
     /// cancel-ok anyway).
     pub fn cancel(&mut self, key: ChannelKey, tag: &str) -> bool {
-        let Some(queue) = self.channels.get_mut(&key).and_then(|ch| ch.consumers.remove(tag)) else {
+        let Some(queue) = self
+            .channels
+            .get_mut(&key)
+            .and_then(|ch| ch.consumers.remove(tag))
+        else {
             return false;
         };
         self.detach_consumer(&queue, key, tag);
@@ -932,7 +1056,12 @@ impl Broker {
         true
     }
 
-    pub fn get(&mut self, key: ChannelKey, queue: &str, no_ack: bool) -> Result<Option<Got>, AmqpError> {
+    pub fn get(
+        &mut self,
+        key: ChannelKey,
+        queue: &str,
+        no_ack: bool,
+    ) -> Result<Option<Got>, AmqpError> {
         self.check_queue_access(queue, key.0)?;
         let q = self.queues.get_mut(queue).expect("checked");
         let Some((rec, redelivered)) = q.take_next() else {
@@ -974,7 +1103,14 @@ impl Broker {
 
     /// Settles deliveries: ack, or nack/reject with or without requeue. An unknown tag is
     /// a channel error (406), as in RabbitMQ. `tag` 0 with `multiple` means all.
-    pub fn settle(&mut self, key: ChannelKey, tag: u64, multiple: bool, ack: bool, requeue: bool) -> Result<(), AmqpError> {
+    pub fn settle(
+        &mut self,
+        key: ChannelKey,
+        tag: u64,
+        multiple: bool,
+        ack: bool,
+        requeue: bool,
+    ) -> Result<(), AmqpError> {
         let Some(ch) = self.channels.get_mut(&key) else {
             return Ok(());
         };
@@ -993,10 +1129,18 @@ impl Broker {
         };
         let mut touched: Vec<Arc<str>> = Vec::new();
         for t in tags {
-            let Some(u) = ch.take_unacked(t) else { continue };
-            let Some(q) = self.queues.get_mut(&u.queue) else { continue };
+            let Some(u) = ch.take_unacked(t) else {
+                continue;
+            };
+            let Some(q) = self.queues.get_mut(&u.queue) else {
+                continue;
+            };
             if let Some(tag) = &u.consumer {
-                if let Some(c) = q.consumers.iter_mut().find(|c| c.conn == key.0 && c.channel == key.1 && &c.tag == tag) {
+                if let Some(c) = q
+                    .consumers
+                    .iter_mut()
+                    .find(|c| c.conn == key.0 && c.channel == key.1 && &c.tag == tag)
+                {
                     c.unacked = c.unacked.saturating_sub(1);
                 }
             }
@@ -1053,5 +1197,8 @@ impl Broker {
 }
 
 fn unknown_tag(tag: u64) -> AmqpError {
-    AmqpError::channel(ReplyCode::PreconditionFailed, format!("unknown delivery tag {tag}"))
+    AmqpError::channel(
+        ReplyCode::PreconditionFailed,
+        format!("unknown delivery tag {tag}"),
+    )
 }

@@ -23,7 +23,10 @@ pub enum Outgoing {
         payload: Bytes,
     },
     /// The consumer was cancelled by the server (its queue was deleted).
-    Cancel { channel: u16, consumer_tag: Arc<str> },
+    Cancel {
+        channel: u16,
+        consumer_tag: Arc<str>,
+    },
 }
 
 pub struct Outbox {

@@ -48,7 +48,16 @@ pub struct Queue {
 
 impl Queue {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(name: Arc<str>, id: u64, durable: bool, exclusive_owner: Option<u64>, auto_delete: bool, args_raw: Vec<u8>, args: FieldTable, log: Log) -> Self {
+    pub fn new(
+        name: Arc<str>,
+        id: u64,
+        durable: bool,
+        exclusive_owner: Option<u64>,
+        auto_delete: bool,
+        args_raw: Vec<u8>,
+        args: FieldTable,
+        log: Log,
+    ) -> Self {
         Queue {
             name,
             id,

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::record::{self, FLAG_PERSISTENT};
-use super::segment::{self, Segment, StoredRecord};
-use super::sync::{GroupCommit, Ticket};
+use super::segment::{self, Segment, StoredRecord, WriteMode};
+use super::sync::{FsyncPolicy, GroupCommit, Ticket};
 use super::{acks, compact, recovery};
 
 /// Tuning for one log.
@@ -153,7 +153,12 @@ impl Log {
 
     /// Appends one record. A persistent record's ticket names the sync that makes it
     /// durable; a transient one never dirties a file and is complete at once.
-    pub fn append(&mut self, timestamp: u64, persistent: bool, payload: &[u8]) -> io::Result<Appended> {
+    pub fn append(
+        &mut self,
+        timestamp: u64,
+        persistent: bool,
+        payload: &[u8],
+    ) -> io::Result<Appended> {
         self.append_parts(timestamp, persistent, &[payload])
     }
 
@@ -166,18 +171,22 @@ impl Log {
     ) -> io::Result<Appended> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total > record::MAX_PAYLOAD {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "payload too large"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "payload too large",
+            ));
         }
         let seq = self.next_seq;
         let flags = if persistent { FLAG_PERSISTENT } else { 0 };
+        let mode = self.write_mode();
         let head = self.segments.back_mut().expect("a log always has a head");
-        if !head.try_append(seq, timestamp, flags, parts) {
+        if !head.try_append(seq, timestamp, flags, parts, mode)? {
             let encoded = record::encoded_len(total);
             self.push_segment(seq, encoded)?;
             let len = self.segments.len();
             self.segments[len - 2].seal();
             let head = self.segments.back_mut().expect("just pushed");
-            let fitted = head.try_append(seq, timestamp, flags, parts);
+            let fitted = head.try_append(seq, timestamp, flags, parts, mode)?;
             assert!(fitted, "a new segment is sized to fit the record");
             // The old head may now be fully acked: it is no longer the head, so reclaim it.
             self.drop_empty_segments()?;
@@ -191,6 +200,15 @@ impl Log {
             Ticket::DONE
         };
         Ok(Appended { seq, ticket })
+    }
+
+    /// Under `never` appends copy into the map; when syncs happen they use pwritev (see
+    /// `Segment::try_append` for why).
+    fn write_mode(&self) -> WriteMode {
+        match self.commit.policy() {
+            FsyncPolicy::Never => WriteMode::Map,
+            _ => WriteMode::Syscall,
+        }
     }
 
     fn segment_index(&self, seq: u64) -> Option<usize> {
@@ -308,7 +326,10 @@ impl Log {
         for i in 0..self.unflushed.len() {
             self.flush_segment_acks(i)?;
         }
-        if let Some(hwm) = self.delivered_hwm.filter(|_| self.delivered_hwm != self.hwm_persisted) {
+        if let Some(hwm) = self
+            .delivered_hwm
+            .filter(|_| self.delivered_hwm != self.hwm_persisted)
+        {
             recovery::write_delivered_hwm(&self.dir, hwm)?;
             self.hwm_persisted = Some(hwm);
         }

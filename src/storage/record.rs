@@ -89,6 +89,25 @@ pub fn encode_parts(dst: &mut [u8], seq: u64, timestamp: u64, flags: u32, parts:
     header[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Encodes just the 32-byte header for a payload made of `parts` (for writes that gather
+/// the header and the parts with one `pwritev`).
+pub fn encode_header(seq: u64, timestamp: u64, flags: u32, parts: &[&[u8]]) -> [u8; HEADER_LEN] {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    assert!(total <= MAX_PAYLOAD);
+    let mut header = [0u8; HEADER_LEN];
+    header[0..4].copy_from_slice(&(total as u32).to_le_bytes());
+    header[8..16].copy_from_slice(&seq.to_le_bytes());
+    header[16..24].copy_from_slice(&timestamp.to_le_bytes());
+    header[24..28].copy_from_slice(&flags.to_le_bytes());
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header[8..HEADER_LEN]);
+    for p in parts {
+        hasher.update(p);
+    }
+    header[4..8].copy_from_slice(&hasher.finalize().to_le_bytes());
+    header
+}
+
 fn checksum(header_tail: &[u8], payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(header_tail);

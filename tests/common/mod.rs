@@ -103,7 +103,8 @@ impl RawFrame {
     /// The reply code of a connection.close or channel.close.
     pub fn close_code(&self) -> Option<u16> {
         let ids = self.ids();
-        (ids == (10, 50) || ids == (20, 40)).then(|| u16::from_be_bytes([self.payload[4], self.payload[5]]))
+        (ids == (10, 50) || ids == (20, 40))
+            .then(|| u16::from_be_bytes([self.payload[4], self.payload[5]]))
     }
 }
 
@@ -123,7 +124,8 @@ impl RawClient {
     pub async fn recv(&mut self) -> Option<RawFrame> {
         loop {
             if self.buf.len() >= 7 {
-                let size = u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]]) as usize;
+                let size = u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]])
+                    as usize;
                 if self.buf.len() >= 8 + size {
                     let f = RawFrame {
                         kind: self.buf[0],
@@ -149,7 +151,10 @@ impl RawClient {
     /// Reads frames until a method with these ids arrives (skipping heartbeats etc.).
     pub async fn expect_method(&mut self, ids: (u16, u16)) -> RawFrame {
         loop {
-            let f = self.recv().await.unwrap_or_else(|| panic!("EOF waiting for {ids:?}"));
+            let f = self
+                .recv()
+                .await
+                .unwrap_or_else(|| panic!("EOF waiting for {ids:?}"));
             if f.kind == 1 && f.ids() == ids {
                 return f;
             }
@@ -206,7 +211,8 @@ impl RawClient {
     }
 
     pub async fn open_channel(&mut self, ch: u16) {
-        self.send(&frame(1, ch, &method(20, 10, &shortstr("")))).await;
+        self.send(&frame(1, ch, &method(20, 10, &shortstr(""))))
+            .await;
         self.expect_method((20, 11)).await;
     }
 }

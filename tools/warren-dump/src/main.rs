@@ -80,7 +80,13 @@ fn preview(body: &[u8]) -> String {
     let shown = &body[..body.len().min(32)];
     let mut s: String = shown
         .iter()
-        .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '.' })
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '.'
+            }
+        })
         .collect();
     if body.len() > shown.len() {
         s.push('…');
@@ -155,7 +161,11 @@ fn dump_segment(path: &Path, opts: &Options, totals: &mut Totals) -> std::io::Re
         for r in &records {
             let h = &r.header;
             let body = &bytes[r.offset + record::HEADER_LEN..r.offset + h.total_len()];
-            let state = if acked.contains(&h.seq) { "acked" } else { "live" };
+            let state = if acked.contains(&h.seq) {
+                "acked"
+            } else {
+                "live"
+            };
             let persistent = h.is_persistent();
             if opts.json {
                 println!(

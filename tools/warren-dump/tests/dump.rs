@@ -54,7 +54,10 @@ fn corrupt_record_exits_one_with_file_and_offset() {
     std::fs::write(&seg, &bytes).unwrap();
     let (code, out) = dump(&[seg.to_str().unwrap(), "--verify"]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains(&format!("CORRUPT @{third}: CRC mismatch")), "{out}");
+    assert!(
+        out.contains(&format!("CORRUPT @{third}: CRC mismatch")),
+        "{out}"
+    );
     let (code, out) = dump(&[seg.to_str().unwrap(), "--verify", "--json"]);
     assert_eq!(code, 1);
     assert!(out.contains(&format!("\"offset\":{third}")), "{out}");
