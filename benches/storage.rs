@@ -204,7 +204,7 @@ fn read_and_ack(c: &mut Criterion) {
     let mut next = 0u64;
     g.bench_function("16B", |b| {
         b.iter(|| {
-            if next > 0 && next % n == 0 {
+            if next > 0 && next.is_multiple_of(n) {
                 // Refill once the log is fully acked.
                 for i in 0..n {
                     log.append(i, true, &[3u8; 16]).unwrap();

@@ -28,6 +28,13 @@ pub fn delete_segment_files(dir: &Path, seg: &Segment) -> io::Result<()> {
     remove_if_present(&dir.join(segment::ack_file_name(seg.base)))
 }
 
+/// Keeps a fully-acked segment's file as the log's spare (renamed to `spare`) and removes
+/// its ack file. The caller has checked that no reader holds its mapping.
+pub fn retire_segment_files(dir: &Path, seg: &Segment, spare: &Path) -> io::Result<()> {
+    std::fs::rename(seg.path(), spare)?;
+    remove_if_present(&dir.join(segment::ack_file_name(seg.base)))
+}
+
 fn remove_if_present(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

@@ -126,11 +126,10 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
 /// Reads the header at the start of `buf` without checking the CRC.
 pub fn peek_header(buf: &[u8]) -> Result<RecordHeader, RecordError> {
     if buf.len() < HEADER_LEN {
-        // A full segment may end in a few zero bytes too short for a header.
-        if buf.iter().all(|&b| b == 0) {
-            return Err(RecordError::End);
-        }
-        return Err(RecordError::Truncated);
+        // No record starts where fewer than HEADER_LEN bytes remain (appends only start
+        // where the whole record fits), so whatever is there — zeros, or stale bytes of a
+        // recycled file — is past the end of the data.
+        return Err(RecordError::End);
     }
     let header = RecordHeader {
         len: u32_at(buf, 0),

@@ -38,10 +38,13 @@ pub(crate) struct Recovered {
     pub segments: Vec<Segment>,
     pub next_seq: u64,
     pub delivered_hwm: Option<u64>,
+    pub spare: Option<PathBuf>,
     pub report: RecoveryReport,
 }
 
 const DELIVERED_FILE: &str = "delivered";
+/// A retired segment file kept for reuse; never read for records.
+pub const SPARE_FILE: &str = "spare.seg.free";
 
 /// Lists `(base, path)` of the segment files in `dir`, sorted by base.
 pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
@@ -107,13 +110,14 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
     // segment is the head. If the last one read was opened sealed, give the log a new head.
     let mut segments = segments;
     if segments.last().is_some_and(|s| s.is_sealed()) {
-        segments.push(Segment::create(dir, next_seq, config.segment_size)?);
+        segments.push(Segment::create(dir, next_seq, config.segment_size, None)?);
     }
     report.segments = segments.len();
     Ok(Recovered {
         segments,
         next_seq,
         delivered_hwm: read_delivered_hwm(dir),
+        spare: Some(dir.join(SPARE_FILE)).filter(|p| p.exists()),
         report,
     })
 }

@@ -134,6 +134,7 @@ pub struct Scan {
 pub fn scan_records(
     bytes: &[u8],
     path: &Path,
+    base: u64,
     resync: bool,
     mut visit: impl FnMut(ScannedRecord),
 ) -> Scan {
@@ -145,6 +146,9 @@ pub fn scan_records(
     let mut last_seq: Option<u64> = None;
     while pos < bytes.len() {
         let bad = match record::decode(&bytes[pos..]) {
+            // A valid record older than the segment is left over from the file's previous
+            // life (segment files are recycled): the end of this segment's data.
+            Ok((header, _)) if header.seq < base => break,
             Ok((header, _)) if last_seq.is_none_or(|l| header.seq > l) => {
                 visit(ScannedRecord {
                     offset: pos,
@@ -162,7 +166,7 @@ pub fn scan_records(
             Err(RecordError::BadCrc) => "CRC mismatch",
         };
         let next = if resync {
-            find_next_record(bytes, pos + 1, last_seq)
+            find_next_record(bytes, pos + 1, base, last_seq)
         } else {
             None
         };
@@ -190,10 +194,10 @@ fn last_nonzero(bytes: &[u8], from: usize) -> usize {
 }
 
 /// Finds the first offset at or after `from` holding a valid record newer than `after`.
-fn find_next_record(bytes: &[u8], from: usize, after: Option<u64>) -> Option<usize> {
-    (from..bytes.len().saturating_sub(HEADER_LEN - 1)).find(
-        |&p| matches!(record::decode(&bytes[p..]), Ok((h, _)) if after.is_none_or(|l| h.seq > l)),
-    )
+fn find_next_record(bytes: &[u8], from: usize, base: u64, after: Option<u64>) -> Option<usize> {
+    (from..bytes.len().saturating_sub(HEADER_LEN - 1)).find(|&p| {
+        matches!(record::decode(&bytes[p..]), Ok((h, _)) if h.seq >= base && after.is_none_or(|l| h.seq > l))
+    })
 }
 
 /// A mapped segment file, shared by the segment and every `Bytes` handed to readers.
@@ -408,20 +412,43 @@ pub struct Segment {
 impl Segment {
     /// Creates a new, preallocated segment file. It is written under a temporary name and
     /// renamed into place, so a crash never leaves a half-made segment behind.
-    pub fn create(dir: &Path, base: u64, capacity: usize) -> io::Result<Segment> {
+    ///
+    /// With `recycle`, an old segment file of exactly `capacity` bytes is reused instead:
+    /// its blocks are already allocated and written (no fallocate, no zero-fill) and often
+    /// still in the page cache. Its stale records all have sequence numbers below `base`,
+    /// which a scan treats as the end of data.
+    pub fn create(
+        dir: &Path,
+        base: u64,
+        capacity: usize,
+        recycle: Option<&Path>,
+    ) -> io::Result<Segment> {
         let path = dir.join(segment_file_name(base));
         let tmp = dir.join(format!("{}.tmp", segment_file_name(base)));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let recycled = recycle.filter(|spare| {
+            std::fs::metadata(spare).is_ok_and(|m| m.len() == capacity as u64)
+                && std::fs::rename(spare, &tmp).is_ok()
+        });
+        let mut file = if recycled.is_some() {
+            OpenOptions::new().read(true).write(true).open(&tmp)?
+        } else {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?
+        };
         let result = (|| {
-            reserve(&file, capacity)?;
-            write_zeros(&mut file, capacity)?;
+            if recycled.is_none() {
+                reserve(&file, capacity)?;
+                write_zeros(&mut file, capacity)?;
+            }
             file.seek(SeekFrom::Start(0))?;
             file.write_all(&encode_file_header(base))?;
+            // Also zero the first record header, so the new segment reads as empty even
+            // before anything is appended.
+            file.write_all(&[0u8; HEADER_LEN])?;
             std::fs::rename(&tmp, &path)?;
             // The new name must survive a power loss before any record in it is confirmed.
             sync_dir(dir)
@@ -444,6 +471,12 @@ impl Segment {
             skips: Vec::new(),
             generation: 0,
         })
+    }
+
+    /// True if no reader holds `Bytes` from this segment's mapping, so the file may be
+    /// overwritten (recycled) rather than unlinked.
+    pub fn unshared(&self) -> bool {
+        Arc::strong_count(&self.file) == 1
     }
 
     /// Opens an existing segment, scanning its records. `head` selects tail truncation
@@ -478,7 +511,7 @@ impl Segment {
             generation: 0,
         };
         let mut transient = Vec::new();
-        let scan = scan_records(file.bytes(), path, !head, |r| {
+        let scan = scan_records(file.bytes(), path, base, !head, |r| {
             if r.header.seq < base {
                 return;
             }
@@ -553,15 +586,34 @@ impl Segment {
         if self.write_pos + len > self.file.len() {
             return Ok(false);
         }
+        // An end marker (a zeroed header) goes right after the record when it fits: a
+        // recycled file holds stale bytes there, and a scan must stop at our data's end.
+        let marker = if self.write_pos + len + HEADER_LEN <= self.file.len() {
+            HEADER_LEN
+        } else {
+            0
+        };
         match mode {
             WriteMode::Map => {
                 // SAFETY: bytes past write_pos are unpublished.
-                let dst = unsafe { self.file.unpublished_mut(self.write_pos, len) };
-                record::encode_parts(dst, seq, timestamp, flags, parts);
+                let dst = unsafe { self.file.unpublished_mut(self.write_pos, len + marker) };
+                record::encode_parts(&mut dst[..len], seq, timestamp, flags, parts);
+                dst[len..].fill(0);
             }
             WriteMode::Syscall => {
                 let header = record::encode_header(seq, timestamp, flags, parts);
-                self.file.pwritev_all(self.write_pos, &header, parts)?;
+                let zeros = [0u8; HEADER_LEN];
+                let mut all: [&[u8]; 8] = [&[]; 8];
+                if parts.len() + 1 <= all.len() {
+                    all[..parts.len()].copy_from_slice(parts);
+                    all[parts.len()] = &zeros[..marker];
+                    self.file
+                        .pwritev_all(self.write_pos, &header, &all[..parts.len() + 1])?;
+                } else {
+                    self.file.pwritev_all(self.write_pos, &header, parts)?;
+                    self.file
+                        .pwritev_all(self.write_pos + len, &zeros[..marker], &[])?;
+                }
             }
         }
         self.note_record(seq, self.write_pos);

@@ -123,7 +123,7 @@ fn dump_segment(path: &Path, opts: &Options, totals: &mut Totals) -> std::io::Re
     let ack_path = path.with_file_name(segment::ack_file_name(base));
     let acked: HashSet<u64> = acks::read_file(&ack_path)?.seqs.into_iter().collect();
     let mut records = Vec::new();
-    let scan = segment::scan_records(&bytes, path, true, |r| records.push(r));
+    let scan = segment::scan_records(&bytes, path, base, true, |r| records.push(r));
     let first = records.first().map(|r| r.header.seq);
     let last = records.last().map(|r| r.header.seq);
     let live = records
