@@ -604,7 +604,7 @@ impl Segment {
                 let header = record::encode_header(seq, timestamp, flags, parts);
                 let zeros = [0u8; HEADER_LEN];
                 let mut all: [&[u8]; 8] = [&[]; 8];
-                if parts.len() + 1 <= all.len() {
+                if parts.len() < all.len() {
                     all[..parts.len()].copy_from_slice(parts);
                     all[parts.len()] = &zeros[..marker];
                     self.file
