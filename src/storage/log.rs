@@ -278,6 +278,12 @@ impl Log {
                 }
                 cursor.seq = rec.seq + 1;
                 cursor.cached = Some((seg.base, seg.generation, next));
+                if next >= seg.write_pos() && seg.is_sealed() {
+                    // The cursor leaves this segment: drop its pages from our resident set
+                    // (they stay in the page cache), so reading a deep backlog keeps RSS
+                    // flat. Held `Bytes` stay valid (a later touch faults them back in).
+                    seg.file().release_pages();
+                }
                 if !seg.is_acked(rec.seq) {
                     return Some(rec);
                 }

@@ -78,8 +78,11 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
         let head = i + 1 == files.len();
         let ack_path = dir.join(segment::ack_file_name(*base));
         let ack_scan = acks::read_file(&ack_path)?;
-        if let Some(max_acked) = ack_scan.seqs.iter().max() {
-            next_seq = next_seq.max(max_acked + 1);
+        // Acks of records lost with a torn tail still count as used sequence numbers;
+        // entries outside the segment's possible range are ignored (the file is untrusted).
+        let in_range = |s: &&u64| **s >= *base && **s - *base < segment::MAX_SEQ_SPAN;
+        if let Some(max_acked) = ack_scan.seqs.iter().filter(in_range).max() {
+            next_seq = next_seq.max(max_acked.saturating_add(1));
         }
         match Segment::open(path, head, &ack_scan.seqs, true) {
             Ok((seg, corruptions)) => {
@@ -95,7 +98,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
                 report.corruptions.extend(corruptions);
                 report.records += seg.records() as u64;
                 report.live += seg.live() as u64;
-                next_seq = next_seq.max(seg.last_seq().map_or(seg.base, |l| l + 1));
+                next_seq = next_seq.max(seg.last_seq().map_or(seg.base, |l| l.saturating_add(1)));
                 segments.push(seg);
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {

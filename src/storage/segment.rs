@@ -38,6 +38,11 @@ pub const FILE_HEADER_LEN: usize = 32;
 /// number scans at most this many records. 12 bytes per 64 records.
 const INDEX_EVERY: u32 = 64;
 
+/// No record in a segment is this far past its base: the most 32-byte records a 1 GiB
+/// segment can hold. A record claiming otherwise is corrupt; the bound keeps a hostile file
+/// from sizing the ack bitmap.
+pub const MAX_SEQ_SPAN: u64 = 1 << 25;
+
 pub fn segment_file_name(base: u64) -> String {
     format!("{base:020}.seg")
 }
@@ -149,6 +154,7 @@ pub fn scan_records(
             // A valid record older than the segment is left over from the file's previous
             // life (segment files are recycled): the end of this segment's data.
             Ok((header, _)) if header.seq < base => break,
+            Ok((header, _)) if header.seq - base >= MAX_SEQ_SPAN => "sequence number out of the segment's range",
             Ok((header, _)) if last_seq.is_none_or(|l| header.seq > l) => {
                 visit(ScannedRecord {
                     offset: pos,
@@ -196,7 +202,7 @@ fn last_nonzero(bytes: &[u8], from: usize) -> usize {
 /// Finds the first offset at or after `from` holding a valid record newer than `after`.
 fn find_next_record(bytes: &[u8], from: usize, base: u64, after: Option<u64>) -> Option<usize> {
     (from..bytes.len().saturating_sub(HEADER_LEN - 1)).find(|&p| {
-        matches!(record::decode(&bytes[p..]), Ok((h, _)) if h.seq >= base && after.is_none_or(|l| h.seq > l))
+        matches!(record::decode(&bytes[p..]), Ok((h, _)) if h.seq >= base && h.seq - base < MAX_SEQ_SPAN && after.is_none_or(|l| h.seq > l))
     })
 }
 
@@ -397,8 +403,8 @@ pub struct Segment {
     write_pos: usize,
     sealed: bool,
     acks: AckBitmap,
-    /// (seq, offset) of every `INDEX_EVERY`th record.
-    index: Vec<(u64, u32)>,
+    /// (seq - base, offset) of every `INDEX_EVERY`th record: 8 bytes per 64 records.
+    index: Vec<(u32, u32)>,
     records: u32,
     live: u32,
     last_seq: Option<u64>,
@@ -555,7 +561,7 @@ impl Segment {
             self.acks.set(absent - self.base);
         }
         if self.records.is_multiple_of(INDEX_EVERY) {
-            self.index.push((seq, offset as u32));
+            self.index.push(((seq - self.base) as u32, offset as u32));
         }
         self.records += 1;
         self.live += 1;
@@ -673,7 +679,7 @@ impl Segment {
 
     /// Heap bytes of per-segment state (bitmap and sparse index).
     pub fn heap_bytes(&self) -> usize {
-        self.acks.heap_bytes() + self.index.capacity() * 16
+        self.acks.heap_bytes() + self.index.capacity() * 8
     }
 
     /// Moves `offset` past a corrupt stretch that starts there, if any.
@@ -714,7 +720,8 @@ impl Segment {
 
     /// Offset of the first record with sequence number >= `seq`, or `write_pos`.
     pub fn offset_of(&self, seq: u64) -> usize {
-        let i = self.index.partition_point(|&(s, _)| s <= seq);
+        let rel = seq.saturating_sub(self.base).min(u32::MAX as u64) as u32;
+        let i = self.index.partition_point(|&(s, _)| s <= rel);
         let mut offset = if i == 0 {
             FILE_HEADER_LEN
         } else {
@@ -812,7 +819,7 @@ impl Segment {
         let new_bytes = self.file.bytes();
         while let Ok(h) = record::peek_header(&new_bytes[offset..]) {
             if self.records.is_multiple_of(INDEX_EVERY) {
-                self.index.push((h.seq, offset as u32));
+                self.index.push(((h.seq - self.base) as u32, offset as u32));
             }
             self.records += 1;
             self.live += 1;
