@@ -11,7 +11,12 @@ use warren::storage::{Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
 }
 
 fn run(records: u64, limit_bytes: u64) {
@@ -47,8 +52,14 @@ fn run(records: u64, limit_bytes: u64) {
         after_read >> 20,
         log.heap_bytes() >> 20
     );
-    assert!(after_open < limit_bytes, "RSS after open {after_open} >= {limit_bytes}");
-    assert!(after_read < limit_bytes, "RSS after reads {after_read} >= {limit_bytes}");
+    assert!(
+        after_open < limit_bytes,
+        "RSS after open {after_open} >= {limit_bytes}"
+    );
+    assert!(
+        after_read < limit_bytes,
+        "RSS after reads {after_read} >= {limit_bytes}"
+    );
 }
 
 #[test]

@@ -269,7 +269,16 @@ impl Log {
             let seg = &self.segments[i];
             let mut offset = match cursor.cached {
                 Some((base, gen, off)) if base == seg.base && gen == seg.generation => off,
-                _ => seg.offset_of(cursor.seq),
+                _ => {
+                    if let Some(prev) = i.checked_sub(1).map(|p| &self.segments[p]) {
+                        // The cursor has left the previous segment: drop its pages from our
+                        // resident set (they stay in the page cache), so reading a deep
+                        // backlog keeps RSS flat. Held `Bytes` stay valid (a later touch
+                        // faults the page back in).
+                        prev.file().release_pages();
+                    }
+                    seg.offset_of(cursor.seq)
+                }
             };
             while let Some((rec, next)) = seg.read_at(offset) {
                 offset = next;
@@ -278,12 +287,6 @@ impl Log {
                 }
                 cursor.seq = rec.seq + 1;
                 cursor.cached = Some((seg.base, seg.generation, next));
-                if next >= seg.write_pos() && seg.is_sealed() {
-                    // The cursor leaves this segment: drop its pages from our resident set
-                    // (they stay in the page cache), so reading a deep backlog keeps RSS
-                    // flat. Held `Bytes` stay valid (a later touch faults them back in).
-                    seg.file().release_pages();
-                }
                 if !seg.is_acked(rec.seq) {
                     return Some(rec);
                 }
@@ -416,6 +419,13 @@ impl Log {
         self.flush_acks()?;
         self.compact()?;
         Ok(())
+    }
+
+    /// Drops every segment's pages from the resident set (they stay in the page cache).
+    pub fn release_pages(&self) {
+        for seg in &self.segments {
+            seg.file().release_pages();
+        }
     }
 
     /// Bytes of segment files on disk (for space accounting).

@@ -154,7 +154,9 @@ pub fn scan_records(
             // A valid record older than the segment is left over from the file's previous
             // life (segment files are recycled): the end of this segment's data.
             Ok((header, _)) if header.seq < base => break,
-            Ok((header, _)) if header.seq - base >= MAX_SEQ_SPAN => "sequence number out of the segment's range",
+            Ok((header, _)) if header.seq - base >= MAX_SEQ_SPAN => {
+                "sequence number out of the segment's range"
+            }
             Ok((header, _)) if last_seq.is_none_or(|l| header.seq > l) => {
                 visit(ScannedRecord {
                     offset: pos,
