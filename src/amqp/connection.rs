@@ -85,7 +85,10 @@ struct PendingPublish {
     headers_table: Option<(usize, usize)>,
     body_size: u64,
     received: u64,
-    body: Vec<Bytes>,
+    /// The first body frame, and any further ones (most messages fit one frame, so the
+    /// common case allocates nothing).
+    body_first: Option<Bytes>,
+    body_rest: Vec<Bytes>,
 }
 
 impl PendingPublish {
@@ -828,7 +831,8 @@ impl Conn {
                     headers_table: None,
                     body_size: 0,
                     received: 0,
-                    body: Vec::new(),
+                    body_first: None,
+                    body_rest: Vec::new(),
                 });
             }
             Method::BasicGet { queue, no_ack } => {
@@ -977,7 +981,11 @@ impl Conn {
                 ));
             }
             if !payload.is_empty() {
-                p.body.push(payload);
+                if p.body_first.is_none() {
+                    p.body_first = Some(payload);
+                } else {
+                    p.body_rest.push(payload);
+                }
             }
         }
         if p.received == p.body_size {
@@ -990,29 +998,25 @@ impl Conn {
     fn complete_publish(&mut self, channel: u16, p: PendingPublish) -> Result<(), AmqpError> {
         let header = p.header.clone().expect("complete publish has a header");
         let headers_table = p.headers_table.map(|(a, b)| &header[a..b]);
-        let body: Vec<&[u8]> = p.body.iter().map(|b| &b[..]).collect();
-        let result = self.broker().publish(
-            p.exchange(),
-            p.routing_key(),
-            &header,
-            p.persistent,
-            headers_table,
-            &body,
-        )?;
+        let single: [&[u8]; 1];
+        let many: Vec<&[u8]>;
+        let body: &[&[u8]] = match (&p.body_first, p.body_rest.is_empty()) {
+            (None, _) => &[],
+            (Some(first), true) => {
+                single = [&first[..]];
+                &single
+            }
+            (Some(first), false) => {
+                many = std::iter::once(&first[..]).chain(p.body_rest.iter().map(|b| &b[..])).collect();
+                &many
+            }
+        };
+        let result = self
+            .broker()
+            .publish(p.exchange(), p.routing_key(), &header, p.persistent, headers_table, body)?;
         if p.mandatory && !result.routed {
-            server::basic_return(
-                &mut self.wbuf,
-                channel,
-                312,
-                "NO_ROUTE",
-                p.exchange(),
-                p.routing_key(),
-            );
-            let body_all: Bytes = if p.body.len() == 1 {
-                p.body[0].clone()
-            } else {
-                p.body.concat().into()
-            };
+            server::basic_return(&mut self.wbuf, channel, 312, "NO_ROUTE", p.exchange(), p.routing_key());
+            let body_all: Bytes = body.concat().into();
             self.write_content(channel, &header, &body_all);
         }
         let ch = self.channels.get_mut(&channel).expect("open channel");

@@ -867,16 +867,25 @@ impl Broker {
         if !targets.is_empty() {
             let mut prefix = [0u8; message::MAX_PREFIX];
             let n = message::encode_prefix(&mut prefix, exchange, routing_key, header.len());
-            let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + body.len());
-            parts.push(&prefix[..n]);
-            parts.push(header);
-            parts.extend_from_slice(body);
+            // Prefix, content header, body frames: on the stack unless the body came in
+            // many frames.
+            let mut inline: [&[u8]; 8] = [&[]; 8];
+            let heap: Vec<&[u8]>;
+            let parts: &[&[u8]] = if body.len() + 2 <= inline.len() {
+                inline[0] = &prefix[..n];
+                inline[1] = header;
+                inline[2..2 + body.len()].copy_from_slice(body);
+                &inline[..2 + body.len()]
+            } else {
+                heap = [&prefix[..n], header].into_iter().chain(body.iter().copied()).collect();
+                &heap
+            };
             let now = now_millis();
             for name in &targets {
                 let Some(q) = self.queues.get_mut(name) else {
                     continue;
                 };
-                match q.log.append_parts(now, persistent && q.durable, &parts) {
+                match q.log.append_parts(now, persistent && q.durable, parts) {
                     Ok(a) => result.ticket = result.ticket.max(a.ticket),
                     Err(_) => result.failed = true,
                 }

@@ -21,7 +21,7 @@ use super::{acks, compact, recovery};
 /// Size of a log's first segment; later ones double up to `segment_size`.
 const FIRST_SEGMENT_SIZE: usize = 64 * 1024;
 
-/// Appends smaller than this go through the map under `--fsync never`.
+/// Appends smaller than this (and not needing a sync) go through the map.
 const MAP_WRITE_MAX: usize = 2048;
 
 /// Tuning for one log.
@@ -201,7 +201,7 @@ impl Log {
         }
         let seq = self.next_seq;
         let flags = if persistent { FLAG_PERSISTENT } else { 0 };
-        let mode = self.write_mode(total);
+        let mode = self.write_mode(total, persistent);
         let head = self.segments.back_mut().expect("a log always has a head");
         if !head.try_append(seq, timestamp, flags, parts, mode)? {
             let encoded = record::encoded_len(total);
@@ -225,14 +225,17 @@ impl Log {
         Ok(Appended { seq, ticket })
     }
 
-    /// Under `never`, small appends copy into the map (no system call); large ones and
-    /// every append under a sync policy use pwritev. A store through the map faults once
-    /// per fresh page (a 64 KiB record costs 16 faults, more than the copy itself), and
-    /// under a sync policy it also journals metadata (see `Segment::try_append`).
-    fn write_mode(&self, payload_len: usize) -> WriteMode {
-        match self.commit.policy() {
-            FsyncPolicy::Never if payload_len < MAP_WRITE_MAX => WriteMode::Map,
-            _ => WriteMode::Syscall,
+    /// Small appends copy into the map (no system call) unless the record must be synced;
+    /// large ones, and persistent ones under a sync policy, use pwritev. A store through
+    /// the map faults once per fresh page (a 64 KiB record costs 16 faults, more than the
+    /// copy), and a file dirtied through the map makes its next fdatasync journal metadata
+    /// (see `Segment::try_append`); transient records never make a file need a sync.
+    fn write_mode(&self, payload_len: usize, persistent: bool) -> WriteMode {
+        let synced = persistent && self.commit.policy() != FsyncPolicy::Never;
+        if synced || payload_len >= MAP_WRITE_MAX {
+            WriteMode::Syscall
+        } else {
+            WriteMode::Map
         }
     }
 

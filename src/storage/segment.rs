@@ -343,6 +343,15 @@ impl AsRef<[u8]> for MappedSlice {
     }
 }
 
+/// A `Bytes` over a whole mapped file; it keeps the mapping alive.
+fn whole_view(file: &Arc<SegmentFile>) -> Bytes {
+    Bytes::from_owner(MappedSlice {
+        file: file.clone(),
+        start: 0,
+        end: file.len(),
+    })
+}
+
 /// Reserves `len` bytes of disk for `file` so that writes through the map can never hit an
 /// unbacked page (SIGBUS on a full disk). Falls back to posix_fallocate where the file
 /// system lacks fallocate.
@@ -402,6 +411,9 @@ pub struct StoredRecord {
 pub struct Segment {
     pub base: u64,
     file: Arc<SegmentFile>,
+    /// The whole mapping as one `Bytes`: a read hands out `view.slice(..)`, which costs a
+    /// reference-count increment, not an allocation.
+    view: Bytes,
     write_pos: usize,
     sealed: bool,
     acks: AckBitmap,
@@ -468,6 +480,7 @@ impl Segment {
         let file = SegmentFile::map(path, file)?;
         Ok(Segment {
             base,
+            view: whole_view(&file),
             file,
             write_pos: FILE_HEADER_LEN,
             sealed: false,
@@ -484,7 +497,8 @@ impl Segment {
     /// True if no reader holds `Bytes` from this segment's mapping, so the file may be
     /// overwritten (recycled) rather than unlinked.
     pub fn unshared(&self) -> bool {
-        Arc::strong_count(&self.file) == 1
+        // Held by `self.file` and by `view`'s owner, and no slice of `view` is out.
+        Arc::strong_count(&self.file) == 2 && self.view.is_unique()
     }
 
     /// Opens an existing segment, scanning its records. `head` selects tail truncation
@@ -507,6 +521,7 @@ impl Segment {
         })?;
         let mut seg = Segment {
             base,
+            view: whole_view(&file),
             file: file.clone(),
             write_pos: FILE_HEADER_LEN,
             sealed: !head,
@@ -704,11 +719,7 @@ impl Segment {
         let header = record::peek_header(&bytes[offset..]).ok()?;
         let start = offset + HEADER_LEN;
         let end = offset + header.total_len();
-        let payload = Bytes::from_owner(MappedSlice {
-            file: self.file.clone(),
-            start,
-            end,
-        });
+        let payload = self.view.slice(start..end);
         Some((
             StoredRecord {
                 seq: header.seq,
@@ -811,6 +822,7 @@ impl Segment {
         let new_file = SegmentFile::map(self.file.path.clone(), file)?;
         // Rebuild the index for the new layout; ack state is unchanged (only live records
         // were kept, and every bit that was set stays set).
+        self.view = whole_view(&new_file);
         self.file = new_file;
         self.index.clear();
         self.records = 0;

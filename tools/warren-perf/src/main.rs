@@ -1,4 +1,538 @@
-fn main() {
-    eprintln!("warren-perf: not built yet (issue 4)");
-    std::process::exit(2);
+//! warren-perf: an AMQP 0-9-1 load generator that runs unchanged against RabbitMQ and
+//! Warren. See `warren-perf --help` and tools/warren-perf/README.md.
+
+mod client;
+mod sink;
+mod stats;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use clap::{Parser, ValueEnum};
+use client::{method, Client, PublishTemplate, Target};
+use stats::{Counters, Report};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Publish and consume at once: rates and end-to-end latency.
+    Throughput,
+    /// Producers only.
+    PublishOnly,
+    /// Drain a queue pre-filled with --messages.
+    ConsumeOnly,
+    /// Persistent messages to a durable queue with publisher confirms.
+    Confirms,
+    /// One producer, --queues queues bound to a fanout exchange, a consumer on each.
+    Fanout,
+    /// Fill one queue with --messages, report broker RSS, drain, verify nothing lost.
+    Backlog,
+    /// Fixed --rate, latency percentiles.
+    Latency,
+    /// Open --connections idle connections, report broker RSS.
+    Connections,
+    /// Declare --queues queues with a consumer each, report broker RSS.
+    Queues,
+    /// Not a scenario: a server that accepts the handshake and discards everything (to
+    /// measure what one warren-perf can drive).
+    Sink,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "warren-perf", about = "AMQP 0-9-1 load generator for Warren and RabbitMQ")]
+struct Args {
+    scenario: Scenario,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    url: String,
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+    #[arg(long, default_value_t = 1)]
+    queues: usize,
+    /// Message body size in bytes (16 or more carries a timestamp and sequence number).
+    #[arg(long, default_value_t = 16)]
+    size: usize,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Use publisher confirms.
+    #[arg(long)]
+    confirm: bool,
+    /// Most unconfirmed publishes per producer.
+    #[arg(long, default_value_t = 1000)]
+    confirm_window: u64,
+    /// delivery_mode=2 and durable queues.
+    #[arg(long)]
+    persistent: bool,
+    /// Consumer prefetch (manual acks); 0 = unlimited.
+    #[arg(long, default_value_t = 1000)]
+    prefetch: u16,
+    /// Consume with no-ack.
+    #[arg(long)]
+    autoack: bool,
+    /// Total publish rate limit, messages/s (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Messages for consume-only and backlog.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Connections for the connections scenario.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// The broker's pid, to report its RSS.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    /// Print one JSON line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Listen address for the sink.
+    #[arg(long, default_value = "127.0.0.1:5700")]
+    listen: String,
+}
+
+/// The body's timestamps are nanoseconds since this process's epoch.
+fn now_ns(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos() as u64
+}
+
+fn rss_of(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+struct Ctx {
+    args: Args,
+    target: Target,
+    epoch: Instant,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+}
+
+fn queue_name(i: usize) -> String {
+    format!("warren-perf-{i}")
+}
+
+/// Publishes until `stop` (or `limit` messages), honouring the rate and confirm window.
+async fn producer(ctx: Arc<Ctx>, id: usize, exchange: String, routing_key: String, limit: u64, confirm: bool) -> std::io::Result<()> {
+    let mut c = Client::connect(&ctx.target).await?;
+    if confirm {
+        c.confirm_select().await?;
+    }
+    let template = PublishTemplate::new(&exchange, &routing_key, ctx.args.size, ctx.args.persistent, c.frame_max);
+    let Client { mut rd, mut wr, mut rbuf, .. } = c;
+    let confirmed = Arc::new(AtomicU64::new(0));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    // Reader: confirms (and anything else the broker says).
+    let reader = {
+        let confirmed = confirmed.clone();
+        let wake = wake.clone();
+        let counters = ctx.counters.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            loop {
+                while let Ok(Some(f)) = client::parse_frame(&mut rbuf) {
+                    if f.kind == 1 {
+                        match f.ids() {
+                            (60, 80) | (60, 120) => {
+                                let tag = u64::from_be_bytes(f.payload[4..12].try_into().unwrap());
+                                let multiple = f.payload[12] & 1 != 0;
+                                let before = confirmed.load(Ordering::Relaxed);
+                                let now = if multiple { tag } else { before.max(tag) };
+                                if now > before {
+                                    confirmed.store(now, Ordering::Relaxed);
+                                    counters.confirmed.fetch_add(now - before, Ordering::Relaxed);
+                                }
+                                if f.ids() == (60, 120) {
+                                    counters.nacked.fetch_add(1, Ordering::Relaxed);
+                                }
+                                wake.notify_one();
+                            }
+                            (10, 50) | (20, 40) => {
+                                eprintln!("warren-perf: producer: broker closed the channel/connection");
+                                return;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                match rd.read_buf(&mut rbuf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+    };
+    use tokio::io::AsyncWriteExt;
+    let batch = 256u64;
+    let per_producer_rate = if ctx.args.rate > 0 { (ctx.args.rate / ctx.args.producers as u64).max(1) } else { 0 };
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut out = BytesMut::with_capacity(template.len() * batch as usize);
+    let window = ctx.args.confirm_window.max(1);
+    while !ctx.stop.load(Ordering::Relaxed) && sent < limit {
+        let mut n = batch.min(limit - sent);
+        if per_producer_rate > 0 {
+            let due = (started.elapsed().as_secs_f64() * per_producer_rate as f64) as u64;
+            if due <= sent {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+                continue;
+            }
+            n = n.min(due - sent);
+        }
+        if confirm {
+            loop {
+                let outstanding = sent - confirmed.load(Ordering::Relaxed);
+                if outstanding < window {
+                    n = n.min(window - outstanding);
+                    break;
+                }
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                if ctx.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            if ctx.stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        out.clear();
+        let stamp = now_ns(ctx.epoch);
+        for k in 0..n {
+            template.encode(&mut out, stamp, ((id as u64) << 48) | (sent + k));
+        }
+        wr.write_all(&out).await?;
+        sent += n;
+        ctx.counters.published.fetch_add(n, Ordering::Relaxed);
+    }
+    if confirm {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while confirmed.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+    reader.abort();
+    Ok(())
+}
+
+/// Consumes until `stop` or `limit` deliveries; records latencies and (optionally) the
+/// sequence numbers seen.
+async fn consumer(ctx: Arc<Ctx>, queue: String, limit: u64, latencies: Arc<Mutex<Vec<u32>>>, seen: Option<Arc<Mutex<Vec<u64>>>>) -> std::io::Result<()> {
+    let mut c = Client::connect(&ctx.target).await?;
+    let no_ack = ctx.args.autoack;
+    if !no_ack {
+        c.qos(ctx.args.prefetch).await?;
+    }
+    c.consume(&queue, no_ack).await?;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut local_lat: Vec<u32> = Vec::with_capacity(1 << 16);
+    let mut local_seen: Vec<u64> = Vec::new();
+    let mut got = 0u64;
+    let mut last_tag = 0u64;
+    let mut unacked = 0u64;
+    let ack_every = (ctx.args.prefetch as u64 / 2).max(1);
+    let mut acks = BytesMut::new();
+    let mut in_body = false;
+    while got < limit && !ctx.stop.load(Ordering::Relaxed) {
+        let read = tokio::time::timeout(Duration::from_millis(200), c.rd.read_buf(&mut c.rbuf)).await;
+        match read {
+            Err(_) => continue,
+            Ok(Ok(0)) => return Err(std::io::Error::other("broker closed the connection")),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(_)) => {}
+        }
+        let now = now_ns(ctx.epoch);
+        let mut delivered = 0u64;
+        while let Some(f) = client::parse_frame(&mut c.rbuf)? {
+            match f.kind {
+                1 if f.ids() == (60, 60) => {
+                    // consumer-tag shortstr, then delivery tag.
+                    let tl = f.payload[4] as usize;
+                    last_tag = u64::from_be_bytes(f.payload[5 + tl..13 + tl].try_into().unwrap());
+                    in_body = true;
+                    if ctx.args.size == 0 {
+                        delivered += 1;
+                        in_body = false;
+                    }
+                }
+                1 if matches!(f.ids(), (10, 50) | (20, 40) | (60, 30)) => {
+                    return Err(std::io::Error::other("broker closed or cancelled the consumer"));
+                }
+                3 if in_body => {
+                    // Only the first body frame carries the stamp.
+                    in_body = false;
+                    delivered += 1;
+                    if f.payload.len() >= 16 {
+                        let stamp = u64::from_le_bytes(f.payload[..8].try_into().unwrap());
+                        let lat_us = now.saturating_sub(stamp) / 1000;
+                        local_lat.push(lat_us.min(u32::MAX as u64) as u32);
+                        if seen.is_some() {
+                            local_seen.push(u64::from_le_bytes(f.payload[8..16].try_into().unwrap()));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        got += delivered;
+        ctx.counters.consumed.fetch_add(delivered, Ordering::Relaxed);
+        if !no_ack && delivered > 0 {
+            unacked += delivered;
+            if unacked >= ack_every || got >= limit {
+                acks.clear();
+                method(&mut acks, 1, 60, 80, |b| {
+                    b.put_u64(last_tag);
+                    b.put_u8(1);
+                });
+                c.wr.write_all(&acks).await?;
+                unacked = 0;
+            }
+        }
+        if local_lat.len() >= 1 << 16 {
+            latencies.lock().unwrap().append(&mut local_lat);
+        }
+    }
+    if unacked > 0 {
+        acks.clear();
+        method(&mut acks, 1, 60, 80, |b| {
+            b.put_u64(last_tag);
+            b.put_u8(1);
+        });
+        c.wr.write_all(&acks).await?;
+    }
+    latencies.lock().unwrap().append(&mut local_lat);
+    if let Some(seen) = seen {
+        seen.lock().unwrap().append(&mut local_seen);
+    }
+    Ok(())
+}
+
+fn spawn_progress(ctx: Arc<Ctx>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = ctx.counters.snapshot();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let now = ctx.counters.snapshot();
+            eprintln!(
+                "warren-perf: t={:>4.0}s  published {:>9}/s  confirmed {:>9}/s  consumed {:>9}/s",
+                ctx.epoch.elapsed().as_secs_f64(),
+                now.published - last.published,
+                now.confirmed - last.confirmed,
+                now.consumed - last.consumed
+            );
+            last = now;
+        }
+    })
+}
+
+async fn setup_queues(ctx: &Ctx, n: usize, durable: bool) -> std::io::Result<()> {
+    let mut c = Client::connect(&ctx.target).await?;
+    for i in 0..n {
+        c.declare_queue(&queue_name(i), durable).await?;
+        c.purge_queue(&queue_name(i)).await?;
+    }
+    Ok(())
+}
+
+async fn cleanup_queues(ctx: &Ctx, n: usize) {
+    if let Ok(mut c) = Client::connect(&ctx.target).await {
+        for i in 0..n {
+            let _ = c.delete_queue(&queue_name(i)).await;
+        }
+    }
+}
+
+async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
+    let a = &ctx.args;
+    let mut report = Report::new(format!("{:?}", a.scenario).to_lowercase());
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let durable = a.persistent;
+    let progress = spawn_progress(ctx.clone());
+    match a.scenario {
+        Scenario::Throughput | Scenario::PublishOnly | Scenario::Confirms | Scenario::Latency => {
+            let confirm = a.confirm || a.scenario == Scenario::Confirms;
+            let consumers = if a.scenario == Scenario::PublishOnly { 0 } else { a.consumers };
+            setup_queues(&ctx, a.queues, durable || a.scenario == Scenario::Confirms).await?;
+            let mut tasks = Vec::new();
+            for i in 0..consumers {
+                tasks.push(tokio::spawn(consumer(ctx.clone(), queue_name(i % a.queues), u64::MAX, latencies.clone(), None)));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let start = Instant::now();
+            let before = ctx.counters.snapshot();
+            let mut producers = Vec::new();
+            for i in 0..a.producers {
+                producers.push(tokio::spawn(producer(ctx.clone(), i, String::new(), queue_name(i % a.queues), u64::MAX, confirm)));
+            }
+            tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+            let after = ctx.counters.snapshot();
+            let elapsed = start.elapsed().as_secs_f64();
+            ctx.stop.store(true, Ordering::Relaxed);
+            for p in producers {
+                p.await.map_err(std::io::Error::other)??;
+            }
+            for t in tasks {
+                t.await.map_err(std::io::Error::other)??;
+            }
+            report.rate("published_per_s", (after.published - before.published) as f64 / elapsed);
+            if confirm {
+                report.rate("confirmed_per_s", (after.confirmed - before.confirmed) as f64 / elapsed);
+                report.count("nacked", after.nacked);
+            }
+            if consumers > 0 {
+                report.rate("consumed_per_s", (after.consumed - before.consumed) as f64 / elapsed);
+            }
+            cleanup_queues(&ctx, a.queues).await;
+        }
+        Scenario::ConsumeOnly | Scenario::Backlog => {
+            setup_queues(&ctx, 1, durable).await?;
+            let fill_start = Instant::now();
+            producer(ctx.clone(), 0, String::new(), queue_name(0), a.messages, true).await?;
+            report.rate("fill_per_s", a.messages as f64 / fill_start.elapsed().as_secs_f64());
+            if let Some(rss) = rss_of(a.broker_pid) {
+                report.bytes("broker_rss_full", rss);
+            }
+            let seen = (a.scenario == Scenario::Backlog).then(|| Arc::new(Mutex::new(Vec::new())));
+            let start = Instant::now();
+            let per = a.messages.div_ceil(a.consumers as u64);
+            let mut tasks = Vec::new();
+            for i in 0..a.consumers {
+                let limit = per.min(a.messages - per * i as u64);
+                tasks.push(tokio::spawn(consumer(ctx.clone(), queue_name(0), limit, latencies.clone(), seen.clone())));
+            }
+            for t in tasks {
+                t.await.map_err(std::io::Error::other)??;
+            }
+            report.rate("consumed_per_s", a.messages as f64 / start.elapsed().as_secs_f64());
+            if let Some(rss) = rss_of(a.broker_pid) {
+                report.bytes("broker_rss_drained", rss);
+            }
+            if let Some(seen) = seen {
+                let mut seen = std::mem::take(&mut *seen.lock().unwrap());
+                seen.sort_unstable();
+                let total = seen.len() as u64;
+                seen.dedup();
+                report.count("duplicates", total - seen.len() as u64);
+                report.count("missing", a.messages - seen.len() as u64);
+            }
+            latencies.lock().unwrap().clear(); // fill-then-drain latency is not meaningful
+            cleanup_queues(&ctx, 1).await;
+        }
+        Scenario::Fanout => {
+            let mut c = Client::connect(&ctx.target).await?;
+            c.declare_exchange("warren-perf-fanout", "fanout").await?;
+            for i in 0..a.queues {
+                c.declare_queue(&queue_name(i), false).await?;
+                c.purge_queue(&queue_name(i)).await?;
+                c.bind_queue(&queue_name(i), "warren-perf-fanout", "").await?;
+            }
+            let mut tasks = Vec::new();
+            for i in 0..a.queues {
+                tasks.push(tokio::spawn(consumer(ctx.clone(), queue_name(i), u64::MAX, latencies.clone(), None)));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let start = Instant::now();
+            let before = ctx.counters.snapshot();
+            let p = tokio::spawn(producer(ctx.clone(), 0, "warren-perf-fanout".into(), String::new(), u64::MAX, a.confirm));
+            tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+            let after = ctx.counters.snapshot();
+            let elapsed = start.elapsed().as_secs_f64();
+            ctx.stop.store(true, Ordering::Relaxed);
+            p.await.map_err(std::io::Error::other)??;
+            for t in tasks {
+                t.await.map_err(std::io::Error::other)??;
+            }
+            report.rate("published_per_s", (after.published - before.published) as f64 / elapsed);
+            report.rate("consumed_per_s", (after.consumed - before.consumed) as f64 / elapsed);
+            cleanup_queues(&ctx, a.queues).await;
+        }
+        Scenario::Connections => {
+            let mut conns = Vec::new();
+            for _ in 0..a.connections {
+                conns.push(Client::connect(&ctx.target).await?);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            report.count("connections", conns.len() as u64);
+            if let Some(rss) = rss_of(a.broker_pid) {
+                report.bytes("broker_rss", rss);
+            }
+        }
+        Scenario::Queues => {
+            let mut c = Client::connect(&ctx.target).await?;
+            for i in 0..a.queues {
+                c.declare_queue(&queue_name(i), false).await?;
+                c.consume(&queue_name(i), true).await?;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            report.count("queues", a.queues as u64);
+            if let Some(rss) = rss_of(a.broker_pid) {
+                report.bytes("broker_rss", rss);
+            }
+            drop(c);
+            cleanup_queues(&ctx, a.queues).await;
+        }
+        Scenario::Sink => unreachable!("handled in main"),
+    }
+    progress.abort();
+    let mut lat = std::mem::take(&mut *latencies.lock().unwrap());
+    if !lat.is_empty() {
+        lat.sort_unstable();
+        let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize] as u64;
+        report.micros("latency_p50_us", pct(0.50));
+        report.micros("latency_p99_us", pct(0.99));
+        report.micros("latency_p999_us", pct(0.999));
+        report.micros("latency_max_us", *lat.last().unwrap() as u64);
+    }
+    Ok(report)
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if args.scenario == Scenario::Sink {
+        runtime.block_on(sink::run(&args.listen));
+        return std::process::ExitCode::SUCCESS;
+    }
+    let target = match Target::parse(&args.url) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("warren-perf: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let json = args.json;
+    let ctx = Arc::new(Ctx {
+        args,
+        target,
+        epoch: Instant::now(),
+        counters: Arc::new(Counters::default()),
+        stop: Arc::new(AtomicBool::new(false)),
+    });
+    match runtime.block_on(run(ctx)) {
+        Ok(report) => {
+            if json {
+                println!("{}", report.json());
+            } else {
+                print!("{}", report.table());
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warren-perf: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
 }
