@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: RabbitMQ (Debian's rabbitmq-server) and Warren on this machine.
+
+Starts each broker with a fresh data dir on its own port, runs the same warren-perf
+scenarios against each in alternation (A B A B A B: three rounds), takes the median of
+each figure, and writes a Markdown table (plus an SVG plot) into BENCHMARKS.md between
+the markers `<!-- compare:begin -->` and `<!-- compare:end -->`.
+
+Usage: tools/compare.sh [--rounds N] [--seconds S] [--fsync always|interval:MS|never]
+Needs: rabbitmq-server (apt-get install rabbitmq-server), cargo build --release.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PERF = os.path.join(ROOT, "target/release/warren-perf")
+WARREN = os.path.join(ROOT, "target/release/warren")
+RMQ_PORT, WARREN_PORT = 5690, 5691
+
+
+def wait_port(port, timeout=90):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def pid_on_port(port):
+    out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
+    for part in out.split("pid=")[1:]:
+        return int(part.split(",")[0])
+    return None
+
+
+class Rabbit:
+    name = "RabbitMQ"
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="rmq-")
+        for d in ("mnesia", "log"):
+            os.makedirs(os.path.join(self.dir, d))
+        with open(os.path.join(self.dir, "plugins"), "w") as f:
+            f.write("[].\n")
+        shutil.chown(self.dir, "rabbitmq", "rabbitmq")
+        for d in ("mnesia", "log", "plugins"):
+            shutil.chown(os.path.join(self.dir, d), "rabbitmq", "rabbitmq")
+        env = dict(os.environ,
+                   RABBITMQ_NODE_PORT=str(RMQ_PORT), RABBITMQ_NODENAME="perf@localhost",
+                   RABBITMQ_MNESIA_BASE=os.path.join(self.dir, "mnesia"),
+                   RABBITMQ_LOG_BASE=os.path.join(self.dir, "log"),
+                   RABBITMQ_DIST_PORT="25690",
+                   RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.dir, "plugins"),
+                   RABBITMQ_CONFIG_FILE=os.path.join(self.dir, "rabbitmq"))
+        self.proc = subprocess.Popen(["rabbitmq-server"], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        if not wait_port(RMQ_PORT):
+            sys.exit("RabbitMQ did not start")
+        self.pid = pid_on_port(RMQ_PORT)
+        self.url = f"amqp://guest:guest@127.0.0.1:{RMQ_PORT}/%2f"
+        self.version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "rabbitmq-server"],
+                                      capture_output=True, text=True).stdout
+
+    def stop(self):
+        os.killpg(self.proc.pid, 15)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+        subprocess.run(["pkill", "-9", "-f", "perf@localhost"])
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Warren:
+    name = "Warren"
+
+    def __init__(self, fsync):
+        self.dir = tempfile.mkdtemp(prefix="warren-", dir=os.path.join(ROOT, "target"))
+        self.proc = subprocess.Popen([WARREN, "--listen", f"127.0.0.1:{WARREN_PORT}", "--data-dir",
+                                      self.dir, "--fsync", fsync],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_port(WARREN_PORT):
+            sys.exit("Warren did not start")
+        self.pid = self.proc.pid
+        self.url = f"amqp://guest:guest@127.0.0.1:{WARREN_PORT}/%2f"
+        self.version = subprocess.run([WARREN, "--version"], capture_output=True, text=True).stdout.strip()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def scenarios(seconds):
+    s = str(seconds)
+    return [
+        ("throughput, autoack", ["throughput", "--autoack", "--seconds", s], "consumed_per_s"),
+        ("throughput, confirms (window 1000)", ["throughput", "--confirm", "--seconds", s], "consumed_per_s"),
+        ("confirms, persistent, durable queue", ["confirms", "--persistent", "--seconds", s], "confirmed_per_s"),
+        ("publish-only", ["publish-only", "--seconds", s], "published_per_s"),
+        ("consume-only (1M queued)", ["consume-only", "--messages", "1000000", "--autoack"], "consumed_per_s"),
+        ("fanout, 4 queues", ["fanout", "--queues", "4", "--autoack", "--seconds", s], "consumed_per_s"),
+        ("latency at 10k msg/s: p99 µs", ["latency", "--rate", "10000", "--seconds", s], "latency_p99_us"),
+        ("backlog 1M: broker RSS full, MB", ["backlog", "--messages", "1000000", "--autoack"], "broker_rss_full"),
+        ("1,000 idle connections: broker RSS, MB", ["connections", "--connections", "1000"], "broker_rss"),
+        ("1,000 queues with a consumer: broker RSS, MB", ["queues", "--queues", "1000"], "broker_rss"),
+    ]
+
+
+def run_one(broker, args):
+    cmd = [PERF] + args + ["--url", broker.url, "--json"]
+    if broker.pid:
+        cmd += ["--broker-pid", str(broker.pid)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        print(f"  {broker.name}: {' '.join(args)} failed: {p.stderr.strip().splitlines()[-1:]}", flush=True)
+        return None
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def fmt(key, v):
+    if v is None:
+        return "failed"
+    if key.startswith("broker_rss"):
+        return f"{v / 1e6:.1f}"
+    if key.startswith("latency"):
+        return f"{v:.0f}"
+    return f"{v:,.0f}"
+
+
+def svg(rows):
+    """A bar chart of each scenario's figure, Warren vs RabbitMQ (log scale)."""
+    import math
+    width, bar_h, gap, left = 900, 14, 12, 330
+    height = len(rows) * (2 * bar_h + gap) + 40
+    vals = [v for _, _, r, w in rows for v in (r, w) if v]
+    lo, hi = math.log10(max(min(vals), 1)), math.log10(max(vals))
+    scale = lambda v: 5 + (width - left - 120) * (math.log10(max(v, 1)) - lo + 0.3) / (hi - lo + 0.3)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+           f'<text x="10" y="18" font-size="13">Warren (blue) vs RabbitMQ (orange), same machine, same run — log scale</text>']
+    y = 30
+    for label, key, r, w in rows:
+        out.append(f'<text x="10" y="{y + bar_h + 3}">{label}</text>')
+        for i, (v, color) in enumerate(((w, "#3b6fb6"), (r, "#e08a2c"))):
+            if v:
+                out.append(f'<rect x="{left}" y="{y + i * bar_h}" width="{scale(v):.0f}" height="{bar_h - 2}" fill="{color}"/>')
+                out.append(f'<text x="{left + scale(v) + 4:.0f}" y="{y + i * bar_h + 10}">{fmt(key, v)}</text>')
+        y += 2 * bar_h + gap
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--fsync", default="always")
+    a = ap.parse_args()
+    results = {}  # (scenario label, broker) -> [values]
+    versions = {}
+    for rnd in range(a.rounds):
+        for make in (Rabbit, lambda: Warren(a.fsync)):
+            broker = make()
+            versions[broker.name] = broker.version
+            print(f"round {rnd + 1}: {broker.name}", flush=True)
+            try:
+                for label, args, key in scenarios(a.seconds):
+                    r = run_one(broker, args)
+                    v = r.get(key) if r else None
+                    print(f"  {label}: {fmt(key, v)}", flush=True)
+                    if v is not None:
+                        results.setdefault((label, broker.name), []).append(v)
+            finally:
+                broker.stop()
+    rows = []
+    for label, _, key in scenarios(a.seconds):
+        med = lambda b: statistics.median(results[(label, b)]) if results.get((label, b)) else None
+        rows.append((label, key, med("RabbitMQ"), med("Warren")))
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    lines = [
+        "<!-- compare:begin -->",
+        f"Machine: {cpu}, {os.cpu_count()} cores, Linux {platform.release()}. "
+        f"Warren {versions.get('Warren', '?')} (`--fsync {a.fsync}`), RabbitMQ {versions.get('RabbitMQ', '?')} "
+        f"(Debian package, default config). 16-byte bodies, one producer and one consumer unless named. "
+        f"Median of {a.rounds} rounds, brokers alternated (A B A B …), fresh data dir per run.",
+        "",
+        f"Command: `tools/compare.sh --rounds {a.rounds} --seconds {a.seconds} --fsync {a.fsync}` "
+        "(each row is one `warren-perf` scenario; the exact arguments are in tools/compare.py).",
+        "",
+        "| scenario | RabbitMQ | Warren | Warren / RabbitMQ |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, key, r, w in rows:
+        ratio = f"{w / r:.2f}x" if r and w else "—"
+        lines.append(f"| {label} | {fmt(key, r)} | {fmt(key, w)} | {ratio} |")
+    lines += ["", "Rates are messages per second; for latency and RSS rows lower is better.", "",
+              "![Warren vs RabbitMQ](docs/compare.svg)", "<!-- compare:end -->"]
+    table = "\n".join(lines)
+    with open(os.path.join(ROOT, "docs/compare.svg"), "w") as f:
+        f.write(svg(rows))
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    text = open(path).read() if os.path.exists(path) else ""
+    if "<!-- compare:begin -->" in text:
+        head, rest = text.split("<!-- compare:begin -->", 1)
+        tail = rest.split("<!-- compare:end -->", 1)[1]
+        text = head + table + tail
+    else:
+        text += "\n" + table + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
