@@ -76,8 +76,22 @@ impl Server {
             let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
             loop {
                 tick.tick().await;
-                let problems = ctx.broker.lock().expect("broker").maintain();
-                for p in problems {
+                // Ack files are written without the broker lock held, so upkeep I/O does
+                // not stall publishers and consumers.
+                let flushes = ctx.broker.lock().expect("broker").take_ack_flushes();
+                let written = tokio::task::spawn_blocking(move || {
+                    flushes
+                        .into_iter()
+                        .map(|f| f.write())
+                        .filter_map(Result::err)
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+                for e in written {
+                    eprintln!("warren: upkeep: writing acks: {e}");
+                }
+                for p in ctx.broker.lock().expect("broker").compact() {
                     eprintln!("warren: upkeep: {p}");
                 }
             }

@@ -1007,15 +1007,29 @@ impl Conn {
                 &single
             }
             (Some(first), false) => {
-                many = std::iter::once(&first[..]).chain(p.body_rest.iter().map(|b| &b[..])).collect();
+                many = std::iter::once(&first[..])
+                    .chain(p.body_rest.iter().map(|b| &b[..]))
+                    .collect();
                 &many
             }
         };
-        let result = self
-            .broker()
-            .publish(p.exchange(), p.routing_key(), &header, p.persistent, headers_table, body)?;
+        let result = self.broker().publish(
+            p.exchange(),
+            p.routing_key(),
+            &header,
+            p.persistent,
+            headers_table,
+            body,
+        )?;
         if p.mandatory && !result.routed {
-            server::basic_return(&mut self.wbuf, channel, 312, "NO_ROUTE", p.exchange(), p.routing_key());
+            server::basic_return(
+                &mut self.wbuf,
+                channel,
+                312,
+                "NO_ROUTE",
+                p.exchange(),
+                p.routing_key(),
+            );
             let body_all: Bytes = body.concat().into();
             self.write_content(channel, &header, &body_all);
         }

@@ -1,11 +1,12 @@
 //! Exchanges and their bindings, with an index per exchange type so that routing a
 //! message costs what its matches cost, not the number of bindings.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use amq_protocol_types::{AMQPValue, FieldTable};
 
+use super::fast_map::FastMap;
 use super::topic::TopicTrie;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +75,8 @@ pub struct Exchange {
     pub bindings: Vec<Binding>,
     /// Destination ids for the indexes (`dest_ids[i]` is `dests[i]`).
     dests: Vec<Dest>,
-    dest_ids: HashMap<Dest, usize>,
-    direct: HashMap<String, Vec<usize>>,
+    dest_ids: FastMap<Dest, usize>,
+    direct: FastMap<String, Vec<usize>>,
     fanout: Vec<usize>,
     topic: TopicTrie,
 }
@@ -100,8 +101,8 @@ impl Exchange {
             args,
             bindings: Vec::new(),
             dests: Vec::new(),
-            dest_ids: HashMap::new(),
-            direct: HashMap::new(),
+            dest_ids: FastMap::default(),
+            direct: FastMap::default(),
             fanout: Vec::new(),
             topic: TopicTrie::default(),
         }
@@ -280,7 +281,7 @@ fn values_equal(a: &AMQPValue, b: &AMQPValue) -> bool {
 /// Routes from `start` through exchange-to-exchange bindings, collecting each reachable
 /// queue once. Cycles are cut by a visited set.
 pub fn route_all(
-    exchanges: &HashMap<Arc<str>, Exchange>,
+    exchanges: &FastMap<Arc<str>, Exchange>,
     start: &Exchange,
     routing_key: &str,
     headers: Option<&FieldTable>,

@@ -7,12 +7,13 @@
 pub mod confirms;
 pub mod definitions;
 pub mod exchange;
+pub mod fast_map;
 pub mod message;
 pub mod outbox;
 pub mod queue;
 pub mod topic;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,9 +23,10 @@ use bytes::Bytes;
 
 use crate::amqp::error::{AmqpError, ReplyCode};
 use crate::amqp::table;
-use crate::storage::{GroupCommit, Log, LogConfig, Ticket};
+use crate::storage::{AckFlush, GroupCommit, Log, LogConfig, Ticket};
 use definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
 use exchange::{Binding, Dest, Exchange, ExchangeKind};
+use fast_map::FastMap;
 use outbox::{Outbox, Outgoing};
 use queue::{Consumer, Queue};
 
@@ -54,7 +56,7 @@ struct ChannelState {
     channel_prefetch: u16,
     flow_active: bool,
     /// Consumer tag -> queue name.
-    consumers: HashMap<Arc<str>, Arc<str>>,
+    consumers: FastMap<Arc<str>, Arc<str>>,
 }
 
 impl ChannelState {
@@ -125,9 +127,9 @@ pub struct BrokerConfig {
 pub struct Broker {
     config: BrokerConfig,
     commit: Arc<GroupCommit>,
-    exchanges: HashMap<Arc<str>, Exchange>,
-    queues: HashMap<Arc<str>, Queue>,
-    channels: HashMap<ChannelKey, ChannelState>,
+    exchanges: FastMap<Arc<str>, Exchange>,
+    queues: FastMap<Arc<str>, Queue>,
+    channels: FastMap<ChannelKey, ChannelState>,
     next_queue_id: u64,
     next_conn_id: u64,
     name_counter: u64,
@@ -172,9 +174,9 @@ impl Broker {
         let mut broker = Broker {
             config,
             commit,
-            exchanges: HashMap::new(),
-            queues: HashMap::new(),
-            channels: HashMap::new(),
+            exchanges: FastMap::default(),
+            queues: FastMap::default(),
+            channels: FastMap::default(),
             next_queue_id: defs.next_queue_id.max(1),
             next_conn_id: 1,
             name_counter: now_millis(),
@@ -386,7 +388,7 @@ impl Broker {
                 consumer_prefetch: 0,
                 channel_prefetch: 0,
                 flow_active: true,
-                consumers: HashMap::new(),
+                consumers: FastMap::default(),
             },
         );
     }
@@ -877,7 +879,10 @@ impl Broker {
                 inline[2..2 + body.len()].copy_from_slice(body);
                 &inline[..2 + body.len()]
             } else {
-                heap = [&prefix[..n], header].into_iter().chain(body.iter().copied()).collect();
+                heap = [&prefix[..n], header]
+                    .into_iter()
+                    .chain(body.iter().copied())
+                    .collect();
                 &heap
             };
             let now = now_millis();
@@ -1176,11 +1181,21 @@ impl Broker {
 
     // ----- upkeep -------------------------------------------------------------------
 
-    /// Periodic upkeep of every queue log: write ack batches, compact sparse segments.
-    pub fn maintain(&mut self) -> Vec<String> {
+    /// Takes every queue's pending ack batches, to be written after the broker lock is
+    /// released (see `AckFlush`).
+    pub fn take_ack_flushes(&mut self) -> Vec<AckFlush> {
+        self.queues
+            .values_mut()
+            .map(|q| q.log.take_ack_flush())
+            .filter(|f| !f.is_empty())
+            .collect()
+    }
+
+    /// Compacts sparse segments of every queue log.
+    pub fn compact(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
         for q in self.queues.values_mut() {
-            if let Err(e) = q.log.maintain() {
+            if let Err(e) = q.log.compact() {
                 problems.push(format!("queue '{}': {e}", q.name));
             }
         }

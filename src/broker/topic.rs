@@ -3,11 +3,13 @@
 //! key's words select, so its cost does not grow with unrelated bindings; a visited set
 //! over (node, word index) bounds the work of patterns like `#.#.#` to nodes × words.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use super::fast_map::FastMap;
 
 #[derive(Debug, Default)]
 struct Node {
-    children: HashMap<Box<str>, usize>,
+    children: FastMap<Box<str>, usize>,
     star: Option<usize>,
     hash: Option<usize>,
     /// This node was reached through a `#`: it may also swallow the next word itself.

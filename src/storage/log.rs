@@ -52,6 +52,37 @@ pub struct Appended {
     pub ticket: Ticket,
 }
 
+/// Ack batches and a delivery watermark taken out of a log, to write without holding it.
+#[derive(Debug, Default)]
+pub struct AckFlush {
+    batches: Vec<(PathBuf, Vec<u64>)>,
+    hwm: Option<(PathBuf, u64)>,
+}
+
+impl AckFlush {
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty() && self.hwm.is_none()
+    }
+
+    /// Appends each batch to its ack file and replaces the watermark file.
+    pub fn write(self) -> io::Result<()> {
+        for (path, seqs) in &self.batches {
+            match acks::append_batch(path, seqs) {
+                // The log (and its directory) was deleted meanwhile: nothing to keep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                r => r?,
+            }
+        }
+        if let Some((dir, hwm)) = &self.hwm {
+            match recovery::write_delivered_hwm(dir, *hwm) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A position for sequential reading; it survives compaction (it is re-resolved by
 /// sequence number when the segment's layout changed).
 #[derive(Debug, Clone, Copy, Default)]
@@ -360,17 +391,32 @@ impl Log {
     /// Writes every pending ack batch and the delivery watermark. Not synced: losing them
     /// in a crash only turns those acks into redeliveries.
     pub fn flush_acks(&mut self) -> io::Result<()> {
-        for i in 0..self.unflushed.len() {
-            self.flush_segment_acks(i)?;
+        self.take_ack_flush().write()
+    }
+
+    /// Takes the pending ack batches and watermark out of the log, to be written by
+    /// `AckFlush::write` — possibly after the caller has released a lock it holds the log
+    /// under, so file I/O does not stall other work on the log. If a segment is deleted
+    /// before its batch is written, the batch lands in an orphan ack file that recovery
+    /// removes.
+    pub fn take_ack_flush(&mut self) -> AckFlush {
+        let mut flush = AckFlush::default();
+        for (base, batch) in self.unflushed.iter_mut() {
+            if !batch.is_empty() {
+                flush.batches.push((
+                    self.dir.join(segment::ack_file_name(*base)),
+                    std::mem::take(batch),
+                ));
+            }
         }
         if let Some(hwm) = self
             .delivered_hwm
             .filter(|_| self.delivered_hwm != self.hwm_persisted)
         {
-            recovery::write_delivered_hwm(&self.dir, hwm)?;
+            flush.hwm = Some((self.dir.clone(), hwm));
             self.hwm_persisted = Some(hwm);
         }
-        Ok(())
+        flush
     }
 
     fn remove_segment(&mut self, i: usize) -> io::Result<()> {

@@ -11,7 +11,7 @@ pub mod recovery;
 pub mod segment;
 pub mod sync;
 
-pub use log::{Appended, Cursor, Log, LogConfig};
+pub use log::{AckFlush, Appended, Cursor, Log, LogConfig};
 pub use recovery::RecoveryReport;
 pub use segment::StoredRecord;
 pub use sync::{FsyncPolicy, GroupCommit, Ticket};

@@ -72,6 +72,23 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
         }
     }
     let files = list_segments(dir)?;
+    // Ack files whose segment is gone (deleted after the batch was taken) are orphans.
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(stem) = name.strip_suffix(".ack") {
+            let seg = format!("{stem}.seg");
+            if !files
+                .iter()
+                .any(|(_, p)| p.file_name().and_then(|n| n.to_str()) == Some(seg.as_str()))
+            {
+                std::fs::remove_file(&path)?;
+                report.removed_leftovers.push(path);
+            }
+        }
+    }
     let mut segments: Vec<Segment> = Vec::with_capacity(files.len());
     let mut next_seq = 0u64;
     for (i, (base, path)) in files.iter().enumerate() {

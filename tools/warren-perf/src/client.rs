@@ -25,7 +25,9 @@ pub struct Target {
 impl Target {
     /// Parses `amqp://user:pass@host:port/vhost` (vhost `%2f` = `/`).
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = url.strip_prefix("amqp://").ok_or("URL must start with amqp://")?;
+        let rest = url
+            .strip_prefix("amqp://")
+            .ok_or("URL must start with amqp://")?;
         let (auth, rest) = match rest.split_once('@') {
             Some((a, r)) => (a, r),
             None => ("guest:guest", rest),
@@ -56,7 +58,13 @@ pub fn put_shortstr(b: &mut BytesMut, s: &str) {
 }
 
 /// Appends a method frame on `channel` whose payload `f` writes after the class/method ids.
-pub fn method(b: &mut BytesMut, channel: u16, class: u16, method: u16, f: impl FnOnce(&mut BytesMut)) {
+pub fn method(
+    b: &mut BytesMut,
+    channel: u16,
+    class: u16,
+    method: u16,
+    f: impl FnOnce(&mut BytesMut),
+) {
     b.put_u8(1);
     b.put_u16(channel);
     let at = b.len();
@@ -108,7 +116,11 @@ pub fn parse_frame(buf: &mut BytesMut) -> io::Result<Option<Frame>> {
     buf.advance(7);
     let payload = buf.split_to(size).freeze();
     buf.advance(1);
-    Ok(Some(Frame { kind, channel, payload }))
+    Ok(Some(Frame {
+        kind,
+        channel,
+        payload,
+    }))
 }
 
 /// A connection with channel 1 open.
@@ -172,7 +184,10 @@ impl Client {
                 return Ok(f);
             }
             if self.rd.read_buf(&mut self.rbuf).await? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "broker closed the connection"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "broker closed the connection",
+                ));
             }
         }
     }
@@ -304,7 +319,13 @@ pub struct PublishTemplate {
 }
 
 impl PublishTemplate {
-    pub fn new(exchange: &str, routing_key: &str, size: usize, persistent: bool, frame_max: u32) -> Self {
+    pub fn new(
+        exchange: &str,
+        routing_key: &str,
+        size: usize,
+        persistent: bool,
+        frame_max: u32,
+    ) -> Self {
         let mut b = BytesMut::new();
         method(&mut b, 1, 60, 40, |b| {
             b.put_u16(0);

@@ -40,7 +40,10 @@ enum Scenario {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "warren-perf", about = "AMQP 0-9-1 load generator for Warren and RabbitMQ")]
+#[command(
+    name = "warren-perf",
+    about = "AMQP 0-9-1 load generator for Warren and RabbitMQ"
+)]
 struct Args {
     scenario: Scenario,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
@@ -115,13 +118,31 @@ fn queue_name(i: usize) -> String {
 }
 
 /// Publishes until `stop` (or `limit` messages), honouring the rate and confirm window.
-async fn producer(ctx: Arc<Ctx>, id: usize, exchange: String, routing_key: String, limit: u64, confirm: bool) -> std::io::Result<()> {
+async fn producer(
+    ctx: Arc<Ctx>,
+    id: usize,
+    exchange: String,
+    routing_key: String,
+    limit: u64,
+    confirm: bool,
+) -> std::io::Result<()> {
     let mut c = Client::connect(&ctx.target).await?;
     if confirm {
         c.confirm_select().await?;
     }
-    let template = PublishTemplate::new(&exchange, &routing_key, ctx.args.size, ctx.args.persistent, c.frame_max);
-    let Client { mut rd, mut wr, mut rbuf, .. } = c;
+    let template = PublishTemplate::new(
+        &exchange,
+        &routing_key,
+        ctx.args.size,
+        ctx.args.persistent,
+        c.frame_max,
+    );
+    let Client {
+        mut rd,
+        mut wr,
+        mut rbuf,
+        ..
+    } = c;
     let confirmed = Arc::new(AtomicU64::new(0));
     let wake = Arc::new(tokio::sync::Notify::new());
     // Reader: confirms (and anything else the broker says).
@@ -142,7 +163,9 @@ async fn producer(ctx: Arc<Ctx>, id: usize, exchange: String, routing_key: Strin
                                 let now = if multiple { tag } else { before.max(tag) };
                                 if now > before {
                                     confirmed.store(now, Ordering::Relaxed);
-                                    counters.confirmed.fetch_add(now - before, Ordering::Relaxed);
+                                    counters
+                                        .confirmed
+                                        .fetch_add(now - before, Ordering::Relaxed);
                                 }
                                 if f.ids() == (60, 120) {
                                     counters.nacked.fetch_add(1, Ordering::Relaxed);
@@ -150,7 +173,9 @@ async fn producer(ctx: Arc<Ctx>, id: usize, exchange: String, routing_key: Strin
                                 wake.notify_one();
                             }
                             (10, 50) | (20, 40) => {
-                                eprintln!("warren-perf: producer: broker closed the channel/connection");
+                                eprintln!(
+                                    "warren-perf: producer: broker closed the channel/connection"
+                                );
                                 return;
                             }
                             _ => {}
@@ -166,7 +191,11 @@ async fn producer(ctx: Arc<Ctx>, id: usize, exchange: String, routing_key: Strin
     };
     use tokio::io::AsyncWriteExt;
     let batch = 256u64;
-    let per_producer_rate = if ctx.args.rate > 0 { (ctx.args.rate / ctx.args.producers as u64).max(1) } else { 0 };
+    let per_producer_rate = if ctx.args.rate > 0 {
+        (ctx.args.rate / ctx.args.producers as u64).max(1)
+    } else {
+        0
+    };
     let started = Instant::now();
     let mut sent = 0u64;
     let mut out = BytesMut::with_capacity(template.len() * batch as usize);
@@ -224,7 +253,13 @@ async fn producer(ctx: Arc<Ctx>, id: usize, exchange: String, routing_key: Strin
 
 /// Consumes until `stop` or `limit` deliveries; records latencies and (optionally) the
 /// sequence numbers seen.
-async fn consumer(ctx: Arc<Ctx>, queue: String, limit: u64, latencies: Arc<Mutex<Vec<u32>>>, seen: Option<Arc<Mutex<Vec<u64>>>>) -> std::io::Result<()> {
+async fn consumer(
+    ctx: Arc<Ctx>,
+    queue: String,
+    limit: u64,
+    latencies: Arc<Mutex<Vec<u32>>>,
+    seen: Option<Arc<Mutex<Vec<u64>>>>,
+) -> std::io::Result<()> {
     let mut c = Client::connect(&ctx.target).await?;
     let no_ack = ctx.args.autoack;
     if !no_ack {
@@ -241,7 +276,8 @@ async fn consumer(ctx: Arc<Ctx>, queue: String, limit: u64, latencies: Arc<Mutex
     let mut acks = BytesMut::new();
     let mut in_body = false;
     while got < limit && !ctx.stop.load(Ordering::Relaxed) {
-        let read = tokio::time::timeout(Duration::from_millis(200), c.rd.read_buf(&mut c.rbuf)).await;
+        let read =
+            tokio::time::timeout(Duration::from_millis(200), c.rd.read_buf(&mut c.rbuf)).await;
         match read {
             Err(_) => continue,
             Ok(Ok(0)) => return Err(std::io::Error::other("broker closed the connection")),
@@ -263,7 +299,9 @@ async fn consumer(ctx: Arc<Ctx>, queue: String, limit: u64, latencies: Arc<Mutex
                     }
                 }
                 1 if matches!(f.ids(), (10, 50) | (20, 40) | (60, 30)) => {
-                    return Err(std::io::Error::other("broker closed or cancelled the consumer"));
+                    return Err(std::io::Error::other(
+                        "broker closed or cancelled the consumer",
+                    ));
                 }
                 3 if in_body => {
                     // Only the first body frame carries the stamp.
@@ -274,7 +312,8 @@ async fn consumer(ctx: Arc<Ctx>, queue: String, limit: u64, latencies: Arc<Mutex
                         let lat_us = now.saturating_sub(stamp) / 1000;
                         local_lat.push(lat_us.min(u32::MAX as u64) as u32);
                         if seen.is_some() {
-                            local_seen.push(u64::from_le_bytes(f.payload[8..16].try_into().unwrap()));
+                            local_seen
+                                .push(u64::from_le_bytes(f.payload[8..16].try_into().unwrap()));
                         }
                     }
                 }
@@ -282,7 +321,9 @@ async fn consumer(ctx: Arc<Ctx>, queue: String, limit: u64, latencies: Arc<Mutex
             }
         }
         got += delivered;
-        ctx.counters.consumed.fetch_add(delivered, Ordering::Relaxed);
+        ctx.counters
+            .consumed
+            .fetch_add(delivered, Ordering::Relaxed);
         if !no_ack && delivered > 0 {
             unacked += delivered;
             if unacked >= ack_every || got >= limit {
@@ -360,18 +401,35 @@ async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
     match a.scenario {
         Scenario::Throughput | Scenario::PublishOnly | Scenario::Confirms | Scenario::Latency => {
             let confirm = a.confirm || a.scenario == Scenario::Confirms;
-            let consumers = if a.scenario == Scenario::PublishOnly { 0 } else { a.consumers };
+            let consumers = if a.scenario == Scenario::PublishOnly {
+                0
+            } else {
+                a.consumers
+            };
             setup_queues(&ctx, a.queues, durable || a.scenario == Scenario::Confirms).await?;
             let mut tasks = Vec::new();
             for i in 0..consumers {
-                tasks.push(tokio::spawn(consumer(ctx.clone(), queue_name(i % a.queues), u64::MAX, latencies.clone(), None)));
+                tasks.push(tokio::spawn(consumer(
+                    ctx.clone(),
+                    queue_name(i % a.queues),
+                    u64::MAX,
+                    latencies.clone(),
+                    None,
+                )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
             let start = Instant::now();
             let before = ctx.counters.snapshot();
             let mut producers = Vec::new();
             for i in 0..a.producers {
-                producers.push(tokio::spawn(producer(ctx.clone(), i, String::new(), queue_name(i % a.queues), u64::MAX, confirm)));
+                producers.push(tokio::spawn(producer(
+                    ctx.clone(),
+                    i,
+                    String::new(),
+                    queue_name(i % a.queues),
+                    u64::MAX,
+                    confirm,
+                )));
             }
             tokio::time::sleep(Duration::from_secs(a.seconds)).await;
             let after = ctx.counters.snapshot();
@@ -383,21 +441,41 @@ async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
             for t in tasks {
                 t.await.map_err(std::io::Error::other)??;
             }
-            report.rate("published_per_s", (after.published - before.published) as f64 / elapsed);
+            report.rate(
+                "published_per_s",
+                (after.published - before.published) as f64 / elapsed,
+            );
             if confirm {
-                report.rate("confirmed_per_s", (after.confirmed - before.confirmed) as f64 / elapsed);
+                report.rate(
+                    "confirmed_per_s",
+                    (after.confirmed - before.confirmed) as f64 / elapsed,
+                );
                 report.count("nacked", after.nacked);
             }
             if consumers > 0 {
-                report.rate("consumed_per_s", (after.consumed - before.consumed) as f64 / elapsed);
+                report.rate(
+                    "consumed_per_s",
+                    (after.consumed - before.consumed) as f64 / elapsed,
+                );
             }
             cleanup_queues(&ctx, a.queues).await;
         }
         Scenario::ConsumeOnly | Scenario::Backlog => {
             setup_queues(&ctx, 1, durable).await?;
             let fill_start = Instant::now();
-            producer(ctx.clone(), 0, String::new(), queue_name(0), a.messages, true).await?;
-            report.rate("fill_per_s", a.messages as f64 / fill_start.elapsed().as_secs_f64());
+            producer(
+                ctx.clone(),
+                0,
+                String::new(),
+                queue_name(0),
+                a.messages,
+                true,
+            )
+            .await?;
+            report.rate(
+                "fill_per_s",
+                a.messages as f64 / fill_start.elapsed().as_secs_f64(),
+            );
             if let Some(rss) = rss_of(a.broker_pid) {
                 report.bytes("broker_rss_full", rss);
             }
@@ -407,12 +485,21 @@ async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
             let mut tasks = Vec::new();
             for i in 0..a.consumers {
                 let limit = per.min(a.messages - per * i as u64);
-                tasks.push(tokio::spawn(consumer(ctx.clone(), queue_name(0), limit, latencies.clone(), seen.clone())));
+                tasks.push(tokio::spawn(consumer(
+                    ctx.clone(),
+                    queue_name(0),
+                    limit,
+                    latencies.clone(),
+                    seen.clone(),
+                )));
             }
             for t in tasks {
                 t.await.map_err(std::io::Error::other)??;
             }
-            report.rate("consumed_per_s", a.messages as f64 / start.elapsed().as_secs_f64());
+            report.rate(
+                "consumed_per_s",
+                a.messages as f64 / start.elapsed().as_secs_f64(),
+            );
             if let Some(rss) = rss_of(a.broker_pid) {
                 report.bytes("broker_rss_drained", rss);
             }
@@ -433,16 +520,30 @@ async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
             for i in 0..a.queues {
                 c.declare_queue(&queue_name(i), false).await?;
                 c.purge_queue(&queue_name(i)).await?;
-                c.bind_queue(&queue_name(i), "warren-perf-fanout", "").await?;
+                c.bind_queue(&queue_name(i), "warren-perf-fanout", "")
+                    .await?;
             }
             let mut tasks = Vec::new();
             for i in 0..a.queues {
-                tasks.push(tokio::spawn(consumer(ctx.clone(), queue_name(i), u64::MAX, latencies.clone(), None)));
+                tasks.push(tokio::spawn(consumer(
+                    ctx.clone(),
+                    queue_name(i),
+                    u64::MAX,
+                    latencies.clone(),
+                    None,
+                )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
             let start = Instant::now();
             let before = ctx.counters.snapshot();
-            let p = tokio::spawn(producer(ctx.clone(), 0, "warren-perf-fanout".into(), String::new(), u64::MAX, a.confirm));
+            let p = tokio::spawn(producer(
+                ctx.clone(),
+                0,
+                "warren-perf-fanout".into(),
+                String::new(),
+                u64::MAX,
+                a.confirm,
+            ));
             tokio::time::sleep(Duration::from_secs(a.seconds)).await;
             let after = ctx.counters.snapshot();
             let elapsed = start.elapsed().as_secs_f64();
@@ -451,8 +552,14 @@ async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
             for t in tasks {
                 t.await.map_err(std::io::Error::other)??;
             }
-            report.rate("published_per_s", (after.published - before.published) as f64 / elapsed);
-            report.rate("consumed_per_s", (after.consumed - before.consumed) as f64 / elapsed);
+            report.rate(
+                "published_per_s",
+                (after.published - before.published) as f64 / elapsed,
+            );
+            report.rate(
+                "consumed_per_s",
+                (after.consumed - before.consumed) as f64 / elapsed,
+            );
             cleanup_queues(&ctx, a.queues).await;
         }
         Scenario::Connections => {

@@ -27,7 +27,9 @@ pub async fn run(listen: &str) {
         }
     });
     loop {
-        let Ok((mut s, _)) = listener.accept().await else { continue };
+        let Ok((mut s, _)) = listener.accept().await else {
+            continue;
+        };
         let publishes = publishes.clone();
         tokio::spawn(async move {
             let mut header = [0u8; 8];
@@ -67,7 +69,10 @@ pub async fn run(listen: &str) {
                         (20, 10) => method(&mut out, f.channel, 20, 11, |b| b.put_u32(0)),
                         (50, 10) => method(&mut out, f.channel, 50, 11, |b| {
                             let len = f.payload[6] as usize;
-                            put_shortstr(b, std::str::from_utf8(&f.payload[7..7 + len]).unwrap_or(""));
+                            put_shortstr(
+                                b,
+                                std::str::from_utf8(&f.payload[7..7 + len]).unwrap_or(""),
+                            );
                             b.put_u32(0);
                             b.put_u32(0);
                         }),

@@ -44,7 +44,10 @@ pub struct Report {
 
 impl Report {
     pub fn new(scenario: String) -> Self {
-        Report { scenario, rows: Vec::new() }
+        Report {
+            scenario,
+            rows: Vec::new(),
+        }
     }
 
     pub fn rate(&mut self, name: &'static str, v: f64) {
