@@ -8,6 +8,6 @@ if ! command -v rabbitmq-server >/dev/null; then
 fi
 # The Debian package starts a node of its own where it can; ours uses its own port and dir.
 # 1,000-connection scenarios need more descriptors than the usual 1024 (both sides).
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release --workspace --bins
 exec python3 tools/compare.py "$@"

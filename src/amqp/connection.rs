@@ -24,7 +24,7 @@ use super::properties;
 use super::table::{self, Value};
 use crate::broker::confirms::{ConfirmTicket, ConfirmTracker};
 use crate::broker::outbox::{Outbox, Outgoing};
-use crate::broker::{message, Broker};
+use crate::broker::{message, Broker, PublishRequest};
 
 /// Limits and settings every connection shares.
 #[derive(Debug, Clone)]
@@ -63,6 +63,8 @@ const BODY_SIZE_SANITY: u64 = 1 << 40;
 /// Stop reading while this much output waits to be written.
 const WRITE_HIGH_WATER: usize = 1 << 20;
 const READ_CHUNK: usize = 64 * 1024;
+/// Most publishes handed to the model in one batch.
+const PUBLISH_BATCH: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -126,11 +128,18 @@ struct Conn {
     pending_confirms: usize,
     /// Close the socket once the write buffer is flushed.
     close_after_flush: bool,
+    /// Complete publishes not yet handed to the model (see `flush_publishes`).
+    ready: Vec<(u16, PendingPublish)>,
 }
 
 fn offset_in(whole: &Bytes, part: &str) -> (usize, usize) {
     let start = part.as_ptr() as usize - whole.as_ptr() as usize;
     (start, start + part.len())
+}
+
+/// True if a method frame's payload is basic.publish (class 60, method 40).
+fn is_publish(payload: &[u8]) -> bool {
+    payload.len() >= 4 && payload[..4] == [0, 60, 0, 40]
 }
 
 /// Serves one client until it disconnects or is disconnected.
@@ -152,6 +161,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerContext>)
         drained: VecDeque::new(),
         pending_confirms: 0,
         close_after_flush: false,
+        ready: Vec::new(),
     };
     let _ = conn.run(stream).await;
     ctx.broker.lock().expect("broker").close_connection(id);
@@ -283,8 +293,13 @@ impl Conn {
                 self.ctx.limits.frame_max
             };
             let Some(frame) = frame::parse(rbuf, limit)? else {
+                self.flush_publishes();
                 return Ok(());
             };
+            if frame.kind == FRAME_METHOD && !is_publish(&frame.payload) {
+                // Everything else is ordered after the publishes before it.
+                self.flush_publishes();
+            }
             self.handle_frame(frame)?;
         }
     }
@@ -372,6 +387,9 @@ impl Conn {
 
     /// Sends connection.close for a connection error and stops reading.
     fn fail(&mut self, e: AmqpError) {
+        // Publishes completed before the bad frame are kept, as they would have been had
+        // they arrived in an earlier read.
+        self.flush_publishes();
         if self.phase == Phase::AwaitStartOk && e.code != ReplyCode::AccessRefused {
             // Before start-ok the client may not understand connection.close (spec 4.10.2).
             self.close_after_flush = true;
@@ -996,51 +1014,81 @@ impl Conn {
     }
 
     fn complete_publish(&mut self, channel: u16, p: PendingPublish) -> Result<(), AmqpError> {
-        let header = p.header.clone().expect("complete publish has a header");
-        let headers_table = p.headers_table.map(|(a, b)| &header[a..b]);
-        let single: [&[u8]; 1];
-        let many: Vec<&[u8]>;
-        let body: &[&[u8]] = match (&p.body_first, p.body_rest.is_empty()) {
-            (None, _) => &[],
-            (Some(first), true) => {
-                single = [&first[..]];
-                &single
-            }
-            (Some(first), false) => {
-                many = std::iter::once(&first[..])
-                    .chain(p.body_rest.iter().map(|b| &b[..]))
-                    .collect();
-                &many
-            }
-        };
-        let result = self.broker().publish(
-            p.exchange(),
-            p.routing_key(),
-            &header,
-            p.persistent,
-            headers_table,
-            body,
-        )?;
-        if p.mandatory && !result.routed {
-            server::basic_return(
-                &mut self.wbuf,
-                channel,
-                312,
-                "NO_ROUTE",
-                p.exchange(),
-                p.routing_key(),
-            );
-            let body_all: Bytes = body.concat().into();
-            self.write_content(channel, &header, &body_all);
-        }
-        let ch = self.channels.get_mut(&channel).expect("open channel");
-        if ch.confirm {
-            let tag = ch.next_publish_tag;
-            ch.next_publish_tag += 1;
-            ch.confirms.push_back((tag, result.ticket, result.failed));
-            self.pending_confirms += 1;
+        self.ready.push((channel, p));
+        if self.ready.len() >= PUBLISH_BATCH {
+            self.flush_publishes();
         }
         Ok(())
+    }
+
+    /// Hands every complete publish to the model in one batch (one lock, one write system
+    /// call per queue), then sends returns and queues confirms in publish order.
+    fn flush_publishes(&mut self) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let ready = std::mem::take(&mut self.ready);
+        let mut body_parts: Vec<&[u8]> = Vec::with_capacity(ready.len());
+        let mut body_ranges: Vec<(usize, usize)> = Vec::with_capacity(ready.len());
+        for (_, p) in &ready {
+            let start = body_parts.len();
+            body_parts.extend(
+                p.body_first
+                    .iter()
+                    .chain(p.body_rest.iter())
+                    .map(|b| &b[..]),
+            );
+            body_ranges.push((start, body_parts.len()));
+        }
+        let requests: Vec<PublishRequest<'_>> = ready
+            .iter()
+            .zip(&body_ranges)
+            .map(|((_, p), &(a, b))| {
+                let header = p.header.as_deref().unwrap_or_default();
+                PublishRequest {
+                    exchange: p.exchange(),
+                    routing_key: p.routing_key(),
+                    header,
+                    persistent: p.persistent,
+                    headers_table: p.headers_table.map(|(x, y)| &header[x..y]),
+                    body: &body_parts[a..b],
+                }
+            })
+            .collect();
+        let results = self.broker().publish_batch(&requests);
+        for (((channel, p), result), req) in ready.iter().zip(results).zip(&requests) {
+            if self.channels.get(channel).is_none_or(|c| c.closing) {
+                continue; // closed by an earlier error in this batch
+            }
+            match result {
+                Err(e) if e.connection => {
+                    self.fail(e.with_method(class::BASIC, 40));
+                    return;
+                }
+                Err(e) => self.channel_error(*channel, e.with_method(class::BASIC, 40)),
+                Ok(result) => {
+                    if p.mandatory && !result.routed {
+                        server::basic_return(
+                            &mut self.wbuf,
+                            *channel,
+                            312,
+                            "NO_ROUTE",
+                            p.exchange(),
+                            p.routing_key(),
+                        );
+                        let body_all = req.body.concat();
+                        self.write_content(*channel, req.header, &body_all);
+                    }
+                    let ch = self.channels.get_mut(channel).expect("open channel");
+                    if ch.confirm {
+                        let tag = ch.next_publish_tag;
+                        ch.next_publish_tag += 1;
+                        ch.confirms.push_back((tag, result.ticket, result.failed));
+                        self.pending_confirms += 1;
+                    }
+                }
+            }
+        }
     }
 
     /// Sends publisher confirms for every publish whose sync has completed, coalescing
@@ -1133,4 +1181,76 @@ impl Conn {
             self.broker().resume_connection(self.id);
         }
     }
+}
+
+/// Feeds `input` to a fresh connection state machine, as if it arrived after a valid
+/// protocol header, with a real broker on a temporary data dir; the server's output is
+/// discarded. Used by the `connection` fuzz target and its regression tests: it must not
+/// panic on any input.
+#[doc(hidden)]
+pub fn fuzz_session(input: &[u8]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "warren-fuzz-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    ));
+    let commit = crate::storage::GroupCommit::start(crate::storage::FsyncPolicy::Never);
+    let config = crate::broker::BrokerConfig {
+        data_dir: dir.clone(),
+        log: crate::storage::LogConfig {
+            segment_size: 64 * 1024,
+            ..Default::default()
+        },
+        outbox_limit: 64,
+    };
+    let Ok((broker, _)) = Broker::open(config, commit.clone()) else {
+        return;
+    };
+    let ctx = Arc::new(ServerContext {
+        broker: Mutex::new(broker),
+        confirms: ConfirmTracker::new(commit),
+        limits: Limits {
+            max_message_size: 1 << 20,
+            ..Limits::default()
+        },
+    });
+    let id = ctx.broker.lock().expect("broker").register_connection();
+    let mut conn = Conn {
+        id,
+        peer: "127.0.0.1:1".parse().expect("literal"),
+        frame_max: ctx.limits.frame_max,
+        channel_max: ctx.limits.channel_max,
+        heartbeat: 0,
+        ctx: ctx.clone(),
+        outbox: Outbox::new(64),
+        phase: Phase::AwaitStartOk,
+        channels: HashMap::new(),
+        wbuf: BytesMut::new(),
+        drained: VecDeque::new(),
+        pending_confirms: 0,
+        close_after_flush: false,
+        ready: Vec::new(),
+    };
+    conn.send_start();
+    // Arbitrary read boundaries: the first byte picks the chunk size.
+    let (seed, rest) = input.split_first().map_or((1, input), |(s, r)| (*s, r));
+    let mut rbuf = BytesMut::new();
+    for piece in rest.chunks(1 + seed as usize * 4) {
+        rbuf.extend_from_slice(piece);
+        if let Err(e) = conn.process(&mut rbuf) {
+            conn.fail(e);
+        }
+        conn.drain_outbox();
+        conn.flush_confirms();
+        conn.wbuf.clear();
+        if conn.close_after_flush {
+            break;
+        }
+    }
+    ctx.broker.lock().expect("broker").close_connection(id);
+    drop(conn);
+    drop(ctx);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 use crate::amqp::error::{AmqpError, ReplyCode};
 use crate::amqp::table;
-use crate::storage::{AckFlush, GroupCommit, Log, LogConfig, Ticket};
+use crate::storage::{AckFlush, BatchRecord, GroupCommit, Log, LogConfig, Ticket};
 use definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
 use exchange::{Binding, Dest, Exchange, ExchangeKind};
 use fast_map::FastMap;
@@ -98,6 +98,18 @@ pub struct Published {
     pub ticket: confirms::ConfirmTicket,
     /// A queue failed to store it: the confirm must be a nack.
     pub failed: bool,
+}
+
+/// A message to publish: routing information, the content header as received, whether it
+/// is persistent (delivery-mode 2), its raw headers table, and its body frames.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRequest<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub header: &'a [u8],
+    pub persistent: bool,
+    pub headers_table: Option<&'a [u8]>,
+    pub body: &'a [&'a [u8]],
 }
 
 /// A message handed out by basic.get.
@@ -822,85 +834,124 @@ impl Broker {
     // ----- publishing ---------------------------------------------------------------
 
     /// Routes a message and appends it to every matching queue's log.
-    #[allow(clippy::too_many_arguments)]
-    pub fn publish(
+    pub fn publish(&mut self, msg: &PublishRequest<'_>) -> Result<Published, AmqpError> {
+        self.publish_batch(std::slice::from_ref(msg))
+            .pop()
+            .expect("one result per message")
+    }
+
+    /// Routes a batch of messages (in order) and appends them to their queues' logs: one
+    /// batch append per queue, so persistent messages cost one write system call per queue
+    /// per batch rather than one each. Returns one result per message.
+    pub fn publish_batch(
         &mut self,
-        exchange: &str,
-        routing_key: &str,
-        header: &[u8],
-        persistent: bool,
-        headers_table: Option<&[u8]>,
-        body: &[&[u8]],
-    ) -> Result<Published, AmqpError> {
-        let Some(ex) = self.exchanges.get(exchange) else {
-            return Err(not_found("exchange", exchange));
+        msgs: &[PublishRequest<'_>],
+    ) -> Vec<Result<Published, AmqpError>> {
+        let mut results: Vec<Result<Published, AmqpError>> = Vec::with_capacity(msgs.len());
+        // (queue, message index) pairs in publish order.
+        let mut deliveries: Vec<(Arc<str>, usize)> = Vec::new();
+        let mut targets = std::mem::take(&mut self.route_scratch);
+        for (i, m) in msgs.iter().enumerate() {
+            match self.route(m, &mut targets) {
+                Ok(()) => {
+                    results.push(Ok(Published {
+                        routed: !targets.is_empty(),
+                        ticket: Ticket::DONE,
+                        failed: false,
+                    }));
+                    deliveries.extend(targets.drain(..).map(|q| (q, i)));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        self.route_scratch = targets;
+        if deliveries.is_empty() {
+            return results;
+        }
+        // Stored payload of each message: prefix (exchange, routing key, header length),
+        // content header, body parts. Prefixes live in one buffer; parts in one list.
+        let mut prefixes: Vec<u8> = Vec::with_capacity(msgs.len() * 32);
+        let mut prefix_ranges: Vec<(usize, usize)> = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let mut prefix = [0u8; message::MAX_PREFIX];
+            let n = message::encode_prefix(&mut prefix, m.exchange, m.routing_key, m.header.len());
+            prefix_ranges.push((prefixes.len(), prefixes.len() + n));
+            prefixes.extend_from_slice(&prefix[..n]);
+        }
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(msgs.len() * 3);
+        let mut part_ranges: Vec<(usize, usize)> = Vec::with_capacity(msgs.len());
+        for (m, (a, b)) in msgs.iter().zip(&prefix_ranges) {
+            let start = parts.len();
+            parts.push(&prefixes[*a..*b]);
+            parts.push(m.header);
+            parts.extend_from_slice(m.body);
+            part_ranges.push((start, parts.len()));
+        }
+        // Group by queue, keeping publish order within each queue.
+        deliveries.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let now = now_millis();
+        let mut batch: Vec<BatchRecord<'_>> = Vec::new();
+        let mut k = 0;
+        while k < deliveries.len() {
+            let queue = deliveries[k].0.clone();
+            let end = deliveries[k..]
+                .iter()
+                .position(|d| d.0 != queue)
+                .map_or(deliveries.len(), |p| k + p);
+            if let Some(q) = self.queues.get_mut(&queue) {
+                batch.clear();
+                batch.extend(deliveries[k..end].iter().map(|&(_, i)| {
+                    let (a, b) = part_ranges[i];
+                    BatchRecord {
+                        timestamp: now,
+                        persistent: msgs[i].persistent && q.durable,
+                        parts: &parts[a..b],
+                    }
+                }));
+                let outcome = q.log.append_batch(&batch);
+                for &(_, i) in &deliveries[k..end] {
+                    if let Ok(p) = results[i].as_mut() {
+                        match outcome {
+                            Ok((_, ticket)) => p.ticket = p.ticket.max(ticket),
+                            Err(_) => p.failed = true,
+                        }
+                    }
+                }
+                self.dispatch(&queue);
+            }
+            k = end;
+        }
+        results
+    }
+
+    /// Finds the queues a message goes to (into `targets`, cleared first).
+    fn route(&self, m: &PublishRequest<'_>, targets: &mut Vec<Arc<str>>) -> Result<(), AmqpError> {
+        targets.clear();
+        let Some(ex) = self.exchanges.get(m.exchange) else {
+            return Err(not_found("exchange", m.exchange));
         };
         if ex.internal {
             return Err(AmqpError::channel(
                 ReplyCode::AccessRefused,
-                format!("cannot publish to internal exchange '{exchange}' in vhost '/'"),
+                format!(
+                    "cannot publish to internal exchange '{}' in vhost '/'",
+                    m.exchange
+                ),
             ));
         }
-        let mut targets = std::mem::take(&mut self.route_scratch);
-        targets.clear();
-        if exchange.is_empty() {
-            if let Some((name, _)) = self.queues.get_key_value(routing_key) {
+        if m.exchange.is_empty() {
+            if let Some((name, _)) = self.queues.get_key_value(m.routing_key) {
                 targets.push(name.clone());
             }
         } else {
             let parsed = if self.headers_exchanges > 0 {
-                headers_table.and_then(|raw| table::decode(raw).ok())
+                m.headers_table.and_then(|raw| table::decode(raw).ok())
             } else {
                 None
             };
-            exchange::route_all(
-                &self.exchanges,
-                ex,
-                routing_key,
-                parsed.as_ref(),
-                &mut targets,
-            );
+            exchange::route_all(&self.exchanges, ex, m.routing_key, parsed.as_ref(), targets);
         }
-        let mut result = Published {
-            routed: !targets.is_empty(),
-            ticket: Ticket::DONE,
-            failed: false,
-        };
-        if !targets.is_empty() {
-            let mut prefix = [0u8; message::MAX_PREFIX];
-            let n = message::encode_prefix(&mut prefix, exchange, routing_key, header.len());
-            // Prefix, content header, body frames: on the stack unless the body came in
-            // many frames.
-            let mut inline: [&[u8]; 8] = [&[]; 8];
-            let heap: Vec<&[u8]>;
-            let parts: &[&[u8]] = if body.len() + 2 <= inline.len() {
-                inline[0] = &prefix[..n];
-                inline[1] = header;
-                inline[2..2 + body.len()].copy_from_slice(body);
-                &inline[..2 + body.len()]
-            } else {
-                heap = [&prefix[..n], header]
-                    .into_iter()
-                    .chain(body.iter().copied())
-                    .collect();
-                &heap
-            };
-            let now = now_millis();
-            for name in &targets {
-                let Some(q) = self.queues.get_mut(name) else {
-                    continue;
-                };
-                match q.log.append_parts(now, persistent && q.durable, parts) {
-                    Ok(a) => result.ticket = result.ticket.max(a.ticket),
-                    Err(_) => result.failed = true,
-                }
-            }
-            for name in &targets {
-                self.dispatch(name);
-            }
-        }
-        self.route_scratch = targets;
-        Ok(result)
+        Ok(())
     }
 
     // ----- consuming ----------------------------------------------------------------

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::record::{self, FLAG_PERSISTENT};
-use super::segment::{self, Segment, StoredRecord, WriteMode};
+use super::segment::{self, BatchRecord, Segment, StoredRecord, WriteMode};
 use super::sync::{FsyncPolicy, GroupCommit, Ticket};
 use super::{acks, compact, recovery};
 
@@ -254,6 +254,61 @@ impl Log {
             Ticket::DONE
         };
         Ok(Appended { seq, ticket })
+    }
+
+    /// Appends many records at once. Those that must be synced (persistent, under a sync
+    /// policy) or are large go to the file with one pwritev per segment touched, instead
+    /// of one system call each; the rest copy into the map. Returns the first record's
+    /// sequence number (the others follow in order) and the sync covering all of them.
+    pub fn append_batch(&mut self, recs: &[BatchRecord<'_>]) -> io::Result<(u64, Ticket)> {
+        let first = self.next_seq;
+        let mut ticket = Ticket::DONE;
+        let mut i = 0;
+        while i < recs.len() {
+            let r = recs[i];
+            let total: usize = r.parts.iter().map(|p| p.len()).sum();
+            if self.write_mode(total, r.persistent) == WriteMode::Map {
+                ticket = ticket.max(
+                    self.append_parts(r.timestamp, r.persistent, r.parts)?
+                        .ticket,
+                );
+                i += 1;
+                continue;
+            }
+            if total > record::MAX_PAYLOAD {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "payload too large",
+                ));
+            }
+            // The run of records that take the syscall path, written together.
+            let run_end = recs[i..]
+                .iter()
+                .position(|r| {
+                    let total: usize = r.parts.iter().map(|p| p.len()).sum();
+                    self.write_mode(total, r.persistent) == WriteMode::Map
+                        || total > record::MAX_PAYLOAD
+                })
+                .map_or(recs.len(), |k| i + k);
+            let head = self.segments.back_mut().expect("a log always has a head");
+            let written = head.append_many(self.next_seq, &recs[i..run_end])?;
+            if written == 0 {
+                // The next record does not fit: roll over to a segment sized for it.
+                self.push_segment(self.next_seq, record::encoded_len(total))?;
+                let len = self.segments.len();
+                self.segments[len - 2].seal();
+                self.drop_empty_segments()?;
+                continue;
+            }
+            if recs[i..i + written].iter().any(|r| r.persistent) {
+                let head = self.segments.back().expect("a log always has a head");
+                ticket = ticket.max(self.commit.register(head.file()));
+            }
+            self.next_seq += written as u64;
+            self.live += written as u64;
+            i += written;
+        }
+        Ok((first, ticket))
     }
 
     /// Small appends copy into the map (no system call) unless the record must be synced;

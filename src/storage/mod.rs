@@ -13,5 +13,5 @@ pub mod sync;
 
 pub use log::{AckFlush, Appended, Cursor, Log, LogConfig};
 pub use recovery::RecoveryReport;
-pub use segment::StoredRecord;
+pub use segment::{BatchRecord, StoredRecord};
 pub use sync::{FsyncPolicy, GroupCommit, Ticket};

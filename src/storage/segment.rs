@@ -281,41 +281,51 @@ impl SegmentFile {
 
     /// Writes `header` then `parts` at `offset` with pwritev, finishing short writes.
     fn pwritev_all(&self, offset: usize, header: &[u8], parts: &[&[u8]]) -> io::Result<()> {
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(1 + parts.len());
+        slices.push(header);
+        slices.extend_from_slice(parts);
+        self.pwritev_slices(offset, &slices)
+    }
+
+    /// Writes `slices` back to back at `offset`: pwritev in groups of at most IOV_MAX
+    /// (1024) buffers, finishing short writes.
+    fn pwritev_slices(&self, offset: usize, slices: &[&[u8]]) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        let mut iov: Vec<libc::iovec> = Vec::with_capacity(1 + parts.len());
-        iov.push(libc::iovec {
-            iov_base: header.as_ptr() as *mut libc::c_void,
-            iov_len: header.len(),
-        });
-        for p in parts.iter().filter(|p| !p.is_empty()) {
-            iov.push(libc::iovec {
-                iov_base: p.as_ptr() as *mut libc::c_void,
-                iov_len: p.len(),
-            });
-        }
-        let total: usize = iov.iter().map(|v| v.iov_len).sum();
+        let total: usize = slices.iter().map(|s| s.len()).sum();
         assert!(offset + total <= self.len);
-        // SAFETY: the iovecs point at live slices for the duration of the call.
-        let n = unsafe {
-            libc::pwritev(
-                self.raw_fd(),
-                iov.as_ptr(),
-                iov.len().min(1024) as i32,
-                offset as libc::off_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let n = n as usize;
-        if n < total {
-            // Rare: finish with a plain write of the remainder.
-            let mut all = Vec::with_capacity(total);
-            all.extend_from_slice(header);
-            for p in parts {
-                all.extend_from_slice(p);
+        let mut at = offset;
+        for group in slices.chunks(1024) {
+            let iov: Vec<libc::iovec> = group
+                .iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| libc::iovec {
+                    iov_base: s.as_ptr() as *mut libc::c_void,
+                    iov_len: s.len(),
+                })
+                .collect();
+            let want: usize = group.iter().map(|s| s.len()).sum();
+            if want == 0 {
+                continue;
             }
-            self.file.write_all_at(&all[n..], (offset + n) as u64)?;
+            // SAFETY: the iovecs point at live slices for the duration of the call.
+            let n = unsafe {
+                libc::pwritev(
+                    self.raw_fd(),
+                    iov.as_ptr(),
+                    iov.len() as i32,
+                    at as libc::off_t,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = n as usize;
+            if n < want {
+                // Rare: finish with a plain write of the remainder.
+                let all: Vec<u8> = group.concat();
+                self.file.write_all_at(&all[n..], (at + n) as u64)?;
+            }
+            at += want;
         }
         Ok(())
     }
@@ -387,6 +397,14 @@ fn write_zeros(file: &mut File, len: usize) -> io::Result<()> {
         left -= n;
     }
     Ok(())
+}
+
+/// One record of a batch append: its payload is the concatenation of `parts`.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchRecord<'a> {
+    pub timestamp: u64,
+    pub persistent: bool,
+    pub parts: &'a [&'a [u8]],
 }
 
 /// How an append puts its bytes into the segment file.
@@ -642,6 +660,57 @@ impl Segment {
         self.note_record(seq, self.write_pos);
         self.write_pos += len;
         Ok(true)
+    }
+
+    /// Appends as many of `recs` as fit (sequence numbers from `first_seq`), all with one
+    /// pwritev, followed by an end marker; returns how many were written.
+    pub fn append_many(&mut self, first_seq: u64, recs: &[BatchRecord<'_>]) -> io::Result<usize> {
+        assert!(!self.sealed, "append to a sealed segment");
+        assert!(first_seq >= self.base && self.last_seq.is_none_or(|l| first_seq > l));
+        let mut headers: Vec<[u8; HEADER_LEN]> = Vec::with_capacity(recs.len());
+        let mut pos = self.write_pos;
+        for (k, r) in recs.iter().enumerate() {
+            let len = record::encoded_len(r.parts.iter().map(|p| p.len()).sum());
+            if pos + len > self.file.len() {
+                break;
+            }
+            let flags = if r.persistent {
+                record::FLAG_PERSISTENT
+            } else {
+                0
+            };
+            headers.push(record::encode_header(
+                first_seq + k as u64,
+                r.timestamp,
+                flags,
+                r.parts,
+            ));
+            pos += len;
+        }
+        let n = headers.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let zeros = [0u8; HEADER_LEN];
+        let marker = if pos + HEADER_LEN <= self.file.len() {
+            HEADER_LEN
+        } else {
+            0
+        };
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(n * 4 + 1);
+        for (h, r) in headers.iter().zip(recs) {
+            slices.push(h);
+            slices.extend_from_slice(r.parts);
+        }
+        slices.push(&zeros[..marker]);
+        self.file.pwritev_slices(self.write_pos, &slices)?;
+        let mut offset = self.write_pos;
+        for (k, r) in recs[..n].iter().enumerate() {
+            self.note_record(first_seq + k as u64, offset);
+            offset += record::encoded_len(r.parts.iter().map(|p| p.len()).sum());
+        }
+        self.write_pos = pos;
+        Ok(n)
     }
 
     /// Marks `seq` acked; returns true if it was a live record of this segment.
