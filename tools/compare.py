@@ -38,6 +38,17 @@ def wait_port(port, timeout=90):
     return False
 
 
+def wait_closed(port, timeout=60):
+    """Waits until nothing listens on `port`, so the next broker starts clean."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                time.sleep(0.5)
+        except OSError:
+            return
+
+
 def pid_on_port(port):
     out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
     for part in out.split("pid=")[1:]:
@@ -54,17 +65,16 @@ class Rabbit:
             os.makedirs(os.path.join(self.dir, d))
         with open(os.path.join(self.dir, "plugins"), "w") as f:
             f.write("[].\n")
-        shutil.chown(self.dir, "rabbitmq", "rabbitmq")
-        for d in ("mnesia", "log", "plugins"):
-            shutil.chown(os.path.join(self.dir, d), "rabbitmq", "rabbitmq")
-        env = dict(os.environ,
+        # Run the node directly (as root): the packaged wrapper `su`s to the rabbitmq user,
+        # whose PAM limits cap open files at 1024 and so fail the 1,000-connection runs.
+        env = dict(os.environ, HOME=self.dir,
                    RABBITMQ_NODE_PORT=str(RMQ_PORT), RABBITMQ_NODENAME="perf@localhost",
                    RABBITMQ_MNESIA_BASE=os.path.join(self.dir, "mnesia"),
                    RABBITMQ_LOG_BASE=os.path.join(self.dir, "log"),
                    RABBITMQ_DIST_PORT="25690",
                    RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.dir, "plugins"),
                    RABBITMQ_CONFIG_FILE=os.path.join(self.dir, "rabbitmq"))
-        self.proc = subprocess.Popen(["rabbitmq-server"], env=env, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         if not wait_port(RMQ_PORT):
             sys.exit("RabbitMQ did not start")
@@ -80,6 +90,7 @@ class Rabbit:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, 9)
         subprocess.run(["pkill", "-9", "-f", "perf@localhost"])
+        wait_closed(RMQ_PORT)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -100,6 +111,7 @@ class Warren:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(30)
+        wait_closed(WARREN_PORT)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

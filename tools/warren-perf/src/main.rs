@@ -275,10 +275,16 @@ async fn consumer(
     let ack_every = (ctx.args.prefetch as u64 / 2).max(1);
     let mut acks = BytesMut::new();
     let mut in_body = false;
+    let mut last_delivery = Instant::now();
     while got < limit && !ctx.stop.load(Ordering::Relaxed) {
         let read =
             tokio::time::timeout(Duration::from_millis(200), c.rd.read_buf(&mut c.rbuf)).await;
         match read {
+            Err(_) if limit != u64::MAX && last_delivery.elapsed() > Duration::from_secs(10) => {
+                return Err(std::io::Error::other(format!(
+                    "no delivery for 10 s after {got} of {limit} messages"
+                )));
+            }
             Err(_) => continue,
             Ok(Ok(0)) => return Err(std::io::Error::other("broker closed the connection")),
             Ok(Err(e)) => return Err(e),
@@ -321,6 +327,9 @@ async fn consumer(
             }
         }
         got += delivered;
+        if delivered > 0 {
+            last_delivery = Instant::now();
+        }
         ctx.counters
             .consumed
             .fetch_add(delivered, Ordering::Relaxed);
@@ -565,7 +574,13 @@ async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
         Scenario::Connections => {
             let mut conns = Vec::new();
             for _ in 0..a.connections {
-                conns.push(Client::connect(&ctx.target).await?);
+                match Client::connect(&ctx.target).await {
+                    Ok(c) => conns.push(c),
+                    Err(e) => {
+                        eprintln!("warren-perf: connection {} failed: {e}", conns.len() + 1);
+                        break;
+                    }
+                }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
             report.count("connections", conns.len() as u64);
