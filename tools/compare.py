@@ -125,10 +125,16 @@ def scenarios(seconds):
         ("consume-only (1M queued)", ["consume-only", "--messages", "1000000", "--autoack"], "consumed_per_s"),
         ("fanout, 4 queues", ["fanout", "--queues", "4", "--autoack", "--seconds", s], "consumed_per_s"),
         ("latency at 10k msg/s: p99 µs", ["latency", "--rate", "10000", "--seconds", s], "latency_p99_us"),
+        # Memory rows each get a freshly started broker (see FRESH), so one scenario's
+        # leftovers do not count against the next.
         ("backlog 1M: broker RSS full, MB", ["backlog", "--messages", "1000000", "--autoack"], "broker_rss_full"),
         ("1,000 idle connections: broker RSS, MB", ["connections", "--connections", "1000"], "broker_rss"),
         ("1,000 queues with a consumer: broker RSS, MB", ["queues", "--queues", "1000"], "broker_rss"),
     ]
+
+
+# Scenarios run on a freshly started broker.
+FRESH = ("backlog", "connections", "queues")
 
 
 def run_one(broker, args):
@@ -189,6 +195,9 @@ def main():
             print(f"round {rnd + 1}: {broker.name}", flush=True)
             try:
                 for label, args, key in scenarios(a.seconds):
+                    if args[0] in FRESH:
+                        broker.stop()
+                        broker = make()
                     r = run_one(broker, args)
                     v = r.get(key) if r else None
                     print(f"  {label}: {fmt(key, v)}", flush=True)

@@ -15,6 +15,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::auth;
 use super::error::{AmqpError, ReplyCode};
 use super::frame::{
     self, Frame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER,
@@ -427,51 +428,6 @@ impl Conn {
         self.broker().close_channel((self.id, channel));
     }
 
-    fn authenticate(&self, mechanism: &str, response: &[u8]) -> Result<(), AmqpError> {
-        let (user, pass): (String, String) = match mechanism {
-            "PLAIN" => {
-                let mut parts = response.split(|&b| b == 0);
-                let _authzid = parts.next();
-                let user = parts.next().unwrap_or_default();
-                let pass = parts.next().unwrap_or_default();
-                (
-                    String::from_utf8_lossy(user).into(),
-                    String::from_utf8_lossy(pass).into(),
-                )
-            }
-            "AMQPLAIN" => {
-                let mut raw = Vec::with_capacity(response.len() + 4);
-                raw.extend_from_slice(&(response.len() as u32).to_be_bytes());
-                raw.extend_from_slice(response);
-                table::validate(response, 0)?;
-                let t = table::decode(&raw)?;
-                (
-                    table::get_str(&t, "LOGIN").unwrap_or_default().into(),
-                    table::get_str(&t, "PASSWORD").unwrap_or_default().into(),
-                )
-            }
-            other => {
-                return Err(AmqpError::connection(
-                    ReplyCode::AccessRefused,
-                    format!("unsupported authentication mechanism '{other}'"),
-                ))
-            }
-        };
-        if user != "guest" || pass != "guest" {
-            return Err(AmqpError::connection(
-                ReplyCode::AccessRefused,
-                format!("Login was refused using authentication mechanism {mechanism}"),
-            ));
-        }
-        if !self.peer.ip().to_canonical().is_loopback() {
-            return Err(AmqpError::connection(
-                ReplyCode::AccessRefused,
-                "user 'guest' can only connect via localhost",
-            ));
-        }
-        Ok(())
-    }
-
     fn connection_method(&mut self, ids: (u16, u16), m: Method<'_>) -> Result<(), AmqpError> {
         match (self.phase, m) {
             (
@@ -482,7 +438,7 @@ impl Conn {
                     ..
                 },
             ) => {
-                self.authenticate(mechanism, response)?;
+                auth::authenticate(mechanism, response, self.peer.ip())?;
                 let limits = &self.ctx.limits;
                 let (cm, fm, hb) = (limits.channel_max, limits.frame_max, limits.heartbeat);
                 method::write(&mut self.wbuf, 0, class::CONNECTION, 30, |w| {
