@@ -32,11 +32,12 @@ fn frame_inputs() {
         let Some((&seed, stream)) = data.split_first() else {
             continue;
         };
+        let frame_max = [0u32, 4096, 131072][(seed % 3) as usize];
         let mut buf = BytesMut::new();
         'feed: for piece in stream.chunks(1 + (seed as usize >> 2)) {
             buf.extend_from_slice(piece);
             loop {
-                match frame::parse(&mut buf, 131072) {
+                match frame::parse(&mut buf, frame_max) {
                     Ok(Some(_)) => {}
                     Ok(None) => break,
                     Err(_) => break 'feed,

@@ -23,6 +23,9 @@ pub const FRAME_OVERHEAD: usize = 8;
 /// The smallest frame_max a peer may negotiate (spec: 4096).
 pub const FRAME_MIN_SIZE: u32 = 4096;
 
+/// Most buffer growth made on the strength of a frame's declared size.
+const RESERVE_STEP: usize = 256 * 1024;
+
 /// The protocol header a 0-9-1 client sends first.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 
@@ -63,7 +66,9 @@ pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpEr
     }
     let total = 7 + size as usize + 1;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        // Make room for what is coming, but never more than a bounded step at a time: the
+        // size is the peer's claim, not bytes we have.
+        buf.reserve((total - buf.len()).min(RESERVE_STEP));
         return Ok(None);
     }
     if buf[total - 1] != FRAME_END {
@@ -130,6 +135,14 @@ mod tests {
                 assert!(got.is_none(), "at {i}");
             }
         }
+    }
+
+    #[test]
+    fn a_huge_declared_size_does_not_allocate_it() {
+        // Found by the `frame` fuzz target: with no frame_max, a 4 GiB claim reserved 4 GiB.
+        let mut buf = BytesMut::from(&[3u8, 0, 1, 0xff, 0xff, 0xff, 0xf0, 1, 2, 3][..]);
+        assert!(parse(&mut buf, 0).unwrap().is_none());
+        assert!(buf.capacity() < 1 << 20, "capacity {}", buf.capacity());
     }
 
     #[test]
