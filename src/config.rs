@@ -23,6 +23,23 @@ pub struct Config {
     pub channel_max: u16,
     pub heartbeat: u16,
     pub handshake_timeout: Duration,
+    /// Resident memory above which publishers are blocked: a fraction of RAM if at most
+    /// 1.0, else bytes.
+    pub memory_high_watermark: f64,
+    /// Free disk space (bytes) under which publishers are blocked.
+    pub disk_free_limit: u64,
+}
+
+impl Config {
+    /// The memory limit in bytes.
+    pub fn memory_limit_bytes(&self) -> u64 {
+        if self.memory_high_watermark <= 1.0 {
+            let total = crate::alarms::total_memory().unwrap_or(u64::MAX);
+            (total as f64 * self.memory_high_watermark) as u64
+        } else {
+            self.memory_high_watermark as u64
+        }
+    }
 }
 
 impl Default for Config {
@@ -38,6 +55,8 @@ impl Default for Config {
             channel_max: 2047,
             heartbeat: 60,
             handshake_timeout: Duration::from_secs(10),
+            memory_high_watermark: 0.4,
+            disk_free_limit: 50_000_000,
         }
     }
 }
@@ -77,6 +96,12 @@ pub struct Cli {
     /// Heartbeat interval offered, in seconds (0 disables) [default: 60]
     #[arg(long, env = "WARREN_HEARTBEAT")]
     pub heartbeat: Option<u16>,
+    /// Block publishers above this resident memory: a fraction of RAM (<= 1.0) or bytes [default: 0.4]
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK")]
+    pub memory_high_watermark: Option<f64>,
+    /// Block publishers when the data dir's file system has less free space, in bytes [default: 50000000]
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
+    pub disk_free_limit: Option<u64>,
     /// TOML configuration file (same keys as the flags, with underscores)
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -95,6 +120,8 @@ pub struct FileConfig {
     pub frame_max: Option<u32>,
     pub channel_max: Option<u16>,
     pub heartbeat: Option<u16>,
+    pub memory_high_watermark: Option<f64>,
+    pub disk_free_limit: Option<u64>,
 }
 
 impl Config {
@@ -130,7 +157,18 @@ impl Config {
                 .unwrap_or(d.channel_max),
             heartbeat: cli.heartbeat.or(file.heartbeat).unwrap_or(d.heartbeat),
             handshake_timeout: d.handshake_timeout,
+            memory_high_watermark: cli
+                .memory_high_watermark
+                .or(file.memory_high_watermark)
+                .unwrap_or(d.memory_high_watermark),
+            disk_free_limit: cli
+                .disk_free_limit
+                .or(file.disk_free_limit)
+                .unwrap_or(d.disk_free_limit),
         };
+        if config.memory_high_watermark.is_nan() || config.memory_high_watermark <= 0.0 {
+            return Err("--memory-high-watermark must be positive".into());
+        }
         if config.segment_size < 4096 {
             return Err("--segment-size must be at least 4096".into());
         }

@@ -5,6 +5,7 @@
 //! - [`amqp`]: the wire (frames, methods, connection state machine). Knows nothing of files.
 //! - [`broker`]: the model (exchanges, queues, bindings, consumers, routing).
 
+pub mod alarms;
 pub mod amqp;
 pub mod broker;
 pub mod config;

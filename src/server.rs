@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::alarms::Alarms;
 use crate::amqp::connection::{self, Limits, ServerContext};
 use crate::broker::confirms::ConfirmTracker;
 use crate::broker::{Broker, BrokerConfig};
@@ -55,10 +56,17 @@ impl Server {
             handshake_timeout: config.handshake_timeout,
             ..Limits::default()
         };
+        let alarms = Arc::new(Alarms::new(
+            &config.data_dir,
+            config.memory_limit_bytes(),
+            config.disk_free_limit,
+        ));
+        alarms.check();
         let ctx = Arc::new(ServerContext {
             broker: Mutex::new(broker),
             confirms: ConfirmTracker::new(commit),
             limits,
+            alarms,
         });
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
@@ -76,6 +84,15 @@ impl Server {
             let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
             loop {
                 tick.tick().await;
+                if let Some(state) = ctx.alarms.check() {
+                    match state.any() {
+                        true => eprintln!(
+                            "warren: resource alarm: {}; blocking publishers",
+                            state.reason()
+                        ),
+                        false => eprintln!("warren: resource alarm cleared; unblocking publishers"),
+                    }
+                }
                 // Ack files are written without the broker lock held, so upkeep I/O does
                 // not stall publishers and consumers.
                 let flushes = ctx.broker.lock().expect("broker").take_ack_flushes();

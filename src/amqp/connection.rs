@@ -23,6 +23,7 @@ use super::frame::{
 use super::method::{self, class, server, Method};
 use super::properties;
 use super::table::{self, Value};
+use crate::alarms::Alarms;
 use crate::broker::confirms::{ConfirmTicket, ConfirmTracker};
 use crate::broker::outbox::{Outbox, Outgoing};
 use crate::broker::{message, Broker, PublishRequest};
@@ -56,6 +57,7 @@ pub struct ServerContext {
     pub broker: Mutex<Broker>,
     pub confirms: ConfirmTracker,
     pub limits: Limits,
+    pub alarms: Arc<Alarms>,
 }
 
 /// Body sizes beyond this are refused as malformed before any size check against the
@@ -131,11 +133,34 @@ struct Conn {
     close_after_flush: bool,
     /// Complete publishes not yet handed to the model (see `flush_publishes`).
     ready: Vec<(u16, PendingPublish)>,
+    /// This connection has published: a resource alarm blocks it.
+    published: bool,
+    /// The client announced the `connection.blocked` capability.
+    blocked_capable: bool,
+    /// We sent connection.blocked and owe an unblocked.
+    blocked_sent: bool,
 }
 
 fn offset_in(whole: &Bytes, part: &str) -> (usize, usize) {
     let start = part.as_ptr() as usize - whole.as_ptr() as usize;
     (start, start + part.len())
+}
+
+/// True if the client's start-ok properties carry `capabilities.connection.blocked = true`.
+fn client_supports_blocked(client_properties: &[u8]) -> bool {
+    use amq_protocol_types::AMQPValue;
+    let Ok(props) = table::decode(client_properties) else {
+        return false;
+    };
+    match props.inner().get("capabilities") {
+        Some(AMQPValue::FieldTable(caps)) => {
+            matches!(
+                caps.inner().get("connection.blocked"),
+                Some(AMQPValue::Boolean(true))
+            )
+        }
+        _ => false,
+    }
 }
 
 /// True if a method frame's payload is basic.publish (class 60, method 40).
@@ -163,6 +188,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerContext>)
         pending_confirms: 0,
         close_after_flush: false,
         ready: Vec::new(),
+        published: false,
+        blocked_capable: false,
+        blocked_sent: false,
     };
     let _ = conn.run(stream).await;
     ctx.broker.lock().expect("broker").close_connection(id);
@@ -189,9 +217,22 @@ impl Conn {
         let mut last_read = Instant::now();
         let mut last_write = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut alarm_rx = self.ctx.alarms.subscribe();
         let (mut rd, mut wr) = stream.split();
         loop {
-            let can_read = self.wbuf.len() < WRITE_HIGH_WATER && !self.close_after_flush;
+            // A resource alarm blocks connections that publish: they are not read until it
+            // clears (consumers keep flowing), and hear about it if they support it.
+            let alarm = *alarm_rx.borrow_and_update();
+            let blocked = self.published && alarm.any();
+            if blocked && self.blocked_capable && !self.blocked_sent {
+                server::connection_blocked(&mut self.wbuf, alarm.reason());
+                self.blocked_sent = true;
+            } else if !blocked && self.blocked_sent {
+                server::connection_unblocked(&mut self.wbuf);
+                self.blocked_sent = false;
+            }
+            let can_read =
+                self.wbuf.len() < WRITE_HIGH_WATER && !self.close_after_flush && !blocked;
             tokio::select! {
                 r = rd.read_buf(&mut rbuf), if can_read => {
                     if r? == 0 {
@@ -219,6 +260,7 @@ impl Conn {
                 _ = self.outbox.notify.notified(), if self.wbuf.len() < WRITE_HIGH_WATER => {
                     self.drain_outbox();
                 }
+                _ = alarm_rx.changed() => {}
                 r = sync_rx.changed(), if self.pending_confirms > 0 => {
                     if r.is_ok() {
                         self.flush_confirms();
@@ -234,8 +276,10 @@ impl Conn {
                     }
                     if self.heartbeat > 0 {
                         let hb = Duration::from_secs(self.heartbeat as u64);
-                        if now - last_read > hb * 2 {
-                            return Ok(()); // Two missed heartbeats: the peer is gone.
+                        if now - last_read > hb * 2 && !blocked {
+                            // Two missed heartbeats: the peer is gone. (Not judged while we
+                            // are the ones not reading.)
+                            return Ok(());
                         }
                         if now - last_write >= hb / 2 && self.wbuf.is_empty() {
                             frame::write_heartbeat(&mut self.wbuf);
@@ -260,6 +304,7 @@ impl Conn {
             ("exchange_exchange_bindings", Value::Bool(true)),
             ("basic.nack", Value::Bool(true)),
             ("consumer_cancel_notify", Value::Bool(true)),
+            ("connection.blocked", Value::Bool(true)),
             ("authentication_failure_close", Value::Bool(true)),
             ("per_consumer_qos", Value::Bool(true)),
         ];
@@ -435,10 +480,12 @@ impl Conn {
                 Method::StartOk {
                     mechanism,
                     response,
+                    client_properties,
                     ..
                 },
             ) => {
                 auth::authenticate(mechanism, response, self.peer.ip())?;
+                self.blocked_capable = client_supports_blocked(client_properties);
                 let limits = &self.ctx.limits;
                 let (cm, fm, hb) = (limits.channel_max, limits.frame_max, limits.heartbeat);
                 method::write(&mut self.wbuf, 0, class::CONNECTION, 30, |w| {
@@ -794,6 +841,7 @@ impl Conn {
                         "immediate=true",
                     ));
                 }
+                self.published = true;
                 let ch = self.channels.get_mut(&channel).expect("open channel");
                 ch.publish = Some(PendingPublish {
                     method: payload.clone(),
@@ -1171,6 +1219,7 @@ pub fn fuzz_session(input: &[u8]) {
             max_message_size: 1 << 20,
             ..Limits::default()
         },
+        alarms: Arc::new(Alarms::new(&dir, u64::MAX, 0)),
     });
     let id = ctx.broker.lock().expect("broker").register_connection();
     let mut conn = Conn {
@@ -1188,6 +1237,9 @@ pub fn fuzz_session(input: &[u8]) {
         pending_confirms: 0,
         close_after_flush: false,
         ready: Vec::new(),
+        published: false,
+        blocked_capable: false,
+        blocked_sent: false,
     };
     conn.send_start();
     // Arbitrary read boundaries: the first byte picks the chunk size.

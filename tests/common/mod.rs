@@ -14,6 +14,7 @@ use warren::storage::FsyncPolicy;
 pub struct TestBroker {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
+    pub ctx: std::sync::Arc<warren::amqp::connection::ServerContext>,
 }
 
 impl TestBroker {
@@ -38,8 +39,9 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     tweak(&mut config);
     let server = Server::bind(&config).await.unwrap();
     let addr = server.local_addr;
+    let ctx = server.ctx.clone();
     tokio::spawn(server.run());
-    TestBroker { addr, dir }
+    TestBroker { addr, dir, ctx }
 }
 
 /// The reply code of a lapin protocol error, if it is one.
@@ -186,10 +188,16 @@ impl RawClient {
     /// Protocol header, start-ok (PLAIN guest/guest), tune-ok, open; returns when open-ok
     /// arrives.
     pub async fn handshake(addr: SocketAddr) -> RawClient {
+        Self::handshake_with_properties(addr, &[]).await
+    }
+
+    /// As `handshake`, with `properties` (a field table body) as client-properties.
+    pub async fn handshake_with_properties(addr: SocketAddr, properties: &[u8]) -> RawClient {
         let mut c = RawClient::connect(addr).await;
         c.send(b"AMQP\x00\x00\x09\x01").await;
         c.expect_method((10, 10)).await;
-        let mut args = vec![0, 0, 0, 0];
+        let mut args = (properties.len() as u32).to_be_bytes().to_vec();
+        args.extend_from_slice(properties);
         args.extend(shortstr("PLAIN"));
         let resp = b"\0guest\0guest";
         args.extend_from_slice(&(resp.len() as u32).to_be_bytes());
