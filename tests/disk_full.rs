@@ -61,15 +61,27 @@ async fn a_full_disk_nacks_publishes_and_loses_nothing_confirmed() {
     .await;
     let conn = common::lapin_connect(&b).await;
     let ch = conn.create_channel().await.unwrap();
-    ch.queue_declare("full".into(), QueueDeclareOptions::durable(), FieldTable::default())
+    ch.queue_declare(
+        "full".into(),
+        QueueDeclareOptions::durable(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     let mut acked = Vec::new();
     let mut nacks = 0;
     for i in 0..2_000u32 {
         let confirm = ch
-            .basic_publish("".into(), "full".into(), BasicPublishOptions::default(), &body(i), BasicProperties::default().with_delivery_mode(2))
+            .basic_publish(
+                "".into(),
+                "full".into(),
+                BasicPublishOptions::default(),
+                &body(i),
+                BasicProperties::default().with_delivery_mode(2),
+            )
             .await
             .unwrap()
             .await
@@ -89,7 +101,13 @@ async fn a_full_disk_nacks_publishes_and_loses_nothing_confirmed() {
     // Space returns: publishing works again.
     std::fs::remove_file(&filler).unwrap();
     let confirm = ch
-        .basic_publish("".into(), "full".into(), BasicPublishOptions::default(), &body(99_999), BasicProperties::default().with_delivery_mode(2))
+        .basic_publish(
+            "".into(),
+            "full".into(),
+            BasicPublishOptions::default(),
+            &body(99_999),
+            BasicProperties::default().with_delivery_mode(2),
+        )
         .await
         .unwrap()
         .await
@@ -101,10 +119,13 @@ async fn a_full_disk_nacks_publishes_and_loses_nothing_confirmed() {
     // nacked ones (a nack means "not known to be stored").
     let cch = conn.create_channel().await.unwrap();
     let mut got = Vec::new();
-    while let Some(m) = tokio::time::timeout(Duration::from_secs(5), cch.basic_get("full".into(), BasicGetOptions { no_ack: true }))
-        .await
-        .unwrap()
-        .unwrap()
+    while let Some(m) = tokio::time::timeout(
+        Duration::from_secs(5),
+        cch.basic_get("full".into(), BasicGetOptions { no_ack: true }),
+    )
+    .await
+    .unwrap()
+    .unwrap()
     {
         let text = String::from_utf8_lossy(&m.delivery.data).into_owned();
         let i: u32 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -121,7 +142,12 @@ async fn a_full_disk_nacks_publishes_and_loses_nothing_confirmed() {
             let bytes = std::fs::read(&entry).unwrap();
             let base = warren::storage::segment::decode_file_header(&bytes).unwrap();
             let scan = warren::storage::segment::scan_records(&bytes, &entry, base, true, |_| {});
-            assert!(scan.corruptions.is_empty(), "{}: {:?}", entry.display(), scan.corruptions);
+            assert!(
+                scan.corruptions.is_empty(),
+                "{}: {:?}",
+                entry.display(),
+                scan.corruptions
+            );
         }
     }
 }
