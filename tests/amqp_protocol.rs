@@ -208,27 +208,7 @@ async fn silent_peers_are_dropped() {
     assert!(started.elapsed() < Duration::from_secs(4));
 
     // Negotiates a 1 s heartbeat, then goes quiet: dropped after two missed intervals.
-    let mut c = RawClient::connect(b.addr).await;
-    c.send(b"AMQP\x00\x00\x09\x01").await;
-    c.expect_method((10, 10)).await;
-    let mut args = vec![0, 0, 0, 0];
-    args.extend(shortstr("PLAIN"));
-    let resp = b"\0guest\0guest";
-    args.extend_from_slice(&(resp.len() as u32).to_be_bytes());
-    args.extend_from_slice(resp);
-    args.extend(shortstr("en_US"));
-    c.send(&frame(1, 0, &method(10, 11, &args))).await;
-    c.expect_method((10, 30)).await;
-    let mut tune = Vec::new();
-    tune.extend_from_slice(&2047u16.to_be_bytes());
-    tune.extend_from_slice(&131072u32.to_be_bytes());
-    tune.extend_from_slice(&1u16.to_be_bytes());
-    c.send(&frame(1, 0, &method(10, 31, &tune))).await;
-    let mut open = shortstr("/");
-    open.extend(shortstr(""));
-    open.push(0);
-    c.send(&frame(1, 0, &method(10, 40, &open))).await;
-    c.expect_method((10, 41)).await;
+    let mut c = RawClient::handshake_full(b.addr, &[], 1).await;
     let mut heartbeats = 0;
     loop {
         match c.recv().await {

@@ -71,6 +71,26 @@ impl ChannelState {
         Some(u)
     }
 
+    /// Assigns the next delivery tag. `unacked` is what to remember until the message is
+    /// settled, or None for a no-ack delivery (its slot stays empty so tags keep indexing
+    /// the ring).
+    fn next_delivery(&mut self, unacked: Option<Unacked>) -> u64 {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if self.unacked.is_empty() {
+            self.first_tag = tag;
+        }
+        match unacked {
+            Some(u) => {
+                self.unacked.push_back(Some(u));
+                self.unacked_count += 1;
+            }
+            None if self.unacked.is_empty() => self.first_tag = self.next_tag,
+            None => self.unacked.push_back(None),
+        }
+        tag
+    }
+
     /// Tags of every unacked delivery up to and including `tag`.
     fn tags_through(&self, tag: u64) -> Vec<u64> {
         self.unacked
@@ -994,28 +1014,18 @@ impl Broker {
                 .channels
                 .get_mut(&(c.conn, c.channel))
                 .expect("checked above");
-            let tag = ch.next_tag;
-            ch.next_tag += 1;
-            if c.no_ack {
+            let tag = if c.no_ack {
                 let _ = q.log.ack(rec.seq);
-                if ch.unacked.is_empty() {
-                    ch.first_tag = ch.next_tag;
-                } else {
-                    ch.unacked.push_back(None);
-                }
+                ch.next_delivery(None)
             } else {
                 c.unacked += 1;
                 q.unacked += 1;
-                if ch.unacked.is_empty() {
-                    ch.first_tag = tag;
-                }
-                ch.unacked.push_back(Some(Unacked {
+                ch.next_delivery(Some(Unacked {
                     queue: q.name.clone(),
                     seq: rec.seq,
                     consumer: Some(c.tag.clone()),
-                }));
-                ch.unacked_count += 1;
-            }
+                }))
+            };
             c.outbox.push(Outgoing::Deliver {
                 channel: c.channel,
                 consumer_tag: c.tag.clone(),
@@ -1137,27 +1147,17 @@ impl Broker {
             .channels
             .get_mut(&key)
             .ok_or_else(|| AmqpError::connection(ReplyCode::ChannelError, "channel not open"))?;
-        let tag = ch.next_tag;
-        ch.next_tag += 1;
-        if no_ack {
+        let tag = if no_ack {
             q.log.ack(rec.seq).map_err(io_error)?;
-            if ch.unacked.is_empty() {
-                ch.first_tag = ch.next_tag;
-            } else {
-                ch.unacked.push_back(None);
-            }
+            ch.next_delivery(None)
         } else {
             q.unacked += 1;
-            if ch.unacked.is_empty() {
-                ch.first_tag = tag;
-            }
-            ch.unacked.push_back(Some(Unacked {
+            ch.next_delivery(Some(Unacked {
                 queue: q.name.clone(),
                 seq: rec.seq,
                 consumer: None,
-            }));
-            ch.unacked_count += 1;
-        }
+            }))
+        };
         Ok(Some(Got {
             delivery_tag: tag,
             redelivered,

@@ -193,6 +193,11 @@ impl RawClient {
 
     /// As `handshake`, with `properties` (a field table body) as client-properties.
     pub async fn handshake_with_properties(addr: SocketAddr, properties: &[u8]) -> RawClient {
+        Self::handshake_full(addr, properties, 0).await
+    }
+
+    /// The handshake with client-properties and a heartbeat interval of our choosing.
+    pub async fn handshake_full(addr: SocketAddr, properties: &[u8], heartbeat: u16) -> RawClient {
         let mut c = RawClient::connect(addr).await;
         c.send(b"AMQP\x00\x00\x09\x01").await;
         c.expect_method((10, 10)).await;
@@ -208,7 +213,7 @@ impl RawClient {
         let mut tune = Vec::new();
         tune.extend_from_slice(&2047u16.to_be_bytes());
         tune.extend_from_slice(&131072u32.to_be_bytes());
-        tune.extend_from_slice(&0u16.to_be_bytes());
+        tune.extend_from_slice(&heartbeat.to_be_bytes());
         c.send(&frame(1, 0, &method(10, 31, &tune))).await;
         let mut open = shortstr("/");
         open.extend(shortstr(""));
