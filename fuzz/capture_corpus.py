@@ -10,7 +10,8 @@ a running broker, then splits what the client sent into per-target seeds:
   fuzz/corpus/content_header/  each content header payload
   fuzz/corpus/field_table/  each field table found in method arguments (without length)
 
-Usage: python3 fuzz/capture_corpus.py BROKER_PORT
+Usage: python3 fuzz/capture_corpus.py BROKER_PORT [--lapin]
+(--lapin also records examples/lapin_session.rs, a lapin client session)
 """
 import os
 import socket
@@ -96,18 +97,27 @@ def main():
     subprocess.run([sys.executable, os.path.join(py, "receive.py")], env=env, check=True)
     subprocess.run([sys.executable, os.path.join(py, "new_task.py"), "one.", "two..", "three..."], env=env, check=True)
     subprocess.run([sys.executable, os.path.join(py, "worker.py")], env=env, check=True)
+    names = ["pika"] * len(captures)
+    if "--lapin" in sys.argv:
+        subprocess.run(["cargo", "run", "--release", "--quiet", "--example", "lapin_session", "--", str(listen)],
+                       cwd=ROOT, check=True)
+        names.append("lapin")
     for i, raw in enumerate(captures):
+        who = names[i] if i < len(names) else "client"
         stream = bytes(raw[8:])  # after the protocol header
-        write("connection", f"pika-{i}", b"\x40" + stream)
-        write("frame", f"pika-{i}", b"\x40" + stream)
+        write("connection", f"{who}-{i}", b"\x40" + stream)
+        write("frame", f"{who}-{i}", b"\x40" + stream)
         for j, (kind, payload) in enumerate(frames(stream)):
             if kind == 1:
-                write("method", f"pika-{i}-{j}", payload)
+                write("method", f"{who}-{i}-{j}", payload)
+                if payload[:4] == b"\x00\x0a\x00\x0b":  # start-ok: client-properties
+                    n = struct.unpack(">I", payload[4:8])[0]
+                    write("field_table", f"{who}-{i}-{j}-props", payload[8:8 + n])
                 for k, t in enumerate(tables_in(payload)):
-                    write("field_table", f"pika-{i}-{j}-{k}", t)
+                    write("field_table", f"{who}-{i}-{j}-{k}", t)
             elif kind == 2:
-                write("content_header", f"pika-{i}-{j}", payload)
-    print(f"captured {len(captures)} pika sessions into {CORPUS}")
+                write("content_header", f"{who}-{i}-{j}", payload)
+    print(f"captured {len(captures)} client sessions into {CORPUS}")
 
 
 if __name__ == "__main__":
