@@ -223,15 +223,15 @@ impl Exchange {
 /// variants, which also compare `x-` keys); binding arguments with a void value only need
 /// the header to be present.
 pub fn headers_match(binding: &FieldTable, headers: &FieldTable) -> bool {
-    let mode = match binding.inner().get("x-match") {
-        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        Some(AMQPValue::ShortString(s)) => s.as_str().to_owned(),
-        _ => "all".to_owned(),
+    let mode: &[u8] = match binding.inner().get("x-match") {
+        Some(AMQPValue::LongString(s)) => s.as_bytes(),
+        Some(AMQPValue::ShortString(s)) => s.as_str().as_bytes(),
+        _ => b"all",
     };
-    let (any, with_x) = match mode.as_str() {
-        "any" => (true, false),
-        "any-with-x" => (true, true),
-        "all-with-x" => (false, true),
+    let (any, with_x) = match mode {
+        b"any" => (true, false),
+        b"any-with-x" => (true, true),
+        b"all-with-x" => (false, true),
         _ => (false, false),
     };
     let mut considered = 0;
