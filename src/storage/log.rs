@@ -532,9 +532,14 @@ impl Log {
         }
     }
 
-    /// Bytes of segment files on disk (for space accounting).
+    /// Bytes of segment files on disk, the spare included (for space accounting).
     pub fn disk_bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.file().len() as u64).sum()
+        let spare = self
+            .spare
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
+        self.segments.iter().map(|s| s.file().len() as u64).sum::<u64>() + spare
     }
 
     /// Flushes acks and closes the log.
