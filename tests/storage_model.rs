@@ -263,7 +263,10 @@ fn disk_use_stays_proportional_to_live_data() {
             let allowed = 2 * live_bytes + 2 * segment_size as u64;
             let used = log.disk_bytes();
             worst = worst.max(used as f64 / allowed as f64);
-            assert!(used <= allowed, "after {i} appends: {used} bytes on disk for {live_bytes} live");
+            assert!(
+                used <= allowed,
+                "after {i} appends: {used} bytes on disk for {live_bytes} live"
+            );
         }
     }
     println!("worst disk use: {:.0} % of the allowance", worst * 100.0);

@@ -97,35 +97,76 @@ impl TopicTrie {
     /// Calls `out` for each destination whose binding key matches `routing_key` (a
     /// destination may be reported more than once; callers dedupe).
     pub fn matches(&self, routing_key: &str, mut out: impl FnMut(usize)) {
-        let words: Vec<&str> = routing_key.split('.').collect();
-        let n = words.len();
-        let mut stack = vec![(0usize, 0usize)];
-        let mut visited: HashSet<(usize, usize)> = HashSet::new();
-        while let Some((node, i)) = stack.pop() {
-            if self.has_hash && !visited.insert((node, i)) {
-                continue;
-            }
-            let nd = &self.nodes[node];
-            if i == n {
-                for &(d, _) in &nd.dests {
-                    out(d);
+        SCRATCH.with(|cell| {
+            // A nested call (from `out`) gets its own buffers rather than a borrow panic.
+            let mut local = None;
+            let mut borrowed = cell.try_borrow_mut().ok();
+            let scratch: &mut Scratch = match borrowed.as_deref_mut() {
+                Some(s) => s,
+                None => local.insert(Scratch::default()),
+            };
+            let Scratch {
+                words,
+                stack,
+                visited,
+            } = scratch;
+            // Word boundaries, not slices, so the buffers can be reused across calls.
+            words.clear();
+            let mut start = 0;
+            for (i, b) in routing_key.bytes().enumerate() {
+                if b == b'.' {
+                    words.push((start, i));
+                    start = i + 1;
                 }
-            } else {
-                if let Some(&c) = nd.children.get(words[i]) {
-                    stack.push((c, i + 1));
+            }
+            words.push((start, routing_key.len()));
+            let n = words.len();
+            stack.clear();
+            stack.push((0usize, 0usize));
+            visited.clear();
+            while let Some((node, i)) = stack.pop() {
+                if self.has_hash && !visited.insert((node, i)) {
+                    continue;
                 }
-                if let Some(s) = nd.star {
-                    stack.push((s, i + 1));
+                let nd = &self.nodes[node];
+                if i == n {
+                    for &(d, _) in &nd.dests {
+                        out(d);
+                    }
+                } else {
+                    let (a, b) = words[i];
+                    if let Some(&c) = nd.children.get(&routing_key[a..b]) {
+                        stack.push((c, i + 1));
+                    }
+                    if let Some(s) = nd.star {
+                        stack.push((s, i + 1));
+                    }
+                }
+                if let Some(h) = nd.hash {
+                    stack.push((h, i));
+                }
+                if nd.is_hash && i < n {
+                    stack.push((node, i + 1));
                 }
             }
-            if let Some(h) = nd.hash {
-                stack.push((h, i));
+            // Do not let one huge key pin a huge buffer.
+            if visited.capacity() > 1 << 16 {
+                *visited = HashSet::new();
             }
-            if nd.is_hash && i < n {
-                stack.push((node, i + 1));
-            }
-        }
+        });
     }
+}
+
+/// Buffers reused by `matches` on each thread, so routing allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    words: Vec<(usize, usize)>,
+    stack: Vec<(usize, usize)>,
+    visited: HashSet<(usize, usize)>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 #[cfg(test)]

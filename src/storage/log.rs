@@ -539,7 +539,11 @@ impl Log {
             .as_ref()
             .and_then(|p| std::fs::metadata(p).ok())
             .map_or(0, |m| m.len());
-        self.segments.iter().map(|s| s.file().len() as u64).sum::<u64>() + spare
+        self.segments
+            .iter()
+            .map(|s| s.file().len() as u64)
+            .sum::<u64>()
+            + spare
     }
 
     /// Flushes acks and closes the log.
