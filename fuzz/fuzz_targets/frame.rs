@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use warren::amqp::frame;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut_seed, stream)) = data.split_first() else { return };
+    let Some((&cut_seed, stream)) = data.split_first() else {
+        return;
+    };
     let frame_max = [0u32, 4096, 131072][(cut_seed % 3) as usize];
     let chunk = 1 + (cut_seed as usize >> 2);
     let mut buf = BytesMut::new();
