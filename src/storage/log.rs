@@ -196,7 +196,8 @@ impl Log {
             )
             .max(segment::FILE_HEADER_LEN + min_capacity + record::HEADER_LEN);
         let spare = self.spare.take();
-        let seg = Segment::create(&self.dir, base, capacity, spare.as_deref())?;
+        let synced = self.commit.policy() != FsyncPolicy::Never;
+        let seg = Segment::create(&self.dir, base, capacity, spare.as_deref(), synced)?;
         if let Some(spare) = spare.filter(|p| p.exists()) {
             self.spare = Some(spare); // Not the right size: keep it for later.
         }

@@ -130,7 +130,13 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
     // segment is the head. If the last one read was opened sealed, give the log a new head.
     let mut segments = segments;
     if segments.last().is_some_and(|s| s.is_sealed()) {
-        segments.push(Segment::create(dir, next_seq, config.segment_size, None)?);
+        segments.push(Segment::create(
+            dir,
+            next_seq,
+            config.segment_size,
+            None,
+            true,
+        )?);
     }
     report.segments = segments.len();
     Ok(Recovered {

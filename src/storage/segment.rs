@@ -455,11 +455,15 @@ impl Segment {
     /// its blocks are already allocated and written (no fallocate, no zero-fill) and often
     /// still in the page cache. Its stale records all have sequence numbers below `base`,
     /// which a scan treats as the end of data.
+    ///
+    /// `synced` (any fsync policy but `never`) also fsyncs the directory after the rename,
+    /// so the new name survives a power loss before any record in it is confirmed.
     pub fn create(
         dir: &Path,
         base: u64,
         capacity: usize,
         recycle: Option<&Path>,
+        synced: bool,
     ) -> io::Result<Segment> {
         let path = dir.join(segment_file_name(base));
         let tmp = dir.join(format!("{}.tmp", segment_file_name(base)));
@@ -488,8 +492,10 @@ impl Segment {
             // before anything is appended.
             file.write_all(&[0u8; HEADER_LEN])?;
             std::fs::rename(&tmp, &path)?;
-            // The new name must survive a power loss before any record in it is confirmed.
-            sync_dir(dir)
+            if synced {
+                sync_dir(dir)?;
+            }
+            Ok(())
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp);
