@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::BasicProperties;
 
 struct Tmpfs(PathBuf);
 
@@ -74,18 +73,7 @@ async fn a_full_disk_nacks_publishes_and_loses_nothing_confirmed() {
     let mut acked = Vec::new();
     let mut nacks = 0;
     for i in 0..2_000u32 {
-        let confirm = ch
-            .basic_publish(
-                "".into(),
-                "full".into(),
-                BasicPublishOptions::default(),
-                &body(i),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        let confirm = common::publish_confirmed(&ch, "", "full", &body(i), true).await;
         if confirm.is_ack() {
             acked.push(i);
         } else {
@@ -100,18 +88,7 @@ async fn a_full_disk_nacks_publishes_and_loses_nothing_confirmed() {
 
     // Space returns: publishing works again.
     std::fs::remove_file(&filler).unwrap();
-    let confirm = ch
-        .basic_publish(
-            "".into(),
-            "full".into(),
-            BasicPublishOptions::default(),
-            &body(99_999),
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let confirm = common::publish_confirmed(&ch, "", "full", &body(99_999), true).await;
     assert!(confirm.is_ack(), "publishing recovers when space returns");
     acked.push(99_999);
 

@@ -11,15 +11,7 @@ use common::lapin_code;
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use lapin::{BasicProperties, ExchangeKind};
 
 fn spawn_broker(dir: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_warren"))
@@ -39,17 +31,6 @@ fn spawn_broker(dir: &std::path::Path, port: u16) -> Child {
         .unwrap()
 }
 
-async fn connect(port: u16) -> Connection {
-    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-    for _ in 0..100 {
-        if let Ok(c) = Connection::connect(&url, ConnectionProperties::default()).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("broker did not come up on port {port}");
-}
-
 fn passive() -> QueueDeclareOptions {
     QueueDeclareOptions {
         passive: true,
@@ -60,9 +41,9 @@ fn passive() -> QueueDeclareOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmed_persistent_messages_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let mut child = spawn_broker(dir.path(), port);
-    let conn = connect(port).await;
+    let conn = common::lapin_connect_port(port).await;
     let ch = conn.create_channel().await.unwrap();
     ch.queue_declare(
         "dq".into(),
@@ -121,29 +102,9 @@ async fn confirmed_persistent_messages_survive_sigkill() {
     }
     // Transient messages and a transient queue: gone after the restart.
     for i in 0..10 {
-        ch.basic_publish(
-            "".into(),
-            "dq".into(),
-            BasicPublishOptions::default(),
-            format!("transient {i}").as_bytes(),
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+        common::publish_confirmed(&ch, "", "dq", format!("transient {i}").as_bytes(), false).await;
     }
-    ch.basic_publish(
-        "".into(),
-        "tq".into(),
-        BasicPublishOptions::default(),
-        b"t",
-        BasicProperties::default(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    common::publish_confirmed(&ch, "", "tq", b"t", false).await;
     // Take the first 105 with basic.get: ack 100, hold 5 unacked.
     let getter = conn.create_channel().await.unwrap();
     for i in 0..105u32 {
@@ -165,7 +126,7 @@ async fn confirmed_persistent_messages_survive_sigkill() {
     drop(conn);
 
     let mut child = spawn_broker(dir.path(), port);
-    let conn = connect(port).await;
+    let conn = common::lapin_connect_port(port).await;
     let ch = conn.create_channel().await.unwrap();
     let q = ch
         .queue_declare("dq".into(), passive(), FieldTable::default())

@@ -10,11 +10,9 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_fdatasync_means_nack_and_other_queues_keep_working() {
@@ -23,11 +21,7 @@ async fn failed_fdatasync_means_nack_and_other_queues_keep_working() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut child = Command::new("fiu-run")
         .args([
             "-x",
@@ -47,16 +41,7 @@ async fn failed_fdatasync_means_nack_and_other_queues_keep_working() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-    let mut conn = None;
-    for _ in 0..100 {
-        if let Ok(c) = Connection::connect(&url, ConnectionProperties::default()).await {
-            conn = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let conn = conn.expect("broker under fiu-run came up");
+    let conn = common::lapin_connect_port(port).await;
     let ch = conn.create_channel().await.unwrap();
     ch.queue_declare(
         "durable".into(),
@@ -76,35 +61,13 @@ async fn failed_fdatasync_means_nack_and_other_queues_keep_working() {
         .await
         .unwrap();
     for i in 0..5u32 {
-        let c = ch
-            .basic_publish(
-                "".into(),
-                "durable".into(),
-                BasicPublishOptions::default(),
-                &i.to_be_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        let c = common::publish_confirmed(&ch, "", "durable", &i.to_be_bytes(), true).await;
         assert!(
             c.is_nack(),
             "publish {i}: a failed fdatasync must not be confirmed as durable"
         );
     }
-    let c = ch
-        .basic_publish(
-            "".into(),
-            "transient".into(),
-            BasicPublishOptions::default(),
-            b"still here",
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let c = common::publish_confirmed(&ch, "", "transient", b"still here", false).await;
     assert!(c.is_ack(), "a queue that needs no sync keeps working");
     let m = ch
         .basic_get("transient".into(), BasicGetOptions { no_ack: true })

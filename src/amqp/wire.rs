@@ -2,7 +2,7 @@
 //! that appends to a `BytesMut`. Every length read from the wire is checked against the
 //! bytes actually present before it is used, so no input can cause a large allocation.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::error::{AmqpError, ReplyCode};
 use super::table;
@@ -180,10 +180,4 @@ impl<'a> Writer<'a> {
         self.buf.put_slice(s);
         self
     }
-}
-
-/// Copies a slice of a frame's payload into an owned `Bytes` without reallocation when the
-/// payload itself is shared.
-pub fn slice_of(whole: &Bytes, part: &[u8]) -> Bytes {
-    whole.slice_ref(part)
 }

@@ -8,6 +8,7 @@ use amq_protocol_types::{AMQPValue, FieldTable};
 
 use super::fast_map::FastMap;
 use super::topic::TopicTrie;
+use crate::amqp::table;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeKind {
@@ -279,18 +280,28 @@ fn values_equal(a: &AMQPValue, b: &AMQPValue) -> bool {
 }
 
 /// Routes from `start` through exchange-to-exchange bindings, collecting each reachable
-/// queue once. Cycles are cut by a visited set.
+/// queue once. Cycles are cut by a visited set. The message's headers table (raw, as in
+/// its content header) is decoded only if a headers exchange with bindings is reached, and
+/// then only once.
 pub fn route_all(
     exchanges: &FastMap<Arc<str>, Exchange>,
     start: &Exchange,
     routing_key: &str,
-    headers: Option<&FieldTable>,
+    headers_raw: Option<&[u8]>,
     queues_out: &mut Vec<Arc<str>>,
 ) {
     let mut seen_exchanges: HashSet<Arc<str>> = HashSet::new();
     let mut pending: Vec<Arc<str>> = Vec::new();
-    let visit = |ex: &Exchange, pending: &mut Vec<Arc<str>>, queues_out: &mut Vec<Arc<str>>| {
-        ex.route(routing_key, headers, |d| match d {
+    let mut headers: Option<FieldTable> = None;
+    let mut visit = |ex: &Exchange, pending: &mut Vec<Arc<str>>, queues_out: &mut Vec<Arc<str>>| {
+        if ex.kind == ExchangeKind::Headers && !ex.bindings.is_empty() && headers.is_none() {
+            headers = Some(
+                headers_raw
+                    .and_then(|raw| table::decode(raw).ok())
+                    .unwrap_or_default(),
+            );
+        }
+        ex.route(routing_key, headers.as_ref(), |d| match d {
             Dest::Queue(q) => {
                 if !queues_out.iter().any(|x| x == q) {
                     queues_out.push(q.clone());

@@ -15,7 +15,7 @@ pub mod topic;
 
 use std::collections::VecDeque;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use amq_protocol_types::FieldTable;
@@ -166,7 +166,6 @@ pub struct Broker {
     next_conn_id: u64,
     name_counter: u64,
     route_scratch: Vec<Arc<str>>,
-    headers_exchanges: usize,
 }
 
 fn not_found(what: &str, name: &str) -> AmqpError {
@@ -213,7 +212,6 @@ impl Broker {
             next_conn_id: 1,
             name_counter: now_millis(),
             route_scratch: Vec::new(),
-            headers_exchanges: 0,
         };
         let mut report = OpenReport::default();
         broker.declare_builtin_exchanges();
@@ -307,9 +305,6 @@ impl Broker {
     }
 
     fn insert_exchange(&mut self, ex: Exchange) {
-        if ex.kind == ExchangeKind::Headers {
-            self.headers_exchanges += 1;
-        }
         self.exchanges.insert(ex.name.clone(), ex);
     }
 
@@ -318,14 +313,6 @@ impl Broker {
             .data_dir
             .join("queues")
             .join(format!("q{id:08}"))
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.config.data_dir
-    }
-
-    pub fn commit(&self) -> &Arc<GroupCommit> {
-        &self.commit
     }
 
     fn persist_definitions(&mut self) -> Result<(), AmqpError> {
@@ -581,9 +568,6 @@ impl Broker {
             ));
         }
         let ex = self.exchanges.remove(name).expect("checked");
-        if ex.kind == ExchangeKind::Headers {
-            self.headers_exchanges -= 1;
-        }
         for other in self.exchanges.values_mut() {
             other.unbind_all_to(&dest);
         }
@@ -964,12 +948,7 @@ impl Broker {
                 targets.push(name.clone());
             }
         } else {
-            let parsed = if self.headers_exchanges > 0 {
-                m.headers_table.and_then(|raw| table::decode(raw).ok())
-            } else {
-                None
-            };
-            exchange::route_all(&self.exchanges, ex, m.routing_key, parsed.as_ref(), targets);
+            exchange::route_all(&self.exchanges, ex, m.routing_key, m.headers_table, targets);
         }
         Ok(())
     }
@@ -1258,10 +1237,6 @@ impl Broker {
         for q in self.queues.values_mut() {
             let _ = q.log.flush_acks();
         }
-    }
-
-    pub fn queue_names(&self) -> Vec<Arc<str>> {
-        self.queues.keys().cloned().collect()
     }
 
     /// (ready, unacked, consumers) of a queue, for tests and management.

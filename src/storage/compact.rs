@@ -16,11 +16,6 @@ pub fn wants_compaction(seg: &Segment, threshold: f64) -> bool {
     seg.is_sealed() && seg.records() > 0 && (seg.live() as f64) < threshold * seg.records() as f64
 }
 
-/// Compacts one sealed segment in place; returns the bytes reclaimed.
-pub fn compact_segment(_dir: &Path, seg: &mut Segment) -> io::Result<u64> {
-    seg.compact()
-}
-
 /// Removes a segment's data and ack files. Readers holding `Bytes` from it keep the
 /// mapping (and so the data) alive until they drop them.
 pub fn delete_segment_files(dir: &Path, seg: &Segment) -> io::Result<()> {

@@ -421,19 +421,6 @@ impl Log {
         Ok(true)
     }
 
-    /// Acks every live record; returns how many there were.
-    pub fn purge(&mut self) -> io::Result<u64> {
-        let mut purged = 0;
-        let mut cursor = Cursor::at(0);
-        while let Some(rec) = self.read_next(&mut cursor) {
-            if self.ack(rec.seq)? {
-                purged += 1;
-            }
-        }
-        self.flush_acks()?;
-        Ok(purged)
-    }
-
     fn flush_segment_acks(&mut self, i: usize) -> io::Result<()> {
         let (base, batch) = &mut self.unflushed[i];
         if batch.is_empty() {
@@ -513,7 +500,7 @@ impl Log {
             if compact::wants_compaction(&self.segments[i], self.config.compact_below) {
                 // The compacted file holds no acked record, so pending acks for it are moot.
                 self.unflushed[i].1.clear();
-                reclaimed += compact::compact_segment(&self.dir, &mut self.segments[i])?;
+                reclaimed += self.segments[i].compact()?;
             }
         }
         Ok(reclaimed)
@@ -524,13 +511,6 @@ impl Log {
         self.flush_acks()?;
         self.compact()?;
         Ok(())
-    }
-
-    /// Drops every segment's pages from the resident set (they stay in the page cache).
-    pub fn release_pages(&self) {
-        for seg in &self.segments {
-            seg.file().release_pages();
-        }
     }
 
     /// Bytes of segment files on disk, the spare included (for space accounting).

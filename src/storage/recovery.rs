@@ -79,11 +79,9 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
             continue;
         };
         if let Some(stem) = name.strip_suffix(".ack") {
-            let seg = format!("{stem}.seg");
-            if !files
-                .iter()
-                .any(|(_, p)| p.file_name().and_then(|n| n.to_str()) == Some(seg.as_str()))
-            {
+            let has_segment = segment::parse_segment_file_name(&format!("{stem}.seg"))
+                .is_some_and(|base| files.binary_search_by_key(&base, |(b, _)| *b).is_ok());
+            if !has_segment {
                 std::fs::remove_file(&path)?;
                 report.removed_leftovers.push(path);
             }

@@ -124,7 +124,6 @@ pub struct ScannedRecord {
 /// The outcome of scanning the records of a mapped segment.
 #[derive(Debug, Default)]
 pub struct Scan {
-    pub records: Vec<ScannedRecord>,
     pub corruptions: Vec<Corruption>,
     /// End of the valid data (where the next append goes, for a head segment).
     pub valid_end: usize,
@@ -134,8 +133,8 @@ pub struct Scan {
 /// sealed segment, search forward for the next valid record (the bad one is skipped); for
 /// the head, the bad record ends the valid data.
 ///
-/// `visit` sees each good record; the returned `Scan.records` is left empty to keep the
-/// scan allocation-free for large segments.
+/// `visit` sees each good record (the scan itself keeps none, so it allocates nothing per
+/// record).
 pub fn scan_records(
     bytes: &[u8],
     path: &Path,
@@ -250,7 +249,6 @@ impl SegmentFile {
     ///
     /// # Safety
     /// Nobody may be reading `offset..offset+src.len()` (it lies past the published end).
-    #[allow(dead_code)]
     unsafe fn write_at(&self, offset: usize, src: &[u8]) {
         assert!(offset + src.len() <= self.len);
         std::ptr::copy_nonoverlapping(src.as_ptr(), self.map.as_mut_ptr().add(offset), src.len());

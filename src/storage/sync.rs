@@ -178,20 +178,6 @@ impl GroupCommit {
         }
     }
 
-    /// The highest completed round, and whether any round in `(after, completed]` failed.
-    pub fn completed(&self) -> u64 {
-        self.state.lock().expect("sync state").completed
-    }
-
-    /// True if round `round` failed (remembered for the last few thousand failures).
-    pub fn round_failed(&self, round: u64) -> bool {
-        self.state
-            .lock()
-            .expect("sync state")
-            .failed
-            .contains(&round)
-    }
-
     /// Blocks until the ticket's round completes.
     pub fn wait(&self, t: Ticket) -> io::Result<()> {
         if t == Ticket::DONE {

@@ -229,3 +229,52 @@ impl RawClient {
         self.expect_method((20, 11)).await;
     }
 }
+
+/// A free port on loopback (for brokers run as child processes).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Connects with lapin to a broker that may still be starting (up to 5 s).
+pub async fn lapin_connect_port(port: u16) -> lapin::Connection {
+    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    for _ in 0..100 {
+        if let Ok(c) =
+            lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
+        {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("broker did not come up on port {port}");
+}
+
+/// Publishes one message on a confirm-mode channel and waits for its confirm.
+pub async fn publish_confirmed(
+    ch: &lapin::Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    persistent: bool,
+) -> lapin::Confirmation {
+    let props = if persistent {
+        lapin::BasicProperties::default().with_delivery_mode(2)
+    } else {
+        lapin::BasicProperties::default()
+    };
+    ch.basic_publish(
+        exchange.into(),
+        routing_key.into(),
+        lapin::options::BasicPublishOptions::default(),
+        body,
+        props,
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap()
+}
