@@ -14,15 +14,18 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, ExchangeKind};
 
 fn spawn_broker(dir: &std::path::Path, port: u16) -> Child {
+    spawn_broker_with(dir, port, &["--segment-size", "65536"])
+}
+
+fn spawn_broker_with(dir: &std::path::Path, port: u16, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_warren"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--fsync",
             "always",
-            "--segment-size",
-            "65536",
         ])
+        .args(extra)
         .arg("--data-dir")
         .arg(dir)
         .stdout(Stdio::null())
@@ -189,4 +192,65 @@ async fn confirmed_persistent_messages_survive_sigkill() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Issue 8: a durable queue's first message is larger than its first (64 KiB) segment.
+/// Both it and the small message after it are confirmed; both must survive the broker's
+/// death, by SIGKILL and by SIGTERM, and be in the queue's directory while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_first_message_survives_kill_and_term() {
+    for signal in [libc::SIGKILL, libc::SIGTERM] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = common::free_port();
+        let mut child = spawn_broker_with(dir.path(), port, &[]);
+        let conn = common::lapin_connect_port(port).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare(
+            "big".into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let large: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let small = vec![b's'; 100];
+        for body in [&large, &small] {
+            let c = common::publish_confirmed(&ch, "", "big", body, true).await;
+            assert!(c.is_ack());
+        }
+        let queues = dir.path().join("queues");
+        let qdir = std::fs::read_dir(&queues).unwrap().next().unwrap().unwrap();
+        let segs = std::fs::read_dir(qdir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".seg")
+            })
+            .count();
+        assert!(segs >= 1, "the queue's segment is on disk while it runs");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait().unwrap();
+        drop(conn);
+
+        let mut child = spawn_broker_with(dir.path(), port, &[]);
+        let conn = common::lapin_connect_port(port).await;
+        let ch = conn.create_channel().await.unwrap();
+        for want in [&large, &small] {
+            let m = ch
+                .basic_get("big".into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("message lost after signal {signal}"));
+            assert_eq!(&m.delivery.data, want);
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }

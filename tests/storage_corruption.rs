@@ -159,3 +159,72 @@ fn garbage_segment_files_never_panic() {
         let _ = read_all(&qdir);
     }
 }
+
+/// A power cut before a new segment's first sync leaves it 0 bytes long or all zeros. It
+/// held nothing (a confirmed record's file was synced): recovery removes it quietly, not as
+/// corruption, and the records before it are intact.
+#[test]
+fn never_written_segment_files_are_removed_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _) = build(dir.path(), 5);
+    let zeros = dir.path().join("00000000000000000005.seg");
+    std::fs::write(&zeros, vec![0u8; 65536]).unwrap();
+    let empty = dir.path().join("00000000000000000009.seg");
+    std::fs::write(&empty, b"").unwrap();
+    std::fs::write(dir.path().join("00000000000000000009.ack"), [1u8; 20]).unwrap();
+    let commit = GroupCommit::start(FsyncPolicy::Never);
+    let (log, report) = Log::open(dir.path(), config(), commit).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.discarded_unwritten.len(), 2);
+    assert!(
+        log.next_seq() >= 9,
+        "sequence numbers of the discarded files are not reused"
+    );
+    drop(log);
+    assert!(!zeros.exists() && !empty.exists());
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains("corrupt") && !n.starts_with("00000000000000000009")),
+        "nothing set aside, the discarded file's ack file removed: {names:?}"
+    );
+    let (records, report) = read_all(dir.path());
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(records.len(), 5);
+}
+
+/// A sealed segment whose last record is torn (it was never confirmed) is reported at the
+/// first recovery and repaired: the next recovery is clean and reads the same records.
+#[test]
+fn torn_tail_of_a_sealed_segment_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let commit = GroupCommit::start(FsyncPolicy::Never);
+    let (mut log, _) = Log::open(dir.path(), config(), commit).unwrap();
+    let mut i = 0;
+    while log.segment_count() < 3 {
+        log.append(1, true, &payload(i)).unwrap();
+        i += 1;
+    }
+    log.close().unwrap();
+    let segs = list_segments(dir.path()).unwrap();
+    let (base, first) = (segs[0].0, &segs[0].1);
+    let mut bytes = std::fs::read(first).unwrap();
+    let mut last = None;
+    warren::storage::segment::scan_records(&bytes, first, base, true, |r| {
+        last = Some((r.offset, r.header.seq))
+    });
+    let (offset, torn_seq) = last.unwrap();
+    bytes[offset + 40] ^= 0xFF; // inside the payload: CRC mismatch
+    std::fs::write(first, &bytes).unwrap();
+    let (records, report) = read_all(dir.path());
+    assert_eq!(report.corruptions.len(), 1, "{report:?}");
+    assert_eq!(report.corruptions[0].offset as usize, offset);
+    assert!(records.iter().all(|r| r.0 != torn_seq));
+    let (again, report) = read_all(dir.path());
+    assert!(report.is_clean(), "reported once: {report:?}");
+    assert_eq!(again, records);
+}

@@ -9,6 +9,7 @@
 use std::io;
 use std::path::Path;
 
+use super::file::{check_same_file, rename_noreplace};
 use super::segment::{self, Segment};
 
 /// True if `seg` is sealed and its live fraction has fallen below `threshold`.
@@ -17,16 +18,23 @@ pub fn wants_compaction(seg: &Segment, threshold: f64) -> bool {
 }
 
 /// Removes a segment's data and ack files. Readers holding `Bytes` from it keep the
-/// mapping (and so the data) alive until they drop them.
+/// mapping (and so the data) alive until they drop them. The data file is removed by
+/// identity: only if its path still names the file this segment has open.
 pub fn delete_segment_files(dir: &Path, seg: &Segment) -> io::Result<()> {
-    remove_if_present(seg.path())?;
+    match check_same_file(seg.path(), &seg.file().file) {
+        Ok(()) => remove_if_present(seg.path())?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     remove_if_present(&dir.join(segment::ack_file_name(seg.base)))
 }
 
-/// Keeps a fully-acked segment's file as the log's spare (renamed to `spare`) and removes
-/// its ack file. The caller has checked that no reader holds its mapping.
+/// Keeps a fully-acked segment's file as the log's spare (renamed to `spare`, which must
+/// not exist) and removes its ack file. The caller has checked that no reader holds its
+/// mapping.
 pub fn retire_segment_files(dir: &Path, seg: &Segment, spare: &Path) -> io::Result<()> {
-    std::fs::rename(seg.path(), spare)?;
+    check_same_file(seg.path(), &seg.file().file)?;
+    rename_noreplace(seg.path(), spare)?;
     remove_if_present(&dir.join(segment::ack_file_name(seg.base)))
 }
 

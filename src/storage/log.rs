@@ -181,20 +181,27 @@ impl Log {
                 .sum::<usize>()
     }
 
-    /// Starts a new head segment. Sizes grow from 64 KiB, doubling up to `segment_size`,
-    /// so a quiet queue does not reserve a full segment; a record larger than that gets a
-    /// segment of its own size.
-    fn push_segment(&mut self, base: u64, min_capacity: usize) -> io::Result<()> {
-        let grown = match self.segments.back() {
-            Some(prev) => prev.file().len().saturating_mul(2),
-            None => FIRST_SEGMENT_SIZE,
-        };
-        let capacity = grown
+    /// Size for a new head segment: from 64 KiB, doubling up to `segment_size`, so a quiet
+    /// queue does not reserve a full segment; a record larger than that gets a segment of
+    /// its own size. `prev` is the segment before the new one, if any.
+    fn capacity_after(&self, prev: Option<&Segment>, min_capacity: usize) -> usize {
+        let grown = prev.map_or(FIRST_SEGMENT_SIZE, |p| p.file().len().saturating_mul(2));
+        grown
             .clamp(
                 FIRST_SEGMENT_SIZE.min(self.config.segment_size),
                 self.config.segment_size,
             )
-            .max(segment::FILE_HEADER_LEN + min_capacity + record::HEADER_LEN);
+            .max(segment::FILE_HEADER_LEN + min_capacity + record::HEADER_LEN)
+    }
+
+    /// Starts a new head segment with base `base`, which must be above the current head's
+    /// (a segment's file is named by its base: two live segments must never share one).
+    fn push_segment(&mut self, base: u64, min_capacity: usize) -> io::Result<()> {
+        assert!(
+            self.segments.back().is_none_or(|h| h.base < base),
+            "a new segment's base must exceed the head's"
+        );
+        let capacity = self.capacity_after(self.segments.back(), min_capacity);
         let spare = self.spare.take();
         let synced = self.commit.policy() != FsyncPolicy::Never;
         let seg = Segment::create(&self.dir, base, capacity, spare.as_deref(), synced)?;
@@ -204,6 +211,23 @@ impl Log {
         self.segments.push_back(seg);
         self.unflushed.push_back((base, Vec::new()));
         Ok(())
+    }
+
+    /// Makes room for a record of `encoded` bytes, numbered `seq`, that does not fit in the
+    /// head. Normally the head is sealed and a new one started at `seq`; but if the head
+    /// starts at `seq` itself (it holds nothing yet), a new segment would take its file
+    /// name, so the head grows in place instead.
+    fn roll_over(&mut self, seq: u64, encoded: usize) -> io::Result<()> {
+        let n = self.segments.len();
+        if self.segments[n - 1].base == seq {
+            let prev = n.checked_sub(2).map(|i| &self.segments[i]);
+            let capacity = self.capacity_after(prev, encoded);
+            return self.segments[n - 1].grow_empty(capacity);
+        }
+        self.push_segment(seq, encoded)?;
+        self.segments[n - 1].seal();
+        // The old head may now be fully acked: it is no longer the head, so reclaim it.
+        self.drop_empty_segments()
     }
 
     /// Appends one record. A persistent record's ticket names the sync that makes it
@@ -236,15 +260,10 @@ impl Log {
         let mode = self.write_mode(total, persistent);
         let head = self.segments.back_mut().expect("a log always has a head");
         if !head.try_append(seq, timestamp, flags, parts, mode)? {
-            let encoded = record::encoded_len(total);
-            self.push_segment(seq, encoded)?;
-            let len = self.segments.len();
-            self.segments[len - 2].seal();
-            let head = self.segments.back_mut().expect("just pushed");
+            self.roll_over(seq, record::encoded_len(total))?;
+            let head = self.segments.back_mut().expect("a log always has a head");
             let fitted = head.try_append(seq, timestamp, flags, parts, mode)?;
-            assert!(fitted, "a new segment is sized to fit the record");
-            // The old head may now be fully acked: it is no longer the head, so reclaim it.
-            self.drop_empty_segments()?;
+            assert!(fitted, "a rolled-over head is sized to fit the record");
         }
         self.next_seq += 1;
         self.live += 1;
@@ -294,11 +313,8 @@ impl Log {
             let head = self.segments.back_mut().expect("a log always has a head");
             let written = head.append_many(self.next_seq, &recs[i..run_end])?;
             if written == 0 {
-                // The next record does not fit: roll over to a segment sized for it.
-                self.push_segment(self.next_seq, record::encoded_len(total))?;
-                let len = self.segments.len();
-                self.segments[len - 2].seal();
-                self.drop_empty_segments()?;
+                // The next record does not fit: roll over to a head sized for it.
+                self.roll_over(self.next_seq, record::encoded_len(total))?;
                 continue;
             }
             if recs[i..i + written].iter().any(|r| r.persistent) {

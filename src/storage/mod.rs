@@ -5,6 +5,7 @@
 
 pub mod acks;
 pub mod compact;
+pub mod file;
 pub mod log;
 pub mod record;
 pub mod recovery;

@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::acks;
+use super::file::rename_noreplace;
 use super::log::LogConfig;
 use super::segment::{self, Corruption, Segment};
 
@@ -26,6 +27,9 @@ pub struct RecoveryReport {
     pub removed_leftovers: Vec<PathBuf>,
     /// Segment files that could not be opened at all (bad header); renamed to `.corrupt`.
     pub unreadable: Vec<(PathBuf, String)>,
+    /// Segment files with no byte ever written (a power cut before their first sync):
+    /// they held nothing, and were removed. Not a problem; worth a debug line.
+    pub discarded_unwritten: Vec<PathBuf>,
 }
 
 impl RecoveryReport {
@@ -71,7 +75,22 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
             report.removed_leftovers.push(path);
         }
     }
-    let files = list_segments(dir)?;
+    let mut files = list_segments(dir)?;
+    // A segment file with no byte written holds nothing: a power cut before its first
+    // sync leaves a new segment 0 bytes long or all zeros (a confirmed record's file was
+    // synced, header and all). Remove it quietly; its name and sequence numbers stay free.
+    let mut unwritten_floor = 0u64;
+    files.retain(|(base, path)| match never_written(path) {
+        Ok(true) => {
+            unwritten_floor = unwritten_floor.max(*base);
+            report.discarded_unwritten.push(path.clone());
+            false
+        }
+        _ => true,
+    });
+    for path in &report.discarded_unwritten {
+        std::fs::remove_file(path)?;
+    }
     // Ack files whose segment is gone (deleted after the batch was taken) are orphans.
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -88,7 +107,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
         }
     }
     let mut segments: Vec<Segment> = Vec::with_capacity(files.len());
-    let mut next_seq = 0u64;
+    let mut next_seq = unwritten_floor;
     for (i, (base, path)) in files.iter().enumerate() {
         let head = i + 1 == files.len();
         let ack_path = dir.join(segment::ack_file_name(*base));
@@ -146,11 +165,37 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
     })
 }
 
-/// Renames an unreadable segment out of the way so its name is free and its bytes kept.
+/// True if the file at `path` is empty or holds only zero bytes.
+fn never_written(path: &Path) -> io::Result<bool> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+    }
+}
+
+/// Renames an unreadable segment out of the way so its name is free and its bytes kept;
+/// an earlier `.corrupt` file of the same name is never replaced (`.corrupt.1`, ...).
 fn set_aside(path: &Path) -> io::Result<()> {
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(".corrupt");
-    std::fs::rename(path, aside)
+    for n in 0u32.. {
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(".corrupt");
+        if n > 0 {
+            aside.push(format!(".{n}"));
+        }
+        match rename_noreplace(path, Path::new(&aside)) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            r => return r,
+        }
+    }
+    unreachable!("u32 names run out first")
 }
 
 /// Persists the delivery watermark: 8 bytes of value and a CRC32 of them, written to a

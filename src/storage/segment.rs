@@ -17,17 +17,16 @@
 //! Invariant: bytes below `write_pos` are never written again while the mapping lives, so a
 //! reader may hold a `Bytes` over them without a lock; appends only touch bytes past it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use memmap2::{MmapOptions, MmapRaw};
 
 use super::acks::AckBitmap;
+use super::file::{rename_noreplace, reserve, whole_view, write_zeros};
+pub use super::file::{sync_dir, SegmentFile};
 use super::record::{self, RecordError, RecordHeader, HEADER_LEN};
 
 pub const MAGIC: &[u8; 8] = b"WARRENSG";
@@ -207,196 +206,6 @@ fn find_next_record(bytes: &[u8], from: usize, base: u64, after: Option<u64>) ->
     })
 }
 
-/// A mapped segment file, shared by the segment and every `Bytes` handed to readers.
-pub struct SegmentFile {
-    pub path: PathBuf,
-    pub file: File,
-    map: MmapRaw,
-    len: usize,
-    /// Set while the file sits in the group-commit dirty set (guarded by its lock).
-    pub(crate) dirty: AtomicBool,
-}
-
-impl SegmentFile {
-    fn map(path: PathBuf, file: File) -> io::Result<Arc<Self>> {
-        let len = file.metadata()?.len() as usize;
-        let map = MmapOptions::new().len(len).map_raw(&file)?;
-        Ok(Arc::new(Self {
-            path,
-            file,
-            map,
-            len,
-            dirty: AtomicBool::new(false),
-        }))
-    }
-
-    /// The whole mapped file.
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: the mapping is `len` bytes and lives as long as `self`; bytes that a reader
-        // can reach are never modified (see the module invariant).
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.len) }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Copies `src` into the map at `offset`.
-    ///
-    /// # Safety
-    /// Nobody may be reading `offset..offset+src.len()` (it lies past the published end).
-    unsafe fn write_at(&self, offset: usize, src: &[u8]) {
-        assert!(offset + src.len() <= self.len);
-        std::ptr::copy_nonoverlapping(src.as_ptr(), self.map.as_mut_ptr().add(offset), src.len());
-    }
-
-    /// A mutable view of unpublished bytes, for encoding a record in place.
-    ///
-    /// # Safety
-    /// As for `write_at`.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn unpublished_mut(&self, offset: usize, len: usize) -> &mut [u8] {
-        assert!(offset + len <= self.len);
-        std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len)
-    }
-
-    /// Drops this process's page-table entries for the map: the pages stay in the page
-    /// cache (dirty ones are still written back) but stop counting as resident memory.
-    pub fn release_pages(&self) {
-        // SAFETY: advisory; MADV_DONTNEED on a shared file mapping loses no data.
-        unsafe {
-            libc::madvise(
-                self.map.as_mut_ptr() as *mut libc::c_void,
-                self.len,
-                libc::MADV_DONTNEED,
-            );
-        }
-    }
-
-    /// Writes `header` then `parts` at `offset` with pwritev, finishing short writes.
-    fn pwritev_all(&self, offset: usize, header: &[u8], parts: &[&[u8]]) -> io::Result<()> {
-        let mut slices: Vec<&[u8]> = Vec::with_capacity(1 + parts.len());
-        slices.push(header);
-        slices.extend_from_slice(parts);
-        self.pwritev_slices(offset, &slices)
-    }
-
-    /// Writes `slices` back to back at `offset`: pwritev in groups of at most IOV_MAX
-    /// (1024) buffers, finishing short writes.
-    fn pwritev_slices(&self, offset: usize, slices: &[&[u8]]) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        let total: usize = slices.iter().map(|s| s.len()).sum();
-        assert!(offset + total <= self.len);
-        let mut at = offset;
-        for group in slices.chunks(1024) {
-            let iov: Vec<libc::iovec> = group
-                .iter()
-                .filter(|s| !s.is_empty())
-                .map(|s| libc::iovec {
-                    iov_base: s.as_ptr() as *mut libc::c_void,
-                    iov_len: s.len(),
-                })
-                .collect();
-            let want: usize = group.iter().map(|s| s.len()).sum();
-            if want == 0 {
-                continue;
-            }
-            // SAFETY: the iovecs point at live slices for the duration of the call.
-            let n = unsafe {
-                libc::pwritev(
-                    self.raw_fd(),
-                    iov.as_ptr(),
-                    iov.len() as i32,
-                    at as libc::off_t,
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let n = n as usize;
-            if n < want {
-                // Rare: finish with a plain write of the remainder.
-                let all: Vec<u8> = group.concat();
-                self.file.write_all_at(&all[n..], (at + n) as u64)?;
-            }
-            at += want;
-        }
-        Ok(())
-    }
-
-    /// fdatasync: makes the file's written bytes durable.
-    pub fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
-    }
-
-    pub fn raw_fd(&self) -> i32 {
-        self.file.as_raw_fd()
-    }
-}
-
-/// Owner handed to `Bytes::from_owner`: keeps the mapping alive while a reader holds it.
-struct MappedSlice {
-    file: Arc<SegmentFile>,
-    start: usize,
-    end: usize,
-}
-
-impl AsRef<[u8]> for MappedSlice {
-    fn as_ref(&self) -> &[u8] {
-        &self.file.bytes()[self.start..self.end]
-    }
-}
-
-/// A `Bytes` over a whole mapped file; it keeps the mapping alive.
-fn whole_view(file: &Arc<SegmentFile>) -> Bytes {
-    Bytes::from_owner(MappedSlice {
-        file: file.clone(),
-        start: 0,
-        end: file.len(),
-    })
-}
-
-/// Reserves `len` bytes of disk for `file` so that writes through the map can never hit an
-/// unbacked page (SIGBUS on a full disk). Falls back to posix_fallocate where the file
-/// system lacks fallocate.
-fn reserve(file: &File, len: usize) -> io::Result<()> {
-    let fd = file.as_raw_fd();
-    // SAFETY: plain syscalls on an owned descriptor.
-    let rc = unsafe { libc::fallocate(fd, 0, 0, len as libc::off_t) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
-        let rc = unsafe { libc::posix_fallocate(fd, 0, len as libc::off_t) };
-        if rc == 0 {
-            return Ok(());
-        }
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    Err(err)
-}
-
-/// Overwrites the reserved range with zeros. fallocate alone leaves *unwritten* extents:
-/// the first write to each block then changes file-system metadata, so every fdatasync of
-/// a fresh segment becomes a journal commit, and those serialise across files, which
-/// defeats group commit. Written zeros make later fdatasyncs pure data flushes.
-fn write_zeros(file: &mut File, len: usize) -> io::Result<()> {
-    const CHUNK: usize = 1 << 20;
-    let zeros = vec![0u8; CHUNK.min(len)];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(zeros.len());
-        file.write_all(&zeros[..n])?;
-        left -= n;
-    }
-    Ok(())
-}
-
 /// One record of a batch append: its payload is the concatenation of `parts`.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchRecord<'a> {
@@ -489,7 +298,8 @@ impl Segment {
             // Also zero the first record header, so the new segment reads as empty even
             // before anything is appended.
             file.write_all(&[0u8; HEADER_LEN])?;
-            std::fs::rename(&tmp, &path)?;
+            // Never over an existing file: a live segment's name is its own (docs/FORMAT.md).
+            rename_noreplace(&tmp, &path)?;
             if synced {
                 sync_dir(dir)?;
             }
@@ -514,6 +324,29 @@ impl Segment {
             skips: Vec::new(),
             generation: 0,
         })
+    }
+
+    /// Grows an empty write head in place to `capacity` bytes (reserved and zero-filled
+    /// like a new segment), for a record that does not fit in it. A new segment for that
+    /// record would have the head's base, and so its file name; growing keeps one file per
+    /// name. Nothing is published in the head, so no reader holds its old mapping.
+    pub fn grow_empty(&mut self, capacity: usize) -> io::Result<()> {
+        assert!(
+            !self.sealed && self.records == 0 && self.write_pos == FILE_HEADER_LEN,
+            "only an empty write head grows"
+        );
+        let old_len = self.file.len();
+        if capacity <= old_len {
+            return Ok(());
+        }
+        let mut file = self.file.file.try_clone()?;
+        reserve(&file, capacity)?;
+        file.seek(SeekFrom::Start(old_len as u64))?;
+        write_zeros(&mut file, capacity - old_len)?;
+        let grown = SegmentFile::map(self.file.path.clone(), file)?;
+        self.view = whole_view(&grown);
+        self.file = grown;
+        Ok(())
     }
 
     /// True if no reader holds `Bytes` from this segment's mapping, so the file may be
@@ -566,24 +399,29 @@ impl Segment {
             }
         });
         seg.write_pos = scan.valid_end;
+        // A corrupt stretch after the last valid record is a torn tail: zero it, so the
+        // head's next append starts on clean ground, and so a sealed segment is reported
+        // once, not at every restart (its torn record was never confirmed: a confirmed one
+        // was synced whole). Stretches between valid records stay, and reads skip them.
+        let torn_tail = scan
+            .corruptions
+            .last()
+            .filter(|c| c.offset as usize >= scan.valid_end);
+        if let Some(c) = torn_tail {
+            let start = c.offset as usize;
+            let end = start + c.bytes_dropped as usize;
+            let zeros = vec![0u8; end - start];
+            // SAFETY: the segment is not shared with any reader yet.
+            unsafe { file.write_at(start, &zeros) };
+            file.sync_data()?;
+        }
         if !head {
             seg.skips = scan
                 .corruptions
                 .iter()
+                .filter(|c| (c.offset as usize) < scan.valid_end)
                 .map(|c| (c.offset as usize, (c.offset + c.bytes_dropped) as usize))
                 .collect();
-        }
-        if head {
-            if let Some(c) = scan.corruptions.first() {
-                // Zero the torn tail so the next append starts on clean ground and a later
-                // scan cannot mistake old bytes for records.
-                let start = c.offset as usize;
-                let end = start + c.bytes_dropped as usize;
-                let zeros = vec![0u8; end - start];
-                // SAFETY: the segment is not shared with any reader yet.
-                unsafe { file.write_at(start, &zeros) };
-                file.sync_data()?;
-            }
         }
         for &seq in acked.iter().chain(transient.iter()) {
             seg.ack(seq);
@@ -919,9 +757,4 @@ impl Segment {
         self.file.release_pages();
         Ok(reclaimed)
     }
-}
-
-/// fsyncs a directory so that renames and unlinks in it are durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
