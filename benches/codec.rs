@@ -9,13 +9,13 @@ use std::sync::Arc;
 use amq_protocol_types::{AMQPValue, FieldTable};
 use bytes::{BufMut, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use warren::amqp::frame::{self, FRAME_BODY, FRAME_HEADER};
-use warren::amqp::method::{self, class, server};
-use warren::amqp::properties;
 use warren::broker::exchange::{Binding, Dest, Exchange, ExchangeKind};
+use warren::protocol::frame::{self, FRAME_BODY, FRAME_HEADER};
+use warren::protocol::method::{self, ids, server};
+use warren::protocol::properties;
 
 fn publish_frames(out: &mut BytesMut, body: &[u8]) {
-    method::write(out, 1, class::BASIC, 40, |w| {
+    method::write(out, 1, ids::BASIC_PUBLISH, |w| {
         w.u16(0)
             .shortstr("amq.direct")
             .shortstr("orders.eu")

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::storage::FsyncPolicy;
+use warren_storage::FsyncPolicy;
 
 /// The broker's settings after merging every source.
 #[derive(Debug, Clone)]

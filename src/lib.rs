@@ -6,8 +6,8 @@
 //! - [`broker`]: the model (exchanges, queues, bindings, consumers, routing).
 
 pub mod alarms;
-pub mod amqp;
 pub mod broker;
 pub mod config;
+pub mod connection;
+pub mod protocol;
 pub mod server;
-pub mod storage;

@@ -9,11 +9,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::alarms::Alarms;
-use crate::amqp::connection::{self, Limits, ServerContext};
 use crate::broker::confirms::ConfirmTracker;
 use crate::broker::{Broker, BrokerConfig};
 use crate::config::Config;
-use crate::storage::{GroupCommit, LogConfig};
+use crate::connection::{self, Limits, ServerContext};
+use warren_storage::{GroupCommit, LogConfig};
 
 /// How often pending acks are written and sparse segments compacted.
 const MAINTENANCE_EVERY: Duration = Duration::from_millis(200);

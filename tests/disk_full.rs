@@ -55,7 +55,7 @@ async fn a_full_disk_nacks_publishes_and_loses_nothing_confirmed() {
         c.data_dir = data.clone();
         c.segment_size = 64 * 1024;
         c.disk_free_limit = 0; // test the write path itself, not the alarm
-        c.fsync = warren::storage::FsyncPolicy::Always;
+        c.fsync = warren_storage::FsyncPolicy::Always;
     })
     .await;
     let conn = common::lapin_connect(&b).await;
@@ -117,8 +117,8 @@ async fn a_full_disk_nacks_publishes_and_loses_nothing_confirmed() {
     for entry in walk(&data) {
         if entry.extension().is_some_and(|e| e == "seg") {
             let bytes = std::fs::read(&entry).unwrap();
-            let base = warren::storage::segment::decode_file_header(&bytes).unwrap();
-            let scan = warren::storage::segment::scan_records(&bytes, &entry, base, true, |_| {});
+            let base = warren_storage::segment::decode_file_header(&bytes).unwrap();
+            let scan = warren_storage::segment::scan_records(&bytes, &entry, base, true, |_| {});
             assert!(
                 scan.corruptions.is_empty(),
                 "{}: {:?}",

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use bytes::BytesMut;
-use warren::amqp::{frame, method, properties, table};
-use warren::storage::{record, segment};
+use warren::protocol::{frame, method, properties, table};
+use warren_storage::{record, segment};
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
@@ -85,6 +85,6 @@ fn record_inputs() {
 fn connection_inputs() {
     let all = inputs("connection");
     for (_, data) in &all {
-        warren::amqp::connection::fuzz_session(data);
+        warren::connection::fuzz_session(data);
     }
 }

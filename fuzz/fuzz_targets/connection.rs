@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    warren::amqp::connection::fuzz_session(data);
+    warren::connection::fuzz_session(data);
 });

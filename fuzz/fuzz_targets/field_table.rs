@@ -2,7 +2,7 @@
 //! that validates must decode.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use warren::amqp::table;
+use warren::protocol::table;
 
 fuzz_target!(|data: &[u8]| {
     if table::validate(data, 0).is_ok() {

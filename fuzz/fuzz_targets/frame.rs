@@ -3,7 +3,7 @@
 #![no_main]
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use warren::amqp::frame;
+use warren::protocol::frame;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cut_seed, stream)) = data.split_first() else {

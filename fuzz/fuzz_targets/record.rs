@@ -2,7 +2,7 @@
 //! trip encode -> decode.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use warren::storage::{record, segment};
+use warren_storage::{record, segment};
 
 fuzz_target!(|data: &[u8]| {
     let _ = record::decode(data);

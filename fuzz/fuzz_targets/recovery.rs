@@ -3,8 +3,8 @@
 //! and the log stays writable.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use warren::storage::segment::{encode_file_header, segment_file_name};
-use warren::storage::{Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
+use warren_storage::segment::{encode_file_header, segment_file_name};
+use warren_storage::{Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir_in(

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::storage::{GroupCommit, Ticket};
+use warren_storage::{GroupCommit, Ticket};
 
 /// Names the sync that must complete before a publish is confirmed.
 pub type ConfirmTicket = Ticket;

@@ -8,7 +8,7 @@ use amq_protocol_types::{AMQPValue, FieldTable};
 
 use super::fast_map::FastMap;
 use super::topic::TopicTrie;
-use crate::amqp::table;
+use crate::protocol::table;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeKind {

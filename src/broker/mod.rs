@@ -21,14 +21,14 @@ use std::sync::Arc;
 use amq_protocol_types::FieldTable;
 use bytes::Bytes;
 
-use crate::amqp::error::{AmqpError, ReplyCode};
-use crate::amqp::table;
-use crate::storage::{AckFlush, BatchRecord, GroupCommit, Log, LogConfig, Ticket};
+use crate::protocol::error::{AmqpError, ReplyCode};
+use crate::protocol::table;
 use definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
 use exchange::{Binding, Dest, Exchange, ExchangeKind};
 use fast_map::FastMap;
 use outbox::{Outbox, Outgoing};
 use queue::{Consumer, Queue};
+use warren_storage::{AckFlush, BatchRecord, GroupCommit, Log, LogConfig, Ticket};
 
 /// Key of a channel: (connection id, channel number).
 pub type ChannelKey = (u64, u16);

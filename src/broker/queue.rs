@@ -12,7 +12,7 @@ use std::sync::Arc;
 use amq_protocol_types::FieldTable;
 
 use super::outbox::Outbox;
-use crate::storage::{Cursor, Log, StoredRecord};
+use warren_storage::{Cursor, Log, StoredRecord};
 
 /// A consumer attached to a queue.
 pub struct Consumer {

@@ -9,12 +9,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use warren::config::Config;
 use warren::server::Server;
-use warren::storage::FsyncPolicy;
+use warren_storage::FsyncPolicy;
 
 pub struct TestBroker {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
-    pub ctx: std::sync::Arc<warren::amqp::connection::ServerContext>,
+    pub ctx: std::sync::Arc<warren::connection::ServerContext>,
 }
 
 impl TestBroker {

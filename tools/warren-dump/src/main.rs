@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::json;
-use warren::storage::{acks, record, segment};
+use warren_storage::{acks, record, segment};
 
 const USAGE: &str = "usage: warren-dump PATH [--json] [--verify] [--records]
 

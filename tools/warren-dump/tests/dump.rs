@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use warren::storage::{FsyncPolicy, GroupCommit, Log, LogConfig};
+use warren_storage::{FsyncPolicy, GroupCommit, Log, LogConfig};
 
 fn dump(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_warren-dump"))

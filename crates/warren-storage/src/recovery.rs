@@ -10,10 +10,10 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::acks;
-use super::file::rename_noreplace;
-use super::log::LogConfig;
-use super::segment::{self, Corruption, Segment};
+use crate::acks;
+use crate::file::rename_noreplace;
+use crate::log::LogConfig;
+use crate::segment::{self, Corruption, Segment};
 
 /// What recovery found and did.
 #[derive(Debug, Default)]

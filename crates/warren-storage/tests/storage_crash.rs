@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use warren::storage::{Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
+use warren_storage::{Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
 
 const CHILD_ENV: &str = "WARREN_CRASH_CHILD_DIR";
 

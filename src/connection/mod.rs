@@ -15,18 +15,18 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::auth;
-use super::error::{AmqpError, ReplyCode};
-use super::frame::{
-    self, Frame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER,
-};
-use super::method::{self, class, server, Method};
-use super::properties;
-use super::table::{self, Value};
+mod auth;
 use crate::alarms::Alarms;
 use crate::broker::confirms::{ConfirmTicket, ConfirmTracker};
 use crate::broker::outbox::{Outbox, Outgoing};
 use crate::broker::{message, Broker, PublishRequest};
+use crate::protocol::error::{AmqpError, ReplyCode};
+use crate::protocol::frame::{
+    self, Frame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER,
+};
+use crate::protocol::method::{self, class, ids, server, Method};
+use crate::protocol::properties;
+use crate::protocol::table::{self, Value};
 
 /// Limits and settings every connection shares.
 #[derive(Debug, Clone)]
@@ -323,7 +323,7 @@ impl Conn {
             ),
             ("capabilities", Value::Table(&caps)),
         ];
-        method::write(&mut self.wbuf, 0, class::CONNECTION, 10, |w| {
+        method::write(&mut self.wbuf, 0, ids::CONNECTION_START, |w| {
             w.u8(0).u8(9);
             table::encode(w.buf, &props);
             w.longstr(b"PLAIN AMQPLAIN").longstr(b"en_US");
@@ -386,7 +386,7 @@ impl Conn {
             let (ids, m) = method::decode(&payload)?;
             return self
                 .connection_method(ids, m)
-                .map_err(|e| e.with_method(ids.0, ids.1));
+                .map_err(|e| e.with_method(ids));
         }
         if self.phase != Phase::Open {
             return Err(AmqpError::connection(
@@ -411,7 +411,7 @@ impl Conn {
                 match self.channel_method(f.channel, &payload, m) {
                     Ok(()) => Ok(()),
                     Err(e) => {
-                        let e = e.with_method(ids.0, ids.1);
+                        let e = e.with_method(ids);
                         if e.connection {
                             Err(e)
                         } else {
@@ -425,7 +425,7 @@ impl Conn {
                 Ok(()) => Ok(()),
                 Err(e) if e.connection => Err(e),
                 Err(e) => {
-                    self.channel_error(f.channel, e.with_method(class::BASIC, 40));
+                    self.channel_error(f.channel, e.with_method(ids::BASIC_PUBLISH));
                     Ok(())
                 }
             },
@@ -493,7 +493,7 @@ impl Conn {
                 self.blocked_capable = client_supports_blocked(client_properties);
                 let limits = &self.ctx.limits;
                 let (cm, fm, hb) = (limits.channel_max, limits.frame_max, limits.heartbeat);
-                method::write(&mut self.wbuf, 0, class::CONNECTION, 30, |w| {
+                method::write(&mut self.wbuf, 0, ids::CONNECTION_TUNE, |w| {
                     w.u16(cm).u32(fm).u16(hb);
                 });
                 self.phase = Phase::AwaitTuneOk;
@@ -556,14 +556,14 @@ impl Conn {
                         format!("vhost '{vhost}' not found"),
                     ));
                 }
-                method::write(&mut self.wbuf, 0, class::CONNECTION, 41, |w| {
+                method::write(&mut self.wbuf, 0, ids::CONNECTION_OPEN_OK, |w| {
                     w.shortstr("");
                 });
                 self.phase = Phase::Open;
                 Ok(())
             }
             (_, Method::Close { .. }) => {
-                method::write_empty(&mut self.wbuf, 0, class::CONNECTION, 51);
+                method::write_empty(&mut self.wbuf, 0, ids::CONNECTION_CLOSE_OK);
                 self.close_after_flush = true;
                 Ok(())
             }
@@ -615,7 +615,7 @@ impl Conn {
                 Method::ChannelCloseOk | Method::ChannelClose { .. } => {
                     self.channels.remove(&channel);
                     if let Method::ChannelClose { .. } = m {
-                        method::write_empty(&mut self.wbuf, channel, class::CHANNEL, 41);
+                        method::write_empty(&mut self.wbuf, channel, ids::CHANNEL_CLOSE_OK);
                     }
                 }
                 _ => {} // Discarded until the client acknowledges the close.
@@ -636,12 +636,12 @@ impl Conn {
                 if let Some(ch) = self.channels.remove(&channel) {
                     self.pending_confirms -= ch.confirms.len();
                 }
-                method::write_empty(&mut self.wbuf, channel, class::CHANNEL, 41);
+                method::write_empty(&mut self.wbuf, channel, ids::CHANNEL_CLOSE_OK);
             }
             Method::ChannelCloseOk => {}
             Method::ChannelFlow { active } => {
                 self.broker().channel_flow(key, active);
-                server::channel_flow(&mut self.wbuf, channel, 21, active);
+                server::channel_flow_ok(&mut self.wbuf, channel, active);
             }
             Method::ChannelFlowOk { .. } => {}
             Method::ExchangeDeclare {
@@ -664,7 +664,7 @@ impl Conn {
                     arguments,
                 )?;
                 if !nowait {
-                    method::write_empty(&mut self.wbuf, channel, class::EXCHANGE, 11);
+                    method::write_empty(&mut self.wbuf, channel, ids::EXCHANGE_DECLARE_OK);
                 }
             }
             Method::ExchangeDelete {
@@ -674,7 +674,7 @@ impl Conn {
             } => {
                 self.broker().exchange_delete(exchange, if_unused)?;
                 if !nowait {
-                    method::write_empty(&mut self.wbuf, channel, class::EXCHANGE, 21);
+                    method::write_empty(&mut self.wbuf, channel, ids::EXCHANGE_DELETE_OK);
                 }
             }
             Method::ExchangeBind {
@@ -693,7 +693,7 @@ impl Conn {
                     true,
                 )?;
                 if !nowait {
-                    method::write_empty(&mut self.wbuf, channel, class::EXCHANGE, 31);
+                    method::write_empty(&mut self.wbuf, channel, ids::EXCHANGE_BIND_OK);
                 }
             }
             Method::ExchangeUnbind {
@@ -712,7 +712,7 @@ impl Conn {
                     false,
                 )?;
                 if !nowait {
-                    method::write_empty(&mut self.wbuf, channel, class::EXCHANGE, 51);
+                    method::write_empty(&mut self.wbuf, channel, ids::EXCHANGE_UNBIND_OK);
                 }
             }
             Method::QueueDeclare {
@@ -753,7 +753,7 @@ impl Conn {
                 self.broker()
                     .queue_bind(self.id, queue, exchange, routing_key, arguments, true)?;
                 if !nowait {
-                    method::write_empty(&mut self.wbuf, channel, class::QUEUE, 21);
+                    method::write_empty(&mut self.wbuf, channel, ids::QUEUE_BIND_OK);
                 }
             }
             Method::QueueUnbind {
@@ -770,12 +770,12 @@ impl Conn {
                     arguments,
                     false,
                 )?;
-                method::write_empty(&mut self.wbuf, channel, class::QUEUE, 51);
+                method::write_empty(&mut self.wbuf, channel, ids::QUEUE_UNBIND_OK);
             }
             Method::QueuePurge { queue, nowait } => {
                 let n = self.broker().queue_purge(self.id, queue)?;
                 if !nowait {
-                    server::message_count_ok(&mut self.wbuf, channel, 31, n);
+                    server::message_count_ok(&mut self.wbuf, channel, ids::QUEUE_PURGE_OK, n);
                 }
             }
             Method::QueueDelete {
@@ -789,7 +789,7 @@ impl Conn {
                     .queue_delete(self.id, queue, if_unused, if_empty)?;
                 self.drain_outbox();
                 if !nowait {
-                    server::message_count_ok(&mut self.wbuf, channel, 41, n);
+                    server::message_count_ok(&mut self.wbuf, channel, ids::QUEUE_DELETE_OK, n);
                 }
             }
             Method::BasicQos {
@@ -804,7 +804,7 @@ impl Conn {
                     ));
                 }
                 self.broker().qos(key, prefetch_count, global);
-                method::write_empty(&mut self.wbuf, channel, class::BASIC, 11);
+                method::write_empty(&mut self.wbuf, channel, ids::BASIC_QOS_OK);
             }
             Method::BasicConsume {
                 queue,
@@ -910,7 +910,7 @@ impl Conn {
             }
             Method::BasicRecover { .. } => {
                 self.broker().recover(key)?;
-                method::write_empty(&mut self.wbuf, channel, class::BASIC, 111);
+                method::write_empty(&mut self.wbuf, channel, ids::BASIC_RECOVER_OK);
             }
             Method::BasicRecoverAsync { .. } => {
                 self.broker().recover(key)?;
@@ -921,7 +921,7 @@ impl Conn {
                     .expect("open channel")
                     .confirm = true;
                 if !nowait {
-                    method::write_empty(&mut self.wbuf, channel, class::CONFIRM, 11);
+                    method::write_empty(&mut self.wbuf, channel, ids::CONFIRM_SELECT_OK);
                 }
             }
             Method::TxSelect | Method::TxCommit | Method::TxRollback => {
@@ -1071,17 +1071,17 @@ impl Conn {
             }
             match result {
                 Err(e) if e.connection => {
-                    self.fail(e.with_method(class::BASIC, 40));
+                    self.fail(e.with_method(ids::BASIC_PUBLISH));
                     return;
                 }
-                Err(e) => self.channel_error(*channel, e.with_method(class::BASIC, 40)),
+                Err(e) => self.channel_error(*channel, e.with_method(ids::BASIC_PUBLISH)),
                 Ok(result) => {
                     if p.mandatory && !result.routed {
                         server::basic_return(
                             &mut self.wbuf,
                             *channel,
-                            312,
-                            "NO_ROUTE",
+                            ReplyCode::NoRoute.code(),
+                            ReplyCode::NoRoute.name(),
                             p.exchange(),
                             p.routing_key(),
                         );
@@ -1212,10 +1212,10 @@ pub fn fuzz_session(input: &[u8]) {
         std::process::id(),
         RUN.fetch_add(1, Ordering::Relaxed)
     ));
-    let commit = crate::storage::GroupCommit::start(crate::storage::FsyncPolicy::Never);
+    let commit = warren_storage::GroupCommit::start(warren_storage::FsyncPolicy::Never);
     let config = crate::broker::BrokerConfig {
         data_dir: dir.clone(),
-        log: crate::storage::LogConfig {
+        log: warren_storage::LogConfig {
             segment_size: 64 * 1024,
             ..Default::default()
         },

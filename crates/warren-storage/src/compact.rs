@@ -9,8 +9,8 @@
 use std::io;
 use std::path::Path;
 
-use super::file::{check_same_file, rename_noreplace};
-use super::segment::{self, Segment};
+use crate::file::{check_same_file, rename_noreplace};
+use crate::segment::{self, Segment};
 
 /// True if `seg` is sealed and its live fraction has fallen below `threshold`.
 pub fn wants_compaction(seg: &Segment, threshold: f64) -> bool {

@@ -8,7 +8,7 @@
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
-use warren::storage::{BatchRecord, Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
+use warren_storage::{BatchRecord, Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
 
 #[derive(Debug, Clone)]
 enum Op {

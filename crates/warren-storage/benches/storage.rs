@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use warren::storage::sync::SyncBackend;
-use warren::storage::{Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
+use warren_storage::sync::SyncBackend;
+use warren_storage::{Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
 
 fn config() -> LogConfig {
     LogConfig::default()

@@ -4,8 +4,8 @@
 
 use std::net::IpAddr;
 
-use super::error::{AmqpError, ReplyCode};
-use super::table;
+use crate::protocol::error::{AmqpError, ReplyCode};
+use crate::protocol::table;
 
 /// Checks a connection.start-ok's credentials. Every refusal is ACCESS_REFUSED (403),
 /// sent as connection.close (authentication_failure_close).

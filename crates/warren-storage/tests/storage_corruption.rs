@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use warren::storage::recovery::list_segments;
-use warren::storage::segment::FILE_HEADER_LEN;
-use warren::storage::{Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
+use warren_storage::recovery::list_segments;
+use warren_storage::segment::FILE_HEADER_LEN;
+use warren_storage::{Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
 
 fn payload(seq: u64) -> Vec<u8> {
     format!("message number {seq} with some padding").into_bytes()
@@ -41,7 +41,7 @@ fn build(dir: &Path, n: u64) -> (PathBuf, usize) {
     (segs[0].1.clone(), last)
 }
 
-fn read_all(dir: &Path) -> (Vec<(u64, Vec<u8>)>, warren::storage::RecoveryReport) {
+fn read_all(dir: &Path) -> (Vec<(u64, Vec<u8>)>, warren_storage::RecoveryReport) {
     let commit = GroupCommit::start(FsyncPolicy::Never);
     let (log, report) = Log::open(dir, config(), commit).unwrap();
     let mut out = Vec::new();
@@ -141,7 +141,7 @@ fn garbage_segment_files_never_panic() {
     let dir = tempfile::tempdir().unwrap();
     let mut seed = 0x1234_5678_9abc_def0u64;
     for round in 0..200 {
-        let mut bytes = warren::storage::segment::encode_file_header(0).to_vec();
+        let mut bytes = warren_storage::segment::encode_file_header(0).to_vec();
         let len = (seed % 4096) as usize;
         for _ in 0..len {
             seed ^= seed << 13;
@@ -214,7 +214,7 @@ fn torn_tail_of_a_sealed_segment_is_reported_once() {
     let (base, first) = (segs[0].0, &segs[0].1);
     let mut bytes = std::fs::read(first).unwrap();
     let mut last = None;
-    warren::storage::segment::scan_records(&bytes, first, base, true, |r| {
+    warren_storage::segment::scan_records(&bytes, first, base, true, |r| {
         last = Some((r.offset, r.header.seq))
     });
     let (offset, torn_seq) = last.unwrap();

@@ -88,9 +88,10 @@ impl AmqpError {
         }
     }
 
-    pub fn with_method(mut self, class: u16, method: u16) -> Self {
+    /// Names the method that failed, unless one is named already.
+    pub fn with_method(mut self, id: (u16, u16)) -> Self {
         if self.method == (0, 0) {
-            self.method = (class, method);
+            self.method = id;
         }
         self
     }

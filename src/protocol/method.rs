@@ -19,6 +19,79 @@ pub mod class {
     pub const TX: u16 = 90;
 }
 
+/// Every method's (class id, method id), named after the spec's `class.method`.
+pub mod ids {
+    use super::class::*;
+
+    /// A (class id, method id) pair.
+    pub type MethodId = (u16, u16);
+
+    pub const CONNECTION_START: MethodId = (CONNECTION, 10);
+    pub const CONNECTION_START_OK: MethodId = (CONNECTION, 11);
+    pub const CONNECTION_SECURE: MethodId = (CONNECTION, 20);
+    pub const CONNECTION_SECURE_OK: MethodId = (CONNECTION, 21);
+    pub const CONNECTION_TUNE: MethodId = (CONNECTION, 30);
+    pub const CONNECTION_TUNE_OK: MethodId = (CONNECTION, 31);
+    pub const CONNECTION_OPEN: MethodId = (CONNECTION, 40);
+    pub const CONNECTION_OPEN_OK: MethodId = (CONNECTION, 41);
+    pub const CONNECTION_CLOSE: MethodId = (CONNECTION, 50);
+    pub const CONNECTION_CLOSE_OK: MethodId = (CONNECTION, 51);
+    pub const CONNECTION_BLOCKED: MethodId = (CONNECTION, 60);
+    pub const CONNECTION_UNBLOCKED: MethodId = (CONNECTION, 61);
+    pub const CONNECTION_UPDATE_SECRET: MethodId = (CONNECTION, 70);
+    pub const CONNECTION_UPDATE_SECRET_OK: MethodId = (CONNECTION, 71);
+    pub const CHANNEL_OPEN: MethodId = (CHANNEL, 10);
+    pub const CHANNEL_OPEN_OK: MethodId = (CHANNEL, 11);
+    pub const CHANNEL_FLOW: MethodId = (CHANNEL, 20);
+    pub const CHANNEL_FLOW_OK: MethodId = (CHANNEL, 21);
+    pub const CHANNEL_CLOSE: MethodId = (CHANNEL, 40);
+    pub const CHANNEL_CLOSE_OK: MethodId = (CHANNEL, 41);
+    pub const EXCHANGE_DECLARE: MethodId = (EXCHANGE, 10);
+    pub const EXCHANGE_DECLARE_OK: MethodId = (EXCHANGE, 11);
+    pub const EXCHANGE_DELETE: MethodId = (EXCHANGE, 20);
+    pub const EXCHANGE_DELETE_OK: MethodId = (EXCHANGE, 21);
+    pub const EXCHANGE_BIND: MethodId = (EXCHANGE, 30);
+    pub const EXCHANGE_BIND_OK: MethodId = (EXCHANGE, 31);
+    pub const EXCHANGE_UNBIND: MethodId = (EXCHANGE, 40);
+    pub const EXCHANGE_UNBIND_OK: MethodId = (EXCHANGE, 51);
+    pub const QUEUE_DECLARE: MethodId = (QUEUE, 10);
+    pub const QUEUE_DECLARE_OK: MethodId = (QUEUE, 11);
+    pub const QUEUE_BIND: MethodId = (QUEUE, 20);
+    pub const QUEUE_BIND_OK: MethodId = (QUEUE, 21);
+    pub const QUEUE_PURGE: MethodId = (QUEUE, 30);
+    pub const QUEUE_PURGE_OK: MethodId = (QUEUE, 31);
+    pub const QUEUE_DELETE: MethodId = (QUEUE, 40);
+    pub const QUEUE_DELETE_OK: MethodId = (QUEUE, 41);
+    pub const QUEUE_UNBIND: MethodId = (QUEUE, 50);
+    pub const QUEUE_UNBIND_OK: MethodId = (QUEUE, 51);
+    pub const BASIC_QOS: MethodId = (BASIC, 10);
+    pub const BASIC_QOS_OK: MethodId = (BASIC, 11);
+    pub const BASIC_CONSUME: MethodId = (BASIC, 20);
+    pub const BASIC_CONSUME_OK: MethodId = (BASIC, 21);
+    pub const BASIC_CANCEL: MethodId = (BASIC, 30);
+    pub const BASIC_CANCEL_OK: MethodId = (BASIC, 31);
+    pub const BASIC_PUBLISH: MethodId = (BASIC, 40);
+    pub const BASIC_RETURN: MethodId = (BASIC, 50);
+    pub const BASIC_DELIVER: MethodId = (BASIC, 60);
+    pub const BASIC_GET: MethodId = (BASIC, 70);
+    pub const BASIC_GET_OK: MethodId = (BASIC, 71);
+    pub const BASIC_GET_EMPTY: MethodId = (BASIC, 72);
+    pub const BASIC_ACK: MethodId = (BASIC, 80);
+    pub const BASIC_REJECT: MethodId = (BASIC, 90);
+    pub const BASIC_RECOVER_ASYNC: MethodId = (BASIC, 100);
+    pub const BASIC_RECOVER: MethodId = (BASIC, 110);
+    pub const BASIC_RECOVER_OK: MethodId = (BASIC, 111);
+    pub const BASIC_NACK: MethodId = (BASIC, 120);
+    pub const CONFIRM_SELECT: MethodId = (CONFIRM, 10);
+    pub const CONFIRM_SELECT_OK: MethodId = (CONFIRM, 11);
+    pub const TX_SELECT: MethodId = (TX, 10);
+    pub const TX_SELECT_OK: MethodId = (TX, 11);
+    pub const TX_COMMIT: MethodId = (TX, 20);
+    pub const TX_COMMIT_OK: MethodId = (TX, 21);
+    pub const TX_ROLLBACK: MethodId = (TX, 30);
+    pub const TX_ROLLBACK_OK: MethodId = (TX, 31);
+}
+
 /// A method sent by a client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Method<'a> {
@@ -191,7 +264,7 @@ pub fn decode(payload: &[u8]) -> Result<((u16, u16), Method<'_>), AmqpError> {
     let ids = (class_id, method_id);
     decode_args(&mut r, class_id, method_id)
         .map(|m| (ids, m))
-        .map_err(|e| e.with_method(class_id, method_id))
+        .map_err(|e| e.with_method(ids))
 }
 
 fn decode_args<'a>(
@@ -199,51 +272,51 @@ fn decode_args<'a>(
     class_id: u16,
     method_id: u16,
 ) -> Result<Method<'a>, AmqpError> {
-    use class::*;
+    use ids::*;
     Ok(match (class_id, method_id) {
-        (CONNECTION, 11) => Method::StartOk {
+        CONNECTION_START_OK => Method::StartOk {
             client_properties: r.table_raw()?,
             mechanism: r.shortstr()?,
             response: r.longstr()?,
             locale: r.shortstr()?,
         },
-        (CONNECTION, 21) => Method::SecureOk {
+        CONNECTION_SECURE_OK => Method::SecureOk {
             response: r.longstr()?,
         },
-        (CONNECTION, 31) => Method::TuneOk {
+        CONNECTION_TUNE_OK => Method::TuneOk {
             channel_max: r.u16()?,
             frame_max: r.u32()?,
             heartbeat: r.u16()?,
         },
-        (CONNECTION, 40) => {
+        CONNECTION_OPEN => {
             let vhost = r.shortstr()?;
             let _capabilities = r.shortstr()?;
             let _insist = r.bit()?;
             Method::Open { vhost }
         }
-        (CONNECTION, 50) => Method::Close {
+        CONNECTION_CLOSE => Method::Close {
             code: r.u16()?,
             text: r.shortstr()?,
             class_id: r.u16()?,
             method_id: r.u16()?,
         },
-        (CONNECTION, 51) => Method::CloseOk,
-        (CONNECTION, 70) => Method::UpdateSecret,
-        (CHANNEL, 10) => {
+        CONNECTION_CLOSE_OK => Method::CloseOk,
+        CONNECTION_UPDATE_SECRET => Method::UpdateSecret,
+        CHANNEL_OPEN => {
             let _out_of_band = r.shortstr()?;
             Method::ChannelOpen
         }
-        (CHANNEL, 20) => Method::ChannelFlow { active: r.bit()? },
-        (CHANNEL, 21) => Method::ChannelFlowOk { active: r.bit()? },
-        (CHANNEL, 40) => {
+        CHANNEL_FLOW => Method::ChannelFlow { active: r.bit()? },
+        CHANNEL_FLOW_OK => Method::ChannelFlowOk { active: r.bit()? },
+        CHANNEL_CLOSE => {
             let code = r.u16()?;
             let text = r.shortstr()?;
             let _class = r.u16()?;
             let _method = r.u16()?;
             Method::ChannelClose { code, text }
         }
-        (CHANNEL, 41) => Method::ChannelCloseOk,
-        (EXCHANGE, 10) => {
+        CHANNEL_CLOSE_OK => Method::ChannelCloseOk,
+        EXCHANGE_DECLARE => {
             let _ticket = r.u16()?;
             Method::ExchangeDeclare {
                 exchange: r.shortstr()?,
@@ -256,7 +329,7 @@ fn decode_args<'a>(
                 arguments: r.table_raw()?,
             }
         }
-        (EXCHANGE, 20) => {
+        EXCHANGE_DELETE => {
             let _ticket = r.u16()?;
             Method::ExchangeDelete {
                 exchange: r.shortstr()?,
@@ -264,14 +337,14 @@ fn decode_args<'a>(
                 nowait: r.bit()?,
             }
         }
-        (EXCHANGE, 30) | (EXCHANGE, 40) => {
+        EXCHANGE_BIND | EXCHANGE_UNBIND => {
             let _ticket = r.u16()?;
             let destination = r.shortstr()?;
             let source = r.shortstr()?;
             let routing_key = r.shortstr()?;
             let nowait = r.bit()?;
             let arguments = r.table_raw()?;
-            if method_id == 30 {
+            if (class_id, method_id) == EXCHANGE_BIND {
                 Method::ExchangeBind {
                     destination,
                     source,
@@ -289,7 +362,7 @@ fn decode_args<'a>(
                 }
             }
         }
-        (QUEUE, 10) => {
+        QUEUE_DECLARE => {
             let _ticket = r.u16()?;
             Method::QueueDeclare {
                 queue: r.shortstr()?,
@@ -301,7 +374,7 @@ fn decode_args<'a>(
                 arguments: r.table_raw()?,
             }
         }
-        (QUEUE, 20) => {
+        QUEUE_BIND => {
             let _ticket = r.u16()?;
             Method::QueueBind {
                 queue: r.shortstr()?,
@@ -311,14 +384,14 @@ fn decode_args<'a>(
                 arguments: r.table_raw()?,
             }
         }
-        (QUEUE, 30) => {
+        QUEUE_PURGE => {
             let _ticket = r.u16()?;
             Method::QueuePurge {
                 queue: r.shortstr()?,
                 nowait: r.bit()?,
             }
         }
-        (QUEUE, 40) => {
+        QUEUE_DELETE => {
             let _ticket = r.u16()?;
             Method::QueueDelete {
                 queue: r.shortstr()?,
@@ -327,7 +400,7 @@ fn decode_args<'a>(
                 nowait: r.bit()?,
             }
         }
-        (QUEUE, 50) => {
+        QUEUE_UNBIND => {
             let _ticket = r.u16()?;
             Method::QueueUnbind {
                 queue: r.shortstr()?,
@@ -336,12 +409,12 @@ fn decode_args<'a>(
                 arguments: r.table_raw()?,
             }
         }
-        (BASIC, 10) => Method::BasicQos {
+        BASIC_QOS => Method::BasicQos {
             prefetch_size: r.u32()?,
             prefetch_count: r.u16()?,
             global: r.bit()?,
         },
-        (BASIC, 20) => {
+        BASIC_CONSUME => {
             let _ticket = r.u16()?;
             Method::BasicConsume {
                 queue: r.shortstr()?,
@@ -353,11 +426,11 @@ fn decode_args<'a>(
                 arguments: r.table_raw()?,
             }
         }
-        (BASIC, 30) => Method::BasicCancel {
+        BASIC_CANCEL => Method::BasicCancel {
             consumer_tag: r.shortstr()?,
             nowait: r.bit()?,
         },
-        (BASIC, 40) => {
+        BASIC_PUBLISH => {
             let _ticket = r.u16()?;
             Method::BasicPublish {
                 exchange: r.shortstr()?,
@@ -366,32 +439,32 @@ fn decode_args<'a>(
                 immediate: r.bit()?,
             }
         }
-        (BASIC, 70) => {
+        BASIC_GET => {
             let _ticket = r.u16()?;
             Method::BasicGet {
                 queue: r.shortstr()?,
                 no_ack: r.bit()?,
             }
         }
-        (BASIC, 80) => Method::BasicAck {
+        BASIC_ACK => Method::BasicAck {
             delivery_tag: r.u64()?,
             multiple: r.bit()?,
         },
-        (BASIC, 90) => Method::BasicReject {
+        BASIC_REJECT => Method::BasicReject {
             delivery_tag: r.u64()?,
             requeue: r.bit()?,
         },
-        (BASIC, 100) => Method::BasicRecoverAsync { requeue: r.bit()? },
-        (BASIC, 110) => Method::BasicRecover { requeue: r.bit()? },
-        (BASIC, 120) => Method::BasicNack {
+        BASIC_RECOVER_ASYNC => Method::BasicRecoverAsync { requeue: r.bit()? },
+        BASIC_RECOVER => Method::BasicRecover { requeue: r.bit()? },
+        BASIC_NACK => Method::BasicNack {
             delivery_tag: r.u64()?,
             multiple: r.bit()?,
             requeue: r.bit()?,
         },
-        (CONFIRM, 10) => Method::ConfirmSelect { nowait: r.bit()? },
-        (TX, 10) => Method::TxSelect,
-        (TX, 20) => Method::TxCommit,
-        (TX, 30) => Method::TxRollback,
+        CONFIRM_SELECT => Method::ConfirmSelect { nowait: r.bit()? },
+        TX_SELECT => Method::TxSelect,
+        TX_COMMIT => Method::TxCommit,
+        TX_ROLLBACK => Method::TxRollback,
         _ => {
             return Err(AmqpError::connection(
                 ReplyCode::NotImplemented,
@@ -401,33 +474,32 @@ fn decode_args<'a>(
     })
 }
 
-/// Appends a method frame for `class_id`/`method_id` whose arguments `args` writes.
+/// Appends a method frame for `id` whose arguments `args` writes.
 pub fn write(
     out: &mut BytesMut,
     channel: u16,
-    class_id: u16,
-    method_id: u16,
+    id: ids::MethodId,
     args: impl FnOnce(&mut Writer<'_>),
 ) {
     frame::write_with(out, FRAME_METHOD, channel, |buf| {
         let mut w = Writer::new(buf);
-        w.u16(class_id).u16(method_id);
+        w.u16(id.0).u16(id.1);
         args(&mut w);
     });
 }
 
 /// Appends a method frame with no arguments.
-pub fn write_empty(out: &mut BytesMut, channel: u16, class_id: u16, method_id: u16) {
-    write(out, channel, class_id, method_id, |_| {});
+pub fn write_empty(out: &mut BytesMut, channel: u16, id: ids::MethodId) {
+    write(out, channel, id, |_| {});
 }
 
 /// Encoders for every method the server sends.
 pub mod server {
-    use super::class::*;
+    use super::ids::*;
     use super::*;
 
     pub fn connection_close(out: &mut BytesMut, code: u16, text: &str, failing: (u16, u16)) {
-        write(out, 0, CONNECTION, 50, |w| {
+        write(out, 0, CONNECTION_CLOSE, |w| {
             w.u16(code).shortstr(text).u16(failing.0).u16(failing.1);
         });
     }
@@ -439,19 +511,20 @@ pub mod server {
         text: &str,
         failing: (u16, u16),
     ) {
-        write(out, channel, CHANNEL, 40, |w| {
+        write(out, channel, CHANNEL_CLOSE, |w| {
             w.u16(code).shortstr(text).u16(failing.0).u16(failing.1);
         });
     }
 
     pub fn channel_open_ok(out: &mut BytesMut, channel: u16) {
-        write(out, channel, CHANNEL, 11, |w| {
+        write(out, channel, CHANNEL_OPEN_OK, |w| {
             w.longstr(b"");
         });
     }
 
-    pub fn channel_flow(out: &mut BytesMut, channel: u16, class_method: u16, active: bool) {
-        write(out, channel, CHANNEL, class_method, |w| {
+    /// channel.flow-ok (the answer to a client's channel.flow).
+    pub fn channel_flow_ok(out: &mut BytesMut, channel: u16, active: bool) {
+        write(out, channel, CHANNEL_FLOW_OK, |w| {
             w.bit(active);
         });
     }
@@ -463,32 +536,34 @@ pub mod server {
         messages: u32,
         consumers: u32,
     ) {
-        write(out, channel, QUEUE, 11, |w| {
+        write(out, channel, QUEUE_DECLARE_OK, |w| {
             w.shortstr(queue).u32(messages).u32(consumers);
         });
     }
 
-    pub fn message_count_ok(out: &mut BytesMut, channel: u16, method_id: u16, messages: u32) {
-        write(out, channel, QUEUE, method_id, |w| {
+    /// queue.purge-ok or queue.delete-ok: both carry a message count.
+    pub fn message_count_ok(out: &mut BytesMut, channel: u16, id: MethodId, messages: u32) {
+        debug_assert!(id == QUEUE_PURGE_OK || id == QUEUE_DELETE_OK);
+        write(out, channel, id, |w| {
             w.u32(messages);
         });
     }
 
     pub fn consume_ok(out: &mut BytesMut, channel: u16, tag: &str) {
-        write(out, channel, BASIC, 21, |w| {
+        write(out, channel, BASIC_CONSUME_OK, |w| {
             w.shortstr(tag);
         });
     }
 
     pub fn cancel_ok(out: &mut BytesMut, channel: u16, tag: &str) {
-        write(out, channel, BASIC, 31, |w| {
+        write(out, channel, BASIC_CANCEL_OK, |w| {
             w.shortstr(tag);
         });
     }
 
     /// Server-initiated basic.cancel (consumer_cancel_notify).
     pub fn cancel(out: &mut BytesMut, channel: u16, tag: &str) {
-        write(out, channel, BASIC, 30, |w| {
+        write(out, channel, BASIC_CANCEL, |w| {
             w.shortstr(tag).bit(false);
         });
     }
@@ -501,7 +576,7 @@ pub mod server {
         exchange: &str,
         routing_key: &str,
     ) {
-        write(out, channel, BASIC, 50, |w| {
+        write(out, channel, BASIC_RETURN, |w| {
             w.u16(code)
                 .shortstr(text)
                 .shortstr(exchange)
@@ -519,7 +594,7 @@ pub mod server {
         exchange: &str,
         routing_key: &str,
     ) {
-        write(out, channel, BASIC, 60, |w| {
+        write(out, channel, BASIC_DELIVER, |w| {
             w.shortstr(consumer_tag)
                 .u64(delivery_tag)
                 .bit(redelivered)
@@ -537,7 +612,7 @@ pub mod server {
         routing_key: &str,
         message_count: u32,
     ) {
-        write(out, channel, BASIC, 71, |w| {
+        write(out, channel, BASIC_GET_OK, |w| {
             w.u64(delivery_tag)
                 .bit(redelivered)
                 .shortstr(exchange)
@@ -547,7 +622,7 @@ pub mod server {
     }
 
     pub fn get_empty(out: &mut BytesMut, channel: u16) {
-        write(out, channel, BASIC, 72, |w| {
+        write(out, channel, BASIC_GET_EMPTY, |w| {
             w.shortstr("");
         });
     }
@@ -555,24 +630,24 @@ pub mod server {
     /// basic.ack (confirm) or basic.nack (negative confirm) from the server.
     pub fn confirm(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple: bool, ack: bool) {
         if ack {
-            write(out, channel, BASIC, 80, |w| {
+            write(out, channel, BASIC_ACK, |w| {
                 w.u64(delivery_tag).bit(multiple);
             });
         } else {
-            write(out, channel, BASIC, 120, |w| {
+            write(out, channel, BASIC_NACK, |w| {
                 w.u64(delivery_tag).bit(multiple).bit(false);
             });
         }
     }
 
     pub fn connection_blocked(out: &mut BytesMut, reason: &str) {
-        write(out, 0, CONNECTION, 60, |w| {
+        write(out, 0, CONNECTION_BLOCKED, |w| {
             w.shortstr(reason);
         });
     }
 
     pub fn connection_unblocked(out: &mut BytesMut) {
-        write_empty(out, 0, CONNECTION, 61);
+        write_empty(out, 0, CONNECTION_UNBLOCKED);
     }
 }
 
@@ -583,7 +658,7 @@ mod tests {
     #[test]
     fn publish_round_trip() {
         let mut out = BytesMut::new();
-        write(&mut out, 1, class::BASIC, 40, |w| {
+        write(&mut out, 1, ids::BASIC_PUBLISH, |w| {
             w.u16(0)
                 .shortstr("amq.topic")
                 .shortstr("a.b")

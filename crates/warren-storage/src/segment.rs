@@ -24,10 +24,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::acks::AckBitmap;
-use super::file::{rename_noreplace, reserve, whole_view, write_zeros};
-pub use super::file::{sync_dir, SegmentFile};
-use super::record::{self, RecordError, RecordHeader, HEADER_LEN};
+use crate::acks::AckBitmap;
+use crate::file::{rename_noreplace, reserve, whole_view, write_zeros};
+pub use crate::file::{sync_dir, SegmentFile};
+use crate::record::{self, RecordError, RecordHeader, HEADER_LEN};
 
 pub const MAGIC: &[u8; 8] = b"WARRENSG";
 pub const VERSION: u32 = 1;

@@ -13,10 +13,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::record::{self, FLAG_PERSISTENT};
-use super::segment::{self, BatchRecord, Segment, StoredRecord, WriteMode};
-use super::sync::{FsyncPolicy, GroupCommit, Ticket};
-use super::{acks, compact, recovery};
+use crate::record::{self, FLAG_PERSISTENT};
+use crate::segment::{self, BatchRecord, Segment, StoredRecord, WriteMode};
+use crate::sync::{FsyncPolicy, GroupCommit, Ticket};
+use crate::{acks, compact, recovery};
 
 /// Size of a log's first segment; later ones double up to `segment_size`.
 const FIRST_SEGMENT_SIZE: usize = 64 * 1024;

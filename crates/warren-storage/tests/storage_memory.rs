@@ -6,7 +6,7 @@
 //! with `cargo test --release --test storage_memory -- --ignored --nocapture`.
 //! `WARREN_MEMORY_RECORDS` overrides the count.
 
-use warren::storage::{Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
+use warren_storage::{Cursor, FsyncPolicy, GroupCommit, Log, LogConfig};
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
