@@ -5,9 +5,21 @@
 //! old one, and the directory synced. A crash before the rename leaves the old file (and a
 //! `.compact` leftover that recovery removes); after it, the new one. Either way no live
 //! record is lost and no acked one comes back.
+//!
+//! It runs in three steps so that its I/O happens without the owner's lock: `plan`
+//! (under the lock: `Log::plan_compaction` copies what to keep), `run` (no lock: write and
+//! fsync the new file), `install` (under the lock: `Log::install_compaction` renames it
+//! over the segment's file and remaps), then a directory fsync (no lock).
 
-use std::io;
-use std::path::Path;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::acks::AckBitmap;
+use crate::file::SegmentFile;
+use crate::record::HEADER_LEN;
+use crate::segment::{encode_file_header, for_each_record_in, segment_file_name, FILE_HEADER_LEN};
 
 use crate::file::{check_same_file, rename_noreplace};
 use crate::segment::{self, Segment};
@@ -42,5 +54,58 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// A planned compaction of one sealed segment (see the module doc).
+pub struct CompactionJob {
+    pub(crate) base: u64,
+    pub(crate) generation: u32,
+    pub(crate) file: Arc<SegmentFile>,
+    pub(crate) write_pos: usize,
+    pub(crate) skips: Vec<(usize, usize)>,
+    pub(crate) acks: AckBitmap,
+}
+
+/// A compacted file written and synced under its temporary name, ready to install.
+pub struct Compacted {
+    pub(crate) base: u64,
+    pub(crate) generation: u32,
+    pub(crate) tmp: PathBuf,
+    /// Bytes the new file saves.
+    pub reclaimed: u64,
+}
+
+impl CompactionJob {
+    /// Writes the segment's live records (as of planning) to `<base>.seg.compact` and
+    /// fsyncs it. Touches nothing the log owns.
+    pub fn run(&self) -> io::Result<Compacted> {
+        let dir = self.file.path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!("{}.compact", segment_file_name(self.base)));
+        let mut out = Vec::with_capacity(FILE_HEADER_LEN + self.write_pos / 2);
+        out.extend_from_slice(&encode_file_header(self.base));
+        let bytes = self.file.bytes();
+        for_each_record_in(bytes, self.write_pos, &self.skips, |seq, offset, h| {
+            if !self.acks.get(seq - self.base) {
+                out.extend_from_slice(&bytes[offset..offset + h.total_len()]);
+            }
+        });
+        // The end marker: a zeroed header after the last record.
+        out.extend_from_slice(&[0u8; HEADER_LEN]);
+        let reclaimed = (self.write_pos + HEADER_LEN).saturating_sub(out.len()) as u64;
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_data()?;
+        Ok(Compacted {
+            base: self.base,
+            generation: self.generation,
+            tmp,
+            reclaimed,
+        })
     }
 }

@@ -12,6 +12,7 @@ pub mod recovery;
 pub mod segment;
 pub mod sync;
 
+pub use compact::{Compacted, CompactionJob};
 pub use log::{AckFlush, Appended, Cursor, Log, LogConfig};
 pub use recovery::RecoveryReport;
 pub use segment::{BatchRecord, StoredRecord};

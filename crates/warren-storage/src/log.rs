@@ -13,6 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::compact::{Compacted, CompactionJob};
 use crate::record::{self, FLAG_PERSISTENT};
 use crate::segment::{self, BatchRecord, Segment, StoredRecord, WriteMode};
 use crate::sync::{FsyncPolicy, GroupCommit, Ticket};
@@ -508,16 +509,51 @@ impl Log {
         Ok(())
     }
 
-    /// Compacts every sealed segment whose live fraction is below the threshold; returns
-    /// the bytes reclaimed.
+    /// Plans the compaction of every sealed segment whose live fraction is below the
+    /// threshold. The jobs run without the log (`CompactionJob::run`); their results go
+    /// back through `install_compaction`.
+    pub fn plan_compaction(&self) -> Vec<CompactionJob> {
+        self.segments
+            .iter()
+            .filter(|s| compact::wants_compaction(s, self.config.compact_below))
+            .map(|s| s.compaction_job())
+            .collect()
+    }
+
+    /// Installs a compacted file, unless its segment has gone or changed since the job
+    /// was planned (then the file is removed). Returns whether it was installed; the
+    /// caller fsyncs the directory afterwards (`sync_dir(log.dir())`).
+    pub fn install_compaction(&mut self, done: Compacted) -> io::Result<bool> {
+        let current = self
+            .segments
+            .iter_mut()
+            .find(|s| s.base == done.base && s.generation == done.generation && s.is_sealed());
+        match current {
+            Some(seg) => {
+                seg.install_compacted(&done.tmp)?;
+                Ok(true)
+            }
+            None => {
+                std::fs::remove_file(&done.tmp)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Compacts every sealed segment whose live fraction is below the threshold, all in
+    /// one call (plan, run, install, directory sync); returns the bytes reclaimed.
     pub fn compact(&mut self) -> io::Result<u64> {
         let mut reclaimed = 0;
-        for i in 0..self.segments.len() {
-            if compact::wants_compaction(&self.segments[i], self.config.compact_below) {
-                // The compacted file holds no acked record, so pending acks for it are moot.
-                self.unflushed[i].1.clear();
-                reclaimed += self.segments[i].compact()?;
+        let jobs = self.plan_compaction();
+        for job in &jobs {
+            let done = job.run()?;
+            let saved = done.reclaimed;
+            if self.install_compaction(done)? {
+                reclaimed += saved;
             }
+        }
+        if !jobs.is_empty() {
+            segment::sync_dir(&self.dir)?;
         }
         Ok(reclaimed)
     }

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::acks::AckBitmap;
-use crate::file::{rename_noreplace, reserve, whole_view, write_zeros};
+use crate::compact::CompactionJob;
+use crate::file::{check_same_file, rename_noreplace, reserve, whole_view, write_zeros};
 pub use crate::file::{sync_dir, SegmentFile};
 use crate::record::{self, RecordError, RecordHeader, HEADER_LEN};
 
@@ -676,70 +677,42 @@ impl Segment {
     }
 
     /// Visits every present record (acked or not) as (seq, offset, header).
-    pub fn for_each_record(&self, mut f: impl FnMut(u64, usize, &RecordHeader)) {
-        let bytes = &self.file.bytes()[..self.write_pos];
-        let mut offset = FILE_HEADER_LEN;
-        while offset < self.write_pos {
-            offset = self.skip_corrupt(offset);
-            if offset >= self.write_pos {
-                break;
-            }
-            match record::peek_header(&bytes[offset..]) {
-                Ok(h) => {
-                    f(h.seq, offset, &h);
-                    offset += h.total_len();
-                }
-                Err(_) => break,
-            }
+    pub fn for_each_record(&self, f: impl FnMut(u64, usize, &RecordHeader)) {
+        for_each_record_in(self.file.bytes(), self.write_pos, &self.skips, f);
+    }
+
+    /// A compaction job for this sealed segment: what to keep, as of now. It holds the
+    /// mapping and a copy of the ack bitmap, so it runs without the log (see `compact`).
+    pub fn compaction_job(&self) -> CompactionJob {
+        assert!(self.sealed, "only sealed segments are compacted");
+        CompactionJob {
+            base: self.base,
+            generation: self.generation,
+            file: self.file.clone(),
+            write_pos: self.write_pos,
+            skips: self.skips.clone(),
+            acks: self.acks.clone(),
         }
     }
 
-    /// Replaces this segment's contents with a compacted file that holds only its live
-    /// records (sequence numbers kept). The new file is written and synced under a
-    /// temporary name, then renamed over the old one: a crash at any point leaves either
-    /// the whole old file or the whole new one. The old mapping stays valid for readers
-    /// that still hold `Bytes` from it.
-    pub fn compact(&mut self) -> io::Result<u64> {
+    /// Swaps in a compacted file written by `CompactionJob::run` (at `tmp`): it is renamed
+    /// over this segment's own file, which is then remapped. Records acked since the job
+    /// was planned are in the new file but stay acked (the bitmap is kept, and their acks
+    /// still reach the ack file). Readers holding `Bytes` keep the old mapping alive.
+    pub fn install_compacted(&mut self, tmp: &Path) -> io::Result<()> {
         assert!(self.sealed, "only sealed segments are compacted");
-        let dir = self.file.path.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(format!("{}.compact", segment_file_name(self.base)));
-        let mut out = Vec::with_capacity(FILE_HEADER_LEN + self.write_pos / 2);
-        out.extend_from_slice(&encode_file_header(self.base));
-        let bytes = &self.file.bytes()[..self.write_pos];
-        self.for_each_record(|seq, offset, h| {
-            if !self.is_acked(seq) {
-                out.extend_from_slice(&bytes[offset..offset + h.total_len()]);
-            }
-        });
-        // The end marker: a zeroed header after the last record.
-        out.extend_from_slice(&[0u8; HEADER_LEN]);
-        let reclaimed = (self.write_pos + HEADER_LEN).saturating_sub(out.len()) as u64;
-        {
-            let mut f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            f.write_all(&out)?;
-            f.sync_data()?;
-        }
-        std::fs::rename(&tmp, &self.file.path)?;
-        sync_dir(dir)?;
+        check_same_file(&self.file.path, &self.file.file)?;
+        std::fs::rename(tmp, &self.file.path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&self.file.path)?;
         let new_file = SegmentFile::map(self.file.path.clone(), file)?;
-        // Rebuild the index for the new layout; ack state is unchanged (only live records
-        // were kept, and every bit that was set stays set).
         self.view = whole_view(&new_file);
         self.file = new_file;
         self.index.clear();
         self.records = 0;
         self.live = 0;
-        self.write_pos = FILE_HEADER_LEN;
-        let acks = std::mem::take(&mut self.acks);
         let mut offset = FILE_HEADER_LEN;
         let new_bytes = self.file.bytes();
         while let Ok(h) = record::peek_header(&new_bytes[offset..]) {
@@ -747,14 +720,40 @@ impl Segment {
                 self.index.push(((h.seq - self.base) as u32, offset as u32));
             }
             self.records += 1;
-            self.live += 1;
+            if !self.acks.get(h.seq - self.base) {
+                self.live += 1;
+            }
             offset += h.total_len();
         }
         self.write_pos = offset;
         self.skips.clear();
-        self.acks = acks;
         self.generation = self.generation.wrapping_add(1);
         self.file.release_pages();
-        Ok(reclaimed)
+        Ok(())
+    }
+}
+
+/// Visits the records of a segment's bytes below `write_pos`, jumping over the corrupt
+/// stretches `skips`, as (seq, offset, header).
+pub(crate) fn for_each_record_in(
+    bytes: &[u8],
+    write_pos: usize,
+    skips: &[(usize, usize)],
+    mut f: impl FnMut(u64, usize, &RecordHeader),
+) {
+    let bytes = &bytes[..write_pos];
+    let mut offset = FILE_HEADER_LEN;
+    while offset < write_pos {
+        if let Some(&(_, end)) = skips.iter().find(|&&(start, _)| start == offset) {
+            offset = end;
+            continue;
+        }
+        match record::peek_header(&bytes[offset..]) {
+            Ok(h) => {
+                f(h.seq, offset, &h);
+                offset += h.total_len();
+            }
+            Err(_) => break,
+        }
     }
 }
