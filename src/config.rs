@@ -1,5 +1,7 @@
 //! Broker configuration: defaults, then a TOML file (`--config`), then `WARREN_*`
-//! environment variables, then command-line flags; later sources win.
+//! environment variables, then command-line flags; later sources win. Every default and
+//! limit is written once, in `defaults` (the flags' help texts are checked against it by
+//! a test).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +11,59 @@ use clap::Parser;
 use serde::Deserialize;
 
 use warren_storage::FsyncPolicy;
+
+/// Every default and built-in limit, in one place.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const LISTEN: &str = "0.0.0.0:5672";
+    pub const HTTP: &str = "127.0.0.1:15672";
+    pub const DATA_DIR: &str = "./warren-data";
+    pub const SEGMENT_SIZE: usize = 8 << 20;
+    pub const MAX_MESSAGE_SIZE: u64 = 16 << 20;
+    pub const FRAME_MAX: u32 = 131_072;
+    pub const CHANNEL_MAX: u16 = 2047;
+    pub const HEARTBEAT: u16 = 60;
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const MEMORY_HIGH_WATERMARK: f64 = 0.4;
+    pub const DISK_FREE_LIMIT: u64 = 50_000_000;
+    pub const LOG_LEVEL: &str = "info";
+    /// Most deliveries waiting in one connection's outbox.
+    pub const OUTBOX_LIMIT: usize = 1024;
+    /// Smallest `--segment-size` and `--frame-max` accepted.
+    pub const SEGMENT_SIZE_MIN: usize = 4096;
+    pub const FRAME_MAX_MIN: u32 = 4096;
+}
+
+/// Limits and settings every connection shares.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat: u16,
+    pub max_message_size: u64,
+    pub handshake_timeout: Duration,
+    pub outbox_limit: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from(&Config::default())
+    }
+}
+
+impl From<&Config> for Limits {
+    fn from(c: &Config) -> Self {
+        Limits {
+            frame_max: c.frame_max,
+            channel_max: c.channel_max,
+            heartbeat: c.heartbeat,
+            max_message_size: c.max_message_size,
+            handshake_timeout: c.handshake_timeout,
+            outbox_limit: defaults::OUTBOX_LIMIT,
+        }
+    }
+}
 
 /// The broker's settings after merging every source.
 #[derive(Debug, Clone)]
@@ -28,6 +83,8 @@ pub struct Config {
     pub memory_high_watermark: f64,
     /// Free disk space (bytes) under which publishers are blocked.
     pub disk_free_limit: u64,
+    /// Log filter: a level (`info`) or `RUST_LOG`-style directives (`warren=debug`).
+    pub log_level: String,
 }
 
 impl Config {
@@ -44,19 +101,21 @@ impl Config {
 
 impl Default for Config {
     fn default() -> Self {
+        use defaults as d;
         Config {
-            listen: "0.0.0.0:5672".parse().expect("literal"),
-            http: "127.0.0.1:15672".parse().expect("literal"),
-            data_dir: PathBuf::from("./warren-data"),
+            listen: d::LISTEN.parse().expect("literal"),
+            http: d::HTTP.parse().expect("literal"),
+            data_dir: PathBuf::from(d::DATA_DIR),
             fsync: FsyncPolicy::Always,
-            segment_size: 8 << 20,
-            max_message_size: 16 << 20,
-            frame_max: 131_072,
-            channel_max: 2047,
-            heartbeat: 60,
-            handshake_timeout: Duration::from_secs(10),
-            memory_high_watermark: 0.4,
-            disk_free_limit: 50_000_000,
+            segment_size: d::SEGMENT_SIZE,
+            max_message_size: d::MAX_MESSAGE_SIZE,
+            frame_max: d::FRAME_MAX,
+            channel_max: d::CHANNEL_MAX,
+            heartbeat: d::HEARTBEAT,
+            handshake_timeout: d::HANDSHAKE_TIMEOUT,
+            memory_high_watermark: d::MEMORY_HIGH_WATERMARK,
+            disk_free_limit: d::DISK_FREE_LIMIT,
+            log_level: d::LOG_LEVEL.into(),
         }
     }
 }
@@ -102,6 +161,9 @@ pub struct Cli {
     /// Block publishers when the data dir's file system has less free space, in bytes [default: 50000000]
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
     pub disk_free_limit: Option<u64>,
+    /// Log level (error, warn, info, debug, trace) or RUST_LOG-style directives [default: info]
+    #[arg(long, env = "WARREN_LOG_LEVEL")]
+    pub log_level: Option<String>,
     /// TOML configuration file (same keys as the flags, with underscores)
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -122,6 +184,7 @@ pub struct FileConfig {
     pub heartbeat: Option<u16>,
     pub memory_high_watermark: Option<f64>,
     pub disk_free_limit: Option<u64>,
+    pub log_level: Option<String>,
 }
 
 impl Config {
@@ -165,16 +228,61 @@ impl Config {
                 .disk_free_limit
                 .or(file.disk_free_limit)
                 .unwrap_or(d.disk_free_limit),
+            log_level: cli.log_level.or(file.log_level).unwrap_or(d.log_level),
         };
         if config.memory_high_watermark.is_nan() || config.memory_high_watermark <= 0.0 {
             return Err("--memory-high-watermark must be positive".into());
         }
-        if config.segment_size < 4096 {
-            return Err("--segment-size must be at least 4096".into());
+        if config.segment_size < defaults::SEGMENT_SIZE_MIN {
+            return Err(format!(
+                "--segment-size must be at least {}",
+                defaults::SEGMENT_SIZE_MIN
+            ));
         }
-        if config.frame_max < 4096 {
-            return Err("--frame-max must be at least 4096".into());
+        if config.frame_max < defaults::FRAME_MAX_MIN {
+            return Err(format!(
+                "--frame-max must be at least {}",
+                defaults::FRAME_MAX_MIN
+            ));
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The flags' help texts state their defaults; they must be the ones `defaults` holds.
+    #[test]
+    fn help_texts_state_the_real_defaults() {
+        let c = Config::default();
+        let expect = [
+            ("listen", c.listen.to_string()),
+            ("http", c.http.to_string()),
+            ("data_dir", defaults::DATA_DIR.to_string()),
+            ("fsync", "always".to_string()),
+            ("segment_size", c.segment_size.to_string()),
+            ("max_message_size", c.max_message_size.to_string()),
+            ("frame_max", c.frame_max.to_string()),
+            ("channel_max", c.channel_max.to_string()),
+            ("heartbeat", c.heartbeat.to_string()),
+            ("memory_high_watermark", c.memory_high_watermark.to_string()),
+            ("disk_free_limit", c.disk_free_limit.to_string()),
+            ("log_level", c.log_level.clone()),
+        ];
+        let cmd = Cli::command();
+        for (id, value) in expect {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap_or_else(|| panic!("no flag {id}"));
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(
+                help.contains(&format!("[default: {value}]")),
+                "--{id}: help '{help}' does not state the default {value}"
+            );
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! Warren: an AMQP 0-9-1 message broker built on an append-only segment log.
 //!
-//! - [`storage`]: the engine (segments, records, acks, compaction, recovery, fsync). Knows
-//!   nothing of AMQP.
-//! - [`amqp`]: the wire (frames, methods, connection state machine). Knows nothing of files.
-//! - [`broker`]: the model (exchanges, queues, bindings, consumers, routing).
+//! Layers (docs/ARCHITECTURE.md), each importing only those below it:
+//! - [`protocol`]: the pure AMQP 0-9-1 codec. Imports nothing else of the crate.
+//! - [`broker`]: the model (vhosts, exchanges, queues, bindings, consumers, routing),
+//!   synchronous and socket-free, over the `warren-storage` engine.
+//! - [`connection`]: one AMQP connection; speaks `protocol`, calls `broker`.
+//! - [`server`]: wires them together; [`config`], [`alarms`] around it.
 
 pub mod alarms;
 pub mod broker;

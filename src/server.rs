@@ -1,28 +1,34 @@
-//! The server: recovers the model from the data dir, then accepts AMQP connections and
-//! runs periodic upkeep (ack batches, compaction).
+//! The server: the only place that wires the broker model, connections and (later) HTTP
+//! together. It recovers the model from the data dir, accepts AMQP connections, runs
+//! periodic upkeep (ack batches, compaction, alarms) and shuts down cleanly.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::alarms::Alarms;
 use crate::broker::confirms::ConfirmTracker;
-use crate::broker::{Broker, BrokerConfig};
-use crate::config::Config;
-use crate::connection::{self, Limits, ServerContext};
+use crate::broker::{BrokerConfig, BrokerHandle};
+use crate::config::{Config, Limits};
+use crate::connection::{self, ServerContext};
 use warren_storage::{GroupCommit, LogConfig};
 
 /// How often pending acks are written and sparse segments compacted.
 const MAINTENANCE_EVERY: Duration = Duration::from_millis(200);
+/// How long shutdown waits for clients to answer connection.close before going on.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A running broker.
 pub struct Server {
     pub local_addr: SocketAddr,
     pub ctx: Arc<ServerContext>,
     listener: TcpListener,
+    shutdown: watch::Sender<bool>,
 }
 
 impl Server {
@@ -36,37 +42,40 @@ impl Server {
                 segment_size: config.segment_size,
                 ..LogConfig::default()
             },
-            outbox_limit: 1024,
         };
-        let (broker, report) = Broker::open(broker_config, commit.clone())?;
+        let started = std::time::Instant::now();
+        let (broker, report) = BrokerHandle::open(broker_config, commit.clone())?;
         for p in &report.problems {
-            eprintln!("warren: recovery: {p}");
+            tracing::warn!("recovery: {p}");
         }
-        eprintln!(
-            "warren: recovered {} durable queues, {} messages from {}",
+        if report.discarded_unwritten > 0 {
+            tracing::debug!(
+                files = report.discarded_unwritten,
+                "recovery: removed segment files that never held a synced record"
+            );
+        }
+        tracing::info!(
+            queues = report.queues,
+            messages = report.messages,
+            data_dir = %config.data_dir.display(),
+            millis = started.elapsed().as_millis() as u64,
+            "recovered {} durable queues, {} messages",
             report.queues,
             report.messages,
-            config.data_dir.display()
         );
-        let limits = Limits {
-            frame_max: config.frame_max,
-            channel_max: config.channel_max,
-            heartbeat: config.heartbeat,
-            max_message_size: config.max_message_size,
-            handshake_timeout: config.handshake_timeout,
-            ..Limits::default()
-        };
         let alarms = Arc::new(Alarms::new(
             &config.data_dir,
             config.memory_limit_bytes(),
             config.disk_free_limit,
         ));
         alarms.check();
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let ctx = Arc::new(ServerContext {
-            broker: Mutex::new(broker),
+            broker,
             confirms: ConfirmTracker::new(commit),
-            limits,
+            limits: Limits::from(config),
             alarms,
+            shutdown: shutdown_rx,
         });
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
@@ -74,59 +83,108 @@ impl Server {
             local_addr,
             ctx,
             listener,
+            shutdown,
         })
+    }
+
+    /// Accepts connections until `stop` resolves, then shuts down: stops accepting, sends
+    /// connection.close 320 to every client, waits (a few seconds at most) for them to
+    /// go, writes pending acks and finishes in-flight syncs.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+        let upkeep = tokio::spawn(upkeep(self.ctx.clone()));
+        tracing::info!("accepting AMQP connections on {}", self.local_addr);
+        let mut connections = JoinSet::new();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        connections.spawn(connection::serve(stream, peer, self.ctx.clone()));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors (EMFILE/ENFILE) and the like: back off
+                        // and keep serving the connections we have.
+                        tracing::error!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                _ = &mut stop => break,
+            }
+        }
+        drop(self.listener);
+        tracing::info!(connections = connections.len(), "shutting down");
+        let _ = self.shutdown.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                connections = connections.len(),
+                "clients did not close in time"
+            );
+            connections.shutdown().await;
+        }
+        upkeep.abort();
+        let broker = self.ctx.broker.clone();
+        let finished = tokio::task::spawn_blocking(move || {
+            let problems = broker.flush_all_acks();
+            (problems, broker.commit().flush())
+        })
+        .await;
+        match finished {
+            Ok((problems, synced)) => {
+                for p in problems {
+                    tracing::error!("shutdown: writing acks: {p}");
+                }
+                if let Err(e) = synced {
+                    tracing::error!("shutdown: final sync: {e}");
+                }
+            }
+            Err(e) => tracing::error!("shutdown: {e}"),
+        }
+        self.ctx.broker.commit().shutdown();
+        tracing::info!("stopped");
     }
 
     /// Accepts connections forever.
     pub async fn run(self) {
-        let ctx = self.ctx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
-            loop {
-                tick.tick().await;
-                if let Some(state) = ctx.alarms.check() {
-                    match state.any() {
-                        true => eprintln!(
-                            "warren: resource alarm: {}; blocking publishers",
-                            state.reason()
-                        ),
-                        false => eprintln!("warren: resource alarm cleared; unblocking publishers"),
-                    }
-                }
-                // Ack files are written without the broker lock held, so upkeep I/O does
-                // not stall publishers and consumers.
-                let flushes = ctx.broker.lock().expect("broker").take_ack_flushes();
-                let written = tokio::task::spawn_blocking(move || {
-                    flushes
-                        .into_iter()
-                        .map(|f| f.write())
-                        .filter_map(Result::err)
-                        .collect::<Vec<_>>()
-                })
-                .await
-                .unwrap_or_default();
-                for e in written {
-                    eprintln!("warren: upkeep: writing acks: {e}");
-                }
-                for p in ctx.broker.lock().expect("broker").compact() {
-                    eprintln!("warren: upkeep: {p}");
-                }
+        self.run_until(std::future::pending()).await
+    }
+}
+
+/// Every `MAINTENANCE_EVERY`: resource alarms, ack files and compaction. The file work
+/// runs on the blocking pool and without any model lock.
+async fn upkeep(ctx: Arc<ServerContext>) {
+    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+    loop {
+        tick.tick().await;
+        if let Some(state) = ctx.alarms.check() {
+            if state.any() {
+                tracing::warn!(
+                    reason = state.reason(),
+                    "resource alarm: blocking publishers"
+                );
+            } else {
+                tracing::info!("resource alarm cleared: unblocking publishers");
             }
-        });
-        eprintln!("warren: accepting AMQP connections on {}", self.local_addr);
-        loop {
-            match self.listener.accept().await {
-                Ok((stream, peer)) => {
-                    let ctx = self.ctx.clone();
-                    tokio::spawn(connection::serve(stream, peer, ctx));
-                }
-                Err(e) => {
-                    // Out of file descriptors (EMFILE/ENFILE) and the like: back off and
-                    // keep serving the connections we have.
-                    eprintln!("warren: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+        }
+        let broker = ctx.broker.clone();
+        let problems = tokio::task::spawn_blocking(move || {
+            let mut problems: Vec<String> = broker
+                .take_ack_flushes()
+                .into_iter()
+                .filter_map(|f| f.write().err())
+                .map(|e| format!("writing acks: {e}"))
+                .collect();
+            problems.extend(broker.compact());
+            problems
+        })
+        .await
+        .unwrap_or_default();
+        for p in problems {
+            tracing::error!("upkeep: {p}");
         }
     }
 }

@@ -34,7 +34,8 @@ fn publish(queue: &str, body: &[u8]) -> Vec<u8> {
 }
 
 async fn ready_count(queue: &str, b: &common::TestBroker) -> u64 {
-    b.ctx.broker.lock().unwrap().queue_stats(queue).unwrap().0
+    let vhost = b.ctx.broker.vhost("/").unwrap();
+    vhost.with(|m| m.queue_stats(queue)).unwrap().0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

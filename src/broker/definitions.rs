@@ -89,13 +89,19 @@ pub fn load(dir: &Path) -> io::Result<Definitions> {
     }
 }
 
-/// Replaces the definitions file atomically and durably.
-pub fn store(dir: &Path, defs: &Definitions) -> io::Result<()> {
+/// Renders the definitions file's text (CRC line and TOML): CPU work only, so the model
+/// can do it under its lock and leave the writing (`write_rendered`) for after.
+pub fn render(defs: &Definitions) -> io::Result<String> {
     let body = toml::to_string(defs).map_err(io::Error::other)?;
-    let text = format!(
+    Ok(format!(
         "{CRC_PREFIX}{:08x}\n{body}",
         crc32fast::hash(body.as_bytes())
-    );
+    ))
+}
+
+/// Replaces the definitions file with `text` atomically and durably: temporary file,
+/// fsync, rename, directory fsync.
+pub fn write_rendered(dir: &Path, text: &str) -> io::Result<()> {
     let tmp = dir.join(format!("{FILE}.tmp"));
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -104,6 +110,11 @@ pub fn store(dir: &Path, defs: &Definitions) -> io::Result<()> {
     }
     std::fs::rename(&tmp, dir.join(FILE))?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Replaces the definitions file atomically and durably.
+pub fn store(dir: &Path, defs: &Definitions) -> io::Result<()> {
+    write_rendered(dir, &render(defs)?)
 }
 
 #[cfg(test)]

@@ -253,6 +253,23 @@ impl Method<'_> {
     pub fn has_content(&self) -> bool {
         matches!(self, Method::BasicPublish { .. })
     }
+
+    /// True for the basic class's methods.
+    pub fn is_basic(&self) -> bool {
+        matches!(
+            self,
+            Method::BasicQos { .. }
+                | Method::BasicConsume { .. }
+                | Method::BasicCancel { .. }
+                | Method::BasicPublish { .. }
+                | Method::BasicGet { .. }
+                | Method::BasicAck { .. }
+                | Method::BasicReject { .. }
+                | Method::BasicRecoverAsync { .. }
+                | Method::BasicRecover { .. }
+                | Method::BasicNack { .. }
+        )
+    }
 }
 
 /// Decodes a method frame's payload. Returns the (class, method) ids with the method so

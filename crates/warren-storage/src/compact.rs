@@ -76,6 +76,16 @@ pub struct Compacted {
     pub reclaimed: u64,
 }
 
+impl Compacted {
+    /// Removes the compacted file without installing it (its segment has gone).
+    pub fn discard(self) -> io::Result<()> {
+        match std::fs::remove_file(&self.tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl CompactionJob {
     /// Writes the segment's live records (as of planning) to `<base>.seg.compact` and
     /// fsyncs it. Touches nothing the log owns.

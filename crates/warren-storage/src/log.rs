@@ -534,7 +534,7 @@ impl Log {
                 Ok(true)
             }
             None => {
-                std::fs::remove_file(&done.tmp)?;
+                done.discard()?;
                 Ok(false)
             }
         }

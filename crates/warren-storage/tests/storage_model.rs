@@ -420,7 +420,7 @@ fn acks_between_compaction_plan_and_install_stay_acked() {
         assert!(log.install_compaction(d).unwrap());
     }
     assert_eq!(log.live(), live_before);
-    let expect = |s: u64| s % 4 == 0 && s % 8 != 0;
+    let expect = |s: u64| s.is_multiple_of(4) && !s.is_multiple_of(8);
     for &s in &seqs {
         assert_eq!(log.is_live(s), expect(s), "seq {s} in memory");
     }

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::fast_map::FastMap;
+use crate::broker::fast_map::FastMap;
 
 #[derive(Debug, Default)]
 struct Node {

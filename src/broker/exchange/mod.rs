@@ -7,8 +7,10 @@ use std::sync::Arc;
 use amq_protocol_types::{AMQPValue, FieldTable};
 
 use super::fast_map::FastMap;
-use super::topic::TopicTrie;
 use crate::protocol::table;
+use topic::TopicTrie;
+
+pub mod topic;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeKind {

@@ -1,4 +1,6 @@
-//! A queue: its log, the read cursor, requeued messages and its consumers.
+//! A queue: its log, the read cursor, requeued messages and its consumers; `kind.rs` is
+//! the seam where queue types (classic today; stream and quorum later) validate their
+//! arguments.
 //!
 //! Invariants:
 //! - every live record of the log is exactly one of: ready (at or after the cursor, or in
@@ -14,8 +16,13 @@ use amq_protocol_types::FieldTable;
 use super::outbox::Outbox;
 use warren_storage::{Cursor, Log, StoredRecord};
 
+mod kind;
+pub use kind::QueueType;
+
 /// A consumer attached to a queue.
 pub struct Consumer {
+    /// Unique within the vhost: a tag can be reused after a cancel, a serial cannot.
+    pub serial: u64,
     pub conn: u64,
     pub channel: u16,
     pub tag: Arc<str>,
@@ -78,7 +85,14 @@ impl Queue {
 
     /// Messages waiting to be delivered.
     pub fn ready(&self) -> u64 {
-        self.log.live().saturating_sub(self.unacked)
+        let live = self.log.live();
+        assert!(
+            self.unacked <= live,
+            "queue '{}': {} unacked of {live} live",
+            self.name,
+            self.unacked
+        );
+        live - self.unacked
     }
 
     /// Takes the next message to deliver: requeued ones first, then the log in order.
@@ -94,9 +108,18 @@ impl Queue {
         Some((rec, redelivered))
     }
 
+    /// Settles a delivered, unacked message for good (ack, or reject without requeue).
+    pub fn settle(&mut self, seq: u64) -> std::io::Result<()> {
+        assert!(self.unacked > 0, "settle with nothing unacked");
+        self.unacked -= 1;
+        self.log.ack(seq)?;
+        Ok(())
+    }
+
     /// Returns a delivered, unacked message to the queue.
     pub fn requeue(&mut self, seq: u64) {
-        self.unacked = self.unacked.saturating_sub(1);
+        assert!(self.unacked > 0, "requeue with nothing unacked");
+        self.unacked -= 1;
         if self.log.is_live(seq) {
             self.requeued.insert(seq);
         }

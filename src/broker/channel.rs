@@ -1,0 +1,223 @@
+//! A channel's delivery state in the model — delivery tags, the unacked ring, prefetch
+//! limits, flow — and the vhost operations on channels and connections.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::fast_map::FastMap;
+use super::outbox::Outbox;
+use super::vhost::VHost;
+use super::ChannelKey;
+
+/// A delivered, unacked message.
+#[derive(Debug, Clone)]
+pub(super) struct Unacked {
+    pub queue: Arc<str>,
+    /// The queue's id: a queue deleted and declared again under the same name is another
+    /// queue, and a stale tag must not settle its messages.
+    pub queue_id: u64,
+    pub seq: u64,
+    /// The consumer it went to (by serial; None for basic.get).
+    pub consumer: Option<u64>,
+}
+
+/// Per-channel delivery state kept by the model.
+pub(super) struct ChannelState {
+    pub outbox: Arc<Outbox>,
+    pub next_tag: u64,
+    /// Unacked deliveries by tag: `unacked[i]` is tag `first_tag + i`; settled ones (and
+    /// no-ack deliveries between unacked ones) are None.
+    pub first_tag: u64,
+    pub unacked: VecDeque<Option<Unacked>>,
+    pub unacked_count: usize,
+    /// Prefetch for consumers created from now on (basic.qos global=false).
+    pub consumer_prefetch: u16,
+    /// Limit on the channel's unacked total (basic.qos global=true).
+    pub channel_prefetch: u16,
+    pub flow_active: bool,
+    /// Consumer tag -> queue name.
+    pub consumers: FastMap<Arc<str>, Arc<str>>,
+}
+
+impl ChannelState {
+    pub fn new(outbox: Arc<Outbox>) -> Self {
+        ChannelState {
+            outbox,
+            next_tag: 1,
+            first_tag: 1,
+            unacked: VecDeque::new(),
+            unacked_count: 0,
+            consumer_prefetch: 0,
+            channel_prefetch: 0,
+            flow_active: true,
+            consumers: FastMap::default(),
+        }
+    }
+
+    pub fn take_unacked(&mut self, tag: u64) -> Option<Unacked> {
+        let i = tag.checked_sub(self.first_tag)? as usize;
+        let u = self.unacked.get_mut(i)?.take()?;
+        assert!(
+            self.unacked_count > 0,
+            "unacked count out of step with the ring"
+        );
+        self.unacked_count -= 1;
+        while matches!(self.unacked.front(), Some(None)) {
+            self.unacked.pop_front();
+            self.first_tag += 1;
+        }
+        Some(u)
+    }
+
+    /// Assigns the next delivery tag. `unacked` is what to remember until the message is
+    /// settled, or None for a no-ack delivery (its slot stays empty so tags keep indexing
+    /// the ring).
+    pub fn next_delivery(&mut self, unacked: Option<Unacked>) -> u64 {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if self.unacked.is_empty() {
+            self.first_tag = tag;
+        }
+        match unacked {
+            Some(u) => {
+                self.unacked.push_back(Some(u));
+                self.unacked_count += 1;
+            }
+            None if self.unacked.is_empty() => self.first_tag = self.next_tag,
+            None => self.unacked.push_back(None),
+        }
+        debug_assert_eq!(self.first_tag + self.unacked.len() as u64, self.next_tag);
+        tag
+    }
+
+    /// Tags of every unacked delivery up to and including `tag`.
+    pub fn tags_through(&self, tag: u64) -> Vec<u64> {
+        self.unacked
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.is_some())
+            .map(|(i, _)| self.first_tag + i as u64)
+            .take_while(|&t| t <= tag)
+            .collect()
+    }
+
+    pub fn is_unacked(&self, tag: u64) -> bool {
+        tag.checked_sub(self.first_tag)
+            .and_then(|i| self.unacked.get(i as usize))
+            .is_some_and(|u| u.is_some())
+    }
+}
+
+impl VHost {
+    /// Attaches a connection to this vhost (after connection.open).
+    pub fn attach_connection(&mut self, conn: u64) {
+        self.connections.insert(conn);
+    }
+
+    /// Closes everything a connection held: its channels (requeueing their unacked
+    /// messages) and its exclusive queues.
+    pub fn close_connection(&mut self, conn: u64) {
+        if !self.connections.remove(&conn) {
+            return;
+        }
+        let keys: Vec<ChannelKey> = self
+            .channels
+            .keys()
+            .filter(|k| k.0 == conn)
+            .copied()
+            .collect();
+        for key in keys {
+            self.close_channel(key);
+        }
+        let exclusive: Vec<Arc<str>> = self
+            .queues
+            .values()
+            .filter(|q| q.exclusive_owner == Some(conn))
+            .map(|q| q.name.clone())
+            .collect();
+        for name in exclusive {
+            self.remove_queue(&name);
+        }
+    }
+
+    pub fn open_channel(&mut self, key: ChannelKey, outbox: Arc<Outbox>) {
+        debug_assert!(
+            self.connections.contains(&key.0),
+            "channel of an unattached connection"
+        );
+        self.channels.insert(key, ChannelState::new(outbox));
+        self.stats.channel_opened();
+    }
+
+    /// Closes a channel: cancels its consumers and requeues its unacked messages.
+    pub fn close_channel(&mut self, key: ChannelKey) {
+        let Some(ch) = self.channels.remove(&key) else {
+            return;
+        };
+        self.stats.channel_closed();
+        let mut touched: Vec<Arc<str>> = Vec::new();
+        for (tag, queue) in &ch.consumers {
+            self.detach_consumer(queue, key, tag);
+            if !touched.contains(queue) {
+                touched.push(queue.clone());
+            }
+        }
+        for u in ch.unacked.into_iter().flatten() {
+            if let Some(q) = self.queues.get_mut(&u.queue).filter(|q| q.id == u.queue_id) {
+                q.requeue(u.seq);
+                if !touched.contains(&u.queue) {
+                    touched.push(u.queue.clone());
+                }
+            }
+        }
+        for q in touched {
+            self.maybe_auto_delete(&q);
+            self.dispatch(&q);
+        }
+    }
+
+    pub fn channel_flow(&mut self, key: ChannelKey, active: bool) {
+        let queues: Vec<Arc<str>> = match self.channels.get_mut(&key) {
+            Some(ch) => {
+                ch.flow_active = active;
+                ch.consumers.values().cloned().collect()
+            }
+            None => return,
+        };
+        if active {
+            for q in queues {
+                self.dispatch(&q);
+            }
+        }
+    }
+
+    /// Called when a connection drained a full outbox: resume dispatch to its consumers.
+    pub fn resume_connection(&mut self, conn: u64) {
+        let queues: Vec<Arc<str>> = self
+            .channels
+            .iter()
+            .filter(|(k, _)| k.0 == conn)
+            .flat_map(|(_, ch)| ch.consumers.values().cloned())
+            .collect();
+        for q in queues {
+            self.dispatch(&q);
+        }
+    }
+
+    pub fn qos(&mut self, key: ChannelKey, prefetch_count: u16, global: bool) {
+        let queues: Vec<Arc<str>> = match self.channels.get_mut(&key) {
+            Some(ch) => {
+                if global {
+                    ch.channel_prefetch = prefetch_count;
+                } else {
+                    ch.consumer_prefetch = prefetch_count;
+                }
+                ch.consumers.values().cloned().collect()
+            }
+            None => return,
+        };
+        for q in queues {
+            self.dispatch(&q);
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Declaring, binding, purging and deleting exchanges and queues in a vhost, with
+//! RabbitMQ's rules for reserved names, equivalence and exclusivity.
+
+use std::sync::Arc;
+
+use warren_storage::Log;
+
+use super::error::BrokerError;
+use super::exchange::{Binding, Dest, Exchange, ExchangeKind};
+use super::queue::{Queue, QueueType};
+use super::vhost::VHost;
+use crate::protocol::table;
+
+/// Queue declare-ok figures.
+pub struct QueueInfo {
+    pub name: Arc<str>,
+    pub messages: u32,
+    pub consumers: u32,
+}
+
+/// What an exchange.declare asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeSpec<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub args_raw: &'a [u8],
+}
+
+/// What a queue.declare asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSpec<'a> {
+    pub name: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub args_raw: &'a [u8],
+}
+
+/// A binding to add or remove: `source` exchange to `dest`.
+#[derive(Debug, Clone, Copy)]
+pub struct BindSpec<'a> {
+    pub source: &'a str,
+    pub routing_key: &'a str,
+    pub args_raw: &'a [u8],
+    /// true to bind, false to unbind.
+    pub bind: bool,
+}
+
+/// Decodes an arguments table (already validated by the codec).
+pub(super) fn decode_args(raw: &[u8]) -> Result<amq_protocol_types::FieldTable, BrokerError> {
+    table::decode(raw).map_err(|e| BrokerError::Syntax(e.text))
+}
+
+impl VHost {
+    fn reserved_exchange_refusal(&self, name: &str) -> BrokerError {
+        BrokerError::AccessRefused(format!(
+            "exchange name '{name}' contains reserved prefix 'amq.*'"
+        ))
+    }
+
+    pub fn exchange_declare(&mut self, spec: &ExchangeSpec<'_>) -> Result<(), BrokerError> {
+        let name = spec.name;
+        if spec.passive {
+            return match self.exchanges.get(name) {
+                Some(_) => Ok(()),
+                None => Err(self.not_found("exchange", name)),
+            };
+        }
+        if name.is_empty() || name.starts_with("amq.") {
+            if let Some(ex) = self.exchanges.get(name) {
+                if ex.kind.as_str() == spec.kind {
+                    return Ok(());
+                }
+            }
+            return Err(self.reserved_exchange_refusal(name));
+        }
+        let Some(kind) = ExchangeKind::parse(spec.kind) else {
+            return Err(BrokerError::CommandInvalid(format!(
+                "unknown exchange type '{}'",
+                spec.kind
+            )));
+        };
+        let args = decode_args(spec.args_raw)?;
+        if let Some(ex) = self.exchanges.get(name) {
+            if ex.kind != kind
+                || ex.durable != spec.durable
+                || ex.auto_delete != spec.auto_delete
+                || ex.internal != spec.internal
+                || ex.args != args
+            {
+                return Err(BrokerError::PreconditionFailed(format!(
+                    "inequivalent arg for exchange '{name}' in vhost '{}'",
+                    self.name
+                )));
+            }
+            return Ok(());
+        }
+        self.insert_exchange(Exchange::new(
+            name,
+            kind,
+            spec.durable,
+            spec.auto_delete,
+            spec.internal,
+            spec.args_raw.to_vec(),
+            args,
+        ));
+        if spec.durable {
+            self.definitions_changed();
+        }
+        Ok(())
+    }
+
+    pub fn exchange_delete(&mut self, name: &str, if_unused: bool) -> Result<(), BrokerError> {
+        if name.is_empty() || name.starts_with("amq.") {
+            return Err(BrokerError::AccessRefused(format!(
+                "cannot delete reserved exchange '{name}'"
+            )));
+        }
+        let Some(ex) = self.exchanges.get(name) else {
+            return Ok(()); // RabbitMQ: deleting a missing exchange succeeds.
+        };
+        if if_unused && !ex.bindings.is_empty() {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        let ex = self.exchanges.remove(name).expect("checked");
+        let dest = Dest::Exchange(ex.name.clone());
+        for other in self.exchanges.values_mut() {
+            other.unbind_all_to(&dest);
+        }
+        if ex.durable {
+            self.definitions_changed();
+        }
+        Ok(())
+    }
+
+    fn bind_common(
+        &mut self,
+        conn: u64,
+        dest: Dest,
+        spec: &BindSpec<'_>,
+    ) -> Result<(), BrokerError> {
+        let source = spec.source;
+        if source.is_empty() || (matches!(dest, Dest::Exchange(ref d) if d.is_empty())) {
+            return Err(BrokerError::AccessRefused(
+                "operation not permitted on the default exchange".into(),
+            ));
+        }
+        let dest_durable = match &dest {
+            Dest::Queue(q) => self.check_queue_access(q, conn)?.durable,
+            Dest::Exchange(e) => match self.exchanges.get(&**e) {
+                Some(e) => e.durable,
+                None => return Err(self.not_found("exchange", e)),
+            },
+        };
+        let args = decode_args(spec.args_raw)?;
+        let vhost = self.name.clone();
+        let ex = self
+            .exchanges
+            .get_mut(source)
+            .ok_or_else(|| BrokerError::not_found("exchange", source, &vhost))?;
+        let changed = if spec.bind {
+            ex.bind(Binding {
+                dest,
+                routing_key: spec.routing_key.to_owned(),
+                args_raw: spec.args_raw.to_vec(),
+                args,
+            })
+        } else {
+            ex.unbind(&dest, spec.routing_key, &args)
+        };
+        if changed && ex.durable && dest_durable {
+            self.definitions_changed();
+        }
+        Ok(())
+    }
+
+    /// exchange.bind / exchange.unbind: `dest` is an exchange.
+    pub fn exchange_bind(
+        &mut self,
+        conn: u64,
+        dest: &str,
+        spec: &BindSpec<'_>,
+    ) -> Result<(), BrokerError> {
+        self.bind_common(conn, Dest::Exchange(dest.into()), spec)
+    }
+
+    /// queue.bind / queue.unbind.
+    pub fn queue_bind(
+        &mut self,
+        conn: u64,
+        queue: &str,
+        spec: &BindSpec<'_>,
+    ) -> Result<(), BrokerError> {
+        let Some((name, _)) = self.queues.get_key_value(queue) else {
+            return Err(self.not_found("queue", queue));
+        };
+        let name = name.clone();
+        self.bind_common(conn, Dest::Queue(name), spec)
+    }
+
+    fn queue_info(q: &Queue) -> QueueInfo {
+        QueueInfo {
+            name: q.name.clone(),
+            messages: q.ready().min(u32::MAX as u64) as u32,
+            consumers: q.consumers.len() as u32,
+        }
+    }
+
+    pub fn queue_declare(
+        &mut self,
+        conn: u64,
+        spec: &QueueSpec<'_>,
+    ) -> Result<QueueInfo, BrokerError> {
+        if spec.passive {
+            return Ok(Self::queue_info(self.check_queue_access(spec.name, conn)?));
+        }
+        let name = if spec.name.is_empty() {
+            self.generated_name("amq.gen-")
+        } else if spec.name.starts_with("amq.") {
+            return Err(BrokerError::AccessRefused(format!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                spec.name
+            )));
+        } else {
+            spec.name.to_owned()
+        };
+        let args = decode_args(spec.args_raw)?;
+        let kind = QueueType::from_args(&args)?;
+        if let Some(q) = self.queues.get(name.as_str()) {
+            self.check_queue_access(&name, conn)?;
+            if q.durable != spec.durable
+                || q.auto_delete != spec.auto_delete
+                || q.exclusive_owner.is_some() != spec.exclusive
+                || q.args != args
+            {
+                return Err(BrokerError::PreconditionFailed(format!(
+                    "inequivalent arg for queue '{name}' in vhost '{}'",
+                    self.name
+                )));
+            }
+            return Ok(Self::queue_info(q));
+        }
+        kind.validate(&args, spec)?;
+        let id = self.next_queue_id;
+        self.next_queue_id += 1;
+        let dir = self.queue_dir(id);
+        // A leftover of a queue with this id from before a crash (never durable, or its
+        // definitions were never written): not ours.
+        let _ = std::fs::remove_dir_all(&dir);
+        let (log, _) = Log::open(&dir, self.log_config.clone(), self.commit.clone())?;
+        let arc: Arc<str> = name.as_str().into();
+        let owner = spec.exclusive.then_some(conn);
+        let queue = Queue::new(
+            arc.clone(),
+            id,
+            spec.durable,
+            owner,
+            spec.auto_delete,
+            spec.args_raw.to_vec(),
+            args,
+            log,
+        );
+        self.queues.insert(arc.clone(), queue);
+        // Every queue is bound to the default exchange by its name (implicitly: the
+        // default exchange routes by queue name, see `route`).
+        if spec.durable {
+            self.definitions_changed();
+        }
+        Ok(QueueInfo {
+            name: arc,
+            messages: 0,
+            consumers: 0,
+        })
+    }
+
+    pub fn queue_purge(&mut self, conn: u64, name: &str) -> Result<u32, BrokerError> {
+        self.check_queue_access(name, conn)?;
+        let q = self.queues.get_mut(name).expect("checked");
+        let n = q.purge_ready()?;
+        Ok(n.min(u32::MAX as u64) as u32)
+    }
+
+    pub fn queue_delete(
+        &mut self,
+        conn: u64,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> Result<u32, BrokerError> {
+        let q = match self.check_queue_access(name, conn) {
+            Ok(q) => q,
+            Err(BrokerError::NotFound(_)) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        if if_unused && !q.consumers.is_empty() {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "queue '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        if if_empty && q.ready() > 0 {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "queue '{name}' in vhost '{}' is not empty",
+                self.name
+            )));
+        }
+        Ok(self.remove_queue(name))
+    }
+}

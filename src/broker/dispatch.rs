@@ -1,0 +1,282 @@
+//! Consuming: choosing a consumer for each ready message (round-robin among those with
+//! credit), basic.get, and settling deliveries (ack, nack, reject, recover).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::channel::Unacked;
+use super::declare::decode_args;
+use super::error::BrokerError;
+use super::outbox::Outgoing;
+use super::queue::Consumer;
+use super::vhost::VHost;
+use super::ChannelKey;
+
+/// A message handed out by basic.get.
+pub struct Got {
+    pub delivery_tag: u64,
+    pub redelivered: bool,
+    pub message_count: u32,
+    pub payload: Bytes,
+}
+
+/// What a basic.consume asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumeSpec<'a> {
+    pub queue: &'a str,
+    /// Empty: the server names the consumer.
+    pub tag: &'a str,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    pub args_raw: &'a [u8],
+}
+
+fn unknown_tag(tag: u64) -> BrokerError {
+    BrokerError::PreconditionFailed(format!("unknown delivery tag {tag}"))
+}
+
+impl VHost {
+    /// Hands ready messages of `queue` to its consumers, round-robin, while any consumer
+    /// has credit (prefetch, channel flow, outbox room).
+    pub fn dispatch(&mut self, queue: &str) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        if q.consumers.is_empty() {
+            return;
+        }
+        let mut delivered = 0u64;
+        while q.ready() > 0 {
+            let n = q.consumers.len();
+            let mut chosen = None;
+            for k in 0..n {
+                let i = (q.rr + k) % n;
+                let c = &q.consumers[i];
+                let Some(ch) = self.channels.get(&(c.conn, c.channel)) else {
+                    continue;
+                };
+                let consumer_ok = c.no_ack || c.prefetch == 0 || c.unacked < c.prefetch as u32;
+                let channel_ok = c.no_ack
+                    || ch.channel_prefetch == 0
+                    || ch.unacked_count < ch.channel_prefetch as usize;
+                if ch.flow_active && consumer_ok && channel_ok && c.outbox.has_room() {
+                    chosen = Some(i);
+                    break;
+                }
+            }
+            let Some(i) = chosen else { break };
+            let Some((rec, redelivered)) = q.take_next() else {
+                break;
+            };
+            q.rr = (i + 1) % n;
+            q.log.mark_delivered(rec.seq);
+            let c = &mut q.consumers[i];
+            let ch = self
+                .channels
+                .get_mut(&(c.conn, c.channel))
+                .expect("checked above");
+            let tag = if c.no_ack {
+                let _ = q.log.ack(rec.seq);
+                ch.next_delivery(None)
+            } else {
+                c.unacked += 1;
+                q.unacked += 1;
+                ch.next_delivery(Some(Unacked {
+                    queue: q.name.clone(),
+                    queue_id: q.id,
+                    seq: rec.seq,
+                    consumer: Some(c.serial),
+                }))
+            };
+            c.outbox.push(Outgoing::Deliver {
+                channel: c.channel,
+                consumer_tag: c.tag.clone(),
+                delivery_tag: tag,
+                redelivered,
+                payload: rec.payload,
+            });
+            delivered += 1;
+        }
+        self.stats.delivered(delivered);
+    }
+
+    /// Registers a consumer; returns its tag. The caller sends consume-ok, then calls
+    /// `dispatch` for the queue (so deliveries follow consume-ok).
+    pub fn consume(
+        &mut self,
+        key: ChannelKey,
+        spec: &ConsumeSpec<'_>,
+    ) -> Result<Arc<str>, BrokerError> {
+        decode_args(spec.args_raw)?;
+        let queue = spec.queue;
+        let q = self.check_queue_access(queue, key.0)?;
+        if q.consumers.iter().any(|c| c.exclusive) {
+            return Err(BrokerError::AccessRefused(format!(
+                "queue '{queue}' in vhost '{}' in exclusive use",
+                self.name
+            )));
+        }
+        if spec.exclusive && !q.consumers.is_empty() {
+            return Err(BrokerError::AccessRefused(format!(
+                "cannot obtain exclusive access to queue '{queue}' in vhost '{}'",
+                self.name
+            )));
+        }
+        let queue_name = q.name.clone();
+        let tag: Arc<str> = if spec.tag.is_empty() {
+            self.generated_name("amq.ctag-").into()
+        } else {
+            spec.tag.into()
+        };
+        let ch = self
+            .channels
+            .get_mut(&key)
+            .ok_or(BrokerError::ChannelNotOpen)?;
+        if ch.consumers.contains_key(&tag) {
+            return Err(BrokerError::NotAllowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        ch.consumers.insert(tag.clone(), queue_name.clone());
+        let serial = self.next_consumer_serial;
+        self.next_consumer_serial += 1;
+        let consumer = Consumer {
+            serial,
+            conn: key.0,
+            channel: key.1,
+            tag: tag.clone(),
+            no_ack: spec.no_ack,
+            exclusive: spec.exclusive,
+            prefetch: ch.consumer_prefetch,
+            unacked: 0,
+            outbox: ch.outbox.clone(),
+        };
+        let q = self.queues.get_mut(&queue_name).expect("checked");
+        q.consumers.push(consumer);
+        q.had_consumer = true;
+        Ok(tag)
+    }
+
+    /// The queue a consumer reads, for the dispatch that follows consume-ok.
+    pub fn consumer_queue(&self, key: ChannelKey, tag: &str) -> Option<Arc<str>> {
+        self.channels.get(&key)?.consumers.get(tag).cloned()
+    }
+
+    /// Cancels a consumer; returns false if the tag was unknown (RabbitMQ answers
+    /// cancel-ok anyway).
+    pub fn cancel(&mut self, key: ChannelKey, tag: &str) -> bool {
+        let Some(queue) = self
+            .channels
+            .get_mut(&key)
+            .and_then(|ch| ch.consumers.remove(tag))
+        else {
+            return false;
+        };
+        self.detach_consumer(&queue, key, tag);
+        self.maybe_auto_delete(&queue);
+        true
+    }
+
+    pub fn get(
+        &mut self,
+        key: ChannelKey,
+        queue: &str,
+        no_ack: bool,
+    ) -> Result<Option<Got>, BrokerError> {
+        self.check_queue_access(queue, key.0)?;
+        if !self.channels.contains_key(&key) {
+            return Err(BrokerError::ChannelNotOpen);
+        }
+        let q = self.queues.get_mut(queue).expect("checked");
+        let Some((rec, redelivered)) = q.take_next() else {
+            return Ok(None);
+        };
+        q.log.mark_delivered(rec.seq);
+        let ch = self.channels.get_mut(&key).expect("checked");
+        let tag = if no_ack {
+            q.log.ack(rec.seq)?;
+            ch.next_delivery(None)
+        } else {
+            q.unacked += 1;
+            ch.next_delivery(Some(Unacked {
+                queue: q.name.clone(),
+                queue_id: q.id,
+                seq: rec.seq,
+                consumer: None,
+            }))
+        };
+        self.stats.delivered(1);
+        Ok(Some(Got {
+            delivery_tag: tag,
+            redelivered,
+            message_count: q.ready().min(u32::MAX as u64) as u32,
+            payload: rec.payload,
+        }))
+    }
+
+    /// Settles deliveries: ack, or nack/reject with or without requeue. An unknown tag is
+    /// a channel error (406), as in RabbitMQ. `tag` 0 with `multiple` means all.
+    pub fn settle(
+        &mut self,
+        key: ChannelKey,
+        tag: u64,
+        multiple: bool,
+        ack: bool,
+        requeue: bool,
+    ) -> Result<(), BrokerError> {
+        let Some(ch) = self.channels.get_mut(&key) else {
+            return Ok(());
+        };
+        let tags = if multiple {
+            let upto = if tag == 0 { u64::MAX } else { tag };
+            let tags = ch.tags_through(upto);
+            if tag != 0 && tags.is_empty() && !ch.is_unacked(tag) {
+                return Err(unknown_tag(tag));
+            }
+            tags
+        } else {
+            if !ch.is_unacked(tag) {
+                return Err(unknown_tag(tag));
+            }
+            vec![tag]
+        };
+        let mut touched: Vec<Arc<str>> = Vec::new();
+        let mut settled = 0u64;
+        for t in tags {
+            let Some(u) = ch.take_unacked(t) else {
+                continue;
+            };
+            // A queue deleted (and perhaps declared again) since the delivery: the
+            // message went with the old queue.
+            let Some(q) = self.queues.get_mut(&u.queue).filter(|q| q.id == u.queue_id) else {
+                continue;
+            };
+            if let Some(serial) = u.consumer {
+                if let Some(c) = q.consumers.iter_mut().find(|c| c.serial == serial) {
+                    assert!(c.unacked > 0, "consumer unacked count out of step");
+                    c.unacked -= 1;
+                }
+            }
+            if ack || !requeue {
+                q.settle(u.seq)?;
+                settled += 1;
+            } else {
+                q.requeue(u.seq);
+            }
+            if !touched.contains(&u.queue) {
+                touched.push(u.queue);
+            }
+        }
+        self.stats.acked(settled);
+        for q in touched {
+            self.dispatch(&q);
+        }
+        Ok(())
+    }
+
+    /// basic.recover: every unacked delivery of the channel goes back to its queue.
+    pub fn recover(&mut self, key: ChannelKey) -> Result<(), BrokerError> {
+        self.settle(key, 0, true, false, true)
+    }
+}

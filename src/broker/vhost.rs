@@ -1,0 +1,429 @@
+//! One virtual host: its exchanges, queues and bindings, the channels of the connections
+//! attached to it, and its durable definitions. A `VHost` is synchronous and socket-free;
+//! `VHostHandle` (handle.rs) owns its lock and does its file work after releasing it.
+//!
+//! A vhost's files live in one directory: `definitions.toml` and `queues/qNNNNNNNN/`
+//! (for `/`, the data dir itself, the layout FORMAT.md documents).
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use amq_protocol_types::FieldTable;
+use warren_storage::{AckFlush, Compacted, CompactionJob, GroupCommit, Log, LogConfig};
+
+use super::channel::ChannelState;
+use super::definitions::{self, BindingDef, Definitions, ExchangeDef, QueueDef};
+use super::error::BrokerError;
+use super::exchange::{Binding, Dest, Exchange, ExchangeKind};
+use super::fast_map::FastMap;
+use super::outbox::Outgoing;
+use super::queue::Queue;
+use super::stats::BrokerStats;
+use super::{ChannelKey, OpenReport};
+use crate::protocol::table;
+
+/// The model of one vhost.
+pub struct VHost {
+    pub(super) name: Arc<str>,
+    pub(super) dir: PathBuf,
+    pub(super) log_config: LogConfig,
+    pub(super) commit: Arc<GroupCommit>,
+    pub(super) exchanges: FastMap<Arc<str>, Exchange>,
+    pub(super) queues: FastMap<Arc<str>, Queue>,
+    pub(super) channels: FastMap<ChannelKey, ChannelState>,
+    pub(super) connections: HashSet<u64>,
+    pub(super) next_queue_id: u64,
+    pub(super) next_consumer_serial: u64,
+    pub(super) name_counter: u64,
+    pub(super) route_scratch: Vec<Arc<str>>,
+    pub(super) stats: Arc<BrokerStats>,
+    /// Durable definitions changed: render and write them after the lock is released.
+    defs_dirty: bool,
+    /// Bumped at every rendering, so renderings are written in order.
+    defs_version: u64,
+    /// Logs of deleted queues, whose files are removed after the lock is released.
+    doomed: Vec<Log>,
+}
+
+/// File work an operation left for after the lock (see `VHostHandle`).
+#[derive(Default)]
+pub(super) struct PendingIo {
+    /// (version, text) of the definitions file to write.
+    pub definitions: Option<(u64, String)>,
+    pub doomed: Vec<Log>,
+}
+
+pub(super) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl VHost {
+    /// Opens a vhost from its directory: restores durable definitions, recovers each
+    /// durable queue's log, and removes what transient queues left behind.
+    pub(super) fn open(
+        name: &str,
+        dir: &Path,
+        log_config: LogConfig,
+        commit: Arc<GroupCommit>,
+        stats: Arc<BrokerStats>,
+        report: &mut OpenReport,
+    ) -> io::Result<VHost> {
+        std::fs::create_dir_all(dir.join("queues"))?;
+        let defs = definitions::load(dir)?;
+        let mut vh = VHost {
+            name: name.into(),
+            dir: dir.to_path_buf(),
+            log_config,
+            commit,
+            exchanges: FastMap::default(),
+            queues: FastMap::default(),
+            channels: FastMap::default(),
+            connections: HashSet::new(),
+            next_queue_id: defs.next_queue_id.max(1),
+            next_consumer_serial: 1,
+            name_counter: now_millis(),
+            route_scratch: Vec::new(),
+            stats,
+            defs_dirty: false,
+            defs_version: 0,
+            doomed: Vec::new(),
+        };
+        vh.declare_builtin_exchanges();
+        vh.restore_exchanges(&defs, report);
+        let keep_dirs = vh.restore_queues(&defs, report)?;
+        for entry in std::fs::read_dir(dir.join("queues"))? {
+            let path = entry?.path();
+            if !keep_dirs.contains(&path) {
+                std::fs::remove_dir_all(&path)?;
+            }
+        }
+        vh.restore_bindings(&defs);
+        Ok(vh)
+    }
+
+    fn restore_exchanges(&mut self, defs: &Definitions, report: &mut OpenReport) {
+        for e in &defs.exchanges {
+            let Some(kind) = ExchangeKind::parse(&e.kind) else {
+                report
+                    .problems
+                    .push(format!("exchange '{}': unknown type {}", e.name, e.kind));
+                continue;
+            };
+            let raw = definitions::from_hex(&e.arguments).unwrap_or_default();
+            let args = table::decode(&raw).unwrap_or_default();
+            self.insert_exchange(Exchange::new(
+                &e.name,
+                kind,
+                true,
+                e.auto_delete,
+                e.internal,
+                raw,
+                args,
+            ));
+        }
+    }
+
+    fn restore_queues(
+        &mut self,
+        defs: &Definitions,
+        report: &mut OpenReport,
+    ) -> io::Result<HashSet<PathBuf>> {
+        let mut keep_dirs = HashSet::new();
+        for q in &defs.queues {
+            let raw = definitions::from_hex(&q.arguments).unwrap_or_default();
+            let args = table::decode(&raw).unwrap_or_default();
+            let dir = self.queue_dir(q.id);
+            let (log, rec) = Log::open(&dir, self.log_config.clone(), self.commit.clone())?;
+            for c in &rec.corruptions {
+                report.problems.push(format!("queue '{}': {c}", q.name));
+            }
+            for (path, why) in &rec.unreadable {
+                report
+                    .problems
+                    .push(format!("queue '{}': {}: {why}", q.name, path.display()));
+            }
+            report.discarded_unwritten += rec.discarded_unwritten.len();
+            report.messages += log.live();
+            report.queues += 1;
+            keep_dirs.insert(dir);
+            let name: Arc<str> = q.name.as_str().into();
+            let queue = Queue::new(
+                name.clone(),
+                q.id,
+                true,
+                None,
+                q.auto_delete,
+                raw,
+                args,
+                log,
+            );
+            self.queues.insert(name, queue);
+            self.next_queue_id = self.next_queue_id.max(q.id + 1);
+        }
+        Ok(keep_dirs)
+    }
+
+    fn restore_bindings(&mut self, defs: &Definitions) {
+        for b in &defs.bindings {
+            let raw = definitions::from_hex(&b.arguments).unwrap_or_default();
+            let args = table::decode(&raw).unwrap_or_default();
+            let dest = match b.destination_type.as_str() {
+                "queue" => Dest::Queue(b.destination.as_str().into()),
+                _ => Dest::Exchange(b.destination.as_str().into()),
+            };
+            if let Some(ex) = self.exchanges.get_mut(b.source.as_str()) {
+                ex.bind(Binding {
+                    dest,
+                    routing_key: b.routing_key.clone(),
+                    args_raw: raw,
+                    args,
+                });
+            }
+        }
+    }
+
+    fn declare_builtin_exchanges(&mut self) {
+        for (name, kind) in [
+            ("", ExchangeKind::Direct),
+            ("amq.direct", ExchangeKind::Direct),
+            ("amq.fanout", ExchangeKind::Fanout),
+            ("amq.topic", ExchangeKind::Topic),
+            ("amq.headers", ExchangeKind::Headers),
+            ("amq.match", ExchangeKind::Headers),
+        ] {
+            self.insert_exchange(Exchange::new(
+                name,
+                kind,
+                true,
+                false,
+                false,
+                vec![0, 0, 0, 0],
+                FieldTable::default(),
+            ));
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(super) fn insert_exchange(&mut self, ex: Exchange) {
+        self.exchanges.insert(ex.name.clone(), ex);
+    }
+
+    pub(super) fn queue_dir(&self, id: u64) -> PathBuf {
+        self.dir.join("queues").join(format!("q{id:08}"))
+    }
+
+    pub(super) fn not_found(&self, what: &str, name: &str) -> BrokerError {
+        BrokerError::not_found(what, name, &self.name)
+    }
+
+    /// Durable definitions changed: they are written when the current operation ends.
+    pub(super) fn definitions_changed(&mut self) {
+        self.defs_dirty = true;
+    }
+
+    /// Takes the file work the last operation left: rendered definitions if they
+    /// changed, logs of deleted queues. Cheap when there is none (the common case).
+    pub(super) fn take_pending_io(&mut self) -> io::Result<PendingIo> {
+        let mut io = PendingIo::default();
+        if self.defs_dirty {
+            self.defs_dirty = false;
+            self.defs_version += 1;
+            let text = definitions::render(&self.snapshot_definitions())?;
+            io.definitions = Some((self.defs_version, text));
+        }
+        if !self.doomed.is_empty() {
+            io.doomed = std::mem::take(&mut self.doomed);
+        }
+        Ok(io)
+    }
+
+    fn snapshot_definitions(&self) -> Definitions {
+        let mut defs = Definitions {
+            next_queue_id: self.next_queue_id,
+            ..Default::default()
+        };
+        let durable_queue = |name: &str| self.queues.get(name).is_some_and(|q| q.durable);
+        let durable_exchange = |name: &str| self.exchanges.get(name).is_some_and(|e| e.durable);
+        for ex in self.exchanges.values().filter(|e| e.durable) {
+            if !ex.name.is_empty() && !ex.name.starts_with("amq.") {
+                defs.exchanges.push(ExchangeDef {
+                    name: ex.name.to_string(),
+                    kind: ex.kind.as_str().into(),
+                    auto_delete: ex.auto_delete,
+                    internal: ex.internal,
+                    arguments: definitions::to_hex(&ex.args_raw),
+                });
+            }
+            for b in &ex.bindings {
+                let (dest_type, durable) = match &b.dest {
+                    Dest::Queue(q) => ("queue", durable_queue(q)),
+                    Dest::Exchange(e) => ("exchange", durable_exchange(e)),
+                };
+                if durable {
+                    defs.bindings.push(BindingDef {
+                        source: ex.name.to_string(),
+                        destination: b.dest.name().to_string(),
+                        destination_type: dest_type.into(),
+                        routing_key: b.routing_key.clone(),
+                        arguments: definitions::to_hex(&b.args_raw),
+                    });
+                }
+            }
+        }
+        for q in self.queues.values().filter(|q| q.durable) {
+            defs.queues.push(QueueDef {
+                name: q.name.to_string(),
+                id: q.id,
+                auto_delete: q.auto_delete,
+                arguments: definitions::to_hex(&q.args_raw),
+            });
+        }
+        defs.exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        defs.queues.sort_by(|a, b| a.name.cmp(&b.name));
+        defs
+    }
+
+    pub(super) fn check_queue_access(&self, name: &str, conn: u64) -> Result<&Queue, BrokerError> {
+        let q = self
+            .queues
+            .get(name)
+            .ok_or_else(|| self.not_found("queue", name))?;
+        if q.exclusive_owner.is_some_and(|o| o != conn) {
+            return Err(BrokerError::ResourceLocked(format!(
+                "cannot obtain exclusive access to locked queue '{name}' in vhost '{}'",
+                self.name
+            )));
+        }
+        Ok(q)
+    }
+
+    pub(super) fn detach_consumer(&mut self, queue: &str, key: ChannelKey, tag: &str) {
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.consumers
+                .retain(|c| !(c.conn == key.0 && c.channel == key.1 && &*c.tag == tag));
+        }
+    }
+
+    pub(super) fn maybe_auto_delete(&mut self, queue: &str) {
+        let doomed = self
+            .queues
+            .get(queue)
+            .is_some_and(|q| q.auto_delete && q.consumers.is_empty() && q.had_consumer);
+        if doomed {
+            self.remove_queue(queue);
+        }
+    }
+
+    /// Deletes a queue: its consumers get basic.cancel, its bindings go, and its log's
+    /// files are removed once the lock is released. Returns its ready count.
+    pub(super) fn remove_queue(&mut self, name: &str) -> u32 {
+        let Some(q) = self.queues.remove(name) else {
+            return 0;
+        };
+        let count = q.ready().min(u32::MAX as u64) as u32;
+        for c in &q.consumers {
+            if let Some(ch) = self.channels.get_mut(&(c.conn, c.channel)) {
+                ch.consumers.remove(&c.tag);
+            }
+            c.outbox.push(Outgoing::Cancel {
+                channel: c.channel,
+                consumer_tag: c.tag.clone(),
+            });
+        }
+        let dest = Dest::Queue(q.name.clone());
+        for ex in self.exchanges.values_mut() {
+            ex.unbind_all_to(&dest);
+        }
+        if q.durable {
+            self.definitions_changed();
+        }
+        self.doomed.push(q.log);
+        count
+    }
+
+    /// A name for a server-named queue or consumer.
+    pub(super) fn generated_name(&mut self, prefix: &str) -> String {
+        self.name_counter = self
+            .name_counter
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut x = self.name_counter ^ now_millis().rotate_left(17);
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut s = String::from(prefix);
+        for _ in 0..22 {
+            s.push(ALPHABET[(x & 63) as usize] as char);
+            x = x.rotate_right(6) ^ 0x9e37_79b9_7f4a_7c15;
+        }
+        s
+    }
+
+    // ----- upkeep -------------------------------------------------------------------
+
+    /// Takes every queue's pending ack batches, to be written after the lock is released.
+    pub(super) fn take_ack_flushes(&mut self) -> Vec<AckFlush> {
+        self.queues
+            .values_mut()
+            .map(|q| q.log.take_ack_flush())
+            .filter(|f| !f.is_empty())
+            .collect()
+    }
+
+    /// Plans compaction of every queue's sparse segments: (queue name, queue id, jobs).
+    pub(super) fn plan_compaction(&self) -> Vec<(Arc<str>, u64, Vec<CompactionJob>)> {
+        self.queues
+            .values()
+            .map(|q| (q.name.clone(), q.id, q.log.plan_compaction()))
+            .filter(|(_, _, jobs)| !jobs.is_empty())
+            .collect()
+    }
+
+    /// Installs a compacted segment if its queue still exists; returns the queue's
+    /// directory (to fsync after the lock) when it was installed.
+    pub(super) fn install_compaction(
+        &mut self,
+        queue: &str,
+        id: u64,
+        done: Compacted,
+    ) -> io::Result<Option<PathBuf>> {
+        match self.queues.get_mut(queue).filter(|q| q.id == id) {
+            Some(q) => Ok(q
+                .log
+                .install_compaction(done)?
+                .then(|| q.log.dir().to_path_buf())),
+            None => {
+                // The queue was deleted meanwhile (its directory goes with it).
+                done.discard()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes pending acks of every log (clean shutdown).
+    pub(super) fn flush_all_acks(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for q in self.queues.values_mut() {
+            if let Err(e) = q.log.flush_acks() {
+                problems.push(format!("queue '{}': {e}", q.name));
+            }
+        }
+        problems
+    }
+
+    /// (ready, unacked, consumers) of a queue, for tests and management.
+    pub fn queue_stats(&self, name: &str) -> Option<(u64, u64, usize)> {
+        let q = self.queues.get(name)?;
+        Some((q.ready(), q.unacked, q.consumers.len()))
+    }
+
+    /// Names of this vhost's queues.
+    pub fn queue_names(&self) -> Vec<Arc<str>> {
+        self.queues.keys().cloned().collect()
+    }
+}

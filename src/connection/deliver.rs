@@ -1,0 +1,116 @@
+//! Output to the client besides replies: deliveries and cancels taken from the
+//! connection's outbox, content frames, and publisher confirms as syncs complete.
+
+use super::io::DELIVERY_HIGH_WATER;
+use super::Conn;
+use crate::broker::message;
+use crate::broker::outbox::Outgoing;
+use crate::protocol::frame::{self, FRAME_BODY, FRAME_HEADER};
+use crate::protocol::method::server;
+
+impl Conn {
+    /// Writes a content header and the body split into frames of at most frame_max.
+    pub(super) fn write_content(&mut self, channel: u16, header: &[u8], body: &[u8]) {
+        frame::write(&mut self.wbuf, FRAME_HEADER, channel, header);
+        let chunk = (self.frame_max as usize)
+            .saturating_sub(frame::FRAME_OVERHEAD)
+            .max(1);
+        for part in body.chunks(chunk) {
+            frame::write(&mut self.wbuf, FRAME_BODY, channel, part);
+        }
+    }
+
+    /// Moves deliveries into the write buffer if it is not already deep.
+    pub(super) fn pump_deliveries(&mut self) {
+        if self.wbuf.len() < DELIVERY_HIGH_WATER {
+            self.drain_outbox();
+        }
+    }
+
+    fn channel_live(&self, channel: u16) -> bool {
+        self.channels.get(&channel).is_some_and(|c| !c.is_closing())
+    }
+
+    /// Moves deliveries from the outbox into the write buffer.
+    pub(super) fn drain_outbox(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let mut items = std::mem::take(&mut self.drained);
+        let was_full = self.outbox.drain(&mut items);
+        for item in items.drain(..) {
+            match item {
+                Outgoing::Deliver {
+                    channel,
+                    consumer_tag,
+                    delivery_tag,
+                    redelivered,
+                    payload,
+                } => {
+                    if !self.channel_live(channel) {
+                        continue;
+                    }
+                    let Some(msg) = message::decode(&payload) else {
+                        continue;
+                    };
+                    server::deliver(
+                        &mut self.wbuf,
+                        channel,
+                        &consumer_tag,
+                        delivery_tag,
+                        redelivered,
+                        msg.exchange_str(),
+                        msg.routing_key_str(),
+                    );
+                    self.write_content(channel, &msg.header, &msg.body);
+                }
+                Outgoing::Cancel {
+                    channel,
+                    consumer_tag,
+                } => {
+                    if self.channel_live(channel) {
+                        server::cancel(&mut self.wbuf, channel, &consumer_tag);
+                    }
+                }
+            }
+        }
+        self.drained = items;
+        if was_full {
+            if let Some(vh) = &self.vhost {
+                let id = self.id;
+                vh.with(|m| m.resume_connection(id));
+            }
+        }
+    }
+
+    /// Sends publisher confirms for every publish whose sync has completed, coalescing
+    /// runs into `multiple` acks.
+    pub(super) fn flush_confirms(&mut self) {
+        if self.pending_confirms == 0 {
+            return;
+        }
+        let tracker = self.ctx.confirms.clone();
+        for (&channel, ch) in self.channels.iter_mut() {
+            let mut run: Option<(u64, u64, bool)> = None; // (first, last, ack)
+            while let Some(&(tag, ticket, failed)) = ch.confirms.front() {
+                let ok = match tracker.status(ticket) {
+                    None => break,
+                    Some(durable) => durable && !failed,
+                };
+                ch.confirms.pop_front();
+                self.pending_confirms -= 1;
+                run = match run {
+                    Some((first, _, a)) if a == ok => Some((first, tag, a)),
+                    Some((first, last, a)) => {
+                        server::confirm(&mut self.wbuf, channel, last, last > first, a);
+                        Some((tag, tag, ok))
+                    }
+                    None => Some((tag, tag, ok)),
+                };
+            }
+            if let Some((first, last, a)) = run {
+                server::confirm(&mut self.wbuf, channel, last, last > first, a);
+            }
+        }
+    }
+}
