@@ -12,7 +12,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::alarms::Alarms;
-use crate::broker::confirms::ConfirmTracker;
 use crate::broker::{BrokerConfig, BrokerHandle};
 use crate::config::{Config, Limits};
 use crate::connection::{self, ServerContext};
@@ -71,8 +70,8 @@ impl Server {
         alarms.check();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ctx = Arc::new(ServerContext {
+            confirms: broker.confirm_tracker(),
             broker,
-            confirms: ConfirmTracker::new(commit),
             limits: Limits::from(config),
             alarms,
             shutdown: shutdown_rx,

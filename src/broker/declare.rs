@@ -12,6 +12,7 @@ use super::vhost::VHost;
 use crate::protocol::table;
 
 /// Queue declare-ok figures.
+#[derive(Debug, Clone)]
 pub struct QueueInfo {
     pub name: Arc<str>,
     pub messages: u32,

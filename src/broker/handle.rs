@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use warren_storage::{segment, AckFlush, GroupCommit};
 
 use super::access::{self, User};
+use super::confirms::ConfirmTracker;
 use super::definitions;
 use super::error::BrokerError;
 use super::stats::{BrokerStats, StatsSnapshot};
@@ -82,6 +83,24 @@ impl BrokerHandle {
             stats,
         };
         Ok((BrokerHandle(Arc::new(shared)), report))
+    }
+
+    /// A broker on `dir` with no fsync and small segments, for fuzzing and tests.
+    pub fn open_ephemeral(dir: &Path) -> io::Result<BrokerHandle> {
+        let config = BrokerConfig {
+            data_dir: dir.to_path_buf(),
+            log: warren_storage::LogConfig {
+                segment_size: 64 * 1024,
+                ..Default::default()
+            },
+        };
+        let commit = GroupCommit::start(warren_storage::FsyncPolicy::Never);
+        Ok(BrokerHandle::open(config, commit)?.0)
+    }
+
+    /// Tells connections when a publish's sync has completed.
+    pub fn confirm_tracker(&self) -> ConfirmTracker {
+        ConfirmTracker::new(self.0.commit.clone())
     }
 
     /// The group commit every log of this broker registers its syncs with.

@@ -163,21 +163,13 @@ pub fn fuzz_session(input: &[u8]) {
         std::process::id(),
         RUN.fetch_add(1, Ordering::Relaxed)
     ));
-    let commit = warren_storage::GroupCommit::start(warren_storage::FsyncPolicy::Never);
-    let config = crate::broker::BrokerConfig {
-        data_dir: dir.clone(),
-        log: warren_storage::LogConfig {
-            segment_size: 64 * 1024,
-            ..Default::default()
-        },
-    };
-    let Ok((broker, _)) = BrokerHandle::open(config, commit.clone()) else {
+    let Ok(broker) = BrokerHandle::open_ephemeral(&dir) else {
         return;
     };
     let (_shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(ServerContext {
+        confirms: broker.confirm_tracker(),
         broker,
-        confirms: ConfirmTracker::new(commit),
         limits: Limits {
             max_message_size: 1 << 20,
             outbox_limit: 64,

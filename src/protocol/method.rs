@@ -289,8 +289,28 @@ fn decode_args<'a>(
     class_id: u16,
     method_id: u16,
 ) -> Result<Method<'a>, AmqpError> {
+    let id = (class_id, method_id);
+    let decoded = match class_id {
+        class::CONNECTION | class::CHANNEL => decode_connection_or_channel(r, id)?,
+        class::EXCHANGE | class::QUEUE => decode_exchange_or_queue(r, id)?,
+        class::BASIC | class::CONFIRM | class::TX => decode_basic_confirm_tx(r, id)?,
+        _ => None,
+    };
+    decoded.ok_or_else(|| {
+        AmqpError::connection(
+            ReplyCode::NotImplemented,
+            format!("unknown method {class_id}/{method_id}"),
+        )
+    })
+}
+
+/// Decodes the arguments of a connection or channel method; None if the id is unknown.
+fn decode_connection_or_channel<'a>(
+    r: &mut Reader<'a>,
+    id: ids::MethodId,
+) -> Result<Option<Method<'a>>, AmqpError> {
     use ids::*;
-    Ok(match (class_id, method_id) {
+    Ok(Some(match id {
         CONNECTION_START_OK => Method::StartOk {
             client_properties: r.table_raw()?,
             mechanism: r.shortstr()?,
@@ -333,6 +353,17 @@ fn decode_args<'a>(
             Method::ChannelClose { code, text }
         }
         CHANNEL_CLOSE_OK => Method::ChannelCloseOk,
+        _ => return Ok(None),
+    }))
+}
+
+/// Decodes the arguments of a exchange or queue method; None if the id is unknown.
+fn decode_exchange_or_queue<'a>(
+    r: &mut Reader<'a>,
+    id: ids::MethodId,
+) -> Result<Option<Method<'a>>, AmqpError> {
+    use ids::*;
+    Ok(Some(match id {
         EXCHANGE_DECLARE => {
             let _ticket = r.u16()?;
             Method::ExchangeDeclare {
@@ -361,7 +392,7 @@ fn decode_args<'a>(
             let routing_key = r.shortstr()?;
             let nowait = r.bit()?;
             let arguments = r.table_raw()?;
-            if (class_id, method_id) == EXCHANGE_BIND {
+            if id == EXCHANGE_BIND {
                 Method::ExchangeBind {
                     destination,
                     source,
@@ -426,6 +457,17 @@ fn decode_args<'a>(
                 arguments: r.table_raw()?,
             }
         }
+        _ => return Ok(None),
+    }))
+}
+
+/// Decodes the arguments of a basic confirm tx method; None if the id is unknown.
+fn decode_basic_confirm_tx<'a>(
+    r: &mut Reader<'a>,
+    id: ids::MethodId,
+) -> Result<Option<Method<'a>>, AmqpError> {
+    use ids::*;
+    Ok(Some(match id {
         BASIC_QOS => Method::BasicQos {
             prefetch_size: r.u32()?,
             prefetch_count: r.u16()?,
@@ -482,13 +524,8 @@ fn decode_args<'a>(
         TX_SELECT => Method::TxSelect,
         TX_COMMIT => Method::TxCommit,
         TX_ROLLBACK => Method::TxRollback,
-        _ => {
-            return Err(AmqpError::connection(
-                ReplyCode::NotImplemented,
-                format!("unknown method {class_id}/{method_id}"),
-            ))
-        }
-    })
+        _ => return Ok(None),
+    }))
 }
 
 /// Appends a method frame for `id` whose arguments `args` writes.
