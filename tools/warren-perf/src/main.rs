@@ -257,7 +257,7 @@ async fn consumer(
     ctx: Arc<Ctx>,
     queue: String,
     limit: u64,
-    latencies: Arc<Mutex<Vec<u32>>>,
+    latencies: Latencies,
     seen: Option<Arc<Mutex<Vec<u64>>>>,
 ) -> std::io::Result<()> {
     let mut c = Client::connect(&ctx.target).await?;
@@ -401,207 +401,24 @@ async fn cleanup_queues(ctx: &Ctx, n: usize) {
     }
 }
 
+/// Latency samples shared by the consumers of a run.
+type Latencies = Arc<Mutex<Vec<u32>>>;
+
 async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
     let a = &ctx.args;
     let mut report = Report::new(format!("{:?}", a.scenario).to_lowercase());
     let latencies = Arc::new(Mutex::new(Vec::new()));
-    let durable = a.persistent;
     let progress = spawn_progress(ctx.clone());
     match a.scenario {
         Scenario::Throughput | Scenario::PublishOnly | Scenario::Confirms | Scenario::Latency => {
-            let confirm = a.confirm || a.scenario == Scenario::Confirms;
-            let consumers = if a.scenario == Scenario::PublishOnly {
-                0
-            } else {
-                a.consumers
-            };
-            setup_queues(&ctx, a.queues, durable || a.scenario == Scenario::Confirms).await?;
-            let mut tasks = Vec::new();
-            for i in 0..consumers {
-                tasks.push(tokio::spawn(consumer(
-                    ctx.clone(),
-                    queue_name(i % a.queues),
-                    u64::MAX,
-                    latencies.clone(),
-                    None,
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let start = Instant::now();
-            let before = ctx.counters.snapshot();
-            let mut producers = Vec::new();
-            for i in 0..a.producers {
-                producers.push(tokio::spawn(producer(
-                    ctx.clone(),
-                    i,
-                    String::new(),
-                    queue_name(i % a.queues),
-                    u64::MAX,
-                    confirm,
-                )));
-            }
-            tokio::time::sleep(Duration::from_secs(a.seconds)).await;
-            let after = ctx.counters.snapshot();
-            let elapsed = start.elapsed().as_secs_f64();
-            ctx.stop.store(true, Ordering::Relaxed);
-            for p in producers {
-                p.await.map_err(std::io::Error::other)??;
-            }
-            for t in tasks {
-                t.await.map_err(std::io::Error::other)??;
-            }
-            report.rate(
-                "published_per_s",
-                (after.published - before.published) as f64 / elapsed,
-            );
-            if confirm {
-                report.rate(
-                    "confirmed_per_s",
-                    (after.confirmed - before.confirmed) as f64 / elapsed,
-                );
-                report.count("nacked", after.nacked);
-            }
-            if consumers > 0 {
-                report.rate(
-                    "consumed_per_s",
-                    (after.consumed - before.consumed) as f64 / elapsed,
-                );
-            }
-            cleanup_queues(&ctx, a.queues).await;
+            run_streaming(&ctx, &mut report, &latencies).await?
         }
         Scenario::ConsumeOnly | Scenario::Backlog => {
-            setup_queues(&ctx, 1, durable).await?;
-            let fill_start = Instant::now();
-            producer(
-                ctx.clone(),
-                0,
-                String::new(),
-                queue_name(0),
-                a.messages,
-                true,
-            )
-            .await?;
-            report.rate(
-                "fill_per_s",
-                a.messages as f64 / fill_start.elapsed().as_secs_f64(),
-            );
-            if let Some(rss) = rss_of(a.broker_pid) {
-                report.bytes("broker_rss_full", rss);
-            }
-            let seen = (a.scenario == Scenario::Backlog).then(|| Arc::new(Mutex::new(Vec::new())));
-            let start = Instant::now();
-            let per = a.messages.div_ceil(a.consumers as u64);
-            let mut tasks = Vec::new();
-            for i in 0..a.consumers {
-                let limit = per.min(a.messages - per * i as u64);
-                tasks.push(tokio::spawn(consumer(
-                    ctx.clone(),
-                    queue_name(0),
-                    limit,
-                    latencies.clone(),
-                    seen.clone(),
-                )));
-            }
-            for t in tasks {
-                t.await.map_err(std::io::Error::other)??;
-            }
-            report.rate(
-                "consumed_per_s",
-                a.messages as f64 / start.elapsed().as_secs_f64(),
-            );
-            if let Some(rss) = rss_of(a.broker_pid) {
-                report.bytes("broker_rss_drained", rss);
-            }
-            if let Some(seen) = seen {
-                let mut seen = std::mem::take(&mut *seen.lock().unwrap());
-                seen.sort_unstable();
-                let total = seen.len() as u64;
-                seen.dedup();
-                report.count("duplicates", total - seen.len() as u64);
-                report.count("missing", a.messages - seen.len() as u64);
-            }
-            latencies.lock().unwrap().clear(); // fill-then-drain latency is not meaningful
-            cleanup_queues(&ctx, 1).await;
+            run_drain(&ctx, &mut report, &latencies).await?
         }
-        Scenario::Fanout => {
-            let mut c = Client::connect(&ctx.target).await?;
-            c.declare_exchange("warren-perf-fanout", "fanout").await?;
-            for i in 0..a.queues {
-                c.declare_queue(&queue_name(i), false).await?;
-                c.purge_queue(&queue_name(i)).await?;
-                c.bind_queue(&queue_name(i), "warren-perf-fanout", "")
-                    .await?;
-            }
-            let mut tasks = Vec::new();
-            for i in 0..a.queues {
-                tasks.push(tokio::spawn(consumer(
-                    ctx.clone(),
-                    queue_name(i),
-                    u64::MAX,
-                    latencies.clone(),
-                    None,
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let start = Instant::now();
-            let before = ctx.counters.snapshot();
-            let p = tokio::spawn(producer(
-                ctx.clone(),
-                0,
-                "warren-perf-fanout".into(),
-                String::new(),
-                u64::MAX,
-                a.confirm,
-            ));
-            tokio::time::sleep(Duration::from_secs(a.seconds)).await;
-            let after = ctx.counters.snapshot();
-            let elapsed = start.elapsed().as_secs_f64();
-            ctx.stop.store(true, Ordering::Relaxed);
-            p.await.map_err(std::io::Error::other)??;
-            for t in tasks {
-                t.await.map_err(std::io::Error::other)??;
-            }
-            report.rate(
-                "published_per_s",
-                (after.published - before.published) as f64 / elapsed,
-            );
-            report.rate(
-                "consumed_per_s",
-                (after.consumed - before.consumed) as f64 / elapsed,
-            );
-            cleanup_queues(&ctx, a.queues).await;
-        }
-        Scenario::Connections => {
-            let mut conns = Vec::new();
-            for _ in 0..a.connections {
-                match Client::connect(&ctx.target).await {
-                    Ok(c) => conns.push(c),
-                    Err(e) => {
-                        eprintln!("warren-perf: connection {} failed: {e}", conns.len() + 1);
-                        break;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            report.count("connections", conns.len() as u64);
-            if let Some(rss) = rss_of(a.broker_pid) {
-                report.bytes("broker_rss", rss);
-            }
-        }
-        Scenario::Queues => {
-            let mut c = Client::connect(&ctx.target).await?;
-            for i in 0..a.queues {
-                c.declare_queue(&queue_name(i), false).await?;
-                c.consume(&queue_name(i), true).await?;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            report.count("queues", a.queues as u64);
-            if let Some(rss) = rss_of(a.broker_pid) {
-                report.bytes("broker_rss", rss);
-            }
-            drop(c);
-            cleanup_queues(&ctx, a.queues).await;
-        }
+        Scenario::Fanout => run_fanout(&ctx, &mut report, &latencies).await?,
+        Scenario::Connections => run_connections(&ctx, &mut report).await?,
+        Scenario::Queues => run_queues(&ctx, &mut report).await?,
         Scenario::Sink => unreachable!("handled in main"),
     }
     progress.abort();
@@ -615,6 +432,229 @@ async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
         report.micros("latency_max_us", *lat.last().unwrap() as u64);
     }
     Ok(report)
+}
+
+async fn run_streaming(
+    ctx: &Arc<Ctx>,
+    report: &mut Report,
+    latencies: &Latencies,
+) -> std::io::Result<()> {
+    let a = &ctx.args;
+    let durable = a.persistent;
+    let confirm = a.confirm || a.scenario == Scenario::Confirms;
+    let consumers = if a.scenario == Scenario::PublishOnly {
+        0
+    } else {
+        a.consumers
+    };
+    setup_queues(&ctx, a.queues, durable || a.scenario == Scenario::Confirms).await?;
+    let mut tasks = Vec::new();
+    for i in 0..consumers {
+        tasks.push(tokio::spawn(consumer(
+            ctx.clone(),
+            queue_name(i % a.queues),
+            u64::MAX,
+            latencies.clone(),
+            None,
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    let before = ctx.counters.snapshot();
+    let mut producers = Vec::new();
+    for i in 0..a.producers {
+        producers.push(tokio::spawn(producer(
+            ctx.clone(),
+            i,
+            String::new(),
+            queue_name(i % a.queues),
+            u64::MAX,
+            confirm,
+        )));
+    }
+    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+    let after = ctx.counters.snapshot();
+    let elapsed = start.elapsed().as_secs_f64();
+    ctx.stop.store(true, Ordering::Relaxed);
+    for p in producers {
+        p.await.map_err(std::io::Error::other)??;
+    }
+    for t in tasks {
+        t.await.map_err(std::io::Error::other)??;
+    }
+    report.rate(
+        "published_per_s",
+        (after.published - before.published) as f64 / elapsed,
+    );
+    if confirm {
+        report.rate(
+            "confirmed_per_s",
+            (after.confirmed - before.confirmed) as f64 / elapsed,
+        );
+        report.count("nacked", after.nacked);
+    }
+    if consumers > 0 {
+        report.rate(
+            "consumed_per_s",
+            (after.consumed - before.consumed) as f64 / elapsed,
+        );
+    }
+    cleanup_queues(&ctx, a.queues).await;
+    Ok(())
+}
+
+async fn run_drain(
+    ctx: &Arc<Ctx>,
+    report: &mut Report,
+    latencies: &Latencies,
+) -> std::io::Result<()> {
+    let a = &ctx.args;
+    let durable = a.persistent;
+    setup_queues(&ctx, 1, durable).await?;
+    let fill_start = Instant::now();
+    producer(
+        ctx.clone(),
+        0,
+        String::new(),
+        queue_name(0),
+        a.messages,
+        true,
+    )
+    .await?;
+    report.rate(
+        "fill_per_s",
+        a.messages as f64 / fill_start.elapsed().as_secs_f64(),
+    );
+    if let Some(rss) = rss_of(a.broker_pid) {
+        report.bytes("broker_rss_full", rss);
+    }
+    let seen = (a.scenario == Scenario::Backlog).then(|| Arc::new(Mutex::new(Vec::new())));
+    let start = Instant::now();
+    let per = a.messages.div_ceil(a.consumers as u64);
+    let mut tasks = Vec::new();
+    for i in 0..a.consumers {
+        let limit = per.min(a.messages - per * i as u64);
+        tasks.push(tokio::spawn(consumer(
+            ctx.clone(),
+            queue_name(0),
+            limit,
+            latencies.clone(),
+            seen.clone(),
+        )));
+    }
+    for t in tasks {
+        t.await.map_err(std::io::Error::other)??;
+    }
+    report.rate(
+        "consumed_per_s",
+        a.messages as f64 / start.elapsed().as_secs_f64(),
+    );
+    if let Some(rss) = rss_of(a.broker_pid) {
+        report.bytes("broker_rss_drained", rss);
+    }
+    if let Some(seen) = seen {
+        let mut seen = std::mem::take(&mut *seen.lock().unwrap());
+        seen.sort_unstable();
+        let total = seen.len() as u64;
+        seen.dedup();
+        report.count("duplicates", total - seen.len() as u64);
+        report.count("missing", a.messages - seen.len() as u64);
+    }
+    latencies.lock().unwrap().clear(); // fill-then-drain latency is not meaningful
+    cleanup_queues(&ctx, 1).await;
+    Ok(())
+}
+
+async fn run_fanout(
+    ctx: &Arc<Ctx>,
+    report: &mut Report,
+    latencies: &Latencies,
+) -> std::io::Result<()> {
+    let a = &ctx.args;
+    let mut c = Client::connect(&ctx.target).await?;
+    c.declare_exchange("warren-perf-fanout", "fanout").await?;
+    for i in 0..a.queues {
+        c.declare_queue(&queue_name(i), false).await?;
+        c.purge_queue(&queue_name(i)).await?;
+        c.bind_queue(&queue_name(i), "warren-perf-fanout", "")
+            .await?;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..a.queues {
+        tasks.push(tokio::spawn(consumer(
+            ctx.clone(),
+            queue_name(i),
+            u64::MAX,
+            latencies.clone(),
+            None,
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    let before = ctx.counters.snapshot();
+    let p = tokio::spawn(producer(
+        ctx.clone(),
+        0,
+        "warren-perf-fanout".into(),
+        String::new(),
+        u64::MAX,
+        a.confirm,
+    ));
+    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+    let after = ctx.counters.snapshot();
+    let elapsed = start.elapsed().as_secs_f64();
+    ctx.stop.store(true, Ordering::Relaxed);
+    p.await.map_err(std::io::Error::other)??;
+    for t in tasks {
+        t.await.map_err(std::io::Error::other)??;
+    }
+    report.rate(
+        "published_per_s",
+        (after.published - before.published) as f64 / elapsed,
+    );
+    report.rate(
+        "consumed_per_s",
+        (after.consumed - before.consumed) as f64 / elapsed,
+    );
+    cleanup_queues(&ctx, a.queues).await;
+    Ok(())
+}
+
+async fn run_connections(ctx: &Arc<Ctx>, report: &mut Report) -> std::io::Result<()> {
+    let a = &ctx.args;
+    let mut conns = Vec::new();
+    for _ in 0..a.connections {
+        match Client::connect(&ctx.target).await {
+            Ok(c) => conns.push(c),
+            Err(e) => {
+                eprintln!("warren-perf: connection {} failed: {e}", conns.len() + 1);
+                break;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    report.count("connections", conns.len() as u64);
+    if let Some(rss) = rss_of(a.broker_pid) {
+        report.bytes("broker_rss", rss);
+    }
+    Ok(())
+}
+
+async fn run_queues(ctx: &Arc<Ctx>, report: &mut Report) -> std::io::Result<()> {
+    let a = &ctx.args;
+    let mut c = Client::connect(&ctx.target).await?;
+    for i in 0..a.queues {
+        c.declare_queue(&queue_name(i), false).await?;
+        c.consume(&queue_name(i), true).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    report.count("queues", a.queues as u64);
+    if let Some(rss) = rss_of(a.broker_pid) {
+        report.bytes("broker_rss", rss);
+    }
+    drop(c);
+    cleanup_queues(&ctx, a.queues).await;
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
