@@ -447,7 +447,7 @@ async fn run_streaming(
     } else {
         a.consumers
     };
-    setup_queues(&ctx, a.queues, durable || a.scenario == Scenario::Confirms).await?;
+    setup_queues(ctx, a.queues, durable || a.scenario == Scenario::Confirms).await?;
     let mut tasks = Vec::new();
     for i in 0..consumers {
         tasks.push(tokio::spawn(consumer(
@@ -499,7 +499,7 @@ async fn run_streaming(
             (after.consumed - before.consumed) as f64 / elapsed,
         );
     }
-    cleanup_queues(&ctx, a.queues).await;
+    cleanup_queues(ctx, a.queues).await;
     Ok(())
 }
 
@@ -510,7 +510,7 @@ async fn run_drain(
 ) -> std::io::Result<()> {
     let a = &ctx.args;
     let durable = a.persistent;
-    setup_queues(&ctx, 1, durable).await?;
+    setup_queues(ctx, 1, durable).await?;
     let fill_start = Instant::now();
     producer(
         ctx.clone(),
@@ -561,7 +561,7 @@ async fn run_drain(
         report.count("missing", a.messages - seen.len() as u64);
     }
     latencies.lock().unwrap().clear(); // fill-then-drain latency is not meaningful
-    cleanup_queues(&ctx, 1).await;
+    cleanup_queues(ctx, 1).await;
     Ok(())
 }
 
@@ -616,7 +616,7 @@ async fn run_fanout(
         "consumed_per_s",
         (after.consumed - before.consumed) as f64 / elapsed,
     );
-    cleanup_queues(&ctx, a.queues).await;
+    cleanup_queues(ctx, a.queues).await;
     Ok(())
 }
 
@@ -653,7 +653,7 @@ async fn run_queues(ctx: &Arc<Ctx>, report: &mut Report) -> std::io::Result<()> 
         report.bytes("broker_rss", rss);
     }
     drop(c);
-    cleanup_queues(&ctx, a.queues).await;
+    cleanup_queues(ctx, a.queues).await;
     Ok(())
 }
 
