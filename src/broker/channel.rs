@@ -30,6 +30,9 @@ pub(super) struct ChannelState {
     pub first_tag: u64,
     pub unacked: VecDeque<Option<Unacked>>,
     pub unacked_count: usize,
+    /// Unacked deliveries to consumers (not basic.get): what `channel_prefetch` limits,
+    /// as RabbitMQ's limiter counts.
+    pub consumer_unacked: usize,
     /// Prefetch for consumers created from now on (basic.qos global=false).
     pub consumer_prefetch: u16,
     /// Limit on the channel's unacked total (basic.qos global=true).
@@ -47,6 +50,7 @@ impl ChannelState {
             first_tag: 1,
             unacked: VecDeque::new(),
             unacked_count: 0,
+            consumer_unacked: 0,
             consumer_prefetch: 0,
             channel_prefetch: 0,
             flow_active: true,
@@ -62,6 +66,13 @@ impl ChannelState {
             "unacked count out of step with the ring"
         );
         self.unacked_count -= 1;
+        if u.consumer.is_some() {
+            assert!(
+                self.consumer_unacked > 0,
+                "consumer unacked count out of step"
+            );
+            self.consumer_unacked -= 1;
+        }
         while matches!(self.unacked.front(), Some(None)) {
             self.unacked.pop_front();
             self.first_tag += 1;
@@ -80,6 +91,7 @@ impl ChannelState {
         }
         match unacked {
             Some(u) => {
+                self.consumer_unacked += u.consumer.is_some() as usize;
                 self.unacked.push_back(Some(u));
                 self.unacked_count += 1;
             }

@@ -59,7 +59,7 @@ impl VHost {
                 let consumer_ok = c.no_ack || c.prefetch == 0 || c.unacked < c.prefetch as u32;
                 let channel_ok = c.no_ack
                     || ch.channel_prefetch == 0
-                    || ch.unacked_count < ch.channel_prefetch as usize;
+                    || ch.consumer_unacked < ch.channel_prefetch as usize;
                 if ch.flow_active && consumer_ok && channel_ok && c.outbox.has_room() {
                     chosen = Some(i);
                     break;
@@ -229,12 +229,12 @@ impl VHost {
             return Ok(());
         };
         let tags = if multiple {
-            let upto = if tag == 0 { u64::MAX } else { tag };
-            let tags = ch.tags_through(upto);
-            if tag != 0 && tags.is_empty() && !ch.is_unacked(tag) {
+            // As RabbitMQ: `multiple` up to a tag that is not outstanding is an unknown
+            // tag, and nothing is settled.
+            if tag != 0 && !ch.is_unacked(tag) {
                 return Err(unknown_tag(tag));
             }
-            tags
+            ch.tags_through(if tag == 0 { u64::MAX } else { tag })
         } else {
             if !ch.is_unacked(tag) {
                 return Err(unknown_tag(tag));
@@ -269,6 +269,15 @@ impl VHost {
             }
         }
         self.stats.acked(settled);
+        // Credit freed under a channel-wide prefetch may unblock this channel's consumers
+        // on any queue, not only the ones settled from.
+        if ch.channel_prefetch > 0 {
+            for q in ch.consumers.values() {
+                if !touched.contains(q) {
+                    touched.push(q.clone());
+                }
+            }
+        }
         for q in touched {
             self.dispatch(&q);
         }
