@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::lapin_code;
@@ -18,20 +18,7 @@ fn spawn_broker(dir: &std::path::Path, port: u16) -> Child {
 }
 
 fn spawn_broker_with(dir: &std::path::Path, port: u16, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--fsync",
-            "always",
-        ])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    common::spawn_warren(dir, port, extra, Stdio::null())
 }
 
 fn passive() -> QueueDeclareOptions {

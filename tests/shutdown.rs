@@ -5,25 +5,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{frame, method, RawClient};
 
 fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--fsync",
-            "always",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    common::spawn_warren(dir, port, &[], Stdio::piped())
 }
 
 async fn wait_for_port(port: u16) -> std::net::SocketAddr {

@@ -278,3 +278,27 @@ pub async fn publish_confirmed(
     .await
     .unwrap()
 }
+
+/// Starts the `warren` binary as a child on loopback `port` with `--fsync always`, the
+/// data in `dir`, and `extra` flags; its stderr goes to `stderr`.
+pub fn spawn_warren(
+    dir: &std::path::Path,
+    port: u16,
+    extra: &[&str],
+    stderr: std::process::Stdio,
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--fsync",
+            "always",
+        ])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}

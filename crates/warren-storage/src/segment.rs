@@ -311,12 +311,17 @@ impl Segment {
             return Err(e);
         }
         let file = SegmentFile::map(path, file)?;
-        Ok(Segment {
+        Ok(Segment::empty(base, file, false))
+    }
+
+    /// A segment over `file` with no record noted yet.
+    fn empty(base: u64, file: Arc<SegmentFile>, sealed: bool) -> Segment {
+        Segment {
             base,
             view: whole_view(&file),
             file,
             write_pos: FILE_HEADER_LEN,
-            sealed: false,
+            sealed,
             acks: AckBitmap::new(),
             index: Vec::new(),
             records: 0,
@@ -324,7 +329,7 @@ impl Segment {
             last_seq: None,
             skips: Vec::new(),
             generation: 0,
-        })
+        }
     }
 
     /// Grows an empty write head in place to `capacity` bytes (reserved and zero-filled
@@ -375,20 +380,7 @@ impl Segment {
                 format!("{}: {e}", path.display()),
             )
         })?;
-        let mut seg = Segment {
-            base,
-            view: whole_view(&file),
-            file: file.clone(),
-            write_pos: FILE_HEADER_LEN,
-            sealed: !head,
-            acks: AckBitmap::new(),
-            index: Vec::new(),
-            records: 0,
-            live: 0,
-            last_seq: None,
-            skips: Vec::new(),
-            generation: 0,
-        };
+        let mut seg = Segment::empty(base, file.clone(), !head);
         let mut transient = Vec::new();
         let scan = scan_records(file.bytes(), path, base, !head, |r| {
             if r.header.seq < base {
