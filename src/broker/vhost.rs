@@ -72,7 +72,14 @@ impl VHost {
         stats: Arc<BrokerStats>,
         report: &mut OpenReport,
     ) -> io::Result<VHost> {
-        std::fs::create_dir_all(dir.join("queues"))?;
+        if !dir.join("queues").exists() {
+            std::fs::create_dir_all(dir.join("queues"))?;
+            // Durable before any queue in it confirms a message.
+            warren_storage::segment::sync_dir(dir)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                warren_storage::segment::sync_dir(parent)?;
+            }
+        }
         let defs = definitions::load(dir)?;
         let mut vh = VHost {
             name: name.into(),

@@ -126,7 +126,15 @@ impl Log {
         config: LogConfig,
         commit: Arc<GroupCommit>,
     ) -> io::Result<(Log, recovery::RecoveryReport)> {
+        let created = !dir.exists();
         let recovered = recovery::recover(dir, &config)?;
+        if created && commit.policy() != FsyncPolicy::Never {
+            // A new queue's directory entry must be durable before anything in it is
+            // confirmed (a POSIX file system need not persist a mkdir with a file's fsync).
+            if let Some(parent) = dir.parent() {
+                segment::sync_dir(parent)?;
+            }
+        }
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -584,11 +592,23 @@ impl Log {
         self.flush_acks()
     }
 
-    /// Deletes the log and all its files.
+    /// Deletes the log and all its files. The directory is first renamed to a name no one
+    /// writes to, so ack batches and the delivery watermark written late by an `AckFlush`
+    /// (outside the owner's lock) find no directory instead of refilling it while it is
+    /// being removed.
     pub fn destroy(self) -> io::Result<()> {
         let dir = self.dir.clone();
         drop(self);
-        match std::fs::remove_dir_all(&dir) {
+        let mut doomed = dir.as_os_str().to_owned();
+        doomed.push(".deleted");
+        let doomed = PathBuf::from(doomed);
+        let target = match std::fs::rename(&dir, &doomed) {
+            Ok(()) => &doomed,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            // Could not rename (e.g. a leftover `.deleted` from a crash): remove in place.
+            Err(_) => &dir,
+        };
+        match std::fs::remove_dir_all(target) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }

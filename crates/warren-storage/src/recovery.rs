@@ -136,7 +136,11 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
                 segments.push(seg);
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                report.unreadable.push((path.clone(), e.to_string()));
+                // The reason alone: the report names the file.
+                let text = e.to_string();
+                let prefix = format!("{}: ", path.display());
+                let reason = text.strip_prefix(&prefix).unwrap_or(&text).to_owned();
+                report.unreadable.push((path.clone(), reason));
                 set_aside(path)?;
                 next_seq = next_seq.max(*base);
             }
@@ -165,20 +169,20 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
     })
 }
 
-/// True if the file at `path` is empty or holds only zero bytes.
+/// True if the segment file at `path` never had its header synced (see
+/// `segment::header_never_written`).
 fn never_written(path: &Path) -> io::Result<bool> {
     use std::io::Read;
+    let mut header = [0u8; segment::FILE_HEADER_LEN];
     let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 8 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(true);
-        }
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
+    let mut got = 0;
+    while got < header.len() {
+        match file.read(&mut header[got..])? {
+            0 => break,
+            n => got += n,
         }
     }
+    Ok(segment::header_never_written(&header[..got]))
 }
 
 /// Renames an unreadable segment out of the way so its name is free and its bytes kept;

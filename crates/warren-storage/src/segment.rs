@@ -70,6 +70,16 @@ pub fn encode_file_header(base: u64) -> [u8; FILE_HEADER_LEN] {
     h
 }
 
+/// True if these first bytes of a segment file (up to its header length) show that the
+/// header never reached the disk: the file is empty, or its header is all zeros. The
+/// header is written when the file is made, before any record, and every fdatasync since
+/// would have carried it to disk: so such a file never had a successful sync, and holds no
+/// record that was confirmed under `always` or `interval`. (After a power cut, a
+/// never-synced segment may still show later pages that the kernel wrote back.)
+pub fn header_never_written(first_bytes: &[u8]) -> bool {
+    first_bytes.iter().all(|&b| b == 0)
+}
+
 /// Checks a segment file header; returns its base sequence number.
 pub fn decode_file_header(bytes: &[u8]) -> Result<u64, String> {
     if bytes.len() < FILE_HEADER_LEN {

@@ -439,3 +439,25 @@ fn acks_between_compaction_plan_and_install_stay_acked() {
         .collect();
     assert!(names.iter().all(|n| !n.ends_with(".compact")), "{names:?}");
 }
+
+/// A log destroyed while its ack batches and delivery watermark are being written outside
+/// its owner's lock: the late writes find no directory and do not bring it back (they used
+/// to refill it during `remove_dir_all`: "Directory not empty").
+#[test]
+fn late_ack_flush_does_not_resurrect_a_destroyed_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let qdir = dir.path().join("q1");
+    let commit = GroupCommit::start(FsyncPolicy::Never);
+    let (mut log, _) = Log::open(&qdir, config(), commit).unwrap();
+    for i in 0..20 {
+        let seq = log.append(1, true, &payload(i, 10)).unwrap().seq;
+        log.mark_delivered(seq);
+        log.ack(seq).unwrap();
+    }
+    let late = log.take_ack_flush();
+    assert!(!late.is_empty());
+    log.destroy().unwrap();
+    late.write().unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "nothing left behind: {left:?}");
+}

@@ -105,6 +105,20 @@ struct Totals {
 fn dump_segment(path: &Path, opts: &Options, totals: &mut Totals) -> std::io::Result<()> {
     let bytes = std::fs::read(path)?;
     let name = path.display().to_string();
+    let head = &bytes[..bytes.len().min(segment::FILE_HEADER_LEN)];
+    if segment::header_never_written(head) {
+        // A power cut before the file's first sync: it never held a confirmed record, and
+        // recovery removes it quietly. Not corruption.
+        if opts.json {
+            println!(
+                "{}",
+                json!({"type": "never_written", "file": name, "bytes": bytes.len()})
+            );
+        } else {
+            println!("{name}: never written (its header never reached the disk; holds nothing, recovery removes it)");
+        }
+        return Ok(());
+    }
     let base = match segment::decode_file_header(&bytes) {
         Ok(base) => base,
         Err(reason) => {

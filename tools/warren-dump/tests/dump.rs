@@ -69,3 +69,15 @@ fn usage_and_io_errors_exit_two() {
     assert_eq!(dump(&["--bogus", "x"]).0, 2);
     assert_eq!(dump(&["/nonexistent/warren/path"]).0, 2);
 }
+
+/// A segment file whose header never reached the disk (a power cut before its first sync)
+/// is reported as such, not as corruption: `--verify` exits 0.
+#[test]
+fn never_written_segment_is_not_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("00000000000000000000.seg"), vec![0u8; 4096]).unwrap();
+    std::fs::write(dir.path().join("00000000000000000010.seg"), b"").unwrap();
+    let (code, out) = dump(&[dir.path().to_str().unwrap(), "--verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("never written"), "{out}");
+}
