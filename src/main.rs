@@ -1,23 +1,28 @@
 //! The `warren` broker binary.
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use warren::config::{Cli, Config};
 use warren::server::Server;
 
-/// Logs to stderr, filtered by `RUST_LOG` if set, else by `--log-level`.
+/// Logs to stderr, filtered by `RUST_LOG` if set, else by `--log-level`: a level
+/// (`info`) or `target=level` directives (`warren=debug,info`). `Targets` rather than
+/// `EnvFilter`: the same directives without a regex engine in the broker's memory.
 fn init_logging(level: &str) -> Result<(), String> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives),
-        _ => EnvFilter::try_new(level),
-    }
-    .map_err(|e| format!("--log-level: {e}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(d) if !d.is_empty() => d,
+        _ => level.to_owned(),
+    };
+    let filter: Targets = directives
+        .parse()
+        .map_err(|e| format!("--log-level '{directives}': {e}"))?;
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    tracing_subscriber::registry().with(fmt).with(filter).init();
     Ok(())
 }
 

@@ -7,6 +7,9 @@ each figure, and writes a Markdown table (plus an SVG plot) into BENCHMARKS.md b
 the markers `<!-- compare:begin -->` and `<!-- compare:end -->`.
 
 Usage: tools/compare.sh [--rounds N] [--seconds S] [--fsync always|interval:MS|never]
+                        [--baseline PATH-TO-AN-OLDER-warren]
+With --baseline, an older Warren binary runs in each round too (A B C A B C ...) and the
+table gains its column and the ratio new/old: the before/after check of a change.
 Needs: rabbitmq-server (apt-get install rabbitmq-server), cargo build --release.
 """
 import argparse
@@ -97,16 +100,17 @@ class Rabbit:
 class Warren:
     name = "Warren"
 
-    def __init__(self, fsync):
+    def __init__(self, fsync, binary=WARREN, name="Warren"):
+        self.name = name
         self.dir = tempfile.mkdtemp(prefix="warren-", dir=os.path.join(ROOT, "target"))
-        self.proc = subprocess.Popen([WARREN, "--listen", f"127.0.0.1:{WARREN_PORT}", "--data-dir",
+        self.proc = subprocess.Popen([binary, "--listen", f"127.0.0.1:{WARREN_PORT}", "--data-dir",
                                       self.dir, "--fsync", fsync],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait_port(WARREN_PORT):
-            sys.exit("Warren did not start")
+            sys.exit(f"{name} did not start")
         self.pid = self.proc.pid
         self.url = f"amqp://guest:guest@127.0.0.1:{WARREN_PORT}/%2f"
-        self.version = subprocess.run([WARREN, "--version"], capture_output=True, text=True).stdout.strip()
+        self.version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
 
     def stop(self):
         self.proc.terminate()
@@ -180,16 +184,32 @@ def svg(rows):
     return "\n".join(out)
 
 
+def print_before_after(a, rows, baseline):
+    """The before/after table of a change (stdout only; BENCHMARKS.md is left alone)."""
+    print(f"Command: `tools/compare.sh --rounds {a.rounds} --seconds {a.seconds} --fsync {a.fsync} "
+          f"--baseline OLD` (median of {a.rounds} rounds, brokers alternated)\n")
+    print("| scenario | RabbitMQ | Warren before | Warren after | after / before |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for label, key, r, w in rows:
+        b = baseline.get(label)
+        ratio = f"{w / b:.3f}" if b and w else "—"
+        print(f"| {label} | {fmt(key, r)} | {fmt(key, b)} | {fmt(key, w)} | {ratio} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--fsync", default="always")
+    ap.add_argument("--baseline", help="an older warren binary to run alongside (before/after)")
     a = ap.parse_args()
     results = {}  # (scenario label, broker) -> [values]
     versions = {}
+    makers = [Rabbit, lambda: Warren(a.fsync)]
+    if a.baseline:
+        makers.append(lambda: Warren(a.fsync, binary=a.baseline, name="baseline"))
     for rnd in range(a.rounds):
-        for make in (Rabbit, lambda: Warren(a.fsync)):
+        for make in makers:
             broker = make()
             versions[broker.name] = broker.version
             print(f"round {rnd + 1}: {broker.name}", flush=True)
@@ -206,9 +226,14 @@ def main():
             finally:
                 broker.stop()
     rows = []
+    baseline = {}
     for label, _, key in scenarios(a.seconds):
         med = lambda b: statistics.median(results[(label, b)]) if results.get((label, b)) else None
         rows.append((label, key, med("RabbitMQ"), med("Warren")))
+        baseline[label] = med("baseline")
+    if a.baseline:
+        print_before_after(a, rows, baseline)
+        return
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     lines = [
         "<!-- compare:begin -->",

@@ -102,9 +102,9 @@ struct Totals {
     corrupt: u64,
 }
 
-fn dump_segment(path: &Path, opts: &Options, totals: &mut Totals) -> std::io::Result<()> {
-    let bytes = std::fs::read(path)?;
-    let name = path.display().to_string();
+/// The segment's base from its header; or None, after reporting a file whose header
+/// never reached the disk (not corruption) or is unreadable (corruption).
+fn read_header(bytes: &[u8], name: &str, opts: &Options, totals: &mut Totals) -> Option<u64> {
     let head = &bytes[..bytes.len().min(segment::FILE_HEADER_LEN)];
     if segment::header_never_written(head) {
         // A power cut before the file's first sync: it never held a confirmed record, and
@@ -117,10 +117,10 @@ fn dump_segment(path: &Path, opts: &Options, totals: &mut Totals) -> std::io::Re
         } else {
             println!("{name}: never written (its header never reached the disk; holds nothing, recovery removes it)");
         }
-        return Ok(());
+        return None;
     }
-    let base = match segment::decode_file_header(&bytes) {
-        Ok(base) => base,
+    match segment::decode_file_header(bytes) {
+        Ok(base) => Some(base),
         Err(reason) => {
             totals.corrupt += 1;
             if opts.json {
@@ -131,8 +131,16 @@ fn dump_segment(path: &Path, opts: &Options, totals: &mut Totals) -> std::io::Re
             } else {
                 println!("{name}: CORRUPT file header: {reason}");
             }
-            return Ok(());
+            None
         }
+    }
+}
+
+fn dump_segment(path: &Path, opts: &Options, totals: &mut Totals) -> std::io::Result<()> {
+    let bytes = std::fs::read(path)?;
+    let name = path.display().to_string();
+    let Some(base) = read_header(&bytes, &name, opts, totals) else {
+        return Ok(());
     };
     let ack_path = path.with_file_name(segment::ack_file_name(base));
     let acked: HashSet<u64> = acks::read_file(&ack_path)?.seqs.into_iter().collect();

@@ -118,6 +118,55 @@ fn queue_name(i: usize) -> String {
 }
 
 /// Publishes until `stop` (or `limit` messages), honouring the rate and confirm window.
+/// Reads a producer's connection: counts confirms (acks and nacks) into `confirmed` and
+/// the counters, wakes the producer, and stops if the broker closes the channel.
+fn spawn_confirm_reader(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut rbuf: BytesMut,
+    confirmed: Arc<AtomicU64>,
+    wake: Arc<tokio::sync::Notify>,
+    counters: Arc<Counters>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        loop {
+            while let Ok(Some(f)) = client::parse_frame(&mut rbuf) {
+                if f.kind == 1 {
+                    match f.ids() {
+                        (60, 80) | (60, 120) => {
+                            let tag = u64::from_be_bytes(f.payload[4..12].try_into().unwrap());
+                            let multiple = f.payload[12] & 1 != 0;
+                            let before = confirmed.load(Ordering::Relaxed);
+                            let now = if multiple { tag } else { before.max(tag) };
+                            if now > before {
+                                confirmed.store(now, Ordering::Relaxed);
+                                counters
+                                    .confirmed
+                                    .fetch_add(now - before, Ordering::Relaxed);
+                            }
+                            if f.ids() == (60, 120) {
+                                counters.nacked.fetch_add(1, Ordering::Relaxed);
+                            }
+                            wake.notify_one();
+                        }
+                        (10, 50) | (20, 40) => {
+                            eprintln!(
+                                "warren-perf: producer: broker closed the channel/connection"
+                            );
+                            return;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            match rd.read_buf(&mut rbuf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+}
+
 async fn producer(
     ctx: Arc<Ctx>,
     id: usize,
@@ -138,57 +187,18 @@ async fn producer(
         c.frame_max,
     );
     let Client {
-        mut rd,
-        mut wr,
-        mut rbuf,
-        ..
+        rd, mut wr, rbuf, ..
     } = c;
     let confirmed = Arc::new(AtomicU64::new(0));
     let wake = Arc::new(tokio::sync::Notify::new());
     // Reader: confirms (and anything else the broker says).
-    let reader = {
-        let confirmed = confirmed.clone();
-        let wake = wake.clone();
-        let counters = ctx.counters.clone();
-        tokio::spawn(async move {
-            use tokio::io::AsyncReadExt;
-            loop {
-                while let Ok(Some(f)) = client::parse_frame(&mut rbuf) {
-                    if f.kind == 1 {
-                        match f.ids() {
-                            (60, 80) | (60, 120) => {
-                                let tag = u64::from_be_bytes(f.payload[4..12].try_into().unwrap());
-                                let multiple = f.payload[12] & 1 != 0;
-                                let before = confirmed.load(Ordering::Relaxed);
-                                let now = if multiple { tag } else { before.max(tag) };
-                                if now > before {
-                                    confirmed.store(now, Ordering::Relaxed);
-                                    counters
-                                        .confirmed
-                                        .fetch_add(now - before, Ordering::Relaxed);
-                                }
-                                if f.ids() == (60, 120) {
-                                    counters.nacked.fetch_add(1, Ordering::Relaxed);
-                                }
-                                wake.notify_one();
-                            }
-                            (10, 50) | (20, 40) => {
-                                eprintln!(
-                                    "warren-perf: producer: broker closed the channel/connection"
-                                );
-                                return;
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                match rd.read_buf(&mut rbuf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-    };
+    let reader = spawn_confirm_reader(
+        rd,
+        rbuf,
+        confirmed.clone(),
+        wake.clone(),
+        ctx.counters.clone(),
+    );
     use tokio::io::AsyncWriteExt;
     let batch = 256u64;
     let per_producer_rate = if ctx.args.rate > 0 {
