@@ -194,6 +194,7 @@ def main():
         os.makedirs(d)
     fs_script = os.path.join(work, "powercut_fs.py")  # pinned: edits during a run do not apply
     shutil.copy2(powercut_fs.__file__, fs_script)
+    shutil.copy2(os.path.join(HERE, "powercut_store.py"), os.path.join(work, "powercut_store.py"))
     binary = os.path.join(work, "warren")
     shutil.copy2(args.broker, binary)
     dump = args.dump or os.path.join(os.path.dirname(os.path.abspath(args.broker)), "warren-dump")
