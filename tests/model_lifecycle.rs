@@ -146,9 +146,6 @@ fn exclusive_consume_on_a_queue_that_has_consumers_is_access_refused() {
 }
 
 #[test]
-#[ignore = "model bug: redeclaring a queue with a different `exclusive` flag is \
-            PreconditionFailed in the model; RabbitMQ's assert_equivalence checks exclusive \
-            access strictly first and answers RESOURCE_LOCKED"]
 fn redeclaring_a_queue_with_a_different_exclusive_flag_is_resource_locked() {
     let fx = Fx::new();
     let owner = fx.connect();
@@ -448,10 +445,6 @@ fn redeclaring_an_exchange_with_different_properties_is_precondition_failed() {
 }
 
 #[test]
-#[ignore = "model bug: redeclaring a predeclared amq.* exchange inequivalently is \
-            AccessRefused (other type) or OK (durable=false) in the model; RabbitMQ finds the \
-            exchange and runs assert_equivalence: PRECONDITION_FAILED (check_name's \
-            ACCESS_REFUSED applies only to names that do not exist)"]
 fn redeclaring_a_predeclared_exchange_inequivalently_is_precondition_failed() {
     let fx = Fx::new();
     let r = fx.exchange(&ExchangeSpec {
@@ -464,9 +457,6 @@ fn redeclaring_a_predeclared_exchange_inequivalently_is_precondition_failed() {
 }
 
 #[test]
-#[ignore = "model bug: exchange.declare of the default exchange \"\" succeeds (passive or \
-            not) in the model; RabbitMQ's check_not_default_exchange answers ACCESS_REFUSED \
-            'operation not permitted on the default exchange' for both"]
 fn declaring_the_default_exchange_is_access_refused() {
     let fx = Fx::new();
     let r = fx.exchange(&exchange("", "direct"));

@@ -66,18 +66,20 @@ impl VHost {
 
     pub fn exchange_declare(&mut self, spec: &ExchangeSpec<'_>) -> Result<(), BrokerError> {
         let name = spec.name;
+        if name.is_empty() {
+            // RabbitMQ's check_not_default_exchange, passive or not.
+            return Err(BrokerError::AccessRefused(
+                "operation not permitted on the default exchange".into(),
+            ));
+        }
         if spec.passive {
             return match self.exchanges.get(name) {
                 Some(_) => Ok(()),
                 None => Err(self.not_found("exchange", name)),
             };
         }
-        if name.is_empty() || name.starts_with("amq.") {
-            if let Some(ex) = self.exchanges.get(name) {
-                if ex.kind.as_str() == spec.kind {
-                    return Ok(());
-                }
-            }
+        // A reserved name may be redeclared equivalently; it may not be created.
+        if name.starts_with("amq.") && !self.exchanges.contains_key(name) {
             return Err(self.reserved_exchange_refusal(name));
         }
         let Some(kind) = ExchangeKind::parse(spec.kind) else {
@@ -237,11 +239,16 @@ impl VHost {
         let kind = QueueType::from_args(&args)?;
         if let Some(q) = self.queues.get(name.as_str()) {
             self.check_queue_access(&name, conn)?;
-            if q.durable != spec.durable
-                || q.auto_delete != spec.auto_delete
-                || q.exclusive_owner.is_some() != spec.exclusive
-                || q.args != args
-            {
+            if q.exclusive_owner.is_some() != spec.exclusive {
+                // RabbitMQ's check_exclusivity: a locked-queue error, not an inequivalence.
+                return Err(BrokerError::ResourceLocked(format!(
+                    "cannot obtain exclusive access to locked queue '{name}' in vhost '{}'. It \
+                     could be originally declared on another connection or the exclusive \
+                     property value does not match that of the original declaration.",
+                    self.name
+                )));
+            }
+            if q.durable != spec.durable || q.auto_delete != spec.auto_delete || q.args != args {
                 return Err(BrokerError::PreconditionFailed(format!(
                     "inequivalent arg for queue '{name}' in vhost '{}'",
                     self.name
