@@ -144,7 +144,14 @@ impl Server {
             Err(e) => tracing::error!("shutdown: {e}"),
         }
         self.ctx.broker.commit().shutdown();
-        tracing::info!("stopped");
+        let totals = self.ctx.broker.stats();
+        tracing::info!(
+            connections = totals.connections_opened,
+            published = totals.published,
+            delivered = totals.delivered,
+            acked = totals.acked,
+            "stopped"
+        );
     }
 
     /// Accepts connections forever.

@@ -611,3 +611,30 @@ fn consuming_with_a_tag_in_use_on_the_channel_is_not_allowed() {
 }
 
 // ===== 7. exclusive ===================================================================
+
+#[test]
+fn broker_counters_follow_publishes_deliveries_and_acks() {
+    let fx = Fx::new();
+    fx.declare("q");
+    let before = fx.broker.stats();
+    let key = (fx.conn, 2);
+    let out = fx.channel(key);
+    fx.consume(key, "q", "c");
+    for i in 0..4 {
+        fx.publish("", "q", &format!("m{i}"));
+    }
+    let d = deliveries(&out);
+    assert_eq!(d.len(), 4);
+    fx.ack(key, d[1].delivery_tag);
+    fx.settle(key, d[3].delivery_tag, true, false, false)
+        .unwrap();
+    let after = fx.broker.stats();
+    assert_eq!(after.published - before.published, 4);
+    assert_eq!(after.delivered - before.delivered, 4);
+    assert_eq!(
+        after.acked - before.acked,
+        4,
+        "acks and rejects both settle"
+    );
+    assert_eq!(after.channels_opened - before.channels_opened, 1);
+}

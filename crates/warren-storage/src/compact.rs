@@ -17,12 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::acks::AckBitmap;
-use crate::file::SegmentFile;
+use crate::file::{check_same_file, rename_noreplace, SegmentFile};
 use crate::record::HEADER_LEN;
-use crate::segment::{encode_file_header, for_each_record_in, segment_file_name, FILE_HEADER_LEN};
-
-use crate::file::{check_same_file, rename_noreplace};
-use crate::segment::{self, Segment};
+use crate::segment::{
+    self, encode_file_header, for_each_record_in, segment_file_name, Segment, FILE_HEADER_LEN,
+};
 
 /// True if `seg` is sealed and its live fraction has fallen below `threshold`.
 pub fn wants_compaction(seg: &Segment, threshold: f64) -> bool {
@@ -79,10 +78,7 @@ pub struct Compacted {
 impl Compacted {
     /// Removes the compacted file without installing it (its segment has gone).
     pub fn discard(self) -> io::Result<()> {
-        match std::fs::remove_file(&self.tmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        remove_if_present(&self.tmp)
     }
 }
 

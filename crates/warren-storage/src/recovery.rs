@@ -27,8 +27,8 @@ pub struct RecoveryReport {
     pub removed_leftovers: Vec<PathBuf>,
     /// Segment files that could not be opened at all (bad header); renamed to `.corrupt`.
     pub unreadable: Vec<(PathBuf, String)>,
-    /// Segment files with no byte ever written (a power cut before their first sync):
-    /// they held nothing, and were removed. Not a problem; worth a debug line.
+    /// Segment files whose header never reached the disk (a power cut before their first
+    /// sync): they held nothing confirmed, and were removed. Not a problem; a debug line.
     pub discarded_unwritten: Vec<PathBuf>,
 }
 
@@ -76,9 +76,10 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
         }
     }
     let mut files = list_segments(dir)?;
-    // A segment file with no byte written holds nothing: a power cut before its first
-    // sync leaves a new segment 0 bytes long or all zeros (a confirmed record's file was
-    // synced, header and all). Remove it quietly; its name and sequence numbers stay free.
+    // A segment file whose header never reached the disk holds nothing confirmed: a power
+    // cut before its first sync leaves it 0 bytes long, all zeros, or with a zero header and
+    // some later pages written back (a confirmed record's file was synced, header and all).
+    // Remove it quietly; its sequence numbers are not reused.
     let mut unwritten_floor = 0u64;
     files.retain(|(base, path)| match never_written(path) {
         Ok(true) => {
