@@ -76,11 +76,11 @@ async fn channel_and_sequencing_errors() {
     let mut c = RawClient::handshake(b.addr).await;
     c.send(&frame(1, 5, &queue_declare_args("q", &[]))).await;
     assert_eq!(c.expect_close().await, 504);
-    // Channel number above channel_max: 504.
+    // A channel number above channel_max opens (RabbitMQ limits the count, not numbers).
     let mut c = RawClient::handshake(b.addr).await;
     c.send(&frame(1, 4000, &method(20, 10, &shortstr(""))))
         .await;
-    assert_eq!(c.expect_close().await, 504);
+    c.expect_method((20, 11)).await;
     // Content header without a publish: 505.
     let mut c = RawClient::handshake(b.addr).await;
     c.open_channel(1).await;
@@ -91,64 +91,64 @@ async fn channel_and_sequencing_errors() {
     c.open_channel(1).await;
     c.send(&frame(3, 1, b"abc")).await;
     assert_eq!(c.expect_close().await, 505);
-    // Unknown class/method: 540.
+    // Unknown class/method: the socket is closed without a frame, as RabbitMQ does.
     let mut c = RawClient::handshake(b.addr).await;
     c.open_channel(1).await;
     c.send(&frame(1, 1, &method(77, 7, &[]))).await;
-    assert_eq!(c.expect_close().await, 540);
+    assert!(c.recv().await.is_none(), "no frame, then EOF");
     still_serves(&b).await;
 }
 
 #[tokio::test]
 async fn field_table_errors() {
     let b = start().await;
-    // Unknown type tag: 502.
-    let mut c = RawClient::handshake(b.addr).await;
-    c.open_channel(1).await;
-    c.send(&frame(1, 1, &queue_declare_args("q", &[1, b'k', b'Z', 0])))
-        .await;
-    assert_eq!(c.expect_close().await, 502);
-    // A string whose length runs past the end of the frame: 501.
-    let mut c = RawClient::handshake(b.addr).await;
-    c.open_channel(1).await;
-    c.send(&frame(
-        1,
-        1,
-        &queue_declare_args("q", &[1, b'k', b'S', 0, 0, 0, 50, b'x']),
-    ))
-    .await;
-    assert_eq!(c.expect_close().await, 501);
-    // Tables nested 10,000 deep: refused at a fixed depth.
-    let mut inner: Vec<u8> = Vec::new();
-    for _ in 0..10_000 {
-        let mut outer = vec![1, b'a', b'F'];
-        outer.extend_from_slice(&(inner.len() as u32).to_be_bytes());
-        outer.extend_from_slice(&inner);
-        inner = outer;
+    // RabbitMQ's reader cannot parse these tables and drops the connection without a
+    // frame; so does Warren (tests/fidelity.rs holds the recorded answers).
+    let nested = {
+        let mut inner: Vec<u8> = Vec::new();
+        for _ in 0..10_000 {
+            let mut outer = vec![1, b'a', b'F'];
+            outer.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+            outer.extend_from_slice(&inner);
+            inner = outer;
+        }
+        inner
+    };
+    for table in [
+        // An unknown type tag.
+        vec![1, b'k', b'Z', 0],
+        // A string whose length runs past the end of its table.
+        vec![1, b'k', b'S', 0, 0, 0, 50, b'x'],
+        // Tables nested 10,000 deep: refused at a fixed depth, without recursion.
+        nested,
+    ] {
+        let mut c = RawClient::handshake(b.addr).await;
+        c.open_channel(1).await;
+        c.send(&frame(1, 1, &queue_declare_args("q", &table))).await;
+        assert!(c.recv().await.is_none(), "no frame, then EOF");
     }
-    let mut c = RawClient::handshake(b.addr).await;
-    c.open_channel(1).await;
-    c.send(&frame(1, 1, &queue_declare_args("q", &inner))).await;
-    assert_eq!(c.expect_close().await, 502);
     still_serves(&b).await;
 }
 
 #[tokio::test]
 async fn content_size_errors() {
     let b = start_with(|c| c.max_message_size = 1024).await;
-    // Body longer than the header declared: 501.
+    // Body longer than the header declared: never completes (as in RabbitMQ); the next
+    // method is 505 naming basic.publish.
     let mut c = RawClient::handshake(b.addr).await;
     c.open_channel(1).await;
     c.send(&frame(1, 1, &publish_args("", "q"))).await;
     c.send(&frame(2, 1, &content_header(2))).await;
     c.send(&frame(3, 1, b"abc")).await;
-    assert_eq!(c.expect_close().await, 501);
-    // A body_size of 2^62: refused without allocating it (501).
+    c.send(&frame(1, 1, &method(60, 10, &[0, 0, 0, 0, 0, 1, 0])))
+        .await;
+    assert_eq!(c.expect_close().await, 505);
+    // A body_size of 2^62: refused as too large (406) without allocating it.
     let mut c = RawClient::handshake(b.addr).await;
     c.open_channel(1).await;
     c.send(&frame(1, 1, &publish_args("", "q"))).await;
     c.send(&frame(2, 1, &content_header(1 << 62))).await;
-    assert_eq!(c.expect_close().await, 501);
+    assert_eq!(c.expect_close().await, 406);
     // Larger than --max-message-size: 406 on the channel; the connection stays up.
     let mut c = RawClient::handshake(b.addr).await;
     c.open_channel(1).await;

@@ -7,9 +7,10 @@ use warren_storage::Log;
 
 use super::error::BrokerError;
 use super::exchange::{Binding, Dest, Exchange, ExchangeKind};
-use super::queue::{Queue, QueueType};
+use super::queue::{args, Queue, QueueType};
 use super::vhost::VHost;
 use crate::protocol::table;
+use amq_protocol_types::{AMQPValue, FieldTable};
 
 /// Queue declare-ok figures.
 #[derive(Debug, Clone)]
@@ -57,6 +58,25 @@ pub(super) fn decode_args(raw: &[u8]) -> Result<amq_protocol_types::FieldTable, 
     table::decode(raw).map_err(|e| BrokerError::Syntax(e.text))
 }
 
+/// A headers binding's `x-match` must be one of RabbitMQ's four words, as a long string.
+fn check_x_match(args: &FieldTable) -> Result<(), BrokerError> {
+    let refuse = |why: String| Err(BrokerError::PreconditionFailed(why));
+    match args.inner().get("x-match") {
+        None => Ok(()),
+        Some(AMQPValue::LongString(s)) => match s.as_bytes() {
+            b"all" | b"any" | b"all-with-x" | b"any-with-x" => Ok(()),
+            other => refuse(format!(
+                "Invalid x-match field value {:?}; expected all, any, all-with-x, or any-with-x",
+                String::from_utf8_lossy(other)
+            )),
+        },
+        Some(v) => refuse(format!(
+            "Invalid x-match field type {} (value {v:?}); expected longstr",
+            args::type_name(v)
+        )),
+    }
+}
+
 impl VHost {
     fn reserved_exchange_refusal(&self, name: &str) -> BrokerError {
         BrokerError::AccessRefused(format!(
@@ -78,10 +98,7 @@ impl VHost {
                 None => Err(self.not_found("exchange", name)),
             };
         }
-        // A reserved name may be redeclared equivalently; it may not be created.
-        if name.starts_with("amq.") && !self.exchanges.contains_key(name) {
-            return Err(self.reserved_exchange_refusal(name));
-        }
+        // RabbitMQ checks the type first, even for an existing exchange.
         let Some(kind) = ExchangeKind::parse(spec.kind) else {
             return Err(BrokerError::CommandInvalid(format!(
                 "unknown exchange type '{}'",
@@ -89,20 +106,56 @@ impl VHost {
             )));
         };
         let args = decode_args(spec.args_raw)?;
-        if let Some(ex) = self.exchanges.get(name) {
-            if ex.kind != kind
-                || ex.durable != spec.durable
-                || ex.auto_delete != spec.auto_delete
-                || ex.internal != spec.internal
-                || ex.args != args
-            {
-                return Err(BrokerError::PreconditionFailed(format!(
-                    "inequivalent arg for exchange '{name}' in vhost '{}'",
-                    self.name
-                )));
+        let rs = format!("exchange '{name}' in vhost '{}'", self.name);
+        let Some(ex) = self.exchanges.get(name) else {
+            // A reserved name may be redeclared equivalently; it may not be created.
+            if name.starts_with("amq.") {
+                return Err(self.reserved_exchange_refusal(name));
             }
-            return Ok(());
+            if let Some(v) = args.inner().get("alternate-exchange") {
+                if !matches!(v, AMQPValue::LongString(_)) {
+                    return Err(BrokerError::PreconditionFailed(format!(
+                        "invalid type '{}' for arg 'alternate-exchange' in {rs}",
+                        args::type_name(v)
+                    )));
+                }
+            }
+            return self.create_exchange(spec, kind, args);
+        };
+        // Equivalence, in RabbitMQ's order; of the arguments only alternate-exchange counts.
+        let inequivalent = |what: &str, got: String, current: String| {
+            Err(BrokerError::PreconditionFailed(format!(
+                "inequivalent arg '{what}' for {rs}: received '{got}' but current is '{current}'"
+            )))
+        };
+        if ex.kind != kind {
+            return inequivalent("type", spec.kind.into(), ex.kind.as_str().into());
         }
+        for (what, got, current) in [
+            ("durable", spec.durable, ex.durable),
+            ("auto_delete", spec.auto_delete, ex.auto_delete),
+            ("internal", spec.internal, ex.internal),
+        ] {
+            if got != current {
+                return inequivalent(what, got.to_string(), current.to_string());
+            }
+        }
+        let ae = |t: &FieldTable| t.inner().get("alternate-exchange").cloned();
+        if ae(&ex.args) != ae(&args) {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "inequivalent arg 'alternate-exchange' for {rs}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn create_exchange(
+        &mut self,
+        spec: &ExchangeSpec<'_>,
+        kind: ExchangeKind,
+        args: FieldTable,
+    ) -> Result<(), BrokerError> {
+        let name = spec.name;
         self.insert_exchange(Exchange::new(
             name,
             kind,
@@ -133,14 +186,7 @@ impl VHost {
                 self.name
             )));
         }
-        let ex = self.exchanges.remove(name).expect("checked");
-        let dest = Dest::Exchange(ex.name.clone());
-        for other in self.exchanges.values_mut() {
-            other.unbind_all_to(&dest);
-        }
-        if ex.durable {
-            self.definitions_changed();
-        }
+        self.remove_exchange(name);
         Ok(())
     }
 
@@ -169,6 +215,9 @@ impl VHost {
             .exchanges
             .get_mut(source)
             .ok_or_else(|| BrokerError::not_found("exchange", source, &vhost))?;
+        if spec.bind && ex.kind == ExchangeKind::Headers {
+            check_x_match(&args)?;
+        }
         let changed = if spec.bind {
             ex.bind(Binding {
                 dest,
@@ -179,8 +228,13 @@ impl VHost {
         } else {
             ex.unbind(&dest, spec.routing_key, &args)
         };
+        let emptied = !spec.bind && changed && ex.auto_delete && ex.bindings.is_empty();
         if changed && ex.durable && dest_durable {
             self.definitions_changed();
+        }
+        if emptied {
+            // RabbitMQ deletes an auto-delete exchange when its last binding goes.
+            self.remove_exchange(source);
         }
         Ok(())
     }
@@ -236,7 +290,8 @@ impl VHost {
             spec.name.to_owned()
         };
         let args = decode_args(spec.args_raw)?;
-        let kind = QueueType::from_args(&args)?;
+        // Exclusive queues die with their connection, so they are never durable.
+        let durable = spec.durable && !spec.exclusive;
         if let Some(q) = self.queues.get(name.as_str()) {
             self.check_queue_access(&name, conn)?;
             if q.exclusive_owner.is_some() != spec.exclusive {
@@ -248,14 +303,25 @@ impl VHost {
                     self.name
                 )));
             }
-            if q.durable != spec.durable || q.auto_delete != spec.auto_delete || q.args != args {
-                return Err(BrokerError::PreconditionFailed(format!(
-                    "inequivalent arg for queue '{name}' in vhost '{}'",
-                    self.name
-                )));
+            for (what, current) in [("durable", q.durable), ("auto_delete", q.auto_delete)] {
+                let got = if what == "durable" {
+                    durable
+                } else {
+                    spec.auto_delete
+                };
+                if got != current {
+                    return Err(BrokerError::PreconditionFailed(format!(
+                        "inequivalent arg '{what}' for queue '{name}' in vhost '{}': received \
+                         '{got}' but current is '{current}'",
+                        self.name
+                    )));
+                }
             }
+            args::check_equivalent(&q.args, &args, &name, &self.name)?;
             return Ok(Self::queue_info(q));
         }
+        args::validate_new_classic(&args, &name, &self.name)?;
+        let kind = QueueType::from_args(&args)?;
         kind.validate(&args, spec)?;
         let id = self.next_queue_id;
         self.next_queue_id += 1;
@@ -269,7 +335,7 @@ impl VHost {
         let queue = Queue::new(
             arc.clone(),
             id,
-            spec.durable,
+            durable,
             owner,
             spec.auto_delete,
             spec.args_raw.to_vec(),
@@ -279,7 +345,7 @@ impl VHost {
         self.queues.insert(arc.clone(), queue);
         // Every queue is bound to the default exchange by its name (implicitly: the
         // default exchange routes by queue name, see `route`).
-        if spec.durable {
+        if durable {
             self.definitions_changed();
         }
         Ok(QueueInfo {

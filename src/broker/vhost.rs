@@ -194,20 +194,23 @@ impl VHost {
     }
 
     fn declare_builtin_exchanges(&mut self) {
-        for (name, kind) in [
-            ("", ExchangeKind::Direct),
-            ("amq.direct", ExchangeKind::Direct),
-            ("amq.fanout", ExchangeKind::Fanout),
-            ("amq.topic", ExchangeKind::Topic),
-            ("amq.headers", ExchangeKind::Headers),
-            ("amq.match", ExchangeKind::Headers),
+        // amq.rabbitmq.trace is internal: it exists (clients declare it passively, bind
+        // to it) but cannot be published to, as in RabbitMQ.
+        for (name, kind, internal) in [
+            ("", ExchangeKind::Direct, false),
+            ("amq.direct", ExchangeKind::Direct, false),
+            ("amq.fanout", ExchangeKind::Fanout, false),
+            ("amq.topic", ExchangeKind::Topic, false),
+            ("amq.headers", ExchangeKind::Headers, false),
+            ("amq.match", ExchangeKind::Headers, false),
+            ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
         ] {
             self.insert_exchange(Exchange::new(
                 name,
                 kind,
                 true,
                 false,
-                false,
+                internal,
                 vec![0, 0, 0, 0],
                 FieldTable::default(),
             ));
@@ -344,15 +347,37 @@ impl VHost {
                 consumer_tag: c.tag.clone(),
             });
         }
-        let dest = Dest::Queue(q.name.clone());
-        for ex in self.exchanges.values_mut() {
-            ex.unbind_all_to(&dest);
-        }
+        self.unbind_everywhere(&Dest::Queue(q.name.clone()));
         if q.durable {
             self.definitions_changed();
         }
         self.doomed.push(q.log);
         count
+    }
+
+    /// Removes every binding to `dest` (a deleted queue or exchange). An auto-delete
+    /// exchange left without bindings goes too, as in RabbitMQ, and so on down the chain.
+    pub(super) fn unbind_everywhere(&mut self, dest: &Dest) {
+        let mut emptied = Vec::new();
+        for ex in self.exchanges.values_mut() {
+            if ex.unbind_all_to(dest) > 0 && ex.auto_delete && ex.bindings.is_empty() {
+                emptied.push(ex.name.clone());
+            }
+        }
+        for name in emptied {
+            self.remove_exchange(&name);
+        }
+    }
+
+    /// Deletes an exchange and the bindings to it.
+    pub(super) fn remove_exchange(&mut self, name: &str) {
+        let Some(ex) = self.exchanges.remove(name) else {
+            return;
+        };
+        if ex.durable {
+            self.definitions_changed();
+        }
+        self.unbind_everywhere(&Dest::Exchange(ex.name.clone()));
     }
 
     /// A name for a server-named queue or consumer.

@@ -1,5 +1,6 @@
 //! The channel state machine and method dispatch, one function per method class.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use bytes::Bytes;
@@ -19,6 +20,11 @@ pub(super) enum ChannelPhase {
     Content(Box<PendingPublish>),
     /// We sent channel.close: everything but close / close-ok is discarded.
     Closing,
+    /// The client closed it. Until the end of the read it still exists, closed, and owes
+    /// `owed` close-oks, sent as it is forgotten (`forget_closed_channels`): so a method
+    /// sent in the same write as the close reaches it, and a connection error caused by
+    /// one means no close-ok at all — as with RabbitMQ's dying channel process.
+    ClosedByClient { owed: u8 },
 }
 
 pub(super) struct Channel {
@@ -28,6 +34,8 @@ pub(super) struct Channel {
     pub next_publish_tag: u64,
     /// (publish tag, covering sync, failed) in tag order.
     pub confirms: VecDeque<(u64, ConfirmTicket, bool)>,
+    /// The queue last declared on this channel: what queue '' means in later methods.
+    pub last_queue: Option<String>,
 }
 
 impl Channel {
@@ -37,11 +45,15 @@ impl Channel {
             confirm: false,
             next_publish_tag: 1,
             confirms: VecDeque::new(),
+            last_queue: None,
         }
     }
 
     pub fn is_closing(&self) -> bool {
-        matches!(self.phase, ChannelPhase::Closing)
+        matches!(
+            self.phase,
+            ChannelPhase::Closing | ChannelPhase::ClosedByClient { .. }
+        )
     }
 
     /// Enters `Closing`: a partial publish and pending confirms are dropped. Returns how
@@ -54,8 +66,35 @@ impl Channel {
     }
 }
 
-fn command_invalid(text: &str) -> AmqpError {
-    AmqpError::connection(ReplyCode::CommandInvalid, text)
+/// RabbitMQ's shortcut: queue '' names the queue last declared on the channel.
+fn queue_or_last<'a>(name: &'a str, last: Option<&String>) -> Result<Cow<'a, str>, AmqpError> {
+    match (name, last) {
+        ("", Some(last)) => Ok(Cow::Owned(last.clone())),
+        ("", None) => Err(AmqpError::new(
+            ReplyCode::NotFound,
+            "no previously declared queue",
+        )),
+        (name, _) => Ok(Cow::Borrowed(name)),
+    }
+}
+
+/// queue.bind/unbind shortcuts: queue '' is the last declared queue, and so is routing
+/// key '' when the queue was given as ''.
+fn bind_shortcuts<'a>(
+    queue: &'a str,
+    routing_key: &'a str,
+    last: Option<&String>,
+) -> Result<(Cow<'a, str>, Cow<'a, str>), AmqpError> {
+    let key = if queue.is_empty() && routing_key.is_empty() {
+        queue_or_last("", last)?
+    } else {
+        Cow::Borrowed(routing_key)
+    };
+    Ok((queue_or_last(queue, last)?, key))
+}
+
+fn command_invalid() -> AmqpError {
+    AmqpError::new(ReplyCode::CommandInvalid, "unimplemented method")
 }
 
 impl Conn {
@@ -69,35 +108,50 @@ impl Conn {
             return self.channel_open(channel);
         }
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return Err(AmqpError::connection(
+            return Err(AmqpError::new(
                 ReplyCode::ChannelError,
                 format!("expected 'channel.open' on channel {channel}"),
             ));
         };
-        match ch.phase {
+        match &ch.phase {
             ChannelPhase::Closing => {
-                if let Method::ChannelCloseOk | Method::ChannelClose { .. } = m {
-                    self.channels.remove(&channel);
-                    if let Method::ChannelClose { .. } = m {
+                match m {
+                    Method::ChannelCloseOk => {
+                        self.channels.remove(&channel);
+                    }
+                    // A close crossing ours is answered, but the channel stays closing
+                    // until our close is acknowledged (as in RabbitMQ).
+                    Method::ChannelClose { .. } => {
                         method::write_empty(&mut self.wbuf, channel, ids::CHANNEL_CLOSE_OK);
                     }
+                    // Anything else is discarded until the client acknowledges the close.
+                    _ => {}
                 }
-                // Anything else is discarded until the client acknowledges the close.
                 return Ok(());
             }
-            ChannelPhase::Content(_) => {
-                return Err(AmqpError::connection(
+            ChannelPhase::ClosedByClient { owed } => {
+                // A second close is answered again, anything else is ignored.
+                if let Method::ChannelClose { .. } = m {
+                    ch.phase = ChannelPhase::ClosedByClient {
+                        owed: owed.saturating_add(1),
+                    };
+                }
+                return Ok(());
+            }
+            ChannelPhase::Content(p) => {
+                // The content's method is the culprit, not the method that interrupted it.
+                return Err(AmqpError::new(
                     ReplyCode::UnexpectedFrame,
-                    "method frame while content was expected",
-                ));
+                    "expected content header or body, got a method frame",
+                )
+                .with_method(p.method_id()));
             }
             ChannelPhase::Open => {}
         }
         match m {
-            Method::ChannelClose { .. }
-            | Method::ChannelCloseOk
-            | Method::ChannelFlow { .. }
-            | Method::ChannelFlowOk { .. } => self.channel_class(channel, m),
+            Method::ChannelClose { .. } | Method::ChannelFlow { .. } => {
+                self.channel_class(channel, m)
+            }
             Method::ExchangeDeclare { .. }
             | Method::ExchangeDelete { .. }
             | Method::ExchangeBind { .. }
@@ -114,23 +168,67 @@ impl Conn {
                 }
                 Ok(())
             }
-            Method::TxSelect | Method::TxCommit | Method::TxRollback => Err(AmqpError::channel(
+            Method::TxSelect | Method::TxCommit | Method::TxRollback => Err(AmqpError::new(
                 ReplyCode::NotImplemented,
                 "transactions are not supported",
             )),
+            Method::AccessRequest => {
+                // Access tickets are long gone; RabbitMQ answers with ticket 1.
+                method::write(&mut self.wbuf, channel, ids::ACCESS_REQUEST_OK, |w| {
+                    w.u16(1);
+                });
+                Ok(())
+            }
+            Method::ServerOnly { content: true } => {
+                // Like RabbitMQ, take the content first, then refuse.
+                let p = PendingPublish::refused(payload, command_invalid());
+                self.channels.get_mut(&channel).expect("open").phase =
+                    ChannelPhase::Content(Box::new(p));
+                Ok(())
+            }
             m if m.is_basic() => self.basic_class(channel, payload, m),
-            _ => Err(command_invalid(
-                "connection-class method on a non-zero channel",
-            )),
+            // Server-only methods, close-ok or flow-ok that answer nothing, connection
+            // methods: RabbitMQ's channel knows no such command.
+            _ => Err(command_invalid()),
         }
+    }
+
+    /// Forgets the channels the client closed during this read, sending the close-oks
+    /// they owe (see `ClosedByClient`).
+    pub(super) fn forget_closed_channels(&mut self) {
+        if !std::mem::take(&mut self.closed_by_client) {
+            return;
+        }
+        let wbuf = &mut self.wbuf;
+        self.channels.retain(|&channel, ch| match ch.phase {
+            ChannelPhase::ClosedByClient { owed } => {
+                for _ in 0..owed {
+                    method::write_empty(wbuf, channel, ids::CHANNEL_CLOSE_OK);
+                }
+                false
+            }
+            _ => true,
+        });
     }
 
     fn channel_open(&mut self, channel: u16) -> Result<(), AmqpError> {
         if self.channels.contains_key(&channel) {
-            return Err(AmqpError::connection(
+            return Err(AmqpError::new(
                 ReplyCode::ChannelError,
                 format!("second 'channel.open' seen on channel {channel}"),
             ));
+        }
+        if self.channels.len() >= self.channel_max as usize {
+            // RabbitMQ limits how many channels are open, not their numbers.
+            return Err(AmqpError::new(
+                ReplyCode::NotAllowed,
+                format!(
+                    "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                    self.channels.len(),
+                    self.channel_max
+                ),
+            )
+            .naming_no_method());
         }
         self.channels.insert(channel, Channel::new());
         let (key, outbox) = ((self.id, channel), self.outbox.clone());
@@ -146,17 +244,21 @@ impl Conn {
                 self.vhost().with(|m| m.close_channel(key));
                 // Deliveries queued before the close go out before close-ok.
                 self.drain_outbox();
-                if let Some(ch) = self.channels.remove(&channel) {
-                    self.pending_confirms -= ch.confirms.len();
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    self.pending_confirms -= ch.start_closing();
+                    ch.phase = ChannelPhase::ClosedByClient { owed: 1 };
+                    self.closed_by_client = true;
                 }
-                method::write_empty(&mut self.wbuf, channel, ids::CHANNEL_CLOSE_OK);
             }
             Method::ChannelFlow { active } => {
+                if !active {
+                    // RabbitMQ 3.10 refuses to stop deliveries this way (use basic.qos).
+                    return Err(AmqpError::new(ReplyCode::NotImplemented, "active=false"));
+                }
                 self.vhost().with(|m| m.channel_flow(key, active));
                 server::channel_flow_ok(&mut self.wbuf, channel, active);
             }
-            // close-ok with nothing to acknowledge, and flow-ok: nothing to do.
-            _ => {}
+            _ => unreachable!("dispatched by method"),
         }
         Ok(())
     }
@@ -235,6 +337,11 @@ impl Conn {
 
     fn queue_class(&mut self, channel: u16, m: Method<'_>) -> Result<(), AmqpError> {
         let conn = self.id;
+        let last = self
+            .channels
+            .get(&channel)
+            .and_then(|c| c.last_queue.clone());
+        let last = last.as_ref();
         match m {
             Method::QueueDeclare {
                 queue,
@@ -254,6 +361,9 @@ impl Conn {
                     args_raw: arguments,
                 };
                 let info = self.vhost().try_with(|m| m.queue_declare(conn, &spec))?;
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.last_queue = Some(info.name.to_string());
+                }
                 if !nowait {
                     let (name, n, c) = (&info.name, info.messages, info.consumers);
                     server::queue_declare_ok(&mut self.wbuf, channel, name, n, c);
@@ -266,14 +376,15 @@ impl Conn {
                 nowait,
                 arguments,
             } => {
+                let (queue, routing_key) = bind_shortcuts(queue, routing_key, last)?;
                 let spec = BindSpec {
                     source: exchange,
-                    routing_key,
+                    routing_key: &routing_key,
                     args_raw: arguments,
                     bind: true,
                 };
                 self.vhost()
-                    .try_with(|m| m.queue_bind(conn, queue, &spec))?;
+                    .try_with(|m| m.queue_bind(conn, &queue, &spec))?;
                 if !nowait {
                     method::write_empty(&mut self.wbuf, channel, ids::QUEUE_BIND_OK);
                 }
@@ -284,18 +395,20 @@ impl Conn {
                 routing_key,
                 arguments,
             } => {
+                let (queue, routing_key) = bind_shortcuts(queue, routing_key, last)?;
                 let spec = BindSpec {
                     source: exchange,
-                    routing_key,
+                    routing_key: &routing_key,
                     args_raw: arguments,
                     bind: false,
                 };
                 self.vhost()
-                    .try_with(|m| m.queue_bind(conn, queue, &spec))?;
+                    .try_with(|m| m.queue_bind(conn, &queue, &spec))?;
                 method::write_empty(&mut self.wbuf, channel, ids::QUEUE_UNBIND_OK);
             }
             Method::QueuePurge { queue, nowait } => {
-                let n = self.vhost().try_with(|m| m.queue_purge(conn, queue))?;
+                let queue = queue_or_last(queue, last)?;
+                let n = self.vhost().try_with(|m| m.queue_purge(conn, &queue))?;
                 if !nowait {
                     server::message_count_ok(&mut self.wbuf, channel, ids::QUEUE_PURGE_OK, n);
                 }
@@ -306,13 +419,16 @@ impl Conn {
                 if_empty,
                 nowait,
             } => {
+                let queue = queue_or_last(queue, last)?;
                 let n = self
                     .vhost()
-                    .try_with(|m| m.queue_delete(conn, queue, if_unused, if_empty))?;
-                self.drain_outbox();
+                    .try_with(|m| m.queue_delete(conn, &queue, if_unused, if_empty))?;
+                // delete-ok goes before the basic.cancel its consumers get, as RabbitMQ
+                // sends them: clients waiting for delete-ok must not see the cancel first.
                 if !nowait {
                     server::message_count_ok(&mut self.wbuf, channel, ids::QUEUE_DELETE_OK, n);
                 }
+                self.drain_outbox();
             }
             _ => unreachable!("dispatched by class"),
         }
@@ -333,7 +449,7 @@ impl Conn {
                 global,
             } => {
                 if prefetch_size != 0 {
-                    return Err(AmqpError::channel(
+                    return Err(AmqpError::new(
                         ReplyCode::NotImplemented,
                         "prefetch_size!=0 is not supported",
                     ));
@@ -350,8 +466,13 @@ impl Conn {
                 arguments,
                 ..
             } => {
+                let last = self
+                    .channels
+                    .get(&channel)
+                    .and_then(|c| c.last_queue.clone());
+                let queue = queue_or_last(queue, last.as_ref())?;
                 let spec = ConsumeSpec {
-                    queue,
+                    queue: &queue,
                     tag: consumer_tag,
                     no_ack,
                     exclusive,
@@ -376,17 +497,21 @@ impl Conn {
                 immediate,
             } => {
                 if immediate {
-                    return Err(AmqpError::connection(
-                        ReplyCode::NotImplemented,
-                        "immediate=true",
-                    ));
+                    return Err(AmqpError::new(ReplyCode::NotImplemented, "immediate=true"));
                 }
                 self.published = true;
                 let p = PendingPublish::new(payload, exchange, routing_key, mandatory);
                 self.channels.get_mut(&channel).expect("open").phase =
                     ChannelPhase::Content(Box::new(p));
             }
-            Method::BasicGet { queue, no_ack } => self.basic_get(channel, queue, no_ack)?,
+            Method::BasicGet { queue, no_ack } => {
+                let last = self
+                    .channels
+                    .get(&channel)
+                    .and_then(|c| c.last_queue.clone());
+                let queue = queue_or_last(queue, last.as_ref())?;
+                self.basic_get(channel, &queue, no_ack)?
+            }
             Method::BasicAck {
                 delivery_tag,
                 multiple,
@@ -406,11 +531,16 @@ impl Conn {
             } => self
                 .vhost()
                 .try_with(|m| m.settle(key, delivery_tag, false, false, requeue))?,
-            Method::BasicRecover { .. } => {
+            Method::BasicRecover { requeue } | Method::BasicRecoverAsync { requeue } => {
+                if !requeue {
+                    // As RabbitMQ: redelivering to the same consumer is not offered.
+                    return Err(AmqpError::new(ReplyCode::NotImplemented, "requeue=false"));
+                }
                 self.vhost().try_with(|m| m.recover(key))?;
-                method::write_empty(&mut self.wbuf, channel, ids::BASIC_RECOVER_OK);
+                if let Method::BasicRecover { .. } = m {
+                    method::write_empty(&mut self.wbuf, channel, ids::BASIC_RECOVER_OK);
+                }
             }
-            Method::BasicRecoverAsync { .. } => self.vhost().try_with(|m| m.recover(key))?,
             _ => unreachable!("dispatched by class"),
         }
         Ok(())
@@ -446,7 +576,7 @@ impl Conn {
             return Ok(());
         };
         let Some(msg) = message::decode(&g.payload) else {
-            return Err(AmqpError::channel(
+            return Err(AmqpError::new(
                 ReplyCode::InternalError,
                 "stored message is malformed",
             ));

@@ -68,7 +68,8 @@ impl Conn {
                     channel,
                     consumer_tag,
                 } => {
-                    if self.channel_live(channel) {
+                    // Only clients that asked for consumer_cancel_notify hear of it.
+                    if self.cancel_notify && self.channel_live(channel) {
                         server::cancel(&mut self.wbuf, channel, &consumer_tag);
                     }
                 }

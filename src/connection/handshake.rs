@@ -6,7 +6,7 @@ use amq_protocol_types::AMQPValue;
 use super::{sasl, Conn};
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::frame;
-use crate::protocol::method::{self, ids, Method};
+use crate::protocol::method::{self, ids, server, Method};
 use crate::protocol::table::{self, Value};
 
 /// Where the connection is in its life.
@@ -16,7 +16,8 @@ pub(super) enum Phase {
     AwaitTuneOk,
     AwaitOpen,
     Open,
-    /// We sent connection.close and wait for close-ok.
+    /// connection.close was sent (by us: we wait for close-ok) or answered (we wait for the
+    /// client to hang up). Only close and close-ok are read (`frames.rs`).
     Closing,
 }
 
@@ -27,23 +28,41 @@ impl Phase {
     pub fn is_closing(self) -> bool {
         self == Phase::Closing
     }
+    /// tune-ok has set frame_max and channel_max.
+    pub fn is_tuned(self) -> bool {
+        matches!(self, Phase::AwaitOpen | Phase::Open | Phase::Closing)
+    }
 }
 
-/// What the client's start-ok properties tell us: whether it understands
-/// `connection.blocked`, and the name it gives the connection (for logs).
-fn read_client_properties(raw: &[u8]) -> (bool, Option<String>) {
+/// What the client's start-ok properties tell us.
+#[derive(Default)]
+struct ClientProperties {
+    /// It understands `connection.blocked`.
+    blocked: bool,
+    /// It wants connection.close(403) rather than a silent hang-up on a refused login.
+    auth_failure_close: bool,
+    /// It wants basic.cancel when a queue it consumes from goes.
+    cancel_notify: bool,
+    /// The name it gives the connection (for logs).
+    name: Option<String>,
+}
+
+fn read_client_properties(raw: &[u8]) -> ClientProperties {
     let Ok(props) = table::decode(raw) else {
-        return (false, None);
+        return ClientProperties::default();
     };
-    let blocked = match props.inner().get("capabilities") {
-        Some(AMQPValue::FieldTable(caps)) => matches!(
-            caps.inner().get("connection.blocked"),
-            Some(AMQPValue::Boolean(true))
-        ),
+    let capability = |name: &str| match props.inner().get("capabilities") {
+        Some(AMQPValue::FieldTable(caps)) => {
+            matches!(caps.inner().get(name), Some(AMQPValue::Boolean(true)))
+        }
         _ => false,
     };
-    let name = table::get_str(&props, "connection_name").map(|s| s.chars().take(255).collect());
-    (blocked, name)
+    ClientProperties {
+        blocked: capability("connection.blocked"),
+        auth_failure_close: capability("authentication_failure_close"),
+        cancel_notify: capability("consumer_cancel_notify"),
+        name: table::get_str(&props, "connection_name").map(|s| s.chars().take(255).collect()),
+    }
 }
 
 impl Conn {
@@ -98,19 +117,25 @@ impl Conn {
                 },
             ) => self.tune_ok(channel_max, frame_max, heartbeat),
             (Phase::AwaitOpen, Method::Open { vhost }) => self.open(vhost),
-            (_, Method::Close { .. }) => {
+            (Phase::Open, Method::Close { .. }) => {
+                // Channels and exclusive queues go now; the client hangs up after close-ok.
+                self.enter_closing();
                 method::write_empty(&mut self.wbuf, 0, ids::CONNECTION_CLOSE_OK);
-                self.close_after_flush = true;
                 Ok(())
             }
-            (Phase::Open, Method::CloseOk) => Ok(()),
-            (Phase::Open, Method::UpdateSecret) => Err(AmqpError::connection(
-                ReplyCode::NotImplemented,
-                "connection.update-secret is not supported",
-            )),
-            _ => Err(AmqpError::connection(
-                ReplyCode::CommandInvalid,
-                format!("unexpected method {}/{} on channel 0", id.0, id.1),
+            (Phase::Open, Method::UpdateSecret) => {
+                // Passwords do not expire, so a new secret changes nothing (RabbitMQ's
+                // internal user database answers the same way).
+                tracing::info!(conn = self.id, peer = %self.peer, "secret updated");
+                method::write_empty(&mut self.wbuf, 0, ids::CONNECTION_UPDATE_SECRET_OK);
+                Ok(())
+            }
+            (phase, _) => Err(AmqpError::new(
+                ReplyCode::ChannelError,
+                format!(
+                    "unexpected method {}/{} in connection state {phase:?}",
+                    id.0, id.1
+                ),
             )),
         }
     }
@@ -121,17 +146,32 @@ impl Conn {
         response: &[u8],
         client_properties: &[u8],
     ) -> Result<(), AmqpError> {
+        let props = read_client_properties(client_properties);
+        self.blocked_capable = props.blocked;
+        self.cancel_notify = props.cancel_notify;
+        self.client_name = props.name;
         let (user, password) = sasl::credentials(mechanism, response)?;
-        let user = self
+        let user = match self
             .ctx
             .broker
             .authenticate(mechanism, &user, &password, self.peer.ip())
-            .map_err(|e| {
+        {
+            Ok(user) => user,
+            Err(e) => {
                 tracing::warn!(conn = self.id, peer = %self.peer, %user, "login refused: {e}");
-                AmqpError::connection(ReplyCode::AccessRefused, e.text())
-            })?;
+                if props.auth_failure_close {
+                    // The text names the mechanism only; details are in our log. RabbitMQ
+                    // names no method (0/0) here.
+                    let text = format!(
+                        "ACCESS_REFUSED - Login was refused using authentication mechanism \
+                         {mechanism}. For details see the broker logfile."
+                    );
+                    server::connection_close(&mut self.wbuf, 403, &text, (0, 0));
+                }
+                return Err(AmqpError::new(ReplyCode::AccessRefused, e.text()));
+            }
+        };
         self.user = Some(user);
-        (self.blocked_capable, self.client_name) = read_client_properties(client_properties);
         let limits = &self.ctx.limits;
         let (cm, fm, hb) = (limits.channel_max, limits.frame_max, limits.heartbeat);
         method::write(&mut self.wbuf, 0, ids::CONNECTION_TUNE, |w| {
@@ -148,35 +188,28 @@ impl Conn {
         heartbeat: u16,
     ) -> Result<(), AmqpError> {
         let limits = &self.ctx.limits;
-        let refuse = |what: String| Err(AmqpError::connection(ReplyCode::NotAllowed, what));
+        let refuse = |what: String| Err(AmqpError::new(ReplyCode::NotAllowed, what));
         if frame_max != 0 && frame_max < frame::FRAME_MIN_SIZE {
             return refuse(format!(
-                "frame_max {frame_max} is below the minimum {}",
+                "negotiated frame_max = {frame_max} is lower than the minimum allowed value ({})",
                 frame::FRAME_MIN_SIZE
             ));
         }
-        if frame_max > limits.frame_max {
+        // As in RabbitMQ, 0 ("no limit") is above any limit we have.
+        if frame_max == 0 || frame_max > limits.frame_max {
             return refuse(format!(
-                "frame_max {frame_max} is above the maximum {}",
+                "negotiated frame_max = {frame_max} is higher than the maximum allowed value ({})",
                 limits.frame_max
             ));
         }
-        if channel_max > limits.channel_max {
+        if channel_max == 0 || channel_max > limits.channel_max {
             return refuse(format!(
-                "channel_max {channel_max} is above the maximum {}",
+                "negotiated channel_max = {channel_max} is higher than the maximum allowed value ({})",
                 limits.channel_max
             ));
         }
-        self.frame_max = if frame_max == 0 {
-            limits.frame_max
-        } else {
-            frame_max
-        };
-        self.channel_max = if channel_max == 0 {
-            limits.channel_max
-        } else {
-            channel_max
-        };
+        self.frame_max = frame_max;
+        self.channel_max = channel_max;
         self.heartbeat = heartbeat;
         self.phase = Phase::AwaitOpen;
         Ok(())
@@ -188,9 +221,10 @@ impl Conn {
             .ctx
             .broker
             .open_vhost(user, vhost)
-            .map_err(|e| AmqpError::connection(ReplyCode::NotAllowed, e.text()))?;
+            .map_err(|e| AmqpError::new(ReplyCode::NotAllowed, e.text()))?;
         let id = self.id;
         vh.with(|m| m.attach_connection(id));
+        self.attached = true;
         tracing::info!(
             conn = id,
             peer = %self.peer,

@@ -8,6 +8,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::frames::Stop;
 use super::Conn;
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::frame::{self, PROTOCOL_HEADER};
@@ -20,8 +21,6 @@ const WRITE_HIGH_WATER: usize = 1 << 20;
 /// deliveries is 10 ms).
 pub(super) const DELIVERY_HIGH_WATER: usize = 128 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
-/// After we sent connection.close, how long we wait for close-ok before hanging up.
-const CLOSE_OK_WAIT: Duration = Duration::from_secs(2);
 
 impl Conn {
     pub(super) async fn run(&mut self, mut stream: TcpStream) -> std::io::Result<()> {
@@ -33,7 +32,8 @@ impl Conn {
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
-        if &header != PROTOCOL_HEADER {
+        // 0-9's header ("AMQP" 1 1 0 9) is served as 0-9-1, as RabbitMQ does.
+        if &header != PROTOCOL_HEADER && &header != b"AMQP\x01\x01\x00\x09" {
             // Spec: answer with the header we speak, then close.
             stream.write_all(PROTOCOL_HEADER).await?;
             return Ok(());
@@ -70,9 +70,7 @@ impl Conn {
                     if rbuf.capacity() - rbuf.len() < 4096 {
                         rbuf.reserve(READ_CHUNK);
                     }
-                    if let Err(e) = self.process(&mut rbuf) {
-                        self.fail(e);
-                    }
+                    self.process_all(&mut rbuf);
                     self.pump_deliveries();
                     self.flush_confirms();
                 }
@@ -98,10 +96,10 @@ impl Conn {
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
-                    if !self.phase.is_open() && !self.phase.is_closing() && now - started > deadline {
+                    if !self.phase.is_open() && !self.phase.is_closing() && !self.deaf && now - started > deadline {
                         return Ok(()); // Handshake never finished.
                     }
-                    if self.phase.is_closing() && now - last_read > CLOSE_OK_WAIT && self.wbuf.is_empty() {
+                    if self.hang_up_at.is_some_and(|t| now >= t) && self.wbuf.is_empty() {
                         return Ok(());
                     }
                     if self.heartbeat > 0 {
@@ -129,10 +127,10 @@ impl Conn {
     /// close-ok as usual); a connection still in its handshake is just closed.
     fn shut_down(&mut self) {
         if self.phase.is_open() {
-            self.fail(AmqpError::connection(
+            self.fail(Stop::Error(AmqpError::new(
                 ReplyCode::ConnectionForced,
                 "broker shutdown",
-            ));
+            )));
         } else {
             self.close_after_flush = true;
         }

@@ -74,12 +74,22 @@ struct Conn {
     pending_confirms: usize,
     /// Close the socket once the write buffer is flushed.
     close_after_flush: bool,
+    /// Input is read but discarded (after a failed handshake or a lost frame sync).
+    deaf: bool,
+    /// Hang up at this time (once the write buffer is flushed) if the client has not.
+    hang_up_at: Option<std::time::Instant>,
+    /// The connection's state is in the model (from connection.open until closing).
+    attached: bool,
     /// Complete publishes not yet handed to the model (see `flush_publishes`).
     ready: Vec<(u16, PendingPublish)>,
     /// This connection has published: a resource alarm blocks it.
     published: bool,
     /// The client announced the `connection.blocked` capability.
     blocked_capable: bool,
+    /// The client announced `consumer_cancel_notify`: it is told when its consumers go.
+    cancel_notify: bool,
+    /// A channel was closed by the client during this read (`forget_closed_channels`).
+    closed_by_client: bool,
     /// We sent connection.blocked and owe an unblocked.
     blocked_sent: bool,
 }
@@ -103,9 +113,14 @@ impl Conn {
             drained: VecDeque::new(),
             pending_confirms: 0,
             close_after_flush: false,
+            deaf: false,
+            hang_up_at: None,
+            attached: false,
             ready: Vec::new(),
             published: false,
             blocked_capable: false,
+            cancel_notify: false,
+            closed_by_client: false,
             blocked_sent: false,
         }
     }
@@ -119,12 +134,17 @@ impl Conn {
     }
 
     /// Detaches the connection from the model: channels closed, unacked requeued,
-    /// exclusive queues deleted.
-    fn detach(&mut self) {
-        if let Some(vh) = self.vhost.take() {
+    /// exclusive queues deleted. Idempotent.
+    fn detach_model(&mut self) {
+        if std::mem::take(&mut self.attached) {
             let id = self.id;
-            vh.with(|m| m.close_connection(id));
+            self.vhost().with(|m| m.close_connection(id));
         }
+    }
+
+    /// The connection is gone: detached, and counted as closed.
+    fn detach(&mut self) {
+        self.detach_model();
         self.ctx.broker.connection_closed();
     }
 }
@@ -190,9 +210,7 @@ pub fn fuzz_session(input: &[u8]) {
     let mut rbuf = BytesMut::new();
     for piece in rest.chunks(1 + seed as usize * 4) {
         rbuf.extend_from_slice(piece);
-        if let Err(e) = conn.process(&mut rbuf) {
-            conn.fail(e);
-        }
+        conn.process_all(&mut rbuf);
         conn.drain_outbox();
         conn.flush_confirms();
         conn.wbuf.clear();

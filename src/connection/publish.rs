@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::channel::ChannelPhase;
+use super::frames::Stop;
 use super::Conn;
 use crate::broker::PublishRequest;
 use crate::protocol::error::{AmqpError, ReplyCode};
@@ -12,23 +13,28 @@ use crate::protocol::frame::FRAME_HEADER;
 use crate::protocol::method::{class, ids, server};
 use crate::protocol::properties;
 
-/// Body sizes beyond this are refused as malformed before any size check against the
-/// configured maximum (no sane message is an exabyte).
-const BODY_SIZE_SANITY: u64 = 1 << 40;
 /// Most publishes handed to the model in one batch.
 const PUBLISH_BATCH: usize = 256;
 
-/// A basic.publish waiting for (or holding) its content.
+/// A basic.publish waiting for (or holding) its content. Also used for a server-only
+/// method that carries content (basic.deliver sent by a client): its content is taken,
+/// then it is refused, as RabbitMQ does.
 pub(super) struct PendingPublish {
     method: Bytes,
+    method_id: (u16, u16),
     exchange: (usize, usize),
     routing_key: (usize, usize),
     mandatory: bool,
+    /// Refused once its content is complete.
+    refusal: Option<AmqpError>,
     header: Option<Bytes>,
     persistent: bool,
     headers_table: Option<(usize, usize)>,
     body_size: u64,
     received: u64,
+    /// More body than the header announced arrived: RabbitMQ never completes such a
+    /// message (it waits for a size it has passed), and neither do we.
+    overflowed: bool,
     /// The first body frame, and any further ones (most messages fit one frame, so the
     /// common case allocates nothing).
     body_first: Option<Bytes>,
@@ -40,22 +46,72 @@ fn offset_in(whole: &Bytes, part: &str) -> (usize, usize) {
     (start, start + part.len())
 }
 
+/// The property checks RabbitMQ's channel makes at basic.publish (406 each).
+fn check_properties(h: &properties::ContentHeader<'_>, user: &str) -> Result<(), AmqpError> {
+    let refuse = |text: String| Err(AmqpError::new(ReplyCode::PreconditionFailed, text));
+    if let Some(claimed) = h.user_id.filter(|u| *u != user) {
+        return refuse(format!(
+            "user_id property set to '{claimed}' but authenticated user was '{user}'"
+        ));
+    }
+    if let Some(e) = h.expiration.filter(|e| !is_expiration(e)) {
+        return refuse(format!("invalid expiration '{e}'"));
+    }
+    if let Some(mode) = h.delivery_mode.filter(|m| !matches!(m, 1 | 2)) {
+        return refuse(format!("invalid message: delivery_mode_unknown {mode}"));
+    }
+    Ok(())
+}
+
+/// A per-message TTL as RabbitMQ reads it: a non-negative integer (an optional '+'
+/// sign, then digits) that fits its timers.
+fn is_expiration(e: &str) -> bool {
+    let digits = e.strip_prefix('+').unwrap_or(e);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits.parse::<u64>().is_ok_and(|ms| ms < 1 << 32)
+}
+
+/// Content frames out of order: 505, as RabbitMQ's command assembler answers.
+fn unexpected_frame(text: &str) -> AmqpError {
+    AmqpError::new(ReplyCode::UnexpectedFrame, text)
+}
+
 impl PendingPublish {
     /// `exchange` and `routing_key` borrow from `method` (the method frame's payload).
     pub fn new(method: &Bytes, exchange: &str, routing_key: &str, mandatory: bool) -> Self {
         PendingPublish {
-            method: method.clone(),
             exchange: offset_in(method, exchange),
             routing_key: offset_in(method, routing_key),
             mandatory,
+            ..Self::refused(method, None)
+        }
+    }
+
+    /// A content-carrying method refused with `refusal` once its content is in.
+    pub fn refused(method: &Bytes, refusal: impl Into<Option<AmqpError>>) -> Self {
+        let id = |at: usize| u16::from_be_bytes([method[at], method[at + 1]]);
+        PendingPublish {
+            method: method.clone(),
+            method_id: (id(0), id(2)),
+            exchange: (0, 0),
+            routing_key: (0, 0),
+            mandatory: false,
+            refusal: refusal.into(),
             header: None,
             persistent: false,
             headers_table: None,
             body_size: 0,
             received: 0,
+            overflowed: false,
             body_first: None,
             body_rest: Vec::new(),
         }
+    }
+
+    /// The method whose content this is (named in errors about it).
+    pub fn method_id(&self) -> (u16, u16) {
+        self.method_id
     }
 
     fn exchange(&self) -> &str {
@@ -66,29 +122,31 @@ impl PendingPublish {
         std::str::from_utf8(&self.method[self.routing_key.0..self.routing_key.1]).unwrap_or("")
     }
 
-    /// Takes the content header; checks its class and body size.
-    fn header(&mut self, payload: Bytes, max: u64) -> Result<(), AmqpError> {
+    /// Takes the content header; checks its class, weight, body size and properties.
+    fn header(&mut self, payload: Bytes, max: u64, user: &str) -> Result<(), AmqpError> {
         if self.header.is_some() {
-            return Err(AmqpError::connection(
-                ReplyCode::UnexpectedFrame,
-                "second content header",
+            return Err(unexpected_frame(
+                "expected content body, got a content header",
             ));
         }
-        let h = properties::decode(&payload)?;
-        if h.class_id != class::BASIC {
-            return Err(AmqpError::connection(
-                ReplyCode::FrameError,
-                "content header class is not basic",
+        let class_and_weight = payload.get(..4).map(|b| {
+            (
+                u16::from_be_bytes([b[0], b[1]]),
+                u16::from_be_bytes([b[2], b[3]]),
+            )
+        });
+        if class_and_weight != Some((class::BASIC, 0)) {
+            return Err(unexpected_frame(
+                "expected a content header for class 60 with weight 0",
             ));
         }
-        if h.body_size > BODY_SIZE_SANITY {
-            return Err(AmqpError::connection(
-                ReplyCode::FrameError,
-                format!("body size {} is beyond any sane bound", h.body_size),
-            ));
-        }
+        // RabbitMQ parses properties lazily and its channel crashes on bad ones: 541.
+        let h = properties::decode(&payload)
+            .map_err(|e| AmqpError::new(ReplyCode::InternalError, e.text).naming_no_method())?;
         if h.body_size > max {
-            return Err(AmqpError::channel(
+            // RabbitMQ takes the whole body first, then refuses it; we refuse as soon as
+            // the size is announced rather than buffer it (tests/fidelity/allow.toml).
+            return Err(AmqpError::new(
                 ReplyCode::PreconditionFailed,
                 format!(
                     "message size {} is larger than configured max size {max}",
@@ -96,6 +154,7 @@ impl PendingPublish {
                 ),
             ));
         }
+        check_properties(&h, user)?;
         self.persistent = h.persistent();
         self.body_size = h.body_size;
         self.headers_table = h.headers.map(|t| {
@@ -109,17 +168,16 @@ impl PendingPublish {
     /// Takes one body frame.
     fn body(&mut self, payload: Bytes) -> Result<(), AmqpError> {
         if self.header.is_none() {
-            return Err(AmqpError::connection(
-                ReplyCode::UnexpectedFrame,
-                "body frame before content header",
+            return Err(unexpected_frame(
+                "expected content header, got a content body",
             ));
         }
         self.received += payload.len() as u64;
-        if self.received > self.body_size {
-            return Err(AmqpError::connection(
-                ReplyCode::FrameError,
-                "body frames are longer than the content header declared",
-            ));
+        if self.received > self.body_size || self.overflowed {
+            self.overflowed = true;
+            self.body_first = None;
+            self.body_rest = Vec::new();
+            return Ok(());
         }
         if !payload.is_empty() {
             if self.body_first.is_none() {
@@ -132,7 +190,7 @@ impl PendingPublish {
     }
 
     fn complete(&self) -> bool {
-        self.header.is_some() && self.received == self.body_size
+        self.header.is_some() && self.received == self.body_size && !self.overflowed
     }
 
     fn body_parts(&self) -> impl Iterator<Item = &[u8]> {
@@ -151,32 +209,37 @@ impl Conn {
         payload: Bytes,
     ) -> Result<(), AmqpError> {
         let max = self.ctx.limits.max_message_size;
+        let user = self.user.as_ref().map_or("", |u| u.name.as_str());
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return Err(AmqpError::connection(
-                ReplyCode::ChannelError,
-                format!("content frame on closed channel {channel}"),
-            ));
+            // RabbitMQ: a new channel expects a method first; no method is to blame.
+            return Err(
+                unexpected_frame("expected method frame, got a content frame").naming_no_method(),
+            );
         };
         let p = match &mut ch.phase {
-            ChannelPhase::Closing => return Ok(()),
+            ChannelPhase::Closing | ChannelPhase::ClosedByClient { .. } => return Ok(()),
             ChannelPhase::Open => {
-                return Err(AmqpError::connection(
-                    ReplyCode::UnexpectedFrame,
-                    "content frame without a preceding basic.publish",
-                ))
+                return Err(
+                    unexpected_frame("expected method frame, got a content frame")
+                        .naming_no_method(),
+                )
             }
             ChannelPhase::Content(p) => p,
         };
-        if kind == FRAME_HEADER {
-            p.header(payload, max)?;
+        let taken = if kind == FRAME_HEADER {
+            p.header(payload, max, user)
         } else {
-            p.body(payload)?;
-        }
+            p.body(payload)
+        };
+        taken.map_err(|e| e.with_method(p.method_id()))?;
         if p.complete() {
             let ChannelPhase::Content(p) = std::mem::replace(&mut ch.phase, ChannelPhase::Open)
             else {
                 unreachable!("matched above")
             };
+            if let Some(refusal) = p.refusal {
+                return Err(refusal.with_method(p.method_id));
+            }
             self.ready.push((channel, *p));
             if self.ready.len() >= PUBLISH_BATCH {
                 self.flush_publishes();
@@ -220,8 +283,8 @@ impl Conn {
                 continue; // closed by an earlier error in this batch
             }
             let published = match result.map_err(AmqpError::from) {
-                Err(e) if e.connection => {
-                    self.fail(e.with_method(ids::BASIC_PUBLISH));
+                Err(e) if e.code.is_hard() => {
+                    self.fail(Stop::Error(e.with_method(ids::BASIC_PUBLISH)));
                     return;
                 }
                 Err(e) => {

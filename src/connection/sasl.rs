@@ -7,38 +7,51 @@ use crate::protocol::table;
 /// The mechanisms offered in connection.start.
 pub const MECHANISMS: &[u8] = b"PLAIN AMQPLAIN";
 
-/// Decodes a start-ok's response for `mechanism` into (user, password). An unknown
-/// mechanism is ACCESS_REFUSED.
+/// Decodes a start-ok's response for `mechanism` into (user, password). A response
+/// that does not parse, or an unknown mechanism, is an error that is never answered with
+/// a frame (RabbitMQ hangs up silently; only a refused login may get a 403).
 pub fn credentials(mechanism: &str, response: &[u8]) -> Result<(String, String), AmqpError> {
     match mechanism {
-        "PLAIN" => {
-            // authzid NUL authcid NUL password
-            let mut parts = response.split(|&b| b == 0);
-            let _authzid = parts.next();
-            let user = parts.next().unwrap_or_default();
-            let pass = parts.next().unwrap_or_default();
-            Ok((
-                String::from_utf8_lossy(user).into(),
-                String::from_utf8_lossy(pass).into(),
-            ))
-        }
+        "PLAIN" => plain(response).ok_or_else(|| {
+            AmqpError::new(
+                ReplyCode::SyntaxError,
+                "PLAIN response is not NUL user NUL password",
+            )
+        }),
         "AMQPLAIN" => {
-            // A field table without its length prefix: LOGIN and PASSWORD.
+            // A field table without its length prefix: LOGIN and PASSWORD, long strings.
             table::validate(response, 0)?;
             let mut raw = Vec::with_capacity(response.len() + 4);
             raw.extend_from_slice(&(response.len() as u32).to_be_bytes());
             raw.extend_from_slice(response);
             let t = table::decode(&raw)?;
-            Ok((
-                table::get_str(&t, "LOGIN").unwrap_or_default().into(),
-                table::get_str(&t, "PASSWORD").unwrap_or_default().into(),
-            ))
+            match (table::get_str(&t, "LOGIN"), table::get_str(&t, "PASSWORD")) {
+                (Some(user), Some(pass)) => Ok((user.into(), pass.into())),
+                _ => Err(AmqpError::new(
+                    ReplyCode::SyntaxError,
+                    "AMQPLAIN response is missing LOGIN or PASSWORD",
+                )),
+            }
         }
-        other => Err(AmqpError::connection(
-            ReplyCode::AccessRefused,
-            format!("unsupported authentication mechanism '{other}'"),
+        other => Err(AmqpError::new(
+            ReplyCode::CommandInvalid,
+            format!("unknown authentication mechanism '{other}'"),
         )),
     }
+}
+
+/// PLAIN as RabbitMQ reads it: exactly NUL user NUL password (no authorisation id).
+fn plain(response: &[u8]) -> Option<(String, String)> {
+    let rest = response.strip_prefix(&[0])?;
+    let nul = rest.iter().position(|&b| b == 0)?;
+    let (user, pass) = (&rest[..nul], &rest[nul + 1..]);
+    if pass.contains(&0) {
+        return None;
+    }
+    Some((
+        String::from_utf8_lossy(user).into(),
+        String::from_utf8_lossy(pass).into(),
+    ))
 }
 
 #[cfg(test)]
@@ -66,7 +79,16 @@ mod tests {
             guest
         );
         let e = credentials("EXTERNAL", b"").unwrap_err();
-        assert_eq!(e.code, ReplyCode::AccessRefused);
+        assert_eq!(e.code, ReplyCode::CommandInvalid);
         assert!(credentials("AMQPLAIN", b"\x05LOGIN").is_err());
+        for bad in [
+            &b""[..],
+            b"guest\0guest",
+            b"\0guest",
+            b"admin\0guest\0guest",
+            b"\0a\0b\0c",
+        ] {
+            assert!(credentials("PLAIN", bad).is_err(), "{bad:?}");
+        }
     }
 }

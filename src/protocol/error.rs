@@ -32,6 +32,22 @@ impl ReplyCode {
         self as u16
     }
 
+    /// A hard error closes the connection, a soft one only the channel. The split is the
+    /// spec's, as RabbitMQ applies it: the 3xx and 4xx codes are soft except 320 and 402.
+    pub fn is_hard(self) -> bool {
+        !matches!(
+            self,
+            Self::Success
+                | Self::ContentTooLarge
+                | Self::NoRoute
+                | Self::NoConsumers
+                | Self::AccessRefused
+                | Self::NotFound
+                | Self::ResourceLocked
+                | Self::PreconditionFailed
+        )
+    }
+
     /// The spec's name for the code, used as the prefix of reply texts (as RabbitMQ does).
     pub fn name(self) -> &'static str {
         match self {
@@ -58,42 +74,57 @@ impl ReplyCode {
     }
 }
 
-/// A protocol error: the reply to send and whether it ends the channel or the connection.
+/// A protocol error: the reply to send. Its code decides whether it ends the channel or
+/// the connection (`ReplyCode::is_hard`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmqpError {
     pub code: ReplyCode,
     pub text: String,
-    /// True for connection errors (connection.close), false for channel errors.
-    pub connection: bool,
-    /// The method that caused it, if known (class id, method id).
-    pub method: (u16, u16),
+    /// The method that caused it (class id, method id): None until named; `Some((0, 0))`
+    /// when no method is to blame (as RabbitMQ says for some errors).
+    pub method: Option<(u16, u16)>,
+    /// Input RabbitMQ's parser cannot even fail on politely (an unknown method id, a field
+    /// table it cannot parse): its connection process crashes and the socket closes
+    /// without a frame. We answer such input the same way, on purpose.
+    pub unanswerable: bool,
 }
 
 impl AmqpError {
-    pub fn channel(code: ReplyCode, text: impl Into<String>) -> Self {
+    pub fn new(code: ReplyCode, text: impl Into<String>) -> Self {
         AmqpError {
             code,
             text: text.into(),
-            connection: false,
-            method: (0, 0),
+            method: None,
+            unanswerable: false,
         }
     }
 
-    pub fn connection(code: ReplyCode, text: impl Into<String>) -> Self {
+    /// Input answered by dropping the connection without a frame (see `unanswerable`).
+    pub fn unanswerable(text: impl Into<String>) -> Self {
         AmqpError {
-            code,
-            text: text.into(),
-            connection: true,
-            method: (0, 0),
+            unanswerable: true,
+            ..AmqpError::new(ReplyCode::InternalError, text)
         }
     }
 
     /// Names the method that failed, unless one is named already.
     pub fn with_method(mut self, id: (u16, u16)) -> Self {
-        if self.method == (0, 0) {
-            self.method = id;
+        if self.method.is_none() {
+            self.method = Some(id);
         }
         self
+    }
+
+    /// Blames no method (class and method ids 0/0 in the close), whatever `with_method`
+    /// is later asked to name.
+    pub fn naming_no_method(mut self) -> Self {
+        self.method = Some((0, 0));
+        self
+    }
+
+    /// The (class id, method id) sent in channel.close / connection.close.
+    pub fn culprit(&self) -> (u16, u16) {
+        self.method.unwrap_or((0, 0))
     }
 
     /// The reply text as sent: "CODE_NAME - detail".

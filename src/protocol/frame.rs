@@ -8,6 +8,10 @@
 //! present (partial input costs nothing), checks the declared size against the negotiated
 //! `frame_max` before waiting for the payload (no buffering of an oversized frame), and
 //! hands the payload out as a `Bytes` split off the buffer without copying.
+//!
+//! Its errors are the ones after which the byte stream cannot be trusted (an oversized
+//! frame, a wrong frame-end octet): the connection must stop reading. A frame of an unknown
+//! type is still a well-delimited frame, so it is returned and judged by the caller.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -39,6 +43,9 @@ pub struct Frame {
 
 /// Splits one frame off the front of `buf`. `frame_max` of 0 means no limit beyond
 /// `u32::MAX`.
+///
+/// Like RabbitMQ, the limit is applied to the payload alone: many clients count frame_max
+/// without the 8 bytes of framing, and RabbitMQ tolerates that.
 pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpError> {
     if buf.len() < 7 {
         return Ok(None);
@@ -46,21 +53,11 @@ pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpEr
     let kind = buf[0];
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
-    if !matches!(
-        kind,
-        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
-    ) {
-        return Err(AmqpError::connection(
-            ReplyCode::FrameError,
-            format!("unknown frame type {kind}"),
-        ));
-    }
-    if frame_max != 0 && size as u64 + FRAME_OVERHEAD as u64 > frame_max as u64 {
-        return Err(AmqpError::connection(
+    if frame_max != 0 && size > frame_max {
+        return Err(AmqpError::new(
             ReplyCode::FrameError,
             format!(
-                "frame of {} bytes is larger than the negotiated frame_max {frame_max}",
-                size as u64 + FRAME_OVERHEAD as u64
+                "frame payload of {size} bytes is larger than the negotiated frame_max {frame_max}"
             ),
         ));
     }
@@ -72,7 +69,7 @@ pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpEr
         return Ok(None);
     }
     if buf[total - 1] != FRAME_END {
-        return Err(AmqpError::connection(
+        return Err(AmqpError::new(
             ReplyCode::FrameError,
             format!("frame-end octet is {:#04x}, expected 0xce", buf[total - 1]),
         ));
@@ -146,21 +143,24 @@ mod tests {
     }
 
     #[test]
-    fn oversize_bad_end_and_unknown_type_are_frame_errors() {
-        let mut buf = BytesMut::from(&[1u8, 0, 0, 0, 1, 0, 0][..]);
+    fn oversize_and_bad_end_are_frame_errors_unknown_types_are_frames() {
+        let mut buf = BytesMut::from(&[1u8, 0, 0, 0, 0, 0x10, 1][..]);
         assert_eq!(
             parse(&mut buf, 4096).unwrap_err().code,
             ReplyCode::FrameError
         );
+        // A payload of exactly frame_max is tolerated (RabbitMQ's fudge for clients that
+        // forget the framing bytes).
+        let mut buf = BytesMut::from(&[3u8, 0, 1, 0, 0, 0x10, 0][..]);
+        buf.extend_from_slice(&[0u8; 4096]);
+        buf.extend_from_slice(&[FRAME_END]);
+        assert_eq!(parse(&mut buf, 4096).unwrap().unwrap().payload.len(), 4096);
         let mut buf = BytesMut::from(&[1u8, 0, 0, 0, 0, 0, 1, 9, 0xAB][..]);
         assert_eq!(
             parse(&mut buf, 4096).unwrap_err().code,
             ReplyCode::FrameError
         );
         let mut buf = BytesMut::from(&[7u8, 0, 0, 0, 0, 0, 0, 0xCE][..]);
-        assert_eq!(
-            parse(&mut buf, 4096).unwrap_err().code,
-            ReplyCode::FrameError
-        );
+        assert_eq!(parse(&mut buf, 4096).unwrap().unwrap().kind, 7);
     }
 }

@@ -12,6 +12,8 @@ use super::wire::{Reader, Writer};
 pub mod class {
     pub const CONNECTION: u16 = 10;
     pub const CHANNEL: u16 = 20;
+    /// Deprecated in 0-9-1; RabbitMQ still answers access.request.
+    pub const ACCESS: u16 = 30;
     pub const EXCHANGE: u16 = 40;
     pub const QUEUE: u16 = 50;
     pub const BASIC: u16 = 60;
@@ -40,6 +42,8 @@ pub mod ids {
     pub const CONNECTION_UNBLOCKED: MethodId = (CONNECTION, 61);
     pub const CONNECTION_UPDATE_SECRET: MethodId = (CONNECTION, 70);
     pub const CONNECTION_UPDATE_SECRET_OK: MethodId = (CONNECTION, 71);
+    pub const ACCESS_REQUEST: MethodId = (ACCESS, 10);
+    pub const ACCESS_REQUEST_OK: MethodId = (ACCESS, 11);
     pub const CHANNEL_OPEN: MethodId = (CHANNEL, 10);
     pub const CHANNEL_OPEN_OK: MethodId = (CHANNEL, 11);
     pub const CHANNEL_FLOW: MethodId = (CHANNEL, 20);
@@ -90,6 +94,43 @@ pub mod ids {
     pub const TX_COMMIT_OK: MethodId = (TX, 21);
     pub const TX_ROLLBACK: MethodId = (TX, 30);
     pub const TX_ROLLBACK_OK: MethodId = (TX, 31);
+
+    /// Methods only a server sends. A client sending one is answered as RabbitMQ does
+    /// (503 on a channel, 504 on channel 0), not dropped as an unknown id.
+    pub const SERVER_ONLY: [MethodId; 30] = [
+        CONNECTION_START,
+        CONNECTION_SECURE,
+        CONNECTION_TUNE,
+        CONNECTION_OPEN_OK,
+        CONNECTION_BLOCKED,
+        CONNECTION_UNBLOCKED,
+        CONNECTION_UPDATE_SECRET_OK,
+        CHANNEL_OPEN_OK,
+        ACCESS_REQUEST_OK,
+        EXCHANGE_DECLARE_OK,
+        EXCHANGE_DELETE_OK,
+        EXCHANGE_BIND_OK,
+        EXCHANGE_UNBIND_OK,
+        QUEUE_DECLARE_OK,
+        QUEUE_BIND_OK,
+        QUEUE_PURGE_OK,
+        QUEUE_DELETE_OK,
+        QUEUE_UNBIND_OK,
+        BASIC_QOS_OK,
+        BASIC_CONSUME_OK,
+        BASIC_CANCEL_OK,
+        BASIC_RETURN,
+        BASIC_DELIVER,
+        BASIC_GET_OK,
+        BASIC_GET_EMPTY,
+        BASIC_RECOVER_OK,
+        CONFIRM_SELECT_OK,
+        TX_SELECT_OK,
+        TX_COMMIT_OK,
+        TX_ROLLBACK_OK,
+    ];
+    /// The server-only methods that carry content (a header and body frames follow).
+    pub const SERVER_CONTENT: [MethodId; 3] = [BASIC_RETURN, BASIC_DELIVER, BASIC_GET_OK];
 }
 
 /// A method sent by a client.
@@ -120,6 +161,11 @@ pub enum Method<'a> {
     },
     CloseOk,
     UpdateSecret,
+    AccessRequest,
+    /// A method only servers send (`ids::SERVER_ONLY`); `content` if it carries content.
+    ServerOnly {
+        content: bool,
+    },
     ChannelOpen,
     ChannelFlow {
         active: bool,
@@ -279,9 +325,20 @@ pub fn decode(payload: &[u8]) -> Result<((u16, u16), Method<'_>), AmqpError> {
     let class_id = r.u16()?;
     let method_id = r.u16()?;
     let ids = (class_id, method_id);
-    decode_args(&mut r, class_id, method_id)
-        .map(|m| (ids, m))
-        .map_err(|e| e.with_method(ids))
+    let m = decode_args(&mut r, class_id, method_id).map_err(|e| e.with_method(ids))?;
+    if r.remaining() > 0 && !matches!(m, Method::ServerOnly { .. }) {
+        // RabbitMQ decodes by exact pattern: extra bytes are a frame error.
+        return Err(AmqpError::new(
+            ReplyCode::FrameError,
+            format!(
+                "{} bytes after the arguments of method {class_id}/{method_id}",
+                r.remaining()
+            ),
+        )
+        .with_method(ids));
+    }
+    r.check_table().map_err(|e| e.with_method(ids))?;
+    Ok((ids, m))
 }
 
 fn decode_args<'a>(
@@ -294,14 +351,26 @@ fn decode_args<'a>(
         class::CONNECTION | class::CHANNEL => decode_connection_or_channel(r, id)?,
         class::EXCHANGE | class::QUEUE => decode_exchange_or_queue(r, id)?,
         class::BASIC | class::CONFIRM | class::TX => decode_basic_confirm_tx(r, id)?,
+        class::ACCESS if id == ids::ACCESS_REQUEST => {
+            let _realm = r.shortstr()?;
+            for _ in 0..5 {
+                r.bit()?; // exclusive, passive, active, write, read
+            }
+            Some(Method::AccessRequest)
+        }
         _ => None,
     };
-    decoded.ok_or_else(|| {
-        AmqpError::connection(
-            ReplyCode::NotImplemented,
-            format!("unknown method {class_id}/{method_id}"),
-        )
-    })
+    if let Some(m) = decoded {
+        return Ok(m);
+    }
+    if ids::SERVER_ONLY.contains(&id) {
+        return Ok(Method::ServerOnly {
+            content: ids::SERVER_CONTENT.contains(&id),
+        });
+    }
+    Err(AmqpError::unanswerable(format!(
+        "unknown method {class_id}/{method_id}"
+    )))
 }
 
 /// Decodes the arguments of a connection or channel method; None if the id is unknown.
@@ -338,7 +407,11 @@ fn decode_connection_or_channel<'a>(
             method_id: r.u16()?,
         },
         CONNECTION_CLOSE_OK => Method::CloseOk,
-        CONNECTION_UPDATE_SECRET => Method::UpdateSecret,
+        CONNECTION_UPDATE_SECRET => {
+            let _new_secret = r.longstr()?;
+            let _reason = r.shortstr()?;
+            Method::UpdateSecret
+        }
         CHANNEL_OPEN => {
             let _out_of_band = r.shortstr()?;
             Method::ChannelOpen
@@ -618,7 +691,7 @@ pub mod server {
     /// Server-initiated basic.cancel (consumer_cancel_notify).
     pub fn cancel(out: &mut BytesMut, channel: u16, tag: &str) {
         write(out, channel, BASIC_CANCEL, |w| {
-            w.shortstr(tag).bit(false);
+            w.shortstr(tag).bit(true); // nowait: RabbitMQ expects no cancel-ok
         });
     }
 
@@ -739,9 +812,14 @@ mod tests {
             decode(&[0, 60, 0, 40, 0]).unwrap_err().code,
             ReplyCode::FrameError
         );
+        // Unknown ids cannot be answered (RabbitMQ drops the connection); server-only ids
+        // are known methods; trailing bytes are a frame error naming the method.
+        assert!(decode(&[0, 99, 0, 1]).unwrap_err().unanswerable);
         assert_eq!(
-            decode(&[0, 99, 0, 1]).unwrap_err().code,
-            ReplyCode::NotImplemented
+            decode(&[0, 60, 0, 60]).unwrap().1,
+            Method::ServerOnly { content: true }
         );
+        let e = decode(&[0, 60, 0, 10, 0, 0, 0, 0, 0, 1, 0, 9]).unwrap_err();
+        assert_eq!((e.code, e.culprit()), (ReplyCode::FrameError, (60, 10)));
     }
 }

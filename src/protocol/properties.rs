@@ -9,22 +9,28 @@ use super::wire::Reader;
 pub struct ContentHeader<'a> {
     pub class_id: u16,
     pub body_size: u64,
-    /// delivery-mode 2 = persistent.
-    pub delivery_mode: u8,
+    /// delivery-mode 2 = persistent, 1 = transient; anything else is refused at publish.
+    pub delivery_mode: Option<u8>,
     /// The raw `headers` table (with length prefix), if present.
     pub headers: Option<&'a [u8]>,
+    /// The `expiration` property (a per-message TTL in milliseconds, as a string).
+    pub expiration: Option<&'a str>,
+    /// The `user-id` property (must name the publishing user).
+    pub user_id: Option<&'a str>,
 }
 
 impl ContentHeader<'_> {
     pub fn persistent(&self) -> bool {
-        self.delivery_mode == 2
+        self.delivery_mode == Some(2)
     }
 }
 
-const FLAG_CONTENT_TYPE: u16 = 1 << 15;
-const FLAG_CONTENT_ENCODING: u16 = 1 << 14;
 const FLAG_HEADERS: u16 = 1 << 13;
 const FLAG_DELIVERY_MODE: u16 = 1 << 12;
+const FLAG_PRIORITY: u16 = 1 << 11;
+const FLAG_EXPIRATION: u16 = 1 << 8;
+const FLAG_TIMESTAMP: u16 = 1 << 6;
+const FLAG_USER_ID: u16 = 1 << 4;
 
 /// Decodes a content header frame's payload, validating every property present.
 pub fn decode(payload: &[u8]) -> Result<ContentHeader<'_>, AmqpError> {
@@ -34,7 +40,7 @@ pub fn decode(payload: &[u8]) -> Result<ContentHeader<'_>, AmqpError> {
     let body_size = r.u64()?;
     let flags = r.u16()?;
     if flags & 1 != 0 {
-        return Err(AmqpError::connection(
+        return Err(AmqpError::new(
             ReplyCode::FrameError,
             "property flag continuation is not used by the basic class",
         ));
@@ -44,38 +50,39 @@ pub fn decode(payload: &[u8]) -> Result<ContentHeader<'_>, AmqpError> {
         body_size,
         ..Default::default()
     };
-    for bit in (1..16).rev() {
+    // Bits 15..2 are the fourteen basic properties; bit 1 is unused (RabbitMQ ignores it).
+    for bit in (2..16).rev() {
         let flag = 1u16 << bit;
         if flags & flag == 0 {
             continue;
         }
         match flag {
-            FLAG_CONTENT_TYPE | FLAG_CONTENT_ENCODING => {
-                r.shortstr()?;
-            }
             FLAG_HEADERS => h.headers = Some(r.table_raw()?),
-            FLAG_DELIVERY_MODE => h.delivery_mode = r.u8()?,
-            // priority
-            f if f == 1 << 11 => {
+            FLAG_DELIVERY_MODE => h.delivery_mode = Some(r.u8()?),
+            FLAG_PRIORITY => {
                 r.u8()?;
             }
-            // timestamp
-            f if f == 1 << 6 => {
+            FLAG_TIMESTAMP => {
                 r.u64()?;
             }
-            // correlation-id, reply-to, expiration, message-id, type, user-id, app-id,
-            // cluster-id: short strings.
+            FLAG_EXPIRATION => h.expiration = Some(r.shortstr()?),
+            FLAG_USER_ID => h.user_id = Some(r.shortstr()?),
+            // content-type, content-encoding, correlation-id, reply-to, message-id, type,
+            // app-id, cluster-id: short strings.
             _ => {
                 r.shortstr()?;
             }
         }
     }
+    r.check_table()?;
     Ok(h)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FLAG_CONTENT_TYPE: u16 = 1 << 15;
 
     #[test]
     fn reads_delivery_mode_and_headers() {

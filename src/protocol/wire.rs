@@ -13,10 +13,12 @@ pub struct Reader<'a> {
     pos: usize,
     /// Pending bit flags: consecutive `bit` fields share an octet.
     bits: Option<(u8, u8)>,
+    /// The body of the last table read, not yet validated (`check_table`).
+    table: Option<&'a [u8]>,
 }
 
 fn truncated() -> AmqpError {
-    AmqpError::connection(
+    AmqpError::new(
         ReplyCode::FrameError,
         "method arguments run past the end of the frame",
     )
@@ -28,6 +30,7 @@ impl<'a> Reader<'a> {
             buf,
             pos: 0,
             bits: None,
+            table: None,
         }
     }
 
@@ -79,9 +82,8 @@ impl<'a> Reader<'a> {
     pub fn shortstr(&mut self) -> Result<&'a str, AmqpError> {
         let len = self.u8()? as usize;
         let bytes = self.take(len)?;
-        std::str::from_utf8(bytes).map_err(|_| {
-            AmqpError::connection(ReplyCode::SyntaxError, "short string is not valid UTF-8")
-        })
+        std::str::from_utf8(bytes)
+            .map_err(|_| AmqpError::new(ReplyCode::SyntaxError, "short string is not valid UTF-8"))
     }
 
     /// A long string (u32 length), as raw bytes.
@@ -90,14 +92,26 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
-    /// A field table, validated (type tags, lengths, nesting depth) and returned as its raw
-    /// encoded bytes including the length prefix.
+    /// A field table, returned as its raw encoded bytes including the length prefix. Its
+    /// contents are validated (type tags, lengths, nesting depth) by `check_table`, once
+    /// the caller has read every field: as in RabbitMQ, a method whose fields do not
+    /// line up is a frame error even if its table is also bad.
     pub fn table_raw(&mut self) -> Result<&'a [u8], AmqpError> {
         let start = self.pos;
         let len = self.u32()? as usize;
         let body = self.take(len)?;
-        table::validate(body, 0)?;
+        if let Some(earlier) = self.table.replace(body) {
+            table::validate(earlier, 0)?;
+        }
         Ok(&self.buf[start..self.pos])
+    }
+
+    /// Validates the table read by `table_raw`, if any.
+    pub fn check_table(&mut self) -> Result<(), AmqpError> {
+        match self.table.take() {
+            Some(body) => table::validate(body, 0),
+            None => Ok(()),
+        }
     }
 
     /// Skips the rest of the payload (reserved trailing fields).

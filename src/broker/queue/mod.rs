@@ -16,6 +16,7 @@ use amq_protocol_types::FieldTable;
 use super::outbox::Outbox;
 use warren_storage::{Cursor, Log, StoredRecord};
 
+pub mod args;
 mod kind;
 pub use kind::QueueType;
 
