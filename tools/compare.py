@@ -197,15 +197,19 @@ def print_before_after(a, rows, baseline):
 
 
 def main():
+    global PERF
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--fsync", default="always")
     ap.add_argument("--baseline", help="an older warren binary to run alongside (before/after)")
+    ap.add_argument("--warren", default=WARREN, help="the warren binary to measure (default: the release build)")
+    ap.add_argument("--perf", default=PERF, help="the warren-perf binary (default: the release build)")
     a = ap.parse_args()
+    PERF = a.perf
     results = {}  # (scenario label, broker) -> [values]
     versions = {}
-    makers = [Rabbit, lambda: Warren(a.fsync)]
+    makers = [Rabbit, lambda: Warren(a.fsync, binary=a.warren)]
     if a.baseline:
         makers.append(lambda: Warren(a.fsync, binary=a.baseline, name="baseline"))
     for rnd in range(a.rounds):

@@ -26,7 +26,7 @@ mod io;
 mod publish;
 mod sasl;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -36,6 +36,7 @@ use tokio::net::TcpStream;
 use crate::alarms::Alarms;
 use crate::broker::access::User;
 use crate::broker::confirms::ConfirmTracker;
+use crate::broker::fast_map::FastMap;
 use crate::broker::outbox::{Outbox, Outgoing};
 use crate::broker::{BrokerHandle, VHostHandle};
 use crate::config::Limits;
@@ -68,7 +69,8 @@ struct Conn {
     frame_max: u32,
     channel_max: u16,
     heartbeat: u16,
-    channels: HashMap<u16, Channel>,
+    /// Looked up per delivery: a fast hasher, not SipHash.
+    channels: FastMap<u16, Channel>,
     wbuf: BytesMut,
     drained: VecDeque<Outgoing>,
     pending_confirms: usize,
@@ -108,7 +110,7 @@ impl Conn {
             vhost: None,
             user: None,
             client_name: None,
-            channels: HashMap::new(),
+            channels: FastMap::default(),
             wbuf: BytesMut::with_capacity(64 * 1024),
             drained: VecDeque::new(),
             pending_confirms: 0,

@@ -85,6 +85,7 @@ pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpEr
 }
 
 /// Appends a frame whose payload is written by `fill`; the size is patched in afterwards.
+#[inline]
 pub fn write_with(out: &mut BytesMut, kind: u8, channel: u16, fill: impl FnOnce(&mut BytesMut)) {
     out.put_u8(kind);
     out.put_u16(channel);
