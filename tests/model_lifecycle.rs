@@ -289,8 +289,6 @@ fn consumer_gets_basic_cancel_when_its_queue_is_deleted() {
 }
 
 #[test]
-#[ignore = "model gap: auto-delete exchanges are never deleted; RabbitMQ deletes an \
-            auto-delete exchange when its last binding (as source) is removed"]
 fn auto_delete_exchange_is_deleted_when_its_last_binding_goes() {
     let fx = Fx::new();
     fx.exchange(&ExchangeSpec {
@@ -604,10 +602,6 @@ fn x_queue_type_classic_is_accepted_and_any_other_is_precondition_failed() {
 }
 
 #[test]
-#[ignore = "model bug: queue equivalence compares every argument; RabbitMQ's \
-            assert_args_equivalence only compares the arguments it knows (declare_args: \
-            x-message-ttl, x-max-length, x-queue-type, ...), so a redeclare that differs \
-            only in an unknown argument succeeds"]
 fn redeclaring_a_queue_differing_only_in_an_unknown_argument_is_ok() {
     let fx = Fx::new();
     let a = table(&[("x-custom", V::S("a"))]);
