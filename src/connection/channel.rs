@@ -193,6 +193,11 @@ impl Conn {
         }
     }
 
+    /// The queue last declared on `channel` (what queue '' means there).
+    fn last_queue(&self, channel: u16) -> Option<String> {
+        self.channels.get(&channel)?.last_queue.clone()
+    }
+
     /// Forgets the channels the client closed during this read, sending the close-oks
     /// they owe (see `ClosedByClient`).
     pub(super) fn forget_closed_channels(&mut self) {
@@ -337,10 +342,7 @@ impl Conn {
 
     fn queue_class(&mut self, channel: u16, m: Method<'_>) -> Result<(), AmqpError> {
         let conn = self.id;
-        let last = self
-            .channels
-            .get(&channel)
-            .and_then(|c| c.last_queue.clone());
+        let last = self.last_queue(channel);
         let last = last.as_ref();
         match m {
             Method::QueueDeclare {
@@ -451,7 +453,7 @@ impl Conn {
                 if prefetch_size != 0 {
                     return Err(AmqpError::new(
                         ReplyCode::NotImplemented,
-                        "prefetch_size!=0 is not supported",
+                        "prefetch_size!=0",
                     ));
                 }
                 self.vhost().with(|m| m.qos(key, prefetch_count, global));
@@ -466,10 +468,7 @@ impl Conn {
                 arguments,
                 ..
             } => {
-                let last = self
-                    .channels
-                    .get(&channel)
-                    .and_then(|c| c.last_queue.clone());
+                let last = self.last_queue(channel);
                 let queue = queue_or_last(queue, last.as_ref())?;
                 let spec = ConsumeSpec {
                     queue: &queue,
@@ -505,10 +504,7 @@ impl Conn {
                     ChannelPhase::Content(Box::new(p));
             }
             Method::BasicGet { queue, no_ack } => {
-                let last = self
-                    .channels
-                    .get(&channel)
-                    .and_then(|c| c.last_queue.clone());
+                let last = self.last_queue(channel);
                 let queue = queue_or_last(queue, last.as_ref())?;
                 self.basic_get(channel, &queue, no_ack)?
             }

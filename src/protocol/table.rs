@@ -135,7 +135,13 @@ pub fn get_str<'a>(t: &'a FieldTable, key: &str) -> Option<&'a str> {
 
 /// An integer value from a table, if present and integer-typed.
 pub fn get_int(t: &FieldTable, key: &str) -> Option<i64> {
-    Some(match t.inner().get(key)? {
+    int_value(t.inner().get(key)?)
+}
+
+/// The value of an integer of any width (RabbitMQ's integer argument types: not decimal,
+/// timestamp or floats).
+pub fn int_value(v: &AMQPValue) -> Option<i64> {
+    Some(match v {
         AMQPValue::ShortShortInt(v) => *v as i64,
         AMQPValue::ShortShortUInt(v) => *v as i64,
         AMQPValue::ShortInt(v) => *v as i64,

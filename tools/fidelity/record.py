@@ -27,24 +27,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import engine  # noqa: E402
 import wire  # noqa: E402
+from compare import wait_port  # noqa: E402  (tools/compare.py: wait for a listener)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIOS = os.path.join(ROOT, "tests/fidelity/scenarios")
 GOLDEN = os.path.join(ROOT, "tests/fidelity/golden")
 PORT, DIST_PORT, NODE = 5695, 25695, "fidelity@localhost"
 
-
-def wait_port(port, timeout=90):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.5)
-    return False
 
 
 class Rabbit:

@@ -7,6 +7,7 @@
 use amq_protocol_types::{AMQPValue, FieldTable};
 
 use crate::broker::error::BrokerError;
+use crate::protocol::table::int_value as integer;
 
 /// RabbitMQ's longest TTL or expiry: ten years, in milliseconds.
 const MAX_EXPIRY_MS: i64 = 315_360_000_000;
@@ -62,20 +63,6 @@ pub fn type_name(v: &AMQPValue) -> &'static str {
         AMQPValue::ByteArray(_) => "binary",
         AMQPValue::Void => "void",
     }
-}
-
-/// The value of one of RabbitMQ's integer argument types (not decimal, timestamp or floats).
-fn integer(v: &AMQPValue) -> Option<i64> {
-    Some(match v {
-        AMQPValue::ShortShortInt(x) => *x as i64,
-        AMQPValue::ShortShortUInt(x) => *x as i64,
-        AMQPValue::ShortInt(x) => *x as i64,
-        AMQPValue::ShortUInt(x) => *x as i64,
-        AMQPValue::LongInt(x) => *x as i64,
-        AMQPValue::LongUInt(x) => *x as i64,
-        AMQPValue::LongLongInt(x) => *x,
-        _ => return None,
-    })
 }
 
 fn string(v: &AMQPValue) -> Option<&[u8]> {
