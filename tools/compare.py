@@ -59,26 +59,33 @@ def pid_on_port(port):
     return None
 
 
+def start_rabbit_node(prefix, port, node, dist_port):
+    """Starts a throw-away RabbitMQ node in a fresh temporary dir; returns (dir, process).
+    The node runs in its own session, so its whole process group can be ended."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    for sub in ("mnesia", "log"):
+        os.makedirs(os.path.join(d, sub))
+    with open(os.path.join(d, "plugins"), "w") as f:
+        f.write("[].\n")
+    # Run the node directly (as root): the packaged wrapper `su`s to the rabbitmq user,
+    # whose PAM limits cap open files at 1024 and so fail the 1,000-connection runs.
+    env = dict(os.environ, HOME=d,
+               RABBITMQ_NODE_PORT=str(port), RABBITMQ_NODENAME=node,
+               RABBITMQ_MNESIA_BASE=os.path.join(d, "mnesia"),
+               RABBITMQ_LOG_BASE=os.path.join(d, "log"),
+               RABBITMQ_DIST_PORT=str(dist_port),
+               RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(d, "plugins"),
+               RABBITMQ_CONFIG_FILE=os.path.join(d, "rabbitmq"))
+    proc = subprocess.Popen(["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return d, proc
+
+
 class Rabbit:
     name = "RabbitMQ"
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="rmq-")
-        for d in ("mnesia", "log"):
-            os.makedirs(os.path.join(self.dir, d))
-        with open(os.path.join(self.dir, "plugins"), "w") as f:
-            f.write("[].\n")
-        # Run the node directly (as root): the packaged wrapper `su`s to the rabbitmq user,
-        # whose PAM limits cap open files at 1024 and so fail the 1,000-connection runs.
-        env = dict(os.environ, HOME=self.dir,
-                   RABBITMQ_NODE_PORT=str(RMQ_PORT), RABBITMQ_NODENAME="perf@localhost",
-                   RABBITMQ_MNESIA_BASE=os.path.join(self.dir, "mnesia"),
-                   RABBITMQ_LOG_BASE=os.path.join(self.dir, "log"),
-                   RABBITMQ_DIST_PORT="25690",
-                   RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.dir, "plugins"),
-                   RABBITMQ_CONFIG_FILE=os.path.join(self.dir, "rabbitmq"))
-        self.proc = subprocess.Popen(["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.dir, self.proc = start_rabbit_node("rmq-", RMQ_PORT, "perf@localhost", 25690)
         if not wait_port(RMQ_PORT):
             sys.exit("RabbitMQ did not start")
         self.pid = pid_on_port(RMQ_PORT)

@@ -37,7 +37,6 @@ pub(super) struct ChannelState {
     pub consumer_prefetch: u16,
     /// Limit on the channel's unacked total (basic.qos global=true).
     pub channel_prefetch: u16,
-    pub flow_active: bool,
     /// Consumer tag -> queue name.
     pub consumers: FastMap<Arc<str>, Arc<str>>,
 }
@@ -53,7 +52,6 @@ impl ChannelState {
             consumer_unacked: 0,
             consumer_prefetch: 0,
             channel_prefetch: 0,
-            flow_active: true,
             consumers: FastMap::default(),
         }
     }
@@ -185,21 +183,6 @@ impl VHost {
         for q in touched {
             self.maybe_auto_delete(&q);
             self.dispatch(&q);
-        }
-    }
-
-    pub fn channel_flow(&mut self, key: ChannelKey, active: bool) {
-        let queues: Vec<Arc<str>> = match self.channels.get_mut(&key) {
-            Some(ch) => {
-                ch.flow_active = active;
-                ch.consumers.values().cloned().collect()
-            }
-            None => return,
-        };
-        if active {
-            for q in queues {
-                self.dispatch(&q);
-            }
         }
     }
 

@@ -60,7 +60,7 @@ impl VHost {
                 let channel_ok = c.no_ack
                     || ch.channel_prefetch == 0
                     || ch.consumer_unacked < ch.channel_prefetch as usize;
-                if ch.flow_active && consumer_ok && channel_ok && c.outbox.has_room() {
+                if consumer_ok && channel_ok && c.outbox.has_room() {
                     chosen = Some(i);
                     break;
                 }

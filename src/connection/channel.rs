@@ -66,16 +66,18 @@ impl Channel {
     }
 }
 
-/// RabbitMQ's shortcut: queue '' names the queue last declared on the channel.
-fn queue_or_last<'a>(name: &'a str, last: Option<&String>) -> Result<Cow<'a, str>, AmqpError> {
-    match (name, last) {
-        ("", Some(last)) => Ok(Cow::Owned(last.clone())),
-        ("", None) => Err(AmqpError::new(
-            ReplyCode::NotFound,
-            "no previously declared queue",
-        )),
-        (name, _) => Ok(Cow::Borrowed(name)),
+/// RabbitMQ's shortcut: queue '' names the queue last declared on the channel. `last` is
+/// only asked (and its name copied) when the shortcut is used.
+fn queue_or_last<'a>(
+    name: &'a str,
+    last: impl Fn() -> Option<String>,
+) -> Result<Cow<'a, str>, AmqpError> {
+    if !name.is_empty() {
+        return Ok(Cow::Borrowed(name));
     }
+    last()
+        .map(Cow::Owned)
+        .ok_or_else(|| AmqpError::new(ReplyCode::NotFound, "no previously declared queue"))
 }
 
 /// queue.bind/unbind shortcuts: queue '' is the last declared queue, and so is routing
@@ -83,10 +85,10 @@ fn queue_or_last<'a>(name: &'a str, last: Option<&String>) -> Result<Cow<'a, str
 fn bind_shortcuts<'a>(
     queue: &'a str,
     routing_key: &'a str,
-    last: Option<&String>,
+    last: impl Fn() -> Option<String>,
 ) -> Result<(Cow<'a, str>, Cow<'a, str>), AmqpError> {
     let key = if queue.is_empty() && routing_key.is_empty() {
-        queue_or_last("", last)?
+        queue_or_last("", &last)?
     } else {
         Cow::Borrowed(routing_key)
     };
@@ -255,13 +257,13 @@ impl Conn {
                     self.closed_by_client = true;
                 }
             }
-            Method::ChannelFlow { active } => {
-                if !active {
-                    // RabbitMQ 3.10 refuses to stop deliveries this way (use basic.qos).
-                    return Err(AmqpError::new(ReplyCode::NotImplemented, "active=false"));
-                }
-                self.vhost().with(|m| m.channel_flow(key, active));
-                server::channel_flow_ok(&mut self.wbuf, channel, active);
+            // RabbitMQ 3.10 refuses to stop deliveries this way (basic.qos does it), so
+            // active=true, the only state there is, is all a client can ask for.
+            Method::ChannelFlow { active: false } => {
+                return Err(AmqpError::new(ReplyCode::NotImplemented, "active=false"));
+            }
+            Method::ChannelFlow { active: true } => {
+                server::channel_flow_ok(&mut self.wbuf, channel, true);
             }
             _ => unreachable!("dispatched by method"),
         }
@@ -342,8 +344,7 @@ impl Conn {
 
     fn queue_class(&mut self, channel: u16, m: Method<'_>) -> Result<(), AmqpError> {
         let conn = self.id;
-        let last = self.last_queue(channel);
-        let last = last.as_ref();
+        let last = || self.last_queue(channel);
         match m {
             Method::QueueDeclare {
                 queue,
@@ -468,8 +469,7 @@ impl Conn {
                 arguments,
                 ..
             } => {
-                let last = self.last_queue(channel);
-                let queue = queue_or_last(queue, last.as_ref())?;
+                let queue = queue_or_last(queue, || self.last_queue(channel))?;
                 let spec = ConsumeSpec {
                     queue: &queue,
                     tag: consumer_tag,
@@ -504,8 +504,7 @@ impl Conn {
                     ChannelPhase::Content(Box::new(p));
             }
             Method::BasicGet { queue, no_ack } => {
-                let last = self.last_queue(channel);
-                let queue = queue_or_last(queue, last.as_ref())?;
+                let queue = queue_or_last(queue, || self.last_queue(channel))?;
                 self.basic_get(channel, &queue, no_ack)?
             }
             Method::BasicAck {

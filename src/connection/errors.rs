@@ -84,15 +84,7 @@ impl Conn {
                 if e.code == ReplyCode::ConnectionForced {
                     tracing::info!(conn = self.id, peer = %self.peer, "closing: {}", e.reply_text());
                 } else {
-                    tracing::warn!(
-                        conn = self.id,
-                        peer = %self.peer,
-                        code = e.code.code(),
-                        class_id = e.culprit().0,
-                        method_id = e.culprit().1,
-                        "connection error: {}",
-                        e.reply_text()
-                    );
+                    self.warn_error("connection", 0, &e);
                 }
                 server::connection_close(
                     &mut self.wbuf,
@@ -139,16 +131,23 @@ impl Conn {
         self.hang_up_at = Some(self.hang_up_at.map_or(at, |t| t.min(at)));
     }
 
-    pub(super) fn channel_error(&mut self, channel: u16, e: AmqpError) {
+    /// Logs an error we answer, with its reply code and the method it blames.
+    fn warn_error(&self, scope: &str, channel: u16, e: &AmqpError) {
+        let (class_id, method_id) = e.culprit();
         tracing::warn!(
             conn = self.id,
+            peer = %self.peer,
             channel,
             code = e.code.code(),
-            class_id = e.culprit().0,
-            method_id = e.culprit().1,
-            "channel error: {}",
+            class_id,
+            method_id,
+            "{scope} error: {}",
             e.reply_text()
         );
+    }
+
+    pub(super) fn channel_error(&mut self, channel: u16, e: AmqpError) {
+        self.warn_error("channel", channel, &e);
         server::channel_close(
             &mut self.wbuf,
             channel,

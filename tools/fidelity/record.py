@@ -22,7 +22,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import engine  # noqa: E402
 import wire  # noqa: E402
-from compare import wait_port  # noqa: E402  (tools/compare.py: wait for a listener)
+from compare import start_rabbit_node, wait_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIOS = os.path.join(ROOT, "tests/fidelity/scenarios")
@@ -40,25 +39,11 @@ PORT, DIST_PORT, NODE = 5695, 25695, "fidelity@localhost"
 
 
 class Rabbit:
-    """A throw-away RabbitMQ node (the approach of tools/compare.py, on its own ports)."""
+    """A throw-away RabbitMQ node (tools/compare.py's, on its own ports), ready for logins."""
 
     def __init__(self, port=PORT):
         self.port = port
-        self.dir = tempfile.mkdtemp(prefix="rmq-fidelity-")
-        for d in ("mnesia", "log"):
-            os.makedirs(os.path.join(self.dir, d))
-        with open(os.path.join(self.dir, "plugins"), "w") as f:
-            f.write("[].\n")
-        env = dict(os.environ, HOME=self.dir,
-                   RABBITMQ_NODE_PORT=str(port), RABBITMQ_NODENAME=NODE,
-                   RABBITMQ_MNESIA_BASE=os.path.join(self.dir, "mnesia"),
-                   RABBITMQ_LOG_BASE=os.path.join(self.dir, "log"),
-                   RABBITMQ_DIST_PORT=str(DIST_PORT),
-                   RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.dir, "plugins"),
-                   RABBITMQ_CONFIG_FILE=os.path.join(self.dir, "rabbitmq"))
-        self.proc = subprocess.Popen(["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.dir, self.proc = start_rabbit_node("rmq-fidelity-", port, NODE, DIST_PORT)
         try:
             if not wait_port(port):
                 raise RuntimeError("RabbitMQ did not start")
