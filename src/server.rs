@@ -19,6 +19,9 @@ use warren_storage::{GroupCommit, LogConfig};
 
 /// How often pending acks are written and sparse segments compacted.
 const MAINTENANCE_EVERY: Duration = Duration::from_millis(200);
+/// How often the timer task looks whether timed work (message expiry, x-expires, dead
+/// letters awaiting a sync) is due: the precision of TTLs.
+const TIMER_TICK: Duration = Duration::from_millis(5);
 /// How long shutdown waits for clients to answer connection.close before going on.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -91,6 +94,7 @@ impl Server {
     /// go, writes pending acks and finishes in-flight syncs.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
         let upkeep = tokio::spawn(upkeep(self.ctx.clone()));
+        let timers = tokio::spawn(timers(self.ctx.clone()));
         tracing::info!("accepting AMQP connections on {}", self.local_addr);
         let mut connections = JoinSet::new();
         tokio::pin!(stop);
@@ -126,6 +130,7 @@ impl Server {
             connections.shutdown().await;
         }
         upkeep.abort();
+        timers.abort();
         let broker = self.ctx.broker.clone();
         let finished = tokio::task::spawn_blocking(move || {
             let problems = broker.flush_all_acks();
@@ -157,6 +162,17 @@ impl Server {
     /// Accepts connections forever.
     pub async fn run(self) {
         self.run_until(std::future::pending()).await
+    }
+}
+
+/// Every `TIMER_TICK`: the model's timed work, when any is due (one atomic load when
+/// none is).
+async fn timers(ctx: Arc<ServerContext>) {
+    let mut tick = tokio::time::interval(TIMER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        ctx.broker.run_timers();
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::fast_map::FastMap;
 use super::outbox::Outbox;
+use super::reply_to::ReplyConsumer;
 use super::vhost::VHost;
 use super::ChannelKey;
 
@@ -39,6 +40,8 @@ pub(super) struct ChannelState {
     pub channel_prefetch: u16,
     /// Consumer tag -> queue name.
     pub consumers: FastMap<Arc<str>, Arc<str>>,
+    /// The direct reply-to consumer, if any (reply_to.rs).
+    pub reply: Option<ReplyConsumer>,
 }
 
 impl ChannelState {
@@ -53,6 +56,7 @@ impl ChannelState {
             consumer_prefetch: 0,
             channel_prefetch: 0,
             consumers: FastMap::default(),
+            reply: None,
         }
     }
 
@@ -165,6 +169,9 @@ impl VHost {
             return;
         };
         self.stats.channel_closed();
+        if let Some(r) = &ch.reply {
+            self.reply_names.remove(&r.name);
+        }
         let mut touched: Vec<Arc<str>> = Vec::new();
         for (tag, queue) in &ch.consumers {
             self.detach_consumer(queue, key, tag);
@@ -180,9 +187,16 @@ impl VHost {
                 }
             }
         }
+        let now = super::vhost::now_millis();
         for q in touched {
             self.maybe_auto_delete(&q);
             self.dispatch(&q);
+            // Requeued messages count against a length limit again, and an older message
+            // may now be at the head of an expiring queue.
+            self.trim(&q);
+            if self.queues.get(&q).is_some_and(|q| q.can_expire()) {
+                self.schedule(&q, now);
+            }
         }
     }
 

@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use warren_storage::Log;
-
 use super::error::BrokerError;
 use super::exchange::{Binding, Dest, Exchange, ExchangeKind};
-use super::queue::{args, Queue, QueueType};
-use super::vhost::VHost;
+use super::queue::{args, Queue, QueueFeatures, QueueType, Store};
+use super::vhost::{now_millis, VHost};
 use crate::protocol::table;
 use amq_protocol_types::{AMQPValue, FieldTable};
 
@@ -140,11 +138,12 @@ impl VHost {
                 return inequivalent(what, got.to_string(), current.to_string());
             }
         }
-        let ae = |t: &FieldTable| t.inner().get("alternate-exchange").cloned();
-        if ae(&ex.args) != ae(&args) {
-            return Err(BrokerError::PreconditionFailed(format!(
-                "inequivalent arg 'alternate-exchange' for {rs}"
-            )));
+        let (current, got) = (
+            ex.args.inner().get("alternate-exchange"),
+            args.inner().get("alternate-exchange"),
+        );
+        if current != got {
+            return Err(args::inequivalent("alternate-exchange", &rs, current, got));
         }
         Ok(())
     }
@@ -276,8 +275,21 @@ impl VHost {
         conn: u64,
         spec: &QueueSpec<'_>,
     ) -> Result<QueueInfo, BrokerError> {
+        if let Some(reply) = self.reply_queue_info(spec.name) {
+            // Direct reply-to's pseudo-queue and reply names (reply_to.rs).
+            return reply.map(|name| QueueInfo {
+                name,
+                messages: 0,
+                consumers: 1,
+            });
+        }
         if spec.passive {
-            return Ok(Self::queue_info(self.check_queue_access(spec.name, conn)?));
+            let info = Self::queue_info(self.check_queue_access(spec.name, conn)?);
+            if let Some(q) = self.queues.get_mut(spec.name) {
+                // Any declare is a use: it restarts the x-expires countdown.
+                q.last_used = now_millis();
+            }
+            return Ok(info);
         }
         let name = if spec.name.is_empty() {
             self.generated_name("amq.gen-")
@@ -318,7 +330,12 @@ impl VHost {
                 }
             }
             args::check_equivalent(&q.args, &args, &name, &self.name)?;
-            return Ok(Self::queue_info(q));
+            let info = Self::queue_info(q);
+            if let Some(q) = self.queues.get_mut(name.as_str()) {
+                // Any declare is a use: it restarts the x-expires countdown.
+                q.last_used = now_millis();
+            }
+            return Ok(info);
         }
         args::validate_new_classic(&args, &name, &self.name)?;
         let kind = QueueType::from_args(&args)?;
@@ -329,7 +346,13 @@ impl VHost {
         // A leftover of a queue with this id from before a crash (never durable, or its
         // definitions were never written): not ours.
         let _ = std::fs::remove_dir_all(&dir);
-        let (log, _) = Log::open(&dir, self.log_config.clone(), self.commit.clone())?;
+        let max_priority = QueueFeatures::from_args(&args).max_priority.unwrap_or(0);
+        let (store, _) = Store::open(
+            &dir,
+            self.log_config.clone(),
+            self.commit.clone(),
+            max_priority,
+        )?;
         let arc: Arc<str> = name.as_str().into();
         let owner = spec.exclusive.then_some(conn);
         let queue = Queue::new(
@@ -340,9 +363,13 @@ impl VHost {
             spec.auto_delete,
             spec.args_raw.to_vec(),
             args,
-            log,
+            store,
         );
+        let expires = queue.features.expires;
         self.queues.insert(arc.clone(), queue);
+        if let Some(ms) = expires {
+            self.schedule(&arc, now_millis() + ms);
+        }
         // Every queue is bound to the default exchange by its name (implicitly: the
         // default exchange routes by queue name, see `route`).
         if durable {

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::channel::Unacked;
+use super::dead_letter::{DeadLetter, DeathReason};
 use super::declare::decode_args;
 use super::error::BrokerError;
 use super::outbox::Outgoing;
-use super::queue::Consumer;
-use super::vhost::VHost;
+use super::queue::{args, Consumer};
+use super::reply_to::REPLY_TO;
+use super::vhost::{now_millis, VHost};
 use super::ChannelKey;
 
 /// A message handed out by basic.get.
@@ -32,14 +34,28 @@ pub struct ConsumeSpec<'a> {
     pub args_raw: &'a [u8],
 }
 
+/// Notes a queue whose consumers may now get more.
+fn continue_touch(touched: &mut Vec<Arc<str>>, queue: &Arc<str>) {
+    if !touched.contains(queue) {
+        touched.push(queue.clone());
+    }
+}
+
 fn unknown_tag(tag: u64) -> BrokerError {
     BrokerError::PreconditionFailed(format!("unknown delivery tag {tag}"))
 }
 
 impl VHost {
-    /// Hands ready messages of `queue` to its consumers, round-robin, while any consumer
-    /// has credit (prefetch, channel flow, outbox room).
+    /// Hands ready messages of `queue` to its consumers while any has credit.
     pub fn dispatch(&mut self, queue: &str) {
+        self.dispatch_at(queue, now_millis());
+    }
+
+    /// As `dispatch`, with the clock at `now`: messages whose deadline is before `now`
+    /// are dead-lettered (or dropped) instead of delivered. Consumers are chosen
+    /// round-robin among those with credit (prefetch, outbox room) — the highest
+    /// `x-priority` first, and only the active one under single active consumer.
+    pub(super) fn dispatch_at(&mut self, queue: &str, now: u64) {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
@@ -48,36 +64,60 @@ impl VHost {
         }
         let mut delivered = 0u64;
         while q.ready() > 0 {
-            let n = q.consumers.len();
-            let mut chosen = None;
-            for k in 0..n {
-                let i = (q.rr + k) % n;
-                let c = &q.consumers[i];
-                let Some(ch) = self.channels.get(&(c.conn, c.channel)) else {
-                    continue;
+            let channels = &self.channels;
+            let has_credit = |c: &Consumer| {
+                let Some(ch) = channels.get(&(c.conn, c.channel)) else {
+                    return false;
                 };
                 let consumer_ok = c.no_ack || c.prefetch == 0 || c.unacked < c.prefetch as u32;
                 let channel_ok = c.no_ack
                     || ch.channel_prefetch == 0
                     || ch.consumer_unacked < ch.channel_prefetch as usize;
-                if consumer_ok && channel_ok && c.outbox.has_room() {
-                    chosen = Some(i);
-                    break;
-                }
-            }
+                consumer_ok && channel_ok && c.outbox.has_room()
+            };
+            let n = q.consumers.len();
+            let chosen = if q.features.single_active_consumer {
+                // The first consumer is the active one; the others wait their turn.
+                has_credit(&q.consumers[0]).then_some(0)
+            } else if q.consumer_priorities {
+                // The highest priority with credit, round-robin among equals.
+                (0..n)
+                    .map(|k| (q.rr + k) % n)
+                    .filter(|&i| has_credit(&q.consumers[i]))
+                    .fold(None, |best: Option<usize>, i| match best {
+                        Some(b) if q.consumers[b].priority >= q.consumers[i].priority => Some(b),
+                        _ => Some(i),
+                    })
+            } else {
+                (0..n)
+                    .map(|k| (q.rr + k) % n)
+                    .find(|&i| has_credit(&q.consumers[i]))
+            };
             let Some(i) = chosen else { break };
-            let Some((rec, redelivered)) = q.take_next() else {
+            let Some((rec, after)) = q.peek() else {
                 break;
             };
+            let redelivered = q.take(&rec, after);
+            if q.can_expire() && q.deadline(&rec).is_some_and(|d| d < now) {
+                q.hold_dead(rec.seq);
+                self.pending_dead.push_back(DeadLetter {
+                    queue: q.name.clone(),
+                    queue_id: q.id,
+                    seq: Some(rec.seq),
+                    payload: rec.payload,
+                    reason: DeathReason::Expired,
+                });
+                continue;
+            }
             q.rr = (i + 1) % n;
-            q.log.mark_delivered(rec.seq);
+            q.store.mark_delivered(rec.seq);
             let c = &mut q.consumers[i];
             let ch = self
                 .channels
                 .get_mut(&(c.conn, c.channel))
                 .expect("checked above");
             let tag = if c.no_ack {
-                let _ = q.log.ack(rec.seq);
+                let _ = q.store.ack(rec.seq);
                 ch.next_delivery(None)
             } else {
                 c.unacked += 1;
@@ -99,6 +139,7 @@ impl VHost {
             delivered += 1;
         }
         self.stats.delivered(delivered);
+        self.drain_dead_letters();
     }
 
     /// Registers a consumer; returns its tag. The caller sends consume-ok, then calls
@@ -108,18 +149,20 @@ impl VHost {
         key: ChannelKey,
         spec: &ConsumeSpec<'_>,
     ) -> Result<Arc<str>, BrokerError> {
-        decode_args(spec.args_raw)?;
+        let args = decode_args(spec.args_raw)?;
+        if spec.queue == REPLY_TO {
+            return self.consume_reply(key, spec.tag, spec.no_ack);
+        }
         let queue = spec.queue;
         let q = self.check_queue_access(queue, key.0)?;
-        if q.consumers.iter().any(|c| c.exclusive) {
+        let priority = args::validate_consume(&args, queue, &self.name)?;
+        // RabbitMQ's exclusive_consume_unavailable: an exclusive consumer holds the queue,
+        // or one asks for exclusivity on a queue in use or under single active consumer.
+        let in_use = q.consumers.iter().any(|c| c.exclusive)
+            || (spec.exclusive && (!q.consumers.is_empty() || q.features.single_active_consumer));
+        if in_use {
             return Err(BrokerError::AccessRefused(format!(
                 "queue '{queue}' in vhost '{}' in exclusive use",
-                self.name
-            )));
-        }
-        if spec.exclusive && !q.consumers.is_empty() {
-            return Err(BrokerError::AccessRefused(format!(
-                "cannot obtain exclusive access to queue '{queue}' in vhost '{}'",
                 self.name
             )));
         }
@@ -149,12 +192,15 @@ impl VHost {
             no_ack: spec.no_ack,
             exclusive: spec.exclusive,
             prefetch: ch.consumer_prefetch,
+            priority,
             unacked: 0,
             outbox: ch.outbox.clone(),
         };
         let q = self.queues.get_mut(&queue_name).expect("checked");
+        q.consumer_priorities |= priority != 0;
         q.consumers.push(consumer);
         q.had_consumer = true;
+        q.last_used = now_millis();
         Ok(tag)
     }
 
@@ -166,6 +212,9 @@ impl VHost {
     /// Cancels a consumer; returns false if the tag was unknown (RabbitMQ answers
     /// cancel-ok anyway).
     pub fn cancel(&mut self, key: ChannelKey, tag: &str) -> bool {
+        if self.cancel_reply(key, tag) {
+            return true;
+        }
         let Some(queue) = self
             .channels
             .get_mut(&key)
@@ -175,6 +224,8 @@ impl VHost {
         };
         self.detach_consumer(&queue, key, tag);
         self.maybe_auto_delete(&queue);
+        // Under single active consumer the next consumer takes over now.
+        self.dispatch(&queue);
         true
     }
 
@@ -188,14 +239,32 @@ impl VHost {
         if !self.channels.contains_key(&key) {
             return Err(BrokerError::ChannelNotOpen);
         }
+        let now = now_millis();
         let q = self.queues.get_mut(queue).expect("checked");
-        let Some((rec, redelivered)) = q.take_next() else {
-            return Ok(None);
+        q.last_used = now;
+        let (rec, redelivered) = loop {
+            let Some((rec, after)) = q.peek() else {
+                self.drain_dead_letters();
+                return Ok(None);
+            };
+            let redelivered = q.take(&rec, after);
+            if q.can_expire() && q.deadline(&rec).is_some_and(|d| d < now) {
+                q.hold_dead(rec.seq);
+                self.pending_dead.push_back(DeadLetter {
+                    queue: q.name.clone(),
+                    queue_id: q.id,
+                    seq: Some(rec.seq),
+                    payload: rec.payload,
+                    reason: DeathReason::Expired,
+                });
+                continue;
+            }
+            break (rec, redelivered);
         };
-        q.log.mark_delivered(rec.seq);
+        q.store.mark_delivered(rec.seq);
         let ch = self.channels.get_mut(&key).expect("checked");
         let tag = if no_ack {
-            q.log.ack(rec.seq)?;
+            q.store.ack(rec.seq)?;
             ch.next_delivery(None)
         } else {
             q.unacked += 1;
@@ -207,12 +276,14 @@ impl VHost {
             }))
         };
         self.stats.delivered(1);
-        Ok(Some(Got {
+        let got = Got {
             delivery_tag: tag,
             redelivered,
             message_count: q.ready().min(u32::MAX as u64) as u32,
             payload: rec.payload,
-        }))
+        };
+        self.drain_dead_letters();
+        Ok(Some(got))
     }
 
     /// Settles deliveries: ack, or nack/reject with or without requeue. An unknown tag is
@@ -242,6 +313,7 @@ impl VHost {
             vec![tag]
         };
         let mut touched: Vec<Arc<str>> = Vec::new();
+        let mut requeued_expiring: Vec<Arc<str>> = Vec::new();
         let mut settled = 0u64;
         for t in tags {
             let Some(u) = ch.take_unacked(t) else {
@@ -259,14 +331,35 @@ impl VHost {
                 }
             }
             if ack || !requeue {
+                if !ack && q.features.dead_letter_exchange.is_some() {
+                    // Rejected without requeue: dead-lettered, acked once its copies are
+                    // durable.
+                    if let Some(rec) = q.store.read(u.seq) {
+                        q.unacked -= 1;
+                        q.hold_dead(u.seq);
+                        self.pending_dead.push_back(DeadLetter {
+                            queue: q.name.clone(),
+                            queue_id: q.id,
+                            seq: Some(u.seq),
+                            payload: rec.payload,
+                            reason: DeathReason::Rejected,
+                        });
+                        settled += 1;
+                        continue_touch(&mut touched, &u.queue);
+                        continue;
+                    }
+                }
                 q.settle(u.seq)?;
                 settled += 1;
             } else {
                 q.requeue(u.seq);
+                if q.can_expire() {
+                    // A requeued message is older than the head: its deadline may be
+                    // the queue's earliest.
+                    requeued_expiring.push(u.queue.clone());
+                }
             }
-            if !touched.contains(&u.queue) {
-                touched.push(u.queue);
-            }
+            continue_touch(&mut touched, &u.queue);
         }
         self.stats.acked(settled);
         // Credit freed under a channel-wide prefetch may unblock this channel's consumers
@@ -278,8 +371,15 @@ impl VHost {
                 }
             }
         }
+        let now = now_millis();
+        for q in requeued_expiring {
+            self.schedule(&q, now);
+        }
+        self.drain_dead_letters();
         for q in touched {
             self.dispatch(&q);
+            // Requeued messages count against a length limit again.
+            self.trim(&q);
         }
         Ok(())
     }

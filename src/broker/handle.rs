@@ -26,6 +26,8 @@ use super::confirms::ConfirmTracker;
 use super::definitions;
 use super::error::BrokerError;
 use super::stats::{BrokerStats, StatsSnapshot};
+use super::timers::Deadlines;
+use super::vhost::now_millis;
 use super::vhost::{PendingIo, VHost};
 use super::{BrokerConfig, OpenReport};
 
@@ -41,6 +43,7 @@ struct Shared {
     vhosts: RwLock<HashMap<Arc<str>, VHostHandle>>,
     next_conn_id: AtomicU64,
     stats: Arc<BrokerStats>,
+    deadlines: Arc<Deadlines>,
 }
 
 /// One vhost's model behind its lock. Cheap to clone.
@@ -62,6 +65,7 @@ impl BrokerHandle {
         commit: Arc<GroupCommit>,
     ) -> io::Result<(BrokerHandle, OpenReport)> {
         let stats = Arc::new(BrokerStats::default());
+        let deadlines = Arc::new(Deadlines::default());
         let mut report = OpenReport::default();
         let root = VHost::open(
             DEFAULT_VHOST,
@@ -69,6 +73,7 @@ impl BrokerHandle {
             config.log.clone(),
             commit.clone(),
             stats.clone(),
+            deadlines.clone(),
             &mut report,
         )?;
         let mut vhosts = HashMap::new();
@@ -81,6 +86,7 @@ impl BrokerHandle {
             vhosts: RwLock::new(vhosts),
             next_conn_id: AtomicU64::new(1),
             stats,
+            deadlines,
         };
         Ok((BrokerHandle(Arc::new(shared)), report))
     }
@@ -180,9 +186,9 @@ impl BrokerHandle {
             }
             let mut done = Vec::new();
             for (queue, id, jobs) in plans {
-                for job in jobs {
+                for (level, job) in jobs {
                     match job.run() {
-                        Ok(c) => done.push((queue.clone(), id, c)),
+                        Ok(c) => done.push((queue.clone(), id, level, c)),
                         Err(e) => problems.push(format!("queue '{queue}': compaction: {e}")),
                     }
                 }
@@ -190,8 +196,8 @@ impl BrokerHandle {
             let (dirs, failed) = vh.with(|m| {
                 let mut dirs = Vec::new();
                 let mut failed = Vec::new();
-                for (queue, id, c) in done {
-                    match m.install_compaction(&queue, id, c) {
+                for (queue, id, level, c) in done {
+                    match m.install_compaction(&queue, id, level, c) {
                         Ok(Some(dir)) if !dirs.contains(&dir) => dirs.push(dir),
                         Ok(_) => {}
                         Err(e) => failed.push(format!("queue '{queue}': compaction: {e}")),
@@ -207,6 +213,18 @@ impl BrokerHandle {
             }
         }
         problems
+    }
+
+    /// Runs the timed work that is due (message expiry, idle queues under `x-expires`,
+    /// dead letters whose copies' sync completed): a single atomic load when nothing is.
+    pub fn run_timers(&self) {
+        let now = now_millis();
+        if !self.0.deadlines.take_due(now) {
+            return;
+        }
+        for vh in self.all_vhosts() {
+            vh.with(|m| m.run_timers(now));
+        }
     }
 
     /// Writes every log's pending acks (clean shutdown). Returns problems to log.

@@ -49,6 +49,33 @@ impl StoredMessage {
     }
 }
 
+/// A stored message's parts, borrowed (no reference counting: for checks on hot paths).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageView<'a> {
+    pub exchange: &'a [u8],
+    pub routing_key: &'a [u8],
+    pub header: &'a [u8],
+    pub body: &'a [u8],
+}
+
+/// Splits a stored payload into borrowed parts; `None` if it is malformed.
+pub fn view(p: &[u8]) -> Option<MessageView<'_>> {
+    let e = *p.first()? as usize;
+    let r = *p.get(1 + e)? as usize;
+    let h_at = 2 + e + r;
+    let h = u32::from_be_bytes(p.get(h_at..h_at + 4)?.try_into().ok()?) as usize;
+    let body_at = (h_at + 4).checked_add(h)?;
+    if body_at > p.len() {
+        return None;
+    }
+    Some(MessageView {
+        exchange: &p[1..1 + e],
+        routing_key: &p[2 + e..h_at],
+        header: &p[h_at + 4..body_at],
+        body: &p[body_at..],
+    })
+}
+
 /// Splits a stored payload; `None` if it is malformed (never for what Warren wrote, since
 /// records are CRC-checked, but a disk is untrusted input all the same).
 pub fn decode(payload: &Bytes) -> Option<StoredMessage> {

@@ -19,10 +19,14 @@ pub mod queue;
 pub mod stats;
 
 mod channel;
+mod dead_letter;
 mod declare;
 mod dispatch;
+mod expiry;
 mod handle;
 mod publish;
+pub mod reply_to;
+mod timers;
 mod vhost;
 
 use std::path::PathBuf;

@@ -3,13 +3,57 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use warren_storage::{BatchRecord, Ticket};
 
 use super::confirms::ConfirmTicket;
+use super::dead_letter::{self, DeadLetter, DeathReason};
 use super::error::BrokerError;
 use super::exchange;
 use super::message;
+use super::queue::{Overflow, Queue};
+use super::reply_to::REPLY_PREFIX;
 use super::vhost::{now_millis, VHost};
+use crate::protocol::{properties, table};
+
+/// A routed message on its way into one queue.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Incoming<'a> {
+    /// The stored payload: prefix, content header, body parts.
+    pub parts: &'a [&'a [u8]],
+    pub header: &'a [u8],
+    pub body_len: u64,
+    /// delivery-mode 2 (stored durably only in a durable queue).
+    pub persistent: bool,
+}
+
+fn has_bcc(m: &PublishRequest<'_>) -> bool {
+    m.headers_table
+        .is_some_and(|t| table::string_array(t, "BCC").next().is_some())
+}
+
+/// The content header without its `BCC` header (`None` if it cannot be re-encoded).
+fn strip_bcc(header: &[u8]) -> Option<Vec<u8>> {
+    let props = properties::decode(header).ok()?;
+    let table = table::decode(props.headers?).ok()?;
+    let mut entries = table.inner().clone();
+    entries.remove("BCC");
+    let raw = dead_letter::encode_table(&entries.into());
+    let change = properties::Rewrite {
+        headers: Some(&raw),
+        ..Default::default()
+    };
+    properties::rewrite(header, &change)
+}
+
+/// Why a queue did not take a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refused {
+    /// Over its length limit under `reject-publish[-dlx]`.
+    Full,
+    /// The append failed (storage error).
+    Failed,
+}
 
 /// Result of routing and storing one published message.
 #[derive(Debug, Clone, Copy)]
@@ -18,7 +62,8 @@ pub struct Published {
     pub routed: bool,
     /// The sync covering every persistent copy (DONE if none needs one).
     pub ticket: ConfirmTicket,
-    /// A queue failed to store it: the confirm must be a nack.
+    /// A queue failed to store it or refused it (`reject-publish`): the confirm must be
+    /// a nack.
     pub failed: bool,
 }
 
@@ -54,6 +99,15 @@ impl VHost {
         let mut deliveries: Vec<(Arc<str>, usize)> = Vec::new();
         let mut targets = std::mem::take(&mut self.route_scratch);
         for (i, m) in msgs.iter().enumerate() {
+            if m.exchange.is_empty() && m.routing_key.starts_with(REPLY_PREFIX) {
+                self.deliver_reply(m);
+                results.push(Ok(Published {
+                    routed: false,
+                    ticket: Ticket::DONE,
+                    failed: false,
+                }));
+                continue;
+            }
             match self.route(m, &mut targets) {
                 Ok(()) => {
                     results.push(Ok(Published {
@@ -81,19 +135,34 @@ impl VHost {
             prefix_ranges.push((prefixes.len(), prefixes.len() + n));
             prefixes.extend_from_slice(&prefix[..n]);
         }
+        // A BCC header routes but is not delivered (RabbitMQ strips it): such rare
+        // messages get a rewritten header.
+        let without_bcc: Vec<Option<Vec<u8>>> = if msgs.iter().any(has_bcc) {
+            msgs.iter()
+                .map(|m| has_bcc(m).then(|| strip_bcc(m.header)).flatten())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut parts: Vec<&[u8]> = Vec::with_capacity(msgs.len() * 3);
         let mut part_ranges: Vec<(usize, usize)> = Vec::with_capacity(msgs.len());
-        for (m, (a, b)) in msgs.iter().zip(&prefix_ranges) {
+        for (i, (m, (a, b))) in msgs.iter().zip(&prefix_ranges).enumerate() {
             let start = parts.len();
             parts.push(&prefixes[*a..*b]);
-            parts.push(m.header);
+            parts.push(
+                without_bcc
+                    .get(i)
+                    .and_then(Option::as_deref)
+                    .unwrap_or(m.header),
+            );
             parts.extend_from_slice(m.body);
             part_ranges.push((start, parts.len()));
         }
         // Group by queue, keeping publish order within each queue.
         deliveries.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         let now = now_millis();
-        let mut batch: Vec<BatchRecord<'_>> = Vec::new();
+        let mut incoming: Vec<Incoming<'_>> = Vec::new();
+        let mut outcomes: Vec<Result<Ticket, Refused>> = Vec::new();
         let mut k = 0;
         while k < deliveries.len() {
             let queue = deliveries[k].0.clone();
@@ -101,30 +170,164 @@ impl VHost {
                 .iter()
                 .position(|d| d.0 != queue)
                 .map_or(deliveries.len(), |p| k + p);
-            if let Some(q) = self.queues.get_mut(&queue) {
-                batch.clear();
-                batch.extend(deliveries[k..end].iter().map(|&(_, i)| {
-                    let (a, b) = part_ranges[i];
-                    BatchRecord {
-                        timestamp: now,
-                        persistent: msgs[i].persistent && q.durable,
-                        parts: &parts[a..b],
-                    }
-                }));
-                let outcome = q.log.append_batch(&batch);
-                for &(_, i) in &deliveries[k..end] {
-                    if let Ok(p) = results[i].as_mut() {
-                        match outcome {
-                            Ok((_, ticket)) => p.ticket = p.ticket.max(ticket),
-                            Err(_) => p.failed = true,
-                        }
+            incoming.clear();
+            incoming.extend(deliveries[k..end].iter().map(|&(_, i)| {
+                let (a, b) = part_ranges[i];
+                Incoming {
+                    parts: &parts[a..b],
+                    header: parts[a + 1],
+                    body_len: msgs[i].body.iter().map(|b| b.len() as u64).sum(),
+                    persistent: msgs[i].persistent,
+                }
+            }));
+            outcomes.clear();
+            self.store(&queue, &incoming, now, &mut outcomes);
+            for (&(_, i), outcome) in deliveries[k..end].iter().zip(&outcomes) {
+                if let Ok(p) = results[i].as_mut() {
+                    match outcome {
+                        Ok(ticket) => p.ticket = p.ticket.max(*ticket),
+                        Err(_) => p.failed = true,
                     }
                 }
-                self.dispatch(&queue);
             }
             k = end;
         }
+        self.drain_dead_letters();
         results
+    }
+
+    /// Appends one message to one queue (a dead letter's copy).
+    pub(super) fn store_one(
+        &mut self,
+        queue: &Arc<str>,
+        msg: &Incoming<'_>,
+        now: u64,
+    ) -> Result<Ticket, Refused> {
+        let mut out = Vec::with_capacity(1);
+        self.store(queue, std::slice::from_ref(msg), now, &mut out);
+        out.pop().unwrap_or(Err(Refused::Failed))
+    }
+
+    /// Appends messages routed to `queue` (in publish order) as one batch, under the
+    /// queue's length limit: `reject-publish` refuses what does not fit, `drop-head`
+    /// drops (dead-letters) the oldest after the append. Then hands out what consumers
+    /// can take, and expires what a zero TTL does not let wait. One outcome per message.
+    fn store(
+        &mut self,
+        queue: &Arc<str>,
+        msgs: &[Incoming<'_>],
+        now: u64,
+        out: &mut Vec<Result<Ticket, Refused>>,
+    ) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            out.extend(msgs.iter().map(|_| Err(Refused::Failed)));
+            return;
+        };
+        let refusing = q.features.has_length_limit() && q.features.overflow != Overflow::DropHead;
+        if refusing {
+            // One at a time: whether a message fits depends on the ones before it.
+            for m in msgs {
+                let q = self.queues.get_mut(queue).expect("present");
+                if q.is_full_for(m.body_len) {
+                    out.push(Err(Refused::Full));
+                    if q.features.overflow == Overflow::RejectPublishDlx {
+                        let payload = Bytes::from(m.parts.concat());
+                        let (queue, queue_id) = (q.name.clone(), q.id);
+                        self.pending_dead.push_back(DeadLetter {
+                            queue,
+                            queue_id,
+                            seq: None,
+                            payload,
+                            reason: DeathReason::MaxLen,
+                        });
+                    }
+                    continue;
+                }
+                out.push(Self::append(q, std::slice::from_ref(m), now));
+            }
+        } else {
+            let outcome = Self::append(q, msgs, now);
+            out.extend(msgs.iter().map(|_| outcome));
+        }
+        self.dispatch_at(queue, now);
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        if q.can_expire() {
+            // A message whose TTL is 0 is delivered at once or not at all.
+            self.expire_head(queue, now + 1);
+            self.schedule(queue, now);
+        }
+        self.trim(queue);
+    }
+
+    /// Appends to a queue's store, one batch per priority level (one in all for a plain
+    /// queue).
+    fn append(q: &mut Queue, msgs: &[Incoming<'_>], now: u64) -> Result<Ticket, Refused> {
+        let durable = q.durable;
+        fn record<'a>(m: &Incoming<'a>, now: u64, durable: bool) -> BatchRecord<'a> {
+            BatchRecord {
+                timestamp: now,
+                persistent: m.persistent && durable,
+                parts: m.parts,
+            }
+        }
+        if q.features.max_priority.is_none() {
+            let batch: Vec<BatchRecord<'_>> =
+                msgs.iter().map(|m| record(m, now, durable)).collect();
+            let ticket = q.append(0, &batch).map_err(|_| Refused::Failed)?;
+            for m in msgs {
+                q.appended(m.body_len, m.header);
+            }
+            return Ok(ticket);
+        }
+        // Runs of one level keep their order; each run is one append.
+        let mut ticket = Ticket::DONE;
+        let mut start = 0;
+        while start < msgs.len() {
+            let level = q.level_of(msgs[start].header);
+            let end = msgs[start..]
+                .iter()
+                .position(|m| q.level_of(m.header) != level)
+                .map_or(msgs.len(), |p| start + p);
+            let batch: Vec<BatchRecord<'_>> = msgs[start..end]
+                .iter()
+                .map(|m| record(m, now, durable))
+                .collect();
+            let t = q.append(level, &batch).map_err(|_| Refused::Failed)?;
+            for m in &msgs[start..end] {
+                q.appended(m.body_len, m.header);
+            }
+            ticket = ticket.max(t);
+            start = end;
+        }
+        Ok(ticket)
+    }
+
+    /// Drops the oldest ready messages of a queue over its length limit (`drop-head`),
+    /// dead-lettering them as `maxlen`.
+    pub(super) fn trim(&mut self, queue: &str) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        if !q.features.has_length_limit() {
+            return;
+        }
+        while q.over_limit() {
+            let Some((rec, after)) = q.peek() else {
+                break;
+            };
+            q.take(&rec, after);
+            q.hold_dead(rec.seq);
+            self.pending_dead.push_back(DeadLetter {
+                queue: q.name.clone(),
+                queue_id: q.id,
+                seq: Some(rec.seq),
+                payload: rec.payload,
+                reason: DeathReason::MaxLen,
+            });
+        }
+        self.drain_dead_letters();
     }
 
     /// Finds the queues a message goes to (into `targets`, cleared first).
@@ -143,12 +346,65 @@ impl VHost {
                 m.exchange, self.name
             )));
         }
-        if m.exchange.is_empty() {
-            if let Some((name, _)) = self.queues.get_key_value(m.routing_key) {
-                targets.push(name.clone());
+        self.route_unchecked(m.exchange, m.routing_key, m.headers_table, targets)
+    }
+
+    /// Routes through `exchange` (internal ones too: dead letters may go there) and, if
+    /// nothing matched, through its `alternate-exchange` chain, as RabbitMQ does.
+    pub(super) fn route_unchecked(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        headers: Option<&[u8]>,
+        targets: &mut Vec<Arc<str>>,
+    ) -> Result<(), BrokerError> {
+        targets.clear();
+        let Some(ex) = self.exchanges.get(exchange) else {
+            return Err(self.not_found("exchange", exchange));
+        };
+        if exchange.is_empty() {
+            let mut by_name = |key: &str| {
+                if let Some((name, _)) = self.queues.get_key_value(key) {
+                    if !targets.contains(name) {
+                        targets.push(name.clone());
+                    }
+                }
+            };
+            by_name(routing_key);
+            if let Some(raw) = headers {
+                for key in ["CC", "BCC"] {
+                    for extra in table::string_array(raw, key) {
+                        by_name(std::str::from_utf8(extra).unwrap_or_default());
+                    }
+                }
             }
-        } else {
-            exchange::route_all(&self.exchanges, ex, m.routing_key, m.headers_table, targets);
+            return Ok(());
+        }
+        exchange::route_all(&self.exchanges, ex, routing_key, headers, targets);
+        if let Some(raw) = headers {
+            // Sender-selected distribution: the CC and BCC headers' keys route too.
+            for key in ["CC", "BCC"] {
+                for extra in table::string_array(raw, key) {
+                    let extra = std::str::from_utf8(extra).unwrap_or_default();
+                    exchange::route_all(&self.exchanges, ex, extra, headers, targets);
+                }
+            }
+        }
+        let mut tried: Vec<&str> = Vec::new();
+        let mut current = ex;
+        while targets.is_empty() {
+            tried.push(&current.name);
+            let Some(alternate) = table::get_str(&current.args, "alternate-exchange") else {
+                break;
+            };
+            if tried.contains(&alternate) {
+                break;
+            }
+            let Some(ae) = self.exchanges.get(alternate) else {
+                break;
+            };
+            exchange::route_all(&self.exchanges, ae, routing_key, headers, targets);
+            current = ae;
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! A vhost's files live in one directory: `definitions.toml` and `queues/qNNNNNNNN/`
 //! (for `/`, the data dir itself, the layout FORMAT.md documents).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,13 +14,15 @@ use amq_protocol_types::FieldTable;
 use warren_storage::{AckFlush, Compacted, CompactionJob, GroupCommit, Log, LogConfig};
 
 use super::channel::ChannelState;
+use super::dead_letter::DeadLetter;
 use super::definitions::{self, BindingDef, Definitions, ExchangeDef, QueueDef};
 use super::error::BrokerError;
 use super::exchange::{Binding, Dest, Exchange, ExchangeKind};
 use super::fast_map::FastMap;
 use super::outbox::Outgoing;
-use super::queue::Queue;
+use super::queue::{Queue, QueueFeatures, Store};
 use super::stats::BrokerStats;
+use super::timers::Deadlines;
 use super::{ChannelKey, OpenReport};
 use crate::protocol::table;
 
@@ -45,7 +47,20 @@ pub struct VHost {
     defs_version: u64,
     /// Logs of deleted queues, whose files are removed after the lock is released.
     doomed: Vec<Log>,
+    /// Dead letters waiting to be published (see dead_letter.rs), and whether that is
+    /// under way (dead-lettering can cause more dead letters).
+    pub(super) pending_dead: VecDeque<DeadLetter>,
+    pub(super) draining_dead: bool,
+    /// Queues with timed work (expiry, x-expires, dead letters awaiting a sync), with when
+    /// it is next due (milliseconds since the epoch).
+    pub(super) timed: FastMap<Arc<str>, u64>,
+    pub(super) deadlines: Arc<Deadlines>,
+    /// Direct reply-to: reply name -> the channel whose reply consumer it is.
+    pub(super) reply_names: FastMap<Arc<str>, ChannelKey>,
 }
+
+/// A queue's compaction jobs: (queue name, queue id, jobs with their priority level).
+pub(super) type CompactionPlan = (Arc<str>, u64, Vec<(usize, CompactionJob)>);
 
 /// File work an operation left for after the lock (see `VHostHandle`).
 #[derive(Default)]
@@ -70,6 +85,7 @@ impl VHost {
         log_config: LogConfig,
         commit: Arc<GroupCommit>,
         stats: Arc<BrokerStats>,
+        deadlines: Arc<Deadlines>,
         report: &mut OpenReport,
     ) -> io::Result<VHost> {
         if !dir.join("queues").exists() {
@@ -98,6 +114,11 @@ impl VHost {
             defs_dirty: false,
             defs_version: 0,
             doomed: Vec::new(),
+            pending_dead: VecDeque::new(),
+            draining_dead: false,
+            timed: FastMap::default(),
+            deadlines,
+            reply_names: FastMap::default(),
         };
         vh.declare_builtin_exchanges();
         vh.restore_exchanges(&defs, report);
@@ -144,17 +165,25 @@ impl VHost {
             let raw = definitions::from_hex(&q.arguments).unwrap_or_default();
             let args = table::decode(&raw).unwrap_or_default();
             let dir = self.queue_dir(q.id);
-            let (log, rec) = Log::open(&dir, self.log_config.clone(), self.commit.clone())?;
-            for c in &rec.corruptions {
-                report.problems.push(format!("queue '{}': {c}", q.name));
+            let max_priority = QueueFeatures::from_args(&args).max_priority.unwrap_or(0);
+            let (store, recs) = Store::open(
+                &dir,
+                self.log_config.clone(),
+                self.commit.clone(),
+                max_priority,
+            )?;
+            for rec in &recs {
+                for c in &rec.corruptions {
+                    report.problems.push(format!("queue '{}': {c}", q.name));
+                }
+                for (path, why) in &rec.unreadable {
+                    report
+                        .problems
+                        .push(format!("queue '{}': {}: {why}", q.name, path.display()));
+                }
+                report.discarded_unwritten += rec.discarded_unwritten.len();
             }
-            for (path, why) in &rec.unreadable {
-                report
-                    .problems
-                    .push(format!("queue '{}': {}: {why}", q.name, path.display()));
-            }
-            report.discarded_unwritten += rec.discarded_unwritten.len();
-            report.messages += log.live();
+            report.messages += store.live();
             report.queues += 1;
             keep_dirs.insert(dir);
             let name: Arc<str> = q.name.as_str().into();
@@ -166,9 +195,14 @@ impl VHost {
                 q.auto_delete,
                 raw,
                 args,
-                log,
+                store,
             );
-            self.queues.insert(name, queue);
+            let timed = queue.can_expire() || queue.features.expires.is_some();
+            self.queues.insert(name.clone(), queue);
+            if timed {
+                // x-expires restarts from the recovery, as in RabbitMQ.
+                self.schedule(&name, now_millis());
+            }
             self.next_queue_id = self.next_queue_id.max(q.id + 1);
         }
         Ok(keep_dirs)
@@ -314,10 +348,23 @@ impl VHost {
         Ok(q)
     }
 
+    /// Removes a consumer. Under single active consumer the next one takes over (the
+    /// caller dispatches); an idle `x-expires` queue starts counting down.
     pub(super) fn detach_consumer(&mut self, queue: &str, key: ChannelKey, tag: &str) {
-        if let Some(q) = self.queues.get_mut(queue) {
-            q.consumers
-                .retain(|c| !(c.conn == key.0 && c.channel == key.1 && &*c.tag == tag));
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        q.consumers
+            .retain(|c| !(c.conn == key.0 && c.channel == key.1 && &*c.tag == tag));
+        q.consumer_priorities = q.consumers.iter().any(|c| c.priority != 0);
+        if q.rr >= q.consumers.len() {
+            q.rr = 0;
+        }
+        let now = now_millis();
+        q.last_used = now;
+        if q.consumers.is_empty() && q.features.expires.is_some() {
+            let name = q.name.clone();
+            self.schedule(&name, now);
         }
     }
 
@@ -351,7 +398,7 @@ impl VHost {
         if q.durable {
             self.definitions_changed();
         }
-        self.doomed.push(q.log);
+        self.doomed.extend(q.store.into_logs());
         count
     }
 
@@ -400,18 +447,18 @@ impl VHost {
 
     /// Takes every queue's pending ack batches, to be written after the lock is released.
     pub(super) fn take_ack_flushes(&mut self) -> Vec<AckFlush> {
-        self.queues
-            .values_mut()
-            .map(|q| q.log.take_ack_flush())
-            .filter(|f| !f.is_empty())
-            .collect()
+        let mut flushes = Vec::new();
+        for q in self.queues.values_mut() {
+            q.store.take_ack_flushes(&mut flushes);
+        }
+        flushes
     }
 
-    /// Plans compaction of every queue's sparse segments: (queue name, queue id, jobs).
-    pub(super) fn plan_compaction(&self) -> Vec<(Arc<str>, u64, Vec<CompactionJob>)> {
+    /// Plans compaction of every queue's sparse segments.
+    pub(super) fn plan_compaction(&self) -> Vec<CompactionPlan> {
         self.queues
             .values()
-            .map(|q| (q.name.clone(), q.id, q.log.plan_compaction()))
+            .map(|q| (q.name.clone(), q.id, q.store.plan_compaction()))
             .filter(|(_, _, jobs)| !jobs.is_empty())
             .collect()
     }
@@ -422,13 +469,11 @@ impl VHost {
         &mut self,
         queue: &str,
         id: u64,
+        level: usize,
         done: Compacted,
     ) -> io::Result<Option<PathBuf>> {
         match self.queues.get_mut(queue).filter(|q| q.id == id) {
-            Some(q) => Ok(q
-                .log
-                .install_compaction(done)?
-                .then(|| q.log.dir().to_path_buf())),
+            Some(q) => q.store.install_compaction(level, done),
             None => {
                 // The queue was deleted meanwhile (its directory goes with it).
                 done.discard()?;
@@ -441,7 +486,7 @@ impl VHost {
     pub(super) fn flush_all_acks(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
         for q in self.queues.values_mut() {
-            if let Err(e) = q.log.flush_acks() {
+            if let Err(e) = q.store.flush_acks() {
                 problems.push(format!("queue '{}': {e}", q.name));
             }
         }

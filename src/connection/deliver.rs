@@ -84,8 +84,10 @@ impl Conn {
         }
     }
 
-    /// Sends publisher confirms for every publish whose sync has completed, coalescing
-    /// runs into `multiple` acks.
+    /// Sends publisher confirms for every publish whose sync has completed, in tag order,
+    /// coalescing runs as RabbitMQ does: a run of acks is one `multiple` ack (a lone ack
+    /// is not `multiple`); nacks always go as `multiple`, everything below them being
+    /// settled already (RabbitMQ's coalesce_and_send).
     pub(super) fn flush_confirms(&mut self) {
         if self.pending_confirms == 0 {
             return;
@@ -103,14 +105,14 @@ impl Conn {
                 run = match run {
                     Some((first, _, a)) if a == ok => Some((first, tag, a)),
                     Some((first, last, a)) => {
-                        server::confirm(&mut self.wbuf, channel, last, last > first, a);
+                        server::confirm(&mut self.wbuf, channel, last, last > first || !a, a);
                         Some((tag, tag, ok))
                     }
                     None => Some((tag, tag, ok)),
                 };
             }
             if let Some((first, last, a)) = run {
-                server::confirm(&mut self.wbuf, channel, last, last > first, a);
+                server::confirm(&mut self.wbuf, channel, last, last > first || !a, a);
             }
         }
     }

@@ -2,11 +2,14 @@
 //! `Bytes` slices of the read buffer, no copy), then handing every complete publish of
 //! one read to the model in one batch; returns and confirms follow in publish order.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::channel::ChannelPhase;
 use super::frames::Stop;
 use super::Conn;
+use crate::broker::reply_to::REPLY_TO;
 use crate::broker::PublishRequest;
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::frame::FRAME_HEADER;
@@ -54,22 +57,15 @@ fn check_properties(h: &properties::ContentHeader<'_>, user: &str) -> Result<(),
             "user_id property set to '{claimed}' but authenticated user was '{user}'"
         ));
     }
-    if let Some(e) = h.expiration.filter(|e| !is_expiration(e)) {
-        return refuse(format!("invalid expiration '{e}'"));
+    if let Some(e) = h.expiration {
+        if let Err(why) = properties::parse_expiration(e) {
+            return refuse(format!("invalid expiration '{e}': {why}"));
+        }
     }
     if let Some(mode) = h.delivery_mode.filter(|m| !matches!(m, 1 | 2)) {
         return refuse(format!("invalid message: delivery_mode_unknown {mode}"));
     }
     Ok(())
-}
-
-/// A per-message TTL as RabbitMQ reads it: a non-negative integer (an optional '+'
-/// sign, then digits) that fits its timers.
-fn is_expiration(e: &str) -> bool {
-    let digits = e.strip_prefix('+').unwrap_or(e);
-    !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && digits.parse::<u64>().is_ok_and(|ms| ms < 1 << 32)
 }
 
 /// Content frames out of order: 505, as RabbitMQ's command assembler answers.
@@ -123,7 +119,13 @@ impl PendingPublish {
     }
 
     /// Takes the content header; checks its class, weight, body size and properties.
-    fn header(&mut self, payload: Bytes, max: u64, user: &str) -> Result<(), AmqpError> {
+    fn header(
+        &mut self,
+        mut payload: Bytes,
+        max: u64,
+        user: &str,
+        reply_name: impl FnOnce() -> Option<Arc<str>>,
+    ) -> Result<(), AmqpError> {
         if self.header.is_some() {
             return Err(unexpected_frame(
                 "expected content body, got a content header",
@@ -155,12 +157,34 @@ impl PendingPublish {
             ));
         }
         check_properties(&h, user)?;
+        let offsets = |t: &[u8], whole: &[u8]| {
+            let start = t.as_ptr() as usize - whole.as_ptr() as usize;
+            (start, start + t.len())
+        };
         self.persistent = h.persistent();
         self.body_size = h.body_size;
-        self.headers_table = h.headers.map(|t| {
-            let start = t.as_ptr() as usize - payload.as_ptr() as usize;
-            (start, start + t.len())
-        });
+        self.headers_table = h.headers.map(|t| offsets(t, &payload));
+        if h.reply_to == Some(REPLY_TO) {
+            // Direct reply-to: the request carries the channel's own reply name.
+            let name = reply_name().ok_or_else(|| {
+                AmqpError::new(
+                    ReplyCode::PreconditionFailed,
+                    "fast reply consumer does not exist",
+                )
+            })?;
+            let change = properties::Rewrite {
+                reply_to: Some(&name),
+                ..Default::default()
+            };
+            let rewritten = properties::rewrite(&payload, &change).ok_or_else(|| {
+                AmqpError::new(ReplyCode::InternalError, "unreadable content header")
+            })?;
+            payload = Bytes::from(rewritten);
+            self.headers_table = properties::decode(&payload)
+                .ok()
+                .and_then(|h| h.headers)
+                .map(|t| offsets(t, &payload));
+        }
         self.header = Some(payload);
         Ok(())
     }
@@ -210,6 +234,8 @@ impl Conn {
     ) -> Result<(), AmqpError> {
         let max = self.ctx.limits.max_message_size;
         let user = self.user.as_ref().map_or("", |u| u.name.as_str());
+        let (vhost, key) = (&self.vhost, (self.id, channel));
+        let reply_name = || vhost.as_ref()?.with(|m| m.reply_name(key));
         let Some(ch) = self.channels.get_mut(&channel) else {
             // RabbitMQ: a new channel expects a method first; no method is to blame.
             return Err(
@@ -227,7 +253,7 @@ impl Conn {
             ChannelPhase::Content(p) => p,
         };
         let taken = if kind == FRAME_HEADER {
-            p.header(payload, max, user)
+            p.header(payload, max, user, reply_name)
         } else {
             p.body(payload)
         };

@@ -114,6 +114,58 @@ fn finite(ok: bool) -> Result<(), AmqpError> {
     }
 }
 
+/// Skips one value (tag and contents) of an already-validated table.
+fn skip_value(buf: &mut &[u8]) -> Option<()> {
+    let tag = *buf.first()?;
+    *buf = &buf[1..];
+    let n = match tag {
+        b't' | b'b' | b'B' => 1,
+        b's' | b'u' | b'U' => 2,
+        b'I' | b'i' | b'f' => 4,
+        b'l' | b'L' | b'T' | b'd' => 8,
+        b'D' => 5,
+        b'V' => 0,
+        b'S' | b'x' | b'F' | b'A' => {
+            4 + u32::from_be_bytes(buf.get(..4)?.try_into().ok()?) as usize
+        }
+        _ => return None,
+    };
+    *buf = buf.get(n..)?;
+    Some(())
+}
+
+/// The long strings of the top-level array `key` of a validated table (its bytes with the
+/// u32 length prefix): what RabbitMQ reads from the `CC` and `BCC` headers. Walks the
+/// top level only; no allocation.
+pub fn string_array<'a>(raw: &'a [u8], key: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut body = raw.get(4..).unwrap_or_default();
+    let mut found: &[u8] = &[];
+    while let Some(&len) = body.first() {
+        let Some(k) = body.get(1..1 + len as usize) else {
+            break;
+        };
+        body = &body[1 + len as usize..];
+        let value = body;
+        if skip_value(&mut body).is_none() {
+            break;
+        }
+        if k == key.as_bytes() && value.first() == Some(&b'A') {
+            found = &value[5..value.len() - body.len()];
+            break;
+        }
+    }
+    std::iter::from_fn(move || loop {
+        let tag = *found.first()?;
+        let mut rest = found;
+        skip_value(&mut rest)?;
+        let value = &found[1..found.len() - rest.len()];
+        found = rest;
+        if tag == b'S' {
+            return Some(&value[4..]);
+        }
+    })
+}
+
 /// Decodes an already-validated table (its bytes including the u32 length prefix).
 pub fn decode(raw: &[u8]) -> Result<FieldTable, AmqpError> {
     if raw.len() <= 4 {
@@ -247,6 +299,27 @@ mod tests {
             assert!(validate(bad, 0).unwrap_err().unanswerable, "{bad:?}");
         }
         assert!(validate(&[1, b'k', b'd', 0x3f, 0xf0, 0, 0, 0, 0, 0, 0], 0).is_ok());
+    }
+
+    #[test]
+    fn string_arrays_are_read_from_the_top_level() {
+        // {"a": 1 (long), "CC": ["k1", 5 (short), "k2"], "BCC": "notarray"}
+        let mut body = vec![1, b'a', b'l'];
+        body.extend_from_slice(&1u64.to_be_bytes());
+        let mut arr = vec![b'S', 0, 0, 0, 2, b'k', b'1', b's', 0, 5];
+        arr.extend_from_slice(&[b'S', 0, 0, 0, 2, b'k', b'2']);
+        body.extend_from_slice(&[2, b'C', b'C', b'A']);
+        body.extend_from_slice(&(arr.len() as u32).to_be_bytes());
+        body.extend_from_slice(&arr);
+        body.extend_from_slice(&[3, b'B', b'C', b'C', b'S', 0, 0, 0, 1, b'x']);
+        validate(&body, 0).unwrap();
+        let mut raw = (body.len() as u32).to_be_bytes().to_vec();
+        raw.extend_from_slice(&body);
+        let cc: Vec<&[u8]> = string_array(&raw, "CC").collect();
+        assert_eq!(cc, [&b"k1"[..], b"k2"]);
+        assert_eq!(string_array(&raw, "BCC").count(), 0);
+        assert_eq!(string_array(&raw, "X").count(), 0);
+        assert_eq!(string_array(&[0, 0], "CC").count(), 0);
     }
 
     #[test]

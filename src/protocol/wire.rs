@@ -42,7 +42,7 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], AmqpError> {
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], AmqpError> {
         self.bits = None;
         if self.remaining() < n {
             return Err(truncated());

@@ -210,6 +210,36 @@ pub fn validate_new_classic(
     Ok(())
 }
 
+/// Validates basic.consume arguments on a classic queue as RabbitMQ's
+/// `check_consume_arguments` does; returns the consumer's `x-priority` (0 if absent).
+pub fn validate_consume(args: &FieldTable, queue: &str, vhost: &str) -> Result<i32, BrokerError> {
+    let refuse = |key: &str, why: Invalid| {
+        BrokerError::PreconditionFailed(format!(
+            "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {why}"
+        ))
+    };
+    let mut priority = 0;
+    if let Some(v) = args.inner().get("x-priority") {
+        let n = int_arg(v).map_err(|why| refuse("x-priority", why))?;
+        priority = n.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+    }
+    if let Some(v) = args.inner().get("x-cancel-on-ha-failover") {
+        if !matches!(v, AMQPValue::Boolean(_)) {
+            return Err(refuse(
+                "x-cancel-on-ha-failover",
+                Invalid::Unacceptable(type_name(v)),
+            ));
+        }
+    }
+    if args.inner().contains_key("x-stream-offset") {
+        return Err(BrokerError::PreconditionFailed(format!(
+            "invalid arg 'x-stream-offset' for queue '{queue}' in vhost '{vhost}' of queue \
+             type rabbit_classic_queue"
+        )));
+    }
+    Ok(priority)
+}
+
 /// How RabbitMQ prints one side of an inequivalence.
 fn shown(v: Option<&AMQPValue>, typed: bool) -> String {
     match v {
@@ -264,6 +294,22 @@ fn same(a: &AMQPValue, b: &AMQPValue) -> bool {
     }
 }
 
+/// RabbitMQ's inequivalent-argument error for `resource` ("queue 'q' in vhost '/'"): both
+/// values bare when both are present, else the present one with its type.
+pub fn inequivalent(
+    key: &str,
+    resource: &str,
+    current: Option<&AMQPValue>,
+    got: Option<&AMQPValue>,
+) -> BrokerError {
+    let typed = current.is_none() || got.is_none();
+    BrokerError::PreconditionFailed(format!(
+        "inequivalent arg '{key}' for {resource}: received {} but current is {}",
+        shown(got, typed),
+        shown(current, typed)
+    ))
+}
+
 /// Checks a redeclaration's arguments against the queue's: only RabbitMQ's compared keys
 /// count, and an absent `x-queue-type` is `classic`.
 pub fn check_equivalent(
@@ -282,14 +328,12 @@ pub fn check_equivalent(
             }
         };
         if !ok {
-            // Both present: bare values; one absent: the other with its type.
-            let typed = old.is_none() || got.is_none();
-            return Err(BrokerError::PreconditionFailed(format!(
-                "inequivalent arg '{key}' for queue '{queue}' in vhost '{vhost}': received {} \
-                 but current is {}",
-                shown(got, typed),
-                shown(old, typed)
-            )));
+            return Err(inequivalent(
+                key,
+                &format!("queue '{queue}' in vhost '{vhost}'"),
+                old,
+                got,
+            ));
         }
     }
     Ok(())

@@ -1,24 +1,30 @@
-//! A queue: its log, the read cursor, requeued messages and its consumers; `kind.rs` is
-//! the seam where queue types (classic today; stream and quorum later) validate their
-//! arguments.
+//! A queue: its store (one log, or one per priority level: store.rs), its consumers and
+//! the features its arguments turn on (features.rs); `kind.rs` is the seam where queue
+//! types (classic today; stream and quorum later) validate their arguments.
 //!
 //! Invariants:
-//! - every live record of the log is exactly one of: ready (at or after the cursor, or in
-//!   `requeued`), or delivered and unacked (counted in `unacked`);
-//! - `requeued` holds live sequence numbers below the cursor, delivered again before
-//!   anything at the cursor, lowest first (their original order).
+//! - every live message of the store is exactly one of: ready (not yet read, or requeued),
+//!   delivered and unacked (counted in `unacked`), or dead-lettered and waiting for its
+//!   new copies to be durable (in `dead_lettering`);
+//! - with a byte limit, `ready_bytes` is the body size of the ready messages.
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use amq_protocol_types::FieldTable;
 
+use super::message;
 use super::outbox::Outbox;
-use warren_storage::{Cursor, Log, StoredRecord};
+use crate::protocol::properties;
+use warren_storage::{BatchRecord, StoredRecord, Ticket};
 
 pub mod args;
+mod features;
 mod kind;
+mod store;
+pub use features::{Overflow, QueueFeatures};
 pub use kind::QueueType;
+pub use store::{Position, Store};
 
 /// A consumer attached to a queue.
 pub struct Consumer {
@@ -31,6 +37,8 @@ pub struct Consumer {
     pub exclusive: bool,
     /// Per-consumer prefetch (0 = unlimited).
     pub prefetch: u16,
+    /// `x-priority` of basic.consume: higher-priority consumers are served first.
+    pub priority: i32,
     pub unacked: u32,
     pub outbox: Arc<Outbox>,
 }
@@ -44,14 +52,36 @@ pub struct Queue {
     pub auto_delete: bool,
     pub args_raw: Vec<u8>,
     pub args: FieldTable,
-    pub log: Log,
-    cursor: Cursor,
-    requeued: BTreeSet<u64>,
+    pub features: QueueFeatures,
+    /// The messages: one log, or one per priority level (store.rs). Messages are named
+    /// by their id in the store.
+    pub store: Store,
     pub consumers: Vec<Consumer>,
     pub rr: usize,
     pub unacked: u64,
     /// Set by the first consumer: an auto-delete queue goes when its last consumer does.
     pub had_consumer: bool,
+    /// Dead-lettered messages kept until the sync covering their new copies completes
+    /// (then acked): a crash in between can duplicate a dead letter, never lose it.
+    pub dead_lettering: VecDeque<(Ticket, u64)>,
+    /// Body bytes of the ready messages (kept only under `x-max-length-bytes`).
+    ready_bytes: u64,
+    /// When the queue was last used (declared, consumed from, read by basic.get), for
+    /// `x-expires`; milliseconds since the epoch.
+    pub last_used: u64,
+    /// A message with its own `expiration` was stored: the head must be watched even
+    /// without a queue TTL.
+    pub has_expiring: bool,
+    /// Some consumer gave an `x-priority`: dispatch compares priorities.
+    pub consumer_priorities: bool,
+}
+
+/// The ticket of a dead letter whose copies are not published yet.
+const NOT_YET_PUBLISHED: Ticket = Ticket(u64::MAX);
+
+/// Body size of a stored message (0 if malformed: a disk is untrusted input).
+pub fn body_len(payload: &[u8]) -> u64 {
+    message::view(payload).map_or(0, |m| m.body.len() as u64)
 }
 
 impl Queue {
@@ -64,9 +94,10 @@ impl Queue {
         auto_delete: bool,
         args_raw: Vec<u8>,
         args: FieldTable,
-        log: Log,
+        store: Store,
     ) -> Self {
-        Queue {
+        let features = QueueFeatures::from_args(&args);
+        let mut q = Queue {
             name,
             id,
             durable,
@@ -74,46 +105,143 @@ impl Queue {
             auto_delete,
             args_raw,
             args,
-            log,
-            cursor: Cursor::at(0),
-            requeued: BTreeSet::new(),
+            features,
+            store,
             consumers: Vec::new(),
             rr: 0,
             unacked: 0,
             had_consumer: false,
+            dead_lettering: VecDeque::new(),
+            ready_bytes: 0,
+            last_used: super::vhost::now_millis(),
+            has_expiring: false,
+            consumer_priorities: false,
+        };
+        // A recovered backlog may hold messages with their own expiration: watch its head
+        // (cheap) rather than scan it.
+        q.has_expiring = q.store.live() > 0;
+        if q.features.max_length_bytes.is_some() {
+            // One pass over a recovered backlog, only for queues with a byte limit.
+            let mut bytes = 0;
+            q.store.scan(|rec| bytes += body_len(&rec.payload));
+            q.ready_bytes = bytes;
         }
+        q
     }
 
     /// Messages waiting to be delivered.
     pub fn ready(&self) -> u64 {
-        let live = self.log.live();
+        let live = self.store.live();
+        let held = self.unacked + self.dead_lettering.len() as u64;
         assert!(
-            self.unacked <= live,
-            "queue '{}': {} unacked of {live} live",
+            held <= live,
+            "queue '{}': {} unacked and {} dead-lettering of {live} live",
             self.name,
-            self.unacked
+            self.unacked,
+            self.dead_lettering.len()
         );
-        live - self.unacked
+        live - held
     }
 
-    /// Takes the next message to deliver: requeued ones first, then the log in order.
-    /// Returns the record and whether it may have been delivered before.
-    pub fn take_next(&mut self) -> Option<(StoredRecord, bool)> {
-        while let Some(seq) = self.requeued.pop_first() {
-            if let Some(rec) = self.log.read(seq) {
-                return Some((rec, true));
-            }
+    /// Body bytes of the ready messages (only kept under `x-max-length-bytes`).
+    pub fn ready_bytes(&self) -> u64 {
+        self.ready_bytes
+    }
+
+    /// True if the queue is over its length or byte limit.
+    pub fn over_limit(&self) -> bool {
+        self.features.max_length.is_some_and(|m| self.ready() > m)
+            || self
+                .features
+                .max_length_bytes
+                .is_some_and(|m| self.ready_bytes > m)
+    }
+
+    /// True if one more message of `body` bytes would take the queue over a limit (for
+    /// `reject-publish`).
+    pub fn is_full_for(&self, body: u64) -> bool {
+        self.features.max_length.is_some_and(|m| self.ready() >= m)
+            || self
+                .features
+                .max_length_bytes
+                .is_some_and(|m| self.ready_bytes + body > m)
+    }
+
+    /// Notes newly appended ready messages (sizes and expirations).
+    pub fn appended(&mut self, body: u64, header: &[u8]) {
+        if self.features.max_length_bytes.is_some() {
+            self.ready_bytes += body;
         }
-        let rec = self.log.read_next(&mut self.cursor)?;
-        let redelivered = self.log.redelivered_through().is_some_and(|h| rec.seq <= h);
-        Some((rec, redelivered))
+        self.has_expiring |= properties::has_expiration(header);
+    }
+
+    /// Appends messages of one priority level (0 for a plain queue); the caller notes
+    /// each with `appended`.
+    pub fn append(&mut self, level: usize, batch: &[BatchRecord<'_>]) -> std::io::Result<Ticket> {
+        self.store.append_batch(level, batch)
+    }
+
+    /// The priority level a message with this content header goes to.
+    pub fn level_of(&self, header: &[u8]) -> usize {
+        match self.features.max_priority {
+            None => 0,
+            Some(max) => properties::decode(header)
+                .ok()
+                .and_then(|h| h.priority)
+                .map_or(0, |p| p.min(max) as usize),
+        }
+    }
+
+    /// The next message to deliver without taking it (its `seq` is its id).
+    pub fn peek(&mut self) -> Option<(StoredRecord, Position)> {
+        self.store.peek()
+    }
+
+    /// Takes the message `peek` returned; returns whether it may have been delivered
+    /// before.
+    pub fn take(&mut self, rec: &StoredRecord, at: Position) -> bool {
+        if self.features.max_length_bytes.is_some() {
+            self.ready_bytes = self.ready_bytes.saturating_sub(body_len(&rec.payload));
+        }
+        self.store.take(rec.seq, at)
+    }
+
+    /// When `rec` expires (milliseconds since the epoch): its enqueue time plus the
+    /// shorter of the queue's TTL and its own `expiration`; `None` if it never does.
+    pub fn deadline(&self, rec: &StoredRecord) -> Option<u64> {
+        let own = if self.has_expiring {
+            message::view(&rec.payload)
+                .filter(|m| properties::has_expiration(m.header))
+                .and_then(|m| {
+                    properties::parse_expiration(properties::decode(m.header).ok()?.expiration?)
+                        .ok()
+                })
+        } else {
+            None
+        };
+        let ttl = match (self.features.message_ttl, own) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(rec.timestamp.saturating_add(ttl))
+    }
+
+    /// True if messages in this queue can expire.
+    pub fn can_expire(&self) -> bool {
+        self.features.message_ttl.is_some() || self.has_expiring
+    }
+
+    /// Holds a taken message for dead-lettering: neither ready nor unacked until its
+    /// copies are published and durable (then it is acked).
+    pub fn hold_dead(&mut self, seq: u64) {
+        self.dead_lettering.push_back((NOT_YET_PUBLISHED, seq));
     }
 
     /// Settles a delivered, unacked message for good (ack, or reject without requeue).
     pub fn settle(&mut self, seq: u64) -> std::io::Result<()> {
         assert!(self.unacked > 0, "settle with nothing unacked");
         self.unacked -= 1;
-        self.log.ack(seq)?;
+        self.store.ack(seq)?;
         Ok(())
     }
 
@@ -121,25 +249,22 @@ impl Queue {
     pub fn requeue(&mut self, seq: u64) {
         assert!(self.unacked > 0, "requeue with nothing unacked");
         self.unacked -= 1;
-        if self.log.is_live(seq) {
-            self.requeued.insert(seq);
+        self.restore(seq);
+    }
+
+    /// Makes a taken message ready again (a requeue, or a dead letter whose copies could
+    /// not be made durable).
+    pub fn restore(&mut self, seq: u64) {
+        if let Some(rec) = self.store.restore(seq) {
+            if self.features.max_length_bytes.is_some() {
+                self.ready_bytes += body_len(&rec.payload);
+            }
         }
     }
 
     /// Acks every ready message (delivered ones are left alone); returns how many.
     pub fn purge_ready(&mut self) -> std::io::Result<u64> {
-        let mut purged = 0;
-        for seq in std::mem::take(&mut self.requeued) {
-            if self.log.ack(seq)? {
-                purged += 1;
-            }
-        }
-        while let Some(rec) = self.log.read_next(&mut self.cursor) {
-            if self.log.ack(rec.seq)? {
-                purged += 1;
-            }
-        }
-        self.log.flush_acks()?;
-        Ok(purged)
+        self.ready_bytes = 0;
+        self.store.purge_ready()
     }
 }

@@ -135,8 +135,9 @@ pub fn confirm(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple: bo
             w.u64(delivery_tag).bit(multiple);
         });
     } else {
+        // RabbitMQ's basic.nack record leaves `requeue` at its default, true.
         write(out, channel, BASIC_NACK, |w| {
-            w.u64(delivery_tag).bit(multiple).bit(false);
+            w.u64(delivery_tag).bit(multiple).bit(true);
         });
     }
 }

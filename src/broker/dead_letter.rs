@@ -1,0 +1,400 @@
+//! Dead-lettering, as RabbitMQ 3.10 does it (`rabbit_dead_letter`): a message rejected
+//! without requeue, expired, or dropped by a length limit is republished to its queue's
+//! `x-dead-letter-exchange` with the `x-dead-letter-routing-key` (or its own routing key),
+//! its `expiration` removed and its history in the `x-death` header.
+//!
+//! Order of durability: the copies are appended (and their sync registered) before the
+//! original is acked, and a persistent original is only acked once that sync completes
+//! (`Queue::dead_lettering` holds it until then). A crash in between leaves both: the
+//! dead letter may be duplicated, never lost.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use amq_protocol_types::{AMQPValue, FieldArray, FieldTable, ShortString};
+use bytes::Bytes;
+use warren_storage::Ticket;
+
+use super::message;
+use super::publish::Incoming;
+use super::vhost::{now_millis, VHost};
+use crate::protocol::{properties, table};
+
+/// Why a message died (the `reason` of its `x-death` entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeathReason {
+    Rejected,
+    Expired,
+    MaxLen,
+}
+
+impl DeathReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeathReason::Rejected => "rejected",
+            DeathReason::Expired => "expired",
+            DeathReason::MaxLen => "maxlen",
+        }
+    }
+}
+
+/// A message on its way to its queue's dead-letter exchange.
+pub(super) struct DeadLetter {
+    pub queue: Arc<str>,
+    pub queue_id: u64,
+    /// The original in the queue's log (held in `Queue::dead_lettering` until its copies
+    /// are durable); `None` for a publish the queue refused (`reject-publish-dlx`).
+    pub seq: Option<u64>,
+    pub payload: Bytes,
+    pub reason: DeathReason,
+}
+
+/// One `x-death` entry's facts.
+pub struct Death<'a> {
+    pub reason: DeathReason,
+    pub queue: &'a str,
+    pub exchange: &'a str,
+    /// The message's routing key, then its CC keys.
+    pub routing_keys: &'a [&'a str],
+    /// The message's own `expiration`, kept as `original-expiration`.
+    pub expiration: Option<&'a str>,
+    /// Seconds since the epoch.
+    pub time: u64,
+}
+
+fn longstr(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+fn str_of(t: &FieldTable, key: &str) -> Option<String> {
+    table::get_str(t, key).map(str::to_owned)
+}
+
+/// The message's headers after this death: the `x-death` entry for (queue, reason) has
+/// its count raised and moves to the front, or a new entry (count 1) is put there; the
+/// first death also sets `x-first-death-{reason,queue,exchange}`.
+pub fn headers_after_death(old: Option<&FieldTable>, death: &Death<'_>) -> FieldTable {
+    let mut headers: BTreeMap<ShortString, AMQPValue> =
+        old.map(|t| t.inner().clone()).unwrap_or_default();
+    let reason = death.reason.as_str();
+    let mut entry = FieldTable::default();
+    entry.insert("reason".into(), longstr(reason));
+    entry.insert("queue".into(), longstr(death.queue));
+    entry.insert("time".into(), AMQPValue::Timestamp(death.time));
+    entry.insert("exchange".into(), longstr(death.exchange));
+    entry.insert(
+        "routing-keys".into(),
+        AMQPValue::FieldArray(
+            death
+                .routing_keys
+                .iter()
+                .map(|k| longstr(k))
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+    );
+    if let Some(e) = death.expiration {
+        entry.insert("original-expiration".into(), longstr(e));
+    }
+    let deaths = match headers.get("x-death") {
+        Some(AMQPValue::FieldArray(a)) => Some(a.as_slice().to_vec()),
+        _ => None,
+    };
+    let new_deaths = match deaths {
+        None => {
+            if !headers.contains_key("x-death") {
+                for (k, v) in [
+                    ("x-first-death-reason", reason),
+                    ("x-first-death-queue", death.queue),
+                    ("x-first-death-exchange", death.exchange),
+                ] {
+                    headers.insert(k.into(), longstr(v));
+                }
+            }
+            entry.insert("count".into(), AMQPValue::LongLongInt(1));
+            vec![AMQPValue::FieldTable(entry)]
+        }
+        Some(mut deaths) => {
+            let same = deaths.iter().position(|d| match d {
+                AMQPValue::FieldTable(t) => {
+                    str_of(t, "queue").as_deref() == Some(death.queue)
+                        && str_of(t, "reason").as_deref() == Some(reason)
+                }
+                _ => false,
+            });
+            // A repeated (queue, reason) keeps its first entry (time, exchange, keys) with
+            // the count raised, as RabbitMQ's increment_xdeath_event_count does.
+            let entry = match same.map(|i| deaths.remove(i)) {
+                Some(AMQPValue::FieldTable(t)) => {
+                    let count = t
+                        .inner()
+                        .get("count")
+                        .and_then(table::int_value)
+                        .unwrap_or(0);
+                    let mut t = t.inner().clone();
+                    t.insert("count".into(), AMQPValue::LongLongInt(count + 1));
+                    FieldTable::from(t)
+                }
+                _ => {
+                    entry.insert("count".into(), AMQPValue::LongLongInt(1));
+                    entry
+                }
+            };
+            deaths.insert(0, AMQPValue::FieldTable(entry));
+            deaths
+        }
+    };
+    headers.insert("x-death".into(), AMQPValue::FieldArray(new_deaths.into()));
+    headers.into()
+}
+
+/// RabbitMQ's cycle rule: dead-lettering into `queue` is a cycle if the message already
+/// died in it and every death since (that one included) was automatic (not `rejected`).
+pub fn is_cycle(queue: &str, deaths: &[AMQPValue]) -> bool {
+    for d in deaths {
+        let AMQPValue::FieldTable(t) = d else {
+            // Something a client put there: not a fully automatic cycle.
+            return false;
+        };
+        if table::get_str(t, "reason") == Some("rejected") {
+            return false;
+        }
+        if table::get_str(t, "queue") == Some(queue) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Encodes a field table with its u32 length prefix.
+pub fn encode_table(t: &FieldTable) -> Vec<u8> {
+    cookie_factory::gen_simple(
+        amq_protocol_types::generation::gen_field_table(t),
+        Vec::new(),
+    )
+    .unwrap_or_else(|_| vec![0, 0, 0, 0])
+}
+
+impl VHost {
+    /// Processes queued dead letters until none is left.
+    pub(super) fn drain_dead_letters(&mut self) {
+        if self.draining_dead || self.pending_dead.is_empty() {
+            return;
+        }
+        self.draining_dead = true;
+        while let Some(dl) = self.pending_dead.pop_front() {
+            let ticket = self.republish_dead(&dl);
+            if let Some(seq) = dl.seq {
+                self.release_dead(&dl.queue, dl.queue_id, seq, ticket);
+            }
+        }
+        self.draining_dead = false;
+    }
+
+    /// Publishes a dead letter's copies; returns the sync covering them (`None` if the
+    /// message goes nowhere: no dead-letter exchange, or it does not exist).
+    fn republish_dead(&mut self, dl: &DeadLetter) -> Option<Ticket> {
+        let q = self.queues.get(&dl.queue).filter(|q| q.id == dl.queue_id)?;
+        let dlx = q.features.dead_letter_exchange.clone()?;
+        let dlrk = q.features.dead_letter_routing_key.clone();
+        let m = message::view(&dl.payload)?;
+        let props = properties::decode(m.header).ok()?;
+        let old_headers = props.headers.and_then(|raw| table::decode(raw).ok());
+        let original_key = String::from_utf8_lossy(m.routing_key);
+        let cc: Vec<String> = props
+            .headers
+            .map(|raw| {
+                table::string_array(raw, "CC")
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let routing_keys: Vec<&str> = std::iter::once(&*original_key)
+            .chain(cc.iter().map(String::as_str))
+            .collect();
+        let now = now_millis();
+        let mut headers = headers_after_death(
+            old_headers.as_ref(),
+            &Death {
+                reason: dl.reason,
+                queue: &dl.queue,
+                exchange: &String::from_utf8_lossy(m.exchange),
+                routing_keys: &routing_keys,
+                expiration: props.expiration,
+                time: now / 1000,
+            },
+        );
+        if dlrk.is_some() {
+            // Routed by the dead-letter routing key alone: CC no longer applies.
+            let mut entries = headers.inner().clone();
+            entries.remove("CC");
+            headers = entries.into();
+        }
+        let headers_raw = encode_table(&headers);
+        let header = properties::rewrite(
+            m.header,
+            &properties::Rewrite {
+                headers: Some(&headers_raw),
+                drop_expiration: true,
+                reply_to: None,
+            },
+        )?;
+        let routing_key: &str = dlrk.as_deref().unwrap_or(&original_key);
+        let mut targets = Vec::new();
+        self.route_unchecked(&dlx, routing_key, Some(&headers_raw), &mut targets)
+            .ok()?;
+        if dl.reason != DeathReason::Rejected {
+            if let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") {
+                let deaths: &FieldArray = deaths;
+                targets.retain(|t| {
+                    let cycle = is_cycle(t, deaths.as_slice());
+                    if cycle {
+                        tracing::debug!(queue = %t, "dead-letter cycle: message dropped");
+                    }
+                    !cycle
+                });
+            }
+        }
+        let mut prefix = [0u8; message::MAX_PREFIX];
+        let n = message::encode_prefix(&mut prefix, &dlx, routing_key, header.len());
+        let parts: [&[u8]; 3] = [&prefix[..n], &header, m.body];
+        let incoming = Incoming {
+            parts: &parts,
+            header: &header,
+            body_len: m.body.len() as u64,
+            persistent: props.persistent(),
+        };
+        let mut ticket = Ticket::DONE;
+        for target in targets {
+            if let Ok(t) = self.store_one(&target, &incoming, now) {
+                ticket = ticket.max(t);
+            }
+        }
+        Some(ticket)
+    }
+
+    /// The original of a dead letter: acked now if its copies need no sync (or there are
+    /// none), else once the sync completes (`settle_dead_lettering`).
+    fn release_dead(&mut self, queue: &str, id: u64, seq: u64, ticket: Option<Ticket>) {
+        let Some(q) = self.queues.get_mut(queue).filter(|q| q.id == id) else {
+            return;
+        };
+        let Some(i) = q.dead_lettering.iter().position(|&(_, s)| s == seq) else {
+            return;
+        };
+        match ticket {
+            Some(t) if t != Ticket::DONE => {
+                q.dead_lettering[i].0 = t;
+                let name = q.name.clone();
+                self.schedule(&name, now_millis());
+            }
+            _ => {
+                q.dead_lettering.remove(i);
+                if let Err(e) = q.store.ack(seq) {
+                    tracing::error!(queue = %q.name, "acking a dead-lettered message: {e}");
+                }
+            }
+        }
+    }
+
+    /// Acks dead-lettered originals whose copies' sync completed; one whose sync failed
+    /// goes back to the queue. Returns true if some are still waiting.
+    pub(super) fn settle_dead_lettering(&mut self, queue: &str) -> bool {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return false;
+        };
+        let mut k = 0;
+        while k < q.dead_lettering.len() {
+            let (ticket, seq) = q.dead_lettering[k];
+            match self.commit.status(ticket) {
+                None => k += 1,
+                Some(result) => {
+                    q.dead_lettering.remove(k);
+                    match result {
+                        Ok(()) => {
+                            if let Err(e) = q.store.ack(seq) {
+                                tracing::error!(queue = %q.name, "acking a dead-lettered message: {e}");
+                            }
+                        }
+                        Err(()) => q.restore(seq),
+                    }
+                }
+            }
+        }
+        !q.dead_lettering.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn death<'a>(reason: DeathReason, queue: &'a str) -> Death<'a> {
+        Death {
+            reason,
+            queue,
+            exchange: "ex",
+            routing_keys: &["rk"],
+            expiration: None,
+            time: 1_700_000_000,
+        }
+    }
+
+    fn deaths(t: &FieldTable) -> Vec<(String, String, i64)> {
+        let Some(AMQPValue::FieldArray(a)) = t.inner().get("x-death") else {
+            panic!("no x-death");
+        };
+        a.as_slice()
+            .iter()
+            .map(|d| {
+                let AMQPValue::FieldTable(d) = d else {
+                    panic!()
+                };
+                (
+                    str_of(d, "queue").unwrap(),
+                    str_of(d, "reason").unwrap(),
+                    table::get_int(d, "count").unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn first_death_sets_first_death_headers_and_later_ones_count() {
+        let h1 = headers_after_death(None, &death(DeathReason::Rejected, "a"));
+        assert_eq!(table::get_str(&h1, "x-first-death-queue"), Some("a"));
+        assert_eq!(
+            table::get_str(&h1, "x-first-death-reason"),
+            Some("rejected")
+        );
+        assert_eq!(table::get_str(&h1, "x-first-death-exchange"), Some("ex"));
+        let h2 = headers_after_death(Some(&h1), &death(DeathReason::Expired, "b"));
+        let h3 = headers_after_death(Some(&h2), &death(DeathReason::Rejected, "a"));
+        assert_eq!(
+            deaths(&h3),
+            vec![
+                ("a".into(), "rejected".into(), 2),
+                ("b".into(), "expired".into(), 1)
+            ]
+        );
+        assert_eq!(table::get_str(&h3, "x-first-death-queue"), Some("a"));
+        // Encodes and decodes back.
+        let raw = encode_table(&h3);
+        assert_eq!(table::decode(&raw).unwrap(), h3);
+    }
+
+    #[test]
+    fn cycles_are_automatic_deaths_only() {
+        let h1 = headers_after_death(None, &death(DeathReason::Expired, "a"));
+        let Some(AMQPValue::FieldArray(d)) = h1.inner().get("x-death") else {
+            panic!()
+        };
+        assert!(is_cycle("a", d.as_slice()));
+        assert!(!is_cycle("b", d.as_slice()));
+        let h2 = headers_after_death(Some(&h1), &death(DeathReason::Rejected, "b"));
+        let Some(AMQPValue::FieldArray(d)) = h2.inner().get("x-death") else {
+            panic!()
+        };
+        assert!(!is_cycle("a", d.as_slice()));
+    }
+}

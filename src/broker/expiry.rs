@@ -1,0 +1,115 @@
+//! Timed work on queues, as RabbitMQ does it: messages expire at the head of their queue
+//! (`x-message-ttl`, or their own `expiration`, the shorter winning) and are never
+//! delivered once expired; an unused queue with `x-expires` is deleted after that idle
+//! time; dead-lettered originals are acked once their copies' sync completes.
+//!
+//! Each queue with such work sits in `VHost::timed` with the time it is next due; the
+//! broker-wide `Deadlines` holds the earliest, so the server's timer task costs one atomic
+//! load when nothing is due. Nothing here walks a backlog: expiry looks at the head only.
+
+use std::sync::Arc;
+
+use super::dead_letter::{DeadLetter, DeathReason};
+use super::vhost::VHost;
+
+/// How often a queue holding messages with their own `expiration` is looked at even when
+/// its head has none (such messages expire once they reach the head; this bounds how late
+/// that is noticed when nothing else touches the queue).
+const PER_MESSAGE_RECHECK_MS: u64 = 1_000;
+
+/// How often dead letters waiting for their copies' sync are looked at.
+const SYNC_RECHECK_MS: u64 = 2;
+
+impl VHost {
+    /// Notes that `queue` has timed work due at `at` (milliseconds since the epoch).
+    pub(super) fn schedule(&mut self, queue: &str, at: u64) {
+        let Some((name, _)) = self.queues.get_key_value(queue) else {
+            return;
+        };
+        let due = self.timed.entry(name.clone()).or_insert(u64::MAX);
+        *due = (*due).min(at);
+        self.deadlines.wake_at(at);
+    }
+
+    /// Expires the messages at the head of `queue` whose deadline is before `now`: they
+    /// are dead-lettered (reason `expired`) or, without a dead-letter exchange, dropped.
+    pub(super) fn expire_head(&mut self, queue: &str, now: u64) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        if !q.can_expire() {
+            return;
+        }
+        while let Some((rec, after)) = q.peek() {
+            if q.deadline(&rec).is_none_or(|d| d >= now) {
+                break;
+            }
+            q.take(&rec, after);
+            q.hold_dead(rec.seq);
+            self.pending_dead.push_back(DeadLetter {
+                queue: q.name.clone(),
+                queue_id: q.id,
+                seq: Some(rec.seq),
+                payload: rec.payload,
+                reason: DeathReason::Expired,
+            });
+        }
+        self.drain_dead_letters();
+    }
+
+    /// Runs every queue's timed work due at `now`, then tells the broker when this vhost
+    /// is next due.
+    pub(super) fn run_timers(&mut self, now: u64) {
+        let due: Vec<Arc<str>> = self
+            .timed
+            .iter()
+            .filter(|(_, &at)| at <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.timed.remove(&name);
+            self.run_queue_timers(&name, now);
+        }
+        if let Some(&next) = self.timed.values().min() {
+            self.deadlines.wake_at(next);
+        }
+    }
+
+    fn run_queue_timers(&mut self, name: &Arc<str>, now: u64) {
+        let waiting_for_sync = self.settle_dead_lettering(name);
+        self.expire_head(name, now);
+        // Messages that expired at the head may leave room for consumers' next ones.
+        self.dispatch_at(name, now);
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
+        let mut next = u64::MAX;
+        if let Some(expires) = q.features.expires.filter(|_| q.consumers.is_empty()) {
+            let at = q.last_used.saturating_add(expires);
+            if at <= now {
+                tracing::info!(vhost = %self.name, queue = %name, "queue expired (x-expires)");
+                self.remove_queue(name);
+                return;
+            }
+            next = next.min(at);
+        }
+        if q.store.live() == 0 {
+            q.has_expiring = false;
+        }
+        if waiting_for_sync {
+            next = next.min(now + SYNC_RECHECK_MS);
+        }
+        if q.can_expire() {
+            if let Some(deadline) = q.peek().and_then(|(rec, _)| q.deadline(&rec)) {
+                // Expired once the clock passes the deadline (see `dispatch_at`).
+                next = next.min(deadline + 1);
+            }
+            if q.has_expiring {
+                next = next.min(now + PER_MESSAGE_RECHECK_MS);
+            }
+        }
+        if next != u64::MAX {
+            self.schedule(name, next);
+        }
+    }
+}

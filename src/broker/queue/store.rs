@@ -1,0 +1,365 @@
+//! Where a queue's messages live: one log — or, for a priority queue (`x-max-priority`),
+//! one log per priority level that has held a message, each with its own read cursor and
+//! requeued set. Reading takes the highest level with a ready message, FIFO within it; no
+//! per-message heap state is needed for a backlog of any size.
+//!
+//! Level 0 is the log in the queue's directory itself (so a plain queue's files are where
+//! they always were); level N > 0 is in the subdirectory `pNNN/`, created on first use.
+//!
+//! A message is named by an id that carries its level in the top byte and its sequence
+//! number (per level's log) in the rest, so a delivery tag still maps to one `u64`.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use warren_storage::{
+    AckFlush, BatchRecord, Compacted, CompactionJob, Cursor, GroupCommit, Log, LogConfig,
+    RecoveryReport, StoredRecord, Ticket,
+};
+
+const LEVEL_SHIFT: u32 = 56;
+const SEQ_MASK: u64 = (1 << LEVEL_SHIFT) - 1;
+
+/// The id of message `seq` of level `level`.
+pub fn message_id(level: usize, seq: u64) -> u64 {
+    assert!(
+        seq <= SEQ_MASK,
+        "sequence number {seq} overflows a message id"
+    );
+    (level as u64) << LEVEL_SHIFT | seq
+}
+
+/// (level, sequence number) of a message id.
+pub fn split_id(id: u64) -> (usize, u64) {
+    ((id >> LEVEL_SHIFT) as usize, id & SEQ_MASK)
+}
+
+fn level_dir(dir: &Path, level: usize) -> PathBuf {
+    match level {
+        0 => dir.to_path_buf(),
+        n => dir.join(format!("p{n:03}")),
+    }
+}
+
+/// One priority level: its log and where reading has got to.
+struct Level {
+    log: Log,
+    cursor: Cursor,
+    /// Live sequence numbers below the cursor, to be delivered again first (lowest
+    /// first: their original order).
+    requeued: BTreeSet<u64>,
+}
+
+impl Level {
+    fn new(log: Log) -> Level {
+        Level {
+            log,
+            cursor: Cursor::at(0),
+            requeued: BTreeSet::new(),
+        }
+    }
+}
+
+/// Where `Store::peek` found the next message, for `Store::take`.
+#[derive(Debug, Clone, Copy)]
+pub struct Position {
+    level: usize,
+    /// The level's cursor after the message; `None` if it came from the requeued set.
+    after: Option<Cursor>,
+}
+
+/// A queue's logs.
+pub struct Store {
+    dir: PathBuf,
+    config: LogConfig,
+    commit: Arc<GroupCommit>,
+    /// Indexed by priority; `None` for a level never used. Plain queues have one level.
+    levels: Vec<Option<Level>>,
+}
+
+impl Store {
+    /// Opens (recovering) a queue's logs in `dir`: level 0 always, higher levels where
+    /// their directories exist. `max_priority` is 0 for a plain queue.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        commit: Arc<GroupCommit>,
+        max_priority: u8,
+    ) -> io::Result<(Store, Vec<RecoveryReport>)> {
+        let mut levels: Vec<Option<Level>> = Vec::with_capacity(max_priority as usize + 1);
+        let mut reports = Vec::new();
+        for level in 0..=max_priority as usize {
+            let path = level_dir(dir, level);
+            if level > 0 && !path.exists() {
+                levels.push(None);
+                continue;
+            }
+            let (log, report) = Log::open(&path, config.clone(), commit.clone())?;
+            reports.push(report);
+            levels.push(Some(Level::new(log)));
+        }
+        let store = Store {
+            dir: dir.to_path_buf(),
+            config,
+            commit,
+            levels,
+        };
+        Ok((store, reports))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn existing(&self) -> impl Iterator<Item = (usize, &Level)> {
+        self.levels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().map(|l| (i, l)))
+    }
+
+    fn existing_mut(&mut self) -> impl Iterator<Item = (usize, &mut Level)> {
+        self.levels
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_mut().map(|l| (i, l)))
+    }
+
+    fn level(&self, id: u64) -> Option<(&Level, u64)> {
+        let (level, seq) = split_id(id);
+        Some((self.levels.get(level)?.as_ref()?, seq))
+    }
+
+    fn level_mut(&mut self, id: u64) -> Option<(&mut Level, u64)> {
+        let (level, seq) = split_id(id);
+        Some((self.levels.get_mut(level)?.as_mut()?, seq))
+    }
+
+    /// Highest priority level (0 for a plain queue).
+    pub fn max_level(&self) -> usize {
+        self.levels.len() - 1
+    }
+
+    /// Messages stored and not acked, over all levels.
+    pub fn live(&self) -> u64 {
+        self.existing().map(|(_, l)| l.log.live()).sum()
+    }
+
+    /// Appends a batch to one level's log (creating it on first use).
+    pub fn append_batch(&mut self, level: usize, recs: &[BatchRecord<'_>]) -> io::Result<Ticket> {
+        let level = level.min(self.max_level());
+        if self.levels[level].is_none() {
+            let (log, _) = Log::open(
+                &level_dir(&self.dir, level),
+                self.config.clone(),
+                self.commit.clone(),
+            )?;
+            self.levels[level] = Some(Level::new(log));
+        }
+        let l = self.levels[level].as_mut().expect("created above");
+        let (_, ticket) = l.log.append_batch(recs)?;
+        Ok(ticket)
+    }
+
+    /// The next message to deliver without taking it: the highest level with a ready
+    /// message; within it, requeued ones first, then the log in order. The record's `seq`
+    /// is its message id.
+    pub fn peek(&mut self) -> Option<(StoredRecord, Position)> {
+        for (level, slot) in self.levels.iter_mut().enumerate().rev() {
+            let Some(l) = slot.as_mut() else {
+                continue;
+            };
+            while let Some(&seq) = l.requeued.first() {
+                if let Some(mut rec) = l.log.read(seq) {
+                    rec.seq = message_id(level, seq);
+                    return Some((rec, Position { level, after: None }));
+                }
+                l.requeued.pop_first();
+            }
+            let mut cursor = l.cursor;
+            if let Some(mut rec) = l.log.read_next(&mut cursor) {
+                rec.seq = message_id(level, rec.seq);
+                let after = Some(cursor);
+                return Some((rec, Position { level, after }));
+            }
+        }
+        None
+    }
+
+    /// Takes the message `peek` returned (id `id`); returns whether it may have been
+    /// delivered before.
+    pub fn take(&mut self, id: u64, at: Position) -> bool {
+        let l = self.levels[at.level].as_mut().expect("peeked level exists");
+        let (_, seq) = split_id(id);
+        match at.after {
+            None => {
+                let first = l.requeued.pop_first();
+                debug_assert_eq!(first, Some(seq));
+                true
+            }
+            Some(cursor) => {
+                l.cursor = cursor;
+                l.log.redelivered_through().is_some_and(|h| seq <= h)
+            }
+        }
+    }
+
+    /// Makes a taken, live message ready again (ahead of everything not yet delivered on
+    /// its level). Returns it, or `None` if it is no longer live.
+    pub fn restore(&mut self, id: u64) -> Option<StoredRecord> {
+        let (l, seq) = self.level_mut(id)?;
+        let rec = l.log.read(seq)?;
+        l.requeued.insert(seq);
+        Some(rec)
+    }
+
+    pub fn read(&self, id: u64) -> Option<StoredRecord> {
+        let (l, seq) = self.level(id)?;
+        l.log.read(seq)
+    }
+
+    pub fn mark_delivered(&mut self, id: u64) {
+        if let Some((l, seq)) = self.level_mut(id) {
+            l.log.mark_delivered(seq);
+        }
+    }
+
+    /// Acks a message; false if it was not live.
+    pub fn ack(&mut self, id: u64) -> io::Result<bool> {
+        match self.level_mut(id) {
+            Some((l, seq)) => l.log.ack(seq),
+            None => Ok(false),
+        }
+    }
+
+    /// Acks every ready message (requeued or not yet read) of every level.
+    pub fn purge_ready(&mut self) -> io::Result<u64> {
+        let mut purged = 0;
+        for (_, l) in self.existing_mut() {
+            for seq in std::mem::take(&mut l.requeued) {
+                if l.log.ack(seq)? {
+                    purged += 1;
+                }
+            }
+            while let Some(rec) = l.log.read_next(&mut l.cursor) {
+                if l.log.ack(rec.seq)? {
+                    purged += 1;
+                }
+            }
+            l.log.flush_acks()?;
+        }
+        Ok(purged)
+    }
+
+    /// Every live record, in storage order (recovery-time bookkeeping).
+    pub fn scan(&self, mut f: impl FnMut(&StoredRecord)) {
+        for (_, l) in self.existing() {
+            let mut cursor = Cursor::at(0);
+            while let Some(rec) = l.log.read_next(&mut cursor) {
+                f(&rec);
+            }
+        }
+    }
+
+    pub fn take_ack_flushes(&mut self, out: &mut Vec<AckFlush>) {
+        for (_, l) in self.existing_mut() {
+            let f = l.log.take_ack_flush();
+            if !f.is_empty() {
+                out.push(f);
+            }
+        }
+    }
+
+    pub fn flush_acks(&mut self) -> io::Result<()> {
+        for (_, l) in self.existing_mut() {
+            l.log.flush_acks()?;
+        }
+        Ok(())
+    }
+
+    /// Compaction jobs of every level, tagged with their level.
+    pub fn plan_compaction(&self) -> Vec<(usize, CompactionJob)> {
+        self.existing()
+            .flat_map(|(i, l)| l.log.plan_compaction().into_iter().map(move |j| (i, j)))
+            .collect()
+    }
+
+    /// Installs a compacted segment into its level's log; returns the directory to fsync
+    /// when it was installed.
+    pub fn install_compaction(
+        &mut self,
+        level: usize,
+        done: Compacted,
+    ) -> io::Result<Option<PathBuf>> {
+        match self.levels.get_mut(level).and_then(Option::as_mut) {
+            Some(l) => Ok(l
+                .log
+                .install_compaction(done)?
+                .then(|| l.log.dir().to_path_buf())),
+            None => {
+                done.discard()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The logs, highest level first (so a level's subdirectory goes before the queue
+    /// directory that holds it), for removal.
+    pub fn into_logs(self) -> Vec<Log> {
+        self.levels
+            .into_iter()
+            .rev()
+            .flatten()
+            .map(|l| l.log)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_storage::FsyncPolicy;
+
+    fn rec(body: &[u8]) -> [&[u8]; 1] {
+        [body]
+    }
+
+    #[test]
+    fn highest_level_first_fifo_within_and_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let commit = GroupCommit::start(FsyncPolicy::Never);
+        let (mut s, _) = Store::open(dir.path(), LogConfig::default(), commit.clone(), 9).unwrap();
+        for (level, body) in [(0, b"a0"), (5, b"b5"), (9, b"c9"), (5, b"d5"), (0, b"e0")] {
+            let parts = rec(body);
+            let batch = [BatchRecord {
+                timestamp: 1,
+                persistent: true,
+                parts: &parts,
+            }];
+            s.append_batch(level, &batch).unwrap();
+        }
+        assert!(dir.path().join("p005").is_dir() && !dir.path().join("p001").exists());
+        let mut order = Vec::new();
+        while let Some((r, at)) = s.peek() {
+            s.take(r.seq, at);
+            order.push(r.payload.to_vec());
+            if order.len() == 2 {
+                // b5 goes back: it is delivered again before d5.
+                let (id, _) = (r.seq, ());
+                assert_eq!(split_id(id).0, 5);
+                s.restore(id);
+            }
+        }
+        assert_eq!(
+            order,
+            [&b"c9"[..], b"b5", b"b5", b"d5", b"a0", b"e0"].map(|b| b.to_vec())
+        );
+        assert_eq!(s.live(), 5);
+        drop(s);
+        let (s, reports) = Store::open(dir.path(), LogConfig::default(), commit, 9).unwrap();
+        assert_eq!(reports.len(), 3);
+        assert_eq!(s.live(), 5);
+    }
+}
