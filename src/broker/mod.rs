@@ -23,6 +23,7 @@ mod declare;
 mod dispatch;
 mod handle;
 mod publish;
+mod tx;
 mod vhost;
 
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ pub use dispatch::{ConsumeSpec, Got};
 pub use error::BrokerError;
 pub use handle::{BrokerHandle, VHostHandle, DEFAULT_VHOST};
 pub use publish::{PublishRequest, Published};
+pub use tx::TxRoute;
 pub use vhost::VHost;
 
 /// Key of a channel: (connection id, channel number).

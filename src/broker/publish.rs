@@ -68,8 +68,22 @@ impl VHost {
         }
         self.route_scratch = targets;
         self.stats.published(msgs.len() as u64);
+        self.store_batch(msgs, &mut deliveries, &mut results);
+        results
+    }
+
+    /// Appends messages to the queues they were routed to: `deliveries` pairs a queue with
+    /// the index of a message in `msgs`, in publish order; a queue that no longer exists is
+    /// skipped. Each message's result gets its sync ticket, or `failed`. Used by
+    /// `publish_batch` and by tx.commit (`tx.rs`), whose messages were routed earlier.
+    pub(super) fn store_batch(
+        &mut self,
+        msgs: &[PublishRequest<'_>],
+        deliveries: &mut [(Arc<str>, usize)],
+        results: &mut [Result<Published, BrokerError>],
+    ) {
         if deliveries.is_empty() {
-            return results;
+            return;
         }
         // Stored payload of each message: prefix (exchange, routing key, header length),
         // content header, body parts. Prefixes live in one buffer; parts in one list.
@@ -124,11 +138,10 @@ impl VHost {
             }
             k = end;
         }
-        results
     }
 
     /// Finds the queues a message goes to (into `targets`, cleared first).
-    fn route(
+    pub(super) fn route(
         &self,
         m: &PublishRequest<'_>,
         targets: &mut Vec<Arc<str>>,

@@ -10,6 +10,7 @@
 //! | `channel.rs` | the channel state machine (`ChannelPhase`), dispatch per method class |
 //! | `publish.rs` | content assembly and batched publishes |
 //! | `deliver.rs` | deliveries from the outbox, content encoding, publisher confirms |
+//! | `tx.rs` | transactions: held publishes, tx.select / commit / rollback |
 //! | `errors.rs` | model errors to reply codes; channel and connection close |
 //!
 //! The task owns the socket's two halves and two buffers. Reading stops while the write
@@ -25,6 +26,7 @@ mod handshake;
 mod io;
 mod publish;
 mod sasl;
+mod tx;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
