@@ -460,6 +460,19 @@ async fn a_method_while_commit_waits_for_its_sync_is_504() {
             (60, 40)
         )
     );
+
+    // channel.close is still taken: the commit is not answered, the channel closes.
+    let mut c = RawClient::handshake(b.addr).await;
+    c.open_channel(1).await;
+    c.send(&tx(1, 10)).await;
+    c.expect_method((90, 11)).await;
+    let mut burst = publish_frames(1, "", "dq", false, true, b"p");
+    burst.extend(tx(1, 20));
+    burst.extend(frame(1, 1, &method(20, 40, &[0, 200, 0, 0, 0, 0, 0])));
+    c.send(&burst).await;
+    let f = next_method(&mut c).await;
+    assert_eq!((f.channel, f.ids()), (1, (20, 41)), "channel.close-ok");
+    c.open_channel(1).await;
 }
 
 #[tokio::test]

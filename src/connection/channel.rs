@@ -155,7 +155,8 @@ impl Conn {
             }
             ChannelPhase::Open => {}
         }
-        if ch.tx.as_ref().is_some_and(|t| t.committing()) {
+        let closing = matches!(m, Method::ChannelClose { .. });
+        if !closing && ch.tx.as_ref().is_some_and(|t| t.committing()) {
             return self.while_committing(channel, payload, m);
         }
         match m {

@@ -211,7 +211,7 @@ impl PendingPublish {
         self.mandatory
     }
 
-    /// The model's view of this publish; `body` is its body frames (`body_parts`).
+    /// The model's view of this publish; `body` is its body frames as slices.
     fn request<'a>(&'a self, body: &'a [&'a [u8]]) -> PublishRequest<'a> {
         let header = self.header_payload();
         PublishRequest {

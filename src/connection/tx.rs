@@ -283,8 +283,8 @@ impl Conn {
         }
     }
 
-    /// A method while tx.commit waits for its syncs: 504, as RabbitMQ answers. A method
-    /// with content is refused once its content is in.
+    /// A method other than channel.close while tx.commit waits for its syncs: 504, as
+    /// RabbitMQ answers. A method with content is refused once its content is in.
     pub(super) fn while_committing(
         &mut self,
         channel: u16,
