@@ -86,6 +86,8 @@ struct Conn {
     attached: bool,
     /// Complete publishes not yet handed to the model (see `flush_publishes`).
     ready: Vec<(u16, PendingPublish)>,
+    /// Some of `ready` are on transactional channels, to be held (tx.rs).
+    ready_held: bool,
     /// This connection has published: a resource alarm blocks it.
     published: bool,
     /// The client announced the `connection.blocked` capability.
@@ -121,6 +123,7 @@ impl Conn {
             hang_up_at: None,
             attached: false,
             ready: Vec::new(),
+            ready_held: false,
             published: false,
             blocked_capable: false,
             cancel_notify: false,

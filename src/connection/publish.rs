@@ -284,6 +284,7 @@ impl Conn {
             if let Some(refusal) = p.refusal {
                 return Err(refusal.with_method(p.method_id));
             }
+            self.ready_held |= ch.tx.is_some();
             self.ready.push((channel, *p));
             if self.ready.len() >= PUBLISH_BATCH {
                 self.flush_publishes();
@@ -300,7 +301,7 @@ impl Conn {
         }
         let mut ready = std::mem::take(&mut self.ready);
         // Publishes on transactional channels are held, not stored (tx.rs).
-        if ready.iter().any(|(c, _)| self.is_transactional(*c)) {
+        if std::mem::take(&mut self.ready_held) {
             ready = self.hold_publishes(ready);
             if ready.is_empty() {
                 return;
