@@ -30,6 +30,9 @@ pub mod defaults {
     pub const LOG_LEVEL: &str = "info";
     /// Most deliveries waiting in one connection's outbox.
     pub const OUTBOX_LIMIT: usize = 1024;
+    /// Most bytes of uncommitted publishes one transaction holds (raised to the largest
+    /// message if that is larger); beyond it the publish is refused with 406.
+    pub const TX_MAX_BYTES: u64 = 128 << 20;
     /// Smallest `--segment-size` and `--frame-max` accepted.
     pub const SEGMENT_SIZE_MIN: usize = 4096;
     pub const FRAME_MAX_MIN: u32 = 4096;
@@ -44,6 +47,8 @@ pub struct Limits {
     pub max_message_size: u64,
     pub handshake_timeout: Duration,
     pub outbox_limit: usize,
+    /// Most bytes of uncommitted publishes a transaction holds.
+    pub tx_max_bytes: u64,
 }
 
 impl Default for Limits {
@@ -61,6 +66,7 @@ impl From<&Config> for Limits {
             max_message_size: c.max_message_size,
             handshake_timeout: c.handshake_timeout,
             outbox_limit: defaults::OUTBOX_LIMIT,
+            tx_max_bytes: c.tx_max_bytes.max(c.max_message_size),
         }
     }
 }
@@ -85,6 +91,9 @@ pub struct Config {
     pub disk_free_limit: u64,
     /// Log filter: a level (`info`) or `RUST_LOG`-style directives (`warren=debug`).
     pub log_level: String,
+    /// Most bytes of uncommitted publishes one transaction holds (no flag; at least
+    /// `max_message_size`).
+    pub tx_max_bytes: u64,
 }
 
 impl Config {
@@ -116,6 +125,7 @@ impl Default for Config {
             memory_high_watermark: d::MEMORY_HIGH_WATERMARK,
             disk_free_limit: d::DISK_FREE_LIMIT,
             log_level: d::LOG_LEVEL.into(),
+            tx_max_bytes: d::TX_MAX_BYTES,
         }
     }
 }
@@ -229,6 +239,7 @@ impl Config {
                 .or(file.disk_free_limit)
                 .unwrap_or(d.disk_free_limit),
             log_level: cli.log_level.or(file.log_level).unwrap_or(d.log_level),
+            tx_max_bytes: d.tx_max_bytes,
         };
         if config.memory_high_watermark.is_nan() || config.memory_high_watermark <= 0.0 {
             return Err("--memory-high-watermark must be positive".into());

@@ -45,6 +45,7 @@ features!(
     dlx,
     priority,
     sac,
+    tx,
     consumer_priority,
     alternate_exchange,
     direct_reply_to,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::fast_map::FastMap;
 use super::outbox::Outbox;
 use super::reply_to::ReplyConsumer;
+use super::tx::TxSettles;
 use super::vhost::VHost;
 use super::ChannelKey;
 
@@ -42,6 +43,9 @@ pub(super) struct ChannelState {
     pub consumers: FastMap<Arc<str>, Arc<str>>,
     /// The direct reply-to consumer, if any (reply_to.rs).
     pub reply: Option<ReplyConsumer>,
+    /// Acks, nacks and rejects of the open transaction (tx.rs): their tags stay in the
+    /// ring, unacked, but can be settled no more until commit or rollback.
+    pub tx: TxSettles,
 }
 
 impl ChannelState {
@@ -57,6 +61,7 @@ impl ChannelState {
             channel_prefetch: 0,
             consumers: FastMap::default(),
             reply: None,
+            tx: TxSettles::default(),
         }
     }
 
@@ -104,7 +109,8 @@ impl ChannelState {
         tag
     }
 
-    /// Tags of every unacked delivery up to and including `tag`.
+    /// Tags of every unacked delivery up to and including `tag` (not those settled in the
+    /// open transaction).
     pub fn tags_through(&self, tag: u64) -> Vec<u64> {
         self.unacked
             .iter()
@@ -112,13 +118,17 @@ impl ChannelState {
             .filter(|(_, u)| u.is_some())
             .map(|(i, _)| self.first_tag + i as u64)
             .take_while(|&t| t <= tag)
+            .filter(|&t| !self.tx.holds(t))
             .collect()
     }
 
+    /// The tag names an unacked delivery that may be settled (not one settled in the open
+    /// transaction).
     pub fn is_unacked(&self, tag: u64) -> bool {
         tag.checked_sub(self.first_tag)
             .and_then(|i| self.unacked.get(i as usize))
             .is_some_and(|u| u.is_some())
+            && !self.tx.holds(tag)
     }
 }
 

@@ -27,6 +27,7 @@ mod handle;
 mod publish;
 pub mod reply_to;
 mod timers;
+mod tx;
 mod vhost;
 
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ pub use dispatch::{ConsumeSpec, Got};
 pub use error::BrokerError;
 pub use handle::{BrokerHandle, VHostHandle, DEFAULT_VHOST};
 pub use publish::{PublishRequest, Published};
+pub use tx::TxRoute;
 pub use vhost::VHost;
 
 /// Key of a channel: (connection id, channel number).

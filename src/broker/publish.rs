@@ -122,8 +122,22 @@ impl VHost {
         }
         self.route_scratch = targets;
         self.stats.published(msgs.len() as u64);
+        self.store_batch(msgs, &mut deliveries, &mut results);
+        results
+    }
+
+    /// Appends messages to the queues they were routed to: `deliveries` pairs a queue with
+    /// the index of a message in `msgs`, in publish order; a queue that no longer exists is
+    /// skipped. Each message's result gets its sync ticket, or `failed`. Used by
+    /// `publish_batch` and by tx.commit (`tx.rs`), whose messages were routed earlier.
+    pub(super) fn store_batch(
+        &mut self,
+        msgs: &[PublishRequest<'_>],
+        deliveries: &mut [(Arc<str>, usize)],
+        results: &mut [Result<Published, BrokerError>],
+    ) {
         if deliveries.is_empty() {
-            return results;
+            return;
         }
         // Stored payload of each message: prefix (exchange, routing key, header length),
         // content header, body parts. Prefixes live in one buffer; parts in one list.
@@ -193,7 +207,6 @@ impl VHost {
             k = end;
         }
         self.drain_dead_letters();
-        results
     }
 
     /// Appends one message to one queue (a dead letter's copy).
@@ -220,7 +233,9 @@ impl VHost {
         out: &mut Vec<Result<Ticket, Refused>>,
     ) {
         let Some(q) = self.queues.get_mut(queue) else {
-            out.extend(msgs.iter().map(|_| Err(Refused::Failed)));
+            // Deleted since routing (a transaction's publishes are routed at publish and
+            // stored at commit): as in RabbitMQ, the message just does not go there.
+            out.extend(msgs.iter().map(|_| Ok(Ticket::DONE)));
             return;
         };
         let refusing = q.features.has_length_limit() && q.features.overflow != Overflow::DropHead;
@@ -331,7 +346,7 @@ impl VHost {
     }
 
     /// Finds the queues a message goes to (into `targets`, cleared first).
-    fn route(
+    pub(super) fn route(
         &self,
         m: &PublishRequest<'_>,
         targets: &mut Vec<Arc<str>>,

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::publish::PendingPublish;
+use super::tx::Transaction;
 use super::Conn;
 use crate::broker::confirms::ConfirmTicket;
 use crate::broker::{message, BindSpec, ConsumeSpec, ExchangeSpec, QueueSpec};
@@ -36,6 +37,8 @@ pub(super) struct Channel {
     pub confirms: VecDeque<(u64, ConfirmTicket, bool)>,
     /// The queue last declared on this channel: what queue '' means in later methods.
     pub last_queue: Option<String>,
+    /// tx.select was sent on this channel: its open transaction (tx.rs).
+    pub tx: Option<Box<Transaction>>,
 }
 
 impl Channel {
@@ -46,6 +49,7 @@ impl Channel {
             next_publish_tag: 1,
             confirms: VecDeque::new(),
             last_queue: None,
+            tx: None,
         }
     }
 
@@ -56,11 +60,12 @@ impl Channel {
         )
     }
 
-    /// Enters `Closing`: a partial publish and pending confirms are dropped. Returns how
-    /// many confirms were dropped.
+    /// Enters `Closing`: a partial publish, pending confirms and the open transaction are
+    /// dropped. Returns how many confirms (a pending tx.commit counting as one) were
+    /// dropped.
     pub fn start_closing(&mut self) -> usize {
         self.phase = ChannelPhase::Closing;
-        let dropped = self.confirms.len();
+        let dropped = self.confirms.len() + self.tx.take().is_some_and(|t| t.committing()) as usize;
         self.confirms.clear();
         dropped
     }
@@ -150,6 +155,10 @@ impl Conn {
             }
             ChannelPhase::Open => {}
         }
+        let closing = matches!(m, Method::ChannelClose { .. });
+        if !closing && ch.tx.as_ref().is_some_and(|t| t.committing()) {
+            return self.while_committing(channel, payload, m);
+        }
         match m {
             Method::ChannelClose { .. } | Method::ChannelFlow { .. } => {
                 self.channel_class(channel, m)
@@ -164,16 +173,20 @@ impl Conn {
             | Method::QueuePurge { .. }
             | Method::QueueDelete { .. } => self.queue_class(channel, m),
             Method::ConfirmSelect { nowait } => {
-                self.channels.get_mut(&channel).expect("open").confirm = true;
+                let ch = self.channels.get_mut(&channel).expect("open");
+                if ch.tx.is_some() {
+                    return Err(AmqpError::new(
+                        ReplyCode::PreconditionFailed,
+                        "cannot switch from tx to confirm mode",
+                    ));
+                }
+                ch.confirm = true;
                 if !nowait {
                     method::write_empty(&mut self.wbuf, channel, ids::CONFIRM_SELECT_OK);
                 }
                 Ok(())
             }
-            Method::TxSelect | Method::TxCommit | Method::TxRollback => Err(AmqpError::new(
-                ReplyCode::NotImplemented,
-                "transactions are not supported",
-            )),
+            Method::TxSelect | Method::TxCommit | Method::TxRollback => self.tx_class(channel, m),
             Method::AccessRequest => {
                 // Access tickets are long gone; RabbitMQ answers with ticket 1.
                 method::write(&mut self.wbuf, channel, ids::ACCESS_REQUEST_OK, |w| {
@@ -510,22 +523,16 @@ impl Conn {
             Method::BasicAck {
                 delivery_tag,
                 multiple,
-            } => self
-                .vhost()
-                .try_with(|m| m.settle(key, delivery_tag, multiple, true, false))?,
+            } => self.settle(channel, delivery_tag, multiple, true, false)?,
             Method::BasicNack {
                 delivery_tag,
                 multiple,
                 requeue,
-            } => self
-                .vhost()
-                .try_with(|m| m.settle(key, delivery_tag, multiple, false, requeue))?,
+            } => self.settle(channel, delivery_tag, multiple, false, requeue)?,
             Method::BasicReject {
                 delivery_tag,
                 requeue,
-            } => self
-                .vhost()
-                .try_with(|m| m.settle(key, delivery_tag, false, false, requeue))?,
+            } => self.settle(channel, delivery_tag, false, false, requeue)?,
             Method::BasicRecover { requeue } | Method::BasicRecoverAsync { requeue } => {
                 if !requeue {
                     // As RabbitMQ: redelivering to the same consumer is not offered.

@@ -1,5 +1,6 @@
 //! Output to the client besides replies: deliveries and cancels taken from the
-//! connection's outbox, content frames, and publisher confirms as syncs complete.
+//! connection's outbox, content frames, and publisher confirms (and tx.commit-oks) as syncs
+//! complete.
 
 use super::io::DELIVERY_HIGH_WATER;
 use super::Conn;
@@ -115,5 +116,7 @@ impl Conn {
                 server::confirm(&mut self.wbuf, channel, last, last > first || !a, a);
             }
         }
+        // A tx.commit waiting for its syncs counts as a pending confirm.
+        self.complete_commits();
     }
 }

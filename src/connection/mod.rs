@@ -10,6 +10,7 @@
 //! | `channel.rs` | the channel state machine (`ChannelPhase`), dispatch per method class |
 //! | `publish.rs` | content assembly and batched publishes |
 //! | `deliver.rs` | deliveries from the outbox, content encoding, publisher confirms |
+//! | `tx.rs` | transactions: held publishes, tx.select / commit / rollback |
 //! | `errors.rs` | model errors to reply codes; channel and connection close |
 //!
 //! The task owns the socket's two halves and two buffers. Reading stops while the write
@@ -25,6 +26,7 @@ mod handshake;
 mod io;
 mod publish;
 mod sasl;
+mod tx;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -84,6 +86,8 @@ struct Conn {
     attached: bool,
     /// Complete publishes not yet handed to the model (see `flush_publishes`).
     ready: Vec<(u16, PendingPublish)>,
+    /// Some of `ready` are on transactional channels, to be held (tx.rs).
+    ready_held: bool,
     /// This connection has published: a resource alarm blocks it.
     published: bool,
     /// The client announced the `connection.blocked` capability.
@@ -119,6 +123,7 @@ impl Conn {
             hang_up_at: None,
             attached: false,
             ready: Vec::new(),
+            ready_held: false,
             published: false,
             blocked_capable: false,
             cancel_notify: false,

@@ -110,11 +110,11 @@ impl PendingPublish {
         self.method_id
     }
 
-    fn exchange(&self) -> &str {
+    pub fn exchange(&self) -> &str {
         std::str::from_utf8(&self.method[self.exchange.0..self.exchange.1]).unwrap_or("")
     }
 
-    fn routing_key(&self) -> &str {
+    pub fn routing_key(&self) -> &str {
         std::str::from_utf8(&self.method[self.routing_key.0..self.routing_key.1]).unwrap_or("")
     }
 
@@ -217,12 +217,56 @@ impl PendingPublish {
         self.header.is_some() && self.received == self.body_size && !self.overflowed
     }
 
-    fn body_parts(&self) -> impl Iterator<Item = &[u8]> {
-        self.body_first
-            .iter()
-            .chain(self.body_rest.iter())
-            .map(|b| &b[..])
+    /// The body frames as received (slices of the read buffers).
+    pub fn body_frames(&self) -> impl Iterator<Item = &Bytes> {
+        self.body_first.iter().chain(self.body_rest.iter())
     }
+
+    /// The content header frame's payload (empty until it arrived).
+    pub fn header_payload(&self) -> &[u8] {
+        self.header.as_deref().unwrap_or_default()
+    }
+
+    pub fn persistent(&self) -> bool {
+        self.persistent
+    }
+
+    pub fn mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    /// The model's view of this publish; `body` is its body frames as slices.
+    fn request<'a>(&'a self, body: &'a [&'a [u8]]) -> PublishRequest<'a> {
+        let header = self.header_payload();
+        PublishRequest {
+            exchange: self.exchange(),
+            routing_key: self.routing_key(),
+            header,
+            persistent: self.persistent,
+            headers_table: self.headers_table.map(|(x, y)| &header[x..y]),
+            body,
+        }
+    }
+}
+
+/// The model's view of complete publishes. The body frames of all of them go into
+/// `parts` (one list, so the requests can borrow slices of it).
+pub(super) fn requests<'a>(
+    ready: &'a [(u16, PendingPublish)],
+    parts: &'a mut Vec<&'a [u8]>,
+) -> Vec<PublishRequest<'a>> {
+    let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(ready.len());
+    for (_, p) in ready {
+        let start = parts.len();
+        parts.extend(p.body_frames().map(|b| &b[..]));
+        ranges.push((start, parts.len()));
+    }
+    let parts: &'a [&'a [u8]] = parts;
+    ready
+        .iter()
+        .zip(ranges)
+        .map(|((_, p), (a, b))| p.request(&parts[a..b]))
+        .collect()
 }
 
 impl Conn {
@@ -266,6 +310,7 @@ impl Conn {
             if let Some(refusal) = p.refusal {
                 return Err(refusal.with_method(p.method_id));
             }
+            self.ready_held |= ch.tx.is_some();
             self.ready.push((channel, *p));
             if self.ready.len() >= PUBLISH_BATCH {
                 self.flush_publishes();
@@ -280,29 +325,16 @@ impl Conn {
         if self.ready.is_empty() {
             return;
         }
-        let ready = std::mem::take(&mut self.ready);
-        let mut body_parts: Vec<&[u8]> = Vec::with_capacity(ready.len());
-        let mut body_ranges: Vec<(usize, usize)> = Vec::with_capacity(ready.len());
-        for (_, p) in &ready {
-            let start = body_parts.len();
-            body_parts.extend(p.body_parts());
-            body_ranges.push((start, body_parts.len()));
+        let mut ready = std::mem::take(&mut self.ready);
+        // Publishes on transactional channels are held, not stored (tx.rs).
+        if std::mem::take(&mut self.ready_held) {
+            ready = self.hold_publishes(ready);
+            if ready.is_empty() {
+                return;
+            }
         }
-        let requests: Vec<PublishRequest<'_>> = ready
-            .iter()
-            .zip(&body_ranges)
-            .map(|((_, p), &(a, b))| {
-                let header = p.header.as_deref().unwrap_or_default();
-                PublishRequest {
-                    exchange: p.exchange(),
-                    routing_key: p.routing_key(),
-                    header,
-                    persistent: p.persistent,
-                    headers_table: p.headers_table.map(|(x, y)| &header[x..y]),
-                    body: &body_parts[a..b],
-                }
-            })
-            .collect();
+        let mut body_parts: Vec<&[u8]> = Vec::with_capacity(ready.len());
+        let requests = requests(&ready, &mut body_parts);
         let results = self.vhost().with(|m| m.publish_batch(&requests));
         for (((channel, p), result), req) in ready.iter().zip(results).zip(&requests) {
             if self.channels.get(channel).is_none_or(|c| c.is_closing()) {
