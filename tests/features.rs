@@ -43,6 +43,7 @@ features!(
     ttl,
     maxlen,
     dlx,
+    delayed,
     priority,
     sac,
     tx,

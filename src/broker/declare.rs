@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::delayed::{delayed_kind, DELAYED_TYPE};
 use super::error::BrokerError;
 use super::exchange::{Binding, Dest, Exchange, ExchangeKind};
 use super::queue::{args, Queue, QueueFeatures, QueueType, Store};
@@ -97,13 +98,19 @@ impl VHost {
             };
         }
         // RabbitMQ checks the type first, even for an existing exchange.
-        let Some(kind) = ExchangeKind::parse(spec.kind) else {
+        let delayed = spec.kind == DELAYED_TYPE;
+        let parsed = ExchangeKind::parse(spec.kind);
+        if parsed.is_none() && !delayed {
             return Err(BrokerError::CommandInvalid(format!(
                 "unknown exchange type '{}'",
                 spec.kind
             )));
-        };
+        }
         let args = decode_args(spec.args_raw)?;
+        let kind = match parsed {
+            Some(kind) => kind,
+            None => delayed_kind(&args)?,
+        };
         let rs = format!("exchange '{name}' in vhost '{}'", self.name);
         let Some(ex) = self.exchanges.get(name) else {
             // A reserved name may be redeclared equivalently; it may not be created.
@@ -118,7 +125,7 @@ impl VHost {
                     )));
                 }
             }
-            return self.create_exchange(spec, kind, args);
+            return self.create_exchange(spec, kind, delayed, args);
         };
         // Equivalence, in RabbitMQ's order; of the arguments only alternate-exchange counts.
         let inequivalent = |what: &str, got: String, current: String| {
@@ -126,8 +133,8 @@ impl VHost {
                 "inequivalent arg '{what}' for {rs}: received '{got}' but current is '{current}'"
             )))
         };
-        if ex.kind != kind {
-            return inequivalent("type", spec.kind.into(), ex.kind.as_str().into());
+        if ex.kind != kind || ex.delayed != delayed {
+            return inequivalent("type", spec.kind.into(), ex.type_name().into());
         }
         for (what, got, current) in [
             ("durable", spec.durable, ex.durable),
@@ -152,10 +159,11 @@ impl VHost {
         &mut self,
         spec: &ExchangeSpec<'_>,
         kind: ExchangeKind,
+        delayed: bool,
         args: FieldTable,
     ) -> Result<(), BrokerError> {
         let name = spec.name;
-        self.insert_exchange(Exchange::new(
+        let mut ex = Exchange::new(
             name,
             kind,
             spec.durable,
@@ -163,7 +171,9 @@ impl VHost {
             spec.internal,
             spec.args_raw.to_vec(),
             args,
-        ));
+        );
+        ex.delayed = delayed;
+        self.insert_exchange(ex);
         if spec.durable {
             self.definitions_changed();
         }

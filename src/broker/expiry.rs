@@ -70,6 +70,9 @@ impl VHost {
             self.timed.remove(&name);
             self.run_queue_timers(&name, now);
         }
+        if let Some(next) = self.fire_delayed(now) {
+            self.deadlines.wake_at(next);
+        }
         if let Some(&next) = self.timed.values().min() {
             self.deadlines.wake_at(next);
         }

@@ -21,6 +21,7 @@ pub mod stats;
 mod channel;
 mod dead_letter;
 mod declare;
+mod delayed;
 mod dispatch;
 mod expiry;
 mod handle;

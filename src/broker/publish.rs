@@ -8,6 +8,7 @@ use warren_storage::{BatchRecord, Ticket};
 
 use super::confirms::ConfirmTicket;
 use super::dead_letter::{self, DeadLetter, DeathReason};
+use super::delayed;
 use super::error::BrokerError;
 use super::exchange;
 use super::message;
@@ -104,6 +105,15 @@ impl VHost {
                 results.push(Ok(Published {
                     routed: false,
                     ticket: Ticket::DONE,
+                    failed: false,
+                }));
+                continue;
+            }
+            if let Some(delay) = self.delay_for(m) {
+                // Held by its delayed exchange (delayed.rs): routed when it is due.
+                results.push(self.delay(m, delay, now_millis()).map(|ticket| Published {
+                    routed: true,
+                    ticket,
                     failed: false,
                 }));
                 continue;
@@ -343,6 +353,15 @@ impl VHost {
             });
         }
         self.drain_dead_letters();
+    }
+
+    /// The delay of a message published to a delayed exchange with a positive `x-delay`.
+    fn delay_for(&self, m: &PublishRequest<'_>) -> Option<u64> {
+        let ex = self.exchanges.get(m.exchange)?;
+        if !ex.delayed || ex.internal {
+            return None;
+        }
+        delayed::delay_of(m.headers_table)
     }
 
     /// Finds the queues a message goes to (into `targets`, cleared first).

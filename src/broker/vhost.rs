@@ -16,6 +16,7 @@ use warren_storage::{AckFlush, Compacted, CompactionJob, GroupCommit, Log, LogCo
 use super::channel::ChannelState;
 use super::dead_letter::DeadLetter;
 use super::definitions::{self, BindingDef, Definitions, ExchangeDef, QueueDef};
+use super::delayed::{delayed_kind, DelayedStore, DELAYED_TYPE};
 use super::error::BrokerError;
 use super::exchange::{Binding, Dest, Exchange, ExchangeKind};
 use super::fast_map::FastMap;
@@ -57,6 +58,8 @@ pub struct VHost {
     pub(super) deadlines: Arc<Deadlines>,
     /// Direct reply-to: reply name -> the channel whose reply consumer it is.
     pub(super) reply_names: FastMap<Arc<str>, ChannelKey>,
+    /// Messages held by delayed exchanges (delayed.rs).
+    pub(super) delayed: DelayedStore,
 }
 
 /// A queue's compaction jobs: (queue name, queue id, jobs with their priority level).
@@ -97,6 +100,7 @@ impl VHost {
             }
         }
         let defs = definitions::load(dir)?;
+        let delayed = DelayedStore::open(dir, log_config.clone(), commit.clone())?;
         let mut vh = VHost {
             name: name.into(),
             dir: dir.to_path_buf(),
@@ -119,6 +123,7 @@ impl VHost {
             timed: FastMap::default(),
             deadlines,
             reply_names: FastMap::default(),
+            delayed,
         };
         vh.declare_builtin_exchanges();
         vh.restore_exchanges(&defs, report);
@@ -135,23 +140,30 @@ impl VHost {
 
     fn restore_exchanges(&mut self, defs: &Definitions, report: &mut OpenReport) {
         for e in &defs.exchanges {
-            let Some(kind) = ExchangeKind::parse(&e.kind) else {
-                report
-                    .problems
-                    .push(format!("exchange '{}': unknown type {}", e.name, e.kind));
-                continue;
-            };
             let raw = definitions::from_hex(&e.arguments).unwrap_or_default();
             let args = table::decode(&raw).unwrap_or_default();
-            self.insert_exchange(Exchange::new(
-                &e.name,
-                kind,
-                true,
-                e.auto_delete,
-                e.internal,
-                raw,
-                args,
-            ));
+            let delayed = e.kind == DELAYED_TYPE;
+            let kind = match ExchangeKind::parse(&e.kind) {
+                Some(kind) => kind,
+                None if delayed => match delayed_kind(&args) {
+                    Ok(kind) => kind,
+                    Err(why) => {
+                        report
+                            .problems
+                            .push(format!("exchange '{}': {}", e.name, why.text()));
+                        continue;
+                    }
+                },
+                None => {
+                    report
+                        .problems
+                        .push(format!("exchange '{}': unknown type {}", e.name, e.kind));
+                    continue;
+                }
+            };
+            let mut ex = Exchange::new(&e.name, kind, true, e.auto_delete, e.internal, raw, args);
+            ex.delayed = delayed;
+            self.insert_exchange(ex);
         }
     }
 
@@ -299,7 +311,7 @@ impl VHost {
             if !ex.name.is_empty() && !ex.name.starts_with("amq.") {
                 defs.exchanges.push(ExchangeDef {
                     name: ex.name.to_string(),
-                    kind: ex.kind.as_str().into(),
+                    kind: ex.type_name().into(),
                     auto_delete: ex.auto_delete,
                     internal: ex.internal,
                     arguments: definitions::to_hex(&ex.args_raw),
@@ -451,6 +463,9 @@ impl VHost {
         for q in self.queues.values_mut() {
             q.store.take_ack_flushes(&mut flushes);
         }
+        if let Some(f) = self.delayed.take_ack_flush() {
+            flushes.push(f);
+        }
         flushes
     }
 
@@ -488,6 +503,11 @@ impl VHost {
         for q in self.queues.values_mut() {
             if let Err(e) = q.store.flush_acks() {
                 problems.push(format!("queue '{}': {e}", q.name));
+            }
+        }
+        if let Some(f) = self.delayed.take_ack_flush() {
+            if let Err(e) = f.write() {
+                problems.push(format!("delayed messages: {e}"));
             }
         }
         problems

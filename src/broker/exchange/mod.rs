@@ -75,6 +75,8 @@ pub struct Exchange {
     pub internal: bool,
     pub args_raw: Vec<u8>,
     pub args: FieldTable,
+    /// An `x-delayed-message` exchange (delayed.rs), routing as `kind`.
+    pub delayed: bool,
     pub bindings: Vec<Binding>,
     /// Destination ids for the indexes (`dest_ids[i]` is `dests[i]`).
     dests: Vec<Dest>,
@@ -102,12 +104,22 @@ impl Exchange {
             internal,
             args_raw,
             args,
+            delayed: false,
             bindings: Vec::new(),
             dests: Vec::new(),
             dest_ids: FastMap::default(),
             direct: FastMap::default(),
             fanout: Vec::new(),
             topic: TopicTrie::default(),
+        }
+    }
+
+    /// The type as declared: `x-delayed-message` for a delayed exchange.
+    pub fn type_name(&self) -> &'static str {
+        if self.delayed {
+            "x-delayed-message"
+        } else {
+            self.kind.as_str()
         }
     }
 

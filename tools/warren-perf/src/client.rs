@@ -57,6 +57,36 @@ pub fn put_shortstr(b: &mut BytesMut, s: &str) {
     b.put_slice(s.as_bytes());
 }
 
+/// A field-table value: just the kinds queue arguments need.
+pub enum Arg {
+    /// Signed 32-bit integer (`I`).
+    Int(i32),
+    /// Long string (`S`).
+    Str(String),
+}
+
+/// Appends a field table.
+pub fn put_table(b: &mut BytesMut, entries: &[(&str, Arg)]) {
+    let at = b.len();
+    b.put_u32(0);
+    for (key, value) in entries {
+        put_shortstr(b, key);
+        match value {
+            Arg::Int(v) => {
+                b.put_u8(b'I');
+                b.put_i32(*v);
+            }
+            Arg::Str(s) => {
+                b.put_u8(b'S');
+                b.put_u32(s.len() as u32);
+                b.put_slice(s.as_bytes());
+            }
+        }
+    }
+    let size = (b.len() - at - 4) as u32;
+    b[at..at + 4].copy_from_slice(&size.to_be_bytes());
+}
+
 /// Appends a method frame on `channel` whose payload `f` writes after the class/method ids.
 pub fn method(
     b: &mut BytesMut,
@@ -219,15 +249,41 @@ impl Client {
     }
 
     pub async fn declare_queue(&mut self, name: &str, durable: bool) -> io::Result<()> {
+        self.declare_queue_args(name, durable, &[]).await
+    }
+
+    /// queue.declare with arguments (x-message-ttl, x-max-priority, ...).
+    pub async fn declare_queue_args(
+        &mut self,
+        name: &str,
+        durable: bool,
+        args: &[(&str, Arg)],
+    ) -> io::Result<()> {
         let mut b = BytesMut::new();
         method(&mut b, 1, 50, 10, |b| {
             b.put_u16(0);
             put_shortstr(b, name);
             b.put_u8(if durable { 0b10 } else { 0 });
-            b.put_u32(0);
+            put_table(b, args);
         });
         self.send(&b).await?;
         self.expect((50, 11)).await.map(|_| ())
+    }
+
+    /// The queue's ready-message count, from a passive queue.declare.
+    pub async fn queue_depth(&mut self, name: &str) -> io::Result<u32> {
+        let mut b = BytesMut::new();
+        method(&mut b, 1, 50, 10, |b| {
+            b.put_u16(0);
+            put_shortstr(b, name);
+            b.put_u8(0b1); // passive
+            b.put_u32(0);
+        });
+        self.send(&b).await?;
+        let ok = self.expect((50, 11)).await?;
+        let n = ok.payload[4] as usize;
+        let count = &ok.payload[5 + n..9 + n];
+        Ok(u32::from_be_bytes(count.try_into().unwrap()))
     }
 
     pub async fn purge_queue(&mut self, name: &str) -> io::Result<()> {
@@ -311,6 +367,14 @@ impl Client {
     }
 }
 
+/// Per-message properties a template can carry besides delivery-mode.
+#[derive(Default, Clone)]
+pub struct Props {
+    pub priority: Option<u8>,
+    /// The `expiration` property: milliseconds, as a decimal string.
+    pub expiration: Option<String>,
+}
+
 /// Pre-encoded publish frames for one message shape; `encode` copies the template and
 /// patches the body's timestamp and sequence number.
 pub struct PublishTemplate {
@@ -326,6 +390,24 @@ impl PublishTemplate {
         persistent: bool,
         frame_max: u32,
     ) -> Self {
+        Self::with_props(
+            exchange,
+            routing_key,
+            size,
+            persistent,
+            frame_max,
+            &Props::default(),
+        )
+    }
+
+    pub fn with_props(
+        exchange: &str,
+        routing_key: &str,
+        size: usize,
+        persistent: bool,
+        frame_max: u32,
+        props: &Props,
+    ) -> Self {
         let mut b = BytesMut::new();
         method(&mut b, 1, 60, 40, |b| {
             b.put_u16(0);
@@ -333,17 +415,37 @@ impl PublishTemplate {
             put_shortstr(b, routing_key);
             b.put_u8(0);
         });
-        // Content header: class 60, weight 0, body size, flags (delivery-mode if persistent).
+        // Content header: class 60, weight 0, body size, property flags, then the
+        // properties in flag order: delivery-mode (bit 12), priority (11), expiration (8).
         b.put_u8(2);
         b.put_u16(1);
-        b.put_u32(if persistent { 15 } else { 14 });
+        let at = b.len();
+        b.put_u32(0);
         b.put_u16(60);
         b.put_u16(0);
         b.put_u64(size as u64);
-        b.put_u16(if persistent { 1 << 12 } else { 0 });
+        let mut flags = 0u16;
+        if persistent {
+            flags |= 1 << 12;
+        }
+        if props.priority.is_some() {
+            flags |= 1 << 11;
+        }
+        if props.expiration.is_some() {
+            flags |= 1 << 8;
+        }
+        b.put_u16(flags);
         if persistent {
             b.put_u8(2);
         }
+        if let Some(p) = props.priority {
+            b.put_u8(p);
+        }
+        if let Some(e) = &props.expiration {
+            put_shortstr(&mut b, e);
+        }
+        let header_size = (b.len() - at - 4) as u32;
+        b[at..at + 4].copy_from_slice(&header_size.to_be_bytes());
         b.put_u8(FRAME_END);
         let chunk = (frame_max as usize).saturating_sub(8).max(1);
         let mut body_at = 0;

@@ -2,6 +2,7 @@
 //! Warren. See `warren-perf --help` and tools/warren-perf/README.md.
 
 mod client;
+mod features;
 mod sink;
 mod stats;
 
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use clap::{Parser, ValueEnum};
-use client::{method, Client, PublishTemplate, Target};
+use client::{method, Client, Target};
 use stats::{Counters, Report};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,6 +35,17 @@ enum Scenario {
     Connections,
     /// Declare --queues queues with a consumer each, report broker RSS.
     Queues,
+    /// Publish --messages into a queue with x-message-ttl (--message-ttl, default 1 ms) or
+    /// per-message --expiration, no consumer: publish rate, time until the queue is empty,
+    /// broker RSS during and after (features.rs).
+    TtlExpiry,
+    /// Publish to a queue whose messages are dead-lettered (x-message-ttl 0, or --reject:
+    /// a consumer that nacks with requeue=false) through a fanout exchange to a consumed
+    /// queue: dead-lettered messages/s (features.rs).
+    DeadLetter,
+    /// `throughput` on a queue with x-max-priority (--max-priority, default 10), message
+    /// priority = sequence % max-priority.
+    Priority,
     /// Not a scenario: a server that accepts the handshake and discards everything (to
     /// measure what one warren-perf can drive).
     Sink,
@@ -89,6 +101,18 @@ struct Args {
     /// Print one JSON line instead of a table.
     #[arg(long)]
     json: bool,
+    /// x-message-ttl (ms) for the queues this run declares.
+    #[arg(long)]
+    message_ttl: Option<u32>,
+    /// Per-message expiration property (ms).
+    #[arg(long)]
+    expiration: Option<u32>,
+    /// x-max-priority for the queues this run declares; producers cycle through priorities.
+    #[arg(long)]
+    max_priority: Option<u8>,
+    /// dead-letter: dead-letter by consumer nacks (requeue=false), not by x-message-ttl 0.
+    #[arg(long)]
+    reject: bool,
     /// Listen address for the sink.
     #[arg(long, default_value = "127.0.0.1:5700")]
     listen: String,
@@ -179,13 +203,8 @@ async fn producer(
     if confirm {
         c.confirm_select().await?;
     }
-    let template = PublishTemplate::new(
-        &exchange,
-        &routing_key,
-        ctx.args.size,
-        ctx.args.persistent,
-        c.frame_max,
-    );
+    // One template per priority level (priority = sequence % levels), else one.
+    let templates = features::templates(&ctx.args, &exchange, &routing_key, c.frame_max);
     let Client {
         rd, mut wr, rbuf, ..
     } = c;
@@ -208,7 +227,8 @@ async fn producer(
     };
     let started = Instant::now();
     let mut sent = 0u64;
-    let mut out = BytesMut::with_capacity(template.len() * batch as usize);
+    let mut out = BytesMut::with_capacity(templates[0].len() * batch as usize);
+    let levels = templates.len() as u64;
     let window = ctx.args.confirm_window.max(1);
     while !ctx.stop.load(Ordering::Relaxed) && sent < limit {
         let mut n = batch.min(limit - sent);
@@ -242,7 +262,9 @@ async fn producer(
         out.clear();
         let stamp = now_ns(ctx.epoch);
         for k in 0..n {
-            template.encode(&mut out, stamp, ((id as u64) << 48) | (sent + k));
+            let seq = sent + k;
+            let template = &templates[if levels == 1 { 0 } else { (seq % levels) as usize }];
+            template.encode(&mut out, stamp, ((id as u64) << 48) | seq);
         }
         wr.write_all(&out).await?;
         sent += n;
@@ -397,7 +419,8 @@ fn spawn_progress(ctx: Arc<Ctx>) -> tokio::task::JoinHandle<()> {
 async fn setup_queues(ctx: &Ctx, n: usize, durable: bool) -> std::io::Result<()> {
     let mut c = Client::connect(&ctx.target).await?;
     for i in 0..n {
-        c.declare_queue(&queue_name(i), durable).await?;
+        let args = features::queue_args(&ctx.args);
+        c.declare_queue_args(&queue_name(i), durable, &args).await?;
         c.purge_queue(&queue_name(i)).await?;
     }
     Ok(())
@@ -420,15 +443,19 @@ async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let progress = spawn_progress(ctx.clone());
     match a.scenario {
-        Scenario::Throughput | Scenario::PublishOnly | Scenario::Confirms | Scenario::Latency => {
-            run_streaming(&ctx, &mut report, &latencies).await?
-        }
+        Scenario::Throughput
+        | Scenario::PublishOnly
+        | Scenario::Confirms
+        | Scenario::Latency
+        | Scenario::Priority => run_streaming(&ctx, &mut report, &latencies).await?,
         Scenario::ConsumeOnly | Scenario::Backlog => {
             run_drain(&ctx, &mut report, &latencies).await?
         }
         Scenario::Fanout => run_fanout(&ctx, &mut report, &latencies).await?,
         Scenario::Connections => run_connections(&ctx, &mut report).await?,
         Scenario::Queues => run_queues(&ctx, &mut report).await?,
+        Scenario::TtlExpiry => features::run_ttl_expiry(&ctx, &mut report).await?,
+        Scenario::DeadLetter => features::run_dead_letter(&ctx, &mut report, &latencies).await?,
         Scenario::Sink => unreachable!("handled in main"),
     }
     progress.abort();
