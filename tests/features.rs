@@ -44,6 +44,7 @@ features!(
     maxlen,
     dlx,
     delayed,
+    dedup,
     priority,
     sac,
     tx,

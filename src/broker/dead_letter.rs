@@ -290,7 +290,7 @@ impl VHost {
             }
             _ => {
                 q.dead_lettering.remove(i);
-                if let Err(e) = q.store.ack(seq) {
+                if let Err(e) = q.ack(seq) {
                     tracing::error!(queue = %q.name, "acking a dead-lettered message: {e}");
                 }
             }
@@ -312,7 +312,7 @@ impl VHost {
                     q.dead_lettering.remove(k);
                     match result {
                         Ok(()) => {
-                            if let Err(e) = q.store.ack(seq) {
+                            if let Err(e) = q.ack(seq) {
                                 tracing::error!(queue = %q.name, "acking a dead-lettered message: {e}");
                             }
                         }

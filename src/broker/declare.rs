@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::dedup::{DedupCache, DEDUP_TYPE};
 use super::delayed::{delayed_kind, DELAYED_TYPE};
 use super::error::BrokerError;
 use super::exchange::{Binding, Dest, Exchange, ExchangeKind};
@@ -99,8 +100,9 @@ impl VHost {
         }
         // RabbitMQ checks the type first, even for an existing exchange.
         let delayed = spec.kind == DELAYED_TYPE;
+        let dedup = spec.kind == DEDUP_TYPE;
         let parsed = ExchangeKind::parse(spec.kind);
-        if parsed.is_none() && !delayed {
+        if parsed.is_none() && !delayed && !dedup {
             return Err(BrokerError::CommandInvalid(format!(
                 "unknown exchange type '{}'",
                 spec.kind
@@ -109,6 +111,7 @@ impl VHost {
         let args = decode_args(spec.args_raw)?;
         let kind = match parsed {
             Some(kind) => kind,
+            None if dedup => ExchangeKind::Fanout,
             None => delayed_kind(&args)?,
         };
         let rs = format!("exchange '{name}' in vhost '{}'", self.name);
@@ -125,7 +128,11 @@ impl VHost {
                     )));
                 }
             }
-            return self.create_exchange(spec, kind, delayed, args);
+            let cache = dedup.then(|| DedupCache::from_args(&args)).transpose()?;
+            if let Some(cache) = cache {
+                self.dedup_caches.insert(name.into(), cache);
+            }
+            return self.create_exchange(spec, kind, delayed, dedup, args);
         };
         // Equivalence, in RabbitMQ's order; of the arguments only alternate-exchange counts.
         let inequivalent = |what: &str, got: String, current: String| {
@@ -133,7 +140,7 @@ impl VHost {
                 "inequivalent arg '{what}' for {rs}: received '{got}' but current is '{current}'"
             )))
         };
-        if ex.kind != kind || ex.delayed != delayed {
+        if ex.kind != kind || ex.delayed != delayed || ex.dedup != dedup {
             return inequivalent("type", spec.kind.into(), ex.type_name().into());
         }
         for (what, got, current) in [
@@ -160,6 +167,7 @@ impl VHost {
         spec: &ExchangeSpec<'_>,
         kind: ExchangeKind,
         delayed: bool,
+        dedup: bool,
         args: FieldTable,
     ) -> Result<(), BrokerError> {
         let name = spec.name;
@@ -173,6 +181,7 @@ impl VHost {
             args,
         );
         ex.delayed = delayed;
+        ex.dedup = dedup;
         self.insert_exchange(ex);
         if spec.durable {
             self.definitions_changed();

@@ -111,13 +111,15 @@ impl VHost {
             }
             q.rr = (i + 1) % n;
             q.store.mark_delivered(rec.seq);
+            if q.consumers[i].no_ack {
+                let _ = q.ack(rec.seq);
+            }
             let c = &mut q.consumers[i];
             let ch = self
                 .channels
                 .get_mut(&(c.conn, c.channel))
                 .expect("checked above");
             let tag = if c.no_ack {
-                let _ = q.store.ack(rec.seq);
                 ch.next_delivery(None)
             } else {
                 c.unacked += 1;
@@ -264,7 +266,7 @@ impl VHost {
         q.store.mark_delivered(rec.seq);
         let ch = self.channels.get_mut(&key).expect("checked");
         let tag = if no_ack {
-            q.store.ack(rec.seq)?;
+            q.ack(rec.seq)?;
             ch.next_delivery(None)
         } else {
             q.unacked += 1;

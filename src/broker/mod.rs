@@ -21,6 +21,7 @@ pub mod stats;
 mod channel;
 mod dead_letter;
 mod declare;
+mod dedup;
 mod delayed;
 mod dispatch;
 mod expiry;

@@ -8,6 +8,7 @@ use warren_storage::{BatchRecord, Ticket};
 
 use super::confirms::ConfirmTicket;
 use super::dead_letter::{self, DeadLetter, DeathReason};
+use super::dedup::dedup_key;
 use super::delayed;
 use super::error::BrokerError;
 use super::exchange;
@@ -102,6 +103,15 @@ impl VHost {
         for (i, m) in msgs.iter().enumerate() {
             if m.exchange.is_empty() && m.routing_key.starts_with(REPLY_PREFIX) {
                 self.deliver_reply(m);
+                results.push(Ok(Published {
+                    routed: false,
+                    ticket: Ticket::DONE,
+                    failed: false,
+                }));
+                continue;
+            }
+            if self.is_duplicate(m) {
+                // Dropped by a deduplicating exchange: routed nowhere (dedup.rs).
                 results.push(Ok(Published {
                     routed: false,
                     ticket: Ticket::DONE,
@@ -249,11 +259,20 @@ impl VHost {
             return;
         };
         let refusing = q.features.has_length_limit() && q.features.overflow != Overflow::DropHead;
-        if refusing {
+        if refusing || q.dedup.is_some() {
             // One at a time: whether a message fits depends on the ones before it.
             for m in msgs {
                 let q = self.queues.get_mut(queue).expect("present");
-                if q.is_full_for(m.body_len) {
+                let key = q.dedup.as_ref().and(dedup_key(m.header));
+                if let (Some(d), Some(key)) = (q.dedup.as_ref(), key.as_ref()) {
+                    if d.contains(key) {
+                        // A message with this value is in the queue: not taken (the
+                        // plugin drops it; the publisher's confirm is an ack).
+                        out.push(Ok(Ticket::DONE));
+                        continue;
+                    }
+                }
+                if refusing && q.is_full_for(m.body_len) {
                     out.push(Err(Refused::Full));
                     if q.features.overflow == Overflow::RejectPublishDlx {
                         let payload = Bytes::from(m.parts.concat());
@@ -268,7 +287,11 @@ impl VHost {
                     }
                     continue;
                 }
-                out.push(Self::append(q, std::slice::from_ref(m), now));
+                let outcome = Self::append(q, std::slice::from_ref(m), now);
+                if let (Some(d), Some(key), Ok(_)) = (q.dedup.as_mut(), key, outcome) {
+                    d.add(key);
+                }
+                out.push(outcome);
             }
         } else {
             let outcome = Self::append(q, msgs, now);
@@ -353,6 +376,15 @@ impl VHost {
             });
         }
         self.drain_dead_letters();
+    }
+
+    /// True if `m` goes to a deduplicating exchange that has seen its value (otherwise the
+    /// exchange now remembers it).
+    fn is_duplicate(&mut self, m: &PublishRequest<'_>) -> bool {
+        match self.dedup_caches.get_mut(m.exchange) {
+            Some(cache) => cache.seen(m.header, now_millis()),
+            None => false,
+        }
     }
 
     /// The delay of a message published to a delayed exchange with a positive `x-delay`.

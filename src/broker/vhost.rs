@@ -15,6 +15,7 @@ use warren_storage::{AckFlush, Compacted, CompactionJob, GroupCommit, Log, LogCo
 
 use super::channel::ChannelState;
 use super::dead_letter::DeadLetter;
+use super::dedup::{DedupCache, DEDUP_TYPE};
 use super::definitions::{self, BindingDef, Definitions, ExchangeDef, QueueDef};
 use super::delayed::{delayed_kind, DelayedStore, DELAYED_TYPE};
 use super::error::BrokerError;
@@ -60,6 +61,8 @@ pub struct VHost {
     pub(super) reply_names: FastMap<Arc<str>, ChannelKey>,
     /// Messages held by delayed exchanges (delayed.rs).
     pub(super) delayed: DelayedStore,
+    /// Caches of deduplicating exchanges, by exchange name (dedup.rs).
+    pub(super) dedup_caches: FastMap<Arc<str>, DedupCache>,
 }
 
 /// A queue's compaction jobs: (queue name, queue id, jobs with their priority level).
@@ -124,6 +127,7 @@ impl VHost {
             deadlines,
             reply_names: FastMap::default(),
             delayed,
+            dedup_caches: FastMap::default(),
         };
         vh.declare_builtin_exchanges();
         vh.restore_exchanges(&defs, report);
@@ -143,8 +147,23 @@ impl VHost {
             let raw = definitions::from_hex(&e.arguments).unwrap_or_default();
             let args = table::decode(&raw).unwrap_or_default();
             let delayed = e.kind == DELAYED_TYPE;
+            let dedup = e.kind == DEDUP_TYPE;
+            if dedup {
+                match DedupCache::from_args(&args) {
+                    Ok(cache) => {
+                        self.dedup_caches.insert(e.name.as_str().into(), cache);
+                    }
+                    Err(why) => {
+                        report
+                            .problems
+                            .push(format!("exchange '{}': {}", e.name, why.text()));
+                        continue;
+                    }
+                }
+            }
             let kind = match ExchangeKind::parse(&e.kind) {
                 Some(kind) => kind,
+                None if dedup => ExchangeKind::Fanout,
                 None if delayed => match delayed_kind(&args) {
                     Ok(kind) => kind,
                     Err(why) => {
@@ -163,6 +182,7 @@ impl VHost {
             };
             let mut ex = Exchange::new(&e.name, kind, true, e.auto_delete, e.internal, raw, args);
             ex.delayed = delayed;
+            ex.dedup = dedup;
             self.insert_exchange(ex);
         }
     }
@@ -433,6 +453,7 @@ impl VHost {
         let Some(ex) = self.exchanges.remove(name) else {
             return;
         };
+        self.dedup_caches.remove(name);
         if ex.durable {
             self.definitions_changed();
         }

@@ -134,6 +134,22 @@ fn skip_value(buf: &mut &[u8]) -> Option<()> {
     Some(())
 }
 
+/// The encoded value (type tag included) of the top-level entry `key` of a validated
+/// table (its bytes with the u32 length prefix); no allocation.
+pub fn raw_value<'a>(raw: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    let mut body = raw.get(4..)?;
+    while let Some(&len) = body.first() {
+        let k = body.get(1..1 + len as usize)?;
+        body = &body[1 + len as usize..];
+        let value = body;
+        skip_value(&mut body)?;
+        if k == key.as_bytes() {
+            return Some(&value[..value.len() - body.len()]);
+        }
+    }
+    None
+}
+
 /// The long strings of the top-level array `key` of a validated table (its bytes with the
 /// u32 length prefix): what RabbitMQ reads from the `CC` and `BCC` headers. Walks the
 /// top level only; no allocation.
@@ -320,6 +336,9 @@ mod tests {
         assert_eq!(string_array(&raw, "BCC").count(), 0);
         assert_eq!(string_array(&raw, "X").count(), 0);
         assert_eq!(string_array(&[0, 0], "CC").count(), 0);
+        assert_eq!(raw_value(&raw, "BCC"), Some(&[b'S', 0, 0, 0, 1, b'x'][..]));
+        assert_eq!(raw_value(&raw, "a").map(<[u8]>::len), Some(9));
+        assert_eq!(raw_value(&raw, "nope"), None);
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct Exchange {
     pub args: FieldTable,
     /// An `x-delayed-message` exchange (delayed.rs), routing as `kind`.
     pub delayed: bool,
+    /// An `x-message-deduplication` exchange (dedup.rs), routing as fanout.
+    pub dedup: bool,
     pub bindings: Vec<Binding>,
     /// Destination ids for the indexes (`dest_ids[i]` is `dests[i]`).
     dests: Vec<Dest>,
@@ -105,6 +107,7 @@ impl Exchange {
             args_raw,
             args,
             delayed: false,
+            dedup: false,
             bindings: Vec::new(),
             dests: Vec::new(),
             dest_ids: FastMap::default(),
@@ -118,6 +121,8 @@ impl Exchange {
     pub fn type_name(&self) -> &'static str {
         if self.delayed {
             "x-delayed-message"
+        } else if self.dedup {
+            "x-message-deduplication"
         } else {
             self.kind.as_str()
         }

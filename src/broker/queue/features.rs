@@ -36,6 +36,8 @@ pub struct QueueFeatures {
     /// `x-max-priority`, 1..=255 (0 means no priorities, as RabbitMQ treats it).
     pub max_priority: Option<u8>,
     pub single_active_consumer: bool,
+    /// `x-message-deduplication` (the deduplication plugin's queue argument).
+    pub deduplication: bool,
 }
 
 fn string(v: &AMQPValue) -> Option<Arc<str>> {
@@ -73,6 +75,10 @@ impl QueueFeatures {
                 .map(|n| n.min(255) as u8),
             single_active_consumer: matches!(
                 t.get("x-single-active-consumer"),
+                Some(AMQPValue::Boolean(true))
+            ),
+            deduplication: matches!(
+                t.get("x-message-deduplication"),
                 Some(AMQPValue::Boolean(true))
             ),
         }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use amq_protocol_types::FieldTable;
 
+use super::dedup::{dedup_key, QueueDedup};
 use super::message;
 use super::outbox::Outbox;
 use crate::protocol::properties;
@@ -74,6 +75,8 @@ pub struct Queue {
     pub has_expiring: bool,
     /// Some consumer gave an `x-priority`: dispatch compares priorities.
     pub consumer_priorities: bool,
+    /// Under `x-message-deduplication`: the deduplication values of the messages in it.
+    pub dedup: Option<QueueDedup>,
 }
 
 /// The ticket of a dead letter whose copies are not published yet.
@@ -116,7 +119,9 @@ impl Queue {
             last_used: super::vhost::now_millis(),
             has_expiring: false,
             consumer_priorities: false,
+            dedup: None,
         };
+        q.rebuild_dedup();
         // A recovered backlog may hold messages with their own expiration: watch its head
         // (cheap) rather than scan it.
         q.has_expiring = q.store.live() > 0;
@@ -237,11 +242,38 @@ impl Queue {
         self.dead_lettering.push_back((NOT_YET_PUBLISHED, seq));
     }
 
+    /// Removes a message from the store for good (acked, dropped, dead-lettered).
+    pub fn ack(&mut self, id: u64) -> std::io::Result<bool> {
+        if let Some(d) = self.dedup.as_mut() {
+            if let Some(rec) = self.store.read(id) {
+                if let Some(m) = message::view(&rec.payload) {
+                    d.remove(m.header);
+                }
+            }
+        }
+        self.store.ack(id)
+    }
+
+    /// Recomputes the deduplication values from the stored messages (at recovery, and
+    /// after a purge).
+    fn rebuild_dedup(&mut self) {
+        if !self.features.deduplication {
+            return;
+        }
+        let mut d = QueueDedup::default();
+        self.store.scan(|rec| {
+            if let Some(key) = message::view(&rec.payload).and_then(|m| dedup_key(m.header)) {
+                d.add(key);
+            }
+        });
+        self.dedup = Some(d);
+    }
+
     /// Settles a delivered, unacked message for good (ack, or reject without requeue).
     pub fn settle(&mut self, seq: u64) -> std::io::Result<()> {
         assert!(self.unacked > 0, "settle with nothing unacked");
         self.unacked -= 1;
-        self.store.ack(seq)?;
+        self.ack(seq)?;
         Ok(())
     }
 
@@ -265,6 +297,8 @@ impl Queue {
     /// Acks every ready message (delivered ones are left alone); returns how many.
     pub fn purge_ready(&mut self) -> std::io::Result<u64> {
         self.ready_bytes = 0;
-        self.store.purge_ready()
+        let purged = self.store.purge_ready()?;
+        self.rebuild_dedup();
+        Ok(purged)
     }
 }
