@@ -133,7 +133,8 @@ impl Server {
         timers.abort();
         let broker = self.ctx.broker.clone();
         let finished = tokio::task::spawn_blocking(move || {
-            let problems = broker.flush_all_acks();
+            let mut problems = broker.flush_all_acks();
+            problems.extend(broker.write_dedup_caches());
             (problems, broker.commit().flush())
         })
         .await;
@@ -200,6 +201,7 @@ async fn upkeep(ctx: Arc<ServerContext>) {
                 .filter_map(|f| f.write().err())
                 .map(|e| format!("writing acks: {e}"))
                 .collect();
+            problems.extend(broker.write_dedup_caches());
             problems.extend(broker.compact());
             problems
         })

@@ -175,6 +175,19 @@ impl BrokerHandle {
             .collect()
     }
 
+    /// Writes the deduplication caches kept on disk that changed (taken under each vhost's
+    /// lock, written without it). Returns problems to log.
+    pub fn write_dedup_caches(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for vh in self.all_vhosts() {
+            let (writes, removals) = vh.with(|m| m.take_dedup_files());
+            if let Err(e) = super::dedup::write_cache_files(writes, removals) {
+                problems.push(format!("vhost '{}': deduplication cache: {e}", vh.name()));
+            }
+        }
+        problems
+    }
+
     /// Compacts sparse segments of every queue: planned under each vhost's lock, written
     /// and synced without it, installed under it again. Returns problems to log.
     pub fn compact(&self) -> Vec<String> {

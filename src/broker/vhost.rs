@@ -15,7 +15,7 @@ use warren_storage::{AckFlush, Compacted, CompactionJob, GroupCommit, Log, LogCo
 
 use super::channel::ChannelState;
 use super::dead_letter::DeadLetter;
-use super::dedup::{DedupCache, DEDUP_TYPE};
+use super::dedup::{self, DedupCache, DEDUP_TYPE};
 use super::definitions::{self, BindingDef, Definitions, ExchangeDef, QueueDef};
 use super::delayed::{delayed_kind, DelayedStore, DELAYED_TYPE};
 use super::error::BrokerError;
@@ -61,8 +61,10 @@ pub struct VHost {
     pub(super) reply_names: FastMap<Arc<str>, ChannelKey>,
     /// Messages held by delayed exchanges (delayed.rs).
     pub(super) delayed: DelayedStore,
-    /// Caches of deduplicating exchanges, by exchange name (dedup.rs).
+    /// Caches of deduplicating exchanges, by exchange name (dedup.rs), and the cache
+    /// files of deleted ones, to remove.
     pub(super) dedup_caches: FastMap<Arc<str>, DedupCache>,
+    dedup_removed: Vec<PathBuf>,
 }
 
 /// A queue's compaction jobs: (queue name, queue id, jobs with their priority level).
@@ -128,6 +130,7 @@ impl VHost {
             reply_names: FastMap::default(),
             delayed,
             dedup_caches: FastMap::default(),
+            dedup_removed: Vec::new(),
         };
         vh.declare_builtin_exchanges();
         vh.restore_exchanges(&defs, report);
@@ -150,7 +153,20 @@ impl VHost {
             let dedup = e.kind == DEDUP_TYPE;
             if dedup {
                 match DedupCache::from_args(&args) {
-                    Ok(cache) => {
+                    Ok(mut cache) => {
+                        let path = dedup::cache_path(&self.dir, &e.name);
+                        if cache.on_disk {
+                            if let Ok(bytes) = std::fs::read(&path) {
+                                if !cache.load(&bytes, now_millis()) {
+                                    report.problems.push(format!(
+                                        "exchange '{}': damaged deduplication cache {} \
+                                         (starting empty)",
+                                        e.name,
+                                        path.display()
+                                    ));
+                                }
+                            }
+                        }
                         self.dedup_caches.insert(e.name.as_str().into(), cache);
                     }
                     Err(why) => {
@@ -453,7 +469,9 @@ impl VHost {
         let Some(ex) = self.exchanges.remove(name) else {
             return;
         };
-        self.dedup_caches.remove(name);
+        if self.dedup_caches.remove(name).is_some_and(|c| c.on_disk) {
+            self.dedup_removed.push(dedup::cache_path(&self.dir, name));
+        }
         if ex.durable {
             self.definitions_changed();
         }
@@ -516,6 +534,17 @@ impl VHost {
                 Ok(None)
             }
         }
+    }
+
+    /// The deduplication cache files to write (changed) and remove (deleted exchanges).
+    pub(super) fn take_dedup_files(&mut self) -> (Vec<(PathBuf, Vec<u8>)>, Vec<PathBuf>) {
+        let mut writes = Vec::new();
+        for (name, cache) in self.dedup_caches.iter_mut() {
+            if let Some(bytes) = cache.take_snapshot() {
+                writes.push((dedup::cache_path(&self.dir, name), bytes));
+            }
+        }
+        (writes, std::mem::take(&mut self.dedup_removed))
     }
 
     /// Writes pending acks of every log (clean shutdown).
