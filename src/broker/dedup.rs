@@ -172,13 +172,18 @@ impl DedupCache {
                 self.order.push_back(key);
             }
         }
+        self.make_room();
+        true
+    }
+
+    /// Drops the oldest entries beyond the cache's size.
+    fn make_room(&mut self) {
         while self.until.len() > self.size {
             let Some(oldest) = self.order.pop_front() else {
                 break;
             };
             self.until.remove(&oldest);
         }
-        true
     }
 
     /// True if a message with this content header is a duplicate; otherwise remembers it.
@@ -199,12 +204,7 @@ impl DedupCache {
         if self.until.insert(key.clone(), until).is_none() {
             self.order.push_back(key);
         }
-        while self.until.len() > self.size {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            self.until.remove(&oldest);
-        }
+        self.make_room();
         // Keys re-inserted after expiry leave stale order entries: keep the list bounded.
         if self.order.len() > 2 * self.size.max(1) {
             let until = &self.until;

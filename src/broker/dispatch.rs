@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::channel::Unacked;
-use super::dead_letter::{DeadLetter, DeathReason};
+use super::dead_letter::DeathReason;
 use super::declare::decode_args;
 use super::error::BrokerError;
 use super::outbox::Outgoing;
@@ -99,14 +99,11 @@ impl VHost {
             };
             let redelivered = q.take(&rec, after);
             if q.can_expire() && q.deadline(&rec).is_some_and(|d| d < now) {
-                q.hold_dead(rec.seq);
-                self.pending_dead.push_back(DeadLetter {
-                    queue: q.name.clone(),
-                    queue_id: q.id,
-                    seq: Some(rec.seq),
-                    payload: rec.payload,
-                    reason: DeathReason::Expired,
-                });
+                self.pending_dead.push_back(q.hold_dead(
+                    rec.seq,
+                    rec.payload,
+                    DeathReason::Expired,
+                ));
                 continue;
             }
             q.rr = (i + 1) % n;
@@ -251,14 +248,11 @@ impl VHost {
             };
             let redelivered = q.take(&rec, after);
             if q.can_expire() && q.deadline(&rec).is_some_and(|d| d < now) {
-                q.hold_dead(rec.seq);
-                self.pending_dead.push_back(DeadLetter {
-                    queue: q.name.clone(),
-                    queue_id: q.id,
-                    seq: Some(rec.seq),
-                    payload: rec.payload,
-                    reason: DeathReason::Expired,
-                });
+                self.pending_dead.push_back(q.hold_dead(
+                    rec.seq,
+                    rec.payload,
+                    DeathReason::Expired,
+                ));
                 continue;
             }
             break (rec, redelivered);
@@ -338,14 +332,11 @@ impl VHost {
                     // durable.
                     if let Some(rec) = q.store.read(u.seq) {
                         q.unacked -= 1;
-                        q.hold_dead(u.seq);
-                        self.pending_dead.push_back(DeadLetter {
-                            queue: q.name.clone(),
-                            queue_id: q.id,
-                            seq: Some(u.seq),
-                            payload: rec.payload,
-                            reason: DeathReason::Rejected,
-                        });
+                        self.pending_dead.push_back(q.hold_dead(
+                            u.seq,
+                            rec.payload,
+                            DeathReason::Rejected,
+                        ));
                         settled += 1;
                         continue_touch(&mut touched, &u.queue);
                         continue;

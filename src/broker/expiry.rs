@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::dead_letter::{DeadLetter, DeathReason};
+use super::dead_letter::DeathReason;
 use super::vhost::VHost;
 
 /// How often a queue holding messages with their own `expiration` is looked at even when
@@ -45,14 +45,8 @@ impl VHost {
                 break;
             }
             q.take(&rec, after);
-            q.hold_dead(rec.seq);
-            self.pending_dead.push_back(DeadLetter {
-                queue: q.name.clone(),
-                queue_id: q.id,
-                seq: Some(rec.seq),
-                payload: rec.payload,
-                reason: DeathReason::Expired,
-            });
+            self.pending_dead
+                .push_back(q.hold_dead(rec.seq, rec.payload, DeathReason::Expired));
         }
         self.drain_dead_letters();
     }

@@ -79,20 +79,12 @@ pub fn view(p: &[u8]) -> Option<MessageView<'_>> {
 /// Splits a stored payload; `None` if it is malformed (never for what Warren wrote, since
 /// records are CRC-checked, but a disk is untrusted input all the same).
 pub fn decode(payload: &Bytes) -> Option<StoredMessage> {
-    let p = &payload[..];
-    let e = *p.first()? as usize;
-    let r = *p.get(1 + e)? as usize;
-    let h_at = 2 + e + r;
-    let h = u32::from_be_bytes(p.get(h_at..h_at + 4)?.try_into().ok()?) as usize;
-    let body_at = (h_at + 4).checked_add(h)?;
-    if body_at > p.len() {
-        return None;
-    }
+    let v = view(payload)?;
     Some(StoredMessage {
-        exchange: payload.slice(1..1 + e),
-        routing_key: payload.slice(2 + e..h_at),
-        header: payload.slice(h_at + 4..body_at),
-        body: payload.slice(body_at..),
+        exchange: payload.slice_ref(v.exchange),
+        routing_key: payload.slice_ref(v.routing_key),
+        header: payload.slice_ref(v.header),
+        body: payload.slice_ref(v.body),
     })
 }
 

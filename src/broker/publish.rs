@@ -366,14 +366,8 @@ impl VHost {
                 break;
             };
             q.take(&rec, after);
-            q.hold_dead(rec.seq);
-            self.pending_dead.push_back(DeadLetter {
-                queue: q.name.clone(),
-                queue_id: q.id,
-                seq: Some(rec.seq),
-                payload: rec.payload,
-                reason: DeathReason::MaxLen,
-            });
+            self.pending_dead
+                .push_back(q.hold_dead(rec.seq, rec.payload, DeathReason::MaxLen));
         }
         self.drain_dead_letters();
     }

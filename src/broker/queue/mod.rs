@@ -12,7 +12,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use amq_protocol_types::FieldTable;
+use bytes::Bytes;
 
+use super::dead_letter::{DeadLetter, DeathReason};
 use super::dedup::{dedup_key, QueueDedup};
 use super::message;
 use super::outbox::Outbox;
@@ -237,9 +239,22 @@ impl Queue {
     }
 
     /// Holds a taken message for dead-lettering: neither ready nor unacked until its
-    /// copies are published and durable (then it is acked).
-    pub fn hold_dead(&mut self, seq: u64) {
+    /// copies are published and durable (then it is acked). Returns the dead letter to
+    /// queue (`VHost::pending_dead`).
+    pub(in crate::broker) fn hold_dead(
+        &mut self,
+        seq: u64,
+        payload: Bytes,
+        reason: DeathReason,
+    ) -> DeadLetter {
         self.dead_lettering.push_back((NOT_YET_PUBLISHED, seq));
+        DeadLetter {
+            queue: self.name.clone(),
+            queue_id: self.id,
+            seq: Some(seq),
+            payload,
+            reason,
+        }
     }
 
     /// Removes a message from the store for good (acked, dropped, dead-lettered).
