@@ -375,6 +375,9 @@ impl VHost {
     /// True if `m` goes to a deduplicating exchange that has seen its value (otherwise the
     /// exchange now remembers it).
     fn is_duplicate(&mut self, m: &PublishRequest<'_>) -> bool {
+        if self.special_exchanges == 0 {
+            return false;
+        }
         match self.dedup_caches.get_mut(m.exchange) {
             Some(cache) => cache.seen(m.header, now_millis()),
             None => false,
@@ -383,6 +386,9 @@ impl VHost {
 
     /// The delay of a message published to a delayed exchange with a positive `x-delay`.
     fn delay_for(&self, m: &PublishRequest<'_>) -> Option<u64> {
+        if self.special_exchanges == 0 {
+            return None;
+        }
         let ex = self.exchanges.get(m.exchange)?;
         if !ex.delayed || ex.internal {
             return None;

@@ -65,6 +65,9 @@ pub struct VHost {
     /// files of deleted ones, to remove.
     pub(super) dedup_caches: FastMap<Arc<str>, DedupCache>,
     dedup_removed: Vec<PathBuf>,
+    /// How many delayed or deduplicating exchanges exist: while none does, publishing
+    /// skips looking for them.
+    pub(super) special_exchanges: usize,
 }
 
 /// A queue's compaction jobs: (queue name, queue id, jobs with their priority level).
@@ -131,6 +134,7 @@ impl VHost {
             delayed,
             dedup_caches: FastMap::default(),
             dedup_removed: Vec::new(),
+            special_exchanges: 0,
         };
         vh.declare_builtin_exchanges();
         vh.restore_exchanges(&defs, report);
@@ -304,7 +308,14 @@ impl VHost {
     }
 
     pub(super) fn insert_exchange(&mut self, ex: Exchange) {
-        self.exchanges.insert(ex.name.clone(), ex);
+        if ex.delayed || ex.dedup {
+            self.special_exchanges += 1;
+        }
+        if let Some(old) = self.exchanges.insert(ex.name.clone(), ex) {
+            if old.delayed || old.dedup {
+                self.special_exchanges -= 1;
+            }
+        }
     }
 
     pub(super) fn queue_dir(&self, id: u64) -> PathBuf {
@@ -469,6 +480,9 @@ impl VHost {
         let Some(ex) = self.exchanges.remove(name) else {
             return;
         };
+        if ex.delayed || ex.dedup {
+            self.special_exchanges -= 1;
+        }
         if self.dedup_caches.remove(name).is_some_and(|c| c.on_disk) {
             self.dedup_removed.push(dedup::cache_path(&self.dir, name));
         }
