@@ -73,8 +73,10 @@ impl Conn {
             ("basic.nack", Value::Bool(true)),
             ("consumer_cancel_notify", Value::Bool(true)),
             ("connection.blocked", Value::Bool(true)),
+            ("consumer_priorities", Value::Bool(true)),
             ("authentication_failure_close", Value::Bool(true)),
             ("per_consumer_qos", Value::Bool(true)),
+            ("direct_reply_to", Value::Bool(true)),
         ];
         let props = [
             ("product", Value::Str("Warren")),
