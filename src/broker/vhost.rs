@@ -146,6 +146,18 @@ impl VHost {
             }
         }
         vh.restore_bindings(&defs);
+        // As RabbitMQ's init_max_length: a queue back over its length limit (drops not yet
+        // on disk at a crash) is cut down at once. Its dropped messages are dead-lettered
+        // again, so a dead letter may be duplicated, never lost.
+        let limited: Vec<Arc<str>> = vh
+            .queues
+            .values()
+            .filter(|q| q.features.has_length_limit() && q.over_limit())
+            .map(|q| q.name.clone())
+            .collect();
+        for name in limited {
+            vh.trim(&name);
+        }
         Ok(vh)
     }
 
