@@ -389,23 +389,6 @@ impl PublishTemplate {
         size: usize,
         persistent: bool,
         frame_max: u32,
-    ) -> Self {
-        Self::with_props(
-            exchange,
-            routing_key,
-            size,
-            persistent,
-            frame_max,
-            &Props::default(),
-        )
-    }
-
-    pub fn with_props(
-        exchange: &str,
-        routing_key: &str,
-        size: usize,
-        persistent: bool,
-        frame_max: u32,
         props: &Props,
     ) -> Self {
         let mut b = BytesMut::new();

@@ -45,14 +45,26 @@ pub fn queue_args(a: &Args) -> Vec<(&'static str, Arg)> {
 
 /// The publish templates a producer cycles through: one per priority level (message
 /// `seq` gets priority `seq % levels`) on a priority queue, else one.
-pub fn templates(a: &Args, exchange: &str, routing_key: &str, frame_max: u32) -> Vec<PublishTemplate> {
+pub fn templates(
+    a: &Args,
+    exchange: &str,
+    routing_key: &str,
+    frame_max: u32,
+) -> Vec<PublishTemplate> {
     let props = Props {
         priority: None,
         expiration: a.expiration.map(|ms| ms.to_string()),
     };
     let levels = max_priority(a).map_or(0, |p| p as usize);
     let make = |props: &Props| {
-        PublishTemplate::with_props(exchange, routing_key, a.size, a.persistent, frame_max, props)
+        PublishTemplate::new(
+            exchange,
+            routing_key,
+            a.size,
+            a.persistent,
+            frame_max,
+            props,
+        )
     };
     if levels == 0 {
         return vec![make(&props)];
@@ -123,7 +135,15 @@ pub async fn run_ttl_expiry(ctx: &Arc<Ctx>, report: &mut Report) -> io::Result<(
     let sampler = spawn_sampler(ctx.clone(), queue.clone(), samples.clone(), stop.clone());
     let mut c = Client::connect(&ctx.target).await?;
     let start = Instant::now();
-    producer(ctx.clone(), 0, String::new(), queue.clone(), a.messages, true).await?;
+    producer(
+        ctx.clone(),
+        0,
+        String::new(),
+        queue.clone(),
+        a.messages,
+        true,
+    )
+    .await?;
     let published = start.elapsed();
     let confirmed = ctx.counters.confirmed.load(Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -149,7 +169,7 @@ pub async fn run_ttl_expiry(ctx: &Arc<Ctx>, report: &mut Report) -> io::Result<(
     if depth > 0 {
         report.count("depth_at_timeout", depth as u64);
     }
-    report.count("empty_after_publish_ms", (emptied - published).as_millis() as u64);
+    report.count("emptied_after_ms", (emptied - published).as_millis() as u64);
     report.rate("expired_per_s", a.messages as f64 / emptied.as_secs_f64());
     report.count("max_depth", s.max_depth as u64);
     if let Some(rss) = rss_before {

@@ -263,7 +263,11 @@ async fn producer(
         let stamp = now_ns(ctx.epoch);
         for k in 0..n {
             let seq = sent + k;
-            let template = &templates[if levels == 1 { 0 } else { (seq % levels) as usize }];
+            let template = &templates[if levels == 1 {
+                0
+            } else {
+                (seq % levels) as usize
+            }];
             template.encode(&mut out, stamp, ((id as u64) << 48) | seq);
         }
         wr.write_all(&out).await?;
@@ -439,7 +443,11 @@ type Latencies = Arc<Mutex<Vec<u32>>>;
 
 async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
     let a = &ctx.args;
-    let mut report = Report::new(format!("{:?}", a.scenario).to_lowercase());
+    let name = a
+        .scenario
+        .to_possible_value()
+        .map(|v| v.get_name().to_string());
+    let mut report = Report::new(name.unwrap_or_default());
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let progress = spawn_progress(ctx.clone());
     match a.scenario {
