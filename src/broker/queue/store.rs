@@ -144,6 +144,9 @@ impl Store {
 
     /// Messages stored and not acked, over all levels.
     pub fn live(&self) -> u64 {
+        if let [Some(only)] = &self.levels[..] {
+            return only.log.live(); // A plain queue: no iteration.
+        }
         self.existing().map(|(_, l)| l.log.live()).sum()
     }
 
@@ -167,6 +170,31 @@ impl Store {
     /// message; within it, requeued ones first, then the log in order. The record's `seq`
     /// is its message id.
     pub fn peek(&mut self) -> Option<(StoredRecord, Position)> {
+        if let [Some(l)] = &mut self.levels[..] {
+            // A plain queue (level 0 only): its ids are its sequence numbers.
+            if let Some(&seq) = l.requeued.first() {
+                if let Some(rec) = l.log.read(seq) {
+                    return Some((
+                        rec,
+                        Position {
+                            level: 0,
+                            after: None,
+                        },
+                    ));
+                }
+            } else {
+                let mut cursor = l.cursor;
+                let rec = l.log.read_next(&mut cursor)?;
+                debug_assert!(rec.seq <= SEQ_MASK);
+                return Some((
+                    rec,
+                    Position {
+                        level: 0,
+                        after: Some(cursor),
+                    },
+                ));
+            }
+        }
         for (level, slot) in self.levels.iter_mut().enumerate().rev() {
             let Some(l) = slot.as_mut() else {
                 continue;
