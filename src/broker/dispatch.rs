@@ -63,6 +63,7 @@ impl VHost {
             return;
         }
         let mut delivered = 0u64;
+        let plain = q.is_plain();
         while q.ready() > 0 {
             let channels = &self.channels;
             let has_credit = |c: &Consumer| {
@@ -94,11 +95,19 @@ impl VHost {
                     .find(|&i| has_credit(&q.consumers[i]))
             };
             let Some(i) = chosen else { break };
-            let Some((rec, after)) = q.peek() else {
-                break;
+            let (rec, redelivered) = if plain {
+                match q.take_next_plain() {
+                    Some(taken) => taken,
+                    None => break,
+                }
+            } else {
+                let Some((rec, after)) = q.peek() else {
+                    break;
+                };
+                let redelivered = q.take(&rec, after);
+                (rec, redelivered)
             };
-            let redelivered = q.take(&rec, after);
-            if q.can_expire() && q.deadline(&rec).is_some_and(|d| d < now) {
+            if !plain && q.can_expire() && q.deadline(&rec).is_some_and(|d| d < now) {
                 self.pending_dead.push_back(q.hold_dead(
                     rec.seq,
                     rec.payload,

@@ -199,6 +199,31 @@ impl Queue {
         }
     }
 
+    /// True if no feature needs looking at per delivery: one level, nothing expires, no
+    /// byte limit, no deduplication (dispatch's fast path).
+    #[inline]
+    pub fn is_plain(&self) -> bool {
+        !self.can_expire()
+            && self.features.max_length_bytes.is_none()
+            && self.features.max_priority.is_none()
+            && self.dedup.is_none()
+    }
+
+    /// Takes the next message of a plain queue (`is_plain`): requeued ones first, then
+    /// the log in order; returns it and whether it may have been delivered before.
+    #[inline]
+    pub fn take_next_plain(&mut self) -> Option<(StoredRecord, bool)> {
+        let (log, cursor, requeued) = self.store.plain()?;
+        while let Some(seq) = requeued.pop_first() {
+            if let Some(rec) = log.read(seq) {
+                return Some((rec, true));
+            }
+        }
+        let rec = log.read_next(cursor)?;
+        let redelivered = log.redelivered_through().is_some_and(|h| rec.seq <= h);
+        Some((rec, redelivered))
+    }
+
     /// The next message to deliver without taking it (its `seq` is its id).
     pub fn peek(&mut self) -> Option<(StoredRecord, Position)> {
         self.store.peek()

@@ -234,6 +234,16 @@ impl Store {
         }
     }
 
+    /// A plain queue's (one level, ids = sequence numbers) next message, taken at once:
+    /// the delivery path's fast step. `None` for a store with priority levels.
+    #[inline]
+    pub fn plain(&mut self) -> Option<(&mut Log, &mut Cursor, &mut BTreeSet<u64>)> {
+        match &mut self.levels[..] {
+            [Some(l)] => Some((&mut l.log, &mut l.cursor, &mut l.requeued)),
+            _ => None,
+        }
+    }
+
     /// Makes a taken, live message ready again (ahead of everything not yet delivered on
     /// its level). Returns it, or `None` if it is no longer live.
     pub fn restore(&mut self, id: u64) -> Option<StoredRecord> {
