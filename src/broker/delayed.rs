@@ -126,11 +126,6 @@ impl DelayedStore {
         (!f.is_empty()).then_some(f)
     }
 
-    /// Messages held.
-    pub fn len(&self) -> usize {
-        self.schedule.len() + self.pending.len()
-    }
-
     /// When the next message is due, or a pending sync should be looked at.
     pub fn next_due(&self, now: u64) -> Option<u64> {
         let due = self.schedule.peek().map(|Reverse((due, _))| *due);
@@ -252,10 +247,5 @@ impl VHost {
                 tracing::error!(vhost = %self.name, "acking a delayed message: {e}");
             }
         }
-    }
-
-    /// Messages held by the vhost's delayed exchanges.
-    pub fn delayed_count(&self) -> usize {
-        self.delayed.len()
     }
 }

@@ -150,11 +150,6 @@ impl Queue {
         live - held
     }
 
-    /// Body bytes of the ready messages (only kept under `x-max-length-bytes`).
-    pub fn ready_bytes(&self) -> u64 {
-        self.ready_bytes
-    }
-
     /// True if the queue is over its length or byte limit.
     pub fn over_limit(&self) -> bool {
         self.features.max_length.is_some_and(|m| self.ready() > m)

@@ -109,10 +109,6 @@ impl Store {
         Ok((store, reports))
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn existing(&self) -> impl Iterator<Item = (usize, &Level)> {
         self.levels
             .iter()
