@@ -12,6 +12,8 @@ use serde::Deserialize;
 
 use warren_storage::FsyncPolicy;
 
+use crate::broker::access::AccessConfig;
+
 /// Every default and built-in limit, in one place.
 pub mod defaults {
     use std::time::Duration;
@@ -33,6 +35,12 @@ pub mod defaults {
     /// Most bytes of uncommitted publishes one transaction holds (raised to the largest
     /// message if that is larger); beyond it the publish is refused with 406.
     pub const TX_MAX_BYTES: u64 = 128 << 20;
+    /// The user, password and vhost a first start creates (RabbitMQ's defaults).
+    pub const DEFAULT_USER: &str = "guest";
+    pub const DEFAULT_PASS: &str = "guest";
+    pub const DEFAULT_VHOST: &str = "/";
+    /// Users that may only log in from a loopback address (comma-separated).
+    pub const LOOPBACK_USERS: &str = "guest";
     /// Smallest `--segment-size` and `--frame-max` accepted.
     pub const SEGMENT_SIZE_MIN: usize = 4096;
     pub const FRAME_MAX_MIN: u32 = 4096;
@@ -94,6 +102,10 @@ pub struct Config {
     /// Most bytes of uncommitted publishes one transaction holds (no flag; at least
     /// `max_message_size`).
     pub tx_max_bytes: u64,
+    /// Loopback-only users and what a first start creates.
+    pub access: AccessConfig,
+    /// A RabbitMQ definitions file imported at start (RabbitMQ's `load_definitions`).
+    pub load_definitions: Option<PathBuf>,
 }
 
 impl Config {
@@ -126,8 +138,24 @@ impl Default for Config {
             disk_free_limit: d::DISK_FREE_LIMIT,
             log_level: d::LOG_LEVEL.into(),
             tx_max_bytes: d::TX_MAX_BYTES,
+            access: AccessConfig {
+                loopback_users: split_users(d::LOOPBACK_USERS),
+                default_user: d::DEFAULT_USER.into(),
+                default_pass: d::DEFAULT_PASS.into(),
+                default_vhost: d::DEFAULT_VHOST.into(),
+            },
+            load_definitions: None,
         }
     }
+}
+
+/// A comma-separated list of user names ("" is none).
+fn split_users(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Command-line flags (each also readable from a `WARREN_*` environment variable).
@@ -177,6 +205,21 @@ pub struct Cli {
     /// TOML configuration file (same keys as the flags, with underscores)
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// User created at the first start, an administrator with full permissions on the default vhost [default: guest]
+    #[arg(long, env = "WARREN_DEFAULT_USER")]
+    pub default_user: Option<String>,
+    /// Password of the user created at the first start [default: guest]
+    #[arg(long, env = "WARREN_DEFAULT_PASS", hide_env_values = true)]
+    pub default_pass: Option<String>,
+    /// Vhost created at the first start [default: /]
+    #[arg(long, env = "WARREN_DEFAULT_VHOST")]
+    pub default_vhost: Option<String>,
+    /// Users that may only log in from a loopback address, comma-separated ("" for none) [default: guest]
+    #[arg(long, env = "WARREN_LOOPBACK_USERS")]
+    pub loopback_users: Option<String>,
+    /// RabbitMQ definitions file (JSON) to import at start, as RabbitMQ's load_definitions
+    #[arg(long, env = "WARREN_LOAD_DEFINITIONS")]
+    pub load_definitions: Option<PathBuf>,
 }
 
 /// The TOML file's keys.
@@ -195,6 +238,11 @@ pub struct FileConfig {
     pub memory_high_watermark: Option<f64>,
     pub disk_free_limit: Option<u64>,
     pub log_level: Option<String>,
+    pub default_user: Option<String>,
+    pub default_pass: Option<String>,
+    pub default_vhost: Option<String>,
+    pub loopback_users: Option<String>,
+    pub load_definitions: Option<PathBuf>,
 }
 
 impl Config {
@@ -240,7 +288,29 @@ impl Config {
                 .unwrap_or(d.disk_free_limit),
             log_level: cli.log_level.or(file.log_level).unwrap_or(d.log_level),
             tx_max_bytes: d.tx_max_bytes,
+            access: AccessConfig {
+                loopback_users: cli
+                    .loopback_users
+                    .or(file.loopback_users)
+                    .map_or(d.access.loopback_users, |l| split_users(&l)),
+                default_user: cli
+                    .default_user
+                    .or(file.default_user)
+                    .unwrap_or(d.access.default_user),
+                default_pass: cli
+                    .default_pass
+                    .or(file.default_pass)
+                    .unwrap_or(d.access.default_pass),
+                default_vhost: cli
+                    .default_vhost
+                    .or(file.default_vhost)
+                    .unwrap_or(d.access.default_vhost),
+            },
+            load_definitions: cli.load_definitions.or(file.load_definitions),
         };
+        if config.access.default_user.is_empty() || config.access.default_vhost.is_empty() {
+            return Err("--default-user and --default-vhost must not be empty".into());
+        }
         if config.memory_high_watermark.is_nan() || config.memory_high_watermark <= 0.0 {
             return Err("--memory-high-watermark must be positive".into());
         }
@@ -282,6 +352,10 @@ mod tests {
             ("memory_high_watermark", c.memory_high_watermark.to_string()),
             ("disk_free_limit", c.disk_free_limit.to_string()),
             ("log_level", c.log_level.clone()),
+            ("default_user", defaults::DEFAULT_USER.to_string()),
+            ("default_pass", defaults::DEFAULT_PASS.to_string()),
+            ("default_vhost", defaults::DEFAULT_VHOST.to_string()),
+            ("loopback_users", defaults::LOOPBACK_USERS.to_string()),
         ];
         let cmd = Cli::command();
         for (id, value) in expect {

@@ -44,6 +44,7 @@ impl Server {
                 segment_size: config.segment_size,
                 ..LogConfig::default()
             },
+            access: config.access.clone(),
         };
         let started = std::time::Instant::now();
         let (broker, report) = BrokerHandle::open(broker_config, commit.clone())?;

@@ -474,9 +474,11 @@ fn reserved_amq_names_are_access_refused() {
     let r = fx.exchange(&exchange("amq.mine", "direct"));
     assert!(is_access_refused(&r), "{r:?}");
     // Predeclared exchanges and the default exchange cannot be deleted.
-    let r = fx.vh.try_with(|m| m.exchange_delete("amq.direct", false));
+    let r = fx
+        .vh
+        .try_with(|m| m.exchange_delete(fx.conn, "amq.direct", false));
     assert!(is_access_refused(&r), "{r:?}");
-    let r = fx.vh.try_with(|m| m.exchange_delete("", false));
+    let r = fx.vh.try_with(|m| m.exchange_delete(fx.conn, "", false));
     assert!(is_access_refused(&r), "{r:?}");
     // A server-named queue gets an amq.gen- name.
     let info = fx.declare_on(fx.conn, &queue("")).unwrap();

@@ -4,8 +4,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::error::BrokerError;
 use super::fast_map::FastMap;
-use super::outbox::Outbox;
+use super::grants::{Grants, Perm, Resource};
+use super::outbox::{Outbox, Outgoing};
 use super::reply_to::ReplyConsumer;
 use super::tx::TxSettles;
 use super::vhost::VHost;
@@ -21,6 +23,13 @@ pub(super) struct Unacked {
     pub seq: u64,
     /// The consumer it went to (by serial; None for basic.get).
     pub consumer: Option<u64>,
+}
+
+/// A connection attached to the vhost: its user's permissions here, and its outbox (for
+/// closing it from the model, e.g. when the vhost is deleted).
+pub(super) struct Attached {
+    pub grants: Arc<Grants>,
+    pub outbox: Arc<Outbox>,
 }
 
 /// Per-channel delivery state kept by the model.
@@ -133,15 +142,65 @@ impl ChannelState {
 }
 
 impl VHost {
-    /// Attaches a connection to this vhost (after connection.open).
-    pub fn attach_connection(&mut self, conn: u64) {
-        self.connections.insert(conn);
+    /// Attaches a connection to this vhost (after connection.open) with the user's
+    /// permissions here, unless the vhost's connection limit is reached.
+    pub fn attach_connection(
+        &mut self,
+        conn: u64,
+        grants: Arc<Grants>,
+        outbox: Arc<Outbox>,
+        limit: Option<u64>,
+    ) -> Result<(), BrokerError> {
+        if limit.is_some_and(|max| self.connections.len() as u64 >= max) {
+            return Err(BrokerError::NotAllowed(format!(
+                "access to vhost '{}' refused for user '{}': connection limit ({}) is reached",
+                self.name,
+                grants.user,
+                limit.unwrap_or(0)
+            )));
+        }
+        self.connections.insert(conn, Attached { grants, outbox });
+        Ok(())
+    }
+
+    /// May the connection's user do `perm` on `name`? Work that is not a connection's
+    /// (conn not attached: definitions import, the model's own tests) is not checked.
+    pub(super) fn authorize(
+        &self,
+        conn: u64,
+        perm: Perm,
+        resource: Resource,
+        name: &str,
+    ) -> Result<(), BrokerError> {
+        match self.connections.get(&conn) {
+            Some(a) => a.grants.check(perm, resource, name),
+            None => Ok(()),
+        }
+    }
+
+    /// The connection's permissions, if it is attached.
+    pub(super) fn grants_of(&self, conn: u64) -> Option<&Arc<Grants>> {
+        self.connections.get(&conn).map(|a| &a.grants)
+    }
+
+    /// Asks every attached connection of `user` (every one with `None`) to close with
+    /// 320 and `text`; returns how many were asked.
+    pub fn close_connections(&mut self, user: Option<&str>, text: &str) -> usize {
+        let text: Arc<str> = text.into();
+        let mut n = 0;
+        for a in self.connections.values() {
+            if user.is_none_or(|u| *a.grants.user == *u) {
+                a.outbox.push(Outgoing::Close { text: text.clone() });
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Closes everything a connection held: its channels (requeueing their unacked
     /// messages) and its exclusive queues.
     pub fn close_connection(&mut self, conn: u64) {
-        if !self.connections.remove(&conn) {
+        if self.connections.remove(&conn).is_none() {
             return;
         }
         let keys: Vec<ChannelKey> = self
@@ -166,7 +225,7 @@ impl VHost {
 
     pub fn open_channel(&mut self, key: ChannelKey, outbox: Arc<Outbox>) {
         debug_assert!(
-            self.connections.contains(&key.0),
+            self.connections.contains_key(&key.0),
             "channel of an unattached connection"
         );
         self.channels.insert(key, ChannelState::new(outbox));

@@ -7,6 +7,7 @@ use super::dedup::{DedupCache, DEDUP_TYPE};
 use super::delayed::{delayed_kind, DELAYED_TYPE};
 use super::error::BrokerError;
 use super::exchange::{Binding, Dest, Exchange, ExchangeKind};
+use super::grants::{Perm, Resource};
 use super::queue::{args, Queue, QueueFeatures, QueueType, Store};
 use super::vhost::{now_millis, VHost};
 use crate::protocol::table;
@@ -84,7 +85,14 @@ impl VHost {
         ))
     }
 
-    pub fn exchange_declare(&mut self, spec: &ExchangeSpec<'_>) -> Result<(), BrokerError> {
+    /// exchange.declare on connection `conn` (permissions checked where RabbitMQ checks
+    /// them: configure on the exchange after its type and name; for a new exchange with an
+    /// alternate exchange, read on it and write on the alternate).
+    pub fn exchange_declare(
+        &mut self,
+        conn: u64,
+        spec: &ExchangeSpec<'_>,
+    ) -> Result<(), BrokerError> {
         let name = spec.name;
         if name.is_empty() {
             // RabbitMQ's check_not_default_exchange, passive or not.
@@ -114,6 +122,7 @@ impl VHost {
             None if dedup => ExchangeKind::Fanout,
             None => delayed_kind(&args)?,
         };
+        self.authorize(conn, Perm::Configure, Resource::Exchange, name)?;
         let rs = format!("exchange '{name}' in vhost '{}'", self.name);
         let Some(ex) = self.exchanges.get(name) else {
             // A reserved name may be redeclared equivalently; it may not be created.
@@ -121,12 +130,15 @@ impl VHost {
                 return Err(self.reserved_exchange_refusal(name));
             }
             if let Some(v) = args.inner().get("alternate-exchange") {
-                if !matches!(v, AMQPValue::LongString(_)) {
+                let AMQPValue::LongString(ae) = v else {
                     return Err(BrokerError::PreconditionFailed(format!(
                         "invalid type '{}' for arg 'alternate-exchange' in {rs}",
                         args::type_name(v)
                     )));
-                }
+                };
+                self.authorize(conn, Perm::Read, Resource::Exchange, name)?;
+                let ae = String::from_utf8_lossy(ae.as_bytes());
+                self.authorize(conn, Perm::Write, Resource::Exchange, &ae)?;
             }
             let cache = dedup.then(|| DedupCache::from_args(&args)).transpose()?;
             if let Some(cache) = cache {
@@ -189,12 +201,19 @@ impl VHost {
         Ok(())
     }
 
-    pub fn exchange_delete(&mut self, name: &str, if_unused: bool) -> Result<(), BrokerError> {
+    /// exchange.delete on connection `conn` (configure on the exchange).
+    pub fn exchange_delete(
+        &mut self,
+        conn: u64,
+        name: &str,
+        if_unused: bool,
+    ) -> Result<(), BrokerError> {
         if name.is_empty() || name.starts_with("amq.") {
             return Err(BrokerError::AccessRefused(format!(
                 "cannot delete reserved exchange '{name}'"
             )));
         }
+        self.authorize(conn, Perm::Configure, Resource::Exchange, name)?;
         let Some(ex) = self.exchanges.get(name) else {
             return Ok(()); // RabbitMQ: deleting a missing exchange succeeds.
         };
@@ -215,10 +234,27 @@ impl VHost {
         spec: &BindSpec<'_>,
     ) -> Result<(), BrokerError> {
         let source = spec.source;
+        // RabbitMQ's binding_action: write on the destination, then the default-exchange
+        // rule, then read on the source and, for a topic source, read on the key.
+        let (dest_kind, dest_name) = match &dest {
+            Dest::Queue(q) => (Resource::Queue, &**q),
+            Dest::Exchange(e) => (Resource::Exchange, &**e),
+        };
+        self.authorize(conn, Perm::Write, dest_kind, dest_name)?;
         if source.is_empty() || (matches!(dest, Dest::Exchange(ref d) if d.is_empty())) {
             return Err(BrokerError::AccessRefused(
                 "operation not permitted on the default exchange".into(),
             ));
+        }
+        self.authorize(conn, Perm::Read, Resource::Exchange, source)?;
+        if let Some(g) = self.grants_of(conn).filter(|g| g.has_topic_permissions()) {
+            if self
+                .exchanges
+                .get(source)
+                .is_some_and(|x| x.kind == ExchangeKind::Topic)
+            {
+                g.check_topic(Perm::Read, source, spec.routing_key)?;
+            }
         }
         let dest_durable = match &dest {
             Dest::Queue(q) => self.check_queue_access(q, conn)?.durable,
@@ -320,6 +356,7 @@ impl VHost {
         } else {
             spec.name.to_owned()
         };
+        self.authorize(conn, Perm::Configure, Resource::Queue, &name)?;
         let args = decode_args(spec.args_raw)?;
         // Exclusive queues die with their connection, so they are never durable.
         let durable = spec.durable && !spec.exclusive;
@@ -356,7 +393,22 @@ impl VHost {
             }
             return Ok(info);
         }
+        if let Some(AMQPValue::LongString(dlx)) = args.inner().get("x-dead-letter-exchange") {
+            // Dead letters are published in the queue's name: RabbitMQ asks for read on
+            // the queue and write on the dead-letter exchange.
+            self.authorize(conn, Perm::Read, Resource::Queue, &name)?;
+            let dlx = String::from_utf8_lossy(dlx.as_bytes());
+            self.authorize(conn, Perm::Write, Resource::Exchange, &dlx)?;
+        }
         args::validate_new_classic(&args, &name, &self.name)?;
+        if let Some(max) = self.max_queues {
+            if self.queues.len() as u64 >= max {
+                return Err(BrokerError::PreconditionFailed(format!(
+                    "cannot declare queue '{name}': queue limit in vhost '{}' ({max}) is reached",
+                    self.name
+                )));
+            }
+        }
         let kind = QueueType::from_args(&args)?;
         kind.validate(&args, spec)?;
         let id = self.next_queue_id;
@@ -402,6 +454,7 @@ impl VHost {
     }
 
     pub fn queue_purge(&mut self, conn: u64, name: &str) -> Result<u32, BrokerError> {
+        self.authorize(conn, Perm::Read, Resource::Queue, name)?;
         self.check_queue_access(name, conn)?;
         let q = self.queues.get_mut(name).expect("checked");
         let n = q.purge_ready()?;
@@ -415,6 +468,7 @@ impl VHost {
         if_unused: bool,
         if_empty: bool,
     ) -> Result<u32, BrokerError> {
+        self.authorize(conn, Perm::Configure, Resource::Queue, name)?;
         let q = match self.check_queue_access(name, conn) {
             Ok(q) => q,
             Err(BrokerError::NotFound(_)) => return Ok(0),

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-const FILE: &str = "definitions.toml";
+pub const FILE: &str = "definitions.toml";
 const CRC_PREFIX: &str = "# crc32=";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -65,19 +65,32 @@ pub fn from_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Parses a definitions file's text; errors name what is wrong.
-pub fn parse(text: &str) -> Result<Definitions, String> {
-    let (first, rest) = text
-        .split_once('\n')
-        .ok_or("definitions file has no CRC line")?;
+/// Seals a file body with its CRC line (`# crc32=XXXXXXXX`), so a torn or edited file is
+/// noticed on load. Used for `definitions.toml` and `access.json`.
+pub fn seal(body: &str) -> String {
+    format!(
+        "{CRC_PREFIX}{:08x}\n{body}",
+        crc32fast::hash(body.as_bytes())
+    )
+}
+
+/// The body of a sealed file, if its CRC line is there and matches.
+pub fn unseal(text: &str) -> Result<&str, String> {
+    let (first, rest) = text.split_once('\n').ok_or("file has no CRC line")?;
     let crc_hex = first
         .strip_prefix(CRC_PREFIX)
-        .ok_or("definitions file has no CRC line")?;
+        .ok_or("file has no CRC line")?;
     let crc = u32::from_str_radix(crc_hex.trim(), 16).map_err(|_| "bad CRC line")?;
     if crc32fast::hash(rest.as_bytes()) != crc {
-        return Err("definitions file fails its CRC".into());
+        return Err("file fails its CRC".into());
     }
-    toml::from_str(rest).map_err(|e| format!("definitions file: {e}"))
+    Ok(rest)
+}
+
+/// Parses a definitions file's text; errors name what is wrong.
+pub fn parse(text: &str) -> Result<Definitions, String> {
+    let body = unseal(text).map_err(|e| format!("definitions {e}"))?;
+    toml::from_str(body).map_err(|e| format!("definitions file: {e}"))
 }
 
 /// Loads the definitions; a missing file means none.
@@ -93,28 +106,25 @@ pub fn load(dir: &Path) -> io::Result<Definitions> {
 /// can do it under its lock and leave the writing (`write_rendered`) for after.
 pub fn render(defs: &Definitions) -> io::Result<String> {
     let body = toml::to_string(defs).map_err(io::Error::other)?;
-    Ok(format!(
-        "{CRC_PREFIX}{:08x}\n{body}",
-        crc32fast::hash(body.as_bytes())
-    ))
+    Ok(seal(&body))
 }
 
-/// Replaces the definitions file with `text` atomically and durably: temporary file,
+/// Replaces the file `name` in `dir` with `text` atomically and durably: temporary file,
 /// fsync, rename, directory fsync.
-pub fn write_rendered(dir: &Path, text: &str) -> io::Result<()> {
-    let tmp = dir.join(format!("{FILE}.tmp"));
+pub fn write_rendered(dir: &Path, name: &str, text: &str) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, dir.join(FILE))?;
+    std::fs::rename(&tmp, dir.join(name))?;
     std::fs::File::open(dir)?.sync_all()
 }
 
 /// Replaces the definitions file atomically and durably.
 pub fn store(dir: &Path, defs: &Definitions) -> io::Result<()> {
-    write_rendered(dir, &render(defs)?)
+    write_rendered(dir, FILE, &render(defs)?)
 }
 
 #[cfg(test)]

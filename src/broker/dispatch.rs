@@ -9,6 +9,7 @@ use super::channel::Unacked;
 use super::dead_letter::DeathReason;
 use super::declare::decode_args;
 use super::error::BrokerError;
+use super::grants::{Perm, Resource};
 use super::outbox::Outgoing;
 use super::queue::{args, Consumer};
 use super::reply_to::REPLY_TO;
@@ -162,6 +163,7 @@ impl VHost {
             return self.consume_reply(key, spec.tag, spec.no_ack);
         }
         let queue = spec.queue;
+        self.authorize(key.0, Perm::Read, Resource::Queue, queue)?;
         let q = self.check_queue_access(queue, key.0)?;
         let priority = args::validate_consume(&args, queue, &self.name)?;
         // RabbitMQ's exclusive_consume_unavailable: an exclusive consumer holds the queue,
@@ -243,6 +245,7 @@ impl VHost {
         queue: &str,
         no_ack: bool,
     ) -> Result<Option<Got>, BrokerError> {
+        self.authorize(key.0, Perm::Read, Resource::Queue, queue)?;
         self.check_queue_access(queue, key.0)?;
         if !self.channels.contains_key(&key) {
             return Err(BrokerError::ChannelNotOpen);

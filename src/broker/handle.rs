@@ -21,10 +21,12 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use warren_storage::{segment, AckFlush, GroupCommit};
 
-use super::access::{self, User};
+use super::access::{self, User, UserUsage};
+use super::access_db::{self, AccessDb, VHostDef};
 use super::confirms::ConfirmTracker;
 use super::definitions;
 use super::error::BrokerError;
+use super::grants::Grants;
 use super::stats::{BrokerStats, StatsSnapshot};
 use super::timers::Deadlines;
 use super::vhost::now_millis;
@@ -39,11 +41,37 @@ pub const DEFAULT_VHOST: &str = "/";
 pub struct BrokerHandle(Arc<Shared>);
 
 struct Shared {
+    config: BrokerConfig,
     commit: Arc<GroupCommit>,
     vhosts: RwLock<HashMap<Arc<str>, VHostHandle>>,
     next_conn_id: AtomicU64,
     stats: Arc<BrokerStats>,
     deadlines: Arc<Deadlines>,
+    /// Users, vhosts' records, permissions (read on every login and connection.open).
+    access: RwLock<AccessDb>,
+    /// Serialises changes to the access database: each is written to `access.json`
+    /// before it is visible (see `update_access`).
+    access_writer: Mutex<()>,
+    /// Connections and channels per user, for user limits.
+    usage: Mutex<HashMap<String, Arc<UserUsage>>>,
+}
+
+/// Where a vhost's files live: `/` in the data dir itself (the layout before vhosts
+/// existed), any other under `vhosts/`, its name percent-encoded so that any name is a
+/// safe directory name.
+pub fn vhost_dir(data_dir: &Path, name: &str) -> PathBuf {
+    if name == DEFAULT_VHOST {
+        return data_dir.to_path_buf();
+    }
+    let mut enc = String::with_capacity(name.len() + 8);
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            enc.push(b as char);
+        } else {
+            enc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    data_dir.join("vhosts").join(enc)
 }
 
 /// One vhost's model behind its lock. Cheap to clone.
@@ -59,34 +87,58 @@ struct VHostShared {
 }
 
 impl BrokerHandle {
-    /// Opens the broker from the data dir: recovers every vhost (today: `/`).
+    /// Opens the broker from the data dir: loads the access database (a first start
+    /// creates the default user and vhost) and recovers every vhost.
     pub fn open(
         config: BrokerConfig,
         commit: Arc<GroupCommit>,
     ) -> io::Result<(BrokerHandle, OpenReport)> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let access = match access_db::load(&config.data_dir)? {
+            Some(db) => db,
+            None => {
+                let a = &config.access;
+                let db = AccessDb::first_start(&a.default_user, &a.default_pass, &a.default_vhost);
+                access_db::store_rendered(&config.data_dir, &db.render()?)?;
+                tracing::info!(
+                    user = %a.default_user,
+                    vhost = %a.default_vhost,
+                    "first start: created the default user and vhost"
+                );
+                db
+            }
+        };
         let stats = Arc::new(BrokerStats::default());
         let deadlines = Arc::new(Deadlines::default());
         let mut report = OpenReport::default();
-        let root = VHost::open(
-            DEFAULT_VHOST,
-            &config.data_dir,
-            config.log.clone(),
-            commit.clone(),
-            stats.clone(),
-            deadlines.clone(),
-            &mut report,
-        )?;
         let mut vhosts = HashMap::new();
-        vhosts.insert(
-            Arc::from(DEFAULT_VHOST),
-            VHostHandle::new(DEFAULT_VHOST, &config.data_dir, root),
-        );
+        for def in access.vhosts() {
+            let dir = vhost_dir(&config.data_dir, &def.name);
+            let mut model = VHost::open(
+                &def.name,
+                &dir,
+                config.log.clone(),
+                commit.clone(),
+                stats.clone(),
+                deadlines.clone(),
+                &mut report,
+            )?;
+            model.set_queue_limit(access_db::limit_value(def.limits.max_queues));
+            vhosts.insert(
+                Arc::from(def.name.as_str()),
+                VHostHandle::new(&def.name, &dir, model),
+            );
+        }
         let shared = Shared {
+            config,
             commit,
             vhosts: RwLock::new(vhosts),
             next_conn_id: AtomicU64::new(1),
             stats,
             deadlines,
+            access: RwLock::new(access),
+            access_writer: Mutex::new(()),
+            usage: Mutex::new(HashMap::new()),
         };
         Ok((BrokerHandle(Arc::new(shared)), report))
     }
@@ -99,6 +151,7 @@ impl BrokerHandle {
                 segment_size: 64 * 1024,
                 ..Default::default()
             },
+            access: access::AccessConfig::default(),
         };
         let commit = GroupCommit::start(warren_storage::FsyncPolicy::Never);
         Ok(BrokerHandle::open(config, commit)?.0)
@@ -129,6 +182,27 @@ impl BrokerHandle {
         self.0.stats.connection_closed();
     }
 
+    fn access(&self) -> std::sync::RwLockReadGuard<'_, AccessDb> {
+        self.0.access.read().expect("access lock")
+    }
+
+    /// The user's shared usage counters.
+    fn user(&self, name: &str, tags: Vec<String>) -> User {
+        let usage = self
+            .0
+            .usage
+            .lock()
+            .expect("usage lock")
+            .entry(name.to_owned())
+            .or_default()
+            .clone();
+        User {
+            name: name.into(),
+            tags,
+            usage,
+        }
+    }
+
     /// Checks credentials from a SASL exchange.
     pub fn authenticate(
         &self,
@@ -137,14 +211,137 @@ impl BrokerHandle {
         password: &str,
         peer: IpAddr,
     ) -> Result<User, BrokerError> {
-        access::authenticate(mechanism, user, password, peer)
+        let tags = {
+            let db = self.access();
+            access::authenticate(&db, &self.0.config.access, mechanism, user, password, peer)?;
+            db.user(user)
+                .map(|u| u.def.tags.clone())
+                .unwrap_or_default()
+        };
+        Ok(self.user(user, tags))
     }
 
-    /// The vhost `user` opens with connection.open, if it exists and they may use it.
-    pub fn open_vhost(&self, user: &User, name: &str) -> Result<VHostHandle, BrokerError> {
-        let found = self.vhost(name);
-        access::check_vhost(user, name, found.is_some())?;
-        Ok(found.expect("checked"))
+    /// Accepts a user named by a verified client certificate (SASL EXTERNAL).
+    pub fn authenticate_external(&self, user: &str, peer: IpAddr) -> Result<User, BrokerError> {
+        let tags = {
+            let db = self.access();
+            access::authenticate_external(&db, &self.0.config.access, user, peer)?;
+            db.user(user)
+                .map(|u| u.def.tags.clone())
+                .unwrap_or_default()
+        };
+        Ok(self.user(user, tags))
+    }
+
+    /// The vhost `user` opens with connection.open, if it exists and they may use it, with
+    /// their permissions there. The connection counts against the user's limit until
+    /// `user.usage.connection_closed()`.
+    pub fn open_vhost(
+        &self,
+        user: &User,
+        name: &str,
+    ) -> Result<(VHostHandle, Arc<Grants>), BrokerError> {
+        let grants = access::open_vhost(&self.access(), user, name)?;
+        match self.vhost(name) {
+            Some(vh) => Ok((vh, grants)),
+            None => {
+                user.usage.connection_closed();
+                Err(BrokerError::NotAllowed(format!("vhost '{name}' not found")))
+            }
+        }
+    }
+
+    /// The most connections the vhost allows, if limited.
+    pub fn vhost_connection_limit(&self, name: &str) -> Option<u64> {
+        self.access()
+            .vhost(name)
+            .and_then(|v| access_db::limit_value(v.limits.max_connections))
+    }
+
+    /// May `user` open another channel? Counted until `user.usage.channels_closed`.
+    pub fn open_channel(&self, user: &User) -> Result<(), BrokerError> {
+        access::open_channel(&self.access(), user)
+    }
+
+    /// Reads the access database.
+    pub fn read_access<R>(&self, f: impl FnOnce(&AccessDb) -> R) -> R {
+        f(&self.access())
+    }
+
+    /// Changes the access database: `f` works on a copy; if it succeeds the copy is
+    /// written to `access.json` and then replaces the database. If `f` or the write
+    /// fails, nothing changes.
+    pub fn update_access<R>(
+        &self,
+        f: impl FnOnce(&mut AccessDb) -> Result<R, String>,
+    ) -> Result<R, BrokerError> {
+        let _writer = self.0.access_writer.lock().expect("access writer");
+        let mut copy = self.access().clone();
+        let r = f(&mut copy).map_err(BrokerError::PreconditionFailed)?;
+        let text = copy.render().map_err(BrokerError::storage)?;
+        access_db::store_rendered(&self.0.config.data_dir, &text).map_err(BrokerError::storage)?;
+        *self.0.access.write().expect("access lock") = copy;
+        Ok(r)
+    }
+
+    /// Creates a vhost (its record, its directory and its built-in exchanges), or updates
+    /// the record of one that exists.
+    pub fn put_vhost(&self, def: VHostDef) -> Result<(), BrokerError> {
+        let name = def.name.clone();
+        if name.is_empty() || name.len() > 255 {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "invalid vhost name '{name}'"
+            )));
+        }
+        let _writer = self.0.access_writer.lock().expect("access writer");
+        if self.vhost(&name).is_none() {
+            let dir = vhost_dir(&self.0.config.data_dir, &name);
+            let mut report = OpenReport::default();
+            let model = VHost::open(
+                &name,
+                &dir,
+                self.0.config.log.clone(),
+                self.0.commit.clone(),
+                self.0.stats.clone(),
+                self.0.deadlines.clone(),
+                &mut report,
+            )
+            .map_err(BrokerError::storage)?;
+            for p in report.problems {
+                tracing::warn!(vhost = %name, "opening vhost: {p}");
+            }
+            self.0.vhosts.write().expect("vhosts lock").insert(
+                Arc::from(name.as_str()),
+                VHostHandle::new(&name, &dir, model),
+            );
+            tracing::info!(vhost = %name, "vhost created");
+        }
+        drop(_writer);
+        let max_queues = access_db::limit_value(def.limits.max_queues);
+        self.update_access(|db| {
+            db.put_vhost(def);
+            Ok(())
+        })?;
+        if let Some(vh) = self.vhost(&name) {
+            vh.with(|m| m.set_queue_limit(max_queues));
+        }
+        Ok(())
+    }
+
+    /// Deletes a vhost: its connections are closed (320), its queues, exchanges and files
+    /// removed, its permissions dropped.
+    pub fn delete_vhost(&self, name: &str) -> Result<(), BrokerError> {
+        let Some(vh) = self.0.vhosts.write().expect("vhosts lock").remove(name) else {
+            return Err(BrokerError::not_found("vhost", name, name));
+        };
+        self.update_access(|db| {
+            db.delete_vhost(name);
+            Ok(())
+        })?;
+        let closed = vh.with(|m| m.shut_down_deleted());
+        vh.remove_files().map_err(BrokerError::storage)?;
+        tracing::info!(vhost = %name, connections = closed, "vhost deleted");
+        Ok(())
     }
 
     pub fn vhost(&self, name: &str) -> Option<VHostHandle> {
@@ -263,6 +460,28 @@ impl VHostHandle {
         &self.0.name
     }
 
+    /// Removes a deleted vhost's files: its whole directory, or for `/` (the data dir
+    /// itself) what the vhost keeps there.
+    fn remove_files(&self) -> io::Result<()> {
+        let dir = &self.0.dir;
+        if self.0.name.as_ref() != DEFAULT_VHOST {
+            return match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        }
+        for sub in ["queues", "delayed", "dedup"] {
+            match std::fs::remove_dir_all(dir.join(sub)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        match std::fs::remove_file(dir.join(definitions::FILE)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, VHost> {
         self.0.model.lock().expect("vhost lock")
     }
@@ -313,7 +532,7 @@ impl VHostHandle {
         if let Some((version, text)) = io.definitions {
             let mut written = self.0.definitions_written.lock().expect("definitions lock");
             if version > *written {
-                definitions::write_rendered(&self.0.dir, &text)?;
+                definitions::write_rendered(&self.0.dir, definitions::FILE, &text)?;
                 *written = version;
             }
         }

@@ -8,13 +8,16 @@
 //! in `definitions.toml`.
 
 pub mod access;
+pub mod access_db;
 pub mod confirms;
 pub mod definitions;
 pub mod error;
 pub mod exchange;
 pub mod fast_map;
+pub mod grants;
 pub mod message;
 pub mod outbox;
+pub mod password;
 pub mod queue;
 pub mod stats;
 
@@ -52,6 +55,7 @@ pub type ChannelKey = (u64, u16);
 pub struct BrokerConfig {
     pub data_dir: PathBuf,
     pub log: LogConfig,
+    pub access: access::AccessConfig,
 }
 
 /// Startup summary.

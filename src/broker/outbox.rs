@@ -27,6 +27,9 @@ pub enum Outgoing {
         channel: u16,
         consumer_tag: Arc<str>,
     },
+    /// The broker closes the connection (320, CONNECTION_FORCED): its vhost or user was
+    /// deleted, or an operator closed it.
+    Close { text: Arc<str> },
 }
 
 pub struct Outbox {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use amq_protocol_types::FieldTable;
 use warren_storage::{AckFlush, Compacted, CompactionJob, GroupCommit, Log, LogConfig};
 
-use super::channel::ChannelState;
+use super::channel::{Attached, ChannelState};
 use super::dead_letter::DeadLetter;
 use super::dedup::{self, DedupCache, DEDUP_TYPE};
 use super::definitions::{self, BindingDef, Definitions, ExchangeDef, QueueDef};
@@ -37,7 +37,7 @@ pub struct VHost {
     pub(super) exchanges: FastMap<Arc<str>, Exchange>,
     pub(super) queues: FastMap<Arc<str>, Queue>,
     pub(super) channels: FastMap<ChannelKey, ChannelState>,
-    pub(super) connections: HashSet<u64>,
+    pub(super) connections: FastMap<u64, Attached>,
     pub(super) next_queue_id: u64,
     pub(super) next_consumer_serial: u64,
     pub(super) name_counter: u64,
@@ -68,6 +68,11 @@ pub struct VHost {
     /// How many delayed or deduplicating exchanges exist: while none does, publishing
     /// skips looking for them.
     pub(super) special_exchanges: usize,
+    /// The vhost was deleted: its files are gone and must not be written again.
+    deleted: bool,
+    /// The vhost's max-queues limit, if any (kept here so declare checks it under the
+    /// vhost lock; set by the broker from the access database).
+    pub(super) max_queues: Option<u64>,
 }
 
 /// A queue's compaction jobs: (queue name, queue id, jobs with their priority level).
@@ -117,7 +122,7 @@ impl VHost {
             exchanges: FastMap::default(),
             queues: FastMap::default(),
             channels: FastMap::default(),
-            connections: HashSet::new(),
+            connections: FastMap::default(),
             next_queue_id: defs.next_queue_id.max(1),
             next_consumer_serial: 1,
             name_counter: now_millis(),
@@ -135,6 +140,8 @@ impl VHost {
             dedup_caches: FastMap::default(),
             dedup_removed: Vec::new(),
             special_exchanges: 0,
+            deleted: false,
+            max_queues: None,
         };
         vh.declare_builtin_exchanges();
         vh.restore_exchanges(&defs, report);
@@ -347,7 +354,7 @@ impl VHost {
     /// changed, logs of deleted queues. Cheap when there is none (the common case).
     pub(super) fn take_pending_io(&mut self) -> io::Result<PendingIo> {
         let mut io = PendingIo::default();
-        if self.defs_dirty {
+        if self.defs_dirty && !self.deleted {
             self.defs_dirty = false;
             self.defs_version += 1;
             let text = definitions::render(&self.snapshot_definitions())?;
@@ -447,6 +454,33 @@ impl VHost {
         if doomed {
             self.remove_queue(queue);
         }
+    }
+
+    /// Is `name` a topic exchange? (Publishes to one need a topic-permission check.)
+    pub fn is_topic_exchange(&self, name: &str) -> bool {
+        self.exchanges
+            .get(name)
+            .is_some_and(|x| x.kind == super::exchange::ExchangeKind::Topic)
+    }
+
+    /// Sets the vhost's queue limit (from its record in the access database).
+    pub fn set_queue_limit(&mut self, max: Option<u64>) {
+        self.max_queues = max;
+    }
+
+    /// The vhost is being deleted: its connections are asked to close (320), its queues
+    /// and exchanges go (their logs' files are removed once the lock is released) and
+    /// nothing of it is written again. Returns how many connections were asked to close.
+    pub(super) fn shut_down_deleted(&mut self) -> usize {
+        self.deleted = true;
+        let closed = self.close_connections(None, &format!("vhost '{}' is deleted", self.name));
+        let names: Vec<Arc<str>> = self.queues.keys().cloned().collect();
+        for name in names {
+            self.remove_queue(&name);
+        }
+        self.exchanges.clear();
+        self.timed.clear();
+        closed
     }
 
     /// Deletes a queue: its consumers get basic.cancel, its bindings go, and its log's

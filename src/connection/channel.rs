@@ -9,6 +9,7 @@ use super::publish::PendingPublish;
 use super::tx::Transaction;
 use super::Conn;
 use crate::broker::confirms::ConfirmTicket;
+use crate::broker::grants::{Perm, Resource};
 use crate::broker::{message, BindSpec, ConsumeSpec, ExchangeSpec, QueueSpec};
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::method::{self, ids, server, Method};
@@ -39,6 +40,9 @@ pub(super) struct Channel {
     pub last_queue: Option<String>,
     /// tx.select was sent on this channel: its open transaction (tx.rs).
     pub tx: Option<Box<Transaction>>,
+    /// The exchange the last publish was allowed to write to: most channels publish to
+    /// one exchange, so the permission check runs once, as RabbitMQ's channel caches it.
+    pub write_allowed: Option<Box<str>>,
 }
 
 impl Channel {
@@ -50,6 +54,7 @@ impl Channel {
             confirms: VecDeque::new(),
             last_queue: None,
             tx: None,
+            write_allowed: None,
         }
     }
 
@@ -125,6 +130,7 @@ impl Conn {
                 match m {
                     Method::ChannelCloseOk => {
                         self.channels.remove(&channel);
+                        self.channels_gone(1);
                     }
                     // A close crossing ours is answered, but the channel stays closing
                     // until our close is acknowledged (as in RabbitMQ).
@@ -208,6 +214,33 @@ impl Conn {
         }
     }
 
+    /// Why the user may not publish to `exchange` with `routing_key`, if they may not:
+    /// write on the exchange (checked once per exchange per channel), and for a topic
+    /// exchange the routing key against their topic permissions. RabbitMQ refuses once
+    /// the content is in, so the refusal waits in the publish.
+    fn publish_refusal(
+        &mut self,
+        channel: u16,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Option<AmqpError> {
+        let grants = self.grants.clone()?;
+        let ch = self.channels.get_mut(&channel)?;
+        if ch.write_allowed.as_deref() != Some(exchange) {
+            if let Err(e) = grants.check(Perm::Write, Resource::Exchange, exchange) {
+                return Some(e.into());
+            }
+            ch.write_allowed = Some(exchange.into());
+        }
+        if grants.has_topic_permissions() && self.vhost().with(|m| m.is_topic_exchange(exchange)) {
+            return grants
+                .check_topic(Perm::Write, exchange, routing_key)
+                .err()
+                .map(AmqpError::from);
+        }
+        None
+    }
+
     /// The queue last declared on `channel` (what queue '' means there).
     fn last_queue(&self, channel: u16) -> Option<String> {
         self.channels.get(&channel)?.last_queue.clone()
@@ -220,6 +253,7 @@ impl Conn {
             return;
         }
         let wbuf = &mut self.wbuf;
+        let before = self.channels.len();
         self.channels.retain(|&channel, ch| match ch.phase {
             ChannelPhase::ClosedByClient { owed } => {
                 for _ in 0..owed {
@@ -229,6 +263,7 @@ impl Conn {
             }
             _ => true,
         });
+        self.channels_gone(before - self.channels.len());
     }
 
     fn channel_open(&mut self, channel: u16) -> Result<(), AmqpError> {
@@ -250,6 +285,15 @@ impl Conn {
             )
             .naming_no_method());
         }
+        let user = self
+            .user
+            .as_ref()
+            .expect("channels open after connection.open");
+        self.ctx
+            .broker
+            .open_channel(user)
+            .map_err(|e| AmqpError::new(ReplyCode::NotAllowed, e.text()).naming_no_method())?;
+        self.counted_channels += 1;
         self.channels.insert(channel, Channel::new());
         let (key, outbox) = ((self.id, channel), self.outbox.clone());
         self.vhost().with(|m| m.open_channel(key, outbox));
@@ -305,7 +349,7 @@ impl Conn {
                     internal,
                     args_raw: arguments,
                 };
-                self.vhost().try_with(|m| m.exchange_declare(&spec))?;
+                self.vhost().try_with(|m| m.exchange_declare(conn, &spec))?;
                 (nowait, ids::EXCHANGE_DECLARE_OK)
             }
             Method::ExchangeDelete {
@@ -314,7 +358,7 @@ impl Conn {
                 nowait,
             } => {
                 self.vhost()
-                    .try_with(|m| m.exchange_delete(exchange, if_unused))?;
+                    .try_with(|m| m.exchange_delete(conn, exchange, if_unused))?;
                 (nowait, ids::EXCHANGE_DELETE_OK)
             }
             Method::ExchangeBind {
@@ -512,7 +556,8 @@ impl Conn {
                     return Err(AmqpError::new(ReplyCode::NotImplemented, "immediate=true"));
                 }
                 self.published = true;
-                let p = PendingPublish::new(payload, exchange, routing_key, mandatory);
+                let mut p = PendingPublish::new(payload, exchange, routing_key, mandatory);
+                p.refusal = self.publish_refusal(channel, exchange, routing_key);
                 self.channels.get_mut(&channel).expect("open").phase =
                     ChannelPhase::Content(Box::new(p));
             }

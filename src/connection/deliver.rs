@@ -2,10 +2,12 @@
 //! connection's outbox, content frames, and publisher confirms (and tx.commit-oks) as syncs
 //! complete.
 
+use super::frames::Stop;
 use super::io::DELIVERY_HIGH_WATER;
 use super::Conn;
 use crate::broker::message;
 use crate::broker::outbox::Outgoing;
+use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::frame::{self, FRAME_BODY, FRAME_HEADER};
 use crate::protocol::method::server;
 
@@ -72,6 +74,12 @@ impl Conn {
                     // Only clients that asked for consumer_cancel_notify hear of it.
                     if self.cancel_notify && self.channel_live(channel) {
                         server::cancel(&mut self.wbuf, channel, &consumer_tag);
+                    }
+                }
+                Outgoing::Close { text } => {
+                    if self.phase.is_open() {
+                        let e = AmqpError::new(ReplyCode::ConnectionForced, text.to_string());
+                        self.fail(Stop::Error(e));
                     }
                 }
             }

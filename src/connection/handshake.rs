@@ -219,14 +219,26 @@ impl Conn {
 
     fn open(&mut self, vhost: &str) -> Result<(), AmqpError> {
         let user = self.user.as_ref().expect("authenticated before tune");
-        let vh = self
+        let not_allowed =
+            |e: crate::broker::BrokerError| AmqpError::new(ReplyCode::NotAllowed, e.text());
+        let (vh, grants) = self
             .ctx
             .broker
             .open_vhost(user, vhost)
-            .map_err(|e| AmqpError::new(ReplyCode::NotAllowed, e.text()))?;
-        let id = self.id;
-        vh.with(|m| m.attach_connection(id));
+            .map_err(|e| {
+                tracing::warn!(conn = self.id, peer = %self.peer, user = %user.name, "connection.open refused: {e}");
+                not_allowed(e)
+            })?;
+        let (id, outbox) = (self.id, self.outbox.clone());
+        let limit = self.ctx.broker.vhost_connection_limit(vh.name());
+        self.grants = Some(grants.clone());
+        if let Err(e) = vh.with(|m| m.attach_connection(id, grants, outbox, limit)) {
+            user.usage.connection_closed();
+            tracing::warn!(conn = self.id, peer = %self.peer, user = %user.name, "connection.open refused: {e}");
+            return Err(not_allowed(e));
+        }
         self.attached = true;
+        self.counted = true;
         tracing::info!(
             conn = id,
             peer = %self.peer,

@@ -39,6 +39,7 @@ use crate::alarms::Alarms;
 use crate::broker::access::User;
 use crate::broker::confirms::ConfirmTracker;
 use crate::broker::fast_map::FastMap;
+use crate::broker::grants::Grants;
 use crate::broker::outbox::{Outbox, Outgoing};
 use crate::broker::{BrokerHandle, VHostHandle};
 use crate::config::Limits;
@@ -66,6 +67,8 @@ struct Conn {
     vhost: Option<VHostHandle>,
     /// Set once start-ok's credentials are accepted.
     user: Option<User>,
+    /// The user's permissions in the vhost (set by connection.open).
+    grants: Option<Arc<Grants>>,
     /// The client's `connection_name` property, for logs.
     client_name: Option<String>,
     frame_max: u32,
@@ -84,6 +87,10 @@ struct Conn {
     hang_up_at: Option<std::time::Instant>,
     /// The connection's state is in the model (from connection.open until closing).
     attached: bool,
+    /// The connection counts against its user's connection limit (from connection.open).
+    counted: bool,
+    /// Channels counted against the user's channel limit and not yet given back.
+    counted_channels: u64,
     /// Complete publishes not yet handed to the model (see `flush_publishes`).
     ready: Vec<(u16, PendingPublish)>,
     /// Some of `ready` are on transactional channels, to be held (tx.rs).
@@ -113,6 +120,7 @@ impl Conn {
             phase: Phase::AwaitStartOk,
             vhost: None,
             user: None,
+            grants: None,
             client_name: None,
             channels: FastMap::default(),
             wbuf: BytesMut::with_capacity(64 * 1024),
@@ -122,6 +130,8 @@ impl Conn {
             deaf: false,
             hang_up_at: None,
             attached: false,
+            counted: false,
+            counted_channels: 0,
             ready: Vec::new(),
             ready_held: false,
             published: false,
@@ -149,10 +159,27 @@ impl Conn {
         }
     }
 
-    /// The connection is gone: detached, and counted as closed.
+    /// The connection is gone: detached, and counted as closed (its user's connection
+    /// and channels given back).
     fn detach(&mut self) {
         self.detach_model();
+        if let Some(user) = &self.user {
+            if std::mem::take(&mut self.counted) {
+                user.usage.connection_closed();
+            }
+            user.usage
+                .channels_closed(std::mem::take(&mut self.counted_channels));
+        }
         self.ctx.broker.connection_closed();
+    }
+
+    /// Channels left the connection: give them back to the user's channel count.
+    fn channels_gone(&mut self, n: usize) {
+        if let Some(user) = &self.user {
+            let n = (n as u64).min(self.counted_channels);
+            self.counted_channels -= n;
+            user.usage.channels_closed(n);
+        }
     }
 }
 

@@ -29,7 +29,7 @@ pub(super) struct PendingPublish {
     routing_key: (usize, usize),
     mandatory: bool,
     /// Refused once its content is complete.
-    refusal: Option<AmqpError>,
+    pub(super) refusal: Option<AmqpError>,
     header: Option<Bytes>,
     persistent: bool,
     headers_table: Option<(usize, usize)>,

@@ -185,6 +185,7 @@ pub fn open_broker(dir: &Path) -> (BrokerHandle, VHostHandle) {
         BrokerConfig {
             data_dir: dir.into(),
             log: LogConfig::default(),
+            access: warren::broker::access::AccessConfig::default(),
         },
         commit,
     )
@@ -243,7 +244,10 @@ impl Fx {
 
     pub fn connect(&self) -> u64 {
         let conn = self.broker.register_connection();
-        self.vh.with(|m: &mut VHost| m.attach_connection(conn));
+        let grants = Arc::new(warren::broker::grants::Grants::everything("guest", "/"));
+        self.vh
+            .with(|m: &mut VHost| m.attach_connection(conn, grants, Outbox::new(1024), None))
+            .expect("no connection limit");
         conn
     }
 
@@ -268,7 +272,7 @@ impl Fx {
     }
 
     pub fn exchange(&self, spec: &ExchangeSpec<'_>) -> Result<(), BrokerError> {
-        self.vh.try_with(|m| m.exchange_declare(spec))
+        self.vh.try_with(|m| m.exchange_declare(self.conn, spec))
     }
 
     pub fn declare_exchange(&self, name: &str, kind: &str) {
