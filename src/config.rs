@@ -220,6 +220,26 @@ pub struct Cli {
     /// RabbitMQ definitions file (JSON) to import at start, as RabbitMQ's load_definitions
     #[arg(long, env = "WARREN_LOAD_DEFINITIONS")]
     pub load_definitions: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Commands other than running the broker.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// RabbitMQ definitions (JSON) of the data dir, with the broker stopped
+    Definitions {
+        #[command(subcommand)]
+        action: DefinitionsAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DefinitionsAction {
+    /// Write users, vhosts, permissions, policies, queues, exchanges and bindings to FILE ("-" for stdout)
+    Export { file: PathBuf },
+    /// Apply a RabbitMQ definitions file: all of it, or (if anything in it is wrong) none
+    Import { file: PathBuf },
 }
 
 /// The TOML file's keys.

@@ -11,5 +11,6 @@ pub mod alarms;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod data_lock;
 pub mod protocol;
 pub mod server;

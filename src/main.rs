@@ -1,10 +1,13 @@
 //! The `warren` broker binary.
 
 use clap::Parser;
+use std::process::ExitCode;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use warren::config::{Cli, Config};
+
+use warren::broker::definitions_import;
+use warren::config::{Cli, Command, Config, DefinitionsAction};
 use warren::server::Server;
 
 /// Logs to stderr, filtered by `RUST_LOG` if set, else by `--log-level`: a level
@@ -37,15 +40,66 @@ async fn termination() {
     }
 }
 
-fn main() -> std::process::ExitCode {
-    let config = match Config::from_cli(Cli::parse()).and_then(|c| {
+/// `warren definitions export|import FILE`: works on the data dir with the broker stopped
+/// (the data dir's lock says if it is running). Exit 0 done, 1 refused or failed.
+fn definitions_command(config: &Config, action: DefinitionsAction) -> ExitCode {
+    let run = || -> Result<String, String> {
+        let _lock = warren::data_lock::lock(&config.data_dir).map_err(|e| e.to_string())?;
+        let broker = warren::server::open_offline(config).map_err(|e| e.to_string())?;
+        match action {
+            DefinitionsAction::Export { file } => {
+                let json = definitions_import::export_json(&broker);
+                if file.as_os_str() == "-" {
+                    println!("{json}");
+                } else {
+                    std::fs::write(&file, json + "\n")
+                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                }
+                Ok(format!("exported definitions to {}", file.display()))
+            }
+            DefinitionsAction::Import { file } => {
+                let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                let summary = definitions_import::import_json(&broker, &bytes)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                broker.commit().flush().map_err(|e| e.to_string())?;
+                Ok(format!("imported {}: {summary}", file.display()))
+            }
+        }
+    };
+    match run() {
+        Ok(done) => {
+            eprintln!("warren: {done}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warren: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    let command = cli.command.take();
+    let config = match Config::from_cli(cli).and_then(|c| {
         init_logging(&c.log_level)?;
         Ok(c)
     }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("warren: {e}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Definitions { action }) = command {
+        return definitions_command(&config, action);
+    }
+    // One broker per data dir; held until the process exits.
+    let _lock = match warren::data_lock::lock(&config.data_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("warren: cannot start: {e}");
+            return ExitCode::from(1);
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -57,10 +111,10 @@ fn main() -> std::process::ExitCode {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("cannot start: {e}");
-                return std::process::ExitCode::from(1);
+                return ExitCode::from(1);
             }
         };
         server.run_until(termination()).await;
-        std::process::ExitCode::SUCCESS
+        ExitCode::SUCCESS
     })
 }

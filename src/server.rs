@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::alarms::Alarms;
-use crate::broker::{BrokerConfig, BrokerHandle};
+use crate::broker::{definitions_import, BrokerConfig, BrokerHandle};
 use crate::config::{Config, Limits};
 use crate::connection::{self, ServerContext};
 use warren_storage::{GroupCommit, LogConfig};
@@ -34,20 +34,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Recovers state from `config.data_dir` and binds the AMQP listener. Connections are
-    /// accepted once `run` is called, i.e. after recovery has finished.
+    /// Recovers state from `config.data_dir`, imports `--load-definitions` if given, and
+    /// binds the AMQP listener. Connections are accepted once `run` is called, i.e. after
+    /// recovery has finished.
     pub async fn bind(config: &Config) -> io::Result<Server> {
-        let commit = GroupCommit::start(config.fsync);
-        let broker_config = BrokerConfig {
-            data_dir: config.data_dir.clone(),
-            log: LogConfig {
-                segment_size: config.segment_size,
-                ..LogConfig::default()
-            },
-            access: config.access.clone(),
-        };
         let started = std::time::Instant::now();
-        let (broker, report) = BrokerHandle::open(broker_config, commit.clone())?;
+        let (broker, report) = open_broker(config)?;
         for p in &report.problems {
             tracing::warn!("recovery: {p}");
         }
@@ -66,6 +58,17 @@ impl Server {
             report.queues,
             report.messages,
         );
+        if let Some(file) = &config.load_definitions {
+            let bytes = std::fs::read(file)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
+            let summary = definitions_import::import_json(&broker, &bytes).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("--load-definitions {}: {e}", file.display()),
+                )
+            })?;
+            tracing::info!(file = %file.display(), "imported definitions: {summary}");
+        }
         let alarms = Arc::new(Alarms::new(
             &config.data_dir,
             config.memory_limit_bytes(),
@@ -165,6 +168,29 @@ impl Server {
     pub async fn run(self) {
         self.run_until(std::future::pending()).await
     }
+}
+
+fn open_broker(config: &Config) -> io::Result<(BrokerHandle, crate::broker::OpenReport)> {
+    let commit = GroupCommit::start(config.fsync);
+    let broker_config = BrokerConfig {
+        data_dir: config.data_dir.clone(),
+        log: LogConfig {
+            segment_size: config.segment_size,
+            ..LogConfig::default()
+        },
+        access: config.access.clone(),
+    };
+    BrokerHandle::open(broker_config, commit)
+}
+
+/// The broker's model on the data dir without any listener, for offline commands
+/// (`warren definitions`). Recovery problems are printed to stderr.
+pub fn open_offline(config: &Config) -> io::Result<BrokerHandle> {
+    let (broker, report) = open_broker(config)?;
+    for p in &report.problems {
+        eprintln!("warren: recovery: {p}");
+    }
+    Ok(broker)
 }
 
 /// Every `TIMER_TICK`: the model's timed work, when any is due (one atomic load when

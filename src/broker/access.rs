@@ -43,6 +43,8 @@ impl Default for AccessConfig {
 pub struct User {
     pub name: String,
     pub tags: Vec<String>,
+    /// Tagged `impersonator`: may publish with any `user_id` property.
+    pub impersonator: bool,
     pub usage: Arc<UserUsage>,
 }
 
@@ -136,31 +138,45 @@ fn check_loopback(config: &AccessConfig, user: &str, peer: IpAddr) -> Result<(),
     Ok(())
 }
 
-/// May `user` open a connection to `vhost`? Returns its compiled permissions there, and
-/// counts the connection against the user's limit (`UserUsage::connection_closed` gives
-/// it back).
-pub fn open_vhost(db: &AccessDb, user: &User, vhost: &str) -> Result<Arc<Grants>, BrokerError> {
-    if db.vhost(vhost).is_none() {
-        return Err(BrokerError::NotAllowed(format!(
-            "vhost '{vhost}' not found"
-        )));
+/// May `user` open a connection to `vhost`, which has `connections` open now? Checks in
+/// RabbitMQ's order — the vhost (exists, connection limit), the user's connection limit,
+/// the user's permissions there — and returns the permissions. The connection counts
+/// against the user's limit until `UserUsage::connection_closed`.
+pub fn open_vhost(
+    db: &AccessDb,
+    user: &User,
+    vhost: &str,
+    connections: Option<usize>,
+) -> Result<Arc<Grants>, BrokerError> {
+    let (Some(def), Some(connections)) = (db.vhost(vhost), connections) else {
+        return Err(BrokerError::NotAllowed(format!("vhost {vhost} not found")));
+    };
+    if let Some(max) = limit_value(def.limits.max_connections) {
+        if connections as u64 >= max {
+            return Err(BrokerError::NotAllowed(format!(
+                "access to vhost '{vhost}' refused for user '{}': connection limit ({max}) is \
+                 reached",
+                user.name
+            )));
+        }
     }
-    let grants = db.grants(&user.name, vhost).ok_or_else(|| {
-        BrokerError::NotAllowed(format!(
-            "access to vhost '{vhost}' refused for user '{}'",
-            user.name
-        ))
-    })?;
     let limit = db
         .user(&user.name)
         .and_then(|u| limit_value(u.def.limits.max_connections));
     if !take_one(&user.usage.connections, limit) {
         return Err(BrokerError::NotAllowed(format!(
-            "Connection refused for user '{}': user connection limit ({}) is reached",
+            "connection refused for user '{}': user connection limit ({}) is reached",
             user.name,
             limit.unwrap_or(0)
         )));
     }
+    let Some(grants) = db.grants(&user.name, vhost) else {
+        user.usage.connection_closed();
+        return Err(BrokerError::NotAllowed(format!(
+            "access to vhost '{vhost}' refused for user '{}'",
+            user.name
+        )));
+    };
     Ok(grants)
 }
 
@@ -173,7 +189,7 @@ pub fn open_channel(db: &AccessDb, user: &User) -> Result<(), BrokerError> {
     if !take_one(&user.usage.channels, limit) {
         return Err(BrokerError::NotAllowed(format!(
             "number of channels opened for user '{}' has reached the maximum allowed user \
-             limit ({})",
+             limit of ({})",
             user.name,
             limit.unwrap_or(0)
         )));
@@ -236,17 +252,17 @@ mod tests {
         let user = User {
             name: "u".into(),
             tags: vec![],
+            impersonator: false,
             usage: Arc::default(),
         };
-        assert!(open_vhost(&db, &user, "/").is_ok());
-        let e = open_vhost(&db, &user, "/").unwrap_err();
+        assert!(open_vhost(&db, &user, "/", Some(0)).is_ok());
+        let e = open_vhost(&db, &user, "/", Some(1)).unwrap_err();
         assert!(e.text().contains("user connection limit (1)"), "{e}");
         user.usage.connection_closed();
-        assert!(open_vhost(&db, &user, "/").is_ok());
+        assert!(open_vhost(&db, &user, "/", Some(0)).is_ok());
         assert!(open_channel(&db, &user).is_err());
-        assert!(matches!(
-            open_vhost(&db, &user, "nope"),
-            Err(BrokerError::NotAllowed(_))
-        ));
+        // RabbitMQ names a missing vhost without quotes, before any limit.
+        let e = open_vhost(&db, &user, "nope", None).unwrap_err();
+        assert_eq!(e.text(), "vhost nope not found");
     }
 }

@@ -96,6 +96,34 @@ pub struct TopicPermissionDef {
     pub read: String,
 }
 
+/// A policy as RabbitMQ defines it (policy.rs applies them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyDef {
+    pub vhost: String,
+    pub name: String,
+    pub pattern: String,
+    #[serde(rename = "apply-to")]
+    pub apply_to: String,
+    pub definition: serde_json::Map<String, serde_json::Value>,
+    pub priority: i64,
+}
+
+/// A runtime parameter (other than vhost limits, which live in the vhost's record):
+/// kept and exported as given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParameterDef {
+    pub vhost: String,
+    pub component: String,
+    pub name: String,
+    pub value: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GlobalParameterDef {
+    pub name: String,
+    pub value: serde_json::Value,
+}
+
 /// What `access.json` holds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AccessData {
@@ -107,6 +135,14 @@ pub struct AccessData {
     pub permissions: Vec<PermissionDef>,
     #[serde(default)]
     pub topic_permissions: Vec<TopicPermissionDef>,
+    #[serde(default)]
+    pub policies: Vec<PolicyDef>,
+    #[serde(default)]
+    pub operator_policies: Vec<PolicyDef>,
+    #[serde(default)]
+    pub parameters: Vec<ParameterDef>,
+    #[serde(default)]
+    pub global_parameters: Vec<GlobalParameterDef>,
 }
 
 /// A user as the database holds it in memory.
@@ -124,6 +160,11 @@ pub struct AccessDb {
     permissions: BTreeMap<(String, String), PermissionDef>,
     topic_permissions: BTreeMap<(String, String, String), TopicPermissionDef>,
     grants: HashMap<(String, String), Arc<Grants>>,
+    /// Policies, operator policies and parameters, kept as given (validated on import).
+    pub policies: Vec<PolicyDef>,
+    pub operator_policies: Vec<PolicyDef>,
+    pub parameters: Vec<ParameterDef>,
+    pub global_parameters: Vec<GlobalParameterDef>,
 }
 
 /// A user from its definition, its hash checked.
@@ -162,6 +203,10 @@ impl AccessDb {
             db.topic_permissions
                 .insert((t.user.clone(), t.vhost.clone(), t.exchange.clone()), t);
         }
+        db.policies = data.policies;
+        db.operator_policies = data.operator_policies;
+        db.parameters = data.parameters;
+        db.global_parameters = data.global_parameters;
         let pairs: Vec<(String, String)> = db.permissions.keys().cloned().collect();
         for (user, vhost) in pairs {
             db.rebuild_grants(&user, &vhost)?;
@@ -176,6 +221,10 @@ impl AccessDb {
             vhosts: self.vhosts.values().cloned().collect(),
             permissions: self.permissions.values().cloned().collect(),
             topic_permissions: self.topic_permissions.values().cloned().collect(),
+            policies: self.policies.clone(),
+            operator_policies: self.operator_policies.clone(),
+            parameters: self.parameters.clone(),
+            global_parameters: self.global_parameters.clone(),
         }
     }
 
@@ -245,6 +294,14 @@ impl AccessDb {
         self.vhosts.values()
     }
 
+    pub fn permissions(&self) -> impl Iterator<Item = &PermissionDef> {
+        self.permissions.values()
+    }
+
+    pub fn topic_permissions(&self) -> impl Iterator<Item = &TopicPermissionDef> {
+        self.topic_permissions.values()
+    }
+
     /// The compiled permissions of `user` in `vhost`, if it has any there.
     pub fn grants(&self, user: &str, vhost: &str) -> Option<Arc<Grants>> {
         self.grants
@@ -259,6 +316,9 @@ impl AccessDb {
 
     /// Removes a vhost and every permission on it.
     pub fn delete_vhost(&mut self, name: &str) -> bool {
+        self.policies.retain(|p| p.vhost != name);
+        self.operator_policies.retain(|p| p.vhost != name);
+        self.parameters.retain(|p| p.vhost != name);
         self.permissions.retain(|(_, v), _| v != name);
         self.topic_permissions.retain(|(_, v, _), _| v != name);
         self.grants.retain(|(_, v), _| v != name);

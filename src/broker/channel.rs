@@ -143,24 +143,25 @@ impl ChannelState {
 
 impl VHost {
     /// Attaches a connection to this vhost (after connection.open) with the user's
-    /// permissions here, unless the vhost's connection limit is reached.
-    pub fn attach_connection(
-        &mut self,
-        conn: u64,
-        grants: Arc<Grants>,
-        outbox: Arc<Outbox>,
-        limit: Option<u64>,
-    ) -> Result<(), BrokerError> {
-        if limit.is_some_and(|max| self.connections.len() as u64 >= max) {
-            return Err(BrokerError::NotAllowed(format!(
-                "access to vhost '{}' refused for user '{}': connection limit ({}) is reached",
-                self.name,
-                grants.user,
-                limit.unwrap_or(0)
-            )));
-        }
+    /// permissions here.
+    pub fn attach_connection(&mut self, conn: u64, grants: Arc<Grants>, outbox: Arc<Outbox>) {
         self.connections.insert(conn, Attached { grants, outbox });
-        Ok(())
+    }
+
+    /// How many connections are attached (for the vhost's connection limit).
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Replaces the permissions of every attached connection (they may have changed) by
+    /// what `lookup` gives for its user: with none left, everything is refused, as
+    /// RabbitMQ's channels refuse once permissions are cleared.
+    pub fn refresh_grants(&mut self, lookup: impl Fn(&str) -> Option<Arc<Grants>>) {
+        for a in self.connections.values_mut() {
+            let user = a.grants.user.clone();
+            a.grants =
+                lookup(&user).unwrap_or_else(|| Arc::new(Grants::nothing(&user, &self.name)));
+        }
     }
 
     /// May the connection's user do `perm` on `name`? Work that is not a connection's

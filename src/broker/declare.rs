@@ -208,9 +208,15 @@ impl VHost {
         name: &str,
         if_unused: bool,
     ) -> Result<(), BrokerError> {
-        if name.is_empty() || name.starts_with("amq.") {
+        if name.is_empty() {
+            return Err(BrokerError::AccessRefused(
+                "operation not permitted on the default exchange".into(),
+            ));
+        }
+        if name.starts_with("amq.") {
             return Err(BrokerError::AccessRefused(format!(
-                "cannot delete reserved exchange '{name}'"
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                self.name
             )));
         }
         self.authorize(conn, Perm::Configure, Resource::Exchange, name)?;
@@ -310,10 +316,11 @@ impl VHost {
         queue: &str,
         spec: &BindSpec<'_>,
     ) -> Result<(), BrokerError> {
-        let Some((name, _)) = self.queues.get_key_value(queue) else {
-            return Err(self.not_found("queue", queue));
+        // Whether the queue exists is asked after the permission checks (bind_common).
+        let name = match self.queues.get_key_value(queue) {
+            Some((name, _)) => name.clone(),
+            None => queue.into(),
         };
-        let name = name.clone();
         self.bind_common(conn, Dest::Queue(name), spec)
     }
 
@@ -393,14 +400,6 @@ impl VHost {
             }
             return Ok(info);
         }
-        if let Some(AMQPValue::LongString(dlx)) = args.inner().get("x-dead-letter-exchange") {
-            // Dead letters are published in the queue's name: RabbitMQ asks for read on
-            // the queue and write on the dead-letter exchange.
-            self.authorize(conn, Perm::Read, Resource::Queue, &name)?;
-            let dlx = String::from_utf8_lossy(dlx.as_bytes());
-            self.authorize(conn, Perm::Write, Resource::Exchange, &dlx)?;
-        }
-        args::validate_new_classic(&args, &name, &self.name)?;
         if let Some(max) = self.max_queues {
             if self.queues.len() as u64 >= max {
                 return Err(BrokerError::PreconditionFailed(format!(
@@ -409,6 +408,14 @@ impl VHost {
                 )));
             }
         }
+        if let Some(AMQPValue::LongString(dlx)) = args.inner().get("x-dead-letter-exchange") {
+            // Dead letters are published in the queue's name: RabbitMQ asks for read on
+            // the queue and write on the dead-letter exchange.
+            self.authorize(conn, Perm::Read, Resource::Queue, &name)?;
+            let dlx = String::from_utf8_lossy(dlx.as_bytes());
+            self.authorize(conn, Perm::Write, Resource::Exchange, &dlx)?;
+        }
+        args::validate_new_classic(&args, &name, &self.name)?;
         let kind = QueueType::from_args(&args)?;
         kind.validate(&args, spec)?;
         let id = self.next_queue_id;

@@ -55,11 +55,57 @@ pub fn compile(pattern: &str) -> Result<Regex, String> {
             pattern.len()
         ));
     }
-    let pattern = if pattern.is_empty() { "^$" } else { pattern };
-    regex::RegexBuilder::new(pattern)
+    let pattern = if pattern.is_empty() {
+        "^$".to_owned()
+    } else {
+        literal_braces(pattern)
+    };
+    regex::RegexBuilder::new(&pattern)
         .size_limit(COMPILED_SIZE_LIMIT)
         .build()
         .map_err(|e| format!("invalid regular expression '{pattern}': {e}"))
+}
+
+/// PCRE (RabbitMQ's engine) reads a `{` that does not open a `{n}`, `{n,}` or `{n,m}`
+/// quantifier as a literal brace — `^{username}\.` is a valid pattern there — where the
+/// `regex` crate refuses it: such braces are escaped.
+fn literal_braces(pattern: &str) -> String {
+    let bytes = pattern.as_bytes();
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let (mut escaped, mut in_class) = (false, false);
+    for (i, c) in pattern.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if in_class {
+            in_class = c != ']';
+        } else if c == '[' {
+            in_class = true;
+        } else if c == '{' && !is_quantifier(&bytes[i + 1..]) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Does `rest` (what follows a `{`) complete a counted repetition: digits, optionally a
+/// comma and more digits, then `}`?
+fn is_quantifier(rest: &[u8]) -> bool {
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return false;
+    }
+    let rest = &rest[digits..];
+    let rest = match rest.first() {
+        Some(b',') => {
+            let more = rest[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+            &rest[1 + more..]
+        }
+        _ => rest,
+    };
+    rest.first() == Some(&b'}')
 }
 
 /// A topic permission, its patterns expanded for the user and vhost and compiled.
@@ -115,6 +161,11 @@ impl Grants {
     /// import, tests of the model).
     pub fn everything(user: &str, vhost: &str) -> Grants {
         Grants::new(user, vhost, (".*", ".*", ".*"), &[]).expect("literal patterns")
+    }
+
+    /// Nothing allowed: a connection whose user lost its permissions while connected.
+    pub fn nothing(user: &str, vhost: &str) -> Grants {
+        Grants::new(user, vhost, ("", "", ""), &[]).expect("literal patterns")
     }
 
     /// May the user do `perm` on the queue or exchange `name`?
@@ -217,6 +268,14 @@ mod tests {
         assert!(g.check_topic(Perm::Read, "amq.topic", "/x").is_ok());
         // No topic permission for this exchange: everything goes.
         assert!(g.check_topic(Perm::Write, "other", "whatever").is_ok());
+    }
+
+    #[test]
+    fn braces_that_quantify_nothing_are_literal_as_in_pcre() {
+        let r = compile("^{username}\\.x{2}[{]").unwrap();
+        assert!(r.is_match("{username}.xx{"));
+        assert!(!r.is_match("{username}.x{"));
+        assert!(compile("a{2,}b{1,3}").unwrap().is_match("aabbb"));
     }
 
     #[test]

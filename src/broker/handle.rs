@@ -54,6 +54,9 @@ struct Shared {
     access_writer: Mutex<()>,
     /// Connections and channels per user, for user limits.
     usage: Mutex<HashMap<String, Arc<UserUsage>>>,
+    /// Bumped by every change of the access database, so connections know to look up
+    /// their permissions again (one atomic load per check of a cached permission).
+    access_epoch: AtomicU64,
 }
 
 /// Where a vhost's files live: `/` in the data dir itself (the layout before vhosts
@@ -139,6 +142,7 @@ impl BrokerHandle {
             access: RwLock::new(access),
             access_writer: Mutex::new(()),
             usage: Mutex::new(HashMap::new()),
+            access_epoch: AtomicU64::new(0),
         };
         Ok((BrokerHandle(Arc::new(shared)), report))
     }
@@ -198,6 +202,7 @@ impl BrokerHandle {
             .clone();
         User {
             name: name.into(),
+            impersonator: tags.iter().any(|t| t == "impersonator"),
             tags,
             usage,
         }
@@ -235,27 +240,16 @@ impl BrokerHandle {
 
     /// The vhost `user` opens with connection.open, if it exists and they may use it, with
     /// their permissions there. The connection counts against the user's limit until
-    /// `user.usage.connection_closed()`.
+    /// `user.usage.connection_closed()`; the caller attaches it to the vhost.
     pub fn open_vhost(
         &self,
         user: &User,
         name: &str,
     ) -> Result<(VHostHandle, Arc<Grants>), BrokerError> {
-        let grants = access::open_vhost(&self.access(), user, name)?;
-        match self.vhost(name) {
-            Some(vh) => Ok((vh, grants)),
-            None => {
-                user.usage.connection_closed();
-                Err(BrokerError::NotAllowed(format!("vhost '{name}' not found")))
-            }
-        }
-    }
-
-    /// The most connections the vhost allows, if limited.
-    pub fn vhost_connection_limit(&self, name: &str) -> Option<u64> {
-        self.access()
-            .vhost(name)
-            .and_then(|v| access_db::limit_value(v.limits.max_connections))
+        let vh = self.vhost(name);
+        let open = vh.as_ref().map(|v| v.with(|m| m.connection_count()));
+        let grants = access::open_vhost(&self.access(), user, name, open)?;
+        Ok((vh.expect("open_vhost checked it exists"), grants))
     }
 
     /// May `user` open another channel? Counted until `user.usage.channels_closed`.
@@ -281,7 +275,40 @@ impl BrokerHandle {
         let text = copy.render().map_err(BrokerError::storage)?;
         access_db::store_rendered(&self.0.config.data_dir, &text).map_err(BrokerError::storage)?;
         *self.0.access.write().expect("access lock") = copy;
+        self.0.access_epoch.fetch_add(1, Ordering::AcqRel);
+        for vh in self.all_vhosts() {
+            let db = self.access();
+            vh.with(|m| m.refresh_grants(|user| db.grants(user, vh.name())));
+        }
         Ok(r)
+    }
+
+    /// Changes with every change of the access database.
+    pub fn access_epoch(&self) -> u64 {
+        self.0.access_epoch.load(Ordering::Acquire)
+    }
+
+    /// The user's permissions in the vhost now (nothing allowed if they have none).
+    pub fn grants(&self, user: &str, vhost: &str) -> Arc<Grants> {
+        self.access()
+            .grants(user, vhost)
+            .unwrap_or_else(|| Arc::new(Grants::nothing(user, vhost)))
+    }
+
+    /// Deletes a user: its permissions go, its connections are closed (320).
+    pub fn delete_user(&self, name: &str) -> Result<(), BrokerError> {
+        let found = self.update_access(|db| Ok(db.delete_user(name)))?;
+        if !found {
+            return Err(BrokerError::NotFound(format!("no user '{name}'")));
+        }
+        let text = format!("user '{name}' is deleted");
+        let closed: usize = self
+            .all_vhosts()
+            .iter()
+            .map(|vh| vh.with(|m| m.close_connections(Some(name), &text)))
+            .sum();
+        tracing::info!(user = %name, connections = closed, "user deleted");
+        Ok(())
     }
 
     /// Creates a vhost (its record, its directory and its built-in exchanges), or updates
@@ -351,6 +378,17 @@ impl BrokerHandle {
             .expect("vhosts lock")
             .get(name)
             .cloned()
+    }
+
+    /// The names of every vhost.
+    pub fn vhost_names(&self) -> Vec<Arc<str>> {
+        self.0
+            .vhosts
+            .read()
+            .expect("vhosts lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     fn all_vhosts(&self) -> Vec<VHostHandle> {

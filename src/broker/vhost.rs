@@ -366,6 +366,19 @@ impl VHost {
         Ok(io)
     }
 
+    /// The durable exchanges, queues and bindings (what definitions.toml holds).
+    pub fn durable_definitions(&self) -> Definitions {
+        self.snapshot_definitions()
+    }
+
+    pub fn has_queue(&self, name: &str) -> bool {
+        self.queues.contains_key(name)
+    }
+
+    pub fn has_exchange(&self, name: &str) -> bool {
+        self.exchanges.contains_key(name)
+    }
+
     fn snapshot_definitions(&self) -> Definitions {
         let mut defs = Definitions {
             next_queue_id: self.next_queue_id,

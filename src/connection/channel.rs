@@ -224,6 +224,16 @@ impl Conn {
         exchange: &str,
         routing_key: &str,
     ) -> Option<AmqpError> {
+        let epoch = self.ctx.broker.access_epoch();
+        if epoch != self.grants_epoch {
+            // Permissions changed: look them up again and forget what was allowed.
+            let (user, vhost) = (self.user.as_ref()?, self.vhost.as_ref()?);
+            self.grants = Some(self.ctx.broker.grants(&user.name, vhost.name()));
+            self.grants_epoch = epoch;
+            for ch in self.channels.values_mut() {
+                ch.write_allowed = None;
+            }
+        }
         let grants = self.grants.clone()?;
         let ch = self.channels.get_mut(&channel)?;
         if ch.write_allowed.as_deref() != Some(exchange) {

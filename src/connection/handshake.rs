@@ -230,13 +230,9 @@ impl Conn {
                 not_allowed(e)
             })?;
         let (id, outbox) = (self.id, self.outbox.clone());
-        let limit = self.ctx.broker.vhost_connection_limit(vh.name());
         self.grants = Some(grants.clone());
-        if let Err(e) = vh.with(|m| m.attach_connection(id, grants, outbox, limit)) {
-            user.usage.connection_closed();
-            tracing::warn!(conn = self.id, peer = %self.peer, user = %user.name, "connection.open refused: {e}");
-            return Err(not_allowed(e));
-        }
+        self.grants_epoch = self.ctx.broker.access_epoch();
+        vh.with(|m| m.attach_connection(id, grants, outbox));
         self.attached = true;
         self.counted = true;
         tracing::info!(

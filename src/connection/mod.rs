@@ -67,8 +67,10 @@ struct Conn {
     vhost: Option<VHostHandle>,
     /// Set once start-ok's credentials are accepted.
     user: Option<User>,
-    /// The user's permissions in the vhost (set by connection.open).
+    /// The user's permissions in the vhost (set by connection.open), as of the access
+    /// database's `grants_epoch`.
     grants: Option<Arc<Grants>>,
+    grants_epoch: u64,
     /// The client's `connection_name` property, for logs.
     client_name: Option<String>,
     frame_max: u32,
@@ -121,6 +123,7 @@ impl Conn {
             vhost: None,
             user: None,
             grants: None,
+            grants_epoch: 0,
             client_name: None,
             channels: FastMap::default(),
             wbuf: BytesMut::with_capacity(64 * 1024),

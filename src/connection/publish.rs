@@ -50,9 +50,13 @@ fn offset_in(whole: &Bytes, part: &str) -> (usize, usize) {
 }
 
 /// The property checks RabbitMQ's channel makes at basic.publish (406 each).
-fn check_properties(h: &properties::ContentHeader<'_>, user: &str) -> Result<(), AmqpError> {
+/// `user` is None for a user who may claim any user_id (tag `impersonator`).
+fn check_properties(
+    h: &properties::ContentHeader<'_>,
+    user: Option<&str>,
+) -> Result<(), AmqpError> {
     let refuse = |text: String| Err(AmqpError::new(ReplyCode::PreconditionFailed, text));
-    if let Some(claimed) = h.user_id.filter(|u| *u != user) {
+    if let Some((claimed, user)) = user.and_then(|u| Some((h.user_id.filter(|c| *c != u)?, u))) {
         return refuse(format!(
             "user_id property set to '{claimed}' but authenticated user was '{user}'"
         ));
@@ -123,7 +127,7 @@ impl PendingPublish {
         &mut self,
         mut payload: Bytes,
         max: u64,
-        user: &str,
+        user: Option<&str>,
         reply_name: impl FnOnce() -> Option<Arc<str>>,
     ) -> Result<(), AmqpError> {
         if self.header.is_some() {
@@ -277,7 +281,11 @@ impl Conn {
         payload: Bytes,
     ) -> Result<(), AmqpError> {
         let max = self.ctx.limits.max_message_size;
-        let user = self.user.as_ref().map_or("", |u| u.name.as_str());
+        let user = match &self.user {
+            Some(u) if u.impersonator => None,
+            Some(u) => Some(u.name.as_str()),
+            None => Some(""),
+        };
         let (vhost, key) = (&self.vhost, (self.id, channel));
         let reply_name = || vhost.as_ref()?.with(|m| m.reply_name(key));
         let Some(ch) = self.channels.get_mut(&channel) else {
