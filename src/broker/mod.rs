@@ -44,7 +44,7 @@ use warren_storage::LogConfig;
 pub use declare::{BindSpec, ExchangeSpec, QueueInfo, QueueSpec};
 pub use dispatch::{ConsumeSpec, Got};
 pub use error::BrokerError;
-pub use handle::{BrokerHandle, VHostHandle, DEFAULT_VHOST};
+pub use handle::{vhost_dir, BrokerHandle, VHostHandle, DEFAULT_VHOST};
 pub use publish::{PublishRequest, Published};
 pub use tx::TxRoute;
 pub use vhost::VHost;
