@@ -44,6 +44,13 @@ async fn termination() {
 /// (the data dir's lock says if it is running). Exit 0 done, 1 refused or failed.
 fn definitions_command(config: &Config, action: DefinitionsAction) -> ExitCode {
     let run = || -> Result<String, String> {
+        if !config.data_dir.is_dir() {
+            // A mistyped --data-dir must not export an empty broker or start a new one.
+            return Err(format!(
+                "data dir {} does not exist",
+                config.data_dir.display()
+            ));
+        }
         let _lock = warren::data_lock::lock(&config.data_dir).map_err(|e| e.to_string())?;
         let broker = warren::server::open_offline(config).map_err(|e| e.to_string())?;
         match action {

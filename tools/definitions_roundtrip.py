@@ -106,7 +106,7 @@ def check_logins(port, defs, where):
         want = "ok" if vhosts else "530"
         vhost = vhosts[0] if vhosts else "/"
         got = login(port, name, password(name), vhost)
-        check(got == want, f"{where}: {name} ({u['hashing_algorithm'][23:]}) logs in to "
+        check(got == want, f"{where}: {name} ({u['hashing_algorithm'].rsplit('_', 1)[-1]}) logs in to "
               f"{vhost!r} with its password: {got}", f"expected {want}")
         got = login(port, name, password(name) + "x", vhost)
         check(got == "403", f"{where}: {name} with a wrong password is refused: {got}")
@@ -197,6 +197,8 @@ class Rabbit:
     """A private node as tools/compare.py's start_rabbit_node makes it; rabbitmqctl shares its env."""
 
     def __init__(self):
+        if wait_port(RMQ_PORT, 0.1):
+            raise RuntimeError(f"port {RMQ_PORT} is already in use; is an old node still running?")
         self.dir = tempfile.mkdtemp(prefix="rt-rabbit-")
         for sub in ("mnesia", "log"):
             os.makedirs(os.path.join(self.dir, sub))
@@ -211,11 +213,15 @@ class Rabbit:
         self.proc = subprocess.Popen(["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
+
+    def wait(self):
         if not wait_port(RMQ_PORT, 120) or self.ctl("await_startup")[0] != 0:
             raise RuntimeError(f"RabbitMQ did not start; logs in {self.dir}/log")
 
     def ctl(self, *args):
-        p = subprocess.run(["rabbitmqctl", "-n", RMQ_NODE, *args], env=self.env,
+        # The package's /usr/sbin wrapper su's to the rabbitmq user (another HOME, so another
+        # Erlang cookie); the one in /usr/lib keeps this env.
+        p = subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", RMQ_NODE, *args], env=self.env,
                            capture_output=True, text=True, timeout=120)
         return p.returncode, (p.stdout + p.stderr).strip()
 
@@ -229,7 +235,9 @@ class Rabbit:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        # The node name is in beam's environment, not its command line; its HOME dir is.
         subprocess.run(["pkill", "-9", "-f", RMQ_NODE])
+        subprocess.run(["pkill", "-9", "-f", self.dir])
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -245,7 +253,8 @@ def hostile_files():
     queue = lambda **kw: dict({"name": "q1", "vhost": "/", "durable": True, "auto_delete": False,
                                "arguments": {}}, **kw)
     js = lambda d: json.dumps(d).encode()
-    huge = b'{"vhosts":[' + b",".join(b'{"name":"v%07d"}' % i for i in range(4_000_000)) + b"]}"
+    pad = b"v" * 230
+    huge = b'{"vhosts":[' + b",".join(b'{"name":"%s%d"}' % (pad, i) for i in range(300_000)) + b"]}"
     return [
         ("truncated JSON", orig[: len(orig) // 2], "line 1 column"),
         ("users as an object", js({"users": {"name": "x"}}), "users"),
@@ -316,6 +325,7 @@ def main():
 
         # 2. Warren's export into RabbitMQ, and RabbitMQ's export back.
         rabbit = Rabbit()
+        rabbit.wait()
         rc, out = rabbit.ctl("import_definitions", exported)
         if check(rc == 0, f"rabbitmqctl import_definitions of warren's export: exit {rc}", out):
             check_logins(RMQ_PORT, merge(original, hashed), "rabbitmq")
@@ -338,7 +348,7 @@ def main():
             msg = err if len(err) < 300 else err[:300] + "..."
             check(rc == 1 and place in err, f"hostile: {what}: exit {rc}, names {place!r}", msg)
             check(after == before and names_after == names, f"hostile: {what}: nothing changed",
-                  "" if after == before else "the export differs")
+                  "the export differs" if after != before else "the data dir's file names differ")
             before, names = after, names_after
     except Exception as e:  # a broken step is a failed check, and the cleanup still runs
         check(False, f"unexpected error: {e!r}")

@@ -397,6 +397,52 @@ impl AccessDb {
         self.rebuild_grants(&user, &vhost)
     }
 
+    /// Adds or replaces a policy (or, with `operator`, an operator policy) of a vhost.
+    pub fn set_policy(&mut self, p: PolicyDef, operator: bool) -> Result<(), String> {
+        if !self.vhosts.contains_key(&p.vhost) {
+            return Err(format!("no vhost '{}'", p.vhost));
+        }
+        super::policy::validate(&p, operator)
+            .map_err(|e| format!("policy '{}' in vhost '{}': {e}", p.name, p.vhost))?;
+        let list = if operator {
+            &mut self.operator_policies
+        } else {
+            &mut self.policies
+        };
+        list.retain(|q| (&q.vhost, &q.name) != (&p.vhost, &p.name));
+        list.push(p);
+        Ok(())
+    }
+
+    pub fn clear_policy(&mut self, vhost: &str, name: &str, operator: bool) -> bool {
+        let list = if operator {
+            &mut self.operator_policies
+        } else {
+            &mut self.policies
+        };
+        let before = list.len();
+        list.retain(|q| (q.vhost.as_str(), q.name.as_str()) != (vhost, name));
+        list.len() != before
+    }
+
+    /// The policies and operator policies of one vhost, compiled.
+    pub fn policy_set(&self, vhost: &str) -> super::policy::PolicySet {
+        super::policy::PolicySet::new(vhost, &self.policies, &self.operator_policies)
+    }
+
+    /// Do the policies of `vhost` differ between `self` and `other`?
+    pub fn policies_differ(&self, other: &AccessDb, vhost: &str) -> bool {
+        let of = |db: &AccessDb| -> Vec<PolicyDef> {
+            db.policies
+                .iter()
+                .chain(db.operator_policies.iter())
+                .filter(|p| p.vhost == vhost)
+                .cloned()
+                .collect()
+        };
+        of(self) != of(other)
+    }
+
     pub fn set_user_limits(&mut self, user: &str, limits: UserLimits) -> Result<(), String> {
         let u = self
             .users

@@ -443,11 +443,10 @@ impl VHost {
             args,
             store,
         );
-        let expires = queue.features.expires;
         self.queues.insert(arc.clone(), queue);
-        if let Some(ms) = expires {
-            self.schedule(&arc, now_millis() + ms);
-        }
+        // Policies may add limits, TTLs, expiry and dead-lettering (policy.rs); this also
+        // schedules x-expires.
+        self.apply_policy(&arc);
         // Every queue is bound to the default exchange by its name (implicitly: the
         // default exchange routes by queue name, see `route`).
         if durable {

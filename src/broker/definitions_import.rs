@@ -24,7 +24,6 @@ use super::dead_letter::encode_table;
 use super::declare::{BindSpec, ExchangeSpec, QueueSpec};
 use super::error::BrokerError;
 use super::exchange::ExchangeKind;
-use super::grants;
 use super::handle::BrokerHandle;
 use super::json_args;
 use super::password::{HashAlgorithm, PasswordHash};
@@ -280,7 +279,37 @@ fn plan(broker: &BrokerHandle, file: File) -> Result<Plan, String> {
         if db.vhost(&p.vhost).is_none() {
             return Err(format!("{at}: no vhost '{}'", p.vhost));
         }
-        if p.component == "vhost-limits" {
+        if p.component == "operator_policy" {
+            // RabbitMQ keeps operator policies as parameters of this component.
+            let mut value = p.value.clone();
+            if !value.is_object() {
+                return Err(format!("{at}.value: expected an object"));
+            }
+            // RabbitMQ 3.10 exports an operator policy's definition as [key, value] pairs.
+            if let Some(pairs) = value.get("definition").and_then(Value::as_array) {
+                let object: Option<Map<String, Value>> = pairs
+                    .iter()
+                    .map(|kv| Some((kv.get(0)?.as_str()?.to_owned(), kv.get(1)?.clone())))
+                    .collect();
+                let object = object.ok_or_else(|| format!("{at}.value.definition: bad pairs"))?;
+                value["definition"] = Value::Object(object);
+            }
+            value["vhost"] = Value::String(p.vhost.clone());
+            value["name"] = Value::String(p.name.clone());
+            let def: PolicyIn =
+                serde_json::from_value(value).map_err(|e| format!("{at}.value: {e}"))?;
+            let policy = PolicyDef {
+                vhost: p.vhost.clone(),
+                name: p.name.clone(),
+                pattern: def.pattern,
+                apply_to: def.apply_to,
+                definition: def.definition,
+                priority: def.priority,
+            };
+            super::policy::validate(&policy, true).map_err(|e| format!("{at}.value.{e}"))?;
+            db.set_policy(policy, true)
+                .map_err(|e| format!("{at}: {e}"))?;
+        } else if p.component == "vhost-limits" {
             let m = p
                 .value
                 .as_object()
@@ -301,27 +330,17 @@ fn plan(broker: &BrokerHandle, file: File) -> Result<Plan, String> {
         db.global_parameters.push(g);
     }
     for (i, p) in file.policies.into_iter().enumerate() {
-        let at = format!("policies[{i}]");
-        if db.vhost(&p.vhost).is_none() {
-            return Err(format!("{at}: no vhost '{}'", p.vhost));
-        }
-        if !matches!(p.apply_to.as_str(), "queues" | "exchanges" | "all") {
-            return Err(format!(
-                "{at}.apply-to: '{}' is not queues, exchanges or all",
-                p.apply_to
-            ));
-        }
-        grants::compile(&p.pattern).map_err(|e| format!("{at}.pattern: {e}"))?;
-        db.policies
-            .retain(|q| (&q.vhost, &q.name) != (&p.vhost, &p.name));
-        db.policies.push(PolicyDef {
+        let def = PolicyDef {
             vhost: p.vhost,
             name: p.name,
             pattern: p.pattern,
             apply_to: p.apply_to,
             definition: p.definition,
             priority: p.priority,
-        });
+        };
+        super::policy::validate(&def, false).map_err(|e| format!("policies[{i}].{e}"))?;
+        db.set_policy(def, false)
+            .map_err(|e| format!("policies[{i}]: {e}"))?;
     }
     let vhost_ok = |db: &AccessDb, v: &str, at: &str| {
         db.vhost(v)

@@ -127,6 +127,7 @@ impl BrokerHandle {
                 &mut report,
             )?;
             model.set_queue_limit(access_db::limit_value(def.limits.max_queues));
+            model.set_policies(Arc::new(access.policy_set(&def.name)));
             vhosts.insert(
                 Arc::from(def.name.as_str()),
                 VHostHandle::new(&def.name, &dir, model),
@@ -274,11 +275,25 @@ impl BrokerHandle {
         let r = f(&mut copy).map_err(BrokerError::PreconditionFailed)?;
         let text = copy.render().map_err(BrokerError::storage)?;
         access_db::store_rendered(&self.0.config.data_dir, &text).map_err(BrokerError::storage)?;
-        *self.0.access.write().expect("access lock") = copy;
+        let old = std::mem::replace(&mut *self.0.access.write().expect("access lock"), copy);
         self.0.access_epoch.fetch_add(1, Ordering::AcqRel);
+        // Open connections, queue limits and policies see the change at once.
         for vh in self.all_vhosts() {
             let db = self.access();
-            vh.with(|m| m.refresh_grants(|user| db.grants(user, vh.name())));
+            let name = vh.name();
+            let policies = db
+                .policies_differ(&old, name)
+                .then(|| Arc::new(db.policy_set(name)));
+            let max_queues = db
+                .vhost(name)
+                .and_then(|v| access_db::limit_value(v.limits.max_queues));
+            vh.with(|m| {
+                m.refresh_grants(|user| db.grants(user, name));
+                m.set_queue_limit(max_queues);
+                if let Some(set) = policies {
+                    m.set_policies(set);
+                }
+            });
         }
         Ok(r)
     }
@@ -350,7 +365,11 @@ impl BrokerHandle {
             Ok(())
         })?;
         if let Some(vh) = self.vhost(&name) {
-            vh.with(|m| m.set_queue_limit(max_queues));
+            let policies = Arc::new(self.access().policy_set(&name));
+            vh.with(|m| {
+                m.set_queue_limit(max_queues);
+                m.set_policies(policies);
+            });
         }
         Ok(())
     }

@@ -32,7 +32,8 @@ fn value(v: &Value, depth: usize) -> Result<AMQPValue, String> {
         return Err(format!("nested deeper than {MAX_DEPTH}"));
     }
     Ok(match v {
-        Value::Null => AMQPValue::Void,
+        // RabbitMQ's to_amqp_table refuses null (null_not_allowed).
+        Value::Null => return Err("null is not allowed".into()),
         Value::Bool(b) => AMQPValue::Boolean(*b),
         Value::String(s) => AMQPValue::LongString(LongString::from(s.as_bytes())),
         Value::Number(n) => match (n.as_i64(), n.as_f64()) {
@@ -96,7 +97,7 @@ mod tests {
             "x-dead-letter-exchange": "dlx",
             "x-single-active-consumer": true,
             "ratio": 0.5,
-            "list": [1, "a", null],
+            "list": [1, "a", [true]],
             "nested": {"k": -3}
         });
         let t = to_field_table(src.as_object().unwrap()).unwrap();
@@ -116,7 +117,9 @@ mod tests {
         let big = serde_json::json!({"x-max-length": 18446744073709551615u64});
         let e = to_field_table(big.as_object().unwrap()).unwrap_err();
         assert!(e.contains("x-max-length"), "{e}");
-        let mut deep = Value::Null;
+        let null = serde_json::json!({"x-max-length": null});
+        assert!(to_field_table(null.as_object().unwrap()).is_err());
+        let mut deep = Value::Bool(true);
         for _ in 0..(MAX_DEPTH + 5) {
             deep = Value::Array(vec![deep]);
         }

@@ -20,6 +20,7 @@ pub mod json_args;
 pub mod message;
 pub mod outbox;
 pub mod password;
+pub mod policy;
 pub mod queue;
 pub mod stats;
 

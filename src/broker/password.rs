@@ -118,7 +118,8 @@ impl PasswordHash {
 
     /// Does `password` match? Compares in constant time.
     pub fn verify(&self, password: &str) -> bool {
-        if self.bytes.len() < SALT_LEN {
+        // RabbitMQ refuses a blank password whatever is stored.
+        if self.bytes.len() < SALT_LEN || password.is_empty() {
             return false;
         }
         let (salt, digest) = self.bytes.split_at(SALT_LEN);
@@ -130,6 +131,43 @@ impl PasswordHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hashes made by RabbitMQ 3.10.8 (`rabbitmqctl add_user`, then `export_definitions`;
+    /// SHA-512 and MD5 after changing its `password_hashing_module`).
+    const RABBIT_VECTORS: [(HashAlgorithm, &str, &str); 5] = [
+        (
+            HashAlgorithm::Sha256,
+            "secret1",
+            "eM1R6tSR7OPH3vRzbeAkJcJVq76paeXD1tXjo1wxb09Ab6we",
+        ),
+        (
+            HashAlgorithm::Sha256,
+            "guest",
+            "kHJIWZy2KJR5OEw4us0pGLcaLMErWf7FelYyTEfqTV7YgcJd",
+        ),
+        (
+            HashAlgorithm::Sha256,
+            "p@ss w0rd ünïcode",
+            "e8nk4av3mLoMAKV+qEi7EJMUY7XXmJPHsPtY3JYpb0Voj3je",
+        ),
+        (
+            HashAlgorithm::Sha512,
+            "secret512",
+            "wB3Tq+Rvkr2OntbPA/AmCCqYJnEph81LN1yzQLyzpcv/m5EK3AIyAt4BBrk/KOQv/13SsACPRA6NyvX2xGDxLS8Ml3I=",
+        ),
+        (HashAlgorithm::Md5, "secretmd5", "kQEJQPCyVH0lzzmIu/93StZrGpQ="),
+    ];
+
+    #[test]
+    fn rabbitmqs_own_hashes_verify() {
+        for (alg, password, hash) in RABBIT_VECTORS {
+            let h = PasswordHash::from_base64(alg, hash).unwrap();
+            assert!(h.verify(password), "{alg:?} {password}");
+            assert!(!h.verify("wrong"));
+            assert!(!h.verify(&format!("{password}x")));
+            assert!(!h.verify(""), "a blank password never logs in");
+        }
+    }
 
     #[test]
     fn hash_verify_round_trip() {

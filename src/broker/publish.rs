@@ -460,7 +460,7 @@ impl VHost {
         let mut current = ex;
         while targets.is_empty() {
             tried.push(&current.name);
-            let Some(alternate) = table::get_str(&current.args, "alternate-exchange") else {
+            let Some(alternate) = current.alternate.as_deref() else {
                 break;
             };
             if tried.contains(&alternate) {

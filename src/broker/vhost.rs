@@ -22,6 +22,7 @@ use super::error::BrokerError;
 use super::exchange::{Binding, Dest, Exchange, ExchangeKind};
 use super::fast_map::FastMap;
 use super::outbox::Outgoing;
+use super::policy::PolicySet;
 use super::queue::{Queue, QueueFeatures, Store};
 use super::stats::BrokerStats;
 use super::timers::Deadlines;
@@ -73,6 +74,8 @@ pub struct VHost {
     /// The vhost's max-queues limit, if any (kept here so declare checks it under the
     /// vhost lock; set by the broker from the access database).
     pub(super) max_queues: Option<u64>,
+    /// The vhost's policies (policy.rs), applied to every queue's features.
+    pub(super) policies: Arc<PolicySet>,
 }
 
 /// A queue's compaction jobs: (queue name, queue id, jobs with their priority level).
@@ -142,6 +145,7 @@ impl VHost {
             special_exchanges: 0,
             deleted: false,
             max_queues: None,
+            policies: Arc::default(),
         };
         vh.declare_builtin_exchanges();
         vh.restore_exchanges(&defs, report);
@@ -326,7 +330,8 @@ impl VHost {
         &self.name
     }
 
-    pub(super) fn insert_exchange(&mut self, ex: Exchange) {
+    pub(super) fn insert_exchange(&mut self, mut ex: Exchange) {
+        ex.alternate = self.policies.alternate_exchange(&ex.name, &ex.args);
         if ex.delayed || ex.dedup {
             self.special_exchanges += 1;
         }

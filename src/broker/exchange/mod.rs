@@ -79,6 +79,9 @@ pub struct Exchange {
     pub delayed: bool,
     /// An `x-message-deduplication` exchange (dedup.rs), routing as fanout.
     pub dedup: bool,
+    /// Where unroutable messages go: the `alternate-exchange` argument, else a policy's
+    /// (set by the vhost, policy.rs).
+    pub alternate: Option<Arc<str>>,
     pub bindings: Vec<Binding>,
     /// Destination ids for the indexes (`dest_ids[i]` is `dests[i]`).
     dests: Vec<Dest>,
@@ -105,6 +108,7 @@ impl Exchange {
             auto_delete,
             internal,
             args_raw,
+            alternate: crate::protocol::table::get_str(&args, "alternate-exchange").map(Arc::from),
             args,
             delayed: false,
             dedup: false,

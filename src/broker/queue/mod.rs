@@ -136,6 +136,20 @@ impl Queue {
         q
     }
 
+    /// Replaces the queue's features (a policy changed); returns the old ones. A byte
+    /// limit that was not there before needs the ready bytes counted: one pass over the
+    /// backlog, as at recovery.
+    pub fn set_features(&mut self, features: QueueFeatures) -> QueueFeatures {
+        let counted = self.features.max_length_bytes.is_some();
+        let old = std::mem::replace(&mut self.features, features);
+        if self.features.max_length_bytes.is_some() && !counted {
+            let mut bytes = 0;
+            self.store.scan_ready(|rec| bytes += body_len(&rec.payload));
+            self.ready_bytes = bytes;
+        }
+        old
+    }
+
     /// Messages waiting to be delivered.
     pub fn ready(&self) -> u64 {
         let live = self.store.live();

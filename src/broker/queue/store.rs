@@ -297,6 +297,19 @@ impl Store {
         }
     }
 
+    /// Every ready record: the requeued ones and those at or after the cursor.
+    pub fn scan_ready(&self, mut f: impl FnMut(&StoredRecord)) {
+        for (_, l) in self.existing() {
+            for rec in l.requeued.iter().filter_map(|&seq| l.log.read(seq)) {
+                f(&rec);
+            }
+            let mut cursor = l.cursor;
+            while let Some(rec) = l.log.read_next(&mut cursor) {
+                f(&rec);
+            }
+        }
+    }
+
     pub fn take_ack_flushes(&mut self, out: &mut Vec<AckFlush>) {
         for (_, l) in self.existing_mut() {
             let f = l.log.take_ack_flush();
