@@ -5,7 +5,8 @@
 //! - [`broker`]: the model (vhosts, exchanges, queues, bindings, consumers, routing),
 //!   synchronous and socket-free, over the `warren-storage` engine.
 //! - [`connection`]: one AMQP connection; speaks `protocol`, calls `broker`.
-//! - [`server`]: wires them together; [`config`], [`alarms`] around it.
+//! - [`server`]: wires them together; [`tls`] serves AMQPS sockets into `connection`;
+//!   [`config`], [`alarms`] around it.
 
 pub mod alarms;
 pub mod broker;
@@ -13,3 +14,4 @@ pub mod config;
 pub mod connection;
 pub mod protocol;
 pub mod server;
+pub mod tls;

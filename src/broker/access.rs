@@ -35,6 +35,23 @@ pub fn authenticate(
     Ok(User { name: user.into() })
 }
 
+/// Looks up a user without a password (SASL EXTERNAL: a verified client certificate names
+/// them): any user that exists, from where it may connect. Refusals in RabbitMQ's words
+/// (`rabbit_auth_backend_internal`, `rabbit_reader`'s loopback check).
+pub fn authenticate_external(user: &str, peer: IpAddr) -> Result<User, BrokerError> {
+    if user != "guest" {
+        return Err(BrokerError::AccessRefused(format!(
+            "user '{user}' - invalid credentials"
+        )));
+    }
+    if !peer.to_canonical().is_loopback() {
+        return Err(BrokerError::AccessRefused(
+            "user 'guest' can only connect via localhost".into(),
+        ));
+    }
+    Ok(User { name: user.into() })
+}
+
 /// May `user` use `vhost`? Only `/` exists until vhosts and permissions arrive.
 pub fn check_vhost(_user: &User, vhost: &str, exists: bool) -> Result<(), BrokerError> {
     if !exists {
@@ -65,5 +82,15 @@ mod tests {
         for peer in ["::1", "::ffff:127.0.0.1"] {
             assert!(authenticate("PLAIN", "guest", "guest", peer.parse().unwrap()).is_ok());
         }
+    }
+
+    #[test]
+    fn external_needs_an_existing_user_and_loopback_for_guest() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(authenticate_external("guest", lo).unwrap().name, "guest");
+        let e = authenticate_external("CN=guest", lo).unwrap_err();
+        assert_eq!(e.text(), "user 'CN=guest' - invalid credentials");
+        let e = authenticate_external("guest", "10.1.2.3".parse().unwrap()).unwrap_err();
+        assert!(e.text().contains("localhost"));
     }
 }

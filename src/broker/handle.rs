@@ -140,6 +140,12 @@ impl BrokerHandle {
         access::authenticate(mechanism, user, password, peer)
     }
 
+    /// Looks up a user whom something outside SASL vouched for (SASL EXTERNAL: the name in
+    /// a verified TLS client certificate). No password is checked.
+    pub fn authenticate_external(&self, user: &str, peer: IpAddr) -> Result<User, BrokerError> {
+        access::authenticate_external(user, peer)
+    }
+
     /// The vhost `user` opens with connection.open, if it exists and they may use it.
     pub fn open_vhost(&self, user: &User, name: &str) -> Result<VHostHandle, BrokerError> {
         let found = self.vhost(name);
