@@ -85,8 +85,13 @@ impl Conn {
                 self.wbuf.len() < WRITE_HIGH_WATER && !self.close_after_flush && !blocked;
             tokio::select! {
                 r = rd.read_buf(&mut rbuf), if can_read => {
-                    if r? == 0 {
-                        return Ok(());
+                    match r {
+                        Ok(0) => return Ok(()),
+                        Ok(_) => {}
+                        // A TLS client that hangs up without close_notify (pika, after
+                        // close-ok): a hang-up like any other; the AMQP close said enough.
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                        Err(e) => return Err(e),
                     }
                     last_read = Instant::now();
                     if rbuf.capacity() - rbuf.len() < 4096 {

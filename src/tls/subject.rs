@@ -91,10 +91,9 @@ fn escape(v: &[u8]) -> String {
     for (i, &c) in v.iter().enumerate() {
         let first = i == 0;
         let last = i + 1 == v.len();
-        if (first && (c == b' ' || c == b'#')) || (!first && last && c == b' ') {
-            out.push('\\');
-            out.push(c as char);
-        } else if b"\"+,;<>\\".contains(&c) {
+        let leading = first && c == b'#';
+        let edge_space = c == b' ' && (first || last);
+        if leading || edge_space || b"\"+,;<>\\".contains(&c) {
             out.push('\\');
             out.push(c as char);
         } else if !(32..126).contains(&c) {
