@@ -19,6 +19,10 @@ pub mod defaults {
     use std::time::Duration;
 
     pub const LISTEN: &str = "0.0.0.0:5672";
+    /// The AMQPS listener when a certificate is configured and `--listen-tls` is not.
+    pub const LISTEN_TLS: &str = "0.0.0.0:5671";
+    pub const TLS_VERIFY: &str = "none";
+    pub const TLS_LOGIN_FROM: &str = "common_name";
     pub const HTTP: &str = "127.0.0.1:15672";
     pub const DATA_DIR: &str = "./warren-data";
     pub const SEGMENT_SIZE: usize = 8 << 20;
@@ -79,10 +83,73 @@ impl From<&Config> for Limits {
     }
 }
 
+/// Whether AMQPS clients are asked for a certificate, and what happens without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVerify {
+    /// No client certificate is asked for.
+    #[default]
+    None,
+    /// One is asked for and verified against `--tls-ca` if given; clients without one are
+    /// let in (RabbitMQ's `verify_peer` with `fail_if_no_peer_cert = false`).
+    Peer,
+    /// A client certificate verified against `--tls-ca` is required.
+    Required,
+}
+
+impl std::str::FromStr for TlsVerify {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(TlsVerify::None),
+            "peer" => Ok(TlsVerify::Peer),
+            "required" => Ok(TlsVerify::Required),
+            _ => Err(format!("'{s}': expected none, peer or required")),
+        }
+    }
+}
+
+/// Which part of a client certificate is the user name for SASL EXTERNAL (RabbitMQ's
+/// `ssl_cert_login_from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoginFrom {
+    /// The subject's common name (several are joined with ",").
+    #[default]
+    CommonName,
+    /// The whole subject DN in RabbitMQ's RFC 4514-ish form (`CN=guest,O=Example`).
+    DistinguishedName,
+}
+
+impl std::str::FromStr for LoginFrom {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "common_name" => Ok(LoginFrom::CommonName),
+            "distinguished_name" => Ok(LoginFrom::DistinguishedName),
+            _ => Err(format!("'{s}': expected common_name or distinguished_name")),
+        }
+    }
+}
+
+/// AMQPS settings: present when a certificate and key are configured.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, RSA or EC).
+    pub key: PathBuf,
+    /// CA certificates that client certificates are verified against (PEM).
+    pub ca: Option<PathBuf>,
+    pub verify: TlsVerify,
+    pub login_from: LoginFrom,
+}
+
 /// The broker's settings after merging every source.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The AMQPS listener, if TLS is configured.
+    pub tls: Option<TlsConfig>,
     pub http: SocketAddr,
     pub data_dir: PathBuf,
     pub fsync: FsyncPolicy,
@@ -125,6 +192,7 @@ impl Default for Config {
         use defaults as d;
         Config {
             listen: d::LISTEN.parse().expect("literal"),
+            tls: None,
             http: d::HTTP.parse().expect("literal"),
             data_dir: PathBuf::from(d::DATA_DIR),
             fsync: FsyncPolicy::Always,
@@ -169,6 +237,24 @@ pub struct Cli {
     /// AMQP listen address [default: 0.0.0.0:5672]
     #[arg(long, env = "WARREN_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// AMQPS listen address, served when --tls-cert and --tls-key are given [default: 0.0.0.0:5671]
+    #[arg(long, env = "WARREN_LISTEN_TLS")]
+    pub listen_tls: Option<SocketAddr>,
+    /// The AMQPS server certificate chain (PEM)
+    #[arg(long, env = "WARREN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The AMQPS server private key (PEM: PKCS#8, RSA or EC)
+    #[arg(long, env = "WARREN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates are verified against
+    #[arg(long, env = "WARREN_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificates: none (not asked) | peer (verified if given) | required [default: none]
+    #[arg(long, env = "WARREN_TLS_VERIFY")]
+    pub tls_verify: Option<TlsVerify>,
+    /// SASL EXTERNAL user name from the client certificate: common_name | distinguished_name [default: common_name]
+    #[arg(long, env = "WARREN_TLS_LOGIN_FROM")]
+    pub tls_login_from: Option<LoginFrom>,
     /// Management/metrics HTTP address (reserved; not served yet) [default: 127.0.0.1:15672]
     #[arg(long, env = "WARREN_HTTP")]
     pub http: Option<SocketAddr>,
@@ -247,6 +333,12 @@ pub enum DefinitionsAction {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
+    pub listen_tls: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_verify: Option<String>,
+    pub tls_login_from: Option<String>,
     pub http: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub fsync: Option<String>,
@@ -278,8 +370,10 @@ impl Config {
         };
         let d = Config::default();
         let file_fsync = file.fsync.as_deref().map(str::parse).transpose()?;
+        let tls = tls_config(&cli, &file)?;
         let config = Config {
             listen: cli.listen.or(file.listen).unwrap_or(d.listen),
+            tls,
             http: cli.http.or(file.http).unwrap_or(d.http),
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             fsync: cli.fsync.or(file_fsync).unwrap_or(d.fsync),
@@ -350,10 +444,107 @@ impl Config {
     }
 }
 
+/// The AMQPS settings from the flags and the file: none unless a certificate and key are
+/// given; the flags that need them (or each other) are refused alone.
+fn tls_config(cli: &Cli, file: &FileConfig) -> Result<Option<TlsConfig>, String> {
+    let listen = cli.listen_tls.or(file.listen_tls);
+    let cert = cli.tls_cert.clone().or(file.tls_cert.clone());
+    let key = cli.tls_key.clone().or(file.tls_key.clone());
+    let ca = cli.tls_ca.clone().or(file.tls_ca.clone());
+    let file_verify = file.tls_verify.as_deref().map(str::parse).transpose()?;
+    let verify = cli.tls_verify.or(file_verify).unwrap_or_default();
+    let file_login = file.tls_login_from.as_deref().map(str::parse).transpose()?;
+    let login_from = cli.tls_login_from.or(file_login).unwrap_or_default();
+    let (cert, key) = match (cert, key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => {
+            if listen.is_some() || ca.is_some() || verify != TlsVerify::None {
+                return Err(
+                    "--listen-tls, --tls-ca and --tls-verify need --tls-cert and --tls-key".into(),
+                );
+            }
+            return Ok(None);
+        }
+        (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
+        (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
+    };
+    if verify != TlsVerify::None && ca.is_none() {
+        return Err("--tls-verify peer|required needs --tls-ca (the CA bundle client certificates are verified against)".into());
+    }
+    Ok(Some(TlsConfig {
+        listen: listen.unwrap_or_else(|| defaults::LISTEN_TLS.parse().expect("literal")),
+        cert,
+        key,
+        ca,
+        verify,
+        login_from,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    fn cli(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["warren"];
+        argv.extend_from_slice(args);
+        Config::from_cli(Cli::try_parse_from(argv).map_err(|e| e.to_string())?)
+    }
+
+    #[test]
+    fn tls_flags() {
+        assert!(cli(&[]).unwrap().tls.is_none());
+        let c = cli(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        let t = c.tls.unwrap();
+        assert_eq!(t.listen.to_string(), defaults::LISTEN_TLS);
+        assert_eq!(t.verify, TlsVerify::None);
+        assert_eq!(t.login_from, LoginFrom::CommonName);
+        let t = cli(&[
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-ca",
+            "ca.pem",
+            "--tls-verify",
+            "required",
+            "--listen-tls",
+            "127.0.0.1:5999",
+            "--tls-login-from",
+            "distinguished_name",
+        ])
+        .unwrap()
+        .tls
+        .unwrap();
+        assert_eq!(t.listen.to_string(), "127.0.0.1:5999");
+        assert_eq!(t.verify, TlsVerify::Required);
+        assert_eq!(t.login_from, LoginFrom::DistinguishedName);
+        for bad in [
+            &["--listen-tls", "127.0.0.1:5671"][..],
+            &["--tls-cert", "c.pem"],
+            &["--tls-key", "k.pem"],
+            &[
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+                "--tls-verify",
+                "peer",
+            ],
+            &["--tls-verify", "sometimes"],
+        ] {
+            assert!(cli(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            defaults::TLS_VERIFY.parse::<TlsVerify>(),
+            Ok(TlsVerify::default())
+        );
+        assert_eq!(
+            defaults::TLS_LOGIN_FROM.parse::<LoginFrom>(),
+            Ok(LoginFrom::default())
+        );
+    }
 
     /// The flags' help texts state their defaults; they must be the ones `defaults` holds.
     #[test]
@@ -361,6 +552,9 @@ mod tests {
         let c = Config::default();
         let expect = [
             ("listen", c.listen.to_string()),
+            ("listen_tls", defaults::LISTEN_TLS.to_string()),
+            ("tls_verify", defaults::TLS_VERIFY.to_string()),
+            ("tls_login_from", defaults::TLS_LOGIN_FROM.to_string()),
             ("http", c.http.to_string()),
             ("data_dir", defaults::DATA_DIR.to_string()),
             ("fsync", "always".to_string()),

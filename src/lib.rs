@@ -5,7 +5,8 @@
 //! - [`broker`]: the model (vhosts, exchanges, queues, bindings, consumers, routing),
 //!   synchronous and socket-free, over the `warren-storage` engine.
 //! - [`connection`]: one AMQP connection; speaks `protocol`, calls `broker`.
-//! - [`server`]: wires them together; [`config`], [`alarms`] around it.
+//! - [`server`]: wires them together; [`tls`] serves AMQPS sockets into `connection`;
+//!   [`config`], [`alarms`] around it.
 
 pub mod alarms;
 pub mod broker;
@@ -14,3 +15,4 @@ pub mod connection;
 pub mod data_lock;
 pub mod protocol;
 pub mod server;
+pub mod tls;

@@ -7,14 +7,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::alarms::Alarms;
 use crate::broker::{definitions_import, BrokerConfig, BrokerHandle};
 use crate::config::{Config, Limits};
-use crate::connection::{self, ServerContext};
+use crate::connection::{self, ServerContext, Transport};
+use crate::tls::TlsAcceptor;
 use warren_storage::{GroupCommit, LogConfig};
 
 /// How often pending acks are written and sparse segments compacted.
@@ -28,8 +29,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A running broker.
 pub struct Server {
     pub local_addr: SocketAddr,
+    /// The AMQPS listener's address, when TLS is configured.
+    pub tls_addr: Option<SocketAddr>,
     pub ctx: Arc<ServerContext>,
     listener: TcpListener,
+    tls: Option<(TcpListener, Arc<TlsAcceptor>)>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -38,6 +42,13 @@ impl Server {
     /// binds the AMQP listener. Connections are accepted once `run` is called, i.e. after
     /// recovery has finished.
     pub async fn bind(config: &Config) -> io::Result<Server> {
+        let tls = match &config.tls {
+            Some(t) => Some((
+                t.listen,
+                Arc::new(TlsAcceptor::load(t).map_err(io::Error::other)?),
+            )),
+            None => None,
+        };
         let started = std::time::Instant::now();
         let (broker, report) = open_broker(config)?;
         for p in &report.problems {
@@ -85,10 +96,21 @@ impl Server {
         });
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
+        let tls = match tls {
+            Some((addr, acceptor)) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| io::Error::new(e.kind(), format!("--listen-tls {addr}: {e}")))?;
+                Some((l, acceptor))
+            }
+            None => None,
+        };
         Ok(Server {
             local_addr,
+            tls_addr: tls.as_ref().and_then(|(l, _)| l.local_addr().ok()),
             ctx,
             listener,
+            tls,
             shutdown,
         })
     }
@@ -100,26 +122,34 @@ impl Server {
         let upkeep = tokio::spawn(upkeep(self.ctx.clone()));
         let timers = tokio::spawn(timers(self.ctx.clone()));
         tracing::info!("accepting AMQP connections on {}", self.local_addr);
+        if let Some(addr) = self.tls_addr {
+            tracing::info!("accepting AMQPS connections on {addr}");
+        }
         let mut connections = JoinSet::new();
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        connections.spawn(connection::serve(stream, peer, self.ctx.clone()));
+                        let _ = stream.set_nodelay(true);
+                        let ctx = self.ctx.clone();
+                        connections.spawn(connection::serve(stream, peer, Transport::Plain, ctx));
                     }
-                    Err(e) => {
-                        // Out of file descriptors (EMFILE/ENFILE) and the like: back off
-                        // and keep serving the connections we have.
-                        tracing::error!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(e) => accept_failed(e).await,
+                },
+                accepted = accept_tls(&self.tls), if self.tls.is_some() => match accepted {
+                    Ok((stream, peer, acceptor)) => {
+                        // The TLS handshake runs in the connection's task.
+                        connections.spawn(crate::tls::serve(acceptor, stream, peer, self.ctx.clone()));
                     }
+                    Err(e) => accept_failed(e).await,
                 },
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 _ = &mut stop => break,
             }
         }
         drop(self.listener);
+        drop(self.tls);
         tracing::info!(connections = connections.len(), "shutting down");
         let _ = self.shutdown.send(true);
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -191,6 +221,26 @@ pub fn open_offline(config: &Config) -> io::Result<BrokerHandle> {
         eprintln!("warren: recovery: {p}");
     }
     Ok(broker)
+}
+
+/// Out of file descriptors (EMFILE/ENFILE) and the like: back off and keep serving the
+/// connections we have.
+async fn accept_failed(e: io::Error) {
+    tracing::error!("accept failed: {e}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Accepts on the AMQPS listener (only polled when there is one).
+async fn accept_tls(
+    tls: &Option<(TcpListener, Arc<TlsAcceptor>)>,
+) -> io::Result<(TcpStream, SocketAddr, Arc<TlsAcceptor>)> {
+    match tls {
+        Some((listener, acceptor)) => {
+            let (stream, peer) = listener.accept().await?;
+            Ok((stream, peer, acceptor.clone()))
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Every `TIMER_TICK`: the model's timed work, when any is due (one atomic load when

@@ -123,7 +123,7 @@ pub fn authenticate_external(
 ) -> Result<(), BrokerError> {
     if db.user(user).is_none() {
         return Err(BrokerError::AccessRefused(format!(
-            "Login was refused using authentication mechanism EXTERNAL: user '{user}' not found"
+            "user '{user}' - invalid credentials"
         )));
     }
     check_loopback(config, user, peer)
@@ -264,5 +264,18 @@ mod tests {
         // RabbitMQ names a missing vhost without quotes, before any limit.
         let e = open_vhost(&db, &user, "nope", None).unwrap_err();
         assert_eq!(e.text(), "vhost nope not found");
+    }
+
+    #[test]
+    fn external_needs_an_existing_user_and_loopback_for_guest() {
+        let db = AccessDb::first_start("guest", "guest", "/");
+        let c = AccessConfig::default();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(authenticate_external(&db, &c, "guest", lo).is_ok());
+        let e = authenticate_external(&db, &c, "CN=guest", lo).unwrap_err();
+        assert_eq!(e.text(), "user 'CN=guest' - invalid credentials");
+        let far = "10.1.2.3".parse().unwrap();
+        let e = authenticate_external(&db, &c, "guest", far).unwrap_err();
+        assert!(e.text().contains("localhost"));
     }
 }

@@ -3,7 +3,9 @@
 
 use amq_protocol_types::AMQPValue;
 
-use super::{sasl, Conn};
+use super::{sasl, Conn, Transport};
+use crate::broker::access::User;
+use crate::broker::BrokerError;
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::frame;
 use crate::protocol::method::{self, ids, server, Method};
@@ -67,6 +69,7 @@ fn read_client_properties(raw: &[u8]) -> ClientProperties {
 
 impl Conn {
     pub(super) fn send_start(&mut self) {
+        let tls = matches!(self.transport, Transport::Tls { .. });
         let caps = [
             ("publisher_confirms", Value::Bool(true)),
             ("exchange_exchange_bindings", Value::Bool(true)),
@@ -91,7 +94,7 @@ impl Conn {
         method::write(&mut self.wbuf, 0, ids::CONNECTION_START, |w| {
             w.u8(0).u8(9);
             table::encode(w.buf, &props);
-            w.longstr(sasl::MECHANISMS).longstr(b"en_US");
+            w.longstr(sasl::mechanisms(tls)).longstr(b"en_US");
         });
     }
 
@@ -152,12 +155,8 @@ impl Conn {
         self.blocked_capable = props.blocked;
         self.cancel_notify = props.cancel_notify;
         self.client_name = props.name;
-        let (user, password) = sasl::credentials(mechanism, response)?;
-        let user = match self
-            .ctx
-            .broker
-            .authenticate(mechanism, &user, &password, self.peer.ip())
-        {
+        let (user, result) = self.login(mechanism, response)?;
+        let user = match result {
             Ok(user) => user,
             Err(e) => {
                 tracing::warn!(conn = self.id, peer = %self.peer, %user, "login refused: {e}");
@@ -181,6 +180,41 @@ impl Conn {
         });
         self.phase = Phase::AwaitTuneOk;
         Ok(())
+    }
+
+    /// Checks start-ok's credentials: (the user name it claims, the model's answer).
+    fn login(
+        &self,
+        mechanism: &str,
+        response: &[u8],
+    ) -> Result<(String, Result<User, BrokerError>), AmqpError> {
+        let peer = self.peer.ip();
+        // RabbitMQ's log text for a refused EXTERNAL login (the client only ever hears the
+        // generic 403 text).
+        let refused =
+            |why: &str| BrokerError::AccessRefused(format!("EXTERNAL login refused: {why}"));
+        match (&self.transport, mechanism) {
+            (Transport::Tls { external }, "EXTERNAL") => Ok(match external {
+                // The response (an authorisation identity, if any) is ignored, as
+                // RabbitMQ does: the certificate names the user.
+                Ok(name) => (
+                    name.clone(),
+                    self.ctx
+                        .broker
+                        .authenticate_external(name, peer)
+                        .map_err(|e| refused(e.text())),
+                ),
+                Err(why) => (String::new(), Err(refused(why))),
+            }),
+            _ => {
+                let (user, password) = sasl::credentials(mechanism, response)?;
+                let result = self
+                    .ctx
+                    .broker
+                    .authenticate(mechanism, &user, &password, peer);
+                Ok((user, result))
+            }
+        }
     }
 
     fn tune_ok(

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::frames::Stop;
@@ -22,8 +22,30 @@ const WRITE_HIGH_WATER: usize = 1 << 20;
 pub(super) const DELIVERY_HIGH_WATER: usize = 128 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A byte stream a connection is served over, and how it splits into a read half and a
+/// write half that the loop's `select!` can use at once. Plain TCP borrows its two
+/// halves for free (`TcpStream::split`); a stream that cannot (TLS: one state machine for
+/// both directions) shares itself between the halves with `tokio::io::split`.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {
+    type Read<'a>: AsyncRead + Unpin + Send
+    where
+        Self: 'a;
+    type Write<'a>: AsyncWrite + Unpin + Send
+    where
+        Self: 'a;
+    fn halves(&mut self) -> (Self::Read<'_>, Self::Write<'_>);
+}
+
+impl Stream for TcpStream {
+    type Read<'a> = tokio::net::tcp::ReadHalf<'a>;
+    type Write<'a> = tokio::net::tcp::WriteHalf<'a>;
+    fn halves(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
+        self.split()
+    }
+}
+
 impl Conn {
-    pub(super) async fn run(&mut self, mut stream: TcpStream) -> std::io::Result<()> {
+    pub(super) async fn run<S: Stream>(&mut self, mut stream: S) -> std::io::Result<()> {
         let started = Instant::now();
         let deadline = self.ctx.limits.handshake_timeout;
         // Protocol header.
@@ -46,7 +68,7 @@ impl Conn {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut alarm_rx = self.ctx.alarms.subscribe();
         let mut shutdown_rx = self.ctx.shutdown.clone();
-        let (mut rd, mut wr) = stream.split();
+        let (mut rd, mut wr) = stream.halves();
         loop {
             // A resource alarm blocks connections that publish: they are not read until it
             // clears (consumers keep flowing), and hear about it if they support it.
@@ -63,8 +85,13 @@ impl Conn {
                 self.wbuf.len() < WRITE_HIGH_WATER && !self.close_after_flush && !blocked;
             tokio::select! {
                 r = rd.read_buf(&mut rbuf), if can_read => {
-                    if r? == 0 {
-                        return Ok(());
+                    match r {
+                        Ok(0) => return Ok(()),
+                        Ok(_) => {}
+                        // A TLS client that hangs up without close_notify (pika, after
+                        // close-ok): a hang-up like any other; the AMQP close said enough.
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                        Err(e) => return Err(e),
                     }
                     last_read = Instant::now();
                     if rbuf.capacity() - rbuf.len() < 4096 {

@@ -13,6 +13,9 @@
 //! | `tx.rs` | transactions: held publishes, tx.select / commit / rollback |
 //! | `errors.rs` | model errors to reply codes; channel and connection close |
 //!
+//! `serve` is generic over the byte stream (`io::Stream`: plain TCP, or TLS from
+//! `crate::tls`), monomorphised per kind so the plain path has no indirection.
+//!
 //! The task owns the socket's two halves and two buffers. Reading stops while the write
 //! buffer is above its high-water mark, so a client that publishes but never reads cannot
 //! make the broker buffer without bound; writes are batched (everything produced by one
@@ -33,7 +36,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 
 use crate::alarms::Alarms;
 use crate::broker::access::User;
@@ -46,6 +48,21 @@ use crate::config::Limits;
 use channel::Channel;
 use handshake::Phase;
 use publish::PendingPublish;
+
+pub use io::Stream;
+pub use sasl::{EXTERNAL_NO_CERT, EXTERNAL_NO_NAME};
+
+/// What a connection knows of the transport under it.
+#[derive(Debug, Clone, Default)]
+pub enum Transport {
+    #[default]
+    Plain,
+    /// TLS. `external` is the SASL EXTERNAL user name taken from the verified client
+    /// certificate, or why there is none (RabbitMQ's refusal text).
+    Tls {
+        external: Result<String, &'static str>,
+    },
+}
 
 /// What every connection task shares.
 pub struct ServerContext {
@@ -60,6 +77,7 @@ pub struct ServerContext {
 struct Conn {
     id: u64,
     peer: SocketAddr,
+    transport: Transport,
     ctx: Arc<ServerContext>,
     outbox: Arc<Outbox>,
     phase: Phase,
@@ -110,10 +128,16 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(ctx: Arc<ServerContext>, peer: SocketAddr, outbox: Arc<Outbox>) -> Conn {
+    fn new(
+        ctx: Arc<ServerContext>,
+        peer: SocketAddr,
+        transport: Transport,
+        outbox: Arc<Outbox>,
+    ) -> Conn {
         Conn {
             id: ctx.broker.register_connection(),
             peer,
+            transport,
             frame_max: ctx.limits.frame_max,
             channel_max: ctx.limits.channel_max,
             heartbeat: 0,
@@ -186,12 +210,18 @@ impl Conn {
     }
 }
 
-/// Serves one client until it disconnects or is disconnected.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerContext>) {
-    let _ = stream.set_nodelay(true);
+/// Serves one client until it disconnects or is disconnected. The caller has set up the
+/// socket (`TCP_NODELAY`) and, for TLS, finished the TLS handshake.
+pub async fn serve<S: Stream>(
+    stream: S,
+    peer: SocketAddr,
+    transport: Transport,
+    ctx: Arc<ServerContext>,
+) {
     let outbox = Outbox::new(ctx.limits.outbox_limit);
-    let mut conn = Conn::new(ctx, peer, outbox);
-    tracing::debug!(conn = conn.id, %peer, "connection accepted");
+    let tls = matches!(transport, Transport::Tls { .. });
+    let mut conn = Conn::new(ctx, peer, transport, outbox);
+    tracing::debug!(conn = conn.id, %peer, tls, "connection accepted");
     let result = conn.run(stream).await;
     if conn.phase.is_open() || conn.user.is_some() {
         tracing::info!(
@@ -238,6 +268,7 @@ pub fn fuzz_session(input: &[u8]) {
     let mut conn = Conn::new(
         ctx.clone(),
         "127.0.0.1:1".parse().expect("literal"),
+        Transport::Plain,
         Outbox::new(64),
     );
     conn.wbuf = BytesMut::new();

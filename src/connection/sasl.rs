@@ -1,11 +1,29 @@
 //! SASL responses from connection.start-ok: PLAIN and AMQPLAIN decoded into a user name
-//! and password. Whether they are good is the model's call (`broker::access`).
+//! and password; EXTERNAL (TLS only) takes the name from the client certificate
+//! (`Transport::Tls`) and ignores the response. Whether they are good is the model's call
+//! (`broker::access`).
 
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::table;
 
-/// The mechanisms offered in connection.start.
-pub const MECHANISMS: &[u8] = b"PLAIN AMQPLAIN";
+/// The mechanisms offered in connection.start. EXTERNAL is offered on every TLS
+/// connection, certificate or not, as RabbitMQ's `rabbit_auth_mechanism_ssl:should_offer`
+/// does (a client without one then hears "no certificate" rather than failing to agree on
+/// a mechanism), and never on plain TCP. It comes last: RabbitMQ 3.10 lists mechanisms in
+/// its registry's (ETS hash) order, which is PLAIN, AMQPLAIN, EXTERNAL whatever order
+/// `auth_mechanisms` is configured in.
+pub fn mechanisms(tls: bool) -> &'static [u8] {
+    if tls {
+        b"PLAIN AMQPLAIN EXTERNAL"
+    } else {
+        b"PLAIN AMQPLAIN"
+    }
+}
+
+/// EXTERNAL's refusal when the client certificate names no user, in RabbitMQ's words.
+pub const EXTERNAL_NO_NAME: &str = "no name found";
+/// EXTERNAL's refusal when the client presented no certificate.
+pub const EXTERNAL_NO_CERT: &str = "connection peer presented no TLS (x.509) certificate";
 
 /// Decodes a start-ok's response for `mechanism` into (user, password). A response
 /// that does not parse, or an unknown mechanism, is an error that is never answered with

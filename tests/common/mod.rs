@@ -13,6 +13,8 @@ use warren_storage::FsyncPolicy;
 
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The AMQPS listener, if the config had TLS.
+    pub tls_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub ctx: std::sync::Arc<warren::connection::ServerContext>,
 }
@@ -39,9 +41,15 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     tweak(&mut config);
     let server = Server::bind(&config).await.unwrap();
     let addr = server.local_addr;
+    let tls_addr = server.tls_addr;
     let ctx = server.ctx.clone();
     tokio::spawn(server.run());
-    TestBroker { addr, dir, ctx }
+    TestBroker {
+        addr,
+        tls_addr,
+        dir,
+        ctx,
+    }
 }
 
 /// The reply code of a lapin protocol error, if it is one.

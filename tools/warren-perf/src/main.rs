@@ -58,8 +58,15 @@ enum Scenario {
 )]
 struct Args {
     scenario: Scenario,
+    /// amqp://, or amqps:// for TLS (default port 5671).
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     url: String,
+    /// Connect with TLS (as an amqps:// URL does).
+    #[arg(long)]
+    tls: bool,
+    /// CA certificates (PEM) to verify the broker's TLS certificate with.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 1)]
     producers: usize,
     #[arg(long, default_value_t = 1)]
@@ -145,7 +152,7 @@ fn queue_name(i: usize) -> String {
 /// Reads a producer's connection: counts confirms (acks and nacks) into `confirmed` and
 /// the counters, wakes the producer, and stops if the broker closes the channel.
 fn spawn_confirm_reader(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut rd: client::Reader,
     mut rbuf: BytesMut,
     confirmed: Arc<AtomicU64>,
     wake: Arc<tokio::sync::Notify>,
@@ -713,7 +720,7 @@ fn main() -> std::process::ExitCode {
         runtime.block_on(sink::run(&args.listen));
         return std::process::ExitCode::SUCCESS;
     }
-    let target = match Target::parse(&args.url) {
+    let target = match Target::parse(&args.url, args.tls, args.tls_ca.as_deref()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("warren-perf: {e}");
