@@ -88,3 +88,17 @@ fn connection_inputs() {
         warren::connection::fuzz_session(data);
     }
 }
+
+#[test]
+fn definitions_json_inputs() {
+    for (_, data) in inputs("definitions_json") {
+        warren::broker::definitions_import::fuzz_import(&data);
+    }
+}
+
+#[test]
+fn policy_inputs() {
+    for (_, data) in inputs("policy") {
+        warren::broker::policy::fuzz_policy(&data);
+    }
+}

@@ -262,6 +262,40 @@ impl PolicySet {
     }
 }
 
+/// Validates a policy given as JSON (with `"operator": true` for an operator policy) and,
+/// if valid, resolves it against names and arguments taken from the input: must not
+/// panic. Used by the `policy` fuzz target and its regression replay.
+#[doc(hidden)]
+pub fn fuzz_policy(input: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<Value>(input) else {
+        return;
+    };
+    let operator = value
+        .get("operator")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let Ok(p) = serde_json::from_value::<PolicyDef>(value) else {
+        return;
+    };
+    if validate(&p, operator).is_err() {
+        return;
+    }
+    let list = std::slice::from_ref(&p);
+    let set = if operator {
+        PolicySet::new(&p.vhost, &[], list)
+    } else {
+        PolicySet::new(&p.vhost, list, &[])
+    };
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(3));
+    args.insert("x-message-ttl".into(), AMQPValue::LongString("bad".into()));
+    for name in [p.pattern.as_str(), p.name.as_str(), "", "q"] {
+        let _ = set.queue_args(name, &args);
+        let _ = set.alternate_exchange(name, &FieldTable::default());
+        let _ = set.applied(Target::Queue, name);
+    }
+}
+
 impl VHost {
     /// Installs the vhost's policies and applies them at once to every queue and exchange
     /// (RabbitMQ applies a changed policy to existing queues too).
