@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use regex::Regex;
+use regex::bytes::Regex;
 
 use super::error::BrokerError;
 
@@ -60,7 +60,10 @@ pub fn compile(pattern: &str) -> Result<Regex, String> {
     } else {
         literal_braces(pattern)
     };
-    regex::RegexBuilder::new(&pattern)
+    // Bytes without Unicode classes, as Erlang's `re` matches without its `unicode`
+    // option (`\w` is ASCII); non-ASCII literals match their UTF-8 bytes.
+    regex::bytes::RegexBuilder::new(&pattern)
+        .unicode(false)
         .size_limit(COMPILED_SIZE_LIMIT)
         .build()
         .map_err(|e| format!("invalid regular expression '{pattern}': {e}"))
@@ -179,7 +182,7 @@ impl Grants {
             Perm::Write => &self.write,
             Perm::Read => &self.read,
         };
-        if pattern.is_match(name) {
+        if pattern.is_match(name.as_bytes()) {
             return Ok(());
         }
         Err(BrokerError::AccessRefused(format!(
@@ -212,7 +215,7 @@ impl Grants {
         } else {
             &t.read
         };
-        if pattern.is_match(routing_key) {
+        if pattern.is_match(routing_key.as_bytes()) {
             return Ok(());
         }
         Err(BrokerError::AccessRefused(format!(
@@ -273,9 +276,14 @@ mod tests {
     #[test]
     fn braces_that_quantify_nothing_are_literal_as_in_pcre() {
         let r = compile("^{username}\\.x{2}[{]").unwrap();
-        assert!(r.is_match("{username}.xx{"));
-        assert!(!r.is_match("{username}.x{"));
-        assert!(compile("a{2,}b{1,3}").unwrap().is_match("aabbb"));
+        assert!(r.is_match(b"{username}.xx{"));
+        assert!(!r.is_match(b"{username}.x{"));
+        assert!(compile("a{2,}b{1,3}").unwrap().is_match(b"aabbb"));
+        // Non-ASCII names match literally; \w is ASCII only, as in Erlang's re.
+        assert!(compile("^caf\u{e9}")
+            .unwrap()
+            .is_match("caf\u{e9}-q".as_bytes()));
+        assert!(!compile("^\\w+$").unwrap().is_match("\u{e9}".as_bytes()));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use amq_protocol_types::{AMQPValue, FieldTable, LongString};
-use regex::Regex;
+use regex::bytes::Regex;
 use serde_json::{Map, Value};
 
 use super::access_db::PolicyDef;
@@ -184,7 +184,7 @@ impl PolicySet {
                 Target::Queue => p.queues,
                 Target::Exchange => p.exchanges,
             })
-            .filter(|p| p.pattern.is_match(name))
+            .filter(|p| p.pattern.is_match(name.as_bytes()))
             .fold(None, |best: Option<&Compiled>, p| match best {
                 Some(b) if b.priority >= p.priority => Some(b),
                 _ => Some(p),

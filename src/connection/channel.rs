@@ -234,7 +234,8 @@ impl Conn {
                 ch.write_allowed = None;
             }
         }
-        let grants = self.grants.clone()?;
+        // Borrowed, not cloned: this runs for every publish.
+        let grants = self.grants.as_deref()?;
         let ch = self.channels.get_mut(&channel)?;
         if ch.write_allowed.as_deref() != Some(exchange) {
             if let Err(e) = grants.check(Perm::Write, Resource::Exchange, exchange) {
@@ -242,13 +243,18 @@ impl Conn {
             }
             ch.write_allowed = Some(exchange.into());
         }
-        if grants.has_topic_permissions() && self.vhost().with(|m| m.is_topic_exchange(exchange)) {
-            return grants
-                .check_topic(Perm::Write, exchange, routing_key)
-                .err()
-                .map(AmqpError::from);
+        if !grants.has_topic_permissions() {
+            return None;
         }
-        None
+        let topic = self
+            .vhost
+            .as_ref()
+            .is_some_and(|vh| vh.with(|m| m.is_topic_exchange(exchange)));
+        let grants = self.grants.as_deref()?;
+        topic
+            .then(|| grants.check_topic(Perm::Write, exchange, routing_key).err())
+            .flatten()
+            .map(AmqpError::from)
     }
 
     /// The queue last declared on `channel` (what queue '' means there).
