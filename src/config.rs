@@ -150,7 +150,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The AMQPS listener, if TLS is configured.
     pub tls: Option<TlsConfig>,
-    pub http: SocketAddr,
+    /// The management HTTP API's address; `None` (`--http off`) serves none.
+    pub http: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub fsync: FsyncPolicy,
     pub segment_size: usize,
@@ -193,7 +194,7 @@ impl Default for Config {
         Config {
             listen: d::LISTEN.parse().expect("literal"),
             tls: None,
-            http: d::HTTP.parse().expect("literal"),
+            http: Some(d::HTTP.parse().expect("literal")),
             data_dir: PathBuf::from(d::DATA_DIR),
             fsync: FsyncPolicy::Always,
             segment_size: d::SEGMENT_SIZE,
@@ -255,9 +256,9 @@ pub struct Cli {
     /// SASL EXTERNAL user name from the client certificate: common_name | distinguished_name [default: common_name]
     #[arg(long, env = "WARREN_TLS_LOGIN_FROM")]
     pub tls_login_from: Option<LoginFrom>,
-    /// Management/metrics HTTP address (reserved; not served yet) [default: 127.0.0.1:15672]
-    #[arg(long, env = "WARREN_HTTP")]
-    pub http: Option<SocketAddr>,
+    /// Management HTTP API address, or `off` [default: 127.0.0.1:15672]
+    #[arg(long, env = "WARREN_HTTP", value_parser = parse_http)]
+    pub http: Option<HttpListen>,
     /// Data directory [default: ./warren-data]
     #[arg(long, env = "WARREN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -339,7 +340,7 @@ pub struct FileConfig {
     pub tls_ca: Option<PathBuf>,
     pub tls_verify: Option<String>,
     pub tls_login_from: Option<String>,
-    pub http: Option<SocketAddr>,
+    pub http: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub fsync: Option<String>,
     pub segment_size: Option<usize>,
@@ -374,7 +375,13 @@ impl Config {
         let config = Config {
             listen: cli.listen.or(file.listen).unwrap_or(d.listen),
             tls,
-            http: cli.http.or(file.http).unwrap_or(d.http),
+            http: match cli.http {
+                Some(h) => h.0,
+                None => match file.http.as_deref() {
+                    Some(text) => parse_http(text)?.0,
+                    None => d.http,
+                },
+            },
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             fsync: cli.fsync.or(file_fsync).unwrap_or(d.fsync),
             segment_size: cli
@@ -446,6 +453,19 @@ impl Config {
 
 /// The AMQPS settings from the flags and the file: none unless a certificate and key are
 /// given; the flags that need them (or each other) are refused alone.
+/// `--http`: an address, or `off` for no HTTP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpListen(pub Option<SocketAddr>);
+
+fn parse_http(text: &str) -> Result<HttpListen, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(HttpListen(None));
+    }
+    text.parse()
+        .map(|a| HttpListen(Some(a)))
+        .map_err(|e| format!("--http '{text}': {e} (an address such as 127.0.0.1:15672, or off)"))
+}
+
 fn tls_config(cli: &Cli, file: &FileConfig) -> Result<Option<TlsConfig>, String> {
     let listen = cli.listen_tls.or(file.listen_tls);
     let cert = cli.tls_cert.clone().or(file.tls_cert.clone());
@@ -555,7 +575,7 @@ mod tests {
             ("listen_tls", defaults::LISTEN_TLS.to_string()),
             ("tls_verify", defaults::TLS_VERIFY.to_string()),
             ("tls_login_from", defaults::TLS_LOGIN_FROM.to_string()),
-            ("http", c.http.to_string()),
+            ("http", defaults::HTTP.to_string()),
             ("data_dir", defaults::DATA_DIR.to_string()),
             ("fsync", "always".to_string()),
             ("segment_size", c.segment_size.to_string()),

@@ -6,6 +6,7 @@
 //!   synchronous and socket-free, over the `warren-storage` engine.
 //! - [`connection`]: one AMQP connection; speaks `protocol`, calls `broker`.
 //! - [`server`]: wires them together; [`tls`] serves AMQPS sockets into `connection`;
+//!   [`http`] is the management API (RabbitMQ's `/api`) over the broker's public API;
 //!   [`config`], [`alarms`] around it.
 
 pub mod alarms;
@@ -13,6 +14,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod data_lock;
+pub mod http;
 pub mod protocol;
 pub mod server;
 pub mod tls;

@@ -1,6 +1,7 @@
-//! The server: the only place that wires the broker model, connections and (later) HTTP
-//! together. It recovers the model from the data dir, accepts AMQP connections, runs
-//! periodic upkeep (ack batches, compaction, alarms) and shuts down cleanly.
+//! The server: the only place that wires the broker model, connections and the management
+//! HTTP API together. It recovers the model from the data dir, accepts AMQP connections,
+//! serves the API, runs periodic upkeep (ack batches, compaction, alarms) and shuts down
+//! cleanly.
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,8 +32,11 @@ pub struct Server {
     pub local_addr: SocketAddr,
     /// The AMQPS listener's address, when TLS is configured.
     pub tls_addr: Option<SocketAddr>,
+    /// The management API's address, unless `--http off`.
+    pub http_addr: Option<SocketAddr>,
     pub ctx: Arc<ServerContext>,
     listener: TcpListener,
+    http: Option<TcpListener>,
     tls: Option<(TcpListener, Arc<TlsAcceptor>)>,
     shutdown: watch::Sender<bool>,
 }
@@ -105,11 +109,17 @@ impl Server {
             }
             None => None,
         };
+        let http = match config.http {
+            Some(addr) => Some(crate::http::bind(addr).await?),
+            None => None,
+        };
         Ok(Server {
             local_addr,
             tls_addr: tls.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+            http_addr: http.as_ref().and_then(|l| l.local_addr().ok()),
             ctx,
             listener,
+            http,
             tls,
             shutdown,
         })
@@ -118,13 +128,30 @@ impl Server {
     /// Accepts connections until `stop` resolves, then shuts down: stops accepting, sends
     /// connection.close 320 to every client, waits (a few seconds at most) for them to
     /// go, writes pending acks and finishes in-flight syncs.
-    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+    pub async fn run_until(mut self, stop: impl std::future::Future<Output = ()>) {
         let upkeep = tokio::spawn(upkeep(self.ctx.clone()));
         let timers = tokio::spawn(timers(self.ctx.clone()));
         tracing::info!("accepting AMQP connections on {}", self.local_addr);
         if let Some(addr) = self.tls_addr {
             tracing::info!("accepting AMQPS connections on {addr}");
         }
+        let http = self.http.take().map(|listener| {
+            let mut listeners = vec![("amqp", self.local_addr)];
+            listeners.extend(self.tls_addr.map(|a| ("amqp/ssl", a)));
+            listeners.extend(self.http_addr.map(|a| ("http", a)));
+            let state = crate::http::ApiState {
+                broker: self.ctx.broker.clone(),
+                node: Arc::new(crate::http::NodeInfo::new(listeners)),
+            };
+            let mut stopping = self.shutdown.subscribe();
+            tracing::info!(
+                "serving the management API on http://{}",
+                self.http_addr.expect("bound")
+            );
+            tokio::spawn(crate::http::serve(listener, state, async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            }))
+        });
         let mut connections = JoinSet::new();
         tokio::pin!(stop);
         loop {
@@ -165,6 +192,9 @@ impl Server {
         }
         upkeep.abort();
         timers.abort();
+        if let Some(http) = http {
+            http.abort();
+        }
         let broker = self.ctx.broker.clone();
         let finished = tokio::task::spawn_blocking(move || {
             let mut problems = broker.flush_all_acks();

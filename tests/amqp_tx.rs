@@ -606,6 +606,8 @@ async fn a_commit_whose_sync_fails_is_406() {
             &format!("127.0.0.1:{port}"),
             "--fsync",
             "always",
+            "--http",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(dir.path())

@@ -34,6 +34,8 @@ async fn failed_fdatasync_means_nack_and_other_queues_keep_working() {
             &format!("127.0.0.1:{port}"),
             "--fsync",
             "always",
+            "--http",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(dir.path())

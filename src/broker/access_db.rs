@@ -397,6 +397,19 @@ impl AccessDb {
         self.rebuild_grants(&user, &vhost)
     }
 
+    /// Removes every topic permission of `user` in `vhost` (RabbitMQ's
+    /// `clear_topic_permissions`); false if there was none.
+    pub fn clear_topic_permissions(&mut self, user: &str, vhost: &str) -> Result<bool, String> {
+        let before = self.topic_permissions.len();
+        self.topic_permissions
+            .retain(|(u, v, _), _| (u.as_str(), v.as_str()) != (user, vhost));
+        if self.topic_permissions.len() == before {
+            return Ok(false);
+        }
+        self.rebuild_grants(user, vhost)?;
+        Ok(true)
+    }
+
     /// Adds or replaces a policy (or, with `operator`, an operator policy) of a vhost.
     pub fn set_policy(&mut self, p: PolicyDef, operator: bool) -> Result<(), String> {
         if !self.vhosts.contains_key(&p.vhost) {

@@ -1,5 +1,5 @@
 //! The model's own errors. They say what went wrong in the model's terms; `connection`
-//! maps them to AMQP reply codes (and the HTTP API, later, to status codes).
+//! maps them to AMQP reply codes (and the HTTP API, `http/error.rs`, to status codes).
 
 use std::fmt;
 

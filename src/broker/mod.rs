@@ -48,7 +48,7 @@ pub use error::BrokerError;
 pub use handle::{vhost_dir, BrokerHandle, VHostHandle, DEFAULT_VHOST};
 pub use publish::{PublishRequest, Published};
 pub use tx::TxRoute;
-pub use vhost::VHost;
+pub use vhost::{VHost, VHostTotals};
 
 /// Key of a channel: (connection id, channel number).
 pub type ChannelKey = (u64, u16);

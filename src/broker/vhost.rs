@@ -29,6 +29,18 @@ use super::timers::Deadlines;
 use super::{ChannelKey, OpenReport};
 use crate::protocol::table;
 
+/// What `VHost::totals` counts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VHostTotals {
+    pub exchanges: u64,
+    pub queues: u64,
+    pub connections: u64,
+    pub channels: u64,
+    pub consumers: u64,
+    pub messages_ready: u64,
+    pub messages_unacknowledged: u64,
+}
+
 /// The model of one vhost.
 pub struct VHost {
     pub(super) name: Arc<str>,
@@ -645,6 +657,23 @@ impl VHost {
     pub fn queue_stats(&self, name: &str) -> Option<(u64, u64, usize)> {
         let q = self.queues.get(name)?;
         Some((q.ready(), q.unacked, q.consumers.len()))
+    }
+
+    /// Counts for the management API's overview, taken in one pass under the lock.
+    pub fn totals(&self) -> VHostTotals {
+        let mut t = VHostTotals {
+            exchanges: self.exchanges.len() as u64,
+            queues: self.queues.len() as u64,
+            connections: self.connections.len() as u64,
+            channels: self.channels.len() as u64,
+            ..VHostTotals::default()
+        };
+        for q in self.queues.values() {
+            t.consumers += q.consumers.len() as u64;
+            t.messages_ready += q.ready();
+            t.messages_unacknowledged += q.unacked;
+        }
+        t
     }
 
     /// Names of this vhost's queues.

@@ -15,6 +15,8 @@ pub struct TestBroker {
     pub addr: SocketAddr,
     /// The AMQPS listener, if the config had TLS.
     pub tls_addr: Option<SocketAddr>,
+    /// The management API (an ephemeral port).
+    pub http_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub ctx: std::sync::Arc<warren::connection::ServerContext>,
 }
@@ -34,6 +36,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        http: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: dir.path().to_path_buf(),
         fsync: FsyncPolicy::Never,
         ..Config::default()
@@ -42,11 +45,13 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     let server = Server::bind(&config).await.unwrap();
     let addr = server.local_addr;
     let tls_addr = server.tls_addr;
+    let http_addr = server.http_addr;
     let ctx = server.ctx.clone();
     tokio::spawn(server.run());
     TestBroker {
         addr,
         tls_addr,
+        http_addr,
         dir,
         ctx,
     }
@@ -301,6 +306,8 @@ pub fn spawn_warren(
             &format!("127.0.0.1:{port}"),
             "--fsync",
             "always",
+            "--http",
+            "127.0.0.1:0",
         ])
         .args(extra)
         .arg("--data-dir")
