@@ -141,6 +141,8 @@ def scenarios(seconds):
         ("backlog 1M: broker RSS full, MB", ["backlog", "--messages", "1000000", "--autoack"], "broker_rss_full"),
         ("1,000 idle connections: broker RSS, MB", ["connections", "--connections", "1000"], "broker_rss"),
         ("1,000 queues with a consumer: broker RSS, MB", ["queues", "--queues", "1000"], "broker_rss"),
+        ("1,000 idle connections: RSS without the executable's pages, MB", ["connections", "--connections", "1000"], "broker_rss_without_code"),
+        ("1,000 queues with a consumer: RSS without the executable's pages, MB", ["queues", "--queues", "1000"], "broker_rss_without_code"),
     ]
 
 

@@ -136,6 +136,37 @@ fn rss_of(pid: Option<u32>) -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
+/// Resident bytes of the broker's own executable mapping (its code and read-only data):
+/// a constant of the build, not memory the broker uses for queues or connections, so the
+/// memory rows also report RSS without it.
+fn code_rss_of(pid: Option<u32>) -> Option<u64> {
+    let pid = pid?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let exe = exe.to_str()?;
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let (mut ours, mut total) = (false, 0u64);
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            ours = line.ends_with(exe);
+        } else if ours && first == "Rss:" {
+            total += words.next()?.parse::<u64>().ok()? * 1024;
+        }
+    }
+    Some(total)
+}
+
+/// Reports the broker's RSS, and its RSS without its executable's resident pages.
+fn report_rss(report: &mut Report, pid: Option<u32>) {
+    if let Some(rss) = rss_of(pid) {
+        report.bytes("broker_rss", rss);
+        if let Some(code) = code_rss_of(pid) {
+            report.bytes("broker_rss_without_code", rss.saturating_sub(code));
+        }
+    }
+}
+
 struct Ctx {
     args: Args,
     target: Target,
@@ -686,9 +717,7 @@ async fn run_connections(ctx: &Arc<Ctx>, report: &mut Report) -> std::io::Result
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     report.count("connections", conns.len() as u64);
-    if let Some(rss) = rss_of(a.broker_pid) {
-        report.bytes("broker_rss", rss);
-    }
+    report_rss(report, a.broker_pid);
     Ok(())
 }
 
@@ -701,9 +730,7 @@ async fn run_queues(ctx: &Arc<Ctx>, report: &mut Report) -> std::io::Result<()> 
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     report.count("queues", a.queues as u64);
-    if let Some(rss) = rss_of(a.broker_pid) {
-        report.bytes("broker_rss", rss);
-    }
+    report_rss(report, a.broker_pid);
     drop(c);
     cleanup_queues(ctx, a.queues).await;
     Ok(())
