@@ -152,6 +152,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// The management HTTP API's address; `None` (`--http off`) serves none.
     pub http: Option<SocketAddr>,
+    /// The management API over TLS (with the AMQPS certificate), if asked for.
+    pub https: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub fsync: FsyncPolicy,
     pub segment_size: usize,
@@ -195,6 +197,7 @@ impl Default for Config {
             listen: d::LISTEN.parse().expect("literal"),
             tls: None,
             http: Some(d::HTTP.parse().expect("literal")),
+            https: None,
             data_dir: PathBuf::from(d::DATA_DIR),
             fsync: FsyncPolicy::Always,
             segment_size: d::SEGMENT_SIZE,
@@ -259,6 +262,9 @@ pub struct Cli {
     /// Management HTTP API address, or `off` [default: 127.0.0.1:15672]
     #[arg(long, env = "WARREN_HTTP", value_parser = parse_http)]
     pub http: Option<HttpListen>,
+    /// Management HTTP API over TLS, with the --tls-cert/--tls-key/--tls-ca/--tls-verify settings (RabbitMQ's port is 15671)
+    #[arg(long, env = "WARREN_HTTPS")]
+    pub https: Option<SocketAddr>,
     /// Data directory [default: ./warren-data]
     #[arg(long, env = "WARREN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -341,6 +347,7 @@ pub struct FileConfig {
     pub tls_verify: Option<String>,
     pub tls_login_from: Option<String>,
     pub http: Option<String>,
+    pub https: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub fsync: Option<String>,
     pub segment_size: Option<usize>,
@@ -372,7 +379,12 @@ impl Config {
         let d = Config::default();
         let file_fsync = file.fsync.as_deref().map(str::parse).transpose()?;
         let tls = tls_config(&cli, &file)?;
+        let https = cli.https.or(file.https);
+        if https.is_some() && tls.is_none() {
+            return Err("--https needs --tls-cert and --tls-key".into());
+        }
         let config = Config {
+            https,
             listen: cli.listen.or(file.listen).unwrap_or(d.listen),
             tls,
             http: match cli.http {

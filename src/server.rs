@@ -34,9 +34,12 @@ pub struct Server {
     pub tls_addr: Option<SocketAddr>,
     /// The management API's address, unless `--http off`.
     pub http_addr: Option<SocketAddr>,
+    /// The management API's HTTPS address, with `--https`.
+    pub https_addr: Option<SocketAddr>,
     pub ctx: Arc<ServerContext>,
     listener: TcpListener,
     http: Option<TcpListener>,
+    https: Option<crate::http::https::HttpsListener>,
     tls: Option<(TcpListener, Arc<TlsAcceptor>)>,
     shutdown: watch::Sender<bool>,
 }
@@ -113,13 +116,29 @@ impl Server {
             Some(addr) => Some(crate::http::bind(addr).await?),
             None => None,
         };
+        let https = match (config.https, &tls) {
+            (Some(addr), Some((_, acceptor))) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| io::Error::new(e.kind(), format!("--https {addr}: {e}")))?;
+                Some(crate::http::https::HttpsListener::new(
+                    l,
+                    acceptor.rustls(),
+                )?)
+            }
+            _ => None,
+        };
         Ok(Server {
             local_addr,
             tls_addr: tls.as_ref().and_then(|(l, _)| l.local_addr().ok()),
             http_addr: http.as_ref().and_then(|l| l.local_addr().ok()),
+            https_addr: https
+                .as_ref()
+                .and_then(|l| axum::serve::Listener::local_addr(l).ok()),
             ctx,
             listener,
             http,
+            https,
             tls,
             shutdown,
         })
@@ -135,23 +154,37 @@ impl Server {
         if let Some(addr) = self.tls_addr {
             tracing::info!("accepting AMQPS connections on {addr}");
         }
-        let http = self.http.take().map(|listener| {
-            let mut listeners = vec![("amqp", self.local_addr)];
-            listeners.extend(self.tls_addr.map(|a| ("amqp/ssl", a)));
-            listeners.extend(self.http_addr.map(|a| ("http", a)));
-            let state = crate::http::ApiState {
-                broker: self.ctx.broker.clone(),
-                node: Arc::new(crate::http::NodeInfo::new(listeners)),
-            };
-            let mut stopping = self.shutdown.subscribe();
-            tracing::info!(
-                "serving the management API on http://{}",
-                self.http_addr.expect("bound")
-            );
-            tokio::spawn(crate::http::serve(listener, state, async move {
+        let mut listeners = vec![("amqp", self.local_addr)];
+        listeners.extend(self.tls_addr.map(|a| ("amqp/ssl", a)));
+        listeners.extend(self.http_addr.map(|a| ("http", a)));
+        listeners.extend(self.https_addr.map(|a| ("https", a)));
+        let state = crate::http::ApiState {
+            broker: self.ctx.broker.clone(),
+            node: Arc::new(crate::http::NodeInfo::new(listeners)),
+        };
+        let stopped = |server: &Self| {
+            let mut stopping = server.shutdown.subscribe();
+            async move {
                 let _ = stopping.wait_for(|s| *s).await;
-            }))
-        });
+            }
+        };
+        let mut api = Vec::new();
+        if let Some(listener) = self.http.take() {
+            let addr = self.http_addr.expect("bound");
+            tracing::info!("serving the management API on http://{addr}");
+            let stop = stopped(&self);
+            api.push(tokio::spawn(crate::http::serve(
+                listener,
+                state.clone(),
+                stop,
+            )));
+        }
+        if let Some(listener) = self.https.take() {
+            let addr = self.https_addr.expect("bound");
+            tracing::info!("serving the management API on https://{addr}");
+            let stop = stopped(&self);
+            api.push(tokio::spawn(crate::http::serve(listener, state, stop)));
+        }
         let mut connections = JoinSet::new();
         tokio::pin!(stop);
         loop {
@@ -192,8 +225,8 @@ impl Server {
         }
         upkeep.abort();
         timers.abort();
-        if let Some(http) = http {
-            http.abort();
+        for task in api {
+            task.abort();
         }
         let broker = self.ctx.broker.clone();
         let finished = tokio::task::spawn_blocking(move || {

@@ -373,3 +373,54 @@ fn broker_does_not_start_with_a_bad_key() {
     assert!(err.contains("--tls-key") && err.contains("junk"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `--https`: the management API over TLS with the AMQPS certificate, read by Python's
+/// urllib trusting the test CA (a real client, real certificate checks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_management_api_answers_over_https() {
+    let pki = make_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let config = warren::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        http: None,
+        https: Some("127.0.0.1:0".parse().unwrap()),
+        tls: Some(tls_config(&pki, TlsVerify::None)),
+        data_dir: dir.path().to_path_buf(),
+        fsync: warren_storage::FsyncPolicy::Never,
+        ..warren::config::Config::default()
+    };
+    let server = warren::server::Server::bind(&config).await.unwrap();
+    let port = server.https_addr.expect("https bound").port();
+    tokio::spawn(server.run());
+    let ca = pki.s("ca.pem");
+    let script = r#"
+import base64, json, ssl, sys, urllib.error, urllib.request
+port, ca = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+def get(user, password):
+    req = urllib.request.Request(f"https://localhost:{port}/api/whoami")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    req.add_header("Authorization", "Basic " + token)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
+            return r.status, json.loads(r.read())["name"]
+    except urllib.error.HTTPError as e:
+        return e.code, None
+print(get("guest", "guest"), get("guest", "wrong"))
+"#;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", script, &port.to_string(), &ca])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        text,
+        "(200, 'guest') (401, None)",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

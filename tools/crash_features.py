@@ -635,7 +635,7 @@ class Broker:
             log.write(f"=== start {self.starts} ===\n".encode())
             log.flush()
             args = [self.path, "--listen", f"127.0.0.1:{self.port}", "--http", "127.0.0.1:0", "--data-dir",
-                    self.data_dir, "--http", "127.0.0.1:0", "--fsync", self.fsync] + self.extra
+                    self.data_dir, "--fsync", self.fsync] + self.extra
             self.spawned_at = time.monotonic()
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=log, start_new_session=True)

@@ -16,6 +16,7 @@ mod auth;
 mod body;
 mod definitions;
 mod error;
+pub mod https;
 mod limits;
 mod overview;
 mod permissions;
@@ -93,14 +94,19 @@ pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
         .map_err(|e| io::Error::new(e.kind(), format!("--http {addr}: {e}")))
 }
 
-/// Serves the API on `listener` until `stop` resolves.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves the API on `listener` (TCP, or `https::HttpsListener`) until `stop` resolves.
+pub async fn serve<L>(
+    listener: L,
     state: ApiState,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) {
+) where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use axum::serve::ListenerExt;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
+    // Tapped (with nothing to do) so that the peer address reaches the handlers for any
+    // listener type, not only axum's own TcpListener.
+    if let Err(e) = axum::serve(listener.tap_io(|_| {}), app)
         .with_graceful_shutdown(stop)
         .await
     {

@@ -31,6 +31,11 @@ pub struct TlsAcceptor {
 }
 
 impl TlsAcceptor {
+    /// The rustls acceptor, for the management API's HTTPS listener.
+    pub fn rustls(&self) -> tokio_rustls::TlsAcceptor {
+        self.acceptor.clone()
+    }
+
     /// Reads and checks the files `config` names. Every error names the flag and file.
     pub fn load(config: &TlsConfig) -> Result<TlsAcceptor, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
