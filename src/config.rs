@@ -330,9 +330,34 @@ pub enum Command {
 #[derive(Debug, clap::Subcommand)]
 pub enum DefinitionsAction {
     /// Write users, vhosts, permissions, policies, queues, exchanges and bindings to FILE ("-" for stdout)
-    Export { file: PathBuf },
+    Export {
+        file: PathBuf,
+        #[command(flatten)]
+        api: ApiLogin,
+    },
     /// Apply a RabbitMQ definitions file: all of it, or (if anything in it is wrong) none
-    Import { file: PathBuf },
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        api: ApiLogin,
+    },
+}
+
+/// With the broker running, the definitions commands go through its management API
+/// (`--http`) as this administrator.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiLogin {
+    /// Management API user, when the broker is running
+    #[arg(long, env = "WARREN_API_USER", default_value = "guest")]
+    pub api_user: String,
+    /// Management API password, when the broker is running
+    #[arg(
+        long,
+        env = "WARREN_API_PASS",
+        default_value = "guest",
+        hide_env_values = true
+    )]
+    pub api_pass: String,
 }
 
 /// The TOML file's keys.

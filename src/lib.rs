@@ -9,11 +9,13 @@
 //!   [`http`] is the management API (RabbitMQ's `/api`) over the broker's public API;
 //!   [`config`], [`alarms`] around it.
 
+pub mod admin_client;
 pub mod alarms;
 pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod data_lock;
+pub mod definitions_cli;
 pub mod http;
 pub mod protocol;
 pub mod server;

@@ -6,7 +6,6 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use warren::broker::definitions_import;
 use warren::config::{Cli, Command, Config, DefinitionsAction};
 use warren::server::Server;
 
@@ -40,40 +39,10 @@ async fn termination() {
     }
 }
 
-/// `warren definitions export|import FILE`: works on the data dir with the broker stopped
-/// (the data dir's lock says if it is running). Exit 0 done, 1 refused or failed.
+/// `warren definitions export|import FILE` (definitions_cli.rs). Exit 0 done, 1 refused
+/// or failed.
 fn definitions_command(config: &Config, action: DefinitionsAction) -> ExitCode {
-    let run = || -> Result<String, String> {
-        if !config.data_dir.is_dir() {
-            // A mistyped --data-dir must not export an empty broker or start a new one.
-            return Err(format!(
-                "data dir {} does not exist",
-                config.data_dir.display()
-            ));
-        }
-        let _lock = warren::data_lock::lock(&config.data_dir).map_err(|e| e.to_string())?;
-        let broker = warren::server::open_offline(config).map_err(|e| e.to_string())?;
-        match action {
-            DefinitionsAction::Export { file } => {
-                let json = definitions_import::export_json(&broker);
-                if file.as_os_str() == "-" {
-                    println!("{json}");
-                } else {
-                    std::fs::write(&file, json + "\n")
-                        .map_err(|e| format!("{}: {e}", file.display()))?;
-                }
-                Ok(format!("exported definitions to {}", file.display()))
-            }
-            DefinitionsAction::Import { file } => {
-                let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-                let summary = definitions_import::import_json(&broker, &bytes)
-                    .map_err(|e| format!("{}: {e}", file.display()))?;
-                broker.commit().flush().map_err(|e| e.to_string())?;
-                Ok(format!("imported {}: {summary}", file.display()))
-            }
-        }
-    };
-    match run() {
+    match warren::definitions_cli::run(config, action) {
         Ok(done) => {
             eprintln!("warren: {done}");
             ExitCode::SUCCESS

@@ -268,3 +268,67 @@ async fn users_vhosts_and_permissions_survive_kill_9() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `warren definitions export|import` with the broker running go through its management
+/// API (the data dir is locked): the export is the running broker's, a bad file is
+/// refused naming the place and changes nothing, a good one is applied at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_commands_reach_a_running_broker_through_its_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, http) = (common::free_port(), common::free_port());
+    let http = format!("127.0.0.1:{http}");
+    let defs = access_dir().join("definitions.json");
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--http", &http])
+        .args([
+            "--fsync",
+            "never",
+            "--load-definitions",
+            defs.to_str().unwrap(),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(common::lapin_connect_port(port).await);
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--http", &http, "definitions"])
+            .args(args)
+            .args(["--api-user", "admin", "--api-pass", "admin-pw"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, text) = cli(&["export", "-"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("a-orders-q") && text.contains("running broker"),
+        "{text}"
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"vhosts":[{"name":"x"}],"users":[{"name":"u","password_hash":"%%"}]}"#,
+    )
+    .unwrap();
+    let (code, text) = cli(&["import", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("users[0].password_hash"), "{text}");
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, r#"{"vhosts":[{"name":"online"}]}"#).unwrap();
+    let (code, text) = cli(&["import", good.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{text}");
+    let (_, text) = cli(&["export", "-"]);
+    assert!(
+        text.contains("\"online\"") && !text.contains("\"x\""),
+        "{text}"
+    );
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+}
