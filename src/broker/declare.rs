@@ -444,9 +444,11 @@ impl VHost {
             store,
         );
         self.queues.insert(arc.clone(), queue);
-        // Policies may add limits, TTLs, expiry and dead-lettering (policy.rs); this also
-        // schedules x-expires.
+        // Policies may add limits, TTLs, expiry and dead-lettering (policy.rs).
         self.apply_policy(&arc);
+        if let Some(ms) = self.queues.get(&arc).and_then(|q| q.features.expires) {
+            self.schedule(&arc, now_millis() + ms);
+        }
         // Every queue is bound to the default exchange by its name (implicitly: the
         // default exchange routes by queue name, see `route`).
         if durable {
