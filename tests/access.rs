@@ -126,23 +126,6 @@ async fn the_same_queue_name_in_two_vhosts_is_two_queues() {
     assert_eq!(common::lapin_code(&e), Some(404));
 }
 
-/// The broker's connection.close that ends `conn`, as (code, text): a listener on its
-/// events, started before the close is provoked.
-fn watch_close(conn: &Connection) -> tokio::task::JoinHandle<(u16, String)> {
-    use futures_lite::StreamExt;
-    let mut events = Box::pin(conn.events_listener());
-    tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            if let lapin::Event::Error(e) = event {
-                if let lapin::ErrorKind::ProtocolError(amqp) = e.kind() {
-                    return (amqp.get_id(), amqp.get_message().to_string());
-                }
-            }
-        }
-        panic!("connection events ended without a close");
-    })
-}
-
 async fn closed_with(watch: tokio::task::JoinHandle<(u16, String)>) -> (u16, String) {
     tokio::time::timeout(Duration::from_secs(5), watch)
         .await
@@ -156,7 +139,7 @@ async fn deleting_a_vhost_closes_its_connections_and_removes_its_files() {
     let dir = warren::broker::vhost_dir(&b.dir.path().join(""), "tenant-a");
     assert!(dir.join("definitions.toml").exists(), "{}", dir.display());
     let conn = connect(&b, "admin", "tenant-a").await.unwrap();
-    let closed = watch_close(&conn);
+    let closed = common::watch_close(&conn);
     let other = connect(&b, "admin", "tenant-b").await.unwrap();
     b.ctx.broker.delete_vhost("tenant-a").unwrap();
     let (code, text) = closed_with(closed).await;
@@ -188,7 +171,7 @@ async fn deleting_a_vhost_closes_its_connections_and_removes_its_files() {
 async fn deleting_a_user_closes_its_connections() {
     let b = start().await;
     let conn = connect(&b, "alice", "/").await.unwrap();
-    let closed = watch_close(&conn);
+    let closed = common::watch_close(&conn);
     b.ctx.broker.delete_user("alice").unwrap();
     let (code, text) = closed_with(closed).await;
     assert_eq!(

@@ -133,22 +133,6 @@ async fn connect(
     Connection::connect(&url, ConnectionProperties::default()).await
 }
 
-/// The code and text of the connection.close that ends `conn`.
-fn watch_close(conn: &Connection) -> tokio::task::JoinHandle<(u16, String)> {
-    use futures_lite::StreamExt;
-    let mut events = Box::pin(conn.events_listener());
-    tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            if let lapin::Event::Error(e) = event {
-                if let lapin::ErrorKind::ProtocolError(amqp) = e.kind() {
-                    return (amqp.get_id(), amqp.get_message().to_string());
-                }
-            }
-        }
-        panic!("connection events ended without a close");
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vhost_user_and_permissions_made_over_http_work_over_amqp() {
     let b = start().await;
@@ -209,7 +193,7 @@ async fn a_vhost_user_and_permissions_made_over_http_work_over_amqp() {
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
 
     // Deleting the user closes its connection with 320.
-    let closed = watch_close(&conn);
+    let closed = common::watch_close(&conn);
     assert_eq!(api.delete("/api/users/bob").await.status, 204);
     let (code, text) = tokio::time::timeout(Duration::from_secs(5), closed)
         .await
@@ -226,7 +210,7 @@ async fn a_vhost_user_and_permissions_made_over_http_work_over_amqp() {
 
     // Deleting the vhost closes its connections too.
     let admin = connect(&b, "admin", "admin-pw", "shop").await.unwrap();
-    let closed = watch_close(&admin);
+    let closed = common::watch_close(&admin);
     assert_eq!(api.delete("/api/vhosts/shop").await.status, 204);
     let (code, _) = tokio::time::timeout(Duration::from_secs(5), closed)
         .await

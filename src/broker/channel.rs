@@ -143,9 +143,22 @@ impl ChannelState {
 
 impl VHost {
     /// Attaches a connection to this vhost (after connection.open) with the user's
-    /// permissions here.
-    pub fn attach_connection(&mut self, conn: u64, grants: Arc<Grants>, outbox: Arc<Outbox>) {
+    /// permissions here; refused once the vhost is deleted (a connection that found it
+    /// just before).
+    pub fn attach_connection(
+        &mut self,
+        conn: u64,
+        grants: Arc<Grants>,
+        outbox: Arc<Outbox>,
+    ) -> Result<(), BrokerError> {
+        if self.is_deleted() {
+            return Err(BrokerError::NotAllowed(format!(
+                "vhost {} not found",
+                self.name
+            )));
+        }
         self.connections.insert(conn, Attached { grants, outbox });
+        Ok(())
     }
 
     /// How many connections are attached (for the vhost's connection limit).

@@ -60,7 +60,7 @@ pub(super) fn decode_args(raw: &[u8]) -> Result<amq_protocol_types::FieldTable, 
 }
 
 /// A headers binding's `x-match` must be one of RabbitMQ's four words, as a long string.
-fn check_x_match(args: &FieldTable) -> Result<(), BrokerError> {
+pub(super) fn check_x_match(args: &FieldTable) -> Result<(), BrokerError> {
     let refuse = |why: String| Err(BrokerError::PreconditionFailed(why));
     match args.inner().get("x-match") {
         None => Ok(()),
@@ -416,6 +416,13 @@ impl VHost {
             self.authorize(conn, Perm::Write, Resource::Exchange, &dlx)?;
         }
         args::validate_new_classic(&args, &name, &self.name)?;
+        if self.is_deleted() {
+            // A connection not yet closed by the deletion must not make files again.
+            return Err(BrokerError::NotFound(format!(
+                "vhost {} not found",
+                self.name
+            )));
+        }
         let kind = QueueType::from_args(&args)?;
         kind.validate(&args, spec)?;
         let id = self.next_queue_id;

@@ -16,12 +16,19 @@ use serde::de::Deserializer;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use std::collections::{HashMap, HashSet};
+
+use amq_protocol_types::AMQPValue;
+
 use super::access_db::{
     AccessDb, GlobalParameterDef, ParameterDef, PermissionDef, PolicyDef, TopicPermissionDef,
     UserDef, UserLimits, VHostDef, VHostLimits,
 };
 use super::dead_letter::encode_table;
+use super::declare::check_x_match;
 use super::declare::{BindSpec, ExchangeSpec, QueueSpec};
+use super::dedup::DedupCache;
+use super::delayed::delayed_kind;
 use super::error::BrokerError;
 use super::exchange::ExchangeKind;
 use super::handle::BrokerHandle;
@@ -211,14 +218,15 @@ fn parse(bytes: &[u8]) -> Result<File, String> {
 
 /// What an import would do, checked: the new access database and the declarations.
 struct Plan {
-    access: AccessDb,
     exchanges: Vec<(String, String, ExchangeIn, Vec<u8>)>,
     queues: Vec<(String, QueueIn, Vec<u8>)>,
     bindings: Vec<(String, BindingIn, Vec<u8>)>,
 }
 
-fn plan(broker: &BrokerHandle, file: File) -> Result<Plan, String> {
-    let mut db = broker.read_access(|db| db.clone());
+/// Applies the file's access part to `db` (a copy the caller commits only if this
+/// succeeds) and checks its queues, exchanges and bindings against what the model would
+/// refuse, so that only a storage failure can stop them once the access part is written.
+fn plan(broker: &BrokerHandle, db: &mut AccessDb, file: File) -> Result<Plan, String> {
     for (i, v) in file.vhosts.into_iter().enumerate() {
         let at = format!("vhosts[{i}]");
         if v.name.is_empty() || v.name.len() > 255 {
@@ -363,6 +371,19 @@ fn plan(broker: &BrokerHandle, file: File) -> Result<Plan, String> {
             return Err(format!("{at}: unknown exchange type '{}'", x.kind));
         }
         let table = json_args::to_field_table(&x.arguments).map_err(|e| format!("{at}: {e}"))?;
+        match table.inner().get("alternate-exchange") {
+            None | Some(AMQPValue::LongString(_)) => {}
+            Some(_) => return Err(format!("{at}: alternate-exchange must be a string")),
+        }
+        match x.kind.as_str() {
+            "x-delayed-message" => {
+                delayed_kind(&table).map_err(|e| format!("{at}: {e}"))?;
+            }
+            "x-message-deduplication" => {
+                DedupCache::from_args(&table).map_err(|e| format!("{at}: {e}"))?;
+            }
+            _ => {}
+        }
         exchanges.push((at, x.vhost.clone(), x, encode_table(&table)));
     }
     let mut queues = Vec::new();
@@ -382,7 +403,50 @@ fn plan(broker: &BrokerHandle, file: File) -> Result<Plan, String> {
         if q.name.is_empty() {
             return Err(format!("{at}: a queue needs a name"));
         }
+        if q.name.starts_with("amq.") {
+            continue; // RabbitMQ's import skips reserved names too
+        }
         queues.push((at, q, encode_table(&table)));
+    }
+    // What the vhosts will hold after the import: their queues and exchanges now, plus the
+    // file's (for max-queues and for the bindings' ends).
+    let mut present: HashMap<String, (HashSet<String>, HashMap<String, String>)> = HashMap::new();
+    for name in queues
+        .iter()
+        .map(|(_, q, _)| &q.vhost)
+        .chain(exchanges.iter().map(|x| &x.1))
+    {
+        if !present.contains_key(name) {
+            let now = broker
+                .vhost(name)
+                .map(|vh| vh.with(|m| m.queue_and_exchange_names()))
+                .unwrap_or_default();
+            present.insert(name.clone(), now);
+        }
+    }
+    let mut new_queues: HashMap<&str, u64> = HashMap::new();
+    for (at, q, _) in &queues {
+        let (names, _) = present.entry(q.vhost.clone()).or_default();
+        if names.insert(q.name.clone()) {
+            let n = new_queues.entry(&q.vhost).or_default();
+            *n += 1;
+            let limit = db
+                .vhost(&q.vhost)
+                .and_then(|v| super::access_db::limit_value(v.limits.max_queues));
+            if limit.is_some_and(|max| names.len() as u64 > max) {
+                return Err(format!(
+                    "{at}: the queue limit of vhost '{}' ({}) would be passed",
+                    q.vhost,
+                    limit.unwrap_or(0)
+                ));
+            }
+        }
+    }
+    for (_, vhost, x, _) in &exchanges {
+        let (_, kinds) = present.entry(vhost.clone()).or_default();
+        kinds
+            .entry(x.name.clone())
+            .or_insert_with(|| x.kind.clone());
     }
     let mut bindings = Vec::new();
     for (i, b) in file.bindings.into_iter().enumerate() {
@@ -398,14 +462,65 @@ fn plan(broker: &BrokerHandle, file: File) -> Result<Plan, String> {
             continue; // the default exchange's implicit bindings
         }
         let table = json_args::to_field_table(&b.arguments).map_err(|e| format!("{at}: {e}"))?;
+        if b.destination.is_empty() {
+            return Err(format!(
+                "{at}: the default exchange cannot be a destination"
+            ));
+        }
+        let (queue_names, exchange_kinds) = match present.get(&b.vhost) {
+            Some(p) => (Some(&p.0), Some(&p.1)),
+            None => (None, None),
+        };
+        let builtin = |n: &str| n.starts_with("amq.");
+        let source_kind = exchange_kinds
+            .and_then(|k| k.get(&b.source))
+            .cloned()
+            .or_else(|| builtin(&b.source).then(|| builtin_kind(&b.source)))
+            .or_else(|| {
+                broker
+                    .vhost(&b.vhost)
+                    .and_then(|vh| vh.with(|m| m.exchange_type(&b.source)))
+            })
+            .ok_or_else(|| format!("{at}: no exchange '{}' in vhost '{}'", b.source, b.vhost))?;
+        let dest_exists = match b.destination_type.as_str() {
+            "queue" => queue_names.is_some_and(|q| q.contains(&b.destination)),
+            _ => {
+                builtin(&b.destination)
+                    || exchange_kinds.is_some_and(|k| k.contains_key(&b.destination))
+            }
+        } || broker.vhost(&b.vhost).is_some_and(|vh| {
+            vh.with(|m| match b.destination_type.as_str() {
+                "queue" => m.has_queue(&b.destination),
+                _ => m.has_exchange(&b.destination),
+            })
+        });
+        if !dest_exists {
+            return Err(format!(
+                "{at}: no {} '{}' in vhost '{}'",
+                b.destination_type, b.destination, b.vhost
+            ));
+        }
+        if source_kind == "headers" {
+            check_x_match(&table).map_err(|e| format!("{at}: {e}"))?;
+        }
         bindings.push((at, b, encode_table(&table)));
     }
     Ok(Plan {
-        access: db,
         exchanges,
         queues,
         bindings,
     })
+}
+
+/// The type of a built-in `amq.*` exchange.
+fn builtin_kind(name: &str) -> String {
+    match name {
+        "amq.fanout" => "fanout",
+        "amq.topic" | "amq.rabbitmq.trace" => "topic",
+        "amq.headers" | "amq.match" => "headers",
+        _ => "direct",
+    }
+    .into()
 }
 
 /// Imports a definitions file into the broker: all of it or, if anything in it is wrong,
@@ -419,17 +534,15 @@ pub fn import_json(broker: &BrokerHandle, bytes: &[u8]) -> Result<String, String
         file.exchanges.len(),
         file.bindings.len(),
     );
-    let plan = plan(broker, file)?;
-    let vhosts: Vec<VHostDef> = plan.access.vhosts().cloned().collect();
-    let access = plan.access;
-    broker
-        .update_access(move |db| {
-            *db = access;
-            Ok(())
-        })
-        .map_err(|e| e.to_string())?;
+    // Planned on the database under the writer lock (no other change can interleave),
+    // committed only if every part of the file checks out.
+    let plan = broker
+        .update_access(|db| plan(broker, db, file))
+        .map_err(|e| e.text().to_owned())?;
+    let vhosts: Vec<String> =
+        broker.read_access(|db| db.vhosts().map(|v| v.name.clone()).collect());
     for v in vhosts {
-        broker.put_vhost(v).map_err(|e| e.to_string())?;
+        broker.ensure_vhost_open(&v).map_err(|e| e.to_string())?;
     }
     let storage = |at: &str, e: BrokerError| format!("{at}: {e}");
     for (at, vhost, x, raw) in &plan.exchanges {

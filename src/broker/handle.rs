@@ -89,6 +89,48 @@ struct VHostShared {
     definitions_written: Mutex<u64>,
 }
 
+/// Removes what deleted vhosts left behind: a crash between the record's removal and
+/// the files' leaves a `vhosts/` directory without a record (or, for `/`, its files in
+/// the data dir), which must not come back if a vhost of that name is created again.
+fn sweep_deleted_vhosts(
+    data_dir: &Path,
+    access: &AccessDb,
+    report: &mut OpenReport,
+) -> io::Result<()> {
+    let known: Vec<PathBuf> = access
+        .vhosts()
+        .map(|v| vhost_dir(data_dir, &v.name))
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(data_dir.join("vhosts")) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !known.contains(&path) {
+                std::fs::remove_dir_all(&path)?;
+                report.problems.push(format!(
+                    "removed {}: a deleted vhost's files",
+                    path.display()
+                ));
+            }
+        }
+    }
+    if access.vhost(DEFAULT_VHOST).is_none() && data_dir.join("queues").exists() {
+        for sub in ["queues", "delayed", "dedup"] {
+            match std::fs::remove_dir_all(data_dir.join(sub)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        match std::fs::remove_file(data_dir.join(definitions::FILE)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        report
+            .problems
+            .push("removed the files of the deleted vhost '/'".into());
+    }
+    Ok(())
+}
+
 impl BrokerHandle {
     /// Opens the broker from the data dir: loads the access database (a first start
     /// creates the default user and vhost) and recovers every vhost.
@@ -114,6 +156,7 @@ impl BrokerHandle {
         let stats = Arc::new(BrokerStats::default());
         let deadlines = Arc::new(Deadlines::default());
         let mut report = OpenReport::default();
+        sweep_deleted_vhosts(&config.data_dir, &access, &mut report)?;
         let mut vhosts = HashMap::new();
         for def in access.vhosts() {
             let dir = vhost_dir(&config.data_dir, &def.name);
@@ -242,15 +285,29 @@ impl BrokerHandle {
     /// The vhost `user` opens with connection.open, if it exists and they may use it, with
     /// their permissions there. The connection counts against the user's limit until
     /// `user.usage.connection_closed()`; the caller attaches it to the vhost.
+    ///
+    /// The connection (`conn`, its `outbox`) is attached to the vhost under the access
+    /// database's read lock, so a concurrent change either comes before (its grants are
+    /// the ones returned) or after (its refresh of attached connections reaches this one);
+    /// the epoch returned belongs with the grants.
     pub fn open_vhost(
         &self,
         user: &User,
         name: &str,
-    ) -> Result<(VHostHandle, Arc<Grants>), BrokerError> {
+        conn: u64,
+        outbox: Arc<super::outbox::Outbox>,
+    ) -> Result<(VHostHandle, Arc<Grants>, u64), BrokerError> {
+        let db = self.access();
         let vh = self.vhost(name);
         let open = vh.as_ref().map(|v| v.with(|m| m.connection_count()));
-        let grants = access::open_vhost(&self.access(), user, name, open)?;
-        Ok((vh.expect("open_vhost checked it exists"), grants))
+        let grants = access::open_vhost(&db, user, name, open)?;
+        let vh = vh.expect("access::open_vhost checked it exists");
+        let epoch = self.access_epoch();
+        if let Err(e) = vh.with(|m| m.attach_connection(conn, grants.clone(), outbox)) {
+            user.usage.connection_closed();
+            return Err(e);
+        }
+        Ok((vh, grants, epoch))
     }
 
     /// May `user` open another channel? Counted until `user.usage.channels_closed`.
@@ -270,13 +327,32 @@ impl BrokerHandle {
         &self,
         f: impl FnOnce(&mut AccessDb) -> Result<R, String>,
     ) -> Result<R, BrokerError> {
-        let _writer = self.0.access_writer.lock().expect("access writer");
+        let writer = self.writer();
+        self.update_access_locked(&writer, f)
+    }
+
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        self.0.access_writer.lock().expect("access writer")
+    }
+
+    /// `update_access` for a caller that holds the writer lock (and so may do more
+    /// around the change without another change slipping in).
+    fn update_access_locked<R>(
+        &self,
+        _writer: &MutexGuard<'_, ()>,
+        f: impl FnOnce(&mut AccessDb) -> Result<R, String>,
+    ) -> Result<R, BrokerError> {
         let mut copy = self.access().clone();
         let r = f(&mut copy).map_err(BrokerError::PreconditionFailed)?;
         let text = copy.render().map_err(BrokerError::storage)?;
         access_db::store_rendered(&self.0.config.data_dir, &text).map_err(BrokerError::storage)?;
-        let old = std::mem::replace(&mut *self.0.access.write().expect("access lock"), copy);
-        self.0.access_epoch.fetch_add(1, Ordering::AcqRel);
+        let old = {
+            let mut db = self.0.access.write().expect("access lock");
+            // Bumped while the write lock is held: a reader sees the epoch that goes with
+            // the database it read (see `open_vhost`).
+            self.0.access_epoch.fetch_add(1, Ordering::AcqRel);
+            std::mem::replace(&mut *db, copy)
+        };
         // Open connections, queue limits and policies see the change at once.
         for vh in self.all_vhosts() {
             let db = self.access();
@@ -335,37 +411,26 @@ impl BrokerHandle {
                 "invalid vhost name '{name}'"
             )));
         }
-        let _writer = self.0.access_writer.lock().expect("access writer");
-        if self.vhost(&name).is_none() {
-            let dir = vhost_dir(&self.0.config.data_dir, &name);
-            let mut report = OpenReport::default();
-            let model = VHost::open(
-                &name,
-                &dir,
-                self.0.config.log.clone(),
-                self.0.commit.clone(),
-                self.0.stats.clone(),
-                self.0.deadlines.clone(),
-                &mut report,
-            )
-            .map_err(BrokerError::storage)?;
-            for p in report.problems {
-                tracing::warn!(vhost = %name, "opening vhost: {p}");
-            }
-            self.0.vhosts.write().expect("vhosts lock").insert(
-                Arc::from(name.as_str()),
-                VHostHandle::new(&name, &dir, model),
-            );
-            tracing::info!(vhost = %name, "vhost created");
-        }
-        drop(_writer);
-        let max_queues = access_db::limit_value(def.limits.max_queues);
-        self.update_access(|db| {
+        let writer = self.writer();
+        self.open_vhost_model(&writer, &name)?;
+        self.update_access_locked(&writer, |db| {
             db.put_vhost(def);
             Ok(())
-        })?;
-        if let Some(vh) = self.vhost(&name) {
-            let policies = Arc::new(self.access().policy_set(&name));
+        })
+    }
+
+    /// Opens the model (and directory) of a vhost the access database lists, if it is not
+    /// open yet (after an import created its record).
+    pub fn ensure_vhost_open(&self, name: &str) -> Result<(), BrokerError> {
+        let writer = self.writer();
+        self.open_vhost_model(&writer, name)?;
+        let db = self.access();
+        let max_queues = db
+            .vhost(name)
+            .and_then(|v| access_db::limit_value(v.limits.max_queues));
+        let policies = Arc::new(db.policy_set(name));
+        drop(db);
+        if let Some(vh) = self.vhost(name) {
             vh.with(|m| {
                 m.set_queue_limit(max_queues);
                 m.set_policies(policies);
@@ -374,16 +439,61 @@ impl BrokerHandle {
         Ok(())
     }
 
-    /// Deletes a vhost: its connections are closed (320), its queues, exchanges and files
-    /// removed, its permissions dropped.
+    /// Opens a vhost's model on its directory unless it is open; under the writer lock,
+    /// so a deletion cannot interleave.
+    fn open_vhost_model(
+        &self,
+        _writer: &MutexGuard<'_, ()>,
+        name: &str,
+    ) -> Result<(), BrokerError> {
+        if self.vhost(name).is_some() {
+            return Ok(());
+        }
+        let dir = vhost_dir(&self.0.config.data_dir, name);
+        let mut report = OpenReport::default();
+        let model = VHost::open(
+            name,
+            &dir,
+            self.0.config.log.clone(),
+            self.0.commit.clone(),
+            self.0.stats.clone(),
+            self.0.deadlines.clone(),
+            &mut report,
+        )
+        .map_err(BrokerError::storage)?;
+        for p in report.problems {
+            tracing::warn!(vhost = %name, "opening vhost: {p}");
+        }
+        self.0
+            .vhosts
+            .write()
+            .expect("vhosts lock")
+            .insert(Arc::from(name), VHostHandle::new(name, &dir, model));
+        tracing::info!(vhost = %name, "vhost created");
+        Ok(())
+    }
+
+    /// Deletes a vhost: its record goes first (durably; if that fails nothing changed),
+    /// then its connections are closed (320), its queues, exchanges and files removed.
+    /// Held under the writer lock, so no creation of the same name interleaves. A crash
+    /// before the files are gone leaves a directory without a record, which the next
+    /// start removes (`sweep_deleted_vhosts`).
     pub fn delete_vhost(&self, name: &str) -> Result<(), BrokerError> {
-        let Some(vh) = self.0.vhosts.write().expect("vhosts lock").remove(name) else {
+        let writer = self.writer();
+        if self.vhost(name).is_none() {
             return Err(BrokerError::not_found("vhost", name, name));
-        };
-        self.update_access(|db| {
+        }
+        self.update_access_locked(&writer, |db| {
             db.delete_vhost(name);
             Ok(())
         })?;
+        let vh = self
+            .0
+            .vhosts
+            .write()
+            .expect("vhosts lock")
+            .remove(name)
+            .expect("checked under the writer lock");
         let closed = vh.with(|m| m.shut_down_deleted());
         vh.remove_files().map_err(BrokerError::storage)?;
         tracing::info!(vhost = %name, connections = closed, "vhost deleted");

@@ -388,6 +388,28 @@ impl VHost {
         self.snapshot_definitions()
     }
 
+    /// The names of the queues, and the exchanges with their types (for an import's
+    /// checks).
+    pub fn queue_and_exchange_names(
+        &self,
+    ) -> (
+        std::collections::HashSet<String>,
+        std::collections::HashMap<String, String>,
+    ) {
+        let queues = self.queues.keys().map(|q| q.to_string()).collect();
+        let exchanges = self
+            .exchanges
+            .values()
+            .map(|x| (x.name.to_string(), x.type_name().to_string()))
+            .collect();
+        (queues, exchanges)
+    }
+
+    /// An exchange's type as declared, if it exists.
+    pub fn exchange_type(&self, name: &str) -> Option<String> {
+        self.exchanges.get(name).map(|x| x.type_name().to_string())
+    }
+
     pub fn has_queue(&self, name: &str) -> bool {
         self.queues.contains_key(name)
     }
@@ -491,6 +513,11 @@ impl VHost {
         self.exchanges
             .get(name)
             .is_some_and(|x| x.kind == super::exchange::ExchangeKind::Topic)
+    }
+
+    /// The vhost was deleted (its model lives on only until its connections are gone).
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
     }
 
     /// Sets the vhost's queue limit (from its record in the access database).

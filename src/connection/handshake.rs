@@ -255,18 +255,17 @@ impl Conn {
         let user = self.user.as_ref().expect("authenticated before tune");
         let not_allowed =
             |e: crate::broker::BrokerError| AmqpError::new(ReplyCode::NotAllowed, e.text());
-        let (vh, grants) = self
+        let (id, outbox) = (self.id, self.outbox.clone());
+        let (vh, grants, epoch) = self
             .ctx
             .broker
-            .open_vhost(user, vhost)
+            .open_vhost(user, vhost, id, outbox)
             .map_err(|e| {
                 tracing::warn!(conn = self.id, peer = %self.peer, user = %user.name, "connection.open refused: {e}");
                 not_allowed(e)
             })?;
-        let (id, outbox) = (self.id, self.outbox.clone());
-        self.grants = Some(grants.clone());
-        self.grants_epoch = self.ctx.broker.access_epoch();
-        vh.with(|m| m.attach_connection(id, grants, outbox));
+        self.grants = Some(grants);
+        self.grants_epoch = epoch;
         self.attached = true;
         self.counted = true;
         tracing::info!(

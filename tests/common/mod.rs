@@ -317,3 +317,20 @@ pub fn spawn_warren(
         .spawn()
         .unwrap()
 }
+
+/// The broker's connection.close that ends `conn`, as (code, text): a listener on its
+/// events, started before the close is provoked.
+pub fn watch_close(conn: &lapin::Connection) -> tokio::task::JoinHandle<(u16, String)> {
+    use futures_lite::StreamExt;
+    let mut events = Box::pin(conn.events_listener());
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let lapin::Event::Error(e) = event {
+                if let lapin::ErrorKind::ProtocolError(amqp) = e.kind() {
+                    return (amqp.get_id(), amqp.get_message().to_string());
+                }
+            }
+        }
+        panic!("connection events ended without a close");
+    })
+}
