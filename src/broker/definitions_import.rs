@@ -358,7 +358,7 @@ fn plan(broker: &BrokerHandle, db: &mut AccessDb, file: File) -> Result<Plan, St
     let mut exchanges = Vec::new();
     for (i, x) in file.exchanges.into_iter().enumerate() {
         let at = format!("exchanges[{i}] ('{}' in vhost '{}')", x.name, x.vhost);
-        vhost_ok(&db, &x.vhost, &at)?;
+        vhost_ok(db, &x.vhost, &at)?;
         if x.name.is_empty() || x.name.starts_with("amq.") {
             continue; // built in: every vhost has them
         }
@@ -389,7 +389,7 @@ fn plan(broker: &BrokerHandle, db: &mut AccessDb, file: File) -> Result<Plan, St
     let mut queues = Vec::new();
     for (i, q) in file.queues.into_iter().enumerate() {
         let at = format!("queues[{i}] ('{}' in vhost '{}')", q.name, q.vhost);
-        vhost_ok(&db, &q.vhost, &at)?;
+        vhost_ok(db, &q.vhost, &at)?;
         let mut table =
             json_args::to_field_table(&q.arguments).map_err(|e| format!("{at}: {e}"))?;
         if let Some(kind) = q.kind.as_deref().filter(|k| *k != "classic") {
@@ -451,7 +451,7 @@ fn plan(broker: &BrokerHandle, db: &mut AccessDb, file: File) -> Result<Plan, St
     let mut bindings = Vec::new();
     for (i, b) in file.bindings.into_iter().enumerate() {
         let at = format!("bindings[{i}]");
-        vhost_ok(&db, &b.vhost, &at)?;
+        vhost_ok(db, &b.vhost, &at)?;
         if !matches!(b.destination_type.as_str(), "queue" | "exchange") {
             return Err(format!(
                 "{at}.destination_type: '{}' is not queue or exchange",
