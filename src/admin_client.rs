@@ -31,7 +31,13 @@ pub fn request(
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
     let mut reply = Vec::new();
-    stream.take(MAX_REPLY).read_to_end(&mut reply)?;
+    stream.take(MAX_REPLY + 1).read_to_end(&mut reply)?;
+    if reply.len() as u64 > MAX_REPLY {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("reply larger than {MAX_REPLY} bytes"),
+        ));
+    }
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "not an HTTP reply");
     let split = reply
         .windows(4)

@@ -144,17 +144,26 @@ impl ChannelState {
 impl VHost {
     /// Attaches a connection to this vhost (after connection.open) with the user's
     /// permissions here; refused once the vhost is deleted (a connection that found it
-    /// just before).
+    /// just before), or if the vhost's connection limit `limit` is reached — checked
+    /// again here, under the lock that counts, so concurrent opens cannot pass it.
     pub fn attach_connection(
         &mut self,
         conn: u64,
         grants: Arc<Grants>,
         outbox: Arc<Outbox>,
+        limit: Option<u64>,
     ) -> Result<(), BrokerError> {
         if self.is_deleted() {
             return Err(BrokerError::NotAllowed(format!(
                 "vhost {} not found",
                 self.name
+            )));
+        }
+        if let Some(max) = limit.filter(|&max| self.connections.len() as u64 >= max) {
+            return Err(BrokerError::NotAllowed(format!(
+                "access to vhost '{}' refused for user '{}': connection limit ({max}) is \
+                 reached",
+                self.name, grants.user
             )));
         }
         self.connections.insert(conn, Attached { grants, outbox });

@@ -303,7 +303,10 @@ impl BrokerHandle {
         let grants = access::open_vhost(&db, user, name, open)?;
         let vh = vh.expect("access::open_vhost checked it exists");
         let epoch = self.access_epoch();
-        if let Err(e) = vh.with(|m| m.attach_connection(conn, grants.clone(), outbox)) {
+        let limit = db
+            .vhost(name)
+            .and_then(|v| access_db::limit_value(v.limits.max_connections));
+        if let Err(e) = vh.with(|m| m.attach_connection(conn, grants.clone(), outbox, limit)) {
             user.usage.connection_closed();
             return Err(e);
         }

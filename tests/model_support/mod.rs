@@ -246,7 +246,7 @@ impl Fx {
         let conn = self.broker.register_connection();
         let grants = Arc::new(warren::broker::grants::Grants::everything("guest", "/"));
         self.vh
-            .with(|m: &mut VHost| m.attach_connection(conn, grants, Outbox::new(1024)))
+            .with(|m: &mut VHost| m.attach_connection(conn, grants, Outbox::new(1024), None))
             .expect("the vhost exists");
         conn
     }
