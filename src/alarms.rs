@@ -57,6 +57,18 @@ impl Alarms {
         self.disk_free_limit.store(bytes, Ordering::Relaxed);
     }
 
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit.load(Ordering::Relaxed)
+    }
+
+    pub fn disk_free_limit(&self) -> u64 {
+        self.disk_free_limit.load(Ordering::Relaxed)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<AlarmState> {
         self.state.subscribe()
     }

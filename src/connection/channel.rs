@@ -10,7 +10,7 @@ use super::tx::Transaction;
 use super::Conn;
 use crate::broker::confirms::ConfirmTicket;
 use crate::broker::grants::{Perm, Resource};
-use crate::broker::{message, BindSpec, ConsumeSpec, ExchangeSpec, QueueSpec};
+use crate::broker::{message, BindSpec, ChannelMode, ConsumeSpec, ExchangeSpec, QueueSpec};
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::method::{self, ids, server, Method};
 
@@ -194,7 +194,11 @@ impl Conn {
                         "cannot switch from tx to confirm mode",
                     ));
                 }
-                ch.confirm = true;
+                if !std::mem::replace(&mut ch.confirm, true) {
+                    let key = (self.id, channel);
+                    self.vhost()
+                        .with(|m| m.set_channel_mode(key, ChannelMode::Confirm));
+                }
                 if !nowait {
                     method::write_empty(&mut self.wbuf, channel, ids::CONFIRM_SELECT_OK);
                 }
