@@ -227,6 +227,35 @@ pub struct Want {
     pub connections: bool,
 }
 
+impl Want {
+    pub const QUEUES: Want = Want {
+        queues: true,
+        exchanges: false,
+        bindings: false,
+        consumers: false,
+        channels: false,
+        connections: false,
+    };
+    pub const EXCHANGES: Want = Want {
+        exchanges: true,
+        queues: false,
+        ..Want::QUEUES
+    };
+    pub const BINDINGS: Want = Want {
+        bindings: true,
+        queues: false,
+        ..Want::QUEUES
+    };
+    /// Connections with their channels and consumers.
+    pub const ATTACHED: Want = Want {
+        consumers: true,
+        channels: true,
+        connections: true,
+        queues: false,
+        ..Want::QUEUES
+    };
+}
+
 impl VHost {
     fn queue_snapshot(&self, q: &Queue) -> QueueSnapshot {
         let sac = q.features.single_active_consumer;

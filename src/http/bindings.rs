@@ -15,7 +15,7 @@ use super::auth::Caller;
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::listing::ListQuery;
-use super::queues::{table_arg, API_CONNECTION};
+use super::queues::API_CONNECTION;
 use super::scope::{self, arguments, permit};
 use super::{blocking, ApiState};
 use crate::broker::admin::{BindingSnapshot, Want};
@@ -24,8 +24,8 @@ use crate::broker::{BindSpec, BrokerError};
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/api/bindings", get(list_all))
-        .route("/api/bindings/{vhost}", get(list_vhost))
+        .route("/api/bindings", get(list))
+        .route("/api/bindings/{vhost}", get(list))
         .route(
             "/api/bindings/{vhost}/e/{source}/{kind}/{dest}",
             get(list_between).post(create),
@@ -133,34 +133,19 @@ fn quote_plus(s: &str) -> String {
     out
 }
 
-fn all_bindings(vhosts: &[crate::broker::VHostHandle]) -> Vec<Value> {
-    let want = Want {
-        bindings: true,
-        ..Want::default()
-    };
-    scope::snapshots(vhosts, want)
+/// `/api/bindings` and `/api/bindings/{vhost}`.
+async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    vhost: Option<Path<String>>,
+    query: ListQuery,
+) -> ApiResult<Json<Value>> {
+    let vhosts = scope::list_vhosts(&state, &caller, vhost, false)?;
+    let items = scope::snapshots(&vhosts, Want::BINDINGS)
         .iter()
         .flat_map(|(vhost, snap)| snap.bindings.iter().map(|b| binding_json(vhost, b)))
-        .collect()
-}
-
-async fn list_all(
-    State(state): State<ApiState>,
-    caller: Caller,
-    query: ListQuery,
-) -> ApiResult<Json<Value>> {
-    let vhosts = scope::visible_vhosts(&state, &caller);
-    query.answer(all_bindings(&vhosts), BINDING_SORT)
-}
-
-async fn list_vhost(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    query: ListQuery,
-) -> ApiResult<Json<Value>> {
-    let vh = scope::path_vhost(&state, &caller, &vhost)?;
-    query.answer(all_bindings(&[vh]), BINDING_SORT)
+        .collect();
+    query.answer(items, BINDING_SORT)
 }
 
 /// `q` or `e` in a path.
@@ -181,16 +166,15 @@ fn between(
     let dtype = dest_type(kind)?;
     let vh = scope::path_vhost(state, caller, vhost)?;
     let source = exchange_id(source);
-    let want = Want {
-        bindings: true,
-        ..Want::default()
-    };
     let (ends, snap) = vh.with(|m| {
         let dest_exists = match dtype {
             "queue" => m.has_queue(dest),
             _ => m.has_exchange(exchange_id(dest)),
         };
-        (m.has_exchange(source) && dest_exists, m.snapshot(want))
+        (
+            m.has_exchange(source) && dest_exists,
+            m.snapshot(Want::BINDINGS),
+        )
     });
     if !ends {
         return Err(ApiError::not_found());
@@ -265,11 +249,7 @@ fn change(
             m.exchange_bind(API_CONNECTION, dest, &spec)
         }
     })
-    .map_err(|e| match e {
-        BrokerError::NotFound(_) => ApiError::not_found(),
-        BrokerError::Storage(t) => ApiError::internal(t),
-        other => ApiError::bad_request(other.text()),
-    })
+    .map_err(scope::model_error)
 }
 
 async fn create(
@@ -281,7 +261,7 @@ async fn create(
     let dtype = dest_type(&kind)?;
     let b = body::object(&raw)?;
     let routing_key = body::string(&b, "routing_key")?.unwrap_or_default();
-    let args = table_arg(&b, "arguments")?;
+    let args = body::table(&b, "arguments")?;
     let source = exchange_id(&source).to_owned();
     let dest = if dtype == "exchange" {
         exchange_id(&dest).to_owned()

@@ -2,9 +2,11 @@
 //! object (an empty body is an empty object), required keys reported all at once as
 //! `[{key_missing,write},{key_missing,read}]`, tags as a list or a comma-separated string.
 
+use amq_protocol_types::FieldTable;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use crate::broker::json_args;
 
 /// The body as a JSON object; anything else is 400 `not_json`.
 pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -44,6 +46,28 @@ pub fn string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, Ap
 }
 
 /// Tags as a list of strings or one comma-separated string (empty entries dropped).
+/// A boolean field (`true`/`false`, or those words as strings, as RabbitMQ's form posts
+/// send them); `default` when absent or null.
+pub fn flag(body: &Map<String, Value>, key: &str, default: bool) -> Result<bool, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(v)) => Ok(*v),
+        Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
+        Some(_) => Err(ApiError::bad_request(format!("{key} must be a boolean"))),
+    }
+}
+
+/// An `arguments` object of a request body as an AMQP table (absent, null or "" is
+/// empty).
+pub fn table(body: &Map<String, Value>, key: &str) -> Result<FieldTable, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(FieldTable::default()),
+        Some(Value::Object(o)) => json_args::to_field_table(o).map_err(ApiError::bad_request),
+        Some(Value::String(s)) if s.is_empty() => Ok(FieldTable::default()),
+        Some(_) => Err(ApiError::bad_request(format!("{key} must be an object"))),
+    }
+}
+
 pub fn tags(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
     let split = |s: &str| -> Vec<String> {
         s.split(',')

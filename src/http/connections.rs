@@ -25,15 +25,15 @@ use crate::protocol::table;
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/api/connections", get(connections_all))
-        .route("/api/vhosts/{vhost}/connections", get(connections_vhost))
+        .route("/api/connections", get(connections))
+        .route("/api/vhosts/{vhost}/connections", get(connections))
         .route("/api/connections/{name}", get(connection).delete(close))
         .route("/api/connections/{name}/channels", get(connection_channels))
-        .route("/api/channels", get(channels_all))
-        .route("/api/vhosts/{vhost}/channels", get(channels_vhost))
+        .route("/api/channels", get(channels))
+        .route("/api/vhosts/{vhost}/channels", get(channels))
         .route("/api/channels/{name}", get(channel))
-        .route("/api/consumers", get(consumers_all))
-        .route("/api/consumers/{vhost}", get(consumers_vhost))
+        .route("/api/consumers", get(consumers))
+        .route("/api/consumers/{vhost}", get(consumers))
 }
 
 /// What one pass over some vhosts found: connections with their channels and consumers.
@@ -45,14 +45,8 @@ struct Attached {
 }
 
 fn attached(caller: &Caller, vhosts: &[VHostHandle]) -> Attached {
-    let want = Want {
-        consumers: true,
-        channels: true,
-        connections: true,
-        ..Want::default()
-    };
     let mut out = Attached::default();
-    for (_, snap) in scope::snapshots(vhosts, want) {
+    for (_, snap) in scope::snapshots(vhosts, Want::ATTACHED) {
         let by_id: HashMap<u64, Arc<ConnectionInfo>> = snap
             .connections
             .iter()
@@ -142,6 +136,14 @@ fn channel_name(c: &ConnectionInfo, number: u16) -> String {
     format!("{} ({number})", c.name)
 }
 
+fn channel_list(state: &ApiState, found: &Attached) -> Vec<Value> {
+    found
+        .channels
+        .iter()
+        .map(|(c, ch)| channel_json(state, c, ch))
+        .collect()
+}
+
 fn channel_json(state: &ApiState, c: &ConnectionInfo, ch: &ChannelSnapshot) -> Value {
     json!({
         "name": channel_name(c, ch.number),
@@ -201,40 +203,20 @@ fn consumer_json(
     })
 }
 
-async fn connections_all(
+/// `/api/connections` and `/api/vhosts/{vhost}/connections`.
+async fn connections(
     State(state): State<ApiState>,
     caller: Caller,
+    vhost: Option<Path<String>>,
     query: ListQuery,
 ) -> ApiResult<Json<Value>> {
-    let vhosts = all_vhosts(&state);
-    let found = attached(&caller, &vhosts);
+    let found = attached(&caller, &scope::list_vhosts(&state, &caller, vhost, true)?);
     query.answer(connection_list(&state, &found), &["vhost", "name"])
-}
-
-async fn connections_vhost(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    query: ListQuery,
-) -> ApiResult<Json<Value>> {
-    let vh = scope::path_vhost(&state, &caller, &vhost)?;
-    let found = attached(&caller, &[vh]);
-    query.answer(connection_list(&state, &found), &["vhost", "name"])
-}
-
-/// Connections are listed across every vhost (a user sees their own wherever they are).
-fn all_vhosts(state: &ApiState) -> Vec<VHostHandle> {
-    state
-        .broker
-        .vhost_names()
-        .iter()
-        .filter_map(|v| state.broker.vhost(v))
-        .collect()
 }
 
 /// The connection named `name` (with what it has attached), if the caller may see it.
 fn find_connection(state: &ApiState, caller: &Caller, name: &str) -> Result<Attached, ApiError> {
-    let found = attached(caller, &all_vhosts(state));
+    let found = attached(caller, &scope::list_vhosts(state, caller, None, true)?);
     let Some(conn) = found.connections.iter().find(|c| *c.name == *name).cloned() else {
         return Err(ApiError::not_found());
     };
@@ -267,12 +249,7 @@ async fn connection_channels(
     query: ListQuery,
 ) -> ApiResult<Json<Value>> {
     let found = find_connection(&state, &caller, &name)?;
-    let items = found
-        .channels
-        .iter()
-        .map(|(c, ch)| channel_json(&state, c, ch))
-        .collect();
-    query.answer(items, &["vhost", "name"])
+    query.answer(channel_list(&state, &found), &["vhost", "name"])
 }
 
 /// Closes a connection with 320 and the `X-Reason` text (RabbitMQ's default otherwise).
@@ -305,34 +282,15 @@ async fn close(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn channels_all(
+/// `/api/channels` and `/api/vhosts/{vhost}/channels`.
+async fn channels(
     State(state): State<ApiState>,
     caller: Caller,
+    vhost: Option<Path<String>>,
     query: ListQuery,
 ) -> ApiResult<Json<Value>> {
-    let found = attached(&caller, &all_vhosts(&state));
-    let items = found
-        .channels
-        .iter()
-        .map(|(c, ch)| channel_json(&state, c, ch))
-        .collect();
-    query.answer(items, &["vhost", "name"])
-}
-
-async fn channels_vhost(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    query: ListQuery,
-) -> ApiResult<Json<Value>> {
-    let vh = scope::path_vhost(&state, &caller, &vhost)?;
-    let found = attached(&caller, &[vh]);
-    let items = found
-        .channels
-        .iter()
-        .map(|(c, ch)| channel_json(&state, c, ch))
-        .collect();
-    query.answer(items, &["vhost", "name"])
+    let found = attached(&caller, &scope::list_vhosts(&state, &caller, vhost, true)?);
+    query.answer(channel_list(&state, &found), &["vhost", "name"])
 }
 
 async fn channel(
@@ -341,7 +299,7 @@ async fn channel(
     Path(name): Path<String>,
     query: ListQuery,
 ) -> ApiResult<Json<Value>> {
-    let found = attached(&caller, &all_vhosts(&state));
+    let found = attached(&caller, &scope::list_vhosts(&state, &caller, None, true)?);
     found
         .channels
         .iter()
@@ -350,30 +308,18 @@ async fn channel(
         .ok_or_else(ApiError::not_found)
 }
 
-fn consumer_list(state: &ApiState, found: &Attached) -> Vec<Value> {
-    found
+/// `/api/consumers` and `/api/consumers/{vhost}`.
+async fn consumers(
+    State(state): State<ApiState>,
+    caller: Caller,
+    vhost: Option<Path<String>>,
+    query: ListQuery,
+) -> ApiResult<Json<Value>> {
+    let found = attached(&caller, &scope::list_vhosts(&state, &caller, vhost, true)?);
+    let items = found
         .consumers
         .iter()
-        .map(|(c, cs)| consumer_json(state, &c.vhost, c, cs))
-        .collect()
-}
-
-async fn consumers_all(
-    State(state): State<ApiState>,
-    caller: Caller,
-    query: ListQuery,
-) -> ApiResult<Json<Value>> {
-    let found = attached(&caller, &all_vhosts(&state));
-    query.answer(consumer_list(&state, &found), &[])
-}
-
-async fn consumers_vhost(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    query: ListQuery,
-) -> ApiResult<Json<Value>> {
-    let vh = scope::path_vhost(&state, &caller, &vhost)?;
-    let found = attached(&caller, &[vh]);
-    query.answer(consumer_list(&state, &found), &[])
+        .map(|(c, cs)| consumer_json(&state, &c.vhost, c, cs))
+        .collect();
+    query.answer(items, &[])
 }

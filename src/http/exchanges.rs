@@ -16,18 +16,18 @@ use super::bindings::{binding_json, exchange_id, BINDING_SORT};
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::listing::ListQuery;
-use super::queues::{table_arg, API_CONNECTION};
+use super::queues::API_CONNECTION;
 use super::scope::{self, arguments, permit};
 use super::{blocking, put_answer, ApiState};
 use crate::broker::admin::{ExchangeSnapshot, Want};
 use crate::broker::grants::{Perm, Resource};
-use crate::broker::{BrokerError, ExchangeSpec, PublishRequest, VHostHandle};
+use crate::broker::{BrokerError, ExchangeSpec, PublishRequest};
 use crate::protocol::properties;
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/api/exchanges", get(list_all))
-        .route("/api/exchanges/{vhost}", get(list_vhost))
+        .route("/api/exchanges", get(list))
+        .route("/api/exchanges/{vhost}", get(list))
         .route(
             "/api/exchanges/{vhost}/{name}",
             get(show).put(declare).delete(delete),
@@ -53,34 +53,19 @@ fn exchange_json(vhost: &str, x: &ExchangeSnapshot) -> Value {
     })
 }
 
-fn exchanges(vhosts: &[VHostHandle]) -> Vec<Value> {
-    let want = Want {
-        exchanges: true,
-        ..Want::default()
-    };
-    scope::snapshots(vhosts, want)
+/// `/api/exchanges` and `/api/exchanges/{vhost}`.
+async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    vhost: Option<Path<String>>,
+    query: ListQuery,
+) -> ApiResult<Json<Value>> {
+    let vhosts = scope::list_vhosts(&state, &caller, vhost, false)?;
+    let items = scope::snapshots(&vhosts, Want::EXCHANGES)
         .iter()
         .flat_map(|(vhost, snap)| snap.exchanges.iter().map(|x| exchange_json(vhost, x)))
-        .collect()
-}
-
-async fn list_all(
-    State(state): State<ApiState>,
-    caller: Caller,
-    query: ListQuery,
-) -> ApiResult<Json<Value>> {
-    let vhosts = scope::visible_vhosts(&state, &caller);
-    query.answer(exchanges(&vhosts), &["vhost", "name"])
-}
-
-async fn list_vhost(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    query: ListQuery,
-) -> ApiResult<Json<Value>> {
-    let vh = scope::path_vhost(&state, &caller, &vhost)?;
-    query.answer(exchanges(&[vh]), &["vhost", "name"])
+        .collect();
+    query.answer(items, &["vhost", "name"])
 }
 
 async fn show(
@@ -91,22 +76,10 @@ async fn show(
 ) -> ApiResult<Json<Value>> {
     let vh = scope::path_vhost(&state, &caller, &vhost)?;
     let name = exchange_id(&name);
-    let want = Want {
-        exchanges: true,
-        ..Want::default()
-    };
-    let snap = vh.with(|m| m.has_exchange(name).then(|| m.snapshot(want)));
+    let snap = vh.with(|m| m.has_exchange(name).then(|| m.snapshot(Want::EXCHANGES)));
     snap.and_then(|s| s.exchanges.into_iter().find(|x| *x.name == *name))
         .map(|x| Json(query.trim(exchange_json(&vhost, &x))))
         .ok_or_else(ApiError::not_found)
-}
-
-fn model_error(e: BrokerError) -> ApiError {
-    match e {
-        BrokerError::NotFound(_) => ApiError::not_found(),
-        BrokerError::Storage(t) => ApiError::internal(t),
-        other => ApiError::bad_request(other.text()),
-    }
 }
 
 async fn declare(
@@ -119,18 +92,10 @@ async fn declare(
     let b = body::object(&raw)?;
     body::require(&b, &["type"])?;
     let kind = body::string(&b, "type")?.unwrap_or_default();
-    let flag = |key: &str, default: bool| match b.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(v)) => Ok(*v),
-        Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
-        Some(_) => Err(ApiError::bad_request(format!("{key} must be a boolean"))),
-    };
-    let (durable, auto_delete, internal) = (
-        flag("durable", true)?,
-        flag("auto_delete", false)?,
-        flag("internal", false)?,
-    );
-    let args = table_arg(&b, "arguments")?;
+    let durable = body::flag(&b, "durable", true)?;
+    let auto_delete = body::flag(&b, "auto_delete", false)?;
+    let internal = body::flag(&b, "internal", false)?;
+    let args = body::table(&b, "arguments")?;
     permit(
         &state,
         &caller,
@@ -155,7 +120,7 @@ async fn declare(
             m.exchange_declare(API_CONNECTION, &spec).map(|()| !existed)
         })
         .map(put_answer)
-        .map_err(model_error)
+        .map_err(scope::model_error)
     })
     .await
 }
@@ -190,7 +155,7 @@ async fn delete(
             }
             m.exchange_delete(API_CONNECTION, &name, if_unused)
         })
-        .map_err(model_error)?;
+        .map_err(scope::model_error)?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
@@ -256,7 +221,9 @@ async fn publish(
             headers_table,
             body: &body,
         };
-        let published = vh.try_with(|m| m.publish(&req)).map_err(model_error)?;
+        let published = vh
+            .try_with(|m| m.publish(&req))
+            .map_err(scope::model_error)?;
         if published.failed {
             return Err(ApiError::internal("the message could not be stored"));
         }
@@ -301,12 +268,8 @@ async fn bindings(
     };
     let vh = scope::path_vhost(&state, &caller, &vhost)?;
     let name = exchange_id(&name);
-    let want = Want {
-        bindings: true,
-        ..Want::default()
-    };
     let snap = vh
-        .with(|m| m.has_exchange(name).then(|| m.snapshot(want)))
+        .with(|m| m.has_exchange(name).then(|| m.snapshot(Want::BINDINGS)))
         .ok_or_else(ApiError::not_found)?;
     let items = snap
         .bindings

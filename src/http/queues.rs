@@ -8,10 +8,10 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::bindings::binding_json;
+use super::bindings::{binding_json, BINDING_SORT};
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::listing::ListQuery;
@@ -23,8 +23,8 @@ use crate::broker::{message, BrokerError, QueueSpec};
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/api/queues", get(list_all))
-        .route("/api/queues/{vhost}", get(list_vhost))
+        .route("/api/queues", get(list))
+        .route("/api/queues/{vhost}", get(list))
         .route(
             "/api/queues/{vhost}/{name}",
             get(show).put(declare).delete(delete),
@@ -97,37 +97,17 @@ pub fn queue_json(state: &ApiState, vhost: &str, q: &QueueSnapshot) -> Value {
     v
 }
 
-async fn list_all(
+/// `/api/queues` and `/api/queues/{vhost}`.
+async fn list(
     State(state): State<ApiState>,
     caller: Caller,
+    vhost: Option<Path<String>>,
     query: ListQuery,
 ) -> ApiResult<Json<Value>> {
-    let vhosts = scope::visible_vhosts(&state, &caller);
-    list(&state, &vhosts, &query)
-}
-
-async fn list_vhost(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    query: ListQuery,
-) -> ApiResult<Json<Value>> {
-    let vh = scope::path_vhost(&state, &caller, &vhost)?;
-    list(&state, &[vh], &query)
-}
-
-fn list(
-    state: &ApiState,
-    vhosts: &[crate::broker::VHostHandle],
-    query: &ListQuery,
-) -> ApiResult<Json<Value>> {
-    let want = Want {
-        queues: true,
-        ..Want::default()
-    };
+    let vhosts = scope::list_vhosts(&state, &caller, vhost, false)?;
     let mut items = Vec::new();
-    for (vhost, snap) in scope::snapshots(vhosts, want) {
-        items.extend(snap.queues.iter().map(|q| queue_json(state, &vhost, q)));
+    for (vhost, snap) in scope::snapshots(&vhosts, Want::QUEUES) {
+        items.extend(snap.queues.iter().map(|q| queue_json(&state, &vhost, q)));
     }
     query.answer(items, QUEUE_SORT)
 }
@@ -153,14 +133,9 @@ async fn declare(
 ) -> ApiResult {
     let vh = scope::path_vhost(&state, &caller, &vhost)?;
     let b = body::object(&raw)?;
-    let flag = |key: &str, default: bool| match b.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(v)) => Ok(*v),
-        Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
-        Some(_) => Err(ApiError::bad_request(format!("{key} must be a boolean"))),
-    };
-    let (durable, auto_delete) = (flag("durable", true)?, flag("auto_delete", false)?);
-    let args = table_arg(&b, "arguments")?;
+    let durable = body::flag(&b, "durable", true)?;
+    let auto_delete = body::flag(&b, "auto_delete", false)?;
+    let args = body::table(&b, "arguments")?;
     permit(
         &state,
         &caller,
@@ -183,32 +158,9 @@ async fn declare(
             let existed = m.has_queue(&name);
             m.queue_declare(API_CONNECTION, &spec).map(|_| !existed)
         });
-        created.map(put_answer).map_err(declare_error)
+        created.map(put_answer).map_err(scope::model_error)
     })
     .await
-}
-
-/// An `arguments` object of a request body as an AMQP table.
-pub fn table_arg(
-    b: &Map<String, Value>,
-    key: &str,
-) -> Result<amq_protocol_types::FieldTable, ApiError> {
-    match b.get(key) {
-        None | Some(Value::Null) => Ok(Default::default()),
-        Some(Value::Object(o)) => {
-            crate::broker::json_args::to_field_table(o).map_err(ApiError::bad_request)
-        }
-        Some(Value::String(s)) if s.is_empty() => Ok(Default::default()),
-        Some(_) => Err(ApiError::bad_request(format!("{key} must be an object"))),
-    }
-}
-
-/// A refused declare: RabbitMQ's management answers the channel error's text as a 400.
-fn declare_error(e: BrokerError) -> ApiError {
-    match e {
-        BrokerError::Storage(t) => ApiError::internal(t),
-        other => ApiError::bad_request(other.text()),
-    }
 }
 
 #[derive(serde::Deserialize)]
@@ -239,23 +191,28 @@ async fn delete(
         q.if_unused.as_deref() == Some("true"),
     );
     blocking(&state, move |_| {
-        vh.try_with(|m| {
-            if !m.has_queue(&name) {
-                return Err(BrokerError::NotFound(String::new()));
-            }
+        on_queue(&vh, &name, |m| {
             m.queue_delete(API_CONNECTION, &name, if_unused, if_empty)
-        })
-        .map_err(declare_error_or_missing)?;
+        })?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
 }
 
-fn declare_error_or_missing(e: BrokerError) -> ApiError {
-    match e {
-        BrokerError::NotFound(_) => ApiError::not_found(),
-        other => declare_error(other),
-    }
+/// Runs `f` on the model if queue `name` exists (404 otherwise), with the model's
+/// refusals answered as `scope::model_error` does.
+fn on_queue<T>(
+    vh: &crate::broker::VHostHandle,
+    name: &str,
+    f: impl FnOnce(&mut crate::broker::VHost) -> Result<T, BrokerError>,
+) -> Result<T, ApiError> {
+    vh.try_with(|m| {
+        if !m.has_queue(name) {
+            return Err(BrokerError::NotFound(String::new()));
+        }
+        f(m)
+    })
+    .map_err(scope::model_error)
 }
 
 async fn purge(
@@ -266,13 +223,7 @@ async fn purge(
     let vh = scope::path_vhost(&state, &caller, &vhost)?;
     permit(&state, &caller, &vhost, Perm::Read, Resource::Queue, &name)?;
     blocking(&state, move |_| {
-        vh.try_with(|m| {
-            if !m.has_queue(&name) {
-                return Err(BrokerError::NotFound(String::new()));
-            }
-            m.queue_purge(API_CONNECTION, &name)
-        })
-        .map_err(declare_error_or_missing)?;
+        on_queue(&vh, &name, |m| m.queue_purge(API_CONNECTION, &name))?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
@@ -349,10 +300,7 @@ async fn get_messages(
     };
     permit(&state, &caller, &vhost, Perm::Read, Resource::Queue, &name)?;
     let got = blocking(&state, move |_| {
-        vh.try_with(|m| {
-            if !m.has_queue(&name) {
-                return Err(BrokerError::NotFound(String::new()));
-            }
+        on_queue(&vh, &name, |m| {
             let key = (API_CONNECTION, API_CHANNEL);
             m.open_channel(key, crate::broker::outbox::Outbox::new(0));
             let mut got = Vec::new();
@@ -371,7 +319,6 @@ async fn get_messages(
             m.close_channel(key);
             taken.map(|()| got)
         })
-        .map_err(declare_error_or_missing)
     })
     .await?;
     let messages = got
@@ -417,11 +364,7 @@ async fn bindings(
     query: ListQuery,
 ) -> ApiResult<Json<Value>> {
     let vh = scope::path_vhost(&state, &caller, &vhost)?;
-    let want = Want {
-        bindings: true,
-        ..Want::default()
-    };
-    let (exists, snap) = vh.with(|m| (m.has_queue(&name), m.snapshot(want)));
+    let (exists, snap) = vh.with(|m| (m.has_queue(&name), m.snapshot(Want::BINDINGS)));
     if !exists {
         return Err(ApiError::not_found());
     }
@@ -431,5 +374,5 @@ async fn bindings(
         .filter(|b| b.destination_type == "queue" && *b.destination == *name)
         .map(|b| binding_json(&vhost, b))
         .collect();
-    query.answer(items, &[])
+    query.answer(items, BINDING_SORT)
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use amq_protocol_types::FieldTable;
+use axum::extract::Path;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
@@ -12,7 +13,7 @@ use super::error::ApiError;
 use super::ApiState;
 use crate::broker::admin::{VHostSnapshot, Want};
 use crate::broker::grants::{Perm, Resource};
-use crate::broker::{json_args, VHostHandle};
+use crate::broker::{json_args, BrokerError, VHostHandle};
 
 /// The vhosts a list shows the caller: all for monitoring users and administrators, the
 /// ones they have permissions in for the others (rabbit_mgmt_util:list_visible_vhosts).
@@ -30,6 +31,38 @@ pub fn visible_vhosts(state: &ApiState, caller: &Caller) -> Vec<VHostHandle> {
 pub fn path_vhost(state: &ApiState, caller: &Caller, name: &str) -> Result<VHostHandle, ApiError> {
     caller.vhost_access(state, name)?;
     state.broker.vhost(name).ok_or_else(ApiError::not_found)
+}
+
+/// The vhosts a list covers: the one in the path (`/api/queues/{vhost}`), or every vhost
+/// the caller may list (`/api/queues`); `everywhere` lists all vhosts whatever the
+/// caller's permissions (connections, which are filtered by user instead).
+pub fn list_vhosts(
+    state: &ApiState,
+    caller: &Caller,
+    path: Option<Path<String>>,
+    everywhere: bool,
+) -> Result<Vec<VHostHandle>, ApiError> {
+    Ok(match path {
+        Some(Path(vhost)) => vec![path_vhost(state, caller, &vhost)?],
+        None if everywhere => state
+            .broker
+            .vhost_names()
+            .iter()
+            .filter_map(|v| state.broker.vhost(v))
+            .collect(),
+        None => visible_vhosts(state, caller),
+    })
+}
+
+/// A model refusal of an API change: a missing object is 404, a storage failure 500,
+/// anything else the channel error's text as a 400 (RabbitMQ's management answers
+/// `bad_request` with the reason without its AMQP code).
+pub fn model_error(e: BrokerError) -> ApiError {
+    match e {
+        BrokerError::NotFound(_) => ApiError::not_found(),
+        BrokerError::Storage(t) => ApiError::internal(t),
+        other => ApiError::bad_request(other.text()),
+    }
 }
 
 /// Snapshots of `want` for every vhost in `vhosts`, each under its own lock in turn.
