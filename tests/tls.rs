@@ -360,7 +360,15 @@ fn broker_does_not_start_with_a_bad_key() {
     let pki = make_pki();
     std::fs::write(pki.path("junk"), "not a key\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["--listen", "127.0.0.1:0", "--http", "off", "--prometheus", "off", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--prometheus",
+            "off",
+            "--data-dir",
+        ])
         .arg(pki.path("data"))
         .arg("--tls-cert")
         .arg(pki.path("server.pem"))

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -10,6 +11,7 @@ use super::tx::Transaction;
 use super::Conn;
 use crate::broker::confirms::ConfirmTicket;
 use crate::broker::grants::{Perm, Resource};
+use crate::broker::stats::BrokerStats;
 use crate::broker::{message, BindSpec, ConsumeSpec, ExchangeSpec, QueueSpec};
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::method::{self, ids, server, Method};
@@ -33,6 +35,8 @@ pub(super) struct Channel {
     pub phase: ChannelPhase,
     /// confirm.select was sent on this channel.
     pub confirm: bool,
+    /// Where the confirms it sends are counted (set by confirm.select).
+    pub counters: Option<Arc<BrokerStats>>,
     pub next_publish_tag: u64,
     /// (publish tag, covering sync, failed) in tag order.
     pub confirms: VecDeque<(u64, ConfirmTicket, bool)>,
@@ -50,6 +54,7 @@ impl Channel {
         Channel {
             phase: ChannelPhase::Open,
             confirm: false,
+            counters: None,
             next_publish_tag: 1,
             confirms: VecDeque::new(),
             last_queue: None,
@@ -187,6 +192,7 @@ impl Conn {
             | Method::QueuePurge { .. }
             | Method::QueueDelete { .. } => self.queue_class(channel, m),
             Method::ConfirmSelect { nowait } => {
+                let counters = self.vhost().with(|m| m.counters().clone());
                 let ch = self.channels.get_mut(&channel).expect("open");
                 if ch.tx.is_some() {
                     return Err(AmqpError::new(
@@ -195,6 +201,7 @@ impl Conn {
                     ));
                 }
                 ch.confirm = true;
+                ch.counters = Some(counters);
                 if !nowait {
                     method::write_empty(&mut self.wbuf, channel, ids::CONFIRM_SELECT_OK);
                 }

@@ -5,7 +5,9 @@
 //! honestly are left out rather than sent as zeros (README's Metrics section lists them).
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, NoLabelSet};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use warren_storage::HistogramSnapshot;
@@ -70,8 +72,8 @@ fn counter<S: EncodeLabelSet>(
         .encode_counter::<NoLabelSet, _, u64>(&v, None)
 }
 
-/// Alarms, connection and channel totals, memory, disk, objects, node identity.
-fn rabbitmq_node(s: &Snapshot, e: &mut DescriptorEncoder) -> Result {
+/// RabbitMQ's three alarm families (untyped, 0 or 1).
+fn alarms(s: &Snapshot, e: &mut DescriptorEncoder) -> Result {
     let none: [(&str, &str); 0] = [];
     untyped(
         e,
@@ -93,7 +95,16 @@ fn rabbitmq_node(s: &Snapshot, e: &mut DescriptorEncoder) -> Result {
         "is 1 if VM memory watermark alarm is in effect",
         &none,
         s.alarms.memory as u64,
-    )?;
+    )
+}
+
+/// Alarms, connection and channel totals, memory, disk, objects, node identity.
+fn rabbitmq_node(s: &Snapshot, e: &mut DescriptorEncoder) -> Result {
+    let none: [(&str, &str); 0] = [];
+    // RabbitMQ 3.10's /metrics/per-object has no alarm families.
+    if s.queues.is_none() {
+        alarms(s, e)?;
+    }
     let st = &s.stats;
     counter(
         e,
@@ -197,10 +208,7 @@ fn rabbitmq_node(s: &Snapshot, e: &mut DescriptorEncoder) -> Result {
         e,
         "rabbitmq_identity_info",
         "RabbitMQ node & cluster identity info",
-        &[
-            ("rabbitmq_node", &*s.node),
-            ("rabbitmq_cluster", &*s.node),
-        ],
+        &[("rabbitmq_node", &*s.node), ("rabbitmq_cluster", &*s.node)],
         1,
     )
 }
@@ -266,6 +274,13 @@ fn rabbitmq_global(s: &Snapshot, e: &mut DescriptorEncoder) -> Result {
         "Total number of messages acknowledged by consumers",
         &[PROTOCOL, CLASSIC],
         st.acked,
+    )?;
+    counter(
+        e,
+        "rabbitmq_global_messages_confirmed",
+        "Total number of messages confirmed to publishers",
+        &[PROTOCOL],
+        st.confirmed,
     )?;
     counter(
         e,
