@@ -131,5 +131,5 @@ fn max_fds() -> Option<u64> {
     };
     // SAFETY: `lim` is a valid out-pointer.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    (rc == 0).then_some(lim.rlim_cur as u64)
+    (rc == 0).then_some(lim.rlim_cur)
 }
