@@ -175,6 +175,9 @@ impl Server {
         let state = crate::http::ApiState {
             broker: self.ctx.broker.clone(),
             node: Arc::new(crate::http::NodeInfo::new(listeners)),
+            rates: Arc::default(),
+            alarms: self.ctx.alarms.clone(),
+            started: std::time::Instant::now(),
         };
         let stopped = |server: &Self| {
             let mut stopping = server.shutdown.subscribe();
@@ -183,6 +186,12 @@ impl Server {
             }
         };
         let mut api = Vec::new();
+        if self.http.is_some() || self.https.is_some() {
+            api.push(tokio::spawn(crate::http::rates::run(
+                state.rates.clone(),
+                state.broker.clone(),
+            )));
+        }
         if let Some(listener) = self.http.take() {
             let addr = self.http_addr.expect("bound");
             tracing::info!("serving the management API on http://{addr}");
@@ -219,7 +228,8 @@ impl Server {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
                         let ctx = self.ctx.clone();
-                        connections.spawn(connection::serve(stream, peer, Transport::Plain, ctx));
+                        let local = stream.local_addr().unwrap_or(self.local_addr);
+                        connections.spawn(connection::serve(stream, (peer, local), Transport::Plain, ctx));
                     }
                     Err(e) => accept_failed(e).await,
                 },

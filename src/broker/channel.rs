@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::admin::ConnectionInfo;
 use super::error::BrokerError;
 use super::fast_map::FastMap;
 use super::grants::{Grants, Perm, Resource};
@@ -30,6 +31,8 @@ pub(super) struct Unacked {
 pub(super) struct Attached {
     pub grants: Arc<Grants>,
     pub outbox: Arc<Outbox>,
+    /// What the management API shows of it.
+    pub info: Arc<ConnectionInfo>,
 }
 
 /// Per-channel delivery state kept by the model.
@@ -55,6 +58,17 @@ pub(super) struct ChannelState {
     /// Acks, nacks and rejects of the open transaction (tx.rs): their tags stay in the
     /// ring, unacked, but can be settled no more until commit or rollback.
     pub tx: TxSettles,
+    /// Confirm or transactional mode, as the connection selected it (for the API).
+    pub mode: ChannelMode,
+}
+
+/// A channel's publishing mode.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelMode {
+    #[default]
+    Plain,
+    Confirm,
+    Tx,
 }
 
 impl ChannelState {
@@ -71,6 +85,7 @@ impl ChannelState {
             consumers: FastMap::default(),
             reply: None,
             tx: TxSettles::default(),
+            mode: ChannelMode::Plain,
         }
     }
 
@@ -151,6 +166,7 @@ impl VHost {
         conn: u64,
         grants: Arc<Grants>,
         outbox: Arc<Outbox>,
+        info: Arc<ConnectionInfo>,
         limit: Option<u64>,
     ) -> Result<(), BrokerError> {
         if self.is_deleted() {
@@ -166,7 +182,14 @@ impl VHost {
                 self.name, grants.user
             )));
         }
-        self.connections.insert(conn, Attached { grants, outbox });
+        self.connections.insert(
+            conn,
+            Attached {
+                grants,
+                outbox,
+                info,
+            },
+        );
         Ok(())
     }
 
@@ -243,6 +266,13 @@ impl VHost {
             .collect();
         for name in exclusive {
             self.remove_queue(&name);
+        }
+    }
+
+    /// The connection put the channel in confirm or transactional mode.
+    pub fn set_channel_mode(&mut self, key: ChannelKey, mode: ChannelMode) {
+        if let Some(ch) = self.channels.get_mut(&key) {
+            ch.mode = mode;
         }
     }
 

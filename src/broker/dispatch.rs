@@ -138,6 +138,12 @@ impl VHost {
                     consumer: Some(c.serial),
                 }))
             };
+            if c.no_ack {
+                q.counters.deliver_no_ack += 1;
+            } else {
+                q.counters.deliver += 1;
+            }
+            q.counters.redeliver += redelivered as u64;
             c.outbox.push(Outgoing::Deliver {
                 channel: c.channel,
                 consumer_tag: c.tag.clone(),
@@ -255,6 +261,7 @@ impl VHost {
         q.last_used = now;
         let (rec, redelivered) = loop {
             let Some((rec, after)) = q.peek() else {
+                q.counters.get_empty += 1;
                 self.drain_dead_letters();
                 return Ok(None);
             };
@@ -283,6 +290,12 @@ impl VHost {
                 consumer: None,
             }))
         };
+        if no_ack {
+            q.counters.get_no_ack += 1;
+        } else {
+            q.counters.get += 1;
+        }
+        q.counters.redeliver += redelivered as u64;
         self.stats.delivered(1);
         let got = Got {
             delivery_tag: tag,
@@ -355,6 +368,7 @@ impl VHost {
                     }
                 }
                 q.settle(u.seq)?;
+                q.counters.ack += ack as u64;
                 settled += 1;
             } else {
                 q.requeue(u.seq);

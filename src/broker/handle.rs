@@ -294,9 +294,10 @@ impl BrokerHandle {
         &self,
         user: &User,
         name: &str,
-        conn: u64,
         outbox: Arc<super::outbox::Outbox>,
+        info: Arc<super::admin::ConnectionInfo>,
     ) -> Result<(VHostHandle, Arc<Grants>, u64), BrokerError> {
+        let conn = info.id;
         let db = self.access();
         let vh = self.vhost(name);
         let open = vh.as_ref().map(|v| v.with(|m| m.connection_count()));
@@ -306,7 +307,8 @@ impl BrokerHandle {
         let limit = db
             .vhost(name)
             .and_then(|v| access_db::limit_value(v.limits.max_connections));
-        if let Err(e) = vh.with(|m| m.attach_connection(conn, grants.clone(), outbox, limit)) {
+        if let Err(e) = vh.with(|m| m.attach_connection(conn, grants.clone(), outbox, info, limit))
+        {
             user.usage.connection_closed();
             return Err(e);
         }

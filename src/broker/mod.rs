@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod access_db;
+pub mod admin;
 pub mod confirms;
 pub mod definitions;
 pub mod definitions_import;
@@ -25,6 +26,7 @@ pub mod queue;
 pub mod stats;
 
 mod channel;
+pub use channel::ChannelMode;
 mod dead_letter;
 mod declare;
 mod dedup;
@@ -42,6 +44,7 @@ use std::path::PathBuf;
 
 use warren_storage::LogConfig;
 
+pub use dead_letter::encode_table;
 pub use declare::{BindSpec, ExchangeSpec, QueueInfo, QueueSpec};
 pub use dispatch::{ConsumeSpec, Got};
 pub use error::BrokerError;

@@ -196,6 +196,29 @@ impl PolicySet {
         Self::matching(&self.policies, target, name).map(|p| p.name.as_str())
     }
 
+    /// The definition in effect for `name`: its policy's, with the operator policy's keys
+    /// merged in (numbers: the smaller; others: the policy's own when it has the key).
+    pub fn effective_definition(&self, target: Target, name: &str) -> Map<String, Value> {
+        let mut out = Self::matching(&self.policies, target, name)
+            .map(|p| p.definition.clone())
+            .unwrap_or_default();
+        if let Some(op) = Self::matching(&self.operator, target, name) {
+            for (k, v) in &op.definition {
+                let merged = match (out.get(k).and_then(Value::as_i64), v.as_i64()) {
+                    (Some(a), Some(b)) => a.min(b).into(),
+                    _ => out.get(k).cloned().unwrap_or_else(|| v.clone()),
+                };
+                out.insert(k.clone(), merged);
+            }
+        }
+        out
+    }
+
+    /// The name of the operator policy applied to `name`, if any.
+    pub fn applied_operator(&self, target: Target, name: &str) -> Option<&str> {
+        Self::matching(&self.operator, target, name).map(|p| p.name.as_str())
+    }
+
     /// A key's value from the policies: the policy's, the operator policy's, or the
     /// smaller of the two.
     fn value(&self, target: Target, name: &str, key: &str) -> Option<Value> {

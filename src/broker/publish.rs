@@ -313,6 +313,7 @@ impl VHost {
     /// queue).
     fn append(q: &mut Queue, msgs: &[Incoming<'_>], now: u64) -> Result<Ticket, Refused> {
         let durable = q.durable;
+        q.counters.publish += msgs.len() as u64;
         fn record<'a>(m: &Incoming<'a>, now: u64, durable: bool) -> BatchRecord<'a> {
             BatchRecord {
                 timestamp: now,

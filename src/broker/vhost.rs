@@ -39,6 +39,8 @@ pub struct VHostTotals {
     pub consumers: u64,
     pub messages_ready: u64,
     pub messages_unacknowledged: u64,
+    /// The queues' message counters summed.
+    pub counters: super::admin::QueueCounters,
 }
 
 /// The model of one vhost.
@@ -699,6 +701,7 @@ impl VHost {
             t.consumers += q.consumers.len() as u64;
             t.messages_ready += q.ready();
             t.messages_unacknowledged += q.unacked;
+            t.counters.add(&q.counters);
         }
         t
     }

@@ -12,7 +12,7 @@ use super::Conn;
 use crate::broker::confirms::ConfirmTicket;
 use crate::broker::grants::{Perm, Resource};
 use crate::broker::stats::BrokerStats;
-use crate::broker::{message, BindSpec, ConsumeSpec, ExchangeSpec, QueueSpec};
+use crate::broker::{message, BindSpec, ChannelMode, ConsumeSpec, ExchangeSpec, QueueSpec};
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::method::{self, ids, server, Method};
 
@@ -192,7 +192,6 @@ impl Conn {
             | Method::QueuePurge { .. }
             | Method::QueueDelete { .. } => self.queue_class(channel, m),
             Method::ConfirmSelect { nowait } => {
-                let counters = self.vhost().with(|m| m.counters().clone());
                 let ch = self.channels.get_mut(&channel).expect("open");
                 if ch.tx.is_some() {
                     return Err(AmqpError::new(
@@ -200,8 +199,14 @@ impl Conn {
                         "cannot switch from tx to confirm mode",
                     ));
                 }
-                ch.confirm = true;
-                ch.counters = Some(counters);
+                if !std::mem::replace(&mut ch.confirm, true) {
+                    let key = (self.id, channel);
+                    let counters = self.vhost().with(|m| {
+                        m.set_channel_mode(key, ChannelMode::Confirm);
+                        m.counters().clone()
+                    });
+                    self.channels.get_mut(&channel).expect("open").counters = Some(counters);
+                }
                 if !nowait {
                     method::write_empty(&mut self.wbuf, channel, ids::CONFIRM_SELECT_OK);
                 }

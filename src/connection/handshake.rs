@@ -1,10 +1,13 @@
 //! The connection-level state machine: start / start-ok (credentials checked by the
 //! model's access API), tune / tune-ok, open (the vhost), and close in both directions.
 
+use std::sync::Arc;
+
 use amq_protocol_types::AMQPValue;
 
 use super::{sasl, Conn, Transport};
 use crate::broker::access::User;
+use crate::broker::admin::ConnectionInfo;
 use crate::broker::BrokerError;
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::frame;
@@ -155,6 +158,8 @@ impl Conn {
         self.blocked_capable = props.blocked;
         self.cancel_notify = props.cancel_notify;
         self.client_name = props.name;
+        self.mechanism = mechanism.chars().take(64).collect();
+        self.client_properties = client_properties.to_vec();
         let (user, result) = self.login(mechanism, response)?;
         let user = match result {
             Ok(user) => user,
@@ -194,7 +199,7 @@ impl Conn {
         let refused =
             |why: &str| BrokerError::AccessRefused(format!("EXTERNAL login refused: {why}"));
         match (&self.transport, mechanism) {
-            (Transport::Tls { external }, "EXTERNAL") => Ok(match external {
+            (Transport::Tls { external, .. }, "EXTERNAL") => Ok(match external {
                 // The response (an authorisation identity, if any) is ignored, as
                 // RabbitMQ does: the certificate names the user.
                 Ok(name) => (
@@ -251,7 +256,25 @@ impl Conn {
         Ok(())
     }
 
+    /// What the management API will show of this connection once it is open.
+    fn connection_info(&mut self, vhost: &str) -> Arc<ConnectionInfo> {
+        let user = self.user.as_ref().expect("authenticated before open");
+        Arc::new(ConnectionInfo {
+            client_properties: std::mem::take(&mut self.client_properties),
+            tls: match &self.transport {
+                Transport::Tls { session, .. } => Some(session.clone()),
+                Transport::Plain => None,
+            },
+            auth_mechanism: std::mem::take(&mut self.mechanism),
+            frame_max: self.frame_max,
+            channel_max: self.channel_max,
+            heartbeat: self.heartbeat,
+            ..ConnectionInfo::new(self.id, (self.peer, self.local), &user.name, vhost)
+        })
+    }
+
     fn open(&mut self, vhost: &str) -> Result<(), AmqpError> {
+        let info = self.connection_info(vhost);
         let user = self.user.as_ref().expect("authenticated before tune");
         let not_allowed =
             |e: crate::broker::BrokerError| AmqpError::new(ReplyCode::NotAllowed, e.text());
@@ -259,13 +282,14 @@ impl Conn {
         let (vh, grants, epoch) = self
             .ctx
             .broker
-            .open_vhost(user, vhost, id, outbox)
+            .open_vhost(user, vhost, outbox, info.clone())
             .map_err(|e| {
                 tracing::warn!(conn = self.id, peer = %self.peer, user = %user.name, "connection.open refused: {e}");
                 not_allowed(e)
             })?;
         self.grants = Some(grants);
         self.grants_epoch = epoch;
+        self.info = Some(info);
         self.attached = true;
         self.counted = true;
         tracing::info!(

@@ -87,7 +87,11 @@ impl Conn {
                 r = rd.read_buf(&mut rbuf), if can_read => {
                     match r {
                         Ok(0) => return Ok(()),
-                        Ok(_) => {}
+                        Ok(n) => {
+                            if let Some(info) = &self.info {
+                                info.received(n);
+                            }
+                        }
                         // A TLS client that hangs up without close_notify (pika, after
                         // close-ok): a hang-up like any other; the AMQP close said enough.
                         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
@@ -103,6 +107,9 @@ impl Conn {
                 }
                 w = wr.write(&self.wbuf), if !self.wbuf.is_empty() => {
                     let n = w?;
+                    if let Some(info) = &self.info {
+                        info.sent(n);
+                    }
                     self.wbuf.advance(n);
                     last_write = Instant::now();
                     self.pump_deliveries();

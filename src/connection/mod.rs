@@ -39,6 +39,7 @@ use bytes::BytesMut;
 
 use crate::alarms::Alarms;
 use crate::broker::access::User;
+use crate::broker::admin::ConnectionInfo;
 use crate::broker::confirms::ConfirmTracker;
 use crate::broker::fast_map::FastMap;
 use crate::broker::grants::Grants;
@@ -61,6 +62,8 @@ pub enum Transport {
     /// certificate, or why there is none (RabbitMQ's refusal text).
     Tls {
         external: Result<String, &'static str>,
+        /// The negotiated protocol version and cipher suite (for the management API).
+        session: (String, String),
     },
 }
 
@@ -77,6 +80,8 @@ pub struct ServerContext {
 struct Conn {
     id: u64,
     peer: SocketAddr,
+    /// The listener's address the client connected to.
+    local: SocketAddr,
     transport: Transport,
     ctx: Arc<ServerContext>,
     outbox: Arc<Outbox>,
@@ -91,6 +96,11 @@ struct Conn {
     grants_epoch: u64,
     /// The client's `connection_name` property, for logs.
     client_name: Option<String>,
+    /// start-ok's mechanism and client properties (raw), for the management API.
+    mechanism: String,
+    client_properties: Vec<u8>,
+    /// What the management API shows (from connection.open).
+    info: Option<Arc<ConnectionInfo>>,
     frame_max: u32,
     channel_max: u16,
     heartbeat: u16,
@@ -130,13 +140,14 @@ struct Conn {
 impl Conn {
     fn new(
         ctx: Arc<ServerContext>,
-        peer: SocketAddr,
+        (peer, local): (SocketAddr, SocketAddr),
         transport: Transport,
         outbox: Arc<Outbox>,
     ) -> Conn {
         Conn {
             id: ctx.broker.register_connection(),
             peer,
+            local,
             transport,
             frame_max: ctx.limits.frame_max,
             channel_max: ctx.limits.channel_max,
@@ -149,6 +160,9 @@ impl Conn {
             grants: None,
             grants_epoch: 0,
             client_name: None,
+            mechanism: String::new(),
+            client_properties: Vec::new(),
+            info: None,
             channels: FastMap::default(),
             wbuf: BytesMut::with_capacity(64 * 1024),
             drained: VecDeque::new(),
@@ -214,13 +228,13 @@ impl Conn {
 /// socket (`TCP_NODELAY`) and, for TLS, finished the TLS handshake.
 pub async fn serve<S: Stream>(
     stream: S,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
     transport: Transport,
     ctx: Arc<ServerContext>,
 ) {
     let outbox = Outbox::new(ctx.limits.outbox_limit);
     let tls = matches!(transport, Transport::Tls { .. });
-    let mut conn = Conn::new(ctx, peer, transport, outbox);
+    let mut conn = Conn::new(ctx, (peer, local), transport, outbox);
     tracing::debug!(conn = conn.id, %peer, tls, "connection accepted");
     let result = conn.run(stream).await;
     if conn.phase.is_open() || conn.user.is_some() {
@@ -267,7 +281,10 @@ pub fn fuzz_session(input: &[u8]) {
     });
     let mut conn = Conn::new(
         ctx.clone(),
-        "127.0.0.1:1".parse().expect("literal"),
+        (
+            "127.0.0.1:1".parse().expect("literal"),
+            "127.0.0.1:5672".parse().expect("literal"),
+        ),
         Transport::Plain,
         Outbox::new(64),
     );

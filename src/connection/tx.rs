@@ -31,7 +31,7 @@ use super::frames::Stop;
 use super::publish::{requests, PendingPublish};
 use super::Conn;
 use crate::broker::confirms::ConfirmTicket;
-use crate::broker::{PublishRequest, TxRoute};
+use crate::broker::{ChannelMode, PublishRequest, TxRoute};
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::method::{self, ids, server, Method};
 
@@ -188,7 +188,12 @@ impl Conn {
                         "cannot switch from confirm to tx mode",
                     ));
                 }
-                ch.tx.get_or_insert_with(Box::default);
+                if ch.tx.is_none() {
+                    ch.tx = Some(Box::default());
+                    let key = (self.id, channel);
+                    self.vhost()
+                        .with(|m| m.set_channel_mode(key, ChannelMode::Tx));
+                }
                 method::write_empty(&mut self.wbuf, channel, ids::TX_SELECT_OK);
             }
             Method::TxCommit => self.tx_commit(channel)?,

@@ -46,6 +46,15 @@ impl Caller {
         self.is_monitor() || self.is_policymaker() || self.tagged("management")
     }
 
+    /// Endpoints for monitoring users and administrators (`is_authorized_monitor`).
+    pub fn monitor(&self) -> Result<(), ApiError> {
+        if self.is_monitor() {
+            Ok(())
+        } else {
+            Err(ApiError::not_authorised("Not monitor user"))
+        }
+    }
+
     /// Endpoints for administrators only.
     pub fn admin(&self) -> Result<(), ApiError> {
         if self.is_admin() {

@@ -51,6 +51,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", reason.into())
     }
 
+    /// 400 with RabbitMQ's own error word (e.g. `invalid_pagination_parameters`).
+    pub fn bad_request_kind(error: &'static str, reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error, reason.into())
+    }
+
     /// 400 whose reason is an Erlang term RabbitMQ shows as a list, e.g.
     /// `["no_such_user","bob"]`.
     pub fn bad_request_term(reason: Value) -> Self {

@@ -9,18 +9,31 @@
 //!
 //! One file per area: `vhosts.rs`, `users.rs`, `permissions.rs` (and topic permissions),
 //! `policies.rs` (and operator policies), `limits.rs` (vhost and user limits),
-//! `definitions.rs`, `overview.rs` (whoami, overview, aliveness test); `error.rs` and
-//! `body.rs` are RabbitMQ's error bodies and request decoding.
+//! `definitions.rs`, `overview.rs` (whoami, overview), `queues.rs`, `exchanges.rs`,
+//! `bindings.rs`, `connections.rs` (and channels, consumers), `nodes.rs` (nodes, health
+//! checks, aliveness test). Shared: `listing.rs` (sort, pages, columns of lists),
+//! `scope.rs` (visible vhosts, permissions, formats), `rates.rs` (the rate sampler),
+//! `props.rs` (message properties), `error.rs` and `body.rs` (RabbitMQ's error bodies
+//! and request decoding).
 
 mod auth;
+mod bindings;
 mod body;
+mod connections;
 mod definitions;
 mod error;
+mod exchanges;
 pub mod https;
 mod limits;
+mod listing;
+mod nodes;
 mod overview;
 mod permissions;
 mod policies;
+mod props;
+mod queues;
+pub mod rates;
+mod scope;
 mod users;
 mod vhosts;
 
@@ -45,6 +58,10 @@ const MAX_BODY: usize = crate::broker::definitions_import::MAX_FILE_BYTES;
 pub struct ApiState {
     pub broker: BrokerHandle,
     pub node: Arc<NodeInfo>,
+    /// Message rates, sampled by `rates::run`.
+    pub rates: Arc<rates::Rates>,
+    pub alarms: Arc<crate::alarms::Alarms>,
+    pub started: std::time::Instant,
 }
 
 /// The node as the overview describes it.
@@ -75,13 +92,17 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/whoami", get(overview::whoami))
         .route("/api/overview", get(overview::overview))
-        .route("/api/aliveness-test/{vhost}", get(overview::aliveness_test))
         .merge(vhosts::routes())
         .merge(users::routes())
         .merge(permissions::routes())
         .merge(policies::routes())
         .merge(limits::routes())
         .merge(definitions::routes())
+        .merge(queues::routes())
+        .merge(exchanges::routes())
+        .merge(bindings::routes())
+        .merge(connections::routes())
+        .merge(nodes::routes())
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

@@ -1,11 +1,11 @@
-//! `/api/whoami`, `/api/overview` and `/api/aliveness-test/{vhost}`.
+//! `/api/whoami` and `/api/overview`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::error::{ApiError, ApiResult};
+use super::scope::rate;
 use super::ApiState;
 use crate::broker::VHostTotals;
 
@@ -37,6 +37,14 @@ const EXCHANGE_TYPES: &[(&str, &str)] = &[
     ("x-message-deduplication", "Message Deduplication Exchange"),
 ];
 
+/// The exchange types the broker knows, as the overview and nodes list them.
+pub fn exchange_types() -> Vec<Value> {
+    EXCHANGE_TYPES
+        .iter()
+        .map(|(name, description)| json!({"name": name, "description": description, "enabled": true}))
+        .collect()
+}
+
 /// The node, its listeners, and totals over the vhosts the caller may see (each counted
 /// under its own vhost lock, one at a time; rendered after).
 pub async fn overview(State(state): State<ApiState>, caller: Caller) -> Json<Value> {
@@ -53,6 +61,7 @@ pub async fn overview(State(state): State<ApiState>, caller: Caller) -> Json<Val
             t.consumers += v.consumers;
             t.messages_ready += v.messages_ready;
             t.messages_unacknowledged += v.messages_unacknowledged;
+            t.counters.add(&v.counters);
         }
     }
     let stats = state.broker.stats();
@@ -66,15 +75,13 @@ pub async fn overview(State(state): State<ApiState>, caller: Caller) -> Json<Val
                    "ip_address": addr.ip().to_string(), "port": addr.port()})
         })
         .collect();
-    let exchange_types: Vec<Value> = EXCHANGE_TYPES
-        .iter()
-        .map(|(name, description)| {
-            json!({"name": name, "description": description, "enabled": true})
-        })
-        .collect();
+    let exchange_types = exchange_types();
+    let rates = state.rates.global();
+    let q = state.rates.vhost(None);
+    let c = &t.counters;
     Json(json!({
         "management_version": RABBITMQ_VERSION,
-        "rates_mode": "none",
+        "rates_mode": "basic",
         "exchange_types": exchange_types,
         "product_version": env!("CARGO_PKG_VERSION"),
         "product_name": "Warren",
@@ -85,13 +92,26 @@ pub async fn overview(State(state): State<ApiState>, caller: Caller) -> Json<Val
         "enable_queue_totals": false,
         "message_stats": {
             "publish": stats.published,
+            "publish_details": rate(rates.publish),
             "deliver_get": stats.delivered,
+            "deliver_get_details": rate(rates.deliver_get),
             "ack": stats.acked,
+            "ack_details": rate(rates.ack),
+            // Per-kind counts are the queues' (of the vhosts shown), summed.
+            "deliver": c.deliver, "deliver_details": rate(q.deliver),
+            "deliver_no_ack": c.deliver_no_ack, "deliver_no_ack_details": rate(q.deliver_no_ack),
+            "get": c.get, "get_details": rate(q.get),
+            "get_no_ack": c.get_no_ack, "get_no_ack_details": rate(q.get_no_ack),
+            "get_empty": c.get_empty, "get_empty_details": rate(q.get_empty),
+            "redeliver": c.redeliver, "redeliver_details": rate(q.redeliver),
         },
         "queue_totals": {
             "messages": t.messages_ready + t.messages_unacknowledged,
+            "messages_details": rate(rates.messages),
             "messages_ready": t.messages_ready,
+            "messages_ready_details": rate(rates.messages_ready),
             "messages_unacknowledged": t.messages_unacknowledged,
+            "messages_unacknowledged_details": rate(rates.messages_unacknowledged),
         },
         "object_totals": {
             "channels": t.channels,
@@ -102,19 +122,6 @@ pub async fn overview(State(state): State<ApiState>, caller: Caller) -> Json<Val
         },
         "statistics_db_event_queue": 0,
         "listeners": listeners,
-        "contexts": [],
+        "contexts": super::nodes::contexts(&state),
     }))
-}
-
-/// RabbitMQ declares a queue, publishes and gets a message; Warren checks that the vhost
-/// exists and its model answers (its lock is taken and released).
-pub async fn aliveness_test(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-) -> ApiResult<Json<Value>> {
-    caller.vhost_access(&state, &vhost)?;
-    let vh = state.broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
-    vh.with(|m| m.name().len());
-    Ok(Json(json!({"status": "ok"})))
 }

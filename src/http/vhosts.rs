@@ -8,8 +8,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
+use super::scope::rate;
 use super::{blocking, body, put_answer, ApiState};
 use crate::broker::access_db::{PermissionDef, VHostDef};
 
@@ -19,9 +22,10 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/vhosts/{vhost}", get(show).put(put).delete(delete))
 }
 
-/// A vhost as RabbitMQ 3.10 shows it (without message statistics).
-fn render(def: &VHostDef, node: &str) -> Value {
-    json!({
+/// A vhost as RabbitMQ 3.10 shows it, with its message counts and traffic.
+fn render(state: &ApiState, def: &VHostDef) -> Value {
+    let node = state.node.name.as_str();
+    let mut v = json!({
         "name": def.name,
         "description": def.description,
         "tags": def.tags,
@@ -29,7 +33,35 @@ fn render(def: &VHostDef, node: &str) -> Value {
         "metadata": {"description": def.description, "tags": def.tags},
         "tracing": false,
         "cluster_state": {node: "running"},
-    })
+    });
+    if let Some(vh) = state.broker.vhost(&def.name) {
+        let (t, conns) = vh.with(|m| (m.totals(), m.connection_infos()));
+        let r = state.rates.vhost(Some(&def.name));
+        let (mut recv, mut send, mut recv_rate, mut send_rate) = (0, 0, 0.0, 0.0);
+        for c in &conns {
+            recv += c.recv_oct.load(Relaxed);
+            send += c.send_oct.load(Relaxed);
+            let (rr, sr) = state.rates.connection(c.id);
+            recv_rate += rr;
+            send_rate += sr;
+        }
+        let stats = json!({
+            "messages": t.messages_ready + t.messages_unacknowledged,
+            "messages_details": rate(r.messages),
+            "messages_ready": t.messages_ready,
+            "messages_ready_details": rate(r.messages_ready),
+            "messages_unacknowledged": t.messages_unacknowledged,
+            "messages_unacknowledged_details": rate(r.messages_unacknowledged),
+            "recv_oct": recv,
+            "recv_oct_details": rate(recv_rate),
+            "send_oct": send,
+            "send_oct_details": rate(send_rate),
+        });
+        if let (Some(v), Value::Object(s)) = (v.as_object_mut(), stats) {
+            v.extend(s);
+        }
+    }
+    v
 }
 
 /// Every vhost the caller may see.
@@ -41,7 +73,7 @@ async fn list(State(state): State<ApiState>, caller: Caller) -> Json<Value> {
             .collect()
     });
     Json(Value::Array(
-        defs.iter().map(|d| render(d, &state.node.name)).collect(),
+        defs.iter().map(|d| render(&state, d)).collect(),
     ))
 }
 
@@ -55,7 +87,7 @@ async fn show(
         .broker
         .read_access(|db| db.vhost(&vhost).cloned())
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(render(&def, &state.node.name)))
+    Ok(Json(render(&state, &def)))
 }
 
 /// Creates the vhost (and, as RabbitMQ does, gives its creator full permissions there),

@@ -108,6 +108,9 @@ pub async fn serve(
     ctx: Arc<ServerContext>,
 ) {
     let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
     let handshake = tls.acceptor.accept(stream);
     let stream = match tokio::time::timeout(ctx.limits.handshake_timeout, handshake).await {
         Ok(Ok(stream)) => stream,
@@ -133,7 +136,21 @@ pub async fn serve(
         client_cert = external.as_deref().unwrap_or(""),
         "TLS established"
     );
-    connection::serve(stream, peer, Transport::Tls { external }, ctx).await;
+    let session_info = (
+        session
+            .protocol_version()
+            .map(|v| format!("{v:?}").to_ascii_lowercase().replace('_', "."))
+            .unwrap_or_default(),
+        session
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default(),
+    );
+    let transport = Transport::Tls {
+        external,
+        session: session_info,
+    };
+    connection::serve(stream, (peer, local), transport, ctx).await;
 }
 
 /// TLS has one state machine for both directions, so its halves share it.

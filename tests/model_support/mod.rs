@@ -9,6 +9,7 @@ pub use std::sync::Arc;
 
 pub use bytes::Bytes;
 pub use tempfile::TempDir;
+use warren::broker::admin::ConnectionInfo;
 pub use warren::broker::outbox::{Outbox, Outgoing};
 pub use warren::broker::{
     BindSpec, BrokerConfig, BrokerError, BrokerHandle, ChannelKey, ConsumeSpec, ExchangeSpec,
@@ -246,7 +247,14 @@ impl Fx {
         let conn = self.broker.register_connection();
         let grants = Arc::new(warren::broker::grants::Grants::everything("guest", "/"));
         self.vh
-            .with(|m: &mut VHost| m.attach_connection(conn, grants, Outbox::new(1024), None))
+            .with(|m: &mut VHost| {
+                let addrs = (
+                    "127.0.0.1:1".parse().unwrap(),
+                    "127.0.0.1:5672".parse().unwrap(),
+                );
+                let info = Arc::new(ConnectionInfo::new(conn, addrs, "guest", "/"));
+                m.attach_connection(conn, grants, Outbox::new(1024), info, None)
+            })
             .expect("the vhost exists");
         conn
     }

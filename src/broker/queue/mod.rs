@@ -25,6 +25,7 @@ pub mod args;
 mod features;
 mod kind;
 mod store;
+use super::admin::QueueCounters;
 pub use features::{Overflow, QueueFeatures};
 pub use kind::QueueType;
 pub use store::{Position, Store};
@@ -79,6 +80,8 @@ pub struct Queue {
     pub consumer_priorities: bool,
     /// Under `x-message-deduplication`: the deduplication values of the messages in it.
     pub dedup: Option<QueueDedup>,
+    /// Message counters for the management API.
+    pub counters: QueueCounters,
 }
 
 /// The ticket of a dead letter whose copies are not published yet.
@@ -122,6 +125,7 @@ impl Queue {
             has_expiring: false,
             consumer_priorities: false,
             dedup: None,
+            counters: QueueCounters::default(),
         };
         q.rebuild_dedup();
         // A recovered backlog may hold messages with their own expiration: watch its head

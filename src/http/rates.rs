@@ -1,0 +1,227 @@
+//! Message rates, as RabbitMQ's statistics database gives them in `*_details.rate`:
+//! every `INTERVAL` a task copies the broker-wide counters and each queue's counters
+//! (one pass per vhost under its lock: a few words per queue) and keeps the change per
+//! second since the previous sample. Handlers read the last rates; nothing is computed
+//! on a request and nothing is added to the hot paths.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::broker::admin::QueueCounters;
+use crate::broker::stats::StatsSnapshot;
+use crate::broker::BrokerHandle;
+
+/// RabbitMQ's default `collect_statistics_interval`.
+pub const INTERVAL: Duration = Duration::from_secs(5);
+
+/// Per-second rates of a queue over the last interval.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct QueueRates {
+    pub publish: f64,
+    pub deliver: f64,
+    pub deliver_no_ack: f64,
+    pub get: f64,
+    pub get_no_ack: f64,
+    pub deliver_get: f64,
+    pub redeliver: f64,
+    pub ack: f64,
+    pub get_empty: f64,
+    pub messages: f64,
+    pub messages_ready: f64,
+    pub messages_unacknowledged: f64,
+}
+
+/// Broker-wide per-second rates over the last interval.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct GlobalRates {
+    pub publish: f64,
+    pub deliver_get: f64,
+    pub ack: f64,
+    pub messages: f64,
+    pub messages_ready: f64,
+    pub messages_unacknowledged: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct QueueSample {
+    id: u64,
+    counters: QueueCounters,
+    ready: u64,
+    unacked: u64,
+    rates: QueueRates,
+}
+
+/// A connection's traffic counters and their rates (bytes per second).
+#[derive(Debug, Default, Clone, Copy)]
+struct OctetSample {
+    recv: u64,
+    send: u64,
+    recv_rate: f64,
+    send_rate: f64,
+}
+
+#[derive(Default)]
+struct Sampled {
+    at: Option<Instant>,
+    global: StatsSnapshot,
+    depth: (u64, u64),
+    global_rates: GlobalRates,
+    queues: HashMap<(Arc<str>, Arc<str>), QueueSample>,
+    connections: HashMap<u64, OctetSample>,
+}
+
+/// The last sampled rates.
+#[derive(Default)]
+pub struct Rates(RwLock<Sampled>);
+
+impl Rates {
+    /// The rates of queue `name` in `vhost` (zero until two samples exist).
+    pub fn queue(&self, vhost: &str, name: &str) -> QueueRates {
+        let s = self.0.read().expect("rates lock");
+        s.queues
+            .get(&(Arc::from(vhost), Arc::from(name)))
+            .map(|q| q.rates)
+            .unwrap_or_default()
+    }
+
+    /// The summed rates of a vhost's queues (every vhost's with `None`).
+    pub fn vhost(&self, vhost: Option<&str>) -> QueueRates {
+        let s = self.0.read().expect("rates lock");
+        let mut t = QueueRates::default();
+        let queues = s
+            .queues
+            .iter()
+            .filter(|(k, _)| vhost.is_none_or(|v| *k.0 == *v));
+        for q in queues.map(|(_, q)| q.rates) {
+            t.publish += q.publish;
+            t.deliver += q.deliver;
+            t.deliver_no_ack += q.deliver_no_ack;
+            t.get += q.get;
+            t.get_no_ack += q.get_no_ack;
+            t.get_empty += q.get_empty;
+            t.deliver_get += q.deliver_get;
+            t.redeliver += q.redeliver;
+            t.ack += q.ack;
+            t.messages += q.messages;
+            t.messages_ready += q.messages_ready;
+            t.messages_unacknowledged += q.messages_unacknowledged;
+        }
+        t
+    }
+
+    /// (received, sent) bytes per second of a connection.
+    pub fn connection(&self, id: u64) -> (f64, f64) {
+        let s = self.0.read().expect("rates lock");
+        s.connections
+            .get(&id)
+            .map_or((0.0, 0.0), |c| (c.recv_rate, c.send_rate))
+    }
+
+    pub fn global(&self) -> GlobalRates {
+        self.0.read().expect("rates lock").global_rates
+    }
+
+    /// Takes one sample of `broker` and updates the rates.
+    pub fn sample(&self, broker: &BrokerHandle) {
+        let now = Instant::now();
+        let global = broker.stats();
+        let mut fresh: HashMap<(Arc<str>, Arc<str>), QueueSample> = HashMap::new();
+        let mut depth = (0u64, 0u64);
+        let mut octets: HashMap<u64, OctetSample> = HashMap::new();
+        for name in broker.vhost_names() {
+            let Some(vh) = broker.vhost(&name) else {
+                continue;
+            };
+            let (queues, conns) = vh.with(|m| (m.queue_counters(), m.connection_infos()));
+            for c in conns {
+                octets.insert(
+                    c.id,
+                    OctetSample {
+                        recv: c.recv_oct.load(Relaxed),
+                        send: c.send_oct.load(Relaxed),
+                        ..OctetSample::default()
+                    },
+                );
+            }
+            for (queue, id, counters, ready, unacked) in queues {
+                depth.0 += ready;
+                depth.1 += unacked;
+                fresh.insert(
+                    (name.clone(), queue),
+                    QueueSample {
+                        id,
+                        counters,
+                        ready,
+                        unacked,
+                        rates: QueueRates::default(),
+                    },
+                );
+            }
+        }
+        let mut s = self.0.write().expect("rates lock");
+        if let Some(at) = s.at {
+            let secs = now.duration_since(at).as_secs_f64().max(1e-3);
+            let per = |new: u64, old: u64| new.saturating_sub(old) as f64 / secs;
+            let signed = |new: u64, old: u64| (new as f64 - old as f64) / secs;
+            for (key, q) in fresh.iter_mut() {
+                // A queue deleted and declared again under its name starts over.
+                let Some(old) = s.queues.get(key).filter(|o| o.id == q.id) else {
+                    continue;
+                };
+                let (c, o) = (&q.counters, &old.counters);
+                q.rates = QueueRates {
+                    publish: per(c.publish, o.publish),
+                    deliver: per(c.deliver, o.deliver),
+                    deliver_no_ack: per(c.deliver_no_ack, o.deliver_no_ack),
+                    get: per(c.get, o.get),
+                    get_no_ack: per(c.get_no_ack, o.get_no_ack),
+                    deliver_get: per(c.deliver_get(), o.deliver_get()),
+                    redeliver: per(c.redeliver, o.redeliver),
+                    ack: per(c.ack, o.ack),
+                    get_empty: per(c.get_empty, o.get_empty),
+                    messages: signed(q.ready + q.unacked, old.ready + old.unacked),
+                    messages_ready: signed(q.ready, old.ready),
+                    messages_unacknowledged: signed(q.unacked, old.unacked),
+                };
+            }
+            for (id, c) in octets.iter_mut() {
+                if let Some(old) = s.connections.get(id) {
+                    c.recv_rate = per(c.recv, old.recv);
+                    c.send_rate = per(c.send, old.send);
+                }
+            }
+            s.global_rates = GlobalRates {
+                publish: per(global.published, s.global.published),
+                deliver_get: per(global.delivered, s.global.delivered),
+                ack: per(global.acked, s.global.acked),
+                messages: signed(depth.0 + depth.1, s.depth.0 + s.depth.1),
+                messages_ready: signed(depth.0, s.depth.0),
+                messages_unacknowledged: signed(depth.1, s.depth.1),
+            };
+        }
+        s.at = Some(now);
+        s.global = global;
+        s.depth = depth;
+        s.queues = fresh;
+        s.connections = octets;
+    }
+}
+
+/// Samples every `INTERVAL` until the task is dropped (the sampling itself runs on the
+/// blocking pool: it takes every vhost's lock in turn).
+pub async fn run(rates: Arc<Rates>, broker: BrokerHandle) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (r, b) = (rates.clone(), broker.clone());
+        if tokio::task::spawn_blocking(move || r.sample(&b))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
