@@ -57,14 +57,17 @@ impl Alarms {
         self.disk_free_limit.store(bytes, Ordering::Relaxed);
     }
 
+    /// The resident memory above which the memory alarm goes on, in bytes.
     pub fn memory_limit(&self) -> u64 {
         self.memory_limit.load(Ordering::Relaxed)
     }
 
+    /// The free disk space under which the disk alarm goes on, in bytes.
     pub fn disk_free_limit(&self) -> u64 {
         self.disk_free_limit.load(Ordering::Relaxed)
     }
 
+    /// The directory whose file system the disk alarm watches.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

@@ -24,6 +24,8 @@ pub mod defaults {
     pub const TLS_VERIFY: &str = "none";
     pub const TLS_LOGIN_FROM: &str = "common_name";
     pub const HTTP: &str = "127.0.0.1:15672";
+    /// Prometheus metrics (RabbitMQ's `rabbitmq_prometheus` port).
+    pub const PROMETHEUS: &str = "127.0.0.1:15692";
     pub const DATA_DIR: &str = "./warren-data";
     pub const SEGMENT_SIZE: usize = 8 << 20;
     pub const MAX_MESSAGE_SIZE: u64 = 16 << 20;
@@ -154,6 +156,8 @@ pub struct Config {
     pub http: Option<SocketAddr>,
     /// The management API over TLS (with the AMQPS certificate), if asked for.
     pub https: Option<SocketAddr>,
+    /// Prometheus metrics' address; `None` (`--prometheus off`) serves none.
+    pub prometheus: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub fsync: FsyncPolicy,
     pub segment_size: usize,
@@ -198,6 +202,7 @@ impl Default for Config {
             tls: None,
             http: Some(d::HTTP.parse().expect("literal")),
             https: None,
+            prometheus: Some(d::PROMETHEUS.parse().expect("literal")),
             data_dir: PathBuf::from(d::DATA_DIR),
             fsync: FsyncPolicy::Always,
             segment_size: d::SEGMENT_SIZE,
@@ -265,6 +270,9 @@ pub struct Cli {
     /// Management HTTP API over TLS, with the --tls-cert/--tls-key/--tls-ca/--tls-verify settings (RabbitMQ's port is 15671)
     #[arg(long, env = "WARREN_HTTPS")]
     pub https: Option<SocketAddr>,
+    /// Prometheus metrics address (/metrics, /metrics/per-object), or `off` [default: 127.0.0.1:15692]
+    #[arg(long, env = "WARREN_PROMETHEUS", value_parser = parse_prometheus)]
+    pub prometheus: Option<HttpListen>,
     /// Data directory [default: ./warren-data]
     #[arg(long, env = "WARREN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -373,6 +381,7 @@ pub struct FileConfig {
     pub tls_login_from: Option<String>,
     pub http: Option<String>,
     pub https: Option<SocketAddr>,
+    pub prometheus: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub fsync: Option<String>,
     pub segment_size: Option<usize>,
@@ -417,6 +426,13 @@ impl Config {
                 None => match file.http.as_deref() {
                     Some(text) => parse_http(text)?.0,
                     None => d.http,
+                },
+            },
+            prometheus: match cli.prometheus {
+                Some(p) => p.0,
+                None => match file.prometheus.as_deref() {
+                    Some(text) => parse_prometheus(text)?.0,
+                    None => d.prometheus,
                 },
             },
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
@@ -490,17 +506,25 @@ impl Config {
 
 /// The AMQPS settings from the flags and the file: none unless a certificate and key are
 /// given; the flags that need them (or each other) are refused alone.
-/// `--http`: an address, or `off` for no HTTP listener.
+/// `--http` and `--prometheus`: an address, or `off` for no listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpListen(pub Option<SocketAddr>);
 
 fn parse_http(text: &str) -> Result<HttpListen, String> {
+    parse_listen("--http", defaults::HTTP, text)
+}
+
+fn parse_prometheus(text: &str) -> Result<HttpListen, String> {
+    parse_listen("--prometheus", defaults::PROMETHEUS, text)
+}
+
+fn parse_listen(flag: &str, example: &str, text: &str) -> Result<HttpListen, String> {
     if text.eq_ignore_ascii_case("off") {
         return Ok(HttpListen(None));
     }
     text.parse()
         .map(|a| HttpListen(Some(a)))
-        .map_err(|e| format!("--http '{text}': {e} (an address such as 127.0.0.1:15672, or off)"))
+        .map_err(|e| format!("{flag} '{text}': {e} (an address such as {example}, or off)"))
 }
 
 fn tls_config(cli: &Cli, file: &FileConfig) -> Result<Option<TlsConfig>, String> {
@@ -603,6 +627,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn prometheus_flag() {
+        assert_eq!(
+            cli(&[]).unwrap().prometheus.unwrap().to_string(),
+            defaults::PROMETHEUS
+        );
+        assert_eq!(cli(&["--prometheus", "off"]).unwrap().prometheus, None);
+        assert_eq!(
+            cli(&["--prometheus", "127.0.0.1:9419"])
+                .unwrap()
+                .prometheus
+                .unwrap()
+                .port(),
+            9419
+        );
+        let e = cli(&["--prometheus", "nine"]).unwrap_err();
+        assert!(e.contains("--prometheus 'nine'"), "{e}");
+    }
+
     /// The flags' help texts state their defaults; they must be the ones `defaults` holds.
     #[test]
     fn help_texts_state_the_real_defaults() {
@@ -613,6 +656,7 @@ mod tests {
             ("tls_verify", defaults::TLS_VERIFY.to_string()),
             ("tls_login_from", defaults::TLS_LOGIN_FROM.to_string()),
             ("http", defaults::HTTP.to_string()),
+            ("prometheus", defaults::PROMETHEUS.to_string()),
             ("data_dir", defaults::DATA_DIR.to_string()),
             ("fsync", "always".to_string()),
             ("segment_size", c.segment_size.to_string()),

@@ -7,6 +7,7 @@
 //! - [`connection`]: one AMQP connection; speaks `protocol`, calls `broker`.
 //! - [`server`]: wires them together; [`tls`] serves AMQPS sockets into `connection`;
 //!   [`http`] is the management API (RabbitMQ's `/api`) over the broker's public API;
+//!   [`metrics`] is Prometheus' `/metrics` (RabbitMQ's names) over the same API;
 //!   [`config`], [`alarms`] around it.
 
 pub mod admin_client;
@@ -17,6 +18,7 @@ pub mod connection;
 pub mod data_lock;
 pub mod definitions_cli;
 pub mod http;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod tls;

@@ -1,5 +1,5 @@
-//! The server: the only place that wires the broker model, connections and the management
-//! HTTP API together. It recovers the model from the data dir, accepts AMQP connections,
+//! The server: the only place that wires the broker model, connections, the management
+//! HTTP API and the Prometheus metrics together. It recovers the model from the data dir, accepts AMQP connections,
 //! serves the API, runs periodic upkeep (ack batches, compaction, alarms) and shuts down
 //! cleanly.
 
@@ -36,11 +36,16 @@ pub struct Server {
     pub http_addr: Option<SocketAddr>,
     /// The management API's HTTPS address, with `--https`.
     pub https_addr: Option<SocketAddr>,
+    /// The Prometheus metrics' address, unless `--prometheus off`.
+    pub prometheus_addr: Option<SocketAddr>,
     pub ctx: Arc<ServerContext>,
     listener: TcpListener,
     http: Option<TcpListener>,
     https: Option<crate::http::https::HttpsListener>,
     tls: Option<(TcpListener, Arc<TlsAcceptor>)>,
+    prometheus: Option<TcpListener>,
+    /// How long recovery took (a metric).
+    recovery: Duration,
     shutdown: watch::Sender<bool>,
 }
 
@@ -58,6 +63,7 @@ impl Server {
         };
         let started = std::time::Instant::now();
         let (broker, report) = open_broker(config)?;
+        let recovery = started.elapsed();
         for p in &report.problems {
             tracing::warn!("recovery: {p}");
         }
@@ -71,7 +77,7 @@ impl Server {
             queues = report.queues,
             messages = report.messages,
             data_dir = %config.data_dir.display(),
-            millis = started.elapsed().as_millis() as u64,
+            millis = recovery.as_millis() as u64,
             "recovered {} durable queues, {} messages",
             report.queues,
             report.messages,
@@ -128,6 +134,10 @@ impl Server {
             }
             _ => None,
         };
+        let prometheus = match config.prometheus {
+            Some(addr) => Some(crate::metrics::bind(addr).await?),
+            None => None,
+        };
         Ok(Server {
             local_addr,
             tls_addr: tls.as_ref().and_then(|(l, _)| l.local_addr().ok()),
@@ -135,11 +145,14 @@ impl Server {
             https_addr: https
                 .as_ref()
                 .and_then(|l| axum::serve::Listener::local_addr(l).ok()),
+            prometheus_addr: prometheus.as_ref().and_then(|l| l.local_addr().ok()),
             ctx,
             listener,
             http,
             https,
             tls,
+            prometheus,
+            recovery,
             shutdown,
         })
     }
@@ -158,6 +171,7 @@ impl Server {
         listeners.extend(self.tls_addr.map(|a| ("amqp/ssl", a)));
         listeners.extend(self.http_addr.map(|a| ("http", a)));
         listeners.extend(self.https_addr.map(|a| ("https", a)));
+        listeners.extend(self.prometheus_addr.map(|a| ("http/prometheus", a)));
         let state = crate::http::ApiState {
             broker: self.ctx.broker.clone(),
             node: Arc::new(crate::http::NodeInfo::new(listeners)),
@@ -187,6 +201,18 @@ impl Server {
                 state.clone(),
                 stop,
             )));
+        }
+        if let Some(listener) = self.prometheus.take() {
+            let addr = self.prometheus_addr.expect("bound");
+            tracing::info!("serving Prometheus metrics on http://{addr}/metrics");
+            let metrics = crate::metrics::MetricsState {
+                broker: self.ctx.broker.clone(),
+                alarms: self.ctx.alarms.clone(),
+                node: state.node.name.as_str().into(),
+                recovery: self.recovery,
+            };
+            let stop = stopped(&self);
+            api.push(tokio::spawn(crate::metrics::serve(listener, metrics, stop)));
         }
         if let Some(listener) = self.https.take() {
             let addr = self.https_addr.expect("bound");

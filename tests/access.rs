@@ -263,6 +263,7 @@ async fn definitions_commands_reach_a_running_broker_through_its_api() {
     let defs = access_dir().join("definitions.json");
     let mut broker = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--http", &http])
+        .args(["--prometheus", "127.0.0.1:0"])
         .args([
             "--fsync",
             "never",

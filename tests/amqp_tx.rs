@@ -608,6 +608,8 @@ async fn a_commit_whose_sync_fails_is_406() {
             "always",
             "--http",
             "127.0.0.1:0",
+            "--prometheus",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(dir.path())

@@ -36,6 +36,8 @@ async fn failed_fdatasync_means_nack_and_other_queues_keep_working() {
             "always",
             "--http",
             "127.0.0.1:0",
+            "--prometheus",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(dir.path())

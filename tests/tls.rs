@@ -360,7 +360,15 @@ fn broker_does_not_start_with_a_bad_key() {
     let pki = make_pki();
     std::fs::write(pki.path("junk"), "not a key\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["--listen", "127.0.0.1:0", "--http", "off", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--prometheus",
+            "off",
+            "--data-dir",
+        ])
         .arg(pki.path("data"))
         .arg("--tls-cert")
         .arg(pki.path("server.pem"))
@@ -383,6 +391,7 @@ async fn the_management_api_answers_over_https() {
     let config = warren::config::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         http: None,
+        prometheus: None,
         https: Some("127.0.0.1:0".parse().unwrap()),
         tls: Some(tls_config(&pki, TlsVerify::None)),
         data_dir: dir.path().to_path_buf(),

@@ -110,7 +110,7 @@ class Warren:
     def __init__(self, fsync, binary=WARREN, name="Warren"):
         self.name = name
         self.dir = tempfile.mkdtemp(prefix="warren-", dir=os.path.join(ROOT, "target"))
-        self.proc = subprocess.Popen([binary, "--listen", f"127.0.0.1:{WARREN_PORT}", "--http", "127.0.0.1:0", "--data-dir",
+        self.proc = subprocess.Popen([binary, "--listen", f"127.0.0.1:{WARREN_PORT}", "--http", "127.0.0.1:0", "--prometheus", "127.0.0.1:0", "--data-dir",
                                       self.dir, "--fsync", fsync],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait_port(WARREN_PORT):

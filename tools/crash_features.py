@@ -634,7 +634,7 @@ class Broker:
         with open(self.log_path, "ab") as log:
             log.write(f"=== start {self.starts} ===\n".encode())
             log.flush()
-            args = [self.path, "--listen", f"127.0.0.1:{self.port}", "--http", "127.0.0.1:0", "--data-dir",
+            args = [self.path, "--listen", f"127.0.0.1:{self.port}", "--http", "127.0.0.1:0", "--prometheus", "127.0.0.1:0", "--data-dir",
                     self.data_dir, "--fsync", self.fsync] + self.extra
             self.spawned_at = time.monotonic()
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,

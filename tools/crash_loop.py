@@ -68,7 +68,7 @@ class Broker:
             log.write(f"=== start {self.starts} ===\n".encode())
             log.flush()  # before the child appends to the same file
             self.log_offset = log.tell()
-            args = [self.path, "--listen", f"127.0.0.1:{self.port}", "--http", "127.0.0.1:0", "--data-dir", self.data_dir,
+            args = [self.path, "--listen", f"127.0.0.1:{self.port}", "--http", "127.0.0.1:0", "--prometheus", "127.0.0.1:0", "--data-dir", self.data_dir,
                     "--fsync", self.fsync]
             if self.segment_size:
                 args += ["--segment-size", str(self.segment_size)]

@@ -179,7 +179,7 @@ class Warren:
     def start(self, *extra):
         self.port = free_port()
         self.log = open(self.data + ".log", "a")
-        self.proc = subprocess.Popen([self.binary, "--listen", f"127.0.0.1:{self.port}", "--http", "127.0.0.1:0", "--data-dir",
+        self.proc = subprocess.Popen([self.binary, "--listen", f"127.0.0.1:{self.port}", "--http", "127.0.0.1:0", "--prometheus", "127.0.0.1:0", "--data-dir",
                                       self.data, "--fsync", "never", *extra],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         if not wait_port(self.port, 30):

@@ -71,7 +71,7 @@ def main():
     ap.add_argument("--port", type=int, default=25700)
     a = ap.parse_args()
     data = tempfile.mkdtemp(prefix="lock-wait-")
-    broker = subprocess.Popen([a.broker, "--listen", f"127.0.0.1:{a.port}", "--http", "127.0.0.1:0", "--data-dir", data,
+    broker = subprocess.Popen([a.broker, "--listen", f"127.0.0.1:{a.port}", "--http", "127.0.0.1:0", "--prometheus", "127.0.0.1:0", "--data-dir", data,
                                "--fsync", "always"], stderr=subprocess.DEVNULL)
     try:
         wait_port(a.port)

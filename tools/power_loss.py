@@ -81,7 +81,7 @@ class Broker:
         self.proc = None
 
     def start(self, timeout=120.0):
-        args = [self.binary, "--listen", "127.0.0.1:%d" % self.port, "--http", "127.0.0.1:0", "--data-dir", self.data_dir,
+        args = [self.binary, "--listen", "127.0.0.1:%d" % self.port, "--http", "127.0.0.1:0", "--prometheus", "127.0.0.1:0", "--data-dir", self.data_dir,
                 "--fsync", self.fsync] + self.extra
         with open(self.log_path, "ab") as out:
             t0 = time.monotonic()

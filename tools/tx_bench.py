@@ -118,7 +118,7 @@ def start_broker(kind, port, fsync):
     if kind == "warren":
         data = tempfile.mkdtemp(prefix="tx-bench-", dir=os.path.join(ROOT, "target"))
         proc = subprocess.Popen([os.path.join(ROOT, "target/release/warren"), "--listen",
-                                 f"127.0.0.1:{port}", "--http", "127.0.0.1:0", "--data-dir", data, "--fsync", fsync],
+                                 f"127.0.0.1:{port}", "--http", "127.0.0.1:0", "--prometheus", "127.0.0.1:0", "--data-dir", data, "--fsync", fsync],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def stop():

@@ -1,8 +1,9 @@
 //! Cheap broker-wide counters: relaxed atomic adds on the hot paths (once per batch, not
 //! per message where a batch exists), readable at any time without taking a model lock —
-//! for the management API and metrics to come, and for logs today.
+//! for the management API, Prometheus metrics and logs.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// Running totals since the broker started.
 #[derive(Debug, Default)]
@@ -14,6 +15,7 @@ pub struct BrokerStats {
     published: AtomicU64,
     delivered: AtomicU64,
     acked: AtomicU64,
+    confirmed: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -26,6 +28,8 @@ pub struct StatsSnapshot {
     pub published: u64,
     pub delivered: u64,
     pub acked: u64,
+    /// Publishes confirmed (basic.ack) to publishers; nacks are not counted.
+    pub confirmed: u64,
 }
 
 impl StatsSnapshot {
@@ -61,6 +65,13 @@ impl BrokerStats {
         }
     }
 
+    /// Counted by the connection as it sends confirms: once per channel per flush.
+    pub fn confirmed(&self, n: u64) {
+        if n > 0 {
+            self.confirmed.fetch_add(n, Relaxed);
+        }
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             connections_opened: self.connections_opened.load(Relaxed),
@@ -70,6 +81,15 @@ impl BrokerStats {
             published: self.published.load(Relaxed),
             delivered: self.delivered.load(Relaxed),
             acked: self.acked.load(Relaxed),
+            confirmed: self.confirmed.load(Relaxed),
         }
+    }
+}
+
+impl super::vhost::VHost {
+    /// The broker's counters, for events counted outside the model (publisher confirms,
+    /// counted by the connection that sends them).
+    pub fn counters(&self) -> &Arc<BrokerStats> {
+        &self.stats
     }
 }

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -10,6 +11,7 @@ use super::tx::Transaction;
 use super::Conn;
 use crate::broker::confirms::ConfirmTicket;
 use crate::broker::grants::{Perm, Resource};
+use crate::broker::stats::BrokerStats;
 use crate::broker::{message, BindSpec, ChannelMode, ConsumeSpec, ExchangeSpec, QueueSpec};
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::method::{self, ids, server, Method};
@@ -33,6 +35,8 @@ pub(super) struct Channel {
     pub phase: ChannelPhase,
     /// confirm.select was sent on this channel.
     pub confirm: bool,
+    /// Where the confirms it sends are counted (set by confirm.select).
+    pub counters: Option<Arc<BrokerStats>>,
     pub next_publish_tag: u64,
     /// (publish tag, covering sync, failed) in tag order.
     pub confirms: VecDeque<(u64, ConfirmTicket, bool)>,
@@ -50,6 +54,7 @@ impl Channel {
         Channel {
             phase: ChannelPhase::Open,
             confirm: false,
+            counters: None,
             next_publish_tag: 1,
             confirms: VecDeque::new(),
             last_queue: None,
@@ -196,8 +201,11 @@ impl Conn {
                 }
                 if !std::mem::replace(&mut ch.confirm, true) {
                     let key = (self.id, channel);
-                    self.vhost()
-                        .with(|m| m.set_channel_mode(key, ChannelMode::Confirm));
+                    let counters = self.vhost().with(|m| {
+                        m.set_channel_mode(key, ChannelMode::Confirm);
+                        m.counters().clone()
+                    });
+                    self.channels.get_mut(&channel).expect("open").counters = Some(counters);
                 }
                 if !nowait {
                     method::write_empty(&mut self.wbuf, channel, ids::CONFIRM_SELECT_OK);

@@ -104,6 +104,7 @@ impl Conn {
         let tracker = self.ctx.confirms.clone();
         for (&channel, ch) in self.channels.iter_mut() {
             let mut run: Option<(u64, u64, bool)> = None; // (first, last, ack)
+            let mut acked = 0;
             while let Some(&(tag, ticket, failed)) = ch.confirms.front() {
                 let ok = match tracker.status(ticket) {
                     None => break,
@@ -111,6 +112,7 @@ impl Conn {
                 };
                 ch.confirms.pop_front();
                 self.pending_confirms -= 1;
+                acked += ok as u64;
                 run = match run {
                     Some((first, _, a)) if a == ok => Some((first, tag, a)),
                     Some((first, last, a)) => {
@@ -122,6 +124,9 @@ impl Conn {
             }
             if let Some((first, last, a)) = run {
                 server::confirm(&mut self.wbuf, channel, last, last > first || !a, a);
+            }
+            if let Some(counters) = &ch.counters {
+                counters.confirmed(acked);
             }
         }
         // A tx.commit waiting for its syncs counts as a pending confirm.

@@ -17,6 +17,8 @@ pub struct TestBroker {
     pub tls_addr: Option<SocketAddr>,
     /// The management API (an ephemeral port).
     pub http_addr: Option<SocketAddr>,
+    /// Prometheus metrics (an ephemeral port).
+    pub prometheus_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub ctx: std::sync::Arc<warren::connection::ServerContext>,
 }
@@ -37,6 +39,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         http: Some("127.0.0.1:0".parse().unwrap()),
+        prometheus: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: dir.path().to_path_buf(),
         fsync: FsyncPolicy::Never,
         ..Config::default()
@@ -46,12 +49,14 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     let addr = server.local_addr;
     let tls_addr = server.tls_addr;
     let http_addr = server.http_addr;
+    let prometheus_addr = server.prometheus_addr;
     let ctx = server.ctx.clone();
     tokio::spawn(server.run());
     TestBroker {
         addr,
         tls_addr,
         http_addr,
+        prometheus_addr,
         dir,
         ctx,
     }
@@ -307,6 +312,8 @@ pub fn spawn_warren(
             "--fsync",
             "always",
             "--http",
+            "127.0.0.1:0",
+            "--prometheus",
             "127.0.0.1:0",
         ])
         .args(extra)

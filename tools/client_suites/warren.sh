@@ -11,7 +11,7 @@ state=/tmp/client-suites-warren.$port
 case $cmd in
 start)
   dir=$(mktemp -d /tmp/warren-suites-data-XXXXXX)
-  "$bin" --listen "${WARREN_LISTEN_HOST:-[::]}:$port" --http 127.0.0.1:0 --data-dir "$dir" ${WARREN_ARGS:-} </dev/null >"$dir.log" 2>&1 &
+  "$bin" --listen "${WARREN_LISTEN_HOST:-[::]}:$port" --http 127.0.0.1:0 --prometheus 127.0.0.1:0 --data-dir "$dir" ${WARREN_ARGS:-} </dev/null >"$dir.log" 2>&1 &
   echo "$! $dir" > "$state"
   for _ in $(seq 60); do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then echo "$dir (pid $!, log $dir.log)"; exit 0; fi

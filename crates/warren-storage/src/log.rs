@@ -539,6 +539,7 @@ impl Log {
         match current {
             Some(seg) => {
                 seg.install_compacted(&done.tmp)?;
+                self.commit.metrics().compacted(done.reclaimed);
                 Ok(true)
             }
             None => {

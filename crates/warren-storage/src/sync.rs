@@ -15,8 +15,9 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::metrics::StorageMetrics;
 use crate::segment::SegmentFile;
 
 /// When appended bytes are made durable.
@@ -90,6 +91,8 @@ struct State {
     shutdown: bool,
     rounds: u64,
     files_synced: u64,
+    /// `register` calls since the last round was taken: that round's batch size.
+    registered: u64,
 }
 
 /// Counters for benchmarks and metrics.
@@ -108,6 +111,8 @@ pub struct GroupCommit {
     /// Wakes the sync thread when something becomes dirty (or on shutdown).
     work: Condvar,
     watch: tokio::sync::watch::Sender<u64>,
+    /// Round durations, batch sizes and compaction totals (read by the broker's metrics).
+    metrics: StorageMetrics,
 }
 
 impl GroupCommit {
@@ -127,6 +132,7 @@ impl GroupCommit {
             done: Condvar::new(),
             work: Condvar::new(),
             watch,
+            metrics: StorageMetrics::default(),
         });
         if policy != FsyncPolicy::Never {
             let worker = gc.clone();
@@ -149,6 +155,7 @@ impl GroupCommit {
             return Ticket::DONE;
         }
         let mut st = self.state.lock().expect("sync state");
+        st.registered += 1;
         if !file.dirty.swap(true, Ordering::Relaxed) {
             st.dirty.push(file.clone());
             if self.policy == FsyncPolicy::Always && st.dirty.len() == 1 {
@@ -198,6 +205,11 @@ impl GroupCommit {
         self.watch.subscribe()
     }
 
+    /// The engine's measurements: sync rounds (here) and compactions (`Log`).
+    pub fn metrics(&self) -> &StorageMetrics {
+        &self.metrics
+    }
+
     pub fn stats(&self) -> SyncStats {
         let st = self.state.lock().expect("sync state");
         SyncStats {
@@ -231,7 +243,7 @@ impl GroupCommit {
     fn run(&self, backend: SyncBackend) {
         let mut syncer = Syncer::new(backend);
         loop {
-            let (files, round) = {
+            let (files, round, appends) = {
                 let mut st = self.state.lock().expect("sync state");
                 match self.policy {
                     FsyncPolicy::Interval(every) => {
@@ -257,9 +269,14 @@ impl GroupCommit {
                 }
                 let round = st.next_round;
                 st.next_round += 1;
-                (files, round)
+                (files, round, std::mem::take(&mut st.registered))
             };
+            let started = Instant::now();
             let ok = syncer.sync_all(&files).is_ok();
+            self.metrics
+                .fsync_ns
+                .observe(started.elapsed().as_nanos().min(u64::MAX as u128) as u64);
+            self.metrics.batch.observe(appends);
             {
                 let mut st = self.state.lock().expect("sync state");
                 st.completed = round;

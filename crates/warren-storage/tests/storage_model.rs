@@ -298,6 +298,10 @@ fn compaction_reclaims_space_and_keeps_sequence_numbers() {
     let reclaimed = log.compact().unwrap();
     assert!(reclaimed > 0);
     assert!(log.disk_bytes() < before);
+    // What the broker's metrics report (warren_compaction_*).
+    let m = commit.metrics().snapshot();
+    assert!(m.compactions >= 1);
+    assert_eq!(m.reclaimed_bytes, reclaimed);
     log.close().unwrap();
     let (log, report) = Log::open(dir.path(), cfg, commit).unwrap();
     assert!(report.is_clean());
@@ -331,6 +335,11 @@ fn group_commit_shares_syncs_across_logs() {
     }
     let stats = commit.stats();
     assert!(stats.rounds >= 1);
+    // The metrics saw every round: its duration, and how many appends it covered.
+    let m = commit.metrics().snapshot();
+    assert_eq!(m.fsync_ns.count, stats.rounds);
+    assert_eq!(m.batch.count, stats.rounds);
+    assert_eq!(m.batch.sum, tickets.len() as u64);
     assert!(
         stats.rounds < tickets.len() as u64,
         "{} rounds for {} appends: no sharing",
