@@ -380,7 +380,10 @@ impl VHost {
             }
             continue_touch(&mut touched, &u.queue);
         }
-        self.stats.acked(settled);
+        // RabbitMQ counts basic.ack only as acknowledged (not rejects and nacks).
+        if ack {
+            self.stats.acked(settled);
+        }
         // Credit freed under a channel-wide prefetch may unblock this channel's consumers
         // on any queue, not only the ones settled from.
         if ch.channel_prefetch > 0 {

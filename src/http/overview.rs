@@ -97,6 +97,8 @@ pub async fn overview(State(state): State<ApiState>, caller: Caller) -> Json<Val
             "deliver_get_details": rate(rates.deliver_get),
             "ack": stats.acked,
             "ack_details": rate(rates.ack),
+            "confirm": stats.confirmed,
+            "confirm_details": rate(rates.confirm),
             // Per-kind counts are the queues' (of the vhosts shown), summed.
             "deliver": c.deliver, "deliver_details": rate(q.deliver),
             "deliver_no_ack": c.deliver_no_ack, "deliver_no_ack_details": rate(q.deliver_no_ack),

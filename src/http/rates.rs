@@ -37,6 +37,7 @@ pub struct QueueRates {
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct GlobalRates {
     pub publish: f64,
+    pub confirm: f64,
     pub deliver_get: f64,
     pub ack: f64,
     pub messages: f64,
@@ -196,6 +197,7 @@ impl Rates {
                 publish: per(global.published, s.global.published),
                 deliver_get: per(global.delivered, s.global.delivered),
                 ack: per(global.acked, s.global.acked),
+                confirm: per(global.confirmed, s.global.confirmed),
                 messages: signed(depth.0 + depth.1, s.depth.0 + s.depth.1),
                 messages_ready: signed(depth.0, s.depth.0),
                 messages_unacknowledged: signed(depth.1, s.depth.1),
