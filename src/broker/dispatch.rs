@@ -63,7 +63,8 @@ impl VHost {
         if q.consumers.is_empty() {
             return;
         }
-        let mut delivered = 0u64;
+        // Counted here and added to the queue's counters once, after the loop.
+        let (mut delivered, mut no_ack, mut redelivers) = (0u64, 0u64, 0u64);
         let plain = q.is_plain();
         while q.ready() > 0 {
             let channels = &self.channels;
@@ -138,12 +139,8 @@ impl VHost {
                     consumer: Some(c.serial),
                 }))
             };
-            if c.no_ack {
-                q.counters.deliver_no_ack += 1;
-            } else {
-                q.counters.deliver += 1;
-            }
-            q.counters.redeliver += redelivered as u64;
+            no_ack += c.no_ack as u64;
+            redelivers += redelivered as u64;
             c.outbox.push(Outgoing::Deliver {
                 channel: c.channel,
                 consumer_tag: c.tag.clone(),
@@ -153,6 +150,9 @@ impl VHost {
             });
             delivered += 1;
         }
+        q.counters.deliver += delivered - no_ack;
+        q.counters.deliver_no_ack += no_ack;
+        q.counters.redeliver += redelivers;
         self.stats.delivered(delivered);
         self.drain_dead_letters();
     }

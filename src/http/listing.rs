@@ -96,12 +96,19 @@ impl ListQuery {
                 keys.push(s.split('.').collect());
             }
             keys.extend(default_sort.iter().map(|k| vec![*k]));
-            items.sort_by(|a, b| {
-                keys.iter()
-                    .map(|k| erlang_order(dotted(a, k), dotted(b, k)))
+            // Each item's keys are looked up once, not at every comparison.
+            let mut keyed: Vec<(Vec<Value>, Value)> = items
+                .into_iter()
+                .map(|i| (keys.iter().map(|k| dotted(&i, k).clone()).collect(), i))
+                .collect();
+            keyed.sort_by(|(a, _), (b, _)| {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| erlang_order(x, y))
                     .find(|o| o.is_ne())
                     .unwrap_or(Ordering::Equal)
             });
+            items = keyed.into_iter().map(|(_, i)| i).collect();
             if self.sort_reverse {
                 items.reverse();
             }

@@ -69,7 +69,8 @@ struct Sampled {
     global: StatsSnapshot,
     depth: (u64, u64),
     global_rates: GlobalRates,
-    queues: HashMap<(Arc<str>, Arc<str>), QueueSample>,
+    /// vhost -> queue -> sample (looked up by `&str`, without building keys).
+    queues: HashMap<Arc<str>, HashMap<Arc<str>, QueueSample>>,
     connections: HashMap<u64, OctetSample>,
 }
 
@@ -82,7 +83,8 @@ impl Rates {
     pub fn queue(&self, vhost: &str, name: &str) -> QueueRates {
         let s = self.0.read().expect("rates lock");
         s.queues
-            .get(&(Arc::from(vhost), Arc::from(name)))
+            .get(vhost)
+            .and_then(|qs| qs.get(name))
             .map(|q| q.rates)
             .unwrap_or_default()
     }
@@ -91,11 +93,11 @@ impl Rates {
     pub fn vhost(&self, vhost: Option<&str>) -> QueueRates {
         let s = self.0.read().expect("rates lock");
         let mut t = QueueRates::default();
-        let queues = s
+        let vhosts = s
             .queues
             .iter()
-            .filter(|(k, _)| vhost.is_none_or(|v| *k.0 == *v));
-        for q in queues.map(|(_, q)| q.rates) {
+            .filter(|(v, _)| vhost.is_none_or(|w| ***v == *w));
+        for q in vhosts.flat_map(|(_, qs)| qs.values()).map(|q| q.rates) {
             t.publish += q.publish;
             t.deliver += q.deliver;
             t.deliver_no_ack += q.deliver_no_ack;
@@ -128,7 +130,7 @@ impl Rates {
     pub fn sample(&self, broker: &BrokerHandle) {
         let now = Instant::now();
         let global = broker.stats();
-        let mut fresh: HashMap<(Arc<str>, Arc<str>), QueueSample> = HashMap::new();
+        let mut fresh: HashMap<Arc<str>, HashMap<Arc<str>, QueueSample>> = HashMap::new();
         let mut depth = (0u64, 0u64);
         let mut octets: HashMap<u64, OctetSample> = HashMap::new();
         for name in broker.vhost_names() {
@@ -146,11 +148,12 @@ impl Rates {
                     },
                 );
             }
+            let samples = fresh.entry(name.clone()).or_default();
             for (queue, id, counters, ready, unacked) in queues {
                 depth.0 += ready;
                 depth.1 += unacked;
-                fresh.insert(
-                    (name.clone(), queue),
+                samples.insert(
+                    queue,
                     QueueSample {
                         id,
                         counters,
@@ -166,9 +169,13 @@ impl Rates {
             let secs = now.duration_since(at).as_secs_f64().max(1e-3);
             let per = |new: u64, old: u64| new.saturating_sub(old) as f64 / secs;
             let signed = |new: u64, old: u64| (new as f64 - old as f64) / secs;
-            for (key, q) in fresh.iter_mut() {
+            let queues = fresh
+                .iter_mut()
+                .flat_map(|(v, qs)| qs.iter_mut().map(move |(n, q)| (v, n, q)));
+            for (vhost, name, q) in queues {
                 // A queue deleted and declared again under its name starts over.
-                let Some(old) = s.queues.get(key).filter(|o| o.id == q.id) else {
+                let old = s.queues.get(vhost).and_then(|qs| qs.get(name));
+                let Some(old) = old.filter(|o| o.id == q.id) else {
                     continue;
                 };
                 let (c, o) = (&q.counters, &old.counters);
