@@ -146,6 +146,12 @@ impl ListQuery {
         })))
     }
 
+    /// No `sort`, `sort_reverse`, page or `columns`: the list as it comes, in the default
+    /// order (which a handler may then produce its own, faster way).
+    pub fn is_plain(&self) -> bool {
+        self.page.is_none() && self.columns.is_none() && self.sort.is_none() && !self.sort_reverse
+    }
+
     /// One object, trimmed to the `columns` asked for.
     pub fn trim(&self, item: Value) -> Value {
         match &self.columns {

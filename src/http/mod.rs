@@ -31,6 +31,7 @@ mod overview;
 mod permissions;
 mod policies;
 mod props;
+mod queue_view;
 mod queues;
 pub mod rates;
 mod scope;

@@ -15,7 +15,8 @@ use super::bindings::{binding_json, BINDING_SORT};
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::listing::ListQuery;
-use super::scope::{self, arguments, permit, rate};
+use super::queue_view::QueueView;
+use super::scope::{self, permit};
 use super::{blocking, put_answer, ApiState};
 use crate::broker::admin::{QueueSnapshot, Want};
 use crate::broker::grants::{Perm, Resource};
@@ -47,54 +48,9 @@ const QUEUE_SORT: &[&str] = &["vhost", "name"];
 
 /// A queue as RabbitMQ's management shows it.
 pub fn queue_json(state: &ApiState, vhost: &str, q: &QueueSnapshot) -> Value {
-    let r = state.rates.queue(vhost, &q.name);
-    let c = &q.counters;
-    let messages = q.ready + q.unacked;
-    // Idle as RabbitMQ's stats show it: nothing went in or out over the last interval.
-    let idle = r.publish == 0.0 && r.deliver_get == 0.0 && r.ack == 0.0;
-    let mut v = json!({
-        "name": q.name.as_ref(),
-        "vhost": vhost,
-        "durable": q.durable,
-        "auto_delete": q.auto_delete,
-        "exclusive": q.owner.is_some(),
-        "arguments": arguments(&q.arguments),
-        "type": q.queue_type,
-        "node": state.node.name,
-        "state": "running",
-        "policy": q.policy,
-        "operator_policy": q.operator_policy,
-        "effective_policy_definition": q.effective_policy,
-        "recoverable_slaves": null,
-        "consumers": q.consumers,
-        "exclusive_consumer_tag": q.exclusive_consumer_tag.as_deref(),
-        "single_active_consumer_tag": q.single_active_consumer_tag.as_deref(),
-        "messages": messages,
-        "messages_details": rate(r.messages),
-        "messages_ready": q.ready,
-        "messages_ready_details": rate(r.messages_ready),
-        "messages_unacknowledged": q.unacked,
-        "messages_unacknowledged_details": rate(r.messages_unacknowledged),
-    });
-    // As RabbitMQ: no `message_stats` until a message has gone through the queue.
-    if !c.is_idle() {
-        let message_stats = json!({
-            "publish": c.publish, "publish_details": rate(r.publish),
-            "deliver": c.deliver, "deliver_details": rate(r.deliver),
-            "deliver_no_ack": c.deliver_no_ack, "deliver_no_ack_details": rate(r.deliver_no_ack),
-            "get": c.get, "get_details": rate(r.get),
-            "get_no_ack": c.get_no_ack, "get_no_ack_details": rate(r.get_no_ack),
-            "deliver_get": c.deliver_get(), "deliver_get_details": rate(r.deliver_get),
-            "redeliver": c.redeliver, "redeliver_details": rate(r.redeliver),
-            "ack": c.ack, "ack_details": rate(r.ack),
-            "get_empty": c.get_empty, "get_empty_details": rate(r.get_empty),
-        });
-        v["message_stats"] = message_stats;
-    }
-    if idle {
-        v["idle_since"] = scope::timestamp(q.last_used).into();
-    }
-    v
+    let rates = state.rates.queue(vhost, &q.name);
+    serde_json::to_value(QueueView::new(&state.node.name, vhost, q, rates))
+        .expect("a queue view serializes")
 }
 
 /// `/api/queues` and `/api/queues/{vhost}`.
@@ -103,13 +59,32 @@ async fn list(
     caller: Caller,
     vhost: Option<Path<String>>,
     query: ListQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult {
     let vhosts = scope::list_vhosts(&state, &caller, vhost, false)?;
-    let mut items = Vec::new();
-    for (vhost, snap) in scope::snapshots(&vhosts, Want::QUEUES) {
-        items.extend(snap.queues.iter().map(|q| queue_json(&state, &vhost, q)));
+    let snaps = scope::snapshots(&vhosts, Want::QUEUES);
+    if query.is_plain() {
+        // The plain list (what tools poll): sorted by vhost and name, written from typed
+        // views without a `Value` per queue.
+        let mut queues: Vec<(&str, &QueueSnapshot)> = snaps
+            .iter()
+            .flat_map(|(v, s)| s.queues.iter().map(move |q| (v.as_ref(), q)))
+            .collect();
+        queues.sort_by(|a, b| {
+            (a.0.as_bytes(), a.1.name.as_bytes()).cmp(&(b.0.as_bytes(), b.1.name.as_bytes()))
+        });
+        let views: Vec<QueueView<'_>> = queues
+            .iter()
+            .map(|(v, q)| QueueView::new(&state.node.name, v, q, state.rates.queue(v, &q.name)))
+            .collect();
+        return Ok(Json(views).into_response());
     }
-    query.answer(items, QUEUE_SORT)
+    let mut items = Vec::new();
+    for (vhost, snap) in &snaps {
+        items.extend(snap.queues.iter().map(|q| queue_json(&state, vhost, q)));
+    }
+    query
+        .answer(items, QUEUE_SORT)
+        .map(IntoResponse::into_response)
 }
 
 async fn show(

@@ -92,7 +92,7 @@ pub fn permit(
 
 /// `{"rate": r}`, RabbitMQ's `*_details`.
 pub fn rate(r: f64) -> Value {
-    json!({ "rate": (r * 10.0).round() / 10.0 })
+    json!(super::queue_view::Rate::of(r))
 }
 
 /// A field table as the API shows arguments.

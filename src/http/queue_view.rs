@@ -1,0 +1,139 @@
+//! A queue as RabbitMQ's management shows it, as a typed view that serializes straight to
+//! JSON: the plain `/api/queues` list (no `columns`, `sort` or page) is written from these
+//! views without building a `serde_json::Value` per queue, and every other answer about a
+//! queue is this same view turned into a `Value` — one shape, two speeds.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::rates::QueueRates;
+use super::scope::{self, arguments};
+use crate::broker::admin::{QueueCounters, QueueSnapshot};
+
+/// RabbitMQ's `*_details`: the per-second rate, to one decimal.
+#[derive(Serialize)]
+pub struct Rate {
+    rate: f64,
+}
+
+impl Rate {
+    pub fn of(r: f64) -> Rate {
+        Rate {
+            rate: (r * 10.0).round() / 10.0,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MessageStats {
+    publish: u64,
+    publish_details: Rate,
+    deliver: u64,
+    deliver_details: Rate,
+    deliver_no_ack: u64,
+    deliver_no_ack_details: Rate,
+    get: u64,
+    get_details: Rate,
+    get_no_ack: u64,
+    get_no_ack_details: Rate,
+    deliver_get: u64,
+    deliver_get_details: Rate,
+    redeliver: u64,
+    redeliver_details: Rate,
+    ack: u64,
+    ack_details: Rate,
+    get_empty: u64,
+    get_empty_details: Rate,
+}
+
+impl MessageStats {
+    fn of(c: &QueueCounters, r: &QueueRates) -> MessageStats {
+        MessageStats {
+            publish: c.publish,
+            publish_details: Rate::of(r.publish),
+            deliver: c.deliver,
+            deliver_details: Rate::of(r.deliver),
+            deliver_no_ack: c.deliver_no_ack,
+            deliver_no_ack_details: Rate::of(r.deliver_no_ack),
+            get: c.get,
+            get_details: Rate::of(r.get),
+            get_no_ack: c.get_no_ack,
+            get_no_ack_details: Rate::of(r.get_no_ack),
+            deliver_get: c.deliver_get(),
+            deliver_get_details: Rate::of(r.deliver_get),
+            redeliver: c.redeliver,
+            redeliver_details: Rate::of(r.redeliver),
+            ack: c.ack,
+            ack_details: Rate::of(r.ack),
+            get_empty: c.get_empty,
+            get_empty_details: Rate::of(r.get_empty),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct QueueView<'a> {
+    name: &'a str,
+    vhost: &'a str,
+    durable: bool,
+    auto_delete: bool,
+    exclusive: bool,
+    arguments: Value,
+    #[serde(rename = "type")]
+    queue_type: &'static str,
+    node: &'a str,
+    state: &'static str,
+    policy: Option<&'a str>,
+    operator_policy: Option<&'a str>,
+    effective_policy_definition: &'a Map<String, Value>,
+    /// Mirrors of a classic queue: none (null), as RabbitMQ shows an unmirrored queue.
+    recoverable_slaves: Option<()>,
+    consumers: usize,
+    exclusive_consumer_tag: Option<&'a str>,
+    single_active_consumer_tag: Option<&'a str>,
+    messages: u64,
+    messages_details: Rate,
+    messages_ready: u64,
+    messages_ready_details: Rate,
+    messages_unacknowledged: u64,
+    messages_unacknowledged_details: Rate,
+    /// As RabbitMQ: absent until a message has gone through the queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_stats: Option<MessageStats>,
+    /// Present while nothing went in or out over the last sampling interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_since: Option<String>,
+}
+
+impl<'a> QueueView<'a> {
+    pub fn new(node: &'a str, vhost: &'a str, q: &'a QueueSnapshot, r: QueueRates) -> Self {
+        let c = &q.counters;
+        let idle = r.publish == 0.0 && r.deliver_get == 0.0 && r.ack == 0.0;
+        QueueView {
+            name: &q.name,
+            vhost,
+            durable: q.durable,
+            auto_delete: q.auto_delete,
+            exclusive: q.owner.is_some(),
+            arguments: arguments(&q.arguments),
+            queue_type: q.queue_type,
+            node,
+            state: "running",
+            policy: q.policy.as_deref(),
+            operator_policy: q.operator_policy.as_deref(),
+            effective_policy_definition: &q.effective_policy,
+            recoverable_slaves: None,
+            consumers: q.consumers,
+            exclusive_consumer_tag: q.exclusive_consumer_tag.as_deref(),
+            single_active_consumer_tag: q.single_active_consumer_tag.as_deref(),
+            messages: q.ready + q.unacked,
+            messages_details: Rate::of(r.messages),
+            messages_ready: q.ready,
+            messages_ready_details: Rate::of(r.messages_ready),
+            messages_unacknowledged: q.unacked,
+            messages_unacknowledged_details: Rate::of(r.messages_unacknowledged),
+            message_stats: (!c.is_idle()).then(|| MessageStats::of(c, &r)),
+            idle_since: idle.then(|| scope::timestamp(q.last_used)),
+        }
+    }
+}
