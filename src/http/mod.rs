@@ -23,6 +23,7 @@ mod connections;
 mod definitions;
 mod error;
 mod exchanges;
+pub mod fuzz;
 pub mod https;
 mod limits;
 mod listing;
