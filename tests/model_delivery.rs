@@ -638,3 +638,106 @@ fn broker_counters_follow_publishes_deliveries_and_acks() {
     );
     assert_eq!(after.channels_opened - before.channels_opened, 1);
 }
+
+#[test]
+fn a_batch_with_runs_of_the_same_route_reaches_each_queue_in_publish_order() {
+    // Consecutive messages with the same exchange and routing key share one routing
+    // decision; a change of key in the middle of a batch must route afresh.
+    let fx = Fx::new();
+    fx.declare("a");
+    fx.declare("b");
+    fx.declare_exchange("x", "direct");
+    fx.bind("a", "x", "ka");
+    fx.bind("b", "x", "kb");
+    fx.bind("b", "x", "both");
+    fx.bind("a", "x", "both");
+    let routed = fx.publish_batch(&[
+        ("", "a", "1"),
+        ("", "a", "2"),
+        ("", "b", "3"),
+        ("", "a", "4"),
+        ("x", "ka", "5"),
+        ("x", "ka", "6"),
+        ("x", "none", "7"),
+        ("x", "none", "8"),
+        ("x", "both", "9"),
+        ("x", "both", "10"),
+        ("", "b", "11"),
+    ]);
+    assert_eq!(
+        routed,
+        [true, true, true, true, true, true, false, false, true, true, true]
+    );
+    assert_eq!(fx.take_all("a"), ["1", "2", "4", "5", "6", "9", "10"]);
+    assert_eq!(fx.take_all("b"), ["3", "9", "10", "11"]);
+}
+
+#[test]
+fn a_lone_consumer_takes_a_burst_up_to_its_prefetch_and_no_more() {
+    let fx = Fx::new();
+    fx.declare("q");
+    let key = (fx.conn, 2);
+    let out = fx.channel(key);
+    fx.qos(key, 3, false);
+    let batch: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    let msgs: Vec<(&str, &str, &str)> = batch.iter().map(|b| ("", "q", b.as_str())).collect();
+    fx.publish_batch(&msgs);
+    fx.consume(key, "q", "c");
+    fx.vh.with(|m| m.dispatch("q"));
+    let d = deliveries(&out);
+    assert_eq!(bodies(&d), ["m0", "m1", "m2"]);
+    assert_eq!(
+        d.iter().map(|d| d.delivery_tag).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(fx.stats("q"), Some((7, 3, 1)));
+    // Two acked (multiple): exactly two more.
+    fx.settle(key, 2, true, true, false).unwrap();
+    assert_eq!(bodies(&deliveries(&out)), ["m3", "m4"]);
+    assert_eq!(fx.stats("q"), Some((5, 3, 1)));
+}
+
+#[test]
+fn several_consumers_still_alternate_one_message_at_a_time() {
+    let fx = Fx::new();
+    fx.declare("q");
+    let (k1, k2) = ((fx.conn, 2), (fx.conn, 3));
+    let (o1, o2) = (fx.channel(k1), fx.channel(k2));
+    fx.consume(k1, "q", "c1");
+    fx.consume(k2, "q", "c2");
+    let batch: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
+    let msgs: Vec<(&str, &str, &str)> = batch.iter().map(|b| ("", "q", b.as_str())).collect();
+    fx.publish_batch(&msgs);
+    assert_eq!(bodies(&deliveries(&o1)), ["m0", "m2", "m4"]);
+    assert_eq!(bodies(&deliveries(&o2)), ["m1", "m3", "m5"]);
+}
+
+#[test]
+fn ack_multiple_across_interleaved_queues_settles_each_delivery_of_each_queue() {
+    // Settling takes runs of deliveries from the same queue with one lookup; tags that
+    // alternate between queues must each be settled on their own queue.
+    let fx = Fx::new();
+    fx.declare("a");
+    fx.declare("b");
+    let key = (fx.conn, 2);
+    let out = fx.channel(key);
+    fx.consume(key, "a", "ca");
+    fx.consume(key, "b", "cb");
+    for i in 0..3 {
+        fx.publish("", "a", &format!("a{i}"));
+        fx.publish("", "b", &format!("b{i}"));
+        fx.publish("", "b", &format!("bb{i}"));
+    }
+    assert_eq!(deliveries(&out).len(), 9);
+    assert_eq!(fx.stats("a"), Some((0, 3, 1)));
+    assert_eq!(fx.stats("b"), Some((0, 6, 1)));
+    // Nack tags 1..=7 with requeue: they come back (to the same consumers, redelivered).
+    fx.settle(key, 7, true, false, true).unwrap();
+    let d = deliveries(&out);
+    assert_eq!(d.len(), 7);
+    assert!(d.iter().all(|d| d.redelivered));
+    // Ack everything outstanding.
+    fx.settle(key, 0, true, true, false).unwrap();
+    assert_eq!(fx.stats("a"), Some((0, 0, 1)));
+    assert_eq!(fx.stats("b"), Some((0, 0, 1)));
+}

@@ -89,6 +89,7 @@ impl ChannelState {
         }
     }
 
+    #[inline]
     pub fn take_unacked(&mut self, tag: u64) -> Option<Unacked> {
         let i = tag.checked_sub(self.first_tag)? as usize;
         let u = self.unacked.get_mut(i)?.take()?;
@@ -114,6 +115,7 @@ impl ChannelState {
     /// Assigns the next delivery tag. `unacked` is what to remember until the message is
     /// settled, or None for a no-ack delivery (its slot stays empty so tags keep indexing
     /// the ring).
+    #[inline]
     pub fn next_delivery(&mut self, unacked: Option<Unacked>) -> u64 {
         let tag = self.next_tag;
         self.next_tag += 1;
@@ -148,6 +150,7 @@ impl ChannelState {
 
     /// The tag names an unacked delivery that may be settled (not one settled in the open
     /// transaction).
+    #[inline]
     pub fn is_unacked(&self, tag: u64) -> bool {
         tag.checked_sub(self.first_tag)
             .and_then(|i| self.unacked.get(i as usize))

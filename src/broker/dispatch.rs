@@ -1,17 +1,20 @@
 //! Consuming: choosing a consumer for each ready message (round-robin among those with
 //! credit), basic.get, and settling deliveries (ack, nack, reject, recover).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::channel::ChannelState;
 use super::channel::Unacked;
-use super::dead_letter::DeathReason;
+use super::dead_letter::{DeadLetter, DeathReason};
 use super::declare::decode_args;
 use super::error::BrokerError;
+use super::fast_map::FastMap;
 use super::grants::{Perm, Resource};
 use super::outbox::Outgoing;
-use super::queue::{args, Consumer};
+use super::queue::{args, Consumer, Queue};
 use super::reply_to::REPLY_TO;
 use super::vhost::{now_millis, VHost};
 use super::ChannelKey;
@@ -46,6 +49,102 @@ fn unknown_tag(tag: u64) -> BrokerError {
     BrokerError::PreconditionFailed(format!("unknown delivery tag {tag}"))
 }
 
+/// The consumer of `q` to get the next message: round-robin among those with credit,
+/// the highest `x-priority` first, only the active one under single active consumer.
+fn choose_consumer(q: &Queue, channels: &FastMap<ChannelKey, ChannelState>) -> Option<usize> {
+    let has_credit = |c: &Consumer| {
+        channels
+            .get(&(c.conn, c.channel))
+            .is_some_and(|ch| credit(c, ch) > 0)
+    };
+    let n = q.consumers.len();
+    if q.features.single_active_consumer {
+        // The first consumer is the active one; the others wait their turn.
+        has_credit(&q.consumers[0]).then_some(0)
+    } else if q.consumer_priorities {
+        // The highest priority with credit, round-robin among equals.
+        (0..n)
+            .map(|k| (q.rr + k) % n)
+            .filter(|&i| has_credit(&q.consumers[i]))
+            .fold(None, |best: Option<usize>, i| match best {
+                Some(b) if q.consumers[b].priority >= q.consumers[i].priority => Some(b),
+                _ => Some(i),
+            })
+    } else {
+        (0..n)
+            .map(|k| (q.rr + k) % n)
+            .find(|&i| has_credit(&q.consumers[i]))
+    }
+}
+
+/// How many more messages consumer `c` on channel `ch` may be given now: its own
+/// prefetch room, the channel's (both ignored for no-ack consumers) and its outbox's room.
+fn credit(c: &Consumer, ch: &ChannelState) -> u32 {
+    let outbox = c.outbox.room().min(u32::MAX as usize) as u32;
+    if c.no_ack {
+        return outbox;
+    }
+    let own = match c.prefetch {
+        0 => u32::MAX,
+        p => (p as u32).saturating_sub(c.unacked),
+    };
+    let channel = match ch.channel_prefetch {
+        0 => u32::MAX,
+        p => (p as usize)
+            .saturating_sub(ch.consumer_unacked)
+            .min(u32::MAX as usize) as u32,
+    };
+    outbox.min(own).min(channel)
+}
+
+/// What settling one delivery did.
+struct Settled {
+    /// Acked, or rejected for good (dropped or dead-lettered): counts as settled.
+    settled: bool,
+    /// Requeued to a queue whose messages can expire.
+    requeued_expiring: bool,
+}
+
+/// Settles delivery `u` of queue `q`: ack, reject/nack for good (dead-lettered if the
+/// queue has a dead-letter exchange: acked once its copies are durable), or requeue.
+fn settle_one(
+    q: &mut Queue,
+    u: &Unacked,
+    ack: bool,
+    requeue: bool,
+    pending_dead: &mut VecDeque<DeadLetter>,
+) -> Result<Settled, BrokerError> {
+    if let Some(serial) = u.consumer {
+        if let Some(c) = q.consumers.iter_mut().find(|c| c.serial == serial) {
+            assert!(c.unacked > 0, "consumer unacked count out of step");
+            c.unacked -= 1;
+        }
+    }
+    if !ack && requeue {
+        q.requeue(u.seq);
+        return Ok(Settled {
+            settled: false,
+            requeued_expiring: q.can_expire(),
+        });
+    }
+    if !ack && q.features.dead_letter_exchange.is_some() {
+        if let Some(rec) = q.store.read(u.seq) {
+            q.unacked -= 1;
+            pending_dead.push_back(q.hold_dead(u.seq, rec.payload, DeathReason::Rejected));
+            return Ok(Settled {
+                settled: true,
+                requeued_expiring: false,
+            });
+        }
+    }
+    q.settle(u.seq)?;
+    q.counters.ack += ack as u64;
+    Ok(Settled {
+        settled: true,
+        requeued_expiring: false,
+    })
+}
+
 impl VHost {
     /// Hands ready messages of `queue` to its consumers while any has credit.
     pub fn dispatch(&mut self, queue: &str) {
@@ -56,6 +155,11 @@ impl VHost {
     /// are dead-lettered (or dropped) instead of delivered. Consumers are chosen
     /// round-robin among those with credit (prefetch, outbox room) — the highest
     /// `x-priority` first, and only the active one under single active consumer.
+    ///
+    /// A consumer that is alone (or the active one) takes a burst of messages, as many as
+    /// its credit allows, pushed to its outbox at once: one channel lookup, one outbox
+    /// lock and one wake-up per burst, not per message. With several consumers each
+    /// choice takes one message, so round-robin stays as RabbitMQ's.
     pub(super) fn dispatch_at(&mut self, queue: &str, now: u64) {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
@@ -63,93 +167,75 @@ impl VHost {
         if q.consumers.is_empty() {
             return;
         }
+        let mut out = std::mem::take(&mut self.delivery_scratch);
         // Counted here and added to the queue's counters once, after the loop.
         let (mut delivered, mut no_ack, mut redelivers) = (0u64, 0u64, 0u64);
         let plain = q.is_plain();
+        let alone = q.consumers.len() == 1 || q.features.single_active_consumer;
         while q.ready() > 0 {
-            let channels = &self.channels;
-            let has_credit = |c: &Consumer| {
-                let Some(ch) = channels.get(&(c.conn, c.channel)) else {
-                    return false;
-                };
-                let consumer_ok = c.no_ack || c.prefetch == 0 || c.unacked < c.prefetch as u32;
-                let channel_ok = c.no_ack
-                    || ch.channel_prefetch == 0
-                    || ch.consumer_unacked < ch.channel_prefetch as usize;
-                consumer_ok && channel_ok && c.outbox.has_room()
+            let Some(i) = choose_consumer(q, &self.channels) else {
+                break;
             };
             let n = q.consumers.len();
-            let chosen = if q.features.single_active_consumer {
-                // The first consumer is the active one; the others wait their turn.
-                has_credit(&q.consumers[0]).then_some(0)
-            } else if q.consumer_priorities {
-                // The highest priority with credit, round-robin among equals.
-                (0..n)
-                    .map(|k| (q.rr + k) % n)
-                    .filter(|&i| has_credit(&q.consumers[i]))
-                    .fold(None, |best: Option<usize>, i| match best {
-                        Some(b) if q.consumers[b].priority >= q.consumers[i].priority => Some(b),
-                        _ => Some(i),
+            q.rr = (i + 1) % n;
+            let c = &q.consumers[i];
+            let key = (c.conn, c.channel);
+            let ch = self.channels.get_mut(&key).expect("chosen for its credit");
+            let burst = if alone { credit(c, ch) } else { 1 };
+            let (serial, consumer_no_ack) = (c.serial, c.no_ack);
+            let mut given = 0u32;
+            while given < burst {
+                let taken = if plain {
+                    q.take_next_plain()
+                } else {
+                    q.peek().map(|(rec, after)| {
+                        let redelivered = q.take(&rec, after);
+                        (rec, redelivered)
                     })
-            } else {
-                (0..n)
-                    .map(|k| (q.rr + k) % n)
-                    .find(|&i| has_credit(&q.consumers[i]))
-            };
-            let Some(i) = chosen else { break };
-            let (rec, redelivered) = if plain {
-                match q.take_next_plain() {
-                    Some(taken) => taken,
-                    None => break,
-                }
-            } else {
-                let Some((rec, after)) = q.peek() else {
+                };
+                let Some((rec, redelivered)) = taken else {
                     break;
                 };
-                let redelivered = q.take(&rec, after);
-                (rec, redelivered)
-            };
-            if !plain && q.can_expire() && q.deadline(&rec).is_some_and(|d| d < now) {
-                self.pending_dead.push_back(q.hold_dead(
-                    rec.seq,
-                    rec.payload,
-                    DeathReason::Expired,
-                ));
-                continue;
-            }
-            q.rr = (i + 1) % n;
-            q.store.mark_delivered(rec.seq);
-            if q.consumers[i].no_ack {
-                let _ = q.ack(rec.seq);
+                if !plain && q.can_expire() && q.deadline(&rec).is_some_and(|d| d < now) {
+                    let dead = q.hold_dead(rec.seq, rec.payload, DeathReason::Expired);
+                    self.pending_dead.push_back(dead);
+                    continue;
+                }
+                q.store.mark_delivered(rec.seq);
+                let tag = if consumer_no_ack {
+                    let _ = q.ack(rec.seq);
+                    ch.next_delivery(None)
+                } else {
+                    q.unacked += 1;
+                    ch.next_delivery(Some(Unacked {
+                        queue: q.name.clone(),
+                        queue_id: q.id,
+                        seq: rec.seq,
+                        consumer: Some(serial),
+                    }))
+                };
+                redelivers += redelivered as u64;
+                out.push(Outgoing::Deliver {
+                    channel: key.1,
+                    consumer_tag: q.consumers[i].tag.clone(),
+                    delivery_tag: tag,
+                    redelivered,
+                    payload: rec.payload,
+                });
+                given += 1;
             }
             let c = &mut q.consumers[i];
-            let ch = self
-                .channels
-                .get_mut(&(c.conn, c.channel))
-                .expect("checked above");
-            let tag = if c.no_ack {
-                ch.next_delivery(None)
-            } else {
-                c.unacked += 1;
-                q.unacked += 1;
-                ch.next_delivery(Some(Unacked {
-                    queue: q.name.clone(),
-                    queue_id: q.id,
-                    seq: rec.seq,
-                    consumer: Some(c.serial),
-                }))
-            };
-            no_ack += c.no_ack as u64;
-            redelivers += redelivered as u64;
-            c.outbox.push(Outgoing::Deliver {
-                channel: c.channel,
-                consumer_tag: c.tag.clone(),
-                delivery_tag: tag,
-                redelivered,
-                payload: rec.payload,
-            });
-            delivered += 1;
+            if !consumer_no_ack {
+                c.unacked += given;
+            }
+            no_ack += if consumer_no_ack { given as u64 } else { 0 };
+            delivered += given as u64;
+            c.outbox.push_all(&mut out);
+            if given < burst {
+                break; // The queue ran dry (or only expired messages were left).
+            }
         }
+        self.delivery_scratch = out;
         q.counters.deliver += delivered - no_ack;
         q.counters.deliver_no_ack += no_ack;
         q.counters.redeliver += redelivers;
@@ -336,47 +422,48 @@ impl VHost {
         let mut touched: Vec<Arc<str>> = Vec::new();
         let mut requeued_expiring: Vec<Arc<str>> = Vec::new();
         let mut settled = 0u64;
-        for t in tags {
-            let Some(u) = ch.take_unacked(t) else {
-                continue;
+        let mut tags = tags.into_iter();
+        // A delivery of another queue than the run before it, to start the next run.
+        let mut next_run: Option<Unacked> = None;
+        loop {
+            let first = match next_run.take() {
+                Some(u) => u,
+                None => match tags.by_ref().find_map(|t| ch.take_unacked(t)) {
+                    Some(u) => u,
+                    None => break,
+                },
             };
             // A queue deleted (and perhaps declared again) since the delivery: the
             // message went with the old queue.
-            let Some(q) = self.queues.get_mut(&u.queue).filter(|q| q.id == u.queue_id) else {
+            let Some(q) = self
+                .queues
+                .get_mut(&first.queue)
+                .filter(|q| q.id == first.queue_id)
+            else {
                 continue;
             };
-            if let Some(serial) = u.consumer {
-                if let Some(c) = q.consumers.iter_mut().find(|c| c.serial == serial) {
-                    assert!(c.unacked > 0, "consumer unacked count out of step");
-                    c.unacked -= 1;
+            // Settle the run of deliveries from this queue with one lookup.
+            let mut u = first;
+            let mut expiring = false;
+            loop {
+                let outcome = settle_one(q, &u, ack, requeue, &mut self.pending_dead)?;
+                settled += outcome.settled as u64;
+                expiring |= outcome.requeued_expiring;
+                // The next delivery still outstanding (a tag may have gone meanwhile).
+                let Some(next) = tags.by_ref().find_map(|t| ch.take_unacked(t)) else {
+                    break;
+                };
+                if Arc::ptr_eq(&next.queue, &u.queue) && next.queue_id == u.queue_id {
+                    u = next;
+                } else {
+                    next_run = Some(next);
+                    break;
                 }
             }
-            if ack || !requeue {
-                if !ack && q.features.dead_letter_exchange.is_some() {
-                    // Rejected without requeue: dead-lettered, acked once its copies are
-                    // durable.
-                    if let Some(rec) = q.store.read(u.seq) {
-                        q.unacked -= 1;
-                        self.pending_dead.push_back(q.hold_dead(
-                            u.seq,
-                            rec.payload,
-                            DeathReason::Rejected,
-                        ));
-                        settled += 1;
-                        continue_touch(&mut touched, &u.queue);
-                        continue;
-                    }
-                }
-                q.settle(u.seq)?;
-                q.counters.ack += ack as u64;
-                settled += 1;
-            } else {
-                q.requeue(u.seq);
-                if q.can_expire() {
-                    // A requeued message is older than the head: its deadline may be
-                    // the queue's earliest.
-                    requeued_expiring.push(u.queue.clone());
-                }
+            if expiring {
+                // A requeued message is older than the head: its deadline may be the
+                // queue's earliest.
+                requeued_expiring.push(u.queue.clone());
             }
             continue_touch(&mut touched, &u.queue);
         }

@@ -49,6 +49,7 @@ impl Outbox {
         })
     }
 
+    #[inline]
     pub fn push(&self, item: Outgoing) {
         let was_empty = {
             let mut items = self.items.lock().expect("outbox");
@@ -61,9 +62,37 @@ impl Outbox {
         }
     }
 
+    /// Queues everything in `items` (leaving it empty) under one lock, one counter update
+    /// and at most one wake-up: dispatch hands a consumer its messages a burst at a time.
+    #[inline]
+    pub fn push_all(&self, items: &mut Vec<Outgoing>) {
+        if items.is_empty() {
+            return;
+        }
+        let n = items.len();
+        let was_empty = {
+            let mut queue = self.items.lock().expect("outbox");
+            let was_empty = queue.is_empty();
+            queue.extend(items.drain(..));
+            was_empty
+        };
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
     /// True while more deliveries may be queued.
+    #[inline]
     pub fn has_room(&self) -> bool {
         self.queued.load(Ordering::Relaxed) < self.limit
+    }
+
+    /// How many more deliveries may be queued now.
+    #[inline]
+    pub fn room(&self) -> usize {
+        self.limit
+            .saturating_sub(self.queued.load(Ordering::Relaxed))
     }
 
     /// Moves everything queued into `into`; returns true if the outbox had been full (so

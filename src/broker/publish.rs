@@ -100,7 +100,34 @@ impl VHost {
         // (queue, message index) pairs in publish order.
         let mut deliveries: Vec<(Arc<str>, usize)> = Vec::new();
         let mut targets = std::mem::take(&mut self.route_scratch);
+        // The last message routed, and its run in `deliveries`: the next one with the same
+        // exchange and routing key and no headers goes to the same queues (routing has no
+        // state that a publish changes), so it needs no lookup.
+        let mut last_routed: Option<(usize, std::ops::Range<usize>)> = None;
         for (i, m) in msgs.iter().enumerate() {
+            if let Some((prev, run)) = last_routed.as_ref() {
+                let p = &msgs[*prev];
+                let same_route = m.headers_table.is_none()
+                    && p.headers_table.is_none()
+                    && m.routing_key == p.routing_key
+                    && m.exchange == p.exchange
+                    && self.special_exchanges == 0;
+                if same_route {
+                    results.push(Ok(Published {
+                        routed: !run.is_empty(),
+                        ticket: Ticket::DONE,
+                        failed: false,
+                    }));
+                    let start = deliveries.len();
+                    deliveries.extend_from_within(run.clone());
+                    for d in &mut deliveries[start..] {
+                        d.1 = i;
+                    }
+                    last_routed = Some((i, start..deliveries.len()));
+                    continue;
+                }
+            }
+            last_routed = None;
             if m.exchange.is_empty() && m.routing_key.starts_with(REPLY_PREFIX) {
                 self.deliver_reply(m);
                 results.push(Ok(Published {
@@ -135,7 +162,9 @@ impl VHost {
                         ticket: Ticket::DONE,
                         failed: false,
                     }));
+                    let start = deliveries.len();
                     deliveries.extend(targets.drain(..).map(|q| (q, i)));
+                    last_routed = Some((i, start..deliveries.len()));
                 }
                 Err(e) => results.push(Err(e)),
             }
@@ -192,8 +221,15 @@ impl VHost {
             parts.extend_from_slice(m.body);
             part_ranges.push((start, parts.len()));
         }
-        // Group by queue, keeping publish order within each queue.
-        deliveries.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        // Group by queue, keeping publish order within each queue (already so when every
+        // message went to the same one queue: the common case, checked without comparing
+        // names).
+        let one_queue = deliveries
+            .iter()
+            .all(|d| Arc::ptr_eq(&d.0, &deliveries[0].0));
+        if !one_queue {
+            deliveries.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        }
         let now = now_millis();
         let mut incoming: Vec<Incoming<'_>> = Vec::new();
         let mut outcomes: Vec<Result<Ticket, Refused>> = Vec::new();
@@ -202,7 +238,7 @@ impl VHost {
             let queue = deliveries[k].0.clone();
             let end = deliveries[k..]
                 .iter()
-                .position(|d| d.0 != queue)
+                .position(|d| !Arc::ptr_eq(&d.0, &queue) && d.0 != queue)
                 .map_or(deliveries.len(), |p| k + p);
             incoming.clear();
             incoming.extend(deliveries[k..end].iter().map(|&(_, i)| {

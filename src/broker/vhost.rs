@@ -57,6 +57,9 @@ pub struct VHost {
     pub(super) next_consumer_serial: u64,
     pub(super) name_counter: u64,
     pub(super) route_scratch: Vec<Arc<str>>,
+    /// Deliveries of one dispatch burst, handed to the consumer's outbox at once (kept to
+    /// reuse its allocation).
+    pub(super) delivery_scratch: Vec<super::outbox::Outgoing>,
     pub(super) stats: Arc<BrokerStats>,
     /// Durable definitions changed: render and write them after the lock is released.
     defs_dirty: bool,
@@ -144,6 +147,7 @@ impl VHost {
             next_consumer_serial: 1,
             name_counter: now_millis(),
             route_scratch: Vec::new(),
+            delivery_scratch: Vec::new(),
             stats,
             defs_dirty: false,
             defs_version: 0,

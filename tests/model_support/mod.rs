@@ -337,6 +337,36 @@ impl Fx {
         self.vh.try_with(|m| m.publish(&req))
     }
 
+    /// Publishes (exchange, routing key, body) triples as one batch, as a connection hands
+    /// over the publishes of one read; returns whether each was routed.
+    pub fn publish_batch(&self, msgs: &[(&str, &str, &str)]) -> Vec<bool> {
+        let headers: Vec<Vec<u8>> = msgs
+            .iter()
+            .map(|(_, _, body)| content_header(body.len(), false, None))
+            .collect();
+        let parts: Vec<[&[u8]; 1]> = msgs.iter().map(|(_, _, b)| [b.as_bytes()]).collect();
+        let reqs: Vec<PublishRequest<'_>> = msgs
+            .iter()
+            .zip(&headers)
+            .zip(&parts)
+            .map(
+                |((&(exchange, routing_key, _), header), body)| PublishRequest {
+                    exchange,
+                    routing_key,
+                    header,
+                    persistent: false,
+                    headers_table: None,
+                    body,
+                },
+            )
+            .collect();
+        self.vh
+            .with(|m| m.publish_batch(&reqs))
+            .into_iter()
+            .map(|r| r.expect("publish").routed)
+            .collect()
+    }
+
     pub fn try_publish(
         &self,
         exchange: &str,

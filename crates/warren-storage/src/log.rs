@@ -352,6 +352,19 @@ impl Log {
     }
 
     fn segment_index(&self, seq: u64) -> Option<usize> {
+        // Reads and acks cluster at the two ends of the log (a consumer working through a
+        // backlog at the oldest segment, a caught-up one at the write head): look there
+        // before searching.
+        let n = self.segments.len();
+        if seq >= self.segments.back()?.base {
+            return Some(n - 1);
+        }
+        if seq < self.segments[0].base {
+            return None;
+        }
+        if seq < self.segments[1].base {
+            return Some(0);
+        }
         let i = self.segments.partition_point(|s| s.base <= seq);
         i.checked_sub(1)
     }

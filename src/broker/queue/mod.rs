@@ -155,6 +155,7 @@ impl Queue {
     }
 
     /// Messages waiting to be delivered.
+    #[inline]
     pub fn ready(&self) -> u64 {
         let live = self.store.live();
         let held = self.unacked + self.dead_lettering.len() as u64;
@@ -272,6 +273,7 @@ impl Queue {
     }
 
     /// True if messages in this queue can expire.
+    #[inline]
     pub fn can_expire(&self) -> bool {
         self.features.message_ttl.is_some() || self.has_expiring
     }
@@ -296,6 +298,7 @@ impl Queue {
     }
 
     /// Removes a message from the store for good (acked, dropped, dead-lettered).
+    #[inline]
     pub fn ack(&mut self, id: u64) -> std::io::Result<bool> {
         if let Some(d) = self.dedup.as_mut() {
             if let Some(rec) = self.store.read(id) {
@@ -323,6 +326,7 @@ impl Queue {
     }
 
     /// Settles a delivered, unacked message for good (ack, or reject without requeue).
+    #[inline]
     pub fn settle(&mut self, seq: u64) -> std::io::Result<()> {
         assert!(self.unacked > 0, "settle with nothing unacked");
         self.unacked -= 1;

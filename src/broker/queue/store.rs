@@ -23,6 +23,7 @@ const LEVEL_SHIFT: u32 = 56;
 const SEQ_MASK: u64 = (1 << LEVEL_SHIFT) - 1;
 
 /// The id of message `seq` of level `level`.
+#[inline]
 pub fn message_id(level: usize, seq: u64) -> u64 {
     assert!(
         seq <= SEQ_MASK,
@@ -32,6 +33,7 @@ pub fn message_id(level: usize, seq: u64) -> u64 {
 }
 
 /// (level, sequence number) of a message id.
+#[inline]
 pub fn split_id(id: u64) -> (usize, u64) {
     ((id >> LEVEL_SHIFT) as usize, id & SEQ_MASK)
 }
@@ -123,11 +125,13 @@ impl Store {
             .filter_map(|(i, l)| l.as_mut().map(|l| (i, l)))
     }
 
+    #[inline]
     fn level(&self, id: u64) -> Option<(&Level, u64)> {
         let (level, seq) = split_id(id);
         Some((self.levels.get(level)?.as_ref()?, seq))
     }
 
+    #[inline]
     fn level_mut(&mut self, id: u64) -> Option<(&mut Level, u64)> {
         let (level, seq) = split_id(id);
         Some((self.levels.get_mut(level)?.as_mut()?, seq))
@@ -139,6 +143,7 @@ impl Store {
     }
 
     /// Messages stored and not acked, over all levels.
+    #[inline]
     pub fn live(&self) -> u64 {
         if let [Some(only)] = &self.levels[..] {
             return only.log.live(); // A plain queue: no iteration.
@@ -249,11 +254,13 @@ impl Store {
         Some(rec)
     }
 
+    #[inline]
     pub fn read(&self, id: u64) -> Option<StoredRecord> {
         let (l, seq) = self.level(id)?;
         l.log.read(seq)
     }
 
+    #[inline]
     pub fn mark_delivered(&mut self, id: u64) {
         if let Some((l, seq)) = self.level_mut(id) {
             l.log.mark_delivered(seq);
@@ -261,6 +268,7 @@ impl Store {
     }
 
     /// Acks a message; false if it was not live.
+    #[inline]
     pub fn ack(&mut self, id: u64) -> io::Result<bool> {
         match self.level_mut(id) {
             Some((l, seq)) => l.log.ack(seq),
