@@ -450,7 +450,7 @@ impl VHost {
             args,
             store,
         );
-        self.queues.insert(arc.clone(), queue);
+        self.queues.insert(arc.clone(), Box::new(queue));
         // Policies may add limits, TTLs, expiry and dead-lettering (policy.rs).
         self.apply_policy(&arc);
         if let Some(ms) = self.queues.get(&arc).and_then(|q| q.features.expires) {

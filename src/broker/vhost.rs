@@ -50,7 +50,9 @@ pub struct VHost {
     pub(super) log_config: LogConfig,
     pub(super) commit: Arc<GroupCommit>,
     pub(super) exchanges: FastMap<Arc<str>, Exchange>,
-    pub(super) queues: FastMap<Arc<str>, Queue>,
+    /// Boxed: a map sized for growth keeps empty slots, which cost a pointer each rather
+    /// than a whole queue.
+    pub(super) queues: FastMap<Arc<str>, Box<Queue>>,
     pub(super) channels: FastMap<ChannelKey, ChannelState>,
     pub(super) connections: FastMap<u64, Attached>,
     pub(super) next_queue_id: u64,
@@ -291,7 +293,7 @@ impl VHost {
                 store,
             );
             let timed = queue.can_expire() || queue.features.expires.is_some();
-            self.queues.insert(name.clone(), queue);
+            self.queues.insert(name.clone(), Box::new(queue));
             if timed {
                 // x-expires restarts from the recovery, as in RabbitMQ.
                 self.schedule(&name, now_millis());

@@ -71,6 +71,9 @@ struct Sampled {
     global_rates: GlobalRates,
     /// vhost -> queue -> sample (looked up by `&str`, without building keys).
     queues: HashMap<Arc<str>, HashMap<Arc<str>, QueueSample>>,
+    /// vhost -> the highest queue id at the last sample: a queue at or below it with no
+    /// sample was there and idle (its sample was dropped); one above it is new.
+    max_queue_id: HashMap<Arc<str>, u64>,
     connections: HashMap<u64, OctetSample>,
 }
 
@@ -133,6 +136,7 @@ impl Rates {
         let mut fresh: HashMap<Arc<str>, HashMap<Arc<str>, QueueSample>> = HashMap::new();
         let mut depth = (0u64, 0u64);
         let mut octets: HashMap<u64, OctetSample> = HashMap::new();
+        let mut max_ids: HashMap<Arc<str>, u64> = HashMap::new();
         for name in broker.vhost_names() {
             let Some(vh) = broker.vhost(&name) else {
                 continue;
@@ -149,9 +153,11 @@ impl Rates {
                 );
             }
             let samples = fresh.entry(name.clone()).or_default();
+            let top = max_ids.entry(name.clone()).or_default();
             for (queue, id, counters, ready, unacked) in queues {
                 depth.0 += ready;
                 depth.1 += unacked;
+                *top = (*top).max(id);
                 samples.insert(
                     queue,
                     QueueSample {
@@ -173,10 +179,22 @@ impl Rates {
                 .iter_mut()
                 .flat_map(|(v, qs)| qs.iter_mut().map(move |(n, q)| (v, n, q)));
             for (vhost, name, q) in queues {
-                // A queue deleted and declared again under its name starts over.
+                // A queue deleted and declared again under its name starts over, and a
+                // new one has no rates yet; one that was there but kept no sample was
+                // idle: all zeros.
                 let old = s.queues.get(vhost).and_then(|qs| qs.get(name));
-                let Some(old) = old.filter(|o| o.id == q.id) else {
-                    continue;
+                let was_there = s.max_queue_id.get(vhost).is_some_and(|&m| q.id <= m);
+                let idle = QueueSample {
+                    id: q.id,
+                    counters: QueueCounters::default(),
+                    ready: 0,
+                    unacked: 0,
+                    rates: QueueRates::default(),
+                };
+                let old = match old.filter(|o| o.id == q.id) {
+                    Some(old) => old,
+                    None if was_there && old.is_none() => &idle,
+                    None => continue,
                 };
                 let (c, o) = (&q.counters, &old.counters);
                 q.rates = QueueRates {
@@ -210,10 +228,23 @@ impl Rates {
                 messages_unacknowledged: signed(depth.1, s.depth.1),
             };
         }
+        // A queue never used and empty, with no change to show, is not kept: a missing
+        // sample reads as all zeros, so idle queues (most of them, on a big broker) cost
+        // nothing between samples.
+        for qs in fresh.values_mut() {
+            qs.retain(|_, q| {
+                q.counters != QueueCounters::default()
+                    || q.ready != 0
+                    || q.unacked != 0
+                    || q.rates != QueueRates::default()
+            });
+            qs.shrink_to_fit();
+        }
         s.at = Some(now);
         s.global = global;
         s.depth = depth;
         s.queues = fresh;
+        s.max_queue_id = max_ids;
         s.connections = octets;
     }
 }
@@ -232,5 +263,56 @@ pub async fn run(rates: Arc<Rates>, broker: BrokerHandle) {
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{definitions_import, PublishRequest};
+
+    fn publish(broker: &BrokerHandle, queue: &str, n: usize) {
+        let header = super::super::props::encode(&serde_json::Map::new(), 1).expect("header");
+        let body: [&[u8]; 1] = [b"x"];
+        let req = PublishRequest {
+            exchange: "",
+            routing_key: queue,
+            header: &header,
+            persistent: false,
+            headers_table: None,
+            body: &body,
+        };
+        let vh = broker.vhost("/").expect("vhost");
+        for _ in 0..n {
+            vh.try_with(|m| m.publish(&req)).expect("publish");
+        }
+    }
+
+    #[test]
+    fn rates_follow_the_counters_and_idle_queues_keep_no_sample() {
+        let dir = tempfile::tempdir().expect("dir");
+        let broker = BrokerHandle::open_ephemeral(dir.path()).expect("broker");
+        let defs = br#"{"queues": [
+            {"name": "busy", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {}},
+            {"name": "idle", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {}}]}"#;
+        definitions_import::import_json(&broker, defs).expect("import");
+        let rates = Rates::default();
+        rates.sample(&broker);
+        publish(&broker, "busy", 10);
+        rates.sample(&broker);
+        let busy = rates.queue("/", "busy");
+        assert!(busy.publish > 0.0, "{busy:?}");
+        assert!(busy.messages_ready > 0.0, "{busy:?}");
+        assert_eq!(rates.queue("/", "idle"), QueueRates::default());
+        let s = rates.0.read().expect("lock");
+        let kept: Vec<&str> = s.queues["/"].keys().map(|k| &**k).collect();
+        assert_eq!(kept, ["busy"], "only the used queue keeps a sample");
+        assert!(s.global_rates.publish > 0.0);
+        drop(s);
+        // Nothing more happened: the busy queue's rates fall to zero but it keeps its
+        // sample (its counters are not zero).
+        rates.sample(&broker);
+        assert_eq!(rates.queue("/", "busy").publish, 0.0);
+        assert!(rates.0.read().expect("lock").queues["/"].contains_key("busy"));
     }
 }

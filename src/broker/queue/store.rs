@@ -74,7 +74,6 @@ pub struct Position {
 
 /// A queue's logs.
 pub struct Store {
-    dir: PathBuf,
     config: LogConfig,
     commit: Arc<GroupCommit>,
     /// Indexed by priority; `None` for a level never used. Plain queues have one level.
@@ -103,7 +102,6 @@ impl Store {
             levels.push(Some(Level::new(log)));
         }
         let store = Store {
-            dir: dir.to_path_buf(),
             config,
             commit,
             levels,
@@ -155,8 +153,10 @@ impl Store {
     pub fn append_batch(&mut self, level: usize, recs: &[BatchRecord<'_>]) -> io::Result<Ticket> {
         let level = level.min(self.max_level());
         if self.levels[level].is_none() {
+            // The queue's directory is level 0's, which is always open.
+            let dir = self.levels[0].as_ref().expect("level 0 is open").log.dir();
             let (log, _) = Log::open(
-                &level_dir(&self.dir, level),
+                &level_dir(dir, level),
                 self.config.clone(),
                 self.commit.clone(),
             )?;
