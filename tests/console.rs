@@ -4,7 +4,8 @@
 //! `tests/console/drive.js` driving Debian's headless Chromium through every page with
 //! playwright-core: it checks that the pages show the broker's numbers, publishes through
 //! an exchange and from a queue's page, gets and purges, closes the connection, adds a
-//! vhost and a policy and downloads the definitions. Afterwards this test checks those
+//! vhost, a policy and a user (then logs in as that management-only user), downloads the
+//! definitions and uploads a file. Afterwards this test checks those
 //! actions' effects over the API and AMQP. Needs `node`, `chromium` and the script's
 //! `node_modules` (`.ci/run` installs all three). Screenshots go to `$CONSOLE_SHOTS`
 //! (default: a temporary directory).
@@ -213,6 +214,8 @@ async fn the_console_shows_the_broker_and_its_actions_work() {
         "consolePayload": "published from the console",
         "victim": "console-victim",
         "newVhost": "console-vh",
+        "uploadVhost": "console-uploaded",
+        "viewer": {"name": "console-viewer", "pass": "viewer-pw"},
     });
     let shots = match std::env::var_os("CONSOLE_SHOTS") {
         Some(dir) => (std::path::PathBuf::from(dir), None),
@@ -244,10 +247,19 @@ async fn the_console_shows_the_broker_and_its_actions_work() {
         .unwrap();
     assert_eq!(code, 320, "{text}");
     assert!(text.contains("Closed via the Warren console"), "{text}");
-    let (status, _, _) = http(http_addr, "GET", "/api/vhosts/console-vh", None, "").await;
-    assert_eq!(status, 200, "the vhost added from the console");
+    for vhost in ["console-vh", "console-uploaded"] {
+        let (status, _, _) =
+            http(http_addr, "GET", &format!("/api/vhosts/{vhost}"), None, "").await;
+        assert_eq!(status, 200, "{vhost}: added from the console");
+    }
     let policy = get_json(http_addr, "/api/policies/%2F/console-limit").await;
     assert_eq!(policy["definition"]["max-length"], 1000);
+    let viewer = get_json(http_addr, "/api/users/console-viewer").await;
+    assert_eq!(
+        viewer["tags"],
+        json!(["management"]),
+        "the user added from the console"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,10 @@
 //   WARREN_URL     the console, e.g. http://127.0.0.1:15672
 //   WARREN_EXPECT  JSON: what the pages must show (see tests/console.rs)
 //   SHOTS          directory for screenshots (created)
-//   SETTLE_MS      optional: wait this long on the overview first (charts fill up), for
-//                  the screenshots in docs/
+//   DOCS_QUEUE     optional: instead of the checks, take the README's screenshots
+//                  (overview after SETTLE_MS of live charts, the queue list, this queue's
+//                  page) against a broker with traffic (tools/console_demo.py)
+//   SETTLE_MS      with DOCS_QUEUE: how long the overview's charts fill first
 // Exits 0 when every check passed; otherwise prints the failure, saves failure.png and
 // exits 1.
 'use strict';
@@ -64,7 +66,7 @@ async function main() {
   // Purge, delete and close ask first; the test says yes (a prompt keeps its default).
   page.on('dialog', (d) => (d.type() === 'prompt' ? d.accept(d.defaultValue()) : d.accept()));
   try {
-    await run(page);
+    await (process.env.DOCS_QUEUE ? docs(page, process.env.DOCS_QUEUE) : run(page));
     check(problems.length === 0, 'no script errors: ' + problems.join('; '));
     console.log(JSON.stringify({ ok: true, checks }));
   } catch (e) {
@@ -184,7 +186,53 @@ async function run(page) {
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#defs-download')]);
   const defs = JSON.parse(fs.readFileSync(await download.path(), 'utf8'));
   check(defs.queues.some((q) => q.name === EXPECT.orders.name), 'the downloaded definitions hold the orders queue');
+  const upload = { vhosts: [{ name: EXPECT.uploadVhost }] };
+  await page.setInputFiles('#defs-file', { name: 'defs.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(upload)) });
+  await page.click('#a-definitions button:has-text("Upload")');
+  await page.waitForSelector('#flash div:has-text("Definitions imported")');
+  checks++;
   await shot(page, 'admin');
+
+  // ---- a user added here, with the management tag only: logs in, sees no vhost's
+  // queues (no permissions) and no node details (no monitoring tag), and stays logged in
+  const uf = page.locator('#a-users form');
+  await uf.locator('input[name=name]').fill(EXPECT.viewer.name);
+  await uf.locator('input[name=pass]').fill(EXPECT.viewer.pass);
+  await uf.locator('input[name=tags]').fill('management');
+  await uf.locator('button').click();
+  await page.waitForSelector(`#a-users tr[data-user="${EXPECT.viewer.name}"]`);
+  await page.click('#logout');
+  await page.waitForSelector('#login:not([hidden])');
+  await page.fill('#login input[name=user]', EXPECT.viewer.name);
+  await page.fill('#login input[name=pass]', EXPECT.viewer.pass);
+  await page.click('#login button');
+  // The login returns to the page it interrupted (admin): its lists say what is refused.
+  await page.waitForSelector('#a-users p.error:has-text("Not administrator user")');
+  await page.click('#nav a[data-page=overview]');
+  await expectText(page, '#ov-queues', '0');
+  await expectText(page, '#ov-node p', 'Node details need the monitoring tag.');
+  check(await page.isVisible('#nav'), 'a management user stays logged in');
+  await expectText(page, '#who', EXPECT.viewer.name + ' (management)');
+}
+
+// The README's screenshots: no checks beyond the pages loading.
+async function docs(page, queue) {
+  await page.goto(URL_ + '/');
+  await page.fill('#login input[name=user]', process.env.WARREN_USER || 'guest');
+  await page.fill('#login input[name=pass]', process.env.WARREN_PASS || 'guest');
+  await page.click('#login button');
+  await page.waitForSelector('#ov-node dl');
+  await page.waitForTimeout(SETTLE_MS);
+  await shot(page, 'console-overview');
+  await page.click('#nav a[data-page=queues]');
+  await page.click('#q-table th:has-text("Publish /s")');
+  await page.waitForTimeout(1500);
+  await shot(page, 'console-queues', false);
+  await page.goto(URL_ + '/#/queue/%2F/' + encodeURIComponent(queue));
+  await page.waitForSelector('#q-storage dl');
+  await page.click('#q-get button');
+  await page.waitForSelector('#q-got .payload');
+  await shot(page, 'console-queue');
 }
 
 main();

@@ -34,10 +34,6 @@ W.api = async function (method, path, body, extraHeaders) {
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
   }
   const res = await fetch(path, init);
-  if (res.status === 401 && path !== '/api/whoami') {
-    W.logout('Your session is no longer authorised; log in again.');
-    throw new Error('not authorised');
-  }
   const text = await res.text();
   let data = null;
   if (text) {
@@ -46,6 +42,14 @@ W.api = async function (method, path, body, extraHeaders) {
     } catch (e) {
       data = text;
     }
+  }
+  // RabbitMQ's 401s differ: `not_authorized` (or no body) means the credentials failed —
+  // back to the login form; `not_authorised` means a known user lacks a tag or permission
+  // for this one request (a management user asking for /api/nodes), which the page shows.
+  const rights = data && data.error === 'not_authorised';
+  if (res.status === 401 && !rights && path !== '/api/whoami') {
+    W.logout('Your session is no longer authorised; log in again.');
+    throw new Error('not authorised');
   }
   if (!res.ok) {
     const reason = data && (data.reason || data.error);
@@ -152,9 +156,21 @@ W.exchangeHash = (vhost, name) => '#/exchange/' + W.enc(vhost) + '/' + W.enc(nam
 // Timers of the page on screen; cleared when the user goes elsewhere, so a page left
 // behind stops polling.
 let timers = [];
+// A failed poll (the queue was deleted, the broker restarted) is reported once, not at
+// every tick, and the polling goes on.
 W.every = function (ms, fn) {
-  fn();
-  timers.push(setInterval(fn, ms));
+  let lastError = null;
+  const tick = async () => {
+    try {
+      await fn();
+      lastError = null;
+    } catch (e) {
+      if (e.message !== lastError && e.message !== 'not authorised') W.flash(e.message, true);
+      lastError = e.message;
+    }
+  };
+  tick();
+  timers.push(setInterval(tick, ms));
 };
 
 async function route() {

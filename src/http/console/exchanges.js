@@ -11,12 +11,14 @@
   const urlName = (n) => (n === '' ? 'amq.default' : n);
   const shown = (n) => (n === '' ? '(AMQP default)' : n);
 
+  // The server filters, sorts and cuts the list (as for queues), so however many
+  // exchanges there are the page holds at most LIMIT rows.
+  const LIMIT = 500;
+
   async function renderList(page) {
-    const [list, vhosts] = await Promise.all([
-      W.get('/api/exchanges?columns=name,vhost,type,durable,auto_delete,internal,policy,arguments'),
-      W.get('/api/vhosts?columns=name'),
-    ]);
+    const vhosts = await W.get('/api/vhosts?columns=name');
     const holder = h('div', { id: 'x-table' });
+    const summary = h('span', { class: 'muted', id: 'x-summary' });
     const cols = [
       { label: 'Virtual host', key: 'vhost', get: (x) => x.vhost },
       { label: 'Name', key: 'name', get: (x) => W.link(W.exchangeHash(x.vhost, urlName(x.name)), shown(x.name)) },
@@ -24,17 +26,20 @@
       { label: 'Features', get: (x) => [x.durable ? 'D' : '', x.auto_delete ? 'AD' : '', x.internal ? 'I' : ''].filter(Boolean).join(' ') },
       { label: 'Policy', key: 'policy', get: (x) => x.policy || '' },
     ];
-    const sort = { onsort: (k) => { state.rev = state.sort === k ? !state.rev : false; state.sort = k; draw(); } };
-    function draw() {
-      const f = state.filter.toLowerCase();
-      const rows = W.sortRows(list.filter((x) => x.name.toLowerCase().includes(f)), state.sort, state.rev);
+    const sort = { onsort: (k) => { state.rev = state.sort === k ? !state.rev : false; state.sort = k; load(); } };
+    async function load() {
+      const p = new URLSearchParams({ page: 1, page_size: LIMIT, sort: state.sort, sort_reverse: state.rev, columns: 'name,vhost,type,durable,auto_delete,internal,policy' });
+      if (state.filter) p.set('name', state.filter);
+      const res = await W.get('/api/exchanges?' + p);
       sort.key = state.sort;
       sort.rev = state.rev;
-      holder.replaceChildren(W.table(cols, rows, sort, (x) => ({ dataset: { exchange: x.name } })));
+      holder.replaceChildren(W.table(cols, res.items, sort, (x) => ({ dataset: { exchange: x.name } })));
+      summary.textContent = `${W.num(res.filtered_count)} of ${W.num(res.total_count)} exchanges` + (res.filtered_count > LIMIT ? ` (first ${LIMIT} shown: filter to narrow)` : '');
     }
-    const filter = h('input', { placeholder: 'Filter by name', value: state.filter, oninput: (e) => { state.filter = e.target.value; draw(); } });
-    page.append(h('h1', {}, 'Exchanges'), h('div', { class: 'toolbar' }, filter, h('span', { class: 'muted' }, list.length + ' exchanges')), holder, addForm(vhosts));
-    draw();
+    let debounce;
+    const filter = h('input', { placeholder: 'Filter by name', value: state.filter, oninput: (e) => { clearTimeout(debounce); debounce = setTimeout(() => { state.filter = e.target.value; load(); }, 250); } });
+    page.append(h('h1', {}, 'Exchanges'), h('div', { class: 'toolbar' }, filter, summary), holder, addForm(vhosts));
+    await load();
   }
 
   function addForm(vhosts) {
