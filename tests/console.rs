@@ -12,7 +12,8 @@
 //!
 //! A second test, without a browser, checks what the console's server side answers: the
 //! page and assets with their types, 404s, the storage endpoints, and 401s without the
-//! browser-dialog challenge for the console's script.
+//! browser-dialog challenge for the console's script; a third, that compaction shows in a
+//! queue's storage answer.
 
 mod common;
 
@@ -360,4 +361,72 @@ async fn the_console_is_served_and_the_storage_endpoints_answer() {
         let (status, _, _) = http(addr, "GET", path, None, "").await;
         assert_eq!(status, 404, "{path}");
     }
+}
+
+/// A queue's storage after compaction: 300 records of ~1 KiB over 64 KiB segments; of the
+/// first 124, three in four acked (the rest held unacked, so still live): the first sealed
+/// segments fall to about 25 % live and compaction rewrites them, which the queue's
+/// storage answer and the node's totals show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_shows_in_a_queues_storage() {
+    let b = common::start_with(|c| c.segment_size = 64 * 1024).await;
+    let addr = b.http_addr.expect("the test broker serves the API");
+    let conn = common::lapin_connect(&b).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        "cp".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    for i in 0..300u32 {
+        ch.basic_publish(
+            "".into(),
+            "cp".into(),
+            BasicPublishOptions::default(),
+            &[i as u8; 1000],
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let path = "/api/warren/queues/%2F/cp/storage";
+    let before = until(addr, path, |s| s["records"] == 300).await;
+    assert!(before["segments"].as_u64() > Some(4), "{before}");
+    for i in 0..124u32 {
+        let got = ch
+            .basic_get("cp".into(), BasicGetOptions { no_ack: false })
+            .await
+            .unwrap()
+            .expect("a message");
+        if i % 4 != 3 {
+            ch.basic_ack(got.delivery.delivery_tag, BasicAckOptions::default())
+                .await
+                .unwrap();
+        }
+    }
+    let acked = until(addr, path, |s| s["live_records"] == 300 - 93).await;
+    assert_eq!(acked["live_records"], 300 - 93, "{acked}");
+    assert!(acked["live_ratio"].as_f64() < Some(0.8), "{acked}");
+    assert!(acked["compaction"].is_null(), "{acked}");
+
+    let problems = b.ctx.broker.compact();
+    assert!(problems.is_empty(), "{problems:?}");
+    let after = get_json(addr, path).await;
+    let c = &after["compaction"];
+    assert!(c["count"].as_u64() >= Some(1), "{after}");
+    assert!(c["last_reclaimed_bytes"].as_u64() > Some(0), "{after}");
+    assert_eq!(c["last_at"].as_str().map(str::len), Some(19), "{after}");
+    assert!(
+        after["records"].as_u64() < acked["records"].as_u64(),
+        "{after}"
+    );
+    assert_eq!(after["live_records"], acked["live_records"], "{after}");
+    let node = get_json(addr, "/api/warren/storage").await;
+    assert!(node["compactions"].as_u64() >= Some(1), "{node}");
+    assert!(
+        node["compaction_reclaimed_bytes"].as_u64() > Some(0),
+        "{node}"
+    );
 }
