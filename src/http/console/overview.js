@@ -24,7 +24,6 @@
 
   // The observations between two histogram snapshots.
   function delta(now, before) {
-    if (!before) return now;
     return {
       count: now.count - before.count,
       sum: now.sum - before.sum,
@@ -43,7 +42,7 @@
 
   W.pages.overview = {
     async render(page) {
-      const rates = W.chart('Message rates', ['publish', 'deliver', 'ack', 'confirm', 'redeliver'], KEEP, (v) => v.toFixed(1) + '/s', 1);
+      const rates = W.chart('Message rates', ['publish', 'deliver/get', 'ack', 'confirm', 'redeliver'], KEEP, (v) => v.toFixed(1) + '/s', 1);
       const queued = W.chart('Queued messages', ['ready', 'unacked'], KEEP, (v) => W.num(Math.round(v)), 10);
       const fsync = W.chart('fsync latency (per 5 s)', ['mean', 'p99 (bucket bound)'], KEEP, W.secs, 1e-4);
       const alarms = h('div', { id: 'ov-alarms' });
@@ -105,9 +104,11 @@
           node.replaceChildren(h('p', { class: 'muted' }, 'Node details need the monitoring tag.'));
         }
         if (storage) {
-          const d = delta(storage.fsync_seconds, lastFsync);
+          // The first poll only sets the baseline: the chart shows intervals, not the
+          // broker's lifetime (which the node card gives).
+          const d = lastFsync && delta(storage.fsync_seconds, lastFsync);
           lastFsync = storage.fsync_seconds;
-          fsync.push(d.count > 0 ? [d.sum / d.count, quantile(d.buckets, 0.99)] : [null, null]);
+          fsync.push(d && d.count > 0 ? [d.sum / d.count, quantile(d.buckets, 0.99)] : [null, null]);
         }
       });
     },
