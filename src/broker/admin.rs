@@ -11,6 +11,7 @@ use std::sync::Arc;
 use amq_protocol_types::FieldTable;
 
 use super::policy::Target;
+use super::queue::storage_info::QueueStorage;
 use super::queue::Queue;
 use super::vhost::VHost;
 
@@ -305,6 +306,17 @@ impl VHost {
     /// One queue, if it exists.
     pub fn queue_snapshot_of(&self, name: &str) -> Option<QueueSnapshot> {
         self.queues.get(name).map(|q| self.queue_snapshot(q))
+    }
+
+    /// One queue's storage picture (O(its segments)), if it exists.
+    pub fn queue_storage_of(&self, name: &str) -> Option<QueueStorage> {
+        let q = self.queues.get(name)?;
+        let (logs, levels) = q.store.storage_stats();
+        Some(QueueStorage {
+            logs,
+            levels,
+            compaction: self.compactions.get(&q.id).copied(),
+        })
     }
 
     /// The parts of the vhost `want` asks for.

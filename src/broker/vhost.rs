@@ -23,6 +23,7 @@ use super::exchange::{Binding, Dest, Exchange, ExchangeKind};
 use super::fast_map::FastMap;
 use super::outbox::Outgoing;
 use super::policy::PolicySet;
+use super::queue::storage_info::CompactionRecord;
 use super::queue::{Queue, QueueFeatures, Store};
 use super::stats::BrokerStats;
 use super::timers::Deadlines;
@@ -90,6 +91,8 @@ pub struct VHost {
     pub(super) special_exchanges: usize,
     /// The vhost was deleted: its files are gone and must not be written again.
     deleted: bool,
+    /// What compaction did to each queue (by queue id) since the start, for the console.
+    pub(super) compactions: FastMap<u64, CompactionRecord>,
     /// The vhost's max-queues limit, if any (kept here so declare checks it under the
     /// vhost lock; set by the broker from the access database).
     pub(super) max_queues: Option<u64>,
@@ -154,6 +157,7 @@ impl VHost {
             defs_dirty: false,
             defs_version: 0,
             doomed: Vec::new(),
+            compactions: FastMap::default(),
             pending_dead: VecDeque::new(),
             draining_dead: false,
             timed: FastMap::default(),
@@ -652,7 +656,25 @@ impl VHost {
         done: Compacted,
     ) -> io::Result<Option<PathBuf>> {
         match self.queues.get_mut(queue).filter(|q| q.id == id) {
-            Some(q) => q.store.install_compaction(level, done),
+            Some(q) => {
+                let reclaimed = done.reclaimed;
+                let installed = q.store.install_compaction(level, done)?;
+                if installed.is_some() {
+                    // Records of deleted queues are dropped once they could outnumber the
+                    // queues: the map stays as small as the set of queues, at O(1)
+                    // amortised per compaction.
+                    if self.compactions.len() > self.queues.len() {
+                        let live: std::collections::HashSet<u64> =
+                            self.queues.values().map(|q| q.id).collect();
+                        self.compactions.retain(|qid, _| live.contains(qid));
+                    }
+                    self.compactions
+                        .entry(id)
+                        .or_default()
+                        .record(now_millis(), reclaimed);
+                }
+                Ok(installed)
+            }
             None => {
                 // The queue was deleted meanwhile (its directory goes with it).
                 done.discard()?;

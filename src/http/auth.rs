@@ -115,8 +115,18 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        // A script (the web console) asks for 401s without the challenge; tools and
+        // RabbitMQ's clients do not send this header and get RabbitMQ's answer.
+        let scripted = parts.headers.contains_key("x-requested-with");
+        let unchallenged = |e: ApiError| {
+            if scripted {
+                e.without_challenge()
+            } else {
+                e
+            }
+        };
         let Some((user, password)) = basic_credentials(parts) else {
-            return Err(ApiError::no_credentials());
+            return Err(unchallenged(ApiError::no_credentials()));
         };
         let peer = parts
             .extensions
@@ -140,7 +150,7 @@ impl FromRequestParts<ApiState> for Caller {
                     ));
                 }
                 tracing::warn!(%peer, %user, "HTTP access denied: login failed");
-                return Err(ApiError::login_failed());
+                return Err(unchallenged(ApiError::login_failed()));
             }
         };
         let caller = Caller {

@@ -68,6 +68,14 @@ impl ApiError {
         Self::bad_request(format!("Validation failed\n\n{reason}\n"))
     }
 
+    /// The same answer without the `www-authenticate` challenge: for the web console's
+    /// script (it says so with `X-Requested-With`), where a challenge would make the
+    /// browser open its own login dialog over the console's.
+    pub fn without_challenge(mut self) -> Self {
+        self.challenge = false;
+        self
+    }
+
     /// 401 for a known user that may not do this.
     pub fn not_authorised(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "not_authorised", reason.into())

@@ -11,7 +11,9 @@
 //! `policies.rs` (and operator policies), `limits.rs` (vhost and user limits),
 //! `definitions.rs`, `overview.rs` (whoami, overview), `queues.rs`, `exchanges.rs`,
 //! `bindings.rs`, `connections.rs` (and channels, consumers), `nodes.rs` (nodes, health
-//! checks, aliveness test). Shared: `listing.rs` (sort, pages, columns of lists),
+//! checks, aliveness test); Warren's own: `storage.rs` (`/api/warren/...`: segments,
+//! compaction, fsync latency) and `console.rs` (the web console at `/`, assets in
+//! `console/`). Shared: `listing.rs` (sort, pages, columns of lists),
 //! `scope.rs` (visible vhosts, permissions, formats), `rates.rs` (the rate sampler),
 //! `props.rs` (message properties), `error.rs` and `body.rs` (RabbitMQ's error bodies
 //! and request decoding).
@@ -20,6 +22,7 @@ mod auth;
 mod bindings;
 mod body;
 mod connections;
+mod console;
 mod definitions;
 mod error;
 mod exchanges;
@@ -36,6 +39,7 @@ mod queue_view;
 mod queues;
 pub mod rates;
 mod scope;
+mod storage;
 mod users;
 mod vhosts;
 
@@ -105,6 +109,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(bindings::routes())
         .merge(connections::routes())
         .merge(nodes::routes())
+        .merge(storage::routes())
+        .merge(console::routes())
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

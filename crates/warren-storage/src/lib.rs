@@ -7,6 +7,7 @@ pub mod acks;
 pub mod compact;
 pub mod file;
 pub mod log;
+pub mod log_stats;
 pub mod metrics;
 pub mod record;
 pub mod recovery;
@@ -15,6 +16,7 @@ pub mod sync;
 
 pub use compact::{Compacted, CompactionJob};
 pub use log::{AckFlush, Appended, Cursor, Log, LogConfig};
+pub use log_stats::LogStats;
 pub use metrics::{HistogramSnapshot, StorageMetrics, StorageSnapshot};
 pub use recovery::RecoveryReport;
 pub use segment::{BatchRecord, StoredRecord};

@@ -24,6 +24,7 @@ use warren_storage::{BatchRecord, StoredRecord, Ticket};
 pub mod args;
 mod features;
 mod kind;
+pub mod storage_info;
 mod store;
 use super::admin::QueueCounters;
 pub use features::{Overflow, QueueFeatures};

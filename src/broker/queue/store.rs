@@ -46,8 +46,8 @@ fn level_dir(dir: &Path, level: usize) -> PathBuf {
 }
 
 /// One priority level: its log and where reading has got to.
-struct Level {
-    log: Log,
+pub(super) struct Level {
+    pub(super) log: Log,
     cursor: Cursor,
     /// Live sequence numbers below the cursor, to be delivered again first (lowest
     /// first: their original order).
@@ -77,7 +77,7 @@ pub struct Store {
     config: LogConfig,
     commit: Arc<GroupCommit>,
     /// Indexed by priority; `None` for a level never used. Plain queues have one level.
-    levels: Vec<Option<Level>>,
+    pub(super) levels: Vec<Option<Level>>,
 }
 
 impl Store {
