@@ -64,8 +64,6 @@ impl QueueCounters {
 #[derive(Debug)]
 pub struct ConnectionInfo {
     pub id: u64,
-    /// RabbitMQ's name: `PEER -> LOCAL`.
-    pub name: Arc<str>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub user: Arc<str>,
@@ -76,7 +74,8 @@ pub struct ConnectionInfo {
     pub connected_at: u64,
     /// (protocol, cipher suite) of a TLS connection, as rustls names them.
     pub tls: Option<(String, String)>,
-    pub auth_mechanism: String,
+    /// The SASL mechanism the client logged in with (one of those offered).
+    pub auth_mechanism: &'static str,
     pub frame_max: u32,
     pub channel_max: u16,
     pub heartbeat: u16,
@@ -97,7 +96,6 @@ impl ConnectionInfo {
     pub fn new(id: u64, (peer, local): (SocketAddr, SocketAddr), user: &str, vhost: &str) -> Self {
         ConnectionInfo {
             id,
-            name: format!("{peer} -> {local}").into(),
             peer,
             local,
             user: user.into(),
@@ -105,7 +103,7 @@ impl ConnectionInfo {
             client_properties: Vec::new(),
             connected_at: now_millis(),
             tls: None,
-            auth_mechanism: String::new(),
+            auth_mechanism: "",
             frame_max: 0,
             channel_max: 0,
             heartbeat: 0,
@@ -114,6 +112,11 @@ impl ConnectionInfo {
             recv_cnt: AtomicU64::new(0),
             send_cnt: AtomicU64::new(0),
         }
+    }
+
+    /// RabbitMQ's name for it: `PEER -> LOCAL` (made when asked: it is shown, not kept).
+    pub fn name(&self) -> String {
+        format!("{} -> {}", self.peer, self.local)
     }
 
     /// A socket read of `bytes`.

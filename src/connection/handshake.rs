@@ -158,7 +158,13 @@ impl Conn {
         self.blocked_capable = props.blocked;
         self.cancel_notify = props.cancel_notify;
         self.client_name = props.name;
-        self.mechanism = mechanism.chars().take(64).collect();
+        // Kept by name for the management API; only an offered mechanism logs in.
+        self.mechanism = match mechanism {
+            "PLAIN" => "PLAIN",
+            "AMQPLAIN" => "AMQPLAIN",
+            "EXTERNAL" => "EXTERNAL",
+            _ => "",
+        };
         self.client_properties = client_properties.to_vec();
         let (user, result) = self.login(mechanism, response)?;
         let user = match result {
@@ -265,7 +271,7 @@ impl Conn {
                 Transport::Tls { session, .. } => Some(session.clone()),
                 Transport::Plain => None,
             },
-            auth_mechanism: std::mem::take(&mut self.mechanism),
+            auth_mechanism: self.mechanism,
             frame_max: self.frame_max,
             channel_max: self.channel_max,
             heartbeat: self.heartbeat,

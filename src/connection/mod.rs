@@ -97,7 +97,7 @@ struct Conn {
     /// The client's `connection_name` property, for logs.
     client_name: Option<String>,
     /// start-ok's mechanism and client properties (raw), for the management API.
-    mechanism: String,
+    mechanism: &'static str,
     client_properties: Vec<u8>,
     /// What the management API shows (from connection.open).
     info: Option<Arc<ConnectionInfo>>,
@@ -160,7 +160,7 @@ impl Conn {
             grants: None,
             grants_epoch: 0,
             client_name: None,
-            mechanism: String::new(),
+            mechanism: "",
             client_properties: Vec::new(),
             info: None,
             channels: FastMap::default(),

@@ -79,7 +79,7 @@ fn connection_json(state: &ApiState, c: &ConnectionInfo, channels: usize) -> Val
         None => ("", ""),
     };
     let mut v = json!({
-        "name": c.name.as_ref(),
+        "name": c.name(),
         "node": state.node.name,
         "type": "network",
         "protocol": "AMQP 0-9-1",
@@ -133,7 +133,7 @@ fn connection_list(state: &ApiState, found: &Attached) -> Vec<Value> {
 }
 
 fn channel_name(c: &ConnectionInfo, number: u16) -> String {
-    format!("{} ({number})", c.name)
+    format!("{} ({number})", c.name())
 }
 
 fn channel_list(state: &ApiState, found: &Attached) -> Vec<Value> {
@@ -153,7 +153,7 @@ fn channel_json(state: &ApiState, c: &ConnectionInfo, ch: &ChannelSnapshot) -> V
         "user": c.user.as_ref(),
         "user_who_performed_action": c.user.as_ref(),
         "connection_details": {
-            "name": c.name.as_ref(),
+            "name": c.name(),
             "peer_host": c.peer.ip().to_string(),
             "peer_port": c.peer.port(),
         },
@@ -189,7 +189,7 @@ fn consumer_json(
             "name": channel_name(c, cs.channel),
             "number": cs.channel,
             "node": state.node.name,
-            "connection_name": c.name.as_ref(),
+            "connection_name": c.name(),
             "peer_host": c.peer.ip().to_string(),
             "peer_port": c.peer.port(),
             "user": c.user.as_ref(),
@@ -217,7 +217,12 @@ async fn connections(
 /// The connection named `name` (with what it has attached), if the caller may see it.
 fn find_connection(state: &ApiState, caller: &Caller, name: &str) -> Result<Attached, ApiError> {
     let found = attached(caller, &scope::list_vhosts(state, caller, None, true)?);
-    let Some(conn) = found.connections.iter().find(|c| *c.name == *name).cloned() else {
+    let Some(conn) = found
+        .connections
+        .iter()
+        .find(|c| c.name() == *name)
+        .cloned()
+    else {
         return Err(ApiError::not_found());
     };
     Ok(Attached {
@@ -278,7 +283,7 @@ async fn close(
     if !closed {
         return Err(ApiError::not_found());
     }
-    tracing::info!(conn = conn.id, name = %conn.name, user = %caller.name, %reason, "connection closed via the management API");
+    tracing::info!(conn = conn.id, name = %conn.name(), user = %caller.name, %reason, "connection closed via the management API");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
