@@ -97,6 +97,32 @@ fn credit(c: &Consumer, ch: &ChannelState) -> u32 {
     outbox.min(own).min(channel)
 }
 
+/// Hands message `seq` of `q` out on channel `ch`: marks it delivered (a redelivery after
+/// a crash), then acks it at once (no-ack) or remembers it as unacked, for `consumer`
+/// (None: basic.get). Returns its delivery tag, and the no-ack ack's outcome.
+#[inline]
+fn hand_out(
+    q: &mut Queue,
+    ch: &mut ChannelState,
+    seq: u64,
+    no_ack: bool,
+    consumer: Option<u64>,
+) -> (u64, std::io::Result<bool>) {
+    q.store.mark_delivered(seq);
+    if no_ack {
+        let acked = q.ack(seq);
+        return (ch.next_delivery(None), acked);
+    }
+    q.unacked += 1;
+    let tag = ch.next_delivery(Some(Unacked {
+        queue: q.name.clone(),
+        queue_id: q.id,
+        seq,
+        consumer,
+    }));
+    (tag, Ok(true))
+}
+
 /// What settling one delivery did.
 struct Settled {
     /// Acked, or rejected for good (dropped or dead-lettered): counts as settled.
@@ -201,19 +227,9 @@ impl VHost {
                     self.pending_dead.push_back(dead);
                     continue;
                 }
-                q.store.mark_delivered(rec.seq);
-                let tag = if consumer_no_ack {
-                    let _ = q.ack(rec.seq);
-                    ch.next_delivery(None)
-                } else {
-                    q.unacked += 1;
-                    ch.next_delivery(Some(Unacked {
-                        queue: q.name.clone(),
-                        queue_id: q.id,
-                        seq: rec.seq,
-                        consumer: Some(serial),
-                    }))
-                };
+                // A failed no-ack ack leaves the message live: it is redelivered after a
+                // restart, never lost.
+                let tag = hand_out(q, ch, rec.seq, consumer_no_ack, Some(serial)).0;
                 redelivers += redelivered as u64;
                 out.push(Outgoing::Deliver {
                     channel: key.1,
@@ -362,20 +378,9 @@ impl VHost {
             }
             break (rec, redelivered);
         };
-        q.store.mark_delivered(rec.seq);
         let ch = self.channels.get_mut(&key).expect("checked");
-        let tag = if no_ack {
-            q.ack(rec.seq)?;
-            ch.next_delivery(None)
-        } else {
-            q.unacked += 1;
-            ch.next_delivery(Some(Unacked {
-                queue: q.name.clone(),
-                queue_id: q.id,
-                seq: rec.seq,
-                consumer: None,
-            }))
-        };
+        let (tag, acked) = hand_out(q, ch, rec.seq, no_ack, None);
+        acked?;
         if no_ack {
             q.counters.get_no_ack += 1;
         } else {
