@@ -665,3 +665,100 @@ async fn http_off_serves_no_api() {
     let b = common::start_with(|c| c.http = None).await;
     assert!(b.http_addr.is_none());
 }
+
+/// `/api/parameters…` and `/api/global-parameters…`, with the answers a RabbitMQ 3.10.8
+/// node gave to the same requests (recorded by hand against a private node): a vhost's
+/// limits are the `vhost-limits` parameter `limits`, an unknown component is 400
+/// "component … not found", a missing parameter 404.
+#[tokio::test]
+async fn runtime_and_global_parameters_answer_as_rabbitmq() {
+    let b = start().await;
+    let api = Api::of(&b);
+    let limited = json!({"value": {"max-connections": 2, "max-queues": 3}, "vhost": "limited",
+                         "component": "vhost-limits", "name": "limits"});
+    assert_eq!(api.get("/api/parameters").await.json(), json!([limited]));
+    assert_eq!(
+        api.get("/api/parameters/vhost-limits").await.json(),
+        json!([limited])
+    );
+    assert_eq!(
+        api.get("/api/parameters/federation-upstream").await.json(),
+        json!([])
+    );
+    assert_eq!(
+        api.get("/api/parameters/nosuch/%2F").await.json(),
+        json!([])
+    );
+    assert_eq!(api.get("/api/parameters/x/nosuchvhost").await.status, 404);
+    assert_eq!(
+        api.get("/api/parameters/vhost-limits/limited/limits")
+            .await
+            .json(),
+        limited
+    );
+    let missing = api.get("/api/parameters/nosuch/%2F/p1").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.json(),
+        json!({"error": "Object Not Found", "reason": "Not Found"})
+    );
+    assert_eq!(
+        api.delete("/api/parameters/nosuch/%2F/p1").await.status,
+        404
+    );
+    let refused = api
+        .put("/api/parameters/nosuch/%2F/p1", json!({"value": {"a": 1}}))
+        .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.json(),
+        json!({"error": "bad_request",
+               "reason": "Validation failed\n\ncomponent nosuch not found\n"})
+    );
+
+    // Setting the limits through their parameter is setting the vhost's limits.
+    let put = api
+        .put(
+            "/api/parameters/vhost-limits/%2F/limits",
+            json!({"value": {"max-queues": 7}}),
+        )
+        .await;
+    assert_eq!(put.status, 201);
+    assert_eq!(
+        api.get("/api/vhost-limits/%2F").await.json(),
+        json!([{"vhost": "/", "value": {"max-queues": 7}}])
+    );
+    assert_eq!(
+        api.delete("/api/parameters/vhost-limits/%2F/limits")
+            .await
+            .status,
+        204
+    );
+    assert_eq!(api.get("/api/vhost-limits/%2F").await.json(), json!([]));
+
+    // Global parameters: created 201, replaced 204, shown, deleted, then 404.
+    assert_eq!(api.get("/api/global-parameters").await.json(), json!([]));
+    let g = "/api/global-parameters/g1";
+    assert_eq!(api.put(g, json!({"value": "x"})).await.status, 201);
+    assert_eq!(api.put(g, json!({"value": {"k": 2}})).await.status, 204);
+    assert_eq!(
+        api.get(g).await.json(),
+        json!({"value": {"k": 2}, "name": "g1"})
+    );
+    assert_eq!(
+        api.get("/api/global-parameters").await.json(),
+        json!([{"name": "g1", "value": {"k": 2}}])
+    );
+    assert_eq!(api.delete(g).await.status, 204);
+    assert_eq!(api.get(g).await.status, 404);
+    // Only administrators see global parameters.
+    let alice = request(
+        api.addr,
+        "GET",
+        "/api/global-parameters",
+        Some(("alice", "alice-pw")),
+        None,
+    )
+    .await;
+    assert_eq!(alice.status, 401);
+}

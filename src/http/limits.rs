@@ -32,7 +32,7 @@ pub fn routes() -> Router<ApiState> {
         )
 }
 
-fn vhost_limits_json(l: &VHostLimits) -> Map<String, Value> {
+pub(super) fn vhost_limits_json(l: &VHostLimits) -> Map<String, Value> {
     let mut m = Map::new();
     if let Some(n) = l.max_connections {
         m.insert("max-connections".into(), n.into());

@@ -9,6 +9,7 @@
 //!
 //! One file per area: `vhosts.rs`, `users.rs`, `permissions.rs` (and topic permissions),
 //! `policies.rs` (and operator policies), `limits.rs` (vhost and user limits),
+//! `parameters.rs` (runtime and global parameters),
 //! `definitions.rs`, `overview.rs` (whoami, overview), `queues.rs`, `exchanges.rs`,
 //! `bindings.rs`, `connections.rs` (and channels, consumers), `nodes.rs` (nodes, health
 //! checks, aliveness test); Warren's own: `storage.rs` (`/api/warren/...`: segments,
@@ -32,6 +33,7 @@ mod limits;
 mod listing;
 mod nodes;
 mod overview;
+mod parameters;
 mod permissions;
 mod policies;
 mod props;
@@ -103,6 +105,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(permissions::routes())
         .merge(policies::routes())
         .merge(limits::routes())
+        .merge(parameters::routes())
         .merge(definitions::routes())
         .merge(queues::routes())
         .merge(exchanges::routes())
