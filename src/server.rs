@@ -379,6 +379,7 @@ async fn upkeep(ctx: Arc<ServerContext>) {
                 .collect();
             problems.extend(broker.write_dedup_caches());
             problems.extend(broker.compact());
+            broker.stream_upkeep();
             problems
         })
         .await

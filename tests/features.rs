@@ -52,4 +52,5 @@ features!(
     alternate_exchange,
     direct_reply_to,
     exchange_autodelete,
+    stream,
 );

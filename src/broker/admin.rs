@@ -269,7 +269,7 @@ impl VHost {
             auto_delete: q.auto_delete,
             owner: q.exclusive_owner,
             arguments: q.args.clone(),
-            queue_type: "classic",
+            queue_type: if q.is_stream() { "stream" } else { "classic" },
             policy: self
                 .policies
                 .applied(Target::Queue, &q.name)

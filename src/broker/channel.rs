@@ -305,7 +305,9 @@ impl VHost {
             }
         }
         for u in ch.unacked.into_iter().flatten() {
-            if let Some(q) = self.queues.get_mut(&u.queue).filter(|q| q.id == u.queue_id) {
+            // A stream's deliveries are not taken from it: nothing to give back.
+            let owner = self.queues.get_mut(&u.queue);
+            if let Some(q) = owner.filter(|q| q.id == u.queue_id && !q.is_stream()) {
                 q.requeue(u.seq);
                 if !touched.contains(&u.queue) {
                     touched.push(u.queue.clone());

@@ -8,7 +8,7 @@ use super::delayed::{delayed_kind, DELAYED_TYPE};
 use super::error::BrokerError;
 use super::exchange::{Binding, Dest, Exchange, ExchangeKind};
 use super::grants::{Perm, Resource};
-use super::queue::{args, Queue, QueueFeatures, QueueType, Store};
+use super::queue::{args, Queue, QueueType};
 use super::vhost::{now_millis, VHost};
 use crate::protocol::table;
 use amq_protocol_types::{AMQPValue, FieldTable};
@@ -392,7 +392,7 @@ impl VHost {
                     )));
                 }
             }
-            args::check_equivalent(&q.args, &args, &name, &self.name)?;
+            args::check_equivalent(q.compared_args(), &q.args, &args, &name, &self.name)?;
             let info = Self::queue_info(q);
             if let Some(q) = self.queues.get_mut(name.as_str()) {
                 // Any declare is a use: it restarts the x-expires countdown.
@@ -415,7 +415,7 @@ impl VHost {
             let dlx = String::from_utf8_lossy(dlx.as_bytes());
             self.authorize(conn, Perm::Write, Resource::Exchange, &dlx)?;
         }
-        args::validate_new_classic(&args, &name, &self.name)?;
+        args::validate_new(&args, &name, &self.name)?;
         if self.is_deleted() {
             // A connection not yet closed by the deletion must not make files again.
             return Err(BrokerError::NotFound(format!(
@@ -424,20 +424,14 @@ impl VHost {
             )));
         }
         let kind = QueueType::from_args(&args)?;
-        kind.validate(&args, spec)?;
+        kind.validate(&args, spec, spec.durable, &self.name)?;
         let id = self.next_queue_id;
         self.next_queue_id += 1;
         let dir = self.queue_dir(id);
         // A leftover of a queue with this id from before a crash (never durable, or its
         // definitions were never written): not ours.
         let _ = std::fs::remove_dir_all(&dir);
-        let max_priority = QueueFeatures::from_args(&args).max_priority.unwrap_or(0);
-        let (store, _) = Store::open(
-            &dir,
-            self.log_config.clone(),
-            self.commit.clone(),
-            max_priority,
-        )?;
+        let (store, _) = self.open_store(&dir, &name, &args)?;
         let arc: Arc<str> = name.as_str().into();
         let owner = spec.exclusive.then_some(conn);
         let queue = Queue::new(
@@ -472,6 +466,13 @@ impl VHost {
         self.authorize(conn, Perm::Read, Resource::Queue, name)?;
         self.check_queue_access(name, conn)?;
         let q = self.queues.get_mut(name).expect("checked");
+        if q.is_stream() {
+            return Err(super::stream::not_supported(
+                "queue.purge",
+                name,
+                &self.name,
+            ));
+        }
         let n = q.purge_ready()?;
         Ok(n.min(u32::MAX as u64) as u32)
     }
@@ -494,6 +495,11 @@ impl VHost {
                 "queue '{name}' in vhost '{}' in use",
                 self.name
             )));
+        }
+        if q.is_stream() {
+            // RabbitMQ deletes a stream whatever if-empty says, and counts nothing.
+            self.remove_queue(name);
+            return Ok(0);
         }
         if if_empty && q.ready() > 0 {
             return Err(BrokerError::PreconditionFailed(format!(

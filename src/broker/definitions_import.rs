@@ -34,7 +34,7 @@ use super::exchange::ExchangeKind;
 use super::handle::BrokerHandle;
 use super::json_args;
 use super::password::{HashAlgorithm, PasswordHash};
-use super::queue::{args, QueueType};
+use super::queue::{args, stream_args, QueueType};
 
 /// Largest definitions file accepted.
 pub const MAX_FILE_BYTES: usize = 64 << 20;
@@ -398,8 +398,12 @@ fn plan(broker: &BrokerHandle, db: &mut AccessDb, file: File) -> Result<Plan, St
                 amq_protocol_types::AMQPValue::LongString(kind.into()),
             );
         }
-        QueueType::from_args(&table).map_err(|e| format!("{at}: {e}"))?;
-        args::validate_new_classic(&table, &q.name, &q.vhost).map_err(|e| format!("{at}: {e}"))?;
+        let kind = QueueType::from_args(&table).map_err(|e| format!("{at}: {e}"))?;
+        args::validate_new(&table, &q.name, &q.vhost).map_err(|e| format!("{at}: {e}"))?;
+        if kind == QueueType::Stream {
+            stream_args::validate_flags(&table, q.durable, false, q.auto_delete, &q.name, &q.vhost)
+                .map_err(|e| format!("{at}: {e}"))?;
+        }
         if q.name.is_empty() {
             return Err(format!("{at}: a queue needs a name"));
         }
@@ -694,9 +698,14 @@ pub fn export_json(broker: &BrokerHandle) -> String {
                 .unwrap_or_else(|| json!({}))
         };
         for q in &defs.queues {
+            let arguments = args(&q.arguments);
+            let kind = match arguments.get("x-queue-type").and_then(Value::as_str) {
+                Some("stream") => "stream",
+                _ => "classic",
+            };
             queues.push(json!({
                 "name": q.name, "vhost": &*name, "durable": true,
-                "auto_delete": q.auto_delete, "arguments": args(&q.arguments), "type": "classic",
+                "auto_delete": q.auto_delete, "arguments": arguments, "type": kind,
             }));
         }
         for x in &defs.exchanges {

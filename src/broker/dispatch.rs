@@ -79,7 +79,7 @@ fn choose_consumer(q: &Queue, channels: &FastMap<ChannelKey, ChannelState>) -> O
 
 /// How many more messages consumer `c` on channel `ch` may be given now: its own
 /// prefetch room, the channel's (both ignored for no-ack consumers) and its outbox's room.
-fn credit(c: &Consumer, ch: &ChannelState) -> u32 {
+pub(super) fn credit(c: &Consumer, ch: &ChannelState) -> u32 {
     let outbox = c.outbox.room().min(u32::MAX as usize) as u32;
     if c.no_ack {
         return outbox;
@@ -146,6 +146,14 @@ fn settle_one(
             c.unacked -= 1;
         }
     }
+    if q.is_stream() {
+        // An ack on a stream only gives its consumer credit: nothing leaves the log.
+        q.counters.ack += 1;
+        return Ok(Settled {
+            settled: true,
+            requeued_expiring: false,
+        });
+    }
     if !ack && requeue {
         q.requeue(u.seq);
         return Ok(Settled {
@@ -192,6 +200,9 @@ impl VHost {
         };
         if q.consumers.is_empty() {
             return;
+        }
+        if q.is_stream() {
+            return self.dispatch_stream(queue);
         }
         let mut out = std::mem::take(&mut self.delivery_scratch);
         // Counted here and added to the queue's counters once, after the loop.
@@ -273,7 +284,13 @@ impl VHost {
         let queue = spec.queue;
         self.authorize(key.0, Perm::Read, Resource::Queue, queue)?;
         let q = self.check_queue_access(queue, key.0)?;
-        let priority = args::validate_consume(&args, queue, &self.name)?;
+        let (priority, reader) = match q.is_stream() {
+            true => (
+                0,
+                Some(self.stream_consume_start(q, key, &args, spec.no_ack)?),
+            ),
+            false => (args::validate_consume(&args, queue, &self.name)?, None),
+        };
         // RabbitMQ's exclusive_consume_unavailable: an exclusive consumer holds the queue,
         // or one asks for exclusivity on a queue in use or under single active consumer.
         let in_use = q.consumers.iter().any(|c| c.exclusive)
@@ -313,6 +330,7 @@ impl VHost {
             priority,
             unacked: 0,
             outbox: ch.outbox.clone(),
+            reader,
         };
         let q = self.queues.get_mut(&queue_name).expect("checked");
         q.consumer_priorities |= priority != 0;
@@ -360,6 +378,9 @@ impl VHost {
         }
         let now = now_millis();
         let q = self.queues.get_mut(queue).expect("checked");
+        if q.is_stream() {
+            return Err(super::stream::not_supported("basic.get", queue, &self.name));
+        }
         q.last_used = now;
         let (rec, redelivered) = loop {
             let Some((rec, after)) = q.peek() else {
@@ -447,6 +468,13 @@ impl VHost {
             else {
                 continue;
             };
+            if q.is_stream() && !ack {
+                return Err(super::stream::not_supported(
+                    "basic.nack and basic.reject",
+                    &q.name,
+                    &self.name,
+                ));
+            }
             // Settle the run of deliveries from this queue with one lookup.
             let mut u = first;
             let mut expiring = false;

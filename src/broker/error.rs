@@ -27,6 +27,12 @@ pub enum BrokerError {
     Syntax(String),
     /// Reading or writing the data directory failed.
     Storage(String),
+    /// An operation this kind of queue does not do (basic.get on a stream): 540, the
+    /// connection ends.
+    NotImplemented(String),
+    /// Input RabbitMQ accepts and then fails on inside (its process crashes): 541
+    /// INTERNAL_ERROR with no detail, as it answers; the connection ends.
+    Internal,
 }
 
 impl BrokerError {
@@ -48,8 +54,10 @@ impl BrokerError {
             | BrokerError::NotAllowed(t)
             | BrokerError::CommandInvalid(t)
             | BrokerError::Syntax(t)
-            | BrokerError::Storage(t) => t,
+            | BrokerError::Storage(t)
+            | BrokerError::NotImplemented(t) => t,
             BrokerError::ChannelNotOpen => "channel not open",
+            BrokerError::Internal => "",
         }
     }
 }

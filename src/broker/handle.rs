@@ -557,6 +557,14 @@ impl BrokerHandle {
         problems
     }
 
+    /// Applies retention by age to every stream (a stream nobody publishes to must still
+    /// lose its old segments).
+    pub fn stream_upkeep(&self) {
+        for vh in self.all_vhosts() {
+            vh.with(|m| m.stream_upkeep());
+        }
+    }
+
     /// Compacts sparse segments of every queue: planned under each vhost's lock, written
     /// and synced without it, installed under it again. Returns problems to log.
     pub fn compact(&self) -> Vec<String> {

@@ -36,6 +36,7 @@ mod expiry;
 mod handle;
 mod publish;
 pub mod reply_to;
+mod stream;
 mod timers;
 mod tx;
 mod vhost;

@@ -237,6 +237,18 @@ impl PolicySet {
         }
     }
 
+    /// A stream's setting `key` (`max-age`, `max-length-bytes`,
+    /// `stream-max-segment-size-bytes`): for streams the policy's value wins over the
+    /// queue's argument, as RabbitMQ's `policy_precedence`. Returned as the argument would
+    /// be: an integer or a string.
+    pub fn stream_setting(&self, name: &str, args: &FieldTable, key: &str) -> Option<AMQPValue> {
+        match self.value(Target::Queue, name, key) {
+            Some(Value::String(s)) => Some(AMQPValue::LongString(s.as_bytes().into())),
+            Some(v) => v.as_i64().map(AMQPValue::LongLongInt),
+            None => args.inner().get(format!("x-{key}").as_str()).cloned(),
+        }
+    }
+
     /// The arguments a queue named `name` behaves by: its own `args` with the policy's
     /// settings merged in (see the module comment).
     pub fn queue_args(&self, name: &str, args: &FieldTable) -> FieldTable {
@@ -341,6 +353,10 @@ impl VHost {
         let Some(q) = self.queues.get_mut(name) else {
             return;
         };
+        if q.is_stream() {
+            // Classic policy keys do not apply to streams (RabbitMQ's unsupported_policies).
+            return self.apply_stream_policy(name);
+        }
         let features = QueueFeatures::from_args(&self.policies.queue_args(name, &q.args));
         let old = q.set_features(features);
         let new = &q.features;

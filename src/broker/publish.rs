@@ -332,6 +332,9 @@ impl VHost {
         } else {
             let outcome = Self::append(q, msgs, now);
             out.extend(msgs.iter().map(|_| outcome));
+            if q.stream.as_ref().is_some_and(|s| s.retention_due) {
+                self.apply_retention(queue, now);
+            }
         }
         self.dispatch_at(queue, now);
         let Some(q) = self.queues.get_mut(queue) else {
@@ -347,22 +350,25 @@ impl VHost {
 
     /// Appends to a queue's store, one batch per priority level (one in all for a plain
     /// queue).
-    fn append(q: &mut Queue, msgs: &[Incoming<'_>], now: u64) -> Result<Ticket, Refused> {
+    fn append<'a>(q: &mut Queue, msgs: &[Incoming<'a>], now: u64) -> Result<Ticket, Refused> {
         let durable = q.durable;
+        // A stream keeps every message, whatever its delivery mode (as RabbitMQ's).
+        let all_persistent = q.is_stream();
         q.counters.publish += msgs.len() as u64;
-        fn record<'a>(m: &Incoming<'a>, now: u64, durable: bool) -> BatchRecord<'a> {
-            BatchRecord {
-                timestamp: now,
-                persistent: m.persistent && durable,
-                parts: m.parts,
-            }
-        }
+        let record = |m: &Incoming<'a>| BatchRecord {
+            timestamp: now,
+            persistent: (m.persistent || all_persistent) && durable,
+            parts: m.parts,
+        };
         if q.features.max_priority.is_none() {
-            let batch: Vec<BatchRecord<'_>> =
-                msgs.iter().map(|m| record(m, now, durable)).collect();
+            let before = q.stream_position();
+            let batch: Vec<BatchRecord<'_>> = msgs.iter().map(record).collect();
             let ticket = q.append(0, &batch).map_err(|_| Refused::Failed)?;
             for m in msgs {
                 q.appended(m.body_len, m.header);
+            }
+            if let Some(before) = before {
+                q.stream_appended(before);
             }
             return Ok(ticket);
         }
@@ -375,10 +381,7 @@ impl VHost {
                 .iter()
                 .position(|m| q.level_of(m.header) != level)
                 .map_or(msgs.len(), |p| start + p);
-            let batch: Vec<BatchRecord<'_>> = msgs[start..end]
-                .iter()
-                .map(|m| record(m, now, durable))
-                .collect();
+            let batch: Vec<BatchRecord<'_>> = msgs[start..end].iter().map(record).collect();
             let t = q.append(level, &batch).map_err(|_| Refused::Failed)?;
             for m in &msgs[start..end] {
                 q.appended(m.body_len, m.header);

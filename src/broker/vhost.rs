@@ -24,7 +24,7 @@ use super::fast_map::FastMap;
 use super::outbox::Outgoing;
 use super::policy::PolicySet;
 use super::queue::storage_info::CompactionRecord;
-use super::queue::{Queue, QueueFeatures, Store};
+use super::queue::Queue;
 use super::stats::BrokerStats;
 use super::timers::Deadlines;
 use super::{ChannelKey, OpenReport};
@@ -264,13 +264,7 @@ impl VHost {
             let raw = definitions::from_hex(&q.arguments).unwrap_or_default();
             let args = table::decode(&raw).unwrap_or_default();
             let dir = self.queue_dir(q.id);
-            let max_priority = QueueFeatures::from_args(&args).max_priority.unwrap_or(0);
-            let (store, recs) = Store::open(
-                &dir,
-                self.log_config.clone(),
-                self.commit.clone(),
-                max_priority,
-            )?;
+            let (store, recs) = self.open_store(&dir, &q.name, &args)?;
             for rec in &recs {
                 for c in &rec.corruptions {
                     report.problems.push(format!("queue '{}': {c}", q.name));

@@ -26,6 +26,8 @@ impl From<BrokerError> for AmqpError {
             BrokerError::CommandInvalid(_) => AmqpError::new(ReplyCode::CommandInvalid, text),
             BrokerError::ChannelNotOpen => AmqpError::new(ReplyCode::ChannelError, text),
             BrokerError::Syntax(_) => AmqpError::new(ReplyCode::SyntaxError, text),
+            BrokerError::NotImplemented(_) => AmqpError::new(ReplyCode::NotImplemented, text),
+            BrokerError::Internal => AmqpError::new(ReplyCode::InternalError, text),
         }
     }
 }

@@ -20,7 +20,9 @@ type Result = std::result::Result<(), std::fmt::Error>;
 const RABBITMQ_VERSION: &str = "3.10.8";
 /// RabbitMQ's label for AMQP 0-9-1 on `rabbitmq_global_*`.
 const PROTOCOL: (&str, &str) = ("protocol", "amqp091");
-/// Every Warren queue is a classic queue (`QueueType` has one kind today).
+/// The queue-type label of the delivery and ack counters. Warren counts them for all its
+/// queues together, so stream deliveries and acks are included under the classic label
+/// (RabbitMQ splits them by type).
 const CLASSIC: (&str, &str) = ("queue_type", "rabbit_classic_queue");
 
 /// The text of one scrape.

@@ -127,8 +127,12 @@ impl AmqpError {
         self.method.unwrap_or((0, 0))
     }
 
-    /// The reply text as sent: "CODE_NAME - detail".
+    /// The reply text as sent: "CODE_NAME - detail", or the bare name without a detail
+    /// (as RabbitMQ's 541 after an internal failure).
     pub fn reply_text(&self) -> String {
+        if self.text.is_empty() {
+            return self.code.name().to_owned();
+        }
         let mut t = format!("{} - {}", self.code.name(), self.text);
         t.truncate(255);
         t

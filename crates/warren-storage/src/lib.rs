@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod record;
 pub mod recovery;
 pub mod segment;
+pub mod stream;
 pub mod sync;
 
 pub use compact::{Compacted, CompactionJob};
@@ -20,4 +21,5 @@ pub use log_stats::LogStats;
 pub use metrics::{HistogramSnapshot, StorageMetrics, StorageSnapshot};
 pub use recovery::RecoveryReport;
 pub use segment::{BatchRecord, StoredRecord};
+pub use stream::Retention;
 pub use sync::{FsyncPolicy, GroupCommit, Ticket};

@@ -500,7 +500,7 @@ impl Log {
         flush
     }
 
-    fn remove_segment(&mut self, i: usize) -> io::Result<()> {
+    pub(crate) fn remove_segment(&mut self, i: usize) -> io::Result<()> {
         let seg = self.segments.remove(i).expect("index in range");
         self.unflushed.remove(i);
         let recyclable = self.spare.is_none()

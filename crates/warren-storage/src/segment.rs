@@ -254,7 +254,7 @@ pub struct Segment {
     sealed: bool,
     acks: AckBitmap,
     /// (seq - base, offset) of every `INDEX_EVERY`th record: 8 bytes per 64 records.
-    index: Vec<(u32, u32)>,
+    pub(crate) index: Vec<(u32, u32)>,
     records: u32,
     live: u32,
     last_seq: Option<u64>,

@@ -25,8 +25,9 @@ const NOT_FOR_CLASSIC: [&str; 9] = [
     "x-stream-max-segment-size-bytes",
 ];
 
-/// The arguments compared on redeclare, in RabbitMQ's order (the first mismatch is named).
-const COMPARED: [&str; 13] = [
+/// The arguments compared on redeclare of a classic queue, in RabbitMQ's order (the first
+/// mismatch is named).
+pub const COMPARED: [&str; 13] = [
     "x-expires",
     "x-message-ttl",
     "x-dead-letter-exchange",
@@ -65,7 +66,7 @@ pub fn type_name(v: &AMQPValue) -> &'static str {
     }
 }
 
-fn string(v: &AMQPValue) -> Option<&[u8]> {
+pub(super) fn string(v: &AMQPValue) -> Option<&[u8]> {
     match v {
         AMQPValue::LongString(s) => Some(s.as_bytes()),
         AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
@@ -74,7 +75,7 @@ fn string(v: &AMQPValue) -> Option<&[u8]> {
 }
 
 /// Why an argument's value is refused, printed as RabbitMQ's `~p` prints its reasons.
-enum Invalid {
+pub(super) enum Invalid {
     ExpectedInteger(&'static str),
     Unacceptable(&'static str),
     Negative(i64),
@@ -100,11 +101,11 @@ impl std::fmt::Display for Invalid {
     }
 }
 
-fn int_arg(v: &AMQPValue) -> Result<i64, Invalid> {
+pub(super) fn int_arg(v: &AMQPValue) -> Result<i64, Invalid> {
     integer(v).ok_or(Invalid::ExpectedInteger(type_name(v)))
 }
 
-fn non_negative(v: &AMQPValue) -> Result<i64, Invalid> {
+pub(super) fn non_negative(v: &AMQPValue) -> Result<i64, Invalid> {
     match int_arg(v)? {
         n if n < 0 => Err(Invalid::Negative(n)),
         n => Ok(n),
@@ -119,7 +120,7 @@ fn expiry(n: i64) -> Result<(), Invalid> {
     }
 }
 
-fn one_of(
+pub(super) fn one_of(
     v: &AMQPValue,
     allowed: &[&str],
     refusal: impl Fn(String) -> Invalid,
@@ -132,7 +133,7 @@ fn one_of(
 }
 
 /// Checks one known classic argument's value.
-fn check_value(key: &str, v: &AMQPValue, args: &FieldTable) -> Result<(), Invalid> {
+pub(super) fn check_value(key: &str, v: &AMQPValue, args: &FieldTable) -> Result<(), Invalid> {
     match key {
         "x-expires" => match int_arg(v)? {
             0 => Err(Invalid::Zero),
@@ -174,14 +175,11 @@ fn check_value(key: &str, v: &AMQPValue, args: &FieldTable) -> Result<(), Invali
     }
 }
 
-/// Validates the arguments of a new classic queue, in RabbitMQ's order: the dead-letter
-/// exchange's type (checked by its channel), then each known argument, then arguments
-/// classic queues do not take. Unknown arguments are accepted.
-pub fn validate_new_classic(
-    args: &FieldTable,
-    queue: &str,
-    vhost: &str,
-) -> Result<(), BrokerError> {
+/// Validates the arguments of a new queue, in RabbitMQ's order: the dead-letter
+/// exchange's type (checked by its channel), `x-queue-type`, then each known argument of
+/// the queue's type, then arguments that type does not take (stream queues:
+/// `stream_args.rs`). Unknown arguments are accepted.
+pub fn validate_new(args: &FieldTable, queue: &str, vhost: &str) -> Result<(), BrokerError> {
     let rs = format!("queue '{queue}' in vhost '{vhost}'");
     if let Some(v) = args.inner().get("x-dead-letter-exchange") {
         if string(v).is_none() {
@@ -189,6 +187,14 @@ pub fn validate_new_classic(
                 "invalid type '{}' for arg 'x-dead-letter-exchange' in {rs}",
                 type_name(v)
             )));
+        }
+    }
+    if let Some(v) = args.inner().get("x-queue-type") {
+        check_value("x-queue-type", v, args).map_err(|why| {
+            BrokerError::PreconditionFailed(format!("invalid arg 'x-queue-type' for {rs}: {why}"))
+        })?;
+        if string(v) == Some(&b"stream"[..]) {
+            return super::stream_args::validate_new(args, queue, vhost);
         }
     }
     // x-queue-type first, then RabbitMQ's declare_args() order.
@@ -310,15 +316,16 @@ pub fn inequivalent(
     ))
 }
 
-/// Checks a redeclaration's arguments against the queue's: only RabbitMQ's compared keys
-/// count, and an absent `x-queue-type` is `classic`.
+/// Checks a redeclaration's arguments against the queue's: only the keys its type compares
+/// count (`COMPARED` for classic queues), and an absent `x-queue-type` is `classic`.
 pub fn check_equivalent(
+    compared: &[&str],
     current: &FieldTable,
     new: &FieldTable,
     queue: &str,
     vhost: &str,
 ) -> Result<(), BrokerError> {
-    for key in COMPARED {
+    for &key in compared {
         let (old, got) = (current.inner().get(key), new.inner().get(key));
         let ok = match (old, got) {
             (None, None) => true,
@@ -357,7 +364,7 @@ mod tests {
 
     #[test]
     fn values_are_refused_as_rabbitmq_words_it() {
-        let check = |k: &str, v: AMQPValue| text(validate_new_classic(&table(&[(k, v)]), "q", "/"));
+        let check = |k: &str, v: AMQPValue| text(validate_new(&table(&[(k, v)]), "q", "/"));
         assert_eq!(
             check("x-expires", AMQPValue::LongString("1".into())),
             "invalid arg 'x-expires' for queue 'q' in vhost '/': \"expected integer, got longstr\""
@@ -382,7 +389,7 @@ mod tests {
             ("x-message-ttl", AMQPValue::LongInt(0)),
             ("x-foo", AMQPValue::Void),
         ]);
-        assert!(validate_new_classic(&ok, "q", "/").is_ok());
+        assert!(validate_new(&ok, "q", "/").is_ok());
     }
 
     #[test]
@@ -392,16 +399,16 @@ mod tests {
             ("x-foo", AMQPValue::Void),
         ]);
         let b = table(&[("x-max-length", AMQPValue::LongLongInt(5))]);
-        assert!(check_equivalent(&a, &b, "q", "/").is_ok());
+        assert!(check_equivalent(&COMPARED, &a, &b, "q", "/").is_ok());
         let classic = table(&[("x-queue-type", AMQPValue::LongString("classic".into()))]);
-        assert!(check_equivalent(&FieldTable::default(), &classic, "q", "/").is_ok());
+        assert!(check_equivalent(&COMPARED, &FieldTable::default(), &classic, "q", "/").is_ok());
         let c = table(&[("x-max-length", AMQPValue::LongLongInt(6))]);
         assert_eq!(
-            text(check_equivalent(&a, &c, "q", "/")),
+            text(check_equivalent(&COMPARED, &a, &c, "q", "/")),
             "inequivalent arg 'x-max-length' for queue 'q' in vhost '/': received '6' but current is '5'"
         );
         assert_eq!(
-            text(check_equivalent(&FieldTable::default(), &c, "q", "/")),
+            text(check_equivalent(&COMPARED, &FieldTable::default(), &c, "q", "/")),
             "inequivalent arg 'x-max-length' for queue 'q' in vhost '/': received the value '6' of \
              type 'long' but current is none"
         );

@@ -1,9 +1,10 @@
-//! The queue-type seam: each type reads its own `x-` arguments. Classic queues exist
-//! today; streams and quorum queues (their issues) add variants here and a storage of their
-//! own behind the same `Queue` operations.
+//! The queue-type seam: each type reads its own `x-` arguments. Classic queues and streams
+//! exist (a stream is the same log read without consuming it: `stream.rs`); quorum queues
+//! (the cluster issue) add a variant here and a storage of their own.
 
 use amq_protocol_types::{AMQPValue, FieldTable};
 
+use super::stream_args;
 use crate::broker::declare::QueueSpec;
 use crate::broker::error::BrokerError;
 
@@ -11,27 +12,58 @@ use crate::broker::error::BrokerError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueType {
     Classic,
+    Stream,
 }
 
 impl QueueType {
     /// Reads `x-queue-type` (absent means classic, as in RabbitMQ).
     pub fn from_args(args: &FieldTable) -> Result<QueueType, BrokerError> {
-        match args.inner().get("x-queue-type") {
-            None => Ok(QueueType::Classic),
-            Some(AMQPValue::LongString(s)) if s.as_bytes() == b"classic" => Ok(QueueType::Classic),
-            Some(AMQPValue::ShortString(s)) if s.as_str() == "classic" => Ok(QueueType::Classic),
-            Some(other) => Err(BrokerError::PreconditionFailed(format!(
-                "invalid arg 'x-queue-type' for queue: {other:?} is not supported by this broker"
-            ))),
+        let name = match args.inner().get("x-queue-type") {
+            None => return Ok(QueueType::Classic),
+            Some(AMQPValue::LongString(s)) => s.as_bytes(),
+            Some(AMQPValue::ShortString(s)) => s.as_str().as_bytes(),
+            Some(other) => return Err(unsupported(other)),
+        };
+        match name {
+            b"classic" => Ok(QueueType::Classic),
+            b"stream" => Ok(QueueType::Stream),
+            _ => Err(unsupported(&args.inner()["x-queue-type"])),
         }
     }
 
-    /// Checks a new queue's declaration against what this type allows.
-    pub fn validate(self, _args: &FieldTable, _spec: &QueueSpec<'_>) -> Result<(), BrokerError> {
+    /// The name RabbitMQ shows for this type (management API, definitions).
+    pub fn name(self) -> &'static str {
         match self {
-            // Classic queues accept any flags; the x-arguments they act on arrive with the
-            // queue-features issue.
-            QueueType::Classic => Ok(()),
+            QueueType::Classic => "classic",
+            QueueType::Stream => "stream",
         }
     }
+
+    /// Checks a new queue's flags against what this type allows (after its arguments,
+    /// as RabbitMQ orders the checks).
+    pub fn validate(
+        self,
+        args: &FieldTable,
+        spec: &QueueSpec<'_>,
+        durable: bool,
+        vhost: &str,
+    ) -> Result<(), BrokerError> {
+        match self {
+            QueueType::Classic => Ok(()),
+            QueueType::Stream => stream_args::validate_flags(
+                args,
+                durable,
+                spec.exclusive,
+                spec.auto_delete,
+                spec.name,
+                vhost,
+            ),
+        }
+    }
+}
+
+fn unsupported(v: &AMQPValue) -> BrokerError {
+    BrokerError::PreconditionFailed(format!(
+        "invalid arg 'x-queue-type' for queue: {v:?} is not supported by this broker"
+    ))
 }

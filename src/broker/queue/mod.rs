@@ -26,10 +26,13 @@ mod features;
 mod kind;
 pub mod storage_info;
 mod store;
+pub mod stream;
+pub mod stream_args;
 use super::admin::QueueCounters;
 pub use features::{Overflow, QueueFeatures};
 pub use kind::QueueType;
 pub use store::{Position, Store};
+use stream::StreamState;
 
 /// A consumer attached to a queue.
 pub struct Consumer {
@@ -46,6 +49,8 @@ pub struct Consumer {
     pub priority: i32,
     pub unacked: u32,
     pub outbox: Arc<Outbox>,
+    /// On a stream: the offset this consumer reads next (its own cursor in the log).
+    pub reader: Option<warren_storage::Cursor>,
 }
 
 pub struct Queue {
@@ -83,6 +88,9 @@ pub struct Queue {
     pub dedup: Option<QueueDedup>,
     /// Message counters for the management API.
     pub counters: QueueCounters,
+    /// Set for a stream queue (`x-queue-type: stream`, stream.rs): read without
+    /// consuming, retention instead of acks. Classic features stay off.
+    pub stream: Option<Box<StreamState>>,
 }
 
 /// The ticket of a dead letter whose copies are not published yet.
@@ -105,7 +113,24 @@ impl Queue {
         args: FieldTable,
         store: Store,
     ) -> Self {
-        let features = QueueFeatures::from_args(&args);
+        let is_stream = stream::is_stream_args(&args);
+        let features = match is_stream {
+            // A stream's x-max-length-bytes is retention, not a classic limit.
+            true => QueueFeatures::default(),
+            false => QueueFeatures::from_args(&args),
+        };
+        let stream = is_stream.then(|| {
+            let last = store.level_log(0).and_then(|l| l.next_seq().checked_sub(1));
+            let settings = stream::StreamSettings {
+                max_bytes: args.inner().get("x-max-length-bytes").cloned(),
+                max_age: args.inner().get("x-max-age").cloned(),
+            };
+            Box::new(StreamState {
+                retention: settings.retention(),
+                last_chunk: last,
+                retention_due: false,
+            })
+        });
         let mut q = Queue {
             name,
             id,
@@ -127,11 +152,12 @@ impl Queue {
             consumer_priorities: false,
             dedup: None,
             counters: QueueCounters::default(),
+            stream,
         };
         q.rebuild_dedup();
         // A recovered backlog may hold messages with their own expiration: watch its head
-        // (cheap) rather than scan it.
-        q.has_expiring = q.store.live() > 0;
+        // (cheap) rather than scan it. (A stream's messages never expire.)
+        q.has_expiring = q.store.live() > 0 && !is_stream;
         if q.features.max_length_bytes.is_some() {
             // One pass over a recovered backlog, only for queues with a byte limit.
             let mut bytes = 0;
@@ -194,7 +220,8 @@ impl Queue {
         if self.features.max_length_bytes.is_some() {
             self.ready_bytes += body;
         }
-        self.has_expiring |= properties::has_expiration(header);
+        // A stream keeps `expiration` as a property only: its messages never expire.
+        self.has_expiring |= self.stream.is_none() && properties::has_expiration(header);
     }
 
     /// Appends messages of one priority level (0 for a plain queue); the caller notes

@@ -135,6 +135,15 @@ impl Store {
         Some((self.levels.get_mut(level)?.as_mut()?, seq))
     }
 
+    /// The log of one level, if that level exists.
+    pub fn level_log(&self, level: usize) -> Option<&Log> {
+        self.levels.get(level)?.as_ref().map(|l| &l.log)
+    }
+
+    pub fn level_log_mut(&mut self, level: usize) -> Option<&mut Log> {
+        self.levels.get_mut(level)?.as_mut().map(|l| &mut l.log)
+    }
+
     /// Highest priority level (0 for a plain queue).
     pub fn max_level(&self) -> usize {
         self.levels.len() - 1
