@@ -207,7 +207,7 @@ fn compound(code: u8, count: usize, body: &mut Bytes, depth: usize) -> Result<Va
             if code == 0xc0 || code == 0xd0 {
                 return Ok(Value::List(items));
             }
-            if count % 2 != 0 {
+            if !count.is_multiple_of(2) {
                 return Err(Amqp10Error::BadCount);
             }
             let mut pairs = Vec::with_capacity(count / 2);

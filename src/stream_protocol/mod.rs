@@ -18,7 +18,7 @@
 //! What is here:
 //! - [`frame`]: taking whole frames off a `BytesMut`, bounded by the frame max before any
 //!   allocation.
-//! - [`command`] / [`decode`]: every command both ways, encode and decode, and what
+//! - [`command`] / [`encode`] / [`decode`]: every command both ways, encode and decode, and what
 //!   RabbitMQ does with a frame it cannot decode ([`decode::undecodable_reaction`]).
 //! - [`chunk`]: osiris chunks (Deliver content) and entries (Publish content, sub-batches).
 //! - [`amqp10`]: AMQP 1.0 values; [`message`]: AMQP 1.0 messages (the records of a stream);
@@ -32,6 +32,7 @@ pub mod chunk;
 pub mod command;
 pub mod convert;
 pub mod decode;
+pub mod encode;
 pub mod frame;
 pub mod message;
 pub mod wire;
