@@ -543,8 +543,10 @@ mod tests {
         assert_eq!(h[1].0, b("x-message-id-type"));
         m.body = Body::Value(Value::str("v"));
         assert!(to_amqp091(&m, "s").is_err());
-        let mut p = BasicProperties::default();
-        p.headers = Some(vec![(b("d"), FieldValue::Decimal { scale: 1, value: 1 })]);
+        let p = BasicProperties {
+            headers: Some(vec![(b("d"), FieldValue::Decimal { scale: 1, value: 1 })]),
+            ..Default::default()
+        };
         assert!(from_amqp091(&p, b(""), "", "").is_err());
     }
 
