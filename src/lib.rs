@@ -9,6 +9,8 @@
 //!   [`http`] is the management API (RabbitMQ's `/api`) over the broker's public API;
 //!   [`metrics`] is Prometheus' `/metrics` (RabbitMQ's names) over the same API;
 //!   [`config`], [`alarms`] around it.
+//! - [`stream_protocol`]: the pure RabbitMQ Stream protocol codec (port 5552) and AMQP 1.0
+//!   message encoding. Imports nothing else of the crate.
 
 pub mod admin_client;
 pub mod alarms;
@@ -21,4 +23,5 @@ pub mod http;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod stream_protocol;
 pub mod tls;
