@@ -158,6 +158,8 @@ pub struct Config {
     pub https: Option<SocketAddr>,
     /// Prometheus metrics' address; `None` (`--prometheus off`) serves none.
     pub prometheus: Option<SocketAddr>,
+    /// The RabbitMQ Stream protocol's listener (conventionally port 5552), if asked for.
+    pub listen_stream: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub fsync: FsyncPolicy,
     pub segment_size: usize,
@@ -203,6 +205,7 @@ impl Default for Config {
             http: Some(d::HTTP.parse().expect("literal")),
             https: None,
             prometheus: Some(d::PROMETHEUS.parse().expect("literal")),
+            listen_stream: None,
             data_dir: PathBuf::from(d::DATA_DIR),
             fsync: FsyncPolicy::Always,
             segment_size: d::SEGMENT_SIZE,
@@ -273,6 +276,9 @@ pub struct Cli {
     /// Prometheus metrics address (/metrics, /metrics/per-object), or `off` [default: 127.0.0.1:15692]
     #[arg(long, env = "WARREN_PROMETHEUS", value_parser = parse_prometheus)]
     pub prometheus: Option<HttpListen>,
+    /// RabbitMQ Stream protocol listen address (RabbitMQ's port is 5552) [default: none]
+    #[arg(long, env = "WARREN_LISTEN_STREAM")]
+    pub listen_stream: Option<SocketAddr>,
     /// Data directory [default: ./warren-data]
     #[arg(long, env = "WARREN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -382,6 +388,7 @@ pub struct FileConfig {
     pub http: Option<String>,
     pub https: Option<SocketAddr>,
     pub prometheus: Option<String>,
+    pub listen_stream: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub fsync: Option<String>,
     pub segment_size: Option<usize>,
@@ -435,6 +442,7 @@ impl Config {
                     None => d.prometheus,
                 },
             },
+            listen_stream: cli.listen_stream.or(file.listen_stream),
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             fsync: cli.fsync.or(file_fsync).unwrap_or(d.fsync),
             segment_size: cli

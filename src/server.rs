@@ -38,12 +38,15 @@ pub struct Server {
     pub https_addr: Option<SocketAddr>,
     /// The Prometheus metrics' address, unless `--prometheus off`.
     pub prometheus_addr: Option<SocketAddr>,
+    /// The RabbitMQ Stream protocol's address, with `--listen-stream`.
+    pub stream_addr: Option<SocketAddr>,
     pub ctx: Arc<ServerContext>,
     listener: TcpListener,
     http: Option<TcpListener>,
     https: Option<crate::http::https::HttpsListener>,
     tls: Option<(TcpListener, Arc<TlsAcceptor>)>,
     prometheus: Option<TcpListener>,
+    stream: Option<TcpListener>,
     /// How long recovery took (a metric).
     recovery: Duration,
     shutdown: watch::Sender<bool>,
@@ -138,6 +141,13 @@ impl Server {
             Some(addr) => Some(crate::metrics::bind(addr).await?),
             None => None,
         };
+        let stream =
+            match config.listen_stream {
+                Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                    io::Error::new(e.kind(), format!("--listen-stream {addr}: {e}"))
+                })?),
+                None => None,
+            };
         Ok(Server {
             local_addr,
             tls_addr: tls.as_ref().and_then(|(l, _)| l.local_addr().ok()),
@@ -146,12 +156,14 @@ impl Server {
                 .as_ref()
                 .and_then(|l| axum::serve::Listener::local_addr(l).ok()),
             prometheus_addr: prometheus.as_ref().and_then(|l| l.local_addr().ok()),
+            stream_addr: stream.as_ref().and_then(|l| l.local_addr().ok()),
             ctx,
             listener,
             http,
             https,
             tls,
             prometheus,
+            stream,
             recovery,
             shutdown,
         })
@@ -167,8 +179,12 @@ impl Server {
         if let Some(addr) = self.tls_addr {
             tracing::info!("accepting AMQPS connections on {addr}");
         }
+        if let Some(addr) = self.stream_addr {
+            tracing::info!("accepting RabbitMQ Stream protocol connections on {addr}");
+        }
         let mut listeners = vec![("amqp", self.local_addr)];
         listeners.extend(self.tls_addr.map(|a| ("amqp/ssl", a)));
+        listeners.extend(self.stream_addr.map(|a| ("stream", a)));
         listeners.extend(self.http_addr.map(|a| ("http", a)));
         listeners.extend(self.https_addr.map(|a| ("https", a)));
         listeners.extend(self.prometheus_addr.map(|a| ("http/prometheus", a)));
@@ -240,12 +256,22 @@ impl Server {
                     }
                     Err(e) => accept_failed(e).await,
                 },
+                accepted = accept_stream(&self.stream), if self.stream.is_some() => match accepted {
+                    Ok((socket, peer)) => {
+                        let _ = socket.set_nodelay(true);
+                        let local = socket.local_addr().unwrap_or(peer);
+                        let ctx = self.ctx.clone();
+                        connections.spawn(crate::stream_protocol::session::serve(socket, (peer, local), ctx));
+                    }
+                    Err(e) => accept_failed(e).await,
+                },
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 _ = &mut stop => break,
             }
         }
         drop(self.listener);
         drop(self.tls);
+        drop(self.stream);
         tracing::info!(connections = connections.len(), "shutting down");
         let _ = self.shutdown.send(true);
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -268,6 +294,7 @@ impl Server {
         let finished = tokio::task::spawn_blocking(move || {
             let mut problems = broker.flush_all_acks();
             problems.extend(broker.write_dedup_caches());
+            problems.extend(broker.stream_upkeep());
             (problems, broker.commit().flush())
         })
         .await;
@@ -342,6 +369,14 @@ async fn accept_tls(
     }
 }
 
+/// The next stream-protocol connection (only polled when `--listen-stream` is set).
+async fn accept_stream(listener: &Option<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Every `TIMER_TICK`: the model's timed work, when any is due (one atomic load when
 /// none is).
 async fn timers(ctx: Arc<ServerContext>) {
@@ -379,7 +414,7 @@ async fn upkeep(ctx: Arc<ServerContext>) {
                 .collect();
             problems.extend(broker.write_dedup_caches());
             problems.extend(broker.compact());
-            broker.stream_upkeep();
+            problems.extend(broker.stream_upkeep());
             problems
         })
         .await

@@ -163,6 +163,7 @@ impl VHost {
         let batch = [BatchRecord {
             timestamp: due,
             persistent: m.persistent && durable,
+            kind: 0,
             parts: &parts,
         }];
         let (seq, ticket) = log.append_batch(&batch).map_err(BrokerError::storage)?;

@@ -558,11 +558,18 @@ impl BrokerHandle {
     }
 
     /// Applies retention by age to every stream (a stream nobody publishes to must still
-    /// lose its old segments).
-    pub fn stream_upkeep(&self) {
+    /// lose its old segments) and writes the streams' changed tracking files (stored
+    /// offsets, publisher sequences) without the lock. Returns problems to log.
+    pub fn stream_upkeep(&self) -> Vec<String> {
+        let mut problems = Vec::new();
         for vh in self.all_vhosts() {
-            vh.with(|m| m.stream_upkeep());
+            for (dir, bytes) in vh.with(|m| m.stream_upkeep()) {
+                if let Err(e) = super::queue::stream_tracking::write(&dir, &bytes) {
+                    problems.push(format!("{}: stream tracking: {e}", dir.display()));
+                }
+            }
         }
+        problems
     }
 
     /// Compacts sparse segments of every queue: planned under each vhost's lock, written

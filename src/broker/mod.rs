@@ -37,6 +37,8 @@ mod handle;
 mod publish;
 pub mod reply_to;
 mod stream;
+pub mod stream_access;
+pub mod stream_convert;
 mod timers;
 mod tx;
 mod vhost;

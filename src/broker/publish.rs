@@ -358,6 +358,7 @@ impl VHost {
         let record = |m: &Incoming<'a>| BatchRecord {
             timestamp: now,
             persistent: (m.persistent || all_persistent) && durable,
+            kind: 0,
             parts: m.parts,
         };
         if q.features.max_priority.is_none() {

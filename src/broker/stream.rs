@@ -16,6 +16,7 @@ use super::error::BrokerError;
 use super::outbox::Outgoing;
 use super::queue::stream::{is_stream_args, with_offset, StreamSettings};
 use super::queue::{stream_args, Queue, QueueFeatures, Store};
+use super::stream_convert::{amqp10_to_stored, KIND_AMQP10};
 use super::vhost::{now_millis, VHost};
 use super::ChannelKey;
 use crate::protocol::table::int_value;
@@ -107,7 +108,17 @@ impl VHost {
     }
 
     /// Retention by age on every stream (upkeep): it must not wait for the next append.
-    pub fn stream_upkeep(&mut self) {
+    /// Returns the tracking files to write (directory, content), for the caller to write
+    /// without the lock.
+    pub fn stream_upkeep(&mut self) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let writes = self
+            .queues
+            .values_mut()
+            .filter_map(|q| {
+                let dir = q.store.level_log(0)?.dir().to_path_buf();
+                q.stream.as_mut()?.tracking.take_write(&dir)
+            })
+            .collect();
         let now = now_millis();
         let streams: Vec<Arc<str>> = self
             .queues
@@ -122,6 +133,7 @@ impl VHost {
         for name in streams {
             self.apply_retention(&name, now);
         }
+        writes
     }
 
     /// Checks a basic.consume on stream `q` as RabbitMQ does (its arguments, then a
@@ -182,9 +194,14 @@ impl VHost {
                 let Some(rec) = log.read_next(&mut cursor) else {
                     break;
                 };
-                // A record that does not parse as a message (a disk is untrusted input)
-                // is passed over, not delivered half-formed.
-                let Some(payload) = with_offset(&rec.payload, rec.seq) else {
+                // A record that does not parse as a message (a disk is untrusted input),
+                // or an AMQP 1.0 one without a 0-9-1 form, is passed over, not delivered
+                // half-formed.
+                let payload = match rec.kind() {
+                    KIND_AMQP10 => amqp10_to_stored(&rec.payload, &q.name, rec.seq),
+                    _ => with_offset(&rec.payload, rec.seq),
+                };
+                let Some(payload) = payload else {
                     continue;
                 };
                 let delivery_tag = ch.next_delivery(Some(Unacked {

@@ -29,6 +29,8 @@ mod handshake;
 mod io;
 mod publish;
 mod sasl;
+/// SASL PLAIN/AMQPLAIN responses, for the stream protocol's SaslAuthenticate too.
+pub(crate) use sasl::credentials as sasl_credentials;
 mod tx;
 
 use std::collections::VecDeque;

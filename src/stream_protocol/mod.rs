@@ -1,5 +1,6 @@
-//! The RabbitMQ Stream protocol (port 5552), as the `rabbitmq_stream` plugin of RabbitMQ
-//! 3.10.8 speaks it: the pure codec layer, with no sockets and nothing of the broker.
+//! The RabbitMQ Stream protocol (port 5552, `--listen-stream`), as the `rabbitmq_stream`
+//! plugin of RabbitMQ 3.10.8 speaks it: a pure codec layer with no sockets and nothing of
+//! the broker, and [`session`], one connection wired to the broker.
 //!
 //! The protocol is binary and framed: every frame is a uint32 size, then a uint16 key (top
 //! bit set on responses), a uint16 version (always 1 in 3.10.8) and the content. Requests
@@ -23,6 +24,8 @@
 //! - [`chunk`]: osiris chunks (Deliver content) and entries (Publish content, sub-batches).
 //! - [`amqp10`]: AMQP 1.0 values; [`message`]: AMQP 1.0 messages (the records of a stream);
 //!   [`convert`]: RabbitMQ 3.10's conversion between AMQP 0-9-1 and those messages.
+//! - [`session`]: a connection: handshake, commands, publishing into a stream queue's log,
+//!   delivering chunks from a subscription's own cursor.
 //!
 //! `tests/stream_reference/` holds frames recorded from a real RabbitMQ 3.10.8 and notes on
 //! what it answers.
@@ -35,6 +38,7 @@ pub mod decode;
 pub mod encode;
 pub mod frame;
 pub mod message;
+pub mod session;
 pub mod wire;
 
 pub use chunk::{encode_chunk, Chunk, ChunkHeader, Entry};
@@ -74,6 +78,9 @@ pub const KEY_CLOSE: u16 = 22;
 pub const KEY_HEARTBEAT: u16 = 23;
 pub const KEY_ROUTE: u16 = 24;
 pub const KEY_PARTITIONS: u16 = 25;
+/// RabbitMQ 3.11+'s command-version exchange; answered by the session (`session.rs`) so
+/// that today's clients connect, though 3.10.8 does not know it.
+pub const KEY_EXCHANGE_COMMAND_VERSIONS: u16 = 0x1b;
 
 pub const RESPONSE_CODE_OK: u16 = 0x01;
 pub const RESPONSE_CODE_STREAM_DOES_NOT_EXIST: u16 = 0x02;

@@ -19,6 +19,8 @@ pub struct TestBroker {
     pub http_addr: Option<SocketAddr>,
     /// Prometheus metrics (an ephemeral port).
     pub prometheus_addr: Option<SocketAddr>,
+    /// The RabbitMQ Stream protocol (an ephemeral port).
+    pub stream_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub ctx: std::sync::Arc<warren::connection::ServerContext>,
 }
@@ -40,6 +42,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
         listen: "127.0.0.1:0".parse().unwrap(),
         http: Some("127.0.0.1:0".parse().unwrap()),
         prometheus: Some("127.0.0.1:0".parse().unwrap()),
+        listen_stream: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: dir.path().to_path_buf(),
         fsync: FsyncPolicy::Never,
         ..Config::default()
@@ -50,6 +53,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     let tls_addr = server.tls_addr;
     let http_addr = server.http_addr;
     let prometheus_addr = server.prometheus_addr;
+    let stream_addr = server.stream_addr;
     let ctx = server.ctx.clone();
     tokio::spawn(server.run());
     TestBroker {
@@ -57,6 +61,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
         tls_addr,
         http_addr,
         prometheus_addr,
+        stream_addr,
         dir,
         ctx,
     }

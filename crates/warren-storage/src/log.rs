@@ -257,6 +257,17 @@ impl Log {
         persistent: bool,
         parts: &[&[u8]],
     ) -> io::Result<Appended> {
+        self.append_kind(timestamp, persistent, 0, parts)
+    }
+
+    /// `append_parts` with the record's kind (`BatchRecord::kind`).
+    fn append_kind(
+        &mut self,
+        timestamp: u64,
+        persistent: bool,
+        kind: u8,
+        parts: &[&[u8]],
+    ) -> io::Result<Appended> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total > record::MAX_PAYLOAD {
             return Err(io::Error::new(
@@ -265,7 +276,8 @@ impl Log {
             ));
         }
         let seq = self.next_seq;
-        let flags = if persistent { FLAG_PERSISTENT } else { 0 };
+        let flags =
+            if persistent { FLAG_PERSISTENT } else { 0 } | (kind as u32) << record::KIND_SHIFT;
         let mode = self.write_mode(total, persistent);
         let head = self.segments.back_mut().expect("a log always has a head");
         if !head.try_append(seq, timestamp, flags, parts, mode)? {
@@ -298,7 +310,7 @@ impl Log {
             let total: usize = r.parts.iter().map(|p| p.len()).sum();
             if self.write_mode(total, r.persistent) == WriteMode::Map {
                 ticket = ticket.max(
-                    self.append_parts(r.timestamp, r.persistent, r.parts)?
+                    self.append_kind(r.timestamp, r.persistent, r.kind, r.parts)?
                         .ticket,
                 );
                 i += 1;

@@ -6,7 +6,8 @@
 //!  4      4   CRC32 (crc32fast / IEEE) over bytes 8..32 of the header and the payload
 //!  8      8   sequence number (u64 LE)
 //! 16      8   timestamp, milliseconds since the Unix epoch (u64 LE)
-//! 24      4   flags (u32 LE), bit 0 = persistent
+//! 24      4   flags (u32 LE), bit 0 = persistent, bits 8..16 = the record's kind (what its
+//!             payload is, for the engine's user; 0 unless given)
 //! 28      4   reserved, zero
 //! 32      n   payload
 //! ```
@@ -19,6 +20,9 @@ pub const HEADER_LEN: usize = 32;
 
 /// The record survives a broker restart. Records without it are dropped at recovery.
 pub const FLAG_PERSISTENT: u32 = 1;
+
+/// Where a record's kind sits in its flags (bits 8..16).
+pub const KIND_SHIFT: u32 = 8;
 
 /// The largest payload a record may carry. Bounds every allocation and scan driven by a
 /// length read from disk.

@@ -222,6 +222,8 @@ fn find_next_record(bytes: &[u8], from: usize, base: u64, after: Option<u64>) ->
 pub struct BatchRecord<'a> {
     pub timestamp: u64,
     pub persistent: bool,
+    /// What the payload is, for the engine's user (stored in flag bits 8..16, opaque here).
+    pub kind: u8,
     pub parts: &'a [&'a [u8]],
 }
 
@@ -241,6 +243,13 @@ pub struct StoredRecord {
     pub timestamp: u64,
     pub flags: u32,
     pub payload: Bytes,
+}
+
+impl StoredRecord {
+    /// The kind its writer gave it (`BatchRecord::kind`).
+    pub fn kind(&self) -> u8 {
+        (self.flags >> record::KIND_SHIFT) as u8
+    }
 }
 
 /// A live segment: its mapped file plus the in-memory ack bitmap and sparse offset index.
@@ -523,7 +532,7 @@ impl Segment {
                 record::FLAG_PERSISTENT
             } else {
                 0
-            };
+            } | (r.kind as u32) << record::KIND_SHIFT;
             headers.push(record::encode_header(
                 first_seq + k as u64,
                 r.timestamp,

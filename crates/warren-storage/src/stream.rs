@@ -138,6 +138,7 @@ mod tests {
         let rec = BatchRecord {
             timestamp,
             persistent: true,
+            kind: 0,
             parts: &parts,
         };
         log.append_batch(&[rec]).unwrap().0
@@ -165,6 +166,40 @@ mod tests {
         for t in 1_000..1_200 {
             assert_eq!(log.seq_at_time(t), (t - 1_000) * 10);
         }
+    }
+
+    #[test]
+    fn a_records_kind_is_kept_on_both_write_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = stream_log(dir.path(), 64 * 1024);
+        let small: [&[u8]; 1] = [b"small"];
+        let big_body = vec![3u8; 8192];
+        let big: [&[u8]; 1] = [&big_body];
+        // Small transient records are copied into the map, large ones written with
+        // pwritev: the kind must survive both.
+        let recs = [
+            BatchRecord {
+                timestamp: 1,
+                persistent: false,
+                kind: 1,
+                parts: &small,
+            },
+            BatchRecord {
+                timestamp: 1,
+                persistent: false,
+                kind: 2,
+                parts: &big,
+            },
+            BatchRecord {
+                timestamp: 1,
+                persistent: false,
+                kind: 0,
+                parts: &small,
+            },
+        ];
+        log.append_batch(&recs).unwrap();
+        let kinds: Vec<u8> = (0..3).map(|s| log.read(s).unwrap().kind()).collect();
+        assert_eq!(kinds, [1, 2, 0]);
     }
 
     #[test]

@@ -153,6 +153,7 @@ fn run_ops(config: LogConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .map(|((_, persistent), p)| BatchRecord {
                         timestamp: 7,
                         persistent: *persistent,
+                        kind: 0,
                         parts: p,
                     })
                     .collect();

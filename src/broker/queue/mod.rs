@@ -28,6 +28,7 @@ pub mod storage_info;
 mod store;
 pub mod stream;
 pub mod stream_args;
+pub mod stream_tracking;
 use super::admin::QueueCounters;
 pub use features::{Overflow, QueueFeatures};
 pub use kind::QueueType;
@@ -120,7 +121,9 @@ impl Queue {
             false => QueueFeatures::from_args(&args),
         };
         let stream = is_stream.then(|| {
-            let last = store.level_log(0).and_then(|l| l.next_seq().checked_sub(1));
+            let log = store.level_log(0);
+            let last = log.and_then(|l| l.next_seq().checked_sub(1));
+            let tracking = log.map(|l| stream_tracking::Tracking::load(l.dir()));
             let settings = stream::StreamSettings {
                 max_bytes: args.inner().get("x-max-length-bytes").cloned(),
                 max_age: args.inner().get("x-max-age").cloned(),
@@ -129,6 +132,8 @@ impl Queue {
                 retention: settings.retention(),
                 last_chunk: last,
                 retention_due: false,
+                listeners: Vec::new(),
+                tracking: tracking.unwrap_or_default(),
             })
         });
         let mut q = Queue {

@@ -400,6 +400,7 @@ mod tests {
             let batch = [BatchRecord {
                 timestamp: 1,
                 persistent: true,
+                kind: 0,
                 parts: &parts,
             }];
             s.append_batch(level, &batch).unwrap();

@@ -8,11 +8,15 @@
 //!   unacked count is only its credit;
 //! - `last_chunk`, when set, is an offset in `[first_seq, next_seq)` of the log.
 
+use std::sync::Weak;
+
 use amq_protocol_types::{AMQPValue, FieldTable};
 use bytes::Bytes;
+use tokio::sync::Notify;
 use warren_storage::{Cursor, Log, Retention};
 
 use super::stream_args::{parse_max_age, MaxAge, OffsetSpec};
+use super::stream_tracking::Tracking;
 use super::Queue;
 use crate::broker::message;
 use crate::protocol::{properties, table};
@@ -23,6 +27,10 @@ pub const OFFSET_HEADER: &str = "x-stream-offset";
 /// A stream's own state beside its log.
 #[derive(Debug, Default)]
 pub struct StreamState {
+    /// Stream-protocol sessions reading this stream, woken after every append.
+    pub listeners: Vec<Weak<Notify>>,
+    /// Stored consumer offsets and publisher sequences (`stream_tracking.rs`).
+    pub tracking: Tracking,
     pub retention: Retention,
     /// The first offset of the newest chunk (one publish batch): where `last` starts.
     /// After a restart, the newest message (chunks are not recorded on disk).
@@ -118,6 +126,14 @@ impl Queue {
         if let Some(s) = self.stream.as_mut() {
             s.last_chunk = Some(before.0);
             s.retention_due |= segments != before.1;
+            // Wake the stream-protocol readers (a permit is kept for one not waiting yet).
+            s.listeners.retain(|l| match l.upgrade() {
+                Some(n) => {
+                    n.notify_one();
+                    true
+                }
+                None => false,
+            });
         }
     }
 }
