@@ -114,7 +114,7 @@ async fn a_full_disk_nacks_publishes_and_loses_nothing_confirmed() {
     }
 
     // No segment on the full disk is corrupt.
-    for entry in walk(&data) {
+    for entry in common::walk(&data) {
         if entry.extension().is_some_and(|e| e == "seg") {
             let bytes = std::fs::read(&entry).unwrap();
             let base = warren_storage::segment::decode_file_header(&bytes).unwrap();
@@ -127,19 +127,4 @@ async fn a_full_disk_nacks_publishes_and_loses_nothing_confirmed() {
             );
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_lite::StreamExt as _;
@@ -194,36 +193,10 @@ async fn one_stream_over_both_protocols() {
     assert_eq!(got[1].2, Some(AMQPValue::LongString("stream".into())));
 }
 
-fn wait_port(port: u16) {
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("broker did not come up on {port}");
-}
-
-/// The broker child, killed when dropped (also when an assertion fails).
-struct Broker(std::process::Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(data: &std::path::Path, port: u16, stream_port: u16) -> Broker {
+fn spawn(data: &std::path::Path, port: u16, stream_port: u16) -> common::ChildBroker {
     let listen = format!("127.0.0.1:{stream_port}");
-    let b = Broker(common::spawn_warren(
-        data,
-        port,
-        &["--listen-stream", &listen],
-        Stdio::null(),
-    ));
-    wait_port(port);
-    wait_port(stream_port);
+    let b = common::ChildBroker::spawn(data, port, &["--listen-stream", &listen]);
+    common::wait_port(stream_port);
     b
 }
 

@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,43 +74,10 @@ async fn next(c: &mut Consumer, wait: Duration) -> Option<(i64, Vec<u8>)> {
     Some((offset, d.data))
 }
 
-/// The broker child, killed (SIGKILL) when dropped: also when an assertion fails, so a
-/// failed test leaves no broker behind.
-struct Broker(std::process::Child);
-
-impl Broker {
-    fn spawn(data: &Path, port: u16) -> Broker {
-        let b = Broker(common::spawn_warren(data, port, &[], Stdio::null()));
-        wait_port(port);
-        b
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn wait_port(port: u16) {
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("broker did not come up on {port}");
-}
-
 /// Bytes of the segment files under `dir` (the data directory).
 fn segment_bytes(dir: &Path) -> u64 {
     let mut total = 0;
-    for entry in walk(dir) {
+    for entry in common::walk(dir) {
         if entry.extension().is_some_and(|e| e == "seg") {
             total += std::fs::metadata(&entry).map_or(0, |m| m.len());
         }
@@ -119,27 +85,12 @@ fn segment_bytes(dir: &Path) -> u64 {
     total
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn confirmed_messages_keep_their_offsets_across_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = common::free_port();
-    let mut broker = Broker::spawn(&data, port);
+    let mut broker = common::ChildBroker::spawn(&data, port, &[]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -204,7 +155,7 @@ fn confirmed_messages_keep_their_offsets_across_kill_9() {
     });
     let confirmed = confirmed.load(Ordering::Relaxed);
 
-    let _broker = Broker::spawn(&data, port);
+    let _broker = common::ChildBroker::spawn(&data, port, &[]);
     rt.block_on(async {
         let conn = common::lapin_connect_port(port).await;
         let ch = conn.create_channel().await.unwrap();

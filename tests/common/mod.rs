@@ -253,6 +253,58 @@ impl RawClient {
     }
 }
 
+/// Every file under `dir`, recursively (a missing dir has none).
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Waits (up to 10 s) until something listens on loopback `port`.
+pub fn wait_port(port: u16) {
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("broker did not come up on {port}");
+}
+
+/// A broker child process (`spawn_warren`), killed with SIGKILL when dropped: also when
+/// an assertion fails, so a failed test leaves no broker behind.
+pub struct ChildBroker(pub std::process::Child);
+
+impl ChildBroker {
+    /// Starts one on `port` with `extra` flags and waits for its AMQP port.
+    pub fn spawn(data: &std::path::Path, port: u16, extra: &[&str]) -> ChildBroker {
+        let b = ChildBroker(spawn_warren(data, port, extra, std::process::Stdio::null()));
+        wait_port(port);
+        b
+    }
+
+    /// kill -9, and the exit collected.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A free port on loopback (for brokers run as child processes).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
