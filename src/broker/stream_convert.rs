@@ -13,6 +13,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::dead_letter::encode_table;
 use super::message;
+use crate::protocol::properties::{
+    FLAG_APP_ID, FLAG_CONTENT_ENCODING, FLAG_CONTENT_TYPE, FLAG_CORRELATION_ID, FLAG_DELIVERY_MODE,
+    FLAG_EXPIRATION, FLAG_HEADERS, FLAG_MESSAGE_ID, FLAG_PRIORITY, FLAG_REPLY_TO, FLAG_TIMESTAMP,
+    FLAG_TYPE, FLAG_USER_ID,
+};
 use crate::protocol::table;
 use crate::protocol::wire::Reader;
 use crate::stream_protocol::convert::{self, BasicProperties, FieldValue};
@@ -22,33 +27,15 @@ use crate::stream_protocol::message::Message;
 /// default, is a stored AMQP 0-9-1 message).
 pub const KIND_AMQP10: u8 = 1;
 
-const FLAG_CONTENT_TYPE: u16 = 1 << 15;
-const FLAG_CONTENT_ENCODING: u16 = 1 << 14;
-const FLAG_HEADERS: u16 = 1 << 13;
-const FLAG_DELIVERY_MODE: u16 = 1 << 12;
-const FLAG_PRIORITY: u16 = 1 << 11;
-const FLAG_CORRELATION_ID: u16 = 1 << 10;
-const FLAG_REPLY_TO: u16 = 1 << 9;
-const FLAG_EXPIRATION: u16 = 1 << 8;
-const FLAG_MESSAGE_ID: u16 = 1 << 7;
-const FLAG_TIMESTAMP: u16 = 1 << 6;
-const FLAG_TYPE: u16 = 1 << 5;
-const FLAG_USER_ID: u16 = 1 << 4;
-const FLAG_APP_ID: u16 = 1 << 3;
-
 /// A stored AMQP 0-9-1 message as the AMQP 1.0 record a stream-protocol consumer gets.
-pub fn stored_to_amqp10(payload: &[u8]) -> Option<Bytes> {
+pub fn stored_to_amqp10(payload: &Bytes) -> Option<Bytes> {
     let m = message::view(payload)?;
     let props = read_properties(m.header)?;
     let exchange = std::str::from_utf8(m.exchange).ok()?;
     let routing_key = std::str::from_utf8(m.routing_key).ok()?;
-    let msg = convert::from_amqp091(
-        &props,
-        Bytes::copy_from_slice(m.body),
-        exchange,
-        routing_key,
-    )
-    .ok()?;
+    // The body is the payload's tail: a view of it, not a copy.
+    let body = payload.slice(payload.len() - m.body.len()..);
+    let msg = convert::from_amqp091(&props, body, exchange, routing_key).ok()?;
     msg.to_bytes().ok()
 }
 

@@ -29,13 +29,20 @@ impl ContentHeader<'_> {
     }
 }
 
-const FLAG_HEADERS: u16 = 1 << 13;
-const FLAG_DELIVERY_MODE: u16 = 1 << 12;
-const FLAG_PRIORITY: u16 = 1 << 11;
-const FLAG_REPLY_TO: u16 = 1 << 9;
-const FLAG_EXPIRATION: u16 = 1 << 8;
-const FLAG_TIMESTAMP: u16 = 1 << 6;
-const FLAG_USER_ID: u16 = 1 << 4;
+// The basic class's property flags, bit 15 first (AMQP 0-9-1 spec order).
+pub(crate) const FLAG_CONTENT_TYPE: u16 = 1 << 15;
+pub(crate) const FLAG_CONTENT_ENCODING: u16 = 1 << 14;
+pub(crate) const FLAG_HEADERS: u16 = 1 << 13;
+pub(crate) const FLAG_DELIVERY_MODE: u16 = 1 << 12;
+pub(crate) const FLAG_PRIORITY: u16 = 1 << 11;
+pub(crate) const FLAG_CORRELATION_ID: u16 = 1 << 10;
+pub(crate) const FLAG_REPLY_TO: u16 = 1 << 9;
+pub(crate) const FLAG_EXPIRATION: u16 = 1 << 8;
+pub(crate) const FLAG_MESSAGE_ID: u16 = 1 << 7;
+pub(crate) const FLAG_TIMESTAMP: u16 = 1 << 6;
+pub(crate) const FLAG_TYPE: u16 = 1 << 5;
+pub(crate) const FLAG_USER_ID: u16 = 1 << 4;
+pub(crate) const FLAG_APP_ID: u16 = 1 << 3;
 
 /// Decodes a content header frame's payload, validating every property present.
 pub fn decode(payload: &[u8]) -> Result<ContentHeader<'_>, AmqpError> {
@@ -199,8 +206,6 @@ pub fn rewrite(payload: &[u8], change: &Rewrite<'_>) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const FLAG_CONTENT_TYPE: u16 = 1 << 15;
 
     #[test]
     fn reads_delivery_mode_and_headers() {

@@ -31,14 +31,6 @@ impl QueueType {
         }
     }
 
-    /// The name RabbitMQ shows for this type (management API, definitions).
-    pub fn name(self) -> &'static str {
-        match self {
-            QueueType::Classic => "classic",
-            QueueType::Stream => "stream",
-        }
-    }
-
     /// Checks a new queue's flags against what this type allows (after its arguments,
     /// as RabbitMQ orders the checks).
     pub fn validate(

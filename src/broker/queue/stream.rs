@@ -69,8 +69,7 @@ impl StreamSettings {
 
 /// True if `args` declare a stream.
 pub fn is_stream_args(args: &FieldTable) -> bool {
-    matches!(args.inner().get("x-queue-type"), Some(AMQPValue::LongString(s)) if s.as_bytes() == b"stream")
-        || matches!(args.inner().get("x-queue-type"), Some(AMQPValue::ShortString(s)) if s.as_str() == "stream")
+    super::QueueType::from_args(args) == Ok(super::QueueType::Stream)
 }
 
 impl Queue {
