@@ -28,6 +28,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PERF = os.path.join(ROOT, "target/release/warren-perf")
 WARREN = os.path.join(ROOT, "target/release/warren")
 RMQ_PORT, WARREN_PORT = 5690, 5691
+# The stream-protocol listeners (RabbitMQ's stream plugin, Warren's --listen-stream).
+RMQ_STREAM_PORT, WARREN_STREAM_PORT = 5692, 5693
 
 
 def wait_port(port, timeout=90):
@@ -59,14 +61,17 @@ def pid_on_port(port):
     return None
 
 
-def start_rabbit_node(prefix, port, node, dist_port):
+def start_rabbit_node(prefix, port, node, dist_port, plugins=(), conf=""):
     """Starts a throw-away RabbitMQ node in a fresh temporary dir; returns (dir, process).
-    The node runs in its own session, so its whole process group can be ended."""
+    The node runs in its own session, so its whole process group can be ended. `plugins`
+    are enabled and `conf` is written to its rabbitmq.conf."""
     d = tempfile.mkdtemp(prefix=prefix)
     for sub in ("mnesia", "log"):
         os.makedirs(os.path.join(d, sub))
     with open(os.path.join(d, "plugins"), "w") as f:
-        f.write("[].\n")
+        f.write(f"[{','.join(plugins)}].\n")
+    with open(os.path.join(d, "rabbitmq.conf"), "w") as f:
+        f.write(conf)
     # Run the node directly (as root): the packaged wrapper `su`s to the rabbitmq user,
     # whose PAM limits cap open files at 1024 and so fail the 1,000-connection runs.
     env = dict(os.environ, HOME=d,
@@ -85,8 +90,13 @@ class Rabbit:
     name = "RabbitMQ"
 
     def __init__(self):
-        self.dir, self.proc = start_rabbit_node("rmq-", RMQ_PORT, "perf@localhost", 25690)
-        if not wait_port(RMQ_PORT):
+        # The stream plugin serves the stream rows; it is on for every row, as it would be
+        # on a node that offers streams.
+        self.dir, self.proc = start_rabbit_node(
+            "rmq-", RMQ_PORT, "perf@localhost", 25690, plugins=("rabbitmq_stream",),
+            conf=f"stream.listeners.tcp.1 = {RMQ_STREAM_PORT}\n")
+        self.stream_port = RMQ_STREAM_PORT
+        if not wait_port(RMQ_PORT) or not wait_port(RMQ_STREAM_PORT):
             sys.exit("RabbitMQ did not start")
         self.pid = pid_on_port(RMQ_PORT)
         self.url = f"amqp://guest:guest@127.0.0.1:{RMQ_PORT}/%2f"
@@ -111,11 +121,12 @@ class Warren:
         self.name = name
         self.dir = tempfile.mkdtemp(prefix="warren-", dir=os.path.join(ROOT, "target"))
         self.proc = subprocess.Popen([binary, "--listen", f"127.0.0.1:{WARREN_PORT}", "--http", "127.0.0.1:0", "--prometheus", "127.0.0.1:0", "--data-dir",
-                                      self.dir, "--fsync", fsync],
+                                      self.dir, "--fsync", fsync, "--listen-stream", f"127.0.0.1:{WARREN_STREAM_PORT}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait_port(WARREN_PORT):
             sys.exit(f"{name} did not start")
         self.pid = self.proc.pid
+        self.stream_port = WARREN_STREAM_PORT
         self.url = f"amqp://guest:guest@127.0.0.1:{WARREN_PORT}/%2f"
         self.version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
 
@@ -143,6 +154,10 @@ def scenarios(seconds):
         ("1,000 queues with a consumer: broker RSS, MB", ["queues", "--queues", "1000"], "broker_rss"),
         ("1,000 idle connections: RSS without the executable's pages, MB", ["connections", "--connections", "1000"], "broker_rss_without_code"),
         ("1,000 queues with a consumer: RSS without the executable's pages, MB", ["queues", "--queues", "1000"], "broker_rss_without_code"),
+        # The RabbitMQ Stream protocol (issue 14): batches of 100, 10,000 unconfirmed.
+        ("stream publish, confirms", ["stream-publish", "--seconds", s], "confirmed_per_s"),
+        ("stream publish 1 KiB, confirms", ["stream-publish", "--size", "1024", "--seconds", s], "confirmed_per_s"),
+        ("stream consume from first (10M stored)", ["stream-consume", "--messages", "10000000"], "consumed_per_s"),
     ]
 
 
@@ -151,7 +166,7 @@ FRESH = ("backlog", "connections", "queues")
 
 
 def run_one(broker, args):
-    cmd = [PERF] + args + ["--url", broker.url, "--json"]
+    cmd = [PERF] + args + ["--url", broker.url, "--stream-port", str(broker.stream_port), "--json"]
     if broker.pid:
         cmd += ["--broker-pid", str(broker.pid)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

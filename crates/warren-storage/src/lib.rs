@@ -4,6 +4,7 @@
 //! record's payload is opaque bytes.
 
 pub mod acks;
+mod batch_write;
 pub mod compact;
 pub mod file;
 pub mod log;

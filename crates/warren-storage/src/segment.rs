@@ -25,6 +25,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::acks::AckBitmap;
+use crate::batch_write;
 use crate::compact::CompactionJob;
 use crate::file::{check_same_file, rename_noreplace, reserve, whole_view, write_zeros};
 pub use crate::file::{sync_dir, SegmentFile};
@@ -518,50 +519,35 @@ impl Segment {
 
     /// Appends as many of `recs` as fit (sequence numbers from `first_seq`), all with one
     /// pwritev, followed by an end marker; returns how many were written.
+    ///
+    /// Headers and small payloads are gathered into one buffer first (`batch_write`).
     pub fn append_many(&mut self, first_seq: u64, recs: &[BatchRecord<'_>]) -> io::Result<usize> {
         assert!(!self.sealed, "append to a sealed segment");
         assert!(first_seq >= self.base && self.last_seq.is_none_or(|l| first_seq > l));
-        let mut headers: Vec<[u8; HEADER_LEN]> = Vec::with_capacity(recs.len());
+        let payload_len = |r: &BatchRecord<'_>| r.parts.iter().map(|p| p.len()).sum::<usize>();
         let mut pos = self.write_pos;
-        for (k, r) in recs.iter().enumerate() {
-            let len = record::encoded_len(r.parts.iter().map(|p| p.len()).sum());
+        let mut n = 0;
+        for r in recs {
+            let len = record::encoded_len(payload_len(r));
             if pos + len > self.file.len() {
                 break;
             }
-            let flags = if r.persistent {
-                record::FLAG_PERSISTENT
-            } else {
-                0
-            } | (r.kind as u32) << record::KIND_SHIFT;
-            headers.push(record::encode_header(
-                first_seq + k as u64,
-                r.timestamp,
-                flags,
-                r.parts,
-            ));
             pos += len;
+            n += 1;
         }
-        let n = headers.len();
         if n == 0 {
             return Ok(0);
         }
-        let zeros = [0u8; HEADER_LEN];
         let marker = if pos + HEADER_LEN <= self.file.len() {
             HEADER_LEN
         } else {
             0
         };
-        let mut slices: Vec<&[u8]> = Vec::with_capacity(n * 4 + 1);
-        for (h, r) in headers.iter().zip(recs) {
-            slices.push(h);
-            slices.extend_from_slice(r.parts);
-        }
-        slices.push(&zeros[..marker]);
-        self.file.pwritev_slices(self.write_pos, &slices)?;
+        batch_write::write_batch(&self.file, self.write_pos, first_seq, &recs[..n], marker)?;
         let mut offset = self.write_pos;
         for (k, r) in recs[..n].iter().enumerate() {
             self.note_record(first_seq + k as u64, offset);
-            offset += record::encoded_len(r.parts.iter().map(|p| p.len()).sum());
+            offset += record::encoded_len(payload_len(r));
         }
         self.write_pos = pos;
         Ok(n)

@@ -5,6 +5,8 @@ mod client;
 mod features;
 mod sink;
 mod stats;
+mod stream_client;
+mod streams;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,6 +48,12 @@ enum Scenario {
     /// `throughput` on a queue with x-max-priority (--max-priority, default 10), message
     /// priority = sequence % max-priority.
     Priority,
+    /// RabbitMQ Stream protocol (--stream-port): --producers publishers with confirms on a
+    /// fresh stream for --seconds (streams.rs).
+    StreamPublish,
+    /// RabbitMQ Stream protocol: fill a fresh stream with --messages, then --consumers
+    /// readers each read all of it from `first` (streams.rs).
+    StreamConsume,
     /// Not a scenario: a server that accepts the handshake and discards everything (to
     /// measure what one warren-perf can drive).
     Sink,
@@ -120,6 +128,30 @@ struct Args {
     /// dead-letter: dead-letter by consumer nacks (requeue=false), not by x-message-ttl 0.
     #[arg(long)]
     reject: bool,
+    /// Port of the broker's RabbitMQ Stream protocol listener (same host as --url).
+    #[arg(long, default_value_t = 5552)]
+    stream_port: u16,
+    /// Messages per stream Publish frame.
+    #[arg(long, default_value_t = 100)]
+    stream_batch: u32,
+    /// Most unconfirmed messages per stream publisher.
+    #[arg(long, default_value_t = 10_000)]
+    stream_window: u64,
+    /// Initial credit (chunks) of a stream subscription; one more is granted per chunk.
+    #[arg(long, default_value_t = 10)]
+    stream_credit: u16,
+    /// stream-consume: read the existing stream rather than filling a fresh one.
+    #[arg(long)]
+    stream_reuse: bool,
+    /// max-length-bytes of the stream the stream scenarios create.
+    #[arg(long)]
+    max_length_bytes: Option<u64>,
+    /// stream-max-segment-size-bytes of the stream the stream scenarios create.
+    #[arg(long)]
+    segment_bytes: Option<u64>,
+    /// A directory whose disk use the stream scenarios sample (the broker's data dir).
+    #[arg(long)]
+    watch_dir: Option<std::path::PathBuf>,
     /// Listen address for the sink.
     #[arg(long, default_value = "127.0.0.1:5700")]
     listen: String,
@@ -502,6 +534,12 @@ async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
         Scenario::Queues => run_queues(&ctx, &mut report).await?,
         Scenario::TtlExpiry => features::run_ttl_expiry(&ctx, &mut report).await?,
         Scenario::DeadLetter => features::run_dead_letter(&ctx, &mut report, &latencies).await?,
+        Scenario::StreamPublish => {
+            streams::run_stream_publish(&ctx, &mut report, &latencies).await?
+        }
+        Scenario::StreamConsume => {
+            streams::run_stream_consume(&ctx, &mut report, &latencies).await?
+        }
         Scenario::Sink => unreachable!("handled in main"),
     }
     progress.abort();

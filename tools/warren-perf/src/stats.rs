@@ -67,7 +67,7 @@ impl Report {
     }
 
     pub fn table(&self) -> String {
-        let mut out = format!("scenario            {}\n", self.scenario);
+        let mut out = format!("scenario                {}\n", self.scenario);
         for (name, v) in &self.rows {
             let shown = match v {
                 Value::Rate(r) => format!("{r:.0} msg/s"),
@@ -75,7 +75,7 @@ impl Report {
                 Value::Bytes(b) => format!("{:.1} MB", *b as f64 / 1e6),
                 Value::Micros(u) => format!("{u} µs"),
             };
-            out.push_str(&format!("{name:<20}{shown}\n"));
+            out.push_str(&format!("{name:<24}{shown}\n"));
         }
         out
     }
