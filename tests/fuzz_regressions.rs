@@ -90,6 +90,22 @@ fn connection_inputs() {
 }
 
 #[test]
+fn stream_session_inputs() {
+    for (_, data) in inputs("stream_session") {
+        warren::stream_protocol::session::fuzz_session(&data);
+    }
+    // Each input's broker data dir is removed (the only test here with this prefix).
+    let prefix = format!("warren-fuzz-stream-{}-", std::process::id());
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "data dirs left behind: {left:?}");
+}
+
+#[test]
 fn definitions_json_inputs() {
     for (_, data) in inputs("definitions_json") {
         warren::broker::definitions_import::fuzz_import(&data);

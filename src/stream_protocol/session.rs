@@ -8,8 +8,9 @@
 //! The session pulls: each subscription keeps its own cursor and reads records from the
 //! model under the vhost lock (views of the segment mappings, no copy), then builds the
 //! osiris chunk outside it. A `Notify` registered with each subscribed stream wakes the
-//! session when something is appended. Publishes are appended in one batch per frame and
-//! confirmed when the storage sync covering them completes (`--fsync`).
+//! session when something is appended. Publishes are appended in one batch per read (per
+//! frame for a named publisher, see `frame_in_order`) and confirmed when the storage sync
+//! covering them completes (`--fsync`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use warren_storage::{Cursor, Ticket};
 
 use super::command::{Broker, Command, OffsetSpec, SimpleResponseKey, StreamMetadata};
 use super::decode::{undecodable_reaction, Origin, UndecodableReaction};
-use super::frame::read_frame;
+use super::frame::{read_frame, FrameError};
 use super::*;
 use crate::broker::access::User;
 use crate::broker::admin::ConnectionInfo;
@@ -36,6 +37,9 @@ use crate::broker::VHostHandle;
 use crate::connection::ServerContext;
 
 mod data;
+mod fuzz;
+
+pub use fuzz::fuzz_session;
 
 /// How long a client may stay silent before the handshake is done.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,6 +81,8 @@ struct Session {
     subscriptions: HashMap<u8, Subscription>,
     /// Publishes waiting for their sync: (ticket, publisher, publishing ids).
     confirms: VecDeque<(Ticket, u8, Vec<u64>)>,
+    /// Publish frames of this read not yet appended (`frame_in_order`).
+    pending_publishes: Vec<Bytes>,
     wake: Arc<Notify>,
     /// The connection ends after the write buffer is flushed.
     done: bool,
@@ -88,26 +94,8 @@ pub async fn serve(
     (peer, local): (SocketAddr, SocketAddr),
     ctx: Arc<ServerContext>,
 ) {
-    let id = ctx.broker.register_connection();
-    let mut s = Session {
-        id,
-        peer,
-        local,
-        advertised_port: local.port(),
-        ctx: ctx.clone(),
-        phase: Phase::Handshake,
-        user: None,
-        vhost: None,
-        attached: false,
-        frame_max: DEFAULT_FRAME_MAX,
-        heartbeat: DEFAULT_HEARTBEAT,
-        wbuf: BytesMut::new(),
-        publishers: HashMap::new(),
-        subscriptions: HashMap::new(),
-        confirms: VecDeque::new(),
-        wake: Arc::new(Notify::new()),
-        done: false,
-    };
+    let mut s = Session::new(ctx, (peer, local));
+    let id = s.id;
     tracing::info!(conn = id, %peer, "stream connection accepted");
     if let Err(e) = s.run(&mut socket).await {
         tracing::info!(conn = id, %peer, "stream connection ended: {e}");
@@ -116,6 +104,29 @@ pub async fn serve(
 }
 
 impl Session {
+    fn new(ctx: Arc<ServerContext>, (peer, local): (SocketAddr, SocketAddr)) -> Session {
+        Session {
+            id: ctx.broker.register_connection(),
+            peer,
+            local,
+            advertised_port: local.port(),
+            ctx,
+            phase: Phase::Handshake,
+            user: None,
+            vhost: None,
+            attached: false,
+            frame_max: DEFAULT_FRAME_MAX,
+            heartbeat: DEFAULT_HEARTBEAT,
+            wbuf: BytesMut::new(),
+            publishers: HashMap::new(),
+            subscriptions: HashMap::new(),
+            confirms: VecDeque::new(),
+            pending_publishes: Vec::new(),
+            wake: Arc::new(Notify::new()),
+            done: false,
+        }
+    }
+
     async fn run(&mut self, socket: &mut TcpStream) -> std::io::Result<()> {
         let mut rbuf = BytesMut::with_capacity(64 * 1024);
         let mut synced = self.ctx.confirms.subscribe();
@@ -140,14 +151,8 @@ impl Session {
                         return Ok(());
                     }
                     last_read = tokio::time::Instant::now();
-                    while let Some(body) = read_frame(&mut rbuf, self.frame_max)
-                        .map_err(|e| std::io::Error::other(e.to_string()))?
-                    {
-                        self.frame(body);
-                        if self.done {
-                            break;
-                        }
-                    }
+                    self.process(&mut rbuf)
+                        .map_err(|e| std::io::Error::other(e.to_string()))?;
                 }
                 _ = self.wake.notified() => {}
                 _ = synced.changed() => {}
@@ -177,6 +182,22 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Every whole frame in `rbuf` through the state machine, until the connection is done.
+    fn process(&mut self, rbuf: &mut BytesMut) -> Result<(), FrameError> {
+        let result = loop {
+            match read_frame(rbuf, self.frame_max) {
+                Ok(Some(body)) => self.frame_in_order(body),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+            if self.done {
+                break Ok(());
+            }
+        };
+        self.flush_publishes();
+        result
     }
 
     fn send(&mut self, c: &Command) {

@@ -14,9 +14,107 @@ use crate::broker::stream_convert::{stored_to_amqp10, KIND_AMQP10};
 /// Records per chunk at most (a chunk is what one unit of credit buys).
 const CHUNK_RECORDS: usize = 1000;
 
+/// The (publishing id, message) pairs of a version-1 Publish frame (key, version,
+/// publisher id, count, messages) whose entries are all simple messages; `None` for
+/// anything else (a sub-batch, a count that does not match, a truncated entry), which the
+/// general decoder answers.
+fn simple_messages(body: &[u8]) -> Option<SimpleMessages<'_>> {
+    if body.len() < 9 || body[0..2] != KEY_PUBLISH.to_be_bytes() {
+        return None;
+    }
+    if body[2..4] != VERSION_1.to_be_bytes() {
+        return None;
+    }
+    let declared = u32::from_be_bytes(body[5..9].try_into().expect("4 bytes"));
+    let (mut at, mut present) = (9usize, 0u32);
+    while at < body.len() {
+        let len = body.get(at + 8..at + 12)?;
+        let len = u32::from_be_bytes(len.try_into().expect("4 bytes"));
+        if len & 0x8000_0000 != 0 {
+            return None;
+        }
+        at = at
+            .checked_add(12 + len as usize)
+            .filter(|&end| end <= body.len())?;
+        present += 1;
+    }
+    (present == declared).then_some(SimpleMessages { body, at: 9 })
+}
+
+/// Iterates the messages of a frame `simple_messages` checked.
+struct SimpleMessages<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for SimpleMessages<'a> {
+    type Item = (u64, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let at = self.at;
+        let header = self.body.get(at..at + 12)?;
+        let id = u64::from_be_bytes(header[..8].try_into().expect("8 bytes"));
+        let len = u32::from_be_bytes(header[8..].try_into().expect("4 bytes")) as usize;
+        self.at = at + 12 + len;
+        Some((id, &self.body[at + 12..self.at]))
+    }
+}
+
 impl Session {
+    /// A client frame on its way to the state machine: a Publish of simple messages by an
+    /// anonymous publisher waits in `pending_publishes` so that the Publish frames of one
+    /// read are appended together (one append and one sync registration for all of them;
+    /// their confirms are still sent per publishing id). A named publisher's frames are
+    /// appended one by one, as deduplication compares each frame with what came before.
+    /// Anything else goes through the general decoder, after the publishes before it.
+    pub(super) fn frame_in_order(&mut self, body: Bytes) {
+        if self.phase == Phase::Open && simple_messages(&body).is_some() {
+            match self.publishers.get(&body[4]) {
+                Some(p) if p.reference.is_none() => {
+                    self.pending_publishes.push(body);
+                    return;
+                }
+                Some(_) => {
+                    self.flush_publishes();
+                    return self.publish_frames(body[4], &[body]);
+                }
+                None => {}
+            }
+        }
+        self.flush_publishes();
+        self.frame(body);
+    }
+
+    /// Appends the waiting Publish frames, one batch per run of the same publisher.
+    pub(super) fn flush_publishes(&mut self) {
+        let frames = std::mem::take(&mut self.pending_publishes);
+        let mut i = 0;
+        while i < frames.len() {
+            let publisher_id = frames[i][4];
+            let run = frames[i..]
+                .iter()
+                .take_while(|f| f[4] == publisher_id)
+                .count();
+            self.publish_frames(publisher_id, &frames[i..i + run]);
+            i += run;
+        }
+        self.pending_publishes = frames;
+        self.pending_publishes.clear();
+    }
+
+    /// Publish frames of simple messages (checked by `simple_messages`) by one publisher.
+    fn publish_frames(&mut self, publisher_id: u8, frames: &[Bytes]) {
+        let mut views: Vec<(u64, &[u8])> = Vec::new();
+        for f in frames {
+            views.extend(simple_messages(f).expect("checked before queueing"));
+        }
+        let ids: Vec<u64> = views.iter().map(|(id, _)| *id).collect();
+        self.publish_views(publisher_id, &views, ids);
+    }
+
+    /// A Publish frame through the general decoder (sub-batches, or an unknown publisher).
     pub(super) fn publish(&mut self, publisher_id: u8, messages: Vec<PublishedMessage>) {
-        let Some(p) = self.publishers.get(&publisher_id) else {
+        if !self.publishers.contains_key(&publisher_id) {
             let errors = messages
                 .iter()
                 .map(|m| (m.publishing_id, RESPONSE_CODE_PUBLISHER_DOES_NOT_EXIST))
@@ -25,14 +123,16 @@ impl Session {
                 publisher_id,
                 errors,
             });
-        };
-        let (stream, reference) = (p.stream.clone(), p.reference.clone());
+        }
         // A sub-batch's records are stored one by one, under its publishing id.
         let mut records: Vec<(u64, Bytes)> = Vec::with_capacity(messages.len());
-        let mut refused = Vec::new();
+        let (mut ids, mut refused) = (Vec::with_capacity(messages.len()), Vec::new());
         for m in &messages {
             match m.entry.records() {
-                Some(rs) => records.extend(rs.into_iter().map(|r| (m.publishing_id, r))),
+                Some(rs) => {
+                    records.extend(rs.into_iter().map(|r| (m.publishing_id, r)));
+                    ids.push(m.publishing_id);
+                }
                 None => refused.push((m.publishing_id, RESPONSE_CODE_PRECONDITION_FAILED)),
             }
         }
@@ -42,11 +142,21 @@ impl Session {
                 errors: refused,
             });
         }
-        let ids: Vec<u64> = messages.iter().map(|m| m.publishing_id).collect();
         let views: Vec<(u64, &[u8])> = records.iter().map(|(id, r)| (*id, &r[..])).collect();
+        self.publish_views(publisher_id, &views, ids);
+    }
+
+    /// Appends `views` (publishing id, message) for a declared publisher and queues the
+    /// confirm of `ids` behind the sync that covers them (duplicates are confirmed at once).
+    fn publish_views(&mut self, publisher_id: u8, views: &[(u64, &[u8])], ids: Vec<u64>) {
+        let p = self
+            .publishers
+            .get(&publisher_id)
+            .expect("a declared publisher");
+        let (stream, reference) = (p.stream.clone(), p.reference.clone());
         let r = self
             .vhost()
-            .with(|m| m.stream_publish(&stream, &views, reference.as_deref()));
+            .with(|m| m.stream_publish(&stream, views, reference.as_deref()));
         match r {
             Ok(published) => {
                 let dup = published.duplicates;

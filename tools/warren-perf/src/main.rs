@@ -140,6 +140,9 @@ struct Args {
     /// Initial credit (chunks) of a stream subscription; one more is granted per chunk.
     #[arg(long, default_value_t = 10)]
     stream_credit: u16,
+    /// stream-consume: readers stop after this many seconds if not done (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    stream_read_seconds: u64,
     /// stream-consume: read the existing stream rather than filling a fresh one.
     #[arg(long)]
     stream_reuse: bool,

@@ -335,7 +335,8 @@ pub async fn run_stream_publish(
 }
 
 /// `stream-consume`: fills a fresh stream with --messages (unless --stream-reuse finds it
-/// there), then --consumers readers each read all of it from `first`.
+/// there), then --consumers readers each read all of it from `first` (or stop after
+/// --stream-read-seconds).
 pub async fn run_stream_consume(
     ctx: &Arc<Ctx>,
     report: &mut Report,
@@ -357,6 +358,13 @@ pub async fn run_stream_consume(
     let watching = Arc::new(AtomicBool::new(false));
     let (peaks, watcher) = watch(ctx, watching.clone());
     let start = Instant::now();
+    if a.stream_read_seconds > 0 {
+        let (ctx, limit) = (ctx.clone(), Duration::from_secs(a.stream_read_seconds));
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            ctx.stop.store(true, Ordering::Relaxed);
+        });
+    }
     let readers: Vec<_> = (0..a.consumers)
         .map(|_| tokio::spawn(stream_reader(ctx.clone(), a.messages)))
         .collect();
