@@ -83,6 +83,8 @@ struct Session {
     confirms: VecDeque<(Ticket, u8, Vec<u64>)>,
     /// Publish frames of this read not yet appended (`frame_in_order`).
     pending_publishes: Vec<Bytes>,
+    /// `deliver` stopped at the output bound with credit and records left.
+    delivery_pending: bool,
     wake: Arc<Notify>,
     /// The connection ends after the write buffer is flushed.
     done: bool,
@@ -122,6 +124,7 @@ impl Session {
             subscriptions: HashMap::new(),
             confirms: VecDeque::new(),
             pending_publishes: Vec::new(),
+            delivery_pending: false,
             wake: Arc::new(Notify::new()),
             done: false,
         }
@@ -141,11 +144,17 @@ impl Session {
             if !self.wbuf.is_empty() {
                 socket.write_all(&self.wbuf).await?;
                 self.wbuf.clear();
+                if self.wbuf.capacity() > 4 * data::OUTPUT_HIGH {
+                    // A large answer once (metadata of many streams) is not kept.
+                    self.wbuf = BytesMut::new();
+                }
             }
             if self.done {
                 return Ok(());
             }
             tokio::select! {
+                // More to deliver: round again at once, reads still taken in turn.
+                _ = std::future::ready(()), if self.delivery_pending => {}
                 n = socket.read_buf(&mut rbuf) => {
                     if n? == 0 {
                         return Ok(());

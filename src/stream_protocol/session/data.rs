@@ -14,6 +14,15 @@ use crate::broker::stream_convert::{stored_to_amqp10, KIND_AMQP10};
 /// Records per chunk at most (a chunk is what one unit of credit buys).
 const CHUNK_RECORDS: usize = 1000;
 
+/// Message bytes per chunk at most: with the output bound below, what one session holds
+/// for a reader is a few hundred KiB whatever its credit (100 readers of 1 KiB messages
+/// with credit 10 held 10 MB each when chunks filled the frame size).
+const CHUNK_BYTES_MAX: usize = 256 * 1024;
+
+/// Deliveries stop adding to the output once it holds this much; the socket loop writes
+/// it and comes back for more (`delivery_pending`).
+pub(super) const OUTPUT_HIGH: usize = 256 * 1024;
+
 /// The (publishing id, message) pairs of a version-1 Publish frame (key, version,
 /// publisher id, count, messages) whose entries are all simple messages; `None` for
 /// anything else (a sub-batch, a count that does not match, a truncated entry), which the
@@ -210,19 +219,25 @@ impl Session {
         }
     }
 
-    /// One chunk per unit of credit for each subscription that has new records.
+    /// One chunk per unit of credit for each subscription that has new records, until the
+    /// output holds `OUTPUT_HIGH` bytes.
     pub(super) fn deliver(&mut self) {
         if self.phase != Phase::Open {
             return;
         }
+        self.delivery_pending = false;
         let max_bytes = (self.frame_max as usize)
             .saturating_sub(64 + 4 * CHUNK_RECORDS)
-            .max(1024);
+            .clamp(1024, CHUNK_BYTES_MAX);
         let ids: Vec<u8> = self.subscriptions.keys().copied().collect();
         for id in ids {
             while let Some(sub) = self.subscriptions.get_mut(&id) {
                 if sub.credit <= 0 {
                     break;
+                }
+                if self.wbuf.len() >= OUTPUT_HIGH {
+                    self.delivery_pending = true;
+                    return;
                 }
                 let stream = sub.stream.clone();
                 let mut cursor = sub.cursor;

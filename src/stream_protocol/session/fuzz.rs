@@ -63,6 +63,11 @@ fn fuzz_drive(input: &[u8], mut output: impl FnMut(&[u8])) {
         s.deliver();
         output(&s.wbuf);
         s.wbuf.clear();
+        while s.delivery_pending {
+            s.deliver();
+            output(&s.wbuf);
+            s.wbuf.clear();
+        }
         if s.done {
             break;
         }
