@@ -213,9 +213,11 @@ async fn stream_reader(ctx: Arc<Ctx>, limit: u64) -> io::Result<ReadOutcome> {
             wr.write_all(&credits).await?;
             continue;
         }
-        if last_delivery.elapsed() > Duration::from_secs(10) {
+        // A broker serving many readers on 2 cores may leave one waiting for a while; a
+        // minute without a chunk is a stalled subscription.
+        if last_delivery.elapsed() > Duration::from_secs(60) {
             return Err(io::Error::other(format!(
-                "no chunk for 10 s after {records} of {limit} records"
+                "no chunk for 60 s after {records} of {limit} records"
             )));
         }
         match tokio::time::timeout(Duration::from_millis(200), rd.read_buf(&mut rbuf)).await {
