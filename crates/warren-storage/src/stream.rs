@@ -202,6 +202,45 @@ mod tests {
         assert_eq!(kinds, [1, 2, 0]);
     }
 
+    /// A reader in the middle of the log keeps its place while retention drops segments in
+    /// front of it (the segment indices shift under its cursor's hint), and a second
+    /// reader started later reads the same records.
+    #[test]
+    fn readers_keep_their_place_when_front_segments_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = stream_log(dir.path(), 64 * 1024);
+        let body = |i: u64| {
+            let mut b = [0u8; 200];
+            b[..8].copy_from_slice(&i.to_le_bytes());
+            b
+        };
+        for i in 0..5000u64 {
+            append_at(&mut log, i, &body(i));
+        }
+        assert!(log.segment_count() > 10, "the test needs many segments");
+        let mut cursor = crate::log::Cursor::at(0);
+        for want in 0..3000u64 {
+            assert_eq!(log.read_next(&mut cursor).unwrap().seq, want);
+        }
+        let dropped = log
+            .apply_retention(
+                &Retention {
+                    max_bytes: Some(600 * 1024),
+                    max_age_ms: None,
+                },
+                0,
+            )
+            .unwrap();
+        assert!(dropped > 1000 && dropped <= 3000, "dropped {dropped}");
+        for want in 3000..5000u64 {
+            let rec = log.read_next(&mut cursor).unwrap();
+            assert_eq!((rec.seq, &rec.payload[..]), (want, &body(want)[..]));
+        }
+        assert!(log.read_next(&mut cursor).is_none());
+        append_at(&mut log, 0, b"after");
+        assert_eq!(log.read_next(&mut cursor).unwrap().seq, 5000);
+    }
+
     #[test]
     fn retention_by_bytes_drops_whole_segments_from_the_front() {
         let dir = tempfile::tempdir().unwrap();
