@@ -166,9 +166,7 @@ fn now_ns(epoch: Instant) -> u64 {
 }
 
 fn rss_of(pid: Option<u32>) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    streams::status_bytes(pid?, "VmRSS:")
 }
 
 /// Resident bytes of the broker's own executable mapping (its code and read-only data):

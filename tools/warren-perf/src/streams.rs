@@ -247,7 +247,7 @@ fn disk_usage(dir: &Path) -> u64 {
 }
 
 /// A field of /proc/PID/status in bytes (VmRSS, RssAnon, RssFile).
-fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
