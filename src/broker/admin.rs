@@ -83,6 +83,10 @@ pub struct ConnectionInfo {
     pub send_oct: AtomicU64,
     pub recv_cnt: AtomicU64,
     pub send_cnt: AtomicU64,
+    /// When the connection was last held by publisher flow control (milliseconds since
+    /// the epoch; 0 = never): shown as state `flow` for a second after, as RabbitMQ's
+    /// `credit_flow` reports it.
+    pub last_flow: AtomicU64,
 }
 
 /// Milliseconds since the epoch (what `connected_at` holds).
@@ -111,6 +115,7 @@ impl ConnectionInfo {
             send_oct: AtomicU64::new(0),
             recv_cnt: AtomicU64::new(0),
             send_cnt: AtomicU64::new(0),
+            last_flow: AtomicU64::new(0),
         }
     }
 
@@ -123,6 +128,21 @@ impl ConnectionInfo {
     pub fn received(&self, bytes: usize) {
         self.recv_oct.fetch_add(bytes as u64, Relaxed);
         self.recv_cnt.fetch_add(1, Relaxed);
+    }
+
+    /// The connection is (still) held by flow control.
+    pub fn in_flow(&self) {
+        self.last_flow.store(now_millis(), Relaxed);
+    }
+
+    /// RabbitMQ's connection state: `flow` if flow control held it within the last
+    /// second, else `running`.
+    pub fn state(&self) -> &'static str {
+        let last = self.last_flow.load(Relaxed);
+        match last != 0 && now_millis() < last + 1000 {
+            true => "flow",
+            false => "running",
+        }
     }
 
     /// A socket write of `bytes`.

@@ -266,6 +266,10 @@ impl VHost {
         q.counters.deliver += delivered - no_ack;
         q.counters.deliver_no_ack += no_ack;
         q.counters.redeliver += redelivers;
+        if q.flow.engaged() {
+            let (ready, counts) = (q.ready(), q.flow_counts());
+            q.flow.after_dispatch(ready, counts, now);
+        }
         self.stats.delivered(delivered);
         self.drain_dead_letters();
     }

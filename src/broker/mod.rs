@@ -16,6 +16,7 @@ pub mod definitions_import;
 pub mod error;
 pub mod exchange;
 pub mod fast_map;
+pub mod flow;
 pub mod grants;
 pub mod json_args;
 pub mod message;

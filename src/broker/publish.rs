@@ -97,6 +97,7 @@ impl VHost {
         msgs: &[PublishRequest<'_>],
     ) -> Vec<Result<Published, BrokerError>> {
         let mut results: Vec<Result<Published, BrokerError>> = Vec::with_capacity(msgs.len());
+        self.flow_pause = None;
         // (queue, message index) pairs in publish order.
         let mut deliveries: Vec<(Arc<str>, usize)> = Vec::new();
         let mut targets = std::mem::take(&mut self.route_scratch);
@@ -173,6 +174,19 @@ impl VHost {
         self.stats.published(msgs.len() as u64);
         self.store_batch(msgs, &mut deliveries, &mut results);
         results
+    }
+
+    /// Whether the connection `conn` that made the last publish batch should pause (a
+    /// queue it published to is in flow). A connection that consumes from that queue is
+    /// not paused: pausing it would also stop its acks, on which the queue's draining
+    /// depends.
+    pub fn take_flow_pause(&mut self, conn: u64) -> Option<super::flow::FlowPause> {
+        let pause = self.flow_pause.take()?;
+        let q = self.queues.get(&pause.queue)?;
+        if q.consumers.iter().any(|c| c.conn == conn) {
+            return None;
+        }
+        Some(pause)
     }
 
     /// Appends messages to the queues they were routed to: `deliveries` pairs a queue with
@@ -340,6 +354,12 @@ impl VHost {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
+        if !q.is_stream() {
+            let (ready, counts) = (q.ready(), q.flow_counts());
+            if let Some(pause) = q.flow.after_publish(queue, ready, counts, now) {
+                self.flow_pause = Some(pause);
+            }
+        }
         if q.can_expire() {
             // A message whose TTL is 0 is delivered at once or not at all.
             self.expire_head(queue, now + 1);

@@ -60,6 +60,9 @@ pub struct VHost {
     pub(super) next_consumer_serial: u64,
     pub(super) name_counter: u64,
     pub(super) route_scratch: Vec<Arc<str>>,
+    /// Set by the last publish batch if a queue it stored to is in flow (flow.rs); taken
+    /// by the publishing connection under the same lock (`take_flow_pause`).
+    pub(super) flow_pause: Option<super::flow::FlowPause>,
     /// Deliveries of one dispatch burst, handed to the consumer's outbox at once (kept to
     /// reuse its allocation).
     pub(super) delivery_scratch: Vec<super::outbox::Outgoing>,
@@ -152,6 +155,7 @@ impl VHost {
             next_consumer_serial: 1,
             name_counter: now_millis(),
             route_scratch: Vec::new(),
+            flow_pause: None,
             delivery_scratch: Vec::new(),
             stats,
             defs_dirty: false,

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 
 use super::frames::Stop;
 use super::Conn;
+use crate::broker::flow::{self, FlowGate, FlowPause};
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::frame::{self, PROTOCOL_HEADER};
 use crate::protocol::method::server;
@@ -81,8 +82,14 @@ impl Conn {
                 server::connection_unblocked(&mut self.wbuf);
                 self.blocked_sent = false;
             }
-            let can_read =
-                self.wbuf.len() < WRITE_HIGH_WATER && !self.close_after_flush && !blocked;
+            let can_read = self.wbuf.len() < WRITE_HIGH_WATER
+                && !self.close_after_flush
+                && !blocked
+                && self.flow.is_none();
+            let flow = self
+                .flow
+                .as_ref()
+                .map(|(p, since)| (p.gate.clone(), p.epoch, *since + flow::MAX_PAUSE));
             tokio::select! {
                 r = rd.read_buf(&mut rbuf), if can_read => {
                     match r {
@@ -116,6 +123,9 @@ impl Conn {
                 }
                 _ = self.outbox.notify.notified(), if self.wbuf.len() < DELIVERY_HIGH_WATER => {
                     self.drain_outbox();
+                }
+                _ = flow_lifted(flow.as_ref()), if flow.is_some() => {
+                    self.leave_flow();
                 }
                 _ = alarm_rx.changed() => {}
                 r = shutdown_rx.changed(), if !self.phase.is_closing() => {
@@ -157,6 +167,26 @@ impl Conn {
         }
     }
 
+    /// A queue this connection published to is in flow: stop reading until it drains.
+    pub(super) fn enter_flow(&mut self, pause: FlowPause) {
+        if let Some(info) = &self.info {
+            info.in_flow();
+        }
+        if !std::mem::replace(&mut self.flow_logged, true) {
+            tracing::info!(conn = self.id, peer = %self.peer, queue = %pause.queue,
+                "publisher flow control: the queue's consumers are behind, pausing reads until it drains");
+        }
+        self.flow = Some((pause, Instant::now()));
+    }
+
+    fn leave_flow(&mut self) {
+        if self.flow.take().is_some() {
+            if let Some(info) = &self.info {
+                info.in_flow();
+            }
+        }
+    }
+
     /// The broker is stopping: connection.close 320 to an open connection (then wait for
     /// close-ok as usual); a connection still in its handshake is just closed.
     fn shut_down(&mut self) {
@@ -168,5 +198,17 @@ impl Conn {
         } else {
             self.close_after_flush = true;
         }
+    }
+}
+
+/// Resolves when a paused connection may read again: its queue's gate opened, or the
+/// pause's deadline passed.
+async fn flow_lifted(flow: Option<&(std::sync::Arc<FlowGate>, u64, Instant)>) {
+    match flow {
+        Some((gate, epoch, deadline)) => {
+            let deadline = tokio::time::Instant::from_std(*deadline);
+            let _ = tokio::time::timeout_at(deadline, gate.released(*epoch)).await;
+        }
+        None => std::future::pending().await,
     }
 }

@@ -44,6 +44,7 @@ use crate::broker::access::User;
 use crate::broker::admin::ConnectionInfo;
 use crate::broker::confirms::ConfirmTracker;
 use crate::broker::fast_map::FastMap;
+use crate::broker::flow::FlowPause;
 use crate::broker::grants::Grants;
 use crate::broker::outbox::{Outbox, Outgoing};
 use crate::broker::{BrokerHandle, VHostHandle};
@@ -137,6 +138,11 @@ struct Conn {
     closed_by_client: bool,
     /// We sent connection.blocked and owe an unblocked.
     blocked_sent: bool,
+    /// Held by publisher flow control (broker/flow.rs): not read until the gate opens or
+    /// the pause's deadline passes.
+    flow: Option<(FlowPause, std::time::Instant)>,
+    /// Flow control has held this connection before (logged once).
+    flow_logged: bool,
 }
 
 impl Conn {
@@ -182,6 +188,8 @@ impl Conn {
             cancel_notify: false,
             closed_by_client: false,
             blocked_sent: false,
+            flow: None,
+            flow_logged: false,
         }
     }
 

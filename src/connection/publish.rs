@@ -343,7 +343,13 @@ impl Conn {
         }
         let mut body_parts: Vec<&[u8]> = Vec::with_capacity(ready.len());
         let requests = requests(&ready, &mut body_parts);
-        let results = self.vhost().with(|m| m.publish_batch(&requests));
+        let id = self.id;
+        let (results, pause) = self
+            .vhost()
+            .with(|m| (m.publish_batch(&requests), m.take_flow_pause(id)));
+        if let Some(pause) = pause {
+            self.enter_flow(pause);
+        }
         for (((channel, p), result), req) in ready.iter().zip(results).zip(&requests) {
             if self.channels.get(channel).is_none_or(|c| c.is_closing()) {
                 continue; // closed by an earlier error in this batch

@@ -83,7 +83,7 @@ fn connection_json(state: &ApiState, c: &ConnectionInfo, channels: usize) -> Val
         "node": state.node.name,
         "type": "network",
         "protocol": "AMQP 0-9-1",
-        "state": "running",
+        "state": c.state(),
         "vhost": c.vhost.as_ref(),
         "user": c.user.as_ref(),
         "user_who_performed_action": c.user.as_ref(),

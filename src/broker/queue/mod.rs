@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use super::dead_letter::{DeadLetter, DeathReason};
 use super::dedup::{dedup_key, QueueDedup};
+use super::flow::QueueFlow;
 use super::message;
 use super::outbox::Outbox;
 use crate::protocol::properties;
@@ -92,6 +93,8 @@ pub struct Queue {
     /// Set for a stream queue (`x-queue-type: stream`, stream.rs): read without
     /// consuming, retention instead of acks. Classic features stay off.
     pub stream: Option<Box<StreamState>>,
+    /// Publisher flow control (flow.rs): whether the queue holds its publishers back.
+    pub flow: QueueFlow,
 }
 
 /// The ticket of a dead letter whose copies are not published yet.
@@ -158,6 +161,7 @@ impl Queue {
             dedup: None,
             counters: QueueCounters::default(),
             stream,
+            flow: QueueFlow::default(),
         };
         q.rebuild_dedup();
         // A recovered backlog may hold messages with their own expiration: watch its head
@@ -184,6 +188,15 @@ impl Queue {
             self.ready_bytes = bytes;
         }
         old
+    }
+
+    /// Messages published to the queue and delivered from it so far, for flow control.
+    #[inline]
+    pub fn flow_counts(&self) -> super::flow::Counts {
+        super::flow::Counts {
+            published: self.counters.publish,
+            delivered: self.counters.deliver + self.counters.deliver_no_ack,
+        }
     }
 
     /// Messages waiting to be delivered.
@@ -389,6 +402,9 @@ impl Queue {
         self.ready_bytes = 0;
         let purged = self.store.purge_ready()?;
         self.rebuild_dedup();
+        let (ready, counts) = (self.ready(), self.flow_counts());
+        self.flow
+            .after_dispatch(ready, counts, super::vhost::now_millis());
         Ok(purged)
     }
 }

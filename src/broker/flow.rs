@@ -1,0 +1,384 @@
+//! Publisher flow control: when a queue's consumers fall behind the publishers feeding it,
+//! those publishers' connections stop being read until the queue drains (RabbitMQ's
+//! `flow` connection state; not `connection.blocked`, which is for resource alarms).
+//!
+//! Without it, a producer with confirms outruns delivery (a publish is cheaper than a
+//! delivery and its ack) and a standing backlog forms: every message then waits behind
+//! it, and end-to-end latency at saturation is tens of milliseconds. With it, the backlog
+//! stays near `READY_HIGH` and the producer runs at the consumers' pace.
+//!
+//! A queue engages flow when more than `READY_HIGH` messages are ready and its consumers
+//! are active (they took at least `ACTIVE_FLOOR` messages in the last one or two rate
+//! windows), and, for a backlog longer than `LONG_BACKLOG`, only while it grows (more
+//! messages were published to it than delivered over those windows). So flow matches a publisher to consumers that are
+//! working but not keeping up; it never holds publishers for a queue without consumers,
+//! for slow consumers (a work queue whose workers take seconds per job keeps accepting
+//! publishes at full speed and holds its backlog on disk, as RabbitMQ's queues do), or for
+//! a backlog that is already shrinking. A paused connection is read again when the queue's
+//! ready count falls to `READY_LOW`, when the queue goes, or after `MAX_PAUSE`, whichever
+//! comes first: nothing waits on a gate for long.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A queue engages flow above this many ready messages...
+pub const READY_HIGH: u64 = 512;
+/// ...and releases its paused publishers when it is back down to this many.
+pub const READY_LOW: u64 = READY_HIGH / 4;
+/// A backlog longer than this when flow engages is held where it is, not drained first.
+pub const LONG_BACKLOG: u64 = 4 * READY_HIGH;
+/// Publish and delivery rates are counted over windows of this length.
+pub const RATE_WINDOW_MS: u64 = 500;
+/// Consumers that took fewer messages than this over the last one or two windows are slow:
+/// their queue never engages flow.
+pub const ACTIVE_FLOOR: u64 = 1000;
+/// The longest a connection stays paused by one engagement.
+pub const MAX_PAUSE: Duration = Duration::from_millis(1000);
+
+/// What a paused connection waits on: shared by the queue (which releases it) and its
+/// paused publishers. A release bumps the epoch and wakes every waiter.
+#[derive(Default)]
+pub struct FlowGate {
+    epoch: AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+impl FlowGate {
+    /// The current epoch: a waiter that saw epoch `e` is released once it moves on.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn release(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once the gate has been released since `epoch` was read.
+    pub async fn released(&self, epoch: u64) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a release between the two is not missed.
+            notified.as_mut().enable();
+            if self.epoch() != epoch {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A publishing connection's reason to pause: the gate of a queue in flow and the epoch it
+/// must see pass.
+#[derive(Clone)]
+pub struct FlowPause {
+    pub queue: Arc<str>,
+    pub gate: Arc<FlowGate>,
+    pub epoch: u64,
+}
+
+/// One queue's flow state (kept in `Queue::flow`).
+#[derive(Default)]
+pub struct QueueFlow {
+    gate: Option<Arc<FlowGate>>,
+    /// The queue is in flow: publishers to it pause after each batch while it is above
+    /// `hold_above`.
+    engaged: bool,
+    /// Publishers pause after a batch that leaves more than this ready, and the gate
+    /// opens again once the consumers are down to `open_at`. A short backlog (flow engaged
+    /// early, the latency case) is held under `READY_HIGH` and drained to `READY_LOW`
+    /// before publishers go on; a long one (flow engaged late, or a backlog queued before)
+    /// is held where it was, matching publishers to the consumers' pace without starving
+    /// them while it drains.
+    hold_above: u64,
+    open_at: u64,
+    /// Some publisher waits on the gate.
+    paused: bool,
+    /// When the current rate window started, and the queue's publish and delivery counts
+    /// then.
+    window_start_ms: u64,
+    at_start: Counts,
+    /// What the last complete window added.
+    last_window: Counts,
+}
+
+/// Messages published to and delivered from a queue.
+#[derive(Default, Clone, Copy)]
+pub struct Counts {
+    pub published: u64,
+    pub delivered: u64,
+}
+
+impl QueueFlow {
+    /// Called after a batch was stored and dispatched, with the queue's ready messages and
+    /// its running counts. Returns the pause for the publisher if the queue is in flow.
+    pub fn after_publish(
+        &mut self,
+        queue: &Arc<str>,
+        ready: u64,
+        counts: Counts,
+        now_ms: u64,
+    ) -> Option<FlowPause> {
+        let recent = self.recent(counts, now_ms);
+        let active = recent.delivered >= ACTIVE_FLOOR;
+        if self.engaged && !active {
+            // The consumers stopped: flow cannot help, whoever waits may go.
+            self.disengage();
+        }
+        if !self.engaged {
+            // A long backlog only engages flow while it grows: one the consumers are
+            // already shrinking is left alone.
+            let growing = recent.published > recent.delivered;
+            if ready <= READY_HIGH || !active || (ready > LONG_BACKLOG && !growing) {
+                return None;
+            }
+            self.engaged = true;
+            (self.hold_above, self.open_at) = match ready <= LONG_BACKLOG {
+                true => (READY_HIGH, READY_LOW),
+                false => (ready, ready),
+            };
+        }
+        if ready <= self.hold_above {
+            return None;
+        }
+        self.paused = true;
+        let gate = self.gate.get_or_insert_with(Default::default).clone();
+        let epoch = gate.epoch();
+        Some(FlowPause {
+            queue: queue.clone(),
+            gate,
+            epoch,
+        })
+    }
+
+    /// Called after dispatch took messages out of the ready set: opens the gate once the
+    /// consumers are back down to where flow began, and leaves flow once the queue is
+    /// nearly empty. While engaged it also keeps the rate windows turning, since paused
+    /// publishers do not: a publisher back from a long pause then sees what the consumers
+    /// did meanwhile, not an empty window.
+    #[inline]
+    pub fn after_dispatch(&mut self, ready: u64, counts: Counts, now_ms: u64) {
+        if !self.engaged {
+            return;
+        }
+        self.recent(counts, now_ms);
+        if ready <= READY_LOW {
+            self.disengage();
+        } else if self.paused && ready <= self.open_at {
+            self.open();
+        }
+    }
+
+    /// True while the queue holds its publishers back.
+    pub fn engaged(&self) -> bool {
+        self.engaged
+    }
+
+    /// Leaves flow and lets every paused publisher go (the queue drained, its consumers
+    /// stopped, or it is going away).
+    pub fn disengage(&mut self) {
+        self.engaged = false;
+        if self.paused {
+            self.open();
+        }
+    }
+
+    fn open(&mut self) {
+        self.paused = false;
+        if let Some(gate) = &self.gate {
+            gate.release();
+        }
+    }
+
+    /// What was published and delivered over the last complete window and the current
+    /// one so far.
+    fn recent(&mut self, now: Counts, now_ms: u64) -> Counts {
+        let elapsed = now_ms.saturating_sub(self.window_start_ms);
+        if elapsed >= RATE_WINDOW_MS {
+            // A window with no sample in it (no publish, and no delivery while engaged):
+            // count it as idle, so an old busy window does not speak for consumers that
+            // have since stopped.
+            self.last_window = match elapsed < 2 * RATE_WINDOW_MS {
+                true => Counts {
+                    published: now.published.saturating_sub(self.at_start.published),
+                    delivered: now.delivered.saturating_sub(self.at_start.delivered),
+                },
+                false => Counts::default(),
+            };
+            self.window_start_ms = now_ms;
+            self.at_start = now;
+        }
+        Counts {
+            published: self.last_window.published
+                + now.published.saturating_sub(self.at_start.published),
+            delivered: self.last_window.delivered
+                + now.delivered.saturating_sub(self.at_start.delivered),
+        }
+    }
+}
+
+impl Drop for QueueFlow {
+    fn drop(&mut self) {
+        // A deleted queue lets its paused publishers go at once.
+        self.disengage();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts for calls where only the ready figure matters (within the same window).
+    const NO_COUNTS: Counts = Counts {
+        published: 0,
+        delivered: 0,
+    };
+
+    fn counts(published: u64, delivered: u64) -> Counts {
+        Counts {
+            published,
+            delivered,
+        }
+    }
+
+    #[test]
+    fn active_consumers_falling_behind_pace_the_publisher() {
+        let q: Arc<str> = "q".into();
+        let mut f = QueueFlow::default();
+        assert!(f.after_publish(&q, 10, counts(10, 0), 10_000).is_none());
+        // 55,000 published, 50,000 delivered, 5,000 ready: flow engages at 5,000...
+        assert!(f
+            .after_publish(&q, 5_000, counts(55_000, 50_000), 10_200)
+            .is_none());
+        assert!(f.engaged());
+        // ...and the next batch above it pauses its publisher.
+        let pause = f
+            .after_publish(&q, 5_300, counts(55_300, 50_000), 10_201)
+            .expect("paused");
+        let gate = pause.gate.clone();
+        f.after_dispatch(5_001, NO_COUNTS, 10_400);
+        assert_eq!(gate.epoch(), pause.epoch, "not back down yet");
+        f.after_dispatch(5_000, NO_COUNTS, 10_400);
+        assert_ne!(
+            gate.epoch(),
+            pause.epoch,
+            "the consumers took what it added"
+        );
+        assert!(
+            f.engaged(),
+            "still in flow: the next batch above 5,000 pauses again"
+        );
+        let again = f
+            .after_publish(&q, 5_200, counts(55_500, 50_300), 10_202)
+            .expect("paused again");
+        // Nearly empty: out of flow, everyone goes.
+        f.after_dispatch(READY_LOW, NO_COUNTS, 10_400);
+        assert!(!f.engaged());
+        assert_ne!(gate.epoch(), again.epoch);
+        assert!(f
+            .after_publish(&q, 400, counts(56_000, 55_600), 10_300)
+            .is_none());
+    }
+
+    #[test]
+    fn a_short_backlog_is_drained_before_the_publisher_goes_on() {
+        let q: Arc<str> = "q".into();
+        let mut f = QueueFlow::default();
+        f.after_publish(&q, 10, counts(10, 0), 10_000);
+        // Engaged at 600 ready: held under READY_HIGH, so this publisher pauses at once.
+        let pause = f
+            .after_publish(&q, 600, counts(50_600, 50_000), 10_100)
+            .expect("paused");
+        f.after_dispatch(READY_LOW + 1, NO_COUNTS, 10_400);
+        assert_eq!(pause.gate.epoch(), pause.epoch, "not drained yet");
+        f.after_dispatch(READY_LOW, NO_COUNTS, 10_400);
+        assert_ne!(pause.gate.epoch(), pause.epoch, "drained: go on");
+    }
+
+    #[test]
+    fn slow_or_absent_consumers_never_hold_publishers() {
+        let q: Arc<str> = "q".into();
+        let mut f = QueueFlow::default();
+        // 200 deliveries a second against a growing backlog (a work queue).
+        for (i, now) in (10_000..30_000).step_by(100).enumerate() {
+            let i = i as u64;
+            let c = counts(100_000 + i * 1_000, i * 20);
+            assert!(f
+                .after_publish(&q, c.published - c.delivered, c, now)
+                .is_none());
+            assert!(!f.engaged());
+        }
+        // No consumer at all: never.
+        let mut g = QueueFlow::default();
+        assert!(g
+            .after_publish(&q, 1_000_000, counts(1_000_000, 0), 5_000)
+            .is_none());
+        assert!(!g.engaged());
+    }
+
+    #[test]
+    fn a_shrinking_backlog_does_not_hold_publishers() {
+        let q: Arc<str> = "q".into();
+        let mut f = QueueFlow::default();
+        // 10 M queued before; consumers take 100 k per window, publishers add 50 k.
+        f.after_publish(&q, 10_000_000, counts(10_000_000, 0), 10_000);
+        for w in 1..10u64 {
+            let c = counts(10_000_000 + w * 50_000, w * 100_000);
+            let ready = c.published - c.delivered;
+            let now = 10_000 + w * RATE_WINDOW_MS;
+            assert!(f.after_publish(&q, ready, c, now).is_none());
+            assert!(!f.engaged());
+        }
+    }
+
+    #[test]
+    fn consumers_that_stop_release_the_gate() {
+        let q: Arc<str> = "q".into();
+        let mut f = QueueFlow::default();
+        f.after_publish(&q, 10, counts(10, 0), 10_000);
+        f.after_publish(&q, 4_000, counts(104_000, 100_000), 10_300);
+        let pause = f
+            .after_publish(&q, 4_100, counts(104_100, 100_000), 10_301)
+            .expect("paused");
+        // Long after, nothing more was delivered: the next publish is not held, and
+        // whoever waited is let go.
+        assert!(f
+            .after_publish(&q, 5_000, counts(105_000, 100_000), 14_000)
+            .is_none());
+        assert!(!f.engaged());
+        assert_ne!(pause.gate.epoch(), pause.epoch);
+    }
+
+    #[test]
+    fn dropping_the_queue_releases_waiters() {
+        let q: Arc<str> = "q".into();
+        let mut f = QueueFlow::default();
+        f.after_publish(&q, 10, counts(10, 0), 10_000);
+        f.after_publish(&q, 2_000, counts(102_000, 100_000), 10_010);
+        let pause = f
+            .after_publish(&q, 2_100, counts(102_100, 100_000), 10_011)
+            .expect("paused");
+        drop(f);
+        assert_ne!(pause.gate.epoch(), pause.epoch);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_on_release_even_if_it_came_late() {
+        let gate = Arc::new(FlowGate::default());
+        let epoch = gate.epoch();
+        let g = gate.clone();
+        let waiter = tokio::spawn(async move { g.released(epoch).await });
+        tokio::task::yield_now().await;
+        gate.release();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("task");
+        // Released before the wait started: returns at once.
+        tokio::time::timeout(Duration::from_secs(5), gate.released(epoch))
+            .await
+            .expect("no wait");
+    }
+}

@@ -1,0 +1,322 @@
+//! Publisher flow control (issue 15, src/broker/flow.rs), with lapin clients and the
+//! management API as the observer:
+//! - consumers that drain fast but not as fast as the publisher put the publisher's
+//!   connection in `flow` (its socket stops being read), the queue's backlog stays short,
+//!   every message is confirmed and delivered once, in order, and nothing waits forever;
+//! - a publisher to another queue at the same time is never held;
+//! - a slow consumer (a work queue) never holds its publisher: the backlog goes to disk, as
+//!   in RabbitMQ.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One GET of the management API as guest (`Connection: close`), parsed.
+async fn get_json(addr: SocketAddr, path: &str) -> Value {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    serde_json::from_str(body).unwrap()
+}
+
+async fn connect(b: &common::TestBroker, name: &str) -> Connection {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect(&b.url(), props).await.unwrap()
+}
+
+async fn declare(ch: &Channel, queue: &str) {
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Publishes `n` numbered messages to `queue` without waiting between them (lapin
+/// pipelines them); returns the confirms to await.
+async fn publish_numbered(ch: &Channel, queue: &str, n: u64) -> Vec<PublisherConfirm> {
+    let mut confirms = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                &i.to_be_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap();
+        confirms.push(confirm);
+    }
+    confirms
+}
+
+async fn all_acked(confirms: Vec<PublisherConfirm>) {
+    for c in confirms {
+        assert!(
+            c.await.unwrap().is_ack(),
+            "every publish is confirmed with an ack"
+        );
+    }
+}
+
+/// Runs a client on a thread of its own, as another process would: lapin's publish waits
+/// synchronously while its socket is full (which is what flow control causes), and that
+/// must not stall the runtime the in-process broker runs on.
+fn on_own_thread(
+    client: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(client);
+        let _ = done.send(());
+    });
+    finished
+}
+
+/// What the observer saw of one connection and one queue while a test ran.
+#[derive(Default)]
+struct Seen {
+    /// The connection (by its connection_name) was listed in state `flow`.
+    flow: AtomicBool,
+    /// The most ready messages the queue was seen with.
+    max_ready: AtomicU64,
+}
+
+/// Polls the management API every 20 ms until `stop`: the state of the connection named
+/// `conn` and the ready count of `queue`.
+fn observe(
+    http: SocketAddr,
+    conn: &'static str,
+    queue: &'static str,
+    stop: Arc<AtomicBool>,
+) -> (Arc<Seen>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let task = tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            let conns = get_json(http, "/api/connections").await;
+            for c in conns.as_array().unwrap() {
+                let name = c["client_properties"]["connection_name"].as_str();
+                if name == Some(conn) && c["state"] == "flow" {
+                    s.flow.store(true, Ordering::Relaxed);
+                }
+            }
+            let q = get_json(http, &format!("/api/queues/%2F/{queue}")).await;
+            let ready = q["messages_ready"].as_u64().unwrap_or(0);
+            s.max_ready.fetch_max(ready, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    (seen, task)
+}
+
+/// Consumes `n` numbered messages from `queue` in order (prefetch `prefetch`, acking each),
+/// sleeping `pause` after every `every` deliveries; returns how many arrived.
+async fn consume_numbered(
+    ch: Channel,
+    queue: &str,
+    n: u64,
+    prefetch: u16,
+    (every, pause): (u64, Duration),
+    got: Arc<AtomicU64>,
+) {
+    ch.basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for i in 0..n {
+        let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .expect("a delivery within 30 s: nothing is blocked forever")
+            .expect("consumer open")
+            .expect("delivery ok");
+        let seq = u64::from_be_bytes(d.data[..8].try_into().unwrap());
+        assert_eq!(seq, i, "delivered once each, in publish order");
+        d.ack(BasicAckOptions::default()).await.unwrap();
+        got.store(i + 1, Ordering::Relaxed);
+        if (i + 1) % every == 0 {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_behind_hold_the_publisher_and_only_it() {
+    let b = common::start().await;
+    let http = b.http_addr.unwrap();
+    const N: u64 = 150_000;
+    const OTHER: u64 = 20_000;
+
+    let setup = connect(&b, "setup").await;
+    let sch = setup.create_channel().await.unwrap();
+    declare(&sch, "fc-busy").await;
+    declare(&sch, "fc-other").await;
+
+    // The consumer: fast (well above flow's ACTIVE_FLOOR), but paced (1 ms after every
+    // 200 deliveries), so a publisher that pipelines runs ahead of it.
+    let cconn = connect(&b, "fc-consumer").await;
+    let got = Arc::new(AtomicU64::new(0));
+    let consumer = tokio::spawn(consume_numbered(
+        cconn.create_channel().await.unwrap(),
+        "fc-busy",
+        N,
+        500,
+        (200, Duration::from_millis(1)),
+        got.clone(),
+    ));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (busy, busy_task) = observe(http, "fc-publisher", "fc-busy", stop.clone());
+    let (other, other_task) = observe(http, "fc-other-publisher", "fc-other", stop.clone());
+
+    // Two publishers at once: one to the consumed queue, one to a queue nobody reads.
+    let pconn = connect(&b, "fc-publisher").await;
+    let pch = pconn.create_channel().await.unwrap();
+    pch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let oconn = connect(&b, "fc-other-publisher").await;
+    let och = oconn.create_channel().await.unwrap();
+    och.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let publisher = on_own_thread(async move {
+        let confirms = publish_numbered(&pch, "fc-busy", N).await;
+        all_acked(confirms).await;
+    });
+    let other_publisher = on_own_thread(async move {
+        let confirms = publish_numbered(&och, "fc-other", OTHER).await;
+        all_acked(confirms).await;
+    });
+
+    let within = Duration::from_secs(120);
+    tokio::time::timeout(within, other_publisher)
+        .await
+        .expect("the other queue's publisher finishes")
+        .expect("and all its publishes were confirmed");
+    tokio::time::timeout(within, publisher)
+        .await
+        .expect("the held publisher finishes: nothing is blocked forever")
+        .expect("and all its publishes were confirmed");
+    tokio::time::timeout(within, consumer)
+        .await
+        .expect("every message is consumed")
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    busy_task.await.unwrap();
+    other_task.await.unwrap();
+
+    assert_eq!(got.load(Ordering::Relaxed), N);
+    assert!(
+        busy.flow.load(Ordering::Relaxed),
+        "the publisher ahead of the consumers was listed in state flow"
+    );
+    let max_ready = busy.max_ready.load(Ordering::Relaxed);
+    assert!(
+        max_ready < N / 5,
+        "flow kept the backlog short: at most {max_ready} of {N} ready"
+    );
+    assert!(
+        !other.flow.load(Ordering::Relaxed),
+        "the publisher to another queue was never held"
+    );
+    let q = get_json(http, "/api/queues/%2F/fc-other").await;
+    assert_eq!(q["messages_ready"].as_u64(), Some(OTHER));
+    let q = get_json(http, "/api/queues/%2F/fc-busy").await;
+    assert_eq!(
+        q["messages"].as_u64(),
+        Some(0),
+        "nothing left, nothing lost"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_never_holds_its_publisher() {
+    let b = common::start().await;
+    let http = b.http_addr.unwrap();
+    const N: u64 = 30_000;
+
+    let setup = connect(&b, "setup").await;
+    declare(&setup.create_channel().await.unwrap(), "fc-work").await;
+
+    // A work-queue consumer: prefetch 1, 5 ms per message.
+    let cconn = connect(&b, "fc-worker").await;
+    let got = Arc::new(AtomicU64::new(0));
+    let consumer = tokio::spawn(consume_numbered(
+        cconn.create_channel().await.unwrap(),
+        "fc-work",
+        N,
+        1,
+        (1, Duration::from_millis(5)),
+        got.clone(),
+    ));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, task) = observe(http, "fc-producer", "fc-work", stop.clone());
+    let pconn = connect(&b, "fc-producer").await;
+    let pch = pconn.create_channel().await.unwrap();
+    pch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirms = publish_numbered(&pch, "fc-work", N).await;
+    tokio::time::timeout(Duration::from_secs(60), all_acked(confirms))
+        .await
+        .expect("the producer is confirmed long before its consumer is done");
+    let consumed = got.load(Ordering::Relaxed);
+    // Let the observer see the backlog, then stop.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    consumer.abort();
+
+    assert!(
+        consumed < N / 2,
+        "the producer finished at its own pace, not the consumer's ({consumed} of {N} consumed)"
+    );
+    assert!(
+        !seen.flow.load(Ordering::Relaxed),
+        "a slow consumer does not put its publisher in flow"
+    );
+    assert!(
+        seen.max_ready.load(Ordering::Relaxed) > N / 2,
+        "the backlog waits in the queue"
+    );
+}
