@@ -7,9 +7,11 @@ each figure, and writes a Markdown table (plus an SVG plot) into BENCHMARKS.md b
 the markers `<!-- compare:begin -->` and `<!-- compare:end -->`.
 
 Usage: tools/compare.sh [--rounds N] [--seconds S] [--fsync always|interval:MS|never]
-                        [--baseline PATH-TO-AN-OLDER-warren]
+                        [--baseline PATH-TO-AN-OLDER-warren] [--only TEXT]
 With --baseline, an older Warren binary runs in each round too (A B C A B C ...) and the
 table gains its column and the ratio new/old: the before/after check of a change.
+With --only TEXT, only the rows whose label contains TEXT run, and their table is printed
+(BENCHMARKS.md is left alone).
 Needs: rabbitmq-server (apt-get install rabbitmq-server), cargo build --release.
 """
 import argparse
@@ -161,7 +163,20 @@ def scenarios(seconds):
         ("stream publish, confirms", ["stream-publish", "--seconds", s], "confirmed_per_s"),
         ("stream publish 1 KiB, confirms", ["stream-publish", "--size", "1024", "--seconds", s], "confirmed_per_s"),
         ("stream consume from first (10M stored)", ["stream-consume", "--messages", "10000000"], "consumed_per_s"),
+        # Issue 15: large messages (msg/s; × size for bytes/s), the shape of the work.
+        ("confirms, persistent 64 KiB", ["confirms", "--persistent", "--size", "65536", "--confirm-window", "128", "--seconds", s], "confirmed_per_s"),
+        ("confirms, persistent 1 MiB", ["confirms", "--persistent", "--size", "1048576", "--confirm-window", "16", "--seconds", s], "confirmed_per_s"),
+        ("throughput 1 MiB transient, autoack", ["throughput", "--autoack", "--size", "1048576", "--seconds", s], "consumed_per_s"),
+        ("10 queues, a producer and a consumer each, autoack", ["throughput", "--autoack", "--queues", "10", "--producers", "10", "--consumers", "10", "--seconds", s], "consumed_per_s"),
+        ("100 queues, a producer and a consumer each, autoack", ["throughput", "--autoack", "--queues", "100", "--producers", "100", "--consumers", "100", "--seconds", s], "consumed_per_s"),
+        ("fanout, 100 queues", ["fanout", "--queues", "100", "--autoack", "--seconds", s], "consumed_per_s"),
+        ("prefetch 1, manual acks (round trips)", ["throughput", "--prefetch", "1", "--seconds", s], "consumed_per_s"),
     ]
+
+
+def selected(a):
+    """The scenarios of this run (all, or those `--only` names)."""
+    return [row for row in scenarios(a.seconds) if not a.only or a.only in row[0]]
 
 
 # Scenarios run on a freshly started broker.
@@ -230,6 +245,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--fsync", default="always")
     ap.add_argument("--baseline", help="an older warren binary to run alongside (before/after)")
+    ap.add_argument("--only", help="run only the rows whose label contains this text (BENCHMARKS.md is left alone)")
     ap.add_argument("--warren", default=WARREN, help="the warren binary to measure (default: the release build)")
     ap.add_argument("--perf", default=PERF, help="the warren-perf binary (default: the release build)")
     a = ap.parse_args()
@@ -246,7 +262,7 @@ def main():
             print(f"round {rnd + 1}: {broker.name}", flush=True)
             try:
                 last = (None, None)  # a row with the same arguments as the one before reads its run
-                for label, args, key in scenarios(a.seconds):
+                for label, args, key in selected(a):
                     if args == last[0]:
                         r = last[1]
                     else:
@@ -263,12 +279,18 @@ def main():
                 broker.stop()
     rows = []
     baseline = {}
-    for label, _, key in scenarios(a.seconds):
+    for label, _, key in selected(a):
         med = lambda b: statistics.median(results[(label, b)]) if results.get((label, b)) else None
         rows.append((label, key, med("RabbitMQ"), med("Warren")))
         baseline[label] = med("baseline")
     if a.baseline:
         print_before_after(a, rows, baseline)
+        return
+    if a.only:
+        print("| scenario | RabbitMQ | Warren | Warren / RabbitMQ |\n| --- | ---: | ---: | ---: |")
+        for label, key, r, w in rows:
+            ratio = f"{w / r:.2f}x" if r and w else "—"
+            print(f"| {label} | {fmt(key, r)} | {fmt(key, w)} | {ratio} |")
         return
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     lines = [

@@ -7,6 +7,8 @@
 //! it, and end-to-end latency at saturation is tens of milliseconds. With it, the backlog
 //! stays near `READY_HIGH` and the producer runs at the consumers' pace.
 //!
+//! Only queues with a consumer that acks take part (a no-ack consumer's connection paces
+//! what it is sent by its outbox; pausing publishers for it cost single-queue throughput).
 //! A queue engages flow when more than `READY_HIGH` messages are ready and its consumers
 //! are active (they took at least `ACTIVE_FLOOR` messages in the last one or two rate
 //! windows), and, for a backlog longer than `LONG_BACKLOG`, only while it grows (more
