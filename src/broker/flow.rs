@@ -33,7 +33,7 @@ pub const LONG_BACKLOG: u64 = 4 * READY_HIGH;
 /// Publish and delivery rates are counted over windows of this length.
 pub const RATE_WINDOW_MS: u64 = 500;
 /// Consumers that took fewer messages than this over the last one or two windows are slow:
-/// their queue never engages flow.
+/// their queue does not engage flow (and leaves it below a quarter of it).
 pub const ACTIVE_FLOOR: u64 = 1000;
 /// The longest a connection stays paused by one engagement.
 pub const MAX_PAUSE: Duration = Duration::from_millis(1000);
@@ -124,7 +124,13 @@ impl QueueFlow {
         now_ms: u64,
     ) -> Option<FlowPause> {
         let recent = self.recent(counts, now_ms);
-        let active = recent.delivered >= ACTIVE_FLOOR;
+        // Hysteresis: consumers slowed by a busy machine keep flow on; consumers that
+        // (nearly) stopped end it.
+        let floor = match self.engaged {
+            true => ACTIVE_FLOOR / 4,
+            false => ACTIVE_FLOOR,
+        };
+        let active = recent.delivered >= floor;
         if self.engaged && !active {
             // The consumers stopped: flow cannot help, whoever waits may go.
             self.disengage();
