@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod record;
 pub mod recovery;
 pub mod segment;
+pub mod spares;
 pub mod stream;
 pub mod sync;
 

@@ -12,10 +12,12 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::compact::{Compacted, CompactionJob};
 use crate::record::{self, FLAG_PERSISTENT};
 use crate::segment::{self, BatchRecord, Segment, StoredRecord, WriteMode};
+use crate::spares::Spares;
 use crate::sync::{FsyncPolicy, GroupCommit, Ticket};
 use crate::{acks, compact, recovery};
 
@@ -58,15 +60,24 @@ pub struct Appended {
 pub struct AckFlush {
     batches: Vec<(PathBuf, Vec<u64>)>,
     hwm: Option<(PathBuf, u64)>,
+    /// Spares unused for a while, to delete (their names are never reused).
+    idle_spares: Vec<PathBuf>,
 }
 
 impl AckFlush {
     pub fn is_empty(&self) -> bool {
-        self.batches.is_empty() && self.hwm.is_none()
+        self.batches.is_empty() && self.hwm.is_none() && self.idle_spares.is_empty()
     }
 
-    /// Appends each batch to its ack file and replaces the watermark file.
+    /// Appends each batch to its ack file, replaces the watermark file and deletes the
+    /// idle spares.
     pub fn write(self) -> io::Result<()> {
+        for path in &self.idle_spares {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                r => r?,
+            }
+        }
         for (path, seqs) in &self.batches {
             match acks::append_batch(path, seqs) {
                 // The log (and its directory) was deleted meanwhile: nothing to keep.
@@ -122,9 +133,8 @@ pub struct Log {
     /// delivered before the restart, so they go out again as redeliveries.
     pub(crate) recovered_hwm: Option<u64>,
     hwm_persisted: Option<u64>,
-    /// A fully-acked segment file kept for reuse as the next segment (see
-    /// `Segment::create`).
-    spare: Option<PathBuf>,
+    /// Fully-acked segment files kept for reuse as new segments (see `spares`).
+    spares: Spares,
     commit: Arc<GroupCommit>,
 }
 
@@ -154,7 +164,7 @@ impl Log {
             delivered_hwm: recovered.delivered_hwm,
             recovered_hwm: recovered.delivered_hwm,
             hwm_persisted: recovered.delivered_hwm,
-            spare: recovered.spare,
+            spares: recovered.spares,
             commit,
         };
         log.unflushed = log.segments.iter().map(|s| (s.base, Vec::new())).collect();
@@ -220,11 +230,12 @@ impl Log {
             "a new segment's base must exceed the head's"
         );
         let capacity = self.capacity_after(self.segments.back(), min_capacity);
-        let spare = self.spare.take();
+        let spare = self.spares.take();
         let synced = self.commit.policy() != FsyncPolicy::Never;
         let seg = Segment::create(&self.dir, base, capacity, spare.as_deref(), synced)?;
         if let Some(spare) = spare.filter(|p| p.exists()) {
-            self.spare = Some(spare); // Not the right size: keep it for later.
+            // Not the right size: keep it for later.
+            self.spares.give_back(spare, Instant::now());
         }
         self.segments.push_back(seg);
         self.unflushed.push_back((base, Vec::new()));
@@ -502,13 +513,17 @@ impl Log {
         self.take_ack_flush().write()
     }
 
-    /// Takes the pending ack batches and watermark out of the log, to be written by
+    /// Takes the pending ack batches and watermark out of the log, with the spares idle
+    /// for `spares::SPARE_IDLE`, to be written (and deleted) by
     /// `AckFlush::write` — possibly after the caller has released a lock it holds the log
     /// under, so file I/O does not stall other work on the log. If a segment is deleted
     /// before its batch is written, the batch lands in an orphan ack file that recovery
     /// removes.
     pub fn take_ack_flush(&mut self) -> AckFlush {
-        let mut flush = AckFlush::default();
+        let mut flush = AckFlush {
+            idle_spares: self.spares.take_idle(Instant::now()),
+            ..AckFlush::default()
+        };
         for (base, batch) in self.unflushed.iter_mut() {
             if !batch.is_empty() {
                 flush.batches.push((
@@ -530,14 +545,13 @@ impl Log {
     pub(crate) fn remove_segment(&mut self, i: usize) -> io::Result<()> {
         let seg = self.segments.remove(i).expect("index in range");
         self.unflushed.remove(i);
-        let recyclable = self.spare.is_none()
-            && seg.unshared()
-            && seg.file().len() == self.config.segment_size
-            && seg.generation == 0;
-        if recyclable {
-            let spare = self.dir.join(recovery::SPARE_FILE);
+        let spare = self
+            .spares
+            .next_path(&self.dir)
+            .filter(|_| seg.file().len() == self.config.segment_size && seg.generation == 0);
+        if let Some(spare) = spare {
             compact::retire_segment_files(&self.dir, &seg, &spare)?;
-            self.spare = Some(spare);
+            self.spares.add(spare, Instant::now(), seg.into_retired());
             Ok(())
         } else {
             compact::delete_segment_files(&self.dir, &seg)
@@ -614,18 +628,13 @@ impl Log {
         Ok(())
     }
 
-    /// Bytes of segment files on disk, the spare included (for space accounting).
+    /// Bytes of segment files on disk, the spares included (for space accounting).
     pub fn disk_bytes(&self) -> u64 {
-        let spare = self
-            .spare
-            .as_ref()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map_or(0, |m| m.len());
         self.segments
             .iter()
             .map(|s| s.file().len() as u64)
             .sum::<u64>()
-            + spare
+            + self.spares.disk_bytes()
     }
 
     /// Flushes acks and closes the log.

@@ -14,6 +14,7 @@ use crate::acks;
 use crate::file::rename_noreplace;
 use crate::log::LogConfig;
 use crate::segment::{self, Corruption, Segment};
+use crate::spares::Spares;
 
 /// What recovery found and did.
 #[derive(Debug, Default)]
@@ -42,13 +43,11 @@ pub(crate) struct Recovered {
     pub segments: Vec<Segment>,
     pub next_seq: u64,
     pub delivered_hwm: Option<u64>,
-    pub spare: Option<PathBuf>,
+    pub spares: Spares,
     pub report: RecoveryReport,
 }
 
 const DELIVERED_FILE: &str = "delivered";
-/// A retired segment file kept for reuse; never read for records.
-pub const SPARE_FILE: &str = "spare.seg.free";
 
 /// Lists `(base, path)` of the segment files in `dir`, sorted by base.
 pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
@@ -165,7 +164,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recovered> {
         segments,
         next_seq,
         delivered_hwm: read_delivered_hwm(dir),
-        spare: Some(dir.join(SPARE_FILE)).filter(|p| p.exists()),
+        spares: Spares::recover(dir)?,
         report,
     })
 }

@@ -375,11 +375,17 @@ impl Segment {
         Ok(())
     }
 
-    /// True if no reader holds `Bytes` from this segment's mapping, so the file may be
-    /// overwritten (recycled) rather than unlinked.
-    pub fn unshared(&self) -> bool {
-        // Held by `self.file` and by `view`'s owner, and no slice of `view` is out.
-        Arc::strong_count(&self.file) == 2 && self.view.is_unique()
+    /// For a segment being retired: lets go of its own view of the mapping and returns
+    /// the file if anything else still holds it (a reader's `Bytes`, a pending sync) —
+    /// it must not be rewritten until that is dropped — or `None` if nothing does.
+    ///
+    /// `Bytes::is_unique` cannot answer this: it is always false for a `Bytes` made by
+    /// `from_owner`, as the view is (that check once kept recycling from ever happening).
+    /// Every slice of the view shares one owner holding one `Arc` of the file, so once the
+    /// view is dropped the file's count is 1 exactly when no slice is out.
+    pub fn into_retired(mut self) -> Option<Arc<SegmentFile>> {
+        self.view = Bytes::new();
+        (Arc::strong_count(&self.file) > 1).then(|| self.file.clone())
     }
 
     /// Opens an existing segment, scanning its records. `head` selects tail truncation
