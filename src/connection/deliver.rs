@@ -4,28 +4,51 @@
 
 use super::frames::Stop;
 use super::io::DELIVERY_HIGH_WATER;
+use super::output::SPLICE_MIN;
 use super::Conn;
 use crate::broker::message;
 use crate::broker::outbox::Outgoing;
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::frame::{self, FRAME_BODY, FRAME_HEADER};
 use crate::protocol::method::server;
+use bytes::Bytes;
 
 impl Conn {
     /// Writes a content header and the body split into frames of at most frame_max.
     pub(super) fn write_content(&mut self, channel: u16, header: &[u8], body: &[u8]) {
         frame::write(&mut self.wbuf, FRAME_HEADER, channel, header);
-        let chunk = (self.frame_max as usize)
-            .saturating_sub(frame::FRAME_OVERHEAD)
-            .max(1);
+        let chunk = self.body_frame_max();
         for part in body.chunks(chunk) {
             frame::write(&mut self.wbuf, FRAME_BODY, channel, part);
         }
     }
 
+    /// `write_content` for a stored body: a large one is queued as it is, not copied.
+    fn write_stored_content(&mut self, channel: u16, header: &[u8], body: &Bytes) {
+        if body.len() < SPLICE_MIN {
+            return self.write_content(channel, header, body);
+        }
+        frame::write(&mut self.wbuf, FRAME_HEADER, channel, header);
+        let chunk = self.body_frame_max();
+        self.out_chunks
+            .body_frames(&mut self.wbuf, channel, body, chunk);
+    }
+
+    /// Most body bytes in one frame.
+    fn body_frame_max(&self) -> usize {
+        (self.frame_max as usize)
+            .saturating_sub(frame::FRAME_OVERHEAD)
+            .max(1)
+    }
+
+    /// Output waiting for the socket: queued bodies and the write buffer.
+    pub(super) fn pending_output(&self) -> usize {
+        self.out_chunks.len() + self.wbuf.len()
+    }
+
     /// Moves deliveries into the write buffer if it is not already deep.
     pub(super) fn pump_deliveries(&mut self) {
-        if self.wbuf.len() < DELIVERY_HIGH_WATER {
+        if self.pending_output() < DELIVERY_HIGH_WATER {
             self.drain_outbox();
         }
     }
@@ -65,7 +88,7 @@ impl Conn {
                         msg.exchange_str(),
                         msg.routing_key_str(),
                     );
-                    self.write_content(channel, &msg.header, &msg.body);
+                    self.write_stored_content(channel, &msg.header, &msg.body);
                 }
                 Outgoing::Cancel {
                     channel,

@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::frames::Stop;
+use super::output;
 use super::Conn;
 use crate::broker::flow::{self, FlowGate, FlowPause};
 use crate::protocol::error::{AmqpError, ReplyCode};
@@ -82,7 +83,7 @@ impl Conn {
                 server::connection_unblocked(&mut self.wbuf);
                 self.blocked_sent = false;
             }
-            let can_read = self.wbuf.len() < WRITE_HIGH_WATER
+            let can_read = self.pending_output() < WRITE_HIGH_WATER
                 && !self.close_after_flush
                 && !blocked
                 && self.flow.is_none();
@@ -112,16 +113,16 @@ impl Conn {
                     self.pump_deliveries();
                     self.flush_confirms();
                 }
-                w = wr.write(&self.wbuf), if !self.wbuf.is_empty() => {
+                w = output::write_some(&mut wr, &self.out_chunks, &self.wbuf), if self.pending_output() > 0 => {
                     let n = w?;
                     if let Some(info) = &self.info {
                         info.sent(n);
                     }
-                    self.wbuf.advance(n);
+                    self.out_chunks.advance(&mut self.wbuf, n);
                     last_write = Instant::now();
                     self.pump_deliveries();
                 }
-                _ = self.outbox.notify.notified(), if self.wbuf.len() < DELIVERY_HIGH_WATER => {
+                _ = self.outbox.notify.notified(), if self.pending_output() < DELIVERY_HIGH_WATER => {
                     self.drain_outbox();
                 }
                 _ = flow_lifted(flow.as_ref()), if flow.is_some() => {
@@ -143,7 +144,7 @@ impl Conn {
                     if !self.phase.is_open() && !self.phase.is_closing() && !self.deaf && now - started > deadline {
                         return Ok(()); // Handshake never finished.
                     }
-                    if self.hang_up_at.is_some_and(|t| now >= t) && self.wbuf.is_empty() {
+                    if self.hang_up_at.is_some_and(|t| now >= t) && self.pending_output() == 0 {
                         return Ok(());
                     }
                     if self.heartbeat > 0 {
@@ -154,13 +155,13 @@ impl Conn {
                             tracing::info!(conn = self.id, peer = %self.peer, "missed heartbeats: closing");
                             return Ok(());
                         }
-                        if now - last_write >= hb / 2 && self.wbuf.is_empty() {
+                        if now - last_write >= hb / 2 && self.pending_output() == 0 {
                             frame::write_heartbeat(&mut self.wbuf);
                         }
                     }
                 }
             }
-            if self.close_after_flush && self.wbuf.is_empty() {
+            if self.close_after_flush && self.pending_output() == 0 {
                 let _ = wr.shutdown().await;
                 return Ok(());
             }

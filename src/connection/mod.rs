@@ -27,6 +27,7 @@ mod errors;
 mod frames;
 mod handshake;
 mod io;
+mod output;
 mod publish;
 mod sasl;
 /// SASL PLAIN/AMQPLAIN responses, for the stream protocol's SaslAuthenticate too.
@@ -110,6 +111,8 @@ struct Conn {
     /// Looked up per delivery: a fast hasher, not SipHash.
     channels: FastMap<u16, Channel>,
     wbuf: BytesMut,
+    /// Large bodies queued ahead of `wbuf` (see `output`).
+    out_chunks: output::OutChunks,
     drained: VecDeque<Outgoing>,
     pending_confirms: usize,
     /// Close the socket once the write buffer is flushed.
@@ -173,6 +176,7 @@ impl Conn {
             info: None,
             channels: FastMap::default(),
             wbuf: BytesMut::with_capacity(64 * 1024),
+            out_chunks: output::OutChunks::default(),
             drained: VecDeque::new(),
             pending_confirms: 0,
             close_after_flush: false,
@@ -309,6 +313,7 @@ pub fn fuzz_session(input: &[u8]) {
         conn.drain_outbox();
         conn.flush_confirms();
         conn.wbuf.clear();
+        conn.out_chunks.clear();
         if conn.close_after_flush {
             break;
         }
