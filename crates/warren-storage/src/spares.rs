@@ -115,6 +115,7 @@ impl Spares {
     /// if readers may still hold part of it (`Segment::into_retired`).
     pub fn add(&mut self, path: PathBuf, now: Instant, held: Option<Arc<SegmentFile>>) {
         assert!(self.files.len() < MAX_SPARES, "more spares than allowed");
+        self.unmap_released();
         self.next_number += 1;
         self.files.push_back(Spare {
             path,
@@ -126,6 +127,7 @@ impl Spares {
     /// Takes the newest spare no reader holds (the likeliest to be in the page cache) for
     /// a new segment.
     pub fn take(&mut self) -> Option<PathBuf> {
+        self.unmap_released();
         let i = self.files.iter().rposition(Spare::free)?;
         self.files.remove(i).map(|s| s.path)
     }
@@ -141,6 +143,7 @@ impl Spares {
 
     /// Takes out the spares unused for `SPARE_IDLE`, all but the newest, for deletion.
     pub fn take_idle(&mut self, now: Instant) -> Vec<PathBuf> {
+        self.unmap_released();
         let mut idle = Vec::new();
         while self.files.len() > 1
             && self
@@ -151,6 +154,16 @@ impl Spares {
             idle.extend(self.files.pop_front().map(|s| s.path));
         }
         idle
+    }
+
+    /// Drops the mappings no reader holds any more (so they do not stay mapped, and
+    /// count, until their spare is reused or deleted).
+    fn unmap_released(&mut self) {
+        for spare in self.files.iter_mut() {
+            if spare.held.is_some() && spare.free() {
+                spare.held = None;
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
