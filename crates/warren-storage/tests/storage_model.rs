@@ -357,7 +357,8 @@ fn group_commit_shares_syncs_across_logs() {
 
 /// Steady publish/ack load where consumers settle out of order (a sliding window of
 /// unacked records, acked in a scrambled order): with upkeep compacting, disk use stays
-/// within about twice the live data plus the head segment (and one spare file).
+/// within about twice the live data plus the head segment (spares included: here each
+/// retired segment is taken by the next new one).
 #[test]
 fn disk_use_stays_proportional_to_live_data() {
     let dir = tempfile::tempdir().unwrap();

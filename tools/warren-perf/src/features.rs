@@ -55,6 +55,9 @@ pub fn templates(
         priority: None,
         expiration: a.expiration.map(|ms| ms.to_string()),
     };
+    if a.scenario == Scenario::Topic {
+        return crate::shapes::topic_templates(a.bindings, a.size, frame_max);
+    }
     let levels = max_priority(a).map_or(0, |p| p as usize);
     let make = |props: &Props| {
         PublishTemplate::new(

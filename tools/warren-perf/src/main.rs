@@ -3,6 +3,7 @@
 
 mod client;
 mod features;
+mod shapes;
 mod sink;
 mod stats;
 mod stream_client;
@@ -37,6 +38,12 @@ enum Scenario {
     Connections,
     /// Declare --queues queues with a consumer each, report broker RSS.
     Queues,
+    /// A topic exchange with --bindings bindings over --queues queues, a consumer on each,
+    /// one producer cycling through the bindings' keys (shapes.rs).
+    Topic,
+    /// --connections connections publishing one message at a time, --rate in total, to
+    /// one consumed queue: broker RSS and CPU per message (shapes.rs).
+    LowRateConnections,
     /// Publish --messages into a queue with x-message-ttl (--message-ttl, default 1 ms) or
     /// per-message --expiration, no consumer: publish rate, time until the queue is empty,
     /// broker RSS during and after (features.rs).
@@ -107,9 +114,12 @@ struct Args {
     /// Messages for consume-only and backlog.
     #[arg(long, default_value_t = 1_000_000)]
     messages: u64,
-    /// Connections for the connections scenario.
+    /// Connections for the connections and low-rate-connections scenarios.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
+    /// Bindings for the topic scenario.
+    #[arg(long, default_value_t = 10_000)]
+    bindings: usize,
     /// The broker's pid, to report its RSS.
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -531,8 +541,12 @@ async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
             run_drain(&ctx, &mut report, &latencies).await?
         }
         Scenario::Fanout => run_fanout(&ctx, &mut report, &latencies).await?,
-        Scenario::Connections => run_connections(&ctx, &mut report).await?,
-        Scenario::Queues => run_queues(&ctx, &mut report).await?,
+        Scenario::Connections => shapes::run_connections(&ctx, &mut report).await?,
+        Scenario::Queues => shapes::run_queues(&ctx, &mut report).await?,
+        Scenario::Topic => shapes::run_topic(&ctx, &mut report, &latencies).await?,
+        Scenario::LowRateConnections => {
+            shapes::run_low_rate_connections(&ctx, &mut report, &latencies).await?
+        }
         Scenario::TtlExpiry => features::run_ttl_expiry(&ctx, &mut report).await?,
         Scenario::DeadLetter => features::run_dead_letter(&ctx, &mut report, &latencies).await?,
         Scenario::StreamPublish => {
@@ -738,39 +752,6 @@ async fn run_fanout(
         "consumed_per_s",
         (after.consumed - before.consumed) as f64 / elapsed,
     );
-    cleanup_queues(ctx, a.queues).await;
-    Ok(())
-}
-
-async fn run_connections(ctx: &Arc<Ctx>, report: &mut Report) -> std::io::Result<()> {
-    let a = &ctx.args;
-    let mut conns = Vec::new();
-    for _ in 0..a.connections {
-        match Client::connect(&ctx.target).await {
-            Ok(c) => conns.push(c),
-            Err(e) => {
-                eprintln!("warren-perf: connection {} failed: {e}", conns.len() + 1);
-                break;
-            }
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    report.count("connections", conns.len() as u64);
-    report_rss(report, a.broker_pid);
-    Ok(())
-}
-
-async fn run_queues(ctx: &Arc<Ctx>, report: &mut Report) -> std::io::Result<()> {
-    let a = &ctx.args;
-    let mut c = Client::connect(&ctx.target).await?;
-    for i in 0..a.queues {
-        c.declare_queue(&queue_name(i), false).await?;
-        c.consume(&queue_name(i), true).await?;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    report.count("queues", a.queues as u64);
-    report_rss(report, a.broker_pid);
-    drop(c);
     cleanup_queues(ctx, a.queues).await;
     Ok(())
 }
