@@ -540,7 +540,7 @@ async fn run(ctx: Arc<Ctx>) -> std::io::Result<Report> {
         Scenario::ConsumeOnly | Scenario::Backlog => {
             run_drain(&ctx, &mut report, &latencies).await?
         }
-        Scenario::Fanout => run_fanout(&ctx, &mut report, &latencies).await?,
+        Scenario::Fanout => shapes::run_fanout(&ctx, &mut report, &latencies).await?,
         Scenario::Connections => shapes::run_connections(&ctx, &mut report).await?,
         Scenario::Queues => shapes::run_queues(&ctx, &mut report).await?,
         Scenario::Topic => shapes::run_topic(&ctx, &mut report, &latencies).await?,
@@ -698,61 +698,6 @@ async fn run_drain(
     }
     latencies.lock().unwrap().clear(); // fill-then-drain latency is not meaningful
     cleanup_queues(ctx, 1).await;
-    Ok(())
-}
-
-async fn run_fanout(
-    ctx: &Arc<Ctx>,
-    report: &mut Report,
-    latencies: &Latencies,
-) -> std::io::Result<()> {
-    let a = &ctx.args;
-    let mut c = Client::connect(&ctx.target).await?;
-    c.declare_exchange("warren-perf-fanout", "fanout").await?;
-    for i in 0..a.queues {
-        c.declare_queue(&queue_name(i), false).await?;
-        c.purge_queue(&queue_name(i)).await?;
-        c.bind_queue(&queue_name(i), "warren-perf-fanout", "")
-            .await?;
-    }
-    let mut tasks = Vec::new();
-    for i in 0..a.queues {
-        tasks.push(tokio::spawn(consumer(
-            ctx.clone(),
-            queue_name(i),
-            u64::MAX,
-            latencies.clone(),
-            None,
-        )));
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let start = Instant::now();
-    let before = ctx.counters.snapshot();
-    let p = tokio::spawn(producer(
-        ctx.clone(),
-        0,
-        "warren-perf-fanout".into(),
-        String::new(),
-        u64::MAX,
-        a.confirm,
-    ));
-    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
-    let after = ctx.counters.snapshot();
-    let elapsed = start.elapsed().as_secs_f64();
-    ctx.stop.store(true, Ordering::Relaxed);
-    p.await.map_err(std::io::Error::other)??;
-    for t in tasks {
-        t.await.map_err(std::io::Error::other)??;
-    }
-    report.rate(
-        "published_per_s",
-        (after.published - before.published) as f64 / elapsed,
-    );
-    report.rate(
-        "consumed_per_s",
-        (after.consumed - before.consumed) as f64 / elapsed,
-    );
-    cleanup_queues(ctx, a.queues).await;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Scenarios about the shape of the work rather than its speed on one queue (issue 15,
-//! part 3): a topic exchange with many bindings under load, and many connections each
-//! publishing slowly (what an IoT or microservice fleet looks like to a broker); and the
-//! memory of many idle connections or queues.
+//! part 3): fanout to many queues, a topic exchange with many bindings under load, many
+//! connections each publishing slowly (what an IoT or microservice fleet looks like to a
+//! broker), and the memory of many idle connections or queues.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use super::{cleanup_queues, consumer, producer, queue_name, report_rss, Ctx, Lat
 use crate::client::{Client, Props, PublishTemplate};
 use crate::stats::Report;
 
+/// `--connections` idle connections: the broker's RSS.
 pub async fn run_connections(ctx: &Arc<Ctx>, report: &mut Report) -> std::io::Result<()> {
     let a = &ctx.args;
     let mut conns = Vec::new();
@@ -44,6 +45,74 @@ pub async fn run_queues(ctx: &Arc<Ctx>, report: &mut Report) -> std::io::Result<
     report_rss(report, a.broker_pid);
     drop(c);
     cleanup_queues(ctx, a.queues).await;
+    Ok(())
+}
+
+pub async fn run_fanout(
+    ctx: &Arc<Ctx>,
+    report: &mut Report,
+    latencies: &Latencies,
+) -> std::io::Result<()> {
+    let a = &ctx.args;
+    let mut c = Client::connect(&ctx.target).await?;
+    c.declare_exchange("warren-perf-fanout", "fanout").await?;
+    for i in 0..a.queues {
+        c.declare_queue(&queue_name(i), false).await?;
+        c.purge_queue(&queue_name(i)).await?;
+        c.bind_queue(&queue_name(i), "warren-perf-fanout", "")
+            .await?;
+    }
+    one_producer_to_consumed_queues(ctx, report, latencies, a.queues, "warren-perf-fanout").await?;
+    cleanup_queues(ctx, a.queues).await;
+    Ok(())
+}
+
+/// A consumer on each of the first `queues` queues and one producer publishing to
+/// `exchange` for `--seconds`: the publish and consume rates (fanout and topic).
+pub async fn one_producer_to_consumed_queues(
+    ctx: &Arc<Ctx>,
+    report: &mut Report,
+    latencies: &Latencies,
+    queues: usize,
+    exchange: &str,
+) -> std::io::Result<()> {
+    let mut tasks = Vec::new();
+    for i in 0..queues {
+        tasks.push(tokio::spawn(consumer(
+            ctx.clone(),
+            queue_name(i),
+            u64::MAX,
+            latencies.clone(),
+            None,
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    let before = ctx.counters.snapshot();
+    let p = tokio::spawn(producer(
+        ctx.clone(),
+        0,
+        exchange.into(),
+        String::new(),
+        u64::MAX,
+        ctx.args.confirm,
+    ));
+    tokio::time::sleep(Duration::from_secs(ctx.args.seconds)).await;
+    let after = ctx.counters.snapshot();
+    let elapsed = start.elapsed().as_secs_f64();
+    ctx.stop.store(true, Ordering::Relaxed);
+    p.await.map_err(std::io::Error::other)??;
+    for t in tasks {
+        t.await.map_err(std::io::Error::other)??;
+    }
+    report.rate(
+        "published_per_s",
+        (after.published - before.published) as f64 / elapsed,
+    );
+    report.rate(
+        "consumed_per_s",
+        (after.consumed - before.consumed) as f64 / elapsed,
+    );
     Ok(())
 }
 
@@ -104,43 +173,7 @@ pub async fn run_topic(
         "bindings_per_s",
         a.bindings as f64 / declared.elapsed().as_secs_f64(),
     );
-    let mut tasks = Vec::new();
-    for q in 0..queues {
-        tasks.push(tokio::spawn(consumer(
-            ctx.clone(),
-            queue_name(q),
-            u64::MAX,
-            latencies.clone(),
-            None,
-        )));
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let start = Instant::now();
-    let before = ctx.counters.snapshot();
-    let p = tokio::spawn(producer(
-        ctx.clone(),
-        0,
-        TOPIC_EXCHANGE.into(),
-        String::new(),
-        u64::MAX,
-        a.confirm,
-    ));
-    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
-    let after = ctx.counters.snapshot();
-    let elapsed = start.elapsed().as_secs_f64();
-    ctx.stop.store(true, Ordering::Relaxed);
-    p.await.map_err(std::io::Error::other)??;
-    for t in tasks {
-        t.await.map_err(std::io::Error::other)??;
-    }
-    report.rate(
-        "published_per_s",
-        (after.published - before.published) as f64 / elapsed,
-    );
-    report.rate(
-        "consumed_per_s",
-        (after.consumed - before.consumed) as f64 / elapsed,
-    );
+    one_producer_to_consumed_queues(ctx, report, latencies, queues, TOPIC_EXCHANGE).await?;
     // Leave no bindings behind: deleting the exchange drops them all.
     let mut b = BytesMut::new();
     crate::client::method(&mut b, 1, 40, 20, |b| {
