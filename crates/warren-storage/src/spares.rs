@@ -133,8 +133,11 @@ impl Spares {
     }
 
     /// Gives back a spare that was taken but not used (a size other than the one needed).
+    /// It goes to the front, among the oldest, so the next `take` tries another one: a
+    /// spare of a size no new segment has (left by an earlier `--segment-size`) must not
+    /// hide the usable ones, and is deleted once idle.
     pub fn give_back(&mut self, path: PathBuf, now: Instant) {
-        self.files.push_back(Spare {
+        self.files.push_front(Spare {
             path,
             retired_at: now,
             held: None,
@@ -250,6 +253,23 @@ mod tests {
         assert_eq!(spares.take(), None, "a reader still holds the other one");
         drop(reader);
         assert_eq!(spares.take(), Some(held_path));
+    }
+
+    #[test]
+    fn a_spare_given_back_does_not_hide_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spares = Spares::recover(dir.path()).unwrap();
+        let now = Instant::now();
+        let usable = retire(&mut spares, dir.path(), now);
+        let odd = retire(&mut spares, dir.path(), now);
+        assert_eq!(spares.take(), Some(odd.clone()));
+        spares.give_back(odd.clone(), now);
+        assert_eq!(
+            spares.take(),
+            Some(usable),
+            "the given-back spare is tried last"
+        );
+        assert_eq!(spares.take(), Some(odd));
     }
 
     #[test]

@@ -277,11 +277,16 @@ impl GroupCommit {
                 .fsync_ns
                 .observe(started.elapsed().as_nanos().min(u64::MAX as u128) as u64);
             self.metrics.batch.observe(appends);
+            // Let go of the files before the round is published: a waiter may then rely on
+            // the sync thread holding none of them (a retired segment is recycled only
+            // once nothing else holds its mapping).
+            let synced_files = files.len() as u64;
+            drop(files);
             {
                 let mut st = self.state.lock().expect("sync state");
                 st.completed = round;
                 st.rounds += 1;
-                st.files_synced += files.len() as u64;
+                st.files_synced += synced_files;
                 if !ok {
                     st.failed.push_back(round);
                     if st.failed.len() > FAILED_MEMORY {
