@@ -615,6 +615,7 @@ impl Segment {
     }
 
     /// Moves `offset` past a corrupt stretch that starts there, if any.
+    #[inline]
     fn skip_corrupt(&self, offset: usize) -> usize {
         match self.skips.iter().find(|&&(start, _)| start == offset) {
             Some(&(_, end)) => end,
@@ -623,6 +624,9 @@ impl Segment {
     }
 
     /// The record at `offset` (which must be a record boundary below `write_pos`).
+    // Inlined into `Log::read_next`'s loop, the hottest read path (stream reads lost
+    // ~15 % when a layout change stopped the compiler from inlining it on its own).
+    #[inline]
     pub fn read_at(&self, offset: usize) -> Option<(StoredRecord, usize)> {
         let offset = self.skip_corrupt(offset);
         if offset >= self.write_pos {
