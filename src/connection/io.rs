@@ -106,10 +106,13 @@ impl Conn {
                         Err(e) => return Err(e),
                     }
                     last_read = Instant::now();
+                    self.process_all(&mut rbuf);
+                    // Grown after parsing, so a regrowth copies only the partial frame
+                    // left at the end (the frames split off may still hold the old
+                    // allocation), not the whole buffer.
                     if rbuf.capacity() - rbuf.len() < 4096 {
                         rbuf.reserve(READ_CHUNK);
                     }
-                    self.process_all(&mut rbuf);
                     self.pump_deliveries();
                     self.flush_confirms();
                 }

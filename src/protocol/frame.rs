@@ -29,6 +29,13 @@ pub const FRAME_MIN_SIZE: u32 = 4096;
 
 /// Most buffer growth made on the strength of a frame's declared size.
 const RESERVE_STEP: usize = 256 * 1024;
+/// Body frames from this size up to `RESERVE_STEP` make the read buffer grow by several
+/// frames at once.
+const LARGE_BODY_FRAME: usize = 16 * 1024;
+/// How many further body frames of the same size that growth makes room for...
+const BODY_FRAMES_AHEAD: usize = 7;
+/// ...up to this many bytes.
+const RESERVE_AHEAD_MAX: usize = 1024 * 1024;
 
 /// The protocol header a 0-9-1 client sends first.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
@@ -64,8 +71,17 @@ pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpEr
     let total = 7 + size as usize + 1;
     if buf.len() < total {
         // Make room for what is coming, but never more than a bounded step at a time: the
-        // size is the peer's claim, not bytes we have.
-        buf.reserve((total - buf.len()).min(RESERVE_STEP));
+        // size is the peer's claim, not bytes we have. A large body frame also gets room
+        // for the frames likely to follow it: the frames already split off this buffer
+        // are still held (their message is being assembled), so every regrowth copies
+        // the partial frame at the end into a new allocation; growing several frames at
+        // a time copies a small fraction of the body bytes instead of about half.
+        let ahead = if kind == FRAME_BODY && (LARGE_BODY_FRAME..=RESERVE_STEP).contains(&total) {
+            (total * BODY_FRAMES_AHEAD).min(RESERVE_AHEAD_MAX)
+        } else {
+            0
+        };
+        buf.reserve((total - buf.len()).min(RESERVE_STEP) + ahead);
         return Ok(None);
     }
     if buf[total - 1] != FRAME_END {
@@ -133,6 +149,23 @@ mod tests {
                 assert!(got.is_none(), "at {i}");
             }
         }
+    }
+
+    #[test]
+    fn a_large_body_frame_grows_the_buffer_for_the_frames_after_it() {
+        // A 128 KiB body frame of which only the start has arrived: room for it and seven
+        // more, so the frames that follow do not each regrow (and copy) the buffer.
+        let mut buf = BytesMut::from(&[3u8, 0, 1, 0, 2, 0, 0, 1, 2, 3][..]);
+        assert!(parse(&mut buf, 131_072).unwrap().is_none());
+        assert!(
+            buf.capacity() >= 8 * (131_072 + 8),
+            "capacity {}",
+            buf.capacity()
+        );
+        // Small body frames and method frames get room for themselves only.
+        let mut buf = BytesMut::from(&[1u8, 0, 1, 0, 2, 0, 0, 1, 2, 3][..]);
+        assert!(parse(&mut buf, 131_072).unwrap().is_none());
+        assert!(buf.capacity() < 2 * 131_072, "capacity {}", buf.capacity());
     }
 
     #[test]
