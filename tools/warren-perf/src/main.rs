@@ -3,6 +3,7 @@
 
 mod client;
 mod features;
+mod gate;
 mod shapes;
 mod sink;
 mod stats;
@@ -216,6 +217,7 @@ struct Ctx {
     epoch: Instant,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
+    gate: gate::StartGate,
 }
 
 fn queue_name(i: usize) -> String {
@@ -299,6 +301,7 @@ async fn producer(
         wake.clone(),
         ctx.counters.clone(),
     );
+    ctx.gate.arrive().await;
     use tokio::io::AsyncWriteExt;
     let batch = 256u64;
     let per_producer_rate = if ctx.args.rate > 0 {
@@ -383,6 +386,7 @@ async fn consumer(
         c.qos(ctx.args.prefetch).await?;
     }
     c.consume(&queue, no_ack).await?;
+    ctx.gate.arrive().await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut local_lat: Vec<u32> = Vec::with_capacity(1 << 16);
     let mut local_seen: Vec<u64> = Vec::new();
@@ -584,6 +588,7 @@ async fn run_streaming(
         a.consumers
     };
     setup_queues(ctx, a.queues, durable || a.scenario == Scenario::Confirms).await?;
+    ctx.gate.close();
     let mut tasks = Vec::new();
     for i in 0..consumers {
         tasks.push(tokio::spawn(consumer(
@@ -594,9 +599,6 @@ async fn run_streaming(
             None,
         )));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let start = Instant::now();
-    let before = ctx.counters.snapshot();
     let mut producers = Vec::new();
     for i in 0..a.producers {
         producers.push(tokio::spawn(producer(
@@ -608,12 +610,27 @@ async fn run_streaming(
             confirm,
         )));
     }
+    // Every consumer is consuming and every producer connected before the clock starts.
+    let clients: Vec<_> = tasks.iter().chain(&producers).collect();
+    let ready = ctx
+        .gate
+        .open_when_arrived(clients.len(), &clients, Duration::from_secs(120))
+        .await;
+    if let Err(e) = ready {
+        ctx.stop.store(true, Ordering::Relaxed);
+        for t in tasks.into_iter().chain(producers) {
+            t.await.map_err(std::io::Error::other)??;
+        }
+        return Err(e);
+    }
+    let start = Instant::now();
+    let before = ctx.counters.snapshot();
     tokio::time::sleep(Duration::from_secs(a.seconds)).await;
     let after = ctx.counters.snapshot();
     let elapsed = start.elapsed().as_secs_f64();
     ctx.stop.store(true, Ordering::Relaxed);
     for p in producers {
-        p.await.map_err(std::io::Error::other)??;
+        gate::join_or_abort(p, Duration::from_secs(10)).await?;
     }
     for t in tasks {
         t.await.map_err(std::io::Error::other)??;
@@ -726,6 +743,7 @@ fn main() -> std::process::ExitCode {
         epoch: Instant::now(),
         counters: Arc::new(Counters::default()),
         stop: Arc::new(AtomicBool::new(false)),
+        gate: gate::StartGate::new(),
     });
     match runtime.block_on(run(ctx)) {
         Ok(report) => {
