@@ -169,6 +169,7 @@ def scenarios(seconds):
         ("throughput 1 MiB transient, autoack", ["throughput", "--autoack", "--size", "1048576", "--seconds", s], "consumed_per_s"),
         ("10 queues, a producer and a consumer each, autoack", ["throughput", "--autoack", "--queues", "10", "--producers", "10", "--consumers", "10", "--seconds", s], "consumed_per_s"),
         ("100 queues, a producer and a consumer each, autoack", ["throughput", "--autoack", "--queues", "100", "--producers", "100", "--consumers", "100", "--seconds", s], "consumed_per_s"),
+        ("1,000 queues, a producer and a consumer each, autoack", ["throughput", "--autoack", "--queues", "1000", "--producers", "1000", "--consumers", "1000", "--seconds", s], "consumed_per_s"),
         ("fanout, 100 queues", ["fanout", "--queues", "100", "--autoack", "--seconds", s], "consumed_per_s"),
         ("prefetch 1, manual acks (round trips)", ["throughput", "--prefetch", "1", "--seconds", s], "consumed_per_s"),
         ("topic, 10,000 bindings over 100 queues, autoack", ["topic", "--bindings", "10000", "--queues", "100", "--autoack", "--seconds", s], "consumed_per_s"),

@@ -4,17 +4,25 @@
 //! handshakes (piled onto a broker already under load), not the steady state. At the
 //! finish a producer still blocked in a write is let go after a grace period: a broker
 //! that stopped reading it (flow control, RabbitMQ's memory alarm under 1,000 unbounded
-//! producers) would otherwise hold the run until it drained gigabytes.
+//! producers) would otherwise hold the run until it drained gigabytes. On the way to the
+//! start, at most `CONNECTING_AT_ONCE` clients are in their handshake at a time: 2,000 at
+//! once had RabbitMQ reset some of them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
+
+use crate::client::{Client, Target};
+
+/// Clients connecting (TCP and AMQP handshake) at the same time, at most.
+const CONNECTING_AT_ONCE: usize = 64;
 
 pub struct StartGate {
     arrived: AtomicUsize,
     open: watch::Sender<bool>,
+    connecting: Semaphore,
 }
 
 impl StartGate {
@@ -23,7 +31,18 @@ impl StartGate {
         Self {
             arrived: AtomicUsize::new(0),
             open: watch::Sender::new(true),
+            connecting: Semaphore::new(CONNECTING_AT_ONCE),
         }
+    }
+
+    /// Connects a client, waiting for a handshake slot first.
+    pub async fn connect(&self, target: &Target) -> std::io::Result<Client> {
+        let _slot = self
+            .connecting
+            .acquire()
+            .await
+            .map_err(std::io::Error::other)?;
+        Client::connect(target).await
     }
 
     /// Closes the gate and forgets earlier arrivals.

@@ -282,7 +282,7 @@ async fn producer(
     limit: u64,
     confirm: bool,
 ) -> std::io::Result<()> {
-    let mut c = Client::connect(&ctx.target).await?;
+    let mut c = ctx.gate.connect(&ctx.target).await?;
     if confirm {
         c.confirm_select().await?;
     }
@@ -380,7 +380,7 @@ async fn consumer(
     latencies: Latencies,
     seen: Option<Arc<Mutex<Vec<u64>>>>,
 ) -> std::io::Result<()> {
-    let mut c = Client::connect(&ctx.target).await?;
+    let mut c = ctx.gate.connect(&ctx.target).await?;
     let no_ack = ctx.args.autoack;
     if !no_ack {
         c.qos(ctx.args.prefetch).await?;
@@ -515,11 +515,24 @@ async fn setup_queues(ctx: &Ctx, n: usize, durable: bool) -> std::io::Result<()>
     Ok(())
 }
 
-async fn cleanup_queues(ctx: &Ctx, n: usize) {
-    if let Ok(mut c) = Client::connect(&ctx.target).await {
-        for i in 0..n {
-            let _ = c.delete_queue(&queue_name(i)).await;
-        }
+/// Deletes the run's queues, over up to 16 connections at once: one connection deleting
+/// 1,000 queues with deep backlogs one after another kept RabbitMQ busy for minutes.
+async fn cleanup_queues(ctx: &Arc<Ctx>, n: usize) {
+    let lanes = n.clamp(1, 16);
+    let deleters: Vec<_> = (0..lanes)
+        .map(|lane| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                if let Ok(mut c) = Client::connect(&ctx.target).await {
+                    for i in (lane..n).step_by(lanes) {
+                        let _ = c.delete_queue(&queue_name(i)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for d in deleters {
+        let _ = d.await;
     }
 }
 
