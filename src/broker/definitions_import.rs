@@ -729,27 +729,21 @@ pub fn export_json(broker: &BrokerHandle) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
-/// Imports `input` into a fresh broker on a temporary data dir: must not panic, and an
-/// import that fails must leave the export as it was. Used by the `definitions_json` fuzz
-/// target and its regression replay.
+/// Imports `input` into a fresh broker on a temporary data dir (reused across inputs and
+/// reset between them: `fuzz_broker`): must not panic, and an import that fails must
+/// leave the export as it was. Used by the `definitions_json` fuzz target and its
+/// regression replay.
 #[doc(hidden)]
 pub fn fuzz_import(input: &[u8]) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "warren-fuzz-defs-{}-{}",
-        std::process::id(),
-        RUN.fetch_add(1, Ordering::Relaxed)
-    ));
-    if let Ok(broker) = BrokerHandle::open_ephemeral(&dir) {
-        let before = export_json(&broker);
-        if import_json(&broker, input).is_err() {
+    use super::fuzz_broker;
+    fuzz_broker::with_broker("defs", fuzz_broker::fresh, |broker, _| {
+        let before = export_json(broker);
+        if import_json(broker, input).is_err() {
             assert_eq!(
-                export_json(&broker),
+                export_json(broker),
                 before,
                 "a failed import changed the broker"
             );
         }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    });
 }

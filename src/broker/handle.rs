@@ -205,6 +205,13 @@ impl BrokerHandle {
         Ok(BrokerHandle::open(config, commit)?.0)
     }
 
+    /// How many handles to this broker exist (the fuzz targets reuse a broker only when
+    /// theirs is the last one).
+    #[doc(hidden)]
+    pub fn handle_count(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+
     /// Tells connections when a publish's sync has completed.
     pub fn confirm_tracker(&self) -> ConfirmTracker {
         ConfirmTracker::new(self.0.commit.clone())

@@ -17,6 +17,8 @@ pub mod error;
 pub mod exchange;
 pub mod fast_map;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzz_broker;
 pub mod grants;
 pub mod json_args;
 pub mod message;

@@ -266,31 +266,29 @@ pub async fn serve<S: Stream>(
 }
 
 /// Feeds `input` to a fresh connection state machine, as if it arrived after a valid
-/// protocol header, with a real broker on a temporary data dir; the server's output is
-/// discarded. Used by the `connection` fuzz target and its regression tests: it must not
+/// protocol header, with a real broker on a temporary data dir (reused across inputs and
+/// reset between them: `broker::fuzz_broker`); the server's output is discarded. Used by the `connection` fuzz target and its regression tests: it must not
 /// panic on any input.
 #[doc(hidden)]
 pub fn fuzz_session(input: &[u8]) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "warren-fuzz-{}-{}",
-        std::process::id(),
-        RUN.fetch_add(1, Ordering::Relaxed)
-    ));
-    let Ok(broker) = BrokerHandle::open_ephemeral(&dir) else {
-        return;
-    };
+    crate::broker::fuzz_broker::with_broker(
+        "conn",
+        crate::broker::fuzz_broker::fresh,
+        |broker, dir| fuzz_session_on(broker, dir, input),
+    );
+}
+
+fn fuzz_session_on(broker: &BrokerHandle, dir: &std::path::Path, input: &[u8]) {
     let (_shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(ServerContext {
         confirms: broker.confirm_tracker(),
-        broker,
+        broker: broker.clone(),
         limits: Limits {
             max_message_size: 1 << 20,
             outbox_limit: 64,
             ..Limits::default()
         },
-        alarms: Arc::new(Alarms::new(&dir, u64::MAX, 0)),
+        alarms: Arc::new(Alarms::new(dir, u64::MAX, 0)),
         shutdown,
     });
     let mut conn = Conn::new(
@@ -321,5 +319,4 @@ pub fn fuzz_session(input: &[u8]) {
     conn.detach();
     drop(conn);
     drop(ctx);
-    let _ = std::fs::remove_dir_all(&dir);
 }

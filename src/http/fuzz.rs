@@ -1,7 +1,7 @@
 //! The `http_request` fuzz target's driver: one request, from arbitrary bytes, through
-//! the whole API router against a real broker on a temporary data dir (holding a vhost,
-//! a queue with a message, an exchange and a binding, so that handlers get past their
-//! lookups). Nothing may panic: not a handler, not a change run on the blocking pool
+//! the whole API router against a real broker on a temporary data dir, reused across
+//! inputs and reset between them (holding a vhost, a queue, an exchange and a binding, so
+//! that handlers get past their lookups). Nothing may panic: not a handler, not a change run on the blocking pool
 //! (whose panic would otherwise surface as a 500).
 //!
 //! Input: `METHOD TARGET` on the first line, header lines (`Name: value`) up to an empty
@@ -16,7 +16,7 @@ use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 
 use super::{router, ApiState, NodeInfo};
-use crate::broker::{definitions_import, BrokerHandle};
+use crate::broker::{definitions_import, fuzz_broker, BrokerHandle};
 
 /// What the broker holds before the request.
 const SEED: &str = r#"{
@@ -67,21 +67,16 @@ pub fn fuzz_request(input: &[u8]) {
     }
 }
 
-/// The status and body the API answers `input` with, on a fresh seeded broker.
+/// The status and body the API answers `input` with, on a seeded broker (reused across
+/// inputs and reset between them: `broker::fuzz_broker`).
 fn answer(input: &[u8]) -> Option<(StatusCode, Vec<u8>)> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static RUN: AtomicU64 = AtomicU64::new(0);
     let req = request(input)?;
-    let dir = std::env::temp_dir().join(format!(
-        "warren-fuzz-http-{}-{}",
-        std::process::id(),
-        RUN.fetch_add(1, Ordering::Relaxed)
-    ));
-    let answered = BrokerHandle::open_ephemeral(&dir)
-        .ok()
-        .map(|broker| drive(&broker, &dir, req));
-    let _ = std::fs::remove_dir_all(&dir);
-    answered
+    fuzz_broker::with_broker("http", seed, |broker, dir| drive(broker, dir, req))
+}
+
+/// Puts the seed's vhosts, queue, exchange and binding in a broker (again, after a reset).
+fn seed(broker: &BrokerHandle) {
+    definitions_import::import_json(broker, SEED.as_bytes()).expect("the seed imports");
 }
 
 fn drive(
@@ -89,7 +84,6 @@ fn drive(
     dir: &std::path::Path,
     req: Request<Body>,
 ) -> (StatusCode, Vec<u8>) {
-    definitions_import::import_json(broker, SEED.as_bytes()).expect("the seed imports");
     let state = ApiState {
         broker: broker.clone(),
         node: Arc::new(NodeInfo::new(vec![(

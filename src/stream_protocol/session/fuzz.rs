@@ -9,8 +9,9 @@ use super::Session;
 use crate::connection::ServerContext;
 
 /// Feeds `input` to a fresh stream-protocol session, as if it arrived on a connection to
-/// `--listen-stream`, with a real broker on a temporary data dir; the server's output is
-/// discarded. The first byte picks the read boundaries. Each read goes through what the
+/// `--listen-stream`, with a real broker on a temporary data dir (reused across inputs
+/// and reset between them: `broker::fuzz_broker`); the server's output is discarded. The
+/// first byte picks the read boundaries. Each read goes through what the
 /// socket loop in `serve` does with it: whole frames to the state machine, then the
 /// confirms whose syncs completed and the deliveries that credit allows. Used by the
 /// `stream_session` fuzz target and its regression tests: it must not panic (nor hang) on
@@ -22,27 +23,26 @@ pub fn fuzz_session(input: &[u8]) {
 
 /// [`fuzz_session`], with what the server writes after each read handed to `output`.
 fn fuzz_drive(input: &[u8], mut output: impl FnMut(&[u8])) {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use crate::broker::fuzz_broker;
+    fuzz_broker::with_broker("stream", fuzz_broker::fresh, |broker, dir| {
+        drive_on(broker, dir, input, &mut output)
+    });
+}
 
+fn drive_on(
+    broker: &crate::broker::BrokerHandle,
+    dir: &std::path::Path,
+    input: &[u8],
+    output: &mut impl FnMut(&[u8]),
+) {
     use crate::alarms::Alarms;
-    use crate::broker::BrokerHandle;
     use crate::config::Limits;
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "warren-fuzz-stream-{}-{}",
-        std::process::id(),
-        RUN.fetch_add(1, Ordering::Relaxed)
-    ));
-    let Ok(broker) = BrokerHandle::open_ephemeral(&dir) else {
-        let _ = std::fs::remove_dir_all(&dir);
-        return;
-    };
     let (_shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(ServerContext {
         confirms: broker.confirm_tracker(),
-        broker,
+        broker: broker.clone(),
         limits: Limits::default(),
-        alarms: Arc::new(Alarms::new(&dir, u64::MAX, 0)),
+        alarms: Arc::new(Alarms::new(dir, u64::MAX, 0)),
         shutdown,
     });
     let mut s = Session::new(
@@ -75,7 +75,6 @@ fn fuzz_drive(input: &[u8], mut output: impl FnMut(&[u8])) {
     s.detach();
     drop(s);
     drop(ctx);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[cfg(test)]

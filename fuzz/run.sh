@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs one fuzz target for a while from its checked-in corpus and adds the run to
+# fuzz/ledger.tsv, the running total of executions that fuzz/README.md reports.
+#
+#   fuzz/run.sh TARGET SECONDS [libFuzzer flags...]
+#
+# New inputs go to fuzz/corpus/TARGET (minimise with `fuzz/cmin.sh TARGET` before
+# committing); crashes to fuzz/artifacts/TARGET/. Runs the binary `cargo fuzz build -O`
+# left, so it never starts a build: build first. The broker targets keep their data dirs
+# under TMPDIR, /dev/shm here (no disk flushes in the measurement of a parser).
+set -euo pipefail
+cd "$(dirname "$0")"
+target=$1 seconds=$2
+shift 2
+bin=target/x86_64-unknown-linux-gnu/release/$target
+[ -x "$bin" ] || { echo "no $bin: run RUSTC_BOOTSTRAP=1 cargo fuzz build -O" >&2; exit 2; }
+mkdir -p "corpus/$target" "artifacts/$target"
+log=$(mktemp)
+status=0
+TMPDIR=${TMPDIR:-/dev/shm} "$bin" "corpus/$target" -max_total_time="$seconds" \
+    -print_final_stats=1 -artifact_prefix="artifacts/$target/" "$@" > "$log" 2>&1 || status=$?
+runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+# The last status line carries the coverage: "#N ... cov: E ft: F corp: ..."
+cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | awk '{print $2 "\t" $4}')
+[ -n "$cov" ] || cov=$(printf '0\t0')
+crashes=$([ "$status" -eq 0 ] && echo 0 || echo 1)
+commit=$(git rev-parse --short HEAD)
+printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%F)" "$target" "${runs:-0}" "$seconds" \
+    "$cov" "$crashes" "$commit" >> ledger.tsv
+tail -3 "$log"
+echo "$target: ${runs:-0} executions in $seconds s, exit $status (ledger.tsv)"
+rm -f "$log"
+exit "$status"
