@@ -91,10 +91,15 @@ fn connection_inputs() {
 
 #[test]
 fn stream_session_inputs() {
-    for (_, data) in inputs("stream_session") {
-        warren::stream_protocol::session::fuzz_session(&data);
-    }
-    // Each input's broker data dir is removed (the only test here with this prefix).
+    // On a thread of its own: the broker the inputs share lives until the thread ends.
+    std::thread::spawn(|| {
+        for (_, data) in inputs("stream_session") {
+            warren::stream_protocol::session::fuzz_session(&data);
+        }
+    })
+    .join()
+    .unwrap();
+    // The broker's data dir is removed with it (the only test here with this prefix).
     let prefix = format!("warren-fuzz-stream-{}-", std::process::id());
     let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
@@ -103,6 +108,13 @@ fn stream_session_inputs() {
         .map(|e| e.path())
         .collect();
     assert!(left.is_empty(), "data dirs left behind: {left:?}");
+}
+
+#[test]
+fn connection_model_inputs() {
+    for (_, data) in inputs("connection_model") {
+        warren::connection::fuzz_model::fuzz_model(&data);
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! not undo fails that check, and the broker is then thrown away and opened afresh, as
 //! before: the fast path is an optimisation, never a change in what an input sees.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,11 @@ pub type Seed = fn(&BrokerHandle);
 
 /// A broker reused across inputs.
 struct Reused {
+    /// What a target builds on the broker once and keeps with it (the HTTP target's
+    /// router and runtime); dropped before the broker.
+    extra: Option<Box<dyn Any>>,
+    /// How many handles to the broker exist between inputs: this one and the extra's.
+    handles_at_rest: usize,
     dir: PathBuf,
     broker: BrokerHandle,
     seed: Seed,
@@ -57,6 +63,8 @@ impl Reused {
         let access = broker.read_access(AccessDb::clone);
         let fingerprint = fingerprint(&broker);
         Some(Reused {
+            extra: None,
+            handles_at_rest: 1,
             dir,
             broker,
             seed,
@@ -175,15 +183,35 @@ pub fn with_broker<R>(
     seed: Seed,
     f: impl FnOnce(&BrokerHandle, &Path) -> R,
 ) -> Option<R> {
+    with_broker_and(kind, seed, |_, _| (), |broker, dir, _| f(broker, dir))
+}
+
+/// [`with_broker`], with `extra` built by `make` the first time a broker is used and
+/// kept with it (it may hold handles to the broker).
+pub fn with_broker_and<E: 'static, R>(
+    kind: &'static str,
+    seed: Seed,
+    make: fn(&BrokerHandle, &Path) -> E,
+    f: impl FnOnce(&BrokerHandle, &Path, &E) -> R,
+) -> Option<R> {
     let reused = BROKERS.with(|b| b.borrow_mut().remove(kind));
-    let reused = match reused {
+    let mut reused = match reused {
         Some(r) => r,
         None => Reused::open(kind, seed)?,
     };
-    let answer = f(&reused.broker, &reused.dir);
-    // Keep it only if nobody else holds it (a task of `f` that outlived it would see the
-    // next input's broker) and the reset brings it back.
-    if reused.broker.handle_count() == 1 && reused.reset() {
+    if reused.extra.is_none() {
+        reused.extra = Some(Box::new(make(&reused.broker, &reused.dir)));
+        reused.handles_at_rest = reused.broker.handle_count();
+    }
+    let extra = reused
+        .extra
+        .as_ref()
+        .and_then(|e| e.downcast_ref::<E>())
+        .expect("one extra type per kind");
+    let answer = f(&reused.broker, &reused.dir, extra);
+    // Keep it only if no handle made during the input outlived it (a task of `f` that
+    // did would see the next input's broker) and the reset brings it back.
+    if reused.broker.handle_count() == reused.handles_at_rest && reused.reset() {
         BROKERS.with(|b| b.borrow_mut().insert(kind, reused));
     }
     Some(answer)

@@ -25,6 +25,8 @@ mod channel;
 mod deliver;
 mod errors;
 mod frames;
+#[doc(hidden)]
+pub mod fuzz_model;
 mod handshake;
 mod io;
 mod output;

@@ -71,7 +71,7 @@ pub fn fuzz_request(input: &[u8]) {
 /// inputs and reset between them: `broker::fuzz_broker`).
 fn answer(input: &[u8]) -> Option<(StatusCode, Vec<u8>)> {
     let req = request(input)?;
-    fuzz_broker::with_broker("http", seed, |broker, dir| drive(broker, dir, req))
+    fuzz_broker::with_broker_and("http", seed, serve, |_, _, served| drive(served, req))
 }
 
 /// Puts the seed's vhosts, queue, exchange and binding in a broker (again, after a reset).
@@ -79,11 +79,14 @@ fn seed(broker: &BrokerHandle) {
     definitions_import::import_json(broker, SEED.as_bytes()).expect("the seed imports");
 }
 
-fn drive(
-    broker: &BrokerHandle,
-    dir: &std::path::Path,
-    req: Request<Body>,
-) -> (StatusCode, Vec<u8>) {
+/// The API over one broker, and a runtime to answer on: built once per broker (building
+/// the router was a quarter of every input's time).
+struct Served {
+    router: axum::Router,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn serve(broker: &BrokerHandle, dir: &std::path::Path) -> Served {
     let state = ApiState {
         broker: broker.clone(),
         node: Arc::new(NodeInfo::new(vec![(
@@ -94,12 +97,23 @@ fn drive(
         alarms: Arc::new(crate::alarms::Alarms::new(dir, u64::MAX, 0)),
         started: std::time::Instant::now(),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        let answer = router(state).oneshot(req).await.expect("infallible");
+    Served {
+        router: router(state),
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime"),
+    }
+}
+
+fn drive(served: &Served, req: Request<Body>) -> (StatusCode, Vec<u8>) {
+    served.runtime.block_on(async {
+        let answer = served
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("infallible");
         let status = answer.status();
         let body = axum::body::to_bytes(answer.into_body(), usize::MAX)
             .await
