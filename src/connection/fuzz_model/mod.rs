@@ -41,14 +41,7 @@ pub fn fuzz_model(input: &[u8]) {
 
 /// [`fuzz_model`]; how many operations were sent.
 fn fuzz_model_steps(input: &[u8]) -> usize {
-    let mut u = Unstructured::new(input);
-    let mut ops = Vec::new();
-    while ops.len() < MAX_OPS && !u.is_empty() {
-        match u.arbitrary::<Op>() {
-            Ok(op) => ops.push(op),
-            Err(_) => break,
-        }
-    }
+    let ops = decode(input);
     if std::env::var_os("WARREN_FUZZ_MODEL_TRACE").is_some() {
         eprintln!("{ops:?}");
     }
@@ -58,13 +51,31 @@ fn fuzz_model_steps(input: &[u8]) -> usize {
     .unwrap_or(0)
 }
 
-/// A client connection driven one step at a time.
-struct Client {
+/// The operations an input decodes to (at most `MAX_OPS`).
+fn decode(input: &[u8]) -> Vec<Op> {
+    let mut u = Unstructured::new(input);
+    let mut ops = Vec::new();
+    while ops.len() < MAX_OPS && !u.is_empty() {
+        match u.arbitrary::<Op>() {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+    }
+    ops
+}
+
+/// A way to reach a broker: each step sends frames and returns what the broker answers.
+trait Wire {
+    fn step(&mut self, frames: &[u8]) -> Vec<Event>;
+}
+
+/// A connection of this process's broker, driven without a socket.
+struct InProcess {
     conn: Conn,
     rbuf: BytesMut,
 }
 
-impl Client {
+impl Wire for InProcess {
     /// Sends `frames` and returns everything the broker answers, deliveries included.
     fn step(&mut self, frames: &[u8]) -> Vec<Event> {
         self.rbuf.extend_from_slice(frames);
@@ -105,13 +116,20 @@ fn run(broker: &BrokerHandle, dir: &std::path::Path, ops: &[Op]) -> usize {
     );
     conn.wbuf = BytesMut::new();
     conn.send_start();
-    let mut client = Client {
+    let mut client = InProcess {
         conn,
         rbuf: BytesMut::new(),
     };
+    let sent = session(&mut client, ops);
+    client.conn.detach();
+    sent
+}
+
+/// Runs `ops` as one session over `wire`, checking every answer; how many were sent.
+fn session(wire: &mut impl Wire, ops: &[Op]) -> usize {
     let mut frames = BytesMut::new();
     ops::handshake(&mut frames);
-    let opened = client.step(&frames);
+    let opened = wire.step(&frames);
     assert!(
         !opened
             .iter()
@@ -127,7 +145,7 @@ fn run(broker: &BrokerHandle, dir: &std::path::Path, ops: &[Op]) -> usize {
             continue;
         }
         sent += 1;
-        let events = client.step(&frames);
+        let events = wire.step(&frames);
         model.observe(events);
         // A channel the broker closed gets its close-ok and is opened again, as a client
         // library's user would open a new one.
@@ -135,7 +153,7 @@ fn run(broker: &BrokerHandle, dir: &std::path::Path, ops: &[Op]) -> usize {
             frames.clear();
             ops::close_ok(&mut frames, c);
             model.send(Op::OpenChannel(c), &mut frames);
-            let events = client.step(&frames);
+            let events = wire.step(&frames);
             model.observe(events);
         }
         model.check_delivered();
@@ -149,11 +167,85 @@ fn run(broker: &BrokerHandle, dir: &std::path::Path, ops: &[Op]) -> usize {
             model.unconfirmed()
         );
         std::thread::sleep(std::time::Duration::from_millis(1));
-        let events = client.step(&[]);
+        let events = wire.step(&[]);
         model.observe(events);
     }
-    client.conn.detach();
     sent
+}
+
+/// A broker over TCP. Answers arrive asynchronously, so a step reads until the
+/// connection has been quiet for `QUIET` with only whole frames in hand.
+struct Tcp {
+    socket: std::net::TcpStream,
+    rbuf: BytesMut,
+}
+
+/// How long a TCP step waits for more of the broker's answer.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(40);
+
+impl Wire for Tcp {
+    fn step(&mut self, frames: &[u8]) -> Vec<Event> {
+        use std::io::{Read, Write};
+        self.socket.write_all(frames).expect("send");
+        let mut chunk = [0u8; 65_536];
+        loop {
+            match self.socket.read(&mut chunk) {
+                Ok(0) => panic!("the broker closed the socket"),
+                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    if whole_frames(&self.rbuf) {
+                        break;
+                    }
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        server::events(&mut self.rbuf)
+    }
+}
+
+/// Whether `buf` ends at a frame boundary.
+fn whole_frames(buf: &[u8]) -> bool {
+    let mut at = 0;
+    while buf.len() >= at + 7 {
+        let size = u32::from_be_bytes(buf[at + 3..at + 7].try_into().expect("4 bytes"));
+        at += 8 + size as usize;
+    }
+    at == buf.len()
+}
+
+/// Runs the session `input` decodes to against the AMQP broker at `addr` (RabbitMQ, or
+/// Warren over its socket), checking every answer against the model as the fuzz target
+/// does; how many operations were sent. Used to check the model against RabbitMQ.
+#[doc(hidden)]
+pub fn check_over_tcp(addr: std::net::SocketAddr, input: &[u8]) -> usize {
+    use std::io::Write;
+    let ops = decode(input);
+    let mut socket = std::net::TcpStream::connect(addr).expect("connect");
+    socket.set_nodelay(true).expect("nodelay");
+    socket.set_read_timeout(Some(QUIET)).expect("timeout");
+    socket
+        .write_all(crate::protocol::frame::PROTOCOL_HEADER)
+        .expect("send");
+    let mut wire = Tcp {
+        socket,
+        rbuf: BytesMut::new(),
+    };
+    let start = wire.step(&[]);
+    assert!(
+        matches!(
+            start.first(),
+            Some(Event::Done(
+                0,
+                crate::protocol::method::ids::CONNECTION_START
+            ))
+        ),
+        "{start:?}"
+    );
+    session(&mut wire, &ops)
 }
 
 #[cfg(test)]

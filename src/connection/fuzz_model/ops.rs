@@ -245,7 +245,8 @@ impl<'a> Arbitrary<'a> for Op {
 }
 
 /// The frames that open the connection as guest, open both channels and declare every
-/// queue.
+/// queue afresh (deleted first: over TCP, a durable queue may be left from a session
+/// before).
 pub fn handshake(out: &mut BytesMut) {
     let mut props = BytesMut::new();
     crate::protocol::table::encode(
@@ -281,6 +282,7 @@ pub fn handshake(out: &mut BytesMut) {
         open_channel(out, chan);
     }
     for queue in QueueName::ALL {
+        delete(out, Chan::One, queue);
         declare(out, Chan::One, queue, false);
     }
 }
