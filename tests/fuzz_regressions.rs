@@ -118,6 +118,13 @@ fn connection_model_inputs() {
 }
 
 #[test]
+fn http_request_inputs() {
+    for (_, data) in inputs("http_request") {
+        warren::http::fuzz::fuzz_request(&data);
+    }
+}
+
+#[test]
 fn definitions_json_inputs() {
     for (_, data) in inputs("definitions_json") {
         warren::broker::definitions_import::fuzz_import(&data);
