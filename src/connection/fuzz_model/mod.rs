@@ -66,7 +66,8 @@ fn decode(input: &[u8]) -> Vec<Op> {
 
 /// A way to reach a broker: each step sends frames and returns what the broker answers.
 trait Wire {
-    fn step(&mut self, frames: &[u8]) -> Vec<Event>;
+    /// `answer`: the model expects a reply to these frames (over TCP, the step waits for it).
+    fn step(&mut self, frames: &[u8], answer: bool) -> Vec<Event>;
 }
 
 /// A connection of this process's broker, driven without a socket.
@@ -77,7 +78,7 @@ struct InProcess {
 
 impl Wire for InProcess {
     /// Sends `frames` and returns everything the broker answers, deliveries included.
-    fn step(&mut self, frames: &[u8]) -> Vec<Event> {
+    fn step(&mut self, frames: &[u8], _answer: bool) -> Vec<Event> {
         self.rbuf.extend_from_slice(frames);
         self.conn.process_all(&mut self.rbuf);
         // Draining a full outbox lets the queues dispatch more: go on until it is empty.
@@ -129,7 +130,21 @@ fn run(broker: &BrokerHandle, dir: &std::path::Path, ops: &[Op]) -> usize {
 fn session(wire: &mut impl Wire, ops: &[Op]) -> usize {
     let mut frames = BytesMut::new();
     ops::handshake(&mut frames);
-    let opened = wire.step(&frames);
+    let mut opened = wire.step(&frames, true);
+    // Over TCP the answers come over time: wait for the last queue's declare-ok.
+    let declared = |events: &[Event]| {
+        let oks = events
+            .iter()
+            .filter(|e| matches!(e, Event::DeclareOk { .. }));
+        oks.count() == ops::QueueName::ALL.len()
+    };
+    while !declared(&opened)
+        && !opened
+            .iter()
+            .any(|e| matches!(e, Event::ConnectionClose(_)))
+    {
+        opened.extend(wire.step(&[], true));
+    }
     assert!(
         !opened
             .iter()
@@ -139,13 +154,17 @@ fn session(wire: &mut impl Wire, ops: &[Op]) -> usize {
     // The queues exist at the start (ops delete and declare them again).
     let mut model = Model::new();
     let mut sent = 0;
+    let trace = std::env::var_os("WARREN_FUZZ_MODEL_TRACE").is_some();
     for &op in ops {
         frames.clear();
         if !model.send(op, &mut frames) {
             continue;
         }
         sent += 1;
-        let events = wire.step(&frames);
+        let events = wire.step(&frames, model.awaits_answer());
+        if trace {
+            eprintln!("{op:?} -> {events:?}");
+        }
         model.observe(events);
         // A channel the broker closed gets its close-ok and is opened again, as a client
         // library's user would open a new one.
@@ -153,7 +172,10 @@ fn session(wire: &mut impl Wire, ops: &[Op]) -> usize {
             frames.clear();
             ops::close_ok(&mut frames, c);
             model.send(Op::OpenChannel(c), &mut frames);
-            let events = wire.step(&frames);
+            let events = wire.step(&frames, true);
+            if trace {
+                eprintln!("close-ok, open {c:?} -> {events:?}");
+            }
             model.observe(events);
         }
         model.check_delivered();
@@ -167,7 +189,7 @@ fn session(wire: &mut impl Wire, ops: &[Op]) -> usize {
             model.unconfirmed()
         );
         std::thread::sleep(std::time::Duration::from_millis(1));
-        let events = wire.step(&[]);
+        let events = wire.step(&[], false);
         model.observe(events);
     }
     sent
@@ -184,9 +206,10 @@ struct Tcp {
 const QUIET: std::time::Duration = std::time::Duration::from_millis(40);
 
 impl Wire for Tcp {
-    fn step(&mut self, frames: &[u8]) -> Vec<Event> {
+    fn step(&mut self, frames: &[u8], answer: bool) -> Vec<Event> {
         use std::io::{Read, Write};
         self.socket.write_all(frames).expect("send");
+        let deadline = std::time::Instant::now() + ANSWER_WAIT;
         let mut chunk = [0u8; 65_536];
         loop {
             match self.socket.read(&mut chunk) {
@@ -196,15 +219,48 @@ impl Wire for Tcp {
                     if e.kind() == std::io::ErrorKind::WouldBlock
                         || e.kind() == std::io::ErrorKind::TimedOut =>
                 {
-                    if whole_frames(&self.rbuf) {
+                    let whole = whole_frames(&self.rbuf);
+                    if whole && (!answer || has_answer(&self.rbuf)) {
                         break;
                     }
+                    assert!(std::time::Instant::now() < deadline, "no answer in time");
                 }
                 Err(e) => panic!("read: {e}"),
             }
         }
         server::events(&mut self.rbuf)
     }
+}
+
+/// How long a TCP step waits for an answer the model expects.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether `buf` (whole frames) holds a reply to a client method: a method frame other
+/// than the ones the broker sends of its own accord.
+fn has_answer(buf: &[u8]) -> bool {
+    use crate::protocol::method::ids;
+    let mut at = 0;
+    while buf.len() >= at + 11 {
+        let size = u32::from_be_bytes(buf[at + 3..at + 7].try_into().expect("4 bytes")) as usize;
+        if buf[at] == crate::protocol::frame::FRAME_METHOD && size >= 4 {
+            let id = (
+                u16::from_be_bytes([buf[at + 7], buf[at + 8]]),
+                u16::from_be_bytes([buf[at + 9], buf[at + 10]]),
+            );
+            let unasked = [
+                ids::BASIC_DELIVER,
+                ids::BASIC_ACK,
+                ids::BASIC_NACK,
+                ids::BASIC_RETURN,
+                ids::BASIC_CANCEL,
+            ];
+            if !unasked.contains(&id) {
+                return true;
+            }
+        }
+        at += 8 + size;
+    }
+    false
 }
 
 /// Whether `buf` ends at a frame boundary.
@@ -234,7 +290,7 @@ pub fn check_over_tcp(addr: std::net::SocketAddr, input: &[u8]) -> usize {
         socket,
         rbuf: BytesMut::new(),
     };
-    let start = wire.step(&[]);
+    let start = wire.step(&[], true);
     assert!(
         matches!(
             start.first(),

@@ -13,6 +13,11 @@ use super::ops::{self, Chan, Exchange, Key, Op, QueueName, TagPick};
 use super::server::Event;
 use crate::protocol::method::ids;
 
+#[path = "observe.rs"]
+mod observe;
+#[path = "tx.rs"]
+mod tx;
+
 const NOT_FOUND: u16 = 404;
 const ACCESS_REFUSED: u16 = 403;
 const PRECONDITION_FAILED: u16 = 406;
@@ -63,6 +68,8 @@ struct Channel {
     confirm: bool,
     published: u64,
     unconfirmed: BTreeSet<u64>,
+    /// In tx mode: publishes and settlements wait for commit (`tx.rs`).
+    tx: Option<tx::Pending>,
 }
 
 impl Channel {
@@ -76,6 +83,7 @@ impl Channel {
             confirm: false,
             published: 0,
             unconfirmed: BTreeSet::new(),
+            tx: None,
         }
     }
 }
@@ -259,16 +267,11 @@ impl Model {
                 if exchange == Exchange::Missing {
                     return Some(Error(NOT_FOUND));
                 }
-                let routed = self.route(exchange, key);
-                for &q in &routed {
-                    self.queue(q).ready.push_back(Msg {
-                        id,
-                        redelivered: false,
-                    });
+                if let Some(pending) = &mut self.chan(chan).tx {
+                    pending.publishes.push((id, exchange, key, mandatory));
+                    return None;
                 }
-                if routed.is_empty() && mandatory {
-                    self.returns_due.push(id);
-                }
+                self.publish_routed(id, exchange, key, mandatory);
                 let ch = self.chan(chan);
                 if ch.confirm {
                     ch.published += 1;
@@ -351,8 +354,23 @@ impl Model {
             }
             Op::ConfirmSelect(c) => {
                 ops::confirm_select(out, c);
+                if self.chan(c).tx.is_some() {
+                    return Some(Error(PRECONDITION_FAILED));
+                }
                 self.chan(c).confirm = true;
                 Done(ids::CONFIRM_SELECT_OK)
+            }
+            Op::TxSelect(c) => {
+                ops::tx(out, c, ids::TX_SELECT);
+                return Some(self.tx_select(c));
+            }
+            Op::TxCommit(c) => {
+                ops::tx(out, c, ids::TX_COMMIT);
+                return Some(self.tx_commit(c));
+            }
+            Op::TxRollback(c) => {
+                ops::tx(out, c, ids::TX_ROLLBACK);
+                return Some(self.tx_rollback(c));
             }
             Op::CloseChannel(c) => {
                 ops::close_channel(out, c);
@@ -446,6 +464,10 @@ impl Model {
         } else {
             vec![tag]
         };
+        if self.chan(c).tx.is_some() {
+            self.tx_settle(c, &tags, requeue == Some(true));
+            return None;
+        }
         if requeue == Some(true) {
             self.requeue(c, &tags);
         } else {
@@ -473,21 +495,40 @@ impl Model {
     /// Puts unacked messages back into their queues (if those still exist).
     fn requeue(&mut self, c: Chan, tags: &[u64]) {
         for &t in tags {
-            let Some(u) = self.forget(c, t) else {
-                continue;
-            };
-            let queue = self.queue(u.queue);
-            if queue.exists && queue.generation == u.generation {
-                queue.ready.push_back(Msg {
-                    id: u.id,
-                    redelivered: true,
-                });
-                queue.requeued = true;
+            if let Some(u) = self.forget(c, t) {
+                self.requeue_one(u);
             }
         }
     }
 
+    fn requeue_one(&mut self, u: Unacked) {
+        let queue = self.queue(u.queue);
+        if queue.exists && queue.generation == u.generation {
+            queue.ready.push_back(Msg {
+                id: u.id,
+                redelivered: true,
+            });
+            queue.requeued = true;
+        }
+    }
+
+    /// A publish routed now: into every queue its exchange and key reach, or returned.
+    fn publish_routed(&mut self, id: u64, exchange: Exchange, key: Key, mandatory: bool) {
+        let routed = self.route(exchange, key);
+        for &q in &routed {
+            self.queue(q).ready.push_back(Msg {
+                id,
+                redelivered: false,
+            });
+        }
+        if routed.is_empty() && mandatory {
+            self.returns_due.push(id);
+        }
+    }
+
     fn close_channel(&mut self, c: Chan) {
+        // What a transaction settled and did not commit is still unacked.
+        self.tx_forget(c);
         let tags: Vec<u64> = self.chan(c).unacked.keys().copied().collect();
         self.requeue(c, &tags);
         let ch = self.chan(c);
@@ -496,236 +537,15 @@ impl Model {
         ch.unconfirmed.clear();
     }
 
+    /// Whether the op just sent is answered (publishes and settlements are not).
+    pub fn awaits_answer(&self) -> bool {
+        self.expected.is_some()
+    }
+
     /// The close-ok the client owes (the broker closed this channel).
     pub fn take_close_ok(&mut self) -> Option<Chan> {
         self.close_ok_due.take()
     }
-
-    /// Checks one step's events, in order, and moves the model on.
-    pub fn observe(&mut self, events: Vec<Event>) {
-        for e in events {
-            self.event(e);
-        }
-        assert!(self.expected.is_none(), "no answer: {:?}", self.expected);
-        assert!(
-            self.returns_due.is_empty(),
-            "not returned: {:?}",
-            self.returns_due
-        );
-        assert!(
-            self.cancels_due.is_empty(),
-            "not cancelled: {:?}",
-            self.cancels_due
-        );
-    }
-
-    fn answer(&mut self, chan: u16) -> Expected {
-        match self.expected.take() {
-            Some((c, e)) if c.number() == chan => e,
-            other => panic!("an answer on channel {chan}, expected {other:?}"),
-        }
-    }
-
-    fn event(&mut self, e: Event) {
-        match e {
-            Event::Done(chan, id) => assert_eq!(self.answer(chan), Expected::Done(id)),
-            Event::DeclareOk {
-                chan,
-                messages,
-                consumers,
-            } => assert_eq!(
-                self.answer(chan),
-                Expected::DeclareOk {
-                    messages,
-                    consumers
-                }
-            ),
-            Event::Count(chan, id, n) => assert_eq!(self.answer(chan), Expected::Count(id, n)),
-            Event::ConsumeOk(chan, tag) => {
-                let Expected::ConsumeOk(queue, no_ack) = self.answer(chan) else {
-                    panic!("consume-ok unasked");
-                };
-                let ch = &mut self.channels[chan as usize - 1];
-                assert!(ch.consumers.iter().all(|k| k.tag != tag), "tag reused");
-                let prefetch = ch.prefetch;
-                ch.consumers.push(Consumer {
-                    tag,
-                    queue,
-                    no_ack,
-                    prefetch,
-                    unacked: 0,
-                });
-            }
-            Event::CancelOk(chan, tag) => {
-                assert_eq!(self.answer(chan), Expected::CancelOk(tag))
-            }
-            Event::Cancelled(chan, tag) => {
-                let at = self
-                    .cancels_due
-                    .iter()
-                    .position(|d| *d == (chan, tag.clone()));
-                self.cancels_due
-                    .remove(at.unwrap_or_else(|| panic!("cancel of {tag} unasked")));
-            }
-            Event::Deliver {
-                chan,
-                consumer,
-                tag,
-                redelivered,
-                body,
-            } => self.delivered(chan, Some(consumer), tag, redelivered, &body),
-            Event::GetOk {
-                chan,
-                tag,
-                redelivered,
-                remaining,
-                body,
-            } => {
-                let Expected::Get(queue, no_ack) = self.answer(chan) else {
-                    panic!("get-ok unasked");
-                };
-                self.take_ready(queue, redelivered, &body);
-                assert_eq!(remaining as usize, self.queues[queue.index()].ready.len());
-                self.hold(chan, tag, (queue, id_of(&body)), None, no_ack);
-            }
-            Event::GetEmpty(chan) => {
-                let Expected::Get(queue, _) = self.answer(chan) else {
-                    panic!("get-empty unasked");
-                };
-                let ready = &self.queues[queue.index()].ready;
-                assert!(ready.is_empty(), "get-empty with {ready:?} ready");
-            }
-            Event::Return { chan, code, body } => {
-                assert_eq!(code, NO_ROUTE);
-                assert!(self.channels[chan as usize - 1].open);
-                let id = id_of(&body);
-                let at = self.returns_due.iter().position(|&r| r == id);
-                self.returns_due
-                    .remove(at.unwrap_or_else(|| panic!("return of {id} unasked")));
-            }
-            Event::Confirm {
-                chan,
-                tag,
-                multiple,
-                ack,
-            } => {
-                assert!(ack, "a nack with nothing failing");
-                let ch = &mut self.channels[chan as usize - 1];
-                assert!(ch.unconfirmed.contains(&tag), "confirm of {tag} unowed");
-                if multiple {
-                    ch.unconfirmed.retain(|&t| t > tag);
-                } else {
-                    ch.unconfirmed.remove(&tag);
-                }
-            }
-            Event::ChannelClose(chan, code) => {
-                assert_eq!(self.answer(chan), Expected::Error(code));
-            }
-            Event::ConnectionClose(code) => panic!("connection closed with {code}"),
-        }
-    }
-
-    fn delivered(
-        &mut self,
-        chan: u16,
-        consumer: Option<String>,
-        tag: u64,
-        again: bool,
-        body: &[u8],
-    ) {
-        let ch = &self.channels[chan as usize - 1];
-        assert!(ch.open, "a delivery on closed channel {chan}");
-        let k = ch
-            .consumers
-            .iter()
-            .find(|k| Some(&k.tag) == consumer.as_ref())
-            .unwrap_or_else(|| panic!("a delivery to unknown consumer {consumer:?}"));
-        let (queue, no_ack) = (k.queue, k.no_ack);
-        self.take_ready(queue, again, body);
-        self.hold(chan, tag, (queue, id_of(body)), consumer, no_ack);
-    }
-
-    /// A message leaves `queue`: it must be there (first in line unless something was
-    /// requeued), with the redelivered flag the model gives it.
-    fn take_ready(&mut self, queue: QueueName, redelivered: bool, body: &[u8]) {
-        let id = id_of(body);
-        let q = self.queue(queue);
-        let at = q
-            .ready
-            .iter()
-            .position(|m| m.id == id)
-            .unwrap_or_else(|| panic!("message {id} is not ready in {queue:?}: {q:?}"));
-        assert!(at == 0 || q.requeued, "message {id} out of order in {q:?}");
-        let m = q.ready.remove(at).expect("found");
-        assert_eq!(m.redelivered, redelivered, "redelivered flag of {id}");
-    }
-
-    /// The delivery tag is the channel's next; an acked delivery is held, within the
-    /// consumer's prefetch.
-    fn hold(
-        &mut self,
-        chan: u16,
-        tag: u64,
-        (queue, id): (QueueName, u64),
-        consumer: Option<String>,
-        no_ack: bool,
-    ) {
-        let generation = self.queues[queue.index()].generation;
-        let ch = &mut self.channels[chan as usize - 1];
-        assert_eq!(tag, ch.last_tag + 1, "delivery tags count up by one");
-        ch.last_tag = tag;
-        if no_ack {
-            return;
-        }
-        if let Some(k) = ch
-            .consumers
-            .iter_mut()
-            .find(|k| Some(&k.tag) == consumer.as_ref())
-        {
-            k.unacked += 1;
-            assert!(
-                k.prefetch == 0 || k.unacked <= k.prefetch as usize,
-                "consumer {} over its prefetch {}",
-                k.tag,
-                k.prefetch
-            );
-        }
-        ch.unacked.insert(
-            tag,
-            Unacked {
-                queue,
-                generation,
-                id,
-                consumer,
-            },
-        );
-    }
-
-    /// After a step: a consumer with room never leaves its queue's messages waiting.
-    pub fn check_delivered(&self) {
-        for ch in self.channels.iter().filter(|c| c.open) {
-            for k in &ch.consumers {
-                let room = k.no_ack || k.prefetch == 0 || k.unacked < k.prefetch as usize;
-                let ready = &self.queues[k.queue.index()].ready;
-                assert!(
-                    !room || ready.is_empty(),
-                    "consumer {} has room and {:?} waits in {:?}",
-                    k.tag,
-                    ready,
-                    k.queue
-                );
-            }
-        }
-    }
-
-    /// Publishes still owed a confirm.
-    pub fn unconfirmed(&self) -> usize {
-        self.channels.iter().map(|c| c.unconfirmed.len()).sum()
-    }
-}
-
-fn id_of(body: &[u8]) -> u64 {
-    u64::from_le_bytes(body.try_into().expect("an 8-byte body"))
 }
 
 fn op_channel(op: Op) -> Chan {
@@ -741,6 +561,9 @@ fn op_channel(op: Op) -> Chan {
         | Op::Qos(c, _)
         | Op::Recover(c)
         | Op::ConfirmSelect(c)
+        | Op::TxSelect(c)
+        | Op::TxCommit(c)
+        | Op::TxRollback(c)
         | Op::CloseChannel(c)
         | Op::OpenChannel(c) => c,
         Op::Publish { chan, .. }

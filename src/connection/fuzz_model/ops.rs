@@ -177,6 +177,9 @@ pub enum Op {
     Qos(Chan, u8),
     Recover(Chan),
     ConfirmSelect(Chan),
+    TxSelect(Chan),
+    TxCommit(Chan),
+    TxRollback(Chan),
     CloseChannel(Chan),
     OpenChannel(Chan),
 }
@@ -187,45 +190,45 @@ impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         let c: Chan = u.arbitrary()?;
         Ok(match u.int_in_range(0..=99u8)? {
-            0..=27 => Op::Publish {
+            0..=25 => Op::Publish {
                 chan: c,
                 exchange: u.arbitrary()?,
                 key: u.arbitrary()?,
                 mandatory: u.arbitrary()?,
                 persistent: u.arbitrary()?,
             },
-            28..=33 => Op::Consume {
+            26..=31 => Op::Consume {
                 chan: c,
                 queue: u.arbitrary()?,
                 no_ack: u.arbitrary()?,
             },
-            34..=39 => Op::Get {
+            32..=37 => Op::Get {
                 chan: c,
                 queue: u.arbitrary()?,
                 no_ack: u.arbitrary()?,
             },
-            40..=51 => Op::Ack {
+            38..=48 => Op::Ack {
                 chan: c,
                 tag: u.arbitrary()?,
                 multiple: u.arbitrary()?,
             },
-            52..=57 => Op::Nack {
+            49..=54 => Op::Nack {
                 chan: c,
                 tag: u.arbitrary()?,
                 multiple: u.arbitrary()?,
                 requeue: u.arbitrary()?,
             },
-            58..=61 => Op::Reject {
+            55..=58 => Op::Reject {
                 chan: c,
                 tag: u.arbitrary()?,
                 requeue: u.arbitrary()?,
             },
-            62..=65 => Op::Qos(c, u.int_in_range(0..=8)?),
-            66..=69 => Op::Declare(c, u.arbitrary()?),
-            70..=71 => Op::DeclarePassive(c, u.arbitrary()?),
-            72..=74 => Op::Delete(c, u.arbitrary()?),
-            75..=77 => Op::Purge(c, u.arbitrary()?),
-            78..=83 => {
+            59..=62 => Op::Qos(c, u.int_in_range(0..=8)?),
+            63..=66 => Op::Declare(c, u.arbitrary()?),
+            67..=68 => Op::DeclarePassive(c, u.arbitrary()?),
+            69..=71 => Op::Delete(c, u.arbitrary()?),
+            72..=74 => Op::Purge(c, u.arbitrary()?),
+            75..=80 => {
                 let x = if u.arbitrary()? {
                     Exchange::Direct
                 } else {
@@ -233,12 +236,15 @@ impl<'a> Arbitrary<'a> for Op {
                 };
                 Op::Bind(c, u.arbitrary()?, x, u.arbitrary()?)
             }
-            84 => Op::BindRefused(c, u.arbitrary()?, u.arbitrary()?),
-            85 => Op::PublishToMissing(c),
-            86..=89 => Op::Cancel(c, u.arbitrary()?),
-            90..=92 => Op::Recover(c),
-            93..=96 => Op::ConfirmSelect(c),
-            97..=98 => Op::CloseChannel(c),
+            81 => Op::BindRefused(c, u.arbitrary()?, u.arbitrary()?),
+            82 => Op::PublishToMissing(c),
+            83..=86 => Op::Cancel(c, u.arbitrary()?),
+            87..=89 => Op::Recover(c),
+            90..=92 => Op::ConfirmSelect(c),
+            93..=94 => Op::TxSelect(c),
+            95..=96 => Op::TxCommit(c),
+            97 => Op::TxRollback(c),
+            98 => Op::CloseChannel(c),
             _ => Op::OpenChannel(c),
         })
     }
@@ -414,6 +420,11 @@ pub fn confirm_select(out: &mut BytesMut, chan: Chan) {
     method::write(out, chan.number(), ids::CONFIRM_SELECT, |w| {
         w.bit(false);
     });
+}
+
+/// tx.select, tx.commit or tx.rollback (no arguments).
+pub fn tx(out: &mut BytesMut, chan: Chan, id: ids::MethodId) {
+    method::write_empty(out, chan.number(), id);
 }
 
 pub fn close_channel(out: &mut BytesMut, chan: Chan) {
