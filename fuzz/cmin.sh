@@ -15,7 +15,7 @@ before=$(ls "corpus/$target" | wc -l)
 kept=$(mktemp -d)
 # Seeds with names (recorded sessions, which tests look up by name) always stay; the
 # fuzzer's finds (named by their SHA-1) stay only if they add coverage to them.
-find "corpus/$target" -maxdepth 1 -type f ! -regex '.*/[0-9a-f]\{40\}' -exec cp {} "$kept/" \;
+find "corpus/$target" -maxdepth 1 -type f -regextype posix-extended ! -regex '.*/[0-9a-f]{40}' -exec cp {} "$kept/" \;
 TMPDIR=${TMPDIR:-/dev/shm} "$bin" -merge=1 "$kept" "corpus/$target" > "$kept.log" 2>&1 \
     || { tail -20 "$kept.log"; exit 1; }
 rm -rf "corpus/$target"

@@ -13,21 +13,31 @@ use std::process::{Child, Command};
 const RABBIT_PORT: u16 = 5704;
 const SESSIONS: usize = 30;
 
-/// The inputs: a fixed pseudo-random stream cut into 512-byte sessions.
+/// The inputs: every input that once made the fuzz target fail (where the model or
+/// Warren was wrong, RabbitMQ settles which), then a fixed pseudo-random stream cut into
+/// 512-byte sessions.
 fn inputs() -> Vec<Vec<u8>> {
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    (0..SESSIONS)
-        .map(|_| {
-            (0..512)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/connection_model");
+    let mut found: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| std::fs::read(e.path()).unwrap())
                 .collect()
         })
-        .collect()
+        .unwrap_or_default();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    found.extend((0..SESSIONS).map(|_| {
+        (0..512)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }));
+    found
 }
 
 struct Rabbit {

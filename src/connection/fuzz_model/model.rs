@@ -267,11 +267,12 @@ impl Model {
                 if exchange == Exchange::Missing {
                     return Some(Error(NOT_FOUND));
                 }
+                let routed = self.route(exchange, key);
                 if let Some(pending) = &mut self.chan(chan).tx {
-                    pending.publishes.push((id, exchange, key, mandatory));
+                    pending.publishes.push((id, routed, mandatory));
                     return None;
                 }
-                self.publish_routed(id, exchange, key, mandatory);
+                self.deliver_to(id, &routed, mandatory);
                 let ch = self.chan(chan);
                 if ch.confirm {
                     ch.published += 1;
@@ -512,16 +513,21 @@ impl Model {
         }
     }
 
-    /// A publish routed now: into every queue its exchange and key reach, or returned.
-    fn publish_routed(&mut self, id: u64, exchange: Exchange, key: Key, mandatory: bool) {
-        let routed = self.route(exchange, key);
-        for &q in &routed {
-            self.queue(q).ready.push_back(Msg {
-                id,
-                redelivered: false,
-            });
+    /// A routed publish arrives in its queues (those that still exist, looked up by name
+    /// as RabbitMQ does); returned if it reaches none and is mandatory.
+    fn deliver_to(&mut self, id: u64, routed: &[QueueName], mandatory: bool) {
+        let mut reached = false;
+        for &q in routed {
+            let queue = self.queue(q);
+            if queue.exists {
+                queue.ready.push_back(Msg {
+                    id,
+                    redelivered: false,
+                });
+                reached = true;
+            }
         }
-        if routed.is_empty() && mandatory {
+        if !reached && mandatory {
             self.returns_due.push(id);
         }
     }

@@ -1,18 +1,19 @@
-//! Transactions in the model, as RabbitMQ 3.10 keeps them: tx.select is refused on a
-//! channel in confirm mode (and confirm.select in tx mode); a publish is checked (its
-//! exchange must exist) when it arrives but routed only at commit; an ack, nack or reject
-//! is checked when it arrives and takes its tags off the channel's unacked, but the
-//! messages stay with their consumer until commit settles them; rollback drops the
-//! publishes and puts the tags back; a channel closed with an open transaction requeues
-//! what it had settled.
+//! Transactions in the model, as RabbitMQ 3.10 keeps them (rabbit_channel): tx.select is
+//! refused on a channel in confirm mode (and confirm.select in tx mode); a publish is
+//! routed when it arrives (bindings made later do not count) and delivered at commit to
+//! the queues it was routed to that still exist, returned then if none does and it is
+//! mandatory; an ack, nack or reject is checked when it arrives and takes its tags off
+//! the channel's unacked, but the messages stay with their consumer until commit settles
+//! them; rollback drops the publishes and puts the tags back; a channel closed with an
+//! open transaction requeues what it had settled.
 
 use super::*;
 
 /// What a transaction holds until commit.
 #[derive(Debug, Default)]
 pub(super) struct Pending {
-    /// (id, exchange, key, mandatory), in publish order.
-    pub(super) publishes: Vec<(u64, Exchange, Key, bool)>,
+    /// (id, the queues it was routed to, mandatory), in publish order.
+    pub(super) publishes: Vec<(u64, Vec<QueueName>, bool)>,
     /// (tag, the message, requeue).
     settled: Vec<(u64, Unacked, bool)>,
 }
@@ -42,8 +43,8 @@ impl Model {
         let Some(pending) = self.chan(c).tx.replace(Pending::default()) else {
             return Expected::Error(PRECONDITION_FAILED);
         };
-        for (id, exchange, key, mandatory) in pending.publishes {
-            self.publish_routed(id, exchange, key, mandatory);
+        for (id, routed, mandatory) in pending.publishes {
+            self.deliver_to(id, &routed, mandatory);
         }
         for (_, u, requeue) in pending.settled {
             let ch = self.chan(c);
