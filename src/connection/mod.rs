@@ -280,30 +280,43 @@ pub fn fuzz_session(input: &[u8]) {
     );
 }
 
-fn fuzz_session_on(broker: &BrokerHandle, dir: &std::path::Path, input: &[u8]) {
-    let (_shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+/// A connection of `broker` without a socket, for the fuzz drivers: greeted
+/// (connection.start is in its write buffer), with the shutdown sender that must outlive it.
+fn fuzz_conn(
+    broker: &BrokerHandle,
+    dir: &std::path::Path,
+    limits: Limits,
+) -> (Conn, tokio::sync::watch::Sender<bool>) {
+    let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+    let outbox = Outbox::new(limits.outbox_limit);
     let ctx = Arc::new(ServerContext {
         confirms: broker.confirm_tracker(),
         broker: broker.clone(),
-        limits: Limits {
-            max_message_size: 1 << 20,
-            outbox_limit: 64,
-            ..Limits::default()
-        },
+        limits,
         alarms: Arc::new(Alarms::new(dir, u64::MAX, 0)),
         shutdown,
     });
     let mut conn = Conn::new(
-        ctx.clone(),
+        ctx,
         (
             "127.0.0.1:1".parse().expect("literal"),
             "127.0.0.1:5672".parse().expect("literal"),
         ),
         Transport::Plain,
-        Outbox::new(64),
+        outbox,
     );
     conn.wbuf = BytesMut::new();
     conn.send_start();
+    (conn, shutdown_tx)
+}
+
+fn fuzz_session_on(broker: &BrokerHandle, dir: &std::path::Path, input: &[u8]) {
+    let limits = Limits {
+        max_message_size: 1 << 20,
+        outbox_limit: 64,
+        ..Limits::default()
+    };
+    let (mut conn, _shutdown) = fuzz_conn(broker, dir, limits);
     // Arbitrary read boundaries: the first byte picks the chunk size.
     let (seed, rest) = input.split_first().map_or((1, input), |(s, r)| (*s, r));
     let mut rbuf = BytesMut::new();
@@ -319,6 +332,4 @@ fn fuzz_session_on(broker: &BrokerHandle, dir: &std::path::Path, input: &[u8]) {
         }
     }
     conn.detach();
-    drop(conn);
-    drop(ctx);
 }

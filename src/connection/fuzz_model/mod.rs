@@ -14,13 +14,10 @@ mod model;
 mod ops;
 mod server;
 
-use std::sync::Arc;
-
 use arbitrary::Unstructured;
 use bytes::BytesMut;
 
-use super::{Conn, Outbox, ServerContext, Transport};
-use crate::alarms::Alarms;
+use super::Conn;
 use crate::broker::{fuzz_broker, BrokerHandle};
 use crate::config::Limits;
 use model::Model;
@@ -95,28 +92,11 @@ impl Wire for InProcess {
 }
 
 fn run(broker: &BrokerHandle, dir: &std::path::Path, ops: &[Op]) -> usize {
-    let (_shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
-    let ctx = Arc::new(ServerContext {
-        confirms: broker.confirm_tracker(),
-        broker: broker.clone(),
-        limits: Limits {
-            outbox_limit: 64,
-            ..Limits::default()
-        },
-        alarms: Arc::new(Alarms::new(dir, u64::MAX, 0)),
-        shutdown,
-    });
-    let mut conn = Conn::new(
-        ctx.clone(),
-        (
-            "127.0.0.1:1".parse().expect("literal"),
-            "127.0.0.1:5672".parse().expect("literal"),
-        ),
-        Transport::Plain,
-        Outbox::new(64),
-    );
-    conn.wbuf = BytesMut::new();
-    conn.send_start();
+    let limits = Limits {
+        outbox_limit: 64,
+        ..Limits::default()
+    };
+    let (conn, _shutdown) = super::fuzz_conn(broker, dir, limits);
     let mut client = InProcess {
         conn,
         rbuf: BytesMut::new(),
