@@ -44,6 +44,8 @@ struct Reused {
     broker: BrokerHandle,
     seed: Seed,
     access: AccessDb,
+    /// `access` rendered, to see whether an input changed the database.
+    access_rendered: Option<String>,
     fingerprint: String,
 }
 
@@ -61,6 +63,7 @@ impl Reused {
         };
         seed(&broker);
         let access = broker.read_access(AccessDb::clone);
+        let access_rendered = access.render().ok();
         let fingerprint = fingerprint(&broker);
         Some(Reused {
             extra: None,
@@ -69,6 +72,7 @@ impl Reused {
             broker,
             seed,
             access,
+            access_rendered,
             fingerprint,
         })
     }
@@ -103,7 +107,7 @@ impl Reused {
                 return false;
             }
         }
-        let access_changed = broker.read_access(|db| db.render().ok() != self.access.render().ok());
+        let access_changed = broker.read_access(|db| db.render().ok() != self.access_rendered);
         if access_changed
             && broker
                 .update_access(|db| {

@@ -199,8 +199,8 @@ impl Wire for Tcp {
                     if e.kind() == std::io::ErrorKind::WouldBlock
                         || e.kind() == std::io::ErrorKind::TimedOut =>
                 {
-                    let whole = whole_frames(&self.rbuf);
-                    if whole && (!answer || has_answer(&self.rbuf)) {
+                    let (whole, answered) = scan(&self.rbuf);
+                    if whole && (!answer || answered) {
                         break;
                     }
                     assert!(std::time::Instant::now() < deadline, "no answer in time");
@@ -215,42 +215,31 @@ impl Wire for Tcp {
 /// How long a TCP step waits for an answer the model expects.
 const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Whether `buf` (whole frames) holds a reply to a client method: a method frame other
-/// than the ones the broker sends of its own accord.
-fn has_answer(buf: &[u8]) -> bool {
+/// What the read buffer holds, read with the codec's own frame parser: whether it ends
+/// at a frame boundary, and whether it holds a reply to a client method (a method frame
+/// other than the ones the broker sends of its own accord).
+fn scan(buf: &[u8]) -> (bool, bool) {
+    use crate::protocol::frame::{self, FRAME_METHOD};
     use crate::protocol::method::ids;
-    let mut at = 0;
-    while buf.len() >= at + 11 {
-        let size = u32::from_be_bytes(buf[at + 3..at + 7].try_into().expect("4 bytes")) as usize;
-        if buf[at] == crate::protocol::frame::FRAME_METHOD && size >= 4 {
+    let unasked = [
+        ids::BASIC_DELIVER,
+        ids::BASIC_ACK,
+        ids::BASIC_NACK,
+        ids::BASIC_RETURN,
+        ids::BASIC_CANCEL,
+    ];
+    let mut rest = BytesMut::from(buf);
+    let mut answer = false;
+    while let Ok(Some(f)) = frame::parse(&mut rest, 0) {
+        if f.kind == FRAME_METHOD && f.payload.len() >= 4 {
             let id = (
-                u16::from_be_bytes([buf[at + 7], buf[at + 8]]),
-                u16::from_be_bytes([buf[at + 9], buf[at + 10]]),
+                u16::from_be_bytes([f.payload[0], f.payload[1]]),
+                u16::from_be_bytes([f.payload[2], f.payload[3]]),
             );
-            let unasked = [
-                ids::BASIC_DELIVER,
-                ids::BASIC_ACK,
-                ids::BASIC_NACK,
-                ids::BASIC_RETURN,
-                ids::BASIC_CANCEL,
-            ];
-            if !unasked.contains(&id) {
-                return true;
-            }
+            answer |= !unasked.contains(&id);
         }
-        at += 8 + size;
     }
-    false
-}
-
-/// Whether `buf` ends at a frame boundary.
-fn whole_frames(buf: &[u8]) -> bool {
-    let mut at = 0;
-    while buf.len() >= at + 7 {
-        let size = u32::from_be_bytes(buf[at + 3..at + 7].try_into().expect("4 bytes"));
-        at += 8 + size as usize;
-    }
-    at == buf.len()
+    (rest.is_empty(), answer)
 }
 
 /// Runs the session `input` decodes to against the AMQP broker at `addr` (RabbitMQ, or

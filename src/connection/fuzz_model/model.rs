@@ -481,8 +481,14 @@ impl Model {
 
     /// Takes an unacked message off the channel (and its consumer's count).
     fn forget(&mut self, c: Chan, tag: u64) -> Option<Unacked> {
+        let u = self.chan(c).unacked.remove(&tag)?;
+        self.release(c, &u);
+        Some(u)
+    }
+
+    /// A settled message no longer counts against its consumer's prefetch.
+    fn release(&mut self, c: Chan, u: &Unacked) {
         let ch = self.chan(c);
-        let u = ch.unacked.remove(&tag)?;
         if let Some(k) = ch
             .consumers
             .iter_mut()
@@ -490,7 +496,6 @@ impl Model {
         {
             k.unacked -= 1;
         }
-        Some(u)
     }
 
     /// Puts unacked messages back into their queues (if those still exist).

@@ -47,14 +47,7 @@ impl Model {
             self.deliver_to(id, &routed, mandatory);
         }
         for (_, u, requeue) in pending.settled {
-            let ch = self.chan(c);
-            if let Some(k) = ch
-                .consumers
-                .iter_mut()
-                .find(|k| Some(&k.tag) == u.consumer.as_ref())
-            {
-                k.unacked -= 1;
-            }
+            self.release(c, &u);
             if requeue {
                 self.requeue_one(u);
             }
