@@ -161,7 +161,7 @@ pub struct QueueSnapshot {
     /// The owning connection of an exclusive queue.
     pub owner: Option<u64>,
     pub arguments: FieldTable,
-    /// `classic` (streams and quorum queues come with their issues).
+    /// `classic`, `quorum` or `stream`.
     pub queue_type: &'static str,
     pub policy: Option<String>,
     pub operator_policy: Option<String>,
@@ -289,7 +289,13 @@ impl VHost {
             auto_delete: q.auto_delete,
             owner: q.exclusive_owner,
             arguments: q.args.clone(),
-            queue_type: if q.is_stream() { "stream" } else { "classic" },
+            queue_type: if q.is_stream() {
+                "stream"
+            } else if q.is_quorum() {
+                "quorum"
+            } else {
+                "classic"
+            },
             policy: self
                 .policies
                 .applied(Target::Queue, &q.name)

@@ -308,12 +308,15 @@ impl VHost {
             // A stream's deliveries are not taken from it: nothing to give back.
             let owner = self.queues.get_mut(&u.queue);
             if let Some(q) = owner.filter(|q| q.id == u.queue_id && !q.is_stream()) {
-                q.requeue(u.seq);
+                if let Err(e) = super::dispatch::return_delivery(q, u.seq, &mut self.pending_dead) {
+                    tracing::error!(queue = %q.name, "dropping a message over its delivery limit: {e}");
+                }
                 if !touched.contains(&u.queue) {
                     touched.push(u.queue.clone());
                 }
             }
         }
+        self.drain_dead_letters();
         let now = super::vhost::now_millis();
         for q in touched {
             self.maybe_auto_delete(&q);

@@ -26,6 +26,8 @@ pub enum DeathReason {
     Rejected,
     Expired,
     MaxLen,
+    /// Returned more often than a quorum queue's `x-delivery-limit` allows.
+    DeliveryLimit,
 }
 
 impl DeathReason {
@@ -34,6 +36,7 @@ impl DeathReason {
             DeathReason::Rejected => "rejected",
             DeathReason::Expired => "expired",
             DeathReason::MaxLen => "maxlen",
+            DeathReason::DeliveryLimit => "delivery_limit",
         }
     }
 }

@@ -400,10 +400,25 @@ fn plan(broker: &BrokerHandle, db: &mut AccessDb, file: File) -> Result<Plan, St
         }
         let kind = QueueType::from_args(&table).map_err(|e| format!("{at}: {e}"))?;
         args::validate_new(&table, &q.name, &q.vhost).map_err(|e| format!("{at}: {e}"))?;
-        if kind == QueueType::Stream {
-            stream_args::validate_flags(&table, q.durable, false, q.auto_delete, &q.name, &q.vhost)
-                .map_err(|e| format!("{at}: {e}"))?;
+        match kind {
+            QueueType::Stream => stream_args::validate_flags(
+                &table,
+                q.durable,
+                false,
+                q.auto_delete,
+                &q.name,
+                &q.vhost,
+            ),
+            QueueType::Quorum => stream_args::check_replicated_flags(
+                q.durable,
+                false,
+                q.auto_delete,
+                &q.name,
+                &q.vhost,
+            ),
+            QueueType::Classic => Ok(()),
         }
+        .map_err(|e| format!("{at}: {e}"))?;
         if q.name.is_empty() {
             return Err(format!("{at}: a queue needs a name"));
         }

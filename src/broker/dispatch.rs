@@ -14,6 +14,7 @@ use super::error::BrokerError;
 use super::fast_map::FastMap;
 use super::grants::{Perm, Resource};
 use super::outbox::Outgoing;
+use super::queue::quorum::Returned;
 use super::queue::{args, Consumer, Queue};
 use super::reply_to::REPLY_TO;
 use super::vhost::{now_millis, VHost};
@@ -131,6 +132,30 @@ struct Settled {
     requeued_expiring: bool,
 }
 
+/// Gives delivery `seq` back to `q` (a nack or reject with requeue, basic.recover, its
+/// channel closed): requeued, unless it has now been returned more often than a quorum
+/// queue's `x-delivery-limit` allows; then it is dead-lettered (reason `delivery_limit`)
+/// or dropped. Returns whether it was requeued.
+pub(super) fn return_delivery(
+    q: &mut Queue,
+    seq: u64,
+    pending_dead: &mut VecDeque<DeadLetter>,
+) -> std::io::Result<bool> {
+    if q.count_return(seq) == Returned::Requeued {
+        q.requeue(seq);
+        return Ok(true);
+    }
+    if q.features.dead_letter_exchange.is_some() {
+        if let Some(rec) = q.store.read(seq) {
+            q.unacked -= 1;
+            pending_dead.push_back(q.hold_dead(seq, rec.payload, DeathReason::DeliveryLimit));
+            return Ok(false);
+        }
+    }
+    q.settle(seq)?;
+    Ok(false)
+}
+
 /// Settles delivery `u` of queue `q`: ack, reject/nack for good (dead-lettered if the
 /// queue has a dead-letter exchange: acked once its copies are durable), or requeue.
 fn settle_one(
@@ -155,10 +180,10 @@ fn settle_one(
         });
     }
     if !ack && requeue {
-        q.requeue(u.seq);
+        let requeued = return_delivery(q, u.seq, pending_dead)?;
         return Ok(Settled {
-            settled: false,
-            requeued_expiring: q.can_expire(),
+            settled: !requeued,
+            requeued_expiring: requeued && q.can_expire(),
         });
     }
     if !ack && q.features.dead_letter_exchange.is_some() {
@@ -240,6 +265,8 @@ impl VHost {
                 }
                 // A failed no-ack ack leaves the message live: it is redelivered after a
                 // restart, never lost.
+                // Before hand_out: a no-ack delivery is acked there, and its count with it.
+                let payload = q.outgoing_payload(rec.seq, rec.payload, false);
                 let tag = hand_out(q, ch, rec.seq, consumer_no_ack, Some(serial)).0;
                 redelivers += redelivered as u64;
                 out.push(Outgoing::Deliver {
@@ -247,7 +274,7 @@ impl VHost {
                     consumer_tag: q.consumers[i].tag.clone(),
                     delivery_tag: tag,
                     redelivered,
-                    payload: rec.payload,
+                    payload,
                 });
                 given += 1;
             }
@@ -295,10 +322,21 @@ impl VHost {
             ),
             false => (args::validate_consume(&args, queue, &self.name)?, None),
         };
+        let channel_prefetch = self.channels.get(&key).map_or(0, |ch| ch.channel_prefetch);
+        if q.is_quorum() && channel_prefetch > 0 {
+            return Err(BrokerError::NotImplemented(format!(
+                "queue '{queue}' in vhost '{}' does not support global qos",
+                self.name
+            )));
+        }
         // RabbitMQ's exclusive_consume_unavailable: an exclusive consumer holds the queue,
         // or one asks for exclusivity on a queue in use or under single active consumer.
-        let in_use = q.consumers.iter().any(|c| c.exclusive)
-            || (spec.exclusive && (!q.consumers.is_empty() || q.features.single_active_consumer));
+        // Quorum queues in 3.10 do not hold consumers to exclusivity (recorded:
+        // quorum/consume/exclusive): an exclusive consumer does not keep others out.
+        let in_use = !q.is_quorum()
+            && (q.consumers.iter().any(|c| c.exclusive)
+                || (spec.exclusive
+                    && (!q.consumers.is_empty() || q.features.single_active_consumer)));
         if in_use {
             return Err(BrokerError::AccessRefused(format!(
                 "queue '{queue}' in vhost '{}' in exclusive use",
@@ -404,6 +442,7 @@ impl VHost {
             break (rec, redelivered);
         };
         let ch = self.channels.get_mut(&key).expect("checked");
+        let payload = q.outgoing_payload(rec.seq, rec.payload, true);
         let (tag, acked) = hand_out(q, ch, rec.seq, no_ack, None);
         acked?;
         if no_ack {
@@ -417,7 +456,7 @@ impl VHost {
             delivery_tag: tag,
             redelivered,
             message_count: q.ready().min(u32::MAX as u64) as u32,
-            payload: rec.payload,
+            payload,
         };
         self.drain_dead_letters();
         Ok(Some(got))

@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 
 use super::access_db::PolicyDef;
 use super::grants;
+use super::queue::quorum::QuorumState;
 use super::queue::QueueFeatures;
 use super::vhost::{now_millis, VHost};
 use crate::protocol::table::int_value;
@@ -358,6 +359,19 @@ impl VHost {
             return self.apply_stream_policy(name);
         }
         let features = QueueFeatures::from_args(&self.policies.queue_args(name, &q.args));
+        if let Some(qs) = q.quorum.as_mut() {
+            // A quorum queue's delivery limit: the lower of its argument and the policies'
+            // `delivery-limit` (RabbitMQ's args_policy_lookup with min).
+            let arg = QuorumState::from_args(&q.args).delivery_limit;
+            let pol = self
+                .policies
+                .value(Target::Queue, name, "delivery-limit")
+                .and_then(|v| v.as_u64());
+            qs.delivery_limit = match (arg, pol) {
+                (Some(a), Some(p)) => Some(a.min(p)),
+                (a, p) => a.or(p),
+            };
+        }
         let old = q.set_features(features);
         let new = &q.features;
         let now = now_millis();

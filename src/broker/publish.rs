@@ -376,8 +376,9 @@ impl VHost {
     /// queue).
     fn append<'a>(q: &mut Queue, msgs: &[Incoming<'a>], now: u64) -> Result<Ticket, Refused> {
         let durable = q.durable;
-        // A stream keeps every message, whatever its delivery mode (as RabbitMQ's).
-        let all_persistent = q.is_stream();
+        // Streams and quorum queues keep every message, whatever its delivery mode (as
+        // RabbitMQ's).
+        let all_persistent = q.is_stream() || q.is_quorum();
         q.counters.publish += msgs.len() as u64;
         let record = |m: &Incoming<'a>| BatchRecord {
             timestamp: now,
@@ -424,6 +425,11 @@ impl VHost {
             return;
         };
         if !q.features.has_length_limit() {
+            return;
+        }
+        if q.is_quorum() && q.features.overflow != Overflow::DropHead {
+            // A quorum queue's reject-publish limit is soft (quorum.rs): over it, publishes
+            // are refused and nothing already in the queue is dropped.
             return;
         }
         while q.over_limit() {

@@ -91,13 +91,35 @@ fn generated_names(s: &str) -> String {
     s.to_owned()
 }
 
-/// A content header: its class and declared body size (properties are the client's).
+/// A content header: its class and declared body size (properties are the client's),
+/// and the one header the broker adds on its own to a message it hands out: a quorum
+/// queue's `x-delivery-count`.
 fn header(payload: &[u8]) -> String {
     let mut c = Cursor(payload);
     match (c.u16(), c.u16(), c.u64()) {
-        (Some(class), Some(_weight), Some(size)) => format!("header class={class} size={size}"),
+        (Some(class), Some(_weight), Some(size)) => match delivery_count(&mut c) {
+            Some(n) => format!("header class={class} size={size} x-delivery-count={n}"),
+            None => format!("header class={class} size={size}"),
+        },
         _ => "header frame too short".into(),
     }
+}
+
+/// The `x-delivery-count` header of a content header's properties, if it has one.
+fn delivery_count(c: &mut Cursor<'_>) -> Option<String> {
+    let flags = c.u16()?;
+    if flags & (1 << 13) == 0 {
+        return None;
+    }
+    for bit in [15, 14] {
+        if flags & (1 << bit) != 0 {
+            c.shortstr()?;
+        }
+    }
+    let n = c.u32()? as usize;
+    let table = warren::protocol::table::decode(c.take(n)?).ok()?;
+    let v = table.inner().get("x-delivery-count")?;
+    Some(format!("{v:?}"))
 }
 
 fn method(payload: &[u8]) -> String {

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import groups_arguments  # noqa: E402
 import groups_channel  # noqa: E402
 import groups_messages  # noqa: E402
+import groups_quorum  # noqa: E402
 import groups_tables  # noqa: E402
 import groups_wire  # noqa: E402
 
@@ -34,6 +35,7 @@ GROUPS = {
     "arguments": groups_arguments.arguments_group,
     "content": groups_messages.content_group,
     "basic": groups_messages.basic_group,
+    "quorum": groups_quorum.quorum_group,
 }
 
 

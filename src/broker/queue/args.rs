@@ -12,7 +12,8 @@ use crate::protocol::table::int_value as integer;
 /// RabbitMQ's longest TTL or expiry: ten years, in milliseconds.
 const MAX_EXPIRY_MS: i64 = 315_360_000_000;
 
-/// Arguments only quorum or stream queues accept; on a new classic queue they are refused.
+/// Arguments only quorum or stream queues accept; on a new classic queue they are refused
+/// (quorum queues: `quorum_args.rs`).
 const NOT_FOR_CLASSIC: [&str; 9] = [
     "x-dead-letter-strategy",
     "x-delivery-limit",
@@ -193,8 +194,10 @@ pub fn validate_new(args: &FieldTable, queue: &str, vhost: &str) -> Result<(), B
         check_value("x-queue-type", v, args).map_err(|why| {
             BrokerError::PreconditionFailed(format!("invalid arg 'x-queue-type' for {rs}: {why}"))
         })?;
-        if string(v) == Some(&b"stream"[..]) {
-            return super::stream_args::validate_new(args, queue, vhost);
+        match string(v) {
+            Some(b"stream") => return super::stream_args::validate_new(args, queue, vhost),
+            Some(b"quorum") => return super::quorum_args::validate_new(args, queue, vhost),
+            _ => {}
         }
     }
     // x-queue-type first, then RabbitMQ's declare_args() order.

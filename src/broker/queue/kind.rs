@@ -1,6 +1,6 @@
-//! The queue-type seam: each type reads its own `x-` arguments. Classic queues and streams
-//! exist (a stream is the same log read without consuming it: `stream.rs`); quorum queues
-//! (the cluster issue) add a variant here and a storage of their own.
+//! The queue-type seam: each type reads its own `x-` arguments. Classic queues, streams (the
+//! same log read without consuming it: `stream.rs`) and quorum queues (on one node: the
+//! same log with RabbitMQ's quorum rules, `quorum.rs`; replicated with the cluster).
 
 use amq_protocol_types::{AMQPValue, FieldTable};
 
@@ -13,6 +13,7 @@ use crate::broker::error::BrokerError;
 pub enum QueueType {
     Classic,
     Stream,
+    Quorum,
 }
 
 impl QueueType {
@@ -27,6 +28,7 @@ impl QueueType {
         match name {
             b"classic" => Ok(QueueType::Classic),
             b"stream" => Ok(QueueType::Stream),
+            b"quorum" => Ok(QueueType::Quorum),
             _ => Err(unsupported(&args.inner()["x-queue-type"])),
         }
     }
@@ -44,6 +46,13 @@ impl QueueType {
             QueueType::Classic => Ok(()),
             QueueType::Stream => stream_args::validate_flags(
                 args,
+                durable,
+                spec.exclusive,
+                spec.auto_delete,
+                spec.name,
+                vhost,
+            ),
+            QueueType::Quorum => stream_args::check_replicated_flags(
                 durable,
                 spec.exclusive,
                 spec.auto_delete,

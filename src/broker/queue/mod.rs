@@ -25,6 +25,8 @@ use warren_storage::{BatchRecord, StoredRecord, Ticket};
 pub mod args;
 mod features;
 mod kind;
+pub mod quorum;
+pub mod quorum_args;
 pub mod storage_info;
 mod store;
 pub mod stream;
@@ -33,6 +35,7 @@ pub mod stream_tracking;
 use super::admin::QueueCounters;
 pub use features::{Overflow, QueueFeatures};
 pub use kind::QueueType;
+use quorum::QuorumState;
 pub use store::{Position, Store};
 use stream::StreamState;
 
@@ -95,6 +98,9 @@ pub struct Queue {
     pub stream: Option<Box<StreamState>>,
     /// Publisher flow control (flow.rs): whether the queue holds its publishers back.
     pub flow: QueueFlow,
+    /// Set for a quorum queue (`x-queue-type: quorum`, quorum.rs): delivery counts and
+    /// limit.
+    pub quorum: Option<Box<QuorumState>>,
 }
 
 /// The ticket of a dead letter whose copies are not published yet.
@@ -117,7 +123,9 @@ impl Queue {
         args: FieldTable,
         store: Store,
     ) -> Self {
-        let is_stream = stream::is_stream_args(&args);
+        let kind = QueueType::from_args(&args).unwrap_or(QueueType::Classic);
+        let is_stream = kind == QueueType::Stream;
+        let quorum = (kind == QueueType::Quorum).then(|| Box::new(QuorumState::from_args(&args)));
         let features = match is_stream {
             // A stream's x-max-length-bytes is retention, not a classic limit.
             true => QueueFeatures::default(),
@@ -162,8 +170,10 @@ impl Queue {
             counters: QueueCounters::default(),
             stream,
             flow: QueueFlow::default(),
+            quorum,
         };
         q.rebuild_dedup();
+        q.recover_returns();
         // A recovered backlog may hold messages with their own expiration: watch its head
         // (cheap) rather than scan it. (A stream's messages never expire.)
         q.has_expiring = q.store.live() > 0 && !is_stream;
@@ -226,6 +236,14 @@ impl Queue {
     /// True if one more message of `body` bytes would take the queue over a limit (for
     /// `reject-publish`).
     pub fn is_full_for(&self, body: u64) -> bool {
+        if self.is_quorum() {
+            // RabbitMQ's quorum queues refuse only once already over the limit.
+            return self.features.max_length.is_some_and(|m| self.ready() > m)
+                || self
+                    .features
+                    .max_length_bytes
+                    .is_some_and(|m| self.ready_bytes > m);
+        }
         self.features.max_length.is_some_and(|m| self.ready() >= m)
             || self
                 .features
@@ -353,6 +371,7 @@ impl Queue {
                 }
             }
         }
+        self.forget_returns(id);
         self.store.ack(id)
     }
 
@@ -399,6 +418,11 @@ impl Queue {
 
     /// Acks every ready message (delivered ones are left alone); returns how many.
     pub fn purge_ready(&mut self) -> std::io::Result<u64> {
+        if self.is_quorum() {
+            let mut ready = Vec::new();
+            self.store.scan_ready(|rec| ready.push(rec.seq));
+            self.forget_ready_returns(&ready);
+        }
         self.ready_bytes = 0;
         let purged = self.store.purge_ready()?;
         self.rebuild_dedup();

@@ -80,9 +80,12 @@ impl Queue {
 
     /// The arguments compared when the queue is declared again (its type's own).
     pub fn compared_args(&self) -> &'static [&'static str] {
-        match self.is_stream() {
-            true => &super::stream_args::STREAM_ARGS,
-            false => &super::args::COMPARED,
+        if self.is_stream() {
+            &super::stream_args::STREAM_ARGS
+        } else if self.is_quorum() {
+            &super::quorum_args::QUORUM_ARGS
+        } else {
+            &super::args::COMPARED
         }
     }
 

@@ -140,10 +140,9 @@ pub fn validate_new(args: &FieldTable, queue: &str, vhost: &str) -> Result<(), B
     Ok(())
 }
 
-/// The flags and limits `rabbit_stream_queue:declare` checks after the arguments: a
-/// stream is durable, not auto-delete, not exclusive.
-pub fn validate_flags(
-    args: &FieldTable,
+/// A replicated queue's flags (stream or quorum), in RabbitMQ's order of checks
+/// (`rabbit_queue_type_util`): not auto-delete, not exclusive, durable.
+pub fn check_replicated_flags(
     durable: bool,
     exclusive: bool,
     auto_delete: bool,
@@ -159,11 +158,25 @@ pub fn validate_flags(
     } else {
         None
     };
-    if let Some(p) = property {
-        return Err(BrokerError::PreconditionFailed(format!(
+    match property {
+        Some(p) => Err(BrokerError::PreconditionFailed(format!(
             "invalid property '{p}' for queue '{queue}' in vhost '{vhost}'"
-        )));
+        ))),
+        None => Ok(()),
     }
+}
+
+/// The flags and limits `rabbit_stream_queue:declare` checks after the arguments: a
+/// stream is durable, not auto-delete, not exclusive.
+pub fn validate_flags(
+    args: &FieldTable,
+    durable: bool,
+    exclusive: bool,
+    auto_delete: bool,
+    queue: &str,
+    vhost: &str,
+) -> Result<(), BrokerError> {
+    check_replicated_flags(durable, exclusive, auto_delete, queue, vhost)?;
     let size = args
         .inner()
         .get("x-stream-max-segment-size-bytes")

@@ -1,0 +1,217 @@
+//! What a quorum queue does differently from a classic one on a single node, as RabbitMQ
+//! 3.10's quorum queues do it (recorded in `tests/fidelity/golden/quorum.json`):
+//! - every message is kept on disk whatever its delivery mode (`publish.rs`);
+//! - a message returned to the queue (nack or reject with requeue, basic.recover, its
+//!   channel closed) counts a delivery; the count travels in the `x-delivery-count`
+//!   header: on every basic.get (0 for a first delivery), on a basic.deliver once it is
+//!   above 0;
+//! - with `x-delivery-limit` N, a message returned more than N times is dropped, or
+//!   dead-lettered with reason `delivery_limit`, instead of requeued;
+//! - `x-overflow: reject-publish` refuses a publish only once the queue is already over
+//!   its limit (RabbitMQ's limit is checked before the enqueue, not for it);
+//! - a channel-wide prefetch (basic.qos global) cannot consume from it (540).
+//!
+//! Replication (a Raft group per queue) is the cluster's; on one node the queue's log is
+//! the classic store. Delivery counts live in memory: after a restart a message the log
+//! marks as possibly delivered counts 1 (RabbitMQ keeps the exact count in its Raft log;
+//! a message returned several times before a restart is under-counted here).
+
+use std::collections::HashMap;
+
+use amq_protocol_types::{AMQPValue, FieldTable, ShortString};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::Queue;
+use crate::broker::dead_letter::encode_table;
+use crate::broker::message;
+use crate::protocol::{properties, table};
+
+/// The header RabbitMQ's quorum queues count deliveries in.
+pub const DELIVERY_COUNT: &str = "x-delivery-count";
+
+/// A quorum queue's own state.
+#[derive(Debug, Default)]
+pub struct QuorumState {
+    /// `x-delivery-limit`: returns a message may take before it is dropped or
+    /// dead-lettered (a negative or non-integer limit is no limit).
+    pub delivery_limit: Option<u64>,
+    /// Returns per message id, for messages returned at least once and still live.
+    returns: HashMap<u64, u32>,
+}
+
+impl QuorumState {
+    pub fn from_args(args: &FieldTable) -> QuorumState {
+        QuorumState {
+            delivery_limit: args
+                .inner()
+                .get("x-delivery-limit")
+                .and_then(table::int_value)
+                .and_then(|n| u64::try_from(n).ok()),
+            returns: HashMap::new(),
+        }
+    }
+}
+
+/// What returning a delivery to a quorum queue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Returned {
+    /// Ready again (also what a classic queue always does).
+    Requeued,
+    /// Over its delivery limit: to be dropped or dead-lettered.
+    OverLimit,
+}
+
+impl Queue {
+    #[inline]
+    pub fn is_quorum(&self) -> bool {
+        self.quorum.is_some()
+    }
+
+    /// Counts a return of message `id`; says whether it may go back to the queue.
+    pub fn count_return(&mut self, id: u64) -> Returned {
+        let Some(qs) = self.quorum.as_mut() else {
+            return Returned::Requeued;
+        };
+        let n = qs.returns.entry(id).or_insert(0);
+        *n = n.saturating_add(1);
+        match qs.delivery_limit {
+            Some(limit) if u64::from(*n) > limit => Returned::OverLimit,
+            _ => Returned::Requeued,
+        }
+    }
+
+    /// After a restart: a live message that may have been delivered before it was out
+    /// with a consumer (or returned) when the broker stopped, so it has been returned at
+    /// least once, as RabbitMQ counts a delivery still checked out at shutdown. Counts of
+    /// several returns are not kept across a restart (they live in memory): such a
+    /// message starts again at 1.
+    pub(super) fn recover_returns(&mut self) {
+        let Some(mark) = self
+            .store
+            .level_log(0)
+            .and_then(|l| l.redelivered_through())
+        else {
+            return;
+        };
+        let Some(qs) = self.quorum.as_mut() else {
+            return;
+        };
+        self.store.scan(|rec| {
+            if rec.seq <= mark {
+                qs.returns.insert(rec.seq, 1);
+            }
+        });
+    }
+
+    /// Forgets message `id` (it left the queue).
+    #[inline]
+    pub(super) fn forget_returns(&mut self, id: u64) {
+        if let Some(qs) = self.quorum.as_mut() {
+            qs.returns.remove(&id);
+        }
+    }
+
+    /// Forgets every ready message's count (after a purge: only delivered ones stay).
+    pub(super) fn forget_ready_returns(&mut self, ready: &[u64]) {
+        if let Some(qs) = self.quorum.as_mut() {
+            for id in ready {
+                qs.returns.remove(id);
+            }
+        }
+    }
+
+    /// The stored message `payload` (id `id`) as it is handed out: for a quorum queue with
+    /// its `x-delivery-count` header, on a basic.get always and on a basic.deliver once the
+    /// message was returned. Classic queues and first deliveries keep their bytes.
+    #[inline]
+    pub fn outgoing_payload(&self, id: u64, payload: Bytes, get: bool) -> Bytes {
+        let Some(qs) = self.quorum.as_ref() else {
+            return payload;
+        };
+        let count = qs.returns.get(&id).copied().unwrap_or(0);
+        if count == 0 && !get {
+            return payload;
+        }
+        with_delivery_count(&payload, count).unwrap_or(payload)
+    }
+}
+
+/// A copy of stored message `payload` whose headers carry `x-delivery-count: count` (a
+/// signed 64-bit integer, as RabbitMQ sets it). `None` if the stored message cannot be
+/// read (then it goes out as stored).
+pub fn with_delivery_count(payload: &Bytes, count: u32) -> Option<Bytes> {
+    let m = message::view(payload)?;
+    let props = properties::decode(m.header).ok()?;
+    let mut headers = match props.headers {
+        Some(raw) => table::decode(raw).ok()?,
+        None => FieldTable::default(),
+    };
+    headers.insert(
+        ShortString::from(DELIVERY_COUNT),
+        AMQPValue::LongLongInt(i64::from(count)),
+    );
+    let headers_raw = encode_table(&headers);
+    let header = properties::rewrite(
+        m.header,
+        &properties::Rewrite {
+            headers: Some(&headers_raw),
+            drop_expiration: false,
+            reply_to: None,
+        },
+    )?;
+    let exchange = std::str::from_utf8(m.exchange).ok()?;
+    let routing_key = std::str::from_utf8(m.routing_key).ok()?;
+    let mut prefix = [0u8; message::MAX_PREFIX];
+    let n = message::encode_prefix(&mut prefix, exchange, routing_key, header.len());
+    let mut out = BytesMut::with_capacity(n + header.len() + m.body.len());
+    out.put_slice(&prefix[..n]);
+    out.put_slice(&header);
+    out.put_slice(m.body);
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(headers: Option<&FieldTable>) -> Bytes {
+        let mut props = vec![0u8, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+        match headers {
+            Some(h) => {
+                props.extend_from_slice(&properties::FLAG_HEADERS.to_be_bytes());
+                props.extend_from_slice(&encode_table(h));
+            }
+            None => props.extend_from_slice(&[0, 0]),
+        }
+        let mut prefix = [0u8; message::MAX_PREFIX];
+        let n = message::encode_prefix(&mut prefix, "ex", "rk", props.len());
+        let mut out = prefix[..n].to_vec();
+        out.extend_from_slice(&props);
+        out.extend_from_slice(b"hello");
+        Bytes::from(out)
+    }
+
+    fn count_of(payload: &Bytes) -> Option<AMQPValue> {
+        let m = message::view(payload).expect("readable");
+        let props = properties::decode(m.header).expect("header");
+        let t = table::decode(props.headers?).expect("table");
+        t.inner().get(DELIVERY_COUNT).cloned()
+    }
+
+    #[test]
+    fn the_count_joins_the_message_headers_and_keeps_the_rest() {
+        let mut h = FieldTable::default();
+        h.insert(ShortString::from("a"), AMQPValue::LongInt(1));
+        let out = with_delivery_count(&stored(Some(&h)), 2).expect("rewritten");
+        assert_eq!(count_of(&out), Some(AMQPValue::LongLongInt(2)));
+        let m = message::view(&out).unwrap();
+        assert_eq!(
+            (m.exchange, m.routing_key, m.body),
+            (&b"ex"[..], &b"rk"[..], &b"hello"[..])
+        );
+        let t = table::decode(properties::decode(m.header).unwrap().headers.unwrap()).unwrap();
+        assert_eq!(t.inner().get("a"), Some(&AMQPValue::LongInt(1)));
+        let bare = with_delivery_count(&stored(None), 0).expect("rewritten");
+        assert_eq!(count_of(&bare), Some(AMQPValue::LongLongInt(0)));
+    }
+}

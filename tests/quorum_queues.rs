@@ -1,0 +1,258 @@
+//! Quorum queues on one node, with a real client (lapin): the `x-delivery-count` header
+//! RabbitMQ 3.10 adds (on every basic.get, on a basic.deliver once the message came back),
+//! `x-delivery-limit` ending in a dead-letter queue with reason `delivery_limit`, the
+//! management API's `type`, a channel-wide prefetch refused (540), and across a kill -9:
+//! transient messages kept (a classic queue beside it loses its own) and a delivery that
+//! was out counted as a return. The protocol answers themselves (declare rules, errors,
+//! counts, flags, the header's value) are compared with RabbitMQ's recording in
+//! `tests/fidelity` (`quorum/*`).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::BasicProperties;
+
+fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    for (k, v) in extra {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+fn header<'a>(props: &'a BasicProperties, key: &str) -> Option<&'a AMQPValue> {
+    props.headers().as_ref()?.inner().get(key)
+}
+
+fn delivery_count(props: &BasicProperties) -> Option<i64> {
+    match header(props, "x-delivery-count")? {
+        AMQPValue::LongLongInt(n) => Some(*n),
+        other => panic!("x-delivery-count of an unexpected type: {other:?}"),
+    }
+}
+
+async fn get(ch: &lapin::Channel, queue: &str) -> Option<lapin::message::BasicGetMessage> {
+    ch.basic_get(queue.into(), BasicGetOptions { no_ack: false })
+        .await
+        .unwrap()
+}
+
+async fn nack_requeue(ch: &lapin::Channel, tag: u64) {
+    ch.basic_nack(
+        tag,
+        BasicNackOptions {
+            multiple: false,
+            requeue: true,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// GET of a management API path as guest; the response body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "GET {path}: {out}");
+    out.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+// Two workers: the management API answers on this runtime while the test blocks on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_count_grows_per_return_and_the_limit_dead_letters() {
+    let b = common::start().await;
+    let conn = common::lapin_connect(&b).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare("dlq".into(), durable(), FieldTable::default())
+        .await
+        .unwrap();
+    let args = quorum_args(&[
+        ("x-delivery-limit", AMQPValue::LongInt(2)),
+        (
+            "x-dead-letter-exchange",
+            AMQPValue::LongString(LongString::from("")),
+        ),
+        (
+            "x-dead-letter-routing-key",
+            AMQPValue::LongString(LongString::from("dlq")),
+        ),
+    ]);
+    ch.queue_declare("qq".into(), durable(), args)
+        .await
+        .unwrap();
+    ch.basic_publish(
+        "".into(),
+        "qq".into(),
+        Default::default(),
+        b"m1",
+        BasicProperties::default().with_delivery_mode(1),
+    )
+    .await
+    .unwrap();
+
+    // basic.get: the count on every delivery, 0 for the first; each return adds one.
+    for expected in 0..=2 {
+        let m = get(&ch, "qq").await.expect("the message is ready");
+        assert_eq!(delivery_count(&m.delivery.properties), Some(expected));
+        assert_eq!(m.delivery.redelivered, expected > 0);
+        assert_eq!(&m.delivery.data[..], b"m1");
+        nack_requeue(&ch, m.delivery.delivery_tag).await;
+    }
+    // Third return: over the limit of 2, dead-lettered instead of requeued.
+    assert!(get(&ch, "qq").await.is_none());
+    let dead = get(&ch, "dlq").await.expect("dead-lettered");
+    assert_eq!(&dead.delivery.data[..], b"m1");
+    let Some(AMQPValue::FieldArray(deaths)) = header(&dead.delivery.properties, "x-death") else {
+        panic!("no x-death: {:?}", dead.delivery.properties);
+    };
+    let AMQPValue::FieldTable(death) = &deaths.as_slice()[0] else {
+        panic!("x-death entry is not a table");
+    };
+    assert_eq!(
+        death.inner().get("reason"),
+        Some(&AMQPValue::LongString(LongString::from("delivery_limit")))
+    );
+    // The dead letter is a new message: it does not carry the old count.
+    assert_eq!(delivery_count(&dead.delivery.properties), None);
+
+    // basic.deliver: no count on a first delivery, then the count of returns.
+    ch.basic_publish(
+        "".into(),
+        "qq".into(),
+        Default::default(),
+        b"m2",
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            "qq".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let first = consumer.next().await.unwrap().unwrap();
+    assert_eq!(delivery_count(&first.properties), None);
+    assert!(!first.redelivered);
+    nack_requeue(&ch, first.delivery_tag).await;
+    let again = consumer.next().await.unwrap().unwrap();
+    assert_eq!(delivery_count(&again.properties), Some(1));
+    assert!(again.redelivered);
+
+    let body = http_get(b.http_addr.unwrap(), "/api/queues/%2F/qq");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["type"], "quorum", "{json}");
+    assert_eq!(json["arguments"]["x-queue-type"], "quorum", "{json}");
+}
+
+#[tokio::test]
+async fn a_channel_wide_prefetch_cannot_consume_from_a_quorum_queue() {
+    let b = common::start().await;
+    let conn = common::lapin_connect(&b).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare("qq".into(), durable(), quorum_args(&[]))
+        .await
+        .unwrap();
+    ch.basic_qos(5, lapin::options::BasicQosOptions { global: true })
+        .await
+        .unwrap();
+    let closed = common::watch_close(&conn);
+    let err = ch
+        .basic_consume(
+            "qq".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("RabbitMQ closes the connection with 540");
+    assert_eq!(common::lapin_code(&err), Some(540), "{err}");
+    let (code, text) = closed.await.unwrap();
+    assert_eq!(code, 540);
+    assert!(text.contains("does not support global qos"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_messages_in_a_quorum_queue_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut broker = common::spawn_warren(dir.path(), port, &[], Stdio::null());
+    {
+        let conn = common::lapin_connect_port(port).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        ch.queue_declare("qq".into(), durable(), quorum_args(&[]))
+            .await
+            .unwrap();
+        ch.queue_declare("classic".into(), durable(), FieldTable::default())
+            .await
+            .unwrap();
+        for queue in ["qq", "classic"] {
+            for body in [&b"transient-1"[..], b"transient-2"] {
+                let confirm = common::publish_confirmed(&ch, "", queue, body, false).await;
+                assert!(confirm.is_ack());
+            }
+        }
+        // A message out with a client (got, never acked) when the broker dies.
+        ch.queue_declare("held".into(), durable(), quorum_args(&[]))
+            .await
+            .unwrap();
+        common::publish_confirmed(&ch, "", "held", b"held", true).await;
+        let m = get(&ch, "held").await.expect("published");
+        assert_eq!(delivery_count(&m.delivery.properties), Some(0));
+        // The log's "may have been delivered" mark is written by the broker's 200 ms
+        // maintenance, off the model lock: let one pass run before the kill.
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    }
+    broker.kill().unwrap(); // SIGKILL
+    broker.wait().unwrap();
+    let mut broker = common::spawn_warren(dir.path(), port, &[], Stdio::null());
+    let conn = common::lapin_connect_port(port).await;
+    let ch = conn.create_channel().await.unwrap();
+    let mut bodies = Vec::new();
+    while let Some(m) = get(&ch, "qq").await {
+        bodies.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+        // Stored as published: delivery mode 1 is still what the consumer sees.
+        assert_eq!(m.delivery.properties.delivery_mode(), &None);
+    }
+    assert_eq!(bodies, ["transient-1", "transient-2"]);
+    // The classic queue beside it drops transient messages at recovery, as RabbitMQ does.
+    assert!(get(&ch, "classic").await.is_none());
+    // RabbitMQ counts a delivery still out at shutdown as a return.
+    let m = get(&ch, "held").await.expect("kept");
+    assert_eq!(delivery_count(&m.delivery.properties), Some(1));
+    assert!(m.delivery.redelivered);
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+}
