@@ -172,6 +172,10 @@ async fn delivery_count_grows_per_return_and_the_limit_dead_letters() {
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["type"], "quorum", "{json}");
     assert_eq!(json["arguments"]["x-queue-type"], "quorum", "{json}");
+    let node = json["node"].as_str().expect("a node name");
+    assert_eq!(json["leader"], node, "{json}");
+    assert_eq!(json["members"], serde_json::json!([node]), "{json}");
+    assert_eq!(json["online"], serde_json::json!([node]), "{json}");
 }
 
 #[tokio::test]

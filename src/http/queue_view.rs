@@ -88,6 +88,14 @@ pub struct QueueView<'a> {
     effective_policy_definition: &'a Map<String, Value>,
     /// Mirrors of a classic queue: none (null), as RabbitMQ shows an unmirrored queue.
     recoverable_slaves: Option<()>,
+    /// A quorum queue's Raft members as RabbitMQ lists them: on one node, this node leads
+    /// and is the only member, online.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<[&'a str; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    online: Option<[&'a str; 1]>,
     consumers: usize,
     exclusive_consumer_tag: Option<&'a str>,
     single_active_consumer_tag: Option<&'a str>,
@@ -109,6 +117,7 @@ impl<'a> QueueView<'a> {
     pub fn new(node: &'a str, vhost: &'a str, q: &'a QueueSnapshot, r: QueueRates) -> Self {
         let c = &q.counters;
         let idle = r.publish == 0.0 && r.deliver_get == 0.0 && r.ack == 0.0;
+        let quorum = q.queue_type == "quorum";
         QueueView {
             name: &q.name,
             vhost,
@@ -123,6 +132,9 @@ impl<'a> QueueView<'a> {
             operator_policy: q.operator_policy.as_deref(),
             effective_policy_definition: &q.effective_policy,
             recoverable_slaves: None,
+            leader: quorum.then_some(node),
+            members: quorum.then_some([node]),
+            online: quorum.then_some([node]),
             consumers: q.consumers,
             exclusive_consumer_tag: q.exclusive_consumer_tag.as_deref(),
             single_active_consumer_tag: q.single_active_consumer_tag.as_deref(),
