@@ -15,6 +15,7 @@
 pub mod admin_client;
 pub mod alarms;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod data_lock;

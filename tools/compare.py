@@ -180,7 +180,8 @@ def scenarios(seconds):
 
 def selected(a):
     """The scenarios of this run (all, or those `--only` names)."""
-    return [row for row in scenarios(a.seconds) if not a.only or a.only in row[0]]
+    wanted = a.only.split("|") if a.only else []
+    return [row for row in scenarios(a.seconds) if not wanted or any(w in row[0] for w in wanted)]
 
 
 # Scenarios run on a freshly started broker.
@@ -251,7 +252,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--fsync", default="always")
     ap.add_argument("--baseline", help="an older warren binary to run alongside (before/after)")
-    ap.add_argument("--only", help="run only the rows whose label contains this text (BENCHMARKS.md is left alone)")
+    ap.add_argument("--only", help="run only the rows whose label contains this text, or one of several separated by | (BENCHMARKS.md is left alone)")
     ap.add_argument("--warren", default=WARREN, help="the warren binary to measure (default: the release build)")
     ap.add_argument("--perf", default=PERF, help="the warren-perf binary (default: the release build)")
     a = ap.parse_args()

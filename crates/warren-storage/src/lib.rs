@@ -16,6 +16,7 @@ pub mod segment;
 pub mod spares;
 pub mod stream;
 pub mod sync;
+mod truncate;
 
 pub use compact::{Compacted, CompactionJob};
 pub use log::{AckFlush, Appended, Cursor, Log, LogConfig};

@@ -135,7 +135,7 @@ pub struct Log {
     hwm_persisted: Option<u64>,
     /// Fully-acked segment files kept for reuse as new segments (see `spares`).
     spares: Spares,
-    commit: Arc<GroupCommit>,
+    pub(crate) commit: Arc<GroupCommit>,
 }
 
 impl Log {
@@ -383,7 +383,7 @@ impl Log {
         }
     }
 
-    fn segment_index(&self, seq: u64) -> Option<usize> {
+    pub(crate) fn segment_index(&self, seq: u64) -> Option<usize> {
         // Reads and acks cluster at the two ends of the log (a consumer working through a
         // backlog at the oldest segment, a caught-up one at the write head): look there
         // before searching.
@@ -559,7 +559,7 @@ impl Log {
     }
 
     /// Deletes every fully-acked segment that is not the write head.
-    fn drop_empty_segments(&mut self) -> io::Result<()> {
+    pub(crate) fn drop_empty_segments(&mut self) -> io::Result<()> {
         let mut i = 0;
         while i + 1 < self.segments.len() {
             if self.segments[i].live() == 0 {

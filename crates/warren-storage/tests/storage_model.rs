@@ -1,6 +1,7 @@
 //! Model-based property test of the storage engine: random sequences of append (single
 //! and batched, from empty records to records larger than the current segment and than
-//! the configured segment size), ack, compact, close/reopen and simulated crash, checked
+//! the configured segment size), ack, suffix truncation, compact, close/reopen and
+//! simulated crash, checked
 //! against an in-memory model after every step — both through the open log and through a
 //! log reopened from a copy of the files on disk, as a kill -9 at that moment would leave
 //! them.
@@ -23,6 +24,11 @@ enum Op {
         pick: usize,
     },
     Flush,
+    /// Remove the suffix from a live record (or from the end): a Raft follower's
+    /// uncommitted entries.
+    Truncate {
+        pick: usize,
+    },
     Compact,
     Reopen,
     /// Drop the log without flushing pending acks, as a kill -9 would.
@@ -46,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|recs| Op::AppendBatch { recs }),
         5 => any::<usize>().prop_map(|pick| Op::Ack { pick }),
         1 => Just(Op::Flush),
+        1 => any::<usize>().prop_map(|pick| Op::Truncate { pick }),
         1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
@@ -173,6 +180,20 @@ fn run_ops(config: LogConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Flush => {
                 log.flush_acks().unwrap();
+                model.acked_unflushed.clear();
+            }
+            Op::Truncate { pick } => {
+                // One pick in eight past the end: nothing to remove.
+                let from = match model.live.len() {
+                    0 => log.next_seq(),
+                    _ if pick % 8 == 0 => log.next_seq() + (pick % 3) as u64,
+                    n => *model.live.keys().nth(pick % n).unwrap(),
+                };
+                let expected = model.live.range(from..).count() as u64;
+                prop_assert_eq!(log.truncate_from(from).unwrap(), expected);
+                model.live.retain(|seq, _| *seq < from);
+                // Every pending ack was written with the truncation: none comes back, and
+                // no truncated record either (check_on_disk).
                 model.acked_unflushed.clear();
             }
             Op::Compact => {

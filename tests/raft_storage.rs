@@ -1,0 +1,182 @@
+//! A Raft group's storage (issue 16): the log store over Warren segment logs and the
+//! replicated queue's state machine, checked by openraft's own storage test suite
+//! (`openraft::testing::Suite`: log state, reads, vote, purge, truncation, apply,
+//! membership, snapshot transfer) with real files and `--fsync always`'s group commit,
+//! then across a reopen and a simulated kill -9 (the files copied as they are).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{
+    CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader, StorageError, Vote,
+};
+use warren::cluster::log_store::LogStore;
+use warren::cluster::queue_machine::QueueMachine;
+use warren::cluster::types::{QueueCommand, QueueRaft, QueueResponse};
+use warren_storage::{FsyncPolicy, GroupCommit, LogConfig};
+
+fn config() -> LogConfig {
+    LogConfig {
+        // Small segments: a few dozen entries span several files.
+        segment_size: 4096,
+        compact_below: 0.5,
+        ack_batch: 64,
+    }
+}
+
+fn open(dir: &Path) -> LogStore {
+    LogStore::open(dir, config(), GroupCommit::start(FsyncPolicy::Always)).unwrap()
+}
+
+struct Builder;
+
+impl StoreBuilder<QueueRaft, LogStore, QueueMachine, tempfile::TempDir> for Builder {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, QueueMachine), StorageError<u64>> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        Ok((dir, store, QueueMachine::new(None)))
+    }
+}
+
+#[test]
+fn openraft_storage_suite_passes() {
+    Suite::test_all(Builder).unwrap();
+}
+
+fn log_id(term: u64, index: u64) -> LogId<u64> {
+    LogId::new(CommittedLeaderId::new(term, 1), index)
+}
+
+fn enqueue(term: u64, index: u64, body: &str) -> Entry<QueueRaft> {
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Normal(QueueCommand::Enqueue {
+            message: body.as_bytes().to_vec(),
+        }),
+    }
+}
+
+async fn entries(store: &mut LogStore) -> Vec<(u64, u64)> {
+    store
+        .try_get_log_entries(0..)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| (e.log_id.leader_id.term, e.log_id.index))
+        .collect()
+}
+
+/// The files of `dir` as a kill -9 would leave them, in a new directory.
+fn snapshot_files(dir: &Path, to: &Path) {
+    for entry in walk(dir) {
+        let rel = entry.strip_prefix(dir).unwrap();
+        let target = to.join(rel);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &target).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_suffix_stays_gone_and_the_vote_stays_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    store.save_vote(&Vote::new(1, 1)).await.unwrap();
+    let first: Vec<_> = (1..=30).map(|i| enqueue(1, i, "x")).collect();
+    store.blocking_append(first).await.unwrap();
+    // A new leader (term 2) disagrees from index 21: the follower drops 21..=30 and takes
+    // the leader's entries there.
+    store.save_vote(&Vote::new(2, 2)).await.unwrap();
+    store.truncate(log_id(1, 21)).await.unwrap();
+    let second: Vec<_> = (21..=25).map(|i| enqueue(2, i, "y")).collect();
+    store.blocking_append(second).await.unwrap();
+    store.purge(log_id(1, 10)).await.unwrap();
+    let want: Vec<(u64, u64)> = (11..=20)
+        .map(|i| (1, i))
+        .chain((21..=25).map(|i| (2, i)))
+        .collect();
+    assert_eq!(entries(&mut store).await, want);
+
+    let crashed = tempfile::tempdir().unwrap();
+    snapshot_files(dir.path(), crashed.path());
+    for path in [dir.path(), crashed.path()] {
+        let mut again = open(path);
+        assert_eq!(entries(&mut again).await, want, "{}", path.display());
+        assert_eq!(again.read_vote().await.unwrap(), Some(Vote::new(2, 2)));
+        let state = again.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 10)));
+        assert_eq!(state.last_log_id, Some(log_id(2, 25)));
+    }
+}
+
+#[tokio::test]
+async fn the_machine_applies_queue_commands_and_a_snapshot_carries_them() {
+    let mut sm = QueueMachine::new(Some(1));
+    let members = Membership::new(vec![BTreeSet::from([1u64, 2, 3])], None);
+    let replies = sm
+        .apply([
+            Entry {
+                log_id: log_id(1, 1),
+                payload: EntryPayload::Membership(members),
+            },
+            enqueue(1, 2, "a"),
+            enqueue(1, 3, "b"),
+            Entry {
+                log_id: log_id(1, 4),
+                payload: EntryPayload::Normal(QueueCommand::Return { id: 2 }),
+            },
+            Entry {
+                log_id: log_id(1, 5),
+                payload: EntryPayload::Normal(QueueCommand::Settle { id: 3 }),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        replies,
+        [
+            QueueResponse::Nothing,
+            QueueResponse::Enqueued { id: 2 },
+            QueueResponse::Enqueued { id: 3 },
+            QueueResponse::Returned {
+                returns: 1,
+                kept: true
+            },
+            QueueResponse::Settled { found: true },
+        ]
+    );
+    let snap = {
+        use openraft::RaftSnapshotBuilder;
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap()
+    };
+    let mut follower = QueueMachine::new(Some(1));
+    follower
+        .install_snapshot(&snap.meta, snap.snapshot)
+        .await
+        .unwrap();
+    let state = follower.state().await;
+    assert_eq!(state, sm.state().await);
+    assert_eq!(state.messages.len(), 1);
+    assert_eq!(state.messages[&2].returns, 1);
+    assert_eq!(state.last_applied, Some(log_id(1, 5)));
+}
