@@ -118,6 +118,13 @@ fn connection_model_inputs() {
 }
 
 #[test]
+fn queue_machine_inputs() {
+    for (_, data) in inputs("queue_machine") {
+        warren::cluster::fuzz_machine::fuzz_queue_machine(&data);
+    }
+}
+
+#[test]
 fn http_request_inputs() {
     for (_, data) in inputs("http_request") {
         warren::http::fuzz::fuzz_request(&data);

@@ -4,6 +4,8 @@
 //! and pass openraft's own storage test suite (`tests/raft_storage.rs`); networking, the
 //! metadata group and the broker's use of them come next.
 
+#[doc(hidden)]
+pub mod fuzz_machine;
 pub mod log_store;
 pub mod queue_machine;
 pub mod types;

@@ -1,0 +1,210 @@
+//! The driver of the fuzz target `queue_machine` (issue 17): the input decodes (with
+//! `arbitrary`) into a delivery limit and up to 256 operations on a replicated queue —
+//! enqueue, settle and return (of held messages and of unknown ids), a member catching up
+//! from a snapshot (what a new leader's follower does), and a replay of the whole history
+//! into a fresh machine. Each operation is applied as a Raft entry through
+//! `RaftStateMachine::apply`, and every answer and the state after it are checked against a
+//! model: a list of (id, message, returns) in enqueue order.
+
+use std::cell::RefCell;
+
+use arbitrary::{Arbitrary, Unstructured};
+use openraft::storage::RaftStateMachine;
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+
+use super::queue_machine::QueueMachine;
+use super::types::{QueueCommand, QueueRaft, QueueResponse};
+
+/// Most operations decoded from one input.
+const MAX_OPS: usize = 256;
+
+#[derive(Debug, Arbitrary)]
+enum Op {
+    Enqueue {
+        len: u8,
+    },
+    Settle {
+        pick: u8,
+    },
+    Return {
+        pick: u8,
+    },
+    /// An id the queue never held, or held and settled.
+    SettleUnknown,
+    ReturnUnknown,
+    /// A new member installs the current snapshot and carries on in its place.
+    CatchUp,
+    /// A fresh machine applies every entry so far in one batch: it must reach the same state.
+    Replay,
+}
+
+/// The model: what the queue holds, in enqueue order.
+#[derive(Default)]
+struct Model {
+    held: Vec<(u64, Vec<u8>, u32)>,
+    limit: Option<u32>,
+}
+
+impl Model {
+    fn expect(&mut self, index: u64, cmd: &QueueCommand) -> QueueResponse {
+        let at = |held: &Vec<(u64, Vec<u8>, u32)>, id: u64| held.iter().position(|h| h.0 == id);
+        match cmd {
+            QueueCommand::Enqueue { message } => {
+                self.held.push((index, message.clone(), 0));
+                QueueResponse::Enqueued { id: index }
+            }
+            QueueCommand::Settle { id } => {
+                let found = at(&self.held, *id).map(|i| self.held.remove(i)).is_some();
+                QueueResponse::Settled { found }
+            }
+            QueueCommand::Return { id } => match at(&self.held, *id) {
+                None => QueueResponse::Returned {
+                    returns: 0,
+                    kept: false,
+                },
+                Some(i) => {
+                    self.held[i].2 += 1;
+                    let returns = self.held[i].2;
+                    let kept = self.limit.is_none_or(|l| returns <= l);
+                    if !kept {
+                        self.held.remove(i);
+                    }
+                    QueueResponse::Returned { returns, kept }
+                }
+            },
+        }
+    }
+}
+
+thread_local! {
+    static RUNTIME: RefCell<Option<tokio::runtime::Runtime>> = const { RefCell::new(None) };
+}
+
+fn entry(index: u64, payload: EntryPayload<QueueRaft>) -> Entry<QueueRaft> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload,
+    }
+}
+
+/// Runs one fuzz input (see the module's doc). Panics on any difference from the model.
+#[doc(hidden)]
+pub fn fuzz_queue_machine(input: &[u8]) {
+    let mut u = Unstructured::new(input);
+    let limit: Option<u8> = u.arbitrary().unwrap_or(None);
+    let mut ops = Vec::new();
+    while ops.len() < MAX_OPS {
+        match u.arbitrary::<Op>() {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+    }
+    RUNTIME.with(|rt| {
+        let mut rt = rt.borrow_mut();
+        let rt = rt.get_or_insert_with(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime")
+        });
+        rt.block_on(run(limit.map(u32::from), ops));
+    });
+}
+
+async fn run(limit: Option<u32>, ops: Vec<Op>) {
+    let mut sm = QueueMachine::new(limit);
+    let mut model = Model {
+        limit,
+        ..Model::default()
+    };
+    let mut history: Vec<Entry<QueueRaft>> = Vec::new();
+    let mut index = 0u64;
+    for op in ops {
+        let pick = |p: u8, held: &Vec<(u64, Vec<u8>, u32)>| match held.len() {
+            0 => u64::MAX,
+            n => held[p as usize % n].0,
+        };
+        let cmd = match op {
+            Op::Enqueue { len } => QueueCommand::Enqueue {
+                message: vec![len; len as usize],
+            },
+            Op::Settle { pick: p } => QueueCommand::Settle {
+                id: pick(p, &model.held),
+            },
+            Op::Return { pick: p } => QueueCommand::Return {
+                id: pick(p, &model.held),
+            },
+            Op::SettleUnknown => QueueCommand::Settle { id: index + 7 },
+            Op::ReturnUnknown => QueueCommand::Return { id: u64::MAX - 1 },
+            Op::CatchUp => {
+                let snap = sm
+                    .get_snapshot_builder()
+                    .await
+                    .build_snapshot()
+                    .await
+                    .expect("snapshot");
+                let mut follower = QueueMachine::new(limit);
+                follower
+                    .install_snapshot(&snap.meta, snap.snapshot)
+                    .await
+                    .expect("install");
+                assert_eq!(follower.state().await, sm.state().await, "after a catch-up");
+                sm = follower;
+                continue;
+            }
+            Op::Replay => {
+                let mut fresh = QueueMachine::new(limit);
+                fresh.apply(history.clone()).await.expect("replay");
+                assert_eq!(fresh.state().await, sm.state().await, "after a replay");
+                continue;
+            }
+        };
+        index += 1;
+        let want = model.expect(index, &cmd);
+        let e = entry(index, EntryPayload::Normal(cmd));
+        history.push(e.clone());
+        let got = sm.apply([e]).await.expect("apply");
+        assert_eq!(got, [want], "entry {index}");
+        let state = sm.state().await;
+        let held: Vec<(u64, Vec<u8>, u32)> = state
+            .messages
+            .iter()
+            .map(|(id, h)| (*id, h.message.clone(), h.returns))
+            .collect();
+        assert_eq!(held, model.held, "after entry {index}");
+        assert_eq!(state.last_applied.map(|l| l.index), Some(index));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_return_limit_and_a_catch_up_are_checked() {
+        // Limit 1: the first return keeps the message, the second drops it; a machine that
+        // dropped it at the first return, or lost a count in the snapshot, fails here.
+        let ops = vec![
+            Op::Enqueue { len: 3 },
+            Op::Enqueue { len: 1 },
+            Op::Return { pick: 0 },
+            Op::CatchUp,
+            Op::Return { pick: 0 },
+            Op::Return { pick: 0 },
+            Op::Settle { pick: 0 },
+            Op::SettleUnknown,
+            Op::Replay,
+        ];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(run(Some(1), ops));
+    }
+
+    #[test]
+    fn inputs_of_every_shape_run() {
+        for len in [0usize, 1, 7, 64, 1000] {
+            let input: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
+            super::fuzz_queue_machine(&input);
+        }
+    }
+}
