@@ -104,6 +104,11 @@ impl QueueMachine {
     pub async fn state(&self) -> QueueState {
         self.state.lock().await.clone()
     }
+
+    /// Reads the state in place.
+    pub async fn inspect<T>(&self, f: impl FnOnce(&QueueState) -> T) -> T {
+        f(&*self.state.lock().await)
+    }
 }
 
 fn snapshot_error(e: serde_json::Error) -> Error {
