@@ -8,7 +8,10 @@
 //! The content header is kept byte for byte, so deliveries forward exactly what the
 //! publisher sent.
 
-use bytes::Bytes;
+use amq_protocol_types::{AMQPValue, FieldTable, ShortString};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::protocol::{properties, table};
 
 /// Largest prefix before the content header: two short strings and a u32.
 pub const MAX_PREFIX: usize = 1 + 255 + 1 + 255 + 4;
@@ -20,14 +23,54 @@ pub fn encode_prefix(
     routing_key: &str,
     header_len: usize,
 ) -> usize {
+    encode_prefix_bytes(buf, exchange.as_bytes(), routing_key.as_bytes(), header_len)
+}
+
+/// `encode_prefix` for names as stored (bytes; each cut at 255).
+fn encode_prefix_bytes(
+    buf: &mut [u8; MAX_PREFIX],
+    exchange: &[u8],
+    routing_key: &[u8],
+    header_len: usize,
+) -> usize {
     let e = exchange.len().min(255);
     let r = routing_key.len().min(255);
     buf[0] = e as u8;
-    buf[1..1 + e].copy_from_slice(&exchange.as_bytes()[..e]);
+    buf[1..1 + e].copy_from_slice(&exchange[..e]);
     buf[1 + e] = r as u8;
-    buf[2 + e..2 + e + r].copy_from_slice(&routing_key.as_bytes()[..r]);
+    buf[2 + e..2 + e + r].copy_from_slice(&routing_key[..r]);
     buf[2 + e + r..6 + e + r].copy_from_slice(&(header_len as u32).to_be_bytes());
     6 + e + r
+}
+
+/// A copy of stored message `payload` with `key` set to `value` in its headers table (how
+/// a stream's `x-stream-offset` and a quorum queue's `x-delivery-count` reach a consumer).
+/// The table is written back ordered by name, as RabbitMQ's `set_table_value` leaves it (a
+/// decoded `FieldTable` is ordered by key). `None` if the stored message cannot be read.
+pub fn with_header(payload: &[u8], key: &str, value: AMQPValue) -> Option<Bytes> {
+    let m = view(payload)?;
+    let props = properties::decode(m.header).ok()?;
+    let mut headers = match props.headers {
+        Some(raw) => table::decode(raw).ok()?,
+        None => FieldTable::default(),
+    };
+    headers.insert(ShortString::from(key), value);
+    let headers_raw = super::dead_letter::encode_table(&headers);
+    let header = properties::rewrite(
+        m.header,
+        &properties::Rewrite {
+            headers: Some(&headers_raw),
+            drop_expiration: false,
+            reply_to: None,
+        },
+    )?;
+    let mut prefix = [0u8; MAX_PREFIX];
+    let n = encode_prefix_bytes(&mut prefix, m.exchange, m.routing_key, header.len());
+    let mut out = BytesMut::with_capacity(n + header.len() + m.body.len());
+    out.put_slice(&prefix[..n]);
+    out.put_slice(&header);
+    out.put_slice(m.body);
+    Some(out.freeze())
 }
 
 /// A stored message, split into its parts (all views of the stored bytes).

@@ -18,13 +18,12 @@
 
 use std::collections::HashMap;
 
-use amq_protocol_types::{AMQPValue, FieldTable, ShortString};
-use bytes::{BufMut, Bytes, BytesMut};
+use amq_protocol_types::{AMQPValue, FieldTable};
+use bytes::Bytes;
 
 use super::Queue;
-use crate::broker::dead_letter::encode_table;
 use crate::broker::message;
-use crate::protocol::{properties, table};
+use crate::protocol::table;
 
 /// The header RabbitMQ's quorum queues count deliveries in.
 pub const DELIVERY_COUNT: &str = "x-delivery-count";
@@ -140,39 +139,19 @@ impl Queue {
 /// signed 64-bit integer, as RabbitMQ sets it). `None` if the stored message cannot be
 /// read (then it goes out as stored).
 pub fn with_delivery_count(payload: &Bytes, count: u32) -> Option<Bytes> {
-    let m = message::view(payload)?;
-    let props = properties::decode(m.header).ok()?;
-    let mut headers = match props.headers {
-        Some(raw) => table::decode(raw).ok()?,
-        None => FieldTable::default(),
-    };
-    headers.insert(
-        ShortString::from(DELIVERY_COUNT),
+    message::with_header(
+        payload,
+        DELIVERY_COUNT,
         AMQPValue::LongLongInt(i64::from(count)),
-    );
-    let headers_raw = encode_table(&headers);
-    let header = properties::rewrite(
-        m.header,
-        &properties::Rewrite {
-            headers: Some(&headers_raw),
-            drop_expiration: false,
-            reply_to: None,
-        },
-    )?;
-    let exchange = std::str::from_utf8(m.exchange).ok()?;
-    let routing_key = std::str::from_utf8(m.routing_key).ok()?;
-    let mut prefix = [0u8; message::MAX_PREFIX];
-    let n = message::encode_prefix(&mut prefix, exchange, routing_key, header.len());
-    let mut out = BytesMut::with_capacity(n + header.len() + m.body.len());
-    out.put_slice(&prefix[..n]);
-    out.put_slice(&header);
-    out.put_slice(m.body);
-    Some(out.freeze())
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::dead_letter::encode_table;
+    use crate::protocol::properties;
+    use amq_protocol_types::ShortString;
 
     fn stored(headers: Option<&FieldTable>) -> Bytes {
         let mut props = vec![0u8, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];

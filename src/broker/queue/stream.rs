@@ -19,7 +19,7 @@ use super::stream_args::{parse_max_age, MaxAge, OffsetSpec};
 use super::stream_tracking::Tracking;
 use super::Queue;
 use crate::broker::message;
-use crate::protocol::{properties, table};
+use crate::protocol::table;
 
 /// The header a delivered stream message carries: its offset.
 pub const OFFSET_HEADER: &str = "x-stream-offset";
@@ -143,31 +143,9 @@ impl Queue {
 /// A stored message with `x-stream-offset` set to `offset` in its headers (the form a
 /// stream delivers over AMQP 0-9-1). `None` if the stored message is malformed.
 pub fn with_offset(payload: &[u8], offset: u64) -> Option<Bytes> {
-    let m = message::view(payload)?;
-    let props = properties::decode(m.header).ok()?;
-    // RabbitMQ sets the header and sorts the table by name (`set_table_value`); a
-    // decoded `FieldTable` is ordered by key, so encoding it again does the same.
-    let mut table = match props.headers {
-        Some(raw) => table::decode(raw).ok()?,
-        None => FieldTable::default(),
-    };
-    table.insert(OFFSET_HEADER.into(), AMQPValue::LongLongInt(offset as i64));
-    let headers_raw = super::super::dead_letter::encode_table(&table);
-    let header = properties::rewrite(
-        m.header,
-        &properties::Rewrite {
-            headers: Some(&headers_raw),
-            drop_expiration: false,
-            reply_to: None,
-        },
-    )?;
-    let mut prefix = [0u8; message::MAX_PREFIX];
-    let exchange = std::str::from_utf8(m.exchange).unwrap_or("");
-    let routing_key = std::str::from_utf8(m.routing_key).unwrap_or("");
-    let n = message::encode_prefix(&mut prefix, exchange, routing_key, header.len());
-    let mut out = Vec::with_capacity(n + header.len() + m.body.len());
-    out.extend_from_slice(&prefix[..n]);
-    out.extend_from_slice(&header);
-    out.extend_from_slice(m.body);
-    Some(Bytes::from(out))
+    message::with_header(
+        payload,
+        OFFSET_HEADER,
+        AMQPValue::LongLongInt(offset as i64),
+    )
 }
