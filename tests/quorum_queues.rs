@@ -83,6 +83,55 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     out.split_once("\r\n\r\n").unwrap().1.to_owned()
 }
 
+/// PUT of a management API path as guest, with a JSON body; the status line.
+fn http_put(addr: std::net::SocketAddr, path: &str, body: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines().next().unwrap_or("").to_owned()
+}
+
+// The `delivery-limit` policy limits a quorum queue that has no argument of its own (the
+// lower of the two wins when both are set, as RabbitMQ's args_policy_lookup with min).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delivery_limit_policy_applies_to_quorum_queues() {
+    let b = common::start().await;
+    let status = http_put(
+        b.http_addr.unwrap(),
+        "/api/policies/%2F/limit-returns",
+        r#"{"pattern":"^qq$","apply-to":"queues","definition":{"delivery-limit":1}}"#,
+    );
+    assert!(status.starts_with("HTTP/1.1 20"), "{status}");
+    let conn = common::lapin_connect(&b).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare("qq".into(), durable(), quorum_args(&[]))
+        .await
+        .unwrap();
+    ch.basic_publish(
+        "".into(),
+        "qq".into(),
+        Default::default(),
+        b"m",
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap();
+    for expected in 0..=1 {
+        let m = get(&ch, "qq").await.expect("still in the queue");
+        assert_eq!(delivery_count(&m.delivery.properties), Some(expected));
+        nack_requeue(&ch, m.delivery.delivery_tag).await;
+    }
+    // Returned twice, over the policy's limit of 1: dropped (no dead-letter exchange).
+    assert!(get(&ch, "qq").await.is_none());
+}
+
 // Two workers: the management API answers on this runtime while the test blocks on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_count_grows_per_return_and_the_limit_dead_letters() {
