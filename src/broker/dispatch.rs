@@ -322,8 +322,8 @@ impl VHost {
             ),
             false => (args::validate_consume(&args, queue, &self.name)?, None),
         };
-        let channel_prefetch = self.channels.get(&key).map_or(0, |ch| ch.channel_prefetch);
-        if q.is_quorum() && channel_prefetch > 0 {
+        let global_qos = self.channels.get(&key).map(|ch| ch.channel_prefetch > 0);
+        if q.is_quorum() && global_qos == Some(true) {
             return Err(BrokerError::NotImplemented(format!(
                 "queue '{queue}' in vhost '{}' does not support global qos",
                 self.name

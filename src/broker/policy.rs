@@ -31,7 +31,13 @@ use crate::protocol::table::int_value;
 /// Keys a policy may set (RabbitMQ 3.10's policy validators). Those Warren acts on come
 /// first; the others are accepted so that RabbitMQ's definitions import unchanged, and
 /// have no effect (mirroring, federation, quorum and stream settings).
-const QUEUE_KEYS_MIN: &[&str] = &["expires", "message-ttl", "max-length", "max-length-bytes"];
+const QUEUE_KEYS_MIN: &[&str] = &[
+    "expires",
+    "message-ttl",
+    "max-length",
+    "max-length-bytes",
+    "delivery-limit",
+];
 const QUEUE_KEYS_ARG: &[&str] = &[
     "dead-letter-exchange",
     "dead-letter-routing-key",
@@ -40,7 +46,6 @@ const QUEUE_KEYS_ARG: &[&str] = &[
 const ACCEPTED_KEYS: &[&str] = &[
     "alternate-exchange",
     "queue-mode",
-    "delivery-limit",
     "max-in-memory-length",
     "max-in-memory-bytes",
     "max-age",
@@ -358,19 +363,12 @@ impl VHost {
             // Classic policy keys do not apply to streams (RabbitMQ's unsupported_policies).
             return self.apply_stream_policy(name);
         }
-        let features = QueueFeatures::from_args(&self.policies.queue_args(name, &q.args));
+        let args = self.policies.queue_args(name, &q.args);
+        let features = QueueFeatures::from_args(&args);
         if let Some(qs) = q.quorum.as_mut() {
-            // A quorum queue's delivery limit: the lower of its argument and the policies'
-            // `delivery-limit` (RabbitMQ's args_policy_lookup with min).
-            let arg = QuorumState::from_args(&q.args).delivery_limit;
-            let pol = self
-                .policies
-                .value(Target::Queue, name, "delivery-limit")
-                .and_then(|v| v.as_u64());
-            qs.delivery_limit = match (arg, pol) {
-                (Some(a), Some(p)) => Some(a.min(p)),
-                (a, p) => a.or(p),
-            };
+            // `x-delivery-limit` merged with the policies' `delivery-limit`, the lower
+            // winning (RabbitMQ's args_policy_lookup with min).
+            qs.delivery_limit = QuorumState::from_args(&args).delivery_limit;
         }
         let old = q.set_features(features);
         let new = &q.features;
