@@ -182,6 +182,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// A RabbitMQ definitions file imported at start (RabbitMQ's `load_definitions`).
     pub load_definitions: Option<PathBuf>,
+    /// This node's place in a cluster (`--node-id` and the cluster flags).
+    pub cluster: Option<crate::cluster::settings::ClusterConfig>,
 }
 
 impl Config {
@@ -225,6 +227,7 @@ impl Default for Config {
                 default_vhost: d::DEFAULT_VHOST.into(),
             },
             load_definitions: None,
+            cluster: None,
         }
     }
 }
@@ -327,6 +330,15 @@ pub struct Cli {
     /// RabbitMQ definitions file (JSON) to import at start, as RabbitMQ's load_definitions
     #[arg(long, env = "WARREN_LOAD_DEFINITIONS")]
     pub load_definitions: Option<PathBuf>,
+    /// This node's id in a cluster (turns clustering on; needs --cluster-listen)
+    #[arg(long, env = "WARREN_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// The cluster port: Raft traffic between nodes and `warren cluster` commands (no authentication yet: a private network only)
+    #[arg(long, env = "WARREN_CLUSTER_LISTEN")]
+    pub cluster_listen: Option<SocketAddr>,
+    /// The other nodes: ID=HOST:PORT,ID=HOST:PORT,... (their cluster ports)
+    #[arg(long, env = "WARREN_CLUSTER_PEERS")]
+    pub cluster_peers: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -339,6 +351,25 @@ pub enum Command {
         #[command(subcommand)]
         action: DefinitionsAction,
     },
+    /// The cluster this node (--cluster-listen) belongs to
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterAction {
+    /// Members, leaders, terms and lag of every Raft group, and the node table
+    Status {
+        /// Print the node's answer as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add this node (--node-id, reached at --cluster-listen) to the cluster of the node at ADDR
+    Join { addr: String },
+    /// Remove this node (--node-id) from its cluster
+    Leave,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -404,6 +435,9 @@ pub struct FileConfig {
     pub default_vhost: Option<String>,
     pub loopback_users: Option<String>,
     pub load_definitions: Option<PathBuf>,
+    pub node_id: Option<u64>,
+    pub cluster_listen: Option<SocketAddr>,
+    pub cluster_peers: Option<String>,
 }
 
 impl Config {
@@ -489,6 +523,13 @@ impl Config {
                     .unwrap_or(d.access.default_vhost),
             },
             load_definitions: cli.load_definitions.or(file.load_definitions),
+            cluster: crate::cluster::settings::resolve(
+                cli.node_id.or(file.node_id),
+                cli.cluster_listen.or(file.cluster_listen),
+                cli.cluster_peers
+                    .as_deref()
+                    .or(file.cluster_peers.as_deref()),
+            )?,
         };
         if config.access.default_user.is_empty() || config.access.default_vhost.is_empty() {
             return Err("--default-user and --default-vhost must not be empty".into());

@@ -16,6 +16,7 @@ pub mod admin_client;
 pub mod alarms;
 pub mod broker;
 pub mod cluster;
+pub mod cluster_cli;
 pub mod config;
 pub mod connection;
 pub mod data_lock;

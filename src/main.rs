@@ -6,7 +6,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use warren::config::{Cli, Command, Config, DefinitionsAction};
+use warren::config::{Cli, ClusterAction, Command, Config, DefinitionsAction};
 use warren::server::Server;
 
 /// Logs to stderr, filtered by `RUST_LOG` if set, else by `--log-level`: a level
@@ -16,6 +16,13 @@ fn init_logging(level: &str) -> Result<(), String> {
     let directives = match std::env::var("RUST_LOG") {
         Ok(d) if !d.is_empty() => d,
         _ => level.to_owned(),
+    };
+    // openraft narrates every vote and failed append at info/warn; the cluster logs what
+    // an operator needs itself (leaders, unreachable peers, a group stopped), so openraft
+    // is quiet unless asked for by name.
+    let directives = match directives.contains("openraft") {
+        true => directives,
+        false => format!("{directives},openraft=off"),
     };
     let filter: Targets = directives
         .parse()
@@ -54,6 +61,23 @@ fn definitions_command(config: &Config, action: DefinitionsAction) -> ExitCode {
     }
 }
 
+/// `warren cluster status|join|leave` (cluster_cli.rs). Exit 0 done, 1 refused or the
+/// node unreachable.
+fn cluster_command(config: &Config, action: ClusterAction) -> ExitCode {
+    match warren::cluster_cli::run(config, action) {
+        Ok(out) => {
+            use std::io::Write;
+            // A closed pipe (`| head`) is not a failure of the command.
+            let _ = writeln!(std::io::stdout(), "{}", out.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warren: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     let command = cli.command.take();
@@ -67,8 +91,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::Definitions { action }) = command {
-        return definitions_command(&config, action);
+    match command {
+        Some(Command::Definitions { action }) => return definitions_command(&config, action),
+        Some(Command::Cluster { action }) => return cluster_command(&config, action),
+        None => {}
     }
     // One broker per data dir; held until the process exits.
     let _lock = match warren::data_lock::lock(&config.data_dir) {

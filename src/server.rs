@@ -49,6 +49,8 @@ pub struct Server {
     stream: Option<TcpListener>,
     /// How long recovery took (a metric).
     recovery: Duration,
+    /// This node in its cluster, with `--node-id`.
+    pub cluster: Option<Arc<crate::cluster::node::ClusterNode>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -148,7 +150,39 @@ impl Server {
                 })?),
                 None => None,
             };
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let info = crate::cluster::meta_machine::NodeInfo {
+                    id: c.node_id,
+                    cluster: String::new(),
+                    amqp: local_addr.to_string(),
+                    http: http
+                        .as_ref()
+                        .and_then(|l| l.local_addr().ok())
+                        .map(|a| a.to_string()),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    started_at: 0,
+                };
+                let log = LogConfig {
+                    segment_size: config.segment_size,
+                    ..LogConfig::default()
+                };
+                let commit = ctx.broker.commit().clone();
+                Some(
+                    crate::cluster::node::ClusterNode::start(
+                        c.clone(),
+                        &config.data_dir,
+                        log,
+                        commit,
+                        info,
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        };
         Ok(Server {
+            cluster,
             local_addr,
             tls_addr: tls.as_ref().and_then(|(l, _)| l.local_addr().ok()),
             http_addr: http.as_ref().and_then(|l| l.local_addr().ok()),
@@ -284,6 +318,9 @@ impl Server {
                 "clients did not close in time"
             );
             connections.shutdown().await;
+        }
+        if let Some(node) = &self.cluster {
+            node.shutdown().await;
         }
         upkeep.abort();
         timers.abort();

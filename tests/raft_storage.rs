@@ -26,16 +26,16 @@ fn config() -> LogConfig {
     }
 }
 
-fn open(dir: &Path) -> LogStore {
+fn open(dir: &Path) -> LogStore<QueueRaft> {
     LogStore::open(dir, config(), GroupCommit::start(FsyncPolicy::Always)).unwrap()
 }
 
 struct Builder;
 
-impl StoreBuilder<QueueRaft, LogStore, QueueMachine, tempfile::TempDir> for Builder {
+impl StoreBuilder<QueueRaft, LogStore<QueueRaft>, QueueMachine, tempfile::TempDir> for Builder {
     async fn build(
         &self,
-    ) -> Result<(tempfile::TempDir, LogStore, QueueMachine), StorageError<u64>> {
+    ) -> Result<(tempfile::TempDir, LogStore<QueueRaft>, QueueMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         Ok((dir, store, QueueMachine::new(None)))
@@ -60,7 +60,7 @@ fn enqueue(term: u64, index: u64, body: &str) -> Entry<QueueRaft> {
     }
 }
 
-async fn entries(store: &mut LogStore) -> Vec<(u64, u64)> {
+async fn entries(store: &mut LogStore<QueueRaft>) -> Vec<(u64, u64)> {
     store
         .try_get_log_entries(0..)
         .await

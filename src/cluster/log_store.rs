@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
+use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use warren_storage::{BatchRecord, Cursor, GroupCommit, Log, LogConfig, Ticket};
 
-use super::types::QueueRaft;
+use super::types::GroupTypes;
 
 type NodeId = u64;
 type Error = StorageError<NodeId>;
@@ -45,9 +46,19 @@ const KIND_COMMITTED: u8 = 3;
 const KIND_PURGED: u8 = 4;
 
 /// A group's log store; clones share it (the log reader openraft asks for is a clone).
-#[derive(Clone)]
-pub struct LogStore {
+/// `C` is the group's kind (a queue group, the metadata group).
+pub struct LogStore<C> {
     inner: Arc<Mutex<Inner>>,
+    kind: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        LogStore {
+            inner: self.inner.clone(),
+            kind: PhantomData,
+        }
+    }
 }
 
 struct Inner {
@@ -81,10 +92,14 @@ fn decode<T: DeserializeOwned>(payload: &[u8]) -> io::Result<T> {
     serde_json::from_slice(payload).map_err(io_error)
 }
 
-impl LogStore {
+impl<C: GroupTypes> LogStore<C> {
     /// Opens (or creates) the log in `dir`: the index map, vote, committed id and purge
     /// point are read back from its records.
-    pub fn open(dir: &Path, config: LogConfig, commit: Arc<GroupCommit>) -> io::Result<LogStore> {
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        commit: Arc<GroupCommit>,
+    ) -> io::Result<LogStore<C>> {
         let open = |name: &str| -> io::Result<Log> {
             let (log, report) = Log::open(&dir.join(name), config.clone(), commit.clone())?;
             if !report.is_clean() {
@@ -105,7 +120,7 @@ impl LogStore {
         let mut cursor = Cursor::at(0);
         let mut superseded = Vec::new();
         while let Some(rec) = inner.log.read_next(&mut cursor) {
-            let entry: Entry<QueueRaft> = decode(&rec.payload)?;
+            let entry: Entry<C> = decode(&rec.payload)?;
             let at = entry.get_log_id().index;
             // An entry at an index already held replaces it and everything after (a
             // truncation a crash undid; `truncate_from` is durable, this makes it harmless).
@@ -154,6 +169,7 @@ impl LogStore {
         }
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
+            kind: PhantomData,
         })
     }
 }
@@ -193,7 +209,10 @@ impl Inner {
         Ok((seq, ticket))
     }
 
-    fn read_entries(&self, range: (Bound<u64>, Bound<u64>)) -> io::Result<Vec<Entry<QueueRaft>>> {
+    fn read_entries<C: GroupTypes>(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+    ) -> io::Result<Vec<Entry<C>>> {
         self.index
             .range(range)
             .map(|(&at, &seq)| {
@@ -208,10 +227,10 @@ impl Inner {
             .collect()
     }
 
-    fn last_log_id(&self) -> io::Result<Option<LogId<NodeId>>> {
+    fn last_log_id<C: GroupTypes>(&self) -> io::Result<Option<LogId<NodeId>>> {
         match self.index.last_key_value() {
             Some((&at, _)) => Ok(self
-                .read_entries((Bound::Included(at), Bound::Included(at)))?
+                .read_entries::<C>((Bound::Included(at), Bound::Included(at)))?
                 .pop()
                 .map(|e| *e.get_log_id())),
             None => Ok(None),
@@ -235,24 +254,24 @@ async fn durable(commit: &GroupCommit, ticket: Ticket) -> io::Result<()> {
     }
 }
 
-impl RaftLogReader<QueueRaft> for LogStore {
+impl<C: GroupTypes> RaftLogReader<C> for LogStore<C> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry<QueueRaft>>, Error> {
+    ) -> Result<Vec<Entry<C>>, Error> {
         let inner = self.inner.lock().await;
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
         inner.read_entries(bounds).map_err(read_logs)
     }
 }
 
-impl RaftLogStorage<QueueRaft> for LogStore {
-    type LogReader = LogStore;
+impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
+    type LogReader = LogStore<C>;
 
-    async fn get_log_state(&mut self) -> Result<LogState<QueueRaft>, Error> {
+    async fn get_log_state(&mut self) -> Result<LogState<C>, Error> {
         let inner = self.inner.lock().await;
         let last_purged_log_id = inner.purged.map(|p| p.0);
-        let last = inner.last_log_id().map_err(read_logs)?;
+        let last = inner.last_log_id::<C>().map_err(read_logs)?;
         Ok(LogState {
             last_purged_log_id,
             last_log_id: last.or(last_purged_log_id),
@@ -294,12 +313,12 @@ impl RaftLogStorage<QueueRaft> for LogStore {
         Ok(self.inner.lock().await.committed.and_then(|c| c.0))
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<QueueRaft>) -> Result<(), Error>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<C>) -> Result<(), Error>
     where
-        I: IntoIterator<Item = Entry<QueueRaft>> + OptionalSend,
+        I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries: Vec<Entry<QueueRaft>> = entries.into_iter().collect();
+        let entries: Vec<Entry<C>> = entries.into_iter().collect();
         let (commit, ticket) = {
             let mut inner = self.inner.lock().await;
             let payloads = entries

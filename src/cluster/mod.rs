@@ -1,11 +1,22 @@
-//! The cluster (issue 16), built on `openraft`: one Raft group per quorum queue, each with
-//! its Raft log in a Warren segment log (`log_store.rs`) and a replicated queue as its
-//! state machine (`queue_machine.rs`). So far the groups' storage and state machine exist
-//! and pass openraft's own storage test suite (`tests/raft_storage.rs`); networking, the
-//! metadata group and the broker's use of them come next.
+//! The cluster (issue 16), built on `openraft`. Every group's Raft log is a Warren segment
+//! log (`log_store.rs`), its state machine a `Replicated` state (`machine.rs`): the
+//! metadata group every node belongs to (`meta_machine.rs`) and, per quorum queue, a
+//! replicated queue (`queue_machine.rs`). Nodes talk over the cluster port (`wire.rs`
+//! frames, `transport.rs` connections, `network.rs` for openraft); `node.rs` hosts the
+//! groups and answers `warren cluster status|join|leave`.
+//!
+//! Not yet: the broker's quorum queues and definitions going through the groups.
 
 #[doc(hidden)]
 pub mod fuzz_machine;
+pub mod group;
 pub mod log_store;
+pub mod machine;
+pub mod meta_machine;
+pub mod network;
+pub mod node;
 pub mod queue_machine;
+pub mod settings;
+pub mod transport;
 pub mod types;
+pub mod wire;

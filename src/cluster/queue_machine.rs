@@ -8,21 +8,14 @@
 //! replicates checkouts too): it comes with the broker's use of the groups.
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
-use std::sync::Arc;
 
-use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
-use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder,
-    StorageError, StorageIOError, StoredMembership,
-};
+use openraft::{BasicNode, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
+use super::machine::{Machine, Replicated};
 use super::types::{QueueCommand, QueueRaft, QueueResponse};
 
 type NodeId = u64;
-type Error = StorageError<NodeId>;
 
 /// A message held by the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,126 +72,34 @@ impl QueueState {
     }
 }
 
-/// The last snapshot built or installed: its metadata and its bytes.
-type CurrentSnapshot = Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>;
+impl Replicated<QueueRaft> for QueueState {
+    fn applied(
+        &mut self,
+    ) -> (
+        &mut Option<LogId<NodeId>>,
+        &mut StoredMembership<NodeId, BasicNode>,
+    ) {
+        (&mut self.last_applied, &mut self.membership)
+    }
 
-/// A group's state machine with its current snapshot; clones share them.
-#[derive(Clone, Default)]
-pub struct QueueMachine {
-    state: Arc<Mutex<QueueState>>,
-    snapshot: Arc<Mutex<CurrentSnapshot>>,
-    snapshots_built: Arc<std::sync::atomic::AtomicU64>,
+    fn apply(&mut self, index: u64, cmd: &QueueCommand) -> QueueResponse {
+        self.apply_command(index, cmd)
+    }
+
+    fn nothing() -> QueueResponse {
+        QueueResponse::Nothing
+    }
 }
+
+/// A queue group's state machine.
+pub type QueueMachine = Machine<QueueState>;
 
 impl QueueMachine {
     pub fn new(delivery_limit: Option<u32>) -> QueueMachine {
-        let m = QueueMachine::default();
-        m.state
-            .try_lock()
-            .expect("a new machine is not shared yet")
-            .delivery_limit = delivery_limit;
-        m
-    }
-
-    /// A copy of the state (for tests and the management API).
-    pub async fn state(&self) -> QueueState {
-        self.state.lock().await.clone()
-    }
-
-    /// Reads the state in place.
-    pub async fn inspect<T>(&self, f: impl FnOnce(&QueueState) -> T) -> T {
-        f(&*self.state.lock().await)
-    }
-}
-
-fn snapshot_error(e: serde_json::Error) -> Error {
-    StorageIOError::read_state_machine(AnyError::new(&e)).into()
-}
-
-impl RaftSnapshotBuilder<QueueRaft> for QueueMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<QueueRaft>, Error> {
-        let state = self.state.lock().await.clone();
-        let data = serde_json::to_vec(&state).map_err(snapshot_error)?;
-        let n = self
-            .snapshots_built
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let meta = SnapshotMeta {
-            last_log_id: state.last_applied,
-            last_membership: state.membership.clone(),
-            snapshot_id: match state.last_applied {
-                Some(id) => format!("{}-{}-{n}", id.leader_id.term, id.index),
-                None => format!("none-{n}"),
-            },
-        };
-        *self.snapshot.lock().await = Some((meta.clone(), data.clone()));
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
+        Machine::with_state(QueueState {
+            delivery_limit,
+            ..QueueState::default()
         })
-    }
-}
-
-impl RaftStateMachine<QueueRaft> for QueueMachine {
-    type SnapshotBuilder = QueueMachine;
-
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), Error> {
-        let s = self.state.lock().await;
-        Ok((s.last_applied, s.membership.clone()))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<QueueResponse>, Error>
-    where
-        I: IntoIterator<Item = Entry<QueueRaft>> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let mut s = self.state.lock().await;
-        let mut out = Vec::new();
-        for entry in entries {
-            s.last_applied = Some(entry.log_id);
-            out.push(match entry.payload {
-                EntryPayload::Blank => QueueResponse::Nothing,
-                EntryPayload::Normal(cmd) => s.apply_command(entry.log_id.index, &cmd),
-                EntryPayload::Membership(m) => {
-                    s.membership = StoredMembership::new(Some(entry.log_id), m);
-                    QueueResponse::Nothing
-                }
-            });
-        }
-        Ok(out)
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
-    }
-
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, Error> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), Error> {
-        let data = snapshot.into_inner();
-        let state: QueueState = serde_json::from_slice(&data).map_err(snapshot_error)?;
-        *self.state.lock().await = state;
-        *self.snapshot.lock().await = Some((meta.clone(), data));
-        Ok(())
-    }
-
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<QueueRaft>>, Error> {
-        Ok(self
-            .snapshot
-            .lock()
-            .await
-            .as_ref()
-            .map(|(meta, data)| Snapshot {
-                meta: meta.clone(),
-                snapshot: Box::new(Cursor::new(data.clone())),
-            }))
     }
 }
 

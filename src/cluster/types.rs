@@ -1,9 +1,38 @@
-//! The Raft types of a replicated queue group: what its log entries carry (`QueueCommand`)
-//! and what applying one answers (`QueueResponse`).
+//! The Raft types of the cluster's groups: what every group kind shares (`GroupTypes`),
+//! and a replicated queue group's entries (`QueueCommand`) and answers (`QueueResponse`).
 
 use std::io::Cursor;
 
+use openraft::impls::OneshotResponder;
+use openraft::{BasicNode, Entry, RaftTypeConfig, TokioRuntime};
 use serde::{Deserialize, Serialize};
+
+/// What every group kind of the cluster (queue groups, the metadata group) has in common:
+/// nodes named by a number with an address, entries that are openraft's own, snapshots
+/// held in memory, tokio. The log store and the network are written once against it.
+pub trait GroupTypes:
+    RaftTypeConfig<
+    NodeId = u64,
+    Node = BasicNode,
+    Entry = Entry<Self>,
+    SnapshotData = Cursor<Vec<u8>>,
+    AsyncRuntime = TokioRuntime,
+    Responder = OneshotResponder<Self>,
+>
+{
+}
+
+impl<C> GroupTypes for C where
+    C: RaftTypeConfig<
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = Entry<C>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = TokioRuntime,
+        Responder = OneshotResponder<C>,
+    >
+{
+}
 
 /// A command of a replicated queue, as RabbitMQ's quorum queues replicate them
 /// (`rabbit_fifo`: enqueue, settle, return).

@@ -1,0 +1,172 @@
+//! openraft's state machine for any group kind: the replicated state (`Replicated`: a
+//! queue, the cluster's metadata) behind a lock, the last applied log id and membership
+//! kept inside it, and snapshots that are the state serialised as JSON. Applying the same
+//! entries in the same order gives every member the same state; a member that fell behind
+//! the leader's purged log installs a snapshot whole.
+
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder,
+    StorageError, StorageIOError, StoredMembership,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use super::types::GroupTypes;
+
+type NodeId = u64;
+type Error = StorageError<NodeId>;
+
+/// A group's replicated state.
+pub trait Replicated<C: GroupTypes>:
+    Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The last applied log id and the membership, stored in the state so a snapshot
+    /// carries them.
+    fn applied(
+        &mut self,
+    ) -> (
+        &mut Option<LogId<NodeId>>,
+        &mut StoredMembership<NodeId, BasicNode>,
+    );
+    /// Applies one command at log index `index`.
+    fn apply(&mut self, index: u64, cmd: &C::D) -> C::R;
+    /// The answer to a blank or membership entry.
+    fn nothing() -> C::R;
+}
+
+/// The last snapshot built or installed: its metadata and its bytes.
+type CurrentSnapshot = Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>;
+
+/// A group's state machine with its current snapshot; clones share them.
+pub struct Machine<S> {
+    state: Arc<Mutex<S>>,
+    snapshot: Arc<Mutex<CurrentSnapshot>>,
+    snapshots_built: Arc<AtomicU64>,
+}
+
+impl<S> Clone for Machine<S> {
+    fn clone(&self) -> Self {
+        Machine {
+            state: self.state.clone(),
+            snapshot: self.snapshot.clone(),
+            snapshots_built: self.snapshots_built.clone(),
+        }
+    }
+}
+
+impl<S: Clone> Machine<S> {
+    pub fn with_state(state: S) -> Self {
+        Machine {
+            state: Arc::new(Mutex::new(state)),
+            snapshot: Arc::default(),
+            snapshots_built: Arc::default(),
+        }
+    }
+
+    /// A copy of the state (for tests and the management API).
+    pub async fn state(&self) -> S {
+        self.state.lock().await.clone()
+    }
+
+    /// Reads the state in place.
+    pub async fn inspect<T>(&self, f: impl FnOnce(&S) -> T) -> T {
+        f(&*self.state.lock().await)
+    }
+}
+
+fn snapshot_error(e: serde_json::Error) -> Error {
+    StorageIOError::read_state_machine(AnyError::new(&e)).into()
+}
+
+impl<C: GroupTypes, S: Replicated<C>> RaftSnapshotBuilder<C> for Machine<S> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<C>, Error> {
+        let mut state = self.state.lock().await.clone();
+        let data = serde_json::to_vec(&state).map_err(snapshot_error)?;
+        let (last, membership) = state.applied();
+        let n = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
+        let meta = SnapshotMeta {
+            last_log_id: *last,
+            last_membership: membership.clone(),
+            snapshot_id: match last {
+                Some(id) => format!("{}-{}-{n}", id.leader_id.term, id.index),
+                None => format!("none-{n}"),
+            },
+        };
+        *self.snapshot.lock().await = Some((meta.clone(), data.clone()));
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
+    type SnapshotBuilder = Machine<S>;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), Error> {
+        let mut s = self.state.lock().await;
+        let (last, membership) = s.applied();
+        Ok((*last, membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<C::R>, Error>
+    where
+        I: IntoIterator<Item = Entry<C>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut s = self.state.lock().await;
+        let mut out = Vec::new();
+        for entry in entries {
+            *s.applied().0 = Some(entry.log_id);
+            out.push(match entry.payload {
+                EntryPayload::Blank => S::nothing(),
+                EntryPayload::Normal(cmd) => s.apply(entry.log_id.index, &cmd),
+                EntryPayload::Membership(m) => {
+                    *s.applied().1 = StoredMembership::new(Some(entry.log_id), m);
+                    S::nothing()
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, Error> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), Error> {
+        let data = snapshot.into_inner();
+        let state: S = serde_json::from_slice(&data).map_err(snapshot_error)?;
+        *self.state.lock().await = state;
+        *self.snapshot.lock().await = Some((meta.clone(), data));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, Error> {
+        Ok(self
+            .snapshot
+            .lock()
+            .await
+            .as_ref()
+            .map(|(meta, data)| Snapshot {
+                meta: meta.clone(),
+                snapshot: Box::new(Cursor::new(data.clone())),
+            }))
+    }
+}

@@ -1,0 +1,355 @@
+//! This node in the cluster: it serves the cluster port, hosts the Raft groups (the
+//! metadata group today), bootstraps a new cluster, records itself in the node table, logs
+//! leader changes, and answers `warren cluster status|join|leave`.
+//!
+//! Bootstrap: on a fresh data dir, the node with the lowest id of `--cluster-peers` (and
+//! itself) initialises the metadata group with all of them as voters; the others wait to
+//! hear from it. A node that is to join an existing cluster later is started with
+//! `--cluster-peers` naming members that have a lower id, so it never initialises a
+//! cluster of its own, and is added with `warren cluster join`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::{BasicNode, ChangeMembers, Raft};
+use serde::{Deserialize, Serialize};
+use warren_storage::{GroupCommit, LogConfig};
+
+use super::group::{Group, GroupRpc, GroupStatus};
+use super::log_store::LogStore;
+use super::meta_machine::{MetaCommand, MetaMachine, MetaRaft, MetaState, NodeInfo};
+use super::network::{GroupNetwork, Peers};
+use super::settings::ClusterConfig;
+use super::transport::{self, Peer, Reply, RpcHandler};
+use super::wire::{RpcKind, MAX_PAYLOAD_ENTRIES};
+
+/// The metadata group's name.
+pub const META: &str = "meta";
+
+/// How long a write waits for a leader before giving up.
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Raft timing for every group. Elections start after 1-2 s without a heartbeat: a
+/// loaded two-core machine syncing to disk can stall for hundreds of milliseconds, and a
+/// spurious election costs more than a second of waiting after a real failure.
+fn raft_config() -> Arc<openraft::Config> {
+    let config = openraft::Config {
+        cluster_name: "warren".into(),
+        heartbeat_interval: 250,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        max_payload_entries: MAX_PAYLOAD_ENTRIES,
+        ..Default::default()
+    };
+    Arc::new(config.validate().expect("a valid raft config"))
+}
+
+/// What `warren cluster status` prints (as JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_id: u64,
+    pub cluster_listen: String,
+    pub groups: Vec<GroupStatus>,
+    /// The node table of the metadata group, as this node has applied it.
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// A `join` request: the node to add, and where the cluster reaches it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub id: u64,
+    pub addr: String,
+}
+
+/// A `leave` request: the node to remove.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaveRequest {
+    pub id: u64,
+}
+
+/// This node.
+pub struct ClusterNode {
+    config: ClusterConfig,
+    /// The address the cluster reaches this node at.
+    advertised: String,
+    peers: Arc<Peers>,
+    pub meta: Arc<Group<MetaRaft>>,
+    meta_machine: MetaMachine,
+    groups: RwLock<HashMap<String, Arc<dyn GroupRpc>>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl ClusterNode {
+    /// Binds the cluster port, opens the metadata group under `data_dir/cluster/` and
+    /// starts serving. `info` is this node's entry for the node table (its id, cluster
+    /// address and start time are filled in here).
+    pub async fn start(
+        config: ClusterConfig,
+        data_dir: &Path,
+        log: LogConfig,
+        commit: Arc<GroupCommit>,
+        mut info: NodeInfo,
+    ) -> io::Result<Arc<ClusterNode>> {
+        let listener = transport::bind(config.listen).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("--cluster-listen {}: {e}", config.listen))
+        })?;
+        let advertised = listener.local_addr()?.to_string();
+        let peers = Arc::new(Peers::new(config.node_id, config.peers.clone()));
+        let store = LogStore::<MetaRaft>::open(&data_dir.join("cluster").join(META), log, commit)?;
+        let machine = MetaMachine::with_state(MetaState::default());
+        let name: Arc<str> = META.into();
+        let raft = Raft::new(
+            config.node_id,
+            raft_config(),
+            GroupNetwork::new(peers.clone(), name.clone()),
+            store,
+            machine.clone(),
+        )
+        .await
+        .map_err(|e| io::Error::other(format!("metadata group: {e}")))?;
+        let meta = Arc::new(Group::new(name, raft, peers.clone()));
+        let mut groups: HashMap<String, Arc<dyn GroupRpc>> = HashMap::new();
+        groups.insert(META.into(), meta.clone());
+        let node = Arc::new(ClusterNode {
+            advertised: advertised.clone(),
+            config,
+            peers,
+            meta,
+            meta_machine: machine,
+            groups: RwLock::new(groups),
+        });
+        tokio::spawn(transport::serve(listener, node.clone()));
+        tracing::info!(
+            node = node.config.node_id,
+            peers = ?node.config.peers,
+            "cluster port listening on {advertised}"
+        );
+        node.bootstrap().await?;
+        info.id = node.config.node_id;
+        info.cluster = advertised;
+        info.started_at = now_ms();
+        tokio::spawn(node.clone().announce(info));
+        tokio::spawn(log_leader_changes(
+            node.meta.raft.clone(),
+            node.config.node_id,
+        ));
+        Ok(node)
+    }
+
+    /// Initialises the metadata group on a fresh cluster, from the lowest-numbered node.
+    async fn bootstrap(&self) -> io::Result<()> {
+        let me = self.config.node_id;
+        if self.config.members().any(|id| id < me) {
+            return Ok(());
+        }
+        let initialized = self
+            .meta
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        let mut members = BTreeMap::new();
+        members.insert(me, BasicNode::new(&self.advertised));
+        for (id, addr) in &self.config.peers {
+            members.insert(*id, BasicNode::new(addr));
+        }
+        tracing::info!(members = ?members.keys().collect::<Vec<_>>(), "initialising a new cluster");
+        if let Err(e) = self.meta.raft.initialize(members).await {
+            // Another start of this node got there first: nothing to do.
+            tracing::debug!("cluster already initialised: {e}");
+        }
+        Ok(())
+    }
+
+    /// Writes this node's entry in the node table, retrying until a leader takes it.
+    async fn announce(self: Arc<Self>, info: NodeInfo) {
+        loop {
+            match self
+                .meta
+                .write(MetaCommand::NodeUp(info.clone()), WRITE_DEADLINE)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!("cluster: this node is in the node table");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("cluster: cannot record this node yet ({e}); retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Stops the groups' Raft (their logs are durable already).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.meta.raft.shutdown().await {
+            tracing::warn!("cluster: metadata group did not stop cleanly: {e}");
+        }
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.config.node_id
+    }
+
+    /// Every group's status and the node table.
+    pub async fn status(&self) -> NodeStatus {
+        let groups: Vec<Arc<dyn GroupRpc>> = {
+            let g = self.groups.read().expect("groups");
+            let mut v: Vec<_> = g.iter().collect();
+            v.sort_by(|a, b| a.0.cmp(b.0));
+            v.into_iter().map(|(_, g)| g.clone()).collect()
+        };
+        NodeStatus {
+            node_id: self.config.node_id,
+            cluster_listen: self.advertised.clone(),
+            groups: groups.iter().map(|g| g.status()).collect(),
+            nodes: self
+                .meta_machine
+                .inspect(|s| s.nodes.values().cloned().collect())
+                .await,
+        }
+    }
+
+    /// Adds a node to the metadata group (as a learner until it has caught up, then as
+    /// a voter). Runs on the leader; other nodes forward the request there.
+    async fn add_member(&self, join: JoinRequest) -> Result<(), String> {
+        if let Some(leader) = self.leader_elsewhere().await? {
+            return forward(&leader, RpcKind::Join, &join).await;
+        }
+        let raft = &self.meta.raft;
+        raft.add_learner(join.id, BasicNode::new(&join.addr), true)
+            .await
+            .map_err(|e| e.to_string())?;
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([join.id])), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(node = join.id, addr = %join.addr, "cluster: node joined");
+        Ok(())
+    }
+
+    /// Removes a node from the metadata group; on the leader, like `add_member`.
+    async fn remove_member(&self, leave: LeaveRequest) -> Result<(), String> {
+        if let Some(leader) = self.leader_elsewhere().await? {
+            return forward(&leader, RpcKind::Leave, &leave).await;
+        }
+        self.meta
+            .raft
+            .change_membership(
+                ChangeMembers::RemoveVoters(BTreeSet::from([leave.id])),
+                false,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(node = leave.id, "cluster: node left");
+        Ok(())
+    }
+
+    /// The metadata leader's connection when it is another node; `None` when this node
+    /// leads. Waits through an election (up to the write deadline).
+    async fn leader_elsewhere(&self) -> Result<Option<Arc<Peer>>, String> {
+        let until = tokio::time::Instant::now() + WRITE_DEADLINE;
+        loop {
+            let m = self.meta.raft.metrics().borrow().clone();
+            if let Some(leader) = m.current_leader {
+                if leader == self.config.node_id {
+                    return Ok(None);
+                }
+                let addr = m
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default();
+                return Ok(Some(self.peers.peer(leader, &addr)));
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err("no metadata leader".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Sends a join or leave request to another node and waits for its answer.
+async fn forward<T: Serialize>(peer: &Arc<Peer>, kind: RpcKind, request: &T) -> Result<(), String> {
+    let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    peer.call(kind, "", &body, WRITE_DEADLINE * 3)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("node at {}: {e}", peer.addr()))
+}
+
+/// Logs each change of the metadata group's leader (operators read these after a
+/// failure: who leads, since which term).
+async fn log_leader_changes(raft: Raft<MetaRaft>, me: u64) {
+    let mut metrics = raft.metrics();
+    let mut last = None;
+    loop {
+        let (leader, term) = {
+            let m = metrics.borrow_and_update();
+            if let Err(e) = &m.running_state {
+                tracing::error!("cluster: the metadata group stopped: {e}");
+                return;
+            }
+            (m.current_leader, m.current_term)
+        };
+        if leader != last {
+            match leader {
+                Some(l) if l == me => {
+                    tracing::info!(term, "cluster: this node leads the metadata group")
+                }
+                Some(l) => tracing::info!(
+                    term,
+                    leader = l,
+                    "cluster: node {l} leads the metadata group"
+                ),
+                None => tracing::warn!(term, "cluster: the metadata group has no leader"),
+            }
+            last = leader;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))
+}
+
+impl RpcHandler for ClusterNode {
+    fn handle(self: Arc<Self>, kind: RpcKind, group: String, body: Vec<u8>) -> Reply {
+        match kind {
+            RpcKind::NodeStatus => Box::pin(async move {
+                serde_json::to_vec(&self.status().await).map_err(|e| e.to_string())
+            }),
+            RpcKind::Join => Box::pin(async move {
+                let req: JoinRequest = decode(&body)?;
+                self.add_member(req).await.map(|_| b"{}".to_vec())
+            }),
+            RpcKind::Leave => Box::pin(async move {
+                let req: LeaveRequest = decode(&body)?;
+                self.remove_member(req).await.map(|_| b"{}".to_vec())
+            }),
+            _ => {
+                let found = self.groups.read().expect("groups").get(&group).cloned();
+                match found {
+                    Some(g) => g.handle(kind, body),
+                    None => Box::pin(async move { Err(format!("no group '{group}' here")) }),
+                }
+            }
+        }
+    }
+}

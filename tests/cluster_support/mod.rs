@@ -1,0 +1,357 @@
+//! A cluster of `warren` processes on loopback for the cluster tests: every node reaches
+//! every other through its own fault-injecting TCP proxy (one per ordered pair), so a test
+//! can cut, black-hole and heal single links or isolate a node; nodes can be killed with
+//! SIGKILL, paused with SIGSTOP and restarted on their data dir.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+/// What a proxy does with traffic.
+const PASS: u8 = 0;
+/// Connections are refused (accepted and closed at once; open ones are cut).
+const CUT: u8 = 1;
+/// Connections are accepted and then nothing goes through (open ones are cut): the
+/// other side sees timeouts, not errors.
+const BLACKHOLE: u8 = 2;
+
+/// A TCP proxy from a local port to `target`.
+pub struct FaultProxy {
+    pub port: u16,
+    mode: Arc<AtomicU8>,
+    open: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: AbortHandle,
+}
+
+impl FaultProxy {
+    pub fn start(rt: &tokio::runtime::Runtime, target: u16) -> FaultProxy {
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(AtomicU8::new(PASS));
+        let open: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (m, o) = (mode.clone(), open.clone());
+        let accept = rt
+            .spawn(async move {
+                loop {
+                    let Ok((inbound, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    match m.load(Ordering::SeqCst) {
+                        CUT => drop(inbound),
+                        BLACKHOLE => {
+                            let held = tokio::spawn(async move {
+                                let _held = inbound;
+                                std::future::pending::<()>().await;
+                            });
+                            o.lock().unwrap().push(held.abort_handle());
+                        }
+                        _ => {
+                            let task = tokio::spawn(async move {
+                                let Ok(mut outbound) =
+                                    TcpStream::connect(("127.0.0.1", target)).await
+                                else {
+                                    return;
+                                };
+                                let mut inbound = inbound;
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            });
+                            o.lock().unwrap().push(task.abort_handle());
+                        }
+                    }
+                }
+            })
+            .abort_handle();
+        FaultProxy {
+            port,
+            mode,
+            open,
+            accept,
+        }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::SeqCst);
+        if mode != PASS {
+            for conn in self.open.lock().unwrap().drain(..) {
+                conn.abort();
+            }
+        }
+    }
+
+    pub fn cut(&self) {
+        self.set(CUT)
+    }
+
+    pub fn blackhole(&self) {
+        self.set(BLACKHOLE)
+    }
+
+    pub fn heal(&self) {
+        self.set(PASS)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.set(CUT);
+    }
+}
+
+/// One node: its ports, data dir and process.
+pub struct Node {
+    pub id: u64,
+    pub amqp: u16,
+    pub cluster: u16,
+    pub data: PathBuf,
+    pub peers: String,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Node {
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} runs already", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["--listen", &format!("127.0.0.1:{}", self.amqp)])
+            .args(["--fsync", "always", "--http", "off", "--prometheus", "off"])
+            .args(["--node-id", &self.id.to_string()])
+            .args(["--cluster-listen", &format!("127.0.0.1:{}", self.cluster)])
+            .args(["--cluster-peers", &self.peers])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// SIGSTOP: the process stays, its sockets stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP")
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT")
+    }
+
+    /// `warren cluster ARGS` against this node (the command's own flags: its id and
+    /// cluster port); its stdout on success.
+    pub fn cluster_command(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["--node-id", &self.id.to_string()])
+            .args(["--cluster-listen", &format!("127.0.0.1:{}", self.cluster)])
+            .arg("cluster")
+            .args(args)
+            .output()
+            .unwrap();
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    }
+
+    /// `warren cluster status --json`, parsed; `None` if the node does not answer.
+    pub fn status(&self) -> Option<Value> {
+        let out = self.cluster_command(&["status", "--json"]).ok()?;
+        serde_json::from_str(&out).ok()
+    }
+
+    /// The metadata group's entry of `status`.
+    pub fn meta(&self) -> Option<Value> {
+        let s = self.status()?;
+        s["groups"]
+            .as_array()?
+            .iter()
+            .find(|g| g["group"] == "meta")
+            .cloned()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            // A paused process must be resumed to die of SIGKILL promptly everywhere.
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
+        }
+        self.kill();
+    }
+}
+
+/// Nodes 1..=n with a proxy per ordered pair.
+pub struct Cluster {
+    pub nodes: BTreeMap<u64, Node>,
+    /// (from, to) -> the proxy `from` dials to reach `to`.
+    pub links: BTreeMap<(u64, u64), FaultProxy>,
+    pub dir: tempfile::TempDir,
+    /// Runs the proxies (the tests themselves are plain threads).
+    rt: tokio::runtime::Runtime,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    /// Nodes `1..=n`, and `extra` more nodes (`n+1..`) created but not started, whose
+    /// peers are the first `n` (to join later).
+    pub fn new(n: u64, extra: u64) -> Cluster {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let total = n + extra;
+        let ports: BTreeMap<u64, (u16, u16)> = (1..=total)
+            .map(|id| (id, (free_port(), free_port())))
+            .collect();
+        let mut links = BTreeMap::new();
+        for from in 1..=total {
+            for to in 1..=total {
+                if from != to {
+                    links.insert((from, to), FaultProxy::start(&rt, ports[&to].1));
+                }
+            }
+        }
+        let mut nodes = BTreeMap::new();
+        for id in 1..=total {
+            let members: Vec<u64> = match id <= n {
+                true => (1..=n).collect(),
+                false => (1..=n).chain(std::iter::once(id)).collect(),
+            };
+            let peers: Vec<String> = members
+                .iter()
+                .filter(|&&p| p != id)
+                .map(|p| format!("{p}=127.0.0.1:{}", links[&(id, *p)].port))
+                .collect();
+            nodes.insert(
+                id,
+                Node {
+                    id,
+                    amqp: ports[&id].0,
+                    cluster: ports[&id].1,
+                    data: dir.path().join(format!("node{id}")),
+                    peers: peers.join(","),
+                    child: None,
+                    log: dir.path().join(format!("node{id}.log")),
+                },
+            );
+        }
+        for id in 1..=n {
+            nodes.get_mut(&id).unwrap().start();
+        }
+        Cluster {
+            nodes,
+            links,
+            dir,
+            rt,
+        }
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        &self.nodes[&id]
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut Node {
+        self.nodes.get_mut(&id).unwrap()
+    }
+
+    /// Cuts every link to and from `id`.
+    pub fn isolate(&self, id: u64) {
+        for ((from, to), proxy) in &self.links {
+            if *from == id || *to == id {
+                proxy.cut();
+            }
+        }
+    }
+
+    pub fn heal_all(&self) {
+        for proxy in self.links.values() {
+            proxy.heal();
+        }
+    }
+
+    /// Waits until every node of `ids` reports the same metadata leader (one of `ids`,
+    /// not `not`) and the same term; returns (leader, term).
+    pub fn agreed_leader(&self, ids: &[u64], not: Option<u64>, within: Duration) -> (u64, u64) {
+        let until = Instant::now() + within;
+        loop {
+            let views: Vec<Option<(u64, u64)>> = ids
+                .iter()
+                .map(|id| {
+                    let m = self.node(*id).meta()?;
+                    Some((m["leader"].as_u64()?, m["term"].as_u64()?))
+                })
+                .collect();
+            if let Some(Some(first)) = views.first() {
+                if views.iter().all(|v| *v == Some(*first))
+                    && ids.contains(&first.0)
+                    && Some(first.0) != not
+                {
+                    return *first;
+                }
+            }
+            assert!(
+                Instant::now() < until,
+                "nodes {ids:?} did not agree on a leader (not {not:?}) within {within:?}: {views:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every node's log, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in self.nodes.values() {
+            let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            out += &format!("--- node {} ---\n", n.id);
+            for l in tail.into_iter().rev() {
+                out += l;
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
