@@ -154,6 +154,7 @@ impl Server {
             Some(c) => {
                 let info = crate::cluster::meta_machine::NodeInfo {
                     id: c.node_id,
+                    name: crate::http::node_name(Some(c.node_id)),
                     cluster: String::new(),
                     amqp: local_addr.to_string(),
                     http: http
@@ -224,7 +225,11 @@ impl Server {
         listeners.extend(self.prometheus_addr.map(|a| ("http/prometheus", a)));
         let state = crate::http::ApiState {
             broker: self.ctx.broker.clone(),
-            node: Arc::new(crate::http::NodeInfo::new(listeners)),
+            node: Arc::new(crate::http::NodeInfo {
+                name: crate::http::node_name(self.cluster.as_ref().map(|c| c.node_id())),
+                listeners,
+            }),
+            cluster: self.cluster.clone(),
             rates: Arc::default(),
             alarms: self.ctx.alarms.clone(),
             started: std::time::Instant::now(),

@@ -101,6 +101,33 @@ fn three_nodes_elect_fail_over_and_catch_up() {
         || applied(&c, leader).is_some() && applied(&c, leader) == applied(&c, second),
     );
 
+    // The management API lists the cluster's nodes, each with whether it answers now.
+    let running = |c: &Cluster, on: u64| -> Vec<(String, bool)> {
+        let nodes = c.node(on).api_get("/api/nodes").expect("/api/nodes");
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["name"].as_str().unwrap().to_owned(), n["running"] == true))
+            .collect()
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let names: Vec<(String, bool)> = (1..=3)
+        .map(|id| (format!("warren-{id}@{}", host.trim()), true))
+        .collect();
+    assert_eq!(running(&c, second), names);
+    let down = others.iter().copied().find(|&id| id != second).unwrap();
+    c.node_mut(down).kill();
+    let listed = running(&c, second);
+    assert!(
+        listed
+            .iter()
+            .all(|(n, up)| *up != n.starts_with(&format!("warren-{down}@"))),
+        "node {down} down: {listed:?}"
+    );
+    c.node_mut(down).start();
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+
     // SIGSTOP the leader: the others replace it; on SIGCONT it steps down.
     c.node(second).pause();
     let awake: Vec<u64> = (1..=3).filter(|&id| id != second).collect();

@@ -125,6 +125,13 @@ fn queue_machine_inputs() {
 }
 
 #[test]
+fn raft_rpc_inputs() {
+    for (_, data) in inputs("raft_rpc") {
+        warren::cluster::fuzz_rpc::fuzz_raft_rpc(&data);
+    }
+}
+
+#[test]
 fn http_request_inputs() {
     for (_, data) in inputs("http_request") {
         warren::http::fuzz::fuzz_request(&data);

@@ -16,6 +16,9 @@ type NodeId = u64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub id: NodeId,
+    /// Its RabbitMQ-style name (`warren-ID@HOST`), as the management API shows it.
+    #[serde(default)]
+    pub name: String,
     /// Its cluster port.
     pub cluster: String,
     /// Its AMQP listener.

@@ -9,6 +9,8 @@
 
 #[doc(hidden)]
 pub mod fuzz_machine;
+#[doc(hidden)]
+pub mod fuzz_rpc;
 pub mod group;
 pub mod log_store;
 pub mod machine;

@@ -29,6 +29,9 @@ use super::wire::{RpcKind, MAX_PAYLOAD_ENTRIES};
 /// The metadata group's name.
 pub const META: &str = "meta";
 
+/// How long `probe_nodes` waits for a node's answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How long a write waits for a leader before giving up.
 const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -220,6 +223,30 @@ impl ClusterNode {
                 .inspect(|s| s.nodes.values().cloned().collect())
                 .await,
         }
+    }
+
+    /// The node table, each other node with whether it answers on its cluster port now
+    /// (asked at once, at most `PROBE_TIMEOUT` each); this node is `true`.
+    pub async fn probe_nodes(&self) -> Vec<(NodeInfo, bool)> {
+        let table: Vec<NodeInfo> = self
+            .meta_machine
+            .inspect(|s| s.nodes.values().cloned().collect())
+            .await;
+        let mut asked = tokio::task::JoinSet::new();
+        for (i, info) in table.iter().enumerate() {
+            if info.id != self.config.node_id {
+                let peer = self.peers.peer(info.id, &info.cluster);
+                asked.spawn(async move {
+                    let answer = peer.call(RpcKind::NodeStatus, "", &[], PROBE_TIMEOUT).await;
+                    (i, answer.is_ok())
+                });
+            }
+        }
+        let mut up = vec![true; table.len()];
+        while let Some(Ok((i, answered))) = asked.join_next().await {
+            up[i] = answered;
+        }
+        table.into_iter().zip(up).collect()
     }
 
     /// Adds a node to the metadata group (as a learner until it has caught up, then as

@@ -34,7 +34,7 @@ pub trait RpcHandler: Send + Sync + 'static {
 
 /// Reads one frame (without its length prefix). The buffer grows as bytes arrive, so a
 /// length prefix alone allocates nothing.
-async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Vec<u8>> {
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Vec<u8>> {
     let len = wire::check_len(r.read_u32().await?)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
     let mut frame = Vec::new();

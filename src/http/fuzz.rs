@@ -96,6 +96,7 @@ fn serve(broker: &BrokerHandle, dir: &std::path::Path) -> Served {
         rates: Arc::default(),
         alarms: Arc::new(crate::alarms::Alarms::new(dir, u64::MAX, 0)),
         started: std::time::Instant::now(),
+        cluster: None,
     };
     Served {
         router: router(state),

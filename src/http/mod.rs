@@ -70,6 +70,8 @@ pub struct ApiState {
     pub rates: Arc<rates::Rates>,
     pub alarms: Arc<crate::alarms::Alarms>,
     pub started: std::time::Instant,
+    /// This node's cluster, with `--node-id`: `/api/nodes` lists its node table.
+    pub cluster: Option<Arc<crate::cluster::node::ClusterNode>>,
 }
 
 /// The node as the overview describes it.
@@ -83,15 +85,24 @@ pub struct NodeInfo {
 
 impl NodeInfo {
     pub fn new(listeners: Vec<(&'static str, SocketAddr)>) -> NodeInfo {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".into());
         NodeInfo {
-            name: format!("warren@{host}"),
+            name: node_name(None),
             listeners,
         }
+    }
+}
+
+/// The node's RabbitMQ-style name: `warren@HOST`, or `warren-ID@HOST` in a cluster (several
+/// nodes may share a host).
+pub fn node_name(cluster_id: Option<u64>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    match cluster_id {
+        Some(id) => format!("warren-{id}@{host}"),
+        None => format!("warren@{host}"),
     }
 }
 

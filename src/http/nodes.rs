@@ -1,4 +1,4 @@
-//! `/api/nodes` (the one node, with memory, disk and alarm figures), the health checks
+//! `/api/nodes` (this node with memory, disk and alarm figures; in a cluster the others of the node table too), the health checks
 //! RabbitMQ 3.10 has (`/api/health/checks/...`: 200 `{"status":"ok"}` or 503 with the
 //! reason), `/api/aliveness-test/{vhost}` (declare, publish, get — for real, as RabbitMQ
 //! does) and `/api/extensions`.
@@ -93,7 +93,8 @@ fn node_json(state: &ApiState) -> Value {
         "enabled_plugins": [],
         "log_files": ["<stderr>"],
         "partitions": [],
-        // One node: no links to other nodes.
+        // Links to other nodes are not reported (yet): the cluster's own view is in
+        // `warren cluster status`.
         "cluster_links": [],
         "db_dir": a.data_dir().display().to_string(),
         "exchange_types": super::overview::exchange_types(),
@@ -127,7 +128,47 @@ async fn nodes(
     query: ListQuery,
 ) -> ApiResult<Json<Value>> {
     caller.monitor()?;
-    query.answer(vec![node_json(&state)], &["name"])
+    query.answer(all_nodes(&state).await, &["name"])
+}
+
+/// This node, and in a cluster every other node of the node table: its name, whether it
+/// answers on its cluster port now, its addresses and uptime (the figures of its own
+/// `/api/nodes` are on its own API).
+async fn all_nodes(state: &ApiState) -> Vec<Value> {
+    let Some(cluster) = &state.cluster else {
+        return vec![node_json(state)];
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut out = Vec::new();
+    for (info, running) in cluster.probe_nodes().await {
+        if info.id == cluster.node_id() {
+            out.push(node_json(state));
+            continue;
+        }
+        out.push(json!({
+            "name": info.name,
+            "type": "disc",
+            "running": running,
+            "uptime": match running {
+                true => now.saturating_sub(info.started_at),
+                false => 0,
+            },
+            "warren": {
+                "node_id": info.id,
+                "cluster": info.cluster,
+                "amqp": info.amqp,
+                "http": info.http,
+                "version": info.version,
+            },
+        }));
+    }
+    if out.is_empty() {
+        // Not in the node table yet (no leader since it started).
+        out.push(node_json(state));
+    }
+    out
 }
 
 async fn node(
@@ -137,10 +178,14 @@ async fn node(
     query: ListQuery,
 ) -> ApiResult<Json<Value>> {
     caller.monitor()?;
-    if name != state.node.name {
-        return Err(ApiError::not_found());
+    let found = all_nodes(&state)
+        .await
+        .into_iter()
+        .find(|n| n["name"] == name);
+    match found {
+        Some(n) => Ok(Json(query.trim(n))),
+        None => Err(ApiError::not_found()),
     }
-    Ok(Json(query.trim(node_json(&state))))
 }
 
 /// A failed check: 503 with RabbitMQ's body.

@@ -55,14 +55,11 @@ impl FaultProxy {
                         }
                         _ => {
                             let task = tokio::spawn(async move {
-                                let Ok(mut outbound) =
-                                    TcpStream::connect(("127.0.0.1", target)).await
+                                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await
                                 else {
                                     return;
                                 };
-                                let mut inbound = inbound;
-                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
-                                    .await;
+                                forward(inbound, outbound, target).await;
                             });
                             o.lock().unwrap().push(task.abort_handle());
                         }
@@ -100,6 +97,47 @@ impl FaultProxy {
     }
 }
 
+/// Copies both ways until either side closes. With `WARREN_CLUSTER_CAPTURE=DIR` each
+/// direction is also written to a file in DIR (`*-requests.bin`: what the dialling node
+/// sent; `*-responses.bin`: the answers), the real traffic `fuzz/raft_rpc_corpus.py`
+/// turns into the `raft_rpc` fuzz target's seeds.
+async fn forward(inbound: TcpStream, outbound: TcpStream, target: u16) {
+    use std::sync::atomic::AtomicU64;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+    let capture = std::env::var_os("WARREN_CLUSTER_CAPTURE").map(PathBuf::from);
+    let n = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    let (in_read, in_write) = inbound.into_split();
+    let (out_read, out_write) = outbound.into_split();
+    let pipe = |mut from: tokio::net::tcp::OwnedReadHalf,
+                mut to: tokio::net::tcp::OwnedWriteHalf,
+                file: Option<PathBuf>| async move {
+        let mut file = file.map(|f| std::fs::File::create(f).unwrap());
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if let Some(f) = file.as_mut() {
+                std::io::Write::write_all(f, &buf[..n]).unwrap();
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    let name = |what: &str| {
+        capture
+            .as_ref()
+            .map(|d| d.join(format!("{target}-{n}-{what}.bin")))
+    };
+    let up = pipe(in_read, out_write, name("requests"));
+    let down = pipe(out_read, in_write, name("responses"));
+    tokio::join!(up, down);
+}
+
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.accept.abort();
@@ -112,6 +150,8 @@ pub struct Node {
     pub id: u64,
     pub amqp: u16,
     pub cluster: u16,
+    /// The management API.
+    pub http: u16,
     pub data: PathBuf,
     pub peers: String,
     pub child: Option<Child>,
@@ -128,7 +168,8 @@ impl Node {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_warren"))
             .args(["--listen", &format!("127.0.0.1:{}", self.amqp)])
-            .args(["--fsync", "always", "--http", "off", "--prometheus", "off"])
+            .args(["--fsync", "always", "--prometheus", "off"])
+            .args(["--http", &format!("127.0.0.1:{}", self.http)])
             .args(["--node-id", &self.id.to_string()])
             .args(["--cluster-listen", &format!("127.0.0.1:{}", self.cluster)])
             .args(["--cluster-peers", &self.peers])
@@ -190,6 +231,27 @@ impl Node {
         serde_json::from_str(&out).ok()
     }
 
+    /// GET `path` of its management API as guest: the JSON body of a 200, `None` if the
+    /// node does not answer or answers anything else.
+    pub fn api_get(&self, path: &str) -> Option<Value> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        // "guest:guest" in base64.
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        if !text.starts_with("HTTP/1.1 200") {
+            return None;
+        }
+        let body = text.split_once("\r\n\r\n")?.1;
+        serde_json::from_str(body).ok()
+    }
+
     /// The metadata group's entry of `status`.
     pub fn meta(&self) -> Option<Value> {
         let s = self.status()?;
@@ -242,8 +304,8 @@ impl Cluster {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let total = n + extra;
-        let ports: BTreeMap<u64, (u16, u16)> = (1..=total)
-            .map(|id| (id, (free_port(), free_port())))
+        let ports: BTreeMap<u64, (u16, u16, u16)> = (1..=total)
+            .map(|id| (id, (free_port(), free_port(), free_port())))
             .collect();
         let mut links = BTreeMap::new();
         for from in 1..=total {
@@ -270,6 +332,7 @@ impl Cluster {
                     id,
                     amqp: ports[&id].0,
                     cluster: ports[&id].1,
+                    http: ports[&id].2,
                     data: dir.path().join(format!("node{id}")),
                     peers: peers.join(","),
                     child: None,
