@@ -1,6 +1,6 @@
 //! openraft's state machine for any group kind: the replicated state (`Replicated`: a
 //! queue, the cluster's metadata) behind a lock, the last applied log id and membership
-//! kept inside it, and snapshots that are the state serialised as JSON. Applying the same
+//! kept beside it (`Applied`), and snapshots that are the state serialised as JSON. Applying the same
 //! entries in the same order gives every member the same state; a member that fell behind
 //! the leader's purged log installs a snapshot whole.
 
@@ -14,7 +14,7 @@ use openraft::{
     StorageError, StorageIOError, StoredMembership,
 };
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::types::GroupTypes;
@@ -26,18 +26,28 @@ type Error = StorageError<NodeId>;
 pub trait Replicated<C: GroupTypes>:
     Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
 {
-    /// The last applied log id and the membership, stored in the state so a snapshot
-    /// carries them.
-    fn applied(
-        &mut self,
-    ) -> (
-        &mut Option<LogId<NodeId>>,
-        &mut StoredMembership<NodeId, BasicNode>,
-    );
     /// Applies one command at log index `index`.
     fn apply(&mut self, index: u64, cmd: &C::D) -> C::R;
     /// The answer to a blank or membership entry.
     fn nothing() -> C::R;
+}
+
+/// The replicated state with what openraft needs kept beside it (and in every snapshot):
+/// the last applied log id and the membership. Reads of the state go through `Deref`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "S: Serialize + DeserializeOwned")]
+pub struct Applied<S> {
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, BasicNode>,
+    pub state: S,
+}
+
+impl<S> std::ops::Deref for Applied<S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.state
+    }
 }
 
 /// The last snapshot built or installed: its metadata and its bytes.
@@ -45,7 +55,7 @@ type CurrentSnapshot = Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>;
 
 /// A group's state machine with its current snapshot; clones share them.
 pub struct Machine<S> {
-    state: Arc<Mutex<S>>,
+    state: Arc<Mutex<Applied<S>>>,
     snapshot: Arc<Mutex<CurrentSnapshot>>,
     snapshots_built: Arc<AtomicU64>,
 }
@@ -60,22 +70,25 @@ impl<S> Clone for Machine<S> {
     }
 }
 
-impl<S: Clone> Machine<S> {
+impl<S: Clone + Default> Machine<S> {
     pub fn with_state(state: S) -> Self {
         Machine {
-            state: Arc::new(Mutex::new(state)),
+            state: Arc::new(Mutex::new(Applied {
+                state,
+                ..Applied::default()
+            })),
             snapshot: Arc::default(),
             snapshots_built: Arc::default(),
         }
     }
 
     /// A copy of the state (for tests and the management API).
-    pub async fn state(&self) -> S {
+    pub async fn state(&self) -> Applied<S> {
         self.state.lock().await.clone()
     }
 
     /// Reads the state in place.
-    pub async fn inspect<T>(&self, f: impl FnOnce(&S) -> T) -> T {
+    pub async fn inspect<T>(&self, f: impl FnOnce(&Applied<S>) -> T) -> T {
         f(&*self.state.lock().await)
     }
 }
@@ -86,13 +99,13 @@ fn snapshot_error(e: serde_json::Error) -> Error {
 
 impl<C: GroupTypes, S: Replicated<C>> RaftSnapshotBuilder<C> for Machine<S> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, Error> {
-        let mut state = self.state.lock().await.clone();
+        let state = self.state.lock().await.clone();
         let data = serde_json::to_vec(&state).map_err(snapshot_error)?;
-        let (last, membership) = state.applied();
+        let last = state.last_applied;
         let n = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
         let meta = SnapshotMeta {
-            last_log_id: *last,
-            last_membership: membership.clone(),
+            last_log_id: last,
+            last_membership: state.membership.clone(),
             snapshot_id: match last {
                 Some(id) => format!("{}-{}-{n}", id.leader_id.term, id.index),
                 None => format!("none-{n}"),
@@ -112,9 +125,8 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), Error> {
-        let mut s = self.state.lock().await;
-        let (last, membership) = s.applied();
-        Ok((*last, membership.clone()))
+        let s = self.state.lock().await;
+        Ok((s.last_applied, s.membership.clone()))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<C::R>, Error>
@@ -125,12 +137,12 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
         let mut s = self.state.lock().await;
         let mut out = Vec::new();
         for entry in entries {
-            *s.applied().0 = Some(entry.log_id);
+            s.last_applied = Some(entry.log_id);
             out.push(match entry.payload {
                 EntryPayload::Blank => S::nothing(),
-                EntryPayload::Normal(cmd) => s.apply(entry.log_id.index, &cmd),
+                EntryPayload::Normal(cmd) => s.state.apply(entry.log_id.index, &cmd),
                 EntryPayload::Membership(m) => {
-                    *s.applied().1 = StoredMembership::new(Some(entry.log_id), m);
+                    s.membership = StoredMembership::new(Some(entry.log_id), m);
                     S::nothing()
                 }
             });
@@ -152,7 +164,7 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), Error> {
         let data = snapshot.into_inner();
-        let state: S = serde_json::from_slice(&data).map_err(snapshot_error)?;
+        let state: Applied<S> = serde_json::from_slice(&data).map_err(snapshot_error)?;
         *self.state.lock().await = state;
         *self.snapshot.lock().await = Some((meta.clone(), data));
         Ok(())

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use openraft::{BasicNode, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
 use super::machine::{Machine, Replicated};
@@ -59,21 +58,10 @@ openraft::declare_raft_types!(
 /// The replicated metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaState {
-    pub last_applied: Option<LogId<NodeId>>,
-    pub membership: StoredMembership<NodeId, BasicNode>,
     pub nodes: BTreeMap<NodeId, NodeInfo>,
 }
 
 impl Replicated<MetaRaft> for MetaState {
-    fn applied(
-        &mut self,
-    ) -> (
-        &mut Option<LogId<NodeId>>,
-        &mut StoredMembership<NodeId, BasicNode>,
-    ) {
-        (&mut self.last_applied, &mut self.membership)
-    }
-
     fn apply(&mut self, _index: u64, cmd: &MetaCommand) -> MetaResponse {
         match cmd {
             MetaCommand::NodeUp(info) => {

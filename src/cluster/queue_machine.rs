@@ -1,6 +1,5 @@
 //! The state machine of a replicated queue group: the messages a quorum queue holds, in
-//! enqueue order, each with the returns it has taken, and the group's last applied log id
-//! and membership. Applying the same entries in the same order gives every member the same
+//! enqueue order, each with the returns it has taken, and its delivery limit. Applying the same entries in the same order gives every member the same
 //! queue; a snapshot is that state serialised (JSON), installed whole on a member that fell
 //! behind the leader's purged log.
 //!
@@ -9,13 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use openraft::{BasicNode, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
 use super::machine::{Machine, Replicated};
 use super::types::{QueueCommand, QueueRaft, QueueResponse};
-
-type NodeId = u64;
 
 /// A message held by the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,8 +24,6 @@ pub struct Held {
 /// The replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueState {
-    pub last_applied: Option<LogId<NodeId>>,
-    pub membership: StoredMembership<NodeId, BasicNode>,
     /// Message id (the index of the entry that enqueued it) -> message, in enqueue order.
     pub messages: BTreeMap<u64, Held>,
     /// `x-delivery-limit`: a message returned more often is dropped.
@@ -73,15 +67,6 @@ impl QueueState {
 }
 
 impl Replicated<QueueRaft> for QueueState {
-    fn applied(
-        &mut self,
-    ) -> (
-        &mut Option<LogId<NodeId>>,
-        &mut StoredMembership<NodeId, BasicNode>,
-    ) {
-        (&mut self.last_applied, &mut self.membership)
-    }
-
     fn apply(&mut self, index: u64, cmd: &QueueCommand) -> QueueResponse {
         self.apply_command(index, cmd)
     }
