@@ -46,7 +46,8 @@ pub struct Group<C: GroupTypes> {
     peers: Arc<Peers>,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+/// A request body as `T`, or why not (the text a failed response carries).
+pub(super) fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))
 }
 

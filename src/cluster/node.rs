@@ -18,7 +18,7 @@ use openraft::{BasicNode, ChangeMembers, Raft};
 use serde::{Deserialize, Serialize};
 use warren_storage::{GroupCommit, LogConfig};
 
-use super::group::{Group, GroupRpc, GroupStatus};
+use super::group::{decode, Group, GroupRpc, GroupStatus};
 use super::log_store::LogStore;
 use super::meta_machine::{MetaCommand, MetaMachine, MetaRaft, MetaState, NodeInfo};
 use super::network::{GroupNetwork, Peers};
@@ -350,10 +350,6 @@ async fn log_leader_changes(raft: Raft<MetaRaft>, me: u64) {
             return;
         }
     }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))
 }
 
 impl RpcHandler for ClusterNode {

@@ -138,9 +138,7 @@ async fn all_nodes(state: &ApiState) -> Vec<Value> {
     let Some(cluster) = &state.cluster else {
         return vec![node_json(state)];
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = crate::broker::admin::now_millis();
     let mut out = Vec::new();
     for (info, running) in cluster.probe_nodes().await {
         if info.id == cluster.node_id() {
