@@ -2,7 +2,8 @@
 //! queue, the cluster's metadata) behind a lock, the last applied log id and membership
 //! kept beside it (`Applied`), and snapshots that are the state serialised as JSON. Applying the same
 //! entries in the same order gives every member the same state; a member that fell behind
-//! the leader's purged log installs a snapshot whole.
+//! the leader's purged log installs a snapshot whole. A machine opened on a directory keeps
+//! its current snapshot there (`snapshot_file.rs`) and starts from it after a restart.
 
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use super::snapshot_file::SnapshotFile;
 use super::types::GroupTypes;
 
 type NodeId = u64;
@@ -58,6 +60,8 @@ pub struct Machine<S> {
     state: Arc<Mutex<Applied<S>>>,
     snapshot: Arc<Mutex<CurrentSnapshot>>,
     snapshots_built: Arc<AtomicU64>,
+    /// Where snapshots are kept; `None` for a machine in memory (tests, fuzzing).
+    file: Option<SnapshotFile>,
 }
 
 impl<S> Clone for Machine<S> {
@@ -66,6 +70,7 @@ impl<S> Clone for Machine<S> {
             state: self.state.clone(),
             snapshot: self.snapshot.clone(),
             snapshots_built: self.snapshots_built.clone(),
+            file: self.file.clone(),
         }
     }
 }
@@ -79,6 +84,7 @@ impl<S: Clone + Default> Machine<S> {
             })),
             snapshot: Arc::default(),
             snapshots_built: Arc::default(),
+            file: None,
         }
     }
 
@@ -90,6 +96,44 @@ impl<S: Clone + Default> Machine<S> {
     /// Reads the state in place.
     pub async fn inspect<T>(&self, f: impl FnOnce(&Applied<S>) -> T) -> T {
         f(&*self.state.lock().await)
+    }
+}
+
+impl<S: Clone + Default + Serialize + DeserializeOwned> Machine<S> {
+    /// A machine that keeps its snapshots in `dir`, starting from the one there (`state`
+    /// when there is none: a new group).
+    pub fn on_disk(dir: &std::path::Path, state: S) -> std::io::Result<Self> {
+        let file = SnapshotFile::new(dir);
+        let mut machine = Machine::with_state(state);
+        if let Some((meta, data)) = file.load()? {
+            let applied: Applied<S> = serde_json::from_slice(&data).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: snapshot state: {e}", file.path().display()),
+                )
+            })?;
+            machine.state = Arc::new(Mutex::new(applied));
+            machine.snapshot = Arc::new(Mutex::new(Some((meta, data))));
+        }
+        machine.file = Some(file);
+        Ok(machine)
+    }
+
+    /// Writes the snapshot to the machine's directory (off the async threads: it fsyncs).
+    async fn persist(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        let Some(file) = self.file.clone() else {
+            return Ok(());
+        };
+        let (meta, data) = (meta.clone(), data.to_vec());
+        let written = tokio::task::spawn_blocking(move || file.store(&meta, &data))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r);
+        written.map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)).into())
     }
 }
 
@@ -111,6 +155,7 @@ impl<C: GroupTypes, S: Replicated<C>> RaftSnapshotBuilder<C> for Machine<S> {
                 None => format!("none-{n}"),
             },
         };
+        self.persist(&meta, &data).await?;
         *self.snapshot.lock().await = Some((meta.clone(), data.clone()));
         Ok(Snapshot {
             meta,
@@ -165,6 +210,7 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
     ) -> Result<(), Error> {
         let data = snapshot.into_inner();
         let state: Applied<S> = serde_json::from_slice(&data).map_err(snapshot_error)?;
+        self.persist(meta, &data).await?;
         *self.state.lock().await = state;
         *self.snapshot.lock().await = Some((meta.clone(), data));
         Ok(())

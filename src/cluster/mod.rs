@@ -19,6 +19,7 @@ pub mod network;
 pub mod node;
 pub mod queue_machine;
 pub mod settings;
+pub mod snapshot_file;
 pub mod transport;
 pub mod types;
 pub mod wire;

@@ -106,8 +106,9 @@ impl ClusterNode {
         })?;
         let advertised = listener.local_addr()?.to_string();
         let peers = Arc::new(Peers::new(config.node_id, config.peers.clone()));
-        let store = LogStore::<MetaRaft>::open(&data_dir.join("cluster").join(META), log, commit)?;
-        let machine = MetaMachine::with_state(MetaState::default());
+        let meta_dir = data_dir.join("cluster").join(META);
+        let store = LogStore::<MetaRaft>::open(&meta_dir, log, commit)?;
+        let machine = MetaMachine::on_disk(&meta_dir, MetaState::default())?;
         let name: Arc<str> = META.into();
         let raft = Raft::new(
             config.node_id,

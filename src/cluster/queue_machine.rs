@@ -86,6 +86,17 @@ impl QueueMachine {
             ..QueueState::default()
         })
     }
+
+    /// A queue machine that keeps its snapshots in `dir` and starts from the one there.
+    pub fn open(dir: &std::path::Path, delivery_limit: Option<u32>) -> std::io::Result<Self> {
+        Machine::on_disk(
+            dir,
+            QueueState {
+                delivery_limit,
+                ..QueueState::default()
+            },
+        )
+    }
 }
 
 #[cfg(test)]
