@@ -24,6 +24,7 @@ pub mod definitions_cli;
 pub mod http;
 pub mod metrics;
 pub mod protocol;
+pub mod replication;
 pub mod server;
 pub mod stream_protocol;
 pub mod tls;

@@ -169,16 +169,17 @@ impl Server {
                     ..LogConfig::default()
                 };
                 let commit = ctx.broker.commit().clone();
-                Some(
-                    crate::cluster::node::ClusterNode::start(
-                        c.clone(),
-                        &config.data_dir,
-                        log,
-                        commit,
-                        info,
-                    )
-                    .await?,
+                let node = crate::cluster::node::ClusterNode::start(
+                    c.clone(),
+                    &config.data_dir,
+                    log,
+                    commit,
+                    info,
                 )
+                .await?;
+                // Before clients connect: quorum queues are the cluster's from the start.
+                crate::replication::start(node.clone(), ctx.broker.clone()).await;
+                Some(node)
             }
             None => None,
         };

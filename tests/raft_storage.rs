@@ -14,7 +14,7 @@ use openraft::{
 };
 use warren::cluster::log_store::LogStore;
 use warren::cluster::queue_machine::QueueMachine;
-use warren::cluster::types::{QueueCommand, QueueRaft, QueueResponse};
+use warren::cluster::types::{message_id, QueueCommand, QueueRaft, QueueResponse};
 use warren_storage::{FsyncPolicy, GroupCommit, LogConfig};
 
 fn config() -> LogConfig {
@@ -90,7 +90,10 @@ async fn a_reopened_machine_starts_from_its_snapshot() {
     let (applied, _) = again.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(1, 2)));
     let state = again.state().await;
-    assert_eq!(state.messages.keys().copied().collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        state.messages.keys().copied().collect::<Vec<_>>(),
+        [message_id(1, 0), message_id(2, 0)]
+    );
     assert_eq!(state.delivery_limit, Some(2));
     let current = again.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta, built.meta);
@@ -208,11 +211,15 @@ async fn the_machine_applies_queue_commands_and_a_snapshot_carries_them() {
             enqueue(1, 3, "b"),
             Entry {
                 log_id: log_id(1, 4),
-                payload: EntryPayload::Normal(QueueCommand::Return { id: 2 }),
+                payload: EntryPayload::Normal(QueueCommand::Return {
+                    id: message_id(2, 0),
+                }),
             },
             Entry {
                 log_id: log_id(1, 5),
-                payload: EntryPayload::Normal(QueueCommand::Settle { id: 3 }),
+                payload: EntryPayload::Normal(QueueCommand::Settle {
+                    id: message_id(3, 0),
+                }),
             },
         ])
         .await
@@ -221,8 +228,12 @@ async fn the_machine_applies_queue_commands_and_a_snapshot_carries_them() {
         replies,
         [
             QueueResponse::Nothing,
-            QueueResponse::Enqueued { id: 2 },
-            QueueResponse::Enqueued { id: 3 },
+            QueueResponse::Enqueued {
+                id: message_id(2, 0)
+            },
+            QueueResponse::Enqueued {
+                id: message_id(3, 0)
+            },
             QueueResponse::Returned {
                 returns: 1,
                 kept: true
@@ -246,6 +257,6 @@ async fn the_machine_applies_queue_commands_and_a_snapshot_carries_them() {
     let state = follower.state().await;
     assert_eq!(state, sm.state().await);
     assert_eq!(state.messages.len(), 1);
-    assert_eq!(state.messages[&2].returns, 1);
+    assert_eq!(state.messages[&message_id(2, 0)].returns, 1);
     assert_eq!(state.last_applied, Some(log_id(1, 5)));
 }

@@ -455,6 +455,9 @@ impl VHost {
         if durable {
             self.definitions_changed();
         }
+        if kind == QueueType::Quorum {
+            self.replicate_declared(&arc);
+        }
         Ok(QueueInfo {
             name: arc,
             messages: 0,
@@ -506,6 +509,9 @@ impl VHost {
                 "queue '{name}' in vhost '{}' is not empty",
                 self.name
             )));
+        }
+        if q.is_quorum() {
+            self.replicate_deleted(name);
         }
         Ok(self.remove_queue(name))
     }

@@ -223,7 +223,7 @@ impl VHost {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
-        if q.consumers.is_empty() {
+        if q.consumers.is_empty() || q.waits_for_leader() {
             return;
         }
         if q.is_stream() {
@@ -424,6 +424,11 @@ impl VHost {
             return Err(super::stream::not_supported("basic.get", queue, &self.name));
         }
         q.last_used = now;
+        if q.waits_for_leader() {
+            // Another node leads this replicated queue: nothing is handed out here.
+            q.counters.get_empty += 1;
+            return Ok(None);
+        }
         let (rec, redelivered) = loop {
             let Some((rec, after)) = q.peek() else {
                 q.counters.get_empty += 1;

@@ -57,6 +57,8 @@ struct Shared {
     /// Bumped by every change of the access database, so connections know to look up
     /// their permissions again (one atomic load per check of a cached permission).
     access_epoch: AtomicU64,
+    /// The cluster's part in quorum queues, shared by every vhost (replicated.rs).
+    replication: Arc<super::replicated::ReplicationSlot>,
 }
 
 /// Where a vhost's files live: `/` in the data dir itself (the layout before vhosts
@@ -155,6 +157,7 @@ impl BrokerHandle {
         };
         let stats = Arc::new(BrokerStats::default());
         let deadlines = Arc::new(Deadlines::default());
+        let replication: Arc<super::replicated::ReplicationSlot> = Arc::default();
         let mut report = OpenReport::default();
         sweep_deleted_vhosts(&config.data_dir, &access, &mut report)?;
         let mut vhosts = HashMap::new();
@@ -167,6 +170,7 @@ impl BrokerHandle {
                 commit.clone(),
                 stats.clone(),
                 deadlines.clone(),
+                replication.clone(),
                 &mut report,
             )?;
             model.set_queue_limit(access_db::limit_value(def.limits.max_queues));
@@ -187,8 +191,36 @@ impl BrokerHandle {
             access_writer: Mutex::new(()),
             usage: Mutex::new(HashMap::new()),
             access_epoch: AtomicU64::new(0),
+            replication,
         };
         Ok((BrokerHandle(Arc::new(shared)), report))
+    }
+
+    /// The tickets confirms of replicated publishes wait for (the cluster completes them).
+    pub fn replica_tickets(&self) -> Arc<super::confirms::ReplicaTickets> {
+        self.0.replication.tickets.clone()
+    }
+
+    /// Puts quorum queues in the cluster's hands (replicated.rs): set once, before clients
+    /// connect. Every quorum queue already here becomes a replica waiting for its group
+    /// (nothing is delivered from it or stored in it until the cluster attaches it).
+    /// Returns the quorum queues found, as (vhost, name, arguments).
+    pub fn replicate_quorum_queues(
+        &self,
+        hook: Arc<dyn super::replicated::QueueReplication>,
+    ) -> Vec<(String, String, Vec<u8>)> {
+        if !self.0.replication.set(hook) {
+            return Vec::new();
+        }
+        let mut found = Vec::new();
+        for name in self.vhost_names() {
+            if let Some(vh) = self.vhost(&name) {
+                for (queue, args) in vh.with(|m| m.make_quorum_queues_replicas()) {
+                    found.push((name.to_string(), queue, args));
+                }
+            }
+        }
+        found
     }
 
     /// A broker on `dir` with no fsync and small segments, for fuzzing and tests.
@@ -214,7 +246,7 @@ impl BrokerHandle {
 
     /// Tells connections when a publish's sync has completed.
     pub fn confirm_tracker(&self) -> ConfirmTracker {
-        ConfirmTracker::new(self.0.commit.clone())
+        ConfirmTracker::new(self.0.commit.clone(), self.0.replication.tickets.clone())
     }
 
     /// The group commit every log of this broker registers its syncs with.
@@ -470,6 +502,7 @@ impl BrokerHandle {
             self.0.commit.clone(),
             self.0.stats.clone(),
             self.0.deadlines.clone(),
+            self.0.replication.clone(),
             &mut report,
         )
         .map_err(BrokerError::storage)?;

@@ -26,6 +26,7 @@ pub mod outbox;
 pub mod password;
 pub mod policy;
 pub mod queue;
+pub mod replicated;
 pub mod stats;
 
 mod channel;

@@ -67,6 +67,8 @@ pub struct Published {
     /// A queue failed to store it or refused it (`reject-publish`): the confirm must be
     /// a nack.
     pub failed: bool,
+    /// The replication ticket its confirm also waits for (0: none; replicated.rs).
+    pub replicated: u64,
 }
 
 /// A message to publish: routing information, the content header as received, whether it
@@ -118,6 +120,7 @@ impl VHost {
                         routed: !run.is_empty(),
                         ticket: Ticket::DONE,
                         failed: false,
+                        replicated: 0,
                     }));
                     let start = deliveries.len();
                     deliveries.extend_from_within(run.clone());
@@ -135,6 +138,7 @@ impl VHost {
                     routed: false,
                     ticket: Ticket::DONE,
                     failed: false,
+                    replicated: 0,
                 }));
                 continue;
             }
@@ -144,6 +148,7 @@ impl VHost {
                     routed: false,
                     ticket: Ticket::DONE,
                     failed: false,
+                    replicated: 0,
                 }));
                 continue;
             }
@@ -153,6 +158,7 @@ impl VHost {
                     routed: true,
                     ticket,
                     failed: false,
+                    replicated: 0,
                 }));
                 continue;
             }
@@ -162,6 +168,7 @@ impl VHost {
                         routed: !targets.is_empty(),
                         ticket: Ticket::DONE,
                         failed: false,
+                        replicated: 0,
                     }));
                     let start = deliveries.len();
                     deliveries.extend(targets.drain(..).map(|q| (q, i)));
@@ -266,6 +273,17 @@ impl VHost {
             }));
             outcomes.clear();
             self.store(&queue, &incoming, now, &mut outcomes);
+            if !self.replica_issued.is_empty() {
+                // A replicated quorum queue: the confirms wait for its group's commit.
+                let tickets = &self.replication.tickets;
+                for (&(_, i), &t) in deliveries[k..end].iter().zip(&self.replica_issued) {
+                    match results[i].as_mut() {
+                        Ok(p) => p.replicated = tickets.join(p.replicated, t),
+                        Err(_) => tickets.complete(t, true),
+                    }
+                }
+                self.replica_issued.clear();
+            }
             for (&(_, i), outcome) in deliveries[k..end].iter().zip(&outcomes) {
                 if let Ok(p) = results[i].as_mut() {
                     match outcome {
@@ -288,6 +306,9 @@ impl VHost {
     ) -> Result<Ticket, Refused> {
         let mut out = Vec::with_capacity(1);
         self.store(queue, std::slice::from_ref(msg), now, &mut out);
+        // A dead letter's copy in a replicated queue is not waited for (its ticket
+        // completes unobserved).
+        self.replica_issued.clear();
         out.pop().unwrap_or(Err(Refused::Failed))
     }
 
@@ -308,6 +329,18 @@ impl VHost {
             out.extend(msgs.iter().map(|_| Ok(Ticket::DONE)));
             return;
         };
+        if let Some(r) = super::replicated::replica_of(q) {
+            // Not stored here: handed to the queue's group, and copied into the store
+            // when it commits (replica.rs).
+            for m in msgs {
+                let t = self.replication.tickets.issue();
+                r.outgoing.push((Bytes::from(m.parts.concat()), t));
+                self.replica_issued.push(t);
+            }
+            r.wake.notify_one();
+            out.extend(msgs.iter().map(|_| Ok(Ticket::DONE)));
+            return;
+        }
         let refusing = q.features.has_length_limit() && q.features.overflow != Overflow::DropHead;
         if refusing || q.dedup.is_some() {
             // One at a time: whether a message fits depends on the ones before it.

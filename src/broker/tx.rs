@@ -155,6 +155,7 @@ impl VHost {
                 routed: deliveries.len() > before,
                 ticket: warren_storage::Ticket::DONE,
                 failed: false,
+                replicated: 0,
             }));
         }
         self.stats.published(msgs.len() as u64);

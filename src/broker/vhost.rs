@@ -101,6 +101,13 @@ pub struct VHost {
     pub(super) max_queues: Option<u64>,
     /// The vhost's policies (policy.rs), applied to every queue's features.
     pub(super) policies: Arc<PolicySet>,
+    /// The cluster's part in quorum queues (replicated.rs); empty on a single node.
+    pub(super) replication: Arc<super::replicated::ReplicationSlot>,
+    /// Set while the cluster itself declares or deletes a queue here, so that it is not
+    /// told about its own work.
+    pub(super) from_cluster: bool,
+    /// Replication tickets issued by the last `store` call, in message order.
+    pub(super) replica_issued: Vec<u64>,
 }
 
 /// A queue's compaction jobs: (queue name, queue id, jobs with their priority level).
@@ -130,6 +137,7 @@ impl VHost {
         commit: Arc<GroupCommit>,
         stats: Arc<BrokerStats>,
         deadlines: Arc<Deadlines>,
+        replication: Arc<super::replicated::ReplicationSlot>,
         report: &mut OpenReport,
     ) -> io::Result<VHost> {
         if !dir.join("queues").exists() {
@@ -174,6 +182,9 @@ impl VHost {
             deleted: false,
             max_queues: None,
             policies: Arc::default(),
+            replication,
+            from_cluster: false,
+            replica_issued: Vec::new(),
         };
         vh.declare_builtin_exchanges();
         vh.restore_exchanges(&defs, report);

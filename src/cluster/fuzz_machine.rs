@@ -1,6 +1,6 @@
 //! The driver of the fuzz target `queue_machine` (issue 17): the input decodes (with
 //! `arbitrary`) into a delivery limit and up to 256 operations on a replicated queue —
-//! enqueue, settle and return (of held messages and of unknown ids), a member catching up
+//! enqueue (one message or a batch), settle (one or several) and return (of held messages and of unknown ids), a member catching up
 //! from a snapshot (what a new leader's follower does), and a replay of the whole history
 //! into a fresh machine. Each operation is applied as a Raft entry through
 //! `RaftStateMachine::apply`, and every answer and the state after it are checked against a
@@ -13,7 +13,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 
 use super::queue_machine::QueueMachine;
-use super::types::{QueueCommand, QueueRaft, QueueResponse};
+use super::types::{message_id, QueueCommand, QueueRaft, QueueResponse};
 
 /// Most operations decoded from one input.
 const MAX_OPS: usize = 256;
@@ -38,6 +38,14 @@ enum Op {
     CatchUp,
     /// A fresh machine applies every entry so far in one batch: it must reach the same state.
     Replay,
+    /// Messages published together (one entry).
+    EnqueueBatch {
+        count: u8,
+    },
+    /// Several deliveries settled in one entry (picks may repeat or be unknown).
+    SettleBatch {
+        picks: [u8; 3],
+    },
 }
 
 /// The model: what the queue holds, in enqueue order.
@@ -52,12 +60,32 @@ impl Model {
         let at = |held: &Vec<(u64, Vec<u8>, u32)>, id: u64| held.iter().position(|h| h.0 == id);
         match cmd {
             QueueCommand::Enqueue { message } => {
-                self.held.push((index, message.clone(), 0));
-                QueueResponse::Enqueued { id: index }
+                self.held.push((message_id(index, 0), message.clone(), 0));
+                QueueResponse::Enqueued {
+                    id: message_id(index, 0),
+                }
+            }
+            QueueCommand::EnqueueBatch { messages } => {
+                for (k, m) in messages.iter().enumerate() {
+                    self.held.push((message_id(index, k), m.clone(), 0));
+                }
+                QueueResponse::Enqueued {
+                    id: message_id(index, 0),
+                }
             }
             QueueCommand::Settle { id } => {
                 let found = at(&self.held, *id).map(|i| self.held.remove(i)).is_some();
                 QueueResponse::Settled { found }
+            }
+            QueueCommand::SettleBatch { ids } => {
+                let mut found = 0;
+                for id in ids {
+                    if let Some(i) = at(&self.held, *id) {
+                        self.held.remove(i);
+                        found += 1;
+                    }
+                }
+                QueueResponse::SettledMany { found }
             }
             QueueCommand::Return { id } => match at(&self.held, *id) {
                 None => QueueResponse::Returned {
@@ -142,7 +170,19 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
             Op::Return { pick: p } => QueueCommand::Return {
                 id: pick(p, &model.held),
             },
-            Op::SettleUnknown => QueueCommand::Settle { id: index + 7 },
+            Op::EnqueueBatch { count } => QueueCommand::EnqueueBatch {
+                messages: (0..count % 8).map(|k| vec![k; usize::from(k)]).collect(),
+            },
+            Op::SettleBatch { picks } => QueueCommand::SettleBatch {
+                ids: picks
+                    .iter()
+                    .map(|&p| pick(p, &model.held))
+                    .chain([message_id(index + 7, 0)])
+                    .collect(),
+            },
+            Op::SettleUnknown => QueueCommand::Settle {
+                id: message_id(index + 7, 0),
+            },
             Op::ReturnUnknown => QueueCommand::Return { id: u64::MAX - 1 },
             Op::CatchUp => {
                 let snap = sm

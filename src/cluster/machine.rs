@@ -55,6 +55,20 @@ impl<S> std::ops::Deref for Applied<S> {
 /// The last snapshot built or installed: its metadata and its bytes.
 type CurrentSnapshot = Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>;
 
+/// What a machine tells its tap (the part of the node that mirrors a group's state, such
+/// as the broker's copy of a replicated queue), in the order it happened.
+#[derive(Debug)]
+pub enum Tapped<D, S> {
+    /// A command was applied at this log index.
+    Applied(u64, D),
+    /// The state was replaced whole (a snapshot installed from the leader).
+    Reset(S),
+}
+
+/// The tap's sender, kept type-erased so that `Machine<S>` need not name the command
+/// type (`apply` is generic over the group kind and knows it).
+type TapSlot = Arc<std::sync::Mutex<Option<Arc<dyn std::any::Any + Send + Sync>>>>;
+
 /// A group's state machine with its current snapshot; clones share them.
 pub struct Machine<S> {
     state: Arc<Mutex<Applied<S>>>,
@@ -62,6 +76,7 @@ pub struct Machine<S> {
     snapshots_built: Arc<AtomicU64>,
     /// Where snapshots are kept; `None` for a machine in memory (tests, fuzzing).
     file: Option<SnapshotFile>,
+    tap: TapSlot,
 }
 
 impl<S> Clone for Machine<S> {
@@ -71,6 +86,7 @@ impl<S> Clone for Machine<S> {
             snapshot: self.snapshot.clone(),
             snapshots_built: self.snapshots_built.clone(),
             file: self.file.clone(),
+            tap: self.tap.clone(),
         }
     }
 }
@@ -85,7 +101,35 @@ impl<S: Clone + Default> Machine<S> {
             snapshot: Arc::default(),
             snapshots_built: Arc::default(),
             file: None,
+            tap: TapSlot::default(),
         }
+    }
+
+    /// Starts telling a tap what is applied from now on; returns the state so far (what
+    /// the tap starts from) and the receiver. One tap per machine: a second replaces it.
+    pub async fn tap<C: GroupTypes>(
+        &self,
+    ) -> (S, tokio::sync::mpsc::UnboundedReceiver<Tapped<C::D, S>>)
+    where
+        S: Replicated<C>,
+    {
+        let state = self.state.lock().await;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Tapped<C::D, S>>();
+        *self.tap.lock().expect("tap") = Some(Arc::new(tx));
+        (state.state.clone(), rx)
+    }
+
+    /// The tap's sender, if one is attached for this group kind.
+    fn tap_sender<C: GroupTypes>(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedSender<Tapped<C::D, S>>>
+    where
+        S: Replicated<C>,
+    {
+        let slot = self.tap.lock().expect("tap");
+        let any = slot.as_ref()?;
+        any.downcast_ref::<tokio::sync::mpsc::UnboundedSender<Tapped<C::D, S>>>()
+            .cloned()
     }
 
     /// A copy of the state (for tests and the management API).
@@ -179,13 +223,22 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
         I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let tap = self.tap_sender::<C>();
         let mut s = self.state.lock().await;
         let mut out = Vec::new();
         for entry in entries {
             s.last_applied = Some(entry.log_id);
             out.push(match entry.payload {
                 EntryPayload::Blank => S::nothing(),
-                EntryPayload::Normal(cmd) => s.state.apply(entry.log_id.index, &cmd),
+                EntryPayload::Normal(cmd) => {
+                    let index = entry.log_id.index;
+                    let answer = s.state.apply(index, &cmd);
+                    if let Some(tap) = &tap {
+                        // A tap that went away (its group closed) just stops listening.
+                        let _ = tap.send(Tapped::Applied(index, cmd));
+                    }
+                    answer
+                }
                 EntryPayload::Membership(m) => {
                     s.membership = StoredMembership::new(Some(entry.log_id), m);
                     S::nothing()
@@ -211,7 +264,12 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
         let data = snapshot.into_inner();
         let state: Applied<S> = serde_json::from_slice(&data).map_err(snapshot_error)?;
         self.persist(meta, &data).await?;
-        *self.state.lock().await = state;
+        let mut current = self.state.lock().await;
+        if let Some(tap) = self.tap_sender::<C>() {
+            let _ = tap.send(Tapped::Reset(state.state.clone()));
+        }
+        *current = state;
+        drop(current);
         *self.snapshot.lock().await = Some((meta.clone(), data));
         Ok(())
     }

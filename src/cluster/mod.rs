@@ -17,6 +17,7 @@ pub mod machine;
 pub mod meta_machine;
 pub mod network;
 pub mod node;
+pub mod queue_groups;
 pub mod queue_machine;
 pub mod settings;
 pub mod snapshot_file;

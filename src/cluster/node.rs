@@ -1,5 +1,5 @@
 //! This node in the cluster: it serves the cluster port, hosts the Raft groups (the
-//! metadata group today), bootstraps a new cluster, records itself in the node table, logs
+//! metadata group; the quorum queues' groups are opened by `queue_groups.rs`), bootstraps a new cluster, records itself in the node table, logs
 //! leader changes, and answers `warren cluster status|join|leave`.
 //!
 //! Bootstrap: on a fresh data dir, the node with the lowest id of `--cluster-peers` (and
@@ -24,6 +24,7 @@ use super::meta_machine::{MetaCommand, MetaMachine, MetaRaft, MetaState, NodeInf
 use super::network::{GroupNetwork, Peers};
 use super::settings::ClusterConfig;
 use super::transport::{self, Peer, Reply, RpcHandler};
+use super::types::QueueRaft;
 use super::wire::{RpcKind, MAX_PAYLOAD_ENTRIES};
 
 /// The metadata group's name.
@@ -33,12 +34,12 @@ pub const META: &str = "meta";
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a write waits for a leader before giving up.
-const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+pub(super) const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Raft timing for every group. Elections start after 1-2 s without a heartbeat: a
 /// loaded two-core machine syncing to disk can stall for hundreds of milliseconds, and a
 /// spurious election costs more than a second of waiting after a real failure.
-fn raft_config() -> Arc<openraft::Config> {
+pub(super) fn raft_config() -> Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: "warren".into(),
         heartbeat_interval: 250,
@@ -75,13 +76,19 @@ pub struct LeaveRequest {
 
 /// This node.
 pub struct ClusterNode {
-    config: ClusterConfig,
+    pub(super) config: ClusterConfig,
     /// The address the cluster reaches this node at.
     advertised: String,
-    peers: Arc<Peers>,
+    pub(super) peers: Arc<Peers>,
     pub meta: Arc<Group<MetaRaft>>,
-    meta_machine: MetaMachine,
-    groups: RwLock<HashMap<String, Arc<dyn GroupRpc>>>,
+    pub(super) meta_machine: MetaMachine,
+    pub(super) groups: RwLock<HashMap<String, Arc<dyn GroupRpc>>>,
+    /// The quorum queues' groups on this node, by group number (queue_groups.rs).
+    pub(super) queue_groups: RwLock<HashMap<u64, Arc<Group<QueueRaft>>>>,
+    /// Where groups keep their files, and how.
+    pub(super) data_dir: std::path::PathBuf,
+    pub(super) log: LogConfig,
+    pub(super) commit: Arc<GroupCommit>,
 }
 
 fn now_ms() -> u64 {
@@ -107,7 +114,7 @@ impl ClusterNode {
         let advertised = listener.local_addr()?.to_string();
         let peers = Arc::new(Peers::new(config.node_id, config.peers.clone()));
         let meta_dir = data_dir.join("cluster").join(META);
-        let store = LogStore::<MetaRaft>::open(&meta_dir, log, commit)?;
+        let store = LogStore::<MetaRaft>::open(&meta_dir, log.clone(), commit.clone())?;
         let machine = MetaMachine::on_disk(&meta_dir, MetaState::default())?;
         let name: Arc<str> = META.into();
         let raft = Raft::new(
@@ -129,6 +136,10 @@ impl ClusterNode {
             meta,
             meta_machine: machine,
             groups: RwLock::new(groups),
+            queue_groups: RwLock::default(),
+            data_dir: data_dir.to_path_buf(),
+            log,
+            commit,
         });
         tokio::spawn(transport::serve(listener, node.clone()));
         tracing::info!(
@@ -198,6 +209,16 @@ impl ClusterNode {
 
     /// Stops the groups' Raft (their logs are durable already).
     pub async fn shutdown(&self) {
+        let queues: Vec<_> = self
+            .queue_groups
+            .read()
+            .expect("groups")
+            .values()
+            .cloned()
+            .collect();
+        for g in queues {
+            let _ = g.raft.shutdown().await;
+        }
         if let Err(e) = self.meta.raft.shutdown().await {
             tracing::warn!("cluster: metadata group did not stop cleanly: {e}");
         }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::machine::{Machine, Replicated};
-use super::types::{QueueCommand, QueueRaft, QueueResponse};
+use super::types::{message_id, QueueCommand, QueueRaft, QueueResponse, MAX_BATCH};
 
 /// A message held by the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,17 +35,31 @@ impl QueueState {
     pub fn apply_command(&mut self, index: u64, cmd: &QueueCommand) -> QueueResponse {
         match cmd {
             QueueCommand::Enqueue { message } => {
-                self.messages.insert(
-                    index,
-                    Held {
-                        message: message.clone(),
-                        returns: 0,
-                    },
-                );
-                QueueResponse::Enqueued { id: index }
+                self.enqueue(message_id(index, 0), message);
+                QueueResponse::Enqueued {
+                    id: message_id(index, 0),
+                }
+            }
+            QueueCommand::EnqueueBatch { messages } => {
+                // A longer batch than ids leave room for is refused whole, on every
+                // member alike (the bridge never writes one).
+                if messages.len() <= MAX_BATCH {
+                    for (k, message) in messages.iter().enumerate() {
+                        self.enqueue(message_id(index, k), message);
+                    }
+                }
+                QueueResponse::Enqueued {
+                    id: message_id(index, 0),
+                }
             }
             QueueCommand::Settle { id } => QueueResponse::Settled {
                 found: self.messages.remove(id).is_some(),
+            },
+            QueueCommand::SettleBatch { ids } => QueueResponse::SettledMany {
+                found: ids
+                    .iter()
+                    .filter(|id| self.messages.remove(id).is_some())
+                    .count() as u64,
             },
             QueueCommand::Return { id } => {
                 let Some(held) = self.messages.get_mut(id) else {
@@ -63,6 +77,16 @@ impl QueueState {
                 QueueResponse::Returned { returns, kept }
             }
         }
+    }
+}
+
+impl QueueState {
+    fn enqueue(&mut self, id: u64, message: &[u8]) {
+        let held = Held {
+            message: message.to_vec(),
+            returns: 0,
+        };
+        self.messages.insert(id, held);
     }
 }
 
@@ -112,15 +136,16 @@ mod tests {
         let enq = |m: &[u8]| QueueCommand::Enqueue {
             message: m.to_vec(),
         };
+        let (a, b) = (message_id(3, 0), message_id(4, 0));
         assert_eq!(
             s.apply_command(3, &enq(b"a")),
-            QueueResponse::Enqueued { id: 3 }
+            QueueResponse::Enqueued { id: a }
         );
         assert_eq!(
             s.apply_command(4, &enq(b"b")),
-            QueueResponse::Enqueued { id: 4 }
+            QueueResponse::Enqueued { id: b }
         );
-        let ret = QueueCommand::Return { id: 3 };
+        let ret = QueueCommand::Return { id: a };
         assert_eq!(
             s.apply_command(5, &ret),
             QueueResponse::Returned {
@@ -136,12 +161,26 @@ mod tests {
             }
         );
         assert_eq!(
-            s.apply_command(7, &QueueCommand::Settle { id: 3 }),
+            s.apply_command(7, &QueueCommand::Settle { id: a }),
             QueueResponse::Settled { found: false }
         );
         assert_eq!(
-            s.apply_command(8, &QueueCommand::Settle { id: 4 }),
+            s.apply_command(8, &QueueCommand::Settle { id: b }),
             QueueResponse::Settled { found: true }
+        );
+        assert!(s.messages.is_empty());
+        let batch = QueueCommand::EnqueueBatch {
+            messages: vec![b"c".to_vec(), b"d".to_vec()],
+        };
+        s.apply_command(9, &batch);
+        let ids: Vec<u64> = s.messages.keys().copied().collect();
+        assert_eq!(ids, [message_id(9, 0), message_id(9, 1)]);
+        let settle = QueueCommand::SettleBatch {
+            ids: vec![message_id(9, 1), a, message_id(9, 0)],
+        };
+        assert_eq!(
+            s.apply_command(10, &settle),
+            QueueResponse::SettledMany { found: 2 }
         );
         assert!(s.messages.is_empty());
     }

@@ -39,13 +39,27 @@ impl<C> GroupTypes for C where
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QueueCommand {
     /// A published message (the stored message bytes: exchange, routing key, content
-    /// header, body). Its id is the index of the entry that enqueued it.
+    /// header, body). Its id is `message_id(index, 0)`, `index` the entry's.
     Enqueue { message: Vec<u8> },
+    /// Messages published together (one entry, one round of replication): the k-th
+    /// gets id `message_id(index, k)`. At most `MAX_BATCH` of them.
+    EnqueueBatch { messages: Vec<Vec<u8>> },
     /// A delivery acked, or rejected for good.
     Settle { id: u64 },
+    /// Deliveries acked together.
+    SettleBatch { ids: Vec<u64> },
     /// A delivery given back (nack or reject with requeue, a consumer gone): one more
     /// delivery counted; past the queue's delivery limit the message is dropped.
     Return { id: u64 },
+}
+
+/// Messages one entry may enqueue: ids leave room for this many per entry.
+pub const MAX_BATCH: usize = 1 << 16;
+
+/// The id of the `k`-th message enqueued by the entry at `index`: unique for the group's
+/// life, increasing in enqueue order.
+pub const fn message_id(index: u64, k: usize) -> u64 {
+    (index << 16) | k as u64
 }
 
 /// What applying an entry answered.
@@ -53,19 +67,15 @@ pub enum QueueCommand {
 pub enum QueueResponse {
     /// A blank or membership entry.
     Nothing,
-    Enqueued {
-        id: u64,
-    },
+    /// The (first) message's id.
+    Enqueued { id: u64 },
+    /// How many of a batch's ids the queue held.
+    SettledMany { found: u64 },
     /// `false` for an id the queue does not hold (settled already, or never enqueued).
-    Settled {
-        found: bool,
-    },
+    Settled { found: bool },
     /// The message's returns so far, and whether it stays in the queue (false: dropped
     /// for its delivery limit, or not held).
-    Returned {
-        returns: u32,
-        kept: bool,
-    },
+    Returned { returns: u32, kept: bool },
 }
 
 openraft::declare_raft_types!(

@@ -39,7 +39,8 @@ pub(super) struct Channel {
     pub counters: Option<Arc<BrokerStats>>,
     pub next_publish_tag: u64,
     /// (publish tag, covering sync, failed) in tag order.
-    pub confirms: VecDeque<(u64, ConfirmTicket, bool)>,
+    /// (tag, storage sync, failed, replication ticket: 0 for none).
+    pub confirms: VecDeque<(u64, ConfirmTicket, bool, u64)>,
     /// The queue last declared on this channel: what queue '' means in later methods.
     pub last_queue: Option<String>,
     /// tx.select was sent on this channel: its open transaction (tx.rs).

@@ -128,8 +128,8 @@ impl Conn {
         for (&channel, ch) in self.channels.iter_mut() {
             let mut run: Option<(u64, u64, bool)> = None; // (first, last, ack)
             let mut acked = 0;
-            while let Some(&(tag, ticket, failed)) = ch.confirms.front() {
-                let ok = match tracker.status(ticket) {
+            while let Some(&(tag, ticket, failed, replicated)) = ch.confirms.front() {
+                let ok = match tracker.status_with(ticket, replicated) {
                     None => break,
                     Some(durable) => durable && !failed,
                 };

@@ -65,6 +65,7 @@ impl Conn {
         self.send_start();
         let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
         let mut sync_rx = self.ctx.confirms.subscribe();
+        let mut replicated_rx = self.ctx.confirms.subscribe_replicated();
         let mut last_read = Instant::now();
         let mut last_write = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -138,6 +139,11 @@ impl Conn {
                     }
                 }
                 r = sync_rx.changed(), if self.pending_confirms > 0 => {
+                    if r.is_ok() {
+                        self.flush_confirms();
+                    }
+                }
+                r = replicated_rx.changed(), if self.pending_confirms > 0 => {
                     if r.is_ok() {
                         self.flush_confirms();
                     }

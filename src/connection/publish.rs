@@ -376,8 +376,12 @@ impl Conn {
             if ch.confirm {
                 let tag = ch.next_publish_tag;
                 ch.next_publish_tag += 1;
-                ch.confirms
-                    .push_back((tag, published.ticket, published.failed));
+                ch.confirms.push_back((
+                    tag,
+                    published.ticket,
+                    published.failed,
+                    published.replicated,
+                ));
                 self.pending_confirms += 1;
             }
         }

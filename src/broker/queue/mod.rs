@@ -27,6 +27,7 @@ mod features;
 mod kind;
 pub mod quorum;
 pub mod quorum_args;
+pub mod replica;
 pub mod storage_info;
 mod store;
 pub mod stream;
@@ -264,6 +265,12 @@ impl Queue {
     /// each with `appended`.
     pub fn append(&mut self, level: usize, batch: &[BatchRecord<'_>]) -> std::io::Result<Ticket> {
         self.store.append_batch(level, batch)
+    }
+
+    /// Appends one message (a replicated quorum queue's copy, `replicated.rs`); returns
+    /// its id.
+    pub fn append_one(&mut self, record: BatchRecord<'_>) -> std::io::Result<u64> {
+        self.store.append_one(record)
     }
 
     /// The priority level a message with this content header goes to.

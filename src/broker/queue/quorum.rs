@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use amq_protocol_types::{AMQPValue, FieldTable};
 use bytes::Bytes;
 
+use super::replica::Replica;
 use super::Queue;
 use crate::broker::message;
 use crate::protocol::table;
@@ -36,6 +37,8 @@ pub struct QuorumState {
     pub delivery_limit: Option<u64>,
     /// Returns per message id, for messages returned at least once and still live.
     returns: HashMap<u64, u32>,
+    /// Set in a cluster: the queue's messages live in its Raft group (replica.rs).
+    pub replica: Option<Box<Replica>>,
 }
 
 impl QuorumState {
@@ -47,6 +50,7 @@ impl QuorumState {
                 .and_then(table::int_value)
                 .and_then(|n| u64::try_from(n).ok()),
             returns: HashMap::new(),
+            replica: None,
         }
     }
 }
@@ -64,6 +68,16 @@ impl Queue {
     #[inline]
     pub fn is_quorum(&self) -> bool {
         self.quorum.is_some()
+    }
+
+    /// A replicated quorum queue on a node that does not lead its group: its copy waits
+    /// (only the leader delivers, replica.rs).
+    #[inline]
+    pub fn waits_for_leader(&self) -> bool {
+        self.quorum
+            .as_ref()
+            .and_then(|qs| qs.replica.as_ref())
+            .is_some_and(|r| !r.leading)
     }
 
     /// Counts a return of message `id`; says whether it may go back to the queue.
@@ -107,6 +121,9 @@ impl Queue {
     pub(super) fn forget_returns(&mut self, id: u64) {
         if let Some(qs) = self.quorum.as_mut() {
             qs.returns.remove(&id);
+            if let Some(r) = qs.replica.as_mut() {
+                r.left(id);
+            }
         }
     }
 
@@ -115,6 +132,9 @@ impl Queue {
         if let Some(qs) = self.quorum.as_mut() {
             for id in ready {
                 qs.returns.remove(id);
+                if let Some(r) = qs.replica.as_mut() {
+                    r.left(*id);
+                }
             }
         }
     }

@@ -176,6 +176,13 @@ impl Store {
         Ok(ticket)
     }
 
+    /// Appends one record to level 0 (a queue without priorities); returns its id.
+    pub fn append_one(&mut self, rec: BatchRecord<'_>) -> io::Result<u64> {
+        let l = self.levels[0].as_mut().expect("level 0 exists");
+        let (seq, _) = l.log.append_batch(std::slice::from_ref(&rec))?;
+        Ok(seq)
+    }
+
     /// The next message to deliver without taking it: the highest level with a ready
     /// message; within it, requeued ones first, then the log in order. The record's `seq`
     /// is its message id.

@@ -1,0 +1,83 @@
+//! A quorum queue in a cluster: its messages live in the queue's Raft group, and this
+//! node's store is a copy of what the group has committed.
+//!
+//! - A publish on this node does not go into the store: it waits in `outgoing` until the
+//!   node's bridge writes it to the group; its confirm waits for the commit (a replication
+//!   ticket, `confirms.rs`). Every member, this one included, then adds the committed
+//!   message to its copy (`VHost::replica_enqueued`).
+//! - Only the member that leads the group hands messages to consumers: the copies of the
+//!   others wait, ready, for the day their node leads (a message delivered by a leader
+//!   that died unacked is delivered again by the next one: at least once).
+//! - A message that leaves this node's copy for good (acked, dropped, purged) is named in
+//!   `settled` by its group id, for the bridge to write as a settle; a settle committed by
+//!   the group removes the message from every copy that still has it.
+//!
+//! The copy is kept with transient records (nothing synced for it): the group's log is
+//! what is durable, and after a restart the copy is rebuilt from the group.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// The cluster side of a replicated quorum queue on this node.
+#[derive(Debug, Default)]
+pub struct Replica {
+    /// This node leads the queue's group (and so delivers its messages).
+    pub leading: bool,
+    /// Published here, not yet handed to the group: the stored message and the ticket its
+    /// confirm waits for.
+    pub outgoing: Vec<(Bytes, u64)>,
+    /// Group ids of messages that left this node's copy, not yet handed to the group.
+    pub settled: Vec<u64>,
+    /// Store seq -> group message id, and back.
+    id_of: HashMap<u64, u64>,
+    seq_of: HashMap<u64, u64>,
+    /// Wakes the bridge's task for this queue when `outgoing` or `settled` grows.
+    pub wake: Arc<Notify>,
+}
+
+impl Replica {
+    /// Records that group message `id` is stored here as `seq`.
+    pub fn stored(&mut self, id: u64, seq: u64) {
+        self.id_of.insert(seq, id);
+        self.seq_of.insert(id, seq);
+    }
+
+    /// Whether group message `id` is in this node's copy.
+    pub fn holds(&self, id: u64) -> bool {
+        self.seq_of.contains_key(&id)
+    }
+
+    /// The store seq of group message `id`, forgetting it: the caller removes it from the
+    /// store because the group settled it (so it is not written back as a settle).
+    pub fn forget_id(&mut self, id: u64) -> Option<u64> {
+        let seq = self.seq_of.remove(&id)?;
+        self.id_of.remove(&seq);
+        Some(seq)
+    }
+
+    /// Message `seq` left the copy here: its settle goes to the group.
+    pub fn left(&mut self, seq: u64) {
+        if let Some(id) = self.id_of.remove(&seq) {
+            self.seq_of.remove(&id);
+            self.settled.push(id);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Forgets every message (the copy is rebuilt from a snapshot of the group).
+    pub fn clear(&mut self) {
+        self.id_of.clear();
+        self.seq_of.clear();
+    }
+
+    /// What the bridge writes next: the messages published here and the settles.
+    pub fn take_work(&mut self) -> (Vec<(Bytes, u64)>, Vec<u64>) {
+        (
+            std::mem::take(&mut self.outgoing),
+            std::mem::take(&mut self.settled),
+        )
+    }
+}

@@ -1,0 +1,236 @@
+//! The model's side of quorum queues replicated by a cluster (`queue/replica.rs` says how
+//! such a queue behaves). The cluster is wired in by the server: it implements
+//! `QueueReplication` (told when a client declares or deletes a quorum queue here) and
+//! calls the `replica_*` methods below with what its Raft groups commit. The model never
+//! waits for the cluster: a publish leaves its message in the queue's `outgoing` list and
+//! its confirm waits on a replication ticket.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use warren_storage::BatchRecord;
+
+use super::confirms::ReplicaTickets;
+use super::declare::QueueSpec;
+use super::error::BrokerError;
+use super::queue::replica::Replica;
+use super::vhost::{now_millis, VHost};
+
+/// What the cluster is told by the model.
+pub trait QueueReplication: Send + Sync {
+    /// A client declared quorum queue `name` in `vhost` on this node (`args_raw`: its
+    /// arguments as the client sent them).
+    fn declared(&self, vhost: &str, name: &str, args_raw: &[u8]);
+    /// A client deleted it.
+    fn deleted(&self, vhost: &str, name: &str);
+}
+
+/// The cluster's hook, set once by the server when the node is in a cluster, and the
+/// tickets replicated publishes' confirms wait for; every vhost shares it.
+#[derive(Default)]
+pub struct ReplicationSlot {
+    hook: OnceLock<Arc<dyn QueueReplication>>,
+    pub tickets: Arc<ReplicaTickets>,
+}
+
+impl ReplicationSlot {
+    /// Sets the hook; false if one was set already.
+    pub fn set(&self, hook: Arc<dyn QueueReplication>) -> bool {
+        self.hook.set(hook).is_ok()
+    }
+
+    pub fn get(&self) -> Option<&Arc<dyn QueueReplication>> {
+        self.hook.get()
+    }
+}
+
+/// The connection id of work that is not a client's (not authorised per user).
+const NO_CONNECTION: u64 = 0;
+
+impl VHost {
+    /// Tells the cluster about a quorum queue a client declared (and makes it a replica:
+    /// its messages go through the group from the first publish on).
+    pub(super) fn replicate_declared(&mut self, name: &Arc<str>) {
+        let Some(hook) = self.replication.get().cloned() else {
+            return;
+        };
+        if self.from_cluster {
+            return;
+        }
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
+        let Some(qs) = q.quorum.as_mut() else {
+            return;
+        };
+        qs.replica.get_or_insert_with(Box::default);
+        hook.declared(&self.name, name, &q.args_raw);
+    }
+
+    /// Makes every quorum queue here a replica waiting for its group; returns their names
+    /// and arguments.
+    pub(super) fn make_quorum_queues_replicas(&mut self) -> Vec<(String, Vec<u8>)> {
+        let mut found = Vec::new();
+        for q in self.queues.values_mut() {
+            if let Some(qs) = q.quorum.as_mut() {
+                qs.replica.get_or_insert_with(Box::default);
+                found.push((q.name.to_string(), q.args_raw.clone()));
+            }
+        }
+        found
+    }
+
+    /// Tells the cluster a client deleted quorum queue `name`.
+    pub(super) fn replicate_deleted(&self, name: &str) {
+        if let Some(hook) = self.replication.get().filter(|_| !self.from_cluster) {
+            hook.deleted(&self.name, name);
+        }
+    }
+
+    /// Makes quorum queue `name` a replica of its group, declaring it (durable, with
+    /// `args_raw`) if this node does not have it yet. Its store is emptied: the copy is
+    /// rebuilt from the group. Returns the handle that wakes the bridge for it.
+    pub fn replica_attach(
+        &mut self,
+        name: &str,
+        args_raw: &[u8],
+    ) -> Result<Arc<Notify>, BrokerError> {
+        if !self.queues.contains_key(name) {
+            let spec = QueueSpec {
+                name,
+                passive: false,
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+                args_raw,
+            };
+            self.from_cluster = true;
+            let declared = self.queue_declare(NO_CONNECTION, &spec);
+            self.from_cluster = false;
+            declared?;
+        }
+        let q = self.queues.get_mut(name).expect("declared above");
+        let Some(qs) = q.quorum.as_mut() else {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "queue '{name}' in vhost '{}' exists and is not a quorum queue",
+                self.name
+            )));
+        };
+        let replica = qs.replica.get_or_insert_with(Box::default);
+        replica.clear();
+        let wake = replica.wake.clone();
+        q.purge_ready().map_err(BrokerError::storage)?;
+        Ok(wake)
+    }
+
+    /// The cluster deleted quorum queue `name` (a client deleted it on some node).
+    pub fn replica_delete(&mut self, name: &str) {
+        self.from_cluster = true;
+        let _ = self.queue_delete(NO_CONNECTION, name, false, false);
+        self.from_cluster = false;
+    }
+
+    /// The publishes and settles waiting for the group (`None`: no such replica).
+    pub fn replica_work(&mut self, name: &str) -> Option<(Vec<(Bytes, u64)>, Vec<u64>)> {
+        let replica = self
+            .queues
+            .get_mut(name)?
+            .quorum
+            .as_mut()?
+            .replica
+            .as_mut()?;
+        Some(replica.take_work())
+    }
+
+    /// Messages the group committed (ids and stored bytes): added to this node's copy and
+    /// handed to consumers if this node leads.
+    pub fn replica_enqueued(&mut self, name: &str, messages: &[(u64, &[u8])]) {
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
+        let now = now_millis();
+        for &(id, message) in messages {
+            if q.quorum
+                .as_ref()
+                .and_then(|qs| qs.replica.as_ref())
+                .is_none_or(|r| r.holds(id))
+            {
+                continue;
+            }
+            let parts = [message];
+            // Transient: the group's log is what is durable (module comment of replica.rs).
+            let record = BatchRecord {
+                timestamp: now,
+                persistent: false,
+                kind: 0,
+                parts: &parts,
+            };
+            let Ok(seq) = q.append_one(record) else {
+                continue;
+            };
+            q.counters.publish += 1;
+            q.appended(super::queue::body_len(message), message_header(message));
+            if let Some(r) = q.quorum.as_mut().and_then(|qs| qs.replica.as_mut()) {
+                r.stored(id, seq);
+            }
+        }
+        self.dispatch(name);
+    }
+
+    /// Settles the group committed: the messages leave this node's copy (a delivery still
+    /// out here is left to its channel, whose ack then finds nothing to remove).
+    pub fn replica_settled(&mut self, name: &str, ids: &[u64]) {
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
+        for &id in ids {
+            let seq = q
+                .quorum
+                .as_mut()
+                .and_then(|qs| qs.replica.as_mut())
+                .and_then(|r| r.forget_id(id));
+            if let Some(seq) = seq {
+                let _ = q.ack(seq);
+            }
+        }
+    }
+
+    /// The group's state replaced this node's copy whole (a snapshot installed).
+    pub fn replica_reset(&mut self, name: &str, messages: &[(u64, &[u8])]) {
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
+        if let Some(r) = q.quorum.as_mut().and_then(|qs| qs.replica.as_mut()) {
+            r.clear();
+        }
+        let _ = q.purge_ready();
+        self.replica_enqueued(name, messages);
+    }
+
+    /// Whether this node leads the queue's group: only the leader delivers.
+    pub fn replica_leading(&mut self, name: &str, leading: bool) {
+        let Some(r) = self
+            .queues
+            .get_mut(name)
+            .and_then(|q| q.quorum.as_mut())
+            .and_then(|qs| qs.replica.as_mut())
+        else {
+            return;
+        };
+        r.leading = leading;
+        if leading {
+            self.dispatch(name);
+        }
+    }
+}
+
+/// The content header of a stored message (empty if it cannot be read).
+fn message_header(stored: &[u8]) -> &[u8] {
+    super::message::view(stored).map_or(&[], |m| m.header)
+}
+
+/// A queue's replica, if it has one.
+pub(super) fn replica_of(q: &mut super::queue::Queue) -> Option<&mut Replica> {
+    q.quorum.as_mut()?.replica.as_deref_mut()
+}

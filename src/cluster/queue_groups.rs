@@ -1,0 +1,150 @@
+//! The quorum queues' Raft groups on this node: one group per queue, named `queue-N`
+//! (N: the index of the metadata entry that declared the queue, the same on every node),
+//! its log, snapshot and state under `DATA_DIR/cluster/queues/N/`. The metadata group
+//! says which queues exist and which nodes hold each; the bridge (`src/replication.rs`)
+//! opens and closes the groups here as it learns that.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use openraft::{BasicNode, Raft};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::group::{Group, GroupRpc, WriteError};
+use super::log_store::LogStore;
+use super::machine::Tapped;
+use super::meta_machine::{MetaCommand, MetaRaft, MetaResponse, MetaState};
+use super::network::GroupNetwork;
+use super::node::{raft_config, ClusterNode, WRITE_DEADLINE};
+use super::queue_machine::{QueueMachine, QueueState};
+use super::types::{QueueCommand, QueueRaft};
+
+/// What the metadata group tells its tap.
+pub type MetaTap = UnboundedReceiver<Tapped<MetaCommand, MetaState>>;
+/// What a queue group tells its tap.
+pub type QueueTap = UnboundedReceiver<Tapped<QueueCommand, QueueState>>;
+
+/// A queue group opened on this node: the group, its state when the tap started, and
+/// the tap.
+pub struct OpenedQueue {
+    pub group: Arc<Group<QueueRaft>>,
+    pub state: QueueState,
+    pub tap: QueueTap,
+}
+
+/// A queue group's name on the cluster port.
+pub fn queue_group_name(group: u64) -> String {
+    format!("queue-{group}")
+}
+
+impl ClusterNode {
+    /// The metadata as applied so far, and what is applied from now on.
+    pub async fn meta_tap(&self) -> (MetaState, MetaTap) {
+        self.meta_machine.tap::<MetaRaft>().await
+    }
+
+    /// Commits a metadata command (through the leader).
+    pub async fn meta_write(&self, cmd: MetaCommand) -> Result<MetaResponse, WriteError> {
+        self.meta.write(cmd, WRITE_DEADLINE).await
+    }
+
+    /// The metadata group's voters: the nodes a new quorum queue is spread over.
+    pub fn voters(&self) -> Vec<u64> {
+        let m = self.meta.raft.metrics().borrow().clone();
+        m.membership_config.membership().voter_ids().collect()
+    }
+
+    /// Opens queue group `group` with `members` (this node among them). The first member
+    /// initialises a new group; the others wait to hear from it.
+    pub async fn open_queue_group(&self, group: u64, members: &[u64]) -> io::Result<OpenedQueue> {
+        if let Some(g) = self
+            .queue_groups
+            .read()
+            .expect("groups")
+            .get(&group)
+            .cloned()
+        {
+            let _ = g; // Opened already: the caller holds its tap.
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("queue group {group} is open"),
+            ));
+        }
+        let dir = self
+            .data_dir
+            .join("cluster")
+            .join("queues")
+            .join(group.to_string());
+        let store = LogStore::<QueueRaft>::open(&dir, self.log.clone(), self.commit.clone())?;
+        let machine = QueueMachine::open(&dir, None)?;
+        let (state, tap) = machine.tap::<QueueRaft>().await;
+        let name: Arc<str> = queue_group_name(group).into();
+        let raft = Raft::new(
+            self.config.node_id,
+            raft_config(),
+            GroupNetwork::new(self.peers.clone(), name.clone()),
+            store,
+            machine,
+        )
+        .await
+        .map_err(|e| io::Error::other(format!("queue group {group}: {e}")))?;
+        let g = Arc::new(Group::new(name.clone(), raft, self.peers.clone()));
+        self.queue_groups
+            .write()
+            .expect("groups")
+            .insert(group, g.clone());
+        let rpc: Arc<dyn GroupRpc> = g.clone();
+        self.groups
+            .write()
+            .expect("groups")
+            .insert(name.to_string(), rpc);
+        if members.first() == Some(&self.config.node_id) {
+            let initialized = g.raft.is_initialized().await.unwrap_or(true);
+            if !initialized {
+                let addresses = self
+                    .meta_machine
+                    .inspect(|s| {
+                        members
+                            .iter()
+                            .map(|id| {
+                                let addr = s.nodes.get(id).map(|n| n.cluster.clone());
+                                (*id, BasicNode::new(addr.unwrap_or_default()))
+                            })
+                            .collect::<BTreeMap<_, _>>()
+                    })
+                    .await;
+                if let Err(e) = g.raft.initialize(addresses).await {
+                    tracing::debug!("queue group {group} already initialised: {e}");
+                }
+            }
+        }
+        Ok(OpenedQueue {
+            group: g,
+            state,
+            tap,
+        })
+    }
+
+    /// Stops queue group `group` and removes its files (the queue was deleted).
+    pub async fn close_queue_group(&self, group: u64) {
+        let g = self.queue_groups.write().expect("groups").remove(&group);
+        self.groups
+            .write()
+            .expect("groups")
+            .remove(&queue_group_name(group));
+        if let Some(g) = g {
+            let _ = g.raft.shutdown().await;
+        }
+        let dir = self
+            .data_dir
+            .join("cluster")
+            .join("queues")
+            .join(group.to_string());
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!("cluster: removing {}: {e}", dir.display());
+            }
+        }
+    }
+}

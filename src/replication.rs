@@ -1,0 +1,336 @@
+//! The bridge between the broker's quorum queues and the cluster's Raft groups (wired by
+//! the server when the node is in a cluster; the broker and the cluster know nothing of
+//! each other):
+//!
+//! - a client declares (or deletes) a quorum queue on any node: the bridge writes it to the
+//!   metadata group, with the nodes that will hold it (every voter, the list rotated by
+//!   the queue's name so that groups' first members, and so their leaders, are spread);
+//! - every node applies that entry: it declares the queue in its broker if it has not
+//!   (`VHost::replica_attach`), opens the queue's group and starts a task that feeds what
+//!   the group commits into the broker's copy, tells it whether this node leads, and
+//!   writes what is published and settled here to the group (the confirm tickets of those
+//!   publishes complete when the write commits, or fail after the write deadline).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use openraft::ServerState;
+
+use crate::broker::confirms::ReplicaTickets;
+use crate::broker::replicated::QueueReplication;
+use crate::broker::BrokerHandle;
+use crate::cluster::machine::Tapped;
+use crate::cluster::meta_machine::{MetaCommand, MetaState, QueueDecl};
+use crate::cluster::node::ClusterNode;
+use crate::cluster::queue_groups::{MetaTap, OpenedQueue};
+use crate::cluster::queue_machine::QueueState;
+use crate::cluster::types::{message_id, QueueCommand};
+
+/// Most messages written to a group in one entry.
+const WRITE_BATCH: usize = 4096;
+
+/// The bridge of one node.
+pub struct Replication {
+    node: Arc<ClusterNode>,
+    broker: BrokerHandle,
+    tickets: Arc<ReplicaTickets>,
+    /// The queues whose groups are open here: (vhost, name) -> group number.
+    open: Mutex<HashMap<(String, String), u64>>,
+}
+
+/// Starts the bridge: hands the broker's quorum queues to the cluster, opens the groups
+/// of the queues the metadata group knows, and follows it from then on.
+pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replication> {
+    let bridge = Arc::new(Replication {
+        tickets: broker.replica_tickets(),
+        node: node.clone(),
+        broker: broker.clone(),
+        open: Mutex::default(),
+    });
+    let local = broker.replicate_quorum_queues(bridge.clone());
+    let (state, tap) = node.meta_tap().await;
+    bridge.reconcile(&state).await;
+    for (vhost, name, arguments) in local {
+        if state.queue_group(&vhost, &name).is_none() {
+            // Declared before this node was in a cluster (or the write was lost): the
+            // cluster learns of it now.
+            bridge.declared(&vhost, &name, &arguments);
+        }
+    }
+    tokio::spawn(bridge.clone().follow_meta(tap));
+    bridge
+}
+
+/// The nodes a new queue is spread over: every voter, rotated by the name's hash.
+fn members_for(voters: &[u64], vhost: &str, name: &str) -> Vec<u64> {
+    let mut members = voters.to_vec();
+    members.sort_unstable();
+    if members.is_empty() {
+        return members;
+    }
+    let hash = crc32fast::hash(format!("{vhost}/{name}").as_bytes()) as usize;
+    let turn = hash % members.len();
+    members.rotate_left(turn);
+    members
+}
+
+impl QueueReplication for Replication {
+    fn declared(&self, vhost: &str, name: &str, args_raw: &[u8]) {
+        let decl = QueueDecl {
+            vhost: vhost.into(),
+            name: name.into(),
+            arguments: args_raw.to_vec(),
+            members: members_for(&self.node.voters(), vhost, name),
+        };
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = node
+                .meta_write(MetaCommand::DeclareQueue(decl.clone()))
+                .await
+            {
+                tracing::warn!(
+                    vhost = %decl.vhost,
+                    queue = %decl.name,
+                    "cluster: quorum queue not recorded in the cluster: {e}"
+                );
+            }
+        });
+    }
+
+    fn deleted(&self, vhost: &str, name: &str) {
+        let cmd = MetaCommand::DeleteQueue {
+            vhost: vhost.into(),
+            name: name.into(),
+        };
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = node.meta_write(cmd).await {
+                tracing::warn!("cluster: quorum queue deletion not recorded: {e}");
+            }
+        });
+    }
+}
+
+impl Replication {
+    /// Follows the metadata group: queues declared and deleted, a snapshot installed.
+    async fn follow_meta(self: Arc<Self>, mut tap: MetaTap) {
+        while let Some(event) = tap.recv().await {
+            match event {
+                Tapped::Applied(index, MetaCommand::DeclareQueue(decl)) => {
+                    self.ensure(index, &decl).await;
+                }
+                Tapped::Applied(_, MetaCommand::DeleteQueue { vhost, name }) => {
+                    self.remove(&vhost, &name).await;
+                }
+                Tapped::Applied(_, MetaCommand::NodeUp(_)) => {}
+                Tapped::Reset(state) => self.reconcile(&state).await,
+            }
+        }
+    }
+
+    /// Opens every queue `state` has, closes the ones it no longer has.
+    async fn reconcile(&self, state: &MetaState) {
+        for (group, decl) in &state.queues {
+            self.ensure(*group, decl).await;
+        }
+        let gone: Vec<(String, String)> = {
+            let open = self.open.lock().expect("open");
+            open.keys()
+                .filter(|(v, n)| state.queue_group(v, n).is_none())
+                .cloned()
+                .collect()
+        };
+        for (vhost, name) in gone {
+            self.remove(&vhost, &name).await;
+        }
+    }
+
+    /// Makes queue `decl` (group `group`) a replica here and opens its group, once.
+    async fn ensure(&self, group: u64, decl: &QueueDecl) {
+        let key = (decl.vhost.clone(), decl.name.clone());
+        if self.open.lock().expect("open").contains_key(&key) {
+            return; // A repeated declaration: the queue's group is the first one's.
+        }
+        let Some(vh) = self.broker.vhost(&decl.vhost) else {
+            tracing::warn!(vhost = %decl.vhost, queue = %decl.name,
+                "cluster: quorum queue in a vhost this node does not have");
+            return;
+        };
+        let wake = match vh.with(|m| m.replica_attach(&decl.name, &decl.arguments)) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(vhost = %decl.vhost, queue = %decl.name,
+                    "cluster: cannot hold quorum queue here: {e}");
+                return;
+            }
+        };
+        if !decl.members.contains(&self.node.node_id()) {
+            tracing::warn!(queue = %decl.name, "cluster: this node is not a member of the queue's group");
+            return;
+        }
+        let opened = match self.node.open_queue_group(group, &decl.members).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(queue = %decl.name, "cluster: cannot open the queue's group: {e}");
+                return;
+            }
+        };
+        self.open.lock().expect("open").insert(key, group);
+        tracing::info!(vhost = %decl.vhost, queue = %decl.name, group, members = ?decl.members,
+            "cluster: quorum queue replicated");
+        let feed = QueueFeed {
+            vhost: vh,
+            name: decl.name.clone(),
+            me: self.node.node_id(),
+        };
+        tokio::spawn(
+            feed.clone()
+                .write(opened.group.clone(), wake, self.tickets.clone()),
+        );
+        tokio::spawn(feed.follow(opened));
+    }
+
+    /// The queue was deleted in the cluster: gone here too, with its group.
+    async fn remove(&self, vhost: &str, name: &str) {
+        let group = self
+            .open
+            .lock()
+            .expect("open")
+            .remove(&(vhost.to_string(), name.to_string()));
+        if let Some(vh) = self.broker.vhost(vhost) {
+            vh.with(|m| m.replica_delete(name));
+        }
+        if let Some(group) = group {
+            self.node.close_queue_group(group).await;
+        }
+    }
+}
+
+/// One replicated queue on this node: its broker vhost and name.
+#[derive(Clone)]
+struct QueueFeed {
+    vhost: crate::broker::VHostHandle,
+    name: String,
+    me: u64,
+}
+
+/// A queue state's messages as (id, stored bytes).
+fn messages_of(state: &QueueState) -> Vec<(u64, &[u8])> {
+    state
+        .messages
+        .iter()
+        .map(|(id, held)| (*id, held.message.as_slice()))
+        .collect()
+}
+
+impl QueueFeed {
+    /// Feeds what the group applies into the broker's copy and follows its leadership,
+    /// until the group stops.
+    async fn follow(self, opened: OpenedQueue) {
+        let OpenedQueue {
+            group,
+            state,
+            mut tap,
+        } = opened;
+        let name = self.name.as_str();
+        let initial = messages_of(&state);
+        self.vhost.with(|m| m.replica_reset(name, &initial));
+        drop(state);
+        let mut metrics = group.raft.metrics();
+        let mut leading = false;
+        loop {
+            tokio::select! {
+                event = tap.recv() => match event {
+                    None => return,
+                    Some(Tapped::Applied(index, cmd)) => self.apply(index, cmd),
+                    Some(Tapped::Reset(state)) => {
+                        let all = messages_of(&state);
+                        self.vhost.with(|m| m.replica_reset(name, &all));
+                    }
+                },
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = {
+                        let m = metrics.borrow_and_update();
+                        m.state == ServerState::Leader && m.current_leader == Some(self.me)
+                    };
+                    if now != leading {
+                        leading = now;
+                        tracing::info!(queue = %self.name, leading, "cluster: queue leadership changed");
+                        self.vhost.with(|m| m.replica_leading(name, now));
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&self, index: u64, cmd: QueueCommand) {
+        let name = self.name.as_str();
+        match cmd {
+            QueueCommand::Enqueue { message } => {
+                let one = [(message_id(index, 0), message.as_slice())];
+                self.vhost.with(|m| m.replica_enqueued(name, &one));
+            }
+            QueueCommand::EnqueueBatch { messages } => {
+                let all: Vec<(u64, &[u8])> = messages
+                    .iter()
+                    .enumerate()
+                    .map(|(k, msg)| (message_id(index, k), msg.as_slice()))
+                    .collect();
+                self.vhost.with(|m| m.replica_enqueued(name, &all));
+            }
+            QueueCommand::Settle { id } => self.vhost.with(|m| m.replica_settled(name, &[id])),
+            QueueCommand::SettleBatch { ids } => self.vhost.with(|m| m.replica_settled(name, &ids)),
+            // Delivery counts are kept by the leader's broker (not replicated yet).
+            QueueCommand::Return { .. } => {}
+        }
+    }
+
+    /// Writes what is published and settled on this node to the group, one batch at a
+    /// time (what arrives meanwhile makes the next batch), until the queue is gone.
+    async fn write(
+        self,
+        group: Arc<crate::cluster::group::Group<crate::cluster::types::QueueRaft>>,
+        wake: Arc<tokio::sync::Notify>,
+        tickets: Arc<ReplicaTickets>,
+    ) {
+        let deadline = std::time::Duration::from_secs(10);
+        loop {
+            wake.notified().await;
+            loop {
+                let Some((published, settled)) = self.vhost.with(|m| m.replica_work(&self.name))
+                else {
+                    return; // The queue is gone.
+                };
+                if published.is_empty() && settled.is_empty() {
+                    break;
+                }
+                for chunk in published.chunks(WRITE_BATCH) {
+                    let messages: Vec<Vec<u8>> = chunk
+                        .iter()
+                        .map(|(b, _): &(Bytes, u64)| b.to_vec())
+                        .collect();
+                    let written = group
+                        .write(QueueCommand::EnqueueBatch { messages }, deadline)
+                        .await;
+                    if let Err(e) = &written {
+                        tracing::warn!(queue = %self.name, "cluster: publishes not committed: {e}");
+                    }
+                    for (_, t) in chunk {
+                        tickets.complete(*t, written.is_ok());
+                    }
+                }
+                if !settled.is_empty() {
+                    let cmd = QueueCommand::SettleBatch { ids: settled };
+                    if let Err(e) = group.write(cmd, deadline).await {
+                        // The messages stay in the group: delivered again (at least once).
+                        tracing::warn!(queue = %self.name, "cluster: settles not committed: {e}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Quorum queues replicated by a cluster (issue 16): three `warren` processes on loopback
+//! (a fault-injecting proxy on every link, `cluster_support`), a real client (lapin). A
+//! quorum queue declared on one node becomes a Raft group on all three; publishes with
+//! confirms on a node that does not lead it are confirmed once the group has them; the
+//! leader is killed with SIGKILL and every confirmed message that was not acked is
+//! delivered by the new leader; the killed node comes back and catches up.
+
+mod cluster_support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use cluster_support::Cluster;
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde_json::Value;
+
+const ELECTION: Duration = Duration::from_secs(20);
+
+fn wait_for<T>(what: &str, c: &Cluster, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < until,
+            "{what}: not within {within:?}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The status of the (only) queue group on node `id`.
+fn queue_group(c: &Cluster, id: u64) -> Option<Value> {
+    let s = c.node(id).status()?;
+    s["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| g["group"].as_str().is_some_and(|n| n.starts_with("queue-")))
+        .cloned()
+}
+
+/// The queue group's leader as every node of `ids` sees it (all agreeing, not `not`).
+fn queue_leader(c: &Cluster, ids: &[u64], not: Option<u64>) -> u64 {
+    wait_for("an agreed queue leader", c, ELECTION, || {
+        let leaders: Vec<Option<u64>> = ids
+            .iter()
+            .map(|id| queue_group(c, *id).and_then(|g| g["leader"].as_u64()))
+            .collect();
+        let first = (*leaders.first()?)?;
+        (leaders.iter().all(|l| *l == Some(first)) && Some(first) != not && ids.contains(&first))
+            .then_some(first)
+    })
+}
+
+/// The queue's message count in node `id`'s copy (its management API).
+fn messages(c: &Cluster, id: u64) -> Option<u64> {
+    c.node(id).api_get("/api/queues/%2F/orders")?["messages"].as_u64()
+}
+
+fn applied(c: &Cluster, id: u64) -> Option<u64> {
+    queue_group(c, id)?["last_applied"].as_u64()
+}
+
+async fn connect(port: u16) -> Connection {
+    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    for _ in 0..200 {
+        if let Ok(c) = Connection::connect(&url, ConnectionProperties::default()).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no broker on port {port}");
+}
+
+fn quorum() -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    t
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+/// Publishes `bodies` to `queue` with confirms; returns how many were acked.
+async fn publish_all(ch: &Channel, queue: &str, bodies: &[String]) -> usize {
+    let mut confirms = Vec::new();
+    for b in bodies {
+        let c = ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                Default::default(),
+                b.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap();
+        confirms.push(c);
+    }
+    let mut acked = 0;
+    for c in confirms {
+        acked += c.await.unwrap().is_ack() as usize;
+    }
+    acked
+}
+
+/// Consumes from `queue` until `want` distinct bodies have arrived (acking each), or
+/// `within` passes; returns every body received, duplicates included.
+async fn consume(ch: &Channel, queue: &str, want: usize, within: Duration) -> Vec<String> {
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut distinct = BTreeSet::new();
+    let until = tokio::time::Instant::now() + within;
+    while distinct.len() < want {
+        let next = tokio::time::timeout_at(until, consumer.next()).await;
+        let Ok(Some(Ok(d))) = next else {
+            break;
+        };
+        let body = String::from_utf8(d.data.clone()).unwrap();
+        distinct.insert(body.clone());
+        got.push(body);
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    got
+}
+
+fn bodies(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("m-{i:04}")).collect()
+}
+
+#[test]
+fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
+    let mut c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Declared on node 1: a group on every node, the same leader seen by all.
+    let port1 = c.node(1).amqp;
+    rt.block_on(async {
+        let conn = connect(port1).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare("orders".into(), durable(), quorum())
+            .await
+            .unwrap();
+        conn.close(200, "bye".into()).await.unwrap();
+    });
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    for id in 1..=3 {
+        let g = queue_group(&c, id).expect("the queue's group on every node");
+        let mut voters: Vec<u64> = g["voters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        voters.sort_unstable();
+        assert_eq!(voters, [1, 2, 3], "node {id}: {g}");
+    }
+
+    // Published with confirms on a node that does not lead the queue (forwarded), then
+    // 100 consumed and acked on the leader.
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let (fport, lport) = (c.node(follower).amqp, c.node(leader).amqp);
+    let first = rt.block_on(async {
+        let conn = connect(fport).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let acked = publish_all(&ch, "orders", &bodies(0..500)).await;
+        assert_eq!(acked, 500, "every publish confirmed with an ack");
+        let conn = connect(lport).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.basic_qos(100, Default::default()).await.unwrap();
+        let got = consume(&ch, "orders", 100, Duration::from_secs(20)).await;
+        ch.close(200, "bye".into()).await.unwrap();
+        got
+    });
+    let first: BTreeSet<String> = first.into_iter().collect();
+    assert!(first.len() >= 100, "the leader delivered {}", first.len());
+    // Every node's copy holds what is left once the group has the acks as settles.
+    let left = 500 - first.len() as u64;
+    wait_for(
+        "every node's copy without the acked messages",
+        &c,
+        ELECTION,
+        || {
+            (1..=3)
+                .all(|id| messages(&c, id) == Some(left))
+                .then_some(())
+        },
+    );
+
+    // kill -9 of the queue's leader: the two others elect a new one, which delivers every
+    // confirmed message that was not acked.
+    c.node_mut(leader).kill();
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let killed_at = Instant::now();
+    let new_leader = queue_leader(&c, &others, Some(leader));
+    println!(
+        "queue leader {leader} killed; node {new_leader} leads after {:?}",
+        killed_at.elapsed()
+    );
+    let nport = c.node(new_leader).amqp;
+    let rest = rt.block_on(async {
+        let conn = connect(nport).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        // The queue takes publishes again, on the new leader.
+        assert_eq!(publish_all(&ch, "orders", &bodies(500..600)).await, 100);
+        let left: usize = 600 - first.len();
+        consume(&ch, "orders", left, Duration::from_secs(30)).await
+    });
+    let rest_set: BTreeSet<String> = rest.iter().cloned().collect();
+    let all: BTreeSet<String> = bodies(0..600).into_iter().collect();
+    let wanted: BTreeSet<String> = all.difference(&first).cloned().collect();
+    let missing: Vec<&String> = wanted.difference(&rest_set).collect();
+    assert!(
+        missing.is_empty(),
+        "confirmed, never acked, not delivered: {missing:?}"
+    );
+    let invented: Vec<&String> = rest_set.difference(&all).collect();
+    assert!(
+        invented.is_empty(),
+        "delivered but never published: {invented:?}"
+    );
+    // Acked before the kill and settled by the group: not delivered again.
+    assert!(rest_set.is_disjoint(&first), "acked messages came back");
+
+    // The killed node restarts on its data dir and catches up with the group.
+    c.node_mut(leader).start();
+    wait_for("the restarted node catches up", &c, ELECTION, || {
+        let a: Vec<Option<u64>> = (1..=3).map(|id| applied(&c, id)).collect();
+        (a.iter().all(|x| x.is_some() && *x == a[0])).then_some(())
+    });
+}
