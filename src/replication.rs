@@ -18,6 +18,7 @@ use bytes::Bytes;
 use openraft::ServerState;
 
 use crate::broker::confirms::ReplicaTickets;
+use crate::broker::queue::replica::ReplicaWork;
 use crate::broker::replicated::QueueReplication;
 use crate::broker::BrokerHandle;
 use crate::cluster::machine::Tapped;
@@ -284,8 +285,10 @@ impl QueueFeed {
             }
             QueueCommand::Settle { id } => self.vhost.with(|m| m.replica_settled(name, &[id])),
             QueueCommand::SettleBatch { ids } => self.vhost.with(|m| m.replica_settled(name, &ids)),
-            // Delivery counts are kept by the leader's broker (not replicated yet).
-            QueueCommand::Return { .. } => {}
+            QueueCommand::Return { id } => self.vhost.with(|m| m.replica_returned(name, &[id])),
+            QueueCommand::ReturnBatch { ids } => {
+                self.vhost.with(|m| m.replica_returned(name, &ids))
+            }
         }
     }
 
@@ -301,11 +304,15 @@ impl QueueFeed {
         loop {
             wake.notified().await;
             loop {
-                let Some((published, settled)) = self.vhost.with(|m| m.replica_work(&self.name))
+                let Some(ReplicaWork {
+                    published,
+                    settled,
+                    returned,
+                }) = self.vhost.with(|m| m.replica_work(&self.name))
                 else {
                     return; // The queue is gone.
                 };
-                if published.is_empty() && settled.is_empty() {
+                if published.is_empty() && settled.is_empty() && returned.is_empty() {
                     break;
                 }
                 for chunk in published.chunks(WRITE_BATCH) {
@@ -321,6 +328,14 @@ impl QueueFeed {
                     }
                     for (_, t) in chunk {
                         tickets.complete(*t, written.is_ok());
+                    }
+                }
+                if !returned.is_empty() {
+                    // Written before the settles: a message returned, then acked, is
+                    // counted before it goes.
+                    let cmd = QueueCommand::ReturnBatch { ids: returned };
+                    if let Err(e) = group.write(cmd, deadline).await {
+                        tracing::warn!(queue = %self.name, "cluster: returns not committed: {e}");
                     }
                 }
                 if !settled.is_empty() {

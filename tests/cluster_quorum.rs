@@ -3,7 +3,8 @@
 //! quorum queue declared on one node becomes a Raft group on all three; publishes with
 //! confirms on a node that does not lead it are confirmed once the group has them; the
 //! leader is killed with SIGKILL and every confirmed message that was not acked is
-//! delivered by the new leader; the killed node comes back and catches up.
+//! delivered by the new leader, a returned one with the delivery count the old leader
+//! gave it; the killed node comes back and catches up.
 
 mod cluster_support;
 
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 use cluster_support::Cluster;
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -146,6 +148,19 @@ async fn consume(ch: &Channel, queue: &str, want: usize, within: Duration) -> Ve
     got
 }
 
+async fn get(ch: &Channel) -> Option<lapin::message::BasicGetMessage> {
+    ch.basic_get("orders".into(), BasicGetOptions { no_ack: false })
+        .await
+        .unwrap()
+}
+
+fn delivery_count(props: &BasicProperties) -> Option<i64> {
+    match props.headers().as_ref()?.inner().get("x-delivery-count")? {
+        AMQPValue::LongLongInt(n) => Some(*n),
+        other => panic!("x-delivery-count of an unexpected type: {other:?}"),
+    }
+}
+
 fn bodies(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("m-{i:04}")).collect()
 }
@@ -217,6 +232,35 @@ fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
         },
     );
 
+    // A return on the leader (basic.get, then nack with requeue) is counted by every copy:
+    // the next leader goes on from it.
+    let before = applied(&c, leader).expect("applied");
+    let returned = rt.block_on(async {
+        let conn = connect(lport).await;
+        let ch = conn.create_channel().await.unwrap();
+        let m = get(&ch).await.expect("a message");
+        // Messages the consumer above had been sent but not acked went back when its
+        // channel closed: already counted once.
+        let count = delivery_count(&m.delivery.properties).expect("x-delivery-count on a get");
+        ch.basic_nack(
+            m.delivery.delivery_tag,
+            BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            },
+        )
+        .await
+        .unwrap();
+        conn.close(200, "bye".into()).await.unwrap();
+        (String::from_utf8(m.delivery.data.clone()).unwrap(), count)
+    });
+    let (returned, count) = returned;
+    wait_for("the return applied on every node", &c, ELECTION, || {
+        (1..=3)
+            .all(|id| applied(&c, id).is_some_and(|a| a > before))
+            .then_some(())
+    });
+
     // kill -9 of the queue's leader: the two others elect a new one, which delivers every
     // confirmed message that was not acked.
     c.node_mut(leader).kill();
@@ -234,6 +278,19 @@ fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
+        // The returned message first, with the count the old leader gave it.
+        let m = get(&ch).await.expect("a message");
+        assert_eq!(String::from_utf8_lossy(&m.delivery.data), returned);
+        assert_eq!(delivery_count(&m.delivery.properties), Some(count + 1));
+        ch.basic_nack(
+            m.delivery.delivery_tag,
+            BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            },
+        )
+        .await
+        .unwrap();
         // The queue takes publishes again, on the new leader.
         assert_eq!(publish_all(&ch, "orders", &bodies(500..600)).await, 100);
         let left: usize = 600 - first.len();

@@ -30,7 +30,7 @@ use super::grants::Grants;
 use super::stats::{BrokerStats, StatsSnapshot};
 use super::timers::Deadlines;
 use super::vhost::now_millis;
-use super::vhost::{PendingIo, VHost};
+use super::vhost::{PendingIo, SharedWithBroker, VHost};
 use super::{BrokerConfig, OpenReport};
 
 /// The default vhost, whose files are the data dir itself.
@@ -168,9 +168,11 @@ impl BrokerHandle {
                 &dir,
                 config.log.clone(),
                 commit.clone(),
-                stats.clone(),
-                deadlines.clone(),
-                replication.clone(),
+                SharedWithBroker {
+                    stats: stats.clone(),
+                    deadlines: deadlines.clone(),
+                    replication: replication.clone(),
+                },
                 &mut report,
             )?;
             model.set_queue_limit(access_db::limit_value(def.limits.max_queues));
@@ -500,9 +502,11 @@ impl BrokerHandle {
             &dir,
             self.0.config.log.clone(),
             self.0.commit.clone(),
-            self.0.stats.clone(),
-            self.0.deadlines.clone(),
-            self.0.replication.clone(),
+            SharedWithBroker {
+                stats: self.0.stats.clone(),
+                deadlines: self.0.deadlines.clone(),
+                replication: self.0.replication.clone(),
+            },
             &mut report,
         )
         .map_err(BrokerError::storage)?;

@@ -7,14 +7,13 @@
 
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use tokio::sync::Notify;
 use warren_storage::BatchRecord;
 
 use super::confirms::ReplicaTickets;
 use super::declare::QueueSpec;
 use super::error::BrokerError;
-use super::queue::replica::Replica;
+use super::queue::replica::{Replica, ReplicaWork};
 use super::vhost::{now_millis, VHost};
 
 /// What the cluster is told by the model.
@@ -132,7 +131,7 @@ impl VHost {
     }
 
     /// The publishes and settles waiting for the group (`None`: no such replica).
-    pub fn replica_work(&mut self, name: &str) -> Option<(Vec<(Bytes, u64)>, Vec<u64>)> {
+    pub fn replica_work(&mut self, name: &str) -> Option<ReplicaWork> {
         let replica = self
             .queues
             .get_mut(name)?
@@ -193,6 +192,24 @@ impl VHost {
             if let Some(seq) = seq {
                 let _ = q.ack(seq);
             }
+        }
+    }
+
+    /// Returns the group committed: counted in this copy unless this node leads (the
+    /// leader counted them as they happened), so that a new leader goes on from the count.
+    pub fn replica_returned(&mut self, name: &str, ids: &[u64]) {
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
+        let Some(r) = replica_of(q) else {
+            return;
+        };
+        if r.leading {
+            return;
+        }
+        let seqs: Vec<u64> = ids.iter().filter_map(|id| r.seq_of(*id)).collect();
+        for seq in seqs {
+            q.count_replicated_return(seq);
         }
     }
 

@@ -110,6 +110,14 @@ pub struct VHost {
     pub(super) replica_issued: Vec<u64>,
 }
 
+/// What every vhost shares with the broker (and the other vhosts).
+#[derive(Clone)]
+pub(super) struct SharedWithBroker {
+    pub stats: Arc<BrokerStats>,
+    pub deadlines: Arc<Deadlines>,
+    pub replication: Arc<super::replicated::ReplicationSlot>,
+}
+
 /// A queue's compaction jobs: (queue name, queue id, jobs with their priority level).
 pub(super) type CompactionPlan = (Arc<str>, u64, Vec<(usize, CompactionJob)>);
 
@@ -135,11 +143,14 @@ impl VHost {
         dir: &Path,
         log_config: LogConfig,
         commit: Arc<GroupCommit>,
-        stats: Arc<BrokerStats>,
-        deadlines: Arc<Deadlines>,
-        replication: Arc<super::replicated::ReplicationSlot>,
+        shared: SharedWithBroker,
         report: &mut OpenReport,
     ) -> io::Result<VHost> {
+        let SharedWithBroker {
+            stats,
+            deadlines,
+            replication,
+        } = shared;
         if !dir.join("queues").exists() {
             std::fs::create_dir_all(dir.join("queues"))?;
             // Durable before any queue in it confirms a message.

@@ -1,6 +1,6 @@
 //! The driver of the fuzz target `queue_machine` (issue 17): the input decodes (with
 //! `arbitrary`) into a delivery limit and up to 256 operations on a replicated queue —
-//! enqueue (one message or a batch), settle (one or several) and return (of held messages and of unknown ids), a member catching up
+//! enqueue (one message or a batch), settle and return (one or several; of held messages and of unknown ids), a member catching up
 //! from a snapshot (what a new leader's follower does), and a replay of the whole history
 //! into a fresh machine. Each operation is applied as a Raft entry through
 //! `RaftStateMachine::apply`, and every answer and the state after it are checked against a
@@ -46,6 +46,10 @@ enum Op {
     SettleBatch {
         picks: [u8; 3],
     },
+    /// Several deliveries returned in one entry (picks may repeat or be unknown).
+    ReturnBatch {
+        picks: [u8; 3],
+    },
 }
 
 /// The model: what the queue holds, in enqueue order.
@@ -86,6 +90,17 @@ impl Model {
                     }
                 }
                 QueueResponse::SettledMany { found }
+            }
+            QueueCommand::ReturnBatch { ids } => {
+                let (mut found, mut dropped) = (0, 0);
+                for id in ids {
+                    let one = self.expect(index, &QueueCommand::Return { id: *id });
+                    if let QueueResponse::Returned { returns, kept } = one {
+                        found += (returns > 0) as u64;
+                        dropped += (returns > 0 && !kept) as u64;
+                    }
+                }
+                QueueResponse::ReturnedMany { found, dropped }
             }
             QueueCommand::Return { id } => match at(&self.held, *id) {
                 None => QueueResponse::Returned {
@@ -174,6 +189,13 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                 messages: (0..count % 8).map(|k| vec![k; usize::from(k)]).collect(),
             },
             Op::SettleBatch { picks } => QueueCommand::SettleBatch {
+                ids: picks
+                    .iter()
+                    .map(|&p| pick(p, &model.held))
+                    .chain([message_id(index + 7, 0)])
+                    .collect(),
+            },
+            Op::ReturnBatch { picks } => QueueCommand::ReturnBatch {
                 ids: picks
                     .iter()
                     .map(|&p| pick(p, &model.held))

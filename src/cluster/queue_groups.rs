@@ -58,14 +58,13 @@ impl ClusterNode {
     /// Opens queue group `group` with `members` (this node among them). The first member
     /// initialises a new group; the others wait to hear from it.
     pub async fn open_queue_group(&self, group: u64, members: &[u64]) -> io::Result<OpenedQueue> {
-        if let Some(g) = self
+        if self
             .queue_groups
             .read()
             .expect("groups")
-            .get(&group)
-            .cloned()
+            .contains_key(&group)
         {
-            let _ = g; // Opened already: the caller holds its tap.
+            // Opened already: whoever opened it holds its tap.
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!("queue group {group} is open"),

@@ -16,6 +16,7 @@ use super::types::{message_id, QueueCommand, QueueRaft, QueueResponse, MAX_BATCH
 /// A message held by the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Held {
+    #[serde(with = "super::types::base64_bytes")]
     pub message: Vec<u8>,
     /// Returns so far (RabbitMQ's `x-delivery-count`).
     pub returns: u32,
@@ -62,25 +63,38 @@ impl QueueState {
                     .count() as u64,
             },
             QueueCommand::Return { id } => {
-                let Some(held) = self.messages.get_mut(id) else {
-                    return QueueResponse::Returned {
-                        returns: 0,
-                        kept: false,
-                    };
-                };
-                held.returns = held.returns.saturating_add(1);
-                let returns = held.returns;
-                let kept = self.delivery_limit.is_none_or(|limit| returns <= limit);
-                if !kept {
-                    self.messages.remove(id);
-                }
+                let (returns, kept) = self.return_one(*id);
                 QueueResponse::Returned { returns, kept }
+            }
+            QueueCommand::ReturnBatch { ids } => {
+                let (mut found, mut dropped) = (0, 0);
+                for id in ids {
+                    let (returns, kept) = self.return_one(*id);
+                    found += (returns > 0) as u64;
+                    dropped += (returns > 0 && !kept) as u64;
+                }
+                QueueResponse::ReturnedMany { found, dropped }
             }
         }
     }
 }
 
 impl QueueState {
+    /// One more return of message `id`: its returns so far and whether it stays (0 and
+    /// false for a message the queue does not hold).
+    fn return_one(&mut self, id: u64) -> (u32, bool) {
+        let Some(held) = self.messages.get_mut(&id) else {
+            return (0, false);
+        };
+        held.returns = held.returns.saturating_add(1);
+        let returns = held.returns;
+        let kept = self.delivery_limit.is_none_or(|limit| returns <= limit);
+        if !kept {
+            self.messages.remove(&id);
+        }
+        (returns, kept)
+    }
+
     fn enqueue(&mut self, id: u64, message: &[u8]) {
         let held = Held {
             message: message.to_vec(),

@@ -40,10 +40,16 @@ impl<C> GroupTypes for C where
 pub enum QueueCommand {
     /// A published message (the stored message bytes: exchange, routing key, content
     /// header, body). Its id is `message_id(index, 0)`, `index` the entry's.
-    Enqueue { message: Vec<u8> },
+    Enqueue {
+        #[serde(with = "base64_bytes")]
+        message: Vec<u8>,
+    },
     /// Messages published together (one entry, one round of replication): the k-th
     /// gets id `message_id(index, k)`. At most `MAX_BATCH` of them.
-    EnqueueBatch { messages: Vec<Vec<u8>> },
+    EnqueueBatch {
+        #[serde(with = "base64_list")]
+        messages: Vec<Vec<u8>>,
+    },
     /// A delivery acked, or rejected for good.
     Settle { id: u64 },
     /// Deliveries acked together.
@@ -51,6 +57,8 @@ pub enum QueueCommand {
     /// A delivery given back (nack or reject with requeue, a consumer gone): one more
     /// delivery counted; past the queue's delivery limit the message is dropped.
     Return { id: u64 },
+    /// Deliveries given back together, each as `Return`.
+    ReturnBatch { ids: Vec<u64> },
 }
 
 /// Messages one entry may enqueue: ids leave room for this many per entry.
@@ -71,6 +79,8 @@ pub enum QueueResponse {
     Enqueued { id: u64 },
     /// How many of a batch's ids the queue held.
     SettledMany { found: u64 },
+    /// How many of a batch's ids the queue held, and how many of those it dropped.
+    ReturnedMany { found: u64, dropped: u64 },
     /// `false` for an id the queue does not hold (settled already, or never enqueued).
     Settled { found: bool },
     /// The message's returns so far, and whether it stays in the queue (false: dropped
@@ -89,3 +99,44 @@ openraft::declare_raft_types!(
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
 );
+
+/// Message bytes in an entry as a base64 string: entries are JSON, where bytes would
+/// otherwise be an array of numbers (up to four characters a byte, and slow both ways).
+pub(super) mod base64_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD.decode(text.as_bytes()).map_err(D::Error::custom)
+    }
+}
+
+/// A list of messages, each as `base64_bytes` writes it.
+mod base64_list {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::ser::SerializeSeq;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(list: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(list.len()))?;
+        for bytes in list {
+            seq.serialize_element(&STANDARD.encode(bytes))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        let texts = <Vec<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        texts
+            .iter()
+            .map(|t| STANDARD.decode(t.as_bytes()).map_err(D::Error::custom))
+            .collect()
+    }
+}

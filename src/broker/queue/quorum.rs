@@ -42,6 +42,16 @@ pub struct QuorumState {
 }
 
 impl QuorumState {
+    /// One more return of message `id`: whether it may go back to the queue.
+    fn count(&mut self, id: u64) -> Returned {
+        let n = self.returns.entry(id).or_insert(0);
+        *n = n.saturating_add(1);
+        match self.delivery_limit {
+            Some(limit) if u64::from(*n) > limit => Returned::OverLimit,
+            _ => Returned::Requeued,
+        }
+    }
+
     pub fn from_args(args: &FieldTable) -> QuorumState {
         QuorumState {
             delivery_limit: args
@@ -85,11 +95,17 @@ impl Queue {
         let Some(qs) = self.quorum.as_mut() else {
             return Returned::Requeued;
         };
-        let n = qs.returns.entry(id).or_insert(0);
-        *n = n.saturating_add(1);
-        match qs.delivery_limit {
-            Some(limit) if u64::from(*n) > limit => Returned::OverLimit,
-            _ => Returned::Requeued,
+        if let Some(r) = qs.replica.as_mut() {
+            r.returned_here(id);
+        }
+        qs.count(id)
+    }
+
+    /// A return the group committed (replica.rs): counted in the copy of a node that did
+    /// not count it itself (one that does not lead; the leader counted it when it happened).
+    pub fn count_replicated_return(&mut self, id: u64) {
+        if let Some(qs) = self.quorum.as_mut() {
+            qs.count(id);
         }
     }
 

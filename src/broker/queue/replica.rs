@@ -31,6 +31,9 @@ pub struct Replica {
     pub outgoing: Vec<(Bytes, u64)>,
     /// Group ids of messages that left this node's copy, not yet handed to the group.
     pub settled: Vec<u64>,
+    /// Group ids of messages returned here (nack, reject or recover with requeue, a
+    /// channel closed), not yet handed to the group: every copy counts the delivery.
+    pub returned: Vec<u64>,
     /// Store seq -> group message id, and back.
     id_of: HashMap<u64, u64>,
     seq_of: HashMap<u64, u64>,
@@ -67,17 +70,40 @@ impl Replica {
         }
     }
 
+    /// Message `seq` was returned here: the return goes to the group.
+    pub fn returned_here(&mut self, seq: u64) {
+        if let Some(&id) = self.id_of.get(&seq) {
+            self.returned.push(id);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The store seq of group message `id`, if the copy here holds it.
+    pub fn seq_of(&self, id: u64) -> Option<u64> {
+        self.seq_of.get(&id).copied()
+    }
+
     /// Forgets every message (the copy is rebuilt from a snapshot of the group).
     pub fn clear(&mut self) {
         self.id_of.clear();
         self.seq_of.clear();
     }
 
-    /// What the bridge writes next: the messages published here and the settles.
-    pub fn take_work(&mut self) -> (Vec<(Bytes, u64)>, Vec<u64>) {
-        (
-            std::mem::take(&mut self.outgoing),
-            std::mem::take(&mut self.settled),
-        )
+    /// What the bridge writes next.
+    pub fn take_work(&mut self) -> ReplicaWork {
+        ReplicaWork {
+            published: std::mem::take(&mut self.outgoing),
+            settled: std::mem::take(&mut self.settled),
+            returned: std::mem::take(&mut self.returned),
+        }
     }
+}
+
+/// What a replica has for its group: the messages published here (with their confirm
+/// tickets), and the group ids of messages settled and returned here.
+#[derive(Debug, Default)]
+pub struct ReplicaWork {
+    pub published: Vec<(Bytes, u64)>,
+    pub settled: Vec<u64>,
+    pub returned: Vec<u64>,
 }

@@ -40,6 +40,9 @@ pub fn queue_args(a: &Args) -> Vec<(&'static str, Arg)> {
     if let Some(ttl) = message_ttl(a) {
         args.push(("x-message-ttl", Arg::Int(ttl as i32)));
     }
+    if a.queue_type != "classic" {
+        args.push(("x-queue-type", Arg::Str(a.queue_type.clone())));
+    }
     args
 }
 

@@ -136,6 +136,9 @@ struct Args {
     /// x-max-priority for the queues this run declares; producers cycle through priorities.
     #[arg(long)]
     max_priority: Option<u8>,
+    /// x-queue-type for the queues this run declares (`quorum` declares them durable).
+    #[arg(long, default_value = "classic")]
+    queue_type: String,
     /// dead-letter: dead-letter by consumer nacks (requeue=false), not by x-message-ttl 0.
     #[arg(long)]
     reject: bool,
@@ -506,6 +509,8 @@ fn spawn_progress(ctx: Arc<Ctx>) -> tokio::task::JoinHandle<()> {
 }
 
 async fn setup_queues(ctx: &Ctx, n: usize, durable: bool) -> std::io::Result<()> {
+    // Quorum queues are durable only.
+    let durable = durable || ctx.args.queue_type == "quorum";
     let mut c = Client::connect(&ctx.target).await?;
     for i in 0..n {
         let args = features::queue_args(&ctx.args);
