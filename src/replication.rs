@@ -36,18 +36,32 @@ pub struct Replication {
     node: Arc<ClusterNode>,
     broker: BrokerHandle,
     tickets: Arc<ReplicaTickets>,
-    /// The queues whose groups are open here: (vhost, name) -> group number.
-    open: Mutex<HashMap<(String, String), u64>>,
+    /// The queues whose groups are open here, by (vhost, name).
+    open: Mutex<HashMap<(String, String), OpenQueue>>,
+    /// Declarations and deletions for the metadata group, written in the order they
+    /// happened here (a queue deleted and declared again must not be declared first).
+    meta_writes: tokio::sync::mpsc::UnboundedSender<MetaCommand>,
+}
+
+/// A replicated queue on this node: its group and the broker's id of the queue (which
+/// incarnation of the name it is).
+#[derive(Debug, Clone, Copy)]
+struct OpenQueue {
+    group: u64,
+    queue_id: u64,
 }
 
 /// Starts the bridge: hands the broker's quorum queues to the cluster, opens the groups
 /// of the queues the metadata group knows, and follows it from then on.
 pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replication> {
+    let (meta_writes, pending) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(write_meta(node.clone(), pending));
     let bridge = Arc::new(Replication {
         tickets: broker.replica_tickets(),
         node: node.clone(),
         broker: broker.clone(),
         open: Mutex::default(),
+        meta_writes,
     });
     let local = broker.replicate_quorum_queues(bridge.clone());
     let (state, tap) = node.meta_tap().await;
@@ -61,6 +75,18 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
     }
     tokio::spawn(bridge.clone().follow_meta(tap));
     bridge
+}
+
+/// Writes the bridge's metadata commands one after another, in order.
+async fn write_meta(
+    node: Arc<ClusterNode>,
+    mut pending: tokio::sync::mpsc::UnboundedReceiver<MetaCommand>,
+) {
+    while let Some(cmd) = pending.recv().await {
+        if let Err(e) = node.meta_write(cmd.clone()).await {
+            tracing::warn!("cluster: not recorded in the cluster ({e}): {cmd:?}");
+        }
+    }
 }
 
 /// The nodes a new queue is spread over: every voter, rotated by the name's hash.
@@ -84,31 +110,24 @@ impl QueueReplication for Replication {
             arguments: args_raw.to_vec(),
             members: members_for(&self.node.voters(), vhost, name),
         };
-        let node = self.node.clone();
-        tokio::spawn(async move {
-            if let Err(e) = node
-                .meta_write(MetaCommand::DeclareQueue(decl.clone()))
-                .await
-            {
-                tracing::warn!(
-                    vhost = %decl.vhost,
-                    queue = %decl.name,
-                    "cluster: quorum queue not recorded in the cluster: {e}"
-                );
-            }
-        });
+        let _ = self.meta_writes.send(MetaCommand::DeclareQueue(decl));
     }
 
     fn deleted(&self, vhost: &str, name: &str) {
-        let cmd = MetaCommand::DeleteQueue {
-            vhost: vhost.into(),
-            name: name.into(),
+        let key = (vhost.to_string(), name.to_string());
+        let Some(open) = self.open.lock().expect("open").get(&key).copied() else {
+            // Its group never opened here: nothing of it to delete in the cluster.
+            tracing::warn!(
+                vhost,
+                queue = name,
+                "cluster: deleted a quorum queue with no group"
+            );
+            return;
         };
-        let node = self.node.clone();
-        tokio::spawn(async move {
-            if let Err(e) = node.meta_write(cmd).await {
-                tracing::warn!("cluster: quorum queue deletion not recorded: {e}");
-            }
+        let _ = self.meta_writes.send(MetaCommand::DeleteQueue {
+            vhost: key.0,
+            name: key.1,
+            group: open.group,
         });
     }
 }
@@ -121,8 +140,8 @@ impl Replication {
                 Tapped::Applied(index, MetaCommand::DeclareQueue(decl)) => {
                     self.ensure(index, &decl).await;
                 }
-                Tapped::Applied(_, MetaCommand::DeleteQueue { vhost, name }) => {
-                    self.remove(&vhost, &name).await;
+                Tapped::Applied(_, MetaCommand::DeleteQueue { vhost, name, group }) => {
+                    self.remove(&vhost, &name, group).await;
                 }
                 Tapped::Applied(_, MetaCommand::NodeUp(_)) => {}
                 Tapped::Reset(state) => self.reconcile(&state).await,
@@ -135,15 +154,15 @@ impl Replication {
         for (group, decl) in &state.queues {
             self.ensure(*group, decl).await;
         }
-        let gone: Vec<(String, String)> = {
+        let gone: Vec<((String, String), u64)> = {
             let open = self.open.lock().expect("open");
-            open.keys()
-                .filter(|(v, n)| state.queue_group(v, n).is_none())
-                .cloned()
+            open.iter()
+                .filter(|((v, n), o)| state.queue_group(v, n) != Some(o.group))
+                .map(|(k, o)| (k.clone(), o.group))
                 .collect()
         };
-        for (vhost, name) in gone {
-            self.remove(&vhost, &name).await;
+        for ((vhost, name), group) in gone {
+            self.remove(&vhost, &name, group).await;
         }
     }
 
@@ -158,7 +177,7 @@ impl Replication {
                 "cluster: quorum queue in a vhost this node does not have");
             return;
         };
-        let wake = match vh.with(|m| m.replica_attach(&decl.name, &decl.arguments)) {
+        let (wake, queue_id) = match vh.with(|m| m.replica_attach(&decl.name, &decl.arguments)) {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(vhost = %decl.vhost, queue = %decl.name,
@@ -177,12 +196,16 @@ impl Replication {
                 return;
             }
         };
-        self.open.lock().expect("open").insert(key, group);
+        self.open
+            .lock()
+            .expect("open")
+            .insert(key, OpenQueue { group, queue_id });
         tracing::info!(vhost = %decl.vhost, queue = %decl.name, group, members = ?decl.members,
             "cluster: quorum queue replicated");
         let feed = QueueFeed {
             vhost: vh,
             name: decl.name.clone(),
+            queue_id,
             me: self.node.node_id(),
         };
         tokio::spawn(
@@ -192,19 +215,24 @@ impl Replication {
         tokio::spawn(feed.follow(opened));
     }
 
-    /// The queue was deleted in the cluster: gone here too, with its group.
-    async fn remove(&self, vhost: &str, name: &str) {
-        let group = self
-            .open
-            .lock()
-            .expect("open")
-            .remove(&(vhost.to_string(), name.to_string()));
+    /// The queue of group `group` was deleted in the cluster: gone here too, with its
+    /// group (a queue of that name declared again since is left alone).
+    async fn remove(&self, vhost: &str, name: &str, group: u64) {
+        let key = (vhost.to_string(), name.to_string());
+        let open = {
+            let mut open = self.open.lock().expect("open");
+            match open.get(&key) {
+                Some(o) if o.group == group => open.remove(&key),
+                _ => None,
+            }
+        };
+        let Some(open) = open else {
+            return;
+        };
         if let Some(vh) = self.broker.vhost(vhost) {
-            vh.with(|m| m.replica_delete(name));
+            vh.with(|m| m.replica_delete(name, open.queue_id));
         }
-        if let Some(group) = group {
-            self.node.close_queue_group(group).await;
-        }
+        self.node.close_queue_group(group).await;
     }
 }
 
@@ -213,6 +241,9 @@ impl Replication {
 struct QueueFeed {
     vhost: crate::broker::VHostHandle,
     name: String,
+    /// The broker's id of the queue: a queue of that name declared again later is not
+    /// this one.
+    queue_id: u64,
     me: u64,
 }
 
@@ -234,7 +265,7 @@ impl QueueFeed {
             state,
             mut tap,
         } = opened;
-        let name = self.name.as_str();
+        let name = (self.name.as_str(), self.queue_id);
         let initial = messages_of(&state);
         self.vhost.with(|m| m.replica_reset(name, &initial));
         drop(state);
@@ -269,7 +300,7 @@ impl QueueFeed {
     }
 
     fn apply(&self, index: u64, cmd: QueueCommand) {
-        let name = self.name.as_str();
+        let name = (self.name.as_str(), self.queue_id);
         match cmd {
             QueueCommand::Enqueue { message } => {
                 let one = [(message_id(index, 0), message.as_slice())];
@@ -308,7 +339,9 @@ impl QueueFeed {
                     published,
                     settled,
                     returned,
-                }) = self.vhost.with(|m| m.replica_work(&self.name))
+                }) = self
+                    .vhost
+                    .with(|m| m.replica_work((&self.name, self.queue_id)))
                 else {
                     return; // The queue is gone.
                 };

@@ -115,7 +115,10 @@ async fn publish_all(ch: &Channel, queue: &str, bodies: &[String]) -> usize {
     }
     let mut acked = 0;
     for c in confirms {
-        acked += c.await.unwrap().is_ack() as usize;
+        let confirm = tokio::time::timeout(Duration::from_secs(30), c)
+            .await
+            .expect("a confirm within 30 s");
+        acked += confirm.unwrap().is_ack() as usize;
     }
     acked
 }
@@ -318,4 +321,79 @@ fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
         let a: Vec<Option<u64>> = (1..=3).map(|id| applied(&c, id)).collect();
         (a.iter().all(|x| x.is_some() && *x == a[0])).then_some(())
     });
+}
+
+/// The queue groups node `id` has open.
+fn queue_groups(c: &Cluster, id: u64) -> Option<Vec<String>> {
+    let s = c.node(id).status()?;
+    Some(
+        s["groups"]
+            .as_array()?
+            .iter()
+            .filter_map(|g| g["group"].as_str())
+            .filter(|n| n.starts_with("queue-"))
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+#[test]
+fn a_quorum_queue_deleted_and_declared_again_is_a_new_queue_everywhere() {
+    let c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (port1, port2) = (c.node(1).amqp, c.node(2).amqp);
+    rt.block_on(async {
+        let conn = connect(port1).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        ch.queue_declare("orders".into(), durable(), quorum())
+            .await
+            .unwrap();
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..10)).await, 10);
+        // Deleted and declared again at once, three times, on another node; each new
+        // queue takes publishes at once.
+        let conn = connect(port2).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for round in 0..3 {
+            ch.queue_delete("orders".into(), Default::default())
+                .await
+                .unwrap();
+            ch.queue_declare("orders".into(), durable(), quorum())
+                .await
+                .unwrap();
+            let fresh: Vec<String> = (0..5).map(|i| format!("round-{round}-{i}")).collect();
+            assert_eq!(publish_all(&ch, "orders", &fresh).await, 5);
+        }
+    });
+    // One group per node (the last queue's), and in every copy only the last round's five.
+    wait_for("one queue group everywhere", &c, ELECTION, || {
+        let groups: Vec<Option<Vec<String>>> = (1..=3).map(|id| queue_groups(&c, id)).collect();
+        let first = groups[0].clone()?;
+        (first.len() == 1 && groups.iter().all(|g| g.as_ref() == Some(&first))).then_some(())
+    });
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    wait_for(
+        "the last queue's five messages in every copy",
+        &c,
+        ELECTION,
+        || (1..=3).all(|id| messages(&c, id) == Some(5)).then_some(()),
+    );
+    let got = rt.block_on(async {
+        let conn = connect(c.node(leader).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        consume(&ch, "orders", 5, Duration::from_secs(20)).await
+    });
+    let got: BTreeSet<String> = got.into_iter().collect();
+    let want: BTreeSet<String> = (0..5).map(|i| format!("round-2-{i}")).collect();
+    assert_eq!(got, want);
 }

@@ -44,6 +44,11 @@ impl ReplicationSlot {
     }
 }
 
+/// A replicated queue as the cluster names it: its name and the broker's id of the
+/// queue (a queue deleted and declared again is another queue, and its old group's late
+/// work must not reach it).
+pub type QueueRef<'a> = (&'a str, u64);
+
 /// The connection id of work that is not a client's (not authorised per user).
 const NO_CONNECTION: u64 = 0;
 
@@ -89,12 +94,13 @@ impl VHost {
 
     /// Makes quorum queue `name` a replica of its group, declaring it (durable, with
     /// `args_raw`) if this node does not have it yet. Its store is emptied: the copy is
-    /// rebuilt from the group. Returns the handle that wakes the bridge for it.
+    /// rebuilt from the group. Returns the handle that wakes the bridge for it, and the
+    /// queue's id (which incarnation of the name it is).
     pub fn replica_attach(
         &mut self,
         name: &str,
         args_raw: &[u8],
-    ) -> Result<Arc<Notify>, BrokerError> {
+    ) -> Result<(Arc<Notify>, u64), BrokerError> {
         if !self.queues.contains_key(name) {
             let spec = QueueSpec {
                 name,
@@ -120,21 +126,24 @@ impl VHost {
         replica.clear();
         let wake = replica.wake.clone();
         q.purge_ready().map_err(BrokerError::storage)?;
-        Ok(wake)
+        Ok((wake, q.id))
     }
 
-    /// The cluster deleted quorum queue `name` (a client deleted it on some node).
-    pub fn replica_delete(&mut self, name: &str) {
+    /// The cluster deleted quorum queue `name` (a client deleted it on some node), the
+    /// incarnation with queue id `id`: one declared again here since is another queue.
+    pub fn replica_delete(&mut self, name: &str, id: u64) {
+        if self.queues.get(name).is_none_or(|q| q.id != id) {
+            return;
+        }
         self.from_cluster = true;
         let _ = self.queue_delete(NO_CONNECTION, name, false, false);
         self.from_cluster = false;
     }
 
     /// The publishes and settles waiting for the group (`None`: no such replica).
-    pub fn replica_work(&mut self, name: &str) -> Option<ReplicaWork> {
+    pub fn replica_work(&mut self, (name, id): QueueRef<'_>) -> Option<ReplicaWork> {
         let replica = self
-            .queues
-            .get_mut(name)?
+            .replica_queue(name, id)?
             .quorum
             .as_mut()?
             .replica
@@ -144,8 +153,8 @@ impl VHost {
 
     /// Messages the group committed (ids and stored bytes): added to this node's copy and
     /// handed to consumers if this node leads.
-    pub fn replica_enqueued(&mut self, name: &str, messages: &[(u64, &[u8])]) {
-        let Some(q) = self.queues.get_mut(name) else {
+    pub fn replica_enqueued(&mut self, (name, id): QueueRef<'_>, messages: &[(u64, &[u8])]) {
+        let Some(q) = self.replica_queue(name, id) else {
             return;
         };
         let now = now_millis();
@@ -179,8 +188,8 @@ impl VHost {
 
     /// Settles the group committed: the messages leave this node's copy (a delivery still
     /// out here is left to its channel, whose ack then finds nothing to remove).
-    pub fn replica_settled(&mut self, name: &str, ids: &[u64]) {
-        let Some(q) = self.queues.get_mut(name) else {
+    pub fn replica_settled(&mut self, (name, id): QueueRef<'_>, ids: &[u64]) {
+        let Some(q) = self.replica_queue(name, id) else {
             return;
         };
         for &id in ids {
@@ -197,8 +206,8 @@ impl VHost {
 
     /// Returns the group committed: counted in this copy unless this node leads (the
     /// leader counted them as they happened), so that a new leader goes on from the count.
-    pub fn replica_returned(&mut self, name: &str, ids: &[u64]) {
-        let Some(q) = self.queues.get_mut(name) else {
+    pub fn replica_returned(&mut self, (name, id): QueueRef<'_>, ids: &[u64]) {
+        let Some(q) = self.replica_queue(name, id) else {
             return;
         };
         let Some(r) = replica_of(q) else {
@@ -214,22 +223,21 @@ impl VHost {
     }
 
     /// The group's state replaced this node's copy whole (a snapshot installed).
-    pub fn replica_reset(&mut self, name: &str, messages: &[(u64, &[u8])]) {
-        let Some(q) = self.queues.get_mut(name) else {
+    pub fn replica_reset(&mut self, (name, id): QueueRef<'_>, messages: &[(u64, &[u8])]) {
+        let Some(q) = self.replica_queue(name, id) else {
             return;
         };
         if let Some(r) = q.quorum.as_mut().and_then(|qs| qs.replica.as_mut()) {
             r.clear();
         }
         let _ = q.purge_ready();
-        self.replica_enqueued(name, messages);
+        self.replica_enqueued((name, id), messages);
     }
 
     /// Whether this node leads the queue's group: only the leader delivers.
-    pub fn replica_leading(&mut self, name: &str, leading: bool) {
+    pub fn replica_leading(&mut self, (name, id): QueueRef<'_>, leading: bool) {
         let Some(r) = self
-            .queues
-            .get_mut(name)
+            .replica_queue(name, id)
             .and_then(|q| q.quorum.as_mut())
             .and_then(|qs| qs.replica.as_mut())
         else {
@@ -239,6 +247,16 @@ impl VHost {
         if leading {
             self.dispatch(name);
         }
+    }
+}
+
+impl VHost {
+    /// Queue `name` if it is the incarnation with id `id`.
+    fn replica_queue(&mut self, name: &str, id: u64) -> Option<&mut super::queue::Queue> {
+        self.queues
+            .get_mut(name)
+            .filter(|q| q.id == id)
+            .map(|q| &mut **q)
     }
 }
 

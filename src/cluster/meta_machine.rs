@@ -49,8 +49,13 @@ pub enum MetaCommand {
     NodeUp(NodeInfo),
     /// A quorum queue was declared (a no-op if the vhost already has one of that name).
     DeclareQueue(QueueDecl),
-    /// A quorum queue was deleted.
-    DeleteQueue { vhost: String, name: String },
+    /// A quorum queue was deleted: the one of group `group` (a queue declared again
+    /// since, under a new group, stays).
+    DeleteQueue {
+        vhost: String,
+        name: String,
+        group: u64,
+    },
 }
 
 /// What applying a metadata command answered.
@@ -108,9 +113,9 @@ impl Replicated<MetaRaft> for MetaState {
                 self.queues.insert(index, decl.clone());
                 MetaResponse::Queue(index)
             }
-            MetaCommand::DeleteQueue { vhost, name } => {
-                if let Some(g) = self.queue_group(vhost, name) {
-                    self.queues.remove(&g);
+            MetaCommand::DeleteQueue { vhost, name, group } => {
+                if self.queue_group(vhost, name) == Some(*group) {
+                    self.queues.remove(group);
                 }
                 MetaResponse::Done
             }
