@@ -247,12 +247,12 @@ struct QueueFeed {
     me: u64,
 }
 
-/// A queue state's messages as (id, stored bytes).
-fn messages_of(state: &QueueState) -> Vec<(u64, &[u8])> {
+/// A queue state's messages as (id, stored bytes, returns so far).
+fn messages_of(state: &QueueState) -> Vec<(u64, &[u8], u32)> {
     state
         .messages
         .iter()
-        .map(|(id, held)| (*id, held.message.as_slice()))
+        .map(|(id, held)| (*id, held.message.as_slice(), held.returns))
         .collect()
 }
 

@@ -157,6 +157,14 @@ async fn get(ch: &Channel) -> Option<lapin::message::BasicGetMessage> {
         .unwrap()
 }
 
+async fn nack_requeue(ch: &Channel, tag: u64) {
+    let requeue = BasicNackOptions {
+        multiple: false,
+        requeue: true,
+    };
+    ch.basic_nack(tag, requeue).await.unwrap();
+}
+
 fn delivery_count(props: &BasicProperties) -> Option<i64> {
     match props.headers().as_ref()?.inner().get("x-delivery-count")? {
         AMQPValue::LongLongInt(n) => Some(*n),
@@ -245,15 +253,7 @@ fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
         // Messages the consumer above had been sent but not acked went back when its
         // channel closed: already counted once.
         let count = delivery_count(&m.delivery.properties).expect("x-delivery-count on a get");
-        ch.basic_nack(
-            m.delivery.delivery_tag,
-            BasicNackOptions {
-                multiple: false,
-                requeue: true,
-            },
-        )
-        .await
-        .unwrap();
+        nack_requeue(&ch, m.delivery.delivery_tag).await;
         conn.close(200, "bye".into()).await.unwrap();
         (String::from_utf8(m.delivery.data.clone()).unwrap(), count)
     });
@@ -285,15 +285,7 @@ fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
         let m = get(&ch).await.expect("a message");
         assert_eq!(String::from_utf8_lossy(&m.delivery.data), returned);
         assert_eq!(delivery_count(&m.delivery.properties), Some(count + 1));
-        ch.basic_nack(
-            m.delivery.delivery_tag,
-            BasicNackOptions {
-                multiple: false,
-                requeue: true,
-            },
-        )
-        .await
-        .unwrap();
+        nack_requeue(&ch, m.delivery.delivery_tag).await;
         // The queue takes publishes again, on the new leader.
         assert_eq!(publish_all(&ch, "orders", &bodies(500..600)).await, 100);
         let left: usize = 600 - first.len();
@@ -396,4 +388,66 @@ fn a_quorum_queue_deleted_and_declared_again_is_a_new_queue_everywhere() {
     let got: BTreeSet<String> = got.into_iter().collect();
     let want: BTreeSet<String> = (0..5).map(|i| format!("round-2-{i}")).collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn a_whole_cluster_killed_and_restarted_keeps_its_confirmed_messages_and_counts() {
+    let mut c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let port1 = c.node(1).amqp;
+    rt.block_on(async {
+        let conn = connect(port1).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        ch.queue_declare("orders".into(), durable(), quorum())
+            .await
+            .unwrap();
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..50)).await, 50);
+    });
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let before = applied(&c, leader).expect("applied");
+    let lport = c.node(leader).amqp;
+    let returned = rt.block_on(async {
+        let conn = connect(lport).await;
+        let ch = conn.create_channel().await.unwrap();
+        let m = get(&ch).await.expect("a message");
+        assert_eq!(delivery_count(&m.delivery.properties), Some(0));
+        nack_requeue(&ch, m.delivery.delivery_tag).await;
+        conn.close(200, "bye".into()).await.unwrap();
+        String::from_utf8(m.delivery.data.clone()).unwrap()
+    });
+    wait_for("the return applied on every node", &c, ELECTION, || {
+        (1..=3)
+            .all(|id| applied(&c, id).is_some_and(|a| a > before))
+            .then_some(())
+    });
+    // Every node killed with SIGKILL at once, then started again on its data dir.
+    for id in 1..=3 {
+        c.node_mut(id).kill();
+    }
+    for id in 1..=3 {
+        c.node_mut(id).start();
+    }
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let lport = c.node(leader).amqp;
+    let got = rt.block_on(async {
+        let conn = connect(lport).await;
+        let ch = conn.create_channel().await.unwrap();
+        let m = get(&ch).await.expect("a message after the restart");
+        assert_eq!(String::from_utf8_lossy(&m.delivery.data), returned);
+        assert_eq!(delivery_count(&m.delivery.properties), Some(1));
+        nack_requeue(&ch, m.delivery.delivery_tag).await;
+        consume(&ch, "orders", 50, Duration::from_secs(30)).await
+    });
+    let got: BTreeSet<String> = got.into_iter().collect();
+    let want: BTreeSet<String> = bodies(0..50).into_iter().collect();
+    assert_eq!(got, want, "every confirmed message after the restart");
 }

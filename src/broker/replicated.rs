@@ -204,8 +204,9 @@ impl VHost {
         }
     }
 
-    /// Returns the group committed: counted in this copy unless this node leads (the
-    /// leader counted them as they happened), so that a new leader goes on from the count.
+    /// Returns the group committed: counted in this copy, except those this node counted
+    /// itself when they happened (so a new leader, or a restarted node replaying the log,
+    /// goes on from the same count).
     pub fn replica_returned(&mut self, (name, id): QueueRef<'_>, ids: &[u64]) {
         let Some(q) = self.replica_queue(name, id) else {
             return;
@@ -213,17 +214,21 @@ impl VHost {
         let Some(r) = replica_of(q) else {
             return;
         };
-        if r.leading {
-            return;
+        let mut seqs = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if r.count_committed_return(id) {
+                seqs.extend(r.seq_of(id));
+            }
         }
-        let seqs: Vec<u64> = ids.iter().filter_map(|id| r.seq_of(*id)).collect();
         for seq in seqs {
             q.count_replicated_return(seq);
         }
     }
 
     /// The group's state replaced this node's copy whole (a snapshot installed).
-    pub fn replica_reset(&mut self, (name, id): QueueRef<'_>, messages: &[(u64, &[u8])]) {
+    /// `messages` are (group id, stored bytes, returns so far): the copy takes the
+    /// group's delivery counts too.
+    pub fn replica_reset(&mut self, (name, id): QueueRef<'_>, messages: &[(u64, &[u8], u32)]) {
         let Some(q) = self.replica_queue(name, id) else {
             return;
         };
@@ -231,7 +236,16 @@ impl VHost {
             r.clear();
         }
         let _ = q.purge_ready();
-        self.replica_enqueued((name, id), messages);
+        let plain: Vec<(u64, &[u8])> = messages.iter().map(|m| (m.0, m.1)).collect();
+        self.replica_enqueued((name, id), &plain);
+        let Some(q) = self.replica_queue(name, id) else {
+            return;
+        };
+        for &(group_id, _, returns) in messages.iter().filter(|m| m.2 > 0) {
+            if let Some(seq) = replica_of(q).and_then(|r| r.seq_of(group_id)) {
+                q.set_returns(seq, returns);
+            }
+        }
     }
 
     /// Whether this node leads the queue's group: only the leader delivers.

@@ -285,12 +285,23 @@ pub struct Cluster {
     rt: tokio::runtime::Runtime,
 }
 
+/// A free port for a node's listener, below the kernel's ephemeral range (32768 and up,
+/// by default and on these machines): a port the kernel picked with `bind(0)` and that we
+/// released could be handed out again, before the node binds it, to one of the proxies'
+/// listeners or to an outgoing connection, and the node would fail to start. Ports are
+/// taken in turn from 20000..32000, starting at a place set by the process id (tests in
+/// other processes), each checked free by binding it.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::AtomicU32;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(97);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20000 + (offset.wrapping_add(n) % 12000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Cluster {

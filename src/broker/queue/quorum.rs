@@ -101,8 +101,16 @@ impl Queue {
         qs.count(id)
     }
 
+    /// Message `id` has been returned `returns` times (a replicated queue's copy rebuilt
+    /// from its group, replica.rs).
+    pub fn set_returns(&mut self, id: u64, returns: u32) {
+        if let Some(qs) = self.quorum.as_mut() {
+            qs.returns.insert(id, returns);
+        }
+    }
+
     /// A return the group committed (replica.rs): counted in the copy of a node that did
-    /// not count it itself (one that does not lead; the leader counted it when it happened).
+    /// not count it itself when it happened.
     pub fn count_replicated_return(&mut self, id: u64) {
         if let Some(qs) = self.quorum.as_mut() {
             qs.count(id);

@@ -34,6 +34,9 @@ pub struct Replica {
     /// Group ids of messages returned here (nack, reject or recover with requeue, a
     /// channel closed), not yet handed to the group: every copy counts the delivery.
     pub returned: Vec<u64>,
+    /// Returns this node counted itself and handed to the group, by group id, until the
+    /// group's commit of them comes back (then they are not counted twice).
+    counted_here: HashMap<u64, u32>,
     /// Store seq -> group message id, and back.
     id_of: HashMap<u64, u64>,
     seq_of: HashMap<u64, u64>,
@@ -74,7 +77,23 @@ impl Replica {
     pub fn returned_here(&mut self, seq: u64) {
         if let Some(&id) = self.id_of.get(&seq) {
             self.returned.push(id);
+            *self.counted_here.entry(id).or_insert(0) += 1;
             self.wake.notify_one();
+        }
+    }
+
+    /// A return of group message `id` came back from the group: whether it still needs
+    /// counting here (false for one this node counted when it happened).
+    pub fn count_committed_return(&mut self, id: u64) -> bool {
+        match self.counted_here.get_mut(&id) {
+            Some(n) => {
+                *n -= 1;
+                if *n == 0 {
+                    self.counted_here.remove(&id);
+                }
+                false
+            }
+            None => true,
         }
     }
 
@@ -87,6 +106,7 @@ impl Replica {
     pub fn clear(&mut self) {
         self.id_of.clear();
         self.seq_of.clear();
+        self.counted_here.clear();
     }
 
     /// What the bridge writes next.
