@@ -81,6 +81,25 @@ async fn connect(port: u16) -> Connection {
     panic!("no broker on port {port}");
 }
 
+/// The runtime the tests' AMQP clients run on (the tests themselves are plain threads).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A connection to `port` and a channel on it in confirm mode.
+async fn confirm_channel(port: u16) -> (Connection, Channel) {
+    let conn = connect(port).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    (conn, ch)
+}
+
 fn quorum() -> FieldTable {
     let mut t = FieldTable::default();
     t.insert(
@@ -180,11 +199,7 @@ fn bodies(range: std::ops::Range<usize>) -> Vec<String> {
 fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
     let mut c = Cluster::new(3, 0);
     c.agreed_leader(&[1, 2, 3], None, ELECTION);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
 
     // Declared on node 1: a group on every node, the same leader seen by all.
     let port1 = c.node(1).amqp;
@@ -214,11 +229,7 @@ fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let (fport, lport) = (c.node(follower).amqp, c.node(leader).amqp);
     let first = rt.block_on(async {
-        let conn = connect(fport).await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
+        let (_conn, ch) = confirm_channel(fport).await;
         let acked = publish_all(&ch, "orders", &bodies(0..500)).await;
         assert_eq!(acked, 500, "every publish confirmed with an ack");
         let conn = connect(lport).await;
@@ -276,11 +287,7 @@ fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
     );
     let nport = c.node(new_leader).amqp;
     let rest = rt.block_on(async {
-        let conn = connect(nport).await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
+        let (_conn, ch) = confirm_channel(nport).await;
         // The returned message first, with the count the old leader gave it.
         let m = get(&ch).await.expect("a message");
         assert_eq!(String::from_utf8_lossy(&m.delivery.data), returned);
@@ -333,29 +340,17 @@ fn queue_groups(c: &Cluster, id: u64) -> Option<Vec<String>> {
 fn a_quorum_queue_deleted_and_declared_again_is_a_new_queue_everywhere() {
     let c = Cluster::new(3, 0);
     c.agreed_leader(&[1, 2, 3], None, ELECTION);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (port1, port2) = (c.node(1).amqp, c.node(2).amqp);
     rt.block_on(async {
-        let conn = connect(port1).await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
+        let (_conn, ch) = confirm_channel(port1).await;
         ch.queue_declare("orders".into(), durable(), quorum())
             .await
             .unwrap();
         assert_eq!(publish_all(&ch, "orders", &bodies(0..10)).await, 10);
         // Deleted and declared again at once, three times, on another node; each new
         // queue takes publishes at once.
-        let conn = connect(port2).await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
+        let (_conn, ch) = confirm_channel(port2).await;
         for round in 0..3 {
             ch.queue_delete("orders".into(), Default::default())
                 .await
@@ -394,18 +389,10 @@ fn a_quorum_queue_deleted_and_declared_again_is_a_new_queue_everywhere() {
 fn a_whole_cluster_killed_and_restarted_keeps_its_confirmed_messages_and_counts() {
     let mut c = Cluster::new(3, 0);
     c.agreed_leader(&[1, 2, 3], None, ELECTION);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let port1 = c.node(1).amqp;
     rt.block_on(async {
-        let conn = connect(port1).await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
+        let (_conn, ch) = confirm_channel(port1).await;
         ch.queue_declare("orders".into(), durable(), quorum())
             .await
             .unwrap();
