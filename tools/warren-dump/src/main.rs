@@ -2,8 +2,15 @@
 //! verdicts. It never writes and never needs a running broker.
 //!
 //! Exit codes: 0 clean, 1 corruption found, 2 usage or I/O error.
+//!
+//! A bad stretch after the last valid record of a queue's newest segment (its write head)
+//! is a torn tail, not corruption: a write cut short by a crash (kill -9 in the middle of a
+//! batch's copy, or a power cut before its sync). Its records were never confirmed —
+//! a confirm waits for the whole write and its sync — and recovery discards them. The same
+//! bytes anywhere else (between valid records, or in a segment with a newer one after it)
+//! cannot come from a crash: the writer finishes each write before the next begins.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,6 +23,7 @@ PATH is a data dir, a queue's directory or one segment file (*.seg).
   --records  print every record (seq, offset, length, flags, timestamp, CRC verdict, body preview)
   --json     one JSON object per line instead of text
   --verify   print only problems and the summary; exit 1 if any record is corrupt
+             (a torn tail of a queue's newest segment is reported, and is not corruption)
 
 Exit status: 0 clean, 1 corruption found, 2 usage or I/O error.";
 
@@ -100,6 +108,7 @@ struct Totals {
     records: u64,
     live: u64,
     corrupt: u64,
+    torn_tails: u64,
 }
 
 /// The segment's base from its header; or None, after reporting a file whose header
@@ -136,7 +145,38 @@ fn read_header(bytes: &[u8], name: &str, opts: &Options, totals: &mut Totals) ->
     }
 }
 
-fn dump_segment(path: &Path, opts: &Options, totals: &mut Totals) -> std::io::Result<()> {
+/// The base of the newest segment file in each directory holding one of `files`: the
+/// queue's write head, whose trailing bad stretch is a torn tail.
+fn head_bases(files: &[PathBuf]) -> std::io::Result<HashMap<PathBuf, u64>> {
+    let mut heads = HashMap::new();
+    for file in files {
+        let dir = file.parent().unwrap_or(Path::new("")).to_path_buf();
+        if heads.contains_key(&dir) {
+            continue;
+        }
+        let listing = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir.as_path()
+        };
+        let mut newest = 0;
+        for entry in std::fs::read_dir(listing)? {
+            let name = entry?.file_name();
+            if let Some(base) = name.to_str().and_then(segment::parse_segment_file_name) {
+                newest = newest.max(base);
+            }
+        }
+        heads.insert(dir, newest);
+    }
+    Ok(heads)
+}
+
+fn dump_segment(
+    path: &Path,
+    is_head: bool,
+    opts: &Options,
+    totals: &mut Totals,
+) -> std::io::Result<()> {
     let bytes = std::fs::read(path)?;
     let name = path.display().to_string();
     let Some(base) = read_header(&bytes, &name, opts, totals) else {
@@ -145,7 +185,13 @@ fn dump_segment(path: &Path, opts: &Options, totals: &mut Totals) -> std::io::Re
     let ack_path = path.with_file_name(segment::ack_file_name(base));
     let acked: HashSet<u64> = acks::read_file(&ack_path)?.seqs.into_iter().collect();
     let mut records = Vec::new();
-    let scan = segment::scan_records(&bytes, path, base, true, |r| records.push(r));
+    let mut scan = segment::scan_records(&bytes, path, base, true, |r| records.push(r));
+    let valid_end = scan.valid_end;
+    let torn_tail = if is_head {
+        scan.corruptions.pop_if(|c| c.offset as usize >= valid_end)
+    } else {
+        None
+    };
     let first = records.first().map(|r| r.header.seq);
     let last = records.last().map(|r| r.header.seq);
     let live = records
@@ -156,7 +202,8 @@ fn dump_segment(path: &Path, opts: &Options, totals: &mut Totals) -> std::io::Re
     totals.records += records.len() as u64;
     totals.live += live;
     totals.corrupt += scan.corruptions.len() as u64;
-    if !opts.verify || !scan.corruptions.is_empty() {
+    totals.torn_tails += u64::from(torn_tail.is_some());
+    if !opts.verify || !scan.corruptions.is_empty() || torn_tail.is_some() {
         if opts.json {
             println!(
                 "{}",
@@ -211,6 +258,19 @@ fn dump_segment(path: &Path, opts: &Options, totals: &mut Totals) -> std::io::Re
             }
         }
     }
+    if let Some(c) = &torn_tail {
+        if opts.json {
+            println!(
+                "{}",
+                json!({"type": "torn_tail", "file": name, "offset": c.offset, "bytes_dropped": c.bytes_dropped, "reason": c.reason})
+            );
+        } else {
+            println!(
+                "  torn tail @{}: {} ({} bytes after the last valid record: a write cut short by a crash, never confirmed; recovery discards it)",
+                c.offset, c.reason, c.bytes_dropped
+            );
+        }
+    }
     for c in &scan.corruptions {
         if opts.json {
             println!(
@@ -243,9 +303,22 @@ fn main() -> ExitCode {
         eprintln!("warren-dump: {}: {e}", opts.path.display());
         return ExitCode::from(2);
     }
+    let heads = match head_bases(&files) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("warren-dump: {}: {e}", opts.path.display());
+            return ExitCode::from(2);
+        }
+    };
     let mut totals = Totals::default();
     for file in &files {
-        if let Err(e) = dump_segment(file, &opts, &mut totals) {
+        let dir = file.parent().unwrap_or(Path::new(""));
+        let is_head = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(segment::parse_segment_file_name)
+            .is_some_and(|base| heads.get(dir) == Some(&base));
+        if let Err(e) = dump_segment(file, is_head, &opts, &mut totals) {
             eprintln!("warren-dump: {}: {e}", file.display());
             return ExitCode::from(2);
         }
@@ -254,12 +327,12 @@ fn main() -> ExitCode {
         println!(
             "{}",
             json!({"type": "summary", "segments": totals.segments, "records": totals.records,
-                   "live": totals.live, "corrupt": totals.corrupt})
+                   "live": totals.live, "corrupt": totals.corrupt, "torn_tails": totals.torn_tails})
         );
     } else {
         println!(
-            "{} segments, {} records, {} live, {} corrupt",
-            totals.segments, totals.records, totals.live, totals.corrupt
+            "{} segments, {} records, {} live, {} corrupt, {} torn tail(s)",
+            totals.segments, totals.records, totals.live, totals.corrupt, totals.torn_tails
         );
     }
     if totals.corrupt > 0 {
