@@ -9,10 +9,13 @@
 //!   (`VHost::replica_attach`), opens the queue's group and starts a task that feeds what
 //!   the group commits into the broker's copy, tells it whether this node leads, and
 //!   writes what is published and settled here to the group (the confirm tickets of those
-//!   publishes complete when the write commits, or fail after the write deadline).
+//!   publishes complete when the write commits, or fail after the write deadline);
+//! - a quorum queue that held messages before its node joined a cluster has them written
+//!   to its group before the broker's copy of the group replaces its store (`migrate`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openraft::ServerState;
@@ -21,12 +24,13 @@ use crate::broker::confirms::ReplicaTickets;
 use crate::broker::queue::replica::ReplicaWork;
 use crate::broker::replicated::QueueReplication;
 use crate::broker::BrokerHandle;
+use crate::cluster::group::Group;
 use crate::cluster::machine::Tapped;
 use crate::cluster::meta_machine::{MetaCommand, MetaState, QueueDecl};
 use crate::cluster::node::ClusterNode;
 use crate::cluster::queue_groups::{MetaTap, OpenedQueue};
 use crate::cluster::queue_machine::QueueState;
-use crate::cluster::types::{message_id, QueueCommand};
+use crate::cluster::types::{message_id, QueueCommand, QueueRaft};
 
 /// Most messages written to a group in one entry.
 const WRITE_BATCH: usize = 4096;
@@ -87,6 +91,39 @@ async fn write_meta(
             tracing::warn!("cluster: not recorded in the cluster ({e}): {cmd:?}");
         }
     }
+}
+
+/// How long a node keeps trying to move a queue's messages from before the cluster into
+/// its group (the group may still be electing its first leader).
+const MIGRATE_FOR: Duration = Duration::from_secs(300);
+
+/// Writes `messages`, kept by queue `decl` from before this node was in a cluster, to the
+/// queue's group; true once every one is committed. A write that timed out may still have
+/// committed, and a crash before the store is emptied writes them again at the next
+/// start: at least once, never lost.
+async fn migrate(group: &Group<QueueRaft>, decl: &QueueDecl, messages: &[Bytes]) -> bool {
+    let give_up = Instant::now() + MIGRATE_FOR;
+    for chunk in messages.chunks(WRITE_BATCH) {
+        loop {
+            let batch = chunk.iter().map(|b| b.to_vec()).collect();
+            let cmd = QueueCommand::EnqueueBatch { messages: batch };
+            match group.write(cmd, Duration::from_secs(10)).await {
+                Ok(_) => break,
+                Err(e) if Instant::now() < give_up => {
+                    tracing::warn!(queue = %decl.name, "cluster: moving messages into the group: {e}; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::error!(queue = %decl.name,
+                        "cluster: messages from before the cluster not moved into the group ({e}); kept here, tried again at the next start");
+                    return false;
+                }
+            }
+        }
+    }
+    tracing::info!(vhost = %decl.vhost, queue = %decl.name, messages = messages.len(),
+        "cluster: messages from before the cluster moved into the queue's group");
+    true
 }
 
 /// The nodes a new queue is spread over: every voter, rotated by the name's hash.
@@ -177,6 +214,22 @@ impl Replication {
                 "cluster: quorum queue in a vhost this node does not have");
             return;
         };
+        let member = decl.members.contains(&self.node.node_id());
+        // Messages the queue kept from before this node was in a cluster go into the group
+        // first: attaching empties the store for the group's copy.
+        let preexisting = vh.with(|m| m.replica_preexisting(&decl.name));
+        let mut opened = None;
+        if member && !preexisting.is_empty() {
+            let Some(o) = self.open_group(group, decl).await else {
+                return;
+            };
+            if !migrate(&o.group, decl, &preexisting).await {
+                // Left on disk, unattached: the next start tries again.
+                return;
+            }
+            opened = Some(o);
+        }
+        drop(preexisting);
         let (wake, queue_id) = match vh.with(|m| m.replica_attach(&decl.name, &decl.arguments)) {
             Ok(w) => w,
             Err(e) => {
@@ -185,16 +238,16 @@ impl Replication {
                 return;
             }
         };
-        if !decl.members.contains(&self.node.node_id()) {
+        if !member {
             tracing::warn!(queue = %decl.name, "cluster: this node is not a member of the queue's group");
             return;
         }
-        let opened = match self.node.open_queue_group(group, &decl.members).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(queue = %decl.name, "cluster: cannot open the queue's group: {e}");
-                return;
-            }
+        let opened = match opened {
+            Some(o) => o,
+            None => match self.open_group(group, decl).await {
+                Some(o) => o,
+                None => return,
+            },
         };
         self.open
             .lock()
@@ -213,6 +266,17 @@ impl Replication {
                 .write(opened.group.clone(), wake, self.tickets.clone()),
         );
         tokio::spawn(feed.follow(opened));
+    }
+
+    /// Opens queue `decl`'s group `group` here (`None`, logged, if it cannot be).
+    async fn open_group(&self, group: u64, decl: &QueueDecl) -> Option<OpenedQueue> {
+        match self.node.open_queue_group(group, &decl.members).await {
+            Ok(o) => Some(o),
+            Err(e) => {
+                tracing::error!(queue = %decl.name, "cluster: cannot open the queue's group: {e}");
+                None
+            }
+        }
     }
 
     /// The queue of group `group` was deleted in the cluster: gone here too, with its
@@ -327,11 +391,11 @@ impl QueueFeed {
     /// time (what arrives meanwhile makes the next batch), until the queue is gone.
     async fn write(
         self,
-        group: Arc<crate::cluster::group::Group<crate::cluster::types::QueueRaft>>,
+        group: Arc<Group<QueueRaft>>,
         wake: Arc<tokio::sync::Notify>,
         tickets: Arc<ReplicaTickets>,
     ) {
-        let deadline = std::time::Duration::from_secs(10);
+        let deadline = Duration::from_secs(10);
         loop {
             wake.notified().await;
             loop {

@@ -223,6 +223,24 @@ fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
         voters.sort_unstable();
         assert_eq!(voters, [1, 2, 3], "node {id}: {g}");
     }
+    // The management API of every node places it as RabbitMQ does: led by the group's
+    // leader (also its `node`), all three members online; no node is quorum-critical.
+    let names: Vec<String> = (1..=3).map(|id| node_name(&c, id)).collect();
+    let leader_name = names[leader as usize - 1].clone();
+    let everywhere = (
+        leader_name.clone(),
+        leader_name,
+        names.clone(),
+        names.clone(),
+    );
+    wait_for("every node's API placing the queue", &c, ELECTION, || {
+        (1..=3)
+            .all(|id| placement(&c, id).as_ref() == Some(&everywhere))
+            .then_some(())
+    });
+    for id in 1..=3 {
+        assert_eq!(quorum_critical(&c, id), Some((200, vec![])), "node {id}");
+    }
 
     // Published with confirms on a node that does not lead the queue (forwarded), then
     // 100 consumed and acked on the leader.
@@ -285,6 +303,19 @@ fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
         "queue leader {leader} killed; node {new_leader} leads after {:?}",
         killed_at.elapsed()
     );
+    // Seen from a survivor: the new leader leads, the killed member is not online, and
+    // each survivor is now quorum-critical for the queue (2 of 3 members up).
+    let mut online: Vec<String> = others.iter().map(|id| node_name(&c, *id)).collect();
+    online.sort();
+    let new_name = node_name(&c, new_leader);
+    let after_kill = (new_name.clone(), new_name, names.clone(), online);
+    for id in &others {
+        wait_for("the survivors' API placing the queue", &c, ELECTION, || {
+            (placement(&c, *id).as_ref() == Some(&after_kill)).then_some(())
+        });
+        let critical = (503, vec!["orders".to_owned()]);
+        assert_eq!(quorum_critical(&c, *id), Some(critical), "node {id}");
+    }
     let nport = c.node(new_leader).amqp;
     let rest = rt.block_on(async {
         let (_conn, ch) = confirm_channel(nport).await;
@@ -320,6 +351,47 @@ fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
         let a: Vec<Option<u64>> = (1..=3).map(|id| applied(&c, id)).collect();
         (a.iter().all(|x| x.is_some() && *x == a[0])).then_some(())
     });
+}
+
+/// Node `id`'s RabbitMQ-style name, as its management API gives it.
+fn node_name(c: &Cluster, id: u64) -> String {
+    let overview = c.node(id).api_get("/api/overview").expect("an overview");
+    overview["node"].as_str().expect("a node name").to_owned()
+}
+
+/// The queue `orders` as node `id`'s management API places it: its `node`, `leader`,
+/// `members` and `online` (both sorted).
+fn placement(c: &Cluster, id: u64) -> Option<(String, String, Vec<String>, Vec<String>)> {
+    let q = c.node(id).api_get("/api/queues/%2F/orders")?;
+    let names = |key: &str| -> Option<Vec<String>> {
+        let mut v: Vec<String> = q[key]
+            .as_array()?
+            .iter()
+            .map(|n| n.as_str().map(String::from))
+            .collect::<Option<_>>()?;
+        v.sort();
+        Some(v)
+    };
+    let text = |key: &str| q[key].as_str().map(String::from);
+    Some((
+        text("node")?,
+        text("leader")?,
+        names("members")?,
+        names("online")?,
+    ))
+}
+
+/// `node-is-quorum-critical` on node `id`: its status code and the queues it names.
+fn quorum_critical(c: &Cluster, id: u64) -> Option<(u16, Vec<String>)> {
+    let (status, body) = c
+        .node(id)
+        .api_status("/api/health/checks/node-is-quorum-critical")?;
+    let queues = body["queues"].as_array().map_or_else(Vec::new, |qs| {
+        qs.iter()
+            .filter_map(|q| q["name"].as_str().map(String::from))
+            .collect()
+    });
+    Some((status, queues))
 }
 
 /// The queue groups node `id` has open.
@@ -437,4 +509,150 @@ fn a_whole_cluster_killed_and_restarted_keeps_its_confirmed_messages_and_counts(
     let got: BTreeSet<String> = got.into_iter().collect();
     let want: BTreeSet<String> = bodies(0..50).into_iter().collect();
     assert_eq!(got, want, "every confirmed message after the restart");
+}
+
+/// Publishes `bodies` to `queue` in one transaction and commits it: the commit's answer.
+async fn publish_in_tx(ch: &Channel, queue: &str, bodies: &[String]) -> lapin::Result<()> {
+    for b in bodies {
+        ch.basic_publish(
+            "".into(),
+            queue.into(),
+            Default::default(),
+            b.as_bytes(),
+            BasicProperties::default(),
+        )
+        .await?;
+    }
+    ch.tx_commit().await
+}
+
+/// tx.commit on a quorum queue of a cluster is answered once the queue's group has the
+/// messages, as a publisher confirm is. With a majority up it commits; with two of the
+/// three nodes killed, the commit is not answered with commit-ok: it fails with 406
+/// ("partial tx completion") once the group write's deadline passes, and the committed
+/// messages are still there when the nodes come back.
+#[test]
+fn a_transaction_on_a_quorum_queue_commits_only_with_its_group() {
+    let mut c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    rt.block_on(async {
+        let conn = connect(c.node(1).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare("orders".into(), durable(), quorum())
+            .await
+            .unwrap();
+        conn.close(200, "bye".into()).await.unwrap();
+    });
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    let sport = c.node(survivor).amqp;
+    rt.block_on(async {
+        let conn = connect(sport).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.tx_select().await.unwrap();
+        publish_in_tx(&ch, "orders", &bodies(0..10))
+            .await
+            .expect("commit-ok with the group up");
+        conn.close(200, "bye".into()).await.unwrap();
+    });
+    wait_for(
+        "the ten committed messages in every copy",
+        &c,
+        ELECTION,
+        || (1..=3).all(|id| messages(&c, id) == Some(10)).then_some(()),
+    );
+
+    // The two others killed: the survivor's group has no majority to commit with.
+    for id in (1..=3).filter(|id| *id != survivor) {
+        c.node_mut(id).kill();
+    }
+    let outcome = rt.block_on(async {
+        let conn = connect(sport).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.tx_select().await.unwrap();
+        let one = bodies(10..11);
+        let commit = publish_in_tx(&ch, "orders", &one);
+        tokio::pin!(commit);
+        let early = tokio::time::timeout(Duration::from_secs(3), &mut commit).await;
+        assert!(
+            early.is_err(),
+            "tx.commit answered without a majority: {early:?}"
+        );
+        tokio::time::timeout(Duration::from_secs(30), commit)
+            .await
+            .expect("tx.commit answered once the group write's deadline passed")
+    });
+    let refused = format!("{outcome:?}");
+    assert!(
+        outcome.is_err() && refused.contains("partial tx completion"),
+        "{refused}"
+    );
+
+    // Back up: the committed ten are there.
+    for id in (1..=3).filter(|id| *id != survivor) {
+        c.node_mut(id).start();
+    }
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let got = rt.block_on(async {
+        let conn = connect(c.node(leader).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        consume(&ch, "orders", 10, Duration::from_secs(20)).await
+    });
+    let got: BTreeSet<String> = got.into_iter().collect();
+    let committed: BTreeSet<String> = bodies(0..10).into_iter().collect();
+    assert!(
+        committed.is_subset(&got),
+        "committed {committed:?}, got {got:?}"
+    );
+}
+
+/// A node that held a quorum queue on its own, before it was in a cluster, keeps its
+/// messages when it starts in one: they are written to the queue's new group before the
+/// node's copy of the group replaces its store, so every node ends up with them, and a
+/// restart does not write them again.
+#[test]
+fn a_quorum_queue_from_before_the_cluster_keeps_its_messages() {
+    let mut c = Cluster::created(3, 0);
+    let rt = runtime();
+    c.node_mut(1).start_alone();
+    let port1 = c.node(1).amqp;
+    rt.block_on(async {
+        let (conn, ch) = confirm_channel(port1).await;
+        ch.queue_declare("orders".into(), durable(), quorum())
+            .await
+            .unwrap();
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..20)).await, 20);
+        conn.close(200, "bye".into()).await.unwrap();
+    });
+    c.node_mut(1).kill();
+
+    for id in 1..=3 {
+        c.node_mut(id).start();
+    }
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    queue_leader(&c, &[1, 2, 3], None);
+    wait_for("the twenty in every node's copy", &c, ELECTION, || {
+        (1..=3).all(|id| messages(&c, id) == Some(20)).then_some(())
+    });
+    // Node 1 restarted: its store holds no message of its own any more (its copy is
+    // rebuilt from the group), so nothing is written twice.
+    c.node_mut(1).kill();
+    c.node_mut(1).start();
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    wait_for("node 1's copy rebuilt", &c, ELECTION, || {
+        (messages(&c, 1) == Some(20)).then_some(())
+    });
+    let got = rt.block_on(async {
+        let conn = connect(c.node(leader).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        consume(&ch, "orders", 21, Duration::from_secs(5)).await
+    });
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    let mut want = bodies(0..20);
+    want.sort();
+    assert_eq!(got_sorted, want, "each message once: {got:?}");
 }

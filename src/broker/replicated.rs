@@ -92,6 +92,19 @@ impl VHost {
         }
     }
 
+    /// The messages quorum queue `name` holds in its store before it is attached: those
+    /// it kept from before this node was in a cluster (a copy's records are transient and
+    /// do not survive a restart, so after the first start in a cluster there are none).
+    /// The bridge writes them to the queue's group before `replica_attach` empties the
+    /// store, so that they are not lost by joining a cluster.
+    pub fn replica_preexisting(&self, name: &str) -> Vec<bytes::Bytes> {
+        let mut found = Vec::new();
+        if let Some(q) = self.queues.get(name).filter(|q| q.quorum.is_some()) {
+            q.store.scan_ready(|rec| found.push(rec.payload.clone()));
+        }
+        found
+    }
+
     /// Makes quorum queue `name` a replica of its group, declaring it (durable, with
     /// `args_raw`) if this node does not have it yet. Its store is emptied: the copy is
     /// rebuilt from the group. Returns the handle that wakes the bridge for it, and the

@@ -147,3 +147,49 @@ impl ClusterNode {
         }
     }
 }
+
+/// Where a quorum queue of the cluster lives, as this node knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuePlacement {
+    pub vhost: String,
+    pub name: String,
+    /// The nodes that hold it (its group's voters), in declaration order.
+    pub members: Vec<u64>,
+    /// Its group's leader as this node's copy of the group last heard; `None` while there
+    /// is none (an election, no quorum) or on a node that holds no copy.
+    pub leader: Option<u64>,
+}
+
+impl ClusterNode {
+    /// Every quorum queue of the cluster with its members and leader (for the
+    /// management API: RabbitMQ's `leader`, `members`, `online`).
+    pub async fn queue_placements(&self) -> Vec<QueuePlacement> {
+        let declared: Vec<(u64, QueuePlacement)> = self
+            .meta_machine
+            .inspect(|s| {
+                s.queues
+                    .iter()
+                    .map(|(g, q)| {
+                        let placement = QueuePlacement {
+                            vhost: q.vhost.clone(),
+                            name: q.name.clone(),
+                            members: q.members.clone(),
+                            leader: None,
+                        };
+                        (*g, placement)
+                    })
+                    .collect()
+            })
+            .await;
+        let groups = self.queue_groups.read().expect("groups");
+        declared
+            .into_iter()
+            .map(|(g, mut placement)| {
+                placement.leader = groups
+                    .get(&g)
+                    .and_then(|group| group.raft.metrics().borrow().current_leader);
+                placement
+            })
+            .collect()
+    }
+}

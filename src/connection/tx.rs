@@ -48,7 +48,7 @@ pub(super) struct Transaction {
     buffer: TxBuffer,
     /// tx.commit is stored and waits for these syncs before it is answered; `failed`: a
     /// message could not be stored.
-    committing: Option<(Vec<ConfirmTicket>, bool)>,
+    committing: Option<(Vec<(ConfirmTicket, u64)>, bool)>,
 }
 
 impl Transaction {
@@ -227,7 +227,9 @@ impl Conn {
         let published = self
             .vhost()
             .try_with(|m| m.tx_commit(key, &requests, &routes))?;
-        let mut tickets: Vec<ConfirmTicket> = Vec::new();
+        // (storage ticket, replication ticket): commit-ok waits for both, as a confirm
+        // does: a message for a replicated quorum queue is committed once its group has it.
+        let mut tickets: Vec<(ConfirmTicket, u64)> = Vec::new();
         let mut failed = false;
         for ((h, req), p) in buffer.held.iter().zip(&requests).zip(&published) {
             if h.mandatory && !p.routed {
@@ -236,8 +238,8 @@ impl Conn {
                 server::basic_return(&mut self.wbuf, channel, code.code(), code.name(), x, rk);
                 self.write_content(channel, req.header, &req.body.concat());
             }
-            if !tickets.contains(&p.ticket) {
-                tickets.push(p.ticket);
+            if !tickets.contains(&(p.ticket, p.replicated)) {
+                tickets.push((p.ticket, p.replicated));
             }
             failed |= p.failed;
         }
@@ -266,8 +268,8 @@ impl Conn {
                 continue;
             };
             let (mut ok, mut pending) = (!failed, false);
-            for &t in tickets {
-                match tracker.status(t) {
+            for &(t, replicated) in tickets {
+                match tracker.status_with(t, replicated) {
                     None => pending = true,
                     Some(durable) => ok &= durable,
                 }

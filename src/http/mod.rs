@@ -35,6 +35,7 @@ mod nodes;
 mod overview;
 mod parameters;
 mod permissions;
+mod placement;
 mod policies;
 mod props;
 mod queue_view;

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::listing::ListQuery;
+use super::placement::Placements;
 use super::queues::API_CONNECTION;
 use super::{blocking, ApiState};
 use crate::alarms;
@@ -36,7 +37,7 @@ pub fn routes() -> Router<ApiState> {
         )
         .route(
             "/api/health/checks/node-is-quorum-critical",
-            get(single_node_check),
+            get(quorum_critical_check),
         )
         .route(
             "/api/health/checks/node-is-mirror-sync-critical",
@@ -290,9 +291,46 @@ async fn protocol_check(
     })))
 }
 
-/// Warren runs as one node: nothing can lose its quorum or mirrors by its shutdown.
+/// Warren has no mirrored classic queues (and one node has nothing to lose by its
+/// shutdown).
 async fn single_node_check(_: Caller) -> ApiResult {
     Ok(ok(json!({"reason": "single node cluster"})))
+}
+
+/// Fails (503) while some quorum queue with a member on this node has no more members
+/// up than a bare majority, so that shutting this node down would cost it its quorum:
+/// RabbitMQ's rule (`rabbit_quorum_queue:list_with_minimum_quorum`), counting the
+/// members that answer now.
+async fn quorum_critical_check(State(state): State<ApiState>, _: Caller) -> ApiResult {
+    let single = match &state.cluster {
+        None => true,
+        Some(c) => c.probe_nodes().await.len() <= 1,
+    };
+    if single {
+        return Ok(ok(json!({"reason": "single node cluster"})));
+    }
+    let placements = Placements::of(&state).await;
+    let critical: Vec<Value> = placements
+        .iter()
+        .filter(|(_, p)| p.members.contains(&state.node.name))
+        .filter(|(_, p)| p.online.len() <= p.members.len() / 2 + 1)
+        .map(|((vhost, name), _)| {
+            json!({
+                "name": name,
+                "readable_name": format!("queue '{name}' in vhost '{vhost}'"),
+                "virtual_host": vhost,
+                "type": "quorum",
+            })
+        })
+        .collect();
+    if critical.is_empty() {
+        return Ok(ok(json!({})));
+    }
+    Ok(failed(json!({
+        "status": "failed",
+        "reason": "There are quorum queues that would lose their quorum if the target node is shut down",
+        "queues": critical,
+    })))
 }
 
 const ALIVENESS_QUEUE: &str = "aliveness-test";

@@ -6,6 +6,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::placement::Placement;
 use super::rates::QueueRates;
 use super::scope::{self, arguments};
 use crate::broker::admin::{QueueCounters, QueueSnapshot};
@@ -89,13 +90,14 @@ pub struct QueueView<'a> {
     /// Mirrors of a classic queue: none (null), as RabbitMQ shows an unmirrored queue.
     recoverable_slaves: Option<()>,
     /// A quorum queue's Raft members as RabbitMQ lists them: on one node, this node leads
-    /// and is the only member, online.
+    /// and is the only member, online; in a cluster, its group's (`Placement`): a
+    /// leader of `null` while there is none, as RabbitMQ shows it then.
     #[serde(skip_serializing_if = "Option::is_none")]
-    leader: Option<&'a str>,
+    leader: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    members: Option<[&'a str; 1]>,
+    members: Option<Vec<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    online: Option<[&'a str; 1]>,
+    online: Option<Vec<&'a str>>,
     consumers: usize,
     exclusive_consumer_tag: Option<&'a str>,
     single_active_consumer_tag: Option<&'a str>,
@@ -114,10 +116,30 @@ pub struct QueueView<'a> {
 }
 
 impl<'a> QueueView<'a> {
-    pub fn new(node: &'a str, vhost: &'a str, q: &'a QueueSnapshot, r: QueueRates) -> Self {
+    /// `placement`: where a quorum queue of a cluster lives (`None` on a single node).
+    pub fn new(
+        node: &'a str,
+        vhost: &'a str,
+        q: &'a QueueSnapshot,
+        r: QueueRates,
+        placement: Option<&'a Placement>,
+    ) -> Self {
         let c = &q.counters;
         let idle = r.publish == 0.0 && r.deliver_get == 0.0 && r.ack == 0.0;
         let quorum = q.queue_type == "quorum";
+        let (leader, members, online) = match placement.filter(|_| quorum) {
+            // RabbitMQ names a quorum queue's leader as its node.
+            Some(p) => (
+                Some(p.leader.as_deref()),
+                Some(p.members.iter().map(String::as_str).collect()),
+                Some(p.online.iter().map(String::as_str).collect()),
+            ),
+            None => (
+                quorum.then_some(Some(node)),
+                quorum.then(|| vec![node]),
+                quorum.then(|| vec![node]),
+            ),
+        };
         QueueView {
             name: &q.name,
             vhost,
@@ -126,15 +148,15 @@ impl<'a> QueueView<'a> {
             exclusive: q.owner.is_some(),
             arguments: arguments(&q.arguments),
             queue_type: q.queue_type,
-            node,
+            node: leader.flatten().unwrap_or(node),
             state: "running",
             policy: q.policy.as_deref(),
             operator_policy: q.operator_policy.as_deref(),
             effective_policy_definition: &q.effective_policy,
             recoverable_slaves: None,
-            leader: quorum.then_some(node),
-            members: quorum.then_some([node]),
-            online: quorum.then_some([node]),
+            leader,
+            members,
+            online,
             consumers: q.consumers,
             exclusive_consumer_tag: q.exclusive_consumer_tag.as_deref(),
             single_active_consumer_tag: q.single_active_consumer_tag.as_deref(),

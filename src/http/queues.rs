@@ -15,6 +15,7 @@ use super::bindings::{binding_json, BINDING_SORT};
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::listing::ListQuery;
+use super::placement::Placements;
 use super::queue_view::QueueView;
 use super::scope::{self, permit};
 use super::{blocking, put_answer, ApiState};
@@ -47,9 +48,15 @@ const API_CHANNEL: u16 = 1;
 const QUEUE_SORT: &[&str] = &["vhost", "name"];
 
 /// A queue as RabbitMQ's management shows it.
-pub fn queue_json(state: &ApiState, vhost: &str, q: &QueueSnapshot) -> Value {
+pub fn queue_json(
+    state: &ApiState,
+    vhost: &str,
+    q: &QueueSnapshot,
+    placements: &Placements,
+) -> Value {
     let rates = state.rates.queue(vhost, &q.name);
-    serde_json::to_value(QueueView::new(&state.node.name, vhost, q, rates))
+    let placement = placements.get(vhost, &q.name);
+    serde_json::to_value(QueueView::new(&state.node.name, vhost, q, rates, placement))
         .expect("a queue view serializes")
 }
 
@@ -62,6 +69,7 @@ async fn list(
 ) -> ApiResult {
     let vhosts = scope::list_vhosts(&state, &caller, vhost, false)?;
     let snaps = scope::snapshots(&vhosts, Want::QUEUES);
+    let placements = Placements::of(&state).await;
     if query.is_plain() {
         // The plain list (what tools poll): sorted by vhost and name, written from typed
         // views without a `Value` per queue.
@@ -74,13 +82,20 @@ async fn list(
         });
         let views: Vec<QueueView<'_>> = queues
             .iter()
-            .map(|(v, q)| QueueView::new(&state.node.name, v, q, state.rates.queue(v, &q.name)))
+            .map(|(v, q)| {
+                let rates = state.rates.queue(v, &q.name);
+                QueueView::new(&state.node.name, v, q, rates, placements.get(v, &q.name))
+            })
             .collect();
         return Ok(Json(views).into_response());
     }
     let mut items = Vec::new();
     for (vhost, snap) in &snaps {
-        items.extend(snap.queues.iter().map(|q| queue_json(&state, vhost, q)));
+        items.extend(
+            snap.queues
+                .iter()
+                .map(|q| queue_json(&state, vhost, q, &placements)),
+        );
     }
     query
         .answer(items, QUEUE_SORT)
@@ -97,7 +112,13 @@ async fn show(
     let q = vh
         .with(|m| m.queue_snapshot_of(&name))
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(query.trim(queue_json(&state, &vhost, &q))))
+    let placements = Placements::of(&state).await;
+    Ok(Json(query.trim(queue_json(
+        &state,
+        &vhost,
+        &q,
+        &placements,
+    ))))
 }
 
 async fn declare(

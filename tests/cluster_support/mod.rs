@@ -160,19 +160,34 @@ pub struct Node {
 
 impl Node {
     pub fn start(&mut self) {
+        self.spawn(true);
+    }
+
+    /// Starts it on its own, not in a cluster (no `--node-id`): a single broker with the
+    /// same ports and data dir.
+    pub fn start_alone(&mut self) {
+        self.spawn(false);
+    }
+
+    fn spawn(&mut self, clustered: bool) {
         assert!(self.child.is_none(), "node {} runs already", self.id);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_warren"));
+        command
             .args(["--listen", &format!("127.0.0.1:{}", self.amqp)])
             .args(["--fsync", "always", "--prometheus", "off"])
-            .args(["--http", &format!("127.0.0.1:{}", self.http)])
-            .args(["--node-id", &self.id.to_string()])
-            .args(["--cluster-listen", &format!("127.0.0.1:{}", self.cluster)])
-            .args(["--cluster-peers", &self.peers])
+            .args(["--http", &format!("127.0.0.1:{}", self.http)]);
+        if clustered {
+            command
+                .args(["--node-id", &self.id.to_string()])
+                .args(["--cluster-listen", &format!("127.0.0.1:{}", self.cluster)])
+                .args(["--cluster-peers", &self.peers]);
+        }
+        let child = command
             .arg("--data-dir")
             .arg(&self.data)
             .stdout(Stdio::null())
@@ -234,6 +249,15 @@ impl Node {
     /// GET `path` of its management API as guest: the JSON body of a 200, `None` if the
     /// node does not answer or answers anything else.
     pub fn api_get(&self, path: &str) -> Option<Value> {
+        match self.api_status(path)? {
+            (200, body) => Some(body),
+            _ => None,
+        }
+    }
+
+    /// GET `path` of its management API as guest: the status code and the JSON body,
+    /// `None` if the node does not answer.
+    pub fn api_status(&self, path: &str) -> Option<(u16, Value)> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -245,11 +269,9 @@ impl Node {
         .ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
-        if !text.starts_with("HTTP/1.1 200") {
-            return None;
-        }
+        let status = text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
         let body = text.split_once("\r\n\r\n")?.1;
-        serde_json::from_str(body).ok()
+        Some((status, serde_json::from_str(body).ok()?))
     }
 
     /// The metadata group's entry of `status`.
@@ -308,6 +330,15 @@ impl Cluster {
     /// Nodes `1..=n`, and `extra` more nodes (`n+1..`) created but not started, whose
     /// peers are the first `n` (to join later).
     pub fn new(n: u64, extra: u64) -> Cluster {
+        let mut c = Cluster::created(n, extra);
+        for id in 1..=n {
+            c.node_mut(id).start();
+        }
+        c
+    }
+
+    /// As `new`, with no node started.
+    pub fn created(n: u64, extra: u64) -> Cluster {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -350,9 +381,6 @@ impl Cluster {
                     log: dir.path().join(format!("node{id}.log")),
                 },
             );
-        }
-        for id in 1..=n {
-            nodes.get_mut(&id).unwrap().start();
         }
         Cluster {
             nodes,
