@@ -24,7 +24,7 @@ use crate::broker::confirms::ReplicaTickets;
 use crate::broker::queue::replica::ReplicaWork;
 use crate::broker::replicated::QueueReplication;
 use crate::broker::BrokerHandle;
-use crate::cluster::group::Group;
+use crate::cluster::group::{Group, WriteError};
 use crate::cluster::machine::Tapped;
 use crate::cluster::meta_machine::{MetaCommand, MetaState, QueueDecl};
 use crate::cluster::node::ClusterNode;
@@ -81,14 +81,29 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
     bridge
 }
 
+/// How long a declaration or deletion is retried while the metadata group has no leader
+/// (a cluster starting, an election): a queue the cluster never hears of would wait for
+/// its group for ever.
+const META_RETRY_FOR: Duration = Duration::from_secs(120);
+
 /// Writes the bridge's metadata commands one after another, in order.
 async fn write_meta(
     node: Arc<ClusterNode>,
     mut pending: tokio::sync::mpsc::UnboundedReceiver<MetaCommand>,
 ) {
     while let Some(cmd) = pending.recv().await {
-        if let Err(e) = node.meta_write(cmd.clone()).await {
-            tracing::warn!("cluster: not recorded in the cluster ({e}): {cmd:?}");
+        let give_up = Instant::now() + META_RETRY_FOR;
+        loop {
+            match node.meta_write(cmd.clone()).await {
+                Ok(_) => break,
+                Err(WriteError::NoLeader) if Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    tracing::warn!("cluster: not recorded in the cluster ({e}): {cmd:?}");
+                    break;
+                }
+            }
         }
     }
 }

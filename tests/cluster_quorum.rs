@@ -11,189 +11,9 @@ mod cluster_support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use cluster_support::quorum::*;
 use cluster_support::Cluster;
-use futures_lite::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use serde_json::Value;
-
-const ELECTION: Duration = Duration::from_secs(20);
-
-fn wait_for<T>(what: &str, c: &Cluster, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < until,
-            "{what}: not within {within:?}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The status of the (only) queue group on node `id`.
-fn queue_group(c: &Cluster, id: u64) -> Option<Value> {
-    let s = c.node(id).status()?;
-    s["groups"]
-        .as_array()?
-        .iter()
-        .find(|g| g["group"].as_str().is_some_and(|n| n.starts_with("queue-")))
-        .cloned()
-}
-
-/// The queue group's leader as every node of `ids` sees it (all agreeing, not `not`).
-fn queue_leader(c: &Cluster, ids: &[u64], not: Option<u64>) -> u64 {
-    wait_for("an agreed queue leader", c, ELECTION, || {
-        let leaders: Vec<Option<u64>> = ids
-            .iter()
-            .map(|id| queue_group(c, *id).and_then(|g| g["leader"].as_u64()))
-            .collect();
-        let first = (*leaders.first()?)?;
-        (leaders.iter().all(|l| *l == Some(first)) && Some(first) != not && ids.contains(&first))
-            .then_some(first)
-    })
-}
-
-/// The queue's message count in node `id`'s copy (its management API).
-fn messages(c: &Cluster, id: u64) -> Option<u64> {
-    c.node(id).api_get("/api/queues/%2F/orders")?["messages"].as_u64()
-}
-
-fn applied(c: &Cluster, id: u64) -> Option<u64> {
-    queue_group(c, id)?["last_applied"].as_u64()
-}
-
-async fn connect(port: u16) -> Connection {
-    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-    for _ in 0..200 {
-        if let Ok(c) = Connection::connect(&url, ConnectionProperties::default()).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no broker on port {port}");
-}
-
-/// The runtime the tests' AMQP clients run on (the tests themselves are plain threads).
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A connection to `port` and a channel on it in confirm mode.
-async fn confirm_channel(port: u16) -> (Connection, Channel) {
-    let conn = connect(port).await;
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    (conn, ch)
-}
-
-fn quorum() -> FieldTable {
-    let mut t = FieldTable::default();
-    t.insert(
-        ShortString::from("x-queue-type"),
-        AMQPValue::LongString(LongString::from("quorum")),
-    );
-    t
-}
-
-fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    }
-}
-
-/// Publishes `bodies` to `queue` with confirms; returns how many were acked.
-async fn publish_all(ch: &Channel, queue: &str, bodies: &[String]) -> usize {
-    let mut confirms = Vec::new();
-    for b in bodies {
-        let c = ch
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                Default::default(),
-                b.as_bytes(),
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap();
-        confirms.push(c);
-    }
-    let mut acked = 0;
-    for c in confirms {
-        let confirm = tokio::time::timeout(Duration::from_secs(30), c)
-            .await
-            .expect("a confirm within 30 s");
-        acked += confirm.unwrap().is_ack() as usize;
-    }
-    acked
-}
-
-/// Consumes from `queue` until `want` distinct bodies have arrived (acking each), or
-/// `within` passes; returns every body received, duplicates included.
-async fn consume(ch: &Channel, queue: &str, want: usize, within: Duration) -> Vec<String> {
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            "c".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    let mut distinct = BTreeSet::new();
-    let until = tokio::time::Instant::now() + within;
-    while distinct.len() < want {
-        let next = tokio::time::timeout_at(until, consumer.next()).await;
-        let Ok(Some(Ok(d))) = next else {
-            break;
-        };
-        let body = String::from_utf8(d.data.clone()).unwrap();
-        distinct.insert(body.clone());
-        got.push(body);
-        d.ack(BasicAckOptions::default()).await.unwrap();
-    }
-    got
-}
-
-async fn get(ch: &Channel) -> Option<lapin::message::BasicGetMessage> {
-    ch.basic_get("orders".into(), BasicGetOptions { no_ack: false })
-        .await
-        .unwrap()
-}
-
-async fn nack_requeue(ch: &Channel, tag: u64) {
-    let requeue = BasicNackOptions {
-        multiple: false,
-        requeue: true,
-    };
-    ch.basic_nack(tag, requeue).await.unwrap();
-}
-
-fn delivery_count(props: &BasicProperties) -> Option<i64> {
-    match props.headers().as_ref()?.inner().get("x-delivery-count")? {
-        AMQPValue::LongLongInt(n) => Some(*n),
-        other => panic!("x-delivery-count of an unexpected type: {other:?}"),
-    }
-}
-
-fn bodies(range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("m-{i:04}")).collect()
-}
+use lapin::types::{AMQPValue, LongString};
 
 #[test]
 fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
@@ -353,61 +173,6 @@ fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
     });
 }
 
-/// Node `id`'s RabbitMQ-style name, as its management API gives it.
-fn node_name(c: &Cluster, id: u64) -> String {
-    let overview = c.node(id).api_get("/api/overview").expect("an overview");
-    overview["node"].as_str().expect("a node name").to_owned()
-}
-
-/// The queue `orders` as node `id`'s management API places it: its `node`, `leader`,
-/// `members` and `online` (both sorted).
-fn placement(c: &Cluster, id: u64) -> Option<(String, String, Vec<String>, Vec<String>)> {
-    let q = c.node(id).api_get("/api/queues/%2F/orders")?;
-    let names = |key: &str| -> Option<Vec<String>> {
-        let mut v: Vec<String> = q[key]
-            .as_array()?
-            .iter()
-            .map(|n| n.as_str().map(String::from))
-            .collect::<Option<_>>()?;
-        v.sort();
-        Some(v)
-    };
-    let text = |key: &str| q[key].as_str().map(String::from);
-    Some((
-        text("node")?,
-        text("leader")?,
-        names("members")?,
-        names("online")?,
-    ))
-}
-
-/// `node-is-quorum-critical` on node `id`: its status code and the queues it names.
-fn quorum_critical(c: &Cluster, id: u64) -> Option<(u16, Vec<String>)> {
-    let (status, body) = c
-        .node(id)
-        .api_status("/api/health/checks/node-is-quorum-critical")?;
-    let queues = body["queues"].as_array().map_or_else(Vec::new, |qs| {
-        qs.iter()
-            .filter_map(|q| q["name"].as_str().map(String::from))
-            .collect()
-    });
-    Some((status, queues))
-}
-
-/// The queue groups node `id` has open.
-fn queue_groups(c: &Cluster, id: u64) -> Option<Vec<String>> {
-    let s = c.node(id).status()?;
-    Some(
-        s["groups"]
-            .as_array()?
-            .iter()
-            .filter_map(|g| g["group"].as_str())
-            .filter(|n| n.starts_with("queue-"))
-            .map(str::to_owned)
-            .collect(),
-    )
-}
-
 #[test]
 fn a_quorum_queue_deleted_and_declared_again_is_a_new_queue_everywhere() {
     let c = Cluster::new(3, 0);
@@ -509,21 +274,6 @@ fn a_whole_cluster_killed_and_restarted_keeps_its_confirmed_messages_and_counts(
     let got: BTreeSet<String> = got.into_iter().collect();
     let want: BTreeSet<String> = bodies(0..50).into_iter().collect();
     assert_eq!(got, want, "every confirmed message after the restart");
-}
-
-/// Publishes `bodies` to `queue` in one transaction and commits it: the commit's answer.
-async fn publish_in_tx(ch: &Channel, queue: &str, bodies: &[String]) -> lapin::Result<()> {
-    for b in bodies {
-        ch.basic_publish(
-            "".into(),
-            queue.into(),
-            Default::default(),
-            b.as_bytes(),
-            BasicProperties::default(),
-        )
-        .await?;
-    }
-    ch.tx_commit().await
 }
 
 /// tx.commit on a quorum queue of a cluster is answered once the queue's group has the
@@ -655,4 +405,73 @@ fn a_quorum_queue_from_before_the_cluster_keeps_its_messages() {
     let mut want = bodies(0..20);
     want.sort();
     assert_eq!(got_sorted, want, "each message once: {got:?}");
+}
+
+/// Length limits on a replicated quorum queue, as on one node. Under drop-head (the
+/// default) every publish is confirmed, the leader drops the oldest and every copy follows
+/// (its settles commit), so the queue keeps the newest five. Under reject-publish the
+/// queue refuses once it is over its limit: publishes one at a time with confirms are
+/// nacked from then on, and every copy holds exactly the acked ones.
+#[test]
+fn length_limits_hold_on_a_replicated_quorum_queue() {
+    let c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    let max5 = ("x-max-length", AMQPValue::LongLongInt(5));
+    let reject = (
+        "x-overflow",
+        AMQPValue::LongString(LongString::from("reject-publish")),
+    );
+    rt.block_on(async {
+        let conn = connect(c.node(1).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        let drop_head = quorum_with(std::slice::from_ref(&max5));
+        ch.queue_declare("orders".into(), durable(), drop_head)
+            .await
+            .unwrap();
+        let refusing = quorum_with(&[max5.clone(), reject.clone()]);
+        ch.queue_declare("capped".into(), durable(), refusing)
+            .await
+            .unwrap();
+        conn.close(200, "bye".into()).await.unwrap();
+    });
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(follower).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..20)).await, 20);
+    });
+    wait_for("the newest five in every copy", &c, ELECTION, || {
+        (1..=3).all(|id| messages(&c, id) == Some(5)).then_some(())
+    });
+    let got = rt.block_on(async {
+        let conn = connect(c.node(leader).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        consume(&ch, "orders", 5, Duration::from_secs(10)).await
+    });
+    assert_eq!(got, bodies(15..20));
+
+    // reject-publish, one publish at a time on the node that leads "capped".
+    let capped_leader = wait_for("a leader of 'capped'", &c, ELECTION, || {
+        let q = c.node(1).api_get("/api/queues/%2F/capped")?;
+        let name = q["leader"].as_str()?.to_owned();
+        (1..=3).find(|id| node_name(&c, *id) == name)
+    });
+    let (acked, nacked) = rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(capped_leader).amqp).await;
+        let (mut acked, mut nacked) = (0, 0);
+        for b in bodies(0..10) {
+            match publish_all(&ch, "capped", std::slice::from_ref(&b)).await {
+                1 => acked += 1,
+                _ => nacked += 1,
+            }
+        }
+        (acked, nacked)
+    });
+    assert!(acked >= 6 && nacked >= 1, "acked {acked}, nacked {nacked}");
+    wait_for("every copy holding the acked ones", &c, ELECTION, || {
+        (1..=3)
+            .all(|id| queue_messages(&c, id, "capped") == Some(acked))
+            .then_some(())
+    });
 }

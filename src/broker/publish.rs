@@ -29,6 +29,18 @@ pub(super) struct Incoming<'a> {
     pub persistent: bool,
 }
 
+/// The dead letter of a message `q` refused for its length limit, under
+/// `reject-publish-dlx` (`None` under plain `reject-publish`).
+pub(super) fn refused_dead_letter(q: &Queue, m: &Incoming<'_>) -> Option<DeadLetter> {
+    (q.features.overflow == Overflow::RejectPublishDlx).then(|| DeadLetter {
+        queue: q.name.clone(),
+        queue_id: q.id,
+        seq: None,
+        payload: Bytes::from(m.parts.concat()),
+        reason: DeathReason::MaxLen,
+    })
+}
+
 fn has_bcc(m: &PublishRequest<'_>) -> bool {
     m.headers_table
         .is_some_and(|t| table::string_array(t, "BCC").next().is_some())
@@ -329,17 +341,9 @@ impl VHost {
             out.extend(msgs.iter().map(|_| Ok(Ticket::DONE)));
             return;
         };
-        if let Some(r) = super::replicated::replica_of(q) {
-            // Not stored here: handed to the queue's group, and copied into the store
-            // when it commits (replica.rs).
-            for m in msgs {
-                let t = self.replication.tickets.issue();
-                r.outgoing.push((Bytes::from(m.parts.concat()), t));
-                self.replica_issued.push(t);
-            }
-            r.wake.notify_one();
-            out.extend(msgs.iter().map(|_| Ok(Ticket::DONE)));
-            return;
+        if super::replicated::replica_of(q).is_some() {
+            // Not stored here: handed to the queue's group (replicated.rs).
+            return self.store_replicated(queue, msgs, out);
         }
         let refusing = q.features.has_length_limit() && q.features.overflow != Overflow::DropHead;
         if refusing || q.dedup.is_some() {
@@ -357,16 +361,8 @@ impl VHost {
                 }
                 if refusing && q.is_full_for(m.body_len) {
                     out.push(Err(Refused::Full));
-                    if q.features.overflow == Overflow::RejectPublishDlx {
-                        let payload = Bytes::from(m.parts.concat());
-                        let (queue, queue_id) = (q.name.clone(), q.id);
-                        self.pending_dead.push_back(DeadLetter {
-                            queue,
-                            queue_id,
-                            seq: None,
-                            payload,
-                            reason: DeathReason::MaxLen,
-                        });
+                    if let Some(dead) = refused_dead_letter(q, m) {
+                        self.pending_dead.push_back(dead);
                     }
                     continue;
                 }
@@ -457,7 +453,9 @@ impl VHost {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
-        if !q.features.has_length_limit() {
+        if !q.features.has_length_limit() || q.waits_for_leader() {
+            // A replica that does not lead drops nothing itself: its copy loses what the
+            // leader dropped when the leader's settles commit.
             return;
         }
         if q.is_quorum() && q.features.overflow != Overflow::DropHead {

@@ -7,13 +7,16 @@
 
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use tokio::sync::Notify;
-use warren_storage::BatchRecord;
+use warren_storage::{BatchRecord, Ticket};
 
 use super::confirms::ReplicaTickets;
 use super::declare::QueueSpec;
 use super::error::BrokerError;
+use super::publish::{refused_dead_letter, Incoming, Refused};
 use super::queue::replica::{Replica, ReplicaWork};
+use super::queue::Overflow;
 use super::vhost::{now_millis, VHost};
 
 /// What the cluster is told by the model.
@@ -196,6 +199,9 @@ impl VHost {
                 r.stored(id, seq);
             }
         }
+        // Over a drop-head limit, the leader drops the oldest (its settles reach the
+        // other copies); elsewhere `trim` leaves the copy alone.
+        self.trim(name);
         self.dispatch(name);
     }
 
@@ -272,12 +278,55 @@ impl VHost {
         };
         r.leading = leading;
         if leading {
+            self.trim(name);
             self.dispatch(name);
         }
     }
 }
 
 impl VHost {
+    /// Publishes to replicated quorum queue `queue`: not stored here but handed to its
+    /// group, each with a replication ticket its confirm waits for, and copied into the
+    /// store when the group commits them (`replica_enqueued`). A `reject-publish` limit
+    /// refuses once the queue is over it, counting the copy and what waits to be written
+    /// (soft, as RabbitMQ's quorum queues' limit is). `replica_issued` gets one ticket per
+    /// message, 0 for a refused one.
+    pub(super) fn store_replicated(
+        &mut self,
+        queue: &str,
+        msgs: &[Incoming<'_>],
+        out: &mut Vec<Result<Ticket, Refused>>,
+    ) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        let refusing = q.features.has_length_limit() && q.features.overflow != Overflow::DropHead;
+        for m in msgs {
+            let waiting = replica_of(q).map_or(0, |r| r.outgoing.len() as u64);
+            let over = q
+                .features
+                .max_length
+                .is_some_and(|max| q.ready() + waiting > max)
+                || q.is_full_for(m.body_len);
+            if refusing && over {
+                out.push(Err(Refused::Full));
+                self.replica_issued.push(0);
+                if let Some(dead) = refused_dead_letter(q, m) {
+                    self.pending_dead.push_back(dead);
+                }
+                continue;
+            }
+            let t = self.replication.tickets.issue();
+            let r = replica_of(q).expect("a replica");
+            r.outgoing.push((Bytes::from(m.parts.concat()), t));
+            self.replica_issued.push(t);
+            out.push(Ok(Ticket::DONE));
+        }
+        if let Some(r) = replica_of(q) {
+            r.wake.notify_one();
+        }
+    }
+
     /// Queue `name` if it is the incarnation with id `id`.
     fn replica_queue(&mut self, name: &str, id: u64) -> Option<&mut super::queue::Queue> {
         self.queues

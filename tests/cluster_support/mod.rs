@@ -4,6 +4,8 @@
 //! SIGKILL, paused with SIGSTOP and restarted on their data dir.
 #![allow(dead_code)]
 
+pub mod quorum;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
