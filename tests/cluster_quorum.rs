@@ -22,15 +22,7 @@ fn a_quorum_queue_is_replicated_and_survives_its_leaders_kill_9() {
     let rt = runtime();
 
     // Declared on node 1: a group on every node, the same leader seen by all.
-    let port1 = c.node(1).amqp;
-    rt.block_on(async {
-        let conn = connect(port1).await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.queue_declare("orders".into(), durable(), quorum())
-            .await
-            .unwrap();
-        conn.close(200, "bye".into()).await.unwrap();
-    });
+    rt.block_on(declare(c.node(1).amqp, "orders", quorum()));
     let leader = queue_leader(&c, &[1, 2, 3], None);
     for id in 1..=3 {
         let g = queue_group(&c, id).expect("the queue's group on every node");
@@ -286,14 +278,7 @@ fn a_transaction_on_a_quorum_queue_commits_only_with_its_group() {
     let mut c = Cluster::new(3, 0);
     c.agreed_leader(&[1, 2, 3], None, ELECTION);
     let rt = runtime();
-    rt.block_on(async {
-        let conn = connect(c.node(1).amqp).await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.queue_declare("orders".into(), durable(), quorum())
-            .await
-            .unwrap();
-        conn.close(200, "bye".into()).await.unwrap();
-    });
+    rt.block_on(declare(c.node(1).amqp, "orders", quorum()));
     let leader = queue_leader(&c, &[1, 2, 3], None);
     let survivor = (1..=3).find(|id| *id != leader).unwrap();
     let sport = c.node(survivor).amqp;
@@ -422,19 +407,10 @@ fn length_limits_hold_on_a_replicated_quorum_queue() {
         "x-overflow",
         AMQPValue::LongString(LongString::from("reject-publish")),
     );
-    rt.block_on(async {
-        let conn = connect(c.node(1).amqp).await;
-        let ch = conn.create_channel().await.unwrap();
-        let drop_head = quorum_with(std::slice::from_ref(&max5));
-        ch.queue_declare("orders".into(), durable(), drop_head)
-            .await
-            .unwrap();
-        let refusing = quorum_with(&[max5.clone(), reject.clone()]);
-        ch.queue_declare("capped".into(), durable(), refusing)
-            .await
-            .unwrap();
-        conn.close(200, "bye".into()).await.unwrap();
-    });
+    let drop_head = quorum_with(std::slice::from_ref(&max5));
+    rt.block_on(declare(c.node(1).amqp, "orders", drop_head));
+    let refusing = quorum_with(&[max5, reject]);
+    rt.block_on(declare(c.node(1).amqp, "capped", refusing));
     let leader = queue_leader(&c, &[1, 2, 3], None);
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     rt.block_on(async {

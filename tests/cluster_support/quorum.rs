@@ -123,6 +123,16 @@ pub fn quorum_with(extra: &[(&str, AMQPValue)]) -> FieldTable {
     t
 }
 
+/// Declares durable queue `name` with `arguments` through the node on AMQP port `port`.
+pub async fn declare(port: u16, name: &str, arguments: FieldTable) {
+    let conn = connect(port).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(name.into(), durable(), arguments)
+        .await
+        .unwrap();
+    conn.close(200, "bye".into()).await.unwrap();
+}
+
 pub fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,

@@ -259,32 +259,34 @@ fn dump_segment(
         }
     }
     if let Some(c) = &torn_tail {
-        if opts.json {
-            println!(
-                "{}",
-                json!({"type": "torn_tail", "file": name, "offset": c.offset, "bytes_dropped": c.bytes_dropped, "reason": c.reason})
-            );
-        } else {
-            println!(
-                "  torn tail @{}: {} ({} bytes after the last valid record: a write cut short by a crash, never confirmed; recovery discards it)",
-                c.offset, c.reason, c.bytes_dropped
-            );
-        }
+        let why = "bytes after the last valid record: a write cut short by a crash, never confirmed; recovery discards it";
+        print_stretch(opts, &name, c, ("torn_tail", "torn tail", why));
     }
     for c in &scan.corruptions {
-        if opts.json {
-            println!(
-                "{}",
-                json!({"type": "corruption", "file": name, "offset": c.offset, "bytes_dropped": c.bytes_dropped, "reason": c.reason})
-            );
-        } else {
-            println!(
-                "  CORRUPT @{}: {} ({} bytes unreadable)",
-                c.offset, c.reason, c.bytes_dropped
-            );
-        }
+        print_stretch(
+            opts,
+            &name,
+            c,
+            ("corruption", "CORRUPT", "bytes unreadable"),
+        );
     }
     Ok(())
+}
+
+/// Prints a bad stretch of segment `name`: as JSON of type `kind.0`, or as text
+/// `kind.1 @OFFSET: REASON (N kind.2)`.
+fn print_stretch(opts: &Options, name: &str, c: &segment::Corruption, kind: (&str, &str, &str)) {
+    if opts.json {
+        println!(
+            "{}",
+            json!({"type": kind.0, "file": name, "offset": c.offset, "bytes_dropped": c.bytes_dropped, "reason": c.reason})
+        );
+    } else {
+        println!(
+            "  {} @{}: {} ({} {})",
+            kind.1, c.offset, c.reason, c.bytes_dropped, kind.2
+        );
+    }
 }
 
 fn main() -> ExitCode {
