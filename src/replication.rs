@@ -108,6 +108,33 @@ async fn write_meta(
     }
 }
 
+/// Where a node writes a queue's commands: its own member of the group (forwarded to the
+/// leader from there), or, on a node that does not hold the queue, the group's members.
+enum GroupTarget {
+    Local(Arc<Group<QueueRaft>>),
+    Remote {
+        node: Arc<ClusterNode>,
+        group: u64,
+        members: Vec<u64>,
+    },
+}
+
+impl GroupTarget {
+    async fn write(&self, cmd: QueueCommand, deadline: Duration) -> Result<(), WriteError> {
+        match self {
+            GroupTarget::Local(group) => group.write(cmd, deadline).await.map(drop),
+            GroupTarget::Remote {
+                node,
+                group,
+                members,
+            } => node
+                .write_to_group(*group, members, &cmd, deadline)
+                .await
+                .map(drop),
+        }
+    }
+}
+
 /// How long a node keeps trying to move a queue's messages from before the cluster into
 /// its group (the group may still be electing its first leader).
 const MIGRATE_FOR: Duration = Duration::from_secs(300);
@@ -116,13 +143,13 @@ const MIGRATE_FOR: Duration = Duration::from_secs(300);
 /// queue's group; true once every one is committed. A write that timed out may still have
 /// committed, and a crash before the store is emptied writes them again at the next
 /// start: at least once, never lost.
-async fn migrate(group: &Group<QueueRaft>, decl: &QueueDecl, messages: &[Bytes]) -> bool {
+async fn migrate(target: &GroupTarget, decl: &QueueDecl, messages: &[Bytes]) -> bool {
     let give_up = Instant::now() + MIGRATE_FOR;
     for chunk in messages.chunks(WRITE_BATCH) {
         loop {
             let batch = chunk.iter().map(|b| b.to_vec()).collect();
             let cmd = QueueCommand::EnqueueBatch { messages: batch };
-            match group.write(cmd, Duration::from_secs(10)).await {
+            match target.write(cmd, Duration::from_secs(10)).await {
                 Ok(_) => break,
                 Err(e) if Instant::now() < give_up => {
                     tracing::warn!(queue = %decl.name, "cluster: moving messages into the group: {e}; trying again");
@@ -141,8 +168,10 @@ async fn migrate(group: &Group<QueueRaft>, decl: &QueueDecl, messages: &[Bytes])
     true
 }
 
-/// The nodes a new queue is spread over: every voter, rotated by the name's hash.
-fn members_for(voters: &[u64], vhost: &str, name: &str) -> Vec<u64> {
+/// The nodes a new queue is spread over: the voters rotated by the name's hash (so that
+/// first members, and leaders, spread), the first `size` of them when the queue asks for
+/// fewer (`x-quorum-initial-group-size`; more than there are voters means all of them).
+fn members_for(voters: &[u64], vhost: &str, name: &str, size: Option<usize>) -> Vec<u64> {
     let mut members = voters.to_vec();
     members.sort_unstable();
     if members.is_empty() {
@@ -151,16 +180,18 @@ fn members_for(voters: &[u64], vhost: &str, name: &str) -> Vec<u64> {
     let hash = crc32fast::hash(format!("{vhost}/{name}").as_bytes()) as usize;
     let turn = hash % members.len();
     members.rotate_left(turn);
+    members.truncate(size.unwrap_or(usize::MAX).max(1));
     members
 }
 
 impl QueueReplication for Replication {
     fn declared(&self, vhost: &str, name: &str, args_raw: &[u8]) {
+        let size = crate::broker::replicated::initial_group_size(args_raw);
         let decl = QueueDecl {
             vhost: vhost.into(),
             name: name.into(),
             arguments: args_raw.to_vec(),
-            members: members_for(&self.node.voters(), vhost, name),
+            members: members_for(&self.node.voters(), vhost, name, size),
         };
         let _ = self.meta_writes.send(MetaCommand::DeclareQueue(decl));
     }
@@ -229,20 +260,20 @@ impl Replication {
                 "cluster: quorum queue in a vhost this node does not have");
             return;
         };
-        let member = decl.members.contains(&self.node.node_id());
         // Messages the queue kept from before this node was in a cluster go into the group
-        // first: attaching empties the store for the group's copy.
+        // first: attaching empties the store for the group's copy. Otherwise the queue is
+        // attached first, so that a queue this node cannot hold opens no group.
         let preexisting = vh.with(|m| m.replica_preexisting(&decl.name));
-        let mut opened = None;
-        if member && !preexisting.is_empty() {
-            let Some(o) = self.open_group(group, decl).await else {
+        let mut target = None;
+        if !preexisting.is_empty() {
+            let Some(t) = self.target(group, decl).await else {
                 return;
             };
-            if !migrate(&o.group, decl, &preexisting).await {
+            if !migrate(&t.0, decl, &preexisting).await {
                 // Left on disk, unattached: the next start tries again.
                 return;
             }
-            opened = Some(o);
+            target = Some(t);
         }
         drop(preexisting);
         let (wake, queue_id) = match vh.with(|m| m.replica_attach(&decl.name, &decl.arguments)) {
@@ -253,14 +284,10 @@ impl Replication {
                 return;
             }
         };
-        if !member {
-            tracing::warn!(queue = %decl.name, "cluster: this node is not a member of the queue's group");
-            return;
-        }
-        let opened = match opened {
-            Some(o) => o,
-            None => match self.open_group(group, decl).await {
-                Some(o) => o,
+        let (target, opened) = match target {
+            Some(t) => t,
+            None => match self.target(group, decl).await {
+                Some(t) => t,
                 None => return,
             },
         };
@@ -269,7 +296,7 @@ impl Replication {
             .expect("open")
             .insert(key, OpenQueue { group, queue_id });
         tracing::info!(vhost = %decl.vhost, queue = %decl.name, group, members = ?decl.members,
-            "cluster: quorum queue replicated");
+            member = opened.is_some(), "cluster: quorum queue replicated");
         let feed = QueueFeed {
             vhost: vh,
             name: decl.name.clone(),
@@ -278,15 +305,32 @@ impl Replication {
         };
         tokio::spawn(
             feed.clone()
-                .write(opened.group.clone(), wake, self.tickets.clone()),
+                .write(Arc::new(target), wake, self.tickets.clone()),
         );
-        tokio::spawn(feed.follow(opened));
+        if let Some(opened) = opened {
+            tokio::spawn(feed.follow(opened));
+        }
     }
 
-    /// Opens queue `decl`'s group `group` here (`None`, logged, if it cannot be).
-    async fn open_group(&self, group: u64, decl: &QueueDecl) -> Option<OpenedQueue> {
+    /// Where this node writes queue `decl`'s commands: a member opens the group here
+    /// (and follows it: the opened group is returned too); another node writes through
+    /// the members (its clients publish to the queue; the group's leader delivers,
+    /// elsewhere). `None`, logged, if the group cannot be opened.
+    async fn target(
+        &self,
+        group: u64,
+        decl: &QueueDecl,
+    ) -> Option<(GroupTarget, Option<OpenedQueue>)> {
+        if !decl.members.contains(&self.node.node_id()) {
+            let remote = GroupTarget::Remote {
+                node: self.node.clone(),
+                group,
+                members: decl.members.clone(),
+            };
+            return Some((remote, None));
+        }
         match self.node.open_queue_group(group, &decl.members).await {
-            Ok(o) => Some(o),
+            Ok(o) => Some((GroupTarget::Local(o.group.clone()), Some(o))),
             Err(e) => {
                 tracing::error!(queue = %decl.name, "cluster: cannot open the queue's group: {e}");
                 None
@@ -406,7 +450,7 @@ impl QueueFeed {
     /// time (what arrives meanwhile makes the next batch), until the queue is gone.
     async fn write(
         self,
-        group: Arc<Group<QueueRaft>>,
+        group: Arc<GroupTarget>,
         wake: Arc<tokio::sync::Notify>,
         tickets: Arc<ReplicaTickets>,
     ) {

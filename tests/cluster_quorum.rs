@@ -451,3 +451,85 @@ fn length_limits_hold_on_a_replicated_quorum_queue() {
             .then_some(())
     });
 }
+
+/// `x-quorum-initial-group-size` 2 on three nodes: two nodes hold the queue (its group has
+/// two voters, and every node's API lists two members). The third is not a member but
+/// takes publishes: they are written to the group through the members and confirmed once
+/// committed; the leader delivers them. Deleted on the third node, the queue is gone
+/// everywhere.
+#[test]
+fn a_queue_held_by_two_of_three_nodes_takes_publishes_on_the_third() {
+    let c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    let two = quorum_with(&[("x-quorum-initial-group-size", AMQPValue::LongInt(2))]);
+    rt.block_on(declare(c.node(1).amqp, "orders", two));
+    let members: Vec<u64> = wait_for("the group on two nodes", &c, ELECTION, || {
+        let holding: Vec<u64> = (1..=3)
+            .filter(|id| queue_group(&c, *id).is_some())
+            .collect();
+        (holding.len() == 2).then_some(holding)
+    });
+    let outsider = (1..=3).find(|id| !members.contains(id)).unwrap();
+    let leader = queue_leader(&c, &members, None);
+    for id in &members {
+        let g = queue_group(&c, *id).unwrap();
+        let mut voters: Vec<u64> = g["voters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        voters.sort_unstable();
+        assert_eq!(voters, members, "node {id}: {g}");
+    }
+    // Every node's API, the outsider's too, names the leader and the two members.
+    let mut names: Vec<String> = members.iter().map(|id| node_name(&c, *id)).collect();
+    names.sort();
+    let leader_name = node_name(&c, leader);
+    let everywhere = (leader_name.clone(), leader_name, names.clone(), names);
+    wait_for("two members in every node's API", &c, ELECTION, || {
+        (1..=3)
+            .all(|id| placement(&c, id).as_ref() == Some(&everywhere))
+            .then_some(())
+    });
+
+    rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(outsider).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..50)).await, 50);
+    });
+    assert!(
+        queue_group(&c, outsider).is_none(),
+        "the outsider holds no group"
+    );
+    wait_for("the fifty in both members' copies", &c, ELECTION, || {
+        members
+            .iter()
+            .all(|id| messages(&c, *id) == Some(50))
+            .then_some(())
+    });
+    let got = rt.block_on(async {
+        let conn = connect(c.node(leader).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        consume(&ch, "orders", 50, Duration::from_secs(20)).await
+    });
+    let got: BTreeSet<String> = got.into_iter().collect();
+    assert_eq!(got, bodies(0..50).into_iter().collect::<BTreeSet<_>>());
+
+    rt.block_on(async {
+        let conn = connect(c.node(outsider).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_delete("orders".into(), Default::default())
+            .await
+            .unwrap();
+    });
+    wait_for("the queue gone everywhere", &c, ELECTION, || {
+        (1..=3)
+            .all(|id| {
+                let gone = c.node(id).api_status("/api/queues/%2F/orders");
+                gone.is_some_and(|(status, _)| status == 404)
+                    && queue_groups(&c, id) == Some(vec![])
+            })
+            .then_some(())
+    });
+}

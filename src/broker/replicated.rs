@@ -52,6 +52,13 @@ impl ReplicationSlot {
 /// work must not reach it).
 pub type QueueRef<'a> = (&'a str, u64);
 
+/// The group size quorum queue arguments `args_raw` ask for (`x-quorum-initial-group-size`);
+/// `None` for every voter of the cluster.
+pub fn initial_group_size(args_raw: &[u8]) -> Option<usize> {
+    let args = super::declare::decode_args(args_raw).ok()?;
+    super::queue::quorum_args::initial_group_size(&args)
+}
+
 /// The connection id of work that is not a client's (not authorised per user).
 const NO_CONNECTION: u64 = 0;
 

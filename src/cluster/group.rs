@@ -73,7 +73,7 @@ impl std::fmt::Display for WriteError {
     }
 }
 
-type WriteResult<C> = Result<
+pub(super) type WriteResult<C> = Result<
     ClientWriteResponse<C>,
     RaftError<NodeId, ClientWriteError<NodeId, openraft::BasicNode>>,
 >;
@@ -99,18 +99,8 @@ impl<C: GroupTypes> Group<C> {
                     match (f.leader_id, f.leader_node) {
                         (Some(id), Some(node)) => {
                             let left = until.saturating_duration_since(tokio::time::Instant::now());
-                            match self
-                                .peers
-                                .peer(id, &node.addr)
-                                .call(RpcKind::ClientWrite, &self.name, &body, left)
-                                .await
-                            {
-                                Ok(answer) => decode(&answer).map_err(WriteError::Failed)?,
-                                // The leader is gone or cut off: wait for the next one.
-                                Err(_) => Err(RaftError::APIError(
-                                    ClientWriteError::ForwardToLeader(ForwardToLeader::empty()),
-                                )),
-                            }
+                            let to = (id, node.addr.as_str());
+                            forward_write(&self.peers, &self.name, to, &body, left).await?
                         }
                         _ => Err(RaftError::APIError(ClientWriteError::ForwardToLeader(
                             ForwardToLeader::empty(),
@@ -130,6 +120,28 @@ impl<C: GroupTypes> Group<C> {
                 Err(e) => return Err(WriteError::Failed(e.to_string())),
             }
         }
+    }
+}
+
+/// Sends an encoded write for group `name` to node `to` (id, address) and returns what it
+/// answered; a node that cannot be asked (gone, cut off) answers as if it knew no leader,
+/// so the caller waits for one.
+pub(super) async fn forward_write<C: GroupTypes>(
+    peers: &Peers,
+    name: &str,
+    (id, addr): (NodeId, &str),
+    body: &[u8],
+    left: Duration,
+) -> Result<WriteResult<C>, WriteError> {
+    match peers
+        .peer(id, addr)
+        .call(RpcKind::ClientWrite, name, body, left)
+        .await
+    {
+        Ok(answer) => decode(&answer).map_err(WriteError::Failed),
+        Err(_) => Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(
+            ForwardToLeader::empty(),
+        )))),
     }
 }
 

@@ -250,6 +250,23 @@ impl ClusterNode {
     /// The node table, each other node with whether it answers on its cluster port now
     /// (asked at once, at most `PROBE_TIMEOUT` each); this node is `true`.
     pub async fn probe_nodes(&self) -> Vec<(NodeInfo, bool)> {
+        self.answered(self.ask_nodes().await)
+    }
+
+    /// `ask_nodes`' answers as whether each node answered (this node always does).
+    pub fn answered(&self, answers: Vec<(NodeInfo, Option<NodeStatus>)>) -> Vec<(NodeInfo, bool)> {
+        answers
+            .into_iter()
+            .map(|(info, status)| {
+                let up = info.id == self.config.node_id || status.is_some();
+                (info, up)
+            })
+            .collect()
+    }
+
+    /// The node table, each other node with its status if it answers now (asked at once,
+    /// at most `PROBE_TIMEOUT` each); this node's own entry has none.
+    pub async fn ask_nodes(&self) -> Vec<(NodeInfo, Option<NodeStatus>)> {
         let table: Vec<NodeInfo> = self
             .meta_machine
             .inspect(|s| s.nodes.values().cloned().collect())
@@ -260,15 +277,16 @@ impl ClusterNode {
                 let peer = self.peers.peer(info.id, &info.cluster);
                 asked.spawn(async move {
                     let answer = peer.call(RpcKind::NodeStatus, "", &[], PROBE_TIMEOUT).await;
-                    (i, answer.is_ok())
+                    let status = answer.ok().and_then(|a| decode::<NodeStatus>(&a).ok());
+                    (i, status)
                 });
             }
         }
-        let mut up = vec![true; table.len()];
-        while let Some(Ok((i, answered))) = asked.join_next().await {
-            up[i] = answered;
+        let mut statuses: Vec<Option<NodeStatus>> = vec![None; table.len()];
+        while let Some(Ok((i, status))) = asked.join_next().await {
+            statuses[i] = status;
         }
-        table.into_iter().zip(up).collect()
+        table.into_iter().zip(statuses).collect()
     }
 
     /// Adds a node to the metadata group (as a learner until it has caught up, then as

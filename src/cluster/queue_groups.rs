@@ -8,17 +8,19 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft};
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::{Duration, Instant};
 
-use super::group::{Group, GroupRpc, WriteError};
+use super::group::{forward_write, Group, GroupRpc, WriteError};
 use super::log_store::LogStore;
 use super::machine::Tapped;
-use super::meta_machine::{MetaCommand, MetaRaft, MetaResponse, MetaState};
+use super::meta_machine::{MetaCommand, MetaRaft, MetaResponse, MetaState, NodeInfo};
 use super::network::GroupNetwork;
-use super::node::{raft_config, ClusterNode, WRITE_DEADLINE};
+use super::node::{raft_config, ClusterNode, NodeStatus, WRITE_DEADLINE};
 use super::queue_machine::{QueueMachine, QueueState};
-use super::types::{QueueCommand, QueueRaft};
+use super::types::{QueueCommand, QueueRaft, QueueResponse};
 
 /// What the metadata group tells its tap.
 pub type MetaTap = UnboundedReceiver<Tapped<MetaCommand, MetaState>>;
@@ -148,6 +150,62 @@ impl ClusterNode {
     }
 }
 
+impl ClusterNode {
+    /// Commits `cmd` to queue group `group`, which this node does not hold, through the
+    /// group's `members`: each is asked in turn; one that does not lead names the leader,
+    /// which is asked next; while there is none, it retries until `deadline` has passed.
+    pub async fn write_to_group(
+        &self,
+        group: u64,
+        members: &[u64],
+        cmd: &QueueCommand,
+        deadline: Duration,
+    ) -> Result<QueueResponse, WriteError> {
+        if members.is_empty() {
+            return Err(WriteError::Failed(format!(
+                "queue group {group} has no members"
+            )));
+        }
+        let until = Instant::now() + deadline;
+        let body = serde_json::to_vec(cmd).map_err(|e| WriteError::Failed(e.to_string()))?;
+        let name = queue_group_name(group);
+        let addresses: BTreeMap<u64, String> = self
+            .meta_machine
+            .inspect(|s| {
+                s.nodes
+                    .iter()
+                    .map(|(id, n)| (*id, n.cluster.clone()))
+                    .collect()
+            })
+            .await;
+        let (mut turn, mut leader) = (0, None);
+        loop {
+            let target = leader.take().or_else(|| {
+                let id = members[turn % members.len()];
+                turn += 1;
+                addresses.get(&id).map(|addr| (id, addr.clone()))
+            });
+            if let Some((id, addr)) = target {
+                let left = until.saturating_duration_since(Instant::now());
+                let to = (id, addr.as_str());
+                match forward_write::<QueueRaft>(&self.peers, &name, to, &body, left).await? {
+                    Ok(response) => return Ok(response.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        leader = f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr));
+                    }
+                    Err(e) => return Err(WriteError::Failed(e.to_string())),
+                }
+            }
+            if Instant::now() >= until {
+                return Err(WriteError::NoLeader);
+            }
+            if leader.is_none() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Where a quorum queue of the cluster lives, as this node knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuePlacement {
@@ -161,9 +219,18 @@ pub struct QueuePlacement {
 }
 
 impl ClusterNode {
+    /// Whether the cluster has any quorum queue.
+    pub async fn has_quorum_queues(&self) -> bool {
+        self.meta_machine.inspect(|s| !s.queues.is_empty()).await
+    }
+
     /// Every quorum queue of the cluster with its members and leader (for the
-    /// management API: RabbitMQ's `leader`, `members`, `online`).
-    pub async fn queue_placements(&self) -> Vec<QueuePlacement> {
+    /// management API: RabbitMQ's `leader`, `members`, `online`). The leader of a group
+    /// this node does not hold is the one its members name in `answers` (`ask_nodes`).
+    pub async fn queue_placements(
+        &self,
+        answers: &[(NodeInfo, Option<NodeStatus>)],
+    ) -> Vec<QueuePlacement> {
         let declared: Vec<(u64, QueuePlacement)> = self
             .meta_machine
             .inspect(|s| {
@@ -182,12 +249,23 @@ impl ClusterNode {
             })
             .await;
         let groups = self.queue_groups.read().expect("groups");
+        let named_by_members = |g: u64, members: &[u64]| -> Option<u64> {
+            let name = queue_group_name(g);
+            answers
+                .iter()
+                .filter(|(info, _)| members.contains(&info.id))
+                .filter_map(|(_, status)| status.as_ref())
+                .flat_map(|status| status.groups.iter())
+                .find(|gs| gs.group == name && gs.leader.is_some())
+                .and_then(|gs| gs.leader)
+        };
         declared
             .into_iter()
             .map(|(g, mut placement)| {
-                placement.leader = groups
-                    .get(&g)
-                    .and_then(|group| group.raft.metrics().borrow().current_leader);
+                placement.leader = match groups.get(&g) {
+                    Some(group) => group.raft.metrics().borrow().current_leader,
+                    None => named_by_members(g, &placement.members),
+                };
                 placement
             })
             .collect()

@@ -30,11 +30,12 @@ impl Placements {
         let Some(cluster) = &state.cluster else {
             return Placements::default();
         };
-        let queues = cluster.queue_placements().await;
-        if queues.is_empty() {
+        if !cluster.has_quorum_queues().await {
             return Placements::default();
         }
-        let nodes = cluster.probe_nodes().await;
+        let answers = cluster.ask_nodes().await;
+        let queues = cluster.queue_placements(&answers).await;
+        let nodes = cluster.answered(answers);
         let name_of = |id: u64| -> String {
             nodes
                 .iter()

@@ -80,6 +80,13 @@ fn check_quorum_value(key: &str, v: &AMQPValue, args: &FieldTable) -> Result<(),
     }
 }
 
+/// How many nodes a quorum queue asks to be held by (`x-quorum-initial-group-size`,
+/// positive once validated); `None` for every node.
+pub fn initial_group_size(args: &FieldTable) -> Option<usize> {
+    let size = non_negative(args.inner().get("x-quorum-initial-group-size")?).ok()?;
+    usize::try_from(size).ok().filter(|n| *n > 0)
+}
+
 /// Validates a new quorum queue's arguments: each known value in RabbitMQ's order, then
 /// the arguments of other queue types (refused). Unknown arguments are accepted.
 pub fn validate_new(args: &FieldTable, queue: &str, vhost: &str) -> Result<(), BrokerError> {
