@@ -240,10 +240,7 @@ impl ClusterNode {
             node_id: self.config.node_id,
             cluster_listen: self.advertised.clone(),
             groups: groups.iter().map(|g| g.status()).collect(),
-            nodes: self
-                .meta_machine
-                .inspect(|s| s.nodes.values().cloned().collect())
-                .await,
+            nodes: self.node_table().await,
         }
     }
 
@@ -264,13 +261,17 @@ impl ClusterNode {
             .collect()
     }
 
+    /// The node table as this node has applied it (nothing is asked of the others).
+    pub async fn node_table(&self) -> Vec<NodeInfo> {
+        self.meta_machine
+            .inspect(|s| s.nodes.values().cloned().collect())
+            .await
+    }
+
     /// The node table, each other node with its status if it answers now (asked at once,
     /// at most `PROBE_TIMEOUT` each); this node's own entry has none.
     pub async fn ask_nodes(&self) -> Vec<(NodeInfo, Option<NodeStatus>)> {
-        let table: Vec<NodeInfo> = self
-            .meta_machine
-            .inspect(|s| s.nodes.values().cloned().collect())
-            .await;
+        let table = self.node_table().await;
         let mut asked = tokio::task::JoinSet::new();
         for (i, info) in table.iter().enumerate() {
             if info.id != self.config.node_id {

@@ -213,8 +213,9 @@ pub struct QueuePlacement {
     pub name: String,
     /// The nodes that hold it (its group's voters), in declaration order.
     pub members: Vec<u64>,
-    /// Its group's leader as this node's copy of the group last heard; `None` while there
-    /// is none (an election, no quorum) or on a node that holds no copy.
+    /// Its group's leader: as this node's member of the group last heard, or, on a node
+    /// that is not a member, as the members answered; `None` while there is none (an
+    /// election, no quorum) or no member answered.
     pub leader: Option<u64>,
 }
 

@@ -302,9 +302,10 @@ async fn single_node_check(_: Caller) -> ApiResult {
 /// RabbitMQ's rule (`rabbit_quorum_queue:list_with_minimum_quorum`), counting the
 /// members that answer now.
 async fn quorum_critical_check(State(state): State<ApiState>, _: Caller) -> ApiResult {
+    // One node in the table: nothing to ask the others (`Placements::of` asks them).
     let single = match &state.cluster {
         None => true,
-        Some(c) => c.probe_nodes().await.len() <= 1,
+        Some(c) => c.node_table().await.len() <= 1,
     };
     if single {
         return Ok(ok(json!({"reason": "single node cluster"})));
