@@ -23,6 +23,7 @@ use openraft::ServerState;
 use crate::broker::confirms::ReplicaTickets;
 use crate::broker::queue::replica::ReplicaWork;
 use crate::broker::replicated::QueueReplication;
+use crate::broker::replicated_topology::TopologyChange;
 use crate::broker::BrokerHandle;
 use crate::cluster::group::{Group, WriteError};
 use crate::cluster::machine::Tapped;
@@ -31,6 +32,9 @@ use crate::cluster::node::ClusterNode;
 use crate::cluster::queue_groups::{MetaTap, OpenedQueue};
 use crate::cluster::queue_machine::QueueState;
 use crate::cluster::types::{message_id, QueueCommand, QueueRaft};
+
+mod topology;
+use topology::{stale, OwnChanges};
 
 /// Most messages written to a group in one entry.
 const WRITE_BATCH: usize = 4096;
@@ -45,6 +49,8 @@ pub struct Replication {
     /// Declarations and deletions for the metadata group, written in the order they
     /// happened here (a queue deleted and declared again must not be declared first).
     meta_writes: tokio::sync::mpsc::UnboundedSender<MetaCommand>,
+    /// Exchange and binding changes written from here and not yet back (topology.rs).
+    own_changes: Arc<OwnChanges>,
 }
 
 /// A replicated queue on this node: its group and the broker's id of the queue (which
@@ -59,17 +65,32 @@ struct OpenQueue {
 /// of the queues the metadata group knows, and follows it from then on.
 pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replication> {
     let (meta_writes, pending) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(write_meta(node.clone(), pending));
+    let own_changes = Arc::new(OwnChanges::default());
+    tokio::spawn(write_meta(node.clone(), pending, own_changes.clone()));
     let bridge = Arc::new(Replication {
         tickets: broker.replica_tickets(),
         node: node.clone(),
         broker: broker.clone(),
         open: Mutex::default(),
         meta_writes,
+        own_changes,
     });
     let local = broker.replicate_quorum_queues(bridge.clone());
     let (state, tap) = node.meta_tap().await;
-    bridge.reconcile(&state).await;
+    // A node the node table does not list yet is new to the cluster: the exchanges and
+    // bindings it brings are made known (a node that was in it before only catches up:
+    // what it has and the cluster has not was deleted while it was away).
+    let new_here = !state.nodes.contains_key(&node.node_id());
+    bridge.reconcile(&state, false).await;
+    if new_here {
+        for vhost in broker.vhost_names() {
+            if let Some(vh) = broker.vhost(&vhost) {
+                for change in vh.with(|m| m.replicated_topology()) {
+                    bridge.topology(&vhost, change);
+                }
+            }
+        }
+    }
     for (vhost, name, arguments) in local {
         if state.queue_group(&vhost, &name).is_none() {
             // Declared before this node was in a cluster (or the write was lost): the
@@ -90,6 +111,7 @@ const META_RETRY_FOR: Duration = Duration::from_secs(120);
 async fn write_meta(
     node: Arc<ClusterNode>,
     mut pending: tokio::sync::mpsc::UnboundedReceiver<MetaCommand>,
+    own_changes: Arc<OwnChanges>,
 ) {
     while let Some(cmd) = pending.recv().await {
         let give_up = Instant::now() + META_RETRY_FOR;
@@ -101,6 +123,9 @@ async fn write_meta(
                 }
                 Err(e) => {
                     tracing::warn!("cluster: not recorded in the cluster ({e}): {cmd:?}");
+                    if let MetaCommand::Topology { vhost, change, .. } = &cmd {
+                        own_changes.done(vhost, change);
+                    }
                     break;
                 }
             }
@@ -213,6 +238,15 @@ impl QueueReplication for Replication {
             group: open.group,
         });
     }
+
+    fn topology(&self, vhost: &str, change: TopologyChange) {
+        self.own_changes.written(vhost, &change);
+        let _ = self.meta_writes.send(MetaCommand::Topology {
+            origin: self.node.node_id(),
+            vhost: vhost.to_string(),
+            change,
+        });
+    }
 }
 
 impl Replication {
@@ -226,16 +260,55 @@ impl Replication {
                 Tapped::Applied(_, MetaCommand::DeleteQueue { vhost, name, group }) => {
                     self.remove(&vhost, &name, group).await;
                 }
+                Tapped::Applied(
+                    _,
+                    MetaCommand::Topology {
+                        origin,
+                        vhost,
+                        change,
+                    },
+                ) => {
+                    let own = origin == self.node.node_id();
+                    if self.own_changes.applies(own, &vhost, &change) {
+                        self.apply_topology(&vhost, &change);
+                    }
+                }
                 Tapped::Applied(_, MetaCommand::NodeUp(_)) => {}
-                Tapped::Reset(state) => self.reconcile(&state).await,
+                Tapped::Reset(state) => self.reconcile(&state, true).await,
             }
         }
     }
 
-    /// Opens every queue `state` has, closes the ones it no longer has.
-    async fn reconcile(&self, state: &MetaState) {
+    /// Opens every queue `state` has, closes the ones it no longer has; makes the
+    /// exchanges and bindings it has. With `sweep` (a snapshot installed: this node is
+    /// caught up to it) also removes the exchanges and bindings it does not have, unless
+    /// this node's own change to them is still on its way.
+    async fn reconcile(&self, state: &MetaState, sweep: bool) {
         for (group, decl) in &state.queues {
             self.ensure(*group, decl).await;
+        }
+        let mut vhosts: std::collections::BTreeSet<String> =
+            state.exchanges.keys().cloned().collect();
+        vhosts.extend(state.bindings.keys().cloned());
+        if sweep {
+            vhosts.extend(self.broker.vhost_names().iter().map(|v| v.to_string()));
+        }
+        for vhost in &vhosts {
+            let wanted = state.topology(vhost);
+            let mut changes = Vec::new();
+            if sweep {
+                let here = self
+                    .broker
+                    .vhost(vhost)
+                    .map_or_else(Vec::new, |vh| vh.with(|m| m.replicated_topology()));
+                changes.extend(stale(here, &wanted));
+            }
+            changes.extend(wanted);
+            for change in changes {
+                if self.own_changes.applies(false, vhost, &change) {
+                    self.apply_topology(vhost, &change);
+                }
+            }
         }
         let gone: Vec<((String, String), u64)> = {
             let open = self.open.lock().expect("open");
@@ -246,6 +319,22 @@ impl Replication {
         };
         for ((vhost, name), group) in gone {
             self.remove(&vhost, &name, group).await;
+        }
+    }
+
+    /// Applies an exchange or binding change the metadata group committed. What does not
+    /// apply here (an inequivalent exchange of that name, a missing source or
+    /// destination) is logged and left: the first declaration of a name holds.
+    fn apply_topology(&self, vhost: &str, change: &TopologyChange) {
+        let Some(vh) = self.broker.vhost(vhost) else {
+            tracing::warn!(
+                vhost,
+                "cluster: topology of a vhost this node does not have"
+            );
+            return;
+        };
+        if let Err(e) = vh.with(|m| m.apply_topology(change)) {
+            tracing::warn!(vhost, "cluster: {change:?} not applied here: {e}");
         }
     }
 

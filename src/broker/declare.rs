@@ -198,6 +198,7 @@ impl VHost {
         if spec.durable {
             self.definitions_changed();
         }
+        self.replicate_exchange_declared(name);
         Ok(())
     }
 
@@ -280,7 +281,7 @@ impl VHost {
         }
         let changed = if spec.bind {
             ex.bind(Binding {
-                dest,
+                dest: dest.clone(),
                 routing_key: spec.routing_key.to_owned(),
                 args_raw: spec.args_raw.to_vec(),
                 args,
@@ -291,6 +292,9 @@ impl VHost {
         let emptied = !spec.bind && changed && ex.auto_delete && ex.bindings.is_empty();
         if changed && ex.durable && dest_durable {
             self.definitions_changed();
+        }
+        if changed {
+            self.replicate_binding(source, &dest, spec);
         }
         if emptied {
             // RabbitMQ deletes an auto-delete exchange when its last binding goes.

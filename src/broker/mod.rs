@@ -27,6 +27,7 @@ pub mod password;
 pub mod policy;
 pub mod queue;
 pub mod replicated;
+pub mod replicated_topology;
 pub mod stats;
 
 mod channel;

@@ -26,6 +26,8 @@ pub trait QueueReplication: Send + Sync {
     fn declared(&self, vhost: &str, name: &str, args_raw: &[u8]);
     /// A client deleted it.
     fn deleted(&self, vhost: &str, name: &str);
+    /// A client changed `vhost`'s exchanges or bindings here (replicated_topology.rs).
+    fn topology(&self, vhost: &str, change: super::replicated_topology::TopologyChange);
 }
 
 /// The cluster's hook, set once by the server when the node is in a cluster, and the
@@ -60,7 +62,7 @@ pub fn initial_group_size(args_raw: &[u8]) -> Option<usize> {
 }
 
 /// The connection id of work that is not a client's (not authorised per user).
-const NO_CONNECTION: u64 = 0;
+pub(super) const NO_CONNECTION: u64 = 0;
 
 impl VHost {
     /// Tells the cluster about a quorum queue a client declared (and makes it a replica:

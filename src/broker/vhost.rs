@@ -625,6 +625,7 @@ impl VHost {
             self.definitions_changed();
         }
         self.unbind_everywhere(&Dest::Exchange(ex.name.clone()));
+        self.replicate_exchange_deleted(name);
     }
 
     /// A name for a server-named queue or consumer.

@@ -1,14 +1,16 @@
 //! The metadata group: the one Raft group every node is a member of, holding what the
 //! whole cluster must agree on. So far that is the node table (each node's addresses and
-//! version, written by the node itself when it starts) and the quorum queues (each with
-//! the nodes of its own group); the other cluster-wide definitions (vhosts, users,
-//! permissions, policies, exchanges, bindings) go through it next.
+//! version, written by the node itself when it starts), the quorum queues (each with
+//! the nodes of its own group), and the exchanges and the bindings to exchanges and
+//! quorum queues (`broker/replicated_topology.rs`); the other cluster-wide definitions
+//! (vhosts, users, permissions, policies) go through it next.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::machine::{Machine, Replicated};
+use crate::broker::replicated_topology::{BindingDef, ExchangeDef, TopologyChange};
 
 type NodeId = u64;
 
@@ -56,6 +58,13 @@ pub enum MetaCommand {
         name: String,
         group: u64,
     },
+    /// An exchange declared or deleted, a binding made or removed, by a client of node
+    /// `origin` in `vhost`.
+    Topology {
+        origin: NodeId,
+        vhost: String,
+        change: TopologyChange,
+    },
 }
 
 /// What applying a metadata command answered.
@@ -87,6 +96,12 @@ pub struct MetaState {
     /// on every node, and never reused).
     #[serde(default)]
     pub queues: BTreeMap<u64, QueueDecl>,
+    /// Exchanges by vhost and name (the first declaration of a name holds).
+    #[serde(default)]
+    pub exchanges: BTreeMap<String, BTreeMap<String, ExchangeDef>>,
+    /// Bindings to exchanges and quorum queues, by vhost.
+    #[serde(default)]
+    pub bindings: BTreeMap<String, BTreeSet<BindingDef>>,
 }
 
 impl MetaState {
@@ -96,6 +111,58 @@ impl MetaState {
             .iter()
             .find(|(_, q)| q.vhost == vhost && q.name == name)
             .map(|(g, _)| *g)
+    }
+
+    /// Every change that builds `vhost`'s topology as it stands: its exchanges, then the
+    /// bindings.
+    pub fn topology(&self, vhost: &str) -> Vec<TopologyChange> {
+        let exchanges = self
+            .exchanges
+            .get(vhost)
+            .into_iter()
+            .flat_map(|e| e.values());
+        let bindings = self.bindings.get(vhost).into_iter().flatten();
+        exchanges
+            .cloned()
+            .map(TopologyChange::Declared)
+            .chain(bindings.cloned().map(TopologyChange::Bound))
+            .collect()
+    }
+
+    fn change_topology(&mut self, vhost: &str, change: &TopologyChange) {
+        match change {
+            TopologyChange::Declared(def) => {
+                let exchanges = self.exchanges.entry(vhost.into()).or_default();
+                exchanges
+                    .entry(def.name.clone())
+                    .or_insert_with(|| def.clone());
+            }
+            TopologyChange::Deleted(name) => {
+                if let Some(exchanges) = self.exchanges.get_mut(vhost) {
+                    exchanges.remove(name);
+                }
+                self.unbind_all(vhost, |b| {
+                    b.source == *name || (b.to_exchange && b.destination == *name)
+                });
+            }
+            TopologyChange::Bound(def) => {
+                self.bindings
+                    .entry(vhost.into())
+                    .or_default()
+                    .insert(def.clone());
+            }
+            TopologyChange::Unbound(def) => {
+                if let Some(bindings) = self.bindings.get_mut(vhost) {
+                    bindings.remove(def);
+                }
+            }
+        }
+    }
+
+    fn unbind_all(&mut self, vhost: &str, gone: impl Fn(&BindingDef) -> bool) {
+        if let Some(bindings) = self.bindings.get_mut(vhost) {
+            bindings.retain(|b| !gone(b));
+        }
     }
 }
 
@@ -116,7 +183,12 @@ impl Replicated<MetaRaft> for MetaState {
             MetaCommand::DeleteQueue { vhost, name, group } => {
                 if self.queue_group(vhost, name) == Some(*group) {
                     self.queues.remove(group);
+                    self.unbind_all(vhost, |b| !b.to_exchange && b.destination == *name);
                 }
+                MetaResponse::Done
+            }
+            MetaCommand::Topology { vhost, change, .. } => {
+                self.change_topology(vhost, change);
                 MetaResponse::Done
             }
         }

@@ -4,6 +4,7 @@
 //! SIGKILL, paused with SIGSTOP and restarted on their data dir.
 #![allow(dead_code)]
 
+pub mod jepsen;
 pub mod quorum;
 
 use std::collections::BTreeMap;
