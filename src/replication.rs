@@ -33,6 +33,7 @@ use crate::cluster::queue_groups::{MetaTap, OpenedQueue};
 use crate::cluster::queue_machine::QueueState;
 use crate::cluster::types::{message_id, QueueCommand, QueueRaft};
 
+mod checkout;
 mod topology;
 use topology::{stale, OwnChanges};
 
@@ -51,6 +52,8 @@ pub struct Replication {
     meta_writes: tokio::sync::mpsc::UnboundedSender<MetaCommand>,
     /// Exchange and binding changes written from here and not yet back (topology.rs).
     own_changes: Arc<OwnChanges>,
+    /// When this process started (checkout.rs: a restarted node holds nothing).
+    incarnation: u64,
 }
 
 /// A replicated queue on this node: its group and the broker's id of the queue (which
@@ -74,7 +77,9 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         open: Mutex::default(),
         meta_writes,
         own_changes,
+        incarnation: checkout::now_ms(),
     });
+    node.set_checkout_handler(bridge.clone());
     let local = broker.replicate_quorum_queues(bridge.clone());
     let (state, tap) = node.meta_tap().await;
     // A node the node table does not list yet is new to the cluster: the exchanges and
@@ -397,6 +402,15 @@ impl Replication {
                 .write(Arc::new(target), wake, self.tickets.clone()),
         );
         if let Some(opened) = opened {
+            let member = checkout::Member {
+                vhost: feed.vhost.clone(),
+                name: feed.name.clone(),
+                queue_id,
+                group,
+                node: self.node.clone(),
+                incarnation: self.incarnation,
+            };
+            tokio::spawn(member.serve_consumers());
             tokio::spawn(feed.follow(opened));
         }
     }

@@ -52,7 +52,10 @@ fn unknown_tag(tag: u64) -> BrokerError {
 
 /// The consumer of `q` to get the next message: round-robin among those with credit,
 /// the highest `x-priority` first, only the active one under single active consumer.
-fn choose_consumer(q: &Queue, channels: &FastMap<ChannelKey, ChannelState>) -> Option<usize> {
+pub(super) fn choose_consumer(
+    q: &Queue,
+    channels: &FastMap<ChannelKey, ChannelState>,
+) -> Option<usize> {
     let has_credit = |c: &Consumer| {
         channels
             .get(&(c.conn, c.channel))
@@ -102,7 +105,7 @@ pub(super) fn credit(c: &Consumer, ch: &ChannelState) -> u32 {
 /// a crash), then acks it at once (no-ack) or remembers it as unacked, for `consumer`
 /// (None: basic.get). Returns its delivery tag, and the no-ack ack's outcome.
 #[inline]
-fn hand_out(
+pub(super) fn hand_out(
     q: &mut Queue,
     ch: &mut ChannelState,
     seq: u64,
@@ -141,6 +144,10 @@ pub(super) fn return_delivery(
     seq: u64,
     pending_dead: &mut VecDeque<DeadLetter>,
 ) -> std::io::Result<bool> {
+    if q.settled_by_group(seq) {
+        q.settle(seq)?;
+        return Ok(false);
+    }
     if q.count_return(seq) == Returned::Requeued {
         q.requeue(seq);
         return Ok(true);
@@ -223,8 +230,12 @@ impl VHost {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
-        if q.consumers.is_empty() || q.waits_for_leader() {
+        if q.consumers.is_empty() {
             return;
+        }
+        if q.waits_for_leader() {
+            // Another member leads: only what it handed this node goes out here.
+            return self.dispatch_granted(queue);
         }
         if q.is_stream() {
             return self.dispatch_stream(queue);

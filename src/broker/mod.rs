@@ -26,6 +26,7 @@ pub mod outbox;
 pub mod password;
 pub mod policy;
 pub mod queue;
+pub mod replica_checkout;
 pub mod replicated;
 pub mod replicated_topology;
 pub mod stats;

@@ -147,7 +147,9 @@ impl VHost {
                 self.name
             )));
         };
-        let replica = qs.replica.get_or_insert_with(Box::default);
+        qs.replica.get_or_insert_with(Box::default);
+        super::replica_checkout::release_all(q);
+        let replica = replica_of(q).expect("made above");
         replica.clear();
         let wake = replica.wake.clone();
         q.purge_ready().map_err(BrokerError::storage)?;
@@ -214,8 +216,10 @@ impl VHost {
         self.dispatch(name);
     }
 
-    /// Settles the group committed: the messages leave this node's copy (a delivery still
-    /// out here is left to its channel, whose ack then finds nothing to remove).
+    /// Settles the group committed: the messages leave this node's copy. One whose
+    /// delivery is still out with a channel here (another leader's consumer acked it) stays
+    /// until that channel acks it or gives it back, and then goes: removing it now would
+    /// leave the queue counting an unacked delivery of a message it no longer has.
     pub fn replica_settled(&mut self, (name, id): QueueRef<'_>, ids: &[u64]) {
         let Some(q) = self.replica_queue(name, id) else {
             return;
@@ -226,7 +230,16 @@ impl VHost {
                 .as_mut()
                 .and_then(|qs| qs.replica.as_mut())
                 .and_then(|r| r.forget_id(id));
-            if let Some(seq) = seq {
+            let Some(seq) = seq else {
+                continue;
+            };
+            if VHost::remote_done(q, id, false) {
+                let _ = q.ack(seq);
+            } else if q.store.is_taken(seq) {
+                if let Some(r) = replica_of(q) {
+                    r.settled_out.insert(seq);
+                }
+            } else {
                 let _ = q.ack(seq);
             }
         }
@@ -251,6 +264,12 @@ impl VHost {
         for seq in seqs {
             q.count_replicated_return(seq);
         }
+        if replica_of(q).is_some_and(|r| !r.remote.is_empty()) {
+            for &id in ids {
+                VHost::remote_done(q, id, true);
+            }
+            self.dispatch(name);
+        }
     }
 
     /// The group's state replaced this node's copy whole (a snapshot installed).
@@ -260,6 +279,7 @@ impl VHost {
         let Some(q) = self.replica_queue(name, id) else {
             return;
         };
+        super::replica_checkout::release_all(q);
         if let Some(r) = q.quorum.as_mut().and_then(|qs| qs.replica.as_mut()) {
             r.clear();
         }
@@ -287,8 +307,13 @@ impl VHost {
         };
         r.leading = leading;
         if leading {
+            // What the old leader handed this node is ready in this copy anyway.
+            r.granted.clear();
+            r.awaited.clear();
             self.trim(name);
             self.dispatch(name);
+        } else if let Some(q) = self.replica_queue(name, id) {
+            super::replica_checkout::release_all(q);
         }
     }
 }
@@ -337,7 +362,11 @@ impl VHost {
     }
 
     /// Queue `name` if it is the incarnation with id `id`.
-    fn replica_queue(&mut self, name: &str, id: u64) -> Option<&mut super::queue::Queue> {
+    pub(super) fn replica_queue(
+        &mut self,
+        name: &str,
+        id: u64,
+    ) -> Option<&mut super::queue::Queue> {
         self.queues
             .get_mut(name)
             .filter(|q| q.id == id)

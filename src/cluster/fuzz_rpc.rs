@@ -56,6 +56,10 @@ fn request_body(kind: RpcKind, body: &[u8]) {
         RpcKind::NodeStatus => {}
         RpcKind::Join => round_trip::<JoinRequest>(body),
         RpcKind::Leave => round_trip::<LeaveRequest>(body),
+        RpcKind::Checkout => {
+            round_trip::<super::checkout::CheckoutRequest>(body);
+            round_trip::<super::checkout::CheckoutReply>(body);
+        }
     }
 }
 

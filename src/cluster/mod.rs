@@ -5,8 +5,10 @@
 //! frames, `transport.rs` connections, `network.rs` for openraft); `node.rs` hosts the
 //! groups and answers `warren cluster status|join|leave`.
 //!
-//! Not yet: the broker's quorum queues and definitions going through the groups.
+//! The bridge to the broker is `src/replication.rs`; a member that does not lead a queue
+//! asks the leader for messages for its consumers (`checkout.rs`).
 
+pub mod checkout;
 #[doc(hidden)]
 pub mod fuzz_machine;
 #[doc(hidden)]

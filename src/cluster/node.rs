@@ -85,6 +85,8 @@ pub struct ClusterNode {
     pub(super) groups: RwLock<HashMap<String, Arc<dyn GroupRpc>>>,
     /// The quorum queues' groups on this node, by group number (queue_groups.rs).
     pub(super) queue_groups: RwLock<HashMap<u64, Arc<Group<QueueRaft>>>>,
+    /// Answers other members' checkouts (checkout.rs), once the bridge sets it.
+    pub(super) checkout: std::sync::OnceLock<Arc<dyn super::checkout::CheckoutHandler>>,
     /// Where groups keep their files, and how.
     pub(super) data_dir: std::path::PathBuf,
     pub(super) log: LogConfig,
@@ -137,6 +139,7 @@ impl ClusterNode {
             meta_machine: machine,
             groups: RwLock::new(groups),
             queue_groups: RwLock::default(),
+            checkout: std::sync::OnceLock::new(),
             data_dir: data_dir.to_path_buf(),
             log,
             commit,
@@ -407,6 +410,7 @@ impl RpcHandler for ClusterNode {
                 let req: LeaveRequest = decode(&body)?;
                 self.remove_member(req).await.map(|_| b"{}".to_vec())
             }),
+            RpcKind::Checkout => Box::pin(async move { self.answer_checkout(&group, &body) }),
             _ => {
                 let found = self.groups.read().expect("groups").get(&group).cloned();
                 match found {

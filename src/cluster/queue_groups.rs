@@ -51,10 +51,19 @@ impl ClusterNode {
         self.meta.write(cmd, WRITE_DEADLINE).await
     }
 
-    /// The metadata group's voters: the nodes a new quorum queue is spread over.
+    /// The metadata group's voters: the nodes a new quorum queue is spread over. Before
+    /// this node has heard the group's membership (a cluster's first moments) they are the
+    /// nodes it was started with, the membership a new cluster is initialised with: a queue
+    /// spread over no node would never get a group.
     pub fn voters(&self) -> Vec<u64> {
         let m = self.meta.raft.metrics().borrow().clone();
-        m.membership_config.membership().voter_ids().collect()
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+        if voters.is_empty() {
+            let mut configured: Vec<u64> = self.config.members().collect();
+            configured.sort_unstable();
+            return configured;
+        }
+        voters
     }
 
     /// Opens queue group `group` with `members` (this node among them). The first member

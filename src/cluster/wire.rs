@@ -48,6 +48,8 @@ pub enum RpcKind {
     Join = 6,
     /// Remove a node from every group (`warren cluster leave`).
     Leave = 7,
+    /// Messages of a quorum queue for another member's consumers (`checkout.rs`).
+    Checkout = 8,
 }
 
 impl RpcKind {
@@ -60,6 +62,7 @@ impl RpcKind {
             5 => RpcKind::NodeStatus,
             6 => RpcKind::Join,
             7 => RpcKind::Leave,
+            8 => RpcKind::Checkout,
             _ => return None,
         })
     }

@@ -90,6 +90,15 @@ impl Queue {
             .is_some_and(|r| !r.leading)
     }
 
+    /// Whether message `seq`, returned by a channel, was settled by the group while its
+    /// delivery was out (then it goes: `VHost::replica_settled`).
+    pub fn settled_by_group(&self, seq: u64) -> bool {
+        self.quorum
+            .as_ref()
+            .and_then(|qs| qs.replica.as_ref())
+            .is_some_and(|r| r.settled_out.contains(&seq))
+    }
+
     /// Counts a return of message `id`; says whether it may go back to the queue.
     pub fn count_return(&mut self, id: u64) -> Returned {
         let Some(qs) = self.quorum.as_mut() else {

@@ -14,8 +14,12 @@
 //!
 //! The copy is kept with transient records (nothing synced for it): the group's log is
 //! what is durable, and after a restart the copy is rebuilt from the group.
+//!
+//! Consumers on a member that does not lead are served through the leader
+//! (`broker/replica_checkout.rs`): the leader hands that node ids of ready messages
+//! (`remote`), and the node delivers them from its own copy (`granted`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -42,6 +46,27 @@ pub struct Replica {
     seq_of: HashMap<u64, u64>,
     /// Wakes the bridge's task for this queue when `outgoing` or `settled` grows.
     pub wake: Arc<Notify>,
+    /// On the leader: messages handed to consumers of other nodes, by node.
+    pub remote: HashMap<u64, RemoteHolder>,
+    /// On another member: store seqs of the messages the leader handed to this node's
+    /// consumers, not delivered yet, in the order they were handed.
+    pub granted: VecDeque<u64>,
+    /// Group ids the leader handed this node before this copy had them.
+    pub awaited: HashSet<u64>,
+    /// Store seqs the group settled while a delivery of them was out here (another
+    /// leader's consumer acked them): the channel's ack finds them, a return drops them.
+    pub settled_out: HashSet<u64>,
+}
+
+/// What the leader has handed to one other node's consumers.
+#[derive(Debug, Default)]
+pub struct RemoteHolder {
+    /// The node's process (its start time): a restarted node holds nothing.
+    pub incarnation: u64,
+    /// When the node last asked (milliseconds since the epoch): its lease.
+    pub last_seen: u64,
+    /// Group id -> store seq of each message out with it.
+    pub held: HashMap<u64, u64>,
 }
 
 impl Replica {
@@ -49,6 +74,9 @@ impl Replica {
     pub fn stored(&mut self, id: u64, seq: u64) {
         self.id_of.insert(seq, id);
         self.seq_of.insert(id, seq);
+        if !self.awaited.is_empty() && self.awaited.remove(&id) {
+            self.granted.push_back(seq);
+        }
     }
 
     /// Whether group message `id` is in this node's copy.
@@ -66,6 +94,9 @@ impl Replica {
 
     /// Message `seq` left the copy here: its settle goes to the group.
     pub fn left(&mut self, seq: u64) {
+        if !self.settled_out.is_empty() {
+            self.settled_out.remove(&seq);
+        }
         if let Some(id) = self.id_of.remove(&seq) {
             self.seq_of.remove(&id);
             self.settled.push(id);
@@ -97,6 +128,11 @@ impl Replica {
         }
     }
 
+    /// The group id of the message stored here as `seq`.
+    pub fn id_of(&self, seq: u64) -> Option<u64> {
+        self.id_of.get(&seq).copied()
+    }
+
     /// The store seq of group message `id`, if the copy here holds it.
     pub fn seq_of(&self, id: u64) -> Option<u64> {
         self.seq_of.get(&id).copied()
@@ -107,6 +143,12 @@ impl Replica {
         self.id_of.clear();
         self.seq_of.clear();
         self.counted_here.clear();
+        self.granted.clear();
+        self.awaited.clear();
+        debug_assert!(
+            self.remote.is_empty(),
+            "released before the copy is cleared"
+        );
     }
 
     /// What the bridge writes next.

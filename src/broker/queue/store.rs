@@ -276,6 +276,15 @@ impl Store {
         l.log.read(seq)
     }
 
+    /// Whether message `id` is taken: live, read past and not requeued (a delivery of it
+    /// is out, or it is held for dead-lettering).
+    pub fn is_taken(&self, id: u64) -> bool {
+        let Some((l, seq)) = self.level(id) else {
+            return false;
+        };
+        seq < l.cursor.seq && !l.requeued.contains(&seq) && l.log.read(seq).is_some()
+    }
+
     #[inline]
     pub fn mark_delivered(&mut self, id: u64) {
         if let Some((l, seq)) = self.level_mut(id) {

@@ -1,0 +1,258 @@
+//! Consumers of a replicated quorum queue on a member that does not lead it. RabbitMQ's
+//! clients consume from whichever node they are connected to; here only the leader decides
+//! which message goes to which consumer, so a member whose consumers have room asks the
+//! leader (the bridge does, over the cluster port) and the leader hands it ids of ready
+//! messages: taken from its ready list as a delivery is, and held for that node until a
+//! settle or a return of them comes back through the group. The member delivers them from
+//! its own copy, which holds the same messages under the same ids.
+//!
+//! A node that stops asking (it died, or was cut off) loses what it held after a lease
+//! (`REMOTE_LEASE_MS`): the leader makes those messages ready again, to be delivered
+//! elsewhere; a restarted node (a new incarnation) loses them at its first request. A
+//! leader that stops leading makes what it held ready in its copy again; the next leader
+//! never knew of them and has them ready anyway. Either way a message may be delivered
+//! twice, never lost: at least once, as with a leader that dies.
+
+use super::dispatch::{choose_consumer, credit, hand_out};
+use super::outbox::Outgoing;
+use super::queue::replica::Replica;
+use super::queue::Queue;
+use super::replicated::{replica_of, QueueRef};
+use super::vhost::VHost;
+
+/// How long the leader keeps messages handed to a node that has not asked since
+/// (milliseconds). A member with consumers or deliveries out asks at least every second.
+pub const REMOTE_LEASE_MS: u64 = 10_000;
+
+/// What a member wants from the leader: room for `want` more messages, and whether it
+/// has deliveries out (its lease must be kept even when it wants nothing). On the leader
+/// itself `leading` is set and the rest is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Demand {
+    pub leading: bool,
+    pub want: u32,
+    pub holding: bool,
+}
+
+/// Makes every message held for `node` ready again in the leader's copy.
+fn release(q: &mut Queue, node: u64) {
+    let Some(holder) = replica_of(q).and_then(|r| r.remote.remove(&node)) else {
+        return;
+    };
+    for seq in holder.held.into_values() {
+        q.requeue(seq);
+    }
+}
+
+/// Releases what every other node holds (this node stops leading, or its copy is reset).
+pub(super) fn release_all(q: &mut Queue) {
+    let nodes: Vec<u64> =
+        replica_of(q).map_or_else(Vec::new, |r| r.remote.keys().copied().collect());
+    for node in nodes {
+        release(q, node);
+    }
+}
+
+/// The node holding group message `id`, if another node's consumers have it.
+fn holder_of(r: &Replica, id: u64) -> Option<u64> {
+    r.remote
+        .iter()
+        .find(|(_, h)| h.held.contains_key(&id))
+        .map(|(n, _)| *n)
+}
+
+impl VHost {
+    /// On the leader: hands `node` (process `incarnation`) up to `want` ready messages of
+    /// queue `queue`, renewing its lease; their group ids. `None` when this node does not
+    /// lead the queue (the caller asks again once it knows the new leader).
+    pub fn replica_grant(
+        &mut self,
+        queue: QueueRef<'_>,
+        node: u64,
+        incarnation: u64,
+        want: u32,
+        now: u64,
+    ) -> Option<Vec<u64>> {
+        let q = self.replica_queue(queue.0, queue.1)?;
+        if !replica_of(q)?.leading {
+            return None;
+        }
+        if replica_of(q)?
+            .remote
+            .get(&node)
+            .is_some_and(|h| h.incarnation != incarnation)
+        {
+            release(q, node); // A restarted node holds nothing.
+        }
+        let mut ids = Vec::new();
+        while (ids.len() as u32) < want {
+            let Some((rec, at)) = q.peek() else {
+                break;
+            };
+            q.take(&rec, at);
+            q.store.mark_delivered(rec.seq);
+            q.unacked += 1;
+            let r = replica_of(q).expect("a replica");
+            match r.id_of(rec.seq) {
+                Some(id) => {
+                    r.remote.entry(node).or_default().held.insert(id, rec.seq);
+                    ids.push(id);
+                }
+                // Not from the group (cannot happen in a replica): not handed out.
+                None => q.requeue(rec.seq),
+            }
+        }
+        let holder = replica_of(q)?.remote.entry(node).or_default();
+        holder.incarnation = incarnation;
+        holder.last_seen = now;
+        Some(ids)
+    }
+
+    /// On the leader: releases what nodes whose lease ran out held.
+    pub fn replica_expire_remote(&mut self, queue: QueueRef<'_>, now: u64) {
+        let Some(q) = self.replica_queue(queue.0, queue.1) else {
+            return;
+        };
+        let expired: Vec<u64> = replica_of(q).map_or_else(Vec::new, |r| {
+            r.remote
+                .iter()
+                .filter(|(_, h)| now.saturating_sub(h.last_seen) > REMOTE_LEASE_MS)
+                .map(|(n, _)| *n)
+                .collect()
+        });
+        if expired.is_empty() {
+            return;
+        }
+        for node in expired {
+            tracing::info!(
+                queue = queue.0,
+                node,
+                "cluster: a node's consumers stopped asking; their messages are ready again"
+            );
+            release(q, node);
+        }
+        self.dispatch(queue.0);
+    }
+
+    /// On the leader: the group settled (`returned` false) or returned group message `id`;
+    /// if another node held it, it is that node's no more (a returned one is ready again,
+    /// a settled one is the caller's to remove) and the answer is true.
+    pub(super) fn remote_done(q: &mut Queue, id: u64, returned: bool) -> bool {
+        let Some(r) = replica_of(q) else {
+            return false;
+        };
+        let Some(node) = holder_of(r, id) else {
+            return false;
+        };
+        let Some(seq) = r.remote.get_mut(&node).and_then(|h| h.held.remove(&id)) else {
+            return false;
+        };
+        match returned {
+            true => q.requeue(seq),
+            false => q.unacked -= 1,
+        }
+        true
+    }
+
+    /// What this node's consumers of queue `queue` have room for (if another member
+    /// leads it). `None` once the replica is gone. With no consumer left, what the leader
+    /// handed this node and nobody took is dropped here: the node stops asking, and the
+    /// leader makes it ready again when the lease runs out.
+    pub fn replica_demand(&mut self, queue: QueueRef<'_>) -> Option<Demand> {
+        let q = self.queues.get_mut(queue.0).filter(|q| q.id == queue.1)?;
+        let no_consumers = q.consumers.is_empty();
+        let r = q.quorum.as_mut()?.replica.as_mut()?;
+        if no_consumers {
+            r.granted.clear();
+            r.awaited.clear();
+        }
+        let r = q.quorum.as_ref()?.replica.as_ref()?;
+        if r.leading {
+            return Some(Demand {
+                leading: true,
+                ..Demand::default()
+            });
+        }
+        let room: u32 = q
+            .consumers
+            .iter()
+            .filter_map(|c| Some(credit(c, self.channels.get(&(c.conn, c.channel))?)))
+            .fold(0u32, |a, b| a.saturating_add(b));
+        Some(Demand {
+            leading: false,
+            want: room.saturating_sub(r.granted.len() as u32),
+            holding: q.unacked > 0 || !r.granted.is_empty() || !r.awaited.is_empty(),
+        })
+    }
+
+    /// On another member: the leader handed this node's consumers of `queue` the group
+    /// messages `ids`; they are delivered from this node's copy.
+    pub fn replica_granted(&mut self, queue: QueueRef<'_>, ids: &[u64]) {
+        let Some(q) = self.replica_queue(queue.0, queue.1) else {
+            return;
+        };
+        let Some(r) = replica_of(q) else {
+            return;
+        };
+        for id in ids {
+            // The copy applies the group's entries a little after the leader does: a
+            // message it does not have yet is delivered once it comes (`replica_enqueued`).
+            match r.seq_of(*id) {
+                Some(seq) => r.granted.push_back(seq),
+                None => {
+                    r.awaited.insert(*id);
+                }
+            }
+        }
+        self.dispatch(queue.0);
+    }
+
+    /// Delivers what the leader granted this node (dispatch on a member that does not
+    /// lead): round-robin over the consumers with credit, as `dispatch_at` does.
+    pub(super) fn dispatch_granted(&mut self, queue: &str) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.delivery_scratch);
+        let (mut delivered, mut no_acks) = (0u64, 0u64);
+        loop {
+            if replica_of(q).is_none_or(|r| r.granted.is_empty()) {
+                break;
+            }
+            let Some(i) = choose_consumer(q, &self.channels) else {
+                break;
+            };
+            let seq = replica_of(q)
+                .and_then(|r| r.granted.pop_front())
+                .expect("checked above");
+            let Some(rec) = q.store.read(seq) else {
+                continue; // Settled by the group since.
+            };
+            q.rr = (i + 1) % q.consumers.len();
+            let c = &q.consumers[i];
+            let key = (c.conn, c.channel);
+            let (serial, no_ack, tag) = (c.serial, c.no_ack, c.tag.clone());
+            let ch = self.channels.get_mut(&key).expect("chosen for its credit");
+            let payload = q.outgoing_payload(seq, rec.payload, false);
+            let delivery_tag = hand_out(q, ch, seq, no_ack, Some(serial)).0;
+            out.push(Outgoing::Deliver {
+                channel: key.1,
+                consumer_tag: tag,
+                delivery_tag,
+                redelivered: false,
+                payload,
+            });
+            let c = &mut q.consumers[i];
+            if !no_ack {
+                c.unacked += 1;
+            }
+            c.outbox.push_all(&mut out);
+            delivered += 1;
+            no_acks += no_ack as u64;
+        }
+        self.delivery_scratch = out;
+        q.counters.deliver += delivered - no_acks;
+        q.counters.deliver_no_ack += no_acks;
+        self.stats.delivered(delivered);
+    }
+}

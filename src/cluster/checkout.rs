@@ -1,0 +1,100 @@
+//! Checkouts on the cluster port: a member of a quorum queue's group that does not lead it
+//! asks the leader for messages for its own consumers (`broker/replica_checkout.rs` says
+//! what each side does with them). The request names the asking node and its process (a
+//! restarted node holds nothing), and how many messages its consumers have room for; the
+//! answer is the group ids of the messages handed to it, or that the asked node does not
+//! lead the queue.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::node::ClusterNode;
+use super::queue_groups::queue_group_name;
+use super::wire::RpcKind;
+
+/// How long a checkout may take before the asking node tries again.
+const CHECKOUT_WAIT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutRequest {
+    pub node: u64,
+    /// When the asking node's process started (milliseconds since the epoch).
+    pub incarnation: u64,
+    /// How many messages its consumers have room for (0: it only keeps its lease).
+    pub want: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckoutReply {
+    /// The group ids of the messages handed to the asking node.
+    Granted(Vec<u64>),
+    /// The asked node does not lead the queue (any more).
+    NotLeader,
+}
+
+/// What answers checkouts on this node (the bridge, which has the broker).
+pub trait CheckoutHandler: Send + Sync {
+    fn checkout(&self, group: u64, request: &CheckoutRequest) -> CheckoutReply;
+}
+
+/// The group number in a queue group's name (`queue-N`).
+pub fn group_number(name: &str) -> Option<u64> {
+    name.strip_prefix("queue-")?.parse().ok()
+}
+
+impl ClusterNode {
+    /// Sets what answers checkouts here (once, by the bridge).
+    pub fn set_checkout_handler(&self, handler: Arc<dyn CheckoutHandler>) {
+        let _ = self.checkout.set(handler);
+    }
+
+    /// Answers a checkout another node sent here.
+    pub(super) fn answer_checkout(&self, group: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+        let request: CheckoutRequest = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let group = group_number(group).ok_or_else(|| format!("no queue group '{group}'"))?;
+        let reply = match self.checkout.get() {
+            Some(handler) => handler.checkout(group, &request),
+            None => CheckoutReply::NotLeader,
+        };
+        serde_json::to_vec(&reply).map_err(|e| e.to_string())
+    }
+
+    /// The leader of queue group `group` as this node's member of it last heard.
+    pub fn queue_group_leader(&self, group: u64) -> Option<u64> {
+        let groups = self.queue_groups.read().expect("queue groups");
+        let leader = groups.get(&group)?.raft.metrics().borrow().current_leader;
+        leader
+    }
+
+    /// Asks node `leader` for messages of queue group `group`.
+    pub async fn checkout(
+        &self,
+        group: u64,
+        leader: u64,
+        request: &CheckoutRequest,
+    ) -> Result<CheckoutReply, String> {
+        let addresses: BTreeMap<u64, String> = self
+            .meta_machine
+            .inspect(|s| {
+                s.nodes
+                    .iter()
+                    .map(|(id, n)| (*id, n.cluster.clone()))
+                    .collect()
+            })
+            .await;
+        let addr = addresses
+            .get(&leader)
+            .ok_or_else(|| format!("node {leader} is not in the node table"))?;
+        let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+        let peer = self.peers.peer(leader, addr);
+        let name = queue_group_name(group);
+        let answer = peer
+            .call(RpcKind::Checkout, &name, &body, CHECKOUT_WAIT)
+            .await
+            .map_err(|e| format!("node {leader}: {e}"))?;
+        serde_json::from_slice(&answer).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,152 @@
+//! Consumers of a quorum queue on nodes that do not lead it (issue 16): three `warren`
+//! processes on loopback (`cluster_support`) and lapin. As with RabbitMQ, a client
+//! consuming on any node gets the queue's messages: such a node asks the leader for
+//! messages for its consumers and delivers them from its own copy. Each message goes to
+//! one consumer; what a node that died held goes to the others once its lease runs out.
+
+mod cluster_support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cluster_support::quorum::*;
+use cluster_support::Cluster;
+use futures_lite::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::Connection;
+
+/// What the consumers received: (node, body) in arrival order.
+type Received = Arc<Mutex<Vec<(u64, String)>>>;
+
+/// A consumer of `orders` on node `id`'s AMQP port with prefetch `prefetch`, acking each
+/// delivery if `ack`; what it receives goes to `received`.
+async fn start_consumer(
+    c: &Cluster,
+    id: u64,
+    prefetch: u16,
+    ack: bool,
+    received: &Received,
+) -> Connection {
+    let conn = connect(c.node(id).amqp).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut deliveries = ch
+        .basic_consume(
+            "orders".into(),
+            format!("on-{id}").as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let received = received.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(d)) = deliveries.next().await {
+            let body = String::from_utf8(d.data.clone()).unwrap();
+            received.lock().unwrap().push((id, body));
+            if ack {
+                let _ = d.ack(BasicAckOptions::default()).await;
+            }
+        }
+    });
+    conn
+}
+
+/// Waits until `received` holds `n` deliveries (or 30 s pass); returns them.
+async fn wait_received(received: &Received, n: usize) -> Vec<(u64, String)> {
+    for _ in 0..300 {
+        if received.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    received.lock().unwrap().clone()
+}
+
+#[test]
+fn consumers_on_nodes_that_do_not_lead_get_every_message_once() {
+    let c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    rt.block_on(declare(c.node(1).amqp, "orders", quorum()));
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+
+    let received: Received = Arc::default();
+    let got = rt.block_on(async {
+        let mut conns = Vec::new();
+        for f in &followers {
+            conns.push(start_consumer(&c, *f, 20, true, &received).await);
+        }
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..300)).await, 300);
+        let got = wait_received(&received, 300).await;
+        // Anything more would be a message delivered twice.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(received.lock().unwrap().len(), got.len());
+        got
+    });
+    let mut per_node: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut bodies_got: Vec<&str> = got.iter().map(|(_, b)| b.as_str()).collect();
+    for (node, _) in &got {
+        *per_node.entry(*node).or_default() += 1;
+    }
+    bodies_got.sort_unstable();
+    let want = bodies(0..300);
+    assert_eq!(
+        bodies_got, want,
+        "every message once, on the nodes that do not lead"
+    );
+    assert_eq!(per_node.keys().copied().collect::<Vec<_>>(), followers);
+    println!("deliveries per node: {per_node:?}");
+    // Acked through the group: every copy is empty, the leader holds nothing for others.
+    wait_for("every copy empty", &c, ELECTION, || {
+        (1..=3).all(|id| messages(&c, id) == Some(0)).then_some(())
+    });
+}
+
+#[test]
+fn what_a_killed_node_held_goes_to_another_nodes_consumer_after_its_lease() {
+    let mut c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    rt.block_on(declare(c.node(1).amqp, "orders", quorum()));
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (holder, other) = (followers[0], followers[1]);
+
+    // A consumer on `holder` takes ten messages and never acks them.
+    let held: Received = Arc::default();
+    let _conn = rt.block_on(async {
+        let conn = start_consumer(&c, holder, 10, false, &held).await;
+        let (_pconn, ch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..10)).await, 10);
+        assert_eq!(wait_received(&held, 10).await.len(), 10);
+        conn
+    });
+    // The leader shows them as unacknowledged.
+    assert_eq!(unacked(&c, leader), Some(10));
+
+    // kill -9 of that node: after the lease the leader hands the ten to the other node.
+    c.node_mut(holder).kill();
+    let received: Received = Arc::default();
+    let got = rt.block_on(async {
+        let _conn = start_consumer(&c, other, 20, true, &received).await;
+        wait_received(&received, 10).await
+    });
+    let mut bodies_got: Vec<String> = got.into_iter().map(|(_, b)| b).collect();
+    bodies_got.sort();
+    assert_eq!(bodies_got, bodies(0..10), "what the dead node held");
+    wait_for("nothing unacknowledged on the leader", &c, ELECTION, || {
+        (unacked(&c, leader) == Some(0)).then_some(())
+    });
+}
+
+/// Messages node `id` shows as delivered and not acked (its management API).
+fn unacked(c: &Cluster, id: u64) -> Option<u64> {
+    c.node(id).api_get("/api/queues/%2F/orders")?["messages_unacknowledged"].as_u64()
+}
