@@ -150,3 +150,83 @@ fn what_a_killed_node_held_goes_to_another_nodes_consumer_after_its_lease() {
 fn unacked(c: &Cluster, id: u64) -> Option<u64> {
     c.node(id).api_get("/api/queues/%2F/orders")?["messages_unacknowledged"].as_u64()
 }
+
+/// A leader cut off with a delivery out: the new leader delivers the message again, its
+/// consumer acks it, and the old leader, back as a follower, applies that settle while
+/// its own consumer still has the message. It keeps serving (the Jepsen run found it
+/// counting more unacked deliveries than messages, and panicking), and when its consumer
+/// gives the message back it is not delivered again: the group settled it.
+#[test]
+fn a_settle_committed_while_a_delivery_is_out_elsewhere_leaves_the_queue_consistent() {
+    let c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    rt.block_on(declare(c.node(1).amqp, "orders", quorum()));
+    let old = queue_leader(&c, &[1, 2, 3], None);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
+
+    let (old_conn, old_ch, tag) = rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(old).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..1)).await, 1);
+        let conn = connect(c.node(old).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        let got = get(&ch).await.expect("the message, on the leader");
+        (conn, ch, got.delivery.delivery_tag)
+    });
+
+    c.isolate(old);
+    let new = queue_leader(&c, &others, Some(old));
+    let again = rt.block_on(async {
+        let conn = connect(c.node(new).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        let got = get(&ch).await.expect("the message, on the new leader");
+        got.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        String::from_utf8(got.delivery.data.clone()).unwrap()
+    });
+    assert_eq!(again, bodies(0..1)[0]);
+    wait_for("the ack settled on the majority", &c, ELECTION, || {
+        others
+            .iter()
+            .all(|id| messages(&c, *id) == Some(0))
+            .then_some(())
+    });
+    let settled_at = applied(&c, new).expect("the new leader's applied index");
+    c.heal_all();
+
+    // The old leader applies the settle and goes on answering for the queue: the message
+    // is still out with its consumer, nothing is ready.
+    wait_for("the settle applied on the old leader", &c, ELECTION, || {
+        applied(&c, old).filter(|a| *a >= settled_at)
+    });
+    let q = c
+        .node(old)
+        .api_get("/api/queues/%2F/orders")
+        .expect("the old leader answers");
+    assert_eq!(
+        (
+            q["messages_ready"].as_u64(),
+            q["messages_unacknowledged"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{q}"
+    );
+    // Given back on the old leader: gone, not delivered again.
+    rt.block_on(async {
+        nack_requeue(&old_ch, tag).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(old_conn);
+    });
+    for id in 1..=3 {
+        assert_eq!(messages(&c, id), Some(0), "node {id}");
+    }
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let nothing = rt.block_on(async {
+        let conn = connect(c.node(leader).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        get(&ch).await
+    });
+    assert!(
+        nothing.is_none(),
+        "delivered again after the group settled it"
+    );
+}

@@ -225,8 +225,8 @@ impl VHost {
             let seq = replica_of(q)
                 .and_then(|r| r.granted.pop_front())
                 .expect("checked above");
-            let Some(rec) = q.store.read(seq) else {
-                continue; // Settled by the group since.
+            let Some(rec) = q.take_granted(seq) else {
+                continue; // Settled by the group since (or out already).
             };
             q.rr = (i + 1) % q.consumers.len();
             let c = &q.consumers[i];

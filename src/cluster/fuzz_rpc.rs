@@ -56,10 +56,7 @@ fn request_body(kind: RpcKind, body: &[u8]) {
         RpcKind::NodeStatus => {}
         RpcKind::Join => round_trip::<JoinRequest>(body),
         RpcKind::Leave => round_trip::<LeaveRequest>(body),
-        RpcKind::Checkout => {
-            round_trip::<super::checkout::CheckoutRequest>(body);
-            round_trip::<super::checkout::CheckoutReply>(body);
-        }
+        RpcKind::Checkout => round_trip::<super::checkout::CheckoutRequest>(body),
     }
 }
 
@@ -70,6 +67,7 @@ fn response_body(body: &[u8]) {
     round_trip::<Answer<ClientWriteResponse<MetaRaft>, ClientWriteError<u64, BasicNode>>>(body);
     round_trip::<Answer<ClientWriteResponse<QueueRaft>, ClientWriteError<u64, BasicNode>>>(body);
     round_trip::<NodeStatus>(body);
+    round_trip::<super::checkout::CheckoutReply>(body);
 }
 
 fn request(frame: &[u8]) {

@@ -292,6 +292,7 @@ impl Queue {
             && self.features.max_length_bytes.is_none()
             && self.features.max_priority.is_none()
             && self.dedup.is_none()
+            && self.store.nothing_ahead()
     }
 
     /// Takes the next message of a plain queue (`is_plain`): requeued ones first, then
@@ -321,6 +322,19 @@ impl Queue {
             self.ready_bytes = self.ready_bytes.saturating_sub(body_len(&rec.payload));
         }
         self.store.take(rec.seq, at)
+    }
+
+    /// Takes message `seq` out of order (a replica delivering what its group's leader
+    /// handed it); `None` if it is not live or is out already.
+    pub fn take_granted(&mut self, seq: u64) -> Option<StoredRecord> {
+        let rec = self.store.read(seq)?;
+        if !self.store.take_ahead(seq) {
+            return None;
+        }
+        if self.features.max_length_bytes.is_some() {
+            self.ready_bytes = self.ready_bytes.saturating_sub(body_len(&rec.payload));
+        }
+        Some(rec)
     }
 
     /// When `rec` expires (milliseconds since the epoch): its enqueue time plus the

@@ -52,6 +52,9 @@ pub(super) struct Level {
     /// Live sequence numbers below the cursor, to be delivered again first (lowest
     /// first: their original order).
     requeued: BTreeSet<u64>,
+    /// Sequence numbers at or after the cursor taken out of order (`take_ahead`): the
+    /// cursor passes over them; given back, they are ready where they are.
+    ahead: BTreeSet<u64>,
 }
 
 impl Level {
@@ -60,6 +63,7 @@ impl Level {
             log,
             cursor: Cursor::at(0),
             requeued: BTreeSet::new(),
+            ahead: BTreeSet::new(),
         }
     }
 }
@@ -201,7 +205,10 @@ impl Store {
                 }
             } else {
                 let mut cursor = l.cursor;
-                let rec = l.log.read_next(&mut cursor)?;
+                let mut rec = l.log.read_next(&mut cursor)?;
+                while l.ahead.contains(&rec.seq) {
+                    rec = l.log.read_next(&mut cursor)?;
+                }
                 debug_assert!(rec.seq <= SEQ_MASK);
                 return Some((
                     rec,
@@ -224,7 +231,11 @@ impl Store {
                 l.requeued.pop_first();
             }
             let mut cursor = l.cursor;
-            if let Some(mut rec) = l.log.read_next(&mut cursor) {
+            let mut next = l.log.read_next(&mut cursor);
+            while next.as_ref().is_some_and(|r| l.ahead.contains(&r.seq)) {
+                next = l.log.read_next(&mut cursor);
+            }
+            if let Some(mut rec) = next {
                 rec.seq = message_id(level, rec.seq);
                 let after = Some(cursor);
                 return Some((rec, Position { level, after }));
@@ -246,6 +257,10 @@ impl Store {
             }
             Some(cursor) => {
                 l.cursor = cursor;
+                if !l.ahead.is_empty() {
+                    // Those the cursor passed over are simply taken now.
+                    l.ahead = l.ahead.split_off(&cursor.seq);
+                }
                 l.log.redelivered_through().is_some_and(|h| seq <= h)
             }
         }
@@ -255,6 +270,10 @@ impl Store {
     /// the delivery path's fast step. `None` for a store with priority levels.
     #[inline]
     pub fn plain(&mut self) -> Option<(&mut Log, &mut Cursor, &mut BTreeSet<u64>)> {
+        debug_assert!(
+            self.nothing_ahead(),
+            "the fast path knows nothing of `ahead`"
+        );
         match &mut self.levels[..] {
             [Some(l)] => Some((&mut l.log, &mut l.cursor, &mut l.requeued)),
             _ => None,
@@ -266,23 +285,42 @@ impl Store {
     pub fn restore(&mut self, id: u64) -> Option<StoredRecord> {
         let (l, seq) = self.level_mut(id)?;
         let rec = l.log.read(seq)?;
-        l.requeued.insert(seq);
+        if !l.ahead.remove(&seq) {
+            l.requeued.insert(seq);
+        }
         Some(rec)
+    }
+
+    /// Takes live message `id`, which the cursor has not reached, out of order (a
+    /// replica delivering what its group's leader handed it). False if it is not live,
+    /// or not ahead of the cursor, or taken already.
+    pub fn take_ahead(&mut self, id: u64) -> bool {
+        let Some((l, seq)) = self.level_mut(id) else {
+            return false;
+        };
+        seq >= l.cursor.seq && l.log.read(seq).is_some() && l.ahead.insert(seq)
+    }
+
+    /// No message is taken ahead of the cursor (the plain fast path may run).
+    #[inline]
+    pub fn nothing_ahead(&self) -> bool {
+        self.levels.iter().flatten().all(|l| l.ahead.is_empty())
+    }
+
+    /// Whether message `id` is taken: live, and read past (not requeued) or taken ahead of
+    /// the cursor (a delivery of it is out, or it is held for dead-lettering).
+    pub fn is_taken(&self, id: u64) -> bool {
+        let Some((l, seq)) = self.level(id) else {
+            return false;
+        };
+        let taken = (seq < l.cursor.seq && !l.requeued.contains(&seq)) || l.ahead.contains(&seq);
+        taken && l.log.read(seq).is_some()
     }
 
     #[inline]
     pub fn read(&self, id: u64) -> Option<StoredRecord> {
         let (l, seq) = self.level(id)?;
         l.log.read(seq)
-    }
-
-    /// Whether message `id` is taken: live, read past and not requeued (a delivery of it
-    /// is out, or it is held for dead-lettering).
-    pub fn is_taken(&self, id: u64) -> bool {
-        let Some((l, seq)) = self.level(id) else {
-            return false;
-        };
-        seq < l.cursor.seq && !l.requeued.contains(&seq) && l.log.read(seq).is_some()
     }
 
     #[inline]
@@ -311,10 +349,12 @@ impl Store {
                 }
             }
             while let Some(rec) = l.log.read_next(&mut l.cursor) {
-                if l.log.ack(rec.seq)? {
+                if !l.ahead.contains(&rec.seq) && l.log.ack(rec.seq)? {
                     purged += 1;
                 }
             }
+            // Those taken ahead are behind the cursor now: taken as any other.
+            l.ahead.clear();
             l.log.flush_acks()?;
         }
         Ok(purged)
@@ -338,7 +378,9 @@ impl Store {
             }
             let mut cursor = l.cursor;
             while let Some(rec) = l.log.read_next(&mut cursor) {
-                f(&rec);
+                if !l.ahead.contains(&rec.seq) {
+                    f(&rec);
+                }
             }
         }
     }
@@ -442,5 +484,65 @@ mod tests {
         let (s, reports) = Store::open(dir.path(), LogConfig::default(), commit, 9).unwrap();
         assert_eq!(reports.len(), 3);
         assert_eq!(s.live(), 5);
+    }
+
+    /// Seqs of what `peek`/`take` hand out until the store is dry.
+    fn drain(s: &mut Store) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Some((r, at)) = s.peek() {
+            s.take(r.seq, at);
+            out.push(r.seq);
+        }
+        out
+    }
+
+    #[test]
+    fn a_message_taken_ahead_of_the_cursor_is_passed_over_and_given_back_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let commit = GroupCommit::start(FsyncPolicy::Never);
+        let (mut s, _) = Store::open(dir.path(), LogConfig::default(), commit, 0).unwrap();
+        for _ in 0..6 {
+            let parts = rec(b"m");
+            let r = BatchRecord {
+                timestamp: 1,
+                persistent: false,
+                kind: 0,
+                parts: &parts,
+            };
+            s.append_one(r).unwrap();
+        }
+        assert!(s.take_ahead(2) && !s.take_ahead(2), "taken once");
+        assert!(s.take_ahead(4));
+        assert!(!s.nothing_ahead() && s.is_taken(2) && !s.is_taken(3));
+        // Given back before the cursor gets there: ready where it was.
+        s.restore(4);
+        assert!(!s.is_taken(4));
+        let (first, at) = s.peek().unwrap();
+        s.take(first.seq, at);
+        assert_eq!(first.seq, 0);
+        assert_eq!(drain(&mut s), [1, 3, 4, 5], "2 is out: passed over");
+        assert!(s.nothing_ahead() && s.is_taken(2));
+        // Given back after the cursor passed it: delivered again, as any requeue.
+        s.restore(2);
+        assert_eq!(drain(&mut s), [2]);
+
+        // A purge leaves what is taken ahead.
+        let dir = tempfile::tempdir().unwrap();
+        let commit = GroupCommit::start(FsyncPolicy::Never);
+        let (mut s, _) = Store::open(dir.path(), LogConfig::default(), commit, 0).unwrap();
+        for _ in 0..3 {
+            let parts = rec(b"m");
+            let r = BatchRecord {
+                timestamp: 1,
+                persistent: false,
+                kind: 0,
+                parts: &parts,
+            };
+            s.append_one(r).unwrap();
+        }
+        assert!(s.take_ahead(1));
+        assert_eq!(s.purge_ready().unwrap(), 2);
+        assert_eq!(s.live(), 1);
+        assert!(s.is_taken(1));
     }
 }
