@@ -5,7 +5,6 @@
 //! answer is the group ids of the messages handed to it, or that the asked node does not
 //! lead the queue.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,15 +75,7 @@ impl ClusterNode {
         leader: u64,
         request: &CheckoutRequest,
     ) -> Result<CheckoutReply, String> {
-        let addresses: BTreeMap<u64, String> = self
-            .meta_machine
-            .inspect(|s| {
-                s.nodes
-                    .iter()
-                    .map(|(id, n)| (*id, n.cluster.clone()))
-                    .collect()
-            })
-            .await;
+        let addresses = self.cluster_addresses().await;
         let addr = addresses
             .get(&leader)
             .ok_or_else(|| format!("node {leader} is not in the node table"))?;

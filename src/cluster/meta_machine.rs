@@ -201,3 +201,92 @@ impl Replicated<MetaRaft> for MetaState {
 
 /// The metadata group's state machine.
 pub type MetaMachine = Machine<MetaState>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(name: &str, kind: &str) -> TopologyChange {
+        TopologyChange::Declared(ExchangeDef {
+            name: name.into(),
+            kind: kind.into(),
+            durable: true,
+            auto_delete: false,
+            internal: false,
+            arguments: vec![0, 0, 0, 0],
+        })
+    }
+
+    fn binding(source: &str, destination: &str, to_exchange: bool) -> BindingDef {
+        BindingDef {
+            source: source.into(),
+            destination: destination.into(),
+            to_exchange,
+            routing_key: "k".into(),
+            arguments: vec![0, 0, 0, 0],
+        }
+    }
+
+    fn apply(state: &mut MetaState, index: u64, change: TopologyChange) {
+        let cmd = MetaCommand::Topology {
+            origin: 1,
+            vhost: "/".into(),
+            change,
+        };
+        assert_eq!(state.apply(index, &cmd), MetaResponse::Done);
+    }
+
+    #[test]
+    fn topology_first_declaration_holds_and_deletions_take_their_bindings() {
+        let mut s = MetaState::default();
+        apply(&mut s, 1, exchange("x", "direct"));
+        apply(&mut s, 2, exchange("x", "fanout"));
+        apply(&mut s, 3, exchange("y", "fanout"));
+        apply(&mut s, 4, TopologyChange::Bound(binding("x", "q", false)));
+        apply(&mut s, 5, TopologyChange::Bound(binding("x", "y", true)));
+        apply(&mut s, 6, TopologyChange::Bound(binding("y", "q2", false)));
+        assert_eq!(
+            s.topology("/"),
+            vec![
+                exchange("x", "direct"),
+                exchange("y", "fanout"),
+                TopologyChange::Bound(binding("x", "q", false)),
+                TopologyChange::Bound(binding("x", "y", true)),
+                TopologyChange::Bound(binding("y", "q2", false)),
+            ]
+        );
+        // Deleting y takes the binding to it and the one from it.
+        apply(&mut s, 7, TopologyChange::Deleted("y".into()));
+        assert_eq!(
+            s.topology("/"),
+            vec![
+                exchange("x", "direct"),
+                TopologyChange::Bound(binding("x", "q", false))
+            ]
+        );
+        // A quorum queue's deletion takes the bindings to it.
+        let decl = QueueDecl {
+            vhost: "/".into(),
+            name: "q".into(),
+            arguments: vec![],
+            members: vec![1],
+        };
+        assert_eq!(
+            s.apply(8, &MetaCommand::DeclareQueue(decl)),
+            MetaResponse::Queue(8)
+        );
+        let delete = MetaCommand::DeleteQueue {
+            vhost: "/".into(),
+            name: "q".into(),
+            group: 8,
+        };
+        s.apply(9, &delete);
+        assert_eq!(s.topology("/"), vec![exchange("x", "direct")]);
+        assert!(s.topology("other").is_empty());
+        apply(
+            &mut s,
+            10,
+            TopologyChange::Unbound(binding("x", "q", false)),
+        );
+    }
+}

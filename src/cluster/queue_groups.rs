@@ -51,6 +51,18 @@ impl ClusterNode {
         self.meta.write(cmd, WRITE_DEADLINE).await
     }
 
+    /// Each node's cluster address, from the node table.
+    pub async fn cluster_addresses(&self) -> BTreeMap<u64, String> {
+        self.meta_machine
+            .inspect(|s| {
+                s.nodes
+                    .iter()
+                    .map(|(id, n)| (*id, n.cluster.clone()))
+                    .collect()
+            })
+            .await
+    }
+
     /// The metadata group's voters: the nodes a new quorum queue is spread over. Before
     /// this node has heard the group's membership (a cluster's first moments) they are the
     /// nodes it was started with, the membership a new cluster is initialised with: a queue
@@ -178,15 +190,7 @@ impl ClusterNode {
         let until = Instant::now() + deadline;
         let body = serde_json::to_vec(cmd).map_err(|e| WriteError::Failed(e.to_string()))?;
         let name = queue_group_name(group);
-        let addresses: BTreeMap<u64, String> = self
-            .meta_machine
-            .inspect(|s| {
-                s.nodes
-                    .iter()
-                    .map(|(id, n)| (*id, n.cluster.clone()))
-                    .collect()
-            })
-            .await;
+        let addresses = self.cluster_addresses().await;
         let (mut turn, mut leader) = (0, None);
         loop {
             let target = leader.take().or_else(|| {

@@ -486,6 +486,20 @@ mod tests {
         assert_eq!(s.live(), 5);
     }
 
+    /// Appends `n` transient one-byte messages to level 0.
+    fn append(s: &mut Store, n: usize) {
+        for _ in 0..n {
+            let parts = rec(b"m");
+            let r = BatchRecord {
+                timestamp: 1,
+                persistent: false,
+                kind: 0,
+                parts: &parts,
+            };
+            s.append_one(r).unwrap();
+        }
+    }
+
     /// Seqs of what `peek`/`take` hand out until the store is dry.
     fn drain(s: &mut Store) -> Vec<u64> {
         let mut out = Vec::new();
@@ -501,16 +515,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let commit = GroupCommit::start(FsyncPolicy::Never);
         let (mut s, _) = Store::open(dir.path(), LogConfig::default(), commit, 0).unwrap();
-        for _ in 0..6 {
-            let parts = rec(b"m");
-            let r = BatchRecord {
-                timestamp: 1,
-                persistent: false,
-                kind: 0,
-                parts: &parts,
-            };
-            s.append_one(r).unwrap();
-        }
+        append(&mut s, 6);
         assert!(s.take_ahead(2) && !s.take_ahead(2), "taken once");
         assert!(s.take_ahead(4));
         assert!(!s.nothing_ahead() && s.is_taken(2) && !s.is_taken(3));
@@ -530,16 +535,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let commit = GroupCommit::start(FsyncPolicy::Never);
         let (mut s, _) = Store::open(dir.path(), LogConfig::default(), commit, 0).unwrap();
-        for _ in 0..3 {
-            let parts = rec(b"m");
-            let r = BatchRecord {
-                timestamp: 1,
-                persistent: false,
-                kind: 0,
-                parts: &parts,
-            };
-            s.append_one(r).unwrap();
-        }
+        append(&mut s, 3);
         assert!(s.take_ahead(1));
         assert_eq!(s.purge_ready().unwrap(), 2);
         assert_eq!(s.live(), 1);
