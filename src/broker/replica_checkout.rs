@@ -61,6 +61,26 @@ fn holder_of(r: &Replica, id: u64) -> Option<u64> {
         .map(|(n, _)| *n)
 }
 
+/// On the leader: the group settled (`returned` false) or returned group message `id`;
+/// if another node held it, it is that node's no more (a returned one is ready again,
+/// a settled one is the caller's to remove) and the answer is true.
+pub(super) fn remote_done(q: &mut Queue, id: u64, returned: bool) -> bool {
+    let Some(r) = replica_of(q) else {
+        return false;
+    };
+    let Some(node) = holder_of(r, id) else {
+        return false;
+    };
+    let Some(seq) = r.remote.get_mut(&node).and_then(|h| h.held.remove(&id)) else {
+        return false;
+    };
+    match returned {
+        true => q.requeue(seq),
+        false => q.unacked -= 1,
+    }
+    true
+}
+
 impl VHost {
     /// On the leader: hands `node` (process `incarnation`) up to `want` ready messages of
     /// queue `queue`, renewing its lease; their group ids. `None` when this node does not
@@ -98,8 +118,12 @@ impl VHost {
                     r.remote.entry(node).or_default().held.insert(id, rec.seq);
                     ids.push(id);
                 }
-                // Not from the group (cannot happen in a replica): not handed out.
-                None => q.requeue(rec.seq),
+                // Not from the group (cannot happen in a replica): not handed out, and
+                // the next peek would find it again.
+                None => {
+                    q.requeue(rec.seq);
+                    break;
+                }
             }
         }
         let holder = replica_of(q)?.remote.entry(node).or_default();
@@ -132,26 +156,6 @@ impl VHost {
             release(q, node);
         }
         self.dispatch(queue.0);
-    }
-
-    /// On the leader: the group settled (`returned` false) or returned group message `id`;
-    /// if another node held it, it is that node's no more (a returned one is ready again,
-    /// a settled one is the caller's to remove) and the answer is true.
-    pub(super) fn remote_done(q: &mut Queue, id: u64, returned: bool) -> bool {
-        let Some(r) = replica_of(q) else {
-            return false;
-        };
-        let Some(node) = holder_of(r, id) else {
-            return false;
-        };
-        let Some(seq) = r.remote.get_mut(&node).and_then(|h| h.held.remove(&id)) else {
-            return false;
-        };
-        match returned {
-            true => q.requeue(seq),
-            false => q.unacked -= 1,
-        }
-        true
     }
 
     /// What this node's consumers of queue `queue` have room for (if another member

@@ -233,7 +233,7 @@ impl VHost {
             let Some(seq) = seq else {
                 continue;
             };
-            if VHost::remote_done(q, id, false) {
+            if super::replica_checkout::remote_done(q, id, false) {
                 let _ = q.ack(seq);
             } else if q.store.is_taken(seq) {
                 if let Some(r) = replica_of(q) {
@@ -266,7 +266,7 @@ impl VHost {
         }
         if replica_of(q).is_some_and(|r| !r.remote.is_empty()) {
             for &id in ids {
-                VHost::remote_done(q, id, true);
+                super::replica_checkout::remote_done(q, id, true);
             }
             self.dispatch(name);
         }
