@@ -34,7 +34,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WARREN = os.path.join(ROOT, "target", "release", "warren")
+# WARREN_BIN: another build of warren to measure (a before/after comparison).
+WARREN = os.environ.get("WARREN_BIN") or os.path.join(ROOT, "target", "release", "warren")
 PERF = os.path.join(ROOT, "target", "release", "warren-perf")
 SIZES = (16, 1024)
 
@@ -66,20 +67,23 @@ class WarrenCluster:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="warren-cluster-", dir=os.path.join(ROOT, "target"))
         peers = ",".join(f"{i}=127.0.0.1:{25780 + i}" for i in (1, 2, 3))
-        self.procs = []
-        for i in (1, 2, 3):
-            self.procs.append(subprocess.Popen(
-                [WARREN, "--node-id", str(i), "--cluster-listen", f"127.0.0.1:{25780 + i}",
-                 "--cluster-peers", peers, "--listen", f"127.0.0.1:{5790 + i}", "--http", "off",
-                 "--prometheus", "off", "--fsync", "always", "--data-dir", os.path.join(self.dir, f"n{i}")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.argv = [[WARREN, "--node-id", str(i), "--cluster-listen", f"127.0.0.1:{25780 + i}",
+                      "--cluster-peers", peers, "--listen", f"127.0.0.1:{5790 + i}", "--http", "off",
+                      "--prometheus", "off", "--fsync", "always", "--data-dir", os.path.join(self.dir, f"n{i}")]
+                     for i in (1, 2, 3)]
+        self.procs = [self.spawn(i) for i in (1, 2, 3)]
         for i in (1, 2, 3):
             if not wait_port(5790 + i):
                 sys.exit(f"warren node {i} did not start")
         self.wait_meta_leader()
 
-    def status(self):
-        out = subprocess.run([WARREN, "--node-id", "1", "--cluster-listen", "127.0.0.1:25781",
+    def spawn(self, i):
+        """Starts node i (1-based), its log appended to n{i}.log in the cluster's directory."""
+        with open(os.path.join(self.dir, f"n{i}.log"), "ab") as log:
+            return subprocess.Popen(self.argv[i - 1], stdout=log, stderr=subprocess.STDOUT)
+
+    def status(self, node=1):
+        out = subprocess.run([WARREN, "--node-id", str(node), "--cluster-listen", f"127.0.0.1:{25780 + node}",
                               "cluster", "status", "--json"], capture_output=True, text=True)
         try:
             return json.loads(out.stdout)

@@ -189,6 +189,18 @@ impl VHost {
         })
     }
 
+    /// What wakes this node's checkout task for `queue` (`Replica::room`).
+    pub fn replica_room(
+        &mut self,
+        queue: QueueRef<'_>,
+    ) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        Some(
+            replica_of(self.replica_queue(queue.0, queue.1)?)?
+                .room
+                .clone(),
+        )
+    }
+
     /// On another member: the leader handed this node's consumers of `queue` the group
     /// messages `ids`; they are delivered from this node's copy.
     pub fn replica_granted(&mut self, queue: QueueRef<'_>, ids: &[u64]) {
@@ -221,6 +233,12 @@ impl VHost {
         let (mut delivered, mut no_acks) = (0u64, 0u64);
         loop {
             if replica_of(q).is_none_or(|r| r.granted.is_empty()) {
+                // Everything granted is out: a consumer with room wants more now.
+                if choose_consumer(q, &self.channels).is_some() {
+                    if let Some(r) = replica_of(q) {
+                        r.room.notify_one();
+                    }
+                }
                 break;
             }
             let Some(i) = choose_consumer(q, &self.channels) else {

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,6 +24,12 @@ use super::wire::{self, RpcKind, HELLO};
 
 /// How long dialling a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Frames waiting to be sent are written together up to this many bytes: under load (a
+/// thousand groups' heartbeats and appends on one connection) one write carries many.
+const WRITE_BATCH: usize = 64 * 1024;
+/// Bytes read from a connection at once; a frame's length and body come out of them.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// The future a handler returns.
 pub type Reply = Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>;
@@ -43,6 +50,37 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Ve
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
     Ok(frame)
+}
+
+/// Writes the frames `frames` yields until it ends or a write fails. A frame is copied into
+/// a batch with the others waiting at that moment; one as large as a batch goes alone.
+async fn write_frames(
+    frames: &mut mpsc::UnboundedReceiver<Vec<u8>>,
+    writer: &mut OwnedWriteHalf,
+) -> io::Result<()> {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while let Some(first) = frames.recv().await {
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            if frame.len() >= WRITE_BATCH {
+                if !batch.is_empty() {
+                    writer.write_all(&batch).await?;
+                    batch.clear();
+                }
+                writer.write_all(&frame).await?;
+            } else {
+                batch.extend_from_slice(&frame);
+            }
+            if batch.len() < WRITE_BATCH {
+                next = frames.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            writer.write_all(&batch).await?;
+            batch.clear();
+        }
+    }
+    Ok(())
 }
 
 async fn hello(stream: &mut TcpStream) -> io::Result<()> {
@@ -82,14 +120,10 @@ pub async fn serve(listener: TcpListener, handler: Arc<dyn RpcHandler>) {
 async fn serve_connection(mut stream: TcpStream, handler: Arc<dyn RpcHandler>) -> io::Result<()> {
     stream.set_nodelay(true)?;
     hello(&mut stream).await?;
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let writing = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            writer.write_all(&frame).await?;
-        }
-        io::Result::Ok(())
-    });
+    let writing = tokio::spawn(async move { write_frames(&mut rx, &mut writer).await });
     let result = loop {
         let frame = match read_frame(&mut reader).await {
             Ok(f) => f,
@@ -204,7 +238,8 @@ impl Peer {
             .await
             .map_err(|_| CallError::Timeout)?
             .map_err(CallError::Unreachable)?;
-        let (mut reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = stream.into_split();
+        let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
         let (frames, mut outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
         let pending: Pending = Arc::default();
         let failed = Arc::new(AtomicBool::new(false));
@@ -217,11 +252,7 @@ impl Peer {
         tokio::spawn(async move {
             // Writes until the connection fails or is dropped; then the reader's end goes
             // too (its half of the socket sees the close).
-            while let Some(frame) = outgoing.recv().await {
-                if writer.write_all(&frame).await.is_err() {
-                    break;
-                }
-            }
+            let _ = write_frames(&mut outgoing, &mut writer).await;
             let _ = writer.shutdown().await;
         });
         tokio::spawn(async move {

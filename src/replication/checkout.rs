@@ -5,7 +5,7 @@
 //! stopped asking held.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::broker::VHostHandle;
 use crate::cluster::checkout::{CheckoutHandler, CheckoutReply, CheckoutRequest};
@@ -15,9 +15,9 @@ use super::Replication;
 
 /// How often a member looks at its consumers' room.
 const TICK: Duration = Duration::from_millis(50);
-/// Ticks between two requests that only keep the lease, and between two lease checks on
-/// the leader (about a second).
-const LEASE_TICKS: u32 = 20;
+/// The most time between two requests that only keep the lease, and between two lease
+/// checks on the leader.
+const LEASE: Duration = Duration::from_secs(1);
 
 pub(super) fn now_ms() -> u64 {
     SystemTime::now()
@@ -42,24 +42,33 @@ impl Member {
         let me = self.node.node_id();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ticks = 0u32;
-        let mut since_asked = 0u32;
+        let mut last_lease = Instant::now();
+        let queue = (self.name.as_str(), self.queue_id);
+        let Some(room) = self.vhost.with(|m| m.replica_room(queue)) else {
+            return;
+        };
+        // The leader had nothing ready at the last request: wait for the tick rather
+        // than ask again at every wake (each message this copy applies wakes it).
+        let mut dry = false;
         loop {
-            tick.tick().await;
-            ticks = ticks.wrapping_add(1);
-            since_asked = since_asked.saturating_add(1);
-            let queue = (self.name.as_str(), self.queue_id);
+            tokio::select! {
+                _ = tick.tick() => dry = false,
+                // Consumers here ran out of granted messages and have room: ask now.
+                _ = room.notified(), if !dry => {}
+            }
             let Some(demand) = self.vhost.with(|m| m.replica_demand(queue)) else {
                 return; // Deleted, or declared again as another queue.
             };
+            let lease_due = last_lease.elapsed() >= LEASE;
             if demand.leading {
-                if ticks.is_multiple_of(LEASE_TICKS) {
+                if lease_due {
+                    last_lease = Instant::now();
                     self.vhost
                         .with(|m| m.replica_expire_remote(queue, now_ms()));
                 }
                 continue;
             }
-            if demand.want == 0 && !(demand.holding && since_asked >= LEASE_TICKS) {
+            if demand.want == 0 && !(demand.holding && lease_due) {
                 continue;
             }
             let Some(leader) = self
@@ -69,21 +78,24 @@ impl Member {
             else {
                 continue;
             };
-            since_asked = 0;
+            last_lease = Instant::now();
             let request = CheckoutRequest {
                 node: me,
                 incarnation: self.incarnation,
                 want: demand.want,
             };
             match self.node.checkout(self.group, leader, &request).await {
-                Ok(CheckoutReply::Granted(ids)) if !ids.is_empty() => {
-                    self.vhost.with(|m| m.replica_granted(queue, &ids));
-                    if ids.len() as u32 == demand.want {
+                Ok(CheckoutReply::Granted(ids)) => {
+                    dry = ids.is_empty();
+                    if !dry {
+                        self.vhost.with(|m| m.replica_granted(queue, &ids));
+                    }
+                    if !dry && ids.len() as u32 == demand.want {
                         // There may be more: ask again without waiting for the tick.
                         tick.reset_immediately();
                     }
                 }
-                Ok(_) => {}
+                Ok(CheckoutReply::NotLeader) => {}
                 Err(e) => tracing::debug!(queue = %self.name, "cluster: checkout: {e}"),
             }
         }

@@ -46,6 +46,10 @@ pub struct Replica {
     seq_of: HashMap<u64, u64>,
     /// Wakes the bridge's task for this queue when `outgoing` or `settled` grows.
     pub wake: Arc<Notify>,
+    /// On a member that does not lead: wakes its checkout task when this node's consumers
+    /// have room and nothing the leader granted is left to deliver, so it asks at once
+    /// rather than at its next tick.
+    pub room: Arc<Notify>,
     /// On the leader: messages handed to consumers of other nodes, by node.
     pub remote: HashMap<u64, RemoteHolder>,
     /// On another member: store seqs of the messages the leader handed to this node's

@@ -169,6 +169,13 @@ struct Args {
     /// A directory whose disk use the stream scenarios sample (the broker's data dir).
     #[arg(long)]
     watch_dir: Option<std::path::PathBuf>,
+    /// The names of the queues this run declares are this and a number (several runs
+    /// against one broker or cluster at once use different prefixes).
+    #[arg(long, default_value = "warren-perf-")]
+    queue_prefix: String,
+    /// Leave the run's queues and what is in them (they are deleted at the end otherwise).
+    #[arg(long)]
+    keep_queues: bool,
     /// Listen address for the sink.
     #[arg(long, default_value = "127.0.0.1:5700")]
     listen: String,
@@ -223,8 +230,12 @@ struct Ctx {
     gate: gate::StartGate,
 }
 
+/// The names of the queues a run declares: `--queue-prefix` and a number.
+static QUEUE_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn queue_name(i: usize) -> String {
-    format!("warren-perf-{i}")
+    let prefix = QUEUE_PREFIX.get().map_or("warren-perf-", String::as_str);
+    format!("{prefix}{i}")
 }
 
 /// Publishes until `stop` (or `limit` messages), honouring the rate and confirm window.
@@ -523,6 +534,9 @@ async fn setup_queues(ctx: &Ctx, n: usize, durable: bool) -> std::io::Result<()>
 /// Deletes the run's queues, over up to 16 connections at once: one connection deleting
 /// 1,000 queues with deep backlogs one after another kept RabbitMQ busy for minutes.
 async fn cleanup_queues(ctx: &Arc<Ctx>, n: usize) {
+    if ctx.args.keep_queues {
+        return;
+    }
     let lanes = n.clamp(1, 16);
     let deleters: Vec<_> = (0..lanes)
         .map(|lane| {
@@ -738,6 +752,7 @@ async fn run_drain(
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let _ = QUEUE_PREFIX.set(args.queue_prefix.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
