@@ -10,7 +10,7 @@ its own third of the queues with a producer with confirms (window --window) and 
 consumer per queue, all at once for --seconds. Reports the sum of the three clients' rates,
 the worst of their latency percentiles, each node's RSS and CPU in the middle of the run,
 and with no load: RSS and CPU of the idle cluster with the N queues declared, and RSS per
-queue (over the same nodes before any queue).
+queue per node (over the row with the fewest queues).
 
 `catchup`: one quorum queue; one member that does not lead is stopped (SIGKILL), --messages
 messages of --size bytes are published with confirms to the leader, the member is started
@@ -135,8 +135,8 @@ def scale_row(kind, n, a):
         row = {
             "broker": kind.name, "queues": n, "size": a.size, "window": a.window, "clients": len(perfs),
             "declare_s": round(declared_s, 1),
-            "idle_rss_mib": [round(x / 1024) for x in idle_rss], "idle_cpu_pct": idle_cpu,
-            "rss_per_queue_kib": round((sum(idle_rss) - sum(before)) / 3 / n, 1),
+            "idle_rss_mib": [round(x / 1024) for x in idle_rss], "idle_rss_kib": idle_rss, "idle_cpu_pct": idle_cpu,
+            "rss_before_mib": [round(x / 1024) for x in before],
             "load_rss_mib": [round(x / 1024) for x in load_rss], "load_cpu_pct": load_cpu,
             "published_per_s": sum(r["published_per_s"] for r in ok),
             "confirmed_per_s": sum(r["confirmed_per_s"] for r in ok),
@@ -148,7 +148,6 @@ def scale_row(kind, n, a):
         }
         if leaders is not None:
             row["leaders_by_node"] = leaders
-            row["queues_led_after"] = warren_groups_led(cluster)
         return row
     finally:
         cluster.stop()
@@ -170,6 +169,14 @@ def scale(a):
             row = scale_row(kind, n, a)
             print(json.dumps(row), flush=True)
             rows.append(row)
+    # Memory per queue: the idle RSS over the fewest queues' row of the same broker (an idle
+    # cluster's RSS before any queue is no base: RabbitMQ's grows and shrinks by megabytes
+    # as it settles after the nodes join).
+    for r in rows:
+        base = min((b for b in rows if b["broker"] == r["broker"]), key=lambda b: b["queues"])
+        extra = r["queues"] - base["queues"]
+        r["rss_per_queue_kib"] = (round((sum(r["idle_rss_kib"]) - sum(base["idle_rss_kib"])) / 3 / extra, 1)
+                                  if extra else None)
     print("\n| broker | queues | confirmed msg/s | consumed msg/s | p50 / p99 ms | RSS MiB (3 nodes, load) "
           "| CPU % (load) | idle RSS MiB | idle CPU % | KiB per queue |")
     print("| --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: |")
@@ -178,7 +185,7 @@ def scale(a):
         print(f"| {r['broker']} | {r['queues']:,} | {r['confirmed_per_s']:,} | {r['consumed_per_s']:,} | {lat} "
               f"| {' / '.join(map(str, r['load_rss_mib']))} | {' / '.join(map(str, r['load_cpu_pct']))} "
               f"| {' / '.join(map(str, r['idle_rss_mib']))} | {' / '.join(map(str, r['idle_cpu_pct']))} "
-              f"| {r['rss_per_queue_kib']:,} |")
+              f"| {'-' if r['rss_per_queue_kib'] is None else format(r['rss_per_queue_kib'], ',')} |")
 
 
 def group_of(cluster, node, name="queue-"):
@@ -201,8 +208,8 @@ def catchup(a):
         behind = next(i for i in (1, 2, 3) if i != leader)
         cluster.procs[behind - 1].kill()
         cluster.procs[behind - 1].wait()
-        # Publish-only with confirms until --messages are in (warren-perf stops at --seconds;
-        # the rate decides how many that is: run until the count is reached).
+        # Publish-only with confirms until about --messages are in (warren-perf stops at
+        # --seconds: runs of 5 s until the count is reached; the queue's depth is the count).
         published = 0
         while published < a.messages:
             cmd = [cc.PERF, "publish-only", "--confirm", "--queue-type", "quorum", "--queue-prefix", "catchup-",
@@ -213,6 +220,9 @@ def catchup(a):
             if not lines:
                 sys.exit(f"publish failed: {out[-300:]}")
             published += int(json.loads(lines[-1])["confirmed_per_s"] * 5)
+        conn = pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{5790 + leader}/%2f"))
+        published = conn.channel().queue_declare("catchup-0", passive=True).method.message_count
+        conn.close()
         target = group_of(cluster, leader)["last_log_index"]
         start = time.time()
         cluster.procs[behind - 1] = cluster.spawn(behind)
