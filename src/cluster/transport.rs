@@ -346,3 +346,48 @@ impl Peer {
 pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames queued together, small and large (over a batch), come out of the socket
+    /// whole and in order, and the writer ends when the sender goes.
+    #[tokio::test]
+    async fn batched_writes_keep_every_frame_whole_and_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_, mut writer) = client.into_split();
+        let sizes = [
+            1usize,
+            10,
+            WRITE_BATCH - 4,
+            3,
+            WRITE_BATCH * 3,
+            7,
+            0,
+            WRITE_BATCH,
+            5,
+        ];
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        // Everything is queued before the writer starts, so it batches what it can.
+        for (i, n) in sizes.iter().enumerate() {
+            let mut frame = (*n as u32).to_be_bytes().to_vec();
+            frame.extend(std::iter::repeat_n(i as u8, *n));
+            tx.send(frame).unwrap();
+        }
+        drop(tx);
+        let writing = tokio::spawn(async move { write_frames(&mut rx, &mut writer).await });
+        let mut reader = BufReader::with_capacity(READ_BUFFER, server);
+        for (i, n) in sizes.iter().enumerate() {
+            let len = reader.read_u32().await.unwrap() as usize;
+            assert_eq!(len, *n, "frame {i}'s length");
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).await.unwrap();
+            assert!(body.iter().all(|b| *b == i as u8), "frame {i}'s bytes");
+        }
+        writing.await.unwrap().unwrap();
+    }
+}
