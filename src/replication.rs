@@ -14,6 +14,7 @@
 //!   to its group before the broker's copy of the group replaces its store (`migrate`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use openraft::ServerState;
 
 use crate::broker::confirms::ReplicaTickets;
 use crate::broker::queue::replica::ReplicaWork;
-use crate::broker::replicated::QueueReplication;
+use crate::broker::replicated::{LeaderGetWait, QueueReplication};
 use crate::broker::replicated_topology::TopologyChange;
 use crate::broker::BrokerHandle;
 use crate::cluster::group::{Group, WriteError};
@@ -58,10 +59,12 @@ pub struct Replication {
 
 /// A replicated queue on this node: its group and the broker's id of the queue (which
 /// incarnation of the name it is).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct OpenQueue {
     group: u64,
     queue_id: u64,
+    /// The last log index of the group the broker's copy has been fed (`QueueFeed::fed`).
+    fed: Arc<AtomicU64>,
 }
 
 /// Starts the bridge: hands the broker's quorum queues to the cluster, opens the groups
@@ -228,7 +231,7 @@ impl QueueReplication for Replication {
 
     fn deleted(&self, vhost: &str, name: &str) {
         let key = (vhost.to_string(), name.to_string());
-        let Some(open) = self.open.lock().expect("open").get(&key).copied() else {
+        let Some(open) = self.open.lock().expect("open").get(&key).cloned() else {
             // Its group never opened here: nothing of it to delete in the cluster.
             tracing::warn!(
                 vhost,
@@ -251,6 +254,10 @@ impl QueueReplication for Replication {
             vhost: vhost.to_string(),
             change,
         });
+    }
+
+    fn leader_get(&self, vhost: &str, name: &str) -> LeaderGetWait {
+        self.ask_leader_for_one(vhost, name)
     }
 }
 
@@ -279,7 +286,7 @@ impl Replication {
                     }
                 }
                 Tapped::Applied(_, MetaCommand::NodeUp(_)) => {}
-                Tapped::Reset(state) => self.reconcile(&state, true).await,
+                Tapped::Reset(_, state) => self.reconcile(&state, true).await,
             }
         }
     }
@@ -385,10 +392,13 @@ impl Replication {
                 None => return,
             },
         };
-        self.open
-            .lock()
-            .expect("open")
-            .insert(key, OpenQueue { group, queue_id });
+        let fed = Arc::new(AtomicU64::new(0));
+        let open = OpenQueue {
+            group,
+            queue_id,
+            fed: fed.clone(),
+        };
+        self.open.lock().expect("open").insert(key, open);
         tracing::info!(vhost = %decl.vhost, queue = %decl.name, group, members = ?decl.members,
             member = opened.is_some(), "cluster: quorum queue replicated");
         let feed = QueueFeed {
@@ -396,6 +406,7 @@ impl Replication {
             name: decl.name.clone(),
             queue_id,
             me: self.node.node_id(),
+            fed: fed.clone(),
         };
         tokio::spawn(
             feed.clone()
@@ -409,6 +420,7 @@ impl Replication {
                 group,
                 node: self.node.clone(),
                 incarnation: self.incarnation,
+                fed,
             };
             tokio::spawn(member.serve_consumers());
             tokio::spawn(feed.follow(opened));
@@ -471,6 +483,9 @@ struct QueueFeed {
     /// this one.
     queue_id: u64,
     me: u64,
+    /// The last log index applied to the broker's copy (checkout.rs: a member delivers
+    /// what the leader grants once its copy is as far as the leader's was).
+    fed: Arc<AtomicU64>,
 }
 
 /// A queue state's messages as (id, stored bytes, returns so far).
@@ -489,12 +504,12 @@ impl QueueFeed {
         let OpenedQueue {
             group,
             state,
+            applied,
             mut tap,
         } = opened;
-        let name = (self.name.as_str(), self.queue_id);
-        let initial = messages_of(&state);
-        self.vhost.with(|m| m.replica_reset(name, &initial));
+        self.reset(applied, &state);
         drop(state);
+        let name = (self.name.as_str(), self.queue_id);
         let mut metrics = group.raft.metrics();
         let mut leading = false;
         loop {
@@ -502,10 +517,7 @@ impl QueueFeed {
                 event = tap.recv() => match event {
                     None => return,
                     Some(Tapped::Applied(index, cmd)) => self.apply(index, cmd),
-                    Some(Tapped::Reset(state)) => {
-                        let all = messages_of(&state);
-                        self.vhost.with(|m| m.replica_reset(name, &all));
-                    }
+                    Some(Tapped::Reset(index, state)) => self.reset(index, &state),
                 },
                 changed = metrics.changed() => {
                     if changed.is_err() {
@@ -525,28 +537,41 @@ impl QueueFeed {
         }
     }
 
+    /// Replaces the broker's copy with the group's state after log index `index`.
+    fn reset(&self, index: u64, state: &QueueState) {
+        let name = (self.name.as_str(), self.queue_id);
+        let all = messages_of(state);
+        self.vhost.with(|m| {
+            m.replica_reset(name, &all);
+            self.fed.store(index, Ordering::Release);
+        });
+    }
+
+    /// Applies one committed command to the broker's copy and records its index, both
+    /// under the vhost's lock: a grant chosen under that lock never sees a state newer
+    /// than `fed` says (checkout.rs).
     fn apply(&self, index: u64, cmd: QueueCommand) {
         let name = (self.name.as_str(), self.queue_id);
-        match cmd {
-            QueueCommand::Enqueue { message } => {
-                let one = [(message_id(index, 0), message.as_slice())];
-                self.vhost.with(|m| m.replica_enqueued(name, &one));
+        self.vhost.with(|m| {
+            match &cmd {
+                QueueCommand::Enqueue { message } => {
+                    m.replica_enqueued(name, &[(message_id(index, 0), message.as_slice())])
+                }
+                QueueCommand::EnqueueBatch { messages } => {
+                    let all: Vec<(u64, &[u8])> = messages
+                        .iter()
+                        .enumerate()
+                        .map(|(k, msg)| (message_id(index, k), msg.as_slice()))
+                        .collect();
+                    m.replica_enqueued(name, &all)
+                }
+                QueueCommand::Settle { id } => m.replica_settled(name, &[*id]),
+                QueueCommand::SettleBatch { ids } => m.replica_settled(name, ids),
+                QueueCommand::Return { id } => m.replica_returned(name, &[*id]),
+                QueueCommand::ReturnBatch { ids } => m.replica_returned(name, ids),
             }
-            QueueCommand::EnqueueBatch { messages } => {
-                let all: Vec<(u64, &[u8])> = messages
-                    .iter()
-                    .enumerate()
-                    .map(|(k, msg)| (message_id(index, k), msg.as_slice()))
-                    .collect();
-                self.vhost.with(|m| m.replica_enqueued(name, &all));
-            }
-            QueueCommand::Settle { id } => self.vhost.with(|m| m.replica_settled(name, &[id])),
-            QueueCommand::SettleBatch { ids } => self.vhost.with(|m| m.replica_settled(name, &ids)),
-            QueueCommand::Return { id } => self.vhost.with(|m| m.replica_returned(name, &[id])),
-            QueueCommand::ReturnBatch { ids } => {
-                self.vhost.with(|m| m.replica_returned(name, &ids))
-            }
-        }
+            self.fed.store(index, Ordering::Release);
+        });
     }
 
     /// Writes what is published and settled on this node to the group, one batch at a

@@ -16,6 +16,7 @@ use super::grants::{Perm, Resource};
 use super::outbox::Outgoing;
 use super::queue::quorum::Returned;
 use super::queue::{args, Consumer, Queue};
+use super::replicated::LeaderGetWait;
 use super::reply_to::REPLY_TO;
 use super::vhost::{now_millis, VHost};
 use super::ChannelKey;
@@ -26,6 +27,18 @@ pub struct Got {
     pub redelivered: bool,
     pub message_count: u32,
     pub payload: Bytes,
+}
+
+/// What a basic.get answers.
+pub enum GetAnswer {
+    Got(Got),
+    Empty,
+    /// The queue is a quorum queue another member leads: the leader was asked for a
+    /// message; the channel waits for `wait`, then calls `VHost::replica_get` with it.
+    AskLeader {
+        queue_id: u64,
+        wait: LeaderGetWait,
+    },
 }
 
 /// What a basic.consume asks for.
@@ -418,12 +431,28 @@ impl VHost {
         true
     }
 
+    /// basic.get where the answer is needed now (the management API, tests): on a member
+    /// that does not lead a quorum queue it is get-empty.
     pub fn get(
         &mut self,
         key: ChannelKey,
         queue: &str,
         no_ack: bool,
     ) -> Result<Option<Got>, BrokerError> {
+        match self.get_or_ask_leader(key, queue, no_ack)? {
+            GetAnswer::Got(got) => Ok(Some(got)),
+            GetAnswer::Empty | GetAnswer::AskLeader { .. } => Ok(None),
+        }
+    }
+
+    /// basic.get as a client's channel asks it: a message, get-empty, or (a quorum queue
+    /// another member leads) a request to that leader to wait for.
+    pub fn get_or_ask_leader(
+        &mut self,
+        key: ChannelKey,
+        queue: &str,
+        no_ack: bool,
+    ) -> Result<GetAnswer, BrokerError> {
         self.authorize(key.0, Perm::Read, Resource::Queue, queue)?;
         self.check_queue_access(queue, key.0)?;
         if !self.channels.contains_key(&key) {
@@ -436,15 +465,20 @@ impl VHost {
         }
         q.last_used = now;
         if q.waits_for_leader() {
-            // Another node leads this replicated queue: nothing is handed out here.
+            // Another node leads this replicated queue: only it hands messages out.
+            if let Some(hook) = self.replication.get() {
+                let wait = hook.leader_get(&self.name, queue);
+                let queue_id = q.id;
+                return Ok(GetAnswer::AskLeader { queue_id, wait });
+            }
             q.counters.get_empty += 1;
-            return Ok(None);
+            return Ok(GetAnswer::Empty);
         }
         let (rec, redelivered) = loop {
             let Some((rec, after)) = q.peek() else {
                 q.counters.get_empty += 1;
                 self.drain_dead_letters();
-                return Ok(None);
+                return Ok(GetAnswer::Empty);
             };
             let redelivered = q.take(&rec, after);
             if q.can_expire() && q.deadline(&rec).is_some_and(|d| d < now) {
@@ -475,7 +509,7 @@ impl VHost {
             payload,
         };
         self.drain_dead_letters();
-        Ok(Some(got))
+        Ok(GetAnswer::Got(got))
     }
 
     /// Settles deliveries: ack, or nack/reject with or without requeue. An unknown tag is

@@ -55,7 +55,7 @@ use warren_storage::LogConfig;
 
 pub use dead_letter::encode_table;
 pub use declare::{BindSpec, ExchangeSpec, QueueInfo, QueueSpec};
-pub use dispatch::{ConsumeSpec, Got};
+pub use dispatch::{ConsumeSpec, GetAnswer, Got};
 pub use error::BrokerError;
 pub use handle::{vhost_dir, BrokerHandle, VHostHandle, DEFAULT_VHOST};
 pub use publish::{PublishRequest, Published};

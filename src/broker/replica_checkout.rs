@@ -13,12 +13,14 @@
 //! never knew of them and has them ready anyway. Either way a message may be delivered
 //! twice, never lost: at least once, as with a leader that dies.
 
-use super::dispatch::{choose_consumer, credit, hand_out};
+use super::dispatch::{choose_consumer, credit, hand_out, Got};
+use super::error::BrokerError;
 use super::outbox::Outgoing;
 use super::queue::replica::Replica;
 use super::queue::Queue;
 use super::replicated::{replica_of, QueueRef};
 use super::vhost::VHost;
+use super::ChannelKey;
 
 /// How long the leader keeps messages handed to a node that has not asked since
 /// (milliseconds). A member with consumers or deliveries out asks at least every second.
@@ -223,6 +225,61 @@ impl VHost {
         self.dispatch(queue.0);
     }
 
+    /// A basic.get on a member that does not lead: the leader handed this node group
+    /// message `id` for it (`None`: nothing). The message goes to channel `key` from this
+    /// node's copy, as the leader's own get would hand it out.
+    pub fn replica_get(
+        &mut self,
+        key: ChannelKey,
+        queue: QueueRef<'_>,
+        no_ack: bool,
+        id: Option<u64>,
+    ) -> Result<Option<Got>, BrokerError> {
+        let channel_open = self.channels.contains_key(&key);
+        let Some(q) = self.queues.get_mut(queue.0).filter(|q| q.id == queue.1) else {
+            return Ok(None); // Deleted while the leader was asked.
+        };
+        let Some(id) = id else {
+            if channel_open && !q.waits_for_leader() {
+                return self.get(key, queue.0, no_ack); // This node leads it now.
+            }
+            q.counters.get_empty += 1;
+            return Ok(None);
+        };
+        let r = replica_of(q).expect("a replica queue");
+        let Some(seq) = r.seq_of(id) else {
+            // Not in this copy yet after the wait: it goes to a consumer here when it
+            // comes, or back to the others when this node's lease runs out.
+            r.awaited.insert(id);
+            q.counters.get_empty += 1;
+            return Ok(None);
+        };
+        if !channel_open {
+            r.returned_here(seq); // The channel closed meanwhile: the leader takes it back.
+            return Ok(None);
+        }
+        let Some(rec) = q.take_granted(seq) else {
+            q.counters.get_empty += 1; // Settled by the group meanwhile.
+            return Ok(None);
+        };
+        let ch = self.channels.get_mut(&key).expect("checked");
+        let redelivered = q.was_returned(seq);
+        let payload = q.outgoing_payload(seq, rec.payload, true);
+        let (delivery_tag, acked) = hand_out(q, ch, seq, no_ack, None);
+        acked?;
+        match no_ack {
+            true => q.counters.get_no_ack += 1,
+            false => q.counters.get += 1,
+        }
+        self.stats.delivered(1);
+        Ok(Some(Got {
+            delivery_tag,
+            redelivered,
+            message_count: q.ready().min(u32::MAX as u64) as u32,
+            payload,
+        }))
+    }
+
     /// Delivers what the leader granted this node (dispatch on a member that does not
     /// lead): round-robin over the consumers with credit, as `dispatch_at` does.
     pub(super) fn dispatch_granted(&mut self, queue: &str) {
@@ -255,13 +312,14 @@ impl VHost {
             let key = (c.conn, c.channel);
             let (serial, no_ack, tag) = (c.serial, c.no_ack, c.tag.clone());
             let ch = self.channels.get_mut(&key).expect("chosen for its credit");
+            let redelivered = q.was_returned(seq);
             let payload = q.outgoing_payload(seq, rec.payload, false);
             let delivery_tag = hand_out(q, ch, seq, no_ack, Some(serial)).0;
             out.push(Outgoing::Deliver {
                 channel: key.1,
                 consumer_tag: tag,
                 delivery_tag,
-                redelivered: false,
+                redelivered,
                 payload,
             });
             let c = &mut q.consumers[i];

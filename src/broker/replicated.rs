@@ -28,7 +28,15 @@ pub trait QueueReplication: Send + Sync {
     fn deleted(&self, vhost: &str, name: &str);
     /// A client changed `vhost`'s exchanges or bindings here (replicated_topology.rs).
     fn topology(&self, vhost: &str, change: super::replicated_topology::TopologyChange);
+    /// A basic.get of quorum queue `name` in `vhost` on this member, which does not lead
+    /// it: asks the leader for one ready message. Resolves to its group id, or `None`
+    /// (nothing ready, no leader in time, or this node leads the queue now).
+    fn leader_get(&self, vhost: &str, name: &str) -> LeaderGetWait;
 }
+
+/// What a basic.get on a member that does not lead waits for (`QueueReplication::leader_get`).
+pub type LeaderGetWait =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<u64>> + Send + 'static>>;
 
 /// The cluster's hook, set once by the server when the node is in a cluster, and the
 /// tickets replicated publishes' confirms wait for; every vhost shares it.

@@ -28,8 +28,11 @@ pub struct CheckoutRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CheckoutReply {
-    /// The group ids of the messages handed to the asking node.
-    Granted(Vec<u64>),
+    /// The group ids of the messages handed to the asking node, and the last log index
+    /// the leader's copy had applied when it chose them: the asking node delivers them
+    /// once its own copy has applied that far (then it holds them, and counts the
+    /// returns the leader had counted).
+    Granted { ids: Vec<u64>, through: u64 },
     /// The asked node does not lead the queue (any more).
     NotLeader,
 }

@@ -61,8 +61,9 @@ type CurrentSnapshot = Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>;
 pub enum Tapped<D, S> {
     /// A command was applied at this log index.
     Applied(u64, D),
-    /// The state was replaced whole (a snapshot installed from the leader).
-    Reset(S),
+    /// The state was replaced whole (a snapshot installed from the leader) with the
+    /// state after this log index.
+    Reset(u64, S),
 }
 
 /// The tap's sender, kept type-erased so that `Machine<S>` need not name the command
@@ -109,14 +110,19 @@ impl<S: Clone + Default> Machine<S> {
     /// the tap starts from) and the receiver. One tap per machine: a second replaces it.
     pub async fn tap<C: GroupTypes>(
         &self,
-    ) -> (S, tokio::sync::mpsc::UnboundedReceiver<Tapped<C::D, S>>)
+    ) -> (
+        S,
+        u64,
+        tokio::sync::mpsc::UnboundedReceiver<Tapped<C::D, S>>,
+    )
     where
         S: Replicated<C>,
     {
         let state = self.state.lock().await;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Tapped<C::D, S>>();
         *self.tap.lock().expect("tap") = Some(Arc::new(tx));
-        (state.state.clone(), rx)
+        let index = state.last_applied.map_or(0, |l| l.index);
+        (state.state.clone(), index, rx)
     }
 
     /// The tap's sender, if one is attached for this group kind.
@@ -266,7 +272,8 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
         self.persist(meta, &data).await?;
         let mut current = self.state.lock().await;
         if let Some(tap) = self.tap_sender::<C>() {
-            let _ = tap.send(Tapped::Reset(state.state.clone()));
+            let index = meta.last_log_id.map_or(0, |l| l.index);
+            let _ = tap.send(Tapped::Reset(index, state.state.clone()));
         }
         *current = state;
         drop(current);

@@ -32,6 +32,8 @@ pub type QueueTap = UnboundedReceiver<Tapped<QueueCommand, QueueState>>;
 pub struct OpenedQueue {
     pub group: Arc<Group<QueueRaft>>,
     pub state: QueueState,
+    /// The log index `state` is the state after.
+    pub applied: u64,
     pub tap: QueueTap,
 }
 
@@ -43,7 +45,8 @@ pub fn queue_group_name(group: u64) -> String {
 impl ClusterNode {
     /// The metadata as applied so far, and what is applied from now on.
     pub async fn meta_tap(&self) -> (MetaState, MetaTap) {
-        self.meta_machine.tap::<MetaRaft>().await
+        let (state, _, tap) = self.meta_machine.tap::<MetaRaft>().await;
+        (state, tap)
     }
 
     /// Commits a metadata command (through the leader).
@@ -100,7 +103,7 @@ impl ClusterNode {
             .join(group.to_string());
         let store = LogStore::<QueueRaft>::open(&dir, self.log.clone(), self.commit.clone())?;
         let machine = QueueMachine::open(&dir, None)?;
-        let (state, tap) = machine.tap::<QueueRaft>().await;
+        let (state, applied, tap) = machine.tap::<QueueRaft>().await;
         let name: Arc<str> = queue_group_name(group).into();
         let raft = Raft::new(
             self.config.node_id,
@@ -144,6 +147,7 @@ impl ClusterNode {
         Ok(OpenedQueue {
             group: g,
             state,
+            applied,
             tap,
         })
     }

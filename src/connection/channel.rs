@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::leader_get::PendingGet;
 use super::publish::PendingPublish;
 use super::tx::Transaction;
 use super::Conn;
 use crate::broker::confirms::ConfirmTicket;
 use crate::broker::grants::{Perm, Resource};
 use crate::broker::stats::BrokerStats;
-use crate::broker::{message, BindSpec, ChannelMode, ConsumeSpec, ExchangeSpec, QueueSpec};
+use crate::broker::{BindSpec, ChannelMode, ConsumeSpec, ExchangeSpec, GetAnswer, QueueSpec};
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::method::{self, ids, server, Method};
 
@@ -660,27 +661,22 @@ impl Conn {
 
     fn basic_get(&mut self, channel: u16, queue: &str, no_ack: bool) -> Result<(), AmqpError> {
         let key = (self.id, channel);
-        let got = self.vhost().try_with(|m| m.get(key, queue, no_ack))?;
-        let Some(g) = got else {
-            server::get_empty(&mut self.wbuf, channel);
-            return Ok(());
-        };
-        let Some(msg) = message::decode(&g.payload) else {
-            return Err(AmqpError::new(
-                ReplyCode::InternalError,
-                "stored message is malformed",
-            ));
-        };
-        server::get_ok(
-            &mut self.wbuf,
-            channel,
-            g.delivery_tag,
-            g.redelivered,
-            msg.exchange_str(),
-            msg.routing_key_str(),
-            g.message_count,
-        );
-        self.write_content(channel, &msg.header, &msg.body);
-        Ok(())
+        let answer = self
+            .vhost()
+            .try_with(|m| m.get_or_ask_leader(key, queue, no_ack))?;
+        match answer {
+            GetAnswer::Got(got) => self.write_get_answer(channel, Some(got)),
+            GetAnswer::Empty => self.write_get_answer(channel, None),
+            GetAnswer::AskLeader { queue_id, wait } => {
+                self.pending_get = Some(PendingGet {
+                    channel,
+                    queue: queue.to_string(),
+                    queue_id,
+                    no_ack,
+                    wait,
+                });
+                Ok(())
+            }
+        }
     }
 }

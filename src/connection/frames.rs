@@ -68,6 +68,11 @@ impl Conn {
                 rbuf.clear();
                 return Ok(());
             }
+            if self.pending_get.is_some() {
+                // The frames after a get waiting for its leader wait for it (leader_get.rs).
+                self.flush_publishes();
+                return Ok(());
+            }
             // Until tune-ok the frame limit is the spec's minimum, as in RabbitMQ.
             let limit = if self.phase.is_tuned() {
                 self.frame_max

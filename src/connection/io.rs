@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::frames::Stop;
+use super::leader_get;
 use super::output;
 use super::Conn;
 use crate::broker::flow::{self, FlowGate, FlowPause};
@@ -87,7 +88,8 @@ impl Conn {
             let can_read = self.pending_output() < WRITE_HIGH_WATER
                 && !self.close_after_flush
                 && !blocked
-                && self.flow.is_none();
+                && self.flow.is_none()
+                && self.pending_get.is_none();
             let flow = self
                 .flow
                 .as_ref()
@@ -128,6 +130,12 @@ impl Conn {
                 }
                 _ = self.outbox.notify.notified(), if self.pending_output() < DELIVERY_HIGH_WATER => {
                     self.drain_outbox();
+                }
+                id = leader_get::leader_answer(self.pending_get.as_mut()), if self.pending_get.is_some() => {
+                    self.finish_leader_get(id);
+                    self.process_all(&mut rbuf);
+                    self.pump_deliveries();
+                    self.flush_confirms();
                 }
                 _ = flow_lifted(flow.as_ref()), if flow.is_some() => {
                     self.leave_flow();

@@ -11,6 +11,7 @@
 //! | `publish.rs` | content assembly and batched publishes |
 //! | `deliver.rs` | deliveries from the outbox, content encoding, publisher confirms |
 //! | `tx.rs` | transactions: held publishes, tx.select / commit / rollback |
+//! | `leader_get.rs` | basic.get of a quorum queue another cluster node leads |
 //! | `errors.rs` | model errors to reply codes; channel and connection close |
 //!
 //! `serve` is generic over the byte stream (`io::Stream`: plain TCP, or TLS from
@@ -29,6 +30,7 @@ mod frames;
 pub mod fuzz_model;
 mod handshake;
 mod io;
+mod leader_get;
 mod output;
 mod publish;
 mod sasl;
@@ -148,6 +150,9 @@ struct Conn {
     flow: Option<(FlowPause, std::time::Instant)>,
     /// Flow control has held this connection before (logged once).
     flow_logged: bool,
+    /// A basic.get waiting for its quorum queue's leader (leader_get.rs): no frame after
+    /// it is handled, and nothing more is read, until it is answered.
+    pending_get: Option<leader_get::PendingGet>,
 }
 
 impl Conn {
@@ -196,6 +201,7 @@ impl Conn {
             blocked_sent: false,
             flow: None,
             flow_logged: false,
+            pending_get: None,
         }
     }
 

@@ -4,9 +4,11 @@
 //! while they hold deliveries (the lease); on the leader it releases what nodes that
 //! stopped asking held.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::broker::replicated::LeaderGetWait;
 use crate::broker::VHostHandle;
 use crate::cluster::checkout::{CheckoutHandler, CheckoutReply, CheckoutRequest};
 use crate::cluster::node::ClusterNode;
@@ -34,6 +36,20 @@ pub(super) struct Member {
     pub node: Arc<ClusterNode>,
     /// This process's start time: a restarted node holds nothing of what it held.
     pub incarnation: u64,
+    /// The last log index fed to this node's copy (`QueueFeed::fed`).
+    pub fed: Arc<AtomicU64>,
+}
+
+/// Waits until `fed` reaches `through` (the copy here has applied what the leader's had
+/// when it granted), or `until`; whether it did.
+async fn fed_through(fed: &AtomicU64, through: u64, until: Instant) -> bool {
+    while fed.load(Ordering::Acquire) < through {
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    true
 }
 
 impl Member {
@@ -85,9 +101,11 @@ impl Member {
                 want: demand.want,
             };
             match self.node.checkout(self.group, leader, &request).await {
-                Ok(CheckoutReply::Granted(ids)) => {
+                Ok(CheckoutReply::Granted { ids, through }) => {
                     dry = ids.is_empty();
                     if !dry {
+                        // What is not here by then is delivered when it comes (`awaited`).
+                        fed_through(&self.fed, through, Instant::now() + LEASE).await;
                         self.vhost.with(|m| m.replica_granted(queue, &ids));
                     }
                     if !dry && ids.len() as u32 == demand.want {
@@ -102,6 +120,53 @@ impl Member {
     }
 }
 
+/// How long a basic.get on a member that does not lead waits for the leader's answer
+/// (through an election) before it answers get-empty.
+const GET_WAIT: Duration = Duration::from_secs(2);
+
+impl Replication {
+    /// A basic.get on this member, which does not lead the queue: one checkout of one
+    /// message from the leader (held for this node like a consumer's, under the same
+    /// lease). Resolves to the message's group id; `None` if nothing was ready, no leader
+    /// answered in time, or this node leads the queue now.
+    pub(super) fn ask_leader_for_one(&self, vhost: &str, name: &str) -> LeaderGetWait {
+        let key = (vhost.to_string(), name.to_string());
+        let open = self.open.lock().expect("open").get(&key).cloned();
+        let node = self.node.clone();
+        let request = CheckoutRequest {
+            node: node.node_id(),
+            incarnation: self.incarnation,
+            want: 1,
+        };
+        Box::pin(async move {
+            let open = open?;
+            let until = Instant::now() + GET_WAIT;
+            loop {
+                match node.queue_group_leader(open.group) {
+                    Some(leader) if leader == request.node => return None,
+                    Some(leader) => match node.checkout(open.group, leader, &request).await {
+                        Ok(CheckoutReply::Granted { ids, through }) => {
+                            debug_assert!(ids.len() <= 1, "granted more than asked for");
+                            let id = *ids.first()?;
+                            // This copy applies what the leader had applied when it hears
+                            // of the commit (within a heartbeat).
+                            fed_through(&open.fed, through, until).await;
+                            return Some(id);
+                        }
+                        Ok(CheckoutReply::NotLeader) => {}
+                        Err(e) => tracing::debug!(queue = %key.1, "cluster: get: {e}"),
+                    },
+                    None => {}
+                }
+                if Instant::now() >= until {
+                    return None;
+                }
+                tokio::time::sleep(TICK).await;
+            }
+        })
+    }
+}
+
 impl CheckoutHandler for Replication {
     fn checkout(&self, group: u64, request: &CheckoutRequest) -> CheckoutReply {
         let found = self
@@ -110,8 +175,8 @@ impl CheckoutHandler for Replication {
             .expect("open")
             .iter()
             .find(|(_, o)| o.group == group)
-            .map(|((vhost, name), o)| (vhost.clone(), name.clone(), o.queue_id));
-        let Some((vhost, name, queue_id)) = found else {
+            .map(|((vhost, name), o)| (vhost.clone(), name.clone(), o.queue_id, o.fed.clone()));
+        let Some((vhost, name, queue_id, fed)) = found else {
             return CheckoutReply::NotLeader;
         };
         let Some(vh) = self.broker.vhost(&vhost) else {
@@ -127,7 +192,11 @@ impl CheckoutHandler for Replication {
             )
         });
         match granted {
-            Some(ids) => CheckoutReply::Granted(ids),
+            // Read after the grant: what the copy had applied when it chose is at most this.
+            Some(ids) => CheckoutReply::Granted {
+                ids,
+                through: fed.load(Ordering::Acquire),
+            },
             None => CheckoutReply::NotLeader,
         }
     }

@@ -99,6 +99,14 @@ impl Queue {
             .is_some_and(|r| r.settled_out.contains(&seq))
     }
 
+    /// Whether message `id` of a quorum queue has been returned at least once (then it
+    /// goes out again with `redelivered` set).
+    pub fn was_returned(&self, id: u64) -> bool {
+        self.quorum
+            .as_ref()
+            .is_some_and(|qs| qs.returns.get(&id).is_some_and(|n| *n > 0))
+    }
+
     /// Counts a return of message `id`; says whether it may go back to the queue.
     pub fn count_return(&mut self, id: u64) -> Returned {
         let Some(qs) = self.quorum.as_mut() else {
