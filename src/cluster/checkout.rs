@@ -64,6 +64,14 @@ impl ClusterNode {
         serde_json::to_vec(&reply).map_err(|e| e.to_string())
     }
 
+    /// Whether this node is a member of queue group `group` (has it open).
+    pub fn holds_queue_group(&self, group: u64) -> bool {
+        self.queue_groups
+            .read()
+            .expect("queue groups")
+            .contains_key(&group)
+    }
+
     /// The leader of queue group `group` as this node's member of it last heard.
     pub fn queue_group_leader(&self, group: u64) -> Option<u64> {
         let groups = self.queue_groups.read().expect("queue groups");

@@ -140,6 +140,9 @@ impl Replication {
         };
         Box::pin(async move {
             let open = open?;
+            if !node.holds_queue_group(open.group) {
+                return None; // Not a member: no copy here to hand a message out from.
+            }
             let until = Instant::now() + GET_WAIT;
             loop {
                 match node.queue_group_leader(open.group) {
