@@ -67,14 +67,21 @@ async fn wait_received(received: &Received, n: usize) -> Vec<(u64, String)> {
     received.lock().unwrap().clone()
 }
 
-#[test]
-fn consumers_on_nodes_that_do_not_lead_get_every_message_once() {
+/// Three nodes with quorum queue `orders` on all of them: the cluster, a runtime, the
+/// queue's leader and the two members that do not lead it.
+fn orders_on_three_nodes() -> (Cluster, tokio::runtime::Runtime, u64, Vec<u64>) {
     let c = Cluster::new(3, 0);
     c.agreed_leader(&[1, 2, 3], None, ELECTION);
     let rt = runtime();
     rt.block_on(declare(c.node(1).amqp, "orders", quorum()));
     let leader = queue_leader(&c, &[1, 2, 3], None);
     let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    (c, rt, leader, followers)
+}
+
+#[test]
+fn consumers_on_nodes_that_do_not_lead_get_every_message_once() {
+    let (c, rt, leader, followers) = orders_on_three_nodes();
 
     let received: Received = Arc::default();
     let got = rt.block_on(async {
@@ -117,12 +124,7 @@ fn consumers_on_nodes_that_do_not_lead_get_every_message_once() {
 
 #[test]
 fn what_a_killed_node_held_goes_to_another_nodes_consumer_after_its_lease() {
-    let mut c = Cluster::new(3, 0);
-    c.agreed_leader(&[1, 2, 3], None, ELECTION);
-    let rt = runtime();
-    rt.block_on(declare(c.node(1).amqp, "orders", quorum()));
-    let leader = queue_leader(&c, &[1, 2, 3], None);
-    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (mut c, rt, leader, followers) = orders_on_three_nodes();
     let (holder, other) = (followers[0], followers[1]);
 
     // A consumer on `holder` takes ten messages and never acks them.
@@ -243,12 +245,7 @@ fn a_settle_committed_while_a_delivery_is_out_elsewhere_leaves_the_queue_consist
 /// answers get-empty; and the copies end empty.
 #[test]
 fn basic_get_on_nodes_that_do_not_lead_gets_each_message_once() {
-    let c = Cluster::new(3, 0);
-    c.agreed_leader(&[1, 2, 3], None, ELECTION);
-    let rt = runtime();
-    rt.block_on(declare(c.node(1).amqp, "orders", quorum()));
-    let leader = queue_leader(&c, &[1, 2, 3], None);
-    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (c, rt, leader, followers) = orders_on_three_nodes();
     let (a, b) = (followers[0], followers[1]);
 
     let got = rt.block_on(async {

@@ -23,6 +23,7 @@ fn config() -> LogConfig {
         segment_size: 4096,
         compact_below: 0.5,
         ack_batch: 64,
+        ..LogConfig::default()
     }
 }
 
@@ -259,4 +260,31 @@ async fn the_machine_applies_queue_commands_and_a_snapshot_carries_them() {
     assert_eq!(state.messages.len(), 1);
     assert_eq!(state.messages[&message_id(2, 0)].returns, 1);
     assert_eq!(state.last_applied, Some(log_id(1, 5)));
+}
+
+/// A group's logs start small: a node holds two per quorum queue, and each first segment
+/// is resident once touched (stop 36 measured 152 KiB per idle queue with 64 KiB first
+/// segments, 90 KiB with 4 KiB ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_logs_start_with_a_one_page_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let commit = GroupCommit::start(FsyncPolicy::Always);
+    let mut store: LogStore<QueueRaft> =
+        LogStore::open(dir.path(), LogConfig::default(), commit).unwrap();
+    store.save_vote(&Vote::new(1, 1)).await.unwrap();
+    store
+        .blocking_append(vec![enqueue(1, 1, "x")])
+        .await
+        .unwrap();
+    let mut sizes = Vec::new();
+    for log in ["entries", "meta"] {
+        for f in std::fs::read_dir(dir.path().join(log)).unwrap() {
+            let f = f.unwrap();
+            if f.file_type().unwrap().is_file() {
+                sizes.push((f.file_name(), f.metadata().unwrap().len()));
+            }
+        }
+    }
+    assert!(!sizes.is_empty(), "no segment files");
+    assert!(sizes.iter().all(|(_, len)| *len <= 4096), "{sizes:?}");
 }

@@ -142,8 +142,8 @@ def scale_row(kind, n, a):
             "confirmed_per_s": sum(r["confirmed_per_s"] for r in ok),
             "consumed_per_s": sum(r["consumed_per_s"] for r in ok),
             "nacked": sum(r.get("nacked", 0) for r in ok),
-            "p50_us": max((r["latency_p50_us"] for r in ok), default=None),
-            "p99_us": max((r["latency_p99_us"] for r in ok), default=None),
+            "p50_us": max((r["latency_p50_us"] for r in ok if "latency_p50_us" in r), default=None),
+            "p99_us": max((r["latency_p99_us"] for r in ok if "latency_p99_us" in r), default=None),
             "failed_clients": len(results) - len(ok),
         }
         if leaders is not None:

@@ -21,8 +21,9 @@ use crate::spares::Spares;
 use crate::sync::{FsyncPolicy, GroupCommit, Ticket};
 use crate::{acks, compact, recovery};
 
-/// Size of a log's first segment; later ones double up to `segment_size`.
-const FIRST_SEGMENT_SIZE: usize = 64 * 1024;
+/// Size of a log's first segment unless its config says otherwise; later ones double up
+/// to `segment_size`.
+pub const FIRST_SEGMENT_SIZE: usize = 64 * 1024;
 
 /// Appends smaller than this (and not needing a sync) go through the map.
 const MAP_WRITE_MAX: usize = 2048;
@@ -32,6 +33,9 @@ const MAP_WRITE_MAX: usize = 2048;
 pub struct LogConfig {
     /// Size of a new segment file (a larger record gets a segment of its own size).
     pub segment_size: usize,
+    /// Size of the first segment; each new one doubles its predecessor up to
+    /// `segment_size`, so a quiet log does not reserve a full segment.
+    pub first_segment_size: usize,
     /// A sealed segment whose live fraction falls below this is compacted.
     pub compact_below: f64,
     /// A segment's pending acks are written out once this many accumulate.
@@ -42,6 +46,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             segment_size: 8 << 20,
+            first_segment_size: FIRST_SEGMENT_SIZE,
             compact_below: 0.5,
             ack_batch: 4096,
         }
@@ -209,14 +214,16 @@ impl Log {
                 .sum::<usize>()
     }
 
-    /// Size for a new head segment: from 64 KiB, doubling up to `segment_size`, so a quiet
-    /// queue does not reserve a full segment; a record larger than that gets a segment of
-    /// its own size. `prev` is the segment before the new one, if any.
+    /// Size for a new head segment: from `first_segment_size`, doubling up to
+    /// `segment_size`, so a quiet queue does not reserve a full segment; a record larger
+    /// than that gets a segment of its own size. `prev` is the segment before the new one,
+    /// if any.
     fn capacity_after(&self, prev: Option<&Segment>, min_capacity: usize) -> usize {
-        let grown = prev.map_or(FIRST_SEGMENT_SIZE, |p| p.file().len().saturating_mul(2));
+        let first = self.config.first_segment_size;
+        let grown = prev.map_or(first, |p| p.file().len().saturating_mul(2));
         grown
             .clamp(
-                FIRST_SEGMENT_SIZE.min(self.config.segment_size),
+                first.min(self.config.segment_size),
                 self.config.segment_size,
             )
             .max(segment::FILE_HEADER_LEN + min_capacity + record::HEADER_LEN)

@@ -72,6 +72,7 @@ mod tests {
             segment_size: 4096,
             compact_below: 0.5,
             ack_batch: 1024,
+            ..LogConfig::default()
         }
     }
 

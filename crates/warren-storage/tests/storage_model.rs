@@ -68,6 +68,7 @@ fn config() -> LogConfig {
         segment_size: 2048,
         compact_below: 0.5,
         ack_batch: 8,
+        ..LogConfig::default()
     }
 }
 
@@ -389,6 +390,7 @@ fn disk_use_stays_proportional_to_live_data() {
         segment_size,
         compact_below: 0.5,
         ack_batch: 256,
+        ..LogConfig::default()
     };
     let (mut log, _) = Log::open(dir.path(), cfg, commit).unwrap();
     let record = 32 + 200;
