@@ -29,6 +29,32 @@ pub struct Got {
     pub payload: Bytes,
 }
 
+/// Hands message `seq` (taken from `q`'s ready messages, stored as `payload`) to a
+/// basic.get on channel `ch`, counting it; the caller counts it in the broker's stats.
+pub(super) fn hand_out_get(
+    q: &mut Queue,
+    ch: &mut ChannelState,
+    seq: u64,
+    payload: Bytes,
+    no_ack: bool,
+    redelivered: bool,
+) -> Result<Got, BrokerError> {
+    let payload = q.outgoing_payload(seq, payload, true);
+    let (delivery_tag, acked) = hand_out(q, ch, seq, no_ack, None);
+    acked?;
+    match no_ack {
+        true => q.counters.get_no_ack += 1,
+        false => q.counters.get += 1,
+    }
+    q.counters.redeliver += redelivered as u64;
+    Ok(Got {
+        delivery_tag,
+        redelivered,
+        message_count: q.ready().min(u32::MAX as u64) as u32,
+        payload,
+    })
+}
+
 /// What a basic.get answers.
 pub enum GetAnswer {
     Got(Got),
@@ -492,22 +518,8 @@ impl VHost {
             break (rec, redelivered);
         };
         let ch = self.channels.get_mut(&key).expect("checked");
-        let payload = q.outgoing_payload(rec.seq, rec.payload, true);
-        let (tag, acked) = hand_out(q, ch, rec.seq, no_ack, None);
-        acked?;
-        if no_ack {
-            q.counters.get_no_ack += 1;
-        } else {
-            q.counters.get += 1;
-        }
-        q.counters.redeliver += redelivered as u64;
+        let got = hand_out_get(q, ch, rec.seq, rec.payload, no_ack, redelivered)?;
         self.stats.delivered(1);
-        let got = Got {
-            delivery_tag: tag,
-            redelivered,
-            message_count: q.ready().min(u32::MAX as u64) as u32,
-            payload,
-        };
         self.drain_dead_letters();
         Ok(GetAnswer::Got(got))
     }

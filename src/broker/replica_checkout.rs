@@ -13,7 +13,7 @@
 //! never knew of them and has them ready anyway. Either way a message may be delivered
 //! twice, never lost: at least once, as with a leader that dies.
 
-use super::dispatch::{choose_consumer, credit, hand_out, Got};
+use super::dispatch::{choose_consumer, credit, hand_out, hand_out_get, Got};
 use super::error::BrokerError;
 use super::outbox::Outgoing;
 use super::queue::replica::Replica;
@@ -264,20 +264,9 @@ impl VHost {
         };
         let ch = self.channels.get_mut(&key).expect("checked");
         let redelivered = q.was_returned(seq);
-        let payload = q.outgoing_payload(seq, rec.payload, true);
-        let (delivery_tag, acked) = hand_out(q, ch, seq, no_ack, None);
-        acked?;
-        match no_ack {
-            true => q.counters.get_no_ack += 1,
-            false => q.counters.get += 1,
-        }
+        let got = hand_out_get(q, ch, seq, rec.payload, no_ack, redelivered)?;
         self.stats.delivered(1);
-        Ok(Some(Got {
-            delivery_tag,
-            redelivered,
-            message_count: q.ready().min(u32::MAX as u64) as u32,
-            payload,
-        }))
+        Ok(Some(got))
     }
 
     /// Delivers what the leader granted this node (dispatch on a member that does not
@@ -287,7 +276,7 @@ impl VHost {
             return;
         };
         let mut out = std::mem::take(&mut self.delivery_scratch);
-        let (mut delivered, mut no_acks) = (0u64, 0u64);
+        let (mut delivered, mut no_acks, mut redelivers) = (0u64, 0u64, 0u64);
         loop {
             if replica_of(q).is_none_or(|r| r.granted.is_empty()) {
                 // Everything granted is out: a consumer with room wants more now.
@@ -313,6 +302,7 @@ impl VHost {
             let (serial, no_ack, tag) = (c.serial, c.no_ack, c.tag.clone());
             let ch = self.channels.get_mut(&key).expect("chosen for its credit");
             let redelivered = q.was_returned(seq);
+            redelivers += redelivered as u64;
             let payload = q.outgoing_payload(seq, rec.payload, false);
             let delivery_tag = hand_out(q, ch, seq, no_ack, Some(serial)).0;
             out.push(Outgoing::Deliver {
@@ -333,6 +323,7 @@ impl VHost {
         self.delivery_scratch = out;
         q.counters.deliver += delivered - no_acks;
         q.counters.deliver_no_ack += no_acks;
+        q.counters.redeliver += redelivers;
         self.stats.delivered(delivered);
     }
 }

@@ -23,7 +23,7 @@ use crate::{acks, compact, recovery};
 
 /// Size of a log's first segment unless its config says otherwise; later ones double up
 /// to `segment_size`.
-pub const FIRST_SEGMENT_SIZE: usize = 64 * 1024;
+const FIRST_SEGMENT_SIZE: usize = 64 * 1024;
 
 /// Appends smaller than this (and not needing a sync) go through the map.
 const MAP_WRITE_MAX: usize = 2048;
