@@ -129,6 +129,15 @@ class WarrenCluster:
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        # WARREN_CLUSTER_LOGS=DIR keeps each node's log (DIR/<cluster dir>-n1.log, ...):
+        # leadership changes are counted from them.
+        keep = os.environ.get("WARREN_CLUSTER_LOGS")
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            for i in range(1, len(self.procs) + 1):
+                src = os.path.join(self.dir, f"n{i}.log")
+                if os.path.exists(src):
+                    shutil.copy(src, os.path.join(keep, f"{os.path.basename(self.dir)}-n{i}.log"))
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

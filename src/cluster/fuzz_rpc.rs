@@ -57,6 +57,7 @@ fn request_body(kind: RpcKind, body: &[u8]) {
         RpcKind::Join => round_trip::<JoinRequest>(body),
         RpcKind::Leave => round_trip::<LeaveRequest>(body),
         RpcKind::Checkout => round_trip::<super::checkout::CheckoutRequest>(body),
+        RpcKind::Beacon => round_trip::<super::detector::Beacon>(body),
     }
 }
 

@@ -6,9 +6,12 @@
 //! groups and answers `warren cluster status|join|leave`.
 //!
 //! The bridge to the broker is `src/replication.rs`; a member that does not lead a queue
-//! asks the leader for messages for its consumers (`checkout.rs`).
+//! asks the leader for messages for its consumers (`checkout.rs`). A node notices a
+//! queue group's missing leader from per-node beacons, not per-group heartbeats
+//! (`detector.rs`).
 
 pub mod checkout;
+pub mod detector;
 #[doc(hidden)]
 pub mod fuzz_machine;
 #[doc(hidden)]

@@ -36,7 +36,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a write waits for a leader before giving up.
 pub(super) const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Raft timing for every group. Elections start after 1-2 s without a heartbeat: a
+/// Raft timing for the metadata group (the quorum queues' groups: detector.rs). Elections start after 1-2 s without a heartbeat: a
 /// loaded two-core machine syncing to disk can stall for hundreds of milliseconds, and a
 /// spurious election costs more than a second of waiting after a real failure.
 pub(super) fn raft_config() -> Arc<openraft::Config> {
@@ -91,6 +91,8 @@ pub struct ClusterNode {
     pub(super) data_dir: std::path::PathBuf,
     pub(super) log: LogConfig,
     pub(super) commit: Arc<GroupCommit>,
+    /// When peers last claimed to lead each queue group (detector.rs).
+    pub(super) claims: super::detector::Claims,
 }
 
 fn now_ms() -> u64 {
@@ -143,6 +145,7 @@ impl ClusterNode {
             data_dir: data_dir.to_path_buf(),
             log,
             commit,
+            claims: Default::default(),
         });
         tokio::spawn(transport::serve(listener, node.clone()));
         tracing::info!(
@@ -155,6 +158,8 @@ impl ClusterNode {
         info.cluster = advertised;
         info.started_at = now_ms();
         tokio::spawn(node.clone().announce(info));
+        tokio::spawn(node.clone().send_beacons());
+        tokio::spawn(node.clone().watch_leaders());
         tokio::spawn(log_leader_changes(
             node.meta.raft.clone(),
             node.config.node_id,
@@ -411,6 +416,15 @@ impl RpcHandler for ClusterNode {
                 self.remove_member(req).await.map(|_| b"{}".to_vec())
             }),
             RpcKind::Checkout => Box::pin(async move { self.answer_checkout(&group, &body) }),
+            RpcKind::Beacon => {
+                // Recorded here, on the connection's reading task, not on a task of its
+                // own: under load a spawned task can wait long enough to look like silence.
+                let recorded = decode::<super::detector::Beacon>(&body).map(|b| {
+                    self.receive_beacon(&b);
+                    Vec::new()
+                });
+                Box::pin(async move { recorded })
+            }
             _ => {
                 let found = self.groups.read().expect("groups").get(&group).cloned();
                 match found {

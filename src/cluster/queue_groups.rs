@@ -13,12 +13,13 @@ use openraft::{BasicNode, Raft};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{Duration, Instant};
 
+use super::detector::queue_raft_config;
 use super::group::{forward_write, Group, GroupRpc, WriteError};
 use super::log_store::LogStore;
 use super::machine::Tapped;
 use super::meta_machine::{MetaCommand, MetaRaft, MetaResponse, MetaState, NodeInfo};
 use super::network::GroupNetwork;
-use super::node::{raft_config, ClusterNode, NodeStatus, WRITE_DEADLINE};
+use super::node::{ClusterNode, NodeStatus, WRITE_DEADLINE};
 use super::queue_machine::{QueueMachine, QueueState};
 use super::types::{QueueCommand, QueueRaft, QueueResponse};
 
@@ -107,7 +108,7 @@ impl ClusterNode {
         let name: Arc<str> = queue_group_name(group).into();
         let raft = Raft::new(
             self.config.node_id,
-            raft_config(),
+            queue_raft_config(),
             GroupNetwork::new(self.peers.clone(), name.clone()),
             store,
             machine,

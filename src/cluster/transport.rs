@@ -192,6 +192,8 @@ pub struct Peer {
     /// retry.
     reachable: AtomicBool,
     next_id: AtomicU64,
+    /// How many connections have been opened to it: a change means the link was cut.
+    generation: AtomicU64,
     conn: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
 
@@ -201,12 +203,18 @@ impl Peer {
             addr,
             reachable: AtomicBool::new(true),
             next_id: AtomicU64::new(1),
+            generation: AtomicU64::new(0),
             conn: tokio::sync::Mutex::new(None),
         }
     }
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// How many connections have been opened to the peer so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// The open connection, or a new one; logs when the peer stops or starts answering.
@@ -284,6 +292,7 @@ impl Peer {
             }
         });
         *slot = Some(conn.clone());
+        self.generation.fetch_add(1, Ordering::Relaxed);
         Ok(conn)
     }
 

@@ -50,6 +50,8 @@ pub enum RpcKind {
     Leave = 7,
     /// Messages of a quorum queue for another member's consumers (`checkout.rs`).
     Checkout = 8,
+    /// The queue groups the sender leads (`detector.rs`).
+    Beacon = 9,
 }
 
 impl RpcKind {
@@ -63,6 +65,7 @@ impl RpcKind {
             6 => RpcKind::Join,
             7 => RpcKind::Leave,
             8 => RpcKind::Checkout,
+            9 => RpcKind::Beacon,
             _ => return None,
         })
     }

@@ -10,7 +10,7 @@ pub mod quorum;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,8 @@ const BLACKHOLE: u8 = 2;
 pub struct FaultProxy {
     pub port: u16,
     mode: Arc<AtomicU8>,
+    /// Bytes forwarded, both ways, since the proxy started.
+    bytes: Arc<AtomicU64>,
     open: Arc<Mutex<Vec<AbortHandle>>>,
     accept: AbortHandle,
 }
@@ -40,7 +42,8 @@ impl FaultProxy {
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(AtomicU8::new(PASS));
         let open: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let (m, o) = (mode.clone(), open.clone());
+        let bytes: Arc<AtomicU64> = Arc::default();
+        let (m, o, b) = (mode.clone(), open.clone(), bytes.clone());
         let accept = rt
             .spawn(async move {
                 loop {
@@ -57,12 +60,13 @@ impl FaultProxy {
                             o.lock().unwrap().push(held.abort_handle());
                         }
                         _ => {
+                            let bytes = b.clone();
                             let task = tokio::spawn(async move {
                                 let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await
                                 else {
                                     return;
                                 };
-                                forward(inbound, outbound, target).await;
+                                forward(inbound, outbound, target, bytes).await;
                             });
                             o.lock().unwrap().push(task.abort_handle());
                         }
@@ -73,9 +77,15 @@ impl FaultProxy {
         FaultProxy {
             port,
             mode,
+            bytes,
             open,
             accept,
         }
+    }
+
+    /// Bytes it has forwarded, both ways.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     fn set(&self, mode: u8) {
@@ -104,8 +114,7 @@ impl FaultProxy {
 /// direction is also written to a file in DIR (`*-requests.bin`: what the dialling node
 /// sent; `*-responses.bin`: the answers), the real traffic `fuzz/raft_rpc_corpus.py`
 /// turns into the `raft_rpc` fuzz target's seeds.
-async fn forward(inbound: TcpStream, outbound: TcpStream, target: u16) {
-    use std::sync::atomic::AtomicU64;
+async fn forward(inbound: TcpStream, outbound: TcpStream, target: u16, bytes: Arc<AtomicU64>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
     let capture = std::env::var_os("WARREN_CLUSTER_CAPTURE").map(PathBuf::from);
@@ -114,7 +123,8 @@ async fn forward(inbound: TcpStream, outbound: TcpStream, target: u16) {
     let (out_read, out_write) = outbound.into_split();
     let pipe = |mut from: tokio::net::tcp::OwnedReadHalf,
                 mut to: tokio::net::tcp::OwnedWriteHalf,
-                file: Option<PathBuf>| async move {
+                file: Option<PathBuf>,
+                bytes: Arc<AtomicU64>| async move {
         let mut file = file.map(|f| std::fs::File::create(f).unwrap());
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -122,6 +132,7 @@ async fn forward(inbound: TcpStream, outbound: TcpStream, target: u16) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            bytes.fetch_add(n as u64, Ordering::Relaxed);
             if let Some(f) = file.as_mut() {
                 std::io::Write::write_all(f, &buf[..n]).unwrap();
             }
@@ -136,8 +147,8 @@ async fn forward(inbound: TcpStream, outbound: TcpStream, target: u16) {
             .as_ref()
             .map(|d| d.join(format!("{target}-{n}-{what}.bin")))
     };
-    let up = pipe(in_read, out_write, name("requests"));
-    let down = pipe(out_read, in_write, name("responses"));
+    let up = pipe(in_read, out_write, name("requests"), bytes.clone());
+    let down = pipe(out_read, in_write, name("responses"), bytes);
     tokio::join!(up, down);
 }
 
@@ -408,6 +419,11 @@ impl Cluster {
                 proxy.cut();
             }
         }
+    }
+
+    /// Bytes every link has carried so far, both ways.
+    pub fn link_bytes(&self) -> u64 {
+        self.links.values().map(FaultProxy::bytes).sum()
     }
 
     pub fn heal_all(&self) {

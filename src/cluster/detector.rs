@@ -1,0 +1,349 @@
+//! Who notices that a quorum queue's leader is gone: one beacon per node pair, not a
+//! heartbeat per group.
+//!
+//! openraft's own timers send every group's heartbeat to every follower, and each
+//! follower elects when its group's heartbeats stop. With a thousand queues that is
+//! thousands of requests a second on an idle cluster, and under load a group's heartbeat
+//! waits behind its appends, so a busy but healthy leader looks dead and its group elects
+//! again and again. RabbitMQ's Raft (Ra) watches nodes, not groups; so does this:
+//!
+//! - Queue groups run with openraft's heartbeats and election timer off
+//!   (`queue_raft_config`). Appends and commit notices still flow as entries are written.
+//! - Every `BEACON_EVERY` each node tells each peer which queue groups it leads
+//!   (`RpcKind::Beacon`). The receiver records, per group and peer, when the peer last
+//!   claimed it (`Claims`), on the connection's reading task: nothing a group is doing
+//!   delays it.
+//! - Every `CHECK_EVERY` the watcher looks at each group this node follows as a voter.
+//!   When the leader it follows has not claimed it for `LEADER_SILENCE` plus a pause of
+//!   its own (random per group and attempt, so the followers of a dead node's groups do
+//!   not all stand at once and split the votes), it stands for election (`trigger().elect()`), and again after
+//!   another silence if that failed.
+//! - A follower refuses to vote while its leader's lease runs (`election_timeout_max`
+//!   after the leader's last append), so a leader that is only slow keeps its group.
+//! - A leader's commit notice to a follower that is unreachable is dropped, not retried,
+//!   and without heartbeats an idle group sends nothing else. So when a peer's connection
+//!   is new (it came back, or the link was cut and redialled) this node sends one
+//!   heartbeat in every group it leads.
+//!
+//! The metadata group keeps openraft's timers: it is one group.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::node::ClusterNode;
+use super::wire::RpcKind;
+
+/// How often a node tells its peers which groups it leads.
+pub const BEACON_EVERY: Duration = Duration::from_millis(250);
+/// How often the watcher looks at the groups this node follows.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How long a group may go without a claim before its followers may stand.
+pub const LEADER_SILENCE: Duration = Duration::from_millis(1500);
+/// The random pause after the silence, per group and attempt, is below this.
+const MAX_PAUSE_MS: u64 = 1000;
+/// How long a beacon waits for the peer's answer.
+const BEACON_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Raft timing for the quorum queues' groups: no heartbeats and no election timer (the
+/// watcher elects); a follower's lease on its leader, `election_timeout_max`, is the
+/// silence after which it grants another node its vote.
+pub(super) fn queue_raft_config() -> Arc<openraft::Config> {
+    let config = openraft::Config {
+        cluster_name: "warren".into(),
+        heartbeat_interval: 250,
+        election_timeout_min: 750,
+        election_timeout_max: LEADER_SILENCE.as_millis() as u64,
+        enable_heartbeat: false,
+        enable_elect: false,
+        max_payload_entries: super::wire::MAX_PAYLOAD_ENTRIES,
+        ..Default::default()
+    };
+    Arc::new(config.validate().expect("a valid raft config"))
+}
+
+/// What a node tells a peer: it is `from` and leads these queue groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beacon {
+    pub from: u64,
+    pub leads: Vec<u64>,
+}
+
+/// When each peer last claimed to lead each queue group open on this node.
+#[derive(Default)]
+pub struct Claims {
+    by_group_and_node: Mutex<HashMap<(u64, u64), Instant>>,
+}
+
+impl Claims {
+    /// Records `beacon`'s claims on the groups in `open` (others are not held here).
+    pub fn record(&self, beacon: &Beacon, open: impl Fn(u64) -> bool, now: Instant) {
+        let mut claims = self.by_group_and_node.lock().expect("claims");
+        for group in beacon.leads.iter().copied().filter(|g| open(*g)) {
+            claims.insert((group, beacon.from), now);
+        }
+    }
+
+    /// When `node` last claimed `group`.
+    fn last(&self, group: u64, node: u64) -> Option<Instant> {
+        self.by_group_and_node
+            .lock()
+            .expect("claims")
+            .get(&(group, node))
+            .copied()
+    }
+
+    /// Drops what is known of groups no longer open here.
+    fn keep(&self, open: &HashSet<u64>) {
+        self.by_group_and_node
+            .lock()
+            .expect("claims")
+            .retain(|(g, _), _| open.contains(g));
+    }
+}
+
+/// Whether a follower stands for election in a group: nothing was heard from its leader
+/// since `max(last_claim, since)` (`since`: when the watcher began watching the group, or
+/// its last attempt) for the silence and this group's `pause`.
+pub fn should_stand(
+    now: Instant,
+    last_claim: Option<Instant>,
+    since: Instant,
+    pause: Duration,
+) -> bool {
+    let heard = last_claim.map_or(since, |c| c.max(since));
+    now.saturating_duration_since(heard) >= LEADER_SILENCE + pause
+}
+
+/// A pause below `MAX_PAUSE_MS`, different per node, group and attempt (a mix of them
+/// and a seed drawn at start, so two nodes or two restarts do not pick alike).
+fn pause(seed: u64, group: u64, attempt: u64) -> Duration {
+    let mut x = seed ^ group.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ attempt.rotate_left(32);
+    // splitmix64's finaliser
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    Duration::from_millis(x % MAX_PAUSE_MS)
+}
+
+/// The watcher's record of one group.
+struct Watch {
+    since: Instant,
+    attempt: u64,
+    pause: Duration,
+}
+
+impl ClusterNode {
+    /// Records a peer's beacon (on the connection's reading task: no waiting here).
+    pub(super) fn receive_beacon(&self, beacon: &Beacon) {
+        let groups = self.queue_groups.read().expect("groups");
+        self.claims
+            .record(beacon, |g| groups.contains_key(&g), Instant::now());
+    }
+
+    /// The queue groups this node leads now.
+    fn groups_led(&self) -> Vec<u64> {
+        let groups = self.queue_groups.read().expect("groups");
+        groups
+            .iter()
+            .filter(|(_, g)| g.raft.metrics().borrow().state == ServerState::Leader)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Sends this node's beacon to every other node every `BEACON_EVERY`, one at a time
+    /// per peer (a peer that does not answer is not sent a pile of them).
+    pub(super) async fn send_beacons(self: Arc<Self>) {
+        let me = self.config.node_id;
+        let mut sending: HashMap<u64, tokio::task::JoinHandle<()>> = HashMap::new();
+        let mut generations: HashMap<u64, u64> = HashMap::new();
+        let mut tick = tokio::time::interval(BEACON_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let mut targets = self.cluster_addresses().await;
+            for (id, addr) in &self.config.peers {
+                targets.entry(*id).or_insert_with(|| addr.clone());
+            }
+            targets.remove(&me);
+            let led = self.groups_led();
+            let body = match serde_json::to_vec(&Beacon {
+                from: me,
+                leads: led.clone(),
+            }) {
+                Ok(b) => Arc::new(b),
+                Err(_) => continue,
+            };
+            let mut redialled = false;
+            for (id, addr) in targets {
+                let peer = self.peers.peer(id, &addr);
+                if generations.insert(id, peer.generation()) != Some(peer.generation()) {
+                    redialled = true;
+                }
+                if sending.get(&id).is_some_and(|t| !t.is_finished()) {
+                    continue;
+                }
+                let body = body.clone();
+                sending.insert(
+                    id,
+                    tokio::spawn(async move {
+                        let _ = peer.call(RpcKind::Beacon, "", &body, BEACON_TIMEOUT).await;
+                    }),
+                );
+            }
+            if redialled {
+                self.nudge_followers(&led).await;
+            }
+        }
+    }
+
+    /// One heartbeat in each of `led`: it carries the commit index to a follower that
+    /// missed the notice while it was cut off.
+    async fn nudge_followers(&self, led: &[u64]) {
+        let groups: Vec<_> = {
+            let open = self.queue_groups.read().expect("groups");
+            led.iter().filter_map(|g| open.get(g).cloned()).collect()
+        };
+        for g in groups {
+            let _ = g.raft.trigger().heartbeat().await;
+        }
+    }
+
+    /// Stands for election in each group this node follows as a voter whose leader has
+    /// not been heard of for the silence and the group's pause; see the module's doc.
+    pub(super) async fn watch_leaders(self: Arc<Self>) {
+        let me = self.config.node_id;
+        let mut seed = [0u8; 8];
+        // The pauses only spread elections out; without the OS's randomness the node id
+        // still makes them differ between nodes.
+        let _ = getrandom::fill(&mut seed);
+        let seed = u64::from_le_bytes(seed) ^ me;
+        let mut watches: HashMap<u64, Watch> = HashMap::new();
+        let mut tick = tokio::time::interval(CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let groups: Vec<_> = {
+                let open = self.queue_groups.read().expect("groups");
+                open.iter().map(|(id, g)| (*id, g.clone())).collect()
+            };
+            let open: HashSet<u64> = groups.iter().map(|(id, _)| *id).collect();
+            watches.retain(|g, _| open.contains(g));
+            self.claims.keep(&open);
+            let now = Instant::now();
+            let mut standing = Vec::new();
+            for (id, group) in groups {
+                let w = watches.entry(id).or_insert_with(|| Watch {
+                    since: now,
+                    attempt: 0,
+                    pause: pause(seed, id, 0),
+                });
+                let (leading, voter, leader) = {
+                    let m = group.raft.metrics();
+                    let m = m.borrow();
+                    let voter = m
+                        .membership_config
+                        .membership()
+                        .voter_ids()
+                        .any(|v| v == me);
+                    (m.state == ServerState::Leader, voter, m.current_leader)
+                };
+                if leading || !voter {
+                    w.since = now;
+                    continue;
+                }
+                // Only the leader this node follows counts: a node deposed while it was
+                // cut off still claims its old groups until it hears of the new term, and
+                // its claims must not keep the followers of a dead new leader waiting.
+                let claimed = leader
+                    .filter(|l| *l != me)
+                    .and_then(|l| self.claims.last(id, l));
+                if should_stand(now, claimed, w.since, w.pause) {
+                    w.since = now;
+                    w.attempt += 1;
+                    w.pause = pause(seed, id, w.attempt);
+                    standing.push((id, group));
+                }
+            }
+            if standing.is_empty() {
+                continue;
+            }
+            tracing::info!(
+                groups = standing.len(),
+                first = standing[0].0,
+                "cluster: no word from the leader of {} quorum queue group(s) for {} ms; standing for election",
+                standing.len(),
+                LEADER_SILENCE.as_millis()
+            );
+            for (_, group) in standing {
+                let _ = group.raft.trigger().elect().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_follower_stands_only_after_the_silence_and_its_pause() {
+        let t0 = Instant::now();
+        let pause = ms(300);
+        // Claimed just now: no.
+        assert!(!should_stand(t0 + ms(10), Some(t0), t0, pause));
+        // Claimed 1.7 s ago, pause 0.3 s: not yet; at 1.8 s: yes.
+        assert!(!should_stand(t0 + ms(1700), Some(t0), t0, pause));
+        assert!(should_stand(t0 + ms(1800), Some(t0), t0, pause));
+        // Never claimed: counted from when the watch began.
+        assert!(!should_stand(t0 + ms(1000), None, t0, pause));
+        assert!(should_stand(t0 + ms(1800), None, t0, pause));
+        // A later claim restarts the count.
+        assert!(!should_stand(t0 + ms(1800), Some(t0 + ms(1000)), t0, pause));
+        // After an attempt (`since` moved on), an old claim does not make it stand again.
+        assert!(!should_stand(t0 + ms(2000), Some(t0), t0 + ms(1800), pause));
+        assert!(should_stand(t0 + ms(3600), Some(t0), t0 + ms(1800), pause));
+    }
+
+    #[test]
+    fn claims_are_kept_for_open_groups_only() {
+        let claims = Claims::default();
+        let t0 = Instant::now();
+        let beacon = Beacon {
+            from: 2,
+            leads: vec![1, 5, 9],
+        };
+        claims.record(&beacon, |g| g != 5, t0);
+        assert_eq!(claims.last(1, 2), Some(t0));
+        assert_eq!(claims.last(1, 3), None, "node 3 claimed nothing");
+        assert_eq!(claims.last(5, 2), None);
+        assert_eq!(claims.last(9, 2), Some(t0));
+        claims.keep(&HashSet::from([9]));
+        assert_eq!(claims.last(1, 2), None);
+        assert_eq!(claims.last(9, 2), Some(t0));
+    }
+
+    #[test]
+    fn pauses_differ_by_group_attempt_and_seed_and_stay_below_the_bound() {
+        let mut seen = HashSet::new();
+        for seed in [1u64, 2] {
+            for group in 0..50 {
+                for attempt in 0..4 {
+                    let p = pause(seed, group, attempt);
+                    assert!(p < ms(MAX_PAUSE_MS));
+                    seen.insert(p);
+                }
+            }
+        }
+        // 400 draws from 1,000 values: nearly all distinct if they are spread.
+        assert!(seen.len() > 250, "only {} distinct pauses", seen.len());
+    }
+}
