@@ -10,12 +10,13 @@
 //! - Queue groups run with openraft's heartbeats and election timer off
 //!   (`queue_raft_config`). Appends and commit notices still flow as entries are written.
 //! - Every `BEACON_EVERY` each node tells each peer which queue groups it leads
-//!   (`RpcKind::Beacon`). The receiver records, per group and peer, when the peer last
-//!   claimed it (`Claims`), on the connection's reading task: nothing a group is doing
-//!   delays it.
+//!   and in which term (`RpcKind::Beacon`). The receiver records, per group and peer,
+//!   when the peer last claimed it and in which term (`Claims`), on the connection's
+//!   reading task: nothing a group is doing delays it. Beacons have a connection of their
+//!   own to each peer, so they never queue behind the appends on the group's link.
 //! - Every `CHECK_EVERY` the watcher looks at each group this node follows as a voter.
-//!   When the leader it follows has not claimed it for `LEADER_SILENCE` plus a pause of
-//!   its own (random per group and attempt, so the followers of a dead node's groups do
+//!   When no node has claimed it in this node's term or a later one for `LEADER_SILENCE`
+//!   plus a pause of its own (random per group and attempt, so the followers of a dead node's groups do
 //!   not all stand at once and split the votes), it stands for election (`trigger().elect()`), and again after
 //!   another silence if that failed.
 //! - A follower refuses to vote while its leader's lease runs (`election_timeout_max`
@@ -43,21 +44,28 @@ pub const BEACON_EVERY: Duration = Duration::from_millis(250);
 /// How often the watcher looks at the groups this node follows.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// How long a group may go without a claim before its followers may stand.
-pub const LEADER_SILENCE: Duration = Duration::from_millis(1500);
+pub const LEADER_SILENCE: Duration = Duration::from_millis(2000);
 /// The random pause after the silence, per group and attempt, is below this.
 const MAX_PAUSE_MS: u64 = 1000;
 /// How long a beacon waits for the peer's answer.
 const BEACON_TIMEOUT: Duration = Duration::from_secs(2);
+/// Beacons to one peer that may wait for their answers at once.
+const BEACONS_IN_FLIGHT: usize = 8;
+/// A group just opened here is not stood for until this has passed as well as the
+/// silence: while many queues are declared at once, the first member's first election
+/// can take that long to reach the others.
+const NEW_GROUP_GRACE: Duration = Duration::from_secs(5);
 
 /// Raft timing for the quorum queues' groups: no heartbeats and no election timer (the
 /// watcher elects); a follower's lease on its leader, `election_timeout_max`, is the
-/// silence after which it grants another node its vote.
+/// time after the leader's last append before it grants another node its vote (shorter
+/// than the silence, so the first attempt after a real failure wins).
 pub(super) fn queue_raft_config() -> Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: "warren".into(),
         heartbeat_interval: 250,
         election_timeout_min: 750,
-        election_timeout_max: LEADER_SILENCE.as_millis() as u64,
+        election_timeout_max: 1500,
         enable_heartbeat: false,
         enable_elect: false,
         max_payload_entries: super::wire::MAX_PAYLOAD_ENTRIES,
@@ -66,35 +74,43 @@ pub(super) fn queue_raft_config() -> Arc<openraft::Config> {
     Arc::new(config.validate().expect("a valid raft config"))
 }
 
-/// What a node tells a peer: it is `from` and leads these queue groups.
+/// What a node tells a peer: it is `from` and leads these queue groups, each as
+/// `(group, term)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Beacon {
     pub from: u64,
-    pub leads: Vec<u64>,
+    pub leads: Vec<(u64, u64)>,
 }
 
-/// When each peer last claimed to lead each queue group open on this node.
+/// When each peer last claimed to lead each queue group open on this node, and in which
+/// term.
 #[derive(Default)]
 pub struct Claims {
-    by_group_and_node: Mutex<HashMap<(u64, u64), Instant>>,
+    by_group_and_node: Mutex<HashMap<(u64, u64), (Instant, u64)>>,
 }
 
 impl Claims {
     /// Records `beacon`'s claims on the groups in `open` (others are not held here).
     pub fn record(&self, beacon: &Beacon, open: impl Fn(u64) -> bool, now: Instant) {
         let mut claims = self.by_group_and_node.lock().expect("claims");
-        for group in beacon.leads.iter().copied().filter(|g| open(*g)) {
-            claims.insert((group, beacon.from), now);
+        for (group, term) in beacon.leads.iter().copied().filter(|(g, _)| open(*g)) {
+            claims.insert((group, beacon.from), (now, term));
         }
     }
 
-    /// When `node` last claimed `group`.
-    fn last(&self, group: u64, node: u64) -> Option<Instant> {
+    /// The last claim on `group` in `term` or a later one, from any node. A node deposed
+    /// while it was cut off claims its old group in its old term until it hears of the
+    /// new one: that must not keep a follower that knows the new term waiting for a new
+    /// leader that died. A leader of a newer term than the follower has heard of yet (its
+    /// first append still on the way, under load) does count.
+    fn last(&self, group: u64, term: u64) -> Option<Instant> {
         self.by_group_and_node
             .lock()
             .expect("claims")
-            .get(&(group, node))
-            .copied()
+            .iter()
+            .filter(|((g, _), (_, t))| *g == group && *t >= term)
+            .map(|(_, (at, _))| *at)
+            .max()
     }
 
     /// Drops what is known of groups no longer open here.
@@ -145,21 +161,26 @@ impl ClusterNode {
             .record(beacon, |g| groups.contains_key(&g), Instant::now());
     }
 
-    /// The queue groups this node leads now.
-    fn groups_led(&self) -> Vec<u64> {
+    /// The queue groups this node leads now, with their terms.
+    fn groups_led(&self) -> Vec<(u64, u64)> {
         let groups = self.queue_groups.read().expect("groups");
         groups
             .iter()
-            .filter(|(_, g)| g.raft.metrics().borrow().state == ServerState::Leader)
-            .map(|(id, _)| *id)
+            .filter_map(|(id, g)| {
+                let m = g.raft.metrics();
+                let m = m.borrow();
+                (m.state == ServerState::Leader).then_some((*id, m.current_term))
+            })
             .collect()
     }
 
-    /// Sends this node's beacon to every other node every `BEACON_EVERY`, one at a time
-    /// per peer (a peer that does not answer is not sent a pile of them).
+    /// Sends this node's beacon to every other node every `BEACON_EVERY`. A beacon does
+    /// not wait for the one before it to be answered (under load an answer can take longer
+    /// than the silence, and the next beacon must still go), but at most
+    /// `BEACONS_IN_FLIGHT` wait per peer, so one that does not answer is not sent a pile.
     pub(super) async fn send_beacons(self: Arc<Self>) {
         let me = self.config.node_id;
-        let mut sending: HashMap<u64, tokio::task::JoinHandle<()>> = HashMap::new();
+        let mut sending: HashMap<u64, Vec<tokio::task::JoinHandle<()>>> = HashMap::new();
         let mut generations: HashMap<u64, u64> = HashMap::new();
         let mut tick = tokio::time::interval(BEACON_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -184,16 +205,16 @@ impl ClusterNode {
                 if generations.insert(id, peer.generation()) != Some(peer.generation()) {
                     redialled = true;
                 }
-                if sending.get(&id).is_some_and(|t| !t.is_finished()) {
+                let waiting = sending.entry(id).or_default();
+                waiting.retain(|t| !t.is_finished());
+                if waiting.len() >= BEACONS_IN_FLIGHT {
                     continue;
                 }
                 let body = body.clone();
-                sending.insert(
-                    id,
-                    tokio::spawn(async move {
-                        let _ = peer.call(RpcKind::Beacon, "", &body, BEACON_TIMEOUT).await;
-                    }),
-                );
+                let peer = self.peers.control_peer(id, &addr);
+                waiting.push(tokio::spawn(async move {
+                    let _ = peer.call(RpcKind::Beacon, "", &body, BEACON_TIMEOUT).await;
+                }));
             }
             if redialled {
                 self.nudge_followers(&led).await;
@@ -203,10 +224,12 @@ impl ClusterNode {
 
     /// One heartbeat in each of `led`: it carries the commit index to a follower that
     /// missed the notice while it was cut off.
-    async fn nudge_followers(&self, led: &[u64]) {
+    async fn nudge_followers(&self, led: &[(u64, u64)]) {
         let groups: Vec<_> = {
             let open = self.queue_groups.read().expect("groups");
-            led.iter().filter_map(|g| open.get(g).cloned()).collect()
+            led.iter()
+                .filter_map(|(g, _)| open.get(g).cloned())
+                .collect()
         };
         for g in groups {
             let _ = g.raft.trigger().heartbeat().await;
@@ -238,11 +261,11 @@ impl ClusterNode {
             let mut standing = Vec::new();
             for (id, group) in groups {
                 let w = watches.entry(id).or_insert_with(|| Watch {
-                    since: now,
+                    since: now + NEW_GROUP_GRACE,
                     attempt: 0,
                     pause: pause(seed, id, 0),
                 });
-                let (leading, voter, leader) = {
+                let (leading, voter, term) = {
                     let m = group.raft.metrics();
                     let m = m.borrow();
                     let voter = m
@@ -250,18 +273,13 @@ impl ClusterNode {
                         .membership()
                         .voter_ids()
                         .any(|v| v == me);
-                    (m.state == ServerState::Leader, voter, m.current_leader)
+                    (m.state == ServerState::Leader, voter, m.current_term)
                 };
                 if leading || !voter {
                     w.since = now;
                     continue;
                 }
-                // Only the leader this node follows counts: a node deposed while it was
-                // cut off still claims its old groups until it hears of the new term, and
-                // its claims must not keep the followers of a dead new leader waiting.
-                let claimed = leader
-                    .filter(|l| *l != me)
-                    .and_then(|l| self.claims.last(id, l));
+                let claimed = self.claims.last(id, term);
                 if should_stand(now, claimed, w.since, w.pause) {
                     w.since = now;
                     w.attempt += 1;
@@ -300,35 +318,55 @@ mod tests {
         let pause = ms(300);
         // Claimed just now: no.
         assert!(!should_stand(t0 + ms(10), Some(t0), t0, pause));
-        // Claimed 1.7 s ago, pause 0.3 s: not yet; at 1.8 s: yes.
-        assert!(!should_stand(t0 + ms(1700), Some(t0), t0, pause));
-        assert!(should_stand(t0 + ms(1800), Some(t0), t0, pause));
+        // Claimed 2.2 s ago, pause 0.3 s: not yet; at 2.3 s: yes.
+        assert!(!should_stand(t0 + ms(2200), Some(t0), t0, pause));
+        assert!(should_stand(t0 + ms(2300), Some(t0), t0, pause));
         // Never claimed: counted from when the watch began.
         assert!(!should_stand(t0 + ms(1000), None, t0, pause));
-        assert!(should_stand(t0 + ms(1800), None, t0, pause));
+        assert!(should_stand(t0 + ms(2300), None, t0, pause));
         // A later claim restarts the count.
-        assert!(!should_stand(t0 + ms(1800), Some(t0 + ms(1000)), t0, pause));
+        assert!(!should_stand(t0 + ms(2300), Some(t0 + ms(1000)), t0, pause));
         // After an attempt (`since` moved on), an old claim does not make it stand again.
-        assert!(!should_stand(t0 + ms(2000), Some(t0), t0 + ms(1800), pause));
-        assert!(should_stand(t0 + ms(3600), Some(t0), t0 + ms(1800), pause));
+        assert!(!should_stand(t0 + ms(2500), Some(t0), t0 + ms(2300), pause));
+        assert!(should_stand(t0 + ms(4600), Some(t0), t0 + ms(2300), pause));
+        // A new group's watch begins in the future (its grace): no stand before it.
+        assert!(!should_stand(t0 + ms(4000), None, t0 + ms(5000), pause));
     }
 
     #[test]
-    fn claims_are_kept_for_open_groups_only() {
+    fn claims_count_from_the_followers_term_on_and_for_open_groups_only() {
         let claims = Claims::default();
         let t0 = Instant::now();
+        let t1 = t0 + ms(500);
         let beacon = Beacon {
             from: 2,
-            leads: vec![1, 5, 9],
+            leads: vec![(1, 4), (5, 4), (9, 7)],
         };
         claims.record(&beacon, |g| g != 5, t0);
-        assert_eq!(claims.last(1, 2), Some(t0));
-        assert_eq!(claims.last(1, 3), None, "node 3 claimed nothing");
-        assert_eq!(claims.last(5, 2), None);
-        assert_eq!(claims.last(9, 2), Some(t0));
+        assert_eq!(claims.last(1, 4), Some(t0));
+        assert_eq!(
+            claims.last(1, 3),
+            Some(t0),
+            "a newer term than the follower's counts"
+        );
+        assert_eq!(
+            claims.last(1, 5),
+            None,
+            "a deposed leader's old term does not"
+        );
+        assert_eq!(claims.last(5, 4), None, "group 5 is not open");
+        // Node 3 leads group 1 in term 5 (node 2 has not heard): the follower in term 5
+        // hears node 3; one still in term 4 hears the later of the two.
+        let newer = Beacon {
+            from: 3,
+            leads: vec![(1, 5)],
+        };
+        claims.record(&newer, |_| true, t1);
+        assert_eq!(claims.last(1, 5), Some(t1));
+        assert_eq!(claims.last(1, 4), Some(t1));
         claims.keep(&HashSet::from([9]));
-        assert_eq!(claims.last(1, 2), None);
-        assert_eq!(claims.last(9, 2), Some(t0));
+        assert_eq!(claims.last(1, 4), None);
+        assert_eq!(claims.last(9, 7), Some(t0));
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct Peers {
     /// Addresses from `--cluster-peers` (they win over a membership's addresses).
     configured: BTreeMap<NodeId, String>,
     open: Mutex<HashMap<NodeId, Arc<Peer>>>,
+    /// A second connection to each peer for the failure detector's beacons
+    /// (`detector.rs`): on the first, a beacon would wait behind every append queued
+    /// before it, and under load that is longer than the silence that starts an election.
+    control: Mutex<HashMap<NodeId, Arc<Peer>>>,
 }
 
 impl Peers {
@@ -43,6 +47,7 @@ impl Peers {
             me,
             configured,
             open: Mutex::new(HashMap::new()),
+            control: Mutex::new(HashMap::new()),
         }
     }
 
@@ -52,8 +57,22 @@ impl Peers {
 
     /// The connection to `id`, reached at its configured address or else at `addr`.
     pub fn peer(&self, id: NodeId, addr: &str) -> Arc<Peer> {
+        self.connection_in(&self.open, id, addr)
+    }
+
+    /// The control connection to `id` (beacons only), addressed as `peer`.
+    pub fn control_peer(&self, id: NodeId, addr: &str) -> Arc<Peer> {
+        self.connection_in(&self.control, id, addr)
+    }
+
+    fn connection_in(
+        &self,
+        map: &Mutex<HashMap<NodeId, Arc<Peer>>>,
+        id: NodeId,
+        addr: &str,
+    ) -> Arc<Peer> {
         let addr = self.configured.get(&id).map_or(addr, String::as_str);
-        let mut open = self.open.lock().expect("peers map");
+        let mut open = map.lock().expect("peers map");
         match open.get(&id) {
             Some(p) if p.addr() == addr => p.clone(),
             _ => {
