@@ -4,27 +4,28 @@
 //! openraft's own timers send every group's heartbeat to every follower, and each
 //! follower elects when its group's heartbeats stop. With a thousand queues that is
 //! thousands of requests a second on an idle cluster, and under load a group's heartbeat
-//! waits behind its appends, so a busy but healthy leader looks dead and its group elects
-//! again and again. RabbitMQ's Raft (Ra) watches nodes, not groups; so does this:
+//! can wait behind its appends long enough for a healthy leader to look dead. RabbitMQ's
+//! Raft (Ra) watches nodes, not groups; so does this:
 //!
 //! - Queue groups run with openraft's heartbeats and election timer off
 //!   (`queue_raft_config`). Appends and commit notices still flow as entries are written.
-//! - Every `BEACON_EVERY` each node tells each peer which queue groups it leads
-//!   and in which term (`RpcKind::Beacon`). The receiver records, per group and peer,
-//!   when the peer last claimed it and in which term (`Claims`), on the connection's
-//!   reading task: nothing a group is doing delays it. Beacons have a connection of their
-//!   own to each peer, so they never queue behind the appends on the group's link.
+//! - Every `BEACON_EVERY` each node tells each peer which queue groups it leads and in
+//!   which term (`RpcKind::Beacon`). The receiver records, per group and peer, when the
+//!   peer last claimed it and in which term (`Claims`), on the connection's reading task.
+//!   Beacons have a connection of their own to each peer, so they never queue behind the
+//!   appends on the groups' link.
 //! - Every `CHECK_EVERY` the watcher looks at each group this node follows as a voter.
 //!   When no node has claimed it in this node's term or a later one for `LEADER_SILENCE`
-//!   plus a pause of its own (random per group and attempt, so the followers of a dead node's groups do
-//!   not all stand at once and split the votes), it stands for election (`trigger().elect()`), and again after
-//!   another silence if that failed.
+//!   plus a pause of its own (random per group and attempt, so the followers of a dead
+//!   node's groups do not all stand at once and split the votes), it stands for election
+//!   (`trigger().elect()`), and again after another silence if that failed. A group just
+//!   opened is given `NEW_GROUP_GRACE` first.
 //! - A follower refuses to vote while its leader's lease runs (`election_timeout_max`
 //!   after the leader's last append), so a leader that is only slow keeps its group.
 //! - A leader's commit notice to a follower that is unreachable is dropped, not retried,
-//!   and without heartbeats an idle group sends nothing else. So when a peer's connection
-//!   is new (it came back, or the link was cut and redialled) this node sends one
-//!   heartbeat in every group it leads.
+//!   and without heartbeats an idle group sends nothing else. So when a peer's data
+//!   connection is new (it came back, or the link was cut and redialled) this node sends
+//!   one heartbeat in every group it leads.
 //!
 //! The metadata group keeps openraft's timers: it is one group.
 
@@ -122,9 +123,10 @@ impl Claims {
     }
 }
 
-/// Whether a follower stands for election in a group: nothing was heard from its leader
-/// since `max(last_claim, since)` (`since`: when the watcher began watching the group, or
-/// its last attempt) for the silence and this group's `pause`.
+/// Whether a follower stands for election in a group: no claim that counts (`last_claim`,
+/// see `Claims::last`) since `max(last_claim, since)` (`since`: when the watcher began
+/// watching the group, plus its grace, or its last attempt) for the silence and this
+/// group's `pause`.
 pub fn should_stand(
     now: Instant,
     last_claim: Option<Instant>,

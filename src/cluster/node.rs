@@ -36,9 +36,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a write waits for a leader before giving up.
 pub(super) const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Raft timing for the metadata group (the quorum queues' groups: detector.rs). Elections start after 1-2 s without a heartbeat: a
-/// loaded two-core machine syncing to disk can stall for hundreds of milliseconds, and a
-/// spurious election costs more than a second of waiting after a real failure.
+/// Raft timing for the metadata group (the quorum queues' groups: detector.rs). Elections
+/// start after 1-2 s without a heartbeat: a loaded two-core machine syncing to disk can
+/// stall for hundreds of milliseconds, and a spurious election costs more than a second of
+/// waiting after a real failure.
 pub(super) fn raft_config() -> Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: "warren".into(),
