@@ -1,6 +1,7 @@
-//! `warren cluster status|join|leave`: talks to a running node over its cluster port
+//! `warren cluster status|join|leave|rebalance`: talks to a running node over its cluster port
 //! (`--cluster-listen` of the same flags or config file), as `rabbitmqctl cluster_status`,
-//! `join_cluster` and `forget_cluster_node` do over Erlang distribution.
+//! `join_cluster`, `forget_cluster_node` and `rabbitmq-queues rebalance quorum` do over
+//! Erlang distribution.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -8,12 +9,15 @@ use std::time::Duration;
 
 use crate::cluster::node::{JoinRequest, LeaveRequest, NodeStatus};
 use crate::cluster::settings::ClusterConfig;
+use crate::cluster::transfer::RebalanceReport;
 use crate::cluster::transport::Peer;
 use crate::cluster::wire::RpcKind;
 use crate::config::{ClusterAction, Config};
 
 /// How long a command waits for the node (a join waits for the new member to catch up).
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a rebalance may take (a thousand queues move in batches of a few at a time).
+const REBALANCE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Where this machine reaches a node listening on `addr` (an unspecified address is
 /// reached on loopback).
@@ -75,7 +79,50 @@ async fn command(cluster: &ClusterConfig, action: ClusterAction) -> Result<Strin
             ask(&local, RpcKind::Leave, body).await?;
             Ok(format!("node {} left its cluster", cluster.node_id))
         }
+        ClusterAction::Rebalance { json } => {
+            let answer = local
+                .call(RpcKind::Rebalance, "", &[], REBALANCE_TIMEOUT)
+                .await
+                .map_err(|e| format!("node at {}: {e}", local.addr()))?;
+            let report: RebalanceReport = serde_json::from_slice(&answer)
+                .map_err(|e| format!("unexpected answer from the node: {e}"))?;
+            match json {
+                true => serde_json::to_string_pretty(&report).map_err(|e| e.to_string()),
+                false if report.failed.is_empty() => Ok(render_rebalance(&report)),
+                false => Err(render_rebalance(&report)),
+            }
+        }
     }
+}
+
+/// What a rebalance did, as a table of leaders per node before and after.
+fn render_rebalance(r: &RebalanceReport) -> String {
+    let total: usize = r.before.values().sum();
+    let mut out = format!(
+        "Re-balanced the leaders of {total} quorum queues: {} moved, {} failed\n\n",
+        r.moved,
+        r.failed.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:<6} {:>14} {:>13}",
+        "node", "leaders before", "leaders after"
+    );
+    for (node, before) in &r.before {
+        let after = r.after.get(node).copied().unwrap_or(0);
+        let _ = writeln!(out, "{node:<6} {before:>14} {after:>13}");
+    }
+    if r.leaderless > 0 {
+        let _ = writeln!(
+            out,
+            "\n{} queue(s) had no leader and were left",
+            r.leaderless
+        );
+    }
+    for f in &r.failed {
+        let _ = writeln!(out, "failed: {f}");
+    }
+    out
 }
 
 /// One request to a node, and its answer.

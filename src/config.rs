@@ -370,6 +370,12 @@ pub enum ClusterAction {
     Join { addr: String },
     /// Remove this node (--node-id) from its cluster
     Leave,
+    /// Move quorum queues' leaders until each node leads about as many as the others
+    Rebalance {
+        /// Print the node's answer as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]

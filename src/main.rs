@@ -61,7 +61,7 @@ fn definitions_command(config: &Config, action: DefinitionsAction) -> ExitCode {
     }
 }
 
-/// `warren cluster status|join|leave` (cluster_cli.rs). Exit 0 done, 1 refused or the
+/// `warren cluster status|join|leave|rebalance` (cluster_cli.rs). Exit 0 done, 1 refused or the
 /// node unreachable.
 fn cluster_command(config: &Config, action: ClusterAction) -> ExitCode {
     match warren::cluster_cli::run(config, action) {

@@ -10,49 +10,6 @@ use std::time::{Duration, Instant};
 use cluster_support::quorum::*;
 use cluster_support::Cluster;
 
-/// Each queue group's (leader, term) as node `id` sees it.
-fn leaders(c: &Cluster, id: u64) -> Option<BTreeMap<String, (Option<u64>, u64)>> {
-    let s = c.node(id).status()?;
-    Some(
-        s["groups"]
-            .as_array()?
-            .iter()
-            .filter(|g| g["group"].as_str().is_some_and(|n| n.starts_with("queue-")))
-            .map(|g| {
-                let name = g["group"].as_str().unwrap_or_default().to_owned();
-                (
-                    name,
-                    (g["leader"].as_u64(), g["term"].as_u64().unwrap_or(0)),
-                )
-            })
-            .collect(),
-    )
-}
-
-/// Waits until nodes `ids` hold `groups` queue groups and agree on every group's leader
-/// (one of `ids`) and term; returns that view.
-fn agreed(c: &Cluster, ids: &[u64], groups: usize) -> BTreeMap<String, (Option<u64>, u64)> {
-    wait_for("every group led, all nodes agreeing", c, ELECTION, || {
-        let views: Vec<_> = ids.iter().map(|id| leaders(c, *id)).collect();
-        let first = views.first()?.clone()?;
-        let settled = first.len() == groups
-            && first
-                .values()
-                .all(|(l, _)| l.is_some_and(|l| ids.contains(&l)))
-            && views.iter().all(|v| v.as_ref() == Some(&first));
-        settled.then_some(first)
-    })
-}
-
-fn declare_queues(c: &Cluster, n: usize) {
-    let rt = runtime();
-    rt.block_on(async {
-        for i in 0..n {
-            declare(c.node(1).amqp, &format!("q{i}"), quorum()).await;
-        }
-    });
-}
-
 /// With per-group heartbeats, 60 idle groups on three nodes would send 480 appends a
 /// second and their answers (about 120 KB/s); beacons are 24 small requests a second.
 /// And no group changes leader or term while nothing happens.
@@ -62,14 +19,14 @@ fn idle_queue_groups_keep_their_leaders_with_no_traffic_per_group() {
     let c = Cluster::new(3, 0);
     c.agreed_leader(&[1, 2, 3], None, ELECTION);
     declare_queues(&c, QUEUES);
-    agreed(&c, &[1, 2, 3], QUEUES);
+    agreed_leaders(&c, &[1, 2, 3], QUEUES);
     // Let declarations and first elections finish replicating.
     std::thread::sleep(Duration::from_secs(2));
-    let before = agreed(&c, &[1, 2, 3], QUEUES);
+    let before = agreed_leaders(&c, &[1, 2, 3], QUEUES);
     let (bytes, at) = (c.link_bytes(), Instant::now());
     std::thread::sleep(Duration::from_secs(5));
     let rate = (c.link_bytes() - bytes) as f64 / at.elapsed().as_secs_f64();
-    let after = agreed(&c, &[1, 2, 3], QUEUES);
+    let after = agreed_leaders(&c, &[1, 2, 3], QUEUES);
     assert_eq!(before, after, "a group changed leader or term while idle");
     println!("idle links with {QUEUES} quorum queues: {rate:.0} bytes/s");
     assert!(
@@ -86,7 +43,7 @@ fn a_paused_leaders_groups_elect_new_leaders_and_it_follows_when_resumed() {
     let c = Cluster::new(3, 0);
     c.agreed_leader(&[1, 2, 3], None, ELECTION);
     declare_queues(&c, QUEUES);
-    let before = agreed(&c, &[1, 2, 3], QUEUES);
+    let before = agreed_leaders(&c, &[1, 2, 3], QUEUES);
     let mut led: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for (group, (leader, _)) in &before {
         led.entry(leader.unwrap()).or_default().push(group.clone());
@@ -99,7 +56,7 @@ fn a_paused_leaders_groups_elect_new_leaders_and_it_follows_when_resumed() {
     c.node(paused).pause();
     let others: Vec<u64> = (1..=3).filter(|id| *id != paused).collect();
     let at = Instant::now();
-    let during = agreed(&c, &others, QUEUES);
+    let during = agreed_leaders(&c, &others, QUEUES);
     println!(
         "node {paused} paused; its {} groups had new leaders after {:?}",
         groups.len(),
@@ -119,7 +76,7 @@ fn a_paused_leaders_groups_elect_new_leaders_and_it_follows_when_resumed() {
         }
     });
     c.node(paused).resume();
-    let after = agreed(&c, &[1, 2, 3], QUEUES);
+    let after = agreed_leaders(&c, &[1, 2, 3], QUEUES);
     for g in &groups {
         assert_ne!(after[g].0, Some(paused), "{g}: led by the resumed node");
     }

@@ -17,8 +17,14 @@ messages of --size bytes are published with confirms to the leader, the member i
 again, and its copy is timed until it has applied everything the leader had: messages/s
 and MB/s of catch-up, from the restart and from the moment its port opened.
 
+`rebalance`: --queues quorum queues on Warren's three nodes; node 3 is killed (SIGKILL)
+until nodes 1 and 2 lead every queue, then started again and given 3 s; then
+`warren cluster rebalance --json` on node 1 is timed. Reports the leaders per node before
+and after, how many moved and failed, and the seconds the command took.
+
 Usage: tools/cluster_scale.py scale [--queues 1,10,100,1000] [--seconds 15] [--only warren|rabbitmq]
        tools/cluster_scale.py catchup [--messages 200000] [--size 1024]
+       tools/cluster_scale.py rebalance [--queues 300]
 Needs: cargo build --release (warren, warren-perf); python3-pika; rabbitmq-server for the
 RabbitMQ rows.
 """
@@ -245,6 +251,52 @@ def catchup(a):
         cluster.stop()
 
 
+def leaders_seen_by(cluster, node):
+    """Each queue group's leader as `node` sees it (None for a group without one)."""
+    s = cluster.status(node) or {}
+    return {g["group"]: g["leader"] for g in s.get("groups", []) if g["group"].startswith("queue-")}
+
+
+def wait_leaders(cluster, node, n, allowed, timeout=300):
+    until = time.time() + timeout
+    while time.time() < until:
+        seen = leaders_seen_by(cluster, node)
+        if len(seen) == n and all(l in allowed for l in seen.values()):
+            return
+        time.sleep(0.5)
+    sys.exit(f"node {node} did not see {n} groups led by {allowed} within {timeout} s")
+
+
+def rebalance(a):
+    cluster = cc.WarrenCluster()
+    try:
+        for node, count in enumerate(share(a.queues)):
+            if count:
+                declare(5791 + node, f"n{node + 1}-", count)
+        wait_leaders(cluster, 1, a.queues, (1, 2, 3))
+        cluster.procs[2].kill()
+        cluster.procs[2].wait()
+        wait_leaders(cluster, 1, a.queues, (1, 2))
+        cluster.procs[2] = cluster.spawn(3)
+        cc.wait_port(5793, 300)
+        wait_leaders(cluster, 3, a.queues, (1, 2))
+        time.sleep(3)
+        t = time.time()
+        out = subprocess.run([cc.WARREN, "--node-id", "1", "--cluster-listen", "127.0.0.1:25781", "cluster",
+                              "rebalance", "--json"], capture_output=True, text=True, timeout=900)
+        took = time.time() - t
+        report = json.loads(out.stdout)
+        wait_leaders(cluster, 1, a.queues, (1, 2, 3))
+        settled = {}
+        for leader in leaders_seen_by(cluster, 1).values():
+            settled[str(leader)] = settled.get(str(leader), 0) + 1
+        print(json.dumps({"queues": a.queues, "before": report["before"], "after": report["after"],
+                          "settled": settled, "moved": report["moved"], "failed": len(report["failed"]),
+                          "seconds": round(took, 2)}))
+    finally:
+        cluster.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -257,8 +309,10 @@ def main():
     c = sub.add_parser("catchup")
     c.add_argument("--messages", type=int, default=200_000)
     c.add_argument("--size", type=int, default=1024)
+    r = sub.add_parser("rebalance")
+    r.add_argument("--queues", type=int, default=300)
     a = ap.parse_args()
-    scale(a) if a.cmd == "scale" else catchup(a)
+    {"scale": scale, "catchup": catchup, "rebalance": rebalance}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 //!   appends on the groups' link.
 //! - Every `CHECK_EVERY` the watcher looks at each group this node follows as a voter.
 //!   When no node has claimed it in this node's term or a later one for `LEADER_SILENCE`
+//!   (counted from when this node entered that term, at the earliest)
 //!   plus a pause of its own (random per group and attempt, so the followers of a dead
 //!   node's groups do not all stand at once and split the votes), it stands for election
 //!   (`trigger().elect()`), and again after another silence if that failed. A group just
@@ -153,6 +154,21 @@ struct Watch {
     since: Instant,
     attempt: u64,
     pause: Duration,
+    /// This node's term in the group when last looked at.
+    term: u64,
+}
+
+impl Watch {
+    /// A term this node has just entered (it voted in an election, or heard of a newer
+    /// leader) restarts the silence: no one can have claimed the group in it yet, and
+    /// without this a follower that has just voted for a winner would stand against it
+    /// before the winner's first beacon arrives.
+    fn enter_term(&mut self, term: u64, now: Instant) {
+        if term != self.term {
+            self.term = term;
+            self.since = self.since.max(now);
+        }
+    }
 }
 
 impl ClusterNode {
@@ -266,6 +282,7 @@ impl ClusterNode {
                     since: now + NEW_GROUP_GRACE,
                     attempt: 0,
                     pause: pause(seed, id, 0),
+                    term: 0,
                 });
                 let (leading, voter, term) = {
                     let m = group.raft.metrics();
@@ -277,6 +294,7 @@ impl ClusterNode {
                         .any(|v| v == me);
                     (m.state == ServerState::Leader, voter, m.current_term)
                 };
+                w.enter_term(term, now);
                 if leading || !voter {
                     w.since = now;
                     continue;
@@ -333,6 +351,37 @@ mod tests {
         assert!(should_stand(t0 + ms(4600), Some(t0), t0 + ms(2300), pause));
         // A new group's watch begins in the future (its grace): no stand before it.
         assert!(!should_stand(t0 + ms(4000), None, t0 + ms(5000), pause));
+    }
+
+    #[test]
+    fn a_new_term_restarts_the_silence() {
+        let t0 = Instant::now();
+        let mut w = Watch {
+            since: t0,
+            attempt: 0,
+            pause: ms(300),
+            term: 4,
+        };
+        // Ten seconds on in term 4 with no claim: it would stand.
+        let later = t0 + ms(10_000);
+        assert!(should_stand(later, None, w.since, w.pause));
+        // It voted for another node in term 5 just now: not before that node had the
+        // silence to claim the group.
+        w.enter_term(5, later);
+        assert_eq!(w.since, later);
+        assert!(!should_stand(later + ms(100), None, w.since, w.pause));
+        assert!(should_stand(later + ms(2300), None, w.since, w.pause));
+        // The same term again changes nothing; a grace still running is kept.
+        w.enter_term(5, later + ms(1000));
+        assert_eq!(w.since, later);
+        let mut fresh = Watch {
+            since: t0 + ms(5000),
+            attempt: 0,
+            pause: ms(0),
+            term: 0,
+        };
+        fresh.enter_term(1, t0);
+        assert_eq!(fresh.since, t0 + ms(5000));
     }
 
     #[test]

@@ -58,6 +58,8 @@ fn request_body(kind: RpcKind, body: &[u8]) {
         RpcKind::Leave => round_trip::<LeaveRequest>(body),
         RpcKind::Checkout => round_trip::<super::checkout::CheckoutRequest>(body),
         RpcKind::Beacon => round_trip::<super::detector::Beacon>(body),
+        RpcKind::Transfer => round_trip::<super::transfer::TransferRequest>(body),
+        RpcKind::Stand | RpcKind::Rebalance => {}
     }
 }
 

@@ -44,6 +44,10 @@ pub struct Group<C: GroupTypes> {
     pub name: Arc<str>,
     pub raft: Raft<C>,
     peers: Arc<Peers>,
+    /// Held for reading by each write this node's Raft takes until it is committed, for
+    /// writing while the leadership is handed to another member (transfer.rs): writes
+    /// made then wait, and go to the new leader.
+    pub(super) writes: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// A request body as `T`, or why not (the text a failed response carries).
@@ -80,7 +84,12 @@ pub(super) type WriteResult<C> = Result<
 
 impl<C: GroupTypes> Group<C> {
     pub fn new(name: Arc<str>, raft: Raft<C>, peers: Arc<Peers>) -> Self {
-        Group { name, raft, peers }
+        Group {
+            name,
+            raft,
+            peers,
+            writes: Arc::default(),
+        }
     }
 
     /// Commits `cmd` through the group's leader and returns what applying it answered.
@@ -94,7 +103,11 @@ impl<C: GroupTypes> Group<C> {
         drop(cmd);
         loop {
             let cmd: C::D = decode(&body).map_err(WriteError::Failed)?;
-            let result: WriteResult<C> = match self.raft.client_write(cmd).await {
+            let written = {
+                let _open = self.writes.read().await;
+                self.raft.client_write(cmd).await
+            };
+            let result: WriteResult<C> = match written {
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     match (f.leader_id, f.leader_node) {
                         (Some(id), Some(node)) => {
@@ -148,6 +161,7 @@ pub(super) async fn forward_write<C: GroupTypes>(
 impl<C: GroupTypes> GroupRpc for Group<C> {
     fn handle(&self, kind: RpcKind, body: Vec<u8>) -> Reply {
         let raft = self.raft.clone();
+        let writes = self.writes.clone();
         Box::pin(async move {
             match kind {
                 RpcKind::Append => {
@@ -168,6 +182,7 @@ impl<C: GroupTypes> GroupRpc for Group<C> {
                     let cmd: C::D = decode(&body)?;
                     // Answered from here only if this node leads; otherwise the caller
                     // gets the forward-to-leader error and asks again.
+                    let _open = writes.read().await;
                     let answer: WriteResult<C> = raft.client_write(cmd).await;
                     encode(&answer)
                 }

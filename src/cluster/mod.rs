@@ -3,12 +3,13 @@
 //! metadata group every node belongs to (`meta_machine.rs`) and, per quorum queue, a
 //! replicated queue (`queue_machine.rs`). Nodes talk over the cluster port (`wire.rs`
 //! frames, `transport.rs` connections, `network.rs` for openraft); `node.rs` hosts the
-//! groups and answers `warren cluster status|join|leave`.
+//! groups and answers `warren cluster status|join|leave|rebalance`.
 //!
 //! The bridge to the broker is `src/replication.rs`; a member that does not lead a queue
 //! asks the leader for messages for its consumers (`checkout.rs`). A node notices a
 //! queue group's missing leader from per-node beacons, not per-group heartbeats
-//! (`detector.rs`).
+//! (`detector.rs`); `transfer.rs` moves a group's leadership to another member and
+//! spreads leaders over the nodes (`warren cluster rebalance`).
 
 pub mod checkout;
 pub mod detector;
@@ -26,6 +27,7 @@ pub mod queue_groups;
 pub mod queue_machine;
 pub mod settings;
 pub mod snapshot_file;
+pub mod transfer;
 pub mod transport;
 pub mod types;
 pub mod wire;

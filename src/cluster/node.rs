@@ -1,6 +1,6 @@
 //! This node in the cluster: it serves the cluster port, hosts the Raft groups (the
 //! metadata group; the quorum queues' groups are opened by `queue_groups.rs`), bootstraps a new cluster, records itself in the node table, logs
-//! leader changes, and answers `warren cluster status|join|leave`.
+//! leader changes, and answers `warren cluster status|join|leave` (`rebalance`: transfer.rs).
 //!
 //! Bootstrap: on a fresh data dir, the node with the lowest id of `--cluster-peers` (and
 //! itself) initialises the metadata group with all of them as voters; the others wait to
@@ -417,6 +417,9 @@ impl RpcHandler for ClusterNode {
                 self.remove_member(req).await.map(|_| b"{}".to_vec())
             }),
             RpcKind::Checkout => Box::pin(async move { self.answer_checkout(&group, &body) }),
+            RpcKind::Transfer | RpcKind::Stand | RpcKind::Rebalance => {
+                Box::pin(async move { self.answer_transfer(kind, &group, &body).await })
+            }
             RpcKind::Beacon => {
                 // Recorded here, on the connection's reading task, not on a task of its
                 // own: under load a spawned task can wait long enough to look like silence.

@@ -52,6 +52,12 @@ pub enum RpcKind {
     Checkout = 8,
     /// The queue groups the sender leads (`detector.rs`).
     Beacon = 9,
+    /// To a queue group's leader: give the leadership to another member (`transfer.rs`).
+    Transfer = 10,
+    /// To the target of a transfer: stand for election in the group now.
+    Stand = 11,
+    /// Spread the quorum queues' leaders over the nodes (`warren cluster rebalance`).
+    Rebalance = 12,
 }
 
 impl RpcKind {
@@ -66,6 +72,9 @@ impl RpcKind {
             7 => RpcKind::Leave,
             8 => RpcKind::Checkout,
             9 => RpcKind::Beacon,
+            10 => RpcKind::Transfer,
+            11 => RpcKind::Stand,
+            12 => RpcKind::Rebalance,
             _ => return None,
         })
     }

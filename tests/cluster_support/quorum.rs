@@ -2,7 +2,7 @@
 //! queue group's leader as every node sees it, and lapin helpers (connect, declare a
 //! quorum queue, publish with confirms or in a transaction, consume, get, nack).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
@@ -287,4 +287,52 @@ pub async fn publish_in_tx(ch: &Channel, queue: &str, bodies: &[String]) -> lapi
         .await?;
     }
     ch.tx_commit().await
+}
+
+/// Each queue group's (leader, term) as node `id` sees it.
+pub fn group_leaders(c: &Cluster, id: u64) -> Option<BTreeMap<String, (Option<u64>, u64)>> {
+    let s = c.node(id).status()?;
+    Some(
+        s["groups"]
+            .as_array()?
+            .iter()
+            .filter(|g| g["group"].as_str().is_some_and(|n| n.starts_with("queue-")))
+            .map(|g| {
+                let name = g["group"].as_str().unwrap_or_default().to_owned();
+                (
+                    name,
+                    (g["leader"].as_u64(), g["term"].as_u64().unwrap_or(0)),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Waits until nodes `ids` hold `groups` queue groups and agree on every group's leader
+/// (one of `ids`) and term; returns that view.
+pub fn agreed_leaders(
+    c: &Cluster,
+    ids: &[u64],
+    groups: usize,
+) -> BTreeMap<String, (Option<u64>, u64)> {
+    wait_for("every group led, all nodes agreeing", c, ELECTION, || {
+        let views: Vec<_> = ids.iter().map(|id| group_leaders(c, *id)).collect();
+        let first = views.first()?.clone()?;
+        let settled = first.len() == groups
+            && first
+                .values()
+                .all(|(l, _)| l.is_some_and(|l| ids.contains(&l)))
+            && views.iter().all(|v| v.as_ref() == Some(&first));
+        settled.then_some(first)
+    })
+}
+
+/// Declares quorum queues `q0`…`q{n-1}` through node 1.
+pub fn declare_queues(c: &Cluster, n: usize) {
+    let rt = runtime();
+    rt.block_on(async {
+        for i in 0..n {
+            declare(c.node(1).amqp, &format!("q{i}"), quorum()).await;
+        }
+    });
 }
