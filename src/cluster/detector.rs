@@ -85,18 +85,22 @@ pub struct Beacon {
 }
 
 /// When each peer last claimed to lead each queue group open on this node, and in which
-/// term.
+/// term: per group, per node. Keyed by group so that the watcher's look at one group
+/// reads only that group's few claims, not every claim of every group.
 #[derive(Default)]
 pub struct Claims {
-    by_group_and_node: Mutex<HashMap<(u64, u64), (Instant, u64)>>,
+    by_group: Mutex<HashMap<u64, HashMap<u64, (Instant, u64)>>>,
 }
 
 impl Claims {
     /// Records `beacon`'s claims on the groups in `open` (others are not held here).
     pub fn record(&self, beacon: &Beacon, open: impl Fn(u64) -> bool, now: Instant) {
-        let mut claims = self.by_group_and_node.lock().expect("claims");
+        let mut claims = self.by_group.lock().expect("claims");
         for (group, term) in beacon.leads.iter().copied().filter(|(g, _)| open(*g)) {
-            claims.insert((group, beacon.from), (now, term));
+            claims
+                .entry(group)
+                .or_default()
+                .insert(beacon.from, (now, term));
         }
     }
 
@@ -106,21 +110,21 @@ impl Claims {
     /// leader that died. A leader of a newer term than the follower has heard of yet (its
     /// first append still on the way, under load) does count.
     fn last(&self, group: u64, term: u64) -> Option<Instant> {
-        self.by_group_and_node
-            .lock()
-            .expect("claims")
-            .iter()
-            .filter(|((g, _), (_, t))| *g == group && *t >= term)
-            .map(|(_, (at, _))| *at)
+        let claims = self.by_group.lock().expect("claims");
+        claims
+            .get(&group)?
+            .values()
+            .filter(|(_, t)| *t >= term)
+            .map(|(at, _)| *at)
             .max()
     }
 
     /// Drops what is known of groups no longer open here.
     fn keep(&self, open: &HashSet<u64>) {
-        self.by_group_and_node
+        self.by_group
             .lock()
             .expect("claims")
-            .retain(|(g, _), _| open.contains(g));
+            .retain(|g, _| open.contains(g));
     }
 }
 

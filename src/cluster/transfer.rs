@@ -75,10 +75,9 @@ pub struct Led {
 /// fewer. Only nodes in `nodes` take leaderships. Each move lowers the sum of the squared
 /// counts, so this ends.
 pub fn plan(groups: &[Led], nodes: &[u64]) -> Vec<(String, u64, u64)> {
-    let mut count: BTreeMap<u64, usize> = nodes.iter().map(|n| (*n, 0)).collect();
+    let mut count = counts(groups, nodes);
     let mut by_leader: BTreeMap<u64, Vec<&Led>> = BTreeMap::new();
     for g in groups {
-        *count.entry(g.leader).or_default() += 1;
         by_leader.entry(g.leader).or_default().push(g);
     }
     let mut moves = Vec::new();
@@ -228,11 +227,12 @@ impl ClusterNode {
     }
 
     fn queue_group(&self, name: &str) -> Result<Arc<Group<QueueRaft>>, String> {
+        let id = name
+            .strip_prefix("queue-")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|id| queue_group_name(*id) == name);
         let groups = self.queue_groups.read().expect("groups");
-        groups
-            .iter()
-            .find(|(id, _)| queue_group_name(**id) == name)
-            .map(|(_, g)| g.clone())
+        id.and_then(|id| groups.get(&id).cloned())
             .ok_or_else(|| format!("no quorum queue group '{name}' here"))
     }
 
