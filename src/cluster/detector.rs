@@ -89,8 +89,11 @@ pub struct Beacon {
 /// reads only that group's few claims, not every claim of every group.
 #[derive(Default)]
 pub struct Claims {
-    by_group: Mutex<HashMap<u64, HashMap<u64, (Instant, u64)>>>,
+    by_group: Mutex<HashMap<u64, ClaimsOnGroup>>,
 }
+
+/// One group's claims: node -> (when it last claimed the group, in which term).
+type ClaimsOnGroup = HashMap<u64, (Instant, u64)>;
 
 impl Claims {
     /// Records `beacon`'s claims on the groups in `open` (others are not held here).
