@@ -28,12 +28,13 @@ use crate::broker::replicated_topology::TopologyChange;
 use crate::broker::BrokerHandle;
 use crate::cluster::group::{Group, WriteError};
 use crate::cluster::machine::Tapped;
-use crate::cluster::meta_machine::{MetaCommand, MetaState, QueueDecl};
+use crate::cluster::meta_machine::{MetaCommand, MetaResponse, MetaState, QueueDecl};
 use crate::cluster::node::ClusterNode;
 use crate::cluster::queue_groups::{MetaTap, OpenedQueue};
 use crate::cluster::queue_machine::QueueState;
 use crate::cluster::types::{message_id, QueueCommand, QueueRaft};
 
+mod access;
 mod checkout;
 mod topology;
 use topology::{stale, OwnChanges};
@@ -55,6 +56,10 @@ pub struct Replication {
     own_changes: Arc<OwnChanges>,
     /// When this process started (checkout.rs: a restarted node holds nothing).
     incarnation: u64,
+    /// The last access entry of the metadata group this node has made (access.rs).
+    access_mirrored: tokio::sync::watch::Sender<u64>,
+    /// Where a change made from a blocking thread waits for the cluster (access.rs).
+    runtime: tokio::runtime::Handle,
 }
 
 /// A replicated queue on this node: its group and the broker's id of the queue (which
@@ -81,6 +86,8 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         meta_writes,
         own_changes,
         incarnation: checkout::now_ms(),
+        access_mirrored: tokio::sync::watch::Sender::new(0),
+        runtime: tokio::runtime::Handle::current(),
     });
     node.set_checkout_handler(bridge.clone());
     let local = broker.replicate_quorum_queues(bridge.clone());
@@ -89,6 +96,8 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
     // bindings it brings are made known (a node that was in it before only catches up:
     // what it has and the cluster has not was deleted while it was away).
     let new_here = !state.nodes.contains_key(&node.node_id());
+    // Access first: the cluster's queues and exchanges live in its vhosts.
+    bridge.join_access(&state, new_here).await;
     bridge.reconcile(&state, false).await;
     if new_here {
         for vhost in broker.vhost_names() {
@@ -125,6 +134,10 @@ async fn write_meta(
         let give_up = Instant::now() + META_RETRY_FOR;
         loop {
             match node.meta_write(cmd.clone()).await {
+                Ok(MetaResponse::Refused(why)) => {
+                    tracing::warn!("cluster: refused by the cluster ({why}): {cmd:?}");
+                    break;
+                }
                 Ok(_) => break,
                 Err(WriteError::NoLeader) if Instant::now() < give_up => {
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -285,8 +298,14 @@ impl Replication {
                         self.apply_topology(&vhost, &change);
                     }
                 }
+                Tapped::Applied(index, MetaCommand::Access(_) | MetaCommand::AccessMerge(_)) => {
+                    self.access_applied(index).await;
+                }
                 Tapped::Applied(_, MetaCommand::NodeUp(_)) => {}
-                Tapped::Reset(_, state) => self.reconcile(&state, true).await,
+                Tapped::Reset(index, state) => {
+                    self.access_reset(index, &state).await;
+                    self.reconcile(&state, true).await;
+                }
             }
         }
     }

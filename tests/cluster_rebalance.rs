@@ -158,3 +158,35 @@ fn a_second_rebalance_moves_nothing() {
     );
     assert_eq!(agreed_leaders(&c, &[1, 2, 3], 9), balanced);
 }
+
+/// `POST /api/rebalance/queues`, as RabbitMQ's management API: 204 at once to an
+/// administrator, the rebalance running on; other methods 405; a user without the
+/// administrator tag refused.
+#[test]
+fn the_management_api_starts_a_rebalance() {
+    let mut c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    declare_queues(&c, 6);
+    agreed_leaders(&c, &[1, 2, 3], 6);
+    c.node_mut(3).kill();
+    agreed_leaders(&c, &[1, 2], 6);
+    c.node_mut(3).start();
+    let before = agreed_leaders(&c, &[1, 2, 3], 6);
+    assert_eq!(led_by(&before)[&3], 0, "{before:?}");
+    std::thread::sleep(Duration::from_secs(3));
+
+    let node = c.node(2);
+    let user = serde_json::json!({"password": "pw", "tags": "monitoring"});
+    let made = node.api_call("PUT", "/api/users/watcher", Some(&user), "guest:guest");
+    assert_eq!(made.map(|(s, _)| s), Some(201));
+    let refused = node.api_call("POST", "/api/rebalance/queues", None, "watcher:pw");
+    assert_eq!(refused.map(|(s, _)| s), Some(401), "a monitoring user");
+    let get = node.api_call("GET", "/api/rebalance/queues", None, "guest:guest");
+    assert_eq!(get.map(|(s, _)| s), Some(405));
+    let started = node.api_call("POST", "/api/rebalance/queues", None, "guest:guest");
+    assert_eq!(started.map(|(s, _)| s), Some(204));
+    wait_for("leaders spread", &c, ELECTION, || {
+        let view = agreed_leaders(&c, &[1, 2, 3], 6);
+        (led_by(&view) == BTreeMap::from([(1, 2), (2, 2), (3, 2)])).then_some(())
+    });
+}

@@ -39,7 +39,7 @@ pub fn limit_value(l: Limit) -> Option<u64> {
     l.filter(|v| *v >= 0).map(|v| v as u64)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Limit,
@@ -47,7 +47,7 @@ pub struct UserLimits {
     pub max_channels: Limit,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VHostLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Limit,
@@ -55,7 +55,7 @@ pub struct VHostLimits {
     pub max_queues: Limit,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserDef {
     pub name: String,
     /// Base64 of salt ++ digest; "" for a user without a password.
@@ -67,7 +67,7 @@ pub struct UserDef {
     pub limits: UserLimits,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VHostDef {
     pub name: String,
     #[serde(default)]
@@ -78,7 +78,7 @@ pub struct VHostDef {
     pub limits: VHostLimits,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PermissionDef {
     pub user: String,
     pub vhost: String,
@@ -87,7 +87,7 @@ pub struct PermissionDef {
     pub read: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicPermissionDef {
     pub user: String,
     pub vhost: String,
@@ -97,7 +97,7 @@ pub struct TopicPermissionDef {
 }
 
 /// A policy as RabbitMQ defines it (policy.rs applies them).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyDef {
     pub vhost: String,
     pub name: String,
@@ -110,7 +110,7 @@ pub struct PolicyDef {
 
 /// A runtime parameter (other than vhost limits, which live in the vhost's record):
 /// kept and exported as given.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParameterDef {
     pub vhost: String,
     pub component: String,
@@ -118,14 +118,14 @@ pub struct ParameterDef {
     pub value: serde_json::Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GlobalParameterDef {
     pub name: String,
     pub value: serde_json::Value,
 }
 
 /// What `access.json` holds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessData {
     #[serde(default)]
     pub users: Vec<UserDef>,

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use warren_storage::{segment, AckFlush, GroupCommit};
 
 use super::access::{self, User, UserUsage};
-use super::access_db::{self, AccessDb, VHostDef};
+use super::access_db::{self, AccessDb};
 use super::confirms::ConfirmTracker;
 use super::definitions;
 use super::error::BrokerError;
@@ -32,6 +32,9 @@ use super::timers::Deadlines;
 use super::vhost::now_millis;
 use super::vhost::{PendingIo, SharedWithBroker, VHost};
 use super::{BrokerConfig, OpenReport};
+
+mod access_update;
+pub use access_update::AccessReplication;
 
 /// The default vhost, whose files are the data dir itself.
 pub const DEFAULT_VHOST: &str = "/";
@@ -59,6 +62,8 @@ struct Shared {
     access_epoch: AtomicU64,
     /// The cluster's part in quorum queues, shared by every vhost (replicated.rs).
     replication: Arc<super::replicated::ReplicationSlot>,
+    /// The cluster's part in access changes, on a node in a cluster (access_update.rs).
+    access_hook: std::sync::OnceLock<Arc<dyn AccessReplication>>,
 }
 
 /// Where a vhost's files live: `/` in the data dir itself (the layout before vhosts
@@ -194,6 +199,7 @@ impl BrokerHandle {
             usage: Mutex::new(HashMap::new()),
             access_epoch: AtomicU64::new(0),
             replication,
+            access_hook: std::sync::OnceLock::new(),
         };
         Ok((BrokerHandle(Arc::new(shared)), report))
     }
@@ -366,60 +372,6 @@ impl BrokerHandle {
         f(&self.access())
     }
 
-    /// Changes the access database: `f` works on a copy; if it succeeds the copy is
-    /// written to `access.json` and then replaces the database. If `f` or the write
-    /// fails, nothing changes.
-    pub fn update_access<R>(
-        &self,
-        f: impl FnOnce(&mut AccessDb) -> Result<R, String>,
-    ) -> Result<R, BrokerError> {
-        let writer = self.writer();
-        self.update_access_locked(&writer, f)
-    }
-
-    fn writer(&self) -> MutexGuard<'_, ()> {
-        self.0.access_writer.lock().expect("access writer")
-    }
-
-    /// `update_access` for a caller that holds the writer lock (and so may do more
-    /// around the change without another change slipping in).
-    fn update_access_locked<R>(
-        &self,
-        _writer: &MutexGuard<'_, ()>,
-        f: impl FnOnce(&mut AccessDb) -> Result<R, String>,
-    ) -> Result<R, BrokerError> {
-        let mut copy = self.access().clone();
-        let r = f(&mut copy).map_err(BrokerError::PreconditionFailed)?;
-        let text = copy.render().map_err(BrokerError::storage)?;
-        access_db::store_rendered(&self.0.config.data_dir, &text).map_err(BrokerError::storage)?;
-        let old = {
-            let mut db = self.0.access.write().expect("access lock");
-            // Bumped while the write lock is held: a reader sees the epoch that goes with
-            // the database it read (see `open_vhost`).
-            self.0.access_epoch.fetch_add(1, Ordering::AcqRel);
-            std::mem::replace(&mut *db, copy)
-        };
-        // Open connections, queue limits and policies see the change at once.
-        for vh in self.all_vhosts() {
-            let db = self.access();
-            let name = vh.name();
-            let policies = db
-                .policies_differ(&old, name)
-                .then(|| Arc::new(db.policy_set(name)));
-            let max_queues = db
-                .vhost(name)
-                .and_then(|v| access_db::limit_value(v.limits.max_queues));
-            vh.with(|m| {
-                m.refresh_grants(|user| db.grants(user, name));
-                m.set_queue_limit(max_queues);
-                if let Some(set) = policies {
-                    m.set_policies(set);
-                }
-            });
-        }
-        Ok(r)
-    }
-
     /// Changes with every change of the access database.
     pub fn access_epoch(&self) -> u64 {
         self.0.access_epoch.load(Ordering::Acquire)
@@ -430,123 +382,6 @@ impl BrokerHandle {
         self.access()
             .grants(user, vhost)
             .unwrap_or_else(|| Arc::new(Grants::nothing(user, vhost)))
-    }
-
-    /// Deletes a user: its permissions go, its connections are closed (320).
-    pub fn delete_user(&self, name: &str) -> Result<(), BrokerError> {
-        let found = self.update_access(|db| Ok(db.delete_user(name)))?;
-        if !found {
-            return Err(BrokerError::NotFound(format!("no user '{name}'")));
-        }
-        let text = format!("user '{name}' is deleted");
-        let closed: usize = self
-            .all_vhosts()
-            .iter()
-            .map(|vh| vh.with(|m| m.close_connections(Some(name), &text)))
-            .sum();
-        tracing::info!(user = %name, connections = closed, "user deleted");
-        Ok(())
-    }
-
-    /// Creates a vhost (its record, its directory and its built-in exchanges), or updates
-    /// the record of one that exists.
-    pub fn put_vhost(&self, def: VHostDef) -> Result<(), BrokerError> {
-        let name = def.name.clone();
-        if name.is_empty() || name.len() > 255 {
-            return Err(BrokerError::PreconditionFailed(format!(
-                "invalid vhost name '{name}'"
-            )));
-        }
-        let writer = self.writer();
-        self.open_vhost_model(&writer, &name)?;
-        self.update_access_locked(&writer, |db| {
-            db.put_vhost(def);
-            Ok(())
-        })
-    }
-
-    /// Opens the model (and directory) of a vhost the access database lists, if it is not
-    /// open yet (after an import created its record).
-    pub fn ensure_vhost_open(&self, name: &str) -> Result<(), BrokerError> {
-        let writer = self.writer();
-        self.open_vhost_model(&writer, name)?;
-        let db = self.access();
-        let max_queues = db
-            .vhost(name)
-            .and_then(|v| access_db::limit_value(v.limits.max_queues));
-        let policies = Arc::new(db.policy_set(name));
-        drop(db);
-        if let Some(vh) = self.vhost(name) {
-            vh.with(|m| {
-                m.set_queue_limit(max_queues);
-                m.set_policies(policies);
-            });
-        }
-        Ok(())
-    }
-
-    /// Opens a vhost's model on its directory unless it is open; under the writer lock,
-    /// so a deletion cannot interleave.
-    fn open_vhost_model(
-        &self,
-        _writer: &MutexGuard<'_, ()>,
-        name: &str,
-    ) -> Result<(), BrokerError> {
-        if self.vhost(name).is_some() {
-            return Ok(());
-        }
-        let dir = vhost_dir(&self.0.config.data_dir, name);
-        let mut report = OpenReport::default();
-        let model = VHost::open(
-            name,
-            &dir,
-            self.0.config.log.clone(),
-            self.0.commit.clone(),
-            SharedWithBroker {
-                stats: self.0.stats.clone(),
-                deadlines: self.0.deadlines.clone(),
-                replication: self.0.replication.clone(),
-            },
-            &mut report,
-        )
-        .map_err(BrokerError::storage)?;
-        for p in report.problems {
-            tracing::warn!(vhost = %name, "opening vhost: {p}");
-        }
-        self.0
-            .vhosts
-            .write()
-            .expect("vhosts lock")
-            .insert(Arc::from(name), VHostHandle::new(name, &dir, model));
-        tracing::info!(vhost = %name, "vhost created");
-        Ok(())
-    }
-
-    /// Deletes a vhost: its record goes first (durably; if that fails nothing changed),
-    /// then its connections are closed (320), its queues, exchanges and files removed.
-    /// Held under the writer lock, so no creation of the same name interleaves. A crash
-    /// before the files are gone leaves a directory without a record, which the next
-    /// start removes (`sweep_deleted_vhosts`).
-    pub fn delete_vhost(&self, name: &str) -> Result<(), BrokerError> {
-        let writer = self.writer();
-        if self.vhost(name).is_none() {
-            return Err(BrokerError::not_found("vhost", name, name));
-        }
-        self.update_access_locked(&writer, |db| {
-            db.delete_vhost(name);
-            Ok(())
-        })?;
-        let vh = self
-            .0
-            .vhosts
-            .write()
-            .expect("vhosts lock")
-            .remove(name)
-            .expect("checked under the writer lock");
-        let closed = vh.with(|m| m.shut_down_deleted());
-        vh.remove_files().map_err(BrokerError::storage)?;
-        tracing::info!(vhost = %name, connections = closed, "vhost deleted");
-        Ok(())
     }
 
     pub fn vhost(&self, name: &str) -> Option<VHostHandle> {

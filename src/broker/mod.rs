@@ -8,6 +8,7 @@
 //! in `definitions.toml`.
 
 pub mod access;
+pub mod access_change;
 pub mod access_db;
 pub mod admin;
 pub mod confirms;
@@ -57,7 +58,7 @@ pub use dead_letter::encode_table;
 pub use declare::{BindSpec, ExchangeSpec, QueueInfo, QueueSpec};
 pub use dispatch::{ConsumeSpec, GetAnswer, Got};
 pub use error::BrokerError;
-pub use handle::{vhost_dir, BrokerHandle, VHostHandle, DEFAULT_VHOST};
+pub use handle::{vhost_dir, AccessReplication, BrokerHandle, VHostHandle, DEFAULT_VHOST};
 pub use publish::{PublishRequest, Published};
 pub use tx::TxRoute;
 pub use vhost::{VHost, VHostTotals};

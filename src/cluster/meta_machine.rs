@@ -2,14 +2,16 @@
 //! whole cluster must agree on. So far that is the node table (each node's addresses and
 //! version, written by the node itself when it starts), the quorum queues (each with
 //! the nodes of its own group), and the exchanges and the bindings to exchanges and
-//! quorum queues (`broker/replicated_topology.rs`); the other cluster-wide definitions
-//! (vhosts, users, permissions, policies) go through it next.
+//! quorum queues (`broker/replicated_topology.rs`), and the access database (vhosts,
+//! users, permissions, policies, parameters: `broker/access_change.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::machine::{Machine, Replicated};
+use crate::broker::access_change::{self, AccessChange};
+use crate::broker::access_db::AccessData;
 use crate::broker::replicated_topology::{BindingDef, ExchangeDef, TopologyChange};
 
 type NodeId = u64;
@@ -65,6 +67,12 @@ pub enum MetaCommand {
         vhost: String,
         change: TopologyChange,
     },
+    /// Changes to the access database made through a node: refused whole if the result
+    /// does not hold together (`access_change::checked`).
+    Access(Vec<AccessChange>),
+    /// What a node brings into the cluster's access database: every record of it whose
+    /// key the cluster does not have (the first node's makes the database).
+    AccessMerge(AccessData),
 }
 
 /// What applying a metadata command answered.
@@ -74,6 +82,11 @@ pub enum MetaResponse {
     Done,
     /// The queue's group number (new, or the existing queue's).
     Queue(u64),
+    /// An access change applied: the index of its entry (a node waits until it has made
+    /// the change itself before answering its client).
+    Applied(u64),
+    /// An access change refused, and why.
+    Refused(String),
 }
 
 openraft::declare_raft_types!(
@@ -102,6 +115,9 @@ pub struct MetaState {
     /// Bindings to exchanges and quorum queues, by vhost.
     #[serde(default)]
     pub bindings: BTreeMap<String, BTreeSet<BindingDef>>,
+    /// The access database; `None` until the first node has brought its own.
+    #[serde(default)]
+    pub access: Option<AccessData>,
 }
 
 impl MetaState {
@@ -159,6 +175,19 @@ impl MetaState {
         }
     }
 
+    /// `data` after `change`, if it holds together.
+    fn change_access(&mut self, index: u64, change: impl FnOnce(&mut AccessData)) -> MetaResponse {
+        let mut data = self.access.clone().unwrap_or_default();
+        change(&mut data);
+        match access_change::checked(data.clone()) {
+            Ok(_) => {
+                self.access = Some(data);
+                MetaResponse::Applied(index)
+            }
+            Err(why) => MetaResponse::Refused(why),
+        }
+    }
+
     fn unbind_all(&mut self, vhost: &str, gone: impl Fn(&BindingDef) -> bool) {
         if let Some(bindings) = self.bindings.get_mut(vhost) {
             bindings.retain(|b| !gone(b));
@@ -190,6 +219,15 @@ impl Replicated<MetaRaft> for MetaState {
             MetaCommand::Topology { vhost, change, .. } => {
                 self.change_topology(vhost, change);
                 MetaResponse::Done
+            }
+            MetaCommand::Access(changes) => {
+                if self.access.is_none() {
+                    return MetaResponse::Refused("the cluster has no access database yet".into());
+                }
+                self.change_access(index, |data| access_change::apply(data, changes))
+            }
+            MetaCommand::AccessMerge(from) => {
+                self.change_access(index, |data| access_change::merge(data, from))
             }
         }
     }

@@ -55,6 +55,11 @@ impl ClusterNode {
         self.meta.write(cmd, WRITE_DEADLINE).await
     }
 
+    /// The access database as this node has applied it.
+    pub async fn meta_access(&self) -> Option<crate::broker::access_db::AccessData> {
+        self.meta_machine.inspect(|s| s.state.access.clone()).await
+    }
+
     /// Each node's cluster address, from the node table.
     pub async fn cluster_addresses(&self) -> BTreeMap<u64, String> {
         self.meta_machine

@@ -159,7 +159,7 @@ impl ClusterNode {
     }
 
     /// Moves leaderships until they are spread (see `plan`), and says what it did.
-    pub(super) async fn rebalance(self: Arc<Self>) -> RebalanceReport {
+    pub async fn rebalance(self: Arc<Self>) -> RebalanceReport {
         let statuses = self.statuses().await;
         let nodes: Vec<u64> = statuses.iter().map(|s| s.node_id).collect();
         let (groups, leaderless) = leaders(&statuses);

@@ -6,7 +6,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -27,6 +27,7 @@ pub fn routes() -> Router<ApiState> {
             "/api/extensions",
             get(|_: Caller| async { Json(json!([])) }),
         )
+        .route("/api/rebalance/queues", post(rebalance_queues))
         .route("/api/health/checks/alarms", get(alarms_check))
         .route("/api/health/checks/local-alarms", get(alarms_check))
         .route("/api/health/checks/virtual-hosts", get(vhosts_check))
@@ -198,6 +199,24 @@ fn ok(extra: Value) -> Response {
         b.extend(e);
     }
     Json(body).into_response()
+}
+
+/// `POST /api/rebalance/queues`: as RabbitMQ, an administrator starts a rebalance of the
+/// quorum queues' leaders and is answered 204 at once; the rebalance runs on (the same
+/// as `warren cluster rebalance`, which waits for it and reports). Outside a cluster
+/// there is nothing to move.
+async fn rebalance_queues(State(state): State<ApiState>, caller: Caller) -> ApiResult {
+    caller.admin()?;
+    tracing::info!(user = %caller.name, "queue rebalance started through the management API");
+    if let Some(node) = state.cluster.clone() {
+        tokio::spawn(async move {
+            let report = node.rebalance().await;
+            if !report.failed.is_empty() {
+                tracing::warn!(failed = ?report.failed, "queue rebalance: moves failed");
+            }
+        });
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn alarms_check(State(state): State<ApiState>, _: Caller) -> ApiResult {

@@ -272,20 +272,39 @@ impl Node {
     /// GET `path` of its management API as guest: the status code and the JSON body,
     /// `None` if the node does not answer.
     pub fn api_status(&self, path: &str) -> Option<(u16, Value)> {
+        match self.api_call("GET", path, None, "guest:guest")? {
+            (status, Some(body)) => Some((status, body)),
+            _ => None,
+        }
+    }
+
+    /// `method` on `path` of its management API as `credentials` ("user:password"), with
+    /// a JSON body: the status code and the JSON body if there is one; `None` if the node
+    /// does not answer within 20 s.
+    pub fn api_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        credentials: &str,
+    ) -> Option<(u16, Option<Value>)> {
+        use base64::Engine;
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        // "guest:guest" in base64.
+        s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+        let auth = base64::engine::general_purpose::STANDARD.encode(credentials);
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
         .ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
         let status = text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
         let body = text.split_once("\r\n\r\n")?.1;
-        Some((status, serde_json::from_str(body).ok()?))
+        Some((status, serde_json::from_str(body).ok()))
     }
 
     /// The metadata group's entry of `status`.
