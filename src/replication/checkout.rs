@@ -15,7 +15,8 @@ use crate::cluster::node::ClusterNode;
 
 use super::Replication;
 
-/// How often a member looks at its consumers' room.
+/// How often a member looks at its consumers' room while they want messages or hold
+/// some.
 const TICK: Duration = Duration::from_millis(50);
 /// The most time between two requests that only keep the lease, and between two lease
 /// checks on the leader.
@@ -56,8 +57,14 @@ impl Member {
     /// Runs until the queue is gone here.
     pub(super) async fn serve_consumers(self) {
         let me = self.node.node_id();
+        // Looks every `TICK` while this node's consumers want messages or hold some;
+        // every `LEASE` on the leader (its lease checks) and on a member with nothing to
+        // ask for, which is woken when that changes (a consumer with room, leadership
+        // lost: `Replica::room`). With a thousand idle queues, a look every 50 ms each
+        // was half of an idle node's CPU (BENCHMARKS.md, stop 39).
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut idle = false;
         let mut last_lease = Instant::now();
         let queue = (self.name.as_str(), self.queue_id);
         let Some(room) = self.vhost.with(|m| m.replica_room(queue)) else {
@@ -68,13 +75,21 @@ impl Member {
         let mut dry = false;
         loop {
             tokio::select! {
-                _ = tick.tick() => dry = false,
+                _ = tick.tick(), if !idle => dry = false,
+                _ = tokio::time::sleep(LEASE), if idle => dry = false,
                 // Consumers here ran out of granted messages and have room: ask now.
                 _ = room.notified(), if !dry => {}
             }
             let Some(demand) = self.vhost.with(|m| m.replica_demand(queue)) else {
                 return; // Deleted, or declared again as another queue.
             };
+            let was_idle = idle;
+            idle = demand.leading || (demand.want == 0 && !demand.holding);
+            if idle {
+                dry = false; // A consumer arriving must be heard at once.
+            } else if was_idle {
+                tick.reset();
+            }
             let lease_due = last_lease.elapsed() >= LEASE;
             if demand.leading {
                 if lease_due {

@@ -377,7 +377,12 @@ impl Cluster {
             .enable_all()
             .build()
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
+        // `WARREN_CLUSTER_KEEP=1` keeps the nodes' data dirs and logs for a look after.
+        if std::env::var_os("WARREN_CLUSTER_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("cluster kept in {}", dir.path().display());
+        }
         let total = n + extra;
         let ports: BTreeMap<u64, (u16, u16, u16)> = (1..=total)
             .map(|id| (id, (free_port(), free_port(), free_port())))
