@@ -652,12 +652,16 @@ impl Log {
     /// Deletes the log and all its files. The directory is first renamed to a name no one
     /// writes to, so ack batches and the delivery watermark written late by an `AckFlush`
     /// (outside the owner's lock) find no directory instead of refilling it while it is
-    /// being removed.
+    /// being removed. The name is new each time: a log of the same name, made and
+    /// destroyed again while the last one's files are still being removed, must not be
+    /// renamed onto that directory (its removal then failed with "Directory not empty").
     pub fn destroy(self) -> io::Result<()> {
+        static DESTROYED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let dir = self.dir.clone();
         drop(self);
         let mut doomed = dir.as_os_str().to_owned();
-        doomed.push(".deleted");
+        let n = DESTROYED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        doomed.push(format!(".deleted.{}.{n}", std::process::id()));
         let doomed = PathBuf::from(doomed);
         let target = match std::fs::rename(&dir, &doomed) {
             Ok(()) => &doomed,
