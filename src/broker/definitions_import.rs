@@ -553,16 +553,12 @@ pub fn import_json(broker: &BrokerHandle, bytes: &[u8]) -> Result<String, String
         file.exchanges.len(),
         file.bindings.len(),
     );
-    // Planned on the database under the writer lock (no other change can interleave),
-    // committed only if every part of the file checks out.
+    // Planned on a copy of the database, committed only if every part of the file checks
+    // out; committing opens the vhosts it adds (`update_access`; in a cluster, on every
+    // node, refused whole if another change came first and the result no longer holds).
     let plan = broker
         .update_access(|db| plan(broker, db, file))
         .map_err(|e| e.text().to_owned())?;
-    let vhosts: Vec<String> =
-        broker.read_access(|db| db.vhosts().map(|v| v.name.clone()).collect());
-    for v in vhosts {
-        broker.ensure_vhost_open(&v).map_err(|e| e.to_string())?;
-    }
     let storage = |at: &str, e: BrokerError| format!("{at}: {e}");
     for (at, vhost, x, raw) in &plan.exchanges {
         let vh = broker

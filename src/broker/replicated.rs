@@ -323,7 +323,7 @@ impl VHost {
         } else if let Some(q) = self.replica_queue(name, id) {
             super::replica_checkout::release_all(q);
             // This node's consumers ask the new leader at once.
-            if let Some(r) = q.quorum.as_ref().and_then(|qs| qs.replica.as_ref()) {
+            if let Some(r) = replica_of(q) {
                 r.room.notify_one();
             }
         }

@@ -179,26 +179,6 @@ impl BrokerHandle {
         Ok(())
     }
 
-    /// Opens the model (and directory) of a vhost the access database lists, if it is not
-    /// open yet (after an import created its record).
-    pub fn ensure_vhost_open(&self, name: &str) -> Result<(), BrokerError> {
-        let writer = self.writer();
-        self.open_vhost_model(&writer, name)?;
-        let db = self.access();
-        let max_queues = db
-            .vhost(name)
-            .and_then(|v| access_db::limit_value(v.limits.max_queues));
-        let policies = Arc::new(db.policy_set(name));
-        drop(db);
-        if let Some(vh) = self.vhost(name) {
-            vh.with(|m| {
-                m.set_queue_limit(max_queues);
-                m.set_policies(policies);
-            });
-        }
-        Ok(())
-    }
-
     /// Opens a vhost's model on its directory unless it is open; under the writer lock,
     /// so a deletion cannot interleave.
     fn open_vhost_model(
