@@ -21,6 +21,9 @@
 //!   node's groups do not all stand at once and split the votes), it stands for election
 //!   (`trigger().elect()`), and again after another silence if that failed. A group just
 //!   opened is given `NEW_GROUP_GRACE` first.
+//! - A refused stand changes the next one (`vote_refusals.rs`): refused by a longer log,
+//!   the node holds back so that the longer log stands first; refused only by a newer
+//!   term that has no leader, it stands again in a term above it after its pause.
 //! - A follower refuses to vote while its leader's lease runs (`election_timeout_max`
 //!   after the leader's last append), so a leader that is only slow keeps its group.
 //! - A leader's commit notice to a follower that is unreachable is dropped, not retried,
@@ -39,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::node::ClusterNode;
+use super::vote_refusals::{Refusal, LONGER_LOG_HOLD};
 use super::wire::RpcKind;
 
 /// How often a node tells its peers which groups it leads.
@@ -163,19 +167,75 @@ struct Watch {
     pause: Duration,
     /// This node's term in the group when last looked at.
     term: u64,
+    /// Its last stand was refused by a stale term only (`vote_refusals.rs`): the term it
+    /// moves to next is the refuser's, and it stands again after its pause alone.
+    stand_again: bool,
+    /// When it last stood again that way: at most once a silence, so two nodes that keep
+    /// raising each other's term still meet the ordinary silence.
+    stood_again: Option<Instant>,
 }
 
 impl Watch {
+    fn new(since: Instant, pause: Duration) -> Watch {
+        Watch {
+            since,
+            attempt: 0,
+            pause,
+            term: 0,
+            stand_again: false,
+            stood_again: None,
+        }
+    }
+
     /// A term this node has just entered (it voted in an election, or heard of a newer
     /// leader) restarts the silence: no one can have claimed the group in it yet, and
     /// without this a follower that has just voted for a winner would stand against it
-    /// before the winner's first beacon arrives.
+    /// before the winner's first beacon arrives. The exception is a term learnt from a
+    /// stale-term refusal: no one was voted leader in it by this node, and waiting the
+    /// silence there is what let a shorter log keep raising the term.
     fn enter_term(&mut self, term: u64, now: Instant) {
-        if term != self.term {
-            self.term = term;
-            self.since = self.since.max(now);
+        if term == self.term {
+            return;
+        }
+        self.term = term;
+        let again = std::mem::take(&mut self.stand_again)
+            && self.since <= now
+            && self
+                .stood_again
+                .is_none_or(|t| now.saturating_duration_since(t) >= LEADER_SILENCE);
+        match now.checked_sub(LEADER_SILENCE) {
+            Some(silence_ago) if again => {
+                self.stood_again = Some(now);
+                self.since = silence_ago;
+            }
+            _ => self.since = self.since.max(now),
         }
     }
+
+    /// A peer refused this node's last stand (`vote_refusals.rs`): a longer log holds it
+    /// back; a stale term makes it stand again when it has moved to that term.
+    fn refused(&mut self, refusal: Refusal, at: Instant) {
+        match refusal {
+            Refusal::LongerLog => {
+                self.stand_again = false;
+                self.since = self.since.max(at + LONGER_LOG_HOLD);
+            }
+            Refusal::StaleTerm => self.stand_again = true,
+        }
+    }
+
+    /// This node stands now.
+    fn stand(&mut self, seed: u64, group: u64, now: Instant) {
+        self.since = now;
+        self.attempt += 1;
+        self.pause = pause(seed, group, self.attempt);
+        self.stand_again = false;
+    }
+}
+
+/// The queue group `name` names (`queue_group_name`), if it is one.
+fn queue_group_of(name: &str) -> Option<u64> {
+    name.strip_prefix("queue-")?.parse().ok()
 }
 
 impl ClusterNode {
@@ -283,14 +343,18 @@ impl ClusterNode {
             watches.retain(|g, _| open.contains(g));
             self.claims.keep(&open);
             let now = Instant::now();
+            for (name, at, refusal) in self.peers.refusals.take() {
+                let watch = queue_group_of(&name).and_then(|id| watches.get_mut(&id));
+                if let Some(w) = watch {
+                    tracing::debug!(group = %name, ?refusal, "cluster: vote refused");
+                    w.refused(refusal, at);
+                }
+            }
             let mut standing = Vec::new();
             for (id, group) in groups {
-                let w = watches.entry(id).or_insert_with(|| Watch {
-                    since: now + NEW_GROUP_GRACE,
-                    attempt: 0,
-                    pause: pause(seed, id, 0),
-                    term: 0,
-                });
+                let w = watches
+                    .entry(id)
+                    .or_insert_with(|| Watch::new(now + NEW_GROUP_GRACE, pause(seed, id, 0)));
                 let (leading, voter, term) = {
                     let m = group.raft.metrics();
                     let m = m.borrow();
@@ -304,13 +368,12 @@ impl ClusterNode {
                 w.enter_term(term, now);
                 if leading || !voter {
                     w.since = now;
+                    w.stand_again = false;
                     continue;
                 }
                 let claimed = self.claims.last(id, term);
                 if should_stand(now, claimed, w.since, w.pause) {
-                    w.since = now;
-                    w.attempt += 1;
-                    w.pause = pause(seed, id, w.attempt);
+                    w.stand(seed, id, now);
                     standing.push((id, group));
                 }
             }
@@ -363,12 +426,8 @@ mod tests {
     #[test]
     fn a_new_term_restarts_the_silence() {
         let t0 = Instant::now();
-        let mut w = Watch {
-            since: t0,
-            attempt: 0,
-            pause: ms(300),
-            term: 4,
-        };
+        let mut w = Watch::new(t0, ms(300));
+        w.term = 4;
         // Ten seconds on in term 4 with no claim: it would stand.
         let later = t0 + ms(10_000);
         assert!(should_stand(later, None, w.since, w.pause));
@@ -381,14 +440,61 @@ mod tests {
         // The same term again changes nothing; a grace still running is kept.
         w.enter_term(5, later + ms(1000));
         assert_eq!(w.since, later);
-        let mut fresh = Watch {
-            since: t0 + ms(5000),
-            attempt: 0,
-            pause: ms(0),
-            term: 0,
-        };
+        let mut fresh = Watch::new(t0 + ms(5000), ms(0));
         fresh.enter_term(1, t0);
         assert_eq!(fresh.since, t0 + ms(5000));
+    }
+
+    #[test]
+    fn a_stale_term_refusal_stands_again_after_the_pause_once_a_silence() {
+        let t0 = Instant::now() + ms(10_000);
+        let mut w = Watch::new(t0, ms(0));
+        w.term = 4;
+        // It stands in term 5 at t0; a peer in term 9 with no leader and no longer log
+        // refuses; it moves to term 9.
+        w.stand(1, 7, t0);
+        w.enter_term(5, t0);
+        w.refused(Refusal::StaleTerm, t0 + ms(5));
+        w.enter_term(9, t0 + ms(10));
+        let pause = w.pause;
+        assert!(should_stand(t0 + ms(10) + pause, None, w.since, pause));
+        assert!(!should_stand(t0 + ms(9) + pause, None, w.since, pause));
+        // Standing again (term 10) and refused the same way within the silence: this
+        // time it waits the silence in term 12.
+        w.stand(1, 7, t0 + ms(500));
+        w.refused(Refusal::StaleTerm, t0 + ms(505));
+        w.enter_term(12, t0 + ms(510));
+        assert_eq!(w.since, t0 + ms(510));
+        // A term entered with no such refusal (it voted) restarts the silence as before.
+        w.enter_term(13, t0 + ms(5000));
+        assert_eq!(w.since, t0 + ms(5000));
+    }
+
+    #[test]
+    fn a_longer_log_refusal_holds_the_next_stand_back() {
+        let t0 = Instant::now() + ms(10_000);
+        let mut w = Watch::new(t0, ms(0));
+        w.term = 4;
+        w.stand(1, 7, t0);
+        w.enter_term(5, t0);
+        w.refused(Refusal::LongerLog, t0 + ms(5));
+        // Another peer's stale-term refusal does not cut the hold short.
+        w.refused(Refusal::StaleTerm, t0 + ms(6));
+        w.enter_term(9, t0 + ms(10));
+        assert_eq!(w.since, t0 + ms(5) + LONGER_LOG_HOLD);
+        let earliest = t0 + ms(5) + LONGER_LOG_HOLD + LEADER_SILENCE + w.pause;
+        assert!(!should_stand(earliest - ms(1), None, w.since, w.pause));
+        assert!(should_stand(earliest, None, w.since, w.pause));
+    }
+
+    #[test]
+    fn queue_group_names_are_read_back() {
+        assert_eq!(
+            queue_group_of(&super::super::queue_groups::queue_group_name(42)),
+            Some(42)
+        );
+        assert_eq!(queue_group_of("meta"), None);
+        assert_eq!(queue_group_of("queue-x"), None);
     }
 
     #[test]

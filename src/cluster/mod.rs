@@ -8,8 +8,9 @@
 //! The bridge to the broker is `src/replication.rs`; a member that does not lead a queue
 //! asks the leader for messages for its consumers (`checkout.rs`). A node notices a
 //! queue group's missing leader from per-node beacons, not per-group heartbeats
-//! (`detector.rs`); `transfer.rs` moves a group's leadership to another member and
-//! spreads leaders over the nodes (`warren cluster rebalance`).
+//! (`detector.rs`, which also acts on refused votes: `vote_refusals.rs`); `transfer.rs`
+//! moves a group's leadership to another member and spreads leaders over the nodes
+//! (`warren cluster rebalance`).
 
 pub mod checkout;
 pub mod detector;
@@ -30,4 +31,5 @@ pub mod snapshot_file;
 pub mod transfer;
 pub mod transport;
 pub mod types;
+pub mod vote_refusals;
 pub mod wire;

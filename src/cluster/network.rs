@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use super::transport::{CallError, Peer};
 use super::types::GroupTypes;
+use super::vote_refusals::VoteRefusals;
 use super::wire::RpcKind;
 
 type NodeId = u64;
@@ -39,6 +40,8 @@ pub struct Peers {
     /// (`detector.rs`): on the first, a beacon would wait behind every append queued
     /// before it, and under load that is longer than the silence that starts an election.
     control: Mutex<HashMap<NodeId, Arc<Peer>>>,
+    /// The refusals of this node's vote requests that the detector acts on.
+    pub refusals: Arc<VoteRefusals>,
 }
 
 impl Peers {
@@ -48,6 +51,7 @@ impl Peers {
             configured,
             open: Mutex::new(HashMap::new()),
             control: Mutex::new(HashMap::new()),
+            refusals: Default::default(),
         }
     }
 
@@ -107,6 +111,7 @@ pub struct Link<C> {
     group: Arc<str>,
     me: NodeId,
     target: NodeId,
+    refusals: Arc<VoteRefusals>,
     kind: PhantomData<fn() -> C>,
 }
 
@@ -119,6 +124,7 @@ impl<C: GroupTypes> RaftNetworkFactory<C> for GroupNetwork<C> {
             group: self.group.clone(),
             me: self.peers.me,
             target,
+            refusals: self.peers.refusals.clone(),
             kind: PhantomData,
         }
     }
@@ -193,7 +199,10 @@ impl<C: GroupTypes> RaftNetwork<C> for Link<C> {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(RpcKind::Vote, RPCTypes::Vote, &rpc, &option)
-            .await
+        let response = self
+            .call(RpcKind::Vote, RPCTypes::Vote, &rpc, &option)
+            .await?;
+        self.refusals.observe(&self.group, &rpc, &response);
+        Ok(response)
     }
 }

@@ -1,0 +1,143 @@
+//! What a peer's refusal of this node's vote request says about when to stand again.
+//!
+//! openraft refuses a candidate whose log is shorter than the voter's before it looks at
+//! the candidate's term, so the voter does not move to that term. A node with the
+//! longest log therefore learns of a newer term only when its own request is refused by
+//! it, and then (`detector.rs` counts a new term's silence from when it is entered) waited
+//! a whole silence before standing again, by which time the shorter-log node had stood in
+//! a still newer term. With three nodes that chase can last a minute (seen in
+//! `tools/jepsen.sh` runs after a leader was killed and restarted, its unreplicated
+//! appends making its log the longest). openraft's own answer, waiting
+//! `2 * election_timeout_max` longer after seeing a greater log, lives in its election
+//! timer, which the queue groups turn off; this brings both halves to the detector:
+//!
+//! - refused by a longer log: hold back (`LONGER_LOG_HOLD`) so the longer log stands
+//!   first;
+//! - refused only by a newer term, by a voter whose log is not longer and which knows
+//!   of no leader in that term: stand again after the group's short random pause, in a
+//!   term above it, instead of after a whole silence.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::raft::{VoteRequest, VoteResponse};
+use tokio::time::Instant;
+
+/// How much longer a node refused by a longer log waits before it stands again.
+pub const LONGER_LOG_HOLD: Duration = Duration::from_millis(2000);
+
+/// Why a vote request was refused, where it changes the next stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The voter's log is longer than the candidate's.
+    LongerLog,
+    /// The voter was in a newer term with no leader and a log no longer than the
+    /// candidate's: the candidate would win in a term above it.
+    StaleTerm,
+}
+
+/// Which refusal, if either, `response` is to `request`.
+pub fn classify(request: &VoteRequest<u64>, response: &VoteResponse<u64>) -> Option<Refusal> {
+    if response.vote_granted {
+        return None;
+    }
+    if response.last_log_id > request.last_log_id {
+        return Some(Refusal::LongerLog);
+    }
+    let newer = response.vote.leader_id().get_term() > request.vote.leader_id().get_term();
+    (newer && !response.vote.is_committed()).then_some(Refusal::StaleTerm)
+}
+
+/// The refusals seen since the detector last looked, per group name. A longer log wins
+/// over a stale term in the same group: holding back is the safe side.
+#[derive(Default)]
+pub struct VoteRefusals {
+    by_group: Mutex<HashMap<Arc<str>, (Instant, Refusal)>>,
+}
+
+impl VoteRefusals {
+    /// Records `response` to this node's `request` in `group`, if it is a refusal that
+    /// matters.
+    pub fn observe(
+        &self,
+        group: &Arc<str>,
+        request: &VoteRequest<u64>,
+        response: &VoteResponse<u64>,
+    ) {
+        if let Some(refusal) = classify(request, response) {
+            self.record(group, refusal, Instant::now());
+        }
+    }
+
+    fn record(&self, group: &Arc<str>, refusal: Refusal, at: Instant) {
+        let mut seen = self.by_group.lock().expect("vote refusals");
+        match seen.get(group) {
+            Some((_, Refusal::LongerLog)) if refusal == Refusal::StaleTerm => {}
+            _ => {
+                seen.insert(group.clone(), (at, refusal));
+            }
+        }
+    }
+
+    /// Everything recorded since the last call (nearly always nothing).
+    pub fn take(&self) -> Vec<(Arc<str>, Instant, Refusal)> {
+        let mut seen = self.by_group.lock().expect("vote refusals");
+        if seen.is_empty() {
+            return Vec::new();
+        }
+        seen.drain().map(|(g, (at, r))| (g, at, r)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, LogId, Vote};
+
+    fn log(term: u64, index: u64) -> Option<LogId<u64>> {
+        Some(LogId::new(CommittedLeaderId::new(term, 0), index))
+    }
+
+    fn request(term: u64, last: Option<LogId<u64>>) -> VoteRequest<u64> {
+        VoteRequest::new(Vote::new(term, 1), last)
+    }
+
+    #[test]
+    fn refusals_are_told_apart_by_log_then_term() {
+        let asked = request(5, log(3, 40));
+        // Granted: nothing to record.
+        let granted = VoteResponse::new(Vote::new(5, 1), log(3, 30), true);
+        assert_eq!(classify(&asked, &granted), None);
+        // The voter holds entry 41: a longer log, whatever its term.
+        let longer = VoteResponse::new(Vote::new(4, 2), log(3, 41), false);
+        assert_eq!(classify(&asked, &longer), Some(Refusal::LongerLog));
+        let longer_by_term = VoteResponse::new(Vote::new(9, 2), log(4, 10), false);
+        assert_eq!(classify(&asked, &longer_by_term), Some(Refusal::LongerLog));
+        // A newer term, no leader in it, a shorter or equal log: stand again soon.
+        let stale = VoteResponse::new(Vote::new(9, 2), log(3, 40), false);
+        assert_eq!(classify(&asked, &stale), Some(Refusal::StaleTerm));
+        // A newer term with a leader in it: the ordinary silence applies.
+        let led = VoteResponse::new(Vote::new_committed(9, 2), log(3, 20), false);
+        assert_eq!(classify(&asked, &led), None);
+        // The same term, another candidate: split vote, the ordinary silence.
+        let split = VoteResponse::new(Vote::new(5, 2), log(3, 20), false);
+        assert_eq!(classify(&asked, &split), None);
+    }
+
+    #[test]
+    fn a_longer_log_is_kept_over_a_stale_term_and_taking_empties() {
+        let refusals = VoteRefusals::default();
+        let g: Arc<str> = Arc::from("queue-7");
+        let t0 = Instant::now();
+        refusals.record(&g, Refusal::LongerLog, t0);
+        refusals.record(&g, Refusal::StaleTerm, t0);
+        let taken = refusals.take();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].2, Refusal::LongerLog);
+        assert!(refusals.take().is_empty());
+        refusals.record(&g, Refusal::StaleTerm, t0);
+        refusals.record(&g, Refusal::LongerLog, t0);
+        assert_eq!(refusals.take()[0].2, Refusal::LongerLog);
+    }
+}
