@@ -41,6 +41,7 @@ use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::checkout::group_number;
 use super::node::ClusterNode;
 use super::vote_refusals::{Refusal, LONGER_LOG_HOLD};
 use super::wire::RpcKind;
@@ -233,11 +234,6 @@ impl Watch {
     }
 }
 
-/// The queue group `name` names (`queue_group_name`), if it is one.
-fn queue_group_of(name: &str) -> Option<u64> {
-    name.strip_prefix("queue-")?.parse().ok()
-}
-
 impl ClusterNode {
     /// Records a peer's beacon (on the connection's reading task: no waiting here).
     pub(super) fn receive_beacon(&self, beacon: &Beacon) {
@@ -344,7 +340,7 @@ impl ClusterNode {
             self.claims.keep(&open);
             let now = Instant::now();
             for (name, at, refusal) in self.peers.refusals.take() {
-                let watch = queue_group_of(&name).and_then(|id| watches.get_mut(&id));
+                let watch = group_number(&name).and_then(|id| watches.get_mut(&id));
                 if let Some(w) = watch {
                     tracing::debug!(group = %name, ?refusal, "cluster: vote refused");
                     w.refused(refusal, at);
@@ -485,16 +481,6 @@ mod tests {
         let earliest = t0 + ms(5) + LONGER_LOG_HOLD + LEADER_SILENCE + w.pause;
         assert!(!should_stand(earliest - ms(1), None, w.since, w.pause));
         assert!(should_stand(earliest, None, w.since, w.pause));
-    }
-
-    #[test]
-    fn queue_group_names_are_read_back() {
-        assert_eq!(
-            queue_group_of(&super::super::queue_groups::queue_group_name(42)),
-            Some(42)
-        );
-        assert_eq!(queue_group_of("meta"), None);
-        assert_eq!(queue_group_of("queue-x"), None);
     }
 
     #[test]
