@@ -20,10 +20,16 @@
 //!   plus a pause of its own (random per group and attempt, so the followers of a dead
 //!   node's groups do not all stand at once and split the votes), it stands for election
 //!   (`trigger().elect()`), and again after another silence if that failed. A group just
-//!   opened is given `NEW_GROUP_GRACE` first.
+//!   opened is given `NEW_GROUP_GRACE` first, unless its log shows it has had a leader
+//!   before (a node restarting with its groups): there the grace only held back the
+//!   member most likely to hold the longest log.
 //! - A refused stand changes the next one (`vote_refusals.rs`): refused by a longer log,
 //!   the node holds back so that the longer log stands first; refused only by a newer
-//!   term that has no leader, it stands again in a term above it after its pause.
+//!   term that has no leader, or in its own term by a rival with no longer a log, it
+//!   stands again in a term above it after its pause.
+//! - A node stands only while it hears beacons from enough of the group's voters to
+//!   make a majority with itself (`Claims::majority_heard`), a pre-vote of sorts: cut
+//!   off, it would only raise its term, and depose the new leader on its return.
 //! - A follower refuses to vote while its leader's lease runs (`election_timeout_max`
 //!   after the leader's last append), so a leader that is only slow keeps its group.
 //! - A leader's commit notice to a follower that is unreachable is dropped, not retried,
@@ -95,6 +101,8 @@ pub struct Beacon {
 #[derive(Default)]
 pub struct Claims {
     by_group: Mutex<HashMap<u64, ClaimsOnGroup>>,
+    /// When each peer's last beacon arrived, whatever it claimed.
+    heard: Mutex<HashMap<u64, Instant>>,
 }
 
 /// One group's claims: node -> (when it last claimed the group, in which term).
@@ -103,6 +111,10 @@ type ClaimsOnGroup = HashMap<u64, (Instant, u64)>;
 impl Claims {
     /// Records `beacon`'s claims on the groups in `open` (others are not held here).
     pub fn record(&self, beacon: &Beacon, open: impl Fn(u64) -> bool, now: Instant) {
+        self.heard
+            .lock()
+            .expect("beacons heard")
+            .insert(beacon.from, now);
         let mut claims = self.by_group.lock().expect("claims");
         for (group, term) in beacon.leads.iter().copied().filter(|(g, _)| open(*g)) {
             claims
@@ -125,6 +137,25 @@ impl Claims {
             .filter(|(_, t)| *t >= term)
             .map(|(at, _)| *at)
             .max()
+    }
+
+    /// Whether `me` and the other `voters` whose beacons arrived within the silence are
+    /// a majority of `voters`. A node cut off from the rest must not stand: it cannot
+    /// win, and each stand raises its term, which then deposes the group's new leader
+    /// when the node comes back (openraft has no pre-vote; this is the detector's).
+    fn majority_heard(&self, me: u64, voters: impl Iterator<Item = u64>, now: Instant) -> bool {
+        let heard = self.heard.lock().expect("beacons heard");
+        let (mut all, mut reached) = (0usize, 0usize);
+        for v in voters {
+            all += 1;
+            let recent = heard
+                .get(&v)
+                .is_some_and(|at| now.saturating_duration_since(*at) < LEADER_SILENCE);
+            if v == me || recent {
+                reached += 1;
+            }
+        }
+        reached * 2 > all
     }
 
     /// Drops what is known of groups no longer open here.
@@ -168,9 +199,10 @@ struct Watch {
     pause: Duration,
     /// This node's term in the group when last looked at.
     term: u64,
-    /// Its last stand was refused by a stale term only (`vote_refusals.rs`): the term it
-    /// moves to next is the refuser's, and it stands again after its pause alone.
-    stand_again: bool,
+    /// Its last stand was refused by a stale term only (`vote_refusals.rs`): the
+    /// refuser's term, and when. Once this node is in that term it stands again after
+    /// its pause alone, unless it has learnt of a leader or a silence has passed.
+    stand_again: Option<(u64, Instant)>,
     /// When it last stood again that way: at most once a silence, so two nodes that keep
     /// raising each other's term still meet the ordinary silence.
     stood_again: Option<Instant>,
@@ -183,45 +215,56 @@ impl Watch {
             attempt: 0,
             pause,
             term: 0,
-            stand_again: false,
+            stand_again: None,
             stood_again: None,
         }
     }
 
-    /// A term this node has just entered (it voted in an election, or heard of a newer
+    /// Takes in this node's term as the watcher found it, and whether it knows the
+    /// term's leader. A term just entered (it voted in an election, or heard of a newer
     /// leader) restarts the silence: no one can have claimed the group in it yet, and
     /// without this a follower that has just voted for a winner would stand against it
-    /// before the winner's first beacon arrives. The exception is a term learnt from a
+    /// before the winner's first beacon arrives. The exception is the term of a
     /// stale-term refusal: no one was voted leader in it by this node, and waiting the
     /// silence there is what let a shorter log keep raising the term.
-    fn enter_term(&mut self, term: u64, now: Instant) {
-        if term == self.term {
+    fn enter_term(&mut self, term: u64, leader_known: bool, now: Instant) {
+        if term != self.term {
+            self.term = term;
+            self.since = self.since.max(now);
+        }
+        let Some((refused_in, at)) = self.stand_again else {
+            return;
+        };
+        let expired = now.saturating_duration_since(at) >= LEADER_SILENCE;
+        if leader_known || expired {
+            self.stand_again = None;
             return;
         }
-        self.term = term;
-        let again = std::mem::take(&mut self.stand_again)
-            && self.since <= now
-            && self
-                .stood_again
-                .is_none_or(|t| now.saturating_duration_since(t) >= LEADER_SILENCE);
-        match now.checked_sub(LEADER_SILENCE) {
-            Some(silence_ago) if again => {
+        if term < refused_in {
+            return; // not in the refuser's term yet
+        }
+        self.stand_again = None;
+        let once_a_silence = self
+            .stood_again
+            .is_none_or(|t| now.saturating_duration_since(t) >= LEADER_SILENCE);
+        // `since` after `now` is a grace or a longer log's hold: those win.
+        if let Some(silence_ago) = now.checked_sub(LEADER_SILENCE) {
+            if once_a_silence && self.since <= now {
                 self.stood_again = Some(now);
                 self.since = silence_ago;
             }
-            _ => self.since = self.since.max(now),
         }
     }
 
     /// A peer refused this node's last stand (`vote_refusals.rs`): a longer log holds it
-    /// back; a stale term makes it stand again when it has moved to that term.
+    /// back; a stale term makes it stand again when it is in that term.
     fn refused(&mut self, refusal: Refusal, at: Instant) {
         match refusal {
             Refusal::LongerLog => {
-                self.stand_again = false;
+                self.stand_again = None;
                 self.since = self.since.max(at + LONGER_LOG_HOLD);
             }
-            Refusal::StaleTerm => self.stand_again = true,
+            Refusal::StaleTerm { term } => self.stand_again = Some((term, at)),
         }
     }
 
@@ -230,7 +273,7 @@ impl Watch {
         self.since = now;
         self.attempt += 1;
         self.pause = pause(seed, group, self.attempt);
-        self.stand_again = false;
+        self.stand_again = None;
     }
 }
 
@@ -348,10 +391,7 @@ impl ClusterNode {
             }
             let mut standing = Vec::new();
             for (id, group) in groups {
-                let w = watches
-                    .entry(id)
-                    .or_insert_with(|| Watch::new(now + NEW_GROUP_GRACE, pause(seed, id, 0)));
-                let (leading, voter, term) = {
+                let (leading, voter, term, leader_known, led_before) = {
                     let m = group.raft.metrics();
                     let m = m.borrow();
                     let voter = m
@@ -359,18 +399,42 @@ impl ClusterNode {
                         .membership()
                         .voter_ids()
                         .any(|v| v == me);
-                    (m.state == ServerState::Leader, voter, m.current_term)
+                    (
+                        m.state == ServerState::Leader,
+                        voter,
+                        m.current_term,
+                        m.current_leader.is_some(),
+                        // Entry 0 is the membership a new group starts with; any later
+                        // one was written by a leader.
+                        m.last_log_index.is_some_and(|i| i > 0),
+                    )
                 };
-                w.enter_term(term, now);
+                let w = watches.entry(id).or_insert_with(|| {
+                    let grace = if led_before {
+                        Duration::ZERO
+                    } else {
+                        NEW_GROUP_GRACE
+                    };
+                    Watch::new(now + grace, pause(seed, id, 0))
+                });
+                w.enter_term(term, leader_known, now);
                 if leading || !voter {
                     w.since = now;
-                    w.stand_again = false;
+                    w.stand_again = None;
                     continue;
                 }
                 let claimed = self.claims.last(id, term);
                 if should_stand(now, claimed, w.since, w.pause) {
-                    w.stand(seed, id, now);
-                    standing.push((id, group));
+                    let reachable = {
+                        let m = group.raft.metrics();
+                        let m = m.borrow();
+                        let voters = m.membership_config.membership().voter_ids();
+                        self.claims.majority_heard(me, voters, now)
+                    };
+                    if reachable {
+                        w.stand(seed, id, now);
+                        standing.push((id, group));
+                    }
                 }
             }
             if standing.is_empty() {
@@ -429,15 +493,15 @@ mod tests {
         assert!(should_stand(later, None, w.since, w.pause));
         // It voted for another node in term 5 just now: not before that node had the
         // silence to claim the group.
-        w.enter_term(5, later);
+        w.enter_term(5, false, later);
         assert_eq!(w.since, later);
         assert!(!should_stand(later + ms(100), None, w.since, w.pause));
         assert!(should_stand(later + ms(2300), None, w.since, w.pause));
         // The same term again changes nothing; a grace still running is kept.
-        w.enter_term(5, later + ms(1000));
+        w.enter_term(5, false, later + ms(1000));
         assert_eq!(w.since, later);
         let mut fresh = Watch::new(t0 + ms(5000), ms(0));
-        fresh.enter_term(1, t0);
+        fresh.enter_term(1, false, t0);
         assert_eq!(fresh.since, t0 + ms(5000));
     }
 
@@ -449,21 +513,58 @@ mod tests {
         // It stands in term 5 at t0; a peer in term 9 with no leader and no longer log
         // refuses; it moves to term 9.
         w.stand(1, 7, t0);
-        w.enter_term(5, t0);
-        w.refused(Refusal::StaleTerm, t0 + ms(5));
-        w.enter_term(9, t0 + ms(10));
+        w.enter_term(5, false, t0);
+        w.refused(Refusal::StaleTerm { term: 9 }, t0 + ms(5));
+        // Still in term 5 (openraft has not moved it yet): nothing changes.
+        w.enter_term(5, false, t0 + ms(7));
+        assert_eq!(w.since, t0);
+        w.enter_term(9, false, t0 + ms(10));
         let pause = w.pause;
         assert!(should_stand(t0 + ms(10) + pause, None, w.since, pause));
         assert!(!should_stand(t0 + ms(9) + pause, None, w.since, pause));
         // Standing again (term 10) and refused the same way within the silence: this
         // time it waits the silence in term 12.
         w.stand(1, 7, t0 + ms(500));
-        w.refused(Refusal::StaleTerm, t0 + ms(505));
-        w.enter_term(12, t0 + ms(510));
+        w.refused(Refusal::StaleTerm { term: 12 }, t0 + ms(505));
+        w.enter_term(12, false, t0 + ms(510));
         assert_eq!(w.since, t0 + ms(510));
         // A term entered with no such refusal (it voted) restarts the silence as before.
-        w.enter_term(13, t0 + ms(5000));
+        w.enter_term(13, false, t0 + ms(5000));
         assert_eq!(w.since, t0 + ms(5000));
+    }
+
+    #[test]
+    fn a_rival_in_the_same_term_makes_it_stand_again_unless_a_leader_is_known() {
+        let t0 = Instant::now() + ms(10_000);
+        let mut w = Watch::new(t0, ms(0));
+        w.term = 4;
+        // It stands in term 5; the watcher sees term 5 before the refusal arrives.
+        w.stand(1, 7, t0);
+        w.enter_term(5, false, t0 + ms(1));
+        // A rival standing in term 5 with a shorter log refuses it: it is in that term
+        // already, so it stands again after its pause.
+        w.refused(Refusal::StaleTerm { term: 5 }, t0 + ms(3));
+        w.enter_term(5, false, t0 + ms(100));
+        assert!(should_stand(t0 + ms(100) + w.pause, None, w.since, w.pause));
+        // The same with a leader known by the time the watcher looks: the ordinary
+        // silence from the stand.
+        let mut led = Watch::new(t0, ms(0));
+        led.term = 4;
+        led.stand(1, 7, t0);
+        led.enter_term(5, false, t0 + ms(1));
+        led.refused(Refusal::StaleTerm { term: 5 }, t0 + ms(3));
+        led.enter_term(5, true, t0 + ms(100));
+        assert_eq!(led.since, t0 + ms(1));
+        assert!(led.stand_again.is_none());
+        // A refusal left unused for a silence (it never reached that term) is dropped.
+        let mut old = Watch::new(t0, ms(0));
+        old.term = 4;
+        old.stand(1, 7, t0);
+        old.refused(Refusal::StaleTerm { term: 9 }, t0 + ms(3));
+        old.enter_term(5, false, t0 + ms(3) + LEADER_SILENCE);
+        assert!(old.stand_again.is_none());
+        old.enter_term(9, false, t0 + ms(2100));
+        assert_eq!(old.since, t0 + ms(2100));
     }
 
     #[test]
@@ -472,11 +573,11 @@ mod tests {
         let mut w = Watch::new(t0, ms(0));
         w.term = 4;
         w.stand(1, 7, t0);
-        w.enter_term(5, t0);
+        w.enter_term(5, false, t0);
         w.refused(Refusal::LongerLog, t0 + ms(5));
         // Another peer's stale-term refusal does not cut the hold short.
-        w.refused(Refusal::StaleTerm, t0 + ms(6));
-        w.enter_term(9, t0 + ms(10));
+        w.refused(Refusal::StaleTerm { term: 9 }, t0 + ms(6));
+        w.enter_term(9, false, t0 + ms(10));
         assert_eq!(w.since, t0 + ms(5) + LONGER_LOG_HOLD);
         let earliest = t0 + ms(5) + LONGER_LOG_HOLD + LEADER_SILENCE + w.pause;
         assert!(!should_stand(earliest - ms(1), None, w.since, w.pause));
@@ -517,6 +618,31 @@ mod tests {
         claims.keep(&HashSet::from([9]));
         assert_eq!(claims.last(1, 4), None);
         assert_eq!(claims.last(9, 7), Some(t0));
+    }
+
+    #[test]
+    fn a_node_stands_only_while_it_hears_a_majority_of_the_voters() {
+        let claims = Claims::default();
+        let t0 = Instant::now();
+        let beacon = |from| Beacon {
+            from,
+            leads: Vec::new(),
+        };
+        // Node 1 of {1, 2, 3} has heard no one: alone it is not a majority.
+        assert!(!claims.majority_heard(1, [1, 2, 3].into_iter(), t0));
+        // An empty beacon from node 3 counts: two of three.
+        claims.record(&beacon(3), |_| true, t0);
+        assert!(claims.majority_heard(1, [1, 2, 3].into_iter(), t0 + ms(100)));
+        // Of five voters, two are not a majority; three are.
+        assert!(!claims.majority_heard(1, [1, 2, 3, 4, 5].into_iter(), t0 + ms(100)));
+        claims.record(&beacon(5), |_| true, t0 + ms(50));
+        assert!(claims.majority_heard(1, [1, 2, 3, 4, 5].into_iter(), t0 + ms(100)));
+        // A beacon older than the silence no longer counts (the node was cut off).
+        let later = t0 + LEADER_SILENCE + ms(10);
+        assert!(!claims.majority_heard(1, [1, 2, 3].into_iter(), later));
+        // A peer outside the group's voters does not make a majority of it.
+        claims.record(&beacon(4), |_| true, later);
+        assert!(!claims.majority_heard(1, [1, 2, 3].into_iter(), later));
     }
 
     #[test]

@@ -202,7 +202,8 @@ impl<C: GroupTypes> RaftNetwork<C> for Link<C> {
         let response = self
             .call(RpcKind::Vote, RPCTypes::Vote, &rpc, &option)
             .await?;
-        self.refusals.observe(&self.group, &rpc, &response);
+        self.refusals
+            .observe(&self.group, &rpc, &response, self.target);
         Ok(response)
     }
 }

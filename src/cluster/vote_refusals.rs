@@ -15,7 +15,12 @@
 //!   first;
 //! - refused only by a newer term, by a voter whose log is not longer and which knows
 //!   of no leader in that term: stand again after the group's short random pause, in a
-//!   term above it, instead of after a whole silence.
+//!   term above it, instead of after a whole silence;
+//! - refused in the same term by a voter that stands in it itself with a log no longer
+//!   than this node's: the same. Because openraft does not move a voter it refuses for a
+//!   short log to the candidate's term, the node with the longest log keeps standing in
+//!   a term a shorter log has already taken (seen after a restarted leader stepped down),
+//!   and that voter would grant it the term above.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,21 +37,34 @@ pub const LONGER_LOG_HOLD: Duration = Duration::from_millis(2000);
 pub enum Refusal {
     /// The voter's log is longer than the candidate's.
     LongerLog,
-    /// The voter was in a newer term with no leader and a log no longer than the
-    /// candidate's: the candidate would win in a term above it.
-    StaleTerm,
+    /// The voter, whose log is no longer than the candidate's, knows of no leader in
+    /// `term` (the voter's), which is newer than the candidate's or the same term with
+    /// the voter standing in it: the candidate would win in a term above it.
+    StaleTerm { term: u64 },
 }
 
-/// Which refusal, if either, `response` is to `request`.
-pub fn classify(request: &VoteRequest<u64>, response: &VoteResponse<u64>) -> Option<Refusal> {
+/// Which refusal, if either, `response` from node `voter` is to `request`.
+pub fn classify(
+    request: &VoteRequest<u64>,
+    response: &VoteResponse<u64>,
+    voter: u64,
+) -> Option<Refusal> {
     if response.vote_granted {
         return None;
     }
     if response.last_log_id > request.last_log_id {
         return Some(Refusal::LongerLog);
     }
-    let newer = response.vote.leader_id().get_term() > request.vote.leader_id().get_term();
-    (newer && !response.vote.is_committed()).then_some(Refusal::StaleTerm)
+    if response.vote.is_committed() {
+        return None;
+    }
+    let theirs = response.vote.leader_id();
+    let ours = request.vote.leader_id().get_term();
+    let stale = theirs.get_term() > ours
+        || (theirs.get_term() == ours && theirs.voted_for() == Some(voter));
+    stale.then_some(Refusal::StaleTerm {
+        term: theirs.get_term(),
+    })
 }
 
 /// The refusals seen since the detector last looked, per group name. A longer log wins
@@ -64,8 +82,9 @@ impl VoteRefusals {
         group: &Arc<str>,
         request: &VoteRequest<u64>,
         response: &VoteResponse<u64>,
+        voter: u64,
     ) {
-        if let Some(refusal) = classify(request, response) {
+        if let Some(refusal) = classify(request, response, voter) {
             self.record(group, refusal, Instant::now());
         }
     }
@@ -73,7 +92,7 @@ impl VoteRefusals {
     fn record(&self, group: &Arc<str>, refusal: Refusal, at: Instant) {
         let mut seen = self.by_group.lock().expect("vote refusals");
         match seen.get(group) {
-            Some((_, Refusal::LongerLog)) if refusal == Refusal::StaleTerm => {}
+            Some((_, Refusal::LongerLog)) if refusal != Refusal::LongerLog => {}
             _ => {
                 seen.insert(group.clone(), (at, refusal));
             }
@@ -108,21 +127,35 @@ mod tests {
         let asked = request(5, log(3, 40));
         // Granted: nothing to record.
         let granted = VoteResponse::new(Vote::new(5, 1), log(3, 30), true);
-        assert_eq!(classify(&asked, &granted), None);
+        assert_eq!(classify(&asked, &granted, 2), None);
         // The voter holds entry 41: a longer log, whatever its term.
         let longer = VoteResponse::new(Vote::new(4, 2), log(3, 41), false);
-        assert_eq!(classify(&asked, &longer), Some(Refusal::LongerLog));
+        assert_eq!(classify(&asked, &longer, 2), Some(Refusal::LongerLog));
         let longer_by_term = VoteResponse::new(Vote::new(9, 2), log(4, 10), false);
-        assert_eq!(classify(&asked, &longer_by_term), Some(Refusal::LongerLog));
+        assert_eq!(
+            classify(&asked, &longer_by_term, 2),
+            Some(Refusal::LongerLog)
+        );
         // A newer term, no leader in it, a shorter or equal log: stand again soon.
-        let stale = VoteResponse::new(Vote::new(9, 2), log(3, 40), false);
-        assert_eq!(classify(&asked, &stale), Some(Refusal::StaleTerm));
+        let stale = VoteResponse::new(Vote::new(9, 3), log(3, 40), false);
+        assert_eq!(
+            classify(&asked, &stale, 2),
+            Some(Refusal::StaleTerm { term: 9 })
+        );
         // A newer term with a leader in it: the ordinary silence applies.
         let led = VoteResponse::new(Vote::new_committed(9, 2), log(3, 20), false);
-        assert_eq!(classify(&asked, &led), None);
-        // The same term, another candidate: split vote, the ordinary silence.
-        let split = VoteResponse::new(Vote::new(5, 2), log(3, 20), false);
-        assert_eq!(classify(&asked, &split), None);
+        assert_eq!(classify(&asked, &led, 2), None);
+        // The same term, the voter standing in it with a log no longer than ours: it
+        // cannot win without us, and would grant us the term above.
+        let rival = VoteResponse::new(Vote::new(5, 2), log(3, 20), false);
+        assert_eq!(
+            classify(&asked, &rival, 2),
+            Some(Refusal::StaleTerm { term: 5 })
+        );
+        // The same term, the voter voted for a third node, which may be winning it: the
+        // ordinary silence.
+        let third = VoteResponse::new(Vote::new(5, 3), log(3, 20), false);
+        assert_eq!(classify(&asked, &third, 2), None);
     }
 
     #[test]
@@ -131,12 +164,12 @@ mod tests {
         let g: Arc<str> = Arc::from("queue-7");
         let t0 = Instant::now();
         refusals.record(&g, Refusal::LongerLog, t0);
-        refusals.record(&g, Refusal::StaleTerm, t0);
+        refusals.record(&g, Refusal::StaleTerm { term: 8 }, t0);
         let taken = refusals.take();
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].2, Refusal::LongerLog);
         assert!(refusals.take().is_empty());
-        refusals.record(&g, Refusal::StaleTerm, t0);
+        refusals.record(&g, Refusal::StaleTerm { term: 8 }, t0);
         refusals.record(&g, Refusal::LongerLog, t0);
         assert_eq!(refusals.take()[0].2, Refusal::LongerLog);
     }
