@@ -70,6 +70,8 @@ struct OpenQueue {
     queue_id: u64,
     /// The last log index of the group the broker's copy has been fed (`QueueFeed::fed`).
     fed: Arc<AtomicU64>,
+    /// Where this node's consumers get the queue's messages (checkout.rs).
+    source: checkout::Source,
 }
 
 /// Starts the bridge: hands the broker's quorum queues to the cluster, opens the groups
@@ -396,7 +398,9 @@ impl Replication {
             target = Some(t);
         }
         drop(preexisting);
-        let (wake, queue_id) = match vh.with(|m| m.replica_attach(&decl.name, &decl.arguments)) {
+        let member = decl.members.contains(&self.node.node_id());
+        let attached = vh.with(|m| m.replica_attach(&decl.name, &decl.arguments, !member));
+        let (wake, queue_id) = match attached {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(vhost = %decl.vhost, queue = %decl.name,
@@ -412,10 +416,15 @@ impl Replication {
             },
         };
         let fed = Arc::new(AtomicU64::new(0));
+        let source = match member {
+            true => checkout::Source::Copy(fed.clone()),
+            false => checkout::Source::Lent(decl.members.clone()),
+        };
         let open = OpenQueue {
             group,
             queue_id,
             fed: fed.clone(),
+            source: source.clone(),
         };
         self.open.lock().expect("open").insert(key, open);
         tracing::info!(vhost = %decl.vhost, queue = %decl.name, group, members = ?decl.members,
@@ -431,17 +440,17 @@ impl Replication {
             feed.clone()
                 .write(Arc::new(target), wake, self.tickets.clone()),
         );
+        let consumers = checkout::Member {
+            vhost: feed.vhost.clone(),
+            name: feed.name.clone(),
+            queue_id,
+            group,
+            node: self.node.clone(),
+            incarnation: self.incarnation,
+            source,
+        };
+        tokio::spawn(consumers.serve_consumers());
         if let Some(opened) = opened {
-            let member = checkout::Member {
-                vhost: feed.vhost.clone(),
-                name: feed.name.clone(),
-                queue_id,
-                group,
-                node: self.node.clone(),
-                incarnation: self.incarnation,
-                fed,
-            };
-            tokio::spawn(member.serve_consumers());
             tokio::spawn(feed.follow(opened));
         }
     }

@@ -3,6 +3,8 @@
 //! consuming on any node gets the queue's messages: such a node asks the leader for
 //! messages for its consumers and delivers them from its own copy. Each message goes to
 //! one consumer; what a node that died held goes to the others once its lease runs out.
+//! A node that holds no copy of the queue (`x-quorum-initial-group-size` below the
+//! cluster's size) serves its consumers too: the leader lends it the messages.
 
 mod cluster_support;
 
@@ -14,7 +16,7 @@ use cluster_support::quorum::*;
 use cluster_support::Cluster;
 use futures_lite::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::Connection;
 
 /// What the consumers received: (node, body) in arrival order.
@@ -334,6 +336,114 @@ fn basic_get_on_nodes_that_do_not_lead_gets_each_message_once() {
     sorted.sort();
     assert_eq!(sorted, bodies(0..20), "every message once: {got:?}");
     wait_for("every copy empty", &c, ELECTION, || {
+        (1..=3).all(|id| messages(&c, id) == Some(0)).then_some(())
+    });
+}
+
+/// A queue on two of three nodes (`x-quorum-initial-group-size` 2): the third holds no
+/// copy of it, yet basic.get and consumers there get the queue's messages, as on any
+/// RabbitMQ node. A message given back there comes again, redelivered and counted; every
+/// message published goes to its consumer once; what a consumer there held when its
+/// connection closed goes to a consumer on the leader; acks there settle in the group, and
+/// every node ends empty.
+#[test]
+fn basic_get_and_consumers_on_a_node_that_does_not_hold_the_queue() {
+    let c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    let two = quorum_with(&[("x-quorum-initial-group-size", AMQPValue::LongInt(2))]);
+    rt.block_on(declare(c.node(1).amqp, "orders", two));
+    let members: Vec<u64> = wait_for("the group on two nodes", &c, ELECTION, || {
+        let holding: Vec<u64> = (1..=3)
+            .filter(|id| queue_group(&c, *id).is_some())
+            .collect();
+        (holding.len() == 2).then_some(holding)
+    });
+    let outsider = (1..=3).find(|id| !members.contains(id)).unwrap();
+    let leader = queue_leader(&c, &members, None);
+    let body = |d: &lapin::message::Delivery| String::from_utf8(d.data.clone()).unwrap();
+
+    rt.block_on(async {
+        let (_pconn, pch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&pch, "orders", &bodies(0..1)).await, 1);
+        let conn = connect(c.node(outsider).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        let first = get(&ch).await.expect("the message, on the outsider");
+        assert_eq!(body(&first.delivery), bodies(0..1)[0]);
+        assert!(!first.delivery.redelivered);
+        nack_requeue(&ch, first.delivery.delivery_tag).await;
+        let mut again = None;
+        for _ in 0..100 {
+            // The nack reaches the leader through the group first.
+            match get(&ch).await {
+                Some(m) => {
+                    again = Some(m);
+                    break;
+                }
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let again = again.expect("given back on the outsider: got again there");
+        assert_eq!(body(&again.delivery), bodies(0..1)[0]);
+        assert!(again.delivery.redelivered, "given back: redelivered");
+        assert_eq!(delivery_count(&again.delivery.properties), Some(1));
+        again
+            .delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+        assert!(get(&ch).await.is_none(), "get-empty once it is acked");
+    });
+    wait_for("the ack settled in the group", &c, ELECTION, || {
+        members
+            .iter()
+            .all(|id| messages(&c, *id) == Some(0))
+            .then_some(())
+    });
+
+    // A consumer on the outsider takes five and never acks them; its connection closes,
+    // and a consumer on the leader gets them.
+    let held: Received = Arc::default();
+    rt.block_on(async {
+        let conn = start_consumer(&c, outsider, 5, false, &held).await;
+        let (_pconn, pch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&pch, "orders", &bodies(0..5)).await, 5);
+        assert_eq!(wait_received(&held, 5).await.len(), 5);
+        conn.close(200, "bye".into()).await.unwrap();
+    });
+    let back: Received = Arc::default();
+    let got = rt.block_on(async {
+        let conn = start_consumer(&c, leader, 20, true, &back).await;
+        let got = wait_received(&back, 5).await;
+        // Its acks go out before it closes; the next part's messages are the outsider's.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        conn.close(200, "bye".into()).await.unwrap();
+        got
+    });
+    let mut again: Vec<String> = got.into_iter().map(|(_, b)| b).collect();
+    again.sort();
+    assert_eq!(again, bodies(0..5), "what the closed connection held");
+
+    // Consumers on the outsider only: every message, once.
+    let received: Received = Arc::default();
+    let got = rt.block_on(async {
+        let _conn = start_consumer(&c, outsider, 20, true, &received).await;
+        let (_pconn, pch) = confirm_channel(c.node(members[0]).amqp).await;
+        assert_eq!(publish_all(&pch, "orders", &bodies(0..300)).await, 300);
+        let got = wait_received(&received, 300).await;
+        // Anything more would be a message delivered twice.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(received.lock().unwrap().len(), got.len());
+        got
+    });
+    let mut bodies_got: Vec<String> = got.into_iter().map(|(_, b)| b).collect();
+    bodies_got.sort();
+    assert_eq!(
+        bodies_got,
+        bodies(0..300),
+        "every message once, on the outsider"
+    );
+    wait_for("every node empty", &c, ELECTION, || {
         (1..=3).all(|id| messages(&c, id) == Some(0)).then_some(())
     });
 }

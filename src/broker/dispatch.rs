@@ -188,7 +188,10 @@ pub(super) fn return_delivery(
         return Ok(false);
     }
     if q.count_return(seq) == Returned::Requeued {
-        q.requeue(seq);
+        // Lent by the leader to a node with no copy: back to the leader, not ready here.
+        if !super::replica_checkout::drop_lent(q, seq, true)? {
+            q.requeue(seq);
+        }
         return Ok(true);
     }
     if q.features.dead_letter_exchange.is_some() {

@@ -12,13 +12,21 @@
 //! leader that stops leading makes what it held ready in its copy again; the next leader
 //! never knew of them and has them ready anyway. Either way a message may be delivered
 //! twice, never lost: at least once, as with a leader that dies.
+//!
+//! A node that is not a member of the group (`x-quorum-initial-group-size` below the
+//! cluster's size) has no copy to deliver from: the leader lends it the messages
+//! themselves (`replica_lend`), and they stay in its store only while they are out with
+//! its consumers. A return there gives the message back to the leader through the group
+//! and drops it here; an ack settles it through the group as on a member.
+
+use bytes::Bytes;
 
 use super::dispatch::{choose_consumer, credit, hand_out, hand_out_get, Got};
 use super::error::BrokerError;
 use super::outbox::Outgoing;
 use super::queue::replica::Replica;
 use super::queue::Queue;
-use super::replicated::{replica_of, QueueRef};
+use super::replicated::{replica_of, take_group_returns, QueueRef};
 use super::vhost::VHost;
 use super::ChannelKey;
 
@@ -53,6 +61,26 @@ pub(super) fn release_all(q: &mut Queue) {
     for node in nodes {
         release(q, node);
     }
+}
+
+/// On a node with no copy of the group (`Replica::lent_only`): message `seq`, lent by the
+/// leader, leaves the store without a settle (its return, or the end of this node's lease,
+/// makes it ready on the leader again). `delivered`: it is out with a channel here.
+/// Whether `q` is such a node's queue (false: nothing done).
+pub(super) fn drop_lent(q: &mut Queue, seq: u64, delivered: bool) -> std::io::Result<bool> {
+    let Some(r) = replica_of(q).filter(|r| r.lent_only) else {
+        return Ok(false);
+    };
+    if let Some(id) = r.id_of(seq) {
+        r.forget_id(id);
+    }
+    match delivered {
+        true => q.settle(seq)?,
+        false => {
+            q.ack(seq)?;
+        }
+    }
+    Ok(true)
 }
 
 /// The node holding group message `id`, if another node's consumers have it.
@@ -134,6 +162,54 @@ impl VHost {
         Some(ids)
     }
 
+    /// On the leader, for a node that holds no copy of the group: `replica_grant`, with
+    /// each message's stored bytes and how often it has been returned (the node delivers
+    /// from those). `None` when this node does not lead the queue.
+    pub fn replica_lend(
+        &mut self,
+        queue: QueueRef<'_>,
+        node: u64,
+        incarnation: u64,
+        want: u32,
+        now: u64,
+    ) -> Option<Vec<(u64, Bytes, u32)>> {
+        let ids = self.replica_grant(queue, node, incarnation, want, now)?;
+        let q = self.replica_queue(queue.0, queue.1)?;
+        let mut lent = Vec::with_capacity(ids.len());
+        for id in ids {
+            // Granted from this copy a moment ago, under the same lock: it is here.
+            let Some(seq) = replica_of(q).and_then(|r| r.seq_of(id)) else {
+                continue;
+            };
+            let Some(rec) = q.store.read(seq) else {
+                continue;
+            };
+            lent.push((id, rec.payload, q.returns_of(seq)));
+        }
+        Some(lent)
+    }
+
+    /// On a node that holds no copy: the leader lent it `messages` (group id, stored bytes,
+    /// returns so far), for its consumers (`for_consumers`) or for a basic.get waiting
+    /// here (`replica_get` then takes it by id).
+    pub fn replica_lent(
+        &mut self,
+        queue: QueueRef<'_>,
+        messages: &[(u64, &[u8], u32)],
+        for_consumers: bool,
+    ) {
+        let plain: Vec<(u64, &[u8])> = messages.iter().map(|m| (m.0, m.1)).collect();
+        self.replica_enqueued(queue, &plain);
+        let Some(q) = self.replica_queue(queue.0, queue.1) else {
+            return;
+        };
+        take_group_returns(q, messages);
+        if for_consumers {
+            let ids: Vec<u64> = messages.iter().map(|m| m.0).collect();
+            self.replica_granted(queue, &ids);
+        }
+    }
+
     /// On the leader: releases what nodes whose lease ran out held.
     pub fn replica_expire_remote(&mut self, queue: QueueRef<'_>, now: u64) {
         let Some(q) = self.replica_queue(queue.0, queue.1) else {
@@ -166,11 +242,21 @@ impl VHost {
     /// leader makes it ready again when the lease runs out.
     pub fn replica_demand(&mut self, queue: QueueRef<'_>) -> Option<Demand> {
         let q = self.queues.get_mut(queue.0).filter(|q| q.id == queue.1)?;
-        let no_consumers = q.consumers.is_empty();
-        let r = q.quorum.as_mut()?.replica.as_mut()?;
-        if no_consumers {
-            r.granted.clear();
-            r.awaited.clear();
+        if q.consumers.is_empty() {
+            let lent: Vec<u64> = {
+                let r = q.quorum.as_mut()?.replica.as_mut()?;
+                r.awaited.clear();
+                let granted = std::mem::take(&mut r.granted);
+                // On a member they are still in its copy; lent ones leave with them.
+                if r.lent_only {
+                    granted.into()
+                } else {
+                    Vec::new()
+                }
+            };
+            for seq in lent {
+                let _ = drop_lent(q, seq, false);
+            }
         }
         let r = q.quorum.as_ref()?.replica.as_ref()?;
         if r.leading {
@@ -256,6 +342,7 @@ impl VHost {
         };
         if !channel_open {
             r.returned_here(seq); // The channel closed meanwhile: the leader takes it back.
+            let _ = drop_lent(q, seq, false);
             return Ok(None);
         }
         let Some(rec) = q.take_granted(seq) else {

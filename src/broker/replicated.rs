@@ -128,11 +128,13 @@ impl VHost {
     /// Makes quorum queue `name` a replica of its group, declaring it (durable, with
     /// `args_raw`) if this node does not have it yet. Its store is emptied: the copy is
     /// rebuilt from the group. Returns the handle that wakes the bridge for it, and the
-    /// queue's id (which incarnation of the name it is).
+    /// queue's id (which incarnation of the name it is). `lent_only`: this node is not a
+    /// member of the group (replica.rs).
     pub fn replica_attach(
         &mut self,
         name: &str,
         args_raw: &[u8],
+        lent_only: bool,
     ) -> Result<(Arc<Notify>, u64), BrokerError> {
         if !self.queues.contains_key(name) {
             let spec = QueueSpec {
@@ -159,6 +161,7 @@ impl VHost {
         super::replica_checkout::release_all(q);
         let replica = replica_of(q).expect("made above");
         replica.clear();
+        replica.lent_only = lent_only;
         let wake = replica.wake.clone();
         q.purge_ready().map_err(BrokerError::storage)?;
         Ok((wake, q.id))
@@ -294,13 +297,8 @@ impl VHost {
         let _ = q.purge_ready();
         let plain: Vec<(u64, &[u8])> = messages.iter().map(|m| (m.0, m.1)).collect();
         self.replica_enqueued((name, id), &plain);
-        let Some(q) = self.replica_queue(name, id) else {
-            return;
-        };
-        for &(group_id, _, returns) in messages.iter().filter(|m| m.2 > 0) {
-            if let Some(seq) = replica_of(q).and_then(|r| r.seq_of(group_id)) {
-                q.set_returns(seq, returns);
-            }
+        if let Some(q) = self.replica_queue(name, id) {
+            take_group_returns(q, messages);
         }
     }
 
@@ -389,6 +387,16 @@ impl VHost {
 /// The content header of a stored message (empty if it cannot be read).
 fn message_header(stored: &[u8]) -> &[u8] {
     super::message::view(stored).map_or(&[], |m| m.header)
+}
+
+/// Takes the group's delivery counts of `messages` (group id, stored bytes, returns so
+/// far) into `q`'s store, where they are held.
+pub(super) fn take_group_returns(q: &mut super::queue::Queue, messages: &[(u64, &[u8], u32)]) {
+    for &(group_id, _, returns) in messages.iter().filter(|m| m.2 > 0) {
+        if let Some(seq) = replica_of(q).and_then(|r| r.seq_of(group_id)) {
+            q.set_returns(seq, returns);
+        }
+    }
 }
 
 /// A queue's replica, if it has one.

@@ -3,7 +3,8 @@
 //! what each side does with them). The request names the asking node and its process (a
 //! restarted node holds nothing), and how many messages its consumers have room for; the
 //! answer is the group ids of the messages handed to it, or that the asked node does not
-//! lead the queue.
+//! lead the queue. A node that is not a member of the group has no copy to deliver from:
+//! it asks with `lend`, and the answer carries the messages themselves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,19 @@ pub struct CheckoutRequest {
     pub incarnation: u64,
     /// How many messages its consumers have room for (0: it only keeps its lease).
     pub want: u32,
+    /// The asking node holds no copy of the group: send the messages, not only their ids.
+    #[serde(default)]
+    pub lend: bool,
+}
+
+/// A message lent to a node that holds no copy of its group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LentMessage {
+    pub id: u64,
+    /// The message as the group stores it.
+    pub message: Vec<u8>,
+    /// How often it has been returned (its `x-delivery-count`).
+    pub returns: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,7 +46,13 @@ pub enum CheckoutReply {
     /// the leader's copy had applied when it chose them: the asking node delivers them
     /// once its own copy has applied that far (then it holds them, and counts the
     /// returns the leader had counted).
-    Granted { ids: Vec<u64>, through: u64 },
+    /// With `lend` asked, `lent` holds the messages of `ids`.
+    Granted {
+        ids: Vec<u64>,
+        through: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lent: Vec<LentMessage>,
+    },
     /// The asked node does not lead the queue (any more).
     NotLeader,
 }

@@ -1,8 +1,10 @@
-//! The bridge's part in consumers on a member that does not lead a quorum queue
-//! (`broker/replica_checkout.rs`, `cluster/checkout.rs`): each member's task asks the
+//! The bridge's part in consumers on a node that does not lead a quorum queue
+//! (`broker/replica_checkout.rs`, `cluster/checkout.rs`): each node's task asks the
 //! leader for messages while this node's consumers have room, and at least every second
 //! while they hold deliveries (the lease); on the leader it releases what nodes that
-//! stopped asking held.
+//! stopped asking held. A member delivers what it is granted from its own copy; a node
+//! that is not a member asks the group's members in turn until the leader answers, and
+//! is lent the messages themselves.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::broker::replicated::LeaderGetWait;
 use crate::broker::VHostHandle;
-use crate::cluster::checkout::{CheckoutHandler, CheckoutReply, CheckoutRequest};
+use crate::cluster::checkout::{CheckoutHandler, CheckoutReply, CheckoutRequest, LentMessage};
 use crate::cluster::node::ClusterNode;
 
 use super::Replication;
@@ -28,7 +30,42 @@ pub(super) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// One replicated queue this node is a member of.
+/// Where a node's consumers of a replicated queue get their messages from.
+#[derive(Debug, Clone)]
+pub(super) enum Source {
+    /// A member: its own copy, fed by the group; the last log index fed to it
+    /// (`QueueFeed::fed`).
+    Copy(Arc<AtomicU64>),
+    /// Not a member: the leader lends the messages; it is one of these members.
+    Lent(Vec<u64>),
+}
+
+impl Source {
+    /// The node to ask: the leader this node's member of `group` knows (never `me`), or,
+    /// with no copy here, the `turn`th member (moved on when it does not lead).
+    fn leader(&self, node: &ClusterNode, group: u64, turn: usize) -> Option<u64> {
+        match self {
+            Source::Copy(_) => node
+                .queue_group_leader(group)
+                .filter(|l| *l != node.node_id()),
+            Source::Lent(members) if members.is_empty() => None,
+            Source::Lent(members) => Some(members[turn % members.len()]),
+        }
+    }
+
+    fn lend(&self) -> bool {
+        matches!(self, Source::Lent(_))
+    }
+}
+
+/// The lent messages as the broker takes them (group id, stored bytes, returns).
+fn as_lent(lent: &[LentMessage]) -> Vec<(u64, &[u8], u32)> {
+    lent.iter()
+        .map(|m| (m.id, m.message.as_slice(), m.returns))
+        .collect()
+}
+
+/// One replicated queue this node serves consumers of.
 pub(super) struct Member {
     pub vhost: VHostHandle,
     pub name: String,
@@ -37,8 +74,7 @@ pub(super) struct Member {
     pub node: Arc<ClusterNode>,
     /// This process's start time: a restarted node holds nothing of what it held.
     pub incarnation: u64,
-    /// The last log index fed to this node's copy (`QueueFeed::fed`).
-    pub fed: Arc<AtomicU64>,
+    pub source: Source,
 }
 
 /// Waits until `fed` reaches `through` (the copy here has applied what the leader's had
@@ -56,7 +92,6 @@ async fn fed_through(fed: &AtomicU64, through: u64, until: Instant) -> bool {
 impl Member {
     /// Runs until the queue is gone here.
     pub(super) async fn serve_consumers(self) {
-        let me = self.node.node_id();
         // Looks every `TICK` while this node's consumers want messages or hold some;
         // every `LEASE` on the leader (its lease checks) and on a member with nothing to
         // ask for, which is woken when that changes (a consumer with room, leadership
@@ -73,6 +108,8 @@ impl Member {
         // The leader had nothing ready at the last request: wait for the tick rather
         // than ask again at every wake (each message this copy applies wakes it).
         let mut dry = false;
+        // Which member a node with no copy asks (it keeps asking the one that answers).
+        let mut turn = 0;
         loop {
             tokio::select! {
                 _ = tick.tick(), if !idle => dry = false,
@@ -102,34 +139,42 @@ impl Member {
             if demand.want == 0 && !(demand.holding && lease_due) {
                 continue;
             }
-            let Some(leader) = self
-                .node
-                .queue_group_leader(self.group)
-                .filter(|l| *l != me)
-            else {
+            let Some(leader) = self.source.leader(&self.node, self.group, turn) else {
                 continue;
             };
             last_lease = Instant::now();
             let request = CheckoutRequest {
-                node: me,
+                node: self.node.node_id(),
                 incarnation: self.incarnation,
                 want: demand.want,
+                lend: self.source.lend(),
             };
             match self.node.checkout(self.group, leader, &request).await {
-                Ok(CheckoutReply::Granted { ids, through }) => {
+                Ok(CheckoutReply::Granted { ids, through, lent }) => {
                     dry = ids.is_empty();
-                    if !dry {
-                        // What is not here by then is delivered when it comes (`awaited`).
-                        fed_through(&self.fed, through, Instant::now() + LEASE).await;
-                        self.vhost.with(|m| m.replica_granted(queue, &ids));
+                    match &self.source {
+                        _ if dry => {}
+                        Source::Copy(fed) => {
+                            // What is not here by then is delivered when it comes
+                            // (`awaited`).
+                            fed_through(fed, through, Instant::now() + LEASE).await;
+                            self.vhost.with(|m| m.replica_granted(queue, &ids));
+                        }
+                        Source::Lent(_) => {
+                            let lent = as_lent(&lent);
+                            self.vhost.with(|m| m.replica_lent(queue, &lent, true));
+                        }
                     }
                     if !dry && ids.len() as u32 == demand.want {
                         // There may be more: ask again without waiting for the tick.
                         tick.reset_immediately();
                     }
                 }
-                Ok(CheckoutReply::NotLeader) => {}
-                Err(e) => tracing::debug!(queue = %self.name, "cluster: checkout: {e}"),
+                Ok(CheckoutReply::NotLeader) => turn += 1,
+                Err(e) => {
+                    turn += 1;
+                    tracing::debug!(queue = %self.name, "cluster: checkout: {e}");
+                }
             }
         }
     }
@@ -140,41 +185,57 @@ impl Member {
 const GET_WAIT: Duration = Duration::from_secs(2);
 
 impl Replication {
-    /// A basic.get on this member, which does not lead the queue: one checkout of one
+    /// A basic.get on this node, which does not lead the queue: one checkout of one
     /// message from the leader (held for this node like a consumer's, under the same
-    /// lease). Resolves to the message's group id; `None` if nothing was ready, no leader
-    /// answered in time, or this node leads the queue now.
+    /// lease; lent, on a node that is not a member). Resolves to the message's group id;
+    /// `None` if nothing was ready, no leader answered in time, or this node leads the
+    /// queue now.
     pub(super) fn ask_leader_for_one(&self, vhost: &str, name: &str) -> LeaderGetWait {
         let key = (vhost.to_string(), name.to_string());
         let open = self.open.lock().expect("open").get(&key).cloned();
         let node = self.node.clone();
-        let request = CheckoutRequest {
-            node: node.node_id(),
-            incarnation: self.incarnation,
-            want: 1,
-        };
+        let broker_vhost = self.broker.vhost(vhost);
+        let incarnation = self.incarnation;
         Box::pin(async move {
             let open = open?;
-            if !node.holds_queue_group(open.group) {
-                return None; // Not a member: no copy here to hand a message out from.
-            }
+            let source = open.source;
+            let request = CheckoutRequest {
+                node: node.node_id(),
+                incarnation,
+                want: 1,
+                lend: source.lend(),
+            };
             let until = Instant::now() + GET_WAIT;
+            let mut turn = 0;
             loop {
-                match node.queue_group_leader(open.group) {
-                    Some(leader) if leader == request.node => return None,
-                    Some(leader) => match node.checkout(open.group, leader, &request).await {
-                        Ok(CheckoutReply::Granted { ids, through }) => {
+                if !source.lend() && node.queue_group_leader(open.group) == Some(request.node) {
+                    return None; // This node leads it now: the broker's own get answers.
+                }
+                if let Some(leader) = source.leader(&node, open.group, turn) {
+                    match node.checkout(open.group, leader, &request).await {
+                        Ok(CheckoutReply::Granted { ids, through, lent }) => {
                             debug_assert!(ids.len() <= 1, "granted more than asked for");
                             let id = *ids.first()?;
-                            // This copy applies what the leader had applied when it hears
-                            // of the commit (within a heartbeat).
-                            fed_through(&open.fed, through, until).await;
+                            match &source {
+                                // This copy applies what the leader had applied when it
+                                // hears of the commit (within a heartbeat).
+                                Source::Copy(fed) => _ = fed_through(fed, through, until).await,
+                                Source::Lent(_) => {
+                                    let lent = as_lent(&lent);
+                                    let queue = (key.1.as_str(), open.queue_id);
+                                    broker_vhost
+                                        .as_ref()?
+                                        .with(|m| m.replica_lent(queue, &lent, false));
+                                }
+                            }
                             return Some(id);
                         }
-                        Ok(CheckoutReply::NotLeader) => {}
-                        Err(e) => tracing::debug!(queue = %key.1, "cluster: get: {e}"),
-                    },
-                    None => {}
+                        Ok(CheckoutReply::NotLeader) => turn += 1,
+                        Err(e) => {
+                            turn += 1;
+                            tracing::debug!(queue = %key.1, "cluster: get: {e}");
+                        }
+                    }
                 }
                 if Instant::now() >= until {
                     return None;
@@ -200,22 +261,34 @@ impl CheckoutHandler for Replication {
         let Some(vh) = self.broker.vhost(&vhost) else {
             return CheckoutReply::NotLeader;
         };
-        let granted = vh.with(|m| {
-            m.replica_grant(
-                (&name, queue_id),
-                request.node,
-                request.incarnation,
-                request.want,
-                now_ms(),
-            )
-        });
-        match granted {
-            // Read after the grant: what the copy had applied when it chose is at most this.
-            Some(ids) => CheckoutReply::Granted {
-                ids,
-                through: fed.load(Ordering::Acquire),
-            },
-            None => CheckoutReply::NotLeader,
+        let (queue, now) = ((name.as_str(), queue_id), now_ms());
+        let (node, incarnation, want) = (request.node, request.incarnation, request.want);
+        let (ids, lent) = if request.lend {
+            let Some(lent) = vh.with(|m| m.replica_lend(queue, node, incarnation, want, now))
+            else {
+                return CheckoutReply::NotLeader;
+            };
+            let ids = lent.iter().map(|m| m.0).collect();
+            let lent = lent
+                .into_iter()
+                .map(|(id, message, returns)| LentMessage {
+                    id,
+                    message: message.to_vec(),
+                    returns,
+                })
+                .collect();
+            (ids, lent)
+        } else {
+            match vh.with(|m| m.replica_grant(queue, node, incarnation, want, now)) {
+                Some(ids) => (ids, Vec::new()),
+                None => return CheckoutReply::NotLeader,
+            }
+        };
+        // Read after the grant: what the copy had applied when it chose is at most this.
+        CheckoutReply::Granted {
+            ids,
+            through: fed.load(Ordering::Acquire),
+            lent,
         }
     }
 }

@@ -107,6 +107,14 @@ impl Queue {
             .is_some_and(|qs| qs.returns.get(&id).is_some_and(|n| *n > 0))
     }
 
+    /// How often message `id` of a quorum queue has been returned.
+    pub fn returns_of(&self, id: u64) -> u32 {
+        self.quorum
+            .as_ref()
+            .and_then(|qs| qs.returns.get(&id).copied())
+            .unwrap_or(0)
+    }
+
     /// Counts a return of message `id`; says whether it may go back to the queue.
     pub fn count_return(&mut self, id: u64) -> Returned {
         let Some(qs) = self.quorum.as_mut() else {

@@ -17,7 +17,9 @@
 //!
 //! Consumers on a member that does not lead are served through the leader
 //! (`broker/replica_checkout.rs`): the leader hands that node ids of ready messages
-//! (`remote`), and the node delivers them from its own copy (`granted`).
+//! (`remote`), and the node delivers them from its own copy (`granted`). A node that is
+//! not a member of the group has no copy (`lent_only`): the leader lends it the messages
+//! themselves, and its store holds only those until they are settled or given back.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -30,6 +32,9 @@ use tokio::sync::Notify;
 pub struct Replica {
     /// This node leads the queue's group (and so delivers its messages).
     pub leading: bool,
+    /// This node is not a member of the group: no copy is fed here, and the store holds
+    /// only what the leader lent this node's consumers (`VHost::replica_lent`).
+    pub lent_only: bool,
     /// Published here, not yet handed to the group: the stored message and the ticket its
     /// confirm waits for.
     pub outgoing: Vec<(Bytes, u64)>,
@@ -112,7 +117,10 @@ impl Replica {
     pub fn returned_here(&mut self, seq: u64) {
         if let Some(&id) = self.id_of.get(&seq) {
             self.returned.push(id);
-            *self.counted_here.entry(id).or_insert(0) += 1;
+            // A node with no copy never hears the group's commit of it back.
+            if !self.lent_only {
+                *self.counted_here.entry(id).or_insert(0) += 1;
+            }
             self.wake.notify_one();
         }
     }
