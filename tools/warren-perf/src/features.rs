@@ -43,6 +43,9 @@ pub fn queue_args(a: &Args) -> Vec<(&'static str, Arg)> {
     if a.queue_type != "classic" {
         args.push(("x-queue-type", Arg::Str(a.queue_type.clone())));
     }
+    if let Some(n) = a.group_size {
+        args.push(("x-quorum-initial-group-size", Arg::Int(n as i32)));
+    }
     args
 }
 

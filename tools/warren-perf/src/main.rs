@@ -139,6 +139,10 @@ struct Args {
     /// x-queue-type for the queues this run declares (`quorum` declares them durable).
     #[arg(long, default_value = "classic")]
     queue_type: String,
+    /// x-quorum-initial-group-size for the quorum queues this run declares (a cluster
+    /// puts each on that many nodes).
+    #[arg(long)]
+    group_size: Option<u32>,
     /// dead-letter: dead-letter by consumer nacks (requeue=false), not by x-message-ttl 0.
     #[arg(long)]
     reject: bool,
