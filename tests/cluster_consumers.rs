@@ -16,7 +16,7 @@ use cluster_support::quorum::*;
 use cluster_support::Cluster;
 use futures_lite::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::Connection;
 
 /// What the consumers received: (node, body) in arrival order.
@@ -349,18 +349,8 @@ fn basic_get_on_nodes_that_do_not_lead_gets_each_message_once() {
 #[test]
 fn basic_get_and_consumers_on_a_node_that_does_not_hold_the_queue() {
     let c = Cluster::new(3, 0);
-    c.agreed_leader(&[1, 2, 3], None, ELECTION);
     let rt = runtime();
-    let two = quorum_with(&[("x-quorum-initial-group-size", AMQPValue::LongInt(2))]);
-    rt.block_on(declare(c.node(1).amqp, "orders", two));
-    let members: Vec<u64> = wait_for("the group on two nodes", &c, ELECTION, || {
-        let holding: Vec<u64> = (1..=3)
-            .filter(|id| queue_group(&c, *id).is_some())
-            .collect();
-        (holding.len() == 2).then_some(holding)
-    });
-    let outsider = (1..=3).find(|id| !members.contains(id)).unwrap();
-    let leader = queue_leader(&c, &members, None);
+    let (members, outsider, leader) = orders_on_two_of_three(&c, &rt);
     let body = |d: &lapin::message::Delivery| String::from_utf8(d.data.clone()).unwrap();
 
     rt.block_on(async {
@@ -372,18 +362,10 @@ fn basic_get_and_consumers_on_a_node_that_does_not_hold_the_queue() {
         assert_eq!(body(&first.delivery), bodies(0..1)[0]);
         assert!(!first.delivery.redelivered);
         nack_requeue(&ch, first.delivery.delivery_tag).await;
-        let mut again = None;
-        for _ in 0..100 {
-            // The nack reaches the leader through the group first.
-            match get(&ch).await {
-                Some(m) => {
-                    again = Some(m);
-                    break;
-                }
-                None => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-        let again = again.expect("given back on the outsider: got again there");
+        // The nack reaches the leader through the group first.
+        let again = get_within(&ch, Duration::from_secs(10))
+            .await
+            .expect("given back on the outsider: got again there");
         assert_eq!(body(&again.delivery), bodies(0..1)[0]);
         assert!(again.delivery.redelivered, "given back: redelivered");
         assert_eq!(delivery_count(&again.delivery.properties), Some(1));

@@ -460,18 +460,8 @@ fn length_limits_hold_on_a_replicated_quorum_queue() {
 #[test]
 fn a_queue_held_by_two_of_three_nodes_takes_publishes_on_the_third() {
     let c = Cluster::new(3, 0);
-    c.agreed_leader(&[1, 2, 3], None, ELECTION);
     let rt = runtime();
-    let two = quorum_with(&[("x-quorum-initial-group-size", AMQPValue::LongInt(2))]);
-    rt.block_on(declare(c.node(1).amqp, "orders", two));
-    let members: Vec<u64> = wait_for("the group on two nodes", &c, ELECTION, || {
-        let holding: Vec<u64> = (1..=3)
-            .filter(|id| queue_group(&c, *id).is_some())
-            .collect();
-        (holding.len() == 2).then_some(holding)
-    });
-    let outsider = (1..=3).find(|id| !members.contains(id)).unwrap();
-    let leader = queue_leader(&c, &members, None);
+    let (members, outsider, leader) = orders_on_two_of_three(&c, &rt);
     for id in &members {
         let g = queue_group(&c, *id).unwrap();
         let mut voters: Vec<u64> = g["voters"]

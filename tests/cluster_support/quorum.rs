@@ -200,6 +200,20 @@ pub async fn get(ch: &Channel) -> Option<lapin::message::BasicGetMessage> {
         .unwrap()
 }
 
+/// basic.get of `orders` every 100 ms until a message comes, for at most `within`.
+pub async fn get_within(ch: &Channel, within: Duration) -> Option<lapin::message::BasicGetMessage> {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(m) = get(ch).await {
+            return Some(m);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn nack_requeue(ch: &Channel, tag: u64) {
     let requeue = BasicNackOptions {
         multiple: false,
@@ -335,4 +349,20 @@ pub fn declare_queues(c: &Cluster, n: usize) {
             declare(c.node(1).amqp, &format!("q{i}"), quorum()).await;
         }
     });
+}
+
+/// Quorum queue `orders` declared through node 1 of three with
+/// `x-quorum-initial-group-size` 2, once two nodes hold its group and agree on its
+/// leader: the two members, the node that does not hold it, and the leader.
+pub fn orders_on_two_of_three(c: &Cluster, rt: &tokio::runtime::Runtime) -> (Vec<u64>, u64, u64) {
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let two = quorum_with(&[("x-quorum-initial-group-size", AMQPValue::LongInt(2))]);
+    rt.block_on(declare(c.node(1).amqp, "orders", two));
+    let members: Vec<u64> = wait_for("the group on two nodes", c, ELECTION, || {
+        let holding: Vec<u64> = (1..=3).filter(|id| queue_group(c, *id).is_some()).collect();
+        (holding.len() == 2).then_some(holding)
+    });
+    let outsider = (1..=3).find(|id| !members.contains(id)).unwrap();
+    let leader = queue_leader(c, &members, None);
+    (members, outsider, leader)
 }
