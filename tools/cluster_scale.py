@@ -22,14 +22,15 @@ until nodes 1 and 2 lead every queue, then started again and given 3 s; then
 `warren cluster rebalance --json` on node 1 is timed. Reports the leaders per node before
 and after, how many moved and failed, and the seconds the command took.
 
-`outsider`: one quorum queue on one of Warren's three nodes (`x-quorum-initial-group-size`
-1); warren-perf (a producer with confirms and an acking consumer) on each node in turn,
---rounds times: on the node that holds the queue its consumer is the leader's; on the
-other two the leader lends the messages (a node that holds no copy). Reports msg/s and
-latency per client node.
+`outsider`: one quorum queue on one of three nodes (`x-quorum-initial-group-size` 1), on
+Warren and then on RabbitMQ; warren-perf (a producer with confirms and an acking
+consumer) on each node in turn, --rounds times: on the node that holds the queue its
+consumer is the leader's; on the other two, Warren's leader lends the messages (a node
+that holds no copy) and RabbitMQ's node proxies to the leader. Reports msg/s and latency
+per client node.
 
 Usage: tools/cluster_scale.py scale [--queues 1,10,100,1000] [--seconds 15] [--only warren|rabbitmq]
-       tools/cluster_scale.py outsider [--seconds 10] [--rounds 2] [--size 16]
+       tools/cluster_scale.py outsider [--seconds 10] [--rounds 2] [--size 16] [--only warren|rabbitmq]
        tools/cluster_scale.py catchup [--messages 200000] [--size 1024]
        tools/cluster_scale.py rebalance [--queues 300]
 Needs: cargo build --release (warren, warren-perf); python3-pika; rabbitmq-server for the
@@ -304,41 +305,55 @@ def rebalance(a):
         cluster.stop()
 
 
+def queue_holder(kind, cluster):
+    """The node that holds quorum queue lent-0 (group size 1)."""
+    if kind is cc.RabbitCluster:
+        for line in cluster.ctl(1, "list_queues", "name", "leader", "--quiet", "--no-table-headers").splitlines():
+            name, _, leader = line.partition("\t")
+            if name == "lent-0":
+                return int(leader.split("@")[0].removeprefix("rabbit"))
+        sys.exit("RabbitMQ does not list lent-0")
+    until = time.time() + 60
+    while (g := group_of(cluster, 1)) is None or g["leader"] is None:
+        if time.time() > until:
+            sys.exit("the queue's group elected no leader")
+        time.sleep(0.2)
+    return g["leader"]
+
+
 def outsider(a):
-    cluster = cc.WarrenCluster()
-    try:
+    kinds = [k for k in (cc.WarrenCluster, cc.RabbitCluster) if not a.only or k.name.lower() == a.only]
+    for kind in kinds:
+        cluster = kind()
+        base = 5790 if kind is cc.WarrenCluster else 5780
         url = "amqp://guest:guest@127.0.0.1:{}/%2f"
-        conn = pika.BlockingConnection(pika.URLParameters(url.format(5791)))
-        conn.channel().queue_declare("lent-0", durable=True, arguments={
-            "x-queue-type": "quorum", "x-quorum-initial-group-size": 1})
-        conn.close()
-        until = time.time() + 60
-        while (g := group_of(cluster, 1)) is None or g["leader"] is None:
-            if time.time() > until:
-                sys.exit("the queue's group elected no leader")
-            time.sleep(0.2)
-        holder = g["leader"]
-        order = [holder] + [i for i in (1, 2, 3) if i != holder]
-        for _ in range(a.rounds):
-            for node in order:
-                # Purged where the messages are: a purge on a node that holds no copy
-                # purges only what was lent to it.
-                conn = pika.BlockingConnection(pika.URLParameters(url.format(5790 + holder)))
-                conn.channel().queue_purge("lent-0")
-                conn.close()
-                cmd = [cc.PERF, "throughput", "--confirm", "--queue-type", "quorum", "--group-size", "1",
-                       "--queue-prefix", "lent-", "--keep-queues", "--size", str(a.size),
-                       "--seconds", str(a.seconds), "--json", "--url", url.format(5790 + node)]
-                out = subprocess.run(cmd, capture_output=True, text=True, timeout=a.seconds + 300).stdout
-                lines = [l for l in out.splitlines() if l.startswith("{")]
-                r = json.loads(lines[-1]) if lines else {}
-                print(json.dumps({"client_node": node, "holds_queue": node == holder,
-                                  "confirmed_per_s": r.get("confirmed_per_s"),
-                                  "consumed_per_s": r.get("consumed_per_s"),
-                                  "p50_us": r.get("latency_p50_us"), "p99_us": r.get("latency_p99_us")}),
-                      flush=True)
-    finally:
-        cluster.stop()
+        try:
+            conn = pika.BlockingConnection(pika.URLParameters(url.format(base + 1)))
+            conn.channel().queue_declare("lent-0", durable=True, arguments={
+                "x-queue-type": "quorum", "x-quorum-initial-group-size": 1})
+            conn.close()
+            holder = queue_holder(kind, cluster)
+            order = [holder] + [i for i in (1, 2, 3) if i != holder]
+            for _ in range(a.rounds):
+                for node in order:
+                    # Purged where the messages are: on Warren a purge on a node that holds
+                    # no copy purges only what was lent to it.
+                    conn = pika.BlockingConnection(pika.URLParameters(url.format(base + holder)))
+                    conn.channel().queue_purge("lent-0")
+                    conn.close()
+                    cmd = [cc.PERF, "throughput", "--confirm", "--queue-type", "quorum", "--group-size", "1",
+                           "--queue-prefix", "lent-", "--keep-queues", "--size", str(a.size),
+                           "--seconds", str(a.seconds), "--json", "--url", url.format(base + node)]
+                    out = subprocess.run(cmd, capture_output=True, text=True, timeout=a.seconds + 300).stdout
+                    lines = [l for l in out.splitlines() if l.startswith("{")]
+                    r = json.loads(lines[-1]) if lines else {}
+                    print(json.dumps({"broker": kind.name, "client_node": node, "holds_queue": node == holder,
+                                      "confirmed_per_s": r.get("confirmed_per_s"),
+                                      "consumed_per_s": r.get("consumed_per_s"),
+                                      "p50_us": r.get("latency_p50_us"), "p99_us": r.get("latency_p99_us")}),
+                          flush=True)
+        finally:
+            cluster.stop()
 
 
 def main():
@@ -359,6 +374,7 @@ def main():
     o.add_argument("--seconds", type=int, default=10)
     o.add_argument("--rounds", type=int, default=2)
     o.add_argument("--size", type=int, default=16)
+    o.add_argument("--only", choices=("warren", "rabbitmq"))
     a = ap.parse_args()
     {"scale": scale, "catchup": catchup, "rebalance": rebalance, "outsider": outsider}[a.cmd](a)
 
