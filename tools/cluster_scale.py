@@ -113,7 +113,7 @@ def warren_groups_led(cluster):
 
 def scale_row(kind, n, a):
     cluster = kind()
-    base_ports = 5790 if kind is cc.WarrenCluster else 5780
+    base_ports = amqp_base(kind)
     try:
         before = [sum(rss_kib(p) for p in tree_pids(q.pid)) for q in cluster.procs]
         counts = share(n)
@@ -305,6 +305,11 @@ def rebalance(a):
         cluster.stop()
 
 
+def amqp_base(kind):
+    """Node N of this kind of cluster takes AMQP clients on port base + N."""
+    return 5790 if kind is cc.WarrenCluster else 5780
+
+
 def queue_holder(kind, cluster):
     """The node that holds quorum queue lent-0 (group size 1)."""
     if kind is cc.RabbitCluster:
@@ -325,7 +330,7 @@ def outsider(a):
     kinds = [k for k in (cc.WarrenCluster, cc.RabbitCluster) if not a.only or k.name.lower() == a.only]
     for kind in kinds:
         cluster = kind()
-        base = 5790 if kind is cc.WarrenCluster else 5780
+        base = amqp_base(kind)
         url = "amqp://guest:guest@127.0.0.1:{}/%2f"
         try:
             conn = pika.BlockingConnection(pika.URLParameters(url.format(base + 1)))
