@@ -6,7 +6,7 @@ captured stream into frames (after the 8-byte hello) and write one seed per fram
 the target's mode byte in front (0: request frame, 1: response frame), plus a few whole
 streams (mode 2):
 
-    WARREN_CLUSTER_CAPTURE=/tmp/capture cargo test --release --test cluster_nodes
+    WARREN_CLUSTER_CAPTURE=/tmp/capture cargo test --release --test cluster cluster_nodes::
     python3 fuzz/raft_rpc_corpus.py /tmp/capture fuzz/corpus/raft_rpc
 """
 import hashlib

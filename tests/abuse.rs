@@ -1,7 +1,7 @@
 //! Abusive peers: each case checks the broker's answer and that it still serves a
 //! well-behaved client afterwards.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@
 //!
 //! Needs `python3` with `pika` (`.ci/run` installs it).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

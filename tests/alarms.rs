@@ -2,7 +2,7 @@
 //! connections get connection.blocked and are not read; consumers keep flowing; when the
 //! alarm clears they get connection.unblocked and their publishes go through.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

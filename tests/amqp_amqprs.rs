@@ -1,7 +1,7 @@
 //! The broker driven by amqprs, a second independent client crate: declare, bind,
 //! publish, consume with manual acks, basic.get.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The broker driven by lapin, a real AMQP client written by others: routing, queues,
 //! consumers, acks, prefetch, confirms and the channel errors RabbitMQ gives.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Protocol violations over a raw socket: each gets the reply RabbitMQ gives, and the
 //! broker keeps serving well-behaved clients afterwards.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

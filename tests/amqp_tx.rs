@@ -2,7 +2,7 @@
 //! and settlements held until commit, dropped (publishes) or undone (settlements) by
 //! rollback; commit-ok only once the batch is durable; RabbitMQ's 406s and 504.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

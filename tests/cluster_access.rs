@@ -6,7 +6,7 @@
 //! connection on node 3. A node cut off from the others changes nothing; a node that was
 //! away (cut off, or down) catches up, deleted vhosts included.
 
-mod cluster_support;
+use crate::cluster_support;
 
 use std::time::Duration;
 

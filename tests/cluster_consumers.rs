@@ -6,7 +6,7 @@
 //! A node that holds no copy of the queue (`x-quorum-initial-group-size` below the
 //! cluster's size) serves its consumers too: the leader lends it the messages.
 
-mod cluster_support;
+use crate::cluster_support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

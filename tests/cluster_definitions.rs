@@ -5,7 +5,7 @@
 //! classic queue stays on that queue's node. Declarations and deletions made on both sides
 //! of a partition, and while a node is down, end with every node agreeing.
 
-mod cluster_support;
+use crate::cluster_support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

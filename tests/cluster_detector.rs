@@ -2,7 +2,7 @@
 //! beacon per node pair instead of a heartbeat per group. Three real nodes behind the
 //! test's proxies, which count the bytes each link carries.
 
-mod cluster_support;
+use crate::cluster_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -13,7 +13,7 @@
 //! 40) and `WARREN_JEPSEN_HISTORY` (where the history is kept; by default in the test's
 //! temporary directory, gone after a pass).
 
-mod cluster_support;
+use crate::cluster_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

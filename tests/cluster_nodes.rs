@@ -3,7 +3,7 @@
 //! status|join|leave`. Elections, kill -9 and SIGSTOP of the leader, a partition that
 //! isolates the leader, a node joining during it and leaving after.
 
-mod cluster_support;
+use crate::cluster_support;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! delivered by the new leader, a returned one with the delivery count the old leader
 //! gave it; the killed node comes back and catches up.
 
-mod cluster_support;
+use crate::cluster_support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! to the nodes that lead fewest, while publishers with confirms keep going, and no
 //! confirmed message is lost. Three real nodes behind the test's proxies.
 
-mod cluster_support;
+use crate::cluster_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};

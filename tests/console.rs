@@ -15,7 +15,7 @@
 //! browser-dialog challenge for the console's script; a third, that compaction shows in a
 //! queue's storage answer.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! Needs permission to mount a tmpfs (root, as in CI); without it the test says so and
 //! passes vacuously.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

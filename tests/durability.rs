@@ -2,7 +2,7 @@
 //! persistent messages confirmed before SIGKILL are all delivered after restart, durable
 //! definitions come back, transient queues and messages do not.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Stdio};
 use std::time::Duration;

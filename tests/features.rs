@@ -5,7 +5,7 @@
 //! 3.10.8 (the comment at each test says what RabbitMQ does); here the same files run
 //! against Warren. Needs `python3` with `pika` (`.ci/run` installs it).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -5,7 +5,7 @@
 //! state, TTL expiry into a dead-letter queue and x-expires after the restart. Needs
 //! `python3` with `pika` (`.ci/run` installs it).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

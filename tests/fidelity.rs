@@ -5,7 +5,7 @@
 //!
 //! `FIDELITY_ONLY=substring` replays a subset; `FIDELITY_SHOW=1` prints every comparison.
 
-mod common;
+use crate::common;
 #[path = "fidelity/engine.rs"]
 mod engine;
 #[path = "fidelity/normalise.rs"]

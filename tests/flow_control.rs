@@ -7,7 +7,7 @@
 //! - a slow consumer (a work queue) never holds its publisher: the backlog goes to disk, as
 //!   in RabbitMQ.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

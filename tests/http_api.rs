@@ -7,7 +7,7 @@
 //! export: `admin`/`admin-pw` is an administrator, `alice`/`alice-pw` has no tags). The
 //! HTTP client is a few lines over a TCP socket (one request per connection).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

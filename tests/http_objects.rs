@@ -10,7 +10,7 @@
 //!    `not_given.json`, what Warren does not give yet in `warren_gaps.json`, each with why.
 //! 2. Debian's `rabbitmqadmin` declares, publishes, gets, purges, lists and deletes.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

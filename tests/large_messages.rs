@@ -4,7 +4,7 @@
 //! of the negotiated frame_max, interleaved with small deliveries and other frames, for
 //! consumers with and without acks and for basic.get.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The model without sockets: prefetch, requeue order, settling, stale delivery tags and
 //! consumer tags, as RabbitMQ's channel does them.
 
-mod model_support;
+use crate::model_support;
 
 use model_support::*;
 #[test]

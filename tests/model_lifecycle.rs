@@ -1,7 +1,7 @@
 //! The model without sockets: exclusive and auto-delete lifecycles, redeclaration rules
 //! and durability across a reopen, as RabbitMQ's queues and exchanges behave.
 
-mod model_support;
+use crate::model_support;
 
 use model_support::*;
 #[test]

@@ -1,6 +1,6 @@
 //! The model without sockets: routing through every exchange type, as RabbitMQ routes.
 
-mod model_support;
+use crate::model_support;
 
 use model_support::*;
 #[test]

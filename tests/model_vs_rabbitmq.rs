@@ -5,7 +5,7 @@
 //! of both must be the model's. A model that disagreed with RabbitMQ would make the fuzz
 //! target demand the wrong behaviour of Warren.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command};

@@ -3,7 +3,7 @@
 //! prefetch 1 and manual acks. Needs `python3` with `pika` (`pip install pika`; `.ci/run`
 //! installs it).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 

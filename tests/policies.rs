@@ -5,7 +5,7 @@
 //! policy's limits win when smaller; an exchange's alternate-exchange argument wins over
 //! a policy's).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! `tools/prometheus_reference.py` into `tests/prometheus/`): each must exist there with
 //! the same type and help text.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;

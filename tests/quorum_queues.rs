@@ -7,7 +7,7 @@
 //! counts, flags, the header's value) are compared with RabbitMQ's recording in
 //! `tests/fidelity` (`quorum/*`).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::process::Stdio;

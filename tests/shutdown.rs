@@ -3,7 +3,7 @@
 //! writes, logs what it did, and exits 0; the next start recovers everything, with nothing
 //! reported as corrupt.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

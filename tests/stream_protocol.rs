@@ -4,7 +4,7 @@
 //! same stream read and written over AMQP 0-9-1 (lapin) too. Stored offsets and publisher
 //! sequences survive a kill -9 (the broker a child process).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! protocol answers (declare, consume, offsets, errors) are in
 //! `tests/python/features/test_stream.py`, recorded against RabbitMQ 3.10.8.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -7,7 +7,7 @@
 //! io_uring, which libfiu's libc interposition cannot see; here one file is dirty at a
 //! time, so the fdatasync call is the libc one.)
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 

@@ -3,7 +3,7 @@
 //! and consumes over TLS 1.2 and 1.3, logs in with EXTERNAL, and is refused where
 //! RabbitMQ refuses. Needs `python3` with `pika` and `openssl` (both on the CI machine).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

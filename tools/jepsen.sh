@@ -13,5 +13,5 @@ seed=${2:-$(date +%s%N)}
 out=${3:-jepsen-$seed.jsonl}
 case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
 WARREN_JEPSEN_FAULTS=$faults WARREN_JEPSEN_SEED=$seed WARREN_JEPSEN_HISTORY=$out \
-    cargo test --release --test cluster_jepsen -- --nocapture
+    cargo test --release --test cluster cluster_jepsen:: -- --nocapture
 python3 tools/jepsen_check.py "$out"

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
-use crate::normalise;
+use super::normalise;
 
 /// How long an await waits for the frames RabbitMQ sent before giving up.
 const AWAIT_LIMIT: Duration = Duration::from_secs(3);

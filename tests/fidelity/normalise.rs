@@ -3,7 +3,7 @@
 //! generated names. Golden files keep raw bytes, so these rules can change without
 //! re-recording.
 
-use crate::engine::unhex;
+use super::engine::unhex;
 
 pub fn is_heartbeat(frame: &str) -> bool {
     frame.starts_with("08")
