@@ -16,7 +16,7 @@
 //! the order of one channel's publishes to a queue, and the checker holds Warren to that
 //! per connection (a new connection makes no promise about the old one's stragglers).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -57,6 +57,10 @@ pub struct History {
     pub delivered: Arc<AtomicU64>,
     /// When the last delivery was written (milliseconds since start).
     pub last_delivery: Arc<AtomicU64>,
+    /// Per queue, when the latest confirmed publish was invoked (milliseconds since
+    /// start): the nemesis waits for one invoked after a fault's heal before the next
+    /// fault, so no fault's unavailability runs on into the next one's.
+    confirmed_invoked: Arc<Mutex<HashMap<&'static str, u64>>>,
 }
 
 impl History {
@@ -67,7 +71,15 @@ impl History {
             confirmed: Arc::default(),
             delivered: Arc::default(),
             last_delivery: Arc::default(),
+            confirmed_invoked: Arc::default(),
         }
+    }
+
+    /// Whether a publish to `queue` invoked at or after `since` (milliseconds since
+    /// start) has been confirmed.
+    pub fn confirmed_since(&self, queue: &str, since: u64) -> bool {
+        let latest = self.confirmed_invoked.lock().unwrap();
+        latest.get(queue).is_some_and(|t| *t >= since)
     }
 
     /// Milliseconds since the workload started.
@@ -129,6 +141,9 @@ impl Pending {
         }));
         if outcome == "ok" {
             client.history.confirmed.fetch_add(1, Ordering::Relaxed);
+            let mut latest = client.history.confirmed_invoked.lock().unwrap();
+            let t = latest.entry(self.queue).or_default();
+            *t = (*t).max(self.invoked);
         }
     }
 }
