@@ -1,6 +1,6 @@
 //! The single-node integration tests, one binary (one module per file of `tests/`).
 //! One binary instead of one per file: each test binary monomorphises lapin, tokio and
-//! the broker's generics again, and building forty of them in release mode was most of
+//! the broker's generics again, and building 44 of them in release mode was most of
 //! CI's time. Run one file's tests with `cargo test --release --test broker FILE::`.
 
 mod common;
