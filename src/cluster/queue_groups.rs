@@ -13,7 +13,7 @@ use openraft::{BasicNode, Raft};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{Duration, Instant};
 
-use super::detector::queue_raft_config;
+use super::detector::{lead_new_group, queue_raft_config};
 use super::group::{forward_write, Group, GroupRpc, WriteError};
 use super::log_store::LogStore;
 use super::machine::Tapped;
@@ -145,8 +145,11 @@ impl ClusterNode {
                             .collect::<BTreeMap<_, _>>()
                     })
                     .await;
-                if let Err(e) = g.raft.initialize(addresses).await {
-                    tracing::debug!("queue group {group} already initialised: {e}");
+                match g.raft.initialize(addresses).await {
+                    Ok(()) => {
+                        tokio::spawn(lead_new_group(g.raft.clone()));
+                    }
+                    Err(e) => tracing::debug!("queue group {group} already initialised: {e}"),
                 }
             }
         }
