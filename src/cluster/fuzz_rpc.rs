@@ -9,7 +9,7 @@
 //!   are), each frame a request.
 //!
 //! Nothing may panic or allocate by a length it has not checked; whatever decodes must
-//! encode again and decode to the same encoding (serde's round trip through JSON).
+//! encode again and decode to the same encoding (serde's round trip through `codec.rs`).
 
 use openraft::error::{ClientWriteError, InstallSnapshotError, RaftError};
 use openraft::raft::{
@@ -20,6 +20,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::codec;
 use super::meta_machine::{MetaCommand, MetaRaft};
 use super::node::{JoinRequest, LeaveRequest, NodeStatus};
 use super::types::{QueueCommand, QueueRaft};
@@ -27,15 +28,16 @@ use super::wire::{self, RpcKind};
 
 type Answer<T, E = openraft::error::Infallible> = Result<T, RaftError<u64, E>>;
 
-/// Decodes `body` as `T`; if it decodes, its encoding must survive a second round trip.
+/// Decodes `body` as `T` (`codec.rs`: MessagePack after its marker, or JSON); if it
+/// decodes, its encoding must survive a second round trip.
 fn round_trip<T: Serialize + DeserializeOwned>(body: &[u8]) {
-    let Ok(value) = serde_json::from_slice::<T>(body) else {
+    let Ok(value) = codec::decode::<T>(body) else {
         return;
     };
-    let once = serde_json::to_vec(&value).expect("a decoded value encodes");
-    let again: T = serde_json::from_slice(&once).expect("an encoding decodes");
-    let twice = serde_json::to_vec(&again).expect("a decoded value encodes");
-    assert_eq!(once, twice, "the JSON round trip is not stable");
+    let once = codec::encode(&value).expect("a decoded value encodes");
+    let again: T = codec::decode(&once).expect("an encoding decodes");
+    let twice = codec::encode(&again).expect("a decoded value encodes");
+    assert_eq!(once, twice, "the round trip is not stable");
 }
 
 fn request_body(kind: RpcKind, body: &[u8]) {

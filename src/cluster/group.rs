@@ -9,6 +9,7 @@ use openraft::raft::{ClientWriteResponse, InstallSnapshotRequest, VoteRequest};
 use openraft::{Raft, ServerState};
 use serde::{Deserialize, Serialize};
 
+use super::codec;
 use super::network::Peers;
 use super::transport::Reply;
 use super::types::GroupTypes;
@@ -52,11 +53,11 @@ pub struct Group<C: GroupTypes> {
 
 /// A request body as `T`, or why not (the text a failed response carries).
 pub(super) fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))
+    codec::decode(body).map_err(|e| format!("bad request body: {e}"))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(value).map_err(|e| e.to_string())
+    codec::encode(value).map_err(|e| e.to_string())
 }
 
 /// Why a write did not commit.

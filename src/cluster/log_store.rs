@@ -34,6 +34,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use warren_storage::{BatchRecord, Cursor, GroupCommit, Log, LogConfig, Ticket};
 
+use super::codec;
 use super::types::GroupTypes;
 
 type NodeId = u64;
@@ -72,10 +73,6 @@ struct Inner {
     purged: Option<(LogId<NodeId>, u64)>,
 }
 
-fn io_error(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
-}
-
 fn read_logs(e: io::Error) -> Error {
     StorageIOError::read_logs(AnyError::new(&e)).into()
 }
@@ -96,7 +93,7 @@ fn write_vote(e: io::Error) -> Error {
 const GROUP_FIRST_SEGMENT: usize = 4 * 1024;
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> io::Result<T> {
-    serde_json::from_slice(payload).map_err(io_error)
+    codec::decode(payload)
 }
 
 impl<C: GroupTypes> LogStore<C> {
@@ -212,7 +209,7 @@ impl Inner {
         value: &T,
         old: Option<u64>,
     ) -> io::Result<(u64, Ticket)> {
-        let payload = serde_json::to_vec(value).map_err(io_error)?;
+        let payload = codec::encode(value)?;
         let (seq, ticket) = self.append(kind, &[payload])?;
         if let Some(old) = old {
             self.meta.ack(old)?;
@@ -334,9 +331,9 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
             let mut inner = self.inner.lock().await;
             let payloads = entries
                 .iter()
-                .map(serde_json::to_vec)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| write_logs(io_error(e)))?;
+                .map(codec::encode)
+                .collect::<io::Result<Vec<_>>>()
+                .map_err(write_logs)?;
             let (first, ticket) = inner.append(KIND_ENTRY, &payloads).map_err(write_logs)?;
             for (k, e) in entries.iter().enumerate() {
                 let at = e.get_log_id().index;

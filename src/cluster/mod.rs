@@ -13,6 +13,7 @@
 //! (`warren cluster rebalance`).
 
 pub mod checkout;
+pub mod codec;
 pub mod detector;
 #[doc(hidden)]
 pub mod fuzz_machine;

@@ -23,6 +23,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::codec;
 use super::transport::{CallError, Peer};
 use super::types::GroupTypes;
 use super::vote_refusals::VoteRefusals;
@@ -147,8 +148,7 @@ impl<C: GroupTypes> Link<C> {
         T: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let body =
-            serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let body = codec::encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let ttl = match option.hard_ttl() {
             t if t.is_zero() => DEFAULT_TTL,
             t => t,
@@ -166,8 +166,8 @@ impl<C: GroupTypes> Link<C> {
                 }),
                 other => RPCError::Unreachable(Unreachable::new(&other)),
             })?;
-        let result: Result<T, RaftError<NodeId, E>> = serde_json::from_slice(&answer)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<T, RaftError<NodeId, E>> =
+            codec::decode(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -13,6 +13,7 @@ use openraft::{BasicNode, Raft};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{Duration, Instant};
 
+use super::codec;
 use super::detector::{lead_new_group, queue_raft_config};
 use super::group::{forward_write, Group, GroupRpc, WriteError};
 use super::log_store::LogStore;
@@ -201,7 +202,7 @@ impl ClusterNode {
             )));
         }
         let until = Instant::now() + deadline;
-        let body = serde_json::to_vec(cmd).map_err(|e| WriteError::Failed(e.to_string()))?;
+        let body = codec::encode(cmd).map_err(|e| WriteError::Failed(e.to_string()))?;
         let name = queue_group_name(group);
         let addresses = self.cluster_addresses().await;
         let (mut turn, mut leader) = (0, None);

@@ -100,43 +100,85 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-/// Message bytes in an entry as a base64 string: entries are JSON, where bytes would
-/// otherwise be an array of numbers (up to four characters a byte, and slow both ways).
+/// Message bytes in an entry: a base64 string in JSON (human-readable formats), where
+/// bytes would otherwise be an array of numbers (up to four characters a byte, and slow
+/// both ways); raw bytes in MessagePack (`codec.rs`).
 pub(super) mod base64_bytes {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(bytes))
+        if s.is_human_readable() {
+            s.serialize_str(&STANDARD.encode(bytes))
+        } else {
+            s.serialize_bytes(bytes)
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        STANDARD.decode(text.as_bytes()).map_err(D::Error::custom)
+        if d.is_human_readable() {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            STANDARD.decode(text.as_bytes()).map_err(D::Error::custom)
+        } else {
+            d.deserialize_byte_buf(ByteBuf)
+        }
+    }
+
+    /// Bytes as a binary format hands them over.
+    struct ByteBuf;
+
+    impl<'de> serde::de::Visitor<'de> for ByteBuf {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+    }
+
+    /// One message as `serialize` writes it, for a list of them.
+    pub(super) struct Bytes<'a>(pub &'a [u8]);
+
+    impl serde::Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            serialize(self.0, s)
+        }
+    }
+
+    /// One message as `deserialize` reads it, for a list of them.
+    pub(super) struct Owned(pub Vec<u8>);
+
+    impl<'de> Deserialize<'de> for Owned {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Owned, D::Error> {
+            deserialize(d).map(Owned)
+        }
     }
 }
 
 /// A list of messages, each as `base64_bytes` writes it.
 mod base64_list {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
+    use super::base64_bytes::{Bytes, Owned};
     use serde::ser::SerializeSeq;
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(list: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(list.len()))?;
         for bytes in list {
-            seq.serialize_element(&STANDARD.encode(bytes))?;
+            seq.serialize_element(&Bytes(bytes))?;
         }
         seq.end()
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
-        let texts = <Vec<std::borrow::Cow<'de, str>>>::deserialize(d)?;
-        texts
-            .iter()
-            .map(|t| STANDARD.decode(t.as_bytes()).map_err(D::Error::custom))
-            .collect()
+        let list = <Vec<Owned>>::deserialize(d)?;
+        Ok(list.into_iter().map(|Owned(b)| b).collect())
     }
 }
