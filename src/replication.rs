@@ -41,6 +41,35 @@ use topology::{stale, OwnChanges};
 
 /// Most messages written to a group in one entry.
 const WRITE_BATCH: usize = 4096;
+/// Most bytes of messages in one entry (a larger message goes alone). Every entry must
+/// reach a follower within one append's time (openraft's `heartbeat_interval`, 250 ms):
+/// 80 MiB published at once went as one entry, and a member that had been away was sent
+/// it again after every timeout, never catching up.
+const WRITE_BATCH_BYTES: usize = 4 << 20;
+
+/// `messages` cut into runs of at most `WRITE_BATCH` messages and `WRITE_BATCH_BYTES`
+/// bytes (of `len` each), in order; a run holds one message at least.
+fn batches<T>(messages: &[T], len: impl Fn(&T) -> usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = messages;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .take(WRITE_BATCH)
+            .take_while(|m| {
+                bytes += len(m);
+                bytes <= WRITE_BATCH_BYTES
+            })
+            .count()
+            .max(1);
+        let (run, left) = rest.split_at(n);
+        rest = left;
+        Some(run)
+    })
+}
 
 /// The bridge of one node.
 pub struct Replication {
@@ -193,7 +222,7 @@ const MIGRATE_FOR: Duration = Duration::from_secs(300);
 /// start: at least once, never lost.
 async fn migrate(target: &GroupTarget, decl: &QueueDecl, messages: &[Bytes]) -> bool {
     let give_up = Instant::now() + MIGRATE_FOR;
-    for chunk in messages.chunks(WRITE_BATCH) {
+    for chunk in batches(messages, Bytes::len) {
         loop {
             let batch = chunk.iter().map(|b| b.to_vec()).collect();
             let cmd = QueueCommand::EnqueueBatch { messages: batch };
@@ -627,7 +656,7 @@ impl QueueFeed {
                 if published.is_empty() && settled.is_empty() && returned.is_empty() {
                     break;
                 }
-                for chunk in published.chunks(WRITE_BATCH) {
+                for chunk in batches(&published, |(b, _)| b.len()) {
                     let messages: Vec<Vec<u8>> = chunk
                         .iter()
                         .map(|(b, _): &(Bytes, u64)| b.to_vec())
@@ -659,5 +688,27 @@ impl QueueFeed {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_hold_to_count_and_bytes_and_keep_order() {
+        let sizes = |runs: Vec<&[usize]>| runs.iter().map(|r| r.len()).collect::<Vec<_>>();
+        // 1 MiB messages: four to an entry.
+        let big = vec![1 << 20; 10];
+        assert_eq!(sizes(batches(&big, |m| *m).collect()), [4, 4, 2]);
+        // A message larger than an entry's bytes goes alone.
+        let huge = [100, 80 << 20, 100];
+        assert_eq!(sizes(batches(&huge, |m| *m).collect()), [1, 1, 1]);
+        // Small ones: the count bounds it.
+        let small: Vec<usize> = (0..5000).collect();
+        let runs: Vec<&[usize]> = batches(&small, |_| 16).collect();
+        assert_eq!(sizes(runs.clone()), [4096, 904]);
+        assert!(runs.concat() == small, "in order, none lost");
+        assert_eq!(batches(&[] as &[usize], |m| *m).count(), 0);
     }
 }

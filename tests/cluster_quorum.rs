@@ -256,6 +256,54 @@ fn a_quorum_queue_declared_through_its_first_member_takes_publishes_at_once() {
 }
 
 #[test]
+fn a_busy_queue_group_snapshots_by_log_size_on_every_member() {
+    let mut c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    rt.block_on(declare(c.node(1).amqp, "big", quorum()));
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let away = (1..=3).find(|id| *id != leader).unwrap();
+    c.node_mut(away).kill();
+    // 80 messages of 1 MiB: about 80 entries, far below openraft's 5,000 between
+    // snapshots, but past the 64 MiB of log after which a member asks for one.
+    let bodies: Vec<String> = (0..80)
+        .map(|i| format!("{i:02}{}", "x".repeat(1 << 20)))
+        .collect();
+    let acked = rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        publish_all(&ch, "big", &bodies).await
+    });
+    assert_eq!(acked, 80, "every publish confirmed");
+    wait_for("a snapshot on the leader", &c, ELECTION, || {
+        queue_group(&c, leader)?["snapshot"].as_u64()
+    });
+    // The member that was away takes the 80 MiB it missed, and snapshots its own log.
+    c.node_mut(away).start();
+    wait_for(
+        "all 80 in the returning member's copy",
+        &c,
+        ELECTION,
+        || (queue_messages(&c, away, "big") == Some(80)).then_some(()),
+    );
+    wait_for("a snapshot on the returning member", &c, ELECTION, || {
+        queue_group(&c, away)?["snapshot"].as_u64()
+    });
+    // Nothing was lost to the snapshots: the leader delivers every message whole.
+    let got = rt.block_on(async {
+        let conn = connect(c.node(leader).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        consume(&ch, "big", 80, Duration::from_secs(60)).await
+    });
+    let got: BTreeSet<String> = got.into_iter().collect();
+    let want: BTreeSet<String> = bodies.into_iter().collect();
+    assert!(
+        got == want,
+        "{} of 80 delivered as published",
+        got.intersection(&want).count()
+    );
+}
+
+#[test]
 fn a_whole_cluster_killed_and_restarted_keeps_its_confirmed_messages_and_counts() {
     let mut c = Cluster::new(3, 0);
     c.agreed_leader(&[1, 2, 3], None, ELECTION);

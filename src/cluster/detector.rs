@@ -74,13 +74,18 @@ const BEACONS_IN_FLIGHT: usize = 8;
 /// silence: while many queues are declared at once, the first member's first election
 /// can take that long to reach the others.
 const NEW_GROUP_GRACE: Duration = Duration::from_secs(5);
+/// Entries a queue group's log keeps below its snapshot (`queue_raft_config`).
+const KEPT_AFTER_SNAPSHOT: u64 = 128;
 /// How long the first member of a new group waits for a leader before standing again.
 const FIRST_ELECTION_RETRY: Duration = Duration::from_millis(200);
 
 /// Raft timing for the quorum queues' groups: no heartbeats and no election timer (the
 /// watcher elects); a follower's lease on its leader, `election_timeout_max`, is the
 /// time after the leader's last append before it grants another node its vote (shorter
-/// than the silence, so the first attempt after a real failure wins).
+/// than the silence, so the first attempt after a real failure wins). After a snapshot
+/// the log keeps `KEPT_AFTER_SNAPSHOT` entries for a follower a little behind (openraft's
+/// 1,000 kept over half a gigabyte of a busy group's log on each node: its entries are
+/// batches of messages); one further behind installs the snapshot.
 pub(super) fn queue_raft_config() -> Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: "warren".into(),
@@ -90,6 +95,7 @@ pub(super) fn queue_raft_config() -> Arc<openraft::Config> {
         enable_heartbeat: false,
         enable_elect: false,
         max_payload_entries: super::wire::MAX_PAYLOAD_ENTRIES,
+        max_in_snapshot_log_to_keep: KEPT_AFTER_SNAPSHOT,
         ..Default::default()
     };
     Arc::new(config.validate().expect("a valid raft config"))

@@ -10,6 +10,7 @@ use openraft::{Raft, ServerState};
 use serde::{Deserialize, Serialize};
 
 use super::codec;
+use super::log_growth::LogGrowth;
 use super::network::Peers;
 use super::transport::Reply;
 use super::types::GroupTypes;
@@ -32,6 +33,12 @@ pub struct GroupStatus {
     /// On the leader: how many entries each member is behind the leader's last one
     /// (`null` for a member nothing is known of yet).
     pub lag: Vec<(NodeId, Option<u64>)>,
+    /// The index of the last entry in this node's snapshot, and of the last entry purged
+    /// from its log (`log_growth.rs`).
+    #[serde(default)]
+    pub snapshot: Option<u64>,
+    #[serde(default)]
+    pub purged: Option<u64>,
 }
 
 /// A group as the node's request router sees it (any kind).
@@ -49,6 +56,8 @@ pub struct Group<C: GroupTypes> {
     /// writing while the leadership is handed to another member (transfer.rs): writes
     /// made then wait, and go to the new leader.
     pub(super) writes: Arc<tokio::sync::RwLock<()>>,
+    /// A queue group's log growth here, by which it is asked for snapshots.
+    pub(super) growth: Option<Arc<LogGrowth>>,
 }
 
 /// A request body as `T`, or why not (the text a failed response carries).
@@ -90,6 +99,15 @@ impl<C: GroupTypes> Group<C> {
             raft,
             peers,
             writes: Arc::default(),
+            growth: None,
+        }
+    }
+
+    /// The group, asked for snapshots as its log here grows (`log_growth.rs`).
+    pub fn with_growth(self, growth: LogGrowth) -> Self {
+        Group {
+            growth: Some(Arc::new(growth)),
+            ..self
         }
     }
 
@@ -229,6 +247,8 @@ impl<C: GroupTypes> GroupRpc for Group<C> {
             last_log_index: last,
             last_applied: m.last_applied.map(|l| l.index),
             lag,
+            snapshot: m.snapshot.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
         }
     }
 }

@@ -13,8 +13,8 @@
 //! Durability is what Raft needs: `append` reports an entry flushed only once its sync
 //! (the engine's group commit, shared with every other log of the process) has completed;
 //! `save_vote` returns only once the vote is durable; `truncate` is durable when it returns
-//! (`Log::truncate_from`). Entries are JSON (serde), which keeps the files readable with
-//! `warren-dump`; a binary encoding is a measured later step.
+//! (`Log::truncate_from`). Entries and records are MessagePack (`codec.rs`); the JSON
+//! of logs written before that still reads.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -22,6 +22,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -50,6 +51,8 @@ const KIND_PURGED: u8 = 4;
 /// `C` is the group's kind (a queue group, the metadata group).
 pub struct LogStore<C> {
     inner: Arc<Mutex<Inner>>,
+    /// Bytes appended since the log was opened (`log_growth.rs` asks for snapshots by it).
+    appended: Arc<AtomicU64>,
     kind: PhantomData<fn() -> C>,
 }
 
@@ -57,6 +60,7 @@ impl<C> Clone for LogStore<C> {
     fn clone(&self) -> Self {
         LogStore {
             inner: self.inner.clone(),
+            appended: self.appended.clone(),
             kind: PhantomData,
         }
     }
@@ -91,6 +95,9 @@ fn write_vote(e: io::Error) -> Error {
 /// around). A node holds two logs per queue group and a cluster may have thousands of
 /// idle groups: 4 KiB, not the engine's 64, keeps that to a page each.
 const GROUP_FIRST_SEGMENT: usize = 4 * 1024;
+
+/// Bytes of entries replication sends in one append (`limited_get_log_entries`).
+const APPEND_BYTES: usize = 4 << 20;
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> io::Result<T> {
     codec::decode(payload)
@@ -177,8 +184,14 @@ impl<C: GroupTypes> LogStore<C> {
         }
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
+            appended: Arc::default(),
             kind: PhantomData,
         })
+    }
+
+    /// The count of bytes appended to this log from now on.
+    pub fn appended_bytes(&self) -> Arc<AtomicU64> {
+        self.appended.clone()
     }
 }
 
@@ -217,28 +230,35 @@ impl Inner {
         Ok((seq, ticket))
     }
 
+    /// The entries in `range`, up to the first that brings their stored size to `bytes`
+    /// (the first always, whatever its size).
     fn read_entries<C: GroupTypes>(
         &self,
         range: (Bound<u64>, Bound<u64>),
+        bytes: usize,
     ) -> io::Result<Vec<Entry<C>>> {
-        self.index
-            .range(range)
-            .map(|(&at, &seq)| {
-                let rec = self.log.read(seq).ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("raft entry {at} (record {seq}) missing"),
-                    )
-                })?;
-                decode(&rec.payload)
-            })
-            .collect()
+        let mut entries = Vec::new();
+        let mut size = 0usize;
+        for (&at, &seq) in self.index.range(range) {
+            if size >= bytes {
+                break;
+            }
+            let rec = self.log.read(seq).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("raft entry {at} (record {seq}) missing"),
+                )
+            })?;
+            size += rec.payload.len();
+            entries.push(decode(&rec.payload)?);
+        }
+        Ok(entries)
     }
 
     fn last_log_id<C: GroupTypes>(&self) -> io::Result<Option<LogId<NodeId>>> {
         match self.index.last_key_value() {
             Some((&at, _)) => Ok(self
-                .read_entries::<C>((Bound::Included(at), Bound::Included(at)))?
+                .read_entries::<C>((Bound::Included(at), Bound::Included(at)), usize::MAX)?
                 .pop()
                 .map(|e| *e.get_log_id())),
             None => Ok(None),
@@ -269,7 +289,22 @@ impl<C: GroupTypes> RaftLogReader<C> for LogStore<C> {
     ) -> Result<Vec<Entry<C>>, Error> {
         let inner = self.inner.lock().await;
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
-        inner.read_entries(bounds).map_err(read_logs)
+        inner.read_entries(bounds, usize::MAX).map_err(read_logs)
+    }
+
+    /// What replication sends in one append: at most `APPEND_BYTES` of entries (at least
+    /// one). openraft gives an append `heartbeat_interval` (250 ms for queue groups) and
+    /// asks for up to `max_payload_entries` at once; a follower 64 entries of large
+    /// messages behind was sent 64 MiB in each try, which could not be taken in time, and
+    /// was sent the same again: it never caught up (`tests/cluster_quorum.rs`).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<C>>, Error> {
+        let inner = self.inner.lock().await;
+        let bounds = (Bound::Included(start), Bound::Excluded(end));
+        inner.read_entries(bounds, APPEND_BYTES).map_err(read_logs)
     }
 }
 
@@ -335,6 +370,8 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
                 .collect::<io::Result<Vec<_>>>()
                 .map_err(write_logs)?;
             let (first, ticket) = inner.append(KIND_ENTRY, &payloads).map_err(write_logs)?;
+            let bytes: usize = payloads.iter().map(Vec::len).sum();
+            self.appended.fetch_add(bytes as u64, Ordering::Relaxed);
             for (k, e) in entries.iter().enumerate() {
                 let at = e.get_log_id().index;
                 // openraft truncates before it appends over a conflict; an index still

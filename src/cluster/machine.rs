@@ -75,6 +75,8 @@ pub struct Machine<S> {
     state: Arc<Mutex<Applied<S>>>,
     snapshot: Arc<Mutex<CurrentSnapshot>>,
     snapshots_built: Arc<AtomicU64>,
+    /// The size of the last snapshot built (`log_growth.rs`).
+    snapshot_bytes: Arc<AtomicU64>,
     /// Where snapshots are kept; `None` for a machine in memory (tests, fuzzing).
     file: Option<SnapshotFile>,
     tap: TapSlot,
@@ -86,6 +88,7 @@ impl<S> Clone for Machine<S> {
             state: self.state.clone(),
             snapshot: self.snapshot.clone(),
             snapshots_built: self.snapshots_built.clone(),
+            snapshot_bytes: self.snapshot_bytes.clone(),
             file: self.file.clone(),
             tap: self.tap.clone(),
         }
@@ -101,9 +104,15 @@ impl<S: Clone + Default> Machine<S> {
             })),
             snapshot: Arc::default(),
             snapshots_built: Arc::default(),
+            snapshot_bytes: Arc::default(),
             file: None,
             tap: TapSlot::default(),
         }
+    }
+
+    /// The size of the last snapshot built, from now on (`log_growth.rs`).
+    pub fn snapshot_bytes(&self) -> Arc<AtomicU64> {
+        self.snapshot_bytes.clone()
     }
 
     /// Starts telling a tap what is applied from now on; returns the state so far (what
@@ -197,6 +206,8 @@ impl<C: GroupTypes, S: Replicated<C>> RaftSnapshotBuilder<C> for Machine<S> {
         let data = serde_json::to_vec(&state).map_err(snapshot_error)?;
         let last = state.last_applied;
         let n = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
+        self.snapshot_bytes
+            .store(data.len() as u64, Ordering::Relaxed);
         let meta = SnapshotMeta {
             last_log_id: last,
             last_membership: state.membership.clone(),

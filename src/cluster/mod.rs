@@ -20,6 +20,7 @@ pub mod fuzz_machine;
 #[doc(hidden)]
 pub mod fuzz_rpc;
 pub mod group;
+pub mod log_growth;
 pub mod log_store;
 pub mod machine;
 pub mod meta_machine;

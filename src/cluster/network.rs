@@ -1,6 +1,6 @@
 //! openraft's network for any group kind: its RPCs (append, vote, snapshot chunks) become
 //! requests on the peer connections of `transport.rs`, named by the group; answers and
-//! openraft's own errors come back as JSON.
+//! openraft's own errors come back encoded by `codec.rs`.
 //!
 //! A peer's address is this node's own `--cluster-peers` entry when there is one (so a
 //! test can put a fault-injecting proxy between each pair of nodes), else the address the
@@ -135,7 +135,7 @@ impl<C: GroupTypes> RaftNetworkFactory<C> for GroupNetwork<C> {
 const DEFAULT_TTL: Duration = Duration::from_secs(5);
 
 impl<C: GroupTypes> Link<C> {
-    /// One round trip: the request as JSON, the answer as `Result<T, RaftError<E>>`.
+    /// One round trip: the request as `codec.rs` encodes it, the answer as `Result<T, RaftError<E>>`.
     async fn call<Req, T, E>(
         &self,
         kind: RpcKind,

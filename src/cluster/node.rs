@@ -161,6 +161,7 @@ impl ClusterNode {
         tokio::spawn(node.clone().announce(info));
         tokio::spawn(node.clone().send_beacons());
         tokio::spawn(node.clone().watch_leaders());
+        tokio::spawn(node.clone().snapshot_grown_logs());
         tokio::spawn(log_leader_changes(
             node.meta.raft.clone(),
             node.config.node_id,

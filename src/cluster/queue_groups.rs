@@ -16,6 +16,7 @@ use tokio::time::{Duration, Instant};
 use super::codec;
 use super::detector::{lead_new_group, queue_raft_config};
 use super::group::{forward_write, Group, GroupRpc, WriteError};
+use super::log_growth::LogGrowth;
 use super::log_store::LogStore;
 use super::machine::Tapped;
 use super::meta_machine::{MetaCommand, MetaRaft, MetaResponse, MetaState, NodeInfo};
@@ -111,6 +112,7 @@ impl ClusterNode {
         let store = LogStore::<QueueRaft>::open(&dir, self.log.clone(), self.commit.clone())?;
         let machine = QueueMachine::open(&dir, None)?;
         let (state, applied, tap) = machine.tap::<QueueRaft>().await;
+        let growth = LogGrowth::new(store.appended_bytes(), machine.snapshot_bytes());
         let name: Arc<str> = queue_group_name(group).into();
         let raft = Raft::new(
             self.config.node_id,
@@ -121,7 +123,7 @@ impl ClusterNode {
         )
         .await
         .map_err(|e| io::Error::other(format!("queue group {group}: {e}")))?;
-        let g = Arc::new(Group::new(name.clone(), raft, self.peers.clone()));
+        let g = Arc::new(Group::new(name.clone(), raft, self.peers.clone()).with_growth(growth));
         self.queue_groups
             .write()
             .expect("groups")

@@ -413,6 +413,8 @@ mod tests {
                     last_log_index: None,
                     last_applied: None,
                     lag: Vec::new(),
+                    snapshot: None,
+                    purged: None,
                 })
                 .collect(),
         };

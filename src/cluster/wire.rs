@@ -10,7 +10,8 @@
 //! response: u64 id | u8 status (0 ok, 1 failed) | body
 //! ```
 //!
-//! Bodies are JSON (openraft's own request and response types, serde); a failed
+//! Bodies are serde encodings: the groups' Raft messages and writes as `codec.rs` writes
+//! them (MessagePack), the rest (status, beacons, checkouts, transfers) JSON; a failed
 //! response's body is the reason as text. Requests on one connection are answered in any
 //! order; the id pairs them.
 
