@@ -3,7 +3,9 @@
 //! metadata group every node belongs to (`meta_machine.rs`) and, per quorum queue, a
 //! replicated queue (`queue_machine.rs`). Nodes talk over the cluster port (`wire.rs`
 //! frames, `transport.rs` connections, `network.rs` for openraft); `node.rs` hosts the
-//! groups and answers `warren cluster status|join|leave|rebalance`.
+//! groups and answers `warren cluster status|join|leave|rebalance`. Entries and the
+//! groups' messages are MessagePack (`codec.rs`); a queue group snapshots as its log grows
+//! (`log_growth.rs`).
 //!
 //! The bridge to the broker is `src/replication.rs`; a member that does not lead a queue
 //! asks the leader for messages for its consumers (`checkout.rs`). A node notices a
