@@ -4,8 +4,8 @@
 //! openraft snapshots every `LogsSinceLast(n)` entries and purges a log only up to a
 //! snapshot. A queue group's entry is a batch of messages, from a few bytes to many
 //! megabytes, so no entry count suits every queue: at openraft's 5,000, a group taking
-//! 1 KiB messages at 55 k/s held about 2.8 GB of log on each node before its first
-//! snapshot, and every new segment of that log was fallocated and zero-filled (a quarter
+//! 1 KiB messages at 55 k/s (entries of about 560 KB) would hold some 2.8 GB of log on
+//! each node before its first snapshot, and every new segment of that log was fallocated and zero-filled (a quarter
 //! of the leader's CPU under `perf`; a purged segment would have been reused as a spare,
 //! already written). So each node also asks for a snapshot once its log of the group has
 //! grown by `max(SNAPSHOT_EVERY, 4 × the last snapshot)` since it last asked: a short
