@@ -224,7 +224,7 @@ async fn migrate(target: &GroupTarget, decl: &QueueDecl, messages: &[Bytes]) -> 
     let give_up = Instant::now() + MIGRATE_FOR;
     for chunk in batches(messages, Bytes::len) {
         loop {
-            let batch = chunk.iter().map(|b| b.to_vec()).collect();
+            let batch = chunk.to_vec();
             let cmd = QueueCommand::EnqueueBatch { messages: batch };
             match target.write(cmd, Duration::from_secs(10)).await {
                 Ok(_) => break,
@@ -550,7 +550,7 @@ fn messages_of(state: &QueueState) -> Vec<(u64, &[u8], u32)> {
     state
         .messages
         .iter()
-        .map(|(id, held)| (*id, held.message.as_slice(), held.returns))
+        .map(|(id, held)| (*id, held.message.as_ref(), held.returns))
         .collect()
 }
 
@@ -612,13 +612,13 @@ impl QueueFeed {
         self.vhost.with(|m| {
             match &cmd {
                 QueueCommand::Enqueue { message } => {
-                    m.replica_enqueued(name, &[(message_id(index, 0), message.as_slice())])
+                    m.replica_enqueued(name, &[(message_id(index, 0), message.as_ref())])
                 }
                 QueueCommand::EnqueueBatch { messages } => {
                     let all: Vec<(u64, &[u8])> = messages
                         .iter()
                         .enumerate()
-                        .map(|(k, msg)| (message_id(index, k), msg.as_slice()))
+                        .map(|(k, msg)| (message_id(index, k), msg.as_ref()))
                         .collect();
                     m.replica_enqueued(name, &all)
                 }
@@ -657,9 +657,9 @@ impl QueueFeed {
                     break;
                 }
                 for chunk in batches(&published, |(b, _)| b.len()) {
-                    let messages: Vec<Vec<u8>> = chunk
+                    let messages: Vec<Bytes> = chunk
                         .iter()
-                        .map(|(b, _): &(Bytes, u64)| b.to_vec())
+                        .map(|(b, _): &(Bytes, u64)| b.clone())
                         .collect();
                     let written = group
                         .write(QueueCommand::EnqueueBatch { messages }, deadline)

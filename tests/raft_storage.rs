@@ -128,7 +128,7 @@ fn enqueue(term: u64, index: u64, body: &str) -> Entry<QueueRaft> {
     Entry {
         log_id: log_id(term, index),
         payload: EntryPayload::Normal(QueueCommand::Enqueue {
-            message: body.as_bytes().to_vec(),
+            message: body.as_bytes().to_vec().into(),
         }),
     }
 }

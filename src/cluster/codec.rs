@@ -53,7 +53,7 @@ mod tests {
     fn bodies_stay_bytes_and_json_still_reads() {
         let body = vec![0xABu8; 1024];
         let cmd = QueueCommand::EnqueueBatch {
-            messages: vec![body.clone(), b"two".to_vec()],
+            messages: vec![body.clone().into(), bytes::Bytes::from_static(b"two")],
         };
         let entry: Entry<QueueRaft> = Entry {
             log_id: LogId::new(CommittedLeaderId::new(7, 2), 41),
@@ -84,7 +84,7 @@ mod tests {
     #[test]
     fn a_cut_or_lying_encoding_is_an_error_not_an_allocation() {
         let packed = encode(&QueueCommand::Enqueue {
-            message: vec![1; 300],
+            message: vec![1; 300].into(),
         })
         .unwrap();
         for cut in 0..packed.len() {

@@ -64,14 +64,14 @@ impl Model {
         let at = |held: &Vec<(u64, Vec<u8>, u32)>, id: u64| held.iter().position(|h| h.0 == id);
         match cmd {
             QueueCommand::Enqueue { message } => {
-                self.held.push((message_id(index, 0), message.clone(), 0));
+                self.held.push((message_id(index, 0), message.to_vec(), 0));
                 QueueResponse::Enqueued {
                     id: message_id(index, 0),
                 }
             }
             QueueCommand::EnqueueBatch { messages } => {
                 for (k, m) in messages.iter().enumerate() {
-                    self.held.push((message_id(index, k), m.clone(), 0));
+                    self.held.push((message_id(index, k), m.to_vec(), 0));
                 }
                 QueueResponse::Enqueued {
                     id: message_id(index, 0),
@@ -177,7 +177,7 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
         };
         let cmd = match op {
             Op::Enqueue { len } => QueueCommand::Enqueue {
-                message: vec![len; usize::from(len % 16)],
+                message: vec![len; usize::from(len % 16)].into(),
             },
             Op::Settle { pick: p } => QueueCommand::Settle {
                 id: pick(p, &model.held),
@@ -186,7 +186,9 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                 id: pick(p, &model.held),
             },
             Op::EnqueueBatch { count } => QueueCommand::EnqueueBatch {
-                messages: (0..count % 8).map(|k| vec![k; usize::from(k)]).collect(),
+                messages: (0..count % 8)
+                    .map(|k| vec![k; usize::from(k)].into())
+                    .collect(),
             },
             Op::SettleBatch { picks } => QueueCommand::SettleBatch {
                 ids: picks
@@ -237,11 +239,9 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
         assert_eq!(got, [want], "entry {index}");
         sm.inspect(|state| {
             let same = state.messages.len() == model.held.len()
-                && state
-                    .messages
-                    .iter()
-                    .zip(&model.held)
-                    .all(|((id, h), m)| (*id, &h.message, h.returns) == (m.0, &m.1, m.2));
+                && state.messages.iter().zip(&model.held).all(|((id, h), m)| {
+                    (*id, h.message.as_ref(), h.returns) == (m.0, m.1.as_slice(), m.2)
+                });
             assert!(
                 same,
                 "after entry {index}: {:?} vs the model's {:?}",

@@ -114,25 +114,30 @@ impl<C: GroupTypes> Group<C> {
     /// Commits `cmd` through the group's leader and returns what applying it answered.
     /// When this node is not the leader the command is forwarded to the one it knows;
     /// while there is none (an election) it retries until `deadline` has passed.
-    pub async fn write(&self, cmd: C::D, deadline: Duration) -> Result<C::R, WriteError> {
+    pub async fn write(&self, cmd: C::D, deadline: Duration) -> Result<C::R, WriteError>
+    where
+        C::D: Clone,
+    {
         let until = tokio::time::Instant::now() + deadline;
-        // Kept encoded: a retry decodes a fresh copy (commands need not be `Clone`), and
-        // a forward sends these bytes.
-        let body = encode(&cmd).map_err(WriteError::Failed)?;
-        drop(cmd);
+        // Encoded only to be forwarded, once however many times. A retry takes another
+        // clone (a queue group's messages are shared bytes: no body is copied).
+        let mut body: Option<Vec<u8>> = None;
         loop {
-            let cmd: C::D = decode(&body).map_err(WriteError::Failed)?;
             let written = {
                 let _open = self.writes.read().await;
-                self.raft.client_write(cmd).await
+                self.raft.client_write(cmd.clone()).await
             };
             let result: WriteResult<C> = match written {
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     match (f.leader_id, f.leader_node) {
                         (Some(id), Some(node)) => {
+                            let body = match &mut body {
+                                Some(body) => body,
+                                empty => empty.insert(encode(&cmd).map_err(WriteError::Failed)?),
+                            };
                             let left = until.saturating_duration_since(tokio::time::Instant::now());
                             let to = (id, node.addr.as_str());
-                            forward_write(&self.peers, &self.name, to, &body, left).await?
+                            forward_write(&self.peers, &self.name, to, body, left).await?
                         }
                         _ => Err(RaftError::APIError(ClientWriteError::ForwardToLeader(
                             ForwardToLeader::empty(),

@@ -401,6 +401,7 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), Error> {
+        let started = std::time::Instant::now();
         let mut inner = self.inner.lock().await;
         let old = inner.purged.map(|p| p.1);
         let (seq, _) = inner
@@ -412,6 +413,7 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
         for seq in gone.into_values() {
             inner.log.ack(seq).map_err(write_logs)?;
         }
+        tracing::debug!(upto = log_id.index, took = ?started.elapsed(), "cluster: log purged");
         Ok(())
     }
 }

@@ -1,13 +1,14 @@
 //! The state machine of a replicated queue group: the messages a quorum queue holds, in
 //! enqueue order, each with the returns it has taken, and its delivery limit. Applying the same entries in the same order gives every member the same
-//! queue; a snapshot is that state serialised (JSON), installed whole on a member that fell
-//! behind the leader's purged log.
+//! queue; a snapshot is that state serialised (MessagePack, `codec.rs`), installed whole on
+//! a member that fell behind the leader's purged log.
 //!
 //! Which consumer holds which message is not replicated here yet (RabbitMQ's `rabbit_fifo`
 //! replicates checkouts too): it comes with the broker's use of the groups.
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::machine::{Machine, Replicated};
@@ -16,8 +17,10 @@ use super::types::{message_id, QueueCommand, QueueRaft, QueueResponse, MAX_BATCH
 /// A message held by the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Held {
+    /// Shared with the entry that enqueued it (and the snapshots taken while it is held):
+    /// applying an entry and building a snapshot copy no message bodies.
     #[serde(with = "super::types::base64_bytes")]
-    pub message: Vec<u8>,
+    pub message: Bytes,
     /// Returns so far (RabbitMQ's `x-delivery-count`).
     pub returns: u32,
 }
@@ -36,7 +39,7 @@ impl QueueState {
     pub fn apply_command(&mut self, index: u64, cmd: &QueueCommand) -> QueueResponse {
         match cmd {
             QueueCommand::Enqueue { message } => {
-                self.enqueue(message_id(index, 0), message);
+                self.enqueue(message_id(index, 0), message.clone());
                 QueueResponse::Enqueued {
                     id: message_id(index, 0),
                 }
@@ -46,7 +49,7 @@ impl QueueState {
                 // member alike (the bridge never writes one).
                 if messages.len() <= MAX_BATCH {
                     for (k, message) in messages.iter().enumerate() {
-                        self.enqueue(message_id(index, k), message);
+                        self.enqueue(message_id(index, k), message.clone());
                     }
                 }
                 QueueResponse::Enqueued {
@@ -95,9 +98,9 @@ impl QueueState {
         (returns, kept)
     }
 
-    fn enqueue(&mut self, id: u64, message: &[u8]) {
+    fn enqueue(&mut self, id: u64, message: Bytes) {
         let held = Held {
-            message: message.to_vec(),
+            message,
             returns: 0,
         };
         self.messages.insert(id, held);
@@ -148,7 +151,7 @@ mod tests {
             ..QueueState::default()
         };
         let enq = |m: &[u8]| QueueCommand::Enqueue {
-            message: m.to_vec(),
+            message: m.to_vec().into(),
         };
         let (a, b) = (message_id(3, 0), message_id(4, 0));
         assert_eq!(
@@ -184,7 +187,7 @@ mod tests {
         );
         assert!(s.messages.is_empty());
         let batch = QueueCommand::EnqueueBatch {
-            messages: vec![b"c".to_vec(), b"d".to_vec()],
+            messages: vec![Bytes::from_static(b"c"), Bytes::from_static(b"d")],
         };
         s.apply_command(9, &batch);
         let ids: Vec<u64> = s.messages.keys().copied().collect();

@@ -42,13 +42,13 @@ pub enum QueueCommand {
     /// header, body). Its id is `message_id(index, 0)`, `index` the entry's.
     Enqueue {
         #[serde(with = "base64_bytes")]
-        message: Vec<u8>,
+        message: bytes::Bytes,
     },
     /// Messages published together (one entry, one round of replication): the k-th
     /// gets id `message_id(index, k)`. At most `MAX_BATCH` of them.
     EnqueueBatch {
         #[serde(with = "base64_list")]
-        messages: Vec<Vec<u8>>,
+        messages: Vec<bytes::Bytes>,
     },
     /// A delivery acked, or rejected for good.
     Settle { id: u64 },
@@ -108,7 +108,12 @@ pub(super) mod base64_bytes {
     use base64::Engine;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S, B>(bytes: &B, s: S) -> Result<S::Ok, S::Error>
+    where
+        S: Serializer,
+        B: AsRef<[u8]> + ?Sized,
+    {
+        let bytes = bytes.as_ref();
         if s.is_human_readable() {
             s.serialize_str(&STANDARD.encode(bytes))
         } else {
@@ -116,13 +121,20 @@ pub(super) mod base64_bytes {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        if d.is_human_readable() {
+    /// Read into a `Vec<u8>`, then handed over whole (`bytes::Bytes` takes it without a
+    /// copy).
+    pub fn deserialize<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: From<Vec<u8>>,
+    {
+        let bytes = if d.is_human_readable() {
             let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-            STANDARD.decode(text.as_bytes()).map_err(D::Error::custom)
+            STANDARD.decode(text.as_bytes()).map_err(D::Error::custom)?
         } else {
-            d.deserialize_byte_buf(ByteBuf)
-        }
+            d.deserialize_byte_buf(ByteBuf)?
+        };
+        Ok(T::from(bytes))
     }
 
     /// Bytes as a binary format hands them over.
@@ -169,16 +181,24 @@ mod base64_list {
     use serde::ser::SerializeSeq;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(list: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S, B>(list: &[B], s: S) -> Result<S::Ok, S::Error>
+    where
+        S: Serializer,
+        B: AsRef<[u8]>,
+    {
         let mut seq = s.serialize_seq(Some(list.len()))?;
         for bytes in list {
-            seq.serialize_element(&Bytes(bytes))?;
+            seq.serialize_element(&Bytes(bytes.as_ref()))?;
         }
         seq.end()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: From<Vec<u8>>,
+    {
         let list = <Vec<Owned>>::deserialize(d)?;
-        Ok(list.into_iter().map(|Owned(b)| b).collect())
+        Ok(list.into_iter().map(|Owned(b)| T::from(b)).collect())
     }
 }

@@ -180,6 +180,11 @@ struct Args {
     /// Leave the run's queues and what is in them (they are deleted at the end otherwise).
     #[arg(long)]
     keep_queues: bool,
+    /// Print to stderr the wall-clock time (Unix seconds) of deliveries slower than this
+    /// many microseconds, at most one line per 10 ms: to line a latency spike up with a
+    /// broker's log.
+    #[arg(long)]
+    slow_us: Option<u64>,
     /// Listen address for the sink.
     #[arg(long, default_value = "127.0.0.1:5700")]
     listen: String,
@@ -389,6 +394,14 @@ async fn producer(
     Ok(())
 }
 
+/// `--slow-us`: one delivery's latency with the wall-clock time it arrived.
+fn report_slow(lat_us: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    eprintln!("slow delivery at {:.3}: {lat_us} us", now.as_secs_f64());
+}
+
 /// Consumes until `stop` or `limit` deliveries; records latencies and (optionally) the
 /// sequence numbers seen.
 async fn consumer(
@@ -415,6 +428,7 @@ async fn consumer(
     let mut acks = BytesMut::new();
     let mut in_body = false;
     let mut last_delivery = Instant::now();
+    let mut last_slow_report = 0u64;
     while got < limit && !ctx.stop.load(Ordering::Relaxed) {
         let read =
             tokio::time::timeout(Duration::from_millis(200), c.rd.read_buf(&mut c.rbuf)).await;
@@ -456,6 +470,12 @@ async fn consumer(
                         let stamp = u64::from_le_bytes(f.payload[..8].try_into().unwrap());
                         let lat_us = now.saturating_sub(stamp) / 1000;
                         local_lat.push(lat_us.min(u32::MAX as u64) as u32);
+                        if ctx.args.slow_us.is_some_and(|slow| lat_us > slow)
+                            && now.saturating_sub(last_slow_report) > 10_000_000
+                        {
+                            last_slow_report = now;
+                            report_slow(lat_us);
+                        }
                         if seen.is_some() {
                             local_seen
                                 .push(u64::from_le_bytes(f.payload[8..16].try_into().unwrap()));
