@@ -224,7 +224,9 @@ async fn migrate(target: &GroupTarget, decl: &QueueDecl, messages: &[Bytes]) -> 
     let give_up = Instant::now() + MIGRATE_FOR;
     for chunk in batches(messages, Bytes::len) {
         loop {
-            let batch = chunk.to_vec();
+            // Copied: these are views of the store's segment mappings, and the group's
+            // state keeps a body it is given (a view would keep a whole segment mapped).
+            let batch = chunk.iter().map(|b| Bytes::copy_from_slice(b)).collect();
             let cmd = QueueCommand::EnqueueBatch { messages: batch };
             match target.write(cmd, Duration::from_secs(10)).await {
                 Ok(_) => break,
@@ -545,6 +547,15 @@ struct QueueFeed {
     fed: Arc<AtomicU64>,
 }
 
+/// The messages of the entry at `index` with their group ids.
+fn ids_of(index: u64, messages: &[Bytes]) -> Vec<(u64, &[u8])> {
+    messages
+        .iter()
+        .enumerate()
+        .map(|(k, msg)| (message_id(index, k), msg.as_ref()))
+        .collect()
+}
+
 /// A queue state's messages as (id, stored bytes, returns so far).
 fn messages_of(state: &QueueState) -> Vec<(u64, &[u8], u32)> {
     state
@@ -615,17 +626,28 @@ impl QueueFeed {
                     m.replica_enqueued(name, &[(message_id(index, 0), message.as_ref())])
                 }
                 QueueCommand::EnqueueBatch { messages } => {
-                    let all: Vec<(u64, &[u8])> = messages
-                        .iter()
-                        .enumerate()
-                        .map(|(k, msg)| (message_id(index, k), msg.as_ref()))
-                        .collect();
-                    m.replica_enqueued(name, &all)
+                    m.replica_enqueued(name, &ids_of(index, messages))
                 }
                 QueueCommand::Settle { id } => m.replica_settled(name, &[*id]),
                 QueueCommand::SettleBatch { ids } => m.replica_settled(name, ids),
                 QueueCommand::Return { id } => m.replica_returned(name, &[*id]),
                 QueueCommand::ReturnBatch { ids } => m.replica_returned(name, ids),
+                QueueCommand::Round {
+                    messages,
+                    returned,
+                    settled,
+                } => {
+                    // In the order the group applied them.
+                    if !messages.is_empty() {
+                        m.replica_enqueued(name, &ids_of(index, messages));
+                    }
+                    if !returned.is_empty() {
+                        m.replica_returned(name, returned);
+                    }
+                    if !settled.is_empty() {
+                        m.replica_settled(name, settled);
+                    }
+                }
             }
             self.fed.store(index, Ordering::Release);
         });
@@ -656,37 +678,47 @@ impl QueueFeed {
                 if published.is_empty() && settled.is_empty() && returned.is_empty() {
                     break;
                 }
-                for chunk in batches(&published, |(b, _)| b.len()) {
-                    let messages: Vec<Bytes> = chunk
-                        .iter()
-                        .map(|(b, _): &(Bytes, u64)| b.clone())
-                        .collect();
-                    let written = group
-                        .write(QueueCommand::EnqueueBatch { messages }, deadline)
-                        .await;
+                // The returns and settles ride with the last run of publishes (or go
+                // alone): one entry and one commit round for the lot.
+                let runs: Vec<&[(Bytes, u64)]> = batches(&published, |(b, _)| b.len()).collect();
+                let mut riders = Some((returned, settled));
+                for (i, chunk) in runs.iter().enumerate() {
+                    let messages: Vec<Bytes> = chunk.iter().map(|(b, _)| b.clone()).collect();
+                    let cmd = match riders.take_if(|_| i + 1 == runs.len()) {
+                        Some((returned, settled)) => round(messages, returned, settled),
+                        None => QueueCommand::EnqueueBatch { messages },
+                    };
+                    let written = group.write(cmd, deadline).await;
                     if let Err(e) = &written {
+                        // Settles riding along stay in the group too: delivered again
+                        // (at least once).
                         tracing::warn!(queue = %self.name, "cluster: publishes not committed: {e}");
                     }
-                    for (_, t) in chunk {
+                    for (_, t) in *chunk {
                         tickets.complete(*t, written.is_ok());
                     }
                 }
-                if !returned.is_empty() {
-                    // Written before the settles: a message returned, then acked, is
-                    // counted before it goes.
-                    let cmd = QueueCommand::ReturnBatch { ids: returned };
-                    if let Err(e) = group.write(cmd, deadline).await {
-                        tracing::warn!(queue = %self.name, "cluster: returns not committed: {e}");
-                    }
-                }
-                if !settled.is_empty() {
-                    let cmd = QueueCommand::SettleBatch { ids: settled };
+                if let Some((returned, settled)) = riders {
+                    let cmd = round(Vec::new(), returned, settled);
                     if let Err(e) = group.write(cmd, deadline).await {
                         // The messages stay in the group: delivered again (at least once).
-                        tracing::warn!(queue = %self.name, "cluster: settles not committed: {e}");
+                        tracing::warn!(queue = %self.name, "cluster: settles and returns not committed: {e}");
                     }
                 }
             }
+        }
+    }
+}
+
+/// One writer round as a command: `EnqueueBatch` when nothing rides with the messages.
+fn round(messages: Vec<Bytes>, returned: Vec<u64>, settled: Vec<u64>) -> QueueCommand {
+    if returned.is_empty() && settled.is_empty() {
+        QueueCommand::EnqueueBatch { messages }
+    } else {
+        QueueCommand::Round {
+            messages,
+            returned,
+            settled,
         }
     }
 }

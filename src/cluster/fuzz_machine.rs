@@ -1,6 +1,6 @@
 //! The driver of the fuzz target `queue_machine` (issue 17): the input decodes (with
 //! `arbitrary`) into a delivery limit and up to 256 operations on a replicated queue —
-//! enqueue (one message or a batch), settle and return (one or several; of held messages and of unknown ids), a member catching up
+//! enqueue (one message or a batch), settle and return (one or several; of held messages and of unknown ids), a writer's round of all three in one entry, a member catching up
 //! from a snapshot (what a new leader's follower does), and a replay of the whole history
 //! into a fresh machine. Each operation is applied as a Raft entry through
 //! `RaftStateMachine::apply`, and every answer and the state after it are checked against a
@@ -49,6 +49,13 @@ enum Op {
     /// Several deliveries returned in one entry (picks may repeat or be unknown).
     ReturnBatch {
         picks: [u8; 3],
+    },
+    /// A writer's round: messages, returns and settles in one entry (the picks may name
+    /// the same message for a return and a settle).
+    Round {
+        count: u8,
+        returns: [u8; 2],
+        settles: [u8; 2],
     },
 }
 
@@ -101,6 +108,41 @@ impl Model {
                     }
                 }
                 QueueResponse::ReturnedMany { found, dropped }
+            }
+            QueueCommand::Round {
+                messages,
+                returned,
+                settled,
+            } => {
+                let batch = QueueCommand::EnqueueBatch {
+                    messages: messages.clone(),
+                };
+                let QueueResponse::Enqueued { id } = self.expect(index, &batch) else {
+                    unreachable!("an enqueue answers Enqueued")
+                };
+                let returns = QueueCommand::ReturnBatch {
+                    ids: returned.clone(),
+                };
+                let QueueResponse::ReturnedMany {
+                    found: returned,
+                    dropped,
+                } = self.expect(index, &returns)
+                else {
+                    unreachable!("a return batch answers ReturnedMany")
+                };
+                let settles = QueueCommand::SettleBatch {
+                    ids: settled.clone(),
+                };
+                let QueueResponse::SettledMany { found: settled } = self.expect(index, &settles)
+                else {
+                    unreachable!("a settle batch answers SettledMany")
+                };
+                QueueResponse::RoundDone {
+                    id,
+                    returned,
+                    dropped,
+                    settled,
+                }
             }
             QueueCommand::Return { id } => match at(&self.held, *id) {
                 None => QueueResponse::Returned {
@@ -203,6 +245,17 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                     .map(|&p| pick(p, &model.held))
                     .chain([message_id(index + 7, 0)])
                     .collect(),
+            },
+            Op::Round {
+                count,
+                returns,
+                settles,
+            } => QueueCommand::Round {
+                messages: (0..count % 8)
+                    .map(|k| vec![k ^ 0x5A; usize::from(k)].into())
+                    .collect(),
+                returned: returns.iter().map(|&p| pick(p, &model.held)).collect(),
+                settled: settles.iter().map(|&p| pick(p, &model.held)).collect(),
             },
             Op::SettleUnknown => QueueCommand::Settle {
                 id: message_id(index + 7, 0),

@@ -45,13 +45,7 @@ impl QueueState {
                 }
             }
             QueueCommand::EnqueueBatch { messages } => {
-                // A longer batch than ids leave room for is refused whole, on every
-                // member alike (the bridge never writes one).
-                if messages.len() <= MAX_BATCH {
-                    for (k, message) in messages.iter().enumerate() {
-                        self.enqueue(message_id(index, k), message.clone());
-                    }
-                }
+                self.enqueue_batch(index, messages);
                 QueueResponse::Enqueued {
                     id: message_id(index, 0),
                 }
@@ -60,29 +54,64 @@ impl QueueState {
                 found: self.messages.remove(id).is_some(),
             },
             QueueCommand::SettleBatch { ids } => QueueResponse::SettledMany {
-                found: ids
-                    .iter()
-                    .filter(|id| self.messages.remove(id).is_some())
-                    .count() as u64,
+                found: self.settle_batch(ids),
             },
             QueueCommand::Return { id } => {
                 let (returns, kept) = self.return_one(*id);
                 QueueResponse::Returned { returns, kept }
             }
             QueueCommand::ReturnBatch { ids } => {
-                let (mut found, mut dropped) = (0, 0);
-                for id in ids {
-                    let (returns, kept) = self.return_one(*id);
-                    found += (returns > 0) as u64;
-                    dropped += (returns > 0 && !kept) as u64;
-                }
+                let (found, dropped) = self.return_batch(ids);
                 QueueResponse::ReturnedMany { found, dropped }
+            }
+            QueueCommand::Round {
+                messages,
+                returned,
+                settled,
+            } => {
+                self.enqueue_batch(index, messages);
+                let (returned, dropped) = self.return_batch(returned);
+                QueueResponse::RoundDone {
+                    id: message_id(index, 0),
+                    returned,
+                    dropped,
+                    settled: self.settle_batch(settled),
+                }
             }
         }
     }
 }
 
 impl QueueState {
+    /// The messages of one entry, the `k`-th with id `message_id(index, k)`. A longer
+    /// batch than ids leave room for is refused whole, on every member alike (the bridge
+    /// never writes one).
+    fn enqueue_batch(&mut self, index: u64, messages: &[Bytes]) {
+        if messages.len() <= MAX_BATCH {
+            for (k, message) in messages.iter().enumerate() {
+                self.enqueue(message_id(index, k), message.clone());
+            }
+        }
+    }
+
+    /// Settles `ids`; how many the queue held.
+    fn settle_batch(&mut self, ids: &[u64]) -> u64 {
+        ids.iter()
+            .filter(|id| self.messages.remove(id).is_some())
+            .count() as u64
+    }
+
+    /// Returns `ids`: how many the queue held, and how many of those it dropped.
+    fn return_batch(&mut self, ids: &[u64]) -> (u64, u64) {
+        let (mut found, mut dropped) = (0, 0);
+        for id in ids {
+            let (returns, kept) = self.return_one(*id);
+            found += (returns > 0) as u64;
+            dropped += (returns > 0 && !kept) as u64;
+        }
+        (found, dropped)
+    }
+
     /// One more return of message `id`: its returns so far and whether it stays (0 and
     /// false for a message the queue does not hold).
     fn return_one(&mut self, id: u64) -> (u32, bool) {
@@ -202,6 +231,52 @@ mod tests {
             QueueResponse::SettledMany { found: 2 }
         );
         assert!(s.messages.is_empty());
+    }
+
+    #[test]
+    fn a_round_enqueues_then_returns_then_settles_in_one_entry() {
+        let mut s = QueueState {
+            delivery_limit: Some(0),
+            ..QueueState::default()
+        };
+        let batch = QueueCommand::EnqueueBatch {
+            messages: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+        };
+        s.apply_command(1, &batch);
+        let (a, b) = (message_id(1, 0), message_id(1, 1));
+        // `a` returned past its limit (dropped), `b` returned and settled in the same
+        // round: counted first, then gone; two new messages stay.
+        let round = QueueCommand::Round {
+            messages: vec![Bytes::from_static(b"c"), Bytes::from_static(b"d")],
+            returned: vec![a, b],
+            settled: vec![b, a],
+        };
+        assert_eq!(
+            s.apply_command(2, &round),
+            QueueResponse::RoundDone {
+                id: message_id(2, 0),
+                returned: 2,
+                dropped: 2,
+                settled: 0,
+            }
+        );
+        let ids: Vec<u64> = s.messages.keys().copied().collect();
+        assert_eq!(ids, [message_id(2, 0), message_id(2, 1)]);
+        let settle_only = QueueCommand::Round {
+            messages: Vec::new(),
+            returned: Vec::new(),
+            settled: vec![message_id(2, 1)],
+        };
+        assert_eq!(
+            s.apply_command(3, &settle_only),
+            QueueResponse::RoundDone {
+                id: message_id(3, 0),
+                returned: 0,
+                dropped: 0,
+                settled: 1,
+            }
+        );
+        assert_eq!(s.messages.len(), 1);
     }
 
     #[test]

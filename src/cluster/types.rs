@@ -59,6 +59,16 @@ pub enum QueueCommand {
     Return { id: u64 },
     /// Deliveries given back together, each as `Return`.
     ReturnBatch { ids: Vec<u64> },
+    /// One round of a node's writer: messages published (ids as `EnqueueBatch`), then
+    /// deliveries given back (as `ReturnBatch`), then deliveries acked (as
+    /// `SettleBatch`). One entry, so one commit round for all three: written apart, a
+    /// round of publishes waited for the settles before it.
+    Round {
+        #[serde(with = "base64_list")]
+        messages: Vec<bytes::Bytes>,
+        returned: Vec<u64>,
+        settled: Vec<u64>,
+    },
 }
 
 /// Messages one entry may enqueue: ids leave room for this many per entry.
@@ -81,6 +91,14 @@ pub enum QueueResponse {
     SettledMany { found: u64 },
     /// How many of a batch's ids the queue held, and how many of those it dropped.
     ReturnedMany { found: u64, dropped: u64 },
+    /// A `Round`: its first message's id, then its returns and settles as
+    /// `ReturnedMany` and `SettledMany` count them.
+    RoundDone {
+        id: u64,
+        returned: u64,
+        dropped: u64,
+        settled: u64,
+    },
     /// `false` for an id the queue does not hold (settled already, or never enqueued).
     Settled { found: bool },
     /// The message's returns so far, and whether it stays in the queue (false: dropped
