@@ -14,6 +14,7 @@ use openraft::{
 };
 use warren::cluster::log_store::LogStore;
 use warren::cluster::queue_machine::QueueMachine;
+use warren::cluster::shared_log::SharedLog;
 use warren::cluster::types::{message_id, QueueCommand, QueueRaft, QueueResponse};
 use warren_storage::{FsyncPolicy, GroupCommit, LogConfig};
 
@@ -262,29 +263,157 @@ async fn the_machine_applies_queue_commands_and_a_snapshot_carries_them() {
     assert_eq!(state.last_applied, Some(log_id(1, 5)));
 }
 
-/// A group's logs start small: a node holds two per quorum queue, and each first segment
-/// is resident once touched (stop 36 measured 152 KiB per idle queue with 64 KiB first
-/// segments, 90 KiB with 4 KiB ones).
+/// Many groups in one shared log: each finds its own records again after a reopen and
+/// a kill -9 (the files as they are), a group's reads never see another's, and a deleted
+/// group's records are acked. The per-group directories hold no log of their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_groups_logs_start_with_a_one_page_segment() {
+async fn groups_in_one_shared_log_keep_to_their_own_records() {
     let dir = tempfile::tempdir().unwrap();
     let commit = GroupCommit::start(FsyncPolicy::Always);
-    let mut store: LogStore<QueueRaft> =
-        LogStore::open(dir.path(), LogConfig::default(), commit).unwrap();
-    store.save_vote(&Vote::new(1, 1)).await.unwrap();
-    store
-        .blocking_append(vec![enqueue(1, 1, "x")])
-        .await
-        .unwrap();
-    let mut sizes = Vec::new();
-    for log in ["entries", "meta"] {
-        for f in std::fs::read_dir(dir.path().join(log)).unwrap() {
-            let f = f.unwrap();
-            if f.file_type().unwrap().is_file() {
-                sizes.push((f.file_name(), f.metadata().unwrap().len()));
-            }
+    let open_group = |shared: &std::sync::Arc<SharedLog>, group: u64, root: &Path| {
+        let gdir = root.join(format!("g{group}"));
+        std::fs::create_dir_all(&gdir).unwrap();
+        LogStore::<QueueRaft>::open_in(shared.clone(), group, &gdir, config()).unwrap()
+    };
+    let shared = SharedLog::open(&dir.path().join("log"), config(), commit.clone()).unwrap();
+    let mut stores: Vec<_> = (1..=3)
+        .map(|g| open_group(&shared, g, dir.path()))
+        .collect();
+    for round in 1..=10u64 {
+        for (k, store) in stores.iter_mut().enumerate() {
+            let body = format!("g{}-{round}", k + 1);
+            store
+                .blocking_append(vec![enqueue(1, round, &body)])
+                .await
+                .unwrap();
         }
     }
-    assert!(!sizes.is_empty(), "no segment files");
-    assert!(sizes.iter().all(|(_, len)| *len <= 4096), "{sizes:?}");
+    stores[2].forget().await.unwrap();
+    stores[1].save_vote(&Vote::new(3, 2)).await.unwrap();
+    // Nothing appended after the truncation, and its acks never written out: the
+    // truncation's own record keeps 6..=10 out after the reopen.
+    stores[1].truncate(log_id(1, 6)).await.unwrap();
+    drop(stores);
+    drop(shared);
+
+    let crashed = tempfile::tempdir().unwrap();
+    snapshot_files(dir.path(), crashed.path());
+    for root in [dir.path(), crashed.path()] {
+        let shared = SharedLog::open(&root.join("log"), config(), commit.clone()).unwrap();
+        assert_eq!(
+            shared.unclaimed_groups(),
+            [1, 2],
+            "group 3 forgotten ({})",
+            root.display()
+        );
+        let mut one = open_group(&shared, 1, root);
+        let mut two = open_group(&shared, 2, root);
+        let bodies = |entries: Vec<Entry<QueueRaft>>| -> Vec<String> {
+            entries
+                .into_iter()
+                .map(|e| match e.payload {
+                    EntryPayload::Normal(QueueCommand::Enqueue { message }) => {
+                        String::from_utf8(message.to_vec()).unwrap()
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let want_one: Vec<String> = (1..=10).map(|r| format!("g1-{r}")).collect();
+        let want_two: Vec<String> = (1..=5).map(|r| format!("g2-{r}")).collect();
+        assert_eq!(
+            bodies(one.try_get_log_entries(0..).await.unwrap()),
+            want_one
+        );
+        assert_eq!(
+            bodies(two.try_get_log_entries(0..).await.unwrap()),
+            want_two
+        );
+        assert_eq!(two.read_vote().await.unwrap(), Some(Vote::new(3, 2)));
+        assert_eq!(one.read_vote().await.unwrap(), None);
+        for g in 1..=3 {
+            let gdir = root.join(format!("g{g}"));
+            assert!(
+                !gdir.exists() || std::fs::read_dir(&gdir).unwrap().next().is_none(),
+                "{} holds files",
+                gdir.display()
+            );
+        }
+    }
+}
+
+/// The openraft suite on a group whose shared log also holds another group's records.
+struct Neighbours;
+
+impl StoreBuilder<QueueRaft, LogStore<QueueRaft>, QueueMachine, tempfile::TempDir> for Neighbours {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore<QueueRaft>, QueueMachine), StorageError<u64>> {
+        let dir = tempfile::tempdir().unwrap();
+        let commit = GroupCommit::start(FsyncPolicy::Always);
+        let shared = SharedLog::open(&dir.path().join("log"), config(), commit).unwrap();
+        let mut other =
+            LogStore::<QueueRaft>::open_in(shared.clone(), 8, &dir.path().join("8"), config())
+                .unwrap();
+        let entries: Vec<_> = (1..=20).map(|i| enqueue(5, i, "other")).collect();
+        other.blocking_append(entries).await?;
+        other.save_vote(&Vote::new(5, 3)).await?;
+        let store =
+            LogStore::<QueueRaft>::open_in(shared, 9, &dir.path().join("9"), config()).unwrap();
+        Ok((dir, store, QueueMachine::new(None)))
+    }
+}
+
+#[test]
+fn openraft_storage_suite_passes_beside_another_group() {
+    Suite::test_all(Neighbours).unwrap();
+}
+
+/// A group directory in the layout of earlier builds (`entries/` and `meta/`, two engine
+/// logs of its own) is moved into the shared log at open, and then removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_log_of_an_earlier_build_moves_into_the_shared_log() {
+    use warren::cluster::codec;
+    use warren_storage::{BatchRecord, Log};
+    let dir = tempfile::tempdir().unwrap();
+    let commit = GroupCommit::start(FsyncPolicy::Always);
+    let gdir = dir.path().join("queues/4");
+    let append = |log: &mut Log, kind: u8, payload: Vec<u8>| {
+        let parts = [&payload[..]];
+        let rec = BatchRecord {
+            timestamp: 0,
+            persistent: true,
+            kind,
+            parts: &parts,
+        };
+        let (_, t) = log.append_batch(&[rec]).unwrap();
+        commit.wait(t).unwrap();
+    };
+    {
+        let (mut entries, _) = Log::open(&gdir.join("entries"), config(), commit.clone()).unwrap();
+        let (mut meta, _) = Log::open(&gdir.join("meta"), config(), commit.clone()).unwrap();
+        for i in 1..=12 {
+            append(
+                &mut entries,
+                1,
+                codec::encode(&enqueue(2, i, "old")).unwrap(),
+            );
+        }
+        append(&mut meta, 2, codec::encode(&Vote::new(1, 1)).unwrap());
+        append(&mut meta, 2, codec::encode(&Vote::new(2, 3)).unwrap());
+        append(&mut meta, 4, codec::encode(&log_id(2, 4)).unwrap());
+    }
+    let shared = SharedLog::open(&dir.path().join("queue-log"), config(), commit.clone()).unwrap();
+    let mut store = LogStore::<QueueRaft>::open_in(shared.clone(), 4, &gdir, config()).unwrap();
+    let want: Vec<(u64, u64)> = (5..=12).map(|i| (2, i)).collect();
+    assert_eq!(entries(&mut store).await, want);
+    assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(2, 3)));
+    assert!(!gdir.join("entries").exists() && !gdir.join("meta").exists());
+    drop(store);
+    drop(shared);
+    let shared = SharedLog::open(&dir.path().join("queue-log"), config(), commit).unwrap();
+    let mut again = LogStore::<QueueRaft>::open_in(shared, 4, &gdir, config()).unwrap();
+    assert_eq!(entries(&mut again).await, want);
+    let state = again.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(2, 4)));
 }

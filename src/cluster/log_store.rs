@@ -1,20 +1,24 @@
-//! A Raft group's log in a Warren segment log (`warren_storage::Log`): openraft's
-//! `RaftLogStorage` over the engine's CRC-checked records, group commit and suffix
-//! truncation.
+//! A Raft group's log in a Warren segment log: openraft's `RaftLogStorage` over the
+//! engine's CRC-checked records and group commit.
 //!
-//! A group's directory holds two engine logs: `entries/`, the Raft log entries in index
-//! order, and `meta/`, the vote, the committed log id and the purge point (the last log id
-//! purged), each record superseding (acking) its predecessor of the same kind. Keeping them
-//! apart lets a truncation remove a suffix of `entries/` whole (`Log::truncate_from`)
-//! without touching the vote. Raft indexes are not the engine's sequence numbers (those are
-//! never reused, and a truncated suffix is written again at the same indexes): an index map
-//! from Raft index to sequence number is rebuilt at open by reading `entries/` in order.
+//! A group's records live in a `SharedLog` (shared_log.rs), tagged with the group: every
+//! quorum-queue group of a node writes into one log, so a sync round flushes one file, not
+//! one per busy group; the metadata group has one of its own. A group's records are its
+//! entries (tagged with their Raft index), its vote, committed log id and purge point
+//! (each superseding, and acking, its predecessor of the same kind) and its truncations.
+//! Raft indexes are not the engine's sequence numbers (those are never reused, and a
+//! truncated suffix is written again at the same indexes): the map from Raft index to
+//! sequence number is rebuilt at open from the group's records, in the order written.
 //!
 //! Durability is what Raft needs: `append` reports an entry flushed only once its sync
 //! (the engine's group commit, shared with every other log of the process) has completed;
-//! `save_vote` returns only once the vote is durable; `truncate` is durable when it returns
-//! (`Log::truncate_from`). Entries and records are MessagePack (`codec.rs`); the JSON
-//! of logs written before that still reads.
+//! `save_vote` returns only once the vote is durable; `truncate` returns once a record of
+//! the truncation is durable (a suffix of a shared log cannot be cut off; the truncated
+//! entries are acked, and the record keeps them out of the map at the next open should a
+//! crash lose those acks, until a purge passes it). Entries and records are MessagePack
+//! (`codec.rs`); the JSON of logs written before that still reads. A group directory in
+//! the layout of earlier builds (`entries/` and `meta/`, two engine logs of its own) is
+//! moved into the shared log when the group opens.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -33,19 +37,22 @@ use openraft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Mutex;
-use warren_storage::{BatchRecord, Cursor, GroupCommit, Log, LogConfig, Ticket};
+use warren_storage::{GroupCommit, LogConfig, Ticket};
 
 use super::codec;
+use super::shared_log::{Found, Item, SharedLog};
 use super::types::GroupTypes;
 
 type NodeId = u64;
 type Error = StorageError<NodeId>;
 
 /// Record kinds (`BatchRecord::kind`).
-const KIND_ENTRY: u8 = 1;
-const KIND_VOTE: u8 = 2;
-const KIND_COMMITTED: u8 = 3;
-const KIND_PURGED: u8 = 4;
+pub(super) const KIND_ENTRY: u8 = 1;
+pub(super) const KIND_VOTE: u8 = 2;
+pub(super) const KIND_COMMITTED: u8 = 3;
+pub(super) const KIND_PURGED: u8 = 4;
+/// Entries from this record's index on were truncated.
+const KIND_TRUNCATED: u8 = 5;
 
 /// A group's log store; clones share it (the log reader openraft asks for is a clone).
 /// `C` is the group's kind (a queue group, the metadata group).
@@ -67,14 +74,15 @@ impl<C> Clone for LogStore<C> {
 }
 
 struct Inner {
-    log: Log,
-    meta: Log,
-    commit: Arc<GroupCommit>,
+    shared: Arc<SharedLog>,
+    group: u64,
     /// Raft index -> sequence number of the live entry at that index.
     index: BTreeMap<u64, u64>,
     vote: Option<(Vote<NodeId>, u64)>,
     committed: Option<(Option<LogId<NodeId>>, u64)>,
     purged: Option<(LogId<NodeId>, u64)>,
+    /// Truncation records still needed: (first index truncated, sequence number).
+    truncations: Vec<(u64, u64)>,
 }
 
 fn read_logs(e: io::Error) -> Error {
@@ -89,13 +97,6 @@ fn write_vote(e: io::Error) -> Error {
     StorageIOError::write_vote(AnyError::new(&e)).into()
 }
 
-/// The first segment of a group's logs. Segments are written with zeros when created
-/// (file.rs: so later syncs are pure data flushes), so the whole first segment sits in the
-/// page cache, and the kernel maps all of it into the process at the first touch (fault-
-/// around). A node holds two logs per queue group and a cluster may have thousands of
-/// idle groups: 4 KiB, not the engine's 64, keeps that to a page each.
-const GROUP_FIRST_SEGMENT: usize = 4 * 1024;
-
 /// Bytes of entries replication sends in one append (`limited_get_log_entries`).
 const APPEND_BYTES: usize = 4 << 20;
 
@@ -104,84 +105,38 @@ fn decode<T: DeserializeOwned>(payload: &[u8]) -> io::Result<T> {
 }
 
 impl<C: GroupTypes> LogStore<C> {
-    /// Opens (or creates) the log in `dir`: the index map, vote, committed id and purge
-    /// point are read back from its records.
+    /// A group with a log of its own in `dir` (the metadata group; tests).
     pub fn open(
         dir: &Path,
         config: LogConfig,
         commit: Arc<GroupCommit>,
     ) -> io::Result<LogStore<C>> {
-        let config = LogConfig {
-            first_segment_size: GROUP_FIRST_SEGMENT,
-            ..config
-        };
-        let open = |name: &str| -> io::Result<Log> {
-            let (log, report) = Log::open(&dir.join(name), config.clone(), commit.clone())?;
-            if !report.is_clean() {
-                tracing::warn!(dir = %dir.display(), "raft {name} log recovered: {report:?}");
-            }
-            Ok(log)
-        };
         std::fs::create_dir_all(dir)?;
+        let shared = SharedLog::open(&dir.join("log"), config.clone(), commit)?;
+        Self::open_in(shared, 0, dir, config)
+    }
+
+    /// Group `group`'s store in `shared`, from the records it holds for the group. `dir`
+    /// is the group's directory: a log there in an earlier build's layout is moved in.
+    pub fn open_in(
+        shared: Arc<SharedLog>,
+        group: u64,
+        dir: &Path,
+        config: LogConfig,
+    ) -> io::Result<LogStore<C>> {
+        let mut found = shared.claim(group);
+        found.extend(super::log_import::import::<C>(&shared, group, dir, config)?);
         let mut inner = Inner {
-            log: open("entries")?,
-            meta: open("meta")?,
-            commit,
+            shared,
+            group,
             index: BTreeMap::new(),
             vote: None,
             committed: None,
             purged: None,
+            truncations: Vec::new(),
         };
-        let mut cursor = Cursor::at(0);
-        let mut superseded = Vec::new();
-        while let Some(rec) = inner.log.read_next(&mut cursor) {
-            let entry: Entry<C> = decode(&rec.payload)?;
-            let at = entry.get_log_id().index;
-            // An entry at an index already held replaces it and everything after (a
-            // truncation a crash undid; `truncate_from` is durable, this makes it harmless).
-            superseded.extend(inner.index.split_off(&at).into_values());
-            inner.index.insert(at, rec.seq);
-        }
-        let mut meta_superseded = Vec::new();
-        let mut cursor = Cursor::at(0);
-        while let Some(rec) = inner.meta.read_next(&mut cursor) {
-            let superseded = &mut meta_superseded;
-            match rec.kind() {
-                KIND_VOTE => {
-                    let vote = decode(&rec.payload)?;
-                    superseded.extend(inner.vote.replace((vote, rec.seq)).map(|v| v.1));
-                }
-                KIND_COMMITTED => {
-                    let c = decode(&rec.payload)?;
-                    superseded.extend(inner.committed.replace((c, rec.seq)).map(|v| v.1));
-                }
-                KIND_PURGED => {
-                    let p = decode(&rec.payload)?;
-                    superseded.extend(inner.purged.replace((p, rec.seq)).map(|v| v.1));
-                }
-                other => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "{}: record {} of unknown kind {other}",
-                            dir.display(),
-                            rec.seq
-                        ),
-                    ))
-                }
-            }
-        }
-        if let Some((p, _)) = inner.purged {
-            // Purged entries whose acks a crash lost.
-            let kept = inner.index.split_off(&(p.index + 1));
-            superseded.extend(std::mem::replace(&mut inner.index, kept).into_values());
-        }
-        for seq in superseded {
-            inner.log.ack(seq)?;
-        }
-        for seq in meta_superseded {
-            inner.meta.ack(seq)?;
-        }
+        let superseded = inner.rebuild(&found)?;
+        inner.shared.ack(superseded)?;
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
             appended: Arc::default(),
@@ -193,26 +148,99 @@ impl<C: GroupTypes> LogStore<C> {
     pub fn appended_bytes(&self) -> Arc<AtomicU64> {
         self.appended.clone()
     }
+
+    /// Acks every record of the group (its queue was deleted): the shared log reclaims
+    /// their space. The store must not be used afterwards.
+    pub async fn forget(&self) -> io::Result<()> {
+        let mut inner = self.inner.lock().await;
+        let mut seqs: Vec<u64> = std::mem::take(&mut inner.index).into_values().collect();
+        seqs.extend(inner.vote.take().map(|v| v.1));
+        seqs.extend(inner.committed.take().map(|c| c.1));
+        seqs.extend(inner.purged.take().map(|p| p.1));
+        seqs.extend(inner.truncations.drain(..).map(|t| t.1));
+        inner.shared.ack_and_flush(seqs)
+    }
 }
 
 impl Inner {
-    /// Appends records of `kind` to `entries/` (KIND_ENTRY) or `meta/`; returns the first
-    /// one's sequence number and the covering sync.
-    fn append(&mut self, kind: u8, payloads: &[Vec<u8>]) -> io::Result<(u64, Ticket)> {
-        let parts: Vec<[&[u8]; 1]> = payloads.iter().map(|p| [&p[..]]).collect();
-        let batch: Vec<BatchRecord<'_>> = parts
+    /// Rebuilds the index map and the vote, committed id and purge point from the group's
+    /// records in the order they were written; returns the records they supersede.
+    fn rebuild(&mut self, found: &[Found]) -> io::Result<Vec<u64>> {
+        let mut superseded = Vec::new();
+        let single = |f: &Found| -> io::Result<bytes::Bytes> {
+            Ok(self.shared.read(self.group, [f.seq])?.remove(0))
+        };
+        let (mut vote, mut committed, mut purged) = (None, None, None);
+        let mut truncations = Vec::new();
+        for f in found {
+            match f.kind {
+                KIND_ENTRY => {
+                    // An entry at an index already held replaces it and everything after
+                    // (a truncation whose acks a crash lost).
+                    superseded.extend(self.index.split_off(&f.index).into_values());
+                    self.index.insert(f.index, f.seq);
+                }
+                KIND_TRUNCATED => {
+                    superseded.extend(self.index.split_off(&f.index).into_values());
+                    truncations.push((f.index, f.seq));
+                }
+                KIND_VOTE => {
+                    let v: Vote<NodeId> = decode(&single(f)?)?;
+                    superseded.extend(vote.replace((v, f.seq)).map(|v: (_, u64)| v.1));
+                }
+                KIND_COMMITTED => {
+                    let c: Option<LogId<NodeId>> = decode(&single(f)?)?;
+                    superseded.extend(committed.replace((c, f.seq)).map(|v: (_, u64)| v.1));
+                }
+                KIND_PURGED => {
+                    let p: LogId<NodeId> = decode(&single(f)?)?;
+                    superseded.extend(purged.replace((p, f.seq)).map(|v: (_, u64)| v.1));
+                }
+                other => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "raft log of group {}: record {} of unknown kind {other}",
+                            self.group, f.seq
+                        ),
+                    ))
+                }
+            }
+        }
+        self.vote = vote;
+        self.committed = committed;
+        self.purged = purged;
+        self.truncations = truncations;
+        if let Some((p, _)) = self.purged {
+            // Purged entries whose acks a crash lost.
+            let kept = self.index.split_off(&(p.index + 1));
+            superseded.extend(std::mem::replace(&mut self.index, kept).into_values());
+            superseded.extend(self.passed_truncations(p.index));
+        }
+        Ok(superseded)
+    }
+
+    /// Drops the truncation records a purge through `index` makes needless (the entries
+    /// they removed are below the purge point, or were replaced by entries written after
+    /// them and committed); returns them.
+    fn passed_truncations(&mut self, index: u64) -> Vec<u64> {
+        let (gone, kept): (Vec<_>, Vec<_>) = self.truncations.iter().partition(|t| t.0 <= index);
+        self.truncations = kept;
+        gone.into_iter().map(|t| t.1).collect()
+    }
+
+    /// Appends records of `kind` (entries with their indexes); returns the first one's
+    /// sequence number and the covering sync.
+    fn append(&self, kind: u8, payloads: &[(u64, Vec<u8>)]) -> io::Result<(u64, Ticket)> {
+        let items: Vec<Item<'_>> = payloads
             .iter()
-            .map(|p| BatchRecord {
-                timestamp: 0,
-                persistent: true,
+            .map(|(index, p)| Item {
                 kind,
-                parts: p,
+                index: *index,
+                payload: p,
             })
             .collect();
-        match kind {
-            KIND_ENTRY => self.log.append_batch(&batch),
-            _ => self.meta.append_batch(&batch),
-        }
+        self.shared.append(self.group, &items)
     }
 
     /// Writes a record that supersedes `old` (acked once the new one is appended).
@@ -223,10 +251,8 @@ impl Inner {
         old: Option<u64>,
     ) -> io::Result<(u64, Ticket)> {
         let payload = codec::encode(value)?;
-        let (seq, ticket) = self.append(kind, &[payload])?;
-        if let Some(old) = old {
-            self.meta.ack(old)?;
-        }
+        let (seq, ticket) = self.append(kind, &[(0, payload)])?;
+        self.shared.ack(old)?;
         Ok((seq, ticket))
     }
 
@@ -237,22 +263,31 @@ impl Inner {
         range: (Bound<u64>, Bound<u64>),
         bytes: usize,
     ) -> io::Result<Vec<Entry<C>>> {
+        // In steps of 64 records (the shared log's lock is taken per step, and decoding
+        // happens without it); sizes are known only once read.
         let mut entries = Vec::new();
         let mut size = 0usize;
-        for (&at, &seq) in self.index.range(range) {
-            if size >= bytes {
-                break;
+        let mut next = range.0;
+        loop {
+            let seqs: Vec<(u64, u64)> = self
+                .index
+                .range((next, range.1))
+                .take(64)
+                .map(|(&at, &seq)| (at, seq))
+                .collect();
+            let Some(&(last, _)) = seqs.last() else {
+                return Ok(entries);
+            };
+            let payloads = self.shared.read(self.group, seqs.iter().map(|s| s.1))?;
+            for payload in payloads {
+                if size >= bytes {
+                    return Ok(entries);
+                }
+                size += payload.len();
+                entries.push(decode(&payload)?);
             }
-            let rec = self.log.read(seq).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("raft entry {at} (record {seq}) missing"),
-                )
-            })?;
-            size += rec.payload.len();
-            entries.push(decode(&rec.payload)?);
+            next = Bound::Excluded(last);
         }
-        Ok(entries)
     }
 
     fn last_log_id<C: GroupTypes>(&self) -> io::Result<Option<LogId<NodeId>>> {
@@ -331,7 +366,7 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
             let old = inner.vote.map(|v| v.1);
             let (seq, ticket) = inner.replace(KIND_VOTE, vote, old).map_err(write_vote)?;
             inner.vote = Some((*vote, seq));
-            (inner.commit.clone(), ticket)
+            (inner.shared.commit().clone(), ticket)
         };
         // Raft's safety rests on a vote never forgotten: durable before we answer.
         durable(&commit, ticket).await.map_err(write_vote)
@@ -366,11 +401,11 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
             let mut inner = self.inner.lock().await;
             let payloads = entries
                 .iter()
-                .map(codec::encode)
+                .map(|e| Ok((e.get_log_id().index, codec::encode(e)?)))
                 .collect::<io::Result<Vec<_>>>()
                 .map_err(write_logs)?;
             let (first, ticket) = inner.append(KIND_ENTRY, &payloads).map_err(write_logs)?;
-            let bytes: usize = payloads.iter().map(Vec::len).sum();
+            let bytes: usize = payloads.iter().map(|p| p.1.len()).sum();
             self.appended.fetch_add(bytes as u64, Ordering::Relaxed);
             for (k, e) in entries.iter().enumerate() {
                 let at = e.get_log_id().index;
@@ -382,7 +417,7 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
                 );
                 inner.index.insert(at, first + k as u64);
             }
-            (inner.commit.clone(), ticket)
+            (inner.shared.commit().clone(), ticket)
         };
         // The flush notification waits for the sync, not this call: openraft pipelines.
         tokio::spawn(async move {
@@ -392,12 +427,22 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), Error> {
-        let mut inner = self.inner.lock().await;
-        let doomed = inner.index.split_off(&log_id.index);
-        if let Some(&first) = doomed.values().next() {
-            inner.log.truncate_from(first).map_err(write_logs)?;
-        }
-        Ok(())
+        let (commit, ticket) = {
+            let mut inner = self.inner.lock().await;
+            let doomed = inner.index.split_off(&log_id.index);
+            if doomed.is_empty() {
+                return Ok(());
+            }
+            let at = log_id.index;
+            let (seq, ticket) = inner
+                .append(KIND_TRUNCATED, &[(at, Vec::new())])
+                .map_err(write_logs)?;
+            inner.truncations.push((at, seq));
+            inner.shared.ack(doomed.into_values()).map_err(write_logs)?;
+            (inner.shared.commit().clone(), ticket)
+        };
+        // Durable before openraft goes on (as a cut-off suffix of an own log was).
+        durable(&commit, ticket).await.map_err(write_logs)
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), Error> {
@@ -410,9 +455,11 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
         inner.purged = Some((log_id, seq));
         let kept = inner.index.split_off(&(log_id.index + 1));
         let gone = std::mem::replace(&mut inner.index, kept);
-        for seq in gone.into_values() {
-            inner.log.ack(seq).map_err(write_logs)?;
-        }
+        let passed = inner.passed_truncations(log_id.index);
+        inner
+            .shared
+            .ack(gone.into_values().chain(passed))
+            .map_err(write_logs)?;
         tracing::debug!(upto = log_id.index, took = ?started.elapsed(), "cluster: log purged");
         Ok(())
     }

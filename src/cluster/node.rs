@@ -23,6 +23,7 @@ use super::log_store::LogStore;
 use super::meta_machine::{MetaCommand, MetaMachine, MetaRaft, MetaState, NodeInfo};
 use super::network::{GroupNetwork, Peers};
 use super::settings::ClusterConfig;
+use super::shared_log::{self, SharedLog};
 use super::transport::{self, Peer, Reply, RpcHandler};
 use super::types::QueueRaft;
 use super::wire::{RpcKind, MAX_PAYLOAD_ENTRIES};
@@ -32,6 +33,8 @@ pub const META: &str = "meta";
 
 /// How long `probe_nodes` waits for a node's answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often the Raft logs write their pending acks and compact sparse segments.
+const UPKEEP_EVERY: Duration = Duration::from_secs(2);
 
 /// How long a write waits for a leader before giving up.
 pub(super) const WRITE_DEADLINE: Duration = Duration::from_secs(10);
@@ -91,7 +94,10 @@ pub struct ClusterNode {
     /// Where groups keep their files, and how.
     pub(super) data_dir: std::path::PathBuf,
     pub(super) log: LogConfig,
-    pub(super) commit: Arc<GroupCommit>,
+    /// The Raft log every quorum-queue group of this node writes into (shared_log.rs).
+    pub(super) queue_log: Arc<SharedLog>,
+    /// Each open queue group's log store, to forget its records when the queue goes.
+    pub(super) queue_stores: std::sync::Mutex<HashMap<u64, LogStore<QueueRaft>>>,
     /// When peers last claimed to lead each queue group (detector.rs).
     pub(super) claims: super::detector::Claims,
 }
@@ -119,7 +125,16 @@ impl ClusterNode {
         let advertised = listener.local_addr()?.to_string();
         let peers = Arc::new(Peers::new(config.node_id, config.peers.clone()));
         let meta_dir = data_dir.join("cluster").join(META);
-        let store = LogStore::<MetaRaft>::open(&meta_dir, log.clone(), commit.clone())?;
+        std::fs::create_dir_all(&meta_dir)?;
+        let meta_log = SharedLog::open(&meta_dir.join("log"), log.clone(), commit.clone())?;
+        let store = LogStore::<MetaRaft>::open_in(meta_log.clone(), 0, &meta_dir, log.clone())?;
+        let queue_log = SharedLog::open(
+            &data_dir.join("cluster").join("queue-log"),
+            log.clone(),
+            commit.clone(),
+        )?;
+        shared_log::spawn_upkeep(meta_log, UPKEEP_EVERY);
+        shared_log::spawn_upkeep(queue_log.clone(), UPKEEP_EVERY);
         let machine = MetaMachine::on_disk(&meta_dir, MetaState::default())?;
         let name: Arc<str> = META.into();
         let raft = Raft::new(
@@ -145,7 +160,8 @@ impl ClusterNode {
             checkout: std::sync::OnceLock::new(),
             data_dir: data_dir.to_path_buf(),
             log,
-            commit,
+            queue_log,
+            queue_stores: Default::default(),
             claims: Default::default(),
         });
         tokio::spawn(transport::serve(listener, node.clone()));

@@ -109,7 +109,12 @@ impl ClusterNode {
             .join("cluster")
             .join("queues")
             .join(group.to_string());
-        let store = LogStore::<QueueRaft>::open(&dir, self.log.clone(), self.commit.clone())?;
+        let store =
+            LogStore::<QueueRaft>::open_in(self.queue_log.clone(), group, &dir, self.log.clone())?;
+        self.queue_stores
+            .lock()
+            .expect("stores")
+            .insert(group, store.clone());
         let machine = QueueMachine::open(&dir, None)?;
         let (state, applied, tap) = machine.tap::<QueueRaft>().await;
         let growth = LogGrowth::new(store.appended_bytes(), machine.snapshot_bytes());
@@ -173,6 +178,12 @@ impl ClusterNode {
             .remove(&queue_group_name(group));
         if let Some(g) = g {
             let _ = g.raft.shutdown().await;
+        }
+        let store = self.queue_stores.lock().expect("stores").remove(&group);
+        if let Some(store) = store {
+            if let Err(e) = store.forget().await {
+                tracing::warn!("cluster: forgetting queue group {group}'s log: {e}");
+            }
         }
         let dir = self
             .data_dir
