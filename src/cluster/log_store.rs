@@ -105,7 +105,8 @@ fn decode<T: DeserializeOwned>(payload: &[u8]) -> io::Result<T> {
 }
 
 impl<C: GroupTypes> LogStore<C> {
-    /// A group with a log of its own in `dir` (the metadata group; tests).
+    /// A group with a log of its own in `dir/log` (tests; the node opens the metadata
+    /// group's own log itself, to run its upkeep, and calls `open_in`).
     pub fn open(
         dir: &Path,
         config: LogConfig,
