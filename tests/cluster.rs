@@ -13,4 +13,5 @@ mod cluster_jepsen;
 mod cluster_nodes;
 mod cluster_quorum;
 mod cluster_rebalance;
+mod raft_snapshot_bodies;
 mod raft_storage;

@@ -303,6 +303,87 @@ fn a_busy_queue_group_snapshots_by_log_size_on_every_member() {
     );
 }
 
+/// A member away while the leader snapshotted and purged its log past the member's last
+/// entry installs the snapshot: the message bodies come with it into the member's own log
+/// (no snapshot file holds them), and after a kill -9 and restart the member's copy is
+/// whole again from its snapshot and log: it delivers every message from that copy.
+#[test]
+fn a_member_behind_the_purged_log_gets_the_bodies_with_the_snapshot() {
+    let mut c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    rt.block_on(declare(c.node(1).amqp, "deep", quorum()));
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let away = (1..=3).find(|id| *id != leader).unwrap();
+    c.node_mut(away).kill();
+    // 200 small messages, an entry each, then 70 of 1 MiB: past 64 MiB of log the leader
+    // snapshots and purges all but the last 128 entries, small messages' among them.
+    let small = bodies(0..200);
+    let big: Vec<String> = (0..70)
+        .map(|i| format!("big{i:02}{}", "y".repeat(1 << 20)))
+        .collect();
+    rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        for b in &small {
+            assert_eq!(publish_all(&ch, "deep", std::slice::from_ref(b)).await, 1);
+        }
+        assert_eq!(publish_all(&ch, "deep", &big).await, 70);
+    });
+    wait_for("the leader's log purged", &c, ELECTION, || {
+        queue_group(&c, leader)?["purged"]
+            .as_u64()
+            .filter(|p| *p > 10)
+    });
+    c.node_mut(away).start();
+    let all = |c: &Cluster| (queue_messages(c, away, "deep") == Some(270)).then_some(());
+    wait_for(
+        "all 270 in the returning member's copy",
+        &c,
+        ELECTION,
+        || all(&c),
+    );
+    wait_for("the snapshot installed", &c, ELECTION, || {
+        queue_group(&c, away)?["snapshot"].as_u64()
+    });
+    c.node_mut(away).kill();
+    for path in walk_files(&c.node(away).data) {
+        if path.file_name().is_some_and(|n| n == "snapshot") {
+            let len = std::fs::metadata(&path).unwrap().len();
+            assert!(len < 1 << 20, "{}: {len} bytes", path.display());
+        }
+    }
+    c.node_mut(away).start();
+    wait_for("all 270 in its copy after a restart", &c, ELECTION, || {
+        all(&c)
+    });
+    let got = rt.block_on(async {
+        let conn = connect(c.node(away).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        consume(&ch, "deep", 270, Duration::from_secs(60)).await
+    });
+    let got: BTreeSet<String> = got.into_iter().collect();
+    let want: BTreeSet<String> = small.into_iter().chain(big).collect();
+    assert!(
+        got == want,
+        "{} of 270 delivered as published",
+        got.intersection(&want).count()
+    );
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 #[test]
 fn a_whole_cluster_killed_and_restarted_keeps_its_confirmed_messages_and_counts() {
     let mut c = Cluster::new(3, 0);

@@ -68,6 +68,31 @@ fn openraft_storage_suite_passes_with_snapshots_on_disk() {
     Suite::test_all(OnDisk).unwrap();
 }
 
+/// The same suite with the machine a quorum queue's group runs on a node: message bodies
+/// left in the group's log (`raft_snapshot_bodies.rs`).
+struct OnLog;
+
+impl StoreBuilder<QueueRaft, LogStore<QueueRaft>, QueueMachine, tempfile::TempDir> for OnLog {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore<QueueRaft>, QueueMachine), StorageError<u64>> {
+        let dir = tempfile::tempdir().unwrap();
+        let commit = GroupCommit::start(FsyncPolicy::Always);
+        let shared = SharedLog::open(&dir.path().join("log"), config(), commit).unwrap();
+        let store =
+            LogStore::open_keeping_bodies(shared, 0, &dir.path().join("g"), config()).unwrap();
+        let machine = QueueMachine::open_on_log(&dir.path().join("g"), store.clone())
+            .await
+            .unwrap();
+        Ok((dir, store, machine))
+    }
+}
+
+#[test]
+fn openraft_storage_suite_passes_with_bodies_in_the_log() {
+    Suite::test_all(OnLog).unwrap();
+}
+
 /// A restarted node starts from its last snapshot: the entries it covers may be purged
 /// from the log, so without it the state would be gone.
 #[tokio::test]
@@ -145,7 +170,7 @@ async fn entries(store: &mut LogStore<QueueRaft>) -> Vec<(u64, u64)> {
 }
 
 /// The files of `dir` as a kill -9 would leave them, in a new directory.
-fn snapshot_files(dir: &Path, to: &Path) {
+pub fn snapshot_files(dir: &Path, to: &Path) {
     for entry in walk(dir) {
         let rel = entry.strip_prefix(dir).unwrap();
         let target = to.join(rel);

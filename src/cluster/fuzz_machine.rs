@@ -293,7 +293,7 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
         sm.inspect(|state| {
             let same = state.messages.len() == model.held.len()
                 && state.messages.iter().zip(&model.held).all(|((id, h), m)| {
-                    (*id, h.message.as_ref(), h.returns) == (m.0, m.1.as_slice(), m.2)
+                    (*id, h.message.as_deref(), h.returns) == (m.0, Some(m.1.as_slice()), m.2)
                 });
             assert!(
                 same,

@@ -19,8 +19,14 @@
 //! (`codec.rs`); the JSON of logs written before that still reads. A group directory in
 //! the layout of earlier builds (`entries/` and `meta/`, two engine logs of its own) is
 //! moved into the shared log when the group opens.
+//!
+//! A quorum queue's snapshot does not carry its messages (`snapshot_bodies.rs`): the bodies
+//! stay in the entries that enqueued them. A store opened with `open_keeping_bodies` keeps
+//! the entries a purge passes whose messages the current snapshot still holds (`kept`),
+//! and the bodies a snapshot installed from the leader brought (`bodies`, records of their
+//! own), until a later snapshot no longer refers to them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::io;
 use std::marker::PhantomData;
@@ -29,6 +35,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     AnyError, Entry, LogId, OptionalSend, RaftLogId, RaftLogReader, StorageError, StorageIOError,
@@ -53,6 +60,9 @@ pub(super) const KIND_COMMITTED: u8 = 3;
 pub(super) const KIND_PURGED: u8 = 4;
 /// Entries from this record's index on were truncated.
 const KIND_TRUNCATED: u8 = 5;
+/// Bodies of messages enqueued by the entry at this record's index, installed with a
+/// snapshot (`snapshot_bodies.rs`).
+pub(super) const KIND_BODIES: u8 = 6;
 
 /// A group's log store; clones share it (the log reader openraft asks for is a clone).
 /// `C` is the group's kind (a queue group, the metadata group).
@@ -83,6 +93,35 @@ struct Inner {
     purged: Option<(LogId<NodeId>, u64)>,
     /// Truncation records still needed: (first index truncated, sequence number).
     truncations: Vec<(u64, u64)>,
+    /// Entries at or below the purge point kept for the bodies the snapshot refers to:
+    /// Raft index -> sequence number.
+    kept: BTreeMap<u64, u64>,
+    /// Bodies installed with a snapshot (`KIND_BODIES`): index of the entry that enqueued
+    /// them -> sequence number. Read before `kept` and `index`: an entry held here at that
+    /// index may be one the leader never committed.
+    bodies: BTreeMap<u64, u64>,
+    keep: Keep,
+}
+
+/// What a purge keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Keep {
+    /// Nothing: the group's snapshots carry their whole state (the metadata group).
+    Nothing,
+    /// Every entry: the state machine has not said yet what its snapshot refers to.
+    All,
+    /// The entries whose messages the current snapshot holds (by Raft index).
+    Entries(BTreeSet<u64>),
+}
+
+impl Keep {
+    fn wants(&self, index: u64) -> bool {
+        match self {
+            Keep::Nothing => false,
+            Keep::All => true,
+            Keep::Entries(set) => set.contains(&index),
+        }
+    }
 }
 
 fn read_logs(e: io::Error) -> Error {
@@ -125,6 +164,28 @@ impl<C: GroupTypes> LogStore<C> {
         dir: &Path,
         config: LogConfig,
     ) -> io::Result<LogStore<C>> {
+        Self::open_with(shared, group, dir, config, Keep::Nothing)
+    }
+
+    /// As `open_in`, for a group whose snapshots refer to bodies in its log (a quorum
+    /// queue's, `snapshot_bodies.rs`): what a purge passes is kept until the state machine
+    /// says which entries its snapshot refers to (`retain`).
+    pub fn open_keeping_bodies(
+        shared: Arc<SharedLog>,
+        group: u64,
+        dir: &Path,
+        config: LogConfig,
+    ) -> io::Result<LogStore<C>> {
+        Self::open_with(shared, group, dir, config, Keep::All)
+    }
+
+    fn open_with(
+        shared: Arc<SharedLog>,
+        group: u64,
+        dir: &Path,
+        config: LogConfig,
+        keep: Keep,
+    ) -> io::Result<LogStore<C>> {
         let mut found = shared.claim(group);
         found.extend(super::log_import::import::<C>(&shared, group, dir, config)?);
         let mut inner = Inner {
@@ -135,6 +196,9 @@ impl<C: GroupTypes> LogStore<C> {
             committed: None,
             purged: None,
             truncations: Vec::new(),
+            kept: BTreeMap::new(),
+            bodies: BTreeMap::new(),
+            keep,
         };
         let superseded = inner.rebuild(&found)?;
         inner.shared.ack(superseded)?;
@@ -159,7 +223,72 @@ impl<C: GroupTypes> LogStore<C> {
         seqs.extend(inner.committed.take().map(|c| c.1));
         seqs.extend(inner.purged.take().map(|p| p.1));
         seqs.extend(inner.truncations.drain(..).map(|t| t.1));
+        seqs.extend(std::mem::take(&mut inner.kept).into_values());
+        seqs.extend(std::mem::take(&mut inner.bodies).into_values());
         inner.shared.ack_and_flush(seqs)
+    }
+
+    /// The snapshot now current refers to the bodies of the entries `entries` (Raft
+    /// indexes) and no others: what a purge passed or a snapshot brought and it does not
+    /// refer to is acked. Called once that snapshot is durable.
+    pub async fn retain(&self, entries: BTreeSet<u64>) -> io::Result<()> {
+        let mut guard = self.inner.lock().await;
+        let inner = &mut *guard;
+        inner.keep = Keep::Entries(entries);
+        let keep = &inner.keep;
+        let mut gone = Vec::new();
+        for map in [&mut inner.kept, &mut inner.bodies] {
+            map.retain(|index, seq| {
+                let wanted = keep.wants(*index);
+                if !wanted {
+                    gone.push(*seq);
+                }
+                wanted
+            });
+        }
+        inner.shared.ack(gone)
+    }
+
+    /// Writes `records` (entry index, payload) as bodies installed with a snapshot and
+    /// waits until they are durable; each supersedes earlier bodies at its index.
+    pub async fn keep_bodies(&self, records: Vec<(u64, Vec<u8>)>) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let (commit, ticket) = {
+            let mut inner = self.inner.lock().await;
+            let (first, ticket) = inner.append(KIND_BODIES, &records)?;
+            let mut old = Vec::new();
+            for (k, (index, _)) in records.iter().enumerate() {
+                old.extend(inner.bodies.insert(*index, first + k as u64));
+            }
+            inner.shared.ack(old)?;
+            (inner.shared.commit().clone(), ticket)
+        };
+        durable(&commit, ticket).await
+    }
+
+    /// For each of `indexes`: the bodies installed for it (`KIND_BODIES`) or else the
+    /// entry this log holds at it, as (index, kind, payload); an index with neither is
+    /// left out.
+    pub async fn read_for_bodies(&self, indexes: &[u64]) -> io::Result<Vec<(u64, u8, Bytes)>> {
+        let inner = self.inner.lock().await;
+        let mut out = Vec::with_capacity(indexes.len());
+        for step in indexes.chunks(64) {
+            let found: Vec<(u64, u8, u64)> = step
+                .iter()
+                .filter_map(|&i| {
+                    let entry = || inner.kept.get(&i).or_else(|| inner.index.get(&i));
+                    match inner.bodies.get(&i) {
+                        Some(&seq) => Some((i, KIND_BODIES, seq)),
+                        None => entry().map(|&seq| (i, KIND_ENTRY, seq)),
+                    }
+                })
+                .collect();
+            let payloads = inner.shared.read(inner.group, found.iter().map(|f| f.2))?;
+            out.extend(found.iter().zip(payloads).map(|(f, p)| (f.0, f.1, p)));
+        }
+        Ok(out)
     }
 }
 
@@ -185,6 +314,8 @@ impl Inner {
                     superseded.extend(self.index.split_off(&f.index).into_values());
                     truncations.push((f.index, f.seq));
                 }
+                KIND_BODIES if self.keep == Keep::Nothing => superseded.push(f.seq),
+                KIND_BODIES => superseded.extend(self.bodies.insert(f.index, f.seq)),
                 KIND_VOTE => {
                     let v: Vote<NodeId> = decode(&single(f)?)?;
                     superseded.extend(vote.replace((v, f.seq)).map(|v: (_, u64)| v.1));
@@ -213,12 +344,29 @@ impl Inner {
         self.purged = purged;
         self.truncations = truncations;
         if let Some((p, _)) = self.purged {
-            // Purged entries whose acks a crash lost.
-            let kept = self.index.split_off(&(p.index + 1));
-            superseded.extend(std::mem::replace(&mut self.index, kept).into_values());
+            // Purged entries: kept while the snapshot may refer to them (the state machine
+            // says which it does once it has read its snapshot), acked otherwise (their
+            // acks a crash lost).
+            let above = self.index.split_off(&(p.index + 1));
+            let passed = std::mem::replace(&mut self.index, above);
+            superseded.extend(self.keep_passed(passed));
             superseded.extend(self.passed_truncations(p.index));
         }
         Ok(superseded)
+    }
+
+    /// Moves the entries a purge passed that the snapshot refers to into `kept` (unless
+    /// bodies installed for that index replace them); returns the rest.
+    fn keep_passed(&mut self, passed: BTreeMap<u64, u64>) -> Vec<u64> {
+        let mut gone = Vec::new();
+        for (index, seq) in passed {
+            if self.keep.wants(index) && !self.bodies.contains_key(&index) {
+                gone.extend(self.kept.insert(index, seq));
+            } else {
+                gone.push(seq);
+            }
+        }
+        gone
     }
 
     /// Drops the truncation records a purge through `index` makes needless (the entries
@@ -454,13 +602,11 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
             .replace(KIND_PURGED, &log_id, old)
             .map_err(write_logs)?;
         inner.purged = Some((log_id, seq));
-        let kept = inner.index.split_off(&(log_id.index + 1));
-        let gone = std::mem::replace(&mut inner.index, kept);
-        let passed = inner.passed_truncations(log_id.index);
-        inner
-            .shared
-            .ack(gone.into_values().chain(passed))
-            .map_err(write_logs)?;
+        let above = inner.index.split_off(&(log_id.index + 1));
+        let passed = std::mem::replace(&mut inner.index, above);
+        let mut gone = inner.keep_passed(passed);
+        gone.extend(inner.passed_truncations(log_id.index));
+        inner.shared.ack(gone).map_err(write_logs)?;
         tracing::debug!(upto = log_id.index, took = ?started.elapsed(), "cluster: log purged");
         Ok(())
     }

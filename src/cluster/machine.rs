@@ -5,9 +5,11 @@
 //! entries in the same order gives every member the same state; a member that fell behind
 //! the leader's purged log installs a snapshot whole. A machine opened on a directory keeps
 //! its current snapshot there (`snapshot_file.rs`) and starts from it after a restart.
+//! A machine opened with `on_disk_with_bodies` (a quorum queue's) keeps message bodies in
+//! its group's log, out of its state and its snapshot file (`snapshot_bodies.rs`).
 
 use std::io::Cursor;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::codec;
+use super::snapshot_bodies::SnapshotBodies;
 use super::snapshot_file::SnapshotFile;
 use super::types::GroupTypes;
 
@@ -34,6 +37,22 @@ pub trait Replicated<C: GroupTypes>:
     fn apply(&mut self, index: u64, cmd: &C::D) -> C::R;
     /// The answer to a blank or membership entry.
     fn nothing() -> C::R;
+
+    // A state whose bodies can stay in the group's log (a queue's messages,
+    // `snapshot_bodies.rs`) overrides these; another holds everything itself.
+
+    /// From now on, applying keeps bodies out of the state.
+    fn keep_bodies_elsewhere(&mut self) {}
+    /// The ids of the bodies the state refers to, in increasing order.
+    fn body_ids(&self) -> Vec<u64> {
+        Vec::new()
+    }
+    /// Takes the bodies the state holds out of it, with their ids.
+    fn take_bodies(&mut self) -> Vec<(u64, bytes::Bytes)> {
+        Vec::new()
+    }
+    /// Puts bodies (of ids the state refers to) into it.
+    fn put_bodies(&mut self, _bodies: Vec<(u64, bytes::Bytes)>) {}
 }
 
 /// The replicated state with what openraft needs kept beside it (and in every snapshot):
@@ -81,6 +100,11 @@ pub struct Machine<S> {
     snapshot_bytes: Arc<AtomicU64>,
     /// Where snapshots are kept; `None` for a machine in memory (tests, fuzzing).
     file: Option<SnapshotFile>,
+    /// Where bodies are kept when not in the state (`None`: in it).
+    bodies: Option<SnapshotBodies>,
+    /// Set while openraft starts the group (`Raft::new`): it asks for the current
+    /// snapshot then for its metadata alone, so the bodies are not read for it.
+    starting: Arc<AtomicBool>,
     tap: TapSlot,
 }
 
@@ -92,6 +116,8 @@ impl<S> Clone for Machine<S> {
             snapshots_built: self.snapshots_built.clone(),
             snapshot_bytes: self.snapshot_bytes.clone(),
             file: self.file.clone(),
+            bodies: self.bodies.clone(),
+            starting: self.starting.clone(),
             tap: self.tap.clone(),
         }
     }
@@ -108,8 +134,16 @@ impl<S: Clone + Default> Machine<S> {
             snapshots_built: Arc::default(),
             snapshot_bytes: Arc::default(),
             file: None,
+            bodies: None,
+            starting: Arc::default(),
             tap: TapSlot::default(),
         }
+    }
+
+    /// Says that openraft is starting the group (`true`, before `Raft::new`) or has
+    /// started it (`false`): see `starting`.
+    pub fn set_starting(&self, starting: bool) {
+        self.starting.store(starting, Ordering::Release);
     }
 
     /// The size of the last snapshot built, from now on (`log_growth.rs`).
@@ -133,7 +167,11 @@ impl<S: Clone + Default> Machine<S> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Tapped<C::D, S>>();
         *self.tap.lock().expect("tap") = Some(Arc::new(tx));
         let index = state.last_applied.map_or(0, |l| l.index);
-        (state.state.clone(), index, rx)
+        let mut copy = state.state.clone();
+        if let Some(bodies) = &self.bodies {
+            fill_bodies(bodies, &mut copy).await;
+        }
+        (copy, index, rx)
     }
 
     /// The tap's sender, if one is attached for this group kind.
@@ -180,6 +218,27 @@ impl<S: Clone + Default + Serialize + DeserializeOwned> Machine<S> {
         Ok(machine)
     }
 
+    /// As `on_disk`, with the bodies in the group's log (`snapshot_bodies.rs`). A snapshot
+    /// of an earlier build, which carries its bodies, has them written into the log.
+    pub async fn on_disk_with_bodies<C: GroupTypes>(
+        dir: &std::path::Path,
+        state: S,
+        bodies: SnapshotBodies,
+    ) -> std::io::Result<Self>
+    where
+        S: Replicated<C>,
+    {
+        let mut machine = Self::on_disk(dir, state)?;
+        {
+            let mut applied = machine.state.lock().await;
+            applied.state.keep_bodies_elsewhere();
+            bodies.keep(applied.state.take_bodies()).await?;
+            bodies.retain(&applied.state.body_ids()).await?;
+        }
+        machine.bodies = Some(bodies);
+        Ok(machine)
+    }
+
     /// Writes the snapshot to the machine's directory (off the async threads: it fsyncs).
     async fn persist(
         &self,
@@ -202,6 +261,25 @@ fn snapshot_error(e: std::io::Error) -> Error {
     StorageIOError::read_state_machine(AnyError::new(&e)).into()
 }
 
+/// Puts into `state` the bodies of the messages it refers to, read from the log. A body
+/// the log does not have is logged, not fatal: the message's id and returns stay, and
+/// every other message is served.
+async fn fill_bodies<C: GroupTypes, S: Replicated<C>>(bodies: &SnapshotBodies, state: &mut S) {
+    let ids = state.body_ids();
+    match bodies.read(&ids).await {
+        Ok(found) => {
+            if found.len() < ids.len() {
+                tracing::error!(
+                    missing = ids.len() - found.len(),
+                    "cluster: bodies of a queue's messages are not in its log"
+                );
+            }
+            state.put_bodies(found);
+        }
+        Err(e) => tracing::error!("cluster: reading a queue's bodies from its log: {e}"),
+    }
+}
+
 impl<C: GroupTypes, S: Replicated<C>> RaftSnapshotBuilder<C> for Machine<S> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, Error> {
         let started = std::time::Instant::now();
@@ -210,9 +288,15 @@ impl<C: GroupTypes, S: Replicated<C>> RaftSnapshotBuilder<C> for Machine<S> {
         // up to 50 ms of a worker as JSON.
         let state = self.state.lock().await.clone();
         let cloned = started.elapsed();
-        let (state, data) = tokio::task::spawn_blocking(move || {
+        let keeps_bodies = self.bodies.is_some();
+        let (state, data, ids) = tokio::task::spawn_blocking(move || {
             let data = codec::encode(&state);
-            (state, data)
+            let ids = if keeps_bodies {
+                state.state.body_ids()
+            } else {
+                Vec::new()
+            };
+            (state, data, ids)
         })
         .await
         .map_err(|e| snapshot_error(std::io::Error::other(e.to_string())))?;
@@ -233,7 +317,13 @@ impl<C: GroupTypes, S: Replicated<C>> RaftSnapshotBuilder<C> for Machine<S> {
         self.persist(&meta, &data).await?;
         tracing::debug!(id = %meta.snapshot_id, bytes = data.len(), ?cloned, ?encoded,
             total = ?started.elapsed(), "cluster: snapshot built");
-        *self.snapshot.lock().await = Some((meta.clone(), data.clone()));
+        let mut current = self.snapshot.lock().await;
+        // Under the lock of the current snapshot: bodies the one before held are let go
+        // only once no send of it is reading them (`get_current_snapshot`).
+        if let Some(bodies) = &self.bodies {
+            bodies.retain(&ids).await.map_err(snapshot_error)?;
+        }
+        *current = Some((meta.clone(), data.clone()));
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -294,29 +384,61 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), Error> {
-        let data = snapshot.into_inner();
-        let state: Applied<S> = codec::decode(&data).map_err(snapshot_error)?;
+        let mut data = snapshot.into_inner();
+        let mut state: Applied<S> = codec::decode(&data).map_err(snapshot_error)?;
+        // The bodies the leader sent go into this node's log (durable before the snapshot
+        // that refers to them is), and out of the state and its file.
+        let mut sent = Vec::new();
+        if let Some(bodies) = &self.bodies {
+            state.state.keep_bodies_elsewhere();
+            sent = state.state.take_bodies();
+            let held = state.state.body_ids().len();
+            if sent.len() < held {
+                tracing::error!(
+                    missing = held - sent.len(),
+                    "cluster: a snapshot from the leader lacks message bodies"
+                );
+            }
+            bodies.keep(sent.clone()).await.map_err(snapshot_error)?;
+            data = codec::encode(&state).map_err(snapshot_error)?;
+        }
         self.persist(meta, &data).await?;
+        let mut snapshot = self.snapshot.lock().await;
+        if let Some(bodies) = &self.bodies {
+            let ids = state.state.body_ids();
+            bodies.retain(&ids).await.map_err(snapshot_error)?;
+        }
         let mut current = self.state.lock().await;
         if let Some(tap) = self.tap_sender::<C>() {
             let index = meta.last_log_id.map_or(0, |l| l.index);
-            let _ = tap.send(Tapped::Reset(index, state.state.clone()));
+            let mut copy = state.state.clone();
+            copy.put_bodies(sent);
+            let _ = tap.send(Tapped::Reset(index, copy));
         }
         *current = state;
         drop(current);
-        *self.snapshot.lock().await = Some((meta.clone(), data));
+        *snapshot = Some((meta.clone(), data));
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, Error> {
-        Ok(self
-            .snapshot
-            .lock()
-            .await
-            .as_ref()
-            .map(|(meta, data)| Snapshot {
-                meta: meta.clone(),
-                snapshot: Box::new(Cursor::new(data.clone())),
-            }))
+        let current = self.snapshot.lock().await;
+        let Some((meta, data)) = current.as_ref() else {
+            return Ok(None);
+        };
+        let data = match &self.bodies {
+            // A snapshot to send: with the bodies, read from the log while the lock keeps
+            // them there.
+            Some(bodies) if !self.starting.load(Ordering::Acquire) => {
+                let mut state: Applied<S> = codec::decode(data).map_err(snapshot_error)?;
+                fill_bodies(bodies, &mut state.state).await;
+                codec::encode(&state).map_err(snapshot_error)?
+            }
+            _ => data.clone(),
+        };
+        Ok(Some(Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(Cursor::new(data)),
+        }))
     }
 }

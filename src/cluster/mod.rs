@@ -33,6 +33,7 @@ pub mod queue_groups;
 pub mod queue_machine;
 pub mod settings;
 pub mod shared_log;
+pub mod snapshot_bodies;
 pub mod snapshot_file;
 pub mod transfer;
 pub mod transport;

@@ -109,25 +109,31 @@ impl ClusterNode {
             .join("cluster")
             .join("queues")
             .join(group.to_string());
-        let store =
-            LogStore::<QueueRaft>::open_in(self.queue_log.clone(), group, &dir, self.log.clone())?;
+        let store = LogStore::<QueueRaft>::open_keeping_bodies(
+            self.queue_log.clone(),
+            group,
+            &dir,
+            self.log.clone(),
+        )?;
         self.queue_stores
             .lock()
             .expect("stores")
             .insert(group, store.clone());
-        let machine = QueueMachine::open(&dir, None)?;
+        let machine = QueueMachine::open_on_log(&dir, store.clone()).await?;
         let (state, applied, tap) = machine.tap::<QueueRaft>().await;
         let growth = LogGrowth::new(store.appended_bytes(), machine.snapshot_bytes());
         let name: Arc<str> = queue_group_name(group).into();
+        machine.set_starting(true);
         let raft = Raft::new(
             self.config.node_id,
             queue_raft_config(),
             GroupNetwork::new(self.peers.clone(), name.clone()),
             store,
-            machine,
+            machine.clone(),
         )
-        .await
-        .map_err(|e| io::Error::other(format!("queue group {group}: {e}")))?;
+        .await;
+        machine.set_starting(false);
+        let raft = raft.map_err(|e| io::Error::other(format!("queue group {group}: {e}")))?;
         let g = Arc::new(Group::new(name.clone(), raft, self.peers.clone()).with_growth(growth));
         self.queue_groups
             .write()

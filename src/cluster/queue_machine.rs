@@ -1,7 +1,12 @@
 //! The state machine of a replicated queue group: the messages a quorum queue holds, in
-//! enqueue order, each with the returns it has taken, and its delivery limit. Applying the same entries in the same order gives every member the same
-//! queue; a snapshot is that state serialised (MessagePack, `codec.rs`), installed whole on
-//! a member that fell behind the leader's purged log.
+//! enqueue order, each with the returns it has taken, and its delivery limit. Applying the
+//! same entries in the same order gives every member the same queue; a snapshot is that
+//! state serialised (MessagePack, `codec.rs`), installed whole on a member that fell
+//! behind the leader's purged log.
+//!
+//! A machine opened on its group's log (`open_on_log`) holds no message bodies: they stay
+//! in the entries that enqueued them, and its snapshots name messages by id
+//! (`snapshot_bodies.rs`); a machine in memory (tests, fuzzing) holds them.
 //!
 //! Which consumer holds which message is not replicated here yet (RabbitMQ's `rabbit_fifo`
 //! replicates checkouts too): it comes with the broker's use of the groups.
@@ -17,10 +22,15 @@ use super::types::{message_id, QueueCommand, QueueRaft, QueueResponse, MAX_BATCH
 /// A message held by the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Held {
-    /// Shared with the entry that enqueued it (and the snapshots taken while it is held):
-    /// applying an entry and building a snapshot copy no message bodies.
-    #[serde(with = "super::types::base64_bytes")]
-    pub message: Bytes,
+    /// Shared with the entry that enqueued it: applying an entry copies no body. `None`
+    /// in a machine whose bodies stay in its log, and in the snapshots it keeps; a snapshot
+    /// sent to another member carries them.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::types::base64_option"
+    )]
+    pub message: Option<Bytes>,
     /// Returns so far (RabbitMQ's `x-delivery-count`).
     pub returns: u32,
 }
@@ -32,6 +42,9 @@ pub struct QueueState {
     pub messages: BTreeMap<u64, Held>,
     /// `x-delivery-limit`: a message returned more often is dropped.
     pub delivery_limit: Option<u32>,
+    /// Bodies stay in the group's log, not here (`snapshot_bodies.rs`).
+    #[serde(skip)]
+    pub bodies_elsewhere: bool,
 }
 
 impl QueueState {
@@ -129,7 +142,7 @@ impl QueueState {
 
     fn enqueue(&mut self, id: u64, message: Bytes) {
         let held = Held {
-            message,
+            message: (!self.bodies_elsewhere).then_some(message),
             returns: 0,
         };
         self.messages.insert(id, held);
@@ -144,6 +157,29 @@ impl Replicated<QueueRaft> for QueueState {
     fn nothing() -> QueueResponse {
         QueueResponse::Nothing
     }
+
+    fn keep_bodies_elsewhere(&mut self) {
+        self.bodies_elsewhere = true;
+    }
+
+    fn body_ids(&self) -> Vec<u64> {
+        self.messages.keys().copied().collect()
+    }
+
+    fn take_bodies(&mut self) -> Vec<(u64, Bytes)> {
+        self.messages
+            .iter_mut()
+            .filter_map(|(id, held)| Some((*id, held.message.take()?)))
+            .collect()
+    }
+
+    fn put_bodies(&mut self, bodies: Vec<(u64, Bytes)>) {
+        for (id, body) in bodies {
+            if let Some(held) = self.messages.get_mut(&id) {
+                held.message = Some(body);
+            }
+        }
+    }
 }
 
 /// A queue group's state machine.
@@ -157,7 +193,8 @@ impl QueueMachine {
         })
     }
 
-    /// A queue machine that keeps its snapshots in `dir` and starts from the one there.
+    /// A queue machine that keeps its snapshots in `dir` and starts from the one there
+    /// (bodies held in memory and in the snapshots; tests).
     pub fn open(dir: &std::path::Path, delivery_limit: Option<u32>) -> std::io::Result<Self> {
         Machine::on_disk(
             dir,
@@ -166,6 +203,16 @@ impl QueueMachine {
                 ..QueueState::default()
             },
         )
+    }
+
+    /// A queue machine that keeps its snapshots in `dir`, starts from the one there, and
+    /// leaves message bodies in the group's log `store` (`snapshot_bodies.rs`).
+    pub async fn open_on_log(
+        dir: &std::path::Path,
+        store: super::log_store::LogStore<QueueRaft>,
+    ) -> std::io::Result<Self> {
+        let bodies = super::snapshot_bodies::SnapshotBodies::new(store);
+        Machine::on_disk_with_bodies::<QueueRaft>(dir, QueueState::default(), bodies).await
     }
 }
 
@@ -289,7 +336,7 @@ mod tests {
                 messages: vec![body.clone()],
             },
         );
-        let held = &s.messages[&message_id(3, 0)].message;
+        let held = s.messages[&message_id(3, 0)].message.as_ref().unwrap();
         assert_eq!(
             held.as_ptr(),
             body.as_ptr(),

@@ -80,6 +80,11 @@ pub const fn message_id(index: u64, k: usize) -> u64 {
     (index << 16) | k as u64
 }
 
+/// The index of the entry that enqueued message `id`, and the message's place in it.
+pub const fn entry_of(id: u64) -> (u64, usize) {
+    (id >> 16, (id & 0xFFFF) as usize)
+}
+
 /// What applying an entry answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QueueResponse {
@@ -193,8 +198,27 @@ pub(super) mod base64_bytes {
     }
 }
 
+/// A message that may be absent, as `base64_bytes` writes it when present (with
+/// `skip_serializing_if = "Option::is_none"` and `default`, absent is no field at all).
+pub(super) mod base64_option {
+    use super::base64_bytes::{Bytes, Owned};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<bytes::Bytes>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => s.serialize_some(&Bytes(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bytes::Bytes>, D::Error> {
+        let owned = <Option<Owned>>::deserialize(d)?;
+        Ok(owned.map(|Owned(b)| bytes::Bytes::from(b)))
+    }
+}
+
 /// A list of messages, each as `base64_bytes` writes it.
-mod base64_list {
+pub(super) mod base64_list {
     use super::base64_bytes::{Bytes, Owned};
     use serde::ser::SerializeSeq;
     use serde::{Deserialize, Deserializer, Serializer};

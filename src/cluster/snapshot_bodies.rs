@@ -1,0 +1,127 @@
+//! A quorum queue's snapshot without its messages: the state machine of a group opened on
+//! its log (`QueueMachine::open_on_log`) holds each message's id and returns, not its
+//! body, and so do the snapshots it keeps on disk. The bodies stay where they already
+//! are, in the log entries that enqueued them: the log store keeps the entries a purge
+//! passes while the current snapshot holds messages of theirs (`LogStore::retain`), so a
+//! snapshot copies no message into a new file and a deep queue costs no memory for its
+//! bodies.
+//!
+//! Only a snapshot sent to a member that fell behind the leader's purged log carries the
+//! bodies (read here from the log when it is sent); the member writes them into its own
+//! log as records of their own (`KIND_BODIES`, one per enqueuing entry, durable before the
+//! snapshot is), and keeps them as the leader keeps its entries. The broker's copy of the
+//! queue, rebuilt from the group when it opens, is given the bodies read here.
+
+use std::collections::BTreeSet;
+use std::io;
+
+use bytes::Bytes;
+use openraft::{Entry, EntryPayload};
+use serde::{Deserialize, Serialize};
+
+use super::codec;
+use super::log_store::{LogStore, KIND_BODIES};
+use super::types::{entry_of, message_id, QueueCommand, QueueRaft, MAX_BATCH};
+
+/// Where a queue machine's bodies live: its group's log.
+#[derive(Clone)]
+pub struct SnapshotBodies {
+    store: LogStore<QueueRaft>,
+}
+
+/// A `KIND_BODIES` record: the bodies of the messages one entry enqueued that a snapshot
+/// held (some of the entry's may be gone).
+#[derive(Serialize, Deserialize)]
+struct KeptBodies {
+    ids: Vec<u64>,
+    #[serde(with = "super::types::base64_list")]
+    bodies: Vec<Bytes>,
+}
+
+impl SnapshotBodies {
+    pub fn new(store: LogStore<QueueRaft>) -> SnapshotBodies {
+        SnapshotBodies { store }
+    }
+
+    /// The bodies of messages `ids` (in increasing order), read from the log. An id whose
+    /// body the log does not have is left out: the caller says what that means.
+    pub async fn read(&self, ids: &[u64]) -> io::Result<Vec<(u64, Bytes)>> {
+        debug_assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order");
+        let mut indexes: Vec<u64> = ids.iter().map(|&id| entry_of(id).0).collect();
+        indexes.dedup();
+        let mut found = Vec::with_capacity(ids.len());
+        let mut wanted = ids.iter().copied().peekable();
+        // A step of entries at a time, so what is read and decoded at once stays bounded
+        // by the step, not the queue.
+        for step in indexes.chunks(1024) {
+            for (index, kind, payload) in self.store.read_for_bodies(step).await? {
+                let bodies = decode_bodies(index, kind, &payload)?;
+                for (id, body) in bodies {
+                    while wanted.next_if(|&w| w < id).is_some() {}
+                    if wanted.next_if_eq(&id).is_some() {
+                        found.push((id, body));
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes bodies a snapshot brought (`bodies`: id and body) into the log, one record
+    /// per enqueuing entry, and waits until they are durable.
+    pub async fn keep(&self, mut bodies: Vec<(u64, Bytes)>) -> io::Result<()> {
+        bodies.sort_unstable_by_key(|b| b.0);
+        let mut records = Vec::new();
+        let mut at = 0;
+        while at < bodies.len() {
+            let index = entry_of(bodies[at].0).0;
+            let end = at + bodies[at..].partition_point(|b| entry_of(b.0).0 == index);
+            let record = KeptBodies {
+                ids: bodies[at..end].iter().map(|b| b.0).collect(),
+                bodies: bodies[at..end].iter().map(|b| b.1.clone()).collect(),
+            };
+            records.push((index, codec::encode(&record)?));
+            at = end;
+        }
+        self.store.keep_bodies(records).await
+    }
+
+    /// The current snapshot holds messages `ids`: the log keeps the bodies of those, and
+    /// lets go of the others it kept for earlier snapshots.
+    pub async fn retain(&self, ids: &[u64]) -> io::Result<()> {
+        let entries: BTreeSet<u64> = ids.iter().map(|&id| entry_of(id).0).collect();
+        self.store.retain(entries).await
+    }
+}
+
+/// The (id, body) pairs a record at `index` holds: a `KIND_BODIES` record's, or the
+/// messages a log entry enqueued.
+fn decode_bodies(index: u64, kind: u8, payload: &[u8]) -> io::Result<Vec<(u64, Bytes)>> {
+    if kind == KIND_BODIES {
+        let kept: KeptBodies = codec::decode(payload)?;
+        if kept.ids.len() != kept.bodies.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bodies record at index {index}: ids and bodies differ in number"),
+            ));
+        }
+        return Ok(kept.ids.into_iter().zip(kept.bodies).collect());
+    }
+    let entry: Entry<QueueRaft> = codec::decode(payload)?;
+    let EntryPayload::Normal(cmd) = entry.payload else {
+        return Ok(Vec::new());
+    };
+    let messages = match cmd {
+        QueueCommand::Enqueue { message } => vec![message],
+        QueueCommand::EnqueueBatch { messages } | QueueCommand::Round { messages, .. } => messages,
+        _ => Vec::new(),
+    };
+    if messages.len() > MAX_BATCH {
+        return Ok(Vec::new()); // Refused whole when applied: the queue holds none of them.
+    }
+    Ok(messages
+        .into_iter()
+        .enumerate()
+        .map(|(k, body)| (message_id(index, k), body))
+        .collect())
+}
