@@ -339,6 +339,9 @@ pub struct Cli {
     /// The other nodes: ID=HOST:PORT,ID=HOST:PORT,... (their cluster ports)
     #[arg(long, env = "WARREN_CLUSTER_PEERS")]
     pub cluster_peers: Option<String>,
+    /// Bytes a quorum queue's Raft log grows by between snapshots (at least 65536) [default: 67108864]
+    #[arg(long, env = "WARREN_CLUSTER_SNAPSHOT_EVERY")]
+    pub cluster_snapshot_every: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -444,6 +447,7 @@ pub struct FileConfig {
     pub node_id: Option<u64>,
     pub cluster_listen: Option<SocketAddr>,
     pub cluster_peers: Option<String>,
+    pub cluster_snapshot_every: Option<u64>,
 }
 
 impl Config {
@@ -535,6 +539,7 @@ impl Config {
                 cli.cluster_peers
                     .as_deref()
                     .or(file.cluster_peers.as_deref()),
+                cli.cluster_snapshot_every.or(file.cluster_snapshot_every),
             )?,
         };
         if config.access.default_user.is_empty() || config.access.default_vhost.is_empty() {

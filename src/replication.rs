@@ -32,6 +32,7 @@ use crate::cluster::meta_machine::{MetaCommand, MetaResponse, MetaState, QueueDe
 use crate::cluster::node::ClusterNode;
 use crate::cluster::queue_groups::{MetaTap, OpenedQueue};
 use crate::cluster::queue_machine::QueueState;
+use crate::cluster::snapshot_bodies::SnapshotBodies;
 use crate::cluster::types::{message_id, QueueCommand, QueueRaft};
 
 mod access;
@@ -41,6 +42,8 @@ use topology::{stale, OwnChanges};
 
 /// Most messages written to a group in one entry.
 const WRITE_BATCH: usize = 4096;
+/// Messages read from a queue group's log at a time as the broker's copy is rebuilt.
+const REBUILD_STEP: usize = 256;
 /// Most bytes of messages in one entry (a larger message goes alone). Every entry must
 /// reach a follower within one append's time (openraft's `heartbeat_interval`, 250 ms):
 /// 80 MiB published at once went as one entry, and a member that had been away was sent
@@ -576,9 +579,14 @@ impl QueueFeed {
             state,
             applied,
             mut tap,
+            bodies,
+            pinned,
         } = opened;
-        self.reset(applied, &state);
+        self.rebuild(applied, &state, &bodies).await;
         drop(state);
+        if let Err(e) = bodies.unpin(pinned).await {
+            tracing::warn!(queue = %self.name, "cluster: letting go of the bodies read: {e}");
+        }
         let name = (self.name.as_str(), self.queue_id);
         let mut metrics = group.raft.metrics();
         let mut leading = false;
@@ -607,7 +615,35 @@ impl QueueFeed {
         }
     }
 
-    /// Replaces the broker's copy with the group's state after log index `index`.
+    /// Rebuilds the broker's copy from the group's state after log index `index` as the
+    /// group opens, the bodies read from its log (pinned there until this is done) a step
+    /// of `REBUILD_STEP` messages at a time: a deep queue is never in memory whole.
+    async fn rebuild(&self, index: u64, state: &QueueState, bodies: &SnapshotBodies) {
+        let name = (self.name.as_str(), self.queue_id);
+        self.vhost.with(|m| m.replica_reset(name, &[]));
+        let ids: Vec<u64> = state.messages.keys().copied().collect();
+        let mut missing = 0;
+        for step in ids.chunks(REBUILD_STEP) {
+            let found = bodies.read(step).await.unwrap_or_else(|e| {
+                tracing::error!(queue = %self.name, "cluster: reading bodies from the log: {e}");
+                Vec::new()
+            });
+            missing += step.len() - found.len();
+            let messages: Vec<(u64, &[u8], u32)> = found
+                .iter()
+                .map(|(id, body)| (*id, body.as_ref(), state.messages[id].returns))
+                .collect();
+            self.vhost.with(|m| m.replica_add(name, &messages));
+        }
+        if missing > 0 {
+            tracing::error!(queue = %self.name, missing, "cluster: messages whose bodies are not in the group's log");
+        }
+        self.vhost
+            .with(|_| self.fed.store(index, Ordering::Release));
+    }
+
+    /// Replaces the broker's copy with the group's state after log index `index` (a
+    /// snapshot installed from the leader, with its bodies).
     fn reset(&self, index: u64, state: &QueueState) {
         let name = (self.name.as_str(), self.queue_id);
         let all = messages_of(state);

@@ -16,6 +16,7 @@ use warren::cluster::log_store::LogStore;
 use warren::cluster::machine::Applied;
 use warren::cluster::queue_machine::{QueueMachine, QueueState};
 use warren::cluster::shared_log::SharedLog;
+use warren::cluster::snapshot_bodies::SnapshotBodies;
 use warren::cluster::types::{message_id, QueueCommand, QueueRaft};
 use warren_storage::{FsyncPolicy, GroupCommit, LogConfig};
 
@@ -37,6 +38,7 @@ struct Node {
     shared: Arc<SharedLog>,
     store: LogStore<QueueRaft>,
     machine: QueueMachine,
+    bodies: SnapshotBodies,
 }
 
 async fn open_node(root: &Path) -> Node {
@@ -50,13 +52,15 @@ async fn open_node(root: &Path) -> Node {
     std::fs::create_dir_all(&gdir).unwrap();
     let store =
         LogStore::<QueueRaft>::open_keeping_bodies(shared.clone(), GROUP, &gdir, config()).unwrap();
-    let machine = QueueMachine::open_on_log(&gdir, store.clone())
+    let bodies = SnapshotBodies::new(store.clone());
+    let machine = QueueMachine::open_on_log(&gdir, bodies.clone())
         .await
         .unwrap();
     Node {
         shared,
         store,
         machine,
+        bodies,
     }
 }
 
@@ -91,14 +95,15 @@ async fn commit(node: &mut Node, entries: Vec<Entry<QueueRaft>>) {
     node.machine.apply(entries).await.unwrap();
 }
 
-/// The bodies the node's tap starts from, by id (what the broker's copy is rebuilt from).
-async fn tapped_bodies(machine: &QueueMachine) -> Vec<(u64, Bytes)> {
-    let (state, _, _tap) = machine.tap::<QueueRaft>().await;
-    state
-        .messages
-        .iter()
-        .map(|(id, held)| (*id, held.message.clone().expect("a body for every message")))
-        .collect()
+/// The bodies of the messages the node's tap starts from, read from its log, by id (what
+/// the broker's copy is rebuilt from); every message must have one.
+async fn tapped_bodies(node: &Node) -> Vec<(u64, Bytes)> {
+    let (state, _, _tap) = node.machine.tap::<QueueRaft>().await;
+    assert!(state.messages.values().all(|h| h.message.is_none()));
+    let ids: Vec<u64> = state.messages.keys().copied().collect();
+    let found = node.bodies.read(&ids).await.unwrap();
+    assert_eq!(found.len(), ids.len(), "a body for every message");
+    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +158,7 @@ async fn a_snapshot_refers_to_bodies_in_the_log_and_a_follower_gets_them_into_it
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(tapped_bodies(&leader.machine).await, want);
+    assert_eq!(tapped_bodies(&leader).await, want);
 
     // The snapshot sent to a member carries the bodies, read from the log.
     let sent = leader
@@ -189,7 +194,7 @@ async fn a_snapshot_refers_to_bodies_in_the_log_and_a_follower_gets_them_into_it
             .len()
             < 4096
     );
-    assert_eq!(tapped_bodies(&follower.machine).await, want);
+    assert_eq!(tapped_bodies(&follower).await, want);
 
     // Both find every body after a restart, and after a kill -9.
     let crashed = tempfile::tempdir().unwrap();
@@ -206,12 +211,7 @@ async fn a_snapshot_refers_to_bodies_in_the_log_and_a_follower_gets_them_into_it
         let node = open_node(root).await;
         let (applied, _) = node.machine.clone().applied_state().await.unwrap();
         assert_eq!(applied, Some(log_id(60)), "{}", root.display());
-        assert_eq!(
-            tapped_bodies(&node.machine).await,
-            want,
-            "{}",
-            root.display()
-        );
+        assert_eq!(tapped_bodies(&node).await, want, "{}", root.display());
     }
 }
 
@@ -243,8 +243,13 @@ async fn bodies_no_snapshot_refers_to_are_let_go() {
     drop(node);
     // The snapshot holds every message: the entries stay, purged or not.
     assert!(records_of_group(dir.path()) >= 100);
-    // Every message settled: the next snapshot holds none, and the log lets go of them.
+    // Every message settled: the next snapshot holds none, and the log lets go of them,
+    // once a reader that pinned them (the broker's copy being rebuilt) is done.
     let mut node = open_node(dir.path()).await;
+    let all: Vec<u64> = (1..=100u64)
+        .flat_map(|i| (0..8).map(move |k| message_id(i, k)))
+        .collect();
+    let pinned = node.bodies.pin(&all).await;
     let settles = (101..=200u64)
         .map(|i| {
             let ids = (0..8).map(|k| message_id(i - 100, k)).collect();
@@ -254,6 +259,9 @@ async fn bodies_no_snapshot_refers_to_are_let_go() {
     commit(&mut node, settles).await;
     snapshot(&mut node.machine).await;
     node.store.purge(log_id(200)).await.unwrap();
+    assert_eq!(node.bodies.read(&all).await.unwrap().len(), all.len());
+    node.bodies.unpin(pinned).await.unwrap();
+    assert!(node.bodies.read(&all).await.unwrap().is_empty());
     node.shared.upkeep().unwrap();
     drop(node);
     let left = records_of_group(dir.path());
@@ -262,7 +270,7 @@ async fn bodies_no_snapshot_refers_to_are_let_go() {
         "{left} records left (vote, committed id, purge point at most)"
     );
     let node = open_node(dir.path()).await;
-    assert!(tapped_bodies(&node.machine).await.is_empty());
+    assert!(tapped_bodies(&node).await.is_empty());
 }
 
 /// A snapshot written by an earlier build carries its bodies: opening the group on its log
@@ -285,7 +293,7 @@ async fn a_snapshot_of_an_earlier_build_has_its_bodies_moved_into_the_log() {
     }
     let want: Vec<(u64, Bytes)> = (0..3).map(|k| (message_id(5, k), body(5, k))).collect();
     let node = open_node(dir.path()).await;
-    assert_eq!(tapped_bodies(&node.machine).await, want);
+    assert_eq!(tapped_bodies(&node).await, want);
     node.machine
         .clone()
         .get_snapshot_builder()
@@ -295,5 +303,5 @@ async fn a_snapshot_of_an_earlier_build_has_its_bodies_moved_into_the_log() {
         .unwrap();
     drop(node);
     let node = open_node(dir.path()).await;
-    assert_eq!(tapped_bodies(&node.machine).await, want);
+    assert_eq!(tapped_bodies(&node).await, want);
 }

@@ -81,7 +81,8 @@ impl StoreBuilder<QueueRaft, LogStore<QueueRaft>, QueueMachine, tempfile::TempDi
         let shared = SharedLog::open(&dir.path().join("log"), config(), commit).unwrap();
         let store =
             LogStore::open_keeping_bodies(shared, 0, &dir.path().join("g"), config()).unwrap();
-        let machine = QueueMachine::open_on_log(&dir.path().join("g"), store.clone())
+        let bodies = warren::cluster::snapshot_bodies::SnapshotBodies::new(store.clone());
+        let machine = QueueMachine::open_on_log(&dir.path().join("g"), bodies)
             .await
             .unwrap();
         Ok((dir, store, machine))

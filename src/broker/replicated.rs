@@ -295,6 +295,12 @@ impl VHost {
             r.clear();
         }
         let _ = q.purge_ready();
+        self.replica_add((name, id), messages);
+    }
+
+    /// Adds messages of the group's state to this node's copy (rebuilt from the group a
+    /// step at a time after a `replica_reset`): (group id, stored bytes, returns so far).
+    pub fn replica_add(&mut self, (name, id): QueueRef<'_>, messages: &[(u64, &[u8], u32)]) {
         let plain: Vec<(u64, &[u8])> = messages.iter().map(|m| (m.0, m.1)).collect();
         self.replica_enqueued((name, id), &plain);
         if let Some(q) = self.replica_queue(name, id) {

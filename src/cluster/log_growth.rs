@@ -8,9 +8,10 @@
 //! each node before its first snapshot, and every new segment of that log was fallocated and zero-filled (a quarter
 //! of the leader's CPU under `perf`; a purged segment would have been reused as a spare,
 //! already written). So each node also asks for a snapshot once its log of the group has
-//! grown by `max(SNAPSHOT_EVERY, 4 × the last snapshot)` since it last asked: a short
-//! queue snapshots every 64 MiB of log and reuses its segments; a long one (a snapshot is
-//! the whole state) spends at most a quarter of what it writes on snapshots.
+//! grown by `max(every, 4 × the last snapshot)` since it last asked (`every`:
+//! `--cluster-snapshot-every`, 64 MiB by default): a short queue snapshots every 64 MiB of
+//! log and reuses its segments; a long one (a snapshot names every message it holds)
+//! spends at most a quarter of what it writes on snapshots.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use super::node::ClusterNode;
 
-/// Log growth between snapshots while the queue's state is small.
+/// Log growth between snapshots while the queue's state is small, by default.
 pub const SNAPSHOT_EVERY: u64 = 64 << 20;
 /// How often the node looks at its queue groups' logs.
 const LOOK_EVERY: Duration = Duration::from_millis(250);
@@ -31,14 +32,17 @@ pub struct LogGrowth {
     snapshot: Arc<AtomicU64>,
     /// `appended` when this node last asked for a snapshot.
     asked_at: AtomicU64,
+    /// Growth between snapshots while the state is small.
+    every: u64,
 }
 
 impl LogGrowth {
-    pub fn new(appended: Arc<AtomicU64>, snapshot: Arc<AtomicU64>) -> LogGrowth {
+    pub fn new(appended: Arc<AtomicU64>, snapshot: Arc<AtomicU64>, every: u64) -> LogGrowth {
         LogGrowth {
             appended,
             snapshot,
             asked_at: AtomicU64::new(0),
+            every,
         }
     }
 
@@ -46,7 +50,9 @@ impl LogGrowth {
     pub fn take_due(&self) -> bool {
         let now = self.appended.load(Relaxed);
         let since = now.saturating_sub(self.asked_at.load(Relaxed));
-        let every = SNAPSHOT_EVERY.max(self.snapshot.load(Relaxed).saturating_mul(4));
+        let every = self
+            .every
+            .max(self.snapshot.load(Relaxed).saturating_mul(4));
         if since < every {
             return false;
         }
@@ -85,7 +91,7 @@ mod tests {
     #[test]
     fn a_snapshot_is_due_every_64_mib_or_four_snapshots_of_growth() {
         let (appended, snapshot) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let g = LogGrowth::new(appended.clone(), snapshot.clone());
+        let g = LogGrowth::new(appended.clone(), snapshot.clone(), SNAPSHOT_EVERY);
         assert!(!g.take_due());
         appended.store(SNAPSHOT_EVERY - 1, Relaxed);
         assert!(!g.take_due());

@@ -101,6 +101,8 @@ struct Inner {
     /// index may be one the leader never committed.
     bodies: BTreeMap<u64, u64>,
     keep: Keep,
+    /// Entries kept whatever `keep` says, by readers still to read them: index -> readers.
+    pinned: BTreeMap<u64, u32>,
 }
 
 /// What a purge keeps.
@@ -199,6 +201,7 @@ impl<C: GroupTypes> LogStore<C> {
             kept: BTreeMap::new(),
             bodies: BTreeMap::new(),
             keep,
+            pinned: BTreeMap::new(),
         };
         let superseded = inner.rebuild(&found)?;
         inner.shared.ack(superseded)?;
@@ -232,21 +235,33 @@ impl<C: GroupTypes> LogStore<C> {
     /// indexes) and no others: what a purge passed or a snapshot brought and it does not
     /// refer to is acked. Called once that snapshot is durable.
     pub async fn retain(&self, entries: BTreeSet<u64>) -> io::Result<()> {
-        let mut guard = self.inner.lock().await;
-        let inner = &mut *guard;
+        let mut inner = self.inner.lock().await;
         inner.keep = Keep::Entries(entries);
-        let keep = &inner.keep;
-        let mut gone = Vec::new();
-        for map in [&mut inner.kept, &mut inner.bodies] {
-            map.retain(|index, seq| {
-                let wanted = keep.wants(*index);
-                if !wanted {
-                    gone.push(*seq);
-                }
-                wanted
-            });
+        inner.prune()
+    }
+
+    /// Keeps the entries `entries` (Raft indexes) whatever later snapshots refer to, until
+    /// `unpin`: a reader that started from a snapshot's state (the broker's copy rebuilt
+    /// as the group opens) reads their bodies meanwhile.
+    pub async fn pin(&self, entries: &BTreeSet<u64>) {
+        let mut inner = self.inner.lock().await;
+        for &index in entries {
+            *inner.pinned.entry(index).or_insert(0) += 1;
         }
-        inner.shared.ack(gone)
+    }
+
+    /// Ends a `pin` of `entries`.
+    pub async fn unpin(&self, entries: &BTreeSet<u64>) -> io::Result<()> {
+        let mut inner = self.inner.lock().await;
+        for index in entries {
+            if let Some(n) = inner.pinned.get_mut(index) {
+                *n -= 1;
+                if *n == 0 {
+                    inner.pinned.remove(index);
+                }
+            }
+        }
+        inner.prune()
     }
 
     /// Writes `records` (entry index, payload) as bodies installed with a snapshot and
@@ -355,12 +370,33 @@ impl Inner {
         Ok(superseded)
     }
 
+    /// Whether the bodies of the entry at `index` are still needed: the snapshot refers
+    /// to them, or a reader has pinned them.
+    fn holds(&self, index: u64) -> bool {
+        self.keep.wants(index) || self.pinned.contains_key(&index)
+    }
+
+    /// Acks what `kept` and `bodies` hold that is no longer needed.
+    fn prune(&mut self) -> io::Result<()> {
+        let gone: Vec<(bool, u64, u64)> = (self.kept.iter().map(|(i, s)| (false, *i, *s)))
+            .chain(self.bodies.iter().map(|(i, s)| (true, *i, *s)))
+            .filter(|(_, index, _)| !self.holds(*index))
+            .collect();
+        for &(installed, index, _) in &gone {
+            match installed {
+                true => self.bodies.remove(&index),
+                false => self.kept.remove(&index),
+            };
+        }
+        self.shared.ack(gone.into_iter().map(|g| g.2))
+    }
+
     /// Moves the entries a purge passed that the snapshot refers to into `kept` (unless
     /// bodies installed for that index replace them); returns the rest.
     fn keep_passed(&mut self, passed: BTreeMap<u64, u64>) -> Vec<u64> {
         let mut gone = Vec::new();
         for (index, seq) in passed {
-            if self.keep.wants(index) && !self.bodies.contains_key(&index) {
+            if self.holds(index) && !self.bodies.contains_key(&index) {
                 gone.extend(self.kept.insert(index, seq));
             } else {
                 gone.push(seq);

@@ -152,7 +152,8 @@ impl<S: Clone + Default> Machine<S> {
     }
 
     /// Starts telling a tap what is applied from now on; returns the state so far (what
-    /// the tap starts from) and the receiver. One tap per machine: a second replaces it.
+    /// the tap starts from; a state installed whole later comes with its bodies) and the
+    /// receiver. One tap per machine: a second replaces it.
     pub async fn tap<C: GroupTypes>(
         &self,
     ) -> (
@@ -167,11 +168,9 @@ impl<S: Clone + Default> Machine<S> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Tapped<C::D, S>>();
         *self.tap.lock().expect("tap") = Some(Arc::new(tx));
         let index = state.last_applied.map_or(0, |l| l.index);
-        let mut copy = state.state.clone();
-        if let Some(bodies) = &self.bodies {
-            fill_bodies(bodies, &mut copy).await;
-        }
-        (copy, index, rx)
+        // Without the bodies kept in the log: the tap reads them a step at a time
+        // (`SnapshotBodies::read`), a deep queue is not read into memory whole.
+        (state.state.clone(), index, rx)
     }
 
     /// The tap's sender, if one is attached for this group kind.
@@ -314,12 +313,21 @@ impl<C: GroupTypes, S: Replicated<C>> RaftSnapshotBuilder<C> for Machine<S> {
                 None => format!("none-{n}"),
             },
         };
+        // The current snapshot's lock is held from here on: a snapshot installed from the
+        // leader meanwhile (newer than this one) is neither overwritten on disk nor has the
+        // bodies it needs let go, and the bodies the one before held are let go only once
+        // no send of it is reading them (`get_current_snapshot`).
+        let mut current = self.snapshot.lock().await;
+        if current.as_ref().is_some_and(|(m, _)| m.last_log_id > last) {
+            tracing::debug!(id = %meta.snapshot_id, "cluster: snapshot built behind the installed one, not kept");
+            return Ok(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data)),
+            });
+        }
         self.persist(&meta, &data).await?;
         tracing::debug!(id = %meta.snapshot_id, bytes = data.len(), ?cloned, ?encoded,
             total = ?started.elapsed(), "cluster: snapshot built");
-        let mut current = self.snapshot.lock().await;
-        // Under the lock of the current snapshot: bodies the one before held are let go
-        // only once no send of it is reading them (`get_current_snapshot`).
         if let Some(bodies) = &self.bodies {
             bodies.retain(&ids).await.map_err(snapshot_error)?;
         }
@@ -401,6 +409,11 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
             }
             bodies.keep(sent.clone()).await.map_err(snapshot_error)?;
             data = codec::encode(&state).map_err(snapshot_error)?;
+            tracing::info!(
+                index = meta.last_log_id.map_or(0, |l| l.index),
+                messages = held,
+                "cluster: a queue's snapshot installed from its leader, bodies kept in the log"
+            );
         }
         self.persist(meta, &data).await?;
         let mut snapshot = self.snapshot.lock().await;

@@ -23,6 +23,7 @@ use super::meta_machine::{MetaCommand, MetaRaft, MetaResponse, MetaState, NodeIn
 use super::network::GroupNetwork;
 use super::node::{ClusterNode, NodeStatus, WRITE_DEADLINE};
 use super::queue_machine::{QueueMachine, QueueState};
+use super::snapshot_bodies::{Pinned, SnapshotBodies};
 use super::types::{QueueCommand, QueueRaft, QueueResponse};
 
 /// What the metadata group tells its tap.
@@ -30,14 +31,17 @@ pub type MetaTap = UnboundedReceiver<Tapped<MetaCommand, MetaState>>;
 /// What a queue group tells its tap.
 pub type QueueTap = UnboundedReceiver<Tapped<QueueCommand, QueueState>>;
 
-/// A queue group opened on this node: the group, its state when the tap started, and
-/// the tap.
+/// A queue group opened on this node: the group, its state when the tap started (no
+/// bodies: they are read from `bodies`, where they stay until `pinned` is given back),
+/// and the tap.
 pub struct OpenedQueue {
     pub group: Arc<Group<QueueRaft>>,
     pub state: QueueState,
     /// The log index `state` is the state after.
     pub applied: u64,
     pub tap: QueueTap,
+    pub bodies: SnapshotBodies,
+    pub pinned: Pinned,
 }
 
 /// A queue group's name on the cluster port.
@@ -119,9 +123,17 @@ impl ClusterNode {
             .lock()
             .expect("stores")
             .insert(group, store.clone());
-        let machine = QueueMachine::open_on_log(&dir, store.clone()).await?;
+        let bodies = SnapshotBodies::new(store.clone());
+        let machine = QueueMachine::open_on_log(&dir, bodies.clone()).await?;
         let (state, applied, tap) = machine.tap::<QueueRaft>().await;
-        let growth = LogGrowth::new(store.appended_bytes(), machine.snapshot_bytes());
+        // Before openraft starts (and may snapshot): the copy is rebuilt from this state.
+        let ids: Vec<u64> = state.messages.keys().copied().collect();
+        let pinned = bodies.pin(&ids).await;
+        let growth = LogGrowth::new(
+            store.appended_bytes(),
+            machine.snapshot_bytes(),
+            self.config.snapshot_every,
+        );
         let name: Arc<str> = queue_group_name(group).into();
         machine.set_starting(true);
         let raft = Raft::new(
@@ -172,6 +184,8 @@ impl ClusterNode {
             state,
             applied,
             tap,
+            bodies,
+            pinned,
         })
     }
 

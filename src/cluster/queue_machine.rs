@@ -206,12 +206,11 @@ impl QueueMachine {
     }
 
     /// A queue machine that keeps its snapshots in `dir`, starts from the one there, and
-    /// leaves message bodies in the group's log `store` (`snapshot_bodies.rs`).
+    /// leaves message bodies in the group's log (`snapshot_bodies.rs`).
     pub async fn open_on_log(
         dir: &std::path::Path,
-        store: super::log_store::LogStore<QueueRaft>,
+        bodies: super::snapshot_bodies::SnapshotBodies,
     ) -> std::io::Result<Self> {
-        let bodies = super::snapshot_bodies::SnapshotBodies::new(store);
         Machine::on_disk_with_bodies::<QueueRaft>(dir, QueueState::default(), bodies).await
     }
 }

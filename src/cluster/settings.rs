@@ -1,5 +1,6 @@
-//! The cluster's settings: `--node-id`, `--cluster-listen`, `--cluster-peers` (flags,
-//! `WARREN_*` variables or the TOML file's `node_id`, `cluster_listen`, `cluster_peers`).
+//! The cluster's settings: `--node-id`, `--cluster-listen`, `--cluster-peers`,
+//! `--cluster-snapshot-every` (flags, `WARREN_*` variables or the TOML file's `node_id`,
+//! `cluster_listen`, `cluster_peers`, `cluster_snapshot_every`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,7 +13,13 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     /// The other nodes, by id: where this node reaches them.
     pub peers: BTreeMap<u64, String>,
+    /// Bytes a quorum queue's log grows by between snapshots (`log_growth.rs`).
+    pub snapshot_every: u64,
 }
+
+/// The least `--cluster-snapshot-every`: below it snapshots would come faster than a
+/// busy group's entries.
+pub const SNAPSHOT_EVERY_MIN: u64 = 64 << 10;
 
 impl ClusterConfig {
     /// Every member's id, this node's included.
@@ -56,19 +63,30 @@ pub fn resolve(
     node_id: Option<u64>,
     listen: Option<SocketAddr>,
     peers: Option<&str>,
+    snapshot_every: Option<u64>,
 ) -> Result<Option<ClusterConfig>, String> {
     let Some(node_id) = node_id else {
-        if listen.is_some() || peers.is_some() {
-            return Err("--cluster-listen and --cluster-peers need --node-id".into());
+        if listen.is_some() || peers.is_some() || snapshot_every.is_some() {
+            return Err(
+                "--cluster-listen, --cluster-peers and --cluster-snapshot-every need --node-id"
+                    .into(),
+            );
         }
         return Ok(None);
     };
+    let snapshot_every = snapshot_every.unwrap_or(super::log_growth::SNAPSHOT_EVERY);
+    if snapshot_every < SNAPSHOT_EVERY_MIN {
+        return Err(format!(
+            "--cluster-snapshot-every must be at least {SNAPSHOT_EVERY_MIN}"
+        ));
+    }
     let listen = listen.ok_or("--node-id needs --cluster-listen (the cluster port)")?;
     let peers = parse_peers(peers.unwrap_or(""), node_id)?;
     Ok(Some(ClusterConfig {
         node_id,
         listen,
         peers,
+        snapshot_every,
     }))
 }
 
@@ -83,12 +101,18 @@ mod tests {
         assert!(parse_peers("2=a", 1).is_err());
         assert!(parse_peers("x=a:1", 1).is_err());
         assert!(parse_peers("2=a:1,2=b:2", 1).is_err());
-        assert_eq!(resolve(None, None, None), Ok(None));
-        assert!(resolve(None, None, Some("2=a:1")).is_err());
-        assert!(resolve(Some(1), None, None).is_err());
-        let c = resolve(Some(1), Some("127.0.0.1:9".parse().unwrap()), Some("2=a:1"))
+        assert_eq!(resolve(None, None, None, None), Ok(None));
+        assert!(resolve(None, None, Some("2=a:1"), None).is_err());
+        assert!(resolve(None, None, None, Some(1 << 20)).is_err());
+        assert!(resolve(Some(1), None, None, None).is_err());
+        let listen = Some("127.0.0.1:9".parse().unwrap());
+        let c = resolve(Some(1), listen, Some("2=a:1"), None)
             .unwrap()
             .unwrap();
         assert_eq!(c.members().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(c.snapshot_every, 64 << 20);
+        assert!(resolve(Some(1), listen, None, Some(SNAPSHOT_EVERY_MIN - 1)).is_err());
+        let c = resolve(Some(1), listen, None, Some(SNAPSHOT_EVERY_MIN)).unwrap();
+        assert_eq!(c.unwrap().snapshot_every, SNAPSHOT_EVERY_MIN);
     }
 }

@@ -89,9 +89,32 @@ impl SnapshotBodies {
     /// The current snapshot holds messages `ids`: the log keeps the bodies of those, and
     /// lets go of the others it kept for earlier snapshots.
     pub async fn retain(&self, ids: &[u64]) -> io::Result<()> {
-        let entries: BTreeSet<u64> = ids.iter().map(|&id| entry_of(id).0).collect();
-        self.store.retain(entries).await
+        self.store.retain(entries_of(ids)).await
     }
+
+    /// Keeps the bodies of messages `ids` in the log until `unpin`, whatever snapshots are
+    /// taken meanwhile: for reading them a step at a time from a state that later
+    /// snapshots pass.
+    pub async fn pin(&self, ids: &[u64]) -> Pinned {
+        let entries = entries_of(ids);
+        self.store.pin(&entries).await;
+        Pinned { entries }
+    }
+
+    pub async fn unpin(&self, pinned: Pinned) -> io::Result<()> {
+        self.store.unpin(&pinned.entries).await
+    }
+}
+
+/// Bodies kept by `SnapshotBodies::pin` (given back with `unpin`).
+#[derive(Debug)]
+pub struct Pinned {
+    entries: BTreeSet<u64>,
+}
+
+/// The entries that enqueued messages `ids`.
+fn entries_of(ids: &[u64]) -> BTreeSet<u64> {
+    ids.iter().map(|&id| entry_of(id).0).collect()
 }
 
 /// The (id, body) pairs a record at `index` holds: a `KIND_BODIES` record's, or the

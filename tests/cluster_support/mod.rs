@@ -170,6 +170,8 @@ pub struct Node {
     pub peers: String,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// More flags for every start.
+    pub args: Vec<String>,
 }
 
 impl Node {
@@ -201,6 +203,7 @@ impl Node {
                 .args(["--cluster-listen", &format!("127.0.0.1:{}", self.cluster)])
                 .args(["--cluster-peers", &self.peers]);
         }
+        command.args(&self.args);
         let child = command
             .arg("--data-dir")
             .arg(&self.data)
@@ -370,6 +373,18 @@ impl Cluster {
         c
     }
 
+    /// As `new`, every node started with `args` as well.
+    pub fn with_args(n: u64, extra: u64, args: &[&str]) -> Cluster {
+        let mut c = Cluster::created(n, extra);
+        for node in c.nodes.values_mut() {
+            node.args = args.iter().map(|a| a.to_string()).collect();
+        }
+        for id in 1..=n {
+            c.node_mut(id).start();
+        }
+        c
+    }
+
     /// As `new`, with no node started.
     pub fn created(n: u64, extra: u64) -> Cluster {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -417,6 +432,7 @@ impl Cluster {
                     peers: peers.join(","),
                     child: None,
                     log: dir.path().join(format!("node{id}.log")),
+                    args: Vec::new(),
                 },
             );
         }
