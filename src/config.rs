@@ -339,7 +339,7 @@ pub struct Cli {
     /// The other nodes: ID=HOST:PORT,ID=HOST:PORT,... (their cluster ports)
     #[arg(long, env = "WARREN_CLUSTER_PEERS")]
     pub cluster_peers: Option<String>,
-    /// Bytes a quorum queue's Raft log grows by between snapshots (at least 65536) [default: 67108864]
+    /// Bytes a quorum queue's Raft log grows by between snapshots (at least 4096) [default: 67108864]
     #[arg(long, env = "WARREN_CLUSTER_SNAPSHOT_EVERY")]
     pub cluster_snapshot_every: Option<u64>,
     #[command(subcommand)]

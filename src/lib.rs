@@ -22,6 +22,7 @@ pub mod connection;
 pub mod data_lock;
 pub mod definitions_cli;
 pub mod http;
+pub mod memory_trim;
 pub mod metrics;
 pub mod protocol;
 pub mod replication;

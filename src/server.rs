@@ -431,8 +431,9 @@ async fn timers(ctx: Arc<ServerContext>) {
     }
 }
 
-/// Every `MAINTENANCE_EVERY`: resource alarms, ack files and compaction. The file work
-/// runs on the blocking pool and without any model lock.
+/// Every `MAINTENANCE_EVERY`: resource alarms, ack files, compaction and, less often, the
+/// allocator's free memory (`memory_trim.rs`). The file work runs on the blocking pool and
+/// without any model lock.
 async fn upkeep(ctx: Arc<ServerContext>) {
     let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
     loop {
@@ -458,6 +459,9 @@ async fn upkeep(ctx: Arc<ServerContext>) {
             problems.extend(broker.write_dedup_caches());
             problems.extend(broker.compact());
             problems.extend(broker.stream_upkeep());
+            if let Some(free) = crate::memory_trim::tick() {
+                tracing::debug!(free, "memory held free by the allocator given back");
+            }
             problems
         })
         .await

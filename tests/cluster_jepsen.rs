@@ -8,7 +8,7 @@
 //! confirmed message lost, none invented, each publisher connection's order kept.
 //! Faults do not overlap: the next begins only when every node names the same leader
 //! for each queue and a publish made after the heal has been confirmed on each. The nodes
-//! snapshot every 64 KiB of log (`--cluster-snapshot-every`), so purges and snapshots sent
+//! snapshot every 8 KiB of log (`--cluster-snapshot-every`), so purges and snapshots sent
 //! to members that fell behind happen under the faults too.
 //!
 //! `cargo test` runs a short version (10 faults). `tools/jepsen.sh` runs a long one; the
@@ -149,9 +149,9 @@ fn confirmed_messages_survive_kills_partitions_and_pauses() {
     println!("jepsen: seed {seed}, {faults} faults, {rate} publishes/s per publisher");
     let mut rng = Rng(seed);
 
-    // Snapshots at the least log growth: the groups snapshot and purge every few seconds,
+    // Snapshots every 8 KiB of log: the groups snapshot and purge every second or two,
     // and a node back from a fault often finds the log purged past it.
-    let mut c = Cluster::with_args(3, 0, &["--cluster-snapshot-every", "65536"]);
+    let mut c = Cluster::with_args(3, 0, &["--cluster-snapshot-every", "8192"]);
     c.agreed_leader(&NODES, None, ELECTION);
     let rt = runtime();
     for queue in QUEUES {
@@ -256,6 +256,24 @@ fn confirmed_messages_survive_kills_partitions_and_pauses() {
         .matches("snapshot installed from its leader")
         .count();
     println!("jepsen: {installs} queue snapshots installed on members behind a purged log");
+    for id in NODES {
+        let groups = c.node(id).status().map(|s| s["groups"].clone());
+        for g in groups
+            .as_ref()
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = g["group"].as_str().unwrap_or("");
+            if name.starts_with("queue-") {
+                let (snapshot, purged) = (&g["snapshot"], &g["purged"]);
+                let last = &g["last_log_index"];
+                println!(
+                    "jepsen: node {id} {name}: snapshot {snapshot}, purged {purged}, last {last}"
+                );
+            }
+        }
+    }
     let count = |key: &str| summary[key].as_u64().unwrap();
     let failed = count("lost") + count("invented") + count("reordered") > 0;
     if failed && std::env::var_os("WARREN_JEPSEN_HISTORY").is_none() {

@@ -394,6 +394,9 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
     ) -> Result<(), Error> {
         let mut data = snapshot.into_inner();
         let mut state: Applied<S> = codec::decode(&data).map_err(snapshot_error)?;
+        // Held from here on, as `build_snapshot` holds it: a snapshot built meanwhile
+        // neither overwrites this one on disk nor lets go of the bodies it needs.
+        let mut snapshot = self.snapshot.lock().await;
         // The bodies the leader sent go into this node's log (durable before the snapshot
         // that refers to them is), and out of the state and its file.
         let mut sent = Vec::new();
@@ -416,7 +419,6 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
             );
         }
         self.persist(meta, &data).await?;
-        let mut snapshot = self.snapshot.lock().await;
         if let Some(bodies) = &self.bodies {
             let ids = state.state.body_ids();
             bodies.retain(&ids).await.map_err(snapshot_error)?;

@@ -17,9 +17,9 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
 }
 
-/// The least `--cluster-snapshot-every`: below it snapshots would come faster than a
-/// busy group's entries.
-pub const SNAPSHOT_EVERY_MIN: u64 = 64 << 10;
+/// The least `--cluster-snapshot-every` (small values are for tests: a snapshot names
+/// every message the queue holds, and a group asks for one at most every 250 ms).
+pub const SNAPSHOT_EVERY_MIN: u64 = 4 << 10;
 
 impl ClusterConfig {
     /// Every member's id, this node's included.
