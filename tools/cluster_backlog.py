@@ -59,8 +59,15 @@ class Broker:
     def pid(self, i):
         if self.kind == "warren":
             return self.cluster.procs[i - 1].pid
-        out = subprocess.run(["pgrep", "-f", f"beam.smp.*rabbit{i}@localhost"], capture_output=True, text=True)
-        return int(out.stdout.split()[0])
+        # The node's name is in its environment, not its command line: its Erlang VM is
+        # the beam.smp in the session `rabbitmq-server` was started in.
+        session = self.cluster.procs[i - 1].pid
+        out = subprocess.run(["ps", "-eo", "pid=,sid=,comm="], capture_output=True, text=True)
+        for line in out.stdout.splitlines():
+            pid, sid, comm = line.split(None, 2)
+            if comm.strip() == "beam.smp" and int(sid) == session:
+                return int(pid)
+        raise ValueError(f"no beam.smp for node {i}")
 
     def restart(self, i):
         if self.kind == "warren":
