@@ -9,22 +9,26 @@
 //! compares with the high watermark, so memory held that way could block publishers.
 //!
 //! `tick` is called from the server's upkeep (on the blocking pool); every `TRIM_EVERY` it
-//! asks glibc how much it holds free (`mallinfo2`) and trims when that is over
-//! `TRIM_ABOVE`. The walk locks each arena in turn for its duration (milliseconds for a
-//! heap of hundreds of megabytes), so it is neither frequent nor done for little.
+//! compares the process's resident anonymous memory with what glibc has handed out
+//! (`mallinfo2`: in use in its arenas, and mapped for large blocks) and trims when the
+//! difference, memory freed but still resident, is over `TRIM_ABOVE`. (glibc's own count
+//! of free bytes would not do: it keeps counting pages a trim has given back.) The trim
+//! locks each arena in turn while it walks it (milliseconds for a heap of hundreds of
+//! megabytes), so it is neither frequent nor done for little. `mallinfo2` needs glibc 2.33
+//! or later (Debian 12 has 2.36).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How often the allocator is asked.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
-/// Free memory the allocator may hold before it is trimmed.
+/// Freed memory still resident that the allocator may hold before it is trimmed.
 const TRIM_ABOVE: usize = 64 << 20;
 
 static LAST: Mutex<Option<Instant>> = Mutex::new(None);
 
-/// Trims the allocator's free memory if it is time to look and there is enough of it;
-/// returns the bytes it held free when it trimmed.
+/// Trims the allocator's free memory if it is time to look and enough of it is resident;
+/// returns how much was when it trimmed.
 pub fn tick() -> Option<usize> {
     {
         let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
@@ -33,24 +37,38 @@ pub fn tick() -> Option<usize> {
         }
         *last = Some(Instant::now());
     }
-    let free = held_free()?;
-    if free < TRIM_ABOVE {
+    let idle = resident_free()?;
+    if idle < TRIM_ABOVE {
         return None;
     }
     trim();
-    Some(free)
+    Some(idle)
 }
 
-/// Bytes the allocator holds free in its arenas.
+/// Resident anonymous memory beyond what the allocator has handed out: memory freed but
+/// kept (thread stacks and other small mappings count too).
+pub fn resident_free() -> Option<usize> {
+    Some(anonymous_bytes()?.saturating_sub(handed_out()?))
+}
+
+/// The process's resident anonymous memory (`/proc/self/smaps_rollup`).
+fn anonymous_bytes() -> Option<usize> {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let line = rollup.lines().find(|l| l.starts_with("Anonymous:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Bytes the allocator has handed out: in use in its arenas, and mapped for large blocks.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn held_free() -> Option<usize> {
+fn handed_out() -> Option<usize> {
     // SAFETY: mallinfo2 has no preconditions; it only reads the allocator's state.
     let info = unsafe { libc::mallinfo2() };
-    Some(info.fordblks)
+    Some(info.uordblks + info.hblkhd)
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn held_free() -> Option<usize> {
+fn handed_out() -> Option<usize> {
     None
 }
 
@@ -81,19 +99,20 @@ mod tests {
             k += 1;
             k % 10 == 0
         });
-        let free = held_free().unwrap();
-        assert!(free >= 60 << 20, "{free} bytes free before");
+        let idle = resident_free().unwrap();
+        assert!(idle >= 60 << 20, "{idle} bytes resident and free before");
         let resident = crate::alarms::resident_bytes().unwrap();
         *LAST.lock().unwrap() = None;
         assert!(tick().is_some_and(|held| held >= 60 << 20));
-        // The arena still counts the space as free (its pages went back with madvise):
-        // what drops is the process's resident size. Other tests allocate meanwhile, so
-        // the check leaves them half of it.
+        // Other tests allocate meanwhile, so the check leaves them half of it.
         let after = crate::alarms::resident_bytes().unwrap();
         assert!(
             after + (40 << 20) < resident,
             "resident {resident} bytes before the trim, {after} after"
         );
+        // Given back, it is not trimmed again at the next look.
+        *LAST.lock().unwrap() = None;
+        assert_eq!(tick(), None);
         drop(blocks);
     }
 }

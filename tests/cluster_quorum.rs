@@ -346,7 +346,7 @@ fn a_member_behind_the_purged_log_gets_the_bodies_with_the_snapshot() {
         queue_group(&c, away)?["snapshot"].as_u64()
     });
     c.node_mut(away).kill();
-    for path in walk_files(&c.node(away).data) {
+    for path in crate::raft_storage::walk(&c.node(away).data) {
         if path.file_name().is_some_and(|n| n == "snapshot") {
             let len = std::fs::metadata(&path).unwrap().len();
             assert!(len < 1 << 20, "{}: {len} bytes", path.display());
@@ -368,20 +368,6 @@ fn a_member_behind_the_purged_log_gets_the_bodies_with_the_snapshot() {
         "{} of 270 delivered as published",
         got.intersection(&want).count()
     );
-}
-
-/// Every file under `dir`.
-fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk_files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

@@ -305,3 +305,79 @@ async fn a_snapshot_of_an_earlier_build_has_its_bodies_moved_into_the_log() {
     let node = open_node(dir.path()).await;
     assert_eq!(tapped_bodies(&node).await, want);
 }
+
+/// Bodies a snapshot from the leader brought stay until that snapshot is retained: a
+/// reader that pinned the state before (the broker's copy being rebuilt) and lets go in
+/// between does not take them with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_brought_by_a_snapshot_outlive_an_earlier_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open_node(dir.path()).await;
+    let enqueues = (1..=3u64)
+        .map(|i| {
+            entry(
+                i,
+                QueueCommand::Enqueue {
+                    message: body(i, 0),
+                },
+            )
+        })
+        .collect();
+    commit(&mut node, enqueues).await;
+    node.machine
+        .clone()
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let held: Vec<u64> = (1..=3).map(|i| message_id(i, 0)).collect();
+    let pinned = node.bodies.pin(&held).await;
+    let brought = vec![(message_id(20, 0), body(20, 0))];
+    node.bodies
+        .keep(brought.clone(), &[message_id(20, 0)])
+        .await
+        .unwrap();
+    node.bodies.unpin(pinned).await.unwrap();
+    assert_eq!(
+        node.bodies.read(&[message_id(20, 0)]).await.unwrap(),
+        brought
+    );
+}
+
+/// With `wait_for_snapshots` (a node's queue groups), a purge waits until the state
+/// machine has a durable snapshot that covers it: openraft purges a follower's log while
+/// the snapshot from the leader is still being written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_waits_for_a_durable_snapshot_that_covers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open_node(dir.path()).await;
+    node.store.wait_for_snapshots();
+    let enqueues = (1..=10u64)
+        .map(|i| {
+            entry(
+                i,
+                QueueCommand::Enqueue {
+                    message: body(i, 0),
+                },
+            )
+        })
+        .collect();
+    commit(&mut node, enqueues).await;
+    let mut store = node.store.clone();
+    let purge = tokio::spawn(async move { store.purge(log_id(10)).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!purge.is_finished(), "purged past every durable snapshot");
+    node.bodies.snapshot_durable(10);
+    tokio::time::timeout(std::time::Duration::from_secs(5), purge)
+        .await
+        .expect("the purge goes ahead once a snapshot covers it")
+        .unwrap()
+        .unwrap();
+    assert!(node
+        .store
+        .try_get_log_entries(0..)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -32,6 +32,12 @@ fn open(dir: &Path) -> LogStore<QueueRaft> {
     LogStore::open(dir, config(), GroupCommit::start(FsyncPolicy::Always)).unwrap()
 }
 
+/// A shared log of its own in `dir/log`, synced as `--fsync always` syncs.
+fn shared_log(dir: &Path) -> std::sync::Arc<SharedLog> {
+    let commit = GroupCommit::start(FsyncPolicy::Always);
+    SharedLog::open(&dir.join("log"), config(), commit).unwrap()
+}
+
 struct Builder;
 
 impl StoreBuilder<QueueRaft, LogStore<QueueRaft>, QueueMachine, tempfile::TempDir> for Builder {
@@ -77,8 +83,7 @@ impl StoreBuilder<QueueRaft, LogStore<QueueRaft>, QueueMachine, tempfile::TempDi
         &self,
     ) -> Result<(tempfile::TempDir, LogStore<QueueRaft>, QueueMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().unwrap();
-        let commit = GroupCommit::start(FsyncPolicy::Always);
-        let shared = SharedLog::open(&dir.path().join("log"), config(), commit).unwrap();
+        let shared = shared_log(dir.path());
         let store =
             LogStore::open_keeping_bodies(shared, 0, &dir.path().join("g"), config()).unwrap();
         let bodies = warren::cluster::snapshot_bodies::SnapshotBodies::new(store.clone());
@@ -180,7 +185,7 @@ pub fn snapshot_files(dir: &Path, to: &Path) {
     }
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -376,8 +381,7 @@ impl StoreBuilder<QueueRaft, LogStore<QueueRaft>, QueueMachine, tempfile::TempDi
         &self,
     ) -> Result<(tempfile::TempDir, LogStore<QueueRaft>, QueueMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().unwrap();
-        let commit = GroupCommit::start(FsyncPolicy::Always);
-        let shared = SharedLog::open(&dir.path().join("log"), config(), commit).unwrap();
+        let shared = shared_log(dir.path());
         let mut other =
             LogStore::<QueueRaft>::open_in(shared.clone(), 8, &dir.path().join("8"), config())
                 .unwrap();

@@ -32,7 +32,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -43,7 +43,7 @@ use openraft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 use warren_storage::{GroupCommit, LogConfig, Ticket};
 
 use super::codec;
@@ -70,6 +70,10 @@ pub struct LogStore<C> {
     inner: Arc<Mutex<Inner>>,
     /// Bytes appended since the log was opened (`log_growth.rs` asks for snapshots by it).
     appended: Arc<AtomicU64>,
+    /// The index of the group's last durable snapshot, as its state machine reports it
+    /// (`snapshot_durable`), and whether a purge waits for one that covers it
+    /// (`wait_for_snapshots`).
+    snapshot: Arc<(watch::Sender<u64>, AtomicBool)>,
     kind: PhantomData<fn() -> C>,
 }
 
@@ -78,6 +82,7 @@ impl<C> Clone for LogStore<C> {
         LogStore {
             inner: self.inner.clone(),
             appended: self.appended.clone(),
+            snapshot: self.snapshot.clone(),
             kind: PhantomData,
         }
     }
@@ -103,6 +108,9 @@ struct Inner {
     keep: Keep,
     /// Entries kept whatever `keep` says, by readers still to read them: index -> readers.
     pinned: BTreeMap<u64, u32>,
+    /// Indexes of bodies written since the last `retain`: for a snapshot not yet durable,
+    /// which the next `retain` names.
+    incoming: BTreeSet<u64>,
 }
 
 /// What a purge keeps.
@@ -137,6 +145,9 @@ fn write_logs(e: io::Error) -> Error {
 fn write_vote(e: io::Error) -> Error {
     StorageIOError::write_vote(AnyError::new(&e)).into()
 }
+
+/// How long a purge waits for a durable snapshot that covers it (`wait_for_snapshots`).
+const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Bytes of entries replication sends in one append (`limited_get_log_entries`).
 const APPEND_BYTES: usize = 4 << 20;
@@ -202,12 +213,14 @@ impl<C: GroupTypes> LogStore<C> {
             bodies: BTreeMap::new(),
             keep,
             pinned: BTreeMap::new(),
+            incoming: BTreeSet::new(),
         };
         let superseded = inner.rebuild(&found)?;
         inner.shared.ack(superseded)?;
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
             appended: Arc::default(),
+            snapshot: Arc::new((watch::channel(0).0, AtomicBool::new(false))),
             kind: PhantomData,
         })
     }
@@ -237,7 +250,26 @@ impl<C: GroupTypes> LogStore<C> {
     pub async fn retain(&self, entries: BTreeSet<u64>) -> io::Result<()> {
         let mut inner = self.inner.lock().await;
         inner.keep = Keep::Entries(entries);
+        inner.incoming.clear();
         inner.prune()
+    }
+
+    /// From now on a purge waits (up to `SNAPSHOT_WAIT`) until the group's state machine
+    /// has a durable snapshot that covers it. openraft purges a follower's log as soon as
+    /// it hands a snapshot from the leader to the state machine, before the machine has
+    /// written it: a crash in between left a log purged past the snapshot the node
+    /// restarted from.
+    pub fn wait_for_snapshots(&self) {
+        self.snapshot.1.store(true, Ordering::Release);
+    }
+
+    /// The group's snapshot through log index `index` is durable.
+    pub fn snapshot_durable(&self, index: u64) {
+        self.snapshot.0.send_if_modified(|at| {
+            let newer = index > *at;
+            *at = (*at).max(index);
+            newer
+        });
     }
 
     /// Keeps the entries `entries` (Raft indexes) whatever later snapshots refer to, until
@@ -276,6 +308,7 @@ impl<C: GroupTypes> LogStore<C> {
             let mut old = Vec::new();
             for (k, (index, _)) in records.iter().enumerate() {
                 old.extend(inner.bodies.insert(*index, first + k as u64));
+                inner.incoming.insert(*index);
             }
             inner.shared.ack(old)?;
             (inner.shared.commit().clone(), ticket)
@@ -371,9 +404,9 @@ impl Inner {
     }
 
     /// Whether the bodies of the entry at `index` are still needed: the snapshot refers
-    /// to them, or a reader has pinned them.
+    /// to them, a reader has pinned them, or they came with a snapshot not yet retained.
     fn holds(&self, index: u64) -> bool {
-        self.keep.wants(index) || self.pinned.contains_key(&index)
+        self.keep.wants(index) || self.pinned.contains_key(&index) || self.incoming.contains(&index)
     }
 
     /// Acks what `kept` and `bodies` hold that is no longer needed.
@@ -632,6 +665,17 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), Error> {
         let started = std::time::Instant::now();
+        if self.snapshot.1.load(Ordering::Acquire) {
+            let mut durable = self.snapshot.0.subscribe();
+            let covered = durable.wait_for(|&at| at >= log_id.index);
+            if !matches!(
+                tokio::time::timeout(SNAPSHOT_WAIT, covered).await,
+                Ok(Ok(_))
+            ) {
+                let why = format!("purge to {}: no durable snapshot covers it", log_id.index);
+                return Err(write_logs(io::Error::other(why)));
+            }
+        }
         let mut inner = self.inner.lock().await;
         let old = inner.purged.map(|p| p.1);
         let (seq, _) = inner

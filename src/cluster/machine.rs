@@ -231,8 +231,12 @@ impl<S: Clone + Default + Serialize + DeserializeOwned> Machine<S> {
         {
             let mut applied = machine.state.lock().await;
             applied.state.keep_bodies_elsewhere();
-            bodies.keep(applied.state.take_bodies()).await?;
+            let inline = applied.state.take_bodies();
+            if !inline.is_empty() {
+                bodies.keep(inline, &[]).await?;
+            }
             bodies.retain(&applied.state.body_ids()).await?;
+            bodies.snapshot_durable(applied.last_applied.map_or(0, |l| l.index));
         }
         machine.bodies = Some(bodies);
         Ok(machine)
@@ -329,6 +333,7 @@ impl<C: GroupTypes, S: Replicated<C>> RaftSnapshotBuilder<C> for Machine<S> {
         tracing::debug!(id = %meta.snapshot_id, bytes = data.len(), ?cloned, ?encoded,
             total = ?started.elapsed(), "cluster: snapshot built");
         if let Some(bodies) = &self.bodies {
+            bodies.snapshot_durable(last.map_or(0, |l| l.index));
             bodies.retain(&ids).await.map_err(snapshot_error)?;
         }
         *current = Some((meta.clone(), data.clone()));
@@ -403,14 +408,18 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
         if let Some(bodies) = &self.bodies {
             state.state.keep_bodies_elsewhere();
             sent = state.state.take_bodies();
-            let held = state.state.body_ids().len();
+            let ids = state.state.body_ids();
+            let held = ids.len();
             if sent.len() < held {
                 tracing::error!(
                     missing = held - sent.len(),
                     "cluster: a snapshot from the leader lacks message bodies"
                 );
             }
-            bodies.keep(sent.clone()).await.map_err(snapshot_error)?;
+            bodies
+                .keep(sent.clone(), &ids)
+                .await
+                .map_err(snapshot_error)?;
             data = codec::encode(&state).map_err(snapshot_error)?;
             tracing::info!(
                 index = meta.last_log_id.map_or(0, |l| l.index),
@@ -420,6 +429,7 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
         }
         self.persist(meta, &data).await?;
         if let Some(bodies) = &self.bodies {
+            bodies.snapshot_durable(meta.last_log_id.map_or(0, |l| l.index));
             let ids = state.state.body_ids();
             bodies.retain(&ids).await.map_err(snapshot_error)?;
         }

@@ -123,6 +123,7 @@ impl ClusterNode {
             .lock()
             .expect("stores")
             .insert(group, store.clone());
+        store.wait_for_snapshots();
         let bodies = SnapshotBodies::new(store.clone());
         let machine = QueueMachine::open_on_log(&dir, bodies.clone()).await?;
         let (state, applied, tap) = machine.tap::<QueueRaft>().await;

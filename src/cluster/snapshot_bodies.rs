@@ -31,7 +31,7 @@ pub struct SnapshotBodies {
 
 /// A `KIND_BODIES` record: the bodies of the messages one entry enqueued that a snapshot
 /// held (some of the entry's may be gone).
-#[derive(Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 struct KeptBodies {
     ids: Vec<u64>,
     #[serde(with = "super::types::base64_list")]
@@ -68,22 +68,32 @@ impl SnapshotBodies {
     }
 
     /// Writes bodies a snapshot brought (`bodies`: id and body) into the log, one record
-    /// per enqueuing entry, and waits until they are durable.
-    pub async fn keep(&self, mut bodies: Vec<(u64, Bytes)>) -> io::Result<()> {
+    /// per enqueuing entry, and waits until they are durable. Each entry of the messages
+    /// `held` gets a record, empty if the snapshot brought none of its bodies: a body
+    /// the leader could not send is then missing here, never read from an entry this
+    /// log holds at that index (one the leader may not have committed).
+    pub async fn keep(&self, mut bodies: Vec<(u64, Bytes)>, held: &[u64]) -> io::Result<()> {
         bodies.sort_unstable_by_key(|b| b.0);
-        let mut records = Vec::new();
-        let mut at = 0;
-        while at < bodies.len() {
-            let index = entry_of(bodies[at].0).0;
-            let end = at + bodies[at..].partition_point(|b| entry_of(b.0).0 == index);
-            let record = KeptBodies {
-                ids: bodies[at..end].iter().map(|b| b.0).collect(),
-                bodies: bodies[at..end].iter().map(|b| b.1.clone()).collect(),
-            };
-            records.push((index, codec::encode(&record)?));
-            at = end;
+        let mut by_entry: std::collections::BTreeMap<u64, KeptBodies> = entries_of(held)
+            .into_iter()
+            .map(|index| (index, KeptBodies::default()))
+            .collect();
+        for (id, body) in bodies {
+            let record = by_entry.entry(entry_of(id).0).or_default();
+            record.ids.push(id);
+            record.bodies.push(body);
         }
+        let records = by_entry
+            .into_iter()
+            .map(|(index, record)| Ok((index, codec::encode(&record)?)))
+            .collect::<io::Result<Vec<_>>>()?;
         self.store.keep_bodies(records).await
+    }
+
+    /// The group's snapshot through log index `index` is durable (a purge up to it may
+    /// go ahead: `LogStore::wait_for_snapshots`).
+    pub fn snapshot_durable(&self, index: u64) {
+        self.store.snapshot_durable(index);
     }
 
     /// The current snapshot holds messages `ids`: the log keeps the bodies of those, and
