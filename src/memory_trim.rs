@@ -13,8 +13,8 @@
 //! (`mallinfo2`: in use in its arenas, and mapped for large blocks) and trims when the
 //! difference, memory freed but still resident, is over `TRIM_ABOVE`. (glibc's own count
 //! of free bytes would not do: it keeps counting pages a trim has given back.) The trim
-//! locks each arena in turn while it walks it (milliseconds for a heap of hundreds of
-//! megabytes), so it is neither frequent nor done for little. `mallinfo2` needs glibc 2.33
+//! walks each arena under that arena's lock, stalling allocations there meanwhile, so it
+//! is neither frequent nor done for little. `mallinfo2` needs glibc 2.33
 //! or later (Debian 12 has 2.36).
 
 use std::sync::Mutex;

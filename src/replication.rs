@@ -32,7 +32,7 @@ use crate::cluster::meta_machine::{MetaCommand, MetaResponse, MetaState, QueueDe
 use crate::cluster::node::ClusterNode;
 use crate::cluster::queue_groups::{MetaTap, OpenedQueue};
 use crate::cluster::queue_machine::QueueState;
-use crate::cluster::snapshot_bodies::SnapshotBodies;
+use crate::cluster::snapshot_bodies::{self, SnapshotBodies};
 use crate::cluster::types::{message_id, QueueCommand, QueueRaft};
 
 mod access;
@@ -42,7 +42,8 @@ use topology::{stale, OwnChanges};
 
 /// Most messages written to a group in one entry.
 const WRITE_BATCH: usize = 4096;
-/// Messages read from a queue group's log at a time as the broker's copy is rebuilt.
+/// Messages read from a queue group's log at a time as the broker's copy is rebuilt (a step
+/// runs on to the end of its last entry).
 const REBUILD_STEP: usize = 256;
 /// Most bytes of messages in one entry (a larger message goes alone). Every entry must
 /// reach a follower within one append's time (openraft's `heartbeat_interval`, 250 ms):
@@ -616,14 +617,15 @@ impl QueueFeed {
     }
 
     /// Rebuilds the broker's copy from the group's state after log index `index` as the
-    /// group opens, the bodies read from its log (pinned there until this is done) a step
-    /// of `REBUILD_STEP` messages at a time: a deep queue is never in memory whole.
+    /// group opens, the bodies read from its log (pinned there until this is done) about
+    /// `REBUILD_STEP` messages at a time, whole entries: a deep queue is never in memory
+    /// whole, and no entry is decoded twice.
     async fn rebuild(&self, index: u64, state: &QueueState, bodies: &SnapshotBodies) {
         let name = (self.name.as_str(), self.queue_id);
         self.vhost.with(|m| m.replica_reset(name, &[]));
         let ids: Vec<u64> = state.messages.keys().copied().collect();
         let mut missing = 0;
-        for step in ids.chunks(REBUILD_STEP) {
+        for step in snapshot_bodies::steps(&ids, REBUILD_STEP) {
             let found = bodies.read(step).await.unwrap_or_else(|e| {
                 tracing::error!(queue = %self.name, "cluster: reading bodies from the log: {e}");
                 Vec::new()

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::storage::{
+    RaftLogStorage, RaftLogStorageExt, RaftSnapshotBuilder, RaftStateMachine, Snapshot,
+};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader};
 use warren::cluster::codec;
 use warren::cluster::log_store::LogStore;
@@ -89,6 +91,12 @@ fn body(index: u64, k: usize) -> Bytes {
     b.into()
 }
 
+/// Builds the machine's snapshot, as openraft asks it to.
+async fn snapshot(machine: &QueueMachine) -> Snapshot<QueueRaft> {
+    let mut builder = machine.clone().get_snapshot_builder().await;
+    builder.build_snapshot().await.unwrap()
+}
+
 /// Appends `entries` to the node's log and applies them, as a member does.
 async fn commit(node: &mut Node, entries: Vec<Entry<QueueRaft>>) {
     node.store.blocking_append(entries.clone()).await.unwrap();
@@ -135,13 +143,7 @@ async fn a_snapshot_refers_to_bodies_in_the_log_and_a_follower_gets_them_into_it
     let state = leader.machine.state().await;
     assert_eq!(state.messages.len(), want.len());
     assert!(state.messages.values().all(|h| h.message.is_none()));
-    let built = leader
-        .machine
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let built = snapshot(&leader.machine).await;
     let file = std::fs::metadata(dir.path().join("group").join("snapshot")).unwrap();
     assert!(
         file.len() < 4096,
@@ -226,18 +228,7 @@ async fn bodies_no_snapshot_refers_to_are_let_go() {
         })
         .collect();
     commit(&mut node, enqueues).await;
-    let snapshot = |machine: &mut QueueMachine| {
-        let mut machine = machine.clone();
-        async move {
-            machine
-                .get_snapshot_builder()
-                .await
-                .build_snapshot()
-                .await
-                .unwrap()
-        }
-    };
-    snapshot(&mut node.machine).await;
+    snapshot(&node.machine).await;
     node.store.purge(log_id(100)).await.unwrap();
     node.shared.upkeep().unwrap();
     drop(node);
@@ -257,7 +248,7 @@ async fn bodies_no_snapshot_refers_to_are_let_go() {
         })
         .collect();
     commit(&mut node, settles).await;
-    snapshot(&mut node.machine).await;
+    snapshot(&node.machine).await;
     node.store.purge(log_id(200)).await.unwrap();
     assert_eq!(node.bodies.read(&all).await.unwrap().len(), all.len());
     node.bodies.unpin(pinned).await.unwrap();
@@ -285,22 +276,12 @@ async fn a_snapshot_of_an_earlier_build_has_its_bodies_moved_into_the_log() {
         old.apply([entry(5, QueueCommand::EnqueueBatch { messages })])
             .await
             .unwrap();
-        old.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        snapshot(&old).await;
     }
     let want: Vec<(u64, Bytes)> = (0..3).map(|k| (message_id(5, k), body(5, k))).collect();
     let node = open_node(dir.path()).await;
     assert_eq!(tapped_bodies(&node).await, want);
-    node.machine
-        .clone()
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    snapshot(&node.machine).await;
     drop(node);
     let node = open_node(dir.path()).await;
     assert_eq!(tapped_bodies(&node).await, want);
@@ -324,13 +305,7 @@ async fn bodies_brought_by_a_snapshot_outlive_an_earlier_pin() {
         })
         .collect();
     commit(&mut node, enqueues).await;
-    node.machine
-        .clone()
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    snapshot(&node.machine).await;
     let held: Vec<u64> = (1..=3).map(|i| message_id(i, 0)).collect();
     let pinned = node.bodies.pin(&held).await;
     let brought = vec![(message_id(20, 0), body(20, 0))];

@@ -105,12 +105,25 @@ struct Inner {
     /// them -> sequence number. Read before `kept` and `index`: an entry held here at that
     /// index may be one the leader never committed.
     bodies: BTreeMap<u64, u64>,
+    needed: Needed,
+}
+
+/// Which entries' bodies `kept` and `bodies` must keep.
+struct Needed {
     keep: Keep,
     /// Entries kept whatever `keep` says, by readers still to read them: index -> readers.
     pinned: BTreeMap<u64, u32>,
     /// Indexes of bodies written since the last `retain`: for a snapshot not yet durable,
     /// which the next `retain` names.
     incoming: BTreeSet<u64>,
+}
+
+impl Needed {
+    /// Whether the bodies of the entry at `index` are still needed: the snapshot refers
+    /// to them, a reader has pinned them, or they came with a snapshot not yet retained.
+    fn holds(&self, index: u64) -> bool {
+        self.keep.wants(index) || self.pinned.contains_key(&index) || self.incoming.contains(&index)
+    }
 }
 
 /// What a purge keeps.
@@ -211,9 +224,11 @@ impl<C: GroupTypes> LogStore<C> {
             truncations: Vec::new(),
             kept: BTreeMap::new(),
             bodies: BTreeMap::new(),
-            keep,
-            pinned: BTreeMap::new(),
-            incoming: BTreeSet::new(),
+            needed: Needed {
+                keep,
+                pinned: BTreeMap::new(),
+                incoming: BTreeSet::new(),
+            },
         };
         let superseded = inner.rebuild(&found)?;
         inner.shared.ack(superseded)?;
@@ -249,8 +264,8 @@ impl<C: GroupTypes> LogStore<C> {
     /// refer to is acked. Called once that snapshot is durable.
     pub async fn retain(&self, entries: BTreeSet<u64>) -> io::Result<()> {
         let mut inner = self.inner.lock().await;
-        inner.keep = Keep::Entries(entries);
-        inner.incoming.clear();
+        inner.needed.keep = Keep::Entries(entries);
+        inner.needed.incoming.clear();
         inner.prune()
     }
 
@@ -278,7 +293,7 @@ impl<C: GroupTypes> LogStore<C> {
     pub async fn pin(&self, entries: &BTreeSet<u64>) {
         let mut inner = self.inner.lock().await;
         for &index in entries {
-            *inner.pinned.entry(index).or_insert(0) += 1;
+            *inner.needed.pinned.entry(index).or_insert(0) += 1;
         }
     }
 
@@ -286,10 +301,10 @@ impl<C: GroupTypes> LogStore<C> {
     pub async fn unpin(&self, entries: &BTreeSet<u64>) -> io::Result<()> {
         let mut inner = self.inner.lock().await;
         for index in entries {
-            if let Some(n) = inner.pinned.get_mut(index) {
+            if let Some(n) = inner.needed.pinned.get_mut(index) {
                 *n -= 1;
                 if *n == 0 {
-                    inner.pinned.remove(index);
+                    inner.needed.pinned.remove(index);
                 }
             }
         }
@@ -308,7 +323,7 @@ impl<C: GroupTypes> LogStore<C> {
             let mut old = Vec::new();
             for (k, (index, _)) in records.iter().enumerate() {
                 old.extend(inner.bodies.insert(*index, first + k as u64));
-                inner.incoming.insert(*index);
+                inner.needed.incoming.insert(*index);
             }
             inner.shared.ack(old)?;
             (inner.shared.commit().clone(), ticket)
@@ -362,7 +377,7 @@ impl Inner {
                     superseded.extend(self.index.split_off(&f.index).into_values());
                     truncations.push((f.index, f.seq));
                 }
-                KIND_BODIES if self.keep == Keep::Nothing => superseded.push(f.seq),
+                KIND_BODIES if self.needed.keep == Keep::Nothing => superseded.push(f.seq),
                 KIND_BODIES => superseded.extend(self.bodies.insert(f.index, f.seq)),
                 KIND_VOTE => {
                     let v: Vote<NodeId> = decode(&single(f)?)?;
@@ -395,42 +410,43 @@ impl Inner {
             // Purged entries: kept while the snapshot may refer to them (the state machine
             // says which it does once it has read its snapshot), acked otherwise (their
             // acks a crash lost).
-            let above = self.index.split_off(&(p.index + 1));
-            let passed = std::mem::replace(&mut self.index, above);
-            superseded.extend(self.keep_passed(passed));
-            superseded.extend(self.passed_truncations(p.index));
+            superseded.extend(self.pass_purge_point(p.index));
         }
         Ok(superseded)
     }
 
-    /// Whether the bodies of the entry at `index` are still needed: the snapshot refers
-    /// to them, a reader has pinned them, or they came with a snapshot not yet retained.
-    fn holds(&self, index: u64) -> bool {
-        self.keep.wants(index) || self.pinned.contains_key(&index) || self.incoming.contains(&index)
-    }
-
     /// Acks what `kept` and `bodies` hold that is no longer needed.
     fn prune(&mut self) -> io::Result<()> {
-        let gone: Vec<(bool, u64, u64)> = (self.kept.iter().map(|(i, s)| (false, *i, *s)))
-            .chain(self.bodies.iter().map(|(i, s)| (true, *i, *s)))
-            .filter(|(_, index, _)| !self.holds(*index))
-            .collect();
-        for &(installed, index, _) in &gone {
-            match installed {
-                true => self.bodies.remove(&index),
-                false => self.kept.remove(&index),
-            };
+        let Inner {
+            kept,
+            bodies,
+            needed,
+            shared,
+            ..
+        } = self;
+        let mut gone = Vec::new();
+        for map in [kept, bodies] {
+            map.retain(|&index, &mut seq| {
+                let held = needed.holds(index);
+                if !held {
+                    gone.push(seq);
+                }
+                held
+            });
         }
-        self.shared.ack(gone.into_iter().map(|g| g.2))
+        shared.ack(gone)
     }
 
-    /// Moves the entries a purge passed that the snapshot refers to into `kept` (unless
-    /// bodies installed for that index replace them); returns the rest.
-    fn keep_passed(&mut self, passed: BTreeMap<u64, u64>) -> Vec<u64> {
-        let mut gone = Vec::new();
-        for (index, seq) in passed {
-            if self.holds(index) && !self.bodies.contains_key(&index) {
-                gone.extend(self.kept.insert(index, seq));
+    /// Takes the entries through `index` out of the index map: those whose bodies are
+    /// needed into `kept` (unless bodies installed for that index replace them); returns
+    /// the records to ack, the rest of them and the truncation records passed.
+    fn pass_purge_point(&mut self, index: u64) -> Vec<u64> {
+        let above = self.index.split_off(&(index + 1));
+        let passed = std::mem::replace(&mut self.index, above);
+        let mut gone = self.passed_truncations(index);
+        for (at, seq) in passed {
+            if self.needed.holds(at) && !self.bodies.contains_key(&at) {
+                gone.extend(self.kept.insert(at, seq));
             } else {
                 gone.push(seq);
             }
@@ -682,10 +698,7 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
             .replace(KIND_PURGED, &log_id, old)
             .map_err(write_logs)?;
         inner.purged = Some((log_id, seq));
-        let above = inner.index.split_off(&(log_id.index + 1));
-        let passed = std::mem::replace(&mut inner.index, above);
-        let mut gone = inner.keep_passed(passed);
-        gone.extend(inner.passed_truncations(log_id.index));
+        let gone = inner.pass_purge_point(log_id.index);
         inner.shared.ack(gone).map_err(write_logs)?;
         tracing::debug!(upto = log_id.index, took = ?started.elapsed(), "cluster: log purged");
         Ok(())

@@ -122,6 +122,23 @@ pub struct Pinned {
     entries: BTreeSet<u64>,
 }
 
+/// `ids` (in increasing order) in steps of at least `size` messages, each ending where an
+/// entry's messages end: a step reads and decodes its entries, and no entry twice.
+pub fn steps(ids: &[u64], size: usize) -> impl Iterator<Item = &[u64]> {
+    let mut rest = ids;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = size.clamp(1, rest.len());
+        let last = entry_of(rest[end - 1]).0;
+        end += rest[end..].partition_point(|&id| entry_of(id).0 == last);
+        let (step, tail) = rest.split_at(end);
+        rest = tail;
+        Some(step)
+    })
+}
+
 /// The entries that enqueued messages `ids`.
 fn entries_of(ids: &[u64]) -> BTreeSet<u64> {
     ids.iter().map(|&id| entry_of(id).0).collect()
@@ -157,4 +174,28 @@ fn decode_bodies(index: u64, kind: u8, payload: &[u8]) -> io::Result<Vec<(u64, B
         .enumerate()
         .map(|(k, body)| (message_id(index, k), body))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_end_where_an_entry_ends() {
+        let ids: Vec<u64> = (1..=5u64)
+            .flat_map(|i| (0..3).map(move |k| message_id(i, k)))
+            .collect();
+        let got: Vec<&[u64]> = steps(&ids, 4).collect();
+        assert_eq!(got.concat(), ids);
+        assert_eq!(got.iter().map(|s| s.len()).collect::<Vec<_>>(), [6, 6, 3]);
+        for pair in got.windows(2) {
+            let (end, next) = (*pair[0].last().unwrap(), pair[1][0]);
+            assert_ne!(
+                entry_of(end).0,
+                entry_of(next).0,
+                "an entry split over two steps"
+            );
+        }
+        assert_eq!(steps(&[], 4).count(), 0);
+    }
 }

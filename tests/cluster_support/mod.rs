@@ -366,11 +366,7 @@ impl Cluster {
     /// Nodes `1..=n`, and `extra` more nodes (`n+1..`) created but not started, whose
     /// peers are the first `n` (to join later).
     pub fn new(n: u64, extra: u64) -> Cluster {
-        let mut c = Cluster::created(n, extra);
-        for id in 1..=n {
-            c.node_mut(id).start();
-        }
-        c
+        Cluster::with_args(n, extra, &[])
     }
 
     /// As `new`, every node started with `args` as well.
