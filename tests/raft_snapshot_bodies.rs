@@ -91,6 +91,16 @@ fn body(index: u64, k: usize) -> Bytes {
     b.into()
 }
 
+/// Entries `indexes`, each enqueuing `per` messages (`body(index, k)`).
+fn enqueue_batches(indexes: std::ops::RangeInclusive<u64>, per: usize) -> Vec<Entry<QueueRaft>> {
+    indexes
+        .map(|i| {
+            let messages = (0..per).map(|k| body(i, k)).collect();
+            entry(i, QueueCommand::EnqueueBatch { messages })
+        })
+        .collect()
+}
+
 /// Builds the machine's snapshot, as openraft asks it to.
 async fn snapshot(machine: &QueueMachine) -> Snapshot<QueueRaft> {
     let mut builder = machine.clone().get_snapshot_builder().await;
@@ -120,12 +130,7 @@ async fn a_snapshot_refers_to_bodies_in_the_log_and_a_follower_gets_them_into_it
     let mut leader = open_node(dir.path()).await;
     // Entries 1..=40 enqueue 4 messages each; 41..=60 settle every message of 1..=20 and
     // the first of 21..=40.
-    let enqueues = (1..=40u64)
-        .map(|i| {
-            let messages = (0..4).map(|k| body(i, k)).collect();
-            entry(i, QueueCommand::EnqueueBatch { messages })
-        })
-        .collect();
+    let enqueues = enqueue_batches(1..=40, 4);
     commit(&mut leader, enqueues).await;
     let settles = (41..=60u64)
         .map(|i| {
@@ -221,12 +226,7 @@ async fn a_snapshot_refers_to_bodies_in_the_log_and_a_follower_gets_them_into_it
 async fn bodies_no_snapshot_refers_to_are_let_go() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = open_node(dir.path()).await;
-    let enqueues = (1..=100u64)
-        .map(|i| {
-            let messages = (0..8).map(|k| body(i, k)).collect();
-            entry(i, QueueCommand::EnqueueBatch { messages })
-        })
-        .collect();
+    let enqueues = enqueue_batches(1..=100, 8);
     commit(&mut node, enqueues).await;
     snapshot(&node.machine).await;
     node.store.purge(log_id(100)).await.unwrap();
