@@ -429,3 +429,77 @@ fn basic_get_and_consumers_on_a_node_that_does_not_hold_the_queue() {
         (1..=3).all(|id| messages(&c, id) == Some(0)).then_some(())
     });
 }
+
+/// Publishes messages `from..to` through node `via` and waits for the consumers to have
+/// `to` deliveries in all; checks those messages came once each and returns the nodes
+/// whose consumers got them.
+fn publish_and_see_who_gets(
+    c: &Cluster,
+    rt: &tokio::runtime::Runtime,
+    via: u64,
+    received: &Received,
+    (from, to): (usize, usize),
+) -> std::collections::BTreeSet<u64> {
+    let got = rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(via).amqp).await;
+        assert_eq!(
+            publish_all(&ch, "orders", &bodies(from..to)).await,
+            to - from
+        );
+        let got = wait_received(received, to).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(received.lock().unwrap().len(), got.len(), "delivered twice");
+        got
+    });
+    let these = &got[from.min(got.len())..];
+    let mut bodies_got: Vec<&str> = these.iter().map(|(_, b)| b.as_str()).collect();
+    bodies_got.sort_unstable();
+    let mut want = bodies(from..to);
+    want.sort_unstable();
+    assert_eq!(bodies_got, want, "messages {from}..{to} once each");
+    these.iter().map(|(n, _)| *n).collect()
+}
+
+/// A single-active-consumer quorum queue serves one consumer of the whole cluster at a
+/// time, the earliest subscribed, as RabbitMQ's does: here the first on a member that
+/// does not lead, then (its node killed) the one on the leader, then (that one gone) the
+/// one on the third node.
+#[test]
+fn a_single_active_consumer_is_one_across_the_cluster() {
+    let mut c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    let single = quorum_with(&[(
+        "x-single-active-consumer",
+        lapin::types::AMQPValue::Boolean(true),
+    )]);
+    rt.block_on(declare(c.node(1).amqp, "orders", single));
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (first, third) = (followers[0], followers[1]);
+
+    let received: Received = Arc::default();
+    // Subscribed in this order, far enough apart that the order is plain.
+    let (on_first, on_leader, _on_third) = rt.block_on(async {
+        let a = start_consumer(&c, first, 10, true, &received).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let b = start_consumer(&c, leader, 10, true, &received).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let d = start_consumer(&c, third, 10, true, &received).await;
+        (a, b, d)
+    });
+    let who = publish_and_see_who_gets(&c, &rt, leader, &received, (0, 100));
+    assert_eq!(who, [first].into(), "the earliest consumer alone");
+
+    // The active consumer's node dies: once it has stopped asking for a while, the next
+    // subscribed (on the leader) is served.
+    drop(on_first);
+    c.node_mut(first).kill();
+    let who = publish_and_see_who_gets(&c, &rt, leader, &received, (100, 200));
+    assert_eq!(who, [leader].into(), "the next one, on the leader");
+
+    // That one goes too: the consumer on the third node.
+    rt.block_on(async { on_leader.close(200, "bye".into()).await.unwrap() });
+    let who = publish_and_see_who_gets(&c, &rt, leader, &received, (200, 300));
+    assert_eq!(who, [third].into(), "the last one, on another node");
+}

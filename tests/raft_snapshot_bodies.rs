@@ -343,7 +343,7 @@ async fn a_purge_waits_for_a_durable_snapshot_that_covers_it() {
     let purge = tokio::spawn(async move { store.purge(log_id(10)).await });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(!purge.is_finished(), "purged past every durable snapshot");
-    node.bodies.snapshot_durable(10);
+    node.store.snapshot_reports().durable(10);
     tokio::time::timeout(std::time::Duration::from_secs(5), purge)
         .await
         .expect("the purge goes ahead once a snapshot covers it")

@@ -447,3 +447,97 @@ async fn a_group_log_of_an_earlier_build_moves_into_the_shared_log() {
     let state = again.get_log_state().await.unwrap();
     assert_eq!(state.last_purged_log_id, Some(log_id(2, 4)));
 }
+
+/// The metadata group's store and machine as a node opens them: purges wait for the
+/// machine to report a durable snapshot.
+fn open_metadata(
+    dir: &Path,
+) -> (
+    LogStore<warren::cluster::meta_machine::MetaRaft>,
+    warren::cluster::meta_machine::MetaMachine,
+) {
+    use warren::cluster::meta_machine::{MetaMachine, MetaState};
+    let store = LogStore::open(dir, config(), GroupCommit::start(FsyncPolicy::Always)).unwrap();
+    store.wait_for_snapshots();
+    let machine = MetaMachine::on_disk(dir, MetaState::default())
+        .unwrap()
+        .reporting_to(store.snapshot_reports());
+    (store, machine)
+}
+
+/// The metadata group's log, like a queue group's, is purged only up to a durable
+/// snapshot of its machine: one it built, one installed from the leader (openraft purges
+/// a follower's log before the machine has written that one), or the one a restarted
+/// machine opened from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_purge_waits_for_a_durable_snapshot() {
+    use openraft::RaftSnapshotBuilder;
+    use std::time::Duration;
+    use warren::cluster::meta_machine::MetaRaft;
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<Entry<MetaRaft>> = (1..=10)
+        .map(|i| Entry {
+            log_id: log_id(1, i),
+            payload: EntryPayload::Blank,
+        })
+        .collect();
+    let purge_waits = |store: &LogStore<MetaRaft>| {
+        let mut store = store.clone();
+        let purge = tokio::spawn(async move { store.purge(log_id(1, 10)).await });
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(!purge.is_finished(), "purged past every durable snapshot");
+            purge
+        }
+    };
+    let finishes = |purge: tokio::task::JoinHandle<Result<(), StorageError<u64>>>| async move {
+        tokio::time::timeout(Duration::from_secs(5), purge)
+            .await
+            .expect("the purge goes ahead once a snapshot covers it")
+            .unwrap()
+            .unwrap();
+    };
+
+    let (mut leader_store, mut leader) = open_metadata(&dir.path().join("leader"));
+    leader_store.blocking_append(entries.clone()).await.unwrap();
+    leader.apply(entries.clone()).await.unwrap();
+    let purge = purge_waits(&leader_store).await;
+    let snap = leader
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    finishes(purge).await;
+
+    let (mut follower_store, mut follower) = open_metadata(&dir.path().join("follower"));
+    follower_store
+        .blocking_append(entries.clone())
+        .await
+        .unwrap();
+    let purge = purge_waits(&follower_store).await;
+    follower
+        .install_snapshot(&snap.meta, snap.snapshot)
+        .await
+        .unwrap();
+    finishes(purge).await;
+
+    // A machine that built its snapshot and stopped before any purge.
+    let restarted = dir.path().join("restarted");
+    {
+        let (mut store, mut machine) = open_metadata(&restarted);
+        store.blocking_append(entries.clone()).await.unwrap();
+        machine.apply(entries).await.unwrap();
+        machine
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+    }
+    let (mut store, _machine) = open_metadata(&restarted);
+    tokio::time::timeout(Duration::from_secs(5), store.purge(log_id(1, 10)))
+        .await
+        .expect("the snapshot opened from covers the purge")
+        .unwrap();
+}

@@ -102,8 +102,9 @@ pub(super) fn choose_consumer(
     };
     let n = q.consumers.len();
     if q.features.single_active_consumer {
-        // The first consumer is the active one; the others wait their turn.
-        has_credit(&q.consumers[0]).then_some(0)
+        // The first consumer is the active one; the others wait their turn. On a quorum
+        // queue's leader, another node's consumer may be the active one.
+        (has_credit(&q.consumers[0]) && super::replica_sac::serves_here(q)).then_some(0)
     } else if q.consumer_priorities {
         // The highest priority with credit, round-robin among equals.
         (0..n)
@@ -426,6 +427,7 @@ impl VHost {
             unacked: 0,
             outbox: ch.outbox.clone(),
             reader,
+            subscribed: std::time::Instant::now(),
         };
         let q = self.queues.get_mut(&queue_name).expect("checked");
         q.consumer_priorities |= priority != 0;

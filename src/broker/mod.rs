@@ -28,6 +28,7 @@ pub mod password;
 pub mod policy;
 pub mod queue;
 pub mod replica_checkout;
+pub mod replica_sac;
 pub mod replicated;
 pub mod replicated_topology;
 pub mod stats;

@@ -26,6 +26,7 @@ use super::error::BrokerError;
 use super::outbox::Outgoing;
 use super::queue::replica::Replica;
 use super::queue::Queue;
+use super::replica_sac::{self, Active, FirstConsumer};
 use super::replicated::{replica_of, take_group_returns, QueueRef};
 use super::vhost::VHost;
 use super::ChannelKey;
@@ -35,13 +36,30 @@ use super::ChannelKey;
 pub const REMOTE_LEASE_MS: u64 = 10_000;
 
 /// What a member wants from the leader: room for `want` more messages, and whether it
-/// has deliveries out (its lease must be kept even when it wants nothing). On the leader
-/// itself `leading` is set and the rest is 0.
+/// has deliveries out (its lease must be kept even when it wants nothing); on a
+/// single-active-consumer queue, its earliest consumer. On the leader itself `leading` is
+/// set and the rest is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Demand {
     pub leading: bool,
     pub want: u32,
     pub holding: bool,
+    pub first: Option<FirstConsumer>,
+}
+
+/// A node's request for messages of a queue this node leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask {
+    pub node: u64,
+    /// The node's process (its start time): a restarted node holds nothing.
+    pub incarnation: u64,
+    /// Room its consumers have.
+    pub want: u32,
+    /// Its earliest consumer, on a single-active-consumer queue (`replica_sac.rs`).
+    pub first: Option<FirstConsumer>,
+    /// For a basic.get: whatever is ready, single active consumer or not (as a get on
+    /// this node takes it), and `first` is not looked at.
+    pub get: bool,
 }
 
 /// Makes every message held for `node` ready again in the leader's copy.
@@ -112,28 +130,30 @@ pub(super) fn remote_done(q: &mut Queue, id: u64, returned: bool) -> bool {
 }
 
 impl VHost {
-    /// On the leader: hands `node` (process `incarnation`) up to `want` ready messages of
-    /// queue `queue`, renewing its lease; their group ids. `None` when this node does not
-    /// lead the queue (the caller asks again once it knows the new leader).
-    pub fn replica_grant(
-        &mut self,
-        queue: QueueRef<'_>,
-        node: u64,
-        incarnation: u64,
-        want: u32,
-        now: u64,
-    ) -> Option<Vec<u64>> {
+    /// On the leader: hands the asking node up to the ready messages of queue `queue` its
+    /// consumers have room for, renewing its lease; their group ids. `None` when this node
+    /// does not lead the queue (the caller asks again once it knows the new leader).
+    pub fn replica_grant(&mut self, queue: QueueRef<'_>, ask: Ask, now: u64) -> Option<Vec<u64>> {
         let q = self.replica_queue(queue.0, queue.1)?;
         if !replica_of(q)?.leading {
             return None;
         }
+        let node = ask.node;
         if replica_of(q)?
             .remote
             .get(&node)
-            .is_some_and(|h| h.incarnation != incarnation)
+            .is_some_and(|h| h.incarnation != ask.incarnation)
         {
             release(q, node); // A restarted node holds nothing.
         }
+        let holder = replica_of(q)?.remote.entry(node).or_default();
+        holder.incarnation = ask.incarnation;
+        holder.last_seen = now;
+        let consumers_left = !ask.get && replica_sac::register(holder, ask.first, now);
+        let want = match replica_sac::active(q, now) {
+            Some(active) if active != Active::Node(node) && !ask.get => 0,
+            _ => ask.want,
+        };
         let mut ids = Vec::new();
         while (ids.len() as u32) < want {
             let Some((rec, at)) = q.peek() else {
@@ -156,9 +176,9 @@ impl VHost {
                 }
             }
         }
-        let holder = replica_of(q)?.remote.entry(node).or_default();
-        holder.incarnation = incarnation;
-        holder.last_seen = now;
+        if consumers_left {
+            self.dispatch(queue.0); // A consumer here may be the active one now.
+        }
         Some(ids)
     }
 
@@ -168,12 +188,10 @@ impl VHost {
     pub fn replica_lend(
         &mut self,
         queue: QueueRef<'_>,
-        node: u64,
-        incarnation: u64,
-        want: u32,
+        ask: Ask,
         now: u64,
     ) -> Option<Vec<(u64, Bytes, u32)>> {
-        let ids = self.replica_grant(queue, node, incarnation, want, now)?;
+        let ids = self.replica_grant(queue, ask, now)?;
         let q = self.replica_queue(queue.0, queue.1)?;
         let mut lent = Vec::with_capacity(ids.len());
         for id in ids {
@@ -210,11 +228,13 @@ impl VHost {
         }
     }
 
-    /// On the leader: releases what nodes whose lease ran out held.
+    /// On the leader: releases what nodes whose lease ran out held, and forgets the
+    /// earliest consumers of nodes that stopped asking.
     pub fn replica_expire_remote(&mut self, queue: QueueRef<'_>, now: u64) {
         let Some(q) = self.replica_queue(queue.0, queue.1) else {
             return;
         };
+        let stale = replica_sac::forget_stale(q, now);
         let expired: Vec<u64> = replica_of(q).map_or_else(Vec::new, |r| {
             r.remote
                 .iter()
@@ -222,7 +242,7 @@ impl VHost {
                 .map(|(n, _)| *n)
                 .collect()
         });
-        if expired.is_empty() {
+        if expired.is_empty() && !stale {
             return;
         }
         for node in expired {
@@ -274,6 +294,7 @@ impl VHost {
             leading: false,
             want: room.saturating_sub(r.granted.len() as u32),
             holding: q.unacked > 0 || !r.granted.is_empty() || !r.awaited.is_empty(),
+            first: replica_sac::first_consumer(q),
         })
     }
 

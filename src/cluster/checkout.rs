@@ -31,6 +31,14 @@ pub struct CheckoutRequest {
     /// The asking node holds no copy of the group: send the messages, not only their ids.
     #[serde(default)]
     pub lend: bool,
+    /// On a single-active-consumer queue, the asking node's earliest consumer (`None`:
+    /// it has none, or the queue serves all its consumers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_consumer: Option<crate::broker::replica_sac::FirstConsumer>,
+    /// For a basic.get, not for consumers: whatever is ready, single active consumer or
+    /// not (`first_consumer` is not looked at).
+    #[serde(default)]
+    pub get: bool,
 }
 
 /// A message lent to a node that holds no copy of its group.
@@ -150,6 +158,11 @@ mod tests {
             incarnation: 7,
             want: 100,
             lend: true,
+            first_consumer: Some(crate::broker::replica_sac::FirstConsumer {
+                serial: 3,
+                age_ms: 1500,
+            }),
+            get: false,
         };
         let body = codec::encode(&request).unwrap();
         assert_eq!(codec::decode::<CheckoutRequest>(&body).unwrap(), request);

@@ -70,11 +70,30 @@ pub struct LogStore<C> {
     inner: Arc<Mutex<Inner>>,
     /// Bytes appended since the log was opened (`log_growth.rs` asks for snapshots by it).
     appended: Arc<AtomicU64>,
-    /// The index of the group's last durable snapshot, as its state machine reports it
-    /// (`snapshot_durable`), and whether a purge waits for one that covers it
-    /// (`wait_for_snapshots`).
-    snapshot: Arc<(watch::Sender<u64>, AtomicBool)>,
+    /// The group's durable snapshots, as its state machine reports them.
+    snapshot: SnapshotReports,
     kind: PhantomData<fn() -> C>,
+}
+
+/// Where a group's state machine reports its durable snapshots to the group's log store:
+/// the index of the last one, and whether a purge waits for one that covers it
+/// (`LogStore::wait_for_snapshots`). Clones share it.
+#[derive(Clone)]
+pub struct SnapshotReports(Arc<(watch::Sender<u64>, AtomicBool)>);
+
+impl SnapshotReports {
+    fn new() -> SnapshotReports {
+        SnapshotReports(Arc::new((watch::channel(0).0, AtomicBool::new(false))))
+    }
+
+    /// The group's snapshot through log index `index` is durable.
+    pub fn durable(&self, index: u64) {
+        self.0 .0.send_if_modified(|at| {
+            let newer = index > *at;
+            *at = (*at).max(index);
+            newer
+        });
+    }
 }
 
 impl<C> Clone for LogStore<C> {
@@ -235,7 +254,7 @@ impl<C: GroupTypes> LogStore<C> {
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
             appended: Arc::default(),
-            snapshot: Arc::new((watch::channel(0).0, AtomicBool::new(false))),
+            snapshot: SnapshotReports::new(),
             kind: PhantomData,
         })
     }
@@ -275,16 +294,13 @@ impl<C: GroupTypes> LogStore<C> {
     /// written it: a crash in between left a log purged past the snapshot the node
     /// restarted from.
     pub fn wait_for_snapshots(&self) {
-        self.snapshot.1.store(true, Ordering::Release);
+        self.snapshot.0 .1.store(true, Ordering::Release);
     }
 
-    /// The group's snapshot through log index `index` is durable.
-    pub fn snapshot_durable(&self, index: u64) {
-        self.snapshot.0.send_if_modified(|at| {
-            let newer = index > *at;
-            *at = (*at).max(index);
-            newer
-        });
+    /// Where the group's state machine reports its durable snapshots
+    /// (`Machine::reporting_to`).
+    pub fn snapshot_reports(&self) -> SnapshotReports {
+        self.snapshot.clone()
     }
 
     /// Keeps the entries `entries` (Raft indexes) whatever later snapshots refer to, until
@@ -681,8 +697,8 @@ impl<C: GroupTypes> RaftLogStorage<C> for LogStore<C> {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), Error> {
         let started = std::time::Instant::now();
-        if self.snapshot.1.load(Ordering::Acquire) {
-            let mut durable = self.snapshot.0.subscribe();
+        if self.snapshot.0 .1.load(Ordering::Acquire) {
+            let mut durable = self.snapshot.0 .0.subscribe();
             let covered = durable.wait_for(|&at| at >= log_id.index);
             if !matches!(
                 tokio::time::timeout(SNAPSHOT_WAIT, covered).await,

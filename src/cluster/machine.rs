@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::codec;
+use super::log_store::SnapshotReports;
 use super::snapshot_bodies::SnapshotBodies;
 use super::snapshot_file::SnapshotFile;
 use super::types::GroupTypes;
@@ -102,6 +103,8 @@ pub struct Machine<S> {
     file: Option<SnapshotFile>,
     /// Where bodies are kept when not in the state (`None`: in it).
     bodies: Option<SnapshotBodies>,
+    /// Where durable snapshots are reported to the group's log store (`reporting_to`).
+    reports: Option<SnapshotReports>,
     /// Set while openraft starts the group (`Raft::new`): it asks for the current
     /// snapshot then for its metadata alone, so the bodies are not read for it.
     starting: Arc<AtomicBool>,
@@ -117,6 +120,7 @@ impl<S> Clone for Machine<S> {
             snapshot_bytes: self.snapshot_bytes.clone(),
             file: self.file.clone(),
             bodies: self.bodies.clone(),
+            reports: self.reports.clone(),
             starting: self.starting.clone(),
             tap: self.tap.clone(),
         }
@@ -135,6 +139,7 @@ impl<S: Clone + Default> Machine<S> {
             snapshot_bytes: Arc::default(),
             file: None,
             bodies: None,
+            reports: None,
             starting: Arc::default(),
             tap: TapSlot::default(),
         }
@@ -236,10 +241,33 @@ impl<S: Clone + Default + Serialize + DeserializeOwned> Machine<S> {
                 bodies.keep(inline, &[]).await?;
             }
             bodies.retain(&applied.state.body_ids()).await?;
-            bodies.snapshot_durable(applied.last_applied.map_or(0, |l| l.index));
         }
+        machine = machine.reporting_to(bodies.snapshot_reports());
         machine.bodies = Some(bodies);
         Ok(machine)
+    }
+
+    /// Reports this machine's durable snapshots to its group's log store, starting with
+    /// the one it opened from: a purge there waits for one that covers it
+    /// (`LogStore::wait_for_snapshots`). Called before the machine is shared.
+    pub fn reporting_to(mut self, reports: SnapshotReports) -> Self {
+        // Unshared yet, so the lock is free; were it not, reporting nothing only makes a
+        // purge wait for the next snapshot.
+        let opened = self.snapshot.try_lock().ok().and_then(|current| {
+            current
+                .as_ref()
+                .and_then(|(meta, _)| meta.last_log_id)
+                .map(|l| l.index)
+        });
+        reports.durable(opened.unwrap_or(0));
+        self.reports = Some(reports);
+        self
+    }
+
+    fn report_durable(&self, last: Option<LogId<NodeId>>) {
+        if let Some(reports) = &self.reports {
+            reports.durable(last.map_or(0, |l| l.index));
+        }
     }
 
     /// Writes the snapshot to the machine's directory (off the async threads: it fsyncs).
@@ -332,8 +360,8 @@ impl<C: GroupTypes, S: Replicated<C>> RaftSnapshotBuilder<C> for Machine<S> {
         self.persist(&meta, &data).await?;
         tracing::debug!(id = %meta.snapshot_id, bytes = data.len(), ?cloned, ?encoded,
             total = ?started.elapsed(), "cluster: snapshot built");
+        self.report_durable(last);
         if let Some(bodies) = &self.bodies {
-            bodies.snapshot_durable(last.map_or(0, |l| l.index));
             bodies.retain(&ids).await.map_err(snapshot_error)?;
         }
         *current = Some((meta.clone(), data.clone()));
@@ -428,8 +456,8 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
             );
         }
         self.persist(meta, &data).await?;
+        self.report_durable(meta.last_log_id);
         if let Some(bodies) = &self.bodies {
-            bodies.snapshot_durable(meta.last_log_id.map_or(0, |l| l.index));
             let ids = state.state.body_ids();
             bodies.retain(&ids).await.map_err(snapshot_error)?;
         }

@@ -128,6 +128,9 @@ impl ClusterNode {
         std::fs::create_dir_all(&meta_dir)?;
         let meta_log = SharedLog::open(&meta_dir.join("log"), log.clone(), commit.clone())?;
         let store = LogStore::<MetaRaft>::open_in(meta_log.clone(), 0, &meta_dir, log.clone())?;
+        // As a queue group's: openraft purges a follower's log before the snapshot from
+        // the leader is written, so the purge waits for the machine to say it is durable.
+        store.wait_for_snapshots();
         let queue_log = SharedLog::open(
             &data_dir.join("cluster").join("queue-log"),
             log.clone(),
@@ -135,7 +138,8 @@ impl ClusterNode {
         )?;
         shared_log::spawn_upkeep(meta_log, UPKEEP_EVERY);
         shared_log::spawn_upkeep(queue_log.clone(), UPKEEP_EVERY);
-        let machine = MetaMachine::on_disk(&meta_dir, MetaState::default())?;
+        let machine = MetaMachine::on_disk(&meta_dir, MetaState::default())?
+            .reporting_to(store.snapshot_reports());
         let name: Arc<str> = META.into();
         let raft = Raft::new(
             config.node_id,

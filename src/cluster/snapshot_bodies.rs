@@ -90,10 +90,9 @@ impl SnapshotBodies {
         self.store.keep_bodies(records).await
     }
 
-    /// The group's snapshot through log index `index` is durable (a purge up to it may
-    /// go ahead: `LogStore::wait_for_snapshots`).
-    pub fn snapshot_durable(&self, index: u64) {
-        self.store.snapshot_durable(index);
+    /// Where the machine reports its durable snapshots to the group's log store.
+    pub fn snapshot_reports(&self) -> super::log_store::SnapshotReports {
+        self.store.snapshot_reports()
     }
 
     /// The current snapshot holds messages `ids`: the log keeps the bodies of those, and

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::broker::replica_checkout::Ask;
 use crate::broker::replicated::LeaderGetWait;
 use crate::broker::VHostHandle;
 use crate::cluster::checkout::{CheckoutHandler, CheckoutReply, CheckoutRequest, LentMessage};
@@ -110,6 +111,9 @@ impl Member {
         let mut dry = false;
         // Which member a node with no copy asks (it keeps asking the one that answers).
         let mut turn = 0;
+        // Whether the leader was last told of a consumer here (single active consumer:
+        // it must hear at once when the last one goes, `replica_sac.rs`).
+        let mut told_of_consumer = false;
         loop {
             tokio::select! {
                 _ = tick.tick(), if !idle => dry = false,
@@ -121,7 +125,8 @@ impl Member {
                 return; // Deleted, or declared again as another queue.
             };
             let was_idle = idle;
-            idle = demand.leading || (demand.want == 0 && !demand.holding);
+            let consumers_gone = told_of_consumer && demand.first.is_none();
+            idle = demand.leading || (demand.want == 0 && !demand.holding && !consumers_gone);
             if idle {
                 dry = false; // A consumer arriving must be heard at once.
             } else if was_idle {
@@ -136,7 +141,7 @@ impl Member {
                 }
                 continue;
             }
-            if demand.want == 0 && !(demand.holding && lease_due) {
+            if demand.want == 0 && !(demand.holding && lease_due) && !consumers_gone {
                 continue;
             }
             let Some(leader) = self.source.leader(&self.node, self.group, turn) else {
@@ -148,9 +153,12 @@ impl Member {
                 incarnation: self.incarnation,
                 want: demand.want,
                 lend: self.source.lend(),
+                first_consumer: demand.first,
+                get: false,
             };
             match self.node.checkout(self.group, leader, &request).await {
                 Ok(CheckoutReply::Granted { ids, through, lent }) => {
+                    told_of_consumer = request.first_consumer.is_some();
                     dry = ids.is_empty();
                     match &self.source {
                         _ if dry => {}
@@ -204,6 +212,8 @@ impl Replication {
                 incarnation,
                 want: 1,
                 lend: source.lend(),
+                first_consumer: None,
+                get: true,
             };
             let until = Instant::now() + GET_WAIT;
             let mut turn = 0;
@@ -262,10 +272,15 @@ impl CheckoutHandler for Replication {
             return CheckoutReply::NotLeader;
         };
         let (queue, now) = ((name.as_str(), queue_id), now_ms());
-        let (node, incarnation, want) = (request.node, request.incarnation, request.want);
+        let ask = Ask {
+            node: request.node,
+            incarnation: request.incarnation,
+            want: request.want,
+            first: request.first_consumer,
+            get: request.get,
+        };
         let (ids, lent) = if request.lend {
-            let Some(lent) = vh.with(|m| m.replica_lend(queue, node, incarnation, want, now))
-            else {
+            let Some(lent) = vh.with(|m| m.replica_lend(queue, ask, now)) else {
                 return CheckoutReply::NotLeader;
             };
             let ids = lent.iter().map(|m| m.0).collect();
@@ -279,7 +294,7 @@ impl CheckoutHandler for Replication {
                 .collect();
             (ids, lent)
         } else {
-            match vh.with(|m| m.replica_grant(queue, node, incarnation, want, now)) {
+            match vh.with(|m| m.replica_grant(queue, ask, now)) {
                 Some(ids) => (ids, Vec::new()),
                 None => return CheckoutReply::NotLeader,
             }

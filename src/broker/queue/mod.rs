@@ -57,6 +57,9 @@ pub struct Consumer {
     pub outbox: Arc<Outbox>,
     /// On a stream: the offset this consumer reads next (its own cursor in the log).
     pub reader: Option<warren_storage::Cursor>,
+    /// When basic.consume registered it: a single-active-consumer quorum queue serves
+    /// the earliest across the cluster (`replica_sac.rs`).
+    pub subscribed: std::time::Instant,
 }
 
 pub struct Queue {

@@ -76,6 +76,8 @@ pub struct RemoteHolder {
     pub last_seen: u64,
     /// Group id -> store seq of each message out with it.
     pub held: HashMap<u64, u64>,
+    /// Its earliest consumer, on a single-active-consumer queue (`replica_sac.rs`).
+    pub candidate: Option<crate::broker::replica_sac::Candidate>,
 }
 
 impl Replica {
