@@ -7,6 +7,7 @@ mod cluster_support;
 
 mod cluster_access;
 mod cluster_consumers;
+mod cluster_dead_letter;
 mod cluster_definitions;
 mod cluster_detector;
 mod cluster_jepsen;

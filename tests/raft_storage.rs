@@ -481,14 +481,13 @@ async fn a_metadata_purge_waits_for_a_durable_snapshot() {
             payload: EntryPayload::Blank,
         })
         .collect();
+    // A purge to index 10 started, and still waiting 300 ms later.
     let purge_waits = |store: &LogStore<MetaRaft>| {
         let mut store = store.clone();
         let purge = tokio::spawn(async move { store.purge(log_id(1, 10)).await });
-        async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            assert!(!purge.is_finished(), "purged past every durable snapshot");
-            purge
-        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!purge.is_finished(), "purged past every durable snapshot");
+        purge
     };
     let finishes = |purge: tokio::task::JoinHandle<Result<(), StorageError<u64>>>| async move {
         tokio::time::timeout(Duration::from_secs(5), purge)
@@ -501,7 +500,7 @@ async fn a_metadata_purge_waits_for_a_durable_snapshot() {
     let (mut leader_store, mut leader) = open_metadata(&dir.path().join("leader"));
     leader_store.blocking_append(entries.clone()).await.unwrap();
     leader.apply(entries.clone()).await.unwrap();
-    let purge = purge_waits(&leader_store).await;
+    let purge = purge_waits(&leader_store);
     let snap = leader
         .get_snapshot_builder()
         .await
@@ -515,7 +514,7 @@ async fn a_metadata_purge_waits_for_a_durable_snapshot() {
         .blocking_append(entries.clone())
         .await
         .unwrap();
-    let purge = purge_waits(&follower_store).await;
+    let purge = purge_waits(&follower_store);
     follower
         .install_snapshot(&snap.meta, snap.snapshot)
         .await

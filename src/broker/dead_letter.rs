@@ -4,9 +4,12 @@
 //! its `expiration` removed and its history in the `x-death` header.
 //!
 //! Order of durability: the copies are appended (and their sync registered) before the
-//! original is acked, and a persistent original is only acked once that sync completes
+//! original is acked, and the original is only acked once that sync completes and, for a
+//! copy in a quorum queue of a cluster, once the queue's group has committed it
 //! (`Queue::dead_lettering` holds it until then). A crash in between leaves both: the
-//! dead letter may be duplicated, never lost.
+//! dead letter may be duplicated, never lost. That is RabbitMQ's `x-dead-letter-strategy:
+//! at-least-once`, here whatever the strategy says (RabbitMQ's `at-most-once` lets go of
+//! the original first).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +20,9 @@ use warren_storage::Ticket;
 
 use super::message;
 use super::publish::Incoming;
+use super::queue::{Dying, Queue};
+use super::replica_checkout::drop_lent;
+use super::replicated::replica_of;
 use super::vhost::{now_millis, VHost};
 use crate::protocol::{properties, table};
 
@@ -178,6 +184,21 @@ pub fn encode_table(t: &FieldTable) -> Vec<u8> {
     .unwrap_or_else(|_| vec![0, 0, 0, 0])
 }
 
+/// A dead letter whose copies could not be made durable goes back to its queue: ready
+/// here and, on a member that does not lead a quorum queue, to the leader, which held it
+/// for this node (a return through the group).
+fn give_back(q: &mut Queue, seq: u64) {
+    let member = replica_of(q)
+        .filter(|r| !r.leading)
+        .map(|r| r.returned_here(seq))
+        .is_some();
+    // A message lent by the leader to a node with no copy leaves with its return.
+    if member && matches!(drop_lent(q, seq, false), Ok(true)) {
+        return;
+    }
+    q.restore(seq);
+}
+
 impl VHost {
     /// Processes queued dead letters until none is left.
     pub(super) fn drain_dead_letters(&mut self) {
@@ -194,9 +215,10 @@ impl VHost {
         self.draining_dead = false;
     }
 
-    /// Publishes a dead letter's copies; returns the sync covering them (`None` if the
-    /// message goes nowhere: no dead-letter exchange, or it does not exist).
-    fn republish_dead(&mut self, dl: &DeadLetter) -> Option<Ticket> {
+    /// Publishes a dead letter's copies; returns the sync covering them and the commit of
+    /// those in replicated queues (`None` if the message goes nowhere: no dead-letter
+    /// exchange, or it does not exist).
+    fn republish_dead(&mut self, dl: &DeadLetter) -> Option<(Ticket, u64)> {
         let q = self.queues.get(&dl.queue).filter(|q| q.id == dl.queue_id)?;
         let dlx = q.features.dead_letter_exchange.clone()?;
         let dlrk = q.features.dead_letter_routing_key.clone();
@@ -267,27 +289,32 @@ impl VHost {
             body_len: m.body.len() as u64,
             persistent: props.persistent(),
         };
-        let mut ticket = Ticket::DONE;
+        let (mut ticket, mut committed) = (Ticket::DONE, 0);
         for target in targets {
-            if let Ok(t) = self.store_one(&target, &incoming, now) {
+            if let Ok((t, c)) = self.store_one(&target, &incoming, now) {
                 ticket = ticket.max(t);
+                committed = self.replication.tickets.join(committed, c);
             }
         }
-        Some(ticket)
+        Some((ticket, committed))
     }
 
-    /// The original of a dead letter: acked now if its copies need no sync (or there are
-    /// none), else once the sync completes (`settle_dead_lettering`).
-    fn release_dead(&mut self, queue: &str, id: u64, seq: u64, ticket: Option<Ticket>) {
+    /// The original of a dead letter: acked now if its copies need no sync nor commit (or
+    /// there are none), else once they are durable (`settle_dead_lettering`).
+    fn release_dead(&mut self, queue: &str, id: u64, seq: u64, copies: Option<(Ticket, u64)>) {
         let Some(q) = self.queues.get_mut(queue).filter(|q| q.id == id) else {
             return;
         };
-        let Some(i) = q.dead_lettering.iter().position(|&(_, s)| s == seq) else {
+        let Some(i) = q.dead_lettering.iter().position(|d| d.seq == seq) else {
             return;
         };
-        match ticket {
-            Some(t) if t != Ticket::DONE => {
-                q.dead_lettering[i].0 = t;
+        match copies {
+            Some((sync, committed)) if sync != Ticket::DONE || committed != 0 => {
+                q.dead_lettering[i] = Dying {
+                    sync,
+                    committed,
+                    seq,
+                };
                 let name = q.name.clone();
                 self.schedule(&name, now_millis());
             }
@@ -300,26 +327,37 @@ impl VHost {
         }
     }
 
-    /// Acks dead-lettered originals whose copies' sync completed; one whose sync failed
-    /// goes back to the queue. Returns true if some are still waiting.
+    /// Acks dead-lettered originals whose copies are durable (synced here, committed by
+    /// their groups); one whose copies failed goes back to the queue. Returns true if some
+    /// are still waiting.
     pub(super) fn settle_dead_lettering(&mut self, queue: &str) -> bool {
         let Some(q) = self.queues.get_mut(queue) else {
             return false;
         };
         let mut k = 0;
         while k < q.dead_lettering.len() {
-            let (ticket, seq) = q.dead_lettering[k];
-            match self.commit.status(ticket) {
+            let d = q.dead_lettering[k];
+            let synced = match d.sync {
+                Ticket::DONE => Some(true),
+                t => self.commit.status(t).map(|r| r.is_ok()),
+            };
+            // Read only once the sync is known: a failed commit is reported once.
+            let durable = match synced {
+                None => None,
+                Some(ok) => self
+                    .replication
+                    .tickets
+                    .status(d.committed)
+                    .map(|committed| ok && committed),
+            };
+            match durable {
                 None => k += 1,
-                Some(result) => {
+                Some(ok) => {
                     q.dead_lettering.remove(k);
-                    match result {
-                        Ok(()) => {
-                            if let Err(e) = q.ack(seq) {
-                                tracing::error!(queue = %q.name, "acking a dead-lettered message: {e}");
-                            }
-                        }
-                        Err(()) => q.restore(seq),
+                    if !ok {
+                        give_back(q, d.seq);
+                    } else if let Err(e) = q.ack(d.seq) {
+                        tracing::error!(queue = %q.name, "acking a dead-lettered message: {e}");
                     }
                 }
             }

@@ -235,7 +235,9 @@ impl VHost {
         };
         let mut ticket = Ticket::DONE;
         for target in targets {
-            if let Ok(t) = self.store_one(&target, &incoming, now) {
+            // A copy in a replicated queue is not waited for: the delayed message is
+            // let go once this node's copies are durable.
+            if let Ok((t, _committed)) = self.store_one(&target, &incoming, now) {
                 ticket = ticket.max(t);
             }
         }

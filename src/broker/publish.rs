@@ -310,18 +310,23 @@ impl VHost {
     }
 
     /// Appends one message to one queue (a dead letter's copy).
+    /// Stores one message the broker publishes itself (a dead letter, a delayed message
+    /// fired) in `queue`: the sync that makes it durable here, and the replication ticket
+    /// of its commit if `queue` is replicated (0 otherwise).
     pub(super) fn store_one(
         &mut self,
         queue: &Arc<str>,
         msg: &Incoming<'_>,
         now: u64,
-    ) -> Result<Ticket, Refused> {
+    ) -> Result<(Ticket, u64), Refused> {
         let mut out = Vec::with_capacity(1);
         self.store(queue, std::slice::from_ref(msg), now, &mut out);
-        // A dead letter's copy in a replicated queue is not waited for (its ticket
-        // completes unobserved).
+        let committed = self.replica_issued.pop().unwrap_or(0);
+        debug_assert!(self.replica_issued.is_empty(), "one message, one ticket");
         self.replica_issued.clear();
-        out.pop().unwrap_or(Err(Refused::Failed))
+        out.pop()
+            .unwrap_or(Err(Refused::Failed))
+            .map(|t| (t, committed))
     }
 
     /// Appends messages routed to `queue` (in publish order) as one batch, under the

@@ -80,9 +80,9 @@ pub struct Queue {
     pub unacked: u64,
     /// Set by the first consumer: an auto-delete queue goes when its last consumer does.
     pub had_consumer: bool,
-    /// Dead-lettered messages kept until the sync covering their new copies completes
-    /// (then acked): a crash in between can duplicate a dead letter, never lose it.
-    pub dead_lettering: VecDeque<(Ticket, u64)>,
+    /// Dead-lettered messages kept until their new copies are durable (then acked): a
+    /// crash in between can duplicate a dead letter, never lose it.
+    pub dead_lettering: VecDeque<Dying>,
     /// Body bytes of the ready messages (kept only under `x-max-length-bytes`).
     ready_bytes: u64,
     /// When the queue was last used (declared, consumed from, read by basic.get), for
@@ -109,6 +109,17 @@ pub struct Queue {
 
 /// The ticket of a dead letter whose copies are not published yet.
 const NOT_YET_PUBLISHED: Ticket = Ticket(u64::MAX);
+
+/// A dead-lettered message held in its queue until its copies are durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dying {
+    /// The sync covering the copies in this node's queues (`Ticket::DONE`: none).
+    pub sync: Ticket,
+    /// The commit of the copies in replicated queues (`ReplicaTickets`; 0: none).
+    pub committed: u64,
+    /// The original, in this queue's store.
+    pub seq: u64,
+}
 
 /// Body size of a stored message (0 if malformed: a disk is untrusted input).
 pub fn body_len(payload: &[u8]) -> u64 {
@@ -375,7 +386,11 @@ impl Queue {
         payload: Bytes,
         reason: DeathReason,
     ) -> DeadLetter {
-        self.dead_lettering.push_back((NOT_YET_PUBLISHED, seq));
+        self.dead_lettering.push_back(Dying {
+            sync: NOT_YET_PUBLISHED,
+            committed: 0,
+            seq,
+        });
         DeadLetter {
             queue: self.name.clone(),
             queue_id: self.id,
