@@ -503,3 +503,62 @@ fn a_single_active_consumer_is_one_across_the_cluster() {
     let who = publish_and_see_who_gets(&c, &rt, leader, &received, (200, 300));
     assert_eq!(who, [third].into(), "the last one, on another node");
 }
+
+/// Single active consumer, the first consumer of a node replaced by a later one: a node
+/// that does not lead has the earliest consumer (prefetch 1, holding one message of a
+/// backlog), the leader the next, the same node a third. When the first goes, the
+/// leader's consumer is the earliest and takes the whole backlog, with no publish or ack
+/// to set it going.
+#[test]
+fn the_leaders_consumer_takes_a_backlog_when_a_remote_first_consumer_goes() {
+    let c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    let single = quorum_with(&[(
+        "x-single-active-consumer",
+        lapin::types::AMQPValue::Boolean(true),
+    )]);
+    rt.block_on(declare(c.node(1).amqp, "orders", single));
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let other = (1..=3).find(|id| *id != leader).unwrap();
+
+    let received: Received = Arc::default();
+    let (first, _on_leader, _later) = rt.block_on(async {
+        // Never acks: it holds one message and the rest wait.
+        let a = start_consumer(&c, other, 1, false, &received).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let b = start_consumer(&c, leader, 10, true, &received).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let d = start_consumer(&c, other, 10, true, &received).await;
+        (a, b, d)
+    });
+    let got = rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..20)).await, 20);
+        let got = wait_received(&received, 1).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        got
+    });
+    assert_eq!(
+        received.lock().unwrap().len(),
+        1,
+        "prefetch 1 of the first consumer"
+    );
+    assert_eq!(got[0].0, other);
+
+    // The first consumer goes: its message comes back, and all 20 go to the leader's.
+    rt.block_on(async { first.close(200, "bye".into()).await.unwrap() });
+    let got = rt.block_on(wait_received(&received, 21));
+    let after: Vec<&(u64, String)> = got[1..].iter().collect();
+    assert_eq!(after.len(), 20, "the backlog after the first consumer went");
+    assert!(
+        after.iter().all(|(n, _)| *n == leader),
+        "served on {:?}, the leader is {leader}",
+        after.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    let mut bodies_got: Vec<&str> = after.iter().map(|(_, b)| b.as_str()).collect();
+    bodies_got.sort_unstable();
+    let mut want = bodies(0..20);
+    want.sort_unstable();
+    assert_eq!(bodies_got, want);
+}

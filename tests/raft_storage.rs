@@ -448,21 +448,14 @@ async fn a_group_log_of_an_earlier_build_moves_into_the_shared_log() {
     assert_eq!(state.last_purged_log_id, Some(log_id(2, 4)));
 }
 
-/// The metadata group's store and machine as a node opens them: purges wait for the
-/// machine to report a durable snapshot.
+/// The metadata group's store and machine as a node opens them.
 fn open_metadata(
     dir: &Path,
 ) -> (
     LogStore<warren::cluster::meta_machine::MetaRaft>,
     warren::cluster::meta_machine::MetaMachine,
 ) {
-    use warren::cluster::meta_machine::{MetaMachine, MetaState};
-    let store = LogStore::open(dir, config(), GroupCommit::start(FsyncPolicy::Always)).unwrap();
-    store.wait_for_snapshots();
-    let machine = MetaMachine::on_disk(dir, MetaState::default())
-        .unwrap()
-        .reporting_to(store.snapshot_reports());
-    (store, machine)
+    warren::cluster::node::open_metadata_group(shared_log(dir), dir, config()).unwrap()
 }
 
 /// The metadata group's log, like a queue group's, is purged only up to a durable

@@ -188,6 +188,14 @@ pub fn encode_table(t: &FieldTable) -> Vec<u8> {
 /// here and, on a member that does not lead a quorum queue, to the leader, which held it
 /// for this node (a return through the group).
 fn give_back(q: &mut Queue, seq: u64) {
+    if q.settled_by_group(seq) {
+        // Settled elsewhere meanwhile (this node's lease ran out and another consumer
+        // acked it): it is gone from the group, so from here too.
+        if let Err(e) = q.ack(seq) {
+            tracing::error!(queue = %q.name, "acking a dead-lettered message: {e}");
+        }
+        return;
+    }
     let member = replica_of(q)
         .filter(|r| !r.leading)
         .map(|r| r.returned_here(seq))

@@ -139,6 +139,7 @@ impl VHost {
             return None;
         }
         let node = ask.node;
+        let was_active = replica_sac::active(q, now);
         if replica_of(q)?
             .remote
             .get(&node)
@@ -149,11 +150,17 @@ impl VHost {
         let holder = replica_of(q)?.remote.entry(node).or_default();
         holder.incarnation = ask.incarnation;
         holder.last_seen = now;
-        let consumers_left = !ask.get && replica_sac::register(holder, ask.first, now);
-        let want = match replica_sac::active(q, now) {
-            Some(active) if active != Active::Node(node) && !ask.get => 0,
+        if !ask.get {
+            replica_sac::register(holder, ask.first, now);
+        }
+        let active = replica_sac::active(q, now);
+        let want = match active {
+            Some(a) if a != Active::Node(node) && !ask.get => 0,
             _ => ask.want,
         };
+        // The asking node's consumer was the active one and is no more (it went, or its
+        // node's first consumer is a later one now): one here may be active now.
+        let moved_away = was_active == Some(Active::Node(node)) && active != was_active;
         let mut ids = Vec::new();
         while (ids.len() as u32) < want {
             let Some((rec, at)) = q.peek() else {
@@ -176,8 +183,8 @@ impl VHost {
                 }
             }
         }
-        if consumers_left {
-            self.dispatch(queue.0); // A consumer here may be the active one now.
+        if moved_away {
+            self.dispatch(queue.0);
         }
         Some(ids)
     }
@@ -285,15 +292,25 @@ impl VHost {
                 ..Demand::default()
             });
         }
-        let room: u32 = q
-            .consumers
+        // Under single active consumer only the first consumer here may receive: asking
+        // for the others' room too would have them given what the first cannot take.
+        let serving = match q.features.single_active_consumer {
+            true => &q.consumers[..q.consumers.len().min(1)],
+            false => &q.consumers[..],
+        };
+        let room: u32 = serving
             .iter()
             .filter_map(|c| Some(credit(c, self.channels.get(&(c.conn, c.channel))?)))
             .fold(0u32, |a, b| a.saturating_add(b));
         Some(Demand {
             leading: false,
             want: room.saturating_sub(r.granted.len() as u32),
-            holding: q.unacked > 0 || !r.granted.is_empty() || !r.awaited.is_empty(),
+            // Dead letters waiting for their copies hold their originals too (the lease
+            // keeps the leader from handing those out elsewhere meanwhile).
+            holding: q.unacked > 0
+                || !r.granted.is_empty()
+                || !r.awaited.is_empty()
+                || !q.dead_lettering.is_empty(),
             first: replica_sac::first_consumer(q),
         })
     }

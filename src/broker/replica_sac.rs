@@ -62,10 +62,8 @@ pub fn first_consumer(q: &Queue) -> Option<FirstConsumer> {
     })
 }
 
-/// On the leader: records what a node said of its earliest consumer at `now`. Whether
-/// its consumers just went (the caller dispatches: one of this node's may be active now).
-pub fn register(holder: &mut RemoteHolder, first: Option<FirstConsumer>, now: u64) -> bool {
-    let had = holder.candidate.is_some();
+/// On the leader: records what a node said of its earliest consumer at `now`.
+pub fn register(holder: &mut RemoteHolder, first: Option<FirstConsumer>, now: u64) {
     holder.candidate = first.map(|f| match holder.candidate {
         // The same consumer: its place stays as first placed (a later estimate differs
         // by the request's travel time only).
@@ -75,7 +73,6 @@ pub fn register(holder: &mut RemoteHolder, first: Option<FirstConsumer>, now: u6
             since: now.saturating_sub(f.age_ms),
         },
     });
-    had && holder.candidate.is_none()
 }
 
 /// Who is served on `q` if this node leads it and it has a single active consumer

@@ -579,6 +579,13 @@ impl VHost {
             return 0;
         };
         let count = q.ready().min(u32::MAX as u64) as u32;
+        // Publishes still waiting for the group go nowhere now: their confirms are nacks,
+        // and a dead letter waiting for one goes back to its queue.
+        if let Some(r) = q.quorum.as_ref().and_then(|qs| qs.replica.as_ref()) {
+            for (_, t) in &r.outgoing {
+                self.replication.tickets.complete(*t, false);
+            }
+        }
         for c in &q.consumers {
             if let Some(ch) = self.channels.get_mut(&(c.conn, c.channel)) {
                 ch.consumers.remove(&c.tag);

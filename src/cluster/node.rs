@@ -102,6 +102,22 @@ pub struct ClusterNode {
     pub(super) claims: super::detector::Claims,
 }
 
+/// The metadata group's log store (group 0 of `meta_log`) and state machine in `dir`, as a
+/// node opens them: a purge of the log waits until the machine reports a durable snapshot
+/// that covers it (openraft purges a follower's log before the snapshot from the leader
+/// is written, as it does a queue group's).
+pub fn open_metadata_group(
+    meta_log: Arc<SharedLog>,
+    dir: &Path,
+    log: LogConfig,
+) -> io::Result<(LogStore<MetaRaft>, MetaMachine)> {
+    let store = LogStore::<MetaRaft>::open_in(meta_log, 0, dir, log)?;
+    store.wait_for_snapshots();
+    let machine =
+        MetaMachine::on_disk(dir, MetaState::default())?.reporting_to(store.snapshot_reports());
+    Ok((store, machine))
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -127,10 +143,7 @@ impl ClusterNode {
         let meta_dir = data_dir.join("cluster").join(META);
         std::fs::create_dir_all(&meta_dir)?;
         let meta_log = SharedLog::open(&meta_dir.join("log"), log.clone(), commit.clone())?;
-        let store = LogStore::<MetaRaft>::open_in(meta_log.clone(), 0, &meta_dir, log.clone())?;
-        // As a queue group's: openraft purges a follower's log before the snapshot from
-        // the leader is written, so the purge waits for the machine to say it is durable.
-        store.wait_for_snapshots();
+        let (store, machine) = open_metadata_group(meta_log.clone(), &meta_dir, log.clone())?;
         let queue_log = SharedLog::open(
             &data_dir.join("cluster").join("queue-log"),
             log.clone(),
@@ -138,8 +151,6 @@ impl ClusterNode {
         )?;
         shared_log::spawn_upkeep(meta_log, UPKEEP_EVERY);
         shared_log::spawn_upkeep(queue_log.clone(), UPKEEP_EVERY);
-        let machine = MetaMachine::on_disk(&meta_dir, MetaState::default())?
-            .reporting_to(store.snapshot_reports());
         let name: Arc<str> = META.into();
         let raft = Raft::new(
             config.node_id,

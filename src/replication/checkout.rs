@@ -126,7 +126,11 @@ impl Member {
             };
             let was_idle = idle;
             let consumers_gone = told_of_consumer && demand.first.is_none();
-            idle = demand.leading || (demand.want == 0 && !demand.holding && !consumers_gone);
+            // A single-active consumer here keeps its place with the leader even while it
+            // has no room (it asks at least every `LEASE`, as a node holding deliveries does).
+            let keeps_place = demand.first.is_some();
+            idle = demand.leading
+                || (demand.want == 0 && !demand.holding && !consumers_gone && !keeps_place);
             if idle {
                 dry = false; // A consumer arriving must be heard at once.
             } else if was_idle {
@@ -141,7 +145,10 @@ impl Member {
                 }
                 continue;
             }
-            if demand.want == 0 && !(demand.holding && lease_due) && !consumers_gone {
+            if demand.want == 0
+                && !((demand.holding || keeps_place) && lease_due)
+                && !consumers_gone
+            {
                 continue;
             }
             let Some(leader) = self.source.leader(&self.node, self.group, turn) else {
@@ -156,6 +163,8 @@ impl Member {
                 first_consumer: demand.first,
                 get: false,
             };
+            // Set as it is sent: the leader may hear it though the answer is lost.
+            told_of_consumer = request.first_consumer.is_some() || told_of_consumer;
             match self.node.checkout(self.group, leader, &request).await {
                 Ok(CheckoutReply::Granted { ids, through, lent }) => {
                     told_of_consumer = request.first_consumer.is_some();
