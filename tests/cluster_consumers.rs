@@ -72,10 +72,17 @@ async fn wait_received(received: &Received, n: usize) -> Vec<(u64, String)> {
 /// Three nodes with quorum queue `orders` on all of them: the cluster, a runtime, the
 /// queue's leader and the two members that do not lead it.
 fn orders_on_three_nodes() -> (Cluster, tokio::runtime::Runtime, u64, Vec<u64>) {
+    orders_on_three_nodes_with(quorum())
+}
+
+/// As `orders_on_three_nodes`, the queue declared with `arguments`.
+fn orders_on_three_nodes_with(
+    arguments: FieldTable,
+) -> (Cluster, tokio::runtime::Runtime, u64, Vec<u64>) {
     let c = Cluster::new(3, 0);
     c.agreed_leader(&[1, 2, 3], None, ELECTION);
     let rt = runtime();
-    rt.block_on(declare(c.node(1).amqp, "orders", quorum()));
+    rt.block_on(declare(c.node(1).amqp, "orders", arguments));
     let leader = queue_leader(&c, &[1, 2, 3], None);
     let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     (c, rt, leader, followers)
@@ -460,34 +467,51 @@ fn publish_and_see_who_gets(
     these.iter().map(|(n, _)| *n).collect()
 }
 
+/// Three nodes with quorum queue `orders` under `x-single-active-consumer`.
+fn single_active_orders() -> (Cluster, tokio::runtime::Runtime, u64, Vec<u64>) {
+    orders_on_three_nodes_with(quorum_with(&[(
+        "x-single-active-consumer",
+        lapin::types::AMQPValue::Boolean(true),
+    )]))
+}
+
+/// Consumers started in this order, 300 ms apart (so the order is plain): (node,
+/// prefetch, ack) each.
+fn subscribe_in_order(
+    c: &Cluster,
+    rt: &tokio::runtime::Runtime,
+    received: &Received,
+    consumers: [(u64, u16, bool); 3],
+) -> Vec<Connection> {
+    rt.block_on(async {
+        let mut conns = Vec::new();
+        for (k, (node, prefetch, ack)) in consumers.into_iter().enumerate() {
+            if k > 0 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            conns.push(start_consumer(c, node, prefetch, ack, received).await);
+        }
+        conns
+    })
+}
+
 /// A single-active-consumer quorum queue serves one consumer of the whole cluster at a
 /// time, the earliest subscribed, as RabbitMQ's does: here the first on a member that
 /// does not lead, then (its node killed) the one on the leader, then (that one gone) the
 /// one on the third node.
 #[test]
 fn a_single_active_consumer_is_one_across_the_cluster() {
-    let mut c = Cluster::new(3, 0);
-    c.agreed_leader(&[1, 2, 3], None, ELECTION);
-    let rt = runtime();
-    let single = quorum_with(&[(
-        "x-single-active-consumer",
-        lapin::types::AMQPValue::Boolean(true),
-    )]);
-    rt.block_on(declare(c.node(1).amqp, "orders", single));
-    let leader = queue_leader(&c, &[1, 2, 3], None);
-    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (mut c, rt, leader, followers) = single_active_orders();
     let (first, third) = (followers[0], followers[1]);
-
     let received: Received = Arc::default();
-    // Subscribed in this order, far enough apart that the order is plain.
-    let (on_first, on_leader, _on_third) = rt.block_on(async {
-        let a = start_consumer(&c, first, 10, true, &received).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let b = start_consumer(&c, leader, 10, true, &received).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let d = start_consumer(&c, third, 10, true, &received).await;
-        (a, b, d)
-    });
+    let mut conns = subscribe_in_order(
+        &c,
+        &rt,
+        &received,
+        [(first, 10, true), (leader, 10, true), (third, 10, true)],
+    );
+    let on_leader = conns.remove(1);
+    let on_first = conns.remove(0);
     let who = publish_and_see_who_gets(&c, &rt, leader, &received, (0, 100));
     assert_eq!(who, [first].into(), "the earliest consumer alone");
 
@@ -511,27 +535,17 @@ fn a_single_active_consumer_is_one_across_the_cluster() {
 /// to set it going.
 #[test]
 fn the_leaders_consumer_takes_a_backlog_when_a_remote_first_consumer_goes() {
-    let c = Cluster::new(3, 0);
-    c.agreed_leader(&[1, 2, 3], None, ELECTION);
-    let rt = runtime();
-    let single = quorum_with(&[(
-        "x-single-active-consumer",
-        lapin::types::AMQPValue::Boolean(true),
-    )]);
-    rt.block_on(declare(c.node(1).amqp, "orders", single));
-    let leader = queue_leader(&c, &[1, 2, 3], None);
-    let other = (1..=3).find(|id| *id != leader).unwrap();
-
+    let (c, rt, leader, followers) = single_active_orders();
+    let other = followers[0];
     let received: Received = Arc::default();
-    let (first, _on_leader, _later) = rt.block_on(async {
-        // Never acks: it holds one message and the rest wait.
-        let a = start_consumer(&c, other, 1, false, &received).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let b = start_consumer(&c, leader, 10, true, &received).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let d = start_consumer(&c, other, 10, true, &received).await;
-        (a, b, d)
-    });
+    // The first never acks: it holds one message and the rest wait.
+    let mut conns = subscribe_in_order(
+        &c,
+        &rt,
+        &received,
+        [(other, 1, false), (leader, 10, true), (other, 10, true)],
+    );
+    let first = conns.remove(0);
     let got = rt.block_on(async {
         let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
         assert_eq!(publish_all(&ch, "orders", &bodies(0..20)).await, 20);
