@@ -28,7 +28,7 @@ use crate::broker::replicated_topology::TopologyChange;
 use crate::broker::BrokerHandle;
 use crate::cluster::group::{Group, WriteError};
 use crate::cluster::machine::Tapped;
-use crate::cluster::meta_machine::{MetaCommand, MetaResponse, MetaState, QueueDecl};
+use crate::cluster::meta_machine::{MetaCommand, MetaState, QueueDecl};
 use crate::cluster::node::ClusterNode;
 use crate::cluster::queue_groups::{MetaTap, OpenedQueue};
 use crate::cluster::queue_machine::QueueState;
@@ -37,8 +37,9 @@ use crate::cluster::types::{message_id, QueueCommand, QueueRaft};
 
 mod access;
 mod checkout;
+mod meta_writes;
 mod topology;
-use topology::{stale, OwnChanges};
+use topology::{stale, CatchUp, Missed, OwnChanges};
 
 /// Most messages written to a group in one entry.
 const WRITE_BATCH: usize = 4096;
@@ -112,7 +113,11 @@ struct OpenQueue {
 pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replication> {
     let (meta_writes, pending) = tokio::sync::mpsc::unbounded_channel();
     let own_changes = Arc::new(OwnChanges::default());
-    tokio::spawn(write_meta(node.clone(), pending, own_changes.clone()));
+    tokio::spawn(meta_writes::write_meta(
+        node.clone(),
+        pending,
+        own_changes.clone(),
+    ));
     let bridge = Arc::new(Replication {
         tickets: broker.replica_tickets(),
         node: node.clone(),
@@ -126,14 +131,25 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
     });
     node.set_checkout_handler(bridge.clone());
     let local = broker.replicate_quorum_queues(bridge.clone());
-    let (state, tap) = node.meta_tap().await;
+    // The state the node opened and what was applied since: the entries replayed and
+    // caught up on while it started, which the broker has not seen (topology.rs).
+    let (opened, mut tap) = node.meta_tap().await;
+    let mut catch_up = CatchUp::new(opened, node.node_id(), node.started_at());
+    let mut missed = Missed::default();
+    while let Ok(event) = tap.try_recv() {
+        missed.note(&event);
+        catch_up.follow(&event);
+    }
+    let state = catch_up.state().clone();
     // A node the node table does not list yet is new to the cluster: the exchanges and
     // bindings it brings are made known (a node that was in it before only catches up:
-    // what it has and the cluster has not was deleted while it was away).
+    // what it has and the cluster has not was deleted while it was away, or made here
+    // and lost on the way, which `CatchUp` tells apart).
     let new_here = !state.nodes.contains_key(&node.node_id());
     // Access first: the cluster's queues and exchanges live in its vhosts.
     bridge.join_access(&state, new_here).await;
     bridge.reconcile(&state, false).await;
+    bridge.take_missed(&state, &missed);
     if new_here {
         for vhost in broker.vhost_names() {
             if let Some(vh) = broker.vhost(&vhost) {
@@ -144,49 +160,32 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         }
     }
     for (vhost, name, arguments) in local {
-        if state.queue_group(&vhost, &name).is_none() {
+        if state.queue_group(&vhost, &name).is_some() {
+            continue;
+        }
+        if missed.deleted_queue(&vhost, &name) {
+            // Deleted in the cluster while this node was away.
+            if let Some(vh) = broker.vhost(&vhost) {
+                vh.with(|m| m.replica_delete_any(&name));
+            }
+        } else {
             // Declared before this node was in a cluster (or the write was lost): the
             // cluster learns of it now.
             bridge.declared(&vhost, &name, &arguments);
         }
     }
-    tokio::spawn(bridge.clone().follow_meta(tap));
-    bridge
-}
-
-/// How long a declaration or deletion is retried while the metadata group has no leader
-/// (a cluster starting, an election): a queue the cluster never hears of would wait for
-/// its group for ever.
-const META_RETRY_FOR: Duration = Duration::from_secs(120);
-
-/// Writes the bridge's metadata commands one after another, in order.
-async fn write_meta(
-    node: Arc<ClusterNode>,
-    mut pending: tokio::sync::mpsc::UnboundedReceiver<MetaCommand>,
-    own_changes: Arc<OwnChanges>,
-) {
-    while let Some(cmd) = pending.recv().await {
-        let give_up = Instant::now() + META_RETRY_FOR;
-        loop {
-            match node.meta_write(cmd.clone()).await {
-                Ok(MetaResponse::Refused(why)) => {
-                    tracing::warn!("cluster: refused by the cluster ({why}): {cmd:?}");
-                    break;
-                }
-                Ok(_) => break,
-                Err(WriteError::NoLeader) if Instant::now() < give_up => {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => {
-                    tracing::warn!("cluster: not recorded in the cluster ({e}): {cmd:?}");
-                    if let MetaCommand::Topology { vhost, change, .. } = &cmd {
-                        own_changes.done(vhost, change);
-                    }
-                    break;
-                }
-            }
+    // A node that was in the cluster before sends again what it made and the cluster
+    // never got, once it has caught up (topology.rs).
+    let catch_up = match (new_here, catch_up.caught_up()) {
+        (true, _) => None,
+        (false, true) => {
+            bridge.resend_lost_changes(catch_up.state());
+            None
         }
-    }
+        (false, false) => Some(catch_up),
+    };
+    tokio::spawn(bridge.clone().follow_meta(tap, catch_up));
+    bridge
 }
 
 /// Where a node writes a queue's commands: its own member of the group (forwarded to the
@@ -313,8 +312,11 @@ impl QueueReplication for Replication {
 
 impl Replication {
     /// Follows the metadata group: queues declared and deleted, a snapshot installed.
-    async fn follow_meta(self: Arc<Self>, mut tap: MetaTap) {
+    async fn follow_meta(self: Arc<Self>, mut tap: MetaTap, mut catch_up: Option<CatchUp>) {
         while let Some(event) = tap.recv().await {
+            if let Some(c) = &mut catch_up {
+                c.follow(&event);
+            }
             match event {
                 Tapped::Applied(index, MetaCommand::DeclareQueue(decl)) => {
                     self.ensure(index, &decl).await;
@@ -332,6 +334,7 @@ impl Replication {
                 ) => {
                     let own = origin == self.node.node_id();
                     if self.own_changes.applies(own, &vhost, &change) {
+                        let change = self.as_kept(&vhost, change).await;
                         self.apply_topology(&vhost, &change);
                     }
                 }
@@ -342,6 +345,11 @@ impl Replication {
                 Tapped::Reset(index, state) => {
                     self.access_reset(index, &state).await;
                     self.reconcile(&state, true).await;
+                }
+            }
+            if catch_up.as_ref().is_some_and(CatchUp::caught_up) {
+                if let Some(c) = catch_up.take() {
+                    self.resend_lost_changes(c.state());
                 }
             }
         }
@@ -390,6 +398,19 @@ impl Replication {
         }
     }
 
+    /// A committed change as the group's state kept it: a binding it did not keep (its
+    /// source or destination was deleted before it) is taken back, here too (the node
+    /// that made it has it). The state may be a few entries past this one: what it says
+    /// then, a later entry says again.
+    async fn as_kept(&self, vhost: &str, change: TopologyChange) -> TopologyChange {
+        match change {
+            TopologyChange::Bound(b) if !self.node.meta_has_binding(vhost, &b).await => {
+                TopologyChange::Unbound(b)
+            }
+            change => change,
+        }
+    }
+
     /// Applies an exchange or binding change the metadata group committed. What does not
     /// apply here (an inequivalent exchange of that name, a missing source or
     /// destination) is logged and left: the first declaration of a name holds.
@@ -402,7 +423,13 @@ impl Replication {
             return;
         };
         if let Err(e) = vh.with(|m| m.apply_topology(change)) {
-            tracing::warn!(vhost, "cluster: {change:?} not applied here: {e}");
+            match change {
+                // Nothing here to take away: the source or destination is gone already.
+                TopologyChange::Unbound(_) | TopologyChange::Deleted(_) => {
+                    tracing::debug!(vhost, "cluster: {change:?} not applied here: {e}")
+                }
+                _ => tracing::warn!(vhost, "cluster: {change:?} not applied here: {e}"),
+            }
         }
     }
 

@@ -11,6 +11,7 @@ mod cluster_dead_letter;
 mod cluster_definitions;
 mod cluster_detector;
 mod cluster_jepsen;
+mod cluster_metadata_storm;
 mod cluster_nodes;
 mod cluster_quorum;
 mod cluster_rebalance;

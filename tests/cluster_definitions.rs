@@ -330,3 +330,118 @@ fn declarations_on_both_sides_of_a_partition_and_a_node_down_end_with_every_node
     on_node_1.extend(local_binding);
     wait_topology(&c, &[1], &(set(&exchanges), on_node_1));
 }
+
+/// A node away while the metadata group took over 5,000 changes (openraft snapshots its
+/// state every 5,000 entries and keeps 1,000 after the snapshot) comes back behind the
+/// leader's purged log: it can only catch up by installing the group's snapshot. It
+/// then lists what every other node lists: what was made while it was away, and not
+/// what was deleted (an exchange with its binding, a user, a vhost).
+#[test]
+fn a_node_behind_the_purged_metadata_log_catches_up_from_the_snapshot() {
+    let mut c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    let none = FieldTable::default;
+    let fanout = || ExchangeKind::Fanout;
+    let api = |c: &Cluster, id: u64, method: &str, path: &str, body: Option<serde_json::Value>| {
+        let node = c.node(id);
+        let answer = node.api_call(method, path, body.as_ref(), "guest:guest");
+        answer.map(|(status, _)| status)
+    };
+    rt.block_on(async {
+        let (_conn, ch) = channel(c.node(1).amqp).await;
+        ch.queue_declare("kept".into(), durable(), quorum())
+            .await
+            .unwrap();
+        for x in ["gone", "stays"] {
+            ch.exchange_declare(x.into(), fanout(), durable_exchange(), none())
+                .await
+                .unwrap();
+            let bind = QueueBindOptions::default();
+            ch.queue_bind("kept".into(), x.into(), "".into(), bind, none())
+                .await
+                .unwrap();
+        }
+    });
+    let user = serde_json::json!({"password": "pw", "tags": ""});
+    assert_eq!(
+        api(&c, 1, "PUT", "/api/users/gone-user", Some(user)),
+        Some(201)
+    );
+    assert_eq!(api(&c, 1, "PUT", "/api/vhosts/gone-vhost", None), Some(201));
+    wait_for("node 3 with the first definitions", &c, ELECTION, || {
+        agreed(&c, &[1, 2, 3]).ok()
+    });
+    let away_at = c.node(3).meta().unwrap()["last_log_index"]
+        .as_u64()
+        .unwrap();
+    c.node_mut(3).kill();
+
+    // Over 5,000 metadata entries through two nodes: exchanges declared and deleted.
+    rt.block_on(async {
+        let churn = |id: u64| {
+            let port = c.node(id).amqp;
+            async move {
+                let (_conn, ch) = channel(port).await;
+                for i in 0..1300 {
+                    let x = format!("churn-{id}-{i}");
+                    ch.exchange_declare(x.as_str().into(), fanout(), durable_exchange(), none())
+                        .await
+                        .unwrap();
+                    if i % 100 != 0 {
+                        let delete = ExchangeDeleteOptions::default();
+                        ch.exchange_delete(x.into(), delete).await.unwrap();
+                    }
+                }
+            }
+        };
+        tokio::join!(churn(1), churn(2));
+        let (_conn, ch) = channel(c.node(2).amqp).await;
+        ch.exchange_delete("gone".into(), ExchangeDeleteOptions::default())
+            .await
+            .unwrap();
+    });
+    assert_eq!(
+        api(&c, 2, "DELETE", "/api/users/gone-user", None),
+        Some(204)
+    );
+    assert_eq!(
+        api(&c, 2, "DELETE", "/api/vhosts/gone-vhost", None),
+        Some(204)
+    );
+    let purged = wait_for("the logs purged past node 3", &c, ELECTION * 6, || {
+        let purged = |id: u64| c.node(id).meta()?["purged"].as_u64();
+        let purged = purged(1)?.min(purged(2)?);
+        (purged > away_at).then_some(purged)
+    });
+
+    c.node_mut(3).start();
+    let defs = wait_for("node 3 agreeing", &c, ELECTION * 3, || {
+        agreed(&c, &[1, 2, 3]).ok()
+    });
+    let snapshot = c.node(3).meta().unwrap()["snapshot"].as_u64();
+    assert!(
+        snapshot.is_some_and(|s| s >= purged),
+        "node 3's snapshot {snapshot:?}: it did not install the leader's (purged to {purged})"
+    );
+    let exchanges = &defs["exchanges"];
+    assert!(exchanges.contains("/ stays fanout"), "{exchanges:?}");
+    assert!(exchanges.contains("/ churn-2-1200 fanout"), "{exchanges:?}");
+    assert!(!exchanges.contains("/ gone fanout"), "{exchanges:?}");
+    assert_eq!(exchanges.len(), 1 + 2 * 13, "{exchanges:?}");
+    assert_eq!(
+        defs["bindings"],
+        ["/ stays->queue:kept/".to_string()].into_iter().collect(),
+    );
+    assert!(!defs["users"].contains("gone-user"), "{:?}", defs["users"]);
+    assert!(
+        !defs["vhosts"].contains("gone-vhost"),
+        "{:?}",
+        defs["vhosts"]
+    );
+    assert!(
+        defs["queues"].contains("/ kept quorum"),
+        "{:?}",
+        defs["queues"]
+    );
+}

@@ -2,8 +2,9 @@
 //! with a fault-injecting proxy on every link (`cluster_support`), two quorum queues, a
 //! publisher with confirms on every node and a consumer that acks on every node for each
 //! queue (lapin, `cluster_support::jepsen`), while a nemesis kills queue leaders and other
-//! nodes with SIGKILL and restarts them, isolates a leader from the other two, pauses a
-//! leader with SIGSTOP, and cuts single links. After the last fault the publishers stop,
+//! nodes with SIGKILL and restarts them, isolates a leader from the other two (refused
+//! connections) or black-holes it (silence), slows every link of a leader by 20 to 600 ms
+//! each way, pauses a leader with SIGSTOP, and cuts single links. After the last fault the publishers stop,
 //! the consumers drain both queues, and `tools/jepsen_check.py` checks the history: no
 //! confirmed message lost, none invented, each publisher connection's order kept.
 //! Faults do not overlap: the next begins only when every node names the same leader
@@ -27,38 +28,11 @@ use std::time::{Duration, Instant};
 
 use cluster_support::jepsen::{consumer, publisher, Client, History};
 use cluster_support::quorum::{declare, node_name, quorum, runtime, wait_for, ELECTION};
-use cluster_support::Cluster;
+use cluster_support::{env_or, Cluster, Rng};
 use serde_json::{json, Value};
 
 const QUEUES: &[&str] = &["jepsen-a", "jepsen-b"];
 const NODES: [u64; 3] = [1, 2, 3];
-
-/// xorshift64*: the nemesis's choices, reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo)
-    }
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The node that leads `queue`, as the first node that answers sees it.
 fn leader_of(c: &Cluster, names: &[String], queue: &str) -> Option<u64> {
@@ -93,9 +67,11 @@ fn inject(c: &mut Cluster, rng: &mut Rng, names: &[String], history: &History) {
         "kill-leader",
         "kill-node",
         "isolate-leader",
+        "blackhole-leader",
+        "slow-leader",
         "pause-leader",
         "cut-link",
-    ][rng.below(5) as usize];
+    ][rng.below(7) as usize];
     let mut record = json!({"f": "fault", "type": "start", "fault": kind, "queue": queue});
     match kind {
         "kill-leader" | "kill-node" => {
@@ -110,10 +86,24 @@ fn inject(c: &mut Cluster, rng: &mut Rng, names: &[String], history: &History) {
             std::thread::sleep(hold);
             c.node_mut(node).start();
         }
-        "isolate-leader" => {
+        "isolate-leader" | "blackhole-leader" => {
             record["node"] = json!(leader);
             history.write(record.clone());
-            c.isolate(leader);
+            match kind {
+                "isolate-leader" => c.isolate(leader),
+                _ => c.blackhole(leader),
+            }
+            std::thread::sleep(hold);
+            c.heal_all();
+        }
+        "slow-leader" => {
+            // From a slow LAN to a link slower than a queue group's lease (750 ms):
+            // some of these depose the leader, some only slow every commit.
+            let by = Duration::from_millis(rng.between(20, 600));
+            record["node"] = json!(leader);
+            record["delay_ms"] = json!(by.as_millis() as u64);
+            history.write(record.clone());
+            c.slow(leader, by);
             std::thread::sleep(hold);
             c.heal_all();
         }
@@ -143,11 +133,7 @@ fn inject(c: &mut Cluster, rng: &mut Rng, names: &[String], history: &History) {
 fn confirmed_messages_survive_kills_partitions_and_pauses() {
     let faults = env_or("WARREN_JEPSEN_FAULTS", 10);
     let rate = env_or("WARREN_JEPSEN_RATE", 40) as u32;
-    let clock = std::time::SystemTime::UNIX_EPOCH
-        .elapsed()
-        .unwrap()
-        .as_nanos() as u64;
-    let seed = env_or("WARREN_JEPSEN_SEED", clock).max(1);
+    let seed = Rng::seed("WARREN_JEPSEN_SEED");
     println!("jepsen: seed {seed}, {faults} faults, {rate} publishes/s per publisher");
     let mut rng = Rng(seed);
 

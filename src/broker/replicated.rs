@@ -178,6 +178,15 @@ impl VHost {
         self.from_cluster = false;
     }
 
+    /// Deletes quorum queue `name` here, whichever incarnation: the cluster deleted it
+    /// while this node was away, and its group is not open here.
+    pub fn replica_delete_any(&mut self, name: &str) {
+        let queue = self.queues.get(name).filter(|q| q.quorum.is_some());
+        if let Some(id) = queue.map(|q| q.id) {
+            self.replica_delete(name, id);
+        }
+    }
+
     /// The publishes and settles waiting for the group (`None`: no such replica).
     pub fn replica_work(&mut self, (name, id): QueueRef<'_>) -> Option<ReplicaWork> {
         let replica = self

@@ -145,6 +145,29 @@ impl MetaState {
             .collect()
     }
 
+    /// Whether `vhost` has binding `def`.
+    pub fn has_binding(&self, vhost: &str, def: &BindingDef) -> bool {
+        self.bindings.get(vhost).is_some_and(|b| b.contains(def))
+    }
+
+    /// Whether binding `def` joins things `vhost` has: its source exchange, and its
+    /// destination exchange or quorum queue (a predeclared exchange is always there).
+    fn binds(&self, vhost: &str, def: &BindingDef) -> bool {
+        let exchange = |name: &str| {
+            name.is_empty()
+                || name.starts_with("amq.")
+                || self
+                    .exchanges
+                    .get(vhost)
+                    .is_some_and(|e| e.contains_key(name))
+        };
+        let destination = match def.to_exchange {
+            true => exchange(&def.destination),
+            false => self.queue_group(vhost, &def.destination).is_some(),
+        };
+        exchange(&def.source) && destination
+    }
+
     fn change_topology(&mut self, vhost: &str, change: &TopologyChange) {
         match change {
             TopologyChange::Declared(def) => {
@@ -162,6 +185,12 @@ impl MetaState {
                 });
             }
             TopologyChange::Bound(def) => {
+                // A binding made on a node that had not yet applied the deletion of its
+                // source or destination is not kept: its node takes it back when it
+                // applies this entry (`Replication::follow_meta`).
+                if !self.binds(vhost, def) {
+                    return;
+                }
                 self.bindings
                     .entry(vhost.into())
                     .or_default()
@@ -277,6 +306,26 @@ mod tests {
     #[test]
     fn topology_first_declaration_holds_and_deletions_take_their_bindings() {
         let mut s = MetaState::default();
+        // A binding to a quorum queue the state does not have is not kept.
+        apply(&mut s, 1, exchange("x", "direct"));
+        apply(&mut s, 2, TopologyChange::Bound(binding("x", "q", false)));
+        apply(&mut s, 2, TopologyChange::Bound(binding("x", "y", true)));
+        apply(
+            &mut s,
+            2,
+            TopologyChange::Bound(binding("nowhere", "x", true)),
+        );
+        assert_eq!(s.topology("/"), vec![exchange("x", "direct")]);
+        let mut s = MetaState::default();
+        for (index, name) in [(20, "q"), (21, "q2")] {
+            let decl = MetaCommand::DeclareQueue(QueueDecl {
+                vhost: "/".into(),
+                name: name.into(),
+                arguments: vec![],
+                members: vec![1],
+            });
+            assert_eq!(s.apply(index, &decl), MetaResponse::Queue(index));
+        }
         apply(&mut s, 1, exchange("x", "direct"));
         apply(&mut s, 2, exchange("x", "fanout"));
         apply(&mut s, 3, exchange("y", "fanout"));
@@ -303,20 +352,10 @@ mod tests {
             ]
         );
         // A quorum queue's deletion takes the bindings to it.
-        let decl = QueueDecl {
-            vhost: "/".into(),
-            name: "q".into(),
-            arguments: vec![],
-            members: vec![1],
-        };
-        assert_eq!(
-            s.apply(8, &MetaCommand::DeclareQueue(decl)),
-            MetaResponse::Queue(8)
-        );
         let delete = MetaCommand::DeleteQueue {
             vhost: "/".into(),
             name: "q".into(),
-            group: 8,
+            group: 20,
         };
         s.apply(9, &delete);
         assert_eq!(s.topology("/"), vec![exchange("x", "direct")]);

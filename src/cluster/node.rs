@@ -86,6 +86,10 @@ pub struct ClusterNode {
     pub(super) peers: Arc<Peers>,
     pub meta: Arc<Group<MetaRaft>>,
     pub(super) meta_machine: MetaMachine,
+    /// The metadata machine's first tap, attached before Raft opens the group: the state
+    /// as the node opened it and every entry applied since, until the bridge takes them
+    /// (`meta_tap`). Entries applied while the node starts would otherwise reach no one.
+    pub(super) first_tap: std::sync::Mutex<Option<(MetaState, super::queue_groups::MetaTap)>>,
     pub(super) groups: RwLock<HashMap<String, Arc<dyn GroupRpc>>>,
     /// The quorum queues' groups on this node, by group number (queue_groups.rs).
     pub(super) queue_groups: RwLock<HashMap<u64, Arc<Group<QueueRaft>>>>,
@@ -100,6 +104,9 @@ pub struct ClusterNode {
     pub(super) queue_stores: std::sync::Mutex<HashMap<u64, LogStore<QueueRaft>>>,
     /// When peers last claimed to lead each queue group (detector.rs).
     pub(super) claims: super::detector::Claims,
+    /// When this process started, milliseconds since the epoch: its `NodeUp` entry
+    /// carries it, so the node knows that entry from those of its earlier starts.
+    started_at: u64,
 }
 
 /// The metadata group's log store (group 0 of `meta_log`) and state machine in `dir`, as a
@@ -144,6 +151,7 @@ impl ClusterNode {
         std::fs::create_dir_all(&meta_dir)?;
         let meta_log = SharedLog::open(&meta_dir.join("log"), log.clone(), commit.clone())?;
         let (store, machine) = open_metadata_group(meta_log.clone(), &meta_dir, log.clone())?;
+        let (opened, _, first_tap) = machine.tap::<MetaRaft>().await;
         let queue_log = SharedLog::open(
             &data_dir.join("cluster").join("queue-log"),
             log.clone(),
@@ -170,6 +178,7 @@ impl ClusterNode {
             peers,
             meta,
             meta_machine: machine,
+            first_tap: std::sync::Mutex::new(Some((opened, first_tap))),
             groups: RwLock::new(groups),
             queue_groups: RwLock::default(),
             checkout: std::sync::OnceLock::new(),
@@ -178,6 +187,7 @@ impl ClusterNode {
             queue_log,
             queue_stores: Default::default(),
             claims: Default::default(),
+            started_at: now_ms(),
         });
         tokio::spawn(transport::serve(listener, node.clone()));
         tracing::info!(
@@ -188,7 +198,7 @@ impl ClusterNode {
         node.bootstrap().await?;
         info.id = node.config.node_id;
         info.cluster = advertised;
-        info.started_at = now_ms();
+        info.started_at = node.started_at;
         tokio::spawn(node.clone().announce(info));
         tokio::spawn(node.clone().send_beacons());
         tokio::spawn(node.clone().watch_leaders());
@@ -267,6 +277,11 @@ impl ClusterNode {
 
     pub fn node_id(&self) -> u64 {
         self.config.node_id
+    }
+
+    /// When this process started (its `NodeUp` entry's `started_at`).
+    pub fn started_at(&self) -> u64 {
+        self.started_at
     }
 
     /// Every group's status and the node table.

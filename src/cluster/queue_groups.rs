@@ -50,8 +50,13 @@ pub fn queue_group_name(group: u64) -> String {
 }
 
 impl ClusterNode {
-    /// The metadata as applied so far, and what is applied from now on.
+    /// The metadata and what is applied after it: the first call gets the state as the
+    /// node opened it and every entry applied since (its start's replay and catch-up
+    /// included); a later one the state as applied so far.
     pub async fn meta_tap(&self) -> (MetaState, MetaTap) {
+        if let Some(first) = self.first_tap.lock().expect("first tap").take() {
+            return first;
+        }
         let (state, _, tap) = self.meta_machine.tap::<MetaRaft>().await;
         (state, tap)
     }
@@ -59,6 +64,18 @@ impl ClusterNode {
     /// Commits a metadata command (through the leader).
     pub async fn meta_write(&self, cmd: MetaCommand) -> Result<MetaResponse, WriteError> {
         self.meta.write(cmd, WRITE_DEADLINE).await
+    }
+
+    /// Whether the metadata group's state, as this node has applied it so far, has
+    /// binding `def` in `vhost`.
+    pub async fn meta_has_binding(
+        &self,
+        vhost: &str,
+        def: &crate::broker::replicated_topology::BindingDef,
+    ) -> bool {
+        self.meta_machine
+            .inspect(|s| s.state.has_binding(vhost, def))
+            .await
     }
 
     /// The access database as this node has applied it.

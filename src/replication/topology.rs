@@ -12,11 +12,26 @@
 //!
 //! A node brought up to date by a snapshot instead of the entries also removes what the
 //! snapshot no longer has (`stale`): the deletions it missed.
+//!
+//! A node killed, or cut off and then killed, before its changes reached the group has
+//! made them and answered its clients, and nothing of them is left in its memory. When it
+//! starts again it follows the group until its own `NodeUp` entry of this start is
+//! applied (`CatchUp`): every entry before it is then applied here, so an exchange or
+//! binding it has and the group's state has not can only be one of its own changes that
+//! never got there (`lost_changes`), and it sends it again, as it would have had it
+//! lived. A deletion of its own that got lost is not sent again: the group's exchange of
+//! that name may be a later declaration through another node, and the node takes the
+//! group's state back instead (`reconcile` at the start).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
+use crate::broker::replicated::QueueReplication;
 use crate::broker::replicated_topology::TopologyChange;
+use crate::cluster::machine::{Replicated, Tapped};
+use crate::cluster::meta_machine::{MetaCommand, MetaState};
+
+use super::Replication;
 
 /// This node's changes written to the metadata group and not yet applied back, counted
 /// per (vhost, what they change).
@@ -61,6 +76,12 @@ impl OwnChanges {
         }
     }
 
+    /// Whether a change of this node's own to what `change` is about is on its way.
+    pub(super) fn pending(&self, vhost: &str, change: &TopologyChange) -> bool {
+        let key = (vhost.to_string(), subject(change));
+        self.waiting.lock().expect("own changes").contains_key(&key)
+    }
+
     /// Whether to apply a committed `change` written by this node (`own`) or another:
     /// not while a later change of this node's own to the same thing is still to come.
     pub(super) fn applies(&self, own: bool, vhost: &str, change: &TopologyChange) -> bool {
@@ -100,6 +121,162 @@ pub(super) fn stale(here: Vec<TopologyChange>, wanted: &[TopologyChange]) -> Vec
     }
     unbind.extend(delete);
     unbind
+}
+
+/// The exchanges and bindings of `here` that `cluster` (the group's topology of the same
+/// vhost) does not have: exchanges compared by name, bindings whole.
+pub(super) fn lost_changes(
+    here: Vec<TopologyChange>,
+    cluster: &[TopologyChange],
+) -> Vec<TopologyChange> {
+    let mut exchanges = BTreeSet::new();
+    let mut bindings = BTreeSet::new();
+    for c in cluster {
+        match c {
+            TopologyChange::Declared(d) => exchanges.insert(d.name.as_str()),
+            TopologyChange::Bound(b) => bindings.insert(b),
+            _ => false,
+        };
+    }
+    here.into_iter()
+        .filter(|change| match change {
+            TopologyChange::Declared(d) => !exchanges.contains(d.name.as_str()),
+            TopologyChange::Bound(b) => !bindings.contains(b),
+            _ => false,
+        })
+        .collect()
+}
+
+/// What the entries applied while this node started (before the bridge followed the
+/// group) changed: the exchanges and bindings they named and the queues they deleted, or
+/// everything if a snapshot was installed. The broker never saw those entries; of what
+/// they changed, it takes the group's state whole (`Replication::take_missed`).
+#[derive(Default)]
+pub(super) struct Missed {
+    everything: bool,
+    subjects: BTreeSet<(String, String)>,
+    deleted_queues: BTreeSet<(String, String)>,
+}
+
+impl Missed {
+    pub(super) fn note(&mut self, event: &Tapped<MetaCommand, MetaState>) {
+        match event {
+            Tapped::Reset(..) => self.everything = true,
+            Tapped::Applied(_, MetaCommand::Topology { vhost, change, .. }) => {
+                self.subjects.insert((vhost.clone(), subject(change)));
+            }
+            Tapped::Applied(_, MetaCommand::DeleteQueue { vhost, name, .. }) => {
+                self.deleted_queues.insert((vhost.clone(), name.clone()));
+            }
+            Tapped::Applied(..) => {}
+        }
+    }
+
+    /// Whether a change here to match the group's state is one of those entries' doing.
+    pub(super) fn changed(&self, vhost: &str, change: &TopologyChange) -> bool {
+        let key = (vhost.to_string(), subject(change));
+        let to_deleted_queue = match change {
+            TopologyChange::Bound(b) | TopologyChange::Unbound(b) => {
+                let queue = (vhost.to_string(), b.destination.clone());
+                !b.to_exchange && self.deleted_queues.contains(&queue)
+            }
+            _ => false,
+        };
+        self.everything || to_deleted_queue || self.subjects.contains(&key)
+    }
+
+    /// Whether queue `name` was deleted by one of those entries.
+    pub(super) fn deleted_queue(&self, vhost: &str, name: &str) -> bool {
+        let key = (vhost.to_string(), name.to_string());
+        self.everything || self.deleted_queues.contains(&key)
+    }
+}
+
+/// The metadata group's state as this node applies it after a start, kept until the
+/// node's `NodeUp` entry of this start is applied.
+pub(super) struct CatchUp {
+    state: MetaState,
+    me: u64,
+    started_at: u64,
+}
+
+impl CatchUp {
+    pub(super) fn new(state: MetaState, me: u64, started_at: u64) -> CatchUp {
+        CatchUp {
+            state,
+            me,
+            started_at,
+        }
+    }
+
+    /// Follows one event of the tap (before it is acted on here).
+    pub(super) fn follow(&mut self, event: &Tapped<MetaCommand, MetaState>) {
+        match event {
+            Tapped::Applied(index, cmd) => {
+                self.state.apply(*index, cmd);
+            }
+            Tapped::Reset(_, state) => self.state = state.clone(),
+        }
+    }
+
+    /// The group's state after the events followed so far.
+    pub(super) fn state(&self) -> &MetaState {
+        &self.state
+    }
+
+    /// Whether this start's `NodeUp` entry is applied.
+    pub(super) fn caught_up(&self) -> bool {
+        let me = self.state.nodes.get(&self.me);
+        me.is_some_and(|n| n.started_at == self.started_at)
+    }
+}
+
+impl Replication {
+    /// Takes away the exchanges and bindings the entries applied while this node
+    /// started deleted (`Missed`); what they made, `reconcile` makes.
+    pub(super) fn take_missed(&self, state: &MetaState, missed: &Missed) {
+        for vhost in self.broker.vhost_names() {
+            let Some(vh) = self.broker.vhost(&vhost) else {
+                continue;
+            };
+            let here = vh.with(|m| m.replicated_topology());
+            for change in stale(here, &state.topology(&vhost)) {
+                if missed.changed(&vhost, &change)
+                    && self.own_changes.applies(false, &vhost, &change)
+                {
+                    self.apply_topology(&vhost, &change);
+                }
+            }
+        }
+    }
+
+    /// Sends again the exchanges and bindings this node has and the group's `state` does
+    /// not (see the module's comment), but for those a change of its own is on its way for.
+    pub(super) fn resend_lost_changes(&self, state: &MetaState) {
+        let mut sent = 0;
+        for vhost in self.broker.vhost_names() {
+            let Some(vh) = self.broker.vhost(&vhost) else {
+                continue;
+            };
+            // Under the vhost's lock: a client's change and its note in `own_changes`
+            // are made together under it.
+            vh.with(|m| {
+                let wanted = state.topology(&vhost);
+                for change in lost_changes(m.replicated_topology(), &wanted) {
+                    if !self.own_changes.pending(&vhost, &change) {
+                        self.topology(&vhost, change);
+                        sent += 1;
+                    }
+                }
+            });
+        }
+        if sent > 0 {
+            tracing::warn!(
+                changes = sent,
+                "cluster: exchanges and bindings made here before the last stop had not reached the cluster; sent again"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -179,5 +356,94 @@ mod tests {
         own.written("/", &deleted("z"));
         own.done("/", &deleted("z"));
         assert!(own.applies(false, "/", &deleted("z")));
+    }
+
+    #[test]
+    fn lost_changes_are_what_this_node_has_and_the_group_has_not() {
+        let mut other_kind = declared("kept");
+        if let TopologyChange::Declared(d) = &mut other_kind {
+            d.kind = "direct".into();
+        }
+        let here = vec![
+            declared("made-here"),
+            other_kind,
+            TopologyChange::Bound(binding("kept", "q1")),
+            TopologyChange::Bound(binding("kept", "q2")),
+        ];
+        let cluster = vec![
+            declared("kept"),
+            declared("only-there"),
+            TopologyChange::Bound(binding("kept", "q1")),
+            TopologyChange::Bound(binding("kept", "q3")),
+        ];
+        assert_eq!(
+            lost_changes(here, &cluster),
+            vec![
+                declared("made-here"),
+                TopologyChange::Bound(binding("kept", "q2")),
+            ]
+        );
+    }
+
+    #[test]
+    fn missed_entries_name_what_they_changed() {
+        let topology = |change: TopologyChange| {
+            Tapped::Applied(
+                1,
+                MetaCommand::Topology {
+                    origin: 2,
+                    vhost: "/".into(),
+                    change,
+                },
+            )
+        };
+        let mut missed = Missed::default();
+        missed.note(&topology(deleted("x")));
+        missed.note(&Tapped::Applied(
+            2,
+            MetaCommand::DeleteQueue {
+                vhost: "/".into(),
+                name: "q".into(),
+                group: 7,
+            },
+        ));
+        assert!(missed.changed("/", &deleted("x")));
+        assert!(missed.changed("/", &declared("x")), "the same exchange");
+        assert!(!missed.changed("/", &deleted("y")));
+        assert!(!missed.changed("other", &deleted("x")));
+        let to_q = TopologyChange::Unbound(binding("y", "q"));
+        assert!(missed.changed("/", &to_q), "a binding to a deleted queue");
+        assert!(!missed.changed("/", &TopologyChange::Unbound(binding("y", "r"))));
+        assert!(missed.deleted_queue("/", "q"));
+        assert!(!missed.deleted_queue("/", "r"));
+        missed.note(&Tapped::Reset(3, MetaState::default()));
+        assert!(
+            missed.changed("/", &deleted("y")),
+            "a snapshot changes everything"
+        );
+        assert!(missed.deleted_queue("/", "r"));
+    }
+
+    #[test]
+    fn catching_up_ends_at_this_starts_own_node_entry() {
+        let node_up = |started_at: u64| {
+            let info = crate::cluster::meta_machine::NodeInfo {
+                id: 3,
+                name: "warren-3".into(),
+                cluster: String::new(),
+                amqp: String::new(),
+                http: None,
+                version: String::new(),
+                started_at,
+            };
+            Tapped::Applied(1, MetaCommand::NodeUp(info))
+        };
+        let mut catch_up = CatchUp::new(MetaState::default(), 3, 500);
+        assert!(!catch_up.caught_up());
+        catch_up.follow(&node_up(100));
+        assert!(!catch_up.caught_up(), "an earlier start's entry");
+        catch_up.follow(&node_up(500));
+        assert!(catch_up.caught_up());
+        assert!(catch_up.state().nodes.contains_key(&3));
     }
 }

@@ -1,7 +1,7 @@
 //! A cluster of `warren` processes on loopback for the cluster tests: every node reaches
 //! every other through its own fault-injecting TCP proxy (one per ordered pair), so a test
-//! can cut, black-hole and heal single links or isolate a node; nodes can be killed with
-//! SIGKILL, paused with SIGSTOP and restarted on their data dir.
+//! can cut, black-hole, slow down and heal single links or isolate a node; nodes can be
+//! killed with SIGKILL, paused with SIGSTOP and restarted on their data dir.
 #![allow(dead_code)]
 
 pub mod jepsen;
@@ -30,6 +30,8 @@ const BLACKHOLE: u8 = 2;
 pub struct FaultProxy {
     pub port: u16,
     mode: Arc<AtomicU8>,
+    /// Milliseconds each chunk is held before it is passed on, both ways (0: none).
+    delay: Arc<AtomicU64>,
     /// Bytes forwarded, both ways, since the proxy started.
     bytes: Arc<AtomicU64>,
     open: Arc<Mutex<Vec<AbortHandle>>>,
@@ -43,7 +45,8 @@ impl FaultProxy {
         let mode = Arc::new(AtomicU8::new(PASS));
         let open: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let bytes: Arc<AtomicU64> = Arc::default();
-        let (m, o, b) = (mode.clone(), open.clone(), bytes.clone());
+        let delay: Arc<AtomicU64> = Arc::default();
+        let (m, o, b, d) = (mode.clone(), open.clone(), bytes.clone(), delay.clone());
         let accept = rt
             .spawn(async move {
                 loop {
@@ -60,13 +63,13 @@ impl FaultProxy {
                             o.lock().unwrap().push(held.abort_handle());
                         }
                         _ => {
-                            let bytes = b.clone();
+                            let (bytes, delay) = (b.clone(), d.clone());
                             let task = tokio::spawn(async move {
                                 let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await
                                 else {
                                     return;
                                 };
-                                forward(inbound, outbound, target, bytes).await;
+                                forward(inbound, outbound, target, bytes, delay).await;
                             });
                             o.lock().unwrap().push(task.abort_handle());
                         }
@@ -77,6 +80,7 @@ impl FaultProxy {
         FaultProxy {
             port,
             mode,
+            delay,
             bytes,
             open,
             accept,
@@ -105,16 +109,30 @@ impl FaultProxy {
         self.set(BLACKHOLE)
     }
 
+    /// Every chunk, both ways, held for `by` before it is passed on (open connections
+    /// too; in order): a slow link, not a broken one.
+    pub fn slow(&self, by: Duration) {
+        self.delay.store(by.as_millis() as u64, Ordering::SeqCst);
+    }
+
     pub fn heal(&self) {
+        self.delay.store(0, Ordering::SeqCst);
         self.set(PASS)
     }
 }
 
-/// Copies both ways until either side closes. With `WARREN_CLUSTER_CAPTURE=DIR` each
+/// Copies both ways until either side closes, each chunk held for the proxy's delay (read
+/// as the chunk arrives) before it is written on. With `WARREN_CLUSTER_CAPTURE=DIR` each
 /// direction is also written to a file in DIR (`*-requests.bin`: what the dialling node
 /// sent; `*-responses.bin`: the answers), the real traffic `fuzz/raft_rpc_corpus.py`
 /// turns into the `raft_rpc` fuzz target's seeds.
-async fn forward(inbound: TcpStream, outbound: TcpStream, target: u16, bytes: Arc<AtomicU64>) {
+async fn forward(
+    inbound: TcpStream,
+    outbound: TcpStream,
+    target: u16,
+    bytes: Arc<AtomicU64>,
+    delay: Arc<AtomicU64>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
     let capture = std::env::var_os("WARREN_CLUSTER_CAPTURE").map(PathBuf::from);
@@ -124,31 +142,54 @@ async fn forward(inbound: TcpStream, outbound: TcpStream, target: u16, bytes: Ar
     let pipe = |mut from: tokio::net::tcp::OwnedReadHalf,
                 mut to: tokio::net::tcp::OwnedWriteHalf,
                 file: Option<PathBuf>,
-                bytes: Arc<AtomicU64>| async move {
+                bytes: Arc<AtomicU64>,
+                delay: Arc<AtomicU64>| async move {
         let mut file = file.map(|f| std::fs::File::create(f).unwrap());
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match from.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            bytes.fetch_add(n as u64, Ordering::Relaxed);
-            if let Some(f) = file.as_mut() {
-                std::io::Write::write_all(f, &buf[..n]).unwrap();
+        // Chunks in flight, each with the time it may go on: a bounded queue, so a slow
+        // link holds back its sender as a real one would.
+        let (held, mut due) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(256);
+        let reader = async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match from.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                bytes.fetch_add(n as u64, Ordering::Relaxed);
+                if let Some(f) = file.as_mut() {
+                    std::io::Write::write_all(f, &buf[..n]).unwrap();
+                }
+                let wait = Duration::from_millis(delay.load(Ordering::Relaxed));
+                let at = tokio::time::Instant::now() + wait;
+                if held.send((at, buf[..n].to_vec())).await.is_err() {
+                    break;
+                }
             }
-            if to.write_all(&buf[..n]).await.is_err() {
-                break;
+        };
+        let writer = async move {
+            while let Some((at, chunk)) = due.recv().await {
+                tokio::time::sleep_until(at).await;
+                if to.write_all(&chunk).await.is_err() {
+                    break;
+                }
             }
-        }
-        let _ = to.shutdown().await;
+            let _ = to.shutdown().await;
+        };
+        tokio::join!(reader, writer);
     };
     let name = |what: &str| {
         capture
             .as_ref()
             .map(|d| d.join(format!("{target}-{n}-{what}.bin")))
     };
-    let up = pipe(in_read, out_write, name("requests"), bytes.clone());
-    let down = pipe(out_read, in_write, name("responses"), bytes);
+    let up = pipe(
+        in_read,
+        out_write,
+        name("requests"),
+        bytes.clone(),
+        delay.clone(),
+    );
+    let down = pipe(out_read, in_write, name("responses"), bytes, delay);
     tokio::join!(up, down);
 }
 
@@ -157,6 +198,43 @@ impl Drop for FaultProxy {
         self.accept.abort();
         self.set(CUT);
     }
+}
+
+/// xorshift64*: a test's random choices, reproducible from a printed seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo)
+    }
+
+    /// A seed from `var`, or from the clock (never 0, which xorshift keeps at 0).
+    pub fn seed(var: &str) -> u64 {
+        let clock = std::time::SystemTime::UNIX_EPOCH
+            .elapsed()
+            .unwrap()
+            .as_nanos() as u64;
+        env_or(var, clock).max(1)
+    }
+}
+
+/// Environment variable `name` as a number, or `default`.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// One node: its ports, data dir and process.
@@ -291,23 +369,7 @@ impl Node {
         body: Option<&Value>,
         credentials: &str,
     ) -> Option<(u16, Option<Value>)> {
-        use base64::Engine;
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
-        let auth = base64::engine::general_purpose::STANDARD.encode(credentials);
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let status = text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
-        let body = text.split_once("\r\n\r\n")?.1;
-        Some((status, serde_json::from_str(body).ok()))
+        http_call(self.http, method, path, body, credentials)
     }
 
     /// The metadata group's entry of `status`.
@@ -319,6 +381,35 @@ impl Node {
             .find(|g| g["group"] == "meta")
             .cloned()
     }
+}
+
+/// `method` on `path` of the management API on `port` as `credentials`
+/// ("user:password"), with a JSON body: the status code and the JSON body if there is
+/// one; `None` if nothing answers within 20 s.
+pub fn http_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    credentials: &str,
+) -> Option<(u16, Option<Value>)> {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    let auth = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1;
+    Some((status, serde_json::from_str(body).ok()))
 }
 
 impl Drop for Node {
@@ -460,6 +551,24 @@ impl Cluster {
     /// Bytes every link has carried so far, both ways.
     pub fn link_bytes(&self) -> u64 {
         self.links.values().map(FaultProxy::bytes).sum()
+    }
+
+    /// Slows every link to and from `id` by `by` each way.
+    pub fn slow(&self, id: u64, by: Duration) {
+        for ((from, to), proxy) in &self.links {
+            if *from == id || *to == id {
+                proxy.slow(by);
+            }
+        }
+    }
+
+    /// Black-holes every link to and from `id`: its peers see silence, not errors.
+    pub fn blackhole(&self, id: u64) {
+        for ((from, to), proxy) in &self.links {
+            if *from == id || *to == id {
+                proxy.blackhole();
+            }
+        }
     }
 
     pub fn heal_all(&self) {

@@ -366,3 +366,83 @@ pub fn orders_on_two_of_three(c: &Cluster, rt: &tokio::runtime::Runtime) -> (Vec
     let leader = queue_leader(c, &members, None);
     (members, outsider, leader)
 }
+
+/// What a node lists, by kind (`definitions`).
+pub type Definitions = BTreeMap<&'static str, BTreeSet<String>>;
+
+/// What a node lists, by kind: exchanges, quorum queues, bindings (the default
+/// exchange's left out), users, vhosts, permissions. `None` if it does not answer.
+pub fn definitions(c: &Cluster, id: u64) -> Option<Definitions> {
+    let node = c.node(id);
+    let list = |path: &str, item: &dyn Fn(&Value) -> Option<String>| -> Option<BTreeSet<String>> {
+        let all = node.api_get(path)?;
+        Some(all.as_array()?.iter().filter_map(item).collect())
+    };
+    let text = |v: &Value, key: &str| v[key].as_str().unwrap_or("?").to_string();
+    let mut out = BTreeMap::new();
+    out.insert(
+        "exchanges",
+        list("/api/exchanges", &|e| {
+            let name = text(e, "name");
+            let ours = !name.is_empty() && !name.starts_with("amq.");
+            ours.then(|| format!("{} {name} {}", text(e, "vhost"), text(e, "type")))
+        })?,
+    );
+    out.insert(
+        "queues",
+        list("/api/queues", &|q| {
+            Some(format!(
+                "{} {} {}",
+                text(q, "vhost"),
+                text(q, "name"),
+                text(q, "type")
+            ))
+        })?,
+    );
+    out.insert(
+        "bindings",
+        list("/api/bindings", &|b| {
+            (b["source"] != "").then(|| {
+                let (vhost, source) = (text(b, "vhost"), text(b, "source"));
+                let (kind, dest) = (text(b, "destination_type"), text(b, "destination"));
+                format!("{vhost} {source}->{kind}:{dest}/{}", text(b, "routing_key"))
+            })
+        })?,
+    );
+    out.insert("users", list("/api/users", &|u| Some(text(u, "name")))?);
+    out.insert("vhosts", list("/api/vhosts", &|v| Some(text(v, "name")))?);
+    out.insert(
+        "permissions",
+        list("/api/permissions", &|p| {
+            let (v, u) = (text(p, "vhost"), text(p, "user"));
+            let rights = [text(p, "configure"), text(p, "write"), text(p, "read")];
+            Some(format!("{v} {u} {rights:?}"))
+        })?,
+    );
+    Some(out)
+}
+
+/// The definitions of nodes `ids`, if all answer and list the same; else what differs.
+pub fn agreed(c: &Cluster, ids: &[u64]) -> Result<Definitions, String> {
+    let views: Vec<_> = ids.iter().map(|id| (*id, definitions(c, *id))).collect();
+    let Some(first) = views[0].1.clone() else {
+        return Err(format!("node {} does not answer", ids[0]));
+    };
+    for (id, view) in views.iter().skip(1) {
+        let Some(view) = view else {
+            return Err(format!("node {id} does not answer"));
+        };
+        for (kind, items) in &first {
+            let theirs = &view[kind];
+            if items != theirs {
+                let only_1: Vec<_> = items.difference(theirs).collect();
+                let only_n: Vec<_> = theirs.difference(items).collect();
+                return Err(format!(
+                    "{kind}: only on node {} {only_1:?}, only on node {id} {only_n:?}",
+                    ids[0]
+                ));
+            }
+        }
+    }
+    Ok(first)
+}

@@ -1,0 +1,60 @@
+//! The bridge's writes to the metadata group: queue declarations and deletions, and the
+//! exchange and binding changes this node's clients made, one after another in the order
+//! they happened here (a queue deleted and declared again must not be declared first).
+//!
+//! A change was made here and answered before it is written, so while the group has no
+//! leader this node can reach (an election, a partition that leaves it in a minority)
+//! the write is retried until it goes through, however long that takes: given up, the
+//! change would stay on this node alone and the nodes would never agree again. Only the
+//! group's refusal, or an error other than the want of a leader, ends it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cluster::group::WriteError;
+use crate::cluster::meta_machine::{MetaCommand, MetaResponse};
+use crate::cluster::node::ClusterNode;
+
+use super::topology::OwnChanges;
+
+/// Between two attempts while the group has no leader.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+/// How long a write waits before the log says so (and then every as long again).
+const SAY_AFTER: Duration = Duration::from_secs(120);
+
+/// Writes the bridge's metadata commands one after another, in order.
+pub(super) async fn write_meta(
+    node: Arc<ClusterNode>,
+    mut pending: tokio::sync::mpsc::UnboundedReceiver<MetaCommand>,
+    own_changes: Arc<OwnChanges>,
+) {
+    while let Some(cmd) = pending.recv().await {
+        let mut say_at = Instant::now() + SAY_AFTER;
+        loop {
+            match node.meta_write(cmd.clone()).await {
+                Ok(MetaResponse::Refused(why)) => {
+                    tracing::warn!("cluster: refused by the cluster ({why}): {cmd:?}");
+                    break;
+                }
+                Ok(_) => break,
+                Err(WriteError::NoLeader) => {
+                    if Instant::now() >= say_at {
+                        say_at = Instant::now() + SAY_AFTER;
+                        tracing::warn!(
+                            left = pending.len(),
+                            "cluster: no leader of the metadata group within reach; changes made here wait for one"
+                        );
+                    }
+                    tokio::time::sleep(RETRY_EVERY).await;
+                }
+                Err(e) => {
+                    tracing::warn!("cluster: not recorded in the cluster ({e}): {cmd:?}");
+                    if let MetaCommand::Topology { vhost, change, .. } = &cmd {
+                        own_changes.done(vhost, change);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
