@@ -36,10 +36,12 @@ use crate::cluster::snapshot_bodies::{self, SnapshotBodies};
 use crate::cluster::types::{message_id, QueueCommand, QueueRaft};
 
 mod access;
+mod applied_here;
 mod checkout;
 mod meta_writes;
 mod topology;
-use topology::{stale, CatchUp, Missed, OwnChanges};
+use applied_here::AppliedHere;
+use topology::{index_of, stale, CatchUp, Missed, OwnChanges};
 
 /// Most messages written to a group in one entry.
 const WRITE_BATCH: usize = 4096;
@@ -88,6 +90,8 @@ pub struct Replication {
     meta_writes: tokio::sync::mpsc::UnboundedSender<MetaCommand>,
     /// Exchange and binding changes written from here and not yet back (topology.rs).
     own_changes: Arc<OwnChanges>,
+    /// The last metadata entry the broker has taken in (applied_here.rs).
+    applied_here: AppliedHere,
     /// When this process started (checkout.rs: a restarted node holds nothing).
     incarnation: u64,
     /// The last access entry of the metadata group this node has made (access.rs).
@@ -118,6 +122,7 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         pending,
         own_changes.clone(),
     ));
+    let (applied_here, known) = AppliedHere::open(&node.meta_dir());
     let bridge = Arc::new(Replication {
         tickets: broker.replica_tickets(),
         node: node.clone(),
@@ -125,6 +130,7 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         open: Mutex::default(),
         meta_writes,
         own_changes,
+        applied_here,
         incarnation: checkout::now_ms(),
         access_mirrored: tokio::sync::watch::Sender::new(0),
         runtime: tokio::runtime::Handle::current(),
@@ -132,12 +138,21 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
     node.set_checkout_handler(bridge.clone());
     let local = broker.replicate_quorum_queues(bridge.clone());
     // The state the node opened and what was applied since: the entries replayed and
-    // caught up on while it started, which the broker has not seen (topology.rs).
-    let (opened, mut tap) = node.meta_tap().await;
+    // caught up on while it started. Those past what the broker had taken in before
+    // (all of them, when the state opened is past it) it has not seen (topology.rs).
+    let (opened, opened_at, mut tap) = node.meta_tap().await;
+    let unseen = |index: u64| known.is_none_or(|k| index > k);
     let mut catch_up = CatchUp::new(opened, node.node_id(), node.started_at());
     let mut missed = Missed::default();
+    if opened_at > 0 && unseen(opened_at) {
+        missed.everything();
+    }
+    let mut last = opened_at;
     while let Ok(event) = tap.try_recv() {
-        missed.note(&event);
+        last = last.max(index_of(&event));
+        if unseen(index_of(&event)) {
+            missed.note(&event);
+        }
         catch_up.follow(&event);
     }
     let state = catch_up.state().clone();
@@ -149,21 +164,16 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
     // Access first: the cluster's queues and exchanges live in its vhosts.
     bridge.join_access(&state, new_here).await;
     bridge.reconcile(&state, false).await;
-    bridge.take_missed(&state, &missed);
-    if new_here {
-        for vhost in broker.vhost_names() {
-            if let Some(vh) = broker.vhost(&vhost) {
-                for change in vh.with(|m| m.replicated_topology()) {
-                    bridge.topology(&vhost, change);
-                }
-            }
-        }
+    if !new_here {
+        bridge.take_missed(&state, &missed);
     }
+    // Queues before the bindings to them: the group keeps no binding to a quorum queue
+    // it does not have.
     for (vhost, name, arguments) in local {
         if state.queue_group(&vhost, &name).is_some() {
             continue;
         }
-        if missed.deleted_queue(&vhost, &name) {
+        if !new_here && missed.deleted_queue(&vhost, &name) {
             // Deleted in the cluster while this node was away.
             if let Some(vh) = broker.vhost(&vhost) {
                 vh.with(|m| m.replica_delete_any(&name));
@@ -174,6 +184,16 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
             bridge.declared(&vhost, &name, &arguments);
         }
     }
+    if new_here {
+        for vhost in broker.vhost_names() {
+            if let Some(vh) = broker.vhost(&vhost) {
+                for change in vh.with(|m| m.replicated_topology()) {
+                    bridge.topology(&vhost, change);
+                }
+            }
+        }
+    }
+    bridge.applied_here.record(last);
     // A node that was in the cluster before sends again what it made and the cluster
     // never got, once it has caught up (topology.rs).
     let catch_up = match (new_here, catch_up.caught_up()) {
@@ -317,6 +337,7 @@ impl Replication {
             if let Some(c) = &mut catch_up {
                 c.follow(&event);
             }
+            let index = index_of(&event);
             match event {
                 Tapped::Applied(index, MetaCommand::DeclareQueue(decl)) => {
                     self.ensure(index, &decl).await;
@@ -347,6 +368,7 @@ impl Replication {
                     self.reconcile(&state, true).await;
                 }
             }
+            self.applied_here.record(index);
             if catch_up.as_ref().is_some_and(CatchUp::caught_up) {
                 if let Some(c) = catch_up.take() {
                     self.resend_lost_changes(c.state());
@@ -395,41 +417,6 @@ impl Replication {
         };
         for ((vhost, name), group) in gone {
             self.remove(&vhost, &name, group).await;
-        }
-    }
-
-    /// A committed change as the group's state kept it: a binding it did not keep (its
-    /// source or destination was deleted before it) is taken back, here too (the node
-    /// that made it has it). The state may be a few entries past this one: what it says
-    /// then, a later entry says again.
-    async fn as_kept(&self, vhost: &str, change: TopologyChange) -> TopologyChange {
-        match change {
-            TopologyChange::Bound(b) if !self.node.meta_has_binding(vhost, &b).await => {
-                TopologyChange::Unbound(b)
-            }
-            change => change,
-        }
-    }
-
-    /// Applies an exchange or binding change the metadata group committed. What does not
-    /// apply here (an inequivalent exchange of that name, a missing source or
-    /// destination) is logged and left: the first declaration of a name holds.
-    fn apply_topology(&self, vhost: &str, change: &TopologyChange) {
-        let Some(vh) = self.broker.vhost(vhost) else {
-            tracing::warn!(
-                vhost,
-                "cluster: topology of a vhost this node does not have"
-            );
-            return;
-        };
-        if let Err(e) = vh.with(|m| m.apply_topology(change)) {
-            match change {
-                // Nothing here to take away: the source or destination is gone already.
-                TopologyChange::Unbound(_) | TopologyChange::Deleted(_) => {
-                    tracing::debug!(vhost, "cluster: {change:?} not applied here: {e}")
-                }
-                _ => tracing::warn!(vhost, "cluster: {change:?} not applied here: {e}"),
-            }
         }
     }
 

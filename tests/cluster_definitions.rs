@@ -445,3 +445,68 @@ fn a_node_behind_the_purged_metadata_log_catches_up_from_the_snapshot() {
         defs["queues"]
     );
 }
+
+/// A node cut off declares an exchange and binds a quorum queue to it (its clients are
+/// answered; the changes wait for the majority) and is killed before the cut heals: the
+/// changes never reached the group. Restarted, it sends them again once it has caught up,
+/// and every node has them; an exchange the majority deleted meanwhile, which the node
+/// still had, stays deleted.
+#[test]
+fn a_node_killed_with_changes_not_yet_in_the_cluster_sends_them_again() {
+    let mut c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    let none = FieldTable::default;
+    let fanout = || ExchangeKind::Fanout;
+    rt.block_on(async {
+        let (_conn, ch) = channel(c.node(1).amqp).await;
+        ch.queue_declare("orders".into(), durable(), quorum())
+            .await
+            .unwrap();
+        ch.exchange_declare("old".into(), fanout(), durable_exchange(), none())
+            .await
+            .unwrap();
+    });
+    wait_topology(&c, &[1, 2, 3], &(set(&["old"]), set(&[])));
+
+    c.isolate(3);
+    rt.block_on(async {
+        let (_conn, ch) = channel(c.node(3).amqp).await;
+        ch.exchange_declare("made-alone".into(), fanout(), durable_exchange(), none())
+            .await
+            .unwrap();
+        let bind = QueueBindOptions::default();
+        ch.queue_bind(
+            "orders".into(),
+            "made-alone".into(),
+            "k".into(),
+            bind,
+            none(),
+        )
+        .await
+        .unwrap();
+        let (_conn, ch) = channel(c.node(1).amqp).await;
+        ch.exchange_delete("old".into(), ExchangeDeleteOptions::default())
+            .await
+            .unwrap();
+    });
+    wait_topology(&c, &[1, 2], &(set(&[]), set(&[])));
+    // Node 3 has made them, and still has the exchange the majority deleted.
+    let alone = (
+        set(&["made-alone", "old"]),
+        set(&["made-alone->queue:orders/k"]),
+    );
+    wait_topology(&c, &[3], &alone);
+    c.node_mut(3).kill();
+    c.heal_all();
+    c.node_mut(3).start();
+
+    let want = (set(&["made-alone"]), set(&["made-alone->queue:orders/k"]));
+    wait_topology(&c, &[1, 2, 3], &want);
+    let log = std::fs::read_to_string(&c.node(3).log).unwrap();
+    assert!(
+        log.contains("had not reached the cluster; sent again changes=2"),
+        "node 3 did not send its changes again:\n{}",
+        c.logs()
+    );
+}

@@ -89,7 +89,7 @@ pub struct ClusterNode {
     /// The metadata machine's first tap, attached before Raft opens the group: the state
     /// as the node opened it and every entry applied since, until the bridge takes them
     /// (`meta_tap`). Entries applied while the node starts would otherwise reach no one.
-    pub(super) first_tap: std::sync::Mutex<Option<(MetaState, super::queue_groups::MetaTap)>>,
+    pub(super) first_tap: std::sync::Mutex<Option<(MetaState, u64, super::queue_groups::MetaTap)>>,
     pub(super) groups: RwLock<HashMap<String, Arc<dyn GroupRpc>>>,
     /// The quorum queues' groups on this node, by group number (queue_groups.rs).
     pub(super) queue_groups: RwLock<HashMap<u64, Arc<Group<QueueRaft>>>>,
@@ -151,7 +151,7 @@ impl ClusterNode {
         std::fs::create_dir_all(&meta_dir)?;
         let meta_log = SharedLog::open(&meta_dir.join("log"), log.clone(), commit.clone())?;
         let (store, machine) = open_metadata_group(meta_log.clone(), &meta_dir, log.clone())?;
-        let (opened, _, first_tap) = machine.tap::<MetaRaft>().await;
+        let (opened, opened_at, first_tap) = machine.tap::<MetaRaft>().await;
         let queue_log = SharedLog::open(
             &data_dir.join("cluster").join("queue-log"),
             log.clone(),
@@ -178,7 +178,7 @@ impl ClusterNode {
             peers,
             meta,
             meta_machine: machine,
-            first_tap: std::sync::Mutex::new(Some((opened, first_tap))),
+            first_tap: std::sync::Mutex::new(Some((opened, opened_at, first_tap))),
             groups: RwLock::new(groups),
             queue_groups: RwLock::default(),
             checkout: std::sync::OnceLock::new(),
@@ -277,6 +277,11 @@ impl ClusterNode {
 
     pub fn node_id(&self) -> u64 {
         self.config.node_id
+    }
+
+    /// The metadata group's directory.
+    pub fn meta_dir(&self) -> std::path::PathBuf {
+        self.data_dir.join("cluster").join(META)
     }
 
     /// When this process started (its `NodeUp` entry's `started_at`).

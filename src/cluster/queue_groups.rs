@@ -50,15 +50,15 @@ pub fn queue_group_name(group: u64) -> String {
 }
 
 impl ClusterNode {
-    /// The metadata and what is applied after it: the first call gets the state as the
-    /// node opened it and every entry applied since (its start's replay and catch-up
-    /// included); a later one the state as applied so far.
-    pub async fn meta_tap(&self) -> (MetaState, MetaTap) {
+    /// The metadata, the index of the last entry it holds, and what is applied after
+    /// it: the first call gets the state as the node opened it and every entry applied
+    /// since (its start's replay and catch-up included); a later one the state as
+    /// applied so far.
+    pub async fn meta_tap(&self) -> (MetaState, u64, MetaTap) {
         if let Some(first) = self.first_tap.lock().expect("first tap").take() {
             return first;
         }
-        let (state, _, tap) = self.meta_machine.tap::<MetaRaft>().await;
-        (state, tap)
+        self.meta_machine.tap::<MetaRaft>().await
     }
 
     /// Commits a metadata command (through the leader).

@@ -158,7 +158,19 @@ pub(super) struct Missed {
     deleted_queues: BTreeSet<(String, String)>,
 }
 
+/// The log index of a tapped event.
+pub(super) fn index_of(event: &Tapped<MetaCommand, MetaState>) -> u64 {
+    match event {
+        Tapped::Applied(index, _) | Tapped::Reset(index, _) => *index,
+    }
+}
+
 impl Missed {
+    /// Entries were missed whole (a snapshot past what the broker took in).
+    pub(super) fn everything(&mut self) {
+        self.everything = true;
+    }
+
     pub(super) fn note(&mut self, event: &Tapped<MetaCommand, MetaState>) {
         match event {
             Tapped::Reset(..) => self.everything = true,
@@ -232,6 +244,41 @@ impl CatchUp {
 }
 
 impl Replication {
+    /// A committed change as the group's state kept it: a binding it did not keep (its
+    /// source or destination was deleted before it) is taken back, here too (the node
+    /// that made it has it). The state may be a few entries past this one: what it says
+    /// then, a later entry says again.
+    pub(super) async fn as_kept(&self, vhost: &str, change: TopologyChange) -> TopologyChange {
+        match change {
+            TopologyChange::Bound(b) if !self.node.meta_has_binding(vhost, &b).await => {
+                TopologyChange::Unbound(b)
+            }
+            change => change,
+        }
+    }
+
+    /// Applies an exchange or binding change the metadata group committed. What does not
+    /// apply here (an inequivalent exchange of that name, a missing source or
+    /// destination) is logged and left: the first declaration of a name holds.
+    pub(super) fn apply_topology(&self, vhost: &str, change: &TopologyChange) {
+        let Some(vh) = self.broker.vhost(vhost) else {
+            tracing::warn!(
+                vhost,
+                "cluster: topology of a vhost this node does not have"
+            );
+            return;
+        };
+        if let Err(e) = vh.with(|m| m.apply_topology(change)) {
+            match change {
+                // Nothing here to take away: the source or destination is gone already.
+                TopologyChange::Unbound(_) | TopologyChange::Deleted(_) => {
+                    tracing::debug!(vhost, "cluster: {change:?} not applied here: {e}")
+                }
+                _ => tracing::warn!(vhost, "cluster: {change:?} not applied here: {e}"),
+            }
+        }
+    }
+
     /// Takes away the exchanges and bindings the entries applied while this node
     /// started deleted (`Missed`); what they made, `reconcile` makes.
     pub(super) fn take_missed(&self, state: &MetaState, missed: &Missed) {
