@@ -14,69 +14,32 @@
 //!   to its group before the broker's copy of the group replaces its store (`migrate`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use openraft::ServerState;
 
 use crate::broker::confirms::ReplicaTickets;
-use crate::broker::queue::replica::ReplicaWork;
 use crate::broker::replicated::{LeaderGetWait, QueueReplication};
 use crate::broker::replicated_topology::TopologyChange;
 use crate::broker::BrokerHandle;
 use crate::cluster::group::{Group, WriteError};
 use crate::cluster::machine::Tapped;
-use crate::cluster::meta_machine::{MetaCommand, MetaState, QueueDecl};
+use crate::cluster::meta_machine::{Endpoint, MetaCommand, MetaState, QueueDecl};
 use crate::cluster::node::ClusterNode;
 use crate::cluster::queue_groups::{MetaTap, OpenedQueue};
-use crate::cluster::queue_machine::QueueState;
-use crate::cluster::snapshot_bodies::{self, SnapshotBodies};
-use crate::cluster::types::{message_id, QueueCommand, QueueRaft};
+use crate::cluster::types::{QueueCommand, QueueRaft};
 
 mod access;
 mod applied_here;
 mod checkout;
 mod meta_writes;
+mod queue_feed;
 mod topology;
 use applied_here::AppliedHere;
+use queue_feed::{batches, QueueFeed};
 use topology::{index_of, stale, CatchUp, Missed, OwnChanges};
-
-/// Most messages written to a group in one entry.
-const WRITE_BATCH: usize = 4096;
-/// Messages read from a queue group's log at a time as the broker's copy is rebuilt (a step
-/// runs on to the end of its last entry).
-const REBUILD_STEP: usize = 256;
-/// Most bytes of messages in one entry (a larger message goes alone). Every entry must
-/// reach a follower within one append's time (openraft's `heartbeat_interval`, 250 ms):
-/// 80 MiB published at once went as one entry, and a member that had been away was sent
-/// it again after every timeout, never catching up.
-const WRITE_BATCH_BYTES: usize = 4 << 20;
-
-/// `messages` cut into runs of at most `WRITE_BATCH` messages and `WRITE_BATCH_BYTES`
-/// bytes (of `len` each), in order; a run holds one message at least.
-fn batches<T>(messages: &[T], len: impl Fn(&T) -> usize) -> impl Iterator<Item = &[T]> {
-    let mut rest = messages;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut bytes = 0;
-        let n = rest
-            .iter()
-            .take(WRITE_BATCH)
-            .take_while(|m| {
-                bytes += len(m);
-                bytes <= WRITE_BATCH_BYTES
-            })
-            .count()
-            .max(1);
-        let (run, left) = rest.split_at(n);
-        rest = left;
-        Some(run)
-    })
-}
 
 /// The bridge of one node.
 pub struct Replication {
@@ -156,6 +119,7 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         catch_up.follow(&event);
     }
     let state = catch_up.state().clone();
+    bridge.own_changes.taken_in_as(&state);
     // A node the node table does not list yet is new to the cluster: the exchanges and
     // bindings it brings are made known (a node that was in it before only catches up:
     // what it has and the cluster has not was deleted while it was away, or made here
@@ -317,11 +281,14 @@ impl QueueReplication for Replication {
     }
 
     fn topology(&self, vhost: &str, change: TopologyChange) {
-        self.own_changes.written(vhost, &change);
+        let write = self
+            .own_changes
+            .written(vhost, &change, self.node.started_at());
         let _ = self.meta_writes.send(MetaCommand::Topology {
             origin: self.node.node_id(),
             vhost: vhost.to_string(),
             change,
+            write: Some(write),
         });
     }
 
@@ -341,9 +308,13 @@ impl Replication {
             match event {
                 Tapped::Applied(index, MetaCommand::DeclareQueue(decl)) => {
                     self.ensure(index, &decl).await;
+                    let end = Endpoint::Queue(&decl.name);
+                    self.settle_bindings_of(&decl.vhost, end).await;
                 }
                 Tapped::Applied(_, MetaCommand::DeleteQueue { vhost, name, group }) => {
                     self.remove(&vhost, &name, group).await;
+                    let end = Endpoint::Queue(&name);
+                    self.settle_bindings_of(&vhost, end).await;
                 }
                 Tapped::Applied(
                     _,
@@ -351,12 +322,12 @@ impl Replication {
                         origin,
                         vhost,
                         change,
+                        write,
                     },
                 ) => {
-                    let own = origin == self.node.node_id();
-                    if self.own_changes.applies(own, &vhost, &change) {
-                        let change = self.as_kept(&vhost, change).await;
-                        self.apply_topology(&vhost, &change);
+                    if self.own_changes.first_time(origin, write) {
+                        let own = origin == self.node.node_id();
+                        self.committed_topology(own, &vhost, change).await;
                     }
                 }
                 Tapped::Applied(index, MetaCommand::Access(_) | MetaCommand::AccessMerge(_)) => {
@@ -364,6 +335,7 @@ impl Replication {
                 }
                 Tapped::Applied(_, MetaCommand::NodeUp(_)) => {}
                 Tapped::Reset(index, state) => {
+                    self.own_changes.taken_in_as(&state);
                     self.access_reset(index, &state).await;
                     self.reconcile(&state, true).await;
                 }
@@ -548,253 +520,5 @@ impl Replication {
             vh.with(|m| m.replica_delete(name, open.queue_id));
         }
         self.node.close_queue_group(group).await;
-    }
-}
-
-/// One replicated queue on this node: its broker vhost and name.
-#[derive(Clone)]
-struct QueueFeed {
-    vhost: crate::broker::VHostHandle,
-    name: String,
-    /// The broker's id of the queue: a queue of that name declared again later is not
-    /// this one.
-    queue_id: u64,
-    me: u64,
-    /// The last log index applied to the broker's copy (checkout.rs: a member delivers
-    /// what the leader grants once its copy is as far as the leader's was).
-    fed: Arc<AtomicU64>,
-}
-
-/// The messages of the entry at `index` with their group ids.
-fn ids_of(index: u64, messages: &[Bytes]) -> Vec<(u64, &[u8])> {
-    messages
-        .iter()
-        .enumerate()
-        .map(|(k, msg)| (message_id(index, k), msg.as_ref()))
-        .collect()
-}
-
-/// A queue state's messages as (id, stored bytes, returns so far). The machine gives its
-/// tap a state with the bodies read from the log; one it could not find there (logged by
-/// the machine) is left out of the copy.
-fn messages_of(state: &QueueState) -> Vec<(u64, &[u8], u32)> {
-    state
-        .messages
-        .iter()
-        .filter_map(|(id, held)| Some((*id, held.message.as_deref()?, held.returns)))
-        .collect()
-}
-
-impl QueueFeed {
-    /// Feeds what the group applies into the broker's copy and follows its leadership,
-    /// until the group stops.
-    async fn follow(self, opened: OpenedQueue) {
-        let OpenedQueue {
-            group,
-            state,
-            applied,
-            mut tap,
-            bodies,
-            pinned,
-        } = opened;
-        self.rebuild(applied, &state, &bodies).await;
-        drop(state);
-        if let Err(e) = bodies.unpin(pinned).await {
-            tracing::warn!(queue = %self.name, "cluster: letting go of the bodies read: {e}");
-        }
-        let name = (self.name.as_str(), self.queue_id);
-        let mut metrics = group.raft.metrics();
-        let mut leading = false;
-        loop {
-            tokio::select! {
-                event = tap.recv() => match event {
-                    None => return,
-                    Some(Tapped::Applied(index, cmd)) => self.apply(index, cmd),
-                    Some(Tapped::Reset(index, state)) => self.reset(index, &state),
-                },
-                changed = metrics.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let now = {
-                        let m = metrics.borrow_and_update();
-                        m.state == ServerState::Leader && m.current_leader == Some(self.me)
-                    };
-                    if now != leading {
-                        leading = now;
-                        tracing::info!(queue = %self.name, leading, "cluster: queue leadership changed");
-                        self.vhost.with(|m| m.replica_leading(name, now));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Rebuilds the broker's copy from the group's state after log index `index` as the
-    /// group opens, the bodies read from its log (pinned there until this is done) about
-    /// `REBUILD_STEP` messages at a time, whole entries: a deep queue is never in memory
-    /// whole, and no entry is decoded twice.
-    async fn rebuild(&self, index: u64, state: &QueueState, bodies: &SnapshotBodies) {
-        let name = (self.name.as_str(), self.queue_id);
-        self.vhost.with(|m| m.replica_reset(name, &[]));
-        let ids: Vec<u64> = state.messages.keys().copied().collect();
-        let mut missing = 0;
-        for step in snapshot_bodies::steps(&ids, REBUILD_STEP) {
-            let found = bodies.read(step).await.unwrap_or_else(|e| {
-                tracing::error!(queue = %self.name, "cluster: reading bodies from the log: {e}");
-                Vec::new()
-            });
-            missing += step.len() - found.len();
-            let messages: Vec<(u64, &[u8], u32)> = found
-                .iter()
-                .map(|(id, body)| (*id, body.as_ref(), state.messages[id].returns))
-                .collect();
-            self.vhost.with(|m| m.replica_add(name, &messages));
-        }
-        if missing > 0 {
-            tracing::error!(queue = %self.name, missing, "cluster: messages whose bodies are not in the group's log");
-        }
-        self.vhost
-            .with(|_| self.fed.store(index, Ordering::Release));
-    }
-
-    /// Replaces the broker's copy with the group's state after log index `index` (a
-    /// snapshot installed from the leader, with its bodies).
-    fn reset(&self, index: u64, state: &QueueState) {
-        let name = (self.name.as_str(), self.queue_id);
-        let all = messages_of(state);
-        self.vhost.with(|m| {
-            m.replica_reset(name, &all);
-            self.fed.store(index, Ordering::Release);
-        });
-    }
-
-    /// Applies one committed command to the broker's copy and records its index, both
-    /// under the vhost's lock: a grant chosen under that lock never sees a state newer
-    /// than `fed` says (checkout.rs).
-    fn apply(&self, index: u64, cmd: QueueCommand) {
-        let name = (self.name.as_str(), self.queue_id);
-        self.vhost.with(|m| {
-            match &cmd {
-                QueueCommand::Enqueue { message } => {
-                    m.replica_enqueued(name, &[(message_id(index, 0), message.as_ref())])
-                }
-                QueueCommand::EnqueueBatch { messages } => {
-                    m.replica_enqueued(name, &ids_of(index, messages))
-                }
-                QueueCommand::Settle { id } => m.replica_settled(name, &[*id]),
-                QueueCommand::SettleBatch { ids } => m.replica_settled(name, ids),
-                QueueCommand::Return { id } => m.replica_returned(name, &[*id]),
-                QueueCommand::ReturnBatch { ids } => m.replica_returned(name, ids),
-                QueueCommand::Round {
-                    messages,
-                    returned,
-                    settled,
-                } => {
-                    // In the order the group applied them.
-                    if !messages.is_empty() {
-                        m.replica_enqueued(name, &ids_of(index, messages));
-                    }
-                    if !returned.is_empty() {
-                        m.replica_returned(name, returned);
-                    }
-                    if !settled.is_empty() {
-                        m.replica_settled(name, settled);
-                    }
-                }
-            }
-            self.fed.store(index, Ordering::Release);
-        });
-    }
-
-    /// Writes what is published and settled on this node to the group, one batch at a
-    /// time (what arrives meanwhile makes the next batch), until the queue is gone.
-    async fn write(
-        self,
-        group: Arc<GroupTarget>,
-        wake: Arc<tokio::sync::Notify>,
-        tickets: Arc<ReplicaTickets>,
-    ) {
-        let deadline = Duration::from_secs(10);
-        loop {
-            wake.notified().await;
-            loop {
-                let Some(ReplicaWork {
-                    published,
-                    settled,
-                    returned,
-                }) = self
-                    .vhost
-                    .with(|m| m.replica_work((&self.name, self.queue_id)))
-                else {
-                    return; // The queue is gone.
-                };
-                if published.is_empty() && settled.is_empty() && returned.is_empty() {
-                    break;
-                }
-                // The returns and settles ride with the last run of publishes (or go
-                // alone): one entry and one commit round for the lot.
-                let runs: Vec<&[(Bytes, u64)]> = batches(&published, |(b, _)| b.len()).collect();
-                let mut riders = Some((returned, settled));
-                for (i, chunk) in runs.iter().enumerate() {
-                    let messages: Vec<Bytes> = chunk.iter().map(|(b, _)| b.clone()).collect();
-                    let cmd = match riders.take_if(|_| i + 1 == runs.len()) {
-                        Some((returned, settled)) => round(messages, returned, settled),
-                        None => QueueCommand::EnqueueBatch { messages },
-                    };
-                    let written = group.write(cmd, deadline).await;
-                    if let Err(e) = &written {
-                        // Settles riding along stay in the group too: delivered again
-                        // (at least once).
-                        tracing::warn!(queue = %self.name, "cluster: publishes not committed: {e}");
-                    }
-                    for (_, t) in *chunk {
-                        tickets.complete(*t, written.is_ok());
-                    }
-                }
-                if let Some((returned, settled)) = riders {
-                    let cmd = round(Vec::new(), returned, settled);
-                    if let Err(e) = group.write(cmd, deadline).await {
-                        // The messages stay in the group: delivered again (at least once).
-                        tracing::warn!(queue = %self.name, "cluster: settles and returns not committed: {e}");
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// One writer round as a command: `EnqueueBatch` when nothing rides with the messages.
-fn round(messages: Vec<Bytes>, returned: Vec<u64>, settled: Vec<u64>) -> QueueCommand {
-    if returned.is_empty() && settled.is_empty() {
-        QueueCommand::EnqueueBatch { messages }
-    } else {
-        QueueCommand::Round {
-            messages,
-            returned,
-            settled,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_hold_to_count_and_bytes_and_keep_order() {
-        let sizes = |runs: Vec<&[usize]>| runs.iter().map(|r| r.len()).collect::<Vec<_>>();
-        // 1 MiB messages: four to an entry.
-        let big = vec![1 << 20; 10];
-        assert_eq!(sizes(batches(&big, |m| *m).collect()), [4, 4, 2]);
-        // A message larger than an entry's bytes goes alone.
-        let huge = [100, 80 << 20, 100];
-        assert_eq!(sizes(batches(&huge, |m| *m).collect()), [1, 1, 1]);
-        // Small ones: the count bounds it.
-        let small: Vec<usize> = (0..5000).collect();
-        let runs: Vec<&[usize]> = batches(&small, |_| 16).collect();
-        assert_eq!(sizes(runs.clone()), [4096, 904]);
-        assert!(runs.concat() == small, "in order, none lost");
-        assert_eq!(batches(&[] as &[usize], |m| *m).count(), 0);
     }
 }

@@ -271,11 +271,7 @@ fn fault(round: u64, rng: &mut Rng) -> Fault {
     }
 }
 
-// Not in the default run yet: in about one run in three it still ends with an
-// exchange-to-exchange binding on one node only (being worked on; `cargo test --release
-// --test cluster cluster_metadata_storm -- --ignored` runs it).
 #[test]
-#[ignore = "finds a binding left on one node in about one run in three; see the comment"]
 fn a_declare_and_delete_storm_under_faults_ends_with_every_node_agreeing() {
     let rounds = env_or("WARREN_STORM_ROUNDS", 6);
     let seed = Rng::seed("WARREN_STORM_SEED");

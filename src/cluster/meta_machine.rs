@@ -66,6 +66,9 @@ pub enum MetaCommand {
         origin: NodeId,
         vhost: String,
         change: TopologyChange,
+        /// Which of its node's writes this is (none in entries older than the field).
+        #[serde(default)]
+        write: Option<WriteId>,
     },
     /// Changes to the access database made through a node: refused whole if the result
     /// does not hold together (`access_change::checked`).
@@ -73,6 +76,39 @@ pub enum MetaCommand {
     /// What a node brings into the cluster's access database: every record of it whose
     /// key the cluster does not have (the first node's makes the database).
     AccessMerge(AccessData),
+}
+
+/// Which write of which start of its node a topology change is. A write whose answer
+/// was lost (its leader stepped down, the link to it broke) is sent again and may then be
+/// committed twice; the second entry is left out, or it would undo what came between
+/// (another node's unbinding, its own node's next change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteId {
+    /// Its node's `started_at` (a node's writes are numbered from 1 at every start).
+    pub started_at: u64,
+    pub seq: u64,
+}
+
+/// The last topology write taken in from each node. A node's writes go one after another
+/// (the next once the last is committed), so a write numbered at most its node's last of
+/// the same start is one committed already.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastWrites(BTreeMap<NodeId, WriteId>);
+
+impl LastWrites {
+    /// Whether write `write` of node `origin` is new, noting it if so.
+    pub fn first_time(&mut self, origin: NodeId, write: Option<WriteId>) -> bool {
+        let Some(write) = write else {
+            return true;
+        };
+        match self.0.get(&origin) {
+            Some(last) if last.started_at == write.started_at && write.seq <= last.seq => false,
+            _ => {
+                self.0.insert(origin, write);
+                true
+            }
+        }
+    }
 }
 
 /// What applying a metadata command answered.
@@ -118,6 +154,9 @@ pub struct MetaState {
     /// The access database; `None` until the first node has brought its own.
     #[serde(default)]
     pub access: Option<AccessData>,
+    /// The last topology write of each node taken in.
+    #[serde(default)]
+    pub last_writes: LastWrites,
 }
 
 impl MetaState {
@@ -150,6 +189,12 @@ impl MetaState {
         self.bindings.get(vhost).is_some_and(|b| b.contains(def))
     }
 
+    /// The bindings of `vhost` that end at `end`.
+    pub fn bindings_of(&self, vhost: &str, end: Endpoint) -> Vec<BindingDef> {
+        let bindings = self.bindings.get(vhost).into_iter().flatten();
+        bindings.filter(|b| end.holds(b)).cloned().collect()
+    }
+
     /// Whether binding `def` joins things `vhost` has: its source exchange, and its
     /// destination exchange or quorum queue (a predeclared exchange is always there).
     fn binds(&self, vhost: &str, def: &BindingDef) -> bool {
@@ -180,9 +225,7 @@ impl MetaState {
                 if let Some(exchanges) = self.exchanges.get_mut(vhost) {
                     exchanges.remove(name);
                 }
-                self.unbind_all(vhost, |b| {
-                    b.source == *name || (b.to_exchange && b.destination == *name)
-                });
+                self.unbind_all(vhost, |b| Endpoint::Exchange(name).holds(b));
             }
             TopologyChange::Bound(def) => {
                 // A binding made on a node that had not yet applied the deletion of its
@@ -241,12 +284,19 @@ impl Replicated<MetaRaft> for MetaState {
             MetaCommand::DeleteQueue { vhost, name, group } => {
                 if self.queue_group(vhost, name) == Some(*group) {
                     self.queues.remove(group);
-                    self.unbind_all(vhost, |b| !b.to_exchange && b.destination == *name);
+                    self.unbind_all(vhost, |b| Endpoint::Queue(name).holds(b));
                 }
                 MetaResponse::Done
             }
-            MetaCommand::Topology { vhost, change, .. } => {
-                self.change_topology(vhost, change);
+            MetaCommand::Topology {
+                origin,
+                vhost,
+                change,
+                write,
+            } => {
+                if self.last_writes.first_time(*origin, *write) {
+                    self.change_topology(vhost, change);
+                }
                 MetaResponse::Done
             }
             MetaCommand::Access(changes) => {
@@ -268,6 +318,26 @@ impl Replicated<MetaRaft> for MetaState {
 
 /// The metadata group's state machine.
 pub type MetaMachine = Machine<MetaState>;
+
+/// What bindings end at: an exchange (the bindings from it and to it) or a quorum queue
+/// (the bindings to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint<'a> {
+    Exchange(&'a str),
+    Queue(&'a str),
+}
+
+impl Endpoint<'_> {
+    /// Whether binding `b` ends here.
+    pub fn holds(self, b: &BindingDef) -> bool {
+        match self {
+            Endpoint::Exchange(name) => {
+                b.source == name || (b.to_exchange && b.destination == name)
+            }
+            Endpoint::Queue(name) => !b.to_exchange && b.destination == name,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -299,8 +369,38 @@ mod tests {
             origin: 1,
             vhost: "/".into(),
             change,
+            write: None,
         };
         assert_eq!(state.apply(index, &cmd), MetaResponse::Done);
+    }
+
+    #[test]
+    fn a_write_committed_twice_is_taken_in_once() {
+        let mut s = MetaState::default();
+        let write = |origin, started_at, seq, change| MetaCommand::Topology {
+            origin,
+            vhost: "/".into(),
+            change,
+            write: Some(WriteId { started_at, seq }),
+        };
+        let exchanges = |s: &MetaState| s.exchanges.get("/").map_or(0, |e| e.len());
+        s.apply(1, &write(1, 100, 1, exchange("x", "direct")));
+        s.apply(2, &write(2, 200, 1, TopologyChange::Deleted("x".into())));
+        assert_eq!(exchanges(&s), 0);
+        // Node 1's first write again (its answer was lost): not taken in, x stays deleted.
+        s.apply(3, &write(1, 100, 1, exchange("x", "direct")));
+        assert_eq!(exchanges(&s), 0);
+        // Its next write, and the first of its next start, are.
+        s.apply(4, &write(1, 100, 2, exchange("x", "direct")));
+        assert_eq!(exchanges(&s), 1);
+        s.apply(5, &write(1, 100, 2, TopologyChange::Deleted("x".into())));
+        assert_eq!(exchanges(&s), 1);
+        s.apply(6, &write(1, 300, 1, TopologyChange::Deleted("x".into())));
+        assert_eq!(exchanges(&s), 0);
+        // An entry from before write numbers is always taken in.
+        apply(&mut s, 7, exchange("x", "direct"));
+        apply(&mut s, 8, exchange("y", "direct"));
+        assert_eq!(exchanges(&s), 2);
     }
 
     #[test]

@@ -78,6 +78,18 @@ impl ClusterNode {
             .await
     }
 
+    /// The bindings of `vhost` that end at `end`, in the metadata group's state as this
+    /// node has applied it so far.
+    pub async fn meta_bindings_of(
+        &self,
+        vhost: &str,
+        end: super::meta_machine::Endpoint<'_>,
+    ) -> Vec<crate::broker::replicated_topology::BindingDef> {
+        self.meta_machine
+            .inspect(|s| s.state.bindings_of(vhost, end))
+            .await
+    }
+
     /// The access database as this node has applied it.
     pub async fn meta_access(&self) -> Option<crate::broker::access_db::AccessData> {
         self.meta_machine.inspect(|s| s.state.access.clone()).await

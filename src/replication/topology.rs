@@ -18,18 +18,19 @@
 //! starts again it follows the group until its own `NodeUp` entry of this start is
 //! applied (`CatchUp`): every entry before it is then applied here, so an exchange or
 //! binding it has and the group's state has not can only be one of its own changes that
-//! never got there (`lost_changes`), and it sends it again, as it would have had it
+//! never got there (`only_here`), and it sends it again, as it would have had it
 //! lived. A deletion of its own that got lost is not sent again: the group's exchange of
 //! that name may be a later declaration through another node, and the node takes the
 //! group's state back instead (`reconcile` at the start).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::broker::replicated::QueueReplication;
-use crate::broker::replicated_topology::TopologyChange;
+use crate::broker::replicated_topology::{BindingDef, TopologyChange};
 use crate::cluster::machine::{Replicated, Tapped};
-use crate::cluster::meta_machine::{MetaCommand, MetaState};
+use crate::cluster::meta_machine::{Endpoint, LastWrites, MetaCommand, MetaState, WriteId};
 
 use super::Replication;
 
@@ -38,6 +39,10 @@ use super::Replication;
 #[derive(Default)]
 pub(super) struct OwnChanges {
     waiting: Mutex<HashMap<(String, String), u32>>,
+    /// The number of this node's last write in this start.
+    last_written: AtomicU64,
+    /// Every node's last write taken in here, as the group's state has it.
+    taken_in: Mutex<LastWrites>,
 }
 
 /// What a change is about: an exchange (declared, deleted), or one binding.
@@ -53,8 +58,8 @@ fn subject(change: &TopologyChange) -> String {
 }
 
 impl OwnChanges {
-    /// This node wrote `change`.
-    pub(super) fn written(&self, vhost: &str, change: &TopologyChange) {
+    /// This node, started at `started_at`, writes `change`: which write it is.
+    pub(super) fn written(&self, vhost: &str, change: &TopologyChange, started_at: u64) -> WriteId {
         let key = (vhost.to_string(), subject(change));
         *self
             .waiting
@@ -62,6 +67,20 @@ impl OwnChanges {
             .expect("own changes")
             .entry(key)
             .or_insert(0) += 1;
+        let seq = self.last_written.fetch_add(1, Ordering::Relaxed) + 1;
+        WriteId { started_at, seq }
+    }
+
+    /// Whether a committed write is new (not one committed before: see `WriteId`). Asked
+    /// of every topology entry in the log's order, as the group's state does.
+    pub(super) fn first_time(&self, origin: u64, write: Option<WriteId>) -> bool {
+        let mut taken_in = self.taken_in.lock().expect("writes taken in");
+        taken_in.first_time(origin, write)
+    }
+
+    /// The group's state, as of the entries from which on `first_time` is asked.
+    pub(super) fn taken_in_as(&self, state: &MetaState) {
+        *self.taken_in.lock().expect("writes taken in") = state.last_writes.clone();
     }
 
     /// This node's `change` will not come back (its write was given up), or came back.
@@ -93,30 +112,15 @@ impl OwnChanges {
     }
 }
 
-/// What takes away the exchanges and bindings of `here` that `wanted` does not have:
-/// unbindings first, then deletions (exchanges compare by name: a node's own exchange of
-/// a name another node declared first stays).
+/// What takes away the exchanges and bindings of `here` that `wanted` does not have
+/// (`only_here`): unbindings first, then deletions.
 pub(super) fn stale(here: Vec<TopologyChange>, wanted: &[TopologyChange]) -> Vec<TopologyChange> {
-    let mut exchanges = std::collections::BTreeSet::new();
-    let mut bindings = std::collections::BTreeSet::new();
-    for w in wanted {
-        match w {
-            TopologyChange::Declared(d) => exchanges.insert(d.name.as_str()),
-            TopologyChange::Bound(b) => bindings.insert(b),
-            _ => false,
-        };
-    }
-    let mut unbind = Vec::new();
-    let mut delete = Vec::new();
-    for change in here {
+    let (mut unbind, mut delete) = (Vec::new(), Vec::new());
+    for change in only_here(here, wanted) {
         match change {
-            TopologyChange::Bound(b) if !bindings.contains(&b) => {
-                unbind.push(TopologyChange::Unbound(b))
-            }
-            TopologyChange::Declared(d) if !exchanges.contains(d.name.as_str()) => {
-                delete.push(TopologyChange::Deleted(d.name))
-            }
-            _ => {}
+            TopologyChange::Bound(b) => unbind.push(TopologyChange::Unbound(b)),
+            TopologyChange::Declared(d) => delete.push(TopologyChange::Deleted(d.name)),
+            TopologyChange::Unbound(_) | TopologyChange::Deleted(_) => {}
         }
     }
     unbind.extend(delete);
@@ -124,8 +128,9 @@ pub(super) fn stale(here: Vec<TopologyChange>, wanted: &[TopologyChange]) -> Vec
 }
 
 /// The exchanges and bindings of `here` that `cluster` (the group's topology of the same
-/// vhost) does not have: exchanges compared by name, bindings whole.
-pub(super) fn lost_changes(
+/// vhost) does not have: exchanges compared by name (a node's own exchange of a name
+/// another node declared first stays), bindings whole.
+pub(super) fn only_here(
     here: Vec<TopologyChange>,
     cluster: &[TopologyChange],
 ) -> Vec<TopologyChange> {
@@ -145,6 +150,29 @@ pub(super) fn lost_changes(
             _ => false,
         })
         .collect()
+}
+
+/// What makes the bindings that end at `end` in `here` (a vhost's replicated topology on
+/// this node) the group's `group` bindings of it: unbindings, then bindings.
+pub(super) fn bindings_to_settle(
+    here: Vec<TopologyChange>,
+    group: Vec<BindingDef>,
+    end: Endpoint,
+) -> Vec<TopologyChange> {
+    let here: BTreeSet<BindingDef> = here
+        .into_iter()
+        .filter_map(|change| match change {
+            TopologyChange::Bound(b) if end.holds(&b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    let group: BTreeSet<BindingDef> = group.into_iter().collect();
+    let unbind = here
+        .difference(&group)
+        .cloned()
+        .map(TopologyChange::Unbound);
+    let bind = group.difference(&here).cloned().map(TopologyChange::Bound);
+    unbind.chain(bind).collect()
 }
 
 /// What the entries applied while this node started (before the bridge followed the
@@ -257,6 +285,51 @@ impl Replication {
         }
     }
 
+    /// Takes in a committed exchange or binding change, written by this node (`own`) or
+    /// another.
+    pub(super) async fn committed_topology(&self, own: bool, vhost: &str, change: TopologyChange) {
+        let exchange = match &change {
+            TopologyChange::Declared(def) => Some(def.name.clone()),
+            TopologyChange::Deleted(name) => Some(name.clone()),
+            TopologyChange::Bound(_) | TopologyChange::Unbound(_) => None,
+        };
+        if self.own_changes.applies(own, vhost, &change) {
+            let change = self.as_kept(vhost, change).await;
+            self.apply_topology(vhost, &change);
+        }
+        if let Some(name) = exchange {
+            self.settle_bindings_of(vhost, Endpoint::Exchange(&name))
+                .await;
+        }
+    }
+
+    /// After an entry that declared or deleted an exchange or a quorum queue (`end`),
+    /// applied here or left out for a change of this node's own still to come: makes the
+    /// bindings that end there the group's, but for those a change of this node's own is
+    /// on its way for. A deletion left out would otherwise leave here the bindings it took
+    /// away in the group (another node's binding to the old exchange or queue, applied
+    /// here to this node's new one of that name). The group's state may be a few entries
+    /// past this one: what it says then, a later entry says again.
+    pub(super) async fn settle_bindings_of(&self, vhost: &str, end: Endpoint<'_>) {
+        let group = self.node.meta_bindings_of(vhost, end).await;
+        let Some(vh) = self.broker.vhost(vhost) else {
+            return;
+        };
+        // Under the vhost's lock: a client's change and its note in `own_changes` are
+        // made together under it.
+        vh.with(|m| {
+            for change in bindings_to_settle(m.replicated_topology(), group, end) {
+                if self.own_changes.pending(vhost, &change) {
+                    continue;
+                }
+                tracing::debug!(vhost, "cluster: {change:?} to match the group");
+                if let Err(e) = m.apply_topology(&change) {
+                    tracing::debug!(vhost, "cluster: {change:?} not applied here: {e}");
+                }
+            }
+        });
+    }
+
     /// Applies an exchange or binding change the metadata group committed. What does not
     /// apply here (an inequivalent exchange of that name, a missing source or
     /// destination) is logged and left: the first declaration of a name holds.
@@ -309,7 +382,7 @@ impl Replication {
             // are made together under it.
             vh.with(|m| {
                 let wanted = state.topology(&vhost);
-                for change in lost_changes(m.replicated_topology(), &wanted) {
+                for change in only_here(m.replicated_topology(), &wanted) {
                     if !self.own_changes.pending(&vhost, &change) {
                         self.topology(&vhost, change);
                         sent += 1;
@@ -329,7 +402,7 @@ impl Replication {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::replicated_topology::{BindingDef, ExchangeDef};
+    use crate::broker::replicated_topology::ExchangeDef;
 
     fn deleted(name: &str) -> TopologyChange {
         TopologyChange::Deleted(name.into())
@@ -354,6 +427,42 @@ mod tests {
             routing_key: String::new(),
             arguments: vec![0, 0, 0, 0],
         }
+    }
+
+    #[test]
+    fn an_exchanges_bindings_are_settled_to_the_groups() {
+        let to_exchange = |source: &str, destination: &str| BindingDef {
+            to_exchange: true,
+            ..binding(source, destination)
+        };
+        let here = vec![
+            declared("x"),
+            TopologyChange::Bound(binding("x", "q")),
+            TopologyChange::Bound(to_exchange("y", "x")),
+            TopologyChange::Bound(to_exchange("x", "x")),
+            // Neither from x nor to it: left alone.
+            TopologyChange::Bound(binding("y", "x")),
+            TopologyChange::Bound(binding("y", "q")),
+        ];
+        let group = vec![binding("x", "q"), binding("x", "r")];
+        assert_eq!(
+            bindings_to_settle(here, group, Endpoint::Exchange("x")),
+            vec![
+                TopologyChange::Unbound(to_exchange("x", "x")),
+                TopologyChange::Unbound(to_exchange("y", "x")),
+                TopologyChange::Bound(binding("x", "r")),
+            ]
+        );
+        // A quorum queue's: the bindings to it.
+        let here = vec![
+            TopologyChange::Bound(binding("x", "q")),
+            TopologyChange::Bound(binding("y", "q")),
+            TopologyChange::Bound(to_exchange("x", "q")),
+        ];
+        assert_eq!(
+            bindings_to_settle(here, vec![binding("y", "q")], Endpoint::Queue("q")),
+            vec![TopologyChange::Unbound(binding("x", "q"))]
+        );
     }
 
     #[test]
@@ -385,8 +494,9 @@ mod tests {
     fn a_change_waits_for_this_nodes_later_changes_to_the_same_exchange() {
         let own = OwnChanges::default();
         // Deleted and declared again here: the deletion's entry must not apply.
-        own.written("/", &deleted("x"));
-        own.written("/", &deleted("x"));
+        let first = own.written("/", &deleted("x"), 7);
+        let second = own.written("/", &deleted("x"), 7);
+        assert_eq!((first.seq, second.seq, second.started_at), (1, 2, 7));
         assert!(!own.applies(true, "/", &deleted("x")));
         assert!(
             !own.applies(false, "/", &deleted("x")),
@@ -400,13 +510,13 @@ mod tests {
         assert!(own.applies(false, "/", &deleted("y")));
         assert!(own.applies(false, "other", &deleted("x")));
         // A write given up counts no more.
-        own.written("/", &deleted("z"));
+        own.written("/", &deleted("z"), 7);
         own.done("/", &deleted("z"));
         assert!(own.applies(false, "/", &deleted("z")));
     }
 
     #[test]
-    fn lost_changes_are_what_this_node_has_and_the_group_has_not() {
+    fn only_here_is_what_this_node_has_and_the_group_has_not() {
         let mut other_kind = declared("kept");
         if let TopologyChange::Declared(d) = &mut other_kind {
             d.kind = "direct".into();
@@ -424,7 +534,7 @@ mod tests {
             TopologyChange::Bound(binding("kept", "q3")),
         ];
         assert_eq!(
-            lost_changes(here, &cluster),
+            only_here(here, &cluster),
             vec![
                 declared("made-here"),
                 TopologyChange::Bound(binding("kept", "q2")),
@@ -441,6 +551,7 @@ mod tests {
                     origin: 2,
                     vhost: "/".into(),
                     change,
+                    write: None,
                 },
             )
         };
