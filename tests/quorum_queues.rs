@@ -3,7 +3,8 @@
 //! `x-delivery-limit` ending in a dead-letter queue with reason `delivery_limit`, the
 //! management API's `type`, a channel-wide prefetch refused (540), and across a kill -9:
 //! transient messages kept (a classic queue beside it loses its own) and a delivery that
-//! was out counted as a return. The protocol answers themselves (declare rules, errors,
+//! was out counted as a return; at-least-once dead letters that route nowhere kept until
+//! they do. The protocol answers themselves (declare rules, errors,
 //! counts, flags, the header's value) are compared with RabbitMQ's recording in
 //! `tests/fidelity` (`quorum/*`).
 
@@ -15,10 +16,10 @@ use std::process::Stdio;
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::BasicProperties;
+use lapin::{BasicProperties, ExchangeKind};
 
 fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
     let mut t = FieldTable::default();
@@ -225,6 +226,130 @@ async fn delivery_count_grows_per_return_and_the_limit_dead_letters() {
     assert_eq!(json["leader"], node, "{json}");
     assert_eq!(json["members"], serde_json::json!([node]), "{json}");
     assert_eq!(json["online"], serde_json::json!([node]), "{json}");
+}
+
+/// Under `x-dead-letter-strategy: at-least-once` with `x-overflow: reject-publish`, a dead
+/// letter that routes nowhere (its exchange missing, then binding nothing) stays in the
+/// quorum queue, neither ready nor dropped, and goes once a queue is bound (Warren tries
+/// again every 5 s; RabbitMQ's dead-letter worker every 180 s by default). With
+/// `drop-head` RabbitMQ falls back to at-most-once: the dead letter is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_dead_letters_that_route_nowhere_wait_for_a_route() {
+    let b = common::start().await;
+    let conn = common::lapin_connect(&b).await;
+    let ch = conn.create_channel().await.unwrap();
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    let unix_seconds = || {
+        let since = std::time::UNIX_EPOCH.elapsed().unwrap();
+        since.as_secs()
+    };
+    let rejected_at = unix_seconds();
+    for (queue, overflow) in [("kept", "reject-publish"), ("dropped", "drop-head")] {
+        let args = quorum_args(&[
+            ("x-dead-letter-exchange", text("dlx")),
+            ("x-dead-letter-strategy", text("at-least-once")),
+            ("x-overflow", text(overflow)),
+        ]);
+        ch.queue_declare(queue.into(), durable(), args)
+            .await
+            .unwrap();
+        let props = BasicProperties::default().with_delivery_mode(2);
+        ch.basic_publish(
+            "".into(),
+            queue.into(),
+            Default::default(),
+            queue.as_bytes(),
+            props,
+        )
+        .await
+        .unwrap();
+        let m = get(&ch, queue).await.expect("published");
+        ch.basic_reject(m.delivery.delivery_tag, Default::default())
+            .await
+            .unwrap();
+    }
+    // A consumer of the queue never gets the dead letter it keeps.
+    let mut consumer = ch
+        .basic_consume(
+            "kept".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // Past a retry with the exchange missing.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let ready = ch
+        .queue_declare(
+            "kept".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..durable()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ready.message_count(), 0, "kept, not ready");
+    // The management API counts it in `messages` and `messages_dlx`, as RabbitMQ does.
+    let body = http_get(b.http_addr.unwrap(), "/api/queues/%2F/kept");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let counts = ["messages", "messages_ready", "messages_dlx"].map(|k| json[k].as_u64());
+    assert_eq!(counts, [Some(1), Some(0), Some(1)], "{json}");
+    let kinds = ExchangeKind::Fanout;
+    let options = ExchangeDeclareOptions::default();
+    ch.exchange_declare("dlx".into(), kinds, options, FieldTable::default())
+        .await
+        .unwrap();
+    ch.queue_declare("dlq".into(), durable(), FieldTable::default())
+        .await
+        .unwrap();
+    let bind = QueueBindOptions::default();
+    ch.queue_bind(
+        "dlq".into(),
+        "dlx".into(),
+        "".into(),
+        bind,
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut dead = None;
+    for _ in 0..60 {
+        dead = get(&ch, "dlq").await;
+        if dead.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let dead = dead.expect("the kept dead letter goes once dlx routes it");
+    assert_eq!(&dead.delivery.data[..], b"kept");
+    let Some(AMQPValue::FieldArray(deaths)) = header(&dead.delivery.properties, "x-death") else {
+        panic!("no x-death: {:?}", dead.delivery.properties);
+    };
+    let AMQPValue::FieldTable(death) = &deaths.as_slice()[0] else {
+        panic!("x-death entry is not a table");
+    };
+    assert_eq!(death.inner().get("reason"), Some(&text("rejected")));
+    assert_eq!(death.inner().get("queue"), Some(&text("kept")));
+    // The time it died, not the time it went (6 s later at least).
+    let Some(AMQPValue::Timestamp(died)) = death.inner().get("time") else {
+        panic!("no time in {death:?}");
+    };
+    assert!(
+        *died <= rejected_at + 1,
+        "died {died}, rejected at {rejected_at}"
+    );
+    // The one under drop-head was dropped: nothing more comes, and its queue is empty.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert!(
+        get(&ch, "dlq").await.is_none(),
+        "dropped at once (at-most-once)"
+    );
+    assert!(get(&ch, "dropped").await.is_none());
+    let early = futures_lite::future::poll_once(consumer.next()).await;
+    assert!(early.is_none(), "the consumer got {early:?}");
 }
 
 #[tokio::test]

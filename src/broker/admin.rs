@@ -169,6 +169,9 @@ pub struct QueueSnapshot {
     pub effective_policy: serde_json::Map<String, serde_json::Value>,
     pub ready: u64,
     pub unacked: u64,
+    /// Dead-lettered messages still in the queue: waiting for their copies to be durable,
+    /// or (at-least-once) for a route.
+    pub dead_lettered: u64,
     pub consumers: usize,
     /// Consumers holding the queue: the exclusive one, or the active single consumer.
     pub exclusive_consumer_tag: Option<Arc<str>>,
@@ -307,6 +310,7 @@ impl VHost {
             effective_policy: self.policies.effective_definition(Target::Queue, &q.name),
             ready: q.ready(),
             unacked: q.unacked,
+            dead_lettered: q.dead_lettering.len() as u64,
             consumers: q.consumers.len(),
             exclusive_consumer_tag: q
                 .consumers

@@ -10,6 +10,13 @@
 //! dead letter may be duplicated, never lost. That is RabbitMQ's `x-dead-letter-strategy:
 //! at-least-once`, here whatever the strategy says (RabbitMQ's `at-most-once` lets go of
 //! the original first).
+//!
+//! A dead letter that routes to no queue is dropped, as RabbitMQ drops it, except from a
+//! quorum queue under at-least-once (with `x-overflow: reject-publish`, as RabbitMQ
+//! requires): that one stays in its queue, neither ready nor dropped, and is published
+//! again every few seconds until it routes (`retry_unroutable`; RabbitMQ's dead-letter
+//! worker tries every 180 s). Only in memory: after a restart it is ready again, and
+//! dead-lettered again if rejected again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,6 +63,9 @@ pub(super) struct DeadLetter {
     pub seq: Option<u64>,
     pub payload: Bytes,
     pub reason: DeathReason,
+    /// When it died, milliseconds since the epoch, if not now (a dead letter kept until
+    /// it routes keeps the time of its death in `x-death`, as RabbitMQ's does).
+    pub died_at: Option<u64>,
 }
 
 /// One `x-death` entry's facts.
@@ -184,6 +194,26 @@ pub fn encode_table(t: &FieldTable) -> Vec<u8> {
     .unwrap_or_else(|_| vec![0, 0, 0, 0])
 }
 
+/// What publishing a dead letter's copies came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Republished {
+    /// Nothing to publish: the queue has no dead-letter exchange, or the message is
+    /// unreadable.
+    Dropped,
+    /// Routed to no queue (its dead-letter exchange does not exist, binds nothing that
+    /// matches, or only back into a cycle).
+    Nowhere,
+    /// Copies published: the sync covering them and the commit of those in replicated
+    /// queues.
+    Copies(Ticket, u64),
+}
+
+/// Between two attempts to publish the dead letters routed nowhere that a queue keeps.
+const UNROUTABLE_RETRY_MS: u64 = 5_000;
+/// Dead letters routed nowhere tried in one attempt (the rest in the next, at once if
+/// some of these went).
+const UNROUTABLE_RETRY_BATCH: usize = 1024;
+
 /// A dead letter whose copies could not be made durable goes back to its queue: ready
 /// here and, on a member that does not lead a quorum queue, to the leader, which held it
 /// for this node (a return through the group).
@@ -215,18 +245,26 @@ impl VHost {
         }
         self.draining_dead = true;
         while let Some(dl) = self.pending_dead.pop_front() {
-            let ticket = self.republish_dead(&dl);
+            let copies = self.republish_dead(&dl);
             if let Some(seq) = dl.seq {
-                self.release_dead(&dl.queue, dl.queue_id, seq, ticket);
+                self.release_dead(&dl, seq, copies);
             }
         }
         self.draining_dead = false;
     }
 
-    /// Publishes a dead letter's copies; returns the sync covering them and the commit of
-    /// those in replicated queues (`None` if the message goes nowhere: no dead-letter
-    /// exchange, or it does not exist).
-    fn republish_dead(&mut self, dl: &DeadLetter) -> Option<(Ticket, u64)> {
+    /// Publishes a dead letter's copies.
+    fn republish_dead(&mut self, dl: &DeadLetter) -> Republished {
+        match self.copy_dead(dl) {
+            None => Republished::Dropped,
+            Some(None) => Republished::Nowhere,
+            Some(Some((sync, committed))) => Republished::Copies(sync, committed),
+        }
+    }
+
+    /// `republish_dead`'s work: `None` if there is nothing to publish, `Some(None)` if it
+    /// routes to no queue.
+    fn copy_dead(&mut self, dl: &DeadLetter) -> Option<Option<(Ticket, u64)>> {
         let q = self.queues.get(&dl.queue).filter(|q| q.id == dl.queue_id)?;
         let dlx = q.features.dead_letter_exchange.clone()?;
         let dlrk = q.features.dead_letter_routing_key.clone();
@@ -254,7 +292,7 @@ impl VHost {
                 exchange: &String::from_utf8_lossy(m.exchange),
                 routing_keys: &routing_keys,
                 expiration: props.expiration,
-                time: now / 1000,
+                time: dl.died_at.unwrap_or(now) / 1000,
             },
         );
         if dlrk.is_some() {
@@ -274,8 +312,12 @@ impl VHost {
         )?;
         let routing_key: &str = dlrk.as_deref().unwrap_or(&original_key);
         let mut targets = Vec::new();
-        self.route_unchecked(&dlx, routing_key, Some(&headers_raw), &mut targets)
-            .ok()?;
+        if self
+            .route_unchecked(&dlx, routing_key, Some(&headers_raw), &mut targets)
+            .is_err()
+        {
+            return Some(None); // The dead-letter exchange does not exist.
+        }
         if dl.reason != DeathReason::Rejected {
             if let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") {
                 let deaths: &FieldArray = deaths;
@@ -297,6 +339,9 @@ impl VHost {
             body_len: m.body.len() as u64,
             persistent: props.persistent(),
         };
+        if targets.is_empty() {
+            return Some(None);
+        }
         let (mut ticket, mut committed) = (Ticket::DONE, 0);
         for target in targets {
             if let Ok((t, c)) = self.store_one(&target, &incoming, now) {
@@ -304,27 +349,51 @@ impl VHost {
                 committed = self.replication.tickets.join(committed, c);
             }
         }
-        Some((ticket, committed))
+        Some(Some((ticket, committed)))
     }
 
     /// The original of a dead letter: acked now if its copies need no sync nor commit (or
-    /// there are none), else once they are durable (`settle_dead_lettering`).
-    fn release_dead(&mut self, queue: &str, id: u64, seq: u64, copies: Option<(Ticket, u64)>) {
-        let Some(q) = self.queues.get_mut(queue).filter(|q| q.id == id) else {
+    /// there are none), else once they are durable (`settle_dead_lettering`). One routed
+    /// nowhere by a quorum queue under at-least-once dead-lettering is kept, and published
+    /// again later (`retry_unroutable`), as RabbitMQ's dead-letter worker does.
+    fn release_dead(&mut self, dl: &DeadLetter, seq: u64, copies: Republished) {
+        let Some(q) = self
+            .queues
+            .get_mut(&dl.queue)
+            .filter(|q| q.id == dl.queue_id)
+        else {
             return;
         };
         let Some(i) = q.dead_lettering.iter().position(|d| d.seq == seq) else {
             return;
         };
+        let keep = q.quorum.is_some() && q.features.dead_letter_at_least_once;
+        let now = now_millis();
         match copies {
-            Some((sync, committed)) if sync != Ticket::DONE || committed != 0 => {
+            Republished::Copies(sync, committed) if sync != Ticket::DONE || committed != 0 => {
                 q.dead_lettering[i] = Dying {
                     sync,
                     committed,
                     seq,
+                    unroutable: None,
                 };
                 let name = q.name.clone();
-                self.schedule(&name, now_millis());
+                self.schedule(&name, now);
+            }
+            Republished::Nowhere if keep => {
+                q.dead_lettering[i] = Dying {
+                    sync: Ticket::DONE,
+                    committed: 0,
+                    seq,
+                    unroutable: Some((dl.reason, dl.died_at.unwrap_or(now))),
+                };
+                if q.unroutable_retry_at == 0 {
+                    tracing::warn!(vhost = %self.name, queue = %q.name,
+                        "dead letters route to no queue; kept in the queue (at-least-once) until they do");
+                    q.unroutable_retry_at = now + UNROUTABLE_RETRY_MS;
+                    let (name, at) = (q.name.clone(), q.unroutable_retry_at);
+                    self.schedule(&name, at);
+                }
             }
             _ => {
                 q.dead_lettering.remove(i);
@@ -335,6 +404,69 @@ impl VHost {
         }
     }
 
+    /// Publishes again, once they are due, the dead letters of `queue` routed nowhere
+    /// (`release_dead`): those that now route somewhere wait for their copies as any dead
+    /// letter does; the others stay. Returns when to try next, if some are still kept. A
+    /// quorum queue this node no longer leads gives them back to the group (its new leader
+    /// delivers them, and dead-letters them again if they are rejected again).
+    pub(super) fn retry_unroutable(&mut self, queue: &str, now: u64) -> Option<u64> {
+        let q = self.queues.get_mut(queue)?;
+        if q.unroutable_retry_at == 0 {
+            return None;
+        }
+        if q.unroutable_retry_at > now {
+            return Some(q.unroutable_retry_at);
+        }
+        let following = replica_of(q).is_some_and(|r| !r.leading);
+        let tried: Vec<(u64, (DeathReason, u64))> = q
+            .dead_lettering
+            .iter()
+            .filter_map(|d| Some((d.seq, d.unroutable?)))
+            .take(UNROUTABLE_RETRY_BATCH)
+            .collect();
+        let (name, id) = (q.name.clone(), q.id);
+        let mut went = false;
+        for (seq, (reason, died_at)) in tried {
+            let q = self.queues.get_mut(queue)?;
+            let payload = match q.store.read(seq) {
+                Some(rec) if !following => rec.payload,
+                _ => {
+                    // Led elsewhere now (or gone): back to the queue and its group.
+                    q.dead_lettering.retain(|d| d.seq != seq);
+                    give_back(q, seq);
+                    continue;
+                }
+            };
+            let dl = DeadLetter {
+                queue: name.clone(),
+                queue_id: id,
+                seq: Some(seq),
+                payload,
+                reason,
+                died_at: Some(died_at),
+            };
+            let copies = self.republish_dead(&dl);
+            went |= copies != Republished::Nowhere;
+            self.release_dead(&dl, seq, copies);
+            if copies == Republished::Nowhere {
+                // To the back: the next attempt starts with the ones not tried now.
+                let q = self.queues.get_mut(queue)?;
+                if let Some(i) = q.dead_lettering.iter().position(|d| d.seq == seq) {
+                    let d = q.dead_lettering.remove(i).expect("present");
+                    q.dead_lettering.push_back(d);
+                }
+            }
+        }
+        let q = self.queues.get_mut(queue)?;
+        let kept = q.dead_lettering.iter().any(|d| d.unroutable.is_some());
+        q.unroutable_retry_at = match (kept, went) {
+            (false, _) => 0,
+            (true, true) => now + 1,
+            (true, false) => now + UNROUTABLE_RETRY_MS,
+        };
+        (q.unroutable_retry_at != 0).then_some(q.unroutable_retry_at)
+    }
+
     /// Acks dead-lettered originals whose copies are durable (synced here, committed by
     /// their groups); one whose copies failed goes back to the queue. Returns true if some
     /// are still waiting.
@@ -343,8 +475,13 @@ impl VHost {
             return false;
         };
         let mut k = 0;
+        let mut waiting = false;
         while k < q.dead_lettering.len() {
             let d = q.dead_lettering[k];
+            if d.unroutable.is_some() {
+                k += 1; // Kept until it routes (`retry_unroutable`), not waiting for a sync.
+                continue;
+            }
             let synced = match d.sync {
                 Ticket::DONE => Some(true),
                 t => self.commit.status(t).map(|r| r.is_ok()),
@@ -359,7 +496,10 @@ impl VHost {
                     .map(|committed| ok && committed),
             };
             match durable {
-                None => k += 1,
+                None => {
+                    waiting = true;
+                    k += 1
+                }
                 Some(ok) => {
                     q.dead_lettering.remove(k);
                     if !ok {
@@ -370,7 +510,7 @@ impl VHost {
                 }
             }
         }
-        !q.dead_lettering.is_empty()
+        waiting
     }
 }
 

@@ -74,6 +74,7 @@ impl VHost {
 
     fn run_queue_timers(&mut self, name: &Arc<str>, now: u64) {
         let waiting_for_sync = self.settle_dead_lettering(name);
+        let unroutable_retry = self.retry_unroutable(name, now);
         self.expire_head(name, now);
         // Messages that expired at the head may leave room for consumers' next ones.
         self.dispatch_at(name, now);
@@ -95,6 +96,9 @@ impl VHost {
         }
         if waiting_for_sync {
             next = next.min(now + SYNC_RECHECK_MS);
+        }
+        if let Some(at) = unroutable_retry {
+            next = next.min(at);
         }
         if q.can_expire() {
             if let Some(deadline) = q.peek().and_then(|(rec, _)| q.deadline(&rec)) {

@@ -41,6 +41,7 @@ const QUEUE_KEYS_MIN: &[&str] = &[
 const QUEUE_KEYS_ARG: &[&str] = &[
     "dead-letter-exchange",
     "dead-letter-routing-key",
+    "dead-letter-strategy",
     "overflow",
 ];
 const ACCEPTED_KEYS: &[&str] = &[
@@ -53,7 +54,6 @@ const ACCEPTED_KEYS: &[&str] = &[
     "initial-cluster-size",
     "queue-leader-locator",
     "queue-master-locator",
-    "dead-letter-strategy",
     "ha-mode",
     "ha-params",
     "ha-sync-mode",
@@ -142,6 +142,9 @@ pub fn validate(p: &PolicyDef, operator: bool) -> Result<(), String> {
                 Some("drop-head" | "reject-publish" | "reject-publish-dlx")
             ),
             "queue-mode" => matches!(value.as_str(), Some("default" | "lazy")),
+            "dead-letter-strategy" => {
+                matches!(value.as_str(), Some("at-most-once" | "at-least-once"))
+            }
             _ => true,
         };
         if !ok {

@@ -38,6 +38,7 @@ pub(super) fn refused_dead_letter(q: &Queue, m: &Incoming<'_>) -> Option<DeadLet
         seq: None,
         payload: Bytes::from(m.parts.concat()),
         reason: DeathReason::MaxLen,
+        died_at: None,
     })
 }
 

@@ -103,6 +103,9 @@ pub struct QueueView<'a> {
     single_active_consumer_tag: Option<&'a str>,
     messages: u64,
     messages_details: Rate,
+    /// A quorum queue's dead letters still in it (RabbitMQ counts them in `messages`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages_dlx: Option<u64>,
     messages_ready: u64,
     messages_ready_details: Rate,
     messages_unacknowledged: u64,
@@ -160,8 +163,9 @@ impl<'a> QueueView<'a> {
             consumers: q.consumers,
             exclusive_consumer_tag: q.exclusive_consumer_tag.as_deref(),
             single_active_consumer_tag: q.single_active_consumer_tag.as_deref(),
-            messages: q.ready + q.unacked,
+            messages: q.ready + q.unacked + if quorum { q.dead_lettered } else { 0 },
             messages_details: Rate::of(r.messages),
+            messages_dlx: quorum.then_some(q.dead_lettered),
             messages_ready: q.ready,
             messages_ready_details: Rate::of(r.messages_ready),
             messages_unacknowledged: q.unacked,

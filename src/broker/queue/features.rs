@@ -33,6 +33,10 @@ pub struct QueueFeatures {
     /// `x-dead-letter-exchange` (may be "", the default exchange).
     pub dead_letter_exchange: Option<Arc<str>>,
     pub dead_letter_routing_key: Option<Arc<str>>,
+    /// `x-dead-letter-strategy: at-least-once` with `x-overflow: reject-publish` and a
+    /// dead-letter exchange (RabbitMQ falls back to at-most-once otherwise): a dead letter
+    /// of a quorum queue routed nowhere is kept until it can be routed.
+    pub dead_letter_at_least_once: bool,
     /// `x-max-priority`, 1..=255 (0 means no priorities, as RabbitMQ treats it).
     pub max_priority: Option<u8>,
     pub single_active_consumer: bool,
@@ -62,13 +66,19 @@ impl QueueFeatures {
             Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
             _ => Overflow::DropHead,
         };
+        let dead_letter_exchange = t.get("x-dead-letter-exchange").and_then(string);
+        let at_least_once =
+            t.get("x-dead-letter-strategy").and_then(string).as_deref() == Some("at-least-once");
         QueueFeatures {
+            dead_letter_at_least_once: at_least_once
+                && overflow == Overflow::RejectPublish
+                && dead_letter_exchange.is_some(),
             message_ttl: non_negative("x-message-ttl"),
             expires: non_negative("x-expires").filter(|&n| n > 0),
             max_length: non_negative("x-max-length"),
             max_length_bytes: non_negative("x-max-length-bytes"),
             overflow,
-            dead_letter_exchange: t.get("x-dead-letter-exchange").and_then(string),
+            dead_letter_exchange,
             dead_letter_routing_key: t.get("x-dead-letter-routing-key").and_then(string),
             max_priority: non_negative("x-max-priority")
                 .filter(|&n| n > 0)

@@ -83,6 +83,8 @@ pub struct Queue {
     /// Dead-lettered messages kept until their new copies are durable (then acked): a
     /// crash in between can duplicate a dead letter, never lose it.
     pub dead_lettering: VecDeque<Dying>,
+    /// When the dead letters routed nowhere are next published again (0: none held).
+    pub unroutable_retry_at: u64,
     /// Body bytes of the ready messages (kept only under `x-max-length-bytes`).
     ready_bytes: u64,
     /// When the queue was last used (declared, consumed from, read by basic.get), for
@@ -119,6 +121,10 @@ pub struct Dying {
     pub committed: u64,
     /// The original, in this queue's store.
     pub seq: u64,
+    /// Routed to no queue under `x-dead-letter-strategy: at-least-once`: kept, and
+    /// published again for this reason, with the time it died (ms), once its dead-letter
+    /// exchange routes it (`VHost::retry_unroutable`).
+    pub unroutable: Option<(DeathReason, u64)>,
 }
 
 /// Body size of a stored message (0 if malformed: a disk is untrusted input).
@@ -177,6 +183,7 @@ impl Queue {
             unacked: 0,
             had_consumer: false,
             dead_lettering: VecDeque::new(),
+            unroutable_retry_at: 0,
             ready_bytes: 0,
             last_used: super::vhost::now_millis(),
             has_expiring: false,
@@ -390,6 +397,7 @@ impl Queue {
             sync: NOT_YET_PUBLISHED,
             committed: 0,
             seq,
+            unroutable: None,
         });
         DeadLetter {
             queue: self.name.clone(),
@@ -397,6 +405,7 @@ impl Queue {
             seq: Some(seq),
             payload,
             reason,
+            died_at: None,
         }
     }
 
