@@ -26,7 +26,7 @@ use crate::broker::replicated_topology::TopologyChange;
 use crate::broker::BrokerHandle;
 use crate::cluster::group::{Group, WriteError};
 use crate::cluster::machine::Tapped;
-use crate::cluster::meta_machine::{Endpoint, MetaCommand, MetaState, QueueDecl};
+use crate::cluster::meta_machine::{MetaCommand, MetaState, QueueDecl};
 use crate::cluster::node::ClusterNode;
 use crate::cluster::queue_groups::{MetaTap, OpenedQueue};
 use crate::cluster::types::{QueueCommand, QueueRaft};
@@ -39,7 +39,7 @@ mod queue_feed;
 mod topology;
 use applied_here::AppliedHere;
 use queue_feed::{batches, QueueFeed};
-use topology::{index_of, stale, CatchUp, Missed, OwnChanges};
+use topology::{index_of, stale, CatchUp, Missed, OwnChanges, ToSettle};
 
 /// The bridge of one node.
 pub struct Replication {
@@ -281,14 +281,13 @@ impl QueueReplication for Replication {
     }
 
     fn topology(&self, vhost: &str, change: TopologyChange) {
-        let write = self
-            .own_changes
-            .written(vhost, &change, self.node.started_at());
+        self.own_changes.written(vhost, &change);
+        // Numbered by the writer (`meta_writes.rs`), in the order it writes them.
         let _ = self.meta_writes.send(MetaCommand::Topology {
             origin: self.node.node_id(),
             vhost: vhost.to_string(),
             change,
-            write: Some(write),
+            write: None,
         });
     }
 
@@ -300,21 +299,23 @@ impl QueueReplication for Replication {
 impl Replication {
     /// Follows the metadata group: queues declared and deleted, a snapshot installed.
     async fn follow_meta(self: Arc<Self>, mut tap: MetaTap, mut catch_up: Option<CatchUp>) {
+        // Settles put off until this node has caught up and sent again what it lost
+        // (topology.rs): until then a change of its own that never reached the group is
+        // not known as its own, and a settle would take it away.
+        let mut put_off = Vec::new();
         while let Some(event) = tap.recv().await {
             if let Some(c) = &mut catch_up {
                 c.follow(&event);
             }
             let index = index_of(&event);
-            match event {
+            let settle = match event {
                 Tapped::Applied(index, MetaCommand::DeclareQueue(decl)) => {
                     self.ensure(index, &decl).await;
-                    let end = Endpoint::Queue(&decl.name);
-                    self.settle_bindings_of(&decl.vhost, end).await;
+                    Some(ToSettle::new(&decl.vhost, false, &decl.name))
                 }
                 Tapped::Applied(_, MetaCommand::DeleteQueue { vhost, name, group }) => {
                     self.remove(&vhost, &name, group).await;
-                    let end = Endpoint::Queue(&name);
-                    self.settle_bindings_of(&vhost, end).await;
+                    Some(ToSettle::new(&vhost, false, &name))
                 }
                 Tapped::Applied(
                     _,
@@ -324,26 +325,37 @@ impl Replication {
                         change,
                         write,
                     },
-                ) => {
-                    if self.own_changes.first_time(origin, write) {
+                ) => match self.own_changes.first_time(origin, write) {
+                    true => {
                         let own = origin == self.node.node_id();
-                        self.committed_topology(own, &vhost, change).await;
+                        self.committed_topology(own, &vhost, change).await
                     }
-                }
+                    false => None,
+                },
                 Tapped::Applied(index, MetaCommand::Access(_) | MetaCommand::AccessMerge(_)) => {
                     self.access_applied(index).await;
+                    None
                 }
-                Tapped::Applied(_, MetaCommand::NodeUp(_)) => {}
+                Tapped::Applied(_, MetaCommand::NodeUp(_)) => None,
                 Tapped::Reset(index, state) => {
                     self.own_changes.taken_in_as(&state);
                     self.access_reset(index, &state).await;
                     self.reconcile(&state, true).await;
+                    None
                 }
+            };
+            match (settle, &catch_up) {
+                (Some(at), None) => self.settle_bindings_of(&at).await,
+                (Some(at), Some(_)) => put_off.push(at),
+                (None, _) => {}
             }
             self.applied_here.record(index);
             if catch_up.as_ref().is_some_and(CatchUp::caught_up) {
                 if let Some(c) = catch_up.take() {
                     self.resend_lost_changes(c.state());
+                    for at in put_off.drain(..) {
+                        self.settle_bindings_of(&at).await;
+                    }
                 }
             }
         }

@@ -342,14 +342,16 @@ impl VHost {
         if targets.is_empty() {
             return Some(None);
         }
-        let (mut ticket, mut committed) = (Ticket::DONE, 0);
+        let (mut ticket, mut committed, mut stored) = (Ticket::DONE, 0, false);
         for target in targets {
             if let Ok((t, c)) = self.store_one(&target, &incoming, now) {
                 ticket = ticket.max(t);
                 committed = self.replication.tickets.join(committed, c);
+                stored = true;
             }
         }
-        Some(Some((ticket, committed)))
+        // Refused by every queue it routes to (full under reject-publish): as unroutable.
+        Some(stored.then_some((ticket, committed)))
     }
 
     /// The original of a dead letter: acked now if its copies need no sync nor commit (or
@@ -406,9 +408,9 @@ impl VHost {
 
     /// Publishes again, once they are due, the dead letters of `queue` routed nowhere
     /// (`release_dead`): those that now route somewhere wait for their copies as any dead
-    /// letter does; the others stay. Returns when to try next, if some are still kept. A
-    /// quorum queue this node no longer leads gives them back to the group (its new leader
-    /// delivers them, and dead-letters them again if they are rejected again).
+    /// letter does; the others stay. Returns when to try next, if some are still kept.
+    /// Whichever node holds them tries: a member that does not lead the queue holds them
+    /// as it holds its consumers' deliveries (its lease with the leader).
     pub(super) fn retry_unroutable(&mut self, queue: &str, now: u64) -> Option<u64> {
         let q = self.queues.get_mut(queue)?;
         if q.unroutable_retry_at == 0 {
@@ -417,7 +419,6 @@ impl VHost {
         if q.unroutable_retry_at > now {
             return Some(q.unroutable_retry_at);
         }
-        let following = replica_of(q).is_some_and(|r| !r.leading);
         let tried: Vec<(u64, (DeathReason, u64))> = q
             .dead_lettering
             .iter()
@@ -428,15 +429,12 @@ impl VHost {
         let mut went = false;
         for (seq, (reason, died_at)) in tried {
             let q = self.queues.get_mut(queue)?;
-            let payload = match q.store.read(seq) {
-                Some(rec) if !following => rec.payload,
-                _ => {
-                    // Led elsewhere now (or gone): back to the queue and its group.
-                    q.dead_lettering.retain(|d| d.seq != seq);
-                    give_back(q, seq);
-                    continue;
-                }
+            let Some(rec) = q.store.read(seq) else {
+                // Not in the store any more: nothing to keep.
+                q.dead_lettering.retain(|d| d.seq != seq);
+                continue;
             };
+            let payload = rec.payload;
             let dl = DeadLetter {
                 queue: name.clone(),
                 queue_id: id,
@@ -457,6 +455,8 @@ impl VHost {
                 }
             }
         }
+        // What those copies caused (a full target's reject-publish-dlx) is done now.
+        self.drain_dead_letters();
         let q = self.queues.get_mut(queue)?;
         let kept = q.dead_lettering.iter().any(|d| d.unroutable.is_some());
         q.unroutable_retry_at = match (kept, went) {

@@ -161,6 +161,15 @@ impl VHost {
             .filter(|ex| !predeclared(&ex.name))
             .map(|ex| TopologyChange::Declared(def_of(ex)))
             .collect();
+        let bindings = self.replicated_bindings(|_, _, _| true);
+        changes.extend(bindings.into_iter().map(TopologyChange::Bound));
+        changes
+    }
+
+    /// The bindings to exchanges and quorum queues for which `keep(source, destination,
+    /// to_exchange)` holds (only those are copied).
+    pub fn replicated_bindings(&self, keep: impl Fn(&str, &str, bool) -> bool) -> Vec<BindingDef> {
+        let mut out = Vec::new();
         for ex in self.exchanges.values() {
             for b in &ex.bindings {
                 let (destination, to_exchange) = match &b.dest {
@@ -170,15 +179,18 @@ impl VHost {
                     }
                     Dest::Queue(_) => continue,
                 };
-                changes.push(TopologyChange::Bound(BindingDef {
+                if !keep(&ex.name, destination, to_exchange) {
+                    continue;
+                }
+                out.push(BindingDef {
                     source: ex.name.to_string(),
                     destination: destination.to_string(),
                     to_exchange,
                     routing_key: b.routing_key.clone(),
                     arguments: b.args_raw.clone(),
-                }));
+                });
             }
         }
-        changes
+        out
     }
 }

@@ -330,11 +330,15 @@ pub enum Endpoint<'a> {
 impl Endpoint<'_> {
     /// Whether binding `b` ends here.
     pub fn holds(self, b: &BindingDef) -> bool {
+        self.holds_parts(&b.source, &b.destination, b.to_exchange)
+    }
+
+    /// Whether the binding from `source` to `destination` (an exchange if `to_exchange`)
+    /// ends here.
+    pub fn holds_parts(self, source: &str, destination: &str, to_exchange: bool) -> bool {
         match self {
-            Endpoint::Exchange(name) => {
-                b.source == name || (b.to_exchange && b.destination == name)
-            }
-            Endpoint::Queue(name) => !b.to_exchange && b.destination == name,
+            Endpoint::Exchange(name) => source == name || (to_exchange && destination == name),
+            Endpoint::Queue(name) => !to_exchange && destination == name,
         }
     }
 }

@@ -7,12 +7,17 @@
 //! the write is retried until it goes through, however long that takes: given up, the
 //! change would stay on this node alone and the nodes would never agree again. Only the
 //! group's refusal, or an error other than the want of a leader, ends it.
+//!
+//! The writer numbers the topology changes as it takes them (`WriteId`), so that the
+//! numbers go up in the order the writes are made (clients of two vhosts change things
+//! at once, each under its own vhost's lock): a write retried keeps its number, and the
+//! group takes a node's write in once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cluster::group::WriteError;
-use crate::cluster::meta_machine::{MetaCommand, MetaResponse};
+use crate::cluster::meta_machine::{MetaCommand, MetaResponse, WriteId};
 use crate::cluster::node::ClusterNode;
 
 use super::topology::OwnChanges;
@@ -28,7 +33,15 @@ pub(super) async fn write_meta(
     mut pending: tokio::sync::mpsc::UnboundedReceiver<MetaCommand>,
     own_changes: Arc<OwnChanges>,
 ) {
-    while let Some(cmd) = pending.recv().await {
+    let mut last_seq = 0;
+    while let Some(mut cmd) = pending.recv().await {
+        if let MetaCommand::Topology { write, .. } = &mut cmd {
+            last_seq += 1;
+            *write = Some(WriteId {
+                started_at: node.started_at(),
+                seq: last_seq,
+            });
+        }
         let mut say_at = Instant::now() + SAY_AFTER;
         loop {
             match node.meta_write(cmd.clone()).await {

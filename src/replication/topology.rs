@@ -24,7 +24,6 @@
 //! group's state back instead (`reconcile` at the start).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::broker::replicated::QueueReplication;
@@ -39,8 +38,6 @@ use super::Replication;
 #[derive(Default)]
 pub(super) struct OwnChanges {
     waiting: Mutex<HashMap<(String, String), u32>>,
-    /// The number of this node's last write in this start.
-    last_written: AtomicU64,
     /// Every node's last write taken in here, as the group's state has it.
     taken_in: Mutex<LastWrites>,
 }
@@ -58,8 +55,8 @@ fn subject(change: &TopologyChange) -> String {
 }
 
 impl OwnChanges {
-    /// This node, started at `started_at`, writes `change`: which write it is.
-    pub(super) fn written(&self, vhost: &str, change: &TopologyChange, started_at: u64) -> WriteId {
+    /// This node writes `change`.
+    pub(super) fn written(&self, vhost: &str, change: &TopologyChange) {
         let key = (vhost.to_string(), subject(change));
         *self
             .waiting
@@ -67,8 +64,6 @@ impl OwnChanges {
             .expect("own changes")
             .entry(key)
             .or_insert(0) += 1;
-        let seq = self.last_written.fetch_add(1, Ordering::Relaxed) + 1;
-        WriteId { started_at, seq }
     }
 
     /// Whether a committed write is new (not one committed before: see `WriteId`). Asked
@@ -152,20 +147,14 @@ pub(super) fn only_here(
         .collect()
 }
 
-/// What makes the bindings that end at `end` in `here` (a vhost's replicated topology on
-/// this node) the group's `group` bindings of it: unbindings, then bindings.
+/// What makes the bindings that end at `end` in `here` (replicated bindings on this node)
+/// the group's `group` bindings of it: unbindings, then bindings.
 pub(super) fn bindings_to_settle(
-    here: Vec<TopologyChange>,
+    here: Vec<BindingDef>,
     group: Vec<BindingDef>,
     end: Endpoint,
 ) -> Vec<TopologyChange> {
-    let here: BTreeSet<BindingDef> = here
-        .into_iter()
-        .filter_map(|change| match change {
-            TopologyChange::Bound(b) if end.holds(&b) => Some(b),
-            _ => None,
-        })
-        .collect();
+    let here: BTreeSet<BindingDef> = here.into_iter().filter(|b| end.holds(b)).collect();
     let group: BTreeSet<BindingDef> = group.into_iter().collect();
     let unbind = here
         .difference(&group)
@@ -173,6 +162,31 @@ pub(super) fn bindings_to_settle(
         .map(TopologyChange::Unbound);
     let bind = group.difference(&here).cloned().map(TopologyChange::Bound);
     unbind.chain(bind).collect()
+}
+
+/// Where to settle the bindings after an entry (`Replication::settle_bindings_of`): an
+/// exchange's, or a quorum queue's.
+pub(super) struct ToSettle {
+    vhost: String,
+    exchange: bool,
+    name: String,
+}
+
+impl ToSettle {
+    pub(super) fn new(vhost: &str, exchange: bool, name: &str) -> ToSettle {
+        ToSettle {
+            vhost: vhost.to_string(),
+            exchange,
+            name: name.to_string(),
+        }
+    }
+
+    fn end(&self) -> Endpoint<'_> {
+        match self.exchange {
+            true => Endpoint::Exchange(&self.name),
+            false => Endpoint::Queue(&self.name),
+        }
+    }
 }
 
 /// What the entries applied while this node started (before the bridge followed the
@@ -286,8 +300,13 @@ impl Replication {
     }
 
     /// Takes in a committed exchange or binding change, written by this node (`own`) or
-    /// another.
-    pub(super) async fn committed_topology(&self, own: bool, vhost: &str, change: TopologyChange) {
+    /// another. Returns the exchange whose bindings to settle then (`settle_bindings_of`).
+    pub(super) async fn committed_topology(
+        &self,
+        own: bool,
+        vhost: &str,
+        change: TopologyChange,
+    ) -> Option<ToSettle> {
         let exchange = match &change {
             TopologyChange::Declared(def) => Some(def.name.clone()),
             TopologyChange::Deleted(name) => Some(name.clone()),
@@ -297,10 +316,7 @@ impl Replication {
             let change = self.as_kept(vhost, change).await;
             self.apply_topology(vhost, &change);
         }
-        if let Some(name) = exchange {
-            self.settle_bindings_of(vhost, Endpoint::Exchange(&name))
-                .await;
-        }
+        exchange.map(|name| ToSettle::new(vhost, true, &name))
     }
 
     /// After an entry that declared or deleted an exchange or a quorum queue (`end`),
@@ -310,7 +326,8 @@ impl Replication {
     /// away in the group (another node's binding to the old exchange or queue, applied
     /// here to this node's new one of that name). The group's state may be a few entries
     /// past this one: what it says then, a later entry says again.
-    pub(super) async fn settle_bindings_of(&self, vhost: &str, end: Endpoint<'_>) {
+    pub(super) async fn settle_bindings_of(&self, at: &ToSettle) {
+        let (vhost, end) = (at.vhost.as_str(), at.end());
         let group = self.node.meta_bindings_of(vhost, end).await;
         let Some(vh) = self.broker.vhost(vhost) else {
             return;
@@ -318,7 +335,8 @@ impl Replication {
         // Under the vhost's lock: a client's change and its note in `own_changes` are
         // made together under it.
         vh.with(|m| {
-            for change in bindings_to_settle(m.replicated_topology(), group, end) {
+            let here = m.replicated_bindings(|s, d, x| end.holds_parts(s, d, x));
+            for change in bindings_to_settle(here, group, end) {
                 if self.own_changes.pending(vhost, &change) {
                     continue;
                 }
@@ -436,13 +454,12 @@ mod tests {
             ..binding(source, destination)
         };
         let here = vec![
-            declared("x"),
-            TopologyChange::Bound(binding("x", "q")),
-            TopologyChange::Bound(to_exchange("y", "x")),
-            TopologyChange::Bound(to_exchange("x", "x")),
+            binding("x", "q"),
+            to_exchange("y", "x"),
+            to_exchange("x", "x"),
             // Neither from x nor to it: left alone.
-            TopologyChange::Bound(binding("y", "x")),
-            TopologyChange::Bound(binding("y", "q")),
+            binding("y", "x"),
+            binding("y", "q"),
         ];
         let group = vec![binding("x", "q"), binding("x", "r")];
         assert_eq!(
@@ -454,11 +471,7 @@ mod tests {
             ]
         );
         // A quorum queue's: the bindings to it.
-        let here = vec![
-            TopologyChange::Bound(binding("x", "q")),
-            TopologyChange::Bound(binding("y", "q")),
-            TopologyChange::Bound(to_exchange("x", "q")),
-        ];
+        let here = vec![binding("x", "q"), binding("y", "q"), to_exchange("x", "q")];
         assert_eq!(
             bindings_to_settle(here, vec![binding("y", "q")], Endpoint::Queue("q")),
             vec![TopologyChange::Unbound(binding("x", "q"))]
@@ -494,9 +507,8 @@ mod tests {
     fn a_change_waits_for_this_nodes_later_changes_to_the_same_exchange() {
         let own = OwnChanges::default();
         // Deleted and declared again here: the deletion's entry must not apply.
-        let first = own.written("/", &deleted("x"), 7);
-        let second = own.written("/", &deleted("x"), 7);
-        assert_eq!((first.seq, second.seq, second.started_at), (1, 2, 7));
+        own.written("/", &deleted("x"));
+        own.written("/", &deleted("x"));
         assert!(!own.applies(true, "/", &deleted("x")));
         assert!(
             !own.applies(false, "/", &deleted("x")),
@@ -510,7 +522,7 @@ mod tests {
         assert!(own.applies(false, "/", &deleted("y")));
         assert!(own.applies(false, "other", &deleted("x")));
         // A write given up counts no more.
-        own.written("/", &deleted("z"), 7);
+        own.written("/", &deleted("z"));
         own.done("/", &deleted("z"));
         assert!(own.applies(false, "/", &deleted("z")));
     }
