@@ -255,21 +255,20 @@ impl VHost {
 
     /// Publishes a dead letter's copies.
     fn republish_dead(&mut self, dl: &DeadLetter) -> Republished {
-        match self.copy_dead(dl) {
-            None => Republished::Dropped,
-            Some(None) => Republished::Nowhere,
-            Some(Some((sync, committed))) => Republished::Copies(sync, committed),
-        }
-    }
-
-    /// `republish_dead`'s work: `None` if there is nothing to publish, `Some(None)` if it
-    /// routes to no queue.
-    fn copy_dead(&mut self, dl: &DeadLetter) -> Option<Option<(Ticket, u64)>> {
-        let q = self.queues.get(&dl.queue).filter(|q| q.id == dl.queue_id)?;
-        let dlx = q.features.dead_letter_exchange.clone()?;
+        use Republished::Dropped;
+        let Some(q) = self.queues.get(&dl.queue).filter(|q| q.id == dl.queue_id) else {
+            return Dropped;
+        };
+        let Some(dlx) = q.features.dead_letter_exchange.clone() else {
+            return Dropped;
+        };
         let dlrk = q.features.dead_letter_routing_key.clone();
-        let m = message::view(&dl.payload)?;
-        let props = properties::decode(m.header).ok()?;
+        let Some(m) = message::view(&dl.payload) else {
+            return Dropped;
+        };
+        let Ok(props) = properties::decode(m.header) else {
+            return Dropped;
+        };
         let old_headers = props.headers.and_then(|raw| table::decode(raw).ok());
         let original_key = String::from_utf8_lossy(m.routing_key);
         let cc: Vec<String> = props
@@ -302,21 +301,23 @@ impl VHost {
             headers = entries.into();
         }
         let headers_raw = encode_table(&headers);
-        let header = properties::rewrite(
+        let Some(header) = properties::rewrite(
             m.header,
             &properties::Rewrite {
                 headers: Some(&headers_raw),
                 drop_expiration: true,
                 reply_to: None,
             },
-        )?;
+        ) else {
+            return Dropped;
+        };
         let routing_key: &str = dlrk.as_deref().unwrap_or(&original_key);
         let mut targets = Vec::new();
         if self
             .route_unchecked(&dlx, routing_key, Some(&headers_raw), &mut targets)
             .is_err()
         {
-            return Some(None); // The dead-letter exchange does not exist.
+            return Republished::Nowhere; // The dead-letter exchange does not exist.
         }
         if dl.reason != DeathReason::Rejected {
             if let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") {
@@ -340,7 +341,7 @@ impl VHost {
             persistent: props.persistent(),
         };
         if targets.is_empty() {
-            return Some(None);
+            return Republished::Nowhere;
         }
         let (mut ticket, mut committed, mut stored) = (Ticket::DONE, 0, false);
         for target in targets {
@@ -350,8 +351,11 @@ impl VHost {
                 stored = true;
             }
         }
-        // Refused by every queue it routes to (full under reject-publish): as unroutable.
-        Some(stored.then_some((ticket, committed)))
+        match stored {
+            true => Republished::Copies(ticket, committed),
+            // Refused by every queue it routes to (full under reject-publish): as unroutable.
+            false => Republished::Nowhere,
+        }
     }
 
     /// The original of a dead letter: acked now if its copies need no sync nor commit (or
