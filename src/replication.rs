@@ -26,7 +26,7 @@ use crate::broker::replicated_topology::TopologyChange;
 use crate::broker::BrokerHandle;
 use crate::cluster::group::{Group, WriteError};
 use crate::cluster::machine::Tapped;
-use crate::cluster::meta_machine::{MetaCommand, MetaState, QueueDecl};
+use crate::cluster::meta_machine::{MetaCommand, MetaState, QueueDecl, ANY_GROUP};
 use crate::cluster::node::ClusterNode;
 use crate::cluster::queue_groups::{MetaTap, OpenedQueue};
 use crate::cluster::types::{QueueCommand, QueueRaft};
@@ -35,9 +35,11 @@ mod access;
 mod applied_here;
 mod checkout;
 mod meta_writes;
+mod own_deletions;
 mod queue_feed;
 mod topology;
 use applied_here::AppliedHere;
+use own_deletions::OwnDeletions;
 use queue_feed::{batches, QueueFeed};
 use topology::{index_of, stale, CatchUp, Missed, OwnChanges, ToSettle};
 
@@ -48,6 +50,10 @@ pub struct Replication {
     tickets: Arc<ReplicaTickets>,
     /// The queues whose groups are open here, by (vhost, name).
     open: Mutex<HashMap<(String, String), OpenQueue>>,
+    /// Queues of the group not opened here while a deletion of the name by this node is
+    /// on its way (`own_deletions`): opened once it is back, unless it took them away.
+    deferred: Mutex<HashMap<(String, String), (u64, QueueDecl)>>,
+    own_deletions: Arc<OwnDeletions>,
     /// Declarations and deletions for the metadata group, written in the order they
     /// happened here (a queue deleted and declared again must not be declared first).
     meta_writes: tokio::sync::mpsc::UnboundedSender<MetaCommand>,
@@ -80,10 +86,12 @@ struct OpenQueue {
 pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replication> {
     let (meta_writes, pending) = tokio::sync::mpsc::unbounded_channel();
     let own_changes = Arc::new(OwnChanges::default());
+    let own_deletions = Arc::new(OwnDeletions::default());
     tokio::spawn(meta_writes::write_meta(
         node.clone(),
         pending,
         own_changes.clone(),
+        own_deletions.clone(),
     ));
     let (applied_here, known) = AppliedHere::open(&node.meta_dir());
     let bridge = Arc::new(Replication {
@@ -91,6 +99,8 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         node: node.clone(),
         broker: broker.clone(),
         open: Mutex::default(),
+        deferred: Mutex::default(),
+        own_deletions,
         meta_writes,
         own_changes,
         applied_here,
@@ -258,25 +268,27 @@ impl QueueReplication for Replication {
             name: name.into(),
             arguments: args_raw.to_vec(),
             members: members_for(&self.node.voters(), vhost, name, size),
+            write: None, // Numbered by the writer.
         };
         let _ = self.meta_writes.send(MetaCommand::DeclareQueue(decl));
     }
 
     fn deleted(&self, vhost: &str, name: &str) {
         let key = (vhost.to_string(), name.to_string());
-        let Some(open) = self.open.lock().expect("open").get(&key).cloned() else {
-            // Its group never opened here: nothing of it to delete in the cluster.
-            tracing::warn!(
-                vhost,
-                queue = name,
-                "cluster: deleted a quorum queue with no group"
-            );
-            return;
-        };
+        let open = self.open.lock().expect("open").get(&key).map(|o| o.group);
+        // Without a group here the queue's declaration has not reached this node yet (its
+        // own is still in the writer, ahead of this deletion, or another node's is on its
+        // way): the writer names the group its own declaration was answered with, else the
+        // deletion is of whichever group the name has when it is applied. Were nothing
+        // written, the group would keep the queue and every node declare it again. Until
+        // the deletion is back, no group of the name opens here (`own_deletions`).
+        let group = open.unwrap_or(ANY_GROUP);
+        self.own_deletions.written(vhost, name);
         let _ = self.meta_writes.send(MetaCommand::DeleteQueue {
             vhost: key.0,
             name: key.1,
-            group: open.group,
+            group,
+            write: None, // Numbered by the writer.
         });
     }
 
@@ -309,14 +321,43 @@ impl Replication {
             }
             let index = index_of(&event);
             let settle = match event {
-                Tapped::Applied(index, MetaCommand::DeclareQueue(decl)) => {
-                    self.ensure(index, &decl).await;
-                    Some(ToSettle::new(&decl.vhost, false, &decl.name))
+                Tapped::Applied(_, MetaCommand::DeclareQueue(decl)) => {
+                    match self.own_changes.first_time_of(decl.write) {
+                        true => {
+                            // The declaration in force, as the state has it: this entry's,
+                            // or an earlier one's (this one is then a no-op, and its index
+                            // no group). The state may be a few entries ahead; what it says
+                            // then, a later entry says again.
+                            let (vhost, name) = (&decl.vhost, &decl.name);
+                            if let Some((group, first)) = self.node.meta_queue(vhost, name).await {
+                                self.ensure(group, &first).await;
+                            }
+                            Some(ToSettle::new(vhost, false, name))
+                        }
+                        false => None,
+                    }
                 }
-                Tapped::Applied(_, MetaCommand::DeleteQueue { vhost, name, group }) => {
-                    self.remove(&vhost, &name, group).await;
-                    Some(ToSettle::new(&vhost, false, &name))
-                }
+                Tapped::Applied(
+                    _,
+                    MetaCommand::DeleteQueue {
+                        vhost,
+                        name,
+                        group,
+                        write,
+                    },
+                ) => match self.own_changes.first_time_of(write) {
+                    true => {
+                        self.remove(&vhost, &name, group).await;
+                        if let Some((origin, id)) = write {
+                            if origin == self.node.node_id() {
+                                self.own_deletions.done(id);
+                                self.open_deferred(&vhost, &name).await;
+                            }
+                        }
+                        Some(ToSettle::new(&vhost, false, &name))
+                    }
+                    false => None,
+                },
                 Tapped::Applied(
                     _,
                     MetaCommand::Topology {
@@ -339,6 +380,9 @@ impl Replication {
                 Tapped::Applied(_, MetaCommand::NodeUp(_)) => None,
                 Tapped::Reset(index, state) => {
                     self.own_changes.taken_in_as(&state);
+                    // This node's deletions the snapshot holds: no entry comes for them.
+                    let me = self.node.node_id();
+                    self.own_deletions.taken_in(me, &state.last_writes);
                     self.access_reset(index, &state).await;
                     self.reconcile(&state, true).await;
                     None
@@ -366,6 +410,11 @@ impl Replication {
     /// caught up to it) also removes the exchanges and bindings it does not have, unless
     /// this node's own change to them is still on its way.
     async fn reconcile(&self, state: &MetaState, sweep: bool) {
+        // Before the state's queues are deferred again: kept only if the state has them.
+        self.deferred
+            .lock()
+            .expect("deferred")
+            .retain(|(v, n), (g, _)| state.queue_group(v, n) == Some(*g));
         for (group, decl) in &state.queues {
             self.ensure(*group, decl).await;
         }
@@ -410,6 +459,9 @@ impl Replication {
         if self.open.lock().expect("open").contains_key(&key) {
             return; // A repeated declaration: the queue's group is the first one's.
         }
+        if self.defer(group, decl) {
+            return;
+        }
         let Some(vh) = self.broker.vhost(&decl.vhost) else {
             tracing::warn!(vhost = %decl.vhost, queue = %decl.name,
                 "cluster: quorum queue in a vhost this node does not have");
@@ -432,7 +484,16 @@ impl Replication {
         }
         drop(preexisting);
         let member = decl.members.contains(&self.node.node_id());
-        let attached = vh.with(|m| m.replica_attach(&decl.name, &decl.arguments, !member));
+        // Checked again under the vhost's lock, which a client's deletion holds as it
+        // notes itself (`deleted`).
+        let attached = vh.with(|m| {
+            let deleting = self.own_deletions.deleting(&decl.vhost, &decl.name);
+            (!deleting).then(|| m.replica_attach(&decl.name, &decl.arguments, !member))
+        });
+        let Some(attached) = attached else {
+            self.defer(group, decl);
+            return;
+        };
         let (wake, queue_id) = match attached {
             Ok(w) => w,
             Err(e) => {
@@ -514,14 +575,22 @@ impl Replication {
         }
     }
 
-    /// The queue of group `group` was deleted in the cluster: gone here too, with its
-    /// group (a queue of that name declared again since is left alone).
+    /// The queue of group `group` (any group: `ANY_GROUP`) was deleted in the cluster:
+    /// gone here too, with its group (a queue of that name declared again since is left
+    /// alone).
     async fn remove(&self, vhost: &str, name: &str, group: u64) {
         let key = (vhost.to_string(), name.to_string());
+        let matches = |g: u64| group == ANY_GROUP || g == group;
+        {
+            let mut deferred = self.deferred.lock().expect("deferred");
+            if deferred.get(&key).is_some_and(|(g, _)| matches(*g)) {
+                deferred.remove(&key);
+            }
+        }
         let open = {
             let mut open = self.open.lock().expect("open");
             match open.get(&key) {
-                Some(o) if o.group == group => open.remove(&key),
+                Some(o) if matches(o.group) => open.remove(&key),
                 _ => None,
             }
         };
@@ -531,6 +600,34 @@ impl Replication {
         if let Some(vh) = self.broker.vhost(vhost) {
             vh.with(|m| m.replica_delete(name, open.queue_id));
         }
-        self.node.close_queue_group(group).await;
+        self.node.close_queue_group(open.group).await;
+    }
+
+    /// Whether queue `decl` (group `group`) waits for a deletion of its name by this node
+    /// (`own_deletions`); if so it is noted, unless an earlier declaration of the name is
+    /// (a later one of the same name follows a deletion, which takes the earlier away).
+    fn defer(&self, group: u64, decl: &QueueDecl) -> bool {
+        let key = (decl.vhost.clone(), decl.name.clone());
+        let mut deferred = self.deferred.lock().expect("deferred");
+        if !self.own_deletions.deleting(&decl.vhost, &decl.name) {
+            deferred.remove(&key);
+            return false;
+        }
+        deferred.entry(key).or_insert_with(|| (group, decl.clone()));
+        true
+    }
+
+    /// Opens the queue of name `name` whose opening waited for this node's deletion of the
+    /// name (`ensure`), once no deletion of it is on its way any more. (After a deletion
+    /// the writer gave up on, the name's next declaration entry opens it.)
+    async fn open_deferred(&self, vhost: &str, name: &str) {
+        if self.own_deletions.deleting(vhost, name) {
+            return;
+        }
+        let key = (vhost.to_string(), name.to_string());
+        let deferred = self.deferred.lock().expect("deferred").remove(&key);
+        if let Some((group, decl)) = deferred {
+            self.ensure(group, &decl).await;
+        }
     }
 }

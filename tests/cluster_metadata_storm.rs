@@ -271,12 +271,7 @@ fn fault(round: u64, rng: &mut Rng) -> Fault {
     }
 }
 
-// Not in the default run: once in 16 runs it still ended with a quorum queue
-// on one node only (a node deletes a quorum queue whose declaration has not reached its
-// group yet, and the deletion never reaches the cluster: `Replication::deleted`). `cargo
-// test --release --test cluster cluster_metadata_storm -- --ignored` runs it.
 #[test]
-#[ignore = "a quorum queue deleted before its group opened stays on another node once in 16 runs"]
 fn a_declare_and_delete_storm_under_faults_ends_with_every_node_agreeing() {
     let rounds = env_or("WARREN_STORM_ROUNDS", 6);
     let seed = Rng::seed("WARREN_STORM_SEED");

@@ -214,6 +214,60 @@ fn a_quorum_queue_deleted_and_declared_again_is_a_new_queue_everywhere() {
     assert_eq!(got, want);
 }
 
+#[test]
+fn a_quorum_queue_deleted_before_its_group_opened_is_deleted_everywhere() {
+    let c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    // Declared and deleted at once: the deletion comes before the node has applied the
+    // declaration (no group open there yet). Then declared, deleted and declared again at
+    // once: the last queue takes publishes, and keeps them.
+    rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(2).amqp).await;
+        for round in 0..3 {
+            let gone = format!("gone-{round}");
+            ch.queue_declare(gone.as_str().into(), durable(), quorum())
+                .await
+                .unwrap();
+            ch.queue_delete(gone.as_str().into(), Default::default())
+                .await
+                .unwrap();
+        }
+        ch.queue_declare("orders".into(), durable(), quorum())
+            .await
+            .unwrap();
+        ch.queue_delete("orders".into(), Default::default())
+            .await
+            .unwrap();
+        ch.queue_declare("orders".into(), durable(), quorum())
+            .await
+            .unwrap();
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..5)).await, 5);
+    });
+    wait_for("one queue group everywhere", &c, ELECTION, || {
+        let groups: Vec<Option<Vec<String>>> = (1..=3).map(|id| queue_groups(&c, id)).collect();
+        let first = groups[0].clone()?;
+        (first.len() == 1 && groups.iter().all(|g| g.as_ref() == Some(&first))).then_some(())
+    });
+    wait_for("the five messages in every copy", &c, ELECTION, || {
+        (1..=3).all(|id| messages(&c, id) == Some(5)).then_some(())
+    });
+    for id in 1..=3 {
+        for round in 0..3 {
+            let path = format!("/api/queues/%2F/gone-{round}");
+            let status = c.node(id).api_status(&path).map(|(s, _)| s);
+            assert_eq!(status, Some(404), "gone-{round} on node {id}");
+        }
+    }
+    let leader = queue_leader(&c, &[1, 2, 3], None);
+    let got = rt.block_on(async {
+        let conn = connect(c.node(leader).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        consume(&ch, "orders", 5, Duration::from_secs(20)).await
+    });
+    assert_eq!(got.len(), 5, "{got:?}");
+}
+
 /// The member a new queue's group starts on, as `members_for` in src/replication.rs
 /// picks it: the voters 1, 2, 3 rotated by the CRC-32 of "vhost/name".
 fn first_member(name: &str) -> u64 {

@@ -4,7 +4,7 @@
 //! management API's `type`, a channel-wide prefetch refused (540), and across a kill -9:
 //! transient messages kept (a classic queue beside it loses its own) and a delivery that
 //! was out counted as a return; at-least-once dead letters that route nowhere kept until
-//! they do. The protocol answers themselves (declare rules, errors,
+//! they do, and counted towards the length limit. The protocol answers themselves (declare rules, errors,
 //! counts, flags, the header's value) are compared with RabbitMQ's recording in
 //! `tests/fidelity` (`quorum/*`).
 
@@ -20,6 +20,16 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, ExchangeKind};
+
+/// The ready messages of `queue`, as a passive declaration answers.
+async fn ready(ch: &lapin::Channel, queue: &str) -> u32 {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..durable()
+    };
+    let ok = ch.queue_declare(queue.into(), passive, FieldTable::default());
+    ok.await.unwrap().message_count()
+}
 
 fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
     let mut t = FieldTable::default();
@@ -280,18 +290,7 @@ async fn at_least_once_dead_letters_that_route_nowhere_wait_for_a_route() {
         .unwrap();
     // Past a retry with the exchange missing.
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
-    let ready = ch
-        .queue_declare(
-            "kept".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..durable()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(ready.message_count(), 0, "kept, not ready");
+    assert_eq!(ready(&ch, "kept").await, 0, "kept, not ready");
     // The management API counts it in `messages` and `messages_dlx`, as RabbitMQ does.
     let body = http_get(b.http_addr.unwrap(), "/api/queues/%2F/kept");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -350,6 +349,40 @@ async fn at_least_once_dead_letters_that_route_nowhere_wait_for_a_route() {
     assert!(get(&ch, "dropped").await.is_none());
     let early = futures_lite::future::poll_once(consumer.next()).await;
     assert!(early.is_none(), "the consumer got {early:?}");
+}
+
+// RabbitMQ 3.10.8, asked the same on a private node (pika): m2 acked, m3 nacked, 1 ready.
+#[tokio::test]
+async fn held_dead_letters_count_towards_the_length_limit() {
+    let b = common::start().await;
+    let conn = common::lapin_connect(&b).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    let args = quorum_args(&[
+        ("x-max-length", AMQPValue::LongLongInt(1)),
+        ("x-overflow", text("reject-publish")),
+        ("x-dead-letter-exchange", text("missing")),
+        ("x-dead-letter-strategy", text("at-least-once")),
+    ]);
+    ch.queue_declare("limited".into(), durable(), args)
+        .await
+        .unwrap();
+    let publish = |body: &'static [u8]| common::publish_confirmed(&ch, "", "limited", body, true);
+    assert!(publish(b"m1").await.is_ack());
+    let m = get(&ch, "limited").await.expect("published");
+    ch.basic_reject(m.delivery.delivery_tag, Default::default())
+        .await
+        .unwrap();
+    // Held (its exchange is missing): none ready, one counted.
+    assert!(
+        publish(b"m2").await.is_ack(),
+        "0 ready + 1 held is not over 1"
+    );
+    assert!(!publish(b"m3").await.is_ack(), "1 ready + 1 held is over 1");
+    assert_eq!(ready(&ch, "limited").await, 1);
 }
 
 #[tokio::test]

@@ -380,8 +380,8 @@ impl VHost {
                 q.dead_lettering[i] = Dying {
                     sync,
                     committed,
-                    seq,
                     unroutable: None,
+                    ..q.dead_lettering[i]
                 };
                 let name = q.name.clone();
                 self.schedule(&name, now);
@@ -390,8 +390,8 @@ impl VHost {
                 q.dead_lettering[i] = Dying {
                     sync: Ticket::DONE,
                     committed: 0,
-                    seq,
                     unroutable: Some((dl.reason, dl.died_at.unwrap_or(now))),
+                    ..q.dead_lettering[i]
                 };
                 if q.unroutable_retry_at == 0 {
                     tracing::warn!(vhost = %self.name, queue = %q.name,
@@ -402,7 +402,7 @@ impl VHost {
                 }
             }
             _ => {
-                q.dead_lettering.remove(i);
+                q.forget_dying(i);
                 if let Err(e) = q.ack(seq) {
                     tracing::error!(queue = %q.name, "acking a dead-lettered message: {e}");
                 }
@@ -435,7 +435,9 @@ impl VHost {
             let q = self.queues.get_mut(queue)?;
             let Some(rec) = q.store.read(seq) else {
                 // Not in the store any more: nothing to keep.
-                q.dead_lettering.retain(|d| d.seq != seq);
+                if let Some(i) = q.dead_lettering.iter().position(|d| d.seq == seq) {
+                    q.forget_dying(i);
+                }
                 continue;
             };
             let payload = rec.payload;
@@ -505,7 +507,7 @@ impl VHost {
                     k += 1
                 }
                 Some(ok) => {
-                    q.dead_lettering.remove(k);
+                    q.forget_dying(k);
                     if !ok {
                         give_back(q, d.seq);
                     } else if let Err(e) = q.ack(d.seq) {

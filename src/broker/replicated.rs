@@ -362,10 +362,11 @@ impl VHost {
         let refusing = q.features.has_length_limit() && q.features.overflow != Overflow::DropHead;
         for m in msgs {
             let waiting = replica_of(q).map_or(0, |r| r.outgoing.len() as u64);
+            let held = q.held_dead_letters().0;
             let over = q
                 .features
                 .max_length
-                .is_some_and(|max| q.ready() + waiting > max)
+                .is_some_and(|max| q.ready() + held + waiting > max)
                 || q.is_full_for(m.body_len);
             if refusing && over {
                 out.push(Err(Refused::Full));

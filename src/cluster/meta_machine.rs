@@ -44,7 +44,18 @@ pub struct QueueDecl {
     pub arguments: Vec<u8>,
     /// The nodes that hold it; the first one starts the group (and usually leads it).
     pub members: Vec<NodeId>,
+    /// The node that wrote the declaration and which of its writes it is (none in
+    /// entries older than the field): a declaration committed twice, with another node's
+    /// deletion between, must not declare the queue again.
+    #[serde(default)]
+    pub write: Option<(NodeId, WriteId)>,
 }
+
+/// The group of a `DeleteQueue` written by a node that deleted a quorum queue before the
+/// queue's declaration reached it (its own still in the writer, or another node's still
+/// on its way): no group of a queue has it, as a group is its declaration's log index and
+/// index 0 is the group's first membership entry.
+pub const ANY_GROUP: u64 = 0;
 
 /// A command of the metadata group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,11 +65,15 @@ pub enum MetaCommand {
     /// A quorum queue was declared (a no-op if the vhost already has one of that name).
     DeclareQueue(QueueDecl),
     /// A quorum queue was deleted: the one of group `group` (a queue declared again
-    /// since, under a new group, stays).
+    /// since, under a new group, stays), or with `group` [`ANY_GROUP`] whichever the name
+    /// has when the entry is applied.
     DeleteQueue {
         vhost: String,
         name: String,
         group: u64,
+        /// Its node and which of its writes it is (see `QueueDecl::write`).
+        #[serde(default)]
+        write: Option<(NodeId, WriteId)>,
     },
     /// An exchange declared or deleted, a binding made or removed, by a client of node
     /// `origin` in `vhost`.
@@ -78,7 +93,8 @@ pub enum MetaCommand {
     AccessMerge(AccessData),
 }
 
-/// Which write of which start of its node a topology change is. A write whose answer
+/// Which write of which start of its node a topology change, or a quorum queue's
+/// declaration or deletion, is. A write whose answer
 /// was lost (its leader stepped down, the link to it broke) is sent again and may then be
 /// committed twice; the second entry is left out, or it would undo what came between
 /// (another node's unbinding, its own node's next change).
@@ -89,7 +105,7 @@ pub struct WriteId {
     pub seq: u64,
 }
 
-/// The last topology write taken in from each node. A node's writes go one after another
+/// The last metadata write taken in from each node. A node's writes go one after another
 /// (the next once the last is committed), so a write numbered at most its node's last of
 /// the same start is one committed already.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,13 +117,23 @@ impl LastWrites {
         let Some(write) = write else {
             return true;
         };
-        match self.0.get(&origin) {
-            Some(last) if last.started_at == write.started_at && write.seq <= last.seq => false,
-            _ => {
-                self.0.insert(origin, write);
-                true
-            }
+        if self.covers(origin, write) {
+            return false;
         }
+        self.0.insert(origin, write);
+        true
+    }
+
+    /// Whether write `id` of node `origin` is one taken in already.
+    pub fn covers(&self, origin: NodeId, id: WriteId) -> bool {
+        self.0
+            .get(&origin)
+            .is_some_and(|last| last.started_at == id.started_at && id.seq <= last.seq)
+    }
+
+    /// `first_time` of a queue's declaration or deletion.
+    pub fn first_time_of(&mut self, write: Option<(NodeId, WriteId)>) -> bool {
+        write.is_none_or(|(origin, id)| self.first_time(origin, Some(id)))
     }
 }
 
@@ -154,12 +180,20 @@ pub struct MetaState {
     /// The access database; `None` until the first node has brought its own.
     #[serde(default)]
     pub access: Option<AccessData>,
-    /// The last topology write of each node taken in.
+    /// The last metadata write of each node taken in.
     #[serde(default)]
     pub last_writes: LastWrites,
 }
 
 impl MetaState {
+    /// `vhost`'s quorum queue `name`: its group number and declaration.
+    pub fn queue(&self, vhost: &str, name: &str) -> Option<(u64, &QueueDecl)> {
+        self.queues
+            .iter()
+            .find(|(_, q)| q.vhost == vhost && q.name == name)
+            .map(|(g, q)| (*g, q))
+    }
+
     /// The group number of `vhost`'s quorum queue `name`.
     pub fn queue_group(&self, vhost: &str, name: &str) -> Option<u64> {
         self.queues
@@ -275,15 +309,31 @@ impl Replicated<MetaRaft> for MetaState {
                 MetaResponse::Done
             }
             MetaCommand::DeclareQueue(decl) => {
+                if !self.last_writes.first_time_of(decl.write) {
+                    // Answered with the name's group, as the first time (its writer
+                    // names it in a deletion: `meta_writes.rs`).
+                    return self
+                        .queue_group(&decl.vhost, &decl.name)
+                        .map_or(MetaResponse::Done, MetaResponse::Queue);
+                }
                 if let Some(g) = self.queue_group(&decl.vhost, &decl.name) {
                     return MetaResponse::Queue(g);
                 }
                 self.queues.insert(index, decl.clone());
                 MetaResponse::Queue(index)
             }
-            MetaCommand::DeleteQueue { vhost, name, group } => {
-                if self.queue_group(vhost, name) == Some(*group) {
-                    self.queues.remove(group);
+            MetaCommand::DeleteQueue {
+                vhost,
+                name,
+                group,
+                write,
+            } => {
+                if !self.last_writes.first_time_of(*write) {
+                    return MetaResponse::Done;
+                }
+                let current = self.queue_group(vhost, name);
+                if let Some(current) = current.filter(|g| *group == ANY_GROUP || g == group) {
+                    self.queues.remove(&current);
                     self.unbind_all(vhost, |b| Endpoint::Queue(name).holds(b));
                 }
                 MetaResponse::Done
@@ -408,6 +458,95 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_declaration_or_deletion_committed_twice_is_taken_in_once() {
+        let mut s = MetaState::default();
+        let id = |origin, seq| {
+            Some((
+                origin,
+                WriteId {
+                    started_at: 100,
+                    seq,
+                },
+            ))
+        };
+        let declare = |write| {
+            MetaCommand::DeclareQueue(QueueDecl {
+                vhost: "/".into(),
+                name: "q".into(),
+                arguments: vec![],
+                members: vec![1],
+                write,
+            })
+        };
+        let delete = |write| MetaCommand::DeleteQueue {
+            vhost: "/".into(),
+            name: "q".into(),
+            group: ANY_GROUP,
+            write,
+        };
+        s.apply(10, &declare(id(1, 1)));
+        s.apply(11, &delete(id(2, 1)));
+        // Node 1's declaration again: the queue stays deleted.
+        s.apply(12, &declare(id(1, 1)));
+        assert_eq!(s.queue_group("/", "q"), None);
+        // Node 1 declares it anew, and node 2's deletion comes again: it stays.
+        s.apply(13, &declare(id(1, 2)));
+        s.apply(14, &delete(id(2, 1)));
+        assert_eq!(s.queue_group("/", "q"), Some(13));
+        // Numbers are shared with the node's topology writes.
+        let topology = MetaCommand::Topology {
+            origin: 1,
+            vhost: "/".into(),
+            change: exchange("x", "direct"),
+            write: Some(WriteId {
+                started_at: 100,
+                seq: 3,
+            }),
+        };
+        s.apply(15, &topology);
+        s.apply(16, &delete(id(1, 3)));
+        assert_eq!(s.queue_group("/", "q"), Some(13));
+        s.apply(17, &delete(id(1, 4)));
+        assert_eq!(s.queue_group("/", "q"), None);
+    }
+
+    #[test]
+    fn a_deletion_takes_its_group_or_with_any_group_whichever_the_name_has() {
+        let mut s = MetaState::default();
+        let declare = |name: &str| {
+            MetaCommand::DeclareQueue(QueueDecl {
+                vhost: "/".into(),
+                name: name.into(),
+                arguments: vec![],
+                members: vec![1],
+                write: None,
+            })
+        };
+        let delete = |group| MetaCommand::DeleteQueue {
+            vhost: "/".into(),
+            name: "q".into(),
+            group,
+            write: None,
+        };
+        s.apply(5, &declare("q"));
+        s.apply(6, &declare("other"));
+        s.apply(7, &delete(4));
+        assert_eq!(
+            s.queue_group("/", "q"),
+            Some(5),
+            "an older group's deletion"
+        );
+        s.apply(8, &delete(ANY_GROUP));
+        assert_eq!(s.queue_group("/", "q"), None);
+        assert_eq!(s.queue_group("/", "other"), Some(6));
+        s.apply(9, &delete(ANY_GROUP));
+        assert_eq!(s.queue_group("/", "other"), Some(6), "nothing of that name");
+        s.apply(10, &declare("q"));
+        s.apply(11, &delete(10));
+        assert_eq!(s.queue_group("/", "q"), None);
+    }
+
+    #[test]
     fn topology_first_declaration_holds_and_deletions_take_their_bindings() {
         let mut s = MetaState::default();
         // A binding to a quorum queue the state does not have is not kept.
@@ -427,6 +566,7 @@ mod tests {
                 name: name.into(),
                 arguments: vec![],
                 members: vec![1],
+                write: None,
             });
             assert_eq!(s.apply(index, &decl), MetaResponse::Queue(index));
         }
@@ -460,9 +600,11 @@ mod tests {
             vhost: "/".into(),
             name: "q".into(),
             group: 20,
+            write: None,
         };
         s.apply(9, &delete);
         assert_eq!(s.topology("/"), vec![exchange("x", "direct")]);
+        assert_eq!(s.queue_group("/", "q"), None);
         assert!(s.topology("other").is_empty());
         apply(
             &mut s,

@@ -90,6 +90,18 @@ impl ClusterNode {
             .await
     }
 
+    /// `vhost`'s quorum queue `name` (group, declaration) in the metadata group's state as
+    /// this node has applied it so far.
+    pub async fn meta_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+    ) -> Option<(u64, super::meta_machine::QueueDecl)> {
+        self.meta_machine
+            .inspect(|s| s.state.queue(vhost, name).map(|(g, d)| (g, d.clone())))
+            .await
+    }
+
     /// The access database as this node has applied it.
     pub async fn meta_access(&self) -> Option<crate::broker::access_db::AccessData> {
         self.meta_machine.inspect(|s| s.state.access.clone()).await

@@ -67,10 +67,17 @@ impl OwnChanges {
     }
 
     /// Whether a committed write is new (not one committed before: see `WriteId`). Asked
-    /// of every topology entry in the log's order, as the group's state does.
+    /// of every topology entry, and with `first_time_of` of every queue declaration and
+    /// deletion, in the log's order, as the group's state does.
     pub(super) fn first_time(&self, origin: u64, write: Option<WriteId>) -> bool {
         let mut taken_in = self.taken_in.lock().expect("writes taken in");
         taken_in.first_time(origin, write)
+    }
+
+    /// `first_time` of a queue's declaration or deletion.
+    pub(super) fn first_time_of(&self, write: Option<(u64, WriteId)>) -> bool {
+        let mut taken_in = self.taken_in.lock().expect("writes taken in");
+        taken_in.first_time_of(write)
     }
 
     /// The group's state, as of the entries from which on `first_time` is asked.
@@ -575,6 +582,7 @@ mod tests {
                 vhost: "/".into(),
                 name: "q".into(),
                 group: 7,
+                write: None,
             },
         ));
         assert!(missed.changed("/", &deleted("x")));

@@ -83,6 +83,8 @@ pub struct Queue {
     /// Dead-lettered messages kept until their new copies are durable (then acked): a
     /// crash in between can duplicate a dead letter, never lose it.
     pub dead_lettering: VecDeque<Dying>,
+    /// Body bytes of those (`forget_dying` keeps it true).
+    dead_lettering_bytes: u64,
     /// When the dead letters routed nowhere are next published again (0: none held).
     pub unroutable_retry_at: u64,
     /// Body bytes of the ready messages (kept only under `x-max-length-bytes`).
@@ -121,6 +123,8 @@ pub struct Dying {
     pub committed: u64,
     /// The original, in this queue's store.
     pub seq: u64,
+    /// Its body's size.
+    pub bytes: u64,
     /// Routed to no queue under `x-dead-letter-strategy: at-least-once`: kept, and
     /// published again for this reason, with the time it died (ms), once its dead-letter
     /// exchange routes it (`VHost::retry_unroutable`).
@@ -183,6 +187,7 @@ impl Queue {
             unacked: 0,
             had_consumer: false,
             dead_lettering: VecDeque::new(),
+            dead_lettering_bytes: 0,
             unroutable_retry_at: 0,
             ready_bytes: 0,
             last_used: super::vhost::now_millis(),
@@ -255,16 +260,37 @@ impl Queue {
                 .is_some_and(|m| self.ready_bytes > m)
     }
 
+    /// The dead letters a quorum queue under at-least-once dead-lettering holds, and
+    /// their bytes: they count towards its length limit, as in RabbitMQ (which is why it
+    /// wants `reject-publish` there: what cannot be dead-lettered stops new messages).
+    pub fn held_dead_letters(&self) -> (u64, u64) {
+        match self.features.dead_letter_at_least_once && self.is_quorum() {
+            true => (self.dead_lettering.len() as u64, self.dead_lettering_bytes),
+            false => (0, 0),
+        }
+    }
+
+    /// Takes dead letter `i` out of `dead_lettering`.
+    pub fn forget_dying(&mut self, i: usize) -> Option<Dying> {
+        let d = self.dead_lettering.remove(i)?;
+        self.dead_lettering_bytes -= d.bytes;
+        Some(d)
+    }
+
     /// True if one more message of `body` bytes would take the queue over a limit (for
     /// `reject-publish`).
     pub fn is_full_for(&self, body: u64) -> bool {
         if self.is_quorum() {
             // RabbitMQ's quorum queues refuse only once already over the limit.
-            return self.features.max_length.is_some_and(|m| self.ready() > m)
+            let (held, held_bytes) = self.held_dead_letters();
+            return self
+                .features
+                .max_length
+                .is_some_and(|m| self.ready() + held > m)
                 || self
                     .features
                     .max_length_bytes
-                    .is_some_and(|m| self.ready_bytes > m);
+                    .is_some_and(|m| self.ready_bytes + held_bytes > m);
         }
         self.features.max_length.is_some_and(|m| self.ready() >= m)
             || self
@@ -393,10 +419,13 @@ impl Queue {
         payload: Bytes,
         reason: DeathReason,
     ) -> DeadLetter {
+        let bytes = body_len(&payload);
+        self.dead_lettering_bytes += bytes;
         self.dead_lettering.push_back(Dying {
             sync: NOT_YET_PUBLISHED,
             committed: 0,
             seq,
+            bytes,
             unroutable: None,
         });
         DeadLetter {
