@@ -196,10 +196,7 @@ impl MetaState {
 
     /// The group number of `vhost`'s quorum queue `name`.
     pub fn queue_group(&self, vhost: &str, name: &str) -> Option<u64> {
-        self.queues
-            .iter()
-            .find(|(_, q)| q.vhost == vhost && q.name == name)
-            .map(|(g, _)| *g)
+        self.queue(vhost, name).map(|(group, _)| group)
     }
 
     /// Every change that builds `vhost`'s topology as it stands: its exchanges, then the
