@@ -35,11 +35,10 @@ mod access;
 mod applied_here;
 mod checkout;
 mod meta_writes;
-mod own_deletions;
+mod own_writes;
 mod queue_feed;
 mod topology;
 use applied_here::AppliedHere;
-use own_deletions::OwnDeletions;
 use queue_feed::{batches, QueueFeed};
 use topology::{index_of, stale, CatchUp, Missed, OwnChanges, ToSettle};
 
@@ -51,9 +50,9 @@ pub struct Replication {
     /// The queues whose groups are open here, by (vhost, name).
     open: Mutex<HashMap<(String, String), OpenQueue>>,
     /// Queues of the group not opened here while a deletion of the name by this node is
-    /// on its way (`own_deletions`): opened once it is back, unless it took them away.
+    /// on its way (`OwnChanges::deleting`): opened once it is back, unless it took them
+    /// away.
     deferred: Mutex<HashMap<(String, String), (u64, QueueDecl)>>,
-    own_deletions: Arc<OwnDeletions>,
     /// Declarations and deletions for the metadata group, written in the order they
     /// happened here (a queue deleted and declared again must not be declared first).
     meta_writes: tokio::sync::mpsc::UnboundedSender<MetaCommand>,
@@ -86,12 +85,10 @@ struct OpenQueue {
 pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replication> {
     let (meta_writes, pending) = tokio::sync::mpsc::unbounded_channel();
     let own_changes = Arc::new(OwnChanges::default());
-    let own_deletions = Arc::new(OwnDeletions::default());
     tokio::spawn(meta_writes::write_meta(
         node.clone(),
         pending,
         own_changes.clone(),
-        own_deletions.clone(),
     ));
     let (applied_here, known) = AppliedHere::open(&node.meta_dir());
     let bridge = Arc::new(Replication {
@@ -100,7 +97,6 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         broker: broker.clone(),
         open: Mutex::default(),
         deferred: Mutex::default(),
-        own_deletions,
         meta_writes,
         own_changes,
         applied_here,
@@ -129,7 +125,7 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         catch_up.follow(&event);
     }
     let state = catch_up.state().clone();
-    bridge.own_changes.taken_in_as(&state);
+    bridge.own_changes.taken_in_as(node.node_id(), &state);
     // A node the node table does not list yet is new to the cluster: the exchanges and
     // bindings it brings are made known (a node that was in it before only catches up:
     // what it has and the cluster has not was deleted while it was away, or made here
@@ -281,9 +277,9 @@ impl QueueReplication for Replication {
         // way): the writer names the group its own declaration was answered with, else the
         // deletion is of whichever group the name has when it is applied. Were nothing
         // written, the group would keep the queue and every node declare it again. Until
-        // the deletion is back, no group of the name opens here (`own_deletions`).
+        // the deletion is back, no group of the name opens here (`OwnChanges::deleting`).
         let group = open.unwrap_or(ANY_GROUP);
-        self.own_deletions.written(vhost, name);
+        self.own_changes.deletion_written(vhost, name);
         let _ = self.meta_writes.send(MetaCommand::DeleteQueue {
             vhost: key.0,
             name: key.1,
@@ -350,7 +346,7 @@ impl Replication {
                         self.remove(&vhost, &name, group).await;
                         if let Some((origin, id)) = write {
                             if origin == self.node.node_id() {
-                                self.own_deletions.done(id);
+                                self.own_changes.deletion_applied(&vhost, &name, id);
                                 self.open_deferred(&vhost, &name).await;
                             }
                         }
@@ -368,7 +364,8 @@ impl Replication {
                     },
                 ) => match self.own_changes.first_time(origin, write) {
                     true => {
-                        let own = origin == self.node.node_id();
+                        // Ends this node's write of this number, if it is one of this start.
+                        let own = write.filter(|_| origin == self.node.node_id());
                         self.committed_topology(own, &vhost, change).await
                     }
                     false => None,
@@ -379,10 +376,7 @@ impl Replication {
                 }
                 Tapped::Applied(_, MetaCommand::NodeUp(_)) => None,
                 Tapped::Reset(index, state) => {
-                    self.own_changes.taken_in_as(&state);
-                    // This node's deletions the snapshot holds: no entry comes for them.
-                    let me = self.node.node_id();
-                    self.own_deletions.taken_in(me, &state.last_writes);
+                    self.own_changes.taken_in_as(self.node.node_id(), &state);
                     self.access_reset(index, &state).await;
                     self.reconcile(&state, true).await;
                     None
@@ -436,7 +430,7 @@ impl Replication {
             }
             changes.extend(wanted);
             for change in changes {
-                if self.own_changes.applies(false, vhost, &change) {
+                if self.own_changes.applies(None, vhost, &change) {
                     self.apply_topology(vhost, &change);
                 }
             }
@@ -487,7 +481,7 @@ impl Replication {
         // Checked again under the vhost's lock, which a client's deletion holds as it
         // notes itself (`deleted`).
         let attached = vh.with(|m| {
-            let deleting = self.own_deletions.deleting(&decl.vhost, &decl.name);
+            let deleting = self.own_changes.deleting(&decl.vhost, &decl.name);
             (!deleting).then(|| m.replica_attach(&decl.name, &decl.arguments, !member))
         });
         let Some(attached) = attached else {
@@ -604,12 +598,12 @@ impl Replication {
     }
 
     /// Whether queue `decl` (group `group`) waits for a deletion of its name by this node
-    /// (`own_deletions`); if so it is noted, unless an earlier declaration of the name is
-    /// (a later one of the same name follows a deletion, which takes the earlier away).
+    /// (`OwnChanges::deleting`); if so it is noted, unless an earlier declaration of the
+    /// name is (a later one follows a deletion, which takes the earlier away).
     fn defer(&self, group: u64, decl: &QueueDecl) -> bool {
         let key = (decl.vhost.clone(), decl.name.clone());
         let mut deferred = self.deferred.lock().expect("deferred");
-        if !self.own_deletions.deleting(&decl.vhost, &decl.name) {
+        if !self.own_changes.deleting(&decl.vhost, &decl.name) {
             deferred.remove(&key);
             return false;
         }
@@ -621,7 +615,7 @@ impl Replication {
     /// name (`ensure`), once no deletion of it is on its way any more. (After a deletion
     /// the writer gave up on, the name's next declaration entry opens it.)
     async fn open_deferred(&self, vhost: &str, name: &str) {
-        if self.own_deletions.deleting(vhost, name) {
+        if self.own_changes.deleting(vhost, name) {
             return;
         }
         let key = (vhost.to_string(), name.to_string());

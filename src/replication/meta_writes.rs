@@ -21,7 +21,6 @@ use crate::cluster::group::WriteError;
 use crate::cluster::meta_machine::{MetaCommand, MetaResponse, WriteId, ANY_GROUP};
 use crate::cluster::node::ClusterNode;
 
-use super::own_deletions::OwnDeletions;
 use super::topology::OwnChanges;
 
 /// Between two attempts while the group has no leader.
@@ -37,7 +36,6 @@ pub(super) async fn write_meta(
     node: Arc<ClusterNode>,
     mut pending: tokio::sync::mpsc::UnboundedReceiver<MetaCommand>,
     own_changes: Arc<OwnChanges>,
-    own_deletions: Arc<OwnDeletions>,
 ) {
     let mut last_seq = 0;
     // The group of each queue this node declared, as the group answered.
@@ -69,15 +67,10 @@ pub(super) async fn write_meta(
         match &mut cmd {
             MetaCommand::Topology { write, .. } => *write = Some(next_id()),
             MetaCommand::DeclareQueue(decl) => decl.write = Some((node.node_id(), next_id())),
-            MetaCommand::DeleteQueue {
-                vhost, name, write, ..
-            } => {
-                let id = next_id();
-                own_deletions.numbered(vhost, name, id);
-                *write = Some((node.node_id(), id));
-            }
+            MetaCommand::DeleteQueue { write, .. } => *write = Some((node.node_id(), next_id())),
             _ => {}
         }
+        own_changes.numbered(&cmd);
         let mut say_at = Instant::now() + SAY_AFTER;
         loop {
             match node.meta_write(cmd.clone()).await {
@@ -107,16 +100,7 @@ pub(super) async fn write_meta(
                 }
                 Err(e) => {
                     tracing::warn!("cluster: not recorded in the cluster ({e}): {cmd:?}");
-                    match &cmd {
-                        MetaCommand::Topology { vhost, change, .. } => {
-                            own_changes.done(vhost, change)
-                        }
-                        MetaCommand::DeleteQueue {
-                            write: Some((_, id)),
-                            ..
-                        } => own_deletions.done(*id),
-                        _ => {}
-                    }
+                    own_changes.given_up(&cmd);
                     break;
                 }
             }

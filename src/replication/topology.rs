@@ -23,7 +23,7 @@
 //! that name may be a later declaration through another node, and the node takes the
 //! group's state back instead (`reconcile` at the start).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use crate::broker::replicated::QueueReplication;
@@ -31,13 +31,14 @@ use crate::broker::replicated_topology::{BindingDef, TopologyChange};
 use crate::cluster::machine::{Replicated, Tapped};
 use crate::cluster::meta_machine::{Endpoint, LastWrites, MetaCommand, MetaState, WriteId};
 
+use super::own_writes::OwnWrites;
 use super::Replication;
 
-/// This node's changes written to the metadata group and not yet applied back, counted
-/// per (vhost, what they change).
+/// This node's changes written to the metadata group and not yet applied back
+/// (`own_writes.rs`), and the writes the group has taken in.
 #[derive(Default)]
 pub(super) struct OwnChanges {
-    waiting: Mutex<HashMap<(String, String), u32>>,
+    writes: OwnWrites,
     /// Every node's last write taken in here, as the group's state has it.
     taken_in: Mutex<LastWrites>,
 }
@@ -54,16 +55,54 @@ fn subject(change: &TopologyChange) -> String {
     }
 }
 
+/// A numbered write that `OwnChanges` follows: its vhost, subject and number.
+fn own_write(cmd: &MetaCommand) -> Option<(&str, String, WriteId)> {
+    match cmd {
+        MetaCommand::Topology {
+            vhost,
+            change,
+            write: Some(id),
+            ..
+        } => Some((vhost, subject(change), *id)),
+        MetaCommand::DeleteQueue {
+            vhost,
+            name,
+            write: Some((_, id)),
+            ..
+        } => Some((vhost, queue_deletion(name), *id)),
+        _ => None,
+    }
+}
+
+/// The subject of a quorum queue's deletion.
+fn queue_deletion(name: &str) -> String {
+    format!("deletion of queue {name}")
+}
+
 impl OwnChanges {
     /// This node writes `change`.
     pub(super) fn written(&self, vhost: &str, change: &TopologyChange) {
-        let key = (vhost.to_string(), subject(change));
-        *self
-            .waiting
-            .lock()
-            .expect("own changes")
-            .entry(key)
-            .or_insert(0) += 1;
+        self.writes.written(vhost, subject(change));
+    }
+
+    /// This node writes the deletion of quorum queue `name`.
+    pub(super) fn deletion_written(&self, vhost: &str, name: &str) {
+        self.writes.written(vhost, queue_deletion(name));
+    }
+
+    /// The writer numbered `cmd` (a change or deletion noted by `written` or
+    /// `deletion_written`).
+    pub(super) fn numbered(&self, cmd: &MetaCommand) {
+        if let Some((vhost, subject, id)) = own_write(cmd) {
+            self.writes.numbered(vhost, subject, id);
+        }
+    }
+
+    /// The writer gave `cmd` up: it will not come back.
+    pub(super) fn given_up(&self, cmd: &MetaCommand) {
+        if let Some((vhost, subject, id)) = own_write(cmd) {
+            self.writes.done(vhost, subject, id);
+        }
     }
 
     /// Whether a committed write is new (not one committed before: see `WriteId`). Asked
@@ -80,37 +119,41 @@ impl OwnChanges {
         taken_in.first_time_of(write)
     }
 
-    /// The group's state, as of the entries from which on `first_time` is asked.
-    pub(super) fn taken_in_as(&self, state: &MetaState) {
+    /// The group's state, as of the entries from which on `first_time` is asked; the
+    /// writes of this node (`me`) it holds are done (a snapshot brings no entry for them).
+    pub(super) fn taken_in_as(&self, me: u64, state: &MetaState) {
+        self.writes.taken_in(me, &state.last_writes);
         *self.taken_in.lock().expect("writes taken in") = state.last_writes.clone();
-    }
-
-    /// This node's `change` will not come back (its write was given up), or came back.
-    pub(super) fn done(&self, vhost: &str, change: &TopologyChange) {
-        let key = (vhost.to_string(), subject(change));
-        let mut waiting = self.waiting.lock().expect("own changes");
-        if let Some(n) = waiting.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                waiting.remove(&key);
-            }
-        }
     }
 
     /// Whether a change of this node's own to what `change` is about is on its way.
     pub(super) fn pending(&self, vhost: &str, change: &TopologyChange) -> bool {
-        let key = (vhost.to_string(), subject(change));
-        self.waiting.lock().expect("own changes").contains_key(&key)
+        self.writes.pending(vhost, subject(change))
     }
 
-    /// Whether to apply a committed `change` written by this node (`own`) or another:
-    /// not while a later change of this node's own to the same thing is still to come.
-    pub(super) fn applies(&self, own: bool, vhost: &str, change: &TopologyChange) -> bool {
-        if own {
-            self.done(vhost, change);
+    /// Whether a deletion of quorum queue `name` by this node is on its way.
+    pub(super) fn deleting(&self, vhost: &str, name: &str) -> bool {
+        self.writes.pending(vhost, queue_deletion(name))
+    }
+
+    /// This node's deletion `id` of queue `name` (of this start) was applied.
+    pub(super) fn deletion_applied(&self, vhost: &str, name: &str, id: WriteId) {
+        self.writes.done(vhost, queue_deletion(name), id);
+    }
+
+    /// Whether to apply a committed `change`, written by this node (`own`: its number, if
+    /// of this start) or another: not while a later change of this node's own to the same
+    /// thing is still to come.
+    pub(super) fn applies(
+        &self,
+        own: Option<WriteId>,
+        vhost: &str,
+        change: &TopologyChange,
+    ) -> bool {
+        if let Some(id) = own {
+            self.writes.done(vhost, subject(change), id);
         }
-        let key = (vhost.to_string(), subject(change));
-        !self.waiting.lock().expect("own changes").contains_key(&key)
+        !self.pending(vhost, change)
     }
 }
 
@@ -306,11 +349,11 @@ impl Replication {
         }
     }
 
-    /// Takes in a committed exchange or binding change, written by this node (`own`) or
-    /// another. Returns the exchange whose bindings to settle then (`settle_bindings_of`).
+    /// Takes in a committed exchange or binding change, written by this node (`own`: its
+    /// number, if of this start) or another. Returns the exchange whose bindings to settle then (`settle_bindings_of`).
     pub(super) async fn committed_topology(
         &self,
-        own: bool,
+        own: Option<WriteId>,
         vhost: &str,
         change: TopologyChange,
     ) -> Option<ToSettle> {
@@ -387,7 +430,7 @@ impl Replication {
             let here = vh.with(|m| m.replicated_topology());
             for change in stale(here, &state.topology(&vhost)) {
                 if missed.changed(&vhost, &change)
-                    && self.own_changes.applies(false, &vhost, &change)
+                    && self.own_changes.applies(None, &vhost, &change)
                 {
                     self.apply_topology(&vhost, &change);
                 }
@@ -513,25 +556,57 @@ mod tests {
     #[test]
     fn a_change_waits_for_this_nodes_later_changes_to_the_same_exchange() {
         let own = OwnChanges::default();
+        let id = |seq| WriteId {
+            started_at: 100,
+            seq,
+        };
+        let write = |change: TopologyChange, seq| MetaCommand::Topology {
+            origin: 1,
+            vhost: "/".into(),
+            change,
+            write: Some(id(seq)),
+        };
         // Deleted and declared again here: the deletion's entry must not apply.
         own.written("/", &deleted("x"));
         own.written("/", &deleted("x"));
-        assert!(!own.applies(true, "/", &deleted("x")));
+        own.numbered(&write(deleted("x"), 1));
+        own.numbered(&write(deleted("x"), 2));
+        assert!(!own.applies(Some(id(1)), "/", &deleted("x")));
         assert!(
-            !own.applies(false, "/", &deleted("x")),
+            !own.applies(None, "/", &deleted("x")),
             "another node's, before ours"
         );
-        assert!(own.applies(true, "/", &deleted("x")), "our last one");
+        assert!(own.applies(Some(id(2)), "/", &deleted("x")), "our last one");
         assert!(
-            own.applies(false, "/", &deleted("x")),
+            own.applies(None, "/", &deleted("x")),
             "another node's, after ours"
         );
-        assert!(own.applies(false, "/", &deleted("y")));
-        assert!(own.applies(false, "other", &deleted("x")));
+        assert!(own.applies(None, "/", &deleted("y")));
+        assert!(own.applies(None, "other", &deleted("x")));
         // A write given up counts no more.
         own.written("/", &deleted("z"));
-        own.done("/", &deleted("z"));
-        assert!(own.applies(false, "/", &deleted("z")));
+        own.numbered(&write(deleted("z"), 3));
+        own.given_up(&write(deleted("z"), 3));
+        assert!(own.applies(None, "/", &deleted("z")));
+        // Nor one a snapshot installed holds (no entry comes for it).
+        own.written("/", &deleted("w"));
+        own.numbered(&write(deleted("w"), 4));
+        let mut state = MetaState::default();
+        state.apply(9, &write(deleted("w"), 4));
+        own.taken_in_as(1, &state);
+        assert!(own.applies(None, "/", &deleted("w")));
+        // A queue's deletion, the same way.
+        own.deletion_written("/", "q");
+        assert!(own.deleting("/", "q") && !own.deleting("/", "r"));
+        let delete = MetaCommand::DeleteQueue {
+            vhost: "/".into(),
+            name: "q".into(),
+            group: 0,
+            write: Some((1, id(5))),
+        };
+        own.numbered(&delete);
+        own.deletion_applied("/", "q", id(5));
+        assert!(!own.deleting("/", "q"));
     }
 
     #[test]
