@@ -4,7 +4,8 @@
 //! management API's `type`, a channel-wide prefetch refused (540), and across a kill -9:
 //! transient messages kept (a classic queue beside it loses its own) and a delivery that
 //! was out counted as a return; at-least-once dead letters that route nowhere kept until
-//! they do, and counted towards the length limit. The protocol answers themselves (declare rules, errors,
+//! they do, sent again only to the queues that refused them, and counted towards the
+//! length limit. The protocol answers themselves (declare rules, errors,
 //! counts, flags, the header's value) are compared with RabbitMQ's recording in
 //! `tests/fidelity` (`quorum/*`).
 
@@ -383,6 +384,99 @@ async fn held_dead_letters_count_towards_the_length_limit() {
     );
     assert!(!publish(b"m3").await.is_ack(), "1 ready + 1 held is over 1");
     assert_eq!(ready(&ch, "limited").await, 1);
+}
+
+// RabbitMQ 3.10.8, asked the same on a private node (pika): t1 stays at its 2 messages
+// and t2 gets m1 at once; within 5 s of t1 being emptied, m1 is in t1; t2 has it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_dead_letters_go_later_to_the_queues_that_refused_them() {
+    let b = common::start().await;
+    let conn = common::lapin_connect(&b).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    let (fanout, options) = (ExchangeKind::Fanout, ExchangeDeclareOptions::default());
+    ch.exchange_declare("dlxp".into(), fanout, options, FieldTable::default())
+        .await
+        .unwrap();
+    let src = quorum_args(&[
+        ("x-dead-letter-exchange", text("dlxp")),
+        ("x-dead-letter-strategy", text("at-least-once")),
+        ("x-overflow", text("reject-publish")),
+    ]);
+    let full = quorum_args(&[
+        ("x-max-length", AMQPValue::LongLongInt(1)),
+        ("x-overflow", text("reject-publish")),
+    ]);
+    for (queue, args) in [("src", src), ("t1", full), ("t2", quorum_args(&[]))] {
+        ch.queue_declare(queue.into(), durable(), args)
+            .await
+            .unwrap();
+    }
+    for queue in ["t1", "t2"] {
+        let bind = QueueBindOptions::default();
+        let none = FieldTable::default();
+        ch.queue_bind(queue.into(), "dlxp".into(), "".into(), bind, none)
+            .await
+            .unwrap();
+    }
+    // t1 over its limit (1 is not over 1, so the second is taken too).
+    for body in [&b"filler1"[..], b"filler2", b"m1"] {
+        let queue = if body == b"m1" { "src" } else { "t1" };
+        let confirm = common::publish_confirmed(&ch, "", queue, body, true).await;
+        assert!(confirm.is_ack());
+    }
+    let m = get(&ch, "src").await.expect("published");
+    ch.basic_reject(m.delivery.delivery_tag, Default::default())
+        .await
+        .unwrap();
+    let mut in_t2 = 0;
+    for _ in 0..40 {
+        in_t2 = ready(&ch, "t2").await;
+        if in_t2 > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(in_t2, 1, "t2 takes its copy at once");
+    assert_eq!(ready(&ch, "t1").await, 2, "t1 refuses its copy");
+    assert_eq!(ready(&ch, "src").await, 0, "kept, not ready");
+    let body = http_get(b.http_addr.unwrap(), "/api/queues/%2F/src");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["messages_dlx"].as_u64(), Some(1), "{json}");
+    for filler in [&b"filler1"[..], b"filler2"] {
+        let m = get(&ch, "t1").await.expect("filler");
+        assert_eq!(&m.delivery.data[..], filler);
+        ch.basic_ack(m.delivery.delivery_tag, Default::default())
+            .await
+            .unwrap();
+    }
+    let mut later = None;
+    for _ in 0..60 {
+        later = get(&ch, "t1").await;
+        if later.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let later = later.expect("the dead letter goes to t1 once it has room");
+    assert_eq!(&later.delivery.data[..], b"m1");
+    assert!(header(&later.delivery.properties, "x-death").is_some());
+    // Not sent again to t2, which had it; and no longer held by src.
+    assert_eq!(ready(&ch, "t2").await, 1);
+    let mut dlx = None;
+    for _ in 0..40 {
+        let body = http_get(b.http_addr.unwrap(), "/api/queues/%2F/src");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        dlx = json["messages_dlx"].as_u64();
+        if dlx == Some(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(dlx, Some(0), "src lets go of it once t1 has it");
 }
 
 #[tokio::test]

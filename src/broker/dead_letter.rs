@@ -15,8 +15,10 @@
 //! quorum queue under at-least-once (with `x-overflow: reject-publish`, as RabbitMQ
 //! requires): that one stays in its queue, neither ready nor dropped, and is published
 //! again every few seconds until it routes (`retry_unroutable`; RabbitMQ's dead-letter
-//! worker tries every 180 s). Only in memory: after a restart it is ready again, and
-//! dead-lettered again if rejected again.
+//! worker tries every 180 s). One that some of its queues refuse (full under
+//! `reject-publish`) is kept the same way once the others' copies are durable, and
+//! published again only to the queues without a copy, as RabbitMQ 3.10 does. Only in
+//! memory: after a restart it is ready again, and dead-lettered again if rejected again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -206,6 +208,9 @@ enum Republished {
     /// Copies published: the sync covering them and the commit of those in replicated
     /// queues.
     Copies(Ticket, u64),
+    /// Copies published to some of the queues it routes to (sync and commit as for
+    /// `Copies`), refused by the others.
+    Partly(Ticket, u64),
 }
 
 /// Between two attempts to publish the dead letters routed nowhere that a queue keeps.
@@ -244,17 +249,26 @@ impl VHost {
             return;
         }
         self.draining_dead = true;
+        let mut stored = Vec::new();
         while let Some(dl) = self.pending_dead.pop_front() {
-            let copies = self.republish_dead(&dl);
+            stored.clear();
+            let copies = self.republish_dead(&dl, &[], &mut stored);
             if let Some(seq) = dl.seq {
-                self.release_dead(&dl, seq, copies);
+                self.release_dead(&dl, seq, copies, &stored);
             }
         }
         self.draining_dead = false;
     }
 
-    /// Publishes a dead letter's copies.
-    fn republish_dead(&mut self, dl: &DeadLetter) -> Republished {
+    /// Publishes a dead letter's copies to the queues it routes to, except those in
+    /// `held` (they have one from an earlier attempt); the queues that took one are added
+    /// to `stored`.
+    fn republish_dead(
+        &mut self,
+        dl: &DeadLetter,
+        held: &[Arc<str>],
+        stored: &mut Vec<Arc<str>>,
+    ) -> Republished {
         use Republished::Dropped;
         let Some(q) = self.queues.get(&dl.queue).filter(|q| q.id == dl.queue_id) else {
             return Dropped;
@@ -343,26 +357,42 @@ impl VHost {
         if targets.is_empty() {
             return Republished::Nowhere;
         }
-        let (mut ticket, mut committed, mut stored) = (Ticket::DONE, 0, false);
+        // Every queue it routes to that has no copy yet (when all have one, it is done:
+        // their copies were durable before this attempt, see `settle_dead_lettering`).
+        targets.retain(|t| !held.contains(t));
+        let (mut ticket, mut committed, mut refused) = (Ticket::DONE, 0, false);
+        let before = stored.len();
         for target in targets {
-            if let Ok((t, c)) = self.store_one(&target, &incoming, now) {
-                ticket = ticket.max(t);
-                committed = self.replication.tickets.join(committed, c);
-                stored = true;
+            match self.store_one(&target, &incoming, now) {
+                Ok((t, c)) => {
+                    ticket = ticket.max(t);
+                    committed = self.replication.tickets.join(committed, c);
+                    stored.push(target);
+                }
+                Err(_) => refused = true,
             }
         }
-        match stored {
-            true => Republished::Copies(ticket, committed),
+        match (stored.len() > before, refused) {
+            (_, false) => Republished::Copies(ticket, committed),
+            (true, true) => Republished::Partly(ticket, committed),
             // Refused by every queue it routes to (full under reject-publish): as unroutable.
-            false => Republished::Nowhere,
+            (false, true) => Republished::Nowhere,
         }
     }
 
     /// The original of a dead letter: acked now if its copies need no sync nor commit (or
     /// there are none), else once they are durable (`settle_dead_lettering`). One routed
     /// nowhere by a quorum queue under at-least-once dead-lettering is kept, and published
-    /// again later (`retry_unroutable`), as RabbitMQ's dead-letter worker does.
-    fn release_dead(&mut self, dl: &DeadLetter, seq: u64, copies: Republished) {
+    /// again later (`retry_unroutable`), as RabbitMQ's dead-letter worker does; so is one
+    /// that some of its queues refused, once the copies in the others (`stored`) are
+    /// durable.
+    fn release_dead(
+        &mut self,
+        dl: &DeadLetter,
+        seq: u64,
+        copies: Republished,
+        stored: &[Arc<str>],
+    ) {
         let Some(q) = self
             .queues
             .get_mut(&dl.queue)
@@ -376,11 +406,27 @@ impl VHost {
         let keep = q.quorum.is_some() && q.features.dead_letter_at_least_once;
         let now = now_millis();
         match copies {
-            Republished::Copies(sync, committed) if sync != Ticket::DONE || committed != 0 => {
+            Republished::Partly(sync, committed) if keep => {
                 q.dead_lettering[i] = Dying {
                     sync,
                     committed,
                     unroutable: None,
+                    refused: Some((dl.reason, dl.died_at.unwrap_or(now))),
+                    ..q.dead_lettering[i]
+                };
+                let copies = q.dead_letter_copies.entry(seq).or_default();
+                copies.extend(stored.iter().cloned());
+                let name = q.name.clone();
+                self.schedule(&name, now);
+            }
+            Republished::Copies(sync, committed) | Republished::Partly(sync, committed)
+                if sync != Ticket::DONE || committed != 0 =>
+            {
+                q.dead_lettering[i] = Dying {
+                    sync,
+                    committed,
+                    unroutable: None,
+                    refused: None,
                     ..q.dead_lettering[i]
                 };
                 let name = q.name.clone();
@@ -391,6 +437,7 @@ impl VHost {
                     sync: Ticket::DONE,
                     committed: 0,
                     unroutable: Some((dl.reason, dl.died_at.unwrap_or(now))),
+                    refused: None,
                     ..q.dead_lettering[i]
                 };
                 if q.unroutable_retry_at == 0 {
@@ -431,8 +478,11 @@ impl VHost {
             .collect();
         let (name, id) = (q.name.clone(), q.id);
         let mut went = false;
+        let mut stored = Vec::new();
         for (seq, (reason, died_at)) in tried {
             let q = self.queues.get_mut(queue)?;
+            stored.clear();
+            let held = q.dead_letter_copies.get(&seq).cloned().unwrap_or_default();
             let Some(rec) = q.store.read(seq) else {
                 // Not in the store any more: nothing to keep.
                 if let Some(i) = q.dead_lettering.iter().position(|d| d.seq == seq) {
@@ -449,9 +499,9 @@ impl VHost {
                 reason,
                 died_at: Some(died_at),
             };
-            let copies = self.republish_dead(&dl);
+            let copies = self.republish_dead(&dl, &held, &mut stored);
             went |= copies != Republished::Nowhere;
-            self.release_dead(&dl, seq, copies);
+            self.release_dead(&dl, seq, copies, &stored);
             if copies == Republished::Nowhere {
                 // To the back: the next attempt starts with the ones not tried now.
                 let q = self.queues.get_mut(queue)?;
@@ -474,9 +524,10 @@ impl VHost {
     }
 
     /// Acks dead-lettered originals whose copies are durable (synced here, committed by
-    /// their groups); one whose copies failed goes back to the queue. Returns true if some
-    /// are still waiting.
-    pub(super) fn settle_dead_lettering(&mut self, queue: &str) -> bool {
+    /// their groups), or keeps those some queues refused (`Dying::refused`) for
+    /// `retry_unroutable`; one whose copies failed goes back to the queue. Returns true if
+    /// some are still waiting.
+    pub(super) fn settle_dead_lettering(&mut self, queue: &str, now: u64) -> bool {
         let Some(q) = self.queues.get_mut(queue) else {
             return false;
         };
@@ -505,6 +556,21 @@ impl VHost {
                 None => {
                     waiting = true;
                     k += 1
+                }
+                Some(true) if d.refused.is_some() => {
+                    q.dead_lettering[k] = Dying {
+                        sync: Ticket::DONE,
+                        committed: 0,
+                        unroutable: d.refused,
+                        refused: None,
+                        ..d
+                    };
+                    k += 1;
+                    if q.unroutable_retry_at == 0 {
+                        tracing::warn!(vhost = %self.name, queue = %q.name,
+                            "dead letters refused by some of the queues they route to; kept in the queue (at-least-once) until those take them");
+                        q.unroutable_retry_at = now + UNROUTABLE_RETRY_MS;
+                    }
                 }
                 Some(ok) => {
                     q.forget_dying(k);

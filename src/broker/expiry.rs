@@ -73,7 +73,7 @@ impl VHost {
     }
 
     fn run_queue_timers(&mut self, name: &Arc<str>, now: u64) {
-        let waiting_for_sync = self.settle_dead_lettering(name);
+        let waiting_for_sync = self.settle_dead_lettering(name, now);
         let unroutable_retry = self.retry_unroutable(name, now);
         self.expire_head(name, now);
         // Messages that expired at the head may leave room for consumers' next ones.

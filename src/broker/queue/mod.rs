@@ -8,7 +8,7 @@
 //!   new copies to be durable (in `dead_lettering`);
 //! - with a byte limit, `ready_bytes` is the body size of the ready messages.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use amq_protocol_types::FieldTable;
@@ -87,6 +87,10 @@ pub struct Queue {
     dead_lettering_bytes: u64,
     /// When the dead letters routed nowhere are next published again (0: none held).
     pub unroutable_retry_at: u64,
+    /// For a kept dead letter (by its seq) that some of its queues refused: the queues
+    /// that already hold a copy, which its next attempts leave out (RabbitMQ's dead-letter
+    /// worker, too, sends again only to the queues that have not taken it).
+    pub dead_letter_copies: HashMap<u64, Vec<Arc<str>>>,
     /// Body bytes of the ready messages (kept only under `x-max-length-bytes`).
     ready_bytes: u64,
     /// When the queue was last used (declared, consumed from, read by basic.get), for
@@ -129,6 +133,10 @@ pub struct Dying {
     /// published again for this reason, with the time it died (ms), once its dead-letter
     /// exchange routes it (`VHost::retry_unroutable`).
     pub unroutable: Option<(DeathReason, u64)>,
+    /// Refused by some of the queues it routes to, under at-least-once: once the copies
+    /// the others took are durable, kept as `unroutable` with this reason and time, and
+    /// published again to the queues without a copy (`Queue::dead_letter_copies`).
+    pub refused: Option<(DeathReason, u64)>,
 }
 
 /// Body size of a stored message (0 if malformed: a disk is untrusted input).
@@ -189,6 +197,7 @@ impl Queue {
             dead_lettering: VecDeque::new(),
             dead_lettering_bytes: 0,
             unroutable_retry_at: 0,
+            dead_letter_copies: HashMap::new(),
             ready_bytes: 0,
             last_used: super::vhost::now_millis(),
             has_expiring: false,
@@ -274,6 +283,9 @@ impl Queue {
     pub fn forget_dying(&mut self, i: usize) -> Option<Dying> {
         let d = self.dead_lettering.remove(i)?;
         self.dead_lettering_bytes -= d.bytes;
+        if !self.dead_letter_copies.is_empty() {
+            self.dead_letter_copies.remove(&d.seq);
+        }
         Some(d)
     }
 
@@ -427,6 +439,7 @@ impl Queue {
             seq,
             bytes,
             unroutable: None,
+            refused: None,
         });
         DeadLetter {
             queue: self.name.clone(),
