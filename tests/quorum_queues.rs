@@ -477,6 +477,37 @@ async fn at_least_once_dead_letters_go_later_to_the_queues_that_refused_them() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(dlx, Some(0), "src lets go of it once t1 has it");
+
+    // Refused by t1 again, then t1 unbound: the copy in t2 is all it needs, as
+    // RabbitMQ's worker decides when the routes change.
+    for body in [&b"filler3"[..], b"filler4", b"m2"] {
+        let queue = if body == b"m2" { "src" } else { "t1" };
+        let confirm = common::publish_confirmed(&ch, "", queue, body, true).await;
+        assert!(confirm.is_ack());
+    }
+    let m = get(&ch, "src").await.expect("published");
+    ch.basic_reject(m.delivery.delivery_tag, Default::default())
+        .await
+        .unwrap();
+    let unbind = ch.queue_unbind("t1".into(), "dlxp".into(), "".into(), FieldTable::default());
+    unbind.await.unwrap();
+    let mut dlx = None;
+    for _ in 0..60 {
+        let body = http_get(b.http_addr.unwrap(), "/api/queues/%2F/src");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        dlx = json["messages_dlx"].as_u64();
+        if dlx == Some(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        dlx,
+        Some(0),
+        "src lets go of m2 once only t2, which has it, is bound"
+    );
+    assert_eq!(ready(&ch, "t2").await, 2, "m1 and m2, each once");
+    assert_eq!(ready(&ch, "t1").await, 2, "the fillers only");
 }
 
 #[tokio::test]

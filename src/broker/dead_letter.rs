@@ -333,6 +333,11 @@ impl VHost {
         {
             return Republished::Nowhere; // The dead-letter exchange does not exist.
         }
+        if targets.is_empty() && !held.is_empty() {
+            // Unbound from the queues that refused it since: the copies it has are all it
+            // needs (RabbitMQ's worker, too, lets go of it then).
+            return Republished::Copies(Ticket::DONE, 0);
+        }
         if dl.reason != DeathReason::Rejected {
             if let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") {
                 let deaths: &FieldArray = deaths;
@@ -531,6 +536,8 @@ impl VHost {
         let Some(q) = self.queues.get_mut(queue) else {
             return false;
         };
+        // Under at-most-once since (a policy changed), one some queues refused is let go.
+        let keep = q.quorum.is_some() && q.features.dead_letter_at_least_once;
         let mut k = 0;
         let mut waiting = false;
         while k < q.dead_lettering.len() {
@@ -557,7 +564,7 @@ impl VHost {
                     waiting = true;
                     k += 1
                 }
-                Some(true) if d.refused.is_some() => {
+                Some(true) if d.refused.is_some() && keep => {
                     q.dead_lettering[k] = Dying {
                         sync: Ticket::DONE,
                         committed: 0,

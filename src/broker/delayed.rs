@@ -8,7 +8,8 @@
 //! record's timestamp being the time it is due; memory holds only (due, sequence number)
 //! per message, 16 bytes, where the plugin keeps whole messages in Mnesia. A restart
 //! rebuilds the schedule from the log. A fired message is acked in the log once its copies
-//! in the queues are durable (`pending`), so a crash in between can deliver it twice, never
+//! in the queues are durable (`pending`: synced here, and committed by the group of a
+//! replicated queue), so a crash or a lost commit in between can deliver it twice, never
 //! lose it.
 
 use std::cmp::Reverse;
@@ -30,6 +31,9 @@ use crate::protocol::{properties, table};
 
 /// The exchange type the plugin registers.
 pub const DELAYED_TYPE: &str = "x-delayed-message";
+
+/// How long a fired message whose copies failed waits before it is fired again, ms.
+const REFIRE_AFTER_FAILURE_MS: u64 = 1_000;
 
 /// The plugin's longest delay (Erlang's largest timer), milliseconds.
 const MAX_DELAY_MS: i64 = (1 << 32) - 1;
@@ -90,8 +94,10 @@ pub(super) struct DelayedStore {
     log: Option<Log>,
     /// (due, sequence number), earliest first.
     schedule: BinaryHeap<Reverse<(u64, u64)>>,
-    /// Fired messages whose copies wait for this sync before the record is acked.
-    pending: Vec<(Ticket, u64)>,
+    /// Fired messages whose copies wait before the record is acked: (the sync covering
+    /// this node's copies, the commit of those in replicated queues (`ReplicaTickets`; 0:
+    /// none), the record's sequence number).
+    pending: Vec<(Ticket, u64, u64)>,
 }
 
 impl DelayedStore {
@@ -180,25 +186,38 @@ impl VHost {
                 break;
             }
             self.delayed.schedule.pop();
-            let ticket = self.route_delayed(seq, now);
-            if ticket == Ticket::DONE {
+            let (ticket, committed) = self.route_delayed(seq, now);
+            if ticket == Ticket::DONE && committed == 0 {
                 self.ack_delayed(seq);
             } else {
-                self.delayed.pending.push((ticket, seq));
+                self.delayed.pending.push((ticket, committed, seq));
             }
         }
         let commit = self.commit.clone();
         let mut k = 0;
         while k < self.delayed.pending.len() {
-            let (ticket, seq) = self.delayed.pending[k];
-            match commit.status(ticket) {
+            let (ticket, committed, seq) = self.delayed.pending[k];
+            let synced = match ticket {
+                Ticket::DONE => Some(true),
+                t => commit.status(t).map(|r| r.is_ok()),
+            };
+            // The commit is read only once the sync is known: a failure is reported once.
+            let durable = synced.and_then(|ok| {
+                let replicated = self.replication.tickets.status(committed)?;
+                Some(ok && replicated)
+            });
+            match durable {
                 None => k += 1,
-                Some(result) => {
+                Some(ok) => {
                     self.delayed.pending.swap_remove(k);
-                    match result {
-                        Ok(()) => self.ack_delayed(seq),
-                        // Not durable in its queues: fire it again (a duplicate at worst).
-                        Err(()) => self.delayed.schedule.push(Reverse((now, seq))),
+                    match ok {
+                        true => self.ack_delayed(seq),
+                        // Not durable in its queues: fire it again (a duplicate at worst),
+                        // after a pause (a group without a majority fails every write).
+                        false => {
+                            let again = now + REFIRE_AFTER_FAILURE_MS;
+                            self.delayed.schedule.push(Reverse((again, seq)));
+                        }
                     }
                 }
             }
@@ -207,13 +226,15 @@ impl VHost {
     }
 
     /// Routes the held message `seq` through its exchange now; returns the sync covering
-    /// its copies (DONE if none needs one, or it went nowhere).
-    fn route_delayed(&mut self, seq: u64, now: u64) -> Ticket {
+    /// its copies (DONE if none needs one, or it went nowhere) and the commit of those in
+    /// replicated queues (0: none).
+    fn route_delayed(&mut self, seq: u64, now: u64) -> (Ticket, u64) {
+        const NOTHING: (Ticket, u64) = (Ticket::DONE, 0);
         let Some(rec) = self.delayed.log.as_ref().and_then(|l| l.read(seq)) else {
-            return Ticket::DONE;
+            return NOTHING;
         };
         let Some(m) = message::view(&rec.payload) else {
-            return Ticket::DONE;
+            return NOTHING;
         };
         let exchange = String::from_utf8_lossy(m.exchange);
         let routing_key = String::from_utf8_lossy(m.routing_key);
@@ -224,7 +245,7 @@ impl VHost {
             .route_unchecked(&exchange, &routing_key, headers, &mut targets)
             .is_err()
         {
-            return Ticket::DONE; // The exchange is gone: so is the message, as in the plugin.
+            return NOTHING; // The exchange is gone: so is the message, as in the plugin.
         }
         let whole: [&[u8]; 1] = [&rec.payload];
         let incoming = Incoming {
@@ -233,15 +254,14 @@ impl VHost {
             body_len: m.body.len() as u64,
             persistent: props.is_some_and(|p| p.persistent()),
         };
-        let mut ticket = Ticket::DONE;
+        let (mut ticket, mut committed) = NOTHING;
         for target in targets {
-            // A copy in a replicated queue is not waited for: the delayed message is
-            // let go once this node's copies are durable.
-            if let Ok((t, _committed)) = self.store_one(&target, &incoming, now) {
+            if let Ok((t, c)) = self.store_one(&target, &incoming, now) {
                 ticket = ticket.max(t);
+                committed = self.replication.tickets.join(committed, c);
             }
         }
-        ticket
+        (ticket, committed)
     }
 
     fn ack_delayed(&mut self, seq: u64) {
