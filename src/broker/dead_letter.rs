@@ -488,10 +488,18 @@ impl VHost {
             let q = self.queues.get_mut(queue)?;
             stored.clear();
             let held = q.dead_letter_copies.get(&seq).cloned().unwrap_or_default();
-            let Some(rec) = q.store.read(seq) else {
-                // Not in the store any more: nothing to keep.
+            let settled = q.settled_by_group(seq);
+            let Some(rec) = q.store.read(seq).filter(|_| !settled) else {
+                // Not in the store any more, or settled by another node meanwhile (this
+                // node's lease ran out and a consumer there acked it, as `give_back`
+                // checks): nothing to keep.
                 if let Some(i) = q.dead_lettering.iter().position(|d| d.seq == seq) {
                     q.forget_dying(i);
+                    if settled {
+                        if let Err(e) = q.ack(seq) {
+                            tracing::error!(queue = %q.name, "acking a dead-lettered message: {e}");
+                        }
+                    }
                 }
                 continue;
             };
