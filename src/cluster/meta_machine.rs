@@ -120,6 +120,16 @@ impl LastWrites {
         if self.covers(origin, write) {
             return false;
         }
+        if self
+            .0
+            .get(&origin)
+            .is_some_and(|last| write.started_at < last.started_at)
+        {
+            // A write of an earlier start, forwarded before that start ended and
+            // committed only now: new, but the start recorded stays the later one, or a
+            // snapshot would no longer cover that start's writes.
+            return true;
+        }
         self.0.insert(origin, write);
         true
     }
@@ -483,6 +493,14 @@ mod tests {
         };
         s.apply(10, &declare(id(1, 1)));
         s.apply(11, &delete(id(2, 1)));
+        // A write of node 2's earlier start committed late is new, and leaves node 2's
+        // last write of this start where it was.
+        let earlier = WriteId {
+            started_at: 50,
+            seq: 7,
+        };
+        assert!(s.last_writes.first_time(2, Some(earlier)));
+        assert!(s.last_writes.covers(2, id(2, 1).unwrap().1));
         // Node 1's declaration again: the queue stays deleted.
         s.apply(12, &declare(id(1, 1)));
         assert_eq!(s.queue_group("/", "q"), None);

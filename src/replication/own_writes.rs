@@ -98,8 +98,9 @@ mod tests {
         w.numbered("/", q(), id(100, 2));
         assert!(w.pending("/", q()) && w.pending("/", "queue r".into()));
         assert!(!w.pending("/", "queue s".into()) && !w.pending("other", q()));
-        // A write of an earlier start ends none of this start's.
-        w.done("/", q(), id(50, 1));
+        // A write of an earlier start ends none of this start's (read without its start,
+        // it would end the second), and a write ends once.
+        w.done("/", q(), id(50, 2));
         w.done("/", q(), id(100, 1));
         w.done("/", q(), id(100, 1));
         assert!(w.pending("/", q()), "the second is still on its way");
