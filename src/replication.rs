@@ -85,10 +85,12 @@ struct OpenQueue {
 pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replication> {
     let (meta_writes, pending) = tokio::sync::mpsc::unbounded_channel();
     let own_changes = Arc::new(OwnChanges::default());
+    let (given_up, mut deletions_given_up) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(meta_writes::write_meta(
         node.clone(),
         pending,
         own_changes.clone(),
+        given_up,
     ));
     let (applied_here, known) = AppliedHere::open(&node.meta_dir());
     let bridge = Arc::new(Replication {
@@ -105,6 +107,13 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         runtime: tokio::runtime::Handle::current(),
     });
     node.set_checkout_handler(bridge.clone());
+    // A deletion the writer gave up on will not come back: what waited for it opens now.
+    let opener = bridge.clone();
+    tokio::spawn(async move {
+        while let Some((vhost, name)) = deletions_given_up.recv().await {
+            opener.open_deferred(&vhost, &name).await;
+        }
+    });
     let local = broker.replicate_quorum_queues(bridge.clone());
     // The state the node opened and what was applied since: the entries replayed and
     // caught up on while it started. Those past what the broker had taken in before
@@ -612,8 +621,8 @@ impl Replication {
     }
 
     /// Opens the queue of name `name` whose opening waited for this node's deletion of the
-    /// name (`ensure`), once no deletion of it is on its way any more. (After a deletion
-    /// the writer gave up on, the name's next declaration entry opens it.)
+    /// name (`ensure`), once no deletion of it is on its way any more: applied, or given
+    /// up by the writer.
     async fn open_deferred(&self, vhost: &str, name: &str) {
         if self.own_changes.deleting(vhost, name) {
             return;

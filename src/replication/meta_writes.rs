@@ -32,10 +32,14 @@ const DECLARED_KEPT: usize = 10_000;
 const SAY_AFTER: Duration = Duration::from_secs(120);
 
 /// Writes the bridge's metadata commands one after another, in order.
+///
+/// A queue deletion given up is sent to `deletions_given_up` (vhost, name): the bridge
+/// then opens what waited for it (`Replication::open_deferred`).
 pub(super) async fn write_meta(
     node: Arc<ClusterNode>,
     mut pending: tokio::sync::mpsc::UnboundedReceiver<MetaCommand>,
     own_changes: Arc<OwnChanges>,
+    deletions_given_up: tokio::sync::mpsc::UnboundedSender<(String, String)>,
 ) {
     let mut last_seq = 0;
     // The group of each queue this node declared, as the group answered.
@@ -101,6 +105,9 @@ pub(super) async fn write_meta(
                 Err(e) => {
                     tracing::warn!("cluster: not recorded in the cluster ({e}): {cmd:?}");
                     own_changes.given_up(&cmd);
+                    if let MetaCommand::DeleteQueue { vhost, name, .. } = &cmd {
+                        let _ = deletions_given_up.send((vhost.clone(), name.clone()));
+                    }
                     break;
                 }
             }
