@@ -3,9 +3,11 @@
 
     python3 fuzz/totals.py
 
-One row per target: executions over every recorded run, how many runs, wall seconds, the
-date of the last run, and the coverage (libFuzzer's edges / features) its last run ended
-with. fuzz/run.sh appends a line per run; the CI smoke runs are not recorded.
+One row per target: executions over every recorded run, how many of them ran without
+AddressSanitizer (`FUZZ_SANITIZER=none fuzz/run.sh`; rows without the column ran with it),
+how many runs, wall seconds, the date of the last run, and the coverage (libFuzzer's edges /
+features) its last run ended with. fuzz/run.sh appends a line per run; the CI smoke runs are
+not recorded.
 """
 import csv
 import os
@@ -20,20 +22,24 @@ def main():
         for r in csv.reader(f, delimiter="\t"):
             if not r or r[0].startswith("#"):
                 continue
-            date, target, execs, secs, edges, features, crashes, _commit = r
-            t = rows.setdefault(target, dict(execs=0, runs=0, secs=0, crashes=0))
+            date, target, execs, secs, edges, features, crashes, _commit = r[:8]
+            sanitizer = r[8] if len(r) > 8 else "address"
+            t = rows.setdefault(target, dict(execs=0, plain=0, runs=0, secs=0, crashes=0))
             t["execs"] += int(execs)
+            if sanitizer == "none":
+                t["plain"] += int(execs)
             t["runs"] += 1
             t["secs"] += int(secs)
             t["crashes"] += int(crashes)
             t["last"] = date
             if int(edges):
                 t["cov"] = f"{int(edges):,} / {int(features):,}"
-    print("| target | executions in total | runs | seconds | last run | edges / features (last run) | 10^8 |")
-    print("| --- | ---: | ---: | ---: | --- | ---: | --- |")
+    print("| target | executions in total | of them without ASan | runs | seconds | last run | "
+          "edges / features (last run) | 10^8 |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | ---: | --- |")
     for target in sorted(rows):
         t = rows[target]
-        print(f"| {target} | {human(t['execs'])} | {t['runs']} | {t['secs']:,} | {t['last']} | "
+        print(f"| {target} | {human(t['execs'])} | {human(t['plain'])} | {t['runs']} | {t['secs']:,} | {t['last']} | "
               f"{t.get('cov', 'not recorded')} | {'reached' if t['execs'] >= GOAL else 'not yet'} |")
 
 
