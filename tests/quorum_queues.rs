@@ -68,6 +68,40 @@ async fn get(ch: &lapin::Channel, queue: &str) -> Option<lapin::message::BasicGe
         .unwrap()
 }
 
+/// `get`, tried every 250 ms for up to 15 s.
+async fn get_eventually(
+    ch: &lapin::Channel,
+    queue: &str,
+) -> Option<lapin::message::BasicGetMessage> {
+    for _ in 0..60 {
+        if let Some(m) = get(ch, queue).await {
+            return Some(m);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    None
+}
+
+/// A quorum queue's `messages_dlx` as the management API shows it.
+fn messages_dlx(addr: std::net::SocketAddr, queue: &str) -> Option<u64> {
+    let body = http_get(addr, &format!("/api/queues/%2F/{queue}"));
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    json["messages_dlx"].as_u64()
+}
+
+/// `messages_dlx` once it is 0, tried every 250 ms for up to 15 s (the last seen if not).
+async fn dead_letters_gone(addr: std::net::SocketAddr, queue: &str) -> Option<u64> {
+    let mut dlx = None;
+    for _ in 0..60 {
+        dlx = messages_dlx(addr, queue);
+        if dlx == Some(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    dlx
+}
+
 async fn nack_requeue(ch: &lapin::Channel, tag: u64) {
     ch.basic_nack(
         tag,
@@ -315,14 +349,7 @@ async fn at_least_once_dead_letters_that_route_nowhere_wait_for_a_route() {
     )
     .await
     .unwrap();
-    let mut dead = None;
-    for _ in 0..60 {
-        dead = get(&ch, "dlq").await;
-        if dead.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    let dead = get_eventually(&ch, "dlq").await;
     let dead = dead.expect("the kept dead letter goes once dlx routes it");
     assert_eq!(&dead.delivery.data[..], b"kept");
     let Some(AMQPValue::FieldArray(deaths)) = header(&dead.delivery.properties, "x-death") else {
@@ -443,9 +470,8 @@ async fn at_least_once_dead_letters_go_later_to_the_queues_that_refused_them() {
     assert_eq!(in_t2, 1, "t2 takes its copy at once");
     assert_eq!(ready(&ch, "t1").await, 2, "t1 refuses its copy");
     assert_eq!(ready(&ch, "src").await, 0, "kept, not ready");
-    let body = http_get(b.http_addr.unwrap(), "/api/queues/%2F/src");
-    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(json["messages_dlx"].as_u64(), Some(1), "{json}");
+    let api = b.http_addr.unwrap();
+    assert_eq!(messages_dlx(api, "src"), Some(1));
     for filler in [&b"filler1"[..], b"filler2"] {
         let m = get(&ch, "t1").await.expect("filler");
         assert_eq!(&m.delivery.data[..], filler);
@@ -453,29 +479,13 @@ async fn at_least_once_dead_letters_go_later_to_the_queues_that_refused_them() {
             .await
             .unwrap();
     }
-    let mut later = None;
-    for _ in 0..60 {
-        later = get(&ch, "t1").await;
-        if later.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    let later = get_eventually(&ch, "t1").await;
     let later = later.expect("the dead letter goes to t1 once it has room");
     assert_eq!(&later.delivery.data[..], b"m1");
     assert!(header(&later.delivery.properties, "x-death").is_some());
     // Not sent again to t2, which had it; and no longer held by src.
     assert_eq!(ready(&ch, "t2").await, 1);
-    let mut dlx = None;
-    for _ in 0..40 {
-        let body = http_get(b.http_addr.unwrap(), "/api/queues/%2F/src");
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-        dlx = json["messages_dlx"].as_u64();
-        if dlx == Some(0) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let dlx = dead_letters_gone(api, "src").await;
     assert_eq!(dlx, Some(0), "src lets go of it once t1 has it");
 
     // Refused by t1 again, then t1 unbound: the copy in t2 is all it needs, as
@@ -491,16 +501,7 @@ async fn at_least_once_dead_letters_go_later_to_the_queues_that_refused_them() {
         .unwrap();
     let unbind = ch.queue_unbind("t1".into(), "dlxp".into(), "".into(), FieldTable::default());
     unbind.await.unwrap();
-    let mut dlx = None;
-    for _ in 0..60 {
-        let body = http_get(b.http_addr.unwrap(), "/api/queues/%2F/src");
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-        dlx = json["messages_dlx"].as_u64();
-        if dlx == Some(0) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    let dlx = dead_letters_gone(api, "src").await;
     assert_eq!(
         dlx,
         Some(0),
