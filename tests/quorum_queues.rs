@@ -449,16 +449,22 @@ async fn at_least_once_dead_letters_go_later_to_the_queues_that_refused_them() {
             .await
             .unwrap();
     }
-    // t1 over its limit (1 is not over 1, so the second is taken too).
-    for body in [&b"filler1"[..], b"filler2", b"m1"] {
-        let queue = if body == b"m1" { "src" } else { "t1" };
-        let confirm = common::publish_confirmed(&ch, "", queue, body, true).await;
-        assert!(confirm.is_ack());
-    }
-    let m = get(&ch, "src").await.expect("published");
-    ch.basic_reject(m.delivery.delivery_tag, Default::default())
-        .await
-        .unwrap();
+    // t1 over its limit (1 is not over 1, so the second is taken too), then `dead`
+    // published to src and rejected there.
+    let fill_and_reject = |fillers: [&'static [u8]; 2], dead: &'static [u8]| {
+        let ch = &ch;
+        async move {
+            for (queue, body) in [("t1", fillers[0]), ("t1", fillers[1]), ("src", dead)] {
+                let confirm = common::publish_confirmed(ch, "", queue, body, true).await;
+                assert!(confirm.is_ack());
+            }
+            let m = get(ch, "src").await.expect("published");
+            ch.basic_reject(m.delivery.delivery_tag, Default::default())
+                .await
+                .unwrap();
+        }
+    };
+    fill_and_reject([b"filler1", b"filler2"], b"m1").await;
     let mut in_t2 = 0;
     for _ in 0..40 {
         in_t2 = ready(&ch, "t2").await;
@@ -490,15 +496,7 @@ async fn at_least_once_dead_letters_go_later_to_the_queues_that_refused_them() {
 
     // Refused by t1 again, then t1 unbound: the copy in t2 is all it needs, as
     // RabbitMQ's worker decides when the routes change.
-    for body in [&b"filler3"[..], b"filler4", b"m2"] {
-        let queue = if body == b"m2" { "src" } else { "t1" };
-        let confirm = common::publish_confirmed(&ch, "", queue, body, true).await;
-        assert!(confirm.is_ack());
-    }
-    let m = get(&ch, "src").await.expect("published");
-    ch.basic_reject(m.delivery.delivery_tag, Default::default())
-        .await
-        .unwrap();
+    fill_and_reject([b"filler3", b"filler4"], b"m2").await;
     let unbind = ch.queue_unbind("t1".into(), "dlxp".into(), "".into(), FieldTable::default());
     unbind.await.unwrap();
     let dlx = dead_letters_gone(api, "src").await;
