@@ -20,11 +20,7 @@ impl ConfirmTracker {
     /// As `status`, for a publish that also waits for replication ticket `replicated`.
     #[inline]
     pub fn status_with(&self, ticket: ConfirmTicket, replicated: u64) -> Option<bool> {
-        let durable = self.status(ticket)?;
-        if replicated == 0 {
-            return Some(durable);
-        }
-        Some(self.1.status(replicated)? && durable)
+        durable(&self.0, &self.1, ticket, replicated)
     }
 
     /// Changes whenever a replication ticket completes.
@@ -42,6 +38,21 @@ impl ConfirmTracker {
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.subscribe()
     }
+}
+
+/// Whether what sync `ticket` and replication ticket `replicated` cover is durable:
+/// `Some(true)` once both completed, `Some(false)` if either failed, `None` while either is
+/// pending. The replication ticket is read only once the sync is known, because reading a
+/// failed one reports it (once): a publish's confirm, a dead letter's copies and a delayed
+/// message's firing all ask this way.
+pub fn durable(
+    commit: &GroupCommit,
+    replicas: &ReplicaTickets,
+    ticket: ConfirmTicket,
+    replicated: u64,
+) -> Option<bool> {
+    let synced = commit.status(ticket)?.is_ok();
+    Some(replicas.status(replicated)? && synced)
 }
 
 /// Confirms that wait for a Raft group to commit (replicated quorum queues,

@@ -27,6 +27,7 @@ use amq_protocol_types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use bytes::Bytes;
 use warren_storage::Ticket;
 
+use super::confirms::durable;
 use super::message;
 use super::publish::Incoming;
 use super::queue::{Dying, Queue};
@@ -554,20 +555,7 @@ impl VHost {
                 k += 1; // Kept until it routes (`retry_unroutable`), not waiting for a sync.
                 continue;
             }
-            let synced = match d.sync {
-                Ticket::DONE => Some(true),
-                t => self.commit.status(t).map(|r| r.is_ok()),
-            };
-            // Read only once the sync is known: a failed commit is reported once.
-            let durable = match synced {
-                None => None,
-                Some(ok) => self
-                    .replication
-                    .tickets
-                    .status(d.committed)
-                    .map(|committed| ok && committed),
-            };
-            match durable {
+            match durable(&self.commit, &self.replication.tickets, d.sync, d.committed) {
                 None => {
                     waiting = true;
                     k += 1

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use amq_protocol_types::{AMQPValue, FieldTable};
 use warren_storage::{AckFlush, BatchRecord, Cursor, GroupCommit, Log, LogConfig, Ticket};
 
+use super::confirms::durable;
 use super::dead_letter::encode_table;
 use super::error::BrokerError;
 use super::exchange::ExchangeKind;
@@ -193,20 +194,10 @@ impl VHost {
                 self.delayed.pending.push((ticket, committed, seq));
             }
         }
-        let commit = self.commit.clone();
         let mut k = 0;
         while k < self.delayed.pending.len() {
             let (ticket, committed, seq) = self.delayed.pending[k];
-            let synced = match ticket {
-                Ticket::DONE => Some(true),
-                t => commit.status(t).map(|r| r.is_ok()),
-            };
-            // The commit is read only once the sync is known: a failure is reported once.
-            let durable = synced.and_then(|ok| {
-                let replicated = self.replication.tickets.status(committed)?;
-                Some(ok && replicated)
-            });
-            match durable {
+            match durable(&self.commit, &self.replication.tickets, ticket, committed) {
                 None => k += 1,
                 Some(ok) => {
                     self.delayed.pending.swap_remove(k);
