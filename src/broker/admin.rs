@@ -310,7 +310,7 @@ impl VHost {
             effective_policy: self.policies.effective_definition(Target::Queue, &q.name),
             ready: q.ready(),
             unacked: q.unacked,
-            dead_lettered: q.dead_lettering.len() as u64,
+            dead_lettered: q.dead_lettering.len() as u64 + q.parked,
             consumers: q.consumers.len(),
             exclusive_consumer_tag: q
                 .consumers

@@ -17,8 +17,11 @@
 //! again every few seconds until it routes (`retry_unroutable`; RabbitMQ's dead-letter
 //! worker tries every 180 s). One that some of its queues refuse (full under
 //! `reject-publish`) is kept the same way once the others' copies are durable, and
-//! published again only to the queues without a copy, as RabbitMQ 3.10 does. Only in
-//! memory: after a restart it is ready again, and dead-lettered again if rejected again.
+//! published again only to the queues without a copy, as RabbitMQ 3.10 does. In a
+//! cluster each such dead letter is recorded in its queue's group (a round's `discarded`): the other
+//! copies set it aside (`queue/parked.rs`), and whichever node leads next publishes it
+//! (`replica_dead_letters.rs`). On a single node it is kept in memory only: after a restart it is
+//! ready again, and dead-lettered again if rejected again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

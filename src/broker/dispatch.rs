@@ -270,9 +270,18 @@ impl VHost {
     /// lock and one wake-up per burst, not per message. With several consumers each
     /// choice takes one message, so round-robin stays as RabbitMQ's.
     pub(super) fn dispatch_at(&mut self, queue: &str, now: u64) {
-        let Some(q) = self.queues.get_mut(queue) else {
+        let Some(mut q) = self.queues.get_mut(queue) else {
             return;
         };
+        if q.parked > 0 && !q.waits_for_leader() {
+            // A message given back here that its group holds dead-lettered was set aside
+            // (`Queue::restore`): the leader publishes it soon (a queue timer).
+            self.schedule_parked(queue, now);
+            let Some(again) = self.queues.get_mut(queue) else {
+                return;
+            };
+            q = again;
+        }
         if q.consumers.is_empty() {
             return;
         }

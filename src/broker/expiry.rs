@@ -73,6 +73,7 @@ impl VHost {
     }
 
     fn run_queue_timers(&mut self, name: &Arc<str>, now: u64) {
+        self.publish_parked(name);
         let waiting_for_sync = self.settle_dead_lettering(name, now);
         let unroutable_retry = self.retry_unroutable(name, now);
         self.expire_head(name, now);

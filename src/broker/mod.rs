@@ -28,6 +28,7 @@ pub mod password;
 pub mod policy;
 pub mod queue;
 pub mod replica_checkout;
+mod replica_dead_letters;
 pub mod replica_sac;
 pub mod replicated;
 pub mod replicated_topology;
@@ -55,7 +56,7 @@ use std::path::PathBuf;
 
 use warren_storage::LogConfig;
 
-pub use dead_letter::encode_table;
+pub use dead_letter::{encode_table, DeathReason};
 pub use declare::{BindSpec, ExchangeSpec, QueueInfo, QueueSpec};
 pub use dispatch::{ConsumeSpec, GetAnswer, Got};
 pub use error::BrokerError;

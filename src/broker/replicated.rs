@@ -15,7 +15,7 @@ use super::confirms::ReplicaTickets;
 use super::declare::QueueSpec;
 use super::error::BrokerError;
 use super::publish::{refused_dead_letter, Incoming, Refused};
-use super::queue::replica::{Replica, ReplicaWork};
+use super::queue::replica::{DeadMark, Replica, ReplicaWork};
 use super::queue::Overflow;
 use super::vhost::{now_millis, VHost};
 
@@ -200,7 +200,16 @@ impl VHost {
 
     /// Messages the group committed (ids and stored bytes): added to this node's copy and
     /// handed to consumers if this node leads.
-    pub fn replica_enqueued(&mut self, (name, id): QueueRef<'_>, messages: &[(u64, &[u8])]) {
+    pub fn replica_enqueued(&mut self, queue: QueueRef<'_>, messages: &[(u64, &[u8])]) {
+        self.replica_copy(queue, messages);
+        // Over a drop-head limit, the leader drops the oldest (its settles reach the
+        // other copies); elsewhere `trim` leaves the copy alone.
+        self.trim(queue.0);
+        self.dispatch(queue.0);
+    }
+
+    /// Adds messages the group holds (ids and stored bytes) to this node's copy.
+    fn replica_copy(&mut self, (name, id): QueueRef<'_>, messages: &[(u64, &[u8])]) {
         let Some(q) = self.replica_queue(name, id) else {
             return;
         };
@@ -230,10 +239,6 @@ impl VHost {
                 r.stored(id, seq);
             }
         }
-        // Over a drop-head limit, the leader drops the oldest (its settles reach the
-        // other copies); elsewhere `trim` leaves the copy alone.
-        self.trim(name);
-        self.dispatch(name);
     }
 
     /// Settles the group committed: the messages leave this node's copy. One whose
@@ -253,7 +258,10 @@ impl VHost {
             let Some(seq) = seq else {
                 continue;
             };
-            if super::replica_checkout::remote_done(q, id, false) {
+            // Out with another node (`remote_done`), or set aside here as a dead letter
+            // the group held: gone now.
+            let elsewhere = super::replica_checkout::remote_done(q, id, false);
+            if elsewhere || (q.parked > 0 && q.unpark(seq)) {
                 let _ = q.ack(seq);
             } else if q.store.is_taken(seq) {
                 if let Some(r) = replica_of(q) {
@@ -294,8 +302,13 @@ impl VHost {
 
     /// The group's state replaced this node's copy whole (a snapshot installed).
     /// `messages` are (group id, stored bytes, returns so far): the copy takes the
-    /// group's delivery counts too.
-    pub fn replica_reset(&mut self, (name, id): QueueRef<'_>, messages: &[(u64, &[u8], u32)]) {
+    /// group's delivery counts too, and its dead letters (`dead`).
+    pub fn replica_reset(
+        &mut self,
+        (name, id): QueueRef<'_>,
+        messages: &[(u64, &[u8], u32)],
+        dead: &[DeadMark],
+    ) {
         let Some(q) = self.replica_queue(name, id) else {
             return;
         };
@@ -303,18 +316,32 @@ impl VHost {
         if let Some(r) = q.quorum.as_mut().and_then(|qs| qs.replica.as_mut()) {
             r.clear();
         }
+        // What was set aside comes back with the group's marks (the ids are forgotten
+        // above: these acks write no settle).
+        for (seq, _) in q.take_parked() {
+            let _ = q.ack(seq);
+        }
         let _ = q.purge_ready();
-        self.replica_add((name, id), messages);
+        self.replica_add((name, id), messages, dead);
     }
 
     /// Adds messages of the group's state to this node's copy (rebuilt from the group a
-    /// step at a time after a `replica_reset`): (group id, stored bytes, returns so far).
-    pub fn replica_add(&mut self, (name, id): QueueRef<'_>, messages: &[(u64, &[u8], u32)]) {
+    /// step at a time after a `replica_reset`): (group id, stored bytes, returns so far),
+    /// and the dead letters among them (`dead`), set aside before any is handed out.
+    pub fn replica_add(
+        &mut self,
+        (name, id): QueueRef<'_>,
+        messages: &[(u64, &[u8], u32)],
+        dead: &[DeadMark],
+    ) {
         let plain: Vec<(u64, &[u8])> = messages.iter().map(|m| (m.0, m.1)).collect();
-        self.replica_enqueued((name, id), &plain);
+        self.replica_copy((name, id), &plain);
         if let Some(q) = self.replica_queue(name, id) {
             take_group_returns(q, messages);
         }
+        self.replica_discarded((name, id), dead);
+        self.trim(name);
+        self.dispatch(name);
     }
 
     /// Whether this node leads the queue's group: only the leader delivers.
@@ -331,9 +358,11 @@ impl VHost {
             // What the old leader handed this node is ready in this copy anyway.
             r.granted.clear();
             r.awaited.clear();
+            self.publish_parked(name);
             self.trim(name);
             self.dispatch(name);
         } else if let Some(q) = self.replica_queue(name, id) {
+            super::replica_dead_letters::park_held_dead_letters(q);
             super::replica_checkout::release_all(q);
             // This node's consumers ask the new leader at once.
             if let Some(r) = replica_of(q) {

@@ -1,10 +1,11 @@
 //! The driver of the fuzz target `queue_machine` (issue 17): the input decodes (with
 //! `arbitrary`) into a delivery limit and up to 256 operations on a replicated queue —
-//! enqueue (one message or a batch), settle and return (one or several; of held messages and of unknown ids), a writer's round of all three in one entry, a member catching up
+//! enqueue (one message or a batch), settle and return (one or several; of held messages and of unknown ids), a writer's round of all three in one entry, dead-lettering under
+//! at-least-once (a round's `discarded`), a member catching up
 //! from a snapshot (what a new leader's follower does), and a replay of the whole history
 //! into a fresh machine. Each operation is applied as a Raft entry through
 //! `RaftStateMachine::apply`, and every answer and the state after it are checked against a
-//! model: a list of (id, message, returns) in enqueue order.
+//! model: a list of (id, message, returns, dead mark) in enqueue order.
 
 use std::cell::RefCell;
 
@@ -13,7 +14,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 
 use super::queue_machine::QueueMachine;
-use super::types::{message_id, QueueCommand, QueueRaft, QueueResponse};
+use super::types::{message_id, DeadMark, QueueCommand, QueueRaft, QueueResponse};
 
 /// Most operations decoded from one input.
 const MAX_OPS: usize = 256;
@@ -57,28 +58,39 @@ enum Op {
         returns: [u8; 2],
         settles: [u8; 2],
     },
+    /// A round of dead letters under at-least-once (picks may repeat, be marked already or
+    /// be unknown) and returns: marked before the returns, kept past the delivery limit
+    /// until settled.
+    Discard {
+        picks: [u8; 2],
+        reason: u8,
+        returns: [u8; 1],
+    },
 }
 
 /// The model: what the queue holds, in enqueue order.
 #[derive(Default)]
 struct Model {
-    held: Vec<(u64, Vec<u8>, u32)>,
+    held: Vec<(u64, Vec<u8>, u32, Option<DeadMark>)>,
     limit: Option<u32>,
 }
 
 impl Model {
     fn expect(&mut self, index: u64, cmd: &QueueCommand) -> QueueResponse {
-        let at = |held: &Vec<(u64, Vec<u8>, u32)>, id: u64| held.iter().position(|h| h.0 == id);
+        let at = |held: &Vec<(u64, Vec<u8>, u32, Option<DeadMark>)>, id: u64| {
+            held.iter().position(|h| h.0 == id)
+        };
         match cmd {
             QueueCommand::Enqueue { message } => {
-                self.held.push((message_id(index, 0), message.to_vec(), 0));
+                self.held
+                    .push((message_id(index, 0), message.to_vec(), 0, None));
                 QueueResponse::Enqueued {
                     id: message_id(index, 0),
                 }
             }
             QueueCommand::EnqueueBatch { messages } => {
                 for (k, m) in messages.iter().enumerate() {
-                    self.held.push((message_id(index, k), m.to_vec(), 0));
+                    self.held.push((message_id(index, k), m.to_vec(), 0, None));
                 }
                 QueueResponse::Enqueued {
                     id: message_id(index, 0),
@@ -113,6 +125,7 @@ impl Model {
                 messages,
                 returned,
                 settled,
+                discarded,
             } => {
                 let batch = QueueCommand::EnqueueBatch {
                     messages: messages.clone(),
@@ -120,6 +133,11 @@ impl Model {
                 let QueueResponse::Enqueued { id } = self.expect(index, &batch) else {
                     unreachable!("an enqueue answers Enqueued")
                 };
+                for mark in discarded {
+                    if let Some(i) = at(&self.held, mark.id).filter(|&i| self.held[i].3.is_none()) {
+                        self.held[i].3 = Some(*mark);
+                    }
+                }
                 let returns = QueueCommand::ReturnBatch {
                     ids: returned.clone(),
                 };
@@ -152,7 +170,7 @@ impl Model {
                 Some(i) => {
                     self.held[i].2 += 1;
                     let returns = self.held[i].2;
-                    let kept = self.limit.is_none_or(|l| returns <= l);
+                    let kept = self.held[i].3.is_some() || self.limit.is_none_or(|l| returns <= l);
                     if !kept {
                         self.held.remove(i);
                     }
@@ -213,7 +231,7 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                 continue;
             }
         }
-        let pick = |p: u8, held: &Vec<(u64, Vec<u8>, u32)>| match held.len() {
+        let pick = |p: u8, held: &Vec<(u64, Vec<u8>, u32, Option<DeadMark>)>| match held.len() {
             0 => u64::MAX,
             n => held[p as usize % n].0,
         };
@@ -256,6 +274,24 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                     .collect(),
                 returned: returns.iter().map(|&p| pick(p, &model.held)).collect(),
                 settled: settles.iter().map(|&p| pick(p, &model.held)).collect(),
+                discarded: Vec::new(),
+            },
+            Op::Discard {
+                picks,
+                reason,
+                returns,
+            } => QueueCommand::Round {
+                messages: Vec::new(),
+                returned: returns.iter().map(|&p| pick(p, &model.held)).collect(),
+                settled: Vec::new(),
+                discarded: picks
+                    .iter()
+                    .map(|&p| DeadMark {
+                        id: pick(p, &model.held),
+                        reason: reason % 4,
+                        died_at: index,
+                    })
+                    .collect(),
             },
             Op::SettleUnknown => QueueCommand::Settle {
                 id: message_id(index + 7, 0),
@@ -293,7 +329,8 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
         sm.inspect(|state| {
             let same = state.messages.len() == model.held.len()
                 && state.messages.iter().zip(&model.held).all(|((id, h), m)| {
-                    (*id, h.message.as_deref(), h.returns) == (m.0, Some(m.1.as_slice()), m.2)
+                    (*id, h.message.as_deref(), h.returns, h.dead)
+                        == (m.0, Some(m.1.as_slice()), m.2, m.3)
                 });
             assert!(
                 same,
@@ -321,6 +358,15 @@ mod tests {
             Op::CatchUp,
             Op::Return { pick: 0 },
             Op::Return { pick: 0 },
+            // The second message, dead-lettered, outlives its limit and a catch-up.
+            Op::Discard {
+                picks: [0, 0],
+                reason: 1,
+                returns: [0],
+            },
+            Op::Return { pick: 0 },
+            Op::Return { pick: 0 },
+            Op::CatchUp,
             Op::Settle { pick: 0 },
             Op::SettleUnknown,
             Op::Replay,

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::machine::{Machine, Replicated};
-use super::types::{message_id, QueueCommand, QueueRaft, QueueResponse, MAX_BATCH};
+use super::types::{message_id, DeadMark, QueueCommand, QueueRaft, QueueResponse, MAX_BATCH};
 
 /// A message held by the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,11 @@ pub struct Held {
     pub message: Option<Bytes>,
     /// Returns so far (RabbitMQ's `x-delivery-count`).
     pub returns: u32,
+    /// Dead-lettered under at-least-once (a `Round`'s `discarded`): never delivered
+    /// again; settled once its dead-letter copies are durable. Absent in what earlier
+    /// builds wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead: Option<DeadMark>,
 }
 
 /// The replicated state.
@@ -81,8 +86,10 @@ impl QueueState {
                 messages,
                 returned,
                 settled,
+                discarded,
             } => {
                 self.enqueue_batch(index, messages);
+                self.discard(discarded);
                 let (returned, dropped) = self.return_batch(returned);
                 QueueResponse::RoundDone {
                     id: message_id(index, 0),
@@ -125,15 +132,27 @@ impl QueueState {
         (found, dropped)
     }
 
+    /// Marks the messages of `dead` the queue holds as dead-lettered (the first mark of
+    /// each stands).
+    fn discard(&mut self, dead: &[DeadMark]) {
+        for mark in dead {
+            if let Some(held) = self.messages.get_mut(&mark.id).filter(|h| h.dead.is_none()) {
+                held.dead = Some(*mark);
+            }
+        }
+    }
+
     /// One more return of message `id`: its returns so far and whether it stays (0 and
-    /// false for a message the queue does not hold).
+    /// false for a message the queue does not hold). A dead-lettered one is never
+    /// dropped: it is given back only when its copies failed, and dropping it for its
+    /// delivery limit would lose the dead letter.
     fn return_one(&mut self, id: u64) -> (u32, bool) {
         let Some(held) = self.messages.get_mut(&id) else {
             return (0, false);
         };
         held.returns = held.returns.saturating_add(1);
         let returns = held.returns;
-        let kept = self.delivery_limit.is_none_or(|limit| returns <= limit);
+        let kept = held.dead.is_some() || self.delivery_limit.is_none_or(|limit| returns <= limit);
         if !kept {
             self.messages.remove(&id);
         }
@@ -144,6 +163,7 @@ impl QueueState {
         let held = Held {
             message: (!self.bodies_elsewhere).then_some(message),
             returns: 0,
+            dead: None,
         };
         self.messages.insert(id, held);
     }
@@ -280,6 +300,57 @@ mod tests {
     }
 
     #[test]
+    fn a_discarded_message_stays_marked_past_its_delivery_limit_until_settled() {
+        let mut s = QueueState {
+            delivery_limit: Some(0),
+            ..QueueState::default()
+        };
+        let batch = QueueCommand::EnqueueBatch {
+            messages: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+        };
+        s.apply_command(1, &batch);
+        let (a, b) = (message_id(1, 0), message_id(1, 1));
+        let mark = |id, reason| DeadMark {
+            id,
+            reason,
+            died_at: 1_700_000_000_000,
+        };
+        let round = |discarded, returned| QueueCommand::Round {
+            messages: Vec::new(),
+            returned,
+            settled: Vec::new(),
+            discarded,
+        };
+        // Marked before the returns of the same round: `a` stays past its limit of 0.
+        let first = round(
+            vec![
+                mark(a, DeadMark::REJECTED),
+                mark(u64::MAX, DeadMark::EXPIRED),
+            ],
+            vec![a, b],
+        );
+        assert_eq!(
+            s.apply_command(2, &first),
+            QueueResponse::RoundDone {
+                id: message_id(2, 0),
+                returned: 2,
+                dropped: 1,
+                settled: 0
+            }
+        );
+        assert_eq!(s.messages.keys().copied().collect::<Vec<_>>(), [a]);
+        assert_eq!(s.messages[&a].returns, 1);
+        // Marked once: a later mark (another node's) does not replace the first.
+        s.apply_command(3, &round(vec![mark(a, DeadMark::EXPIRED)], Vec::new()));
+        assert_eq!(s.messages[&a].dead, Some(mark(a, DeadMark::REJECTED)));
+        assert_eq!(
+            s.apply_command(4, &QueueCommand::Settle { id: a }),
+            QueueResponse::Settled { found: true }
+        );
+        assert!(s.messages.is_empty());
+    }
+
+    #[test]
     fn a_round_enqueues_then_returns_then_settles_in_one_entry() {
         let mut s = QueueState {
             delivery_limit: Some(0),
@@ -296,6 +367,7 @@ mod tests {
             messages: vec![Bytes::from_static(b"c"), Bytes::from_static(b"d")],
             returned: vec![a, b],
             settled: vec![b, a],
+            discarded: Vec::new(),
         };
         assert_eq!(
             s.apply_command(2, &round),
@@ -312,6 +384,7 @@ mod tests {
             messages: Vec::new(),
             returned: Vec::new(),
             settled: vec![message_id(2, 1)],
+            discarded: Vec::new(),
         };
         assert_eq!(
             s.apply_command(3, &settle_only),

@@ -63,12 +63,40 @@ pub enum QueueCommand {
     /// deliveries given back (as `ReturnBatch`), then deliveries acked (as
     /// `SettleBatch`). One entry, so one commit round for all three: written apart, a
     /// round of publishes waited for the settles before it.
+    ///
+    /// `discarded`, applied after the messages and before the returns: messages
+    /// dead-lettered under `x-dead-letter-strategy: at-least-once`, as RabbitMQ's
+    /// `discard` moves them to its dead-letter state. Each stays in the group, never to be
+    /// delivered again nor dropped by its delivery limit, until the settle written once its
+    /// dead-letter copies are durable; whichever member leads publishes those copies should
+    /// the node that dead-lettered it die first. Absent from what earlier builds wrote, and
+    /// ignored by them (serde skips a field it does not know): a cluster of mixed builds
+    /// keeps the earlier behaviour, the message ready again if that node dies.
     Round {
         #[serde(with = "base64_list")]
         messages: Vec<bytes::Bytes>,
         returned: Vec<u64>,
         settled: Vec<u64>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        discarded: Vec<DeadMark>,
     },
+}
+
+/// A dead letter of a `Round`: why it died (`DeadMark::REJECTED` ...) and when
+/// (milliseconds since the epoch), which its `x-death` entry keeps wherever it is
+/// published from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadMark {
+    pub id: u64,
+    pub reason: u8,
+    pub died_at: u64,
+}
+
+impl DeadMark {
+    pub const REJECTED: u8 = 0;
+    pub const EXPIRED: u8 = 1;
+    pub const MAXLEN: u8 = 2;
+    pub const DELIVERY_LIMIT: u8 = 3;
 }
 
 /// Messages one entry may enqueue: ids leave room for this many per entry.

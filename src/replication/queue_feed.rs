@@ -10,12 +10,13 @@ use bytes::Bytes;
 use openraft::ServerState;
 
 use crate::broker::confirms::ReplicaTickets;
-use crate::broker::queue::replica::ReplicaWork;
+use crate::broker::queue::replica::{self as broker_replica, ReplicaWork};
+use crate::broker::DeathReason;
 use crate::cluster::machine::Tapped;
 use crate::cluster::queue_groups::OpenedQueue;
 use crate::cluster::queue_machine::QueueState;
 use crate::cluster::snapshot_bodies::{self, SnapshotBodies};
-use crate::cluster::types::{message_id, QueueCommand};
+use crate::cluster::types::{message_id, DeadMark, QueueCommand};
 
 use super::GroupTarget;
 
@@ -74,6 +75,43 @@ fn ids_of(index: u64, messages: &[Bytes]) -> Vec<(u64, &[u8])> {
         .iter()
         .enumerate()
         .map(|(k, msg)| (message_id(index, k), msg.as_ref()))
+        .collect()
+}
+
+/// A dead letter of the group as the broker takes it.
+fn broker_mark(m: &DeadMark) -> broker_replica::DeadMark {
+    let reason = match m.reason {
+        DeadMark::EXPIRED => DeathReason::Expired,
+        DeadMark::MAXLEN => DeathReason::MaxLen,
+        DeadMark::DELIVERY_LIMIT => DeathReason::DeliveryLimit,
+        // `REJECTED`, and any code a later build may add.
+        _ => DeathReason::Rejected,
+    };
+    (m.id, reason, m.died_at)
+}
+
+/// A dead letter of the broker as the group records it.
+fn group_mark(&(id, reason, died_at): &broker_replica::DeadMark) -> DeadMark {
+    let reason = match reason {
+        DeathReason::Rejected => DeadMark::REJECTED,
+        DeathReason::Expired => DeadMark::EXPIRED,
+        DeathReason::MaxLen => DeadMark::MAXLEN,
+        DeathReason::DeliveryLimit => DeadMark::DELIVERY_LIMIT,
+    };
+    DeadMark {
+        id,
+        reason,
+        died_at,
+    }
+}
+
+/// The dead letters among `ids` of a queue state, as the broker takes them.
+fn marks_of<'a>(
+    state: &QueueState,
+    ids: impl IntoIterator<Item = &'a u64>,
+) -> Vec<broker_replica::DeadMark> {
+    ids.into_iter()
+        .filter_map(|id| state.messages.get(id)?.dead.as_ref().map(broker_mark))
         .collect()
 }
 
@@ -139,7 +177,7 @@ impl QueueFeed {
     /// whole, and no entry is decoded twice.
     async fn rebuild(&self, index: u64, state: &QueueState, bodies: &SnapshotBodies) {
         let name = (self.name.as_str(), self.queue_id);
-        self.vhost.with(|m| m.replica_reset(name, &[]));
+        self.vhost.with(|m| m.replica_reset(name, &[], &[]));
         let ids: Vec<u64> = state.messages.keys().copied().collect();
         let mut missing = 0;
         for step in snapshot_bodies::steps(&ids, REBUILD_STEP) {
@@ -152,7 +190,8 @@ impl QueueFeed {
                 .iter()
                 .map(|(id, body)| (*id, body.as_ref(), state.messages[id].returns))
                 .collect();
-            self.vhost.with(|m| m.replica_add(name, &messages));
+            let dead = marks_of(state, step);
+            self.vhost.with(|m| m.replica_add(name, &messages, &dead));
         }
         if missing > 0 {
             tracing::error!(queue = %self.name, missing, "cluster: messages whose bodies are not in the group's log");
@@ -166,8 +205,9 @@ impl QueueFeed {
     fn reset(&self, index: u64, state: &QueueState) {
         let name = (self.name.as_str(), self.queue_id);
         let all = messages_of(state);
+        let dead = marks_of(state, state.messages.keys());
         self.vhost.with(|m| {
-            m.replica_reset(name, &all);
+            m.replica_reset(name, &all, &dead);
             self.fed.store(index, Ordering::Release);
         });
     }
@@ -193,10 +233,15 @@ impl QueueFeed {
                     messages,
                     returned,
                     settled,
+                    discarded,
                 } => {
                     // In the order the group applied them.
                     if !messages.is_empty() {
                         m.replica_enqueued(name, &ids_of(index, messages));
+                    }
+                    if !discarded.is_empty() {
+                        let dead: Vec<_> = discarded.iter().map(broker_mark).collect();
+                        m.replica_discarded(name, &dead);
                     }
                     if !returned.is_empty() {
                         m.replica_returned(name, returned);
@@ -226,23 +271,56 @@ impl QueueFeed {
                     published,
                     settled,
                     returned,
+                    discarded,
                 }) = self
                     .vhost
                     .with(|m| m.replica_work((&self.name, self.queue_id)))
                 else {
                     return; // The queue is gone.
                 };
-                if published.is_empty() && settled.is_empty() && returned.is_empty() {
+                if published.is_empty()
+                    && settled.is_empty()
+                    && returned.is_empty()
+                    && discarded.is_empty()
+                {
                     break;
                 }
-                // The returns and settles ride with the last run of publishes (or go
-                // alone): one entry and one commit round for the lot.
+                // A dead letter settled in the same round (its copies were quick) needs
+                // no mark; more marks than an entry's count go in rounds of their own
+                // first.
+                let gone: std::collections::HashSet<u64> = match discarded.is_empty() {
+                    true => Default::default(),
+                    false => settled.iter().copied().collect(),
+                };
+                let mut dead: Vec<DeadMark> = discarded
+                    .iter()
+                    .filter(|d| !gone.contains(&d.0))
+                    .map(group_mark)
+                    .collect();
+                while dead.len() > WRITE_BATCH {
+                    let rest = dead.split_off(WRITE_BATCH);
+                    let marks = Riders {
+                        discarded: std::mem::replace(&mut dead, rest),
+                        ..Riders::default()
+                    };
+                    if let Err(e) = group.write(round(Vec::new(), marks), deadline).await {
+                        // Dead-lettered all the same, from here; should this node die
+                        // first, the messages are delivered again (at least once).
+                        tracing::warn!(queue = %self.name, "cluster: dead letters not recorded in the group: {e}");
+                    }
+                }
+                // The returns, settles and dead letters ride with the last run of
+                // publishes (or go alone): one entry and one commit round for the lot.
                 let runs: Vec<&[(Bytes, u64)]> = batches(&published, |(b, _)| b.len()).collect();
-                let mut riders = Some((returned, settled));
+                let mut riders = Some(Riders {
+                    returned,
+                    settled,
+                    discarded: dead,
+                });
                 for (i, chunk) in runs.iter().enumerate() {
                     let messages: Vec<Bytes> = chunk.iter().map(|(b, _)| b.clone()).collect();
                     let cmd = match riders.take_if(|_| i + 1 == runs.len()) {
-                        Some((returned, settled)) => round(messages, returned, settled),
+                        Some(riders) => round(messages, riders),
                         None => QueueCommand::EnqueueBatch { messages },
                     };
                     let written = group.write(cmd, deadline).await;
@@ -255,9 +333,8 @@ impl QueueFeed {
                         tickets.complete(*t, written.is_ok());
                     }
                 }
-                if let Some((returned, settled)) = riders {
-                    let cmd = round(Vec::new(), returned, settled);
-                    if let Err(e) = group.write(cmd, deadline).await {
+                if let Some(riders) = riders.filter(|r| !r.is_empty()) {
+                    if let Err(e) = group.write(round(Vec::new(), riders), deadline).await {
                         // The messages stay in the group: delivered again (at least once).
                         tracing::warn!(queue = %self.name, "cluster: settles and returns not committed: {e}");
                     }
@@ -267,15 +344,30 @@ impl QueueFeed {
     }
 }
 
+/// What rides with a writer's last run of publishes.
+#[derive(Default)]
+struct Riders {
+    returned: Vec<u64>,
+    settled: Vec<u64>,
+    discarded: Vec<DeadMark>,
+}
+
+impl Riders {
+    fn is_empty(&self) -> bool {
+        self.returned.is_empty() && self.settled.is_empty() && self.discarded.is_empty()
+    }
+}
+
 /// One writer round as a command: `EnqueueBatch` when nothing rides with the messages.
-fn round(messages: Vec<Bytes>, returned: Vec<u64>, settled: Vec<u64>) -> QueueCommand {
-    if returned.is_empty() && settled.is_empty() {
+fn round(messages: Vec<Bytes>, riders: Riders) -> QueueCommand {
+    if riders.is_empty() {
         QueueCommand::EnqueueBatch { messages }
     } else {
         QueueCommand::Round {
             messages,
-            returned,
-            settled,
+            returned: riders.returned,
+            settled: riders.settled,
+            discarded: riders.discarded,
         }
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Invariants:
 //! - every live message of the store is exactly one of: ready (not yet read, or requeued),
-//!   delivered and unacked (counted in `unacked`), or dead-lettered and waiting for its
-//!   new copies to be durable (in `dead_lettering`);
+//!   delivered and unacked (counted in `unacked`), dead-lettered and waiting for its
+//!   new copies to be durable (in `dead_lettering`), or, in a replicated quorum queue,
+//!   held dead-lettered by its group and set aside here (counted in `parked`);
 //! - with a byte limit, `ready_bytes` is the body size of the ready messages.
 
 use std::collections::{HashMap, VecDeque};
@@ -25,6 +26,7 @@ use warren_storage::{BatchRecord, StoredRecord, Ticket};
 pub mod args;
 mod features;
 mod kind;
+mod parked;
 pub mod quorum;
 pub mod quorum_args;
 pub mod replica;
@@ -85,6 +87,13 @@ pub struct Queue {
     pub dead_lettering: VecDeque<Dying>,
     /// Body bytes of those (`forget_dying` keeps it true).
     dead_lettering_bytes: u64,
+    /// Messages of a replicated quorum queue that its group holds dead-lettered, set
+    /// aside here (`parked.rs`, `Replica::parked`): neither ready, nor unacked, nor
+    /// dead-lettering on this node. 0 on every other queue: one comparison on the
+    /// delivery path.
+    pub parked: u64,
+    /// Body bytes of those.
+    parked_bytes: u64,
     /// When the dead letters routed nowhere are next published again (0: none held).
     pub unroutable_retry_at: u64,
     /// For a kept dead letter (by its seq) that some of its queues refused: the queues
@@ -196,6 +205,8 @@ impl Queue {
             had_consumer: false,
             dead_lettering: VecDeque::new(),
             dead_lettering_bytes: 0,
+            parked: 0,
+            parked_bytes: 0,
             unroutable_retry_at: 0,
             dead_letter_copies: HashMap::new(),
             ready_bytes: 0,
@@ -249,13 +260,14 @@ impl Queue {
     #[inline]
     pub fn ready(&self) -> u64 {
         let live = self.store.live();
-        let held = self.unacked + self.dead_lettering.len() as u64;
+        let held = self.unacked + self.dead_lettering.len() as u64 + self.parked;
         assert!(
             held <= live,
-            "queue '{}': {} unacked and {} dead-lettering of {live} live",
+            "queue '{}': {} unacked, {} dead-lettering and {} parked of {live} live",
             self.name,
             self.unacked,
-            self.dead_lettering.len()
+            self.dead_lettering.len(),
+            self.parked
         );
         live - held
     }
@@ -274,7 +286,10 @@ impl Queue {
     /// wants `reject-publish` there: what cannot be dead-lettered stops new messages).
     pub fn held_dead_letters(&self) -> (u64, u64) {
         match self.features.dead_letter_at_least_once && self.is_quorum() {
-            true => (self.dead_lettering.len() as u64, self.dead_lettering_bytes),
+            true => (
+                self.dead_lettering.len() as u64 + self.parked,
+                self.dead_lettering_bytes + self.parked_bytes,
+            ),
             false => (0, 0),
         }
     }
@@ -424,12 +439,28 @@ impl Queue {
 
     /// Holds a taken message for dead-lettering: neither ready nor unacked until its
     /// copies are published and durable (then it is acked). Returns the dead letter to
-    /// queue (`VHost::pending_dead`).
+    /// queue (`VHost::pending_dead`). Under at-least-once the group of a replicated queue
+    /// records it too (`parked.rs`).
     pub(in crate::broker) fn hold_dead(
         &mut self,
         seq: u64,
         payload: Bytes,
         reason: DeathReason,
+    ) -> DeadLetter {
+        if self.features.dead_letter_at_least_once {
+            self.record_dead(seq, reason);
+        }
+        self.hold_dead_since(seq, payload, reason, None)
+    }
+
+    /// As `hold_dead`, for a message that died at `died_at` (ms; `None`: now) and that
+    /// its group already holds dead-lettered.
+    pub(in crate::broker) fn hold_dead_since(
+        &mut self,
+        seq: u64,
+        payload: Bytes,
+        reason: DeathReason,
+        died_at: Option<u64>,
     ) -> DeadLetter {
         let bytes = body_len(&payload);
         self.dead_lettering_bytes += bytes;
@@ -447,7 +478,7 @@ impl Queue {
             seq: Some(seq),
             payload,
             reason,
-            died_at: None,
+            died_at,
         }
     }
 
@@ -497,8 +528,11 @@ impl Queue {
     }
 
     /// Makes a taken message ready again (a requeue, or a dead letter whose copies could
-    /// not be made durable).
+    /// not be made durable); one the group marked dead-lettered meanwhile is set aside.
     pub fn restore(&mut self, seq: u64) {
+        if let Some(mark) = self.marked_dead(seq) {
+            return self.park(seq, mark);
+        }
         if let Some(rec) = self.store.restore(seq) {
             if self.features.max_length_bytes.is_some() {
                 self.ready_bytes += body_len(&rec.payload);

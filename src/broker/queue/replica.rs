@@ -27,6 +27,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::broker::dead_letter::DeathReason;
+
 /// The cluster side of a replicated quorum queue on this node.
 #[derive(Debug, Default)]
 pub struct Replica {
@@ -65,7 +67,20 @@ pub struct Replica {
     /// Store seqs the group settled while a delivery of them was out here (another
     /// leader's consumer acked them): the channel's ack finds them, a return drops them.
     pub settled_out: HashSet<u64>,
+    /// Dead letters of this node under at-least-once, not yet handed to the group as a
+    /// round's `discarded`: (group id, reason, when it died).
+    pub discarded: Vec<DeadMark>,
+    /// Store seqs the group marked dead-lettered while they were out here (a delivery, a
+    /// loan to another node, this node's own dead-lettering): should one come back, it is
+    /// set aside (`Queue::park`) rather than made ready.
+    pub dead: HashMap<u64, (DeathReason, u64)>,
+    /// Store seqs set aside because the group holds them dead-lettered (`parked.rs`):
+    /// reason, when it died, body bytes.
+    pub parked: HashMap<u64, (DeathReason, u64, u64)>,
 }
+
+/// A dead letter as the group records it: (group id, reason, when it died, ms).
+pub type DeadMark = (u64, DeathReason, u64);
 
 /// What the leader has handed to one other node's consumers.
 #[derive(Debug, Default)]
@@ -100,6 +115,9 @@ impl Replica {
     pub fn forget_id(&mut self, id: u64) -> Option<u64> {
         let seq = self.seq_of.remove(&id)?;
         self.id_of.remove(&seq);
+        if !self.dead.is_empty() {
+            self.dead.remove(&seq);
+        }
         Some(seq)
     }
 
@@ -107,6 +125,9 @@ impl Replica {
     pub fn left(&mut self, seq: u64) {
         if !self.settled_out.is_empty() {
             self.settled_out.remove(&seq);
+        }
+        if !self.dead.is_empty() {
+            self.dead.remove(&seq);
         }
         if let Some(id) = self.id_of.remove(&seq) {
             self.seq_of.remove(&id);
@@ -159,6 +180,7 @@ impl Replica {
         self.counted_here.clear();
         self.granted.clear();
         self.awaited.clear();
+        self.dead.clear();
         debug_assert!(
             self.remote.is_empty(),
             "released before the copy is cleared"
@@ -171,15 +193,18 @@ impl Replica {
             published: std::mem::take(&mut self.outgoing),
             settled: std::mem::take(&mut self.settled),
             returned: std::mem::take(&mut self.returned),
+            discarded: std::mem::take(&mut self.discarded),
         }
     }
 }
 
 /// What a replica has for its group: the messages published here (with their confirm
-/// tickets), and the group ids of messages settled and returned here.
+/// tickets), the group ids of messages settled and returned here, and its dead letters
+/// under at-least-once.
 #[derive(Debug, Default)]
 pub struct ReplicaWork {
     pub published: Vec<(Bytes, u64)>,
     pub settled: Vec<u64>,
     pub returned: Vec<u64>,
+    pub discarded: Vec<DeadMark>,
 }

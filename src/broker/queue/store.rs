@@ -301,6 +301,18 @@ impl Store {
         seq >= l.cursor.seq && l.log.read(seq).is_some() && l.ahead.insert(seq)
     }
 
+    /// Takes live message `id` out of the ready ones wherever it is: requeued, or not yet
+    /// reached by the cursor. False if it is not live or not ready.
+    pub fn take_ready(&mut self, id: u64) -> bool {
+        let Some((l, seq)) = self.level_mut(id) else {
+            return false;
+        };
+        if l.log.read(seq).is_none() {
+            return false;
+        }
+        l.requeued.remove(&seq) || (seq >= l.cursor.seq && l.ahead.insert(seq))
+    }
+
     /// No message is taken ahead of the cursor (the plain fast path may run).
     #[inline]
     pub fn nothing_ahead(&self) -> bool {
