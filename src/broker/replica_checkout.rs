@@ -129,12 +129,23 @@ pub(super) fn remote_done(q: &mut Queue, id: u64, returned: bool) -> bool {
     true
 }
 
+/// A message the leader granted this node that the group has dead-lettered since (parked
+/// here): given back, so that the leader, which holds it for this node, publishes it.
+fn give_back_parked(q: &mut Queue, seq: u64) {
+    if q.parked == 0 {
+        return;
+    }
+    if let Some(r) = replica_of(q).filter(|r| r.parked.contains_key(&seq)) {
+        r.returned_here(seq);
+    }
+}
+
 impl VHost {
     /// On the leader: hands the asking node up to the ready messages of queue `queue` its
     /// consumers have room for, renewing its lease; their group ids. `None` when this node
     /// does not lead the queue (the caller asks again once it knows the new leader).
     pub fn replica_grant(&mut self, queue: QueueRef<'_>, ask: Ask, now: u64) -> Option<Vec<u64>> {
-        let q = self.replica_queue(queue.0, queue.1)?;
+        let mut q = self.replica_queue(queue.0, queue.1)?;
         if !replica_of(q)?.leading {
             return None;
         }
@@ -146,6 +157,11 @@ impl VHost {
             .is_some_and(|h| h.incarnation != ask.incarnation)
         {
             release(q, node); // A restarted node holds nothing.
+            if q.parked > 0 {
+                // Its dead letters the group holds came back parked: published here.
+                self.schedule_parked(queue.0, now);
+                q = self.replica_queue(queue.0, queue.1)?;
+            }
         }
         let holder = replica_of(q)?.remote.entry(node).or_default();
         holder.incarnation = ask.incarnation;
@@ -384,7 +400,8 @@ impl VHost {
             return Ok(None);
         }
         let Some(rec) = q.take_granted(seq) else {
-            q.counters.get_empty += 1; // Settled by the group meanwhile.
+            give_back_parked(q, seq);
+            q.counters.get_empty += 1; // Settled by the group meanwhile, or parked.
             return Ok(None);
         };
         let ch = self.channels.get_mut(&key).expect("checked");
@@ -419,7 +436,8 @@ impl VHost {
                 .and_then(|r| r.granted.pop_front())
                 .expect("checked above");
             let Some(rec) = q.take_granted(seq) else {
-                continue; // Settled by the group since (or out already).
+                give_back_parked(q, seq);
+                continue; // Settled by the group since (or out already, or parked).
             };
             q.rr = (i + 1) % q.consumers.len();
             let c = &q.consumers[i];

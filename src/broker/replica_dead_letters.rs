@@ -10,10 +10,11 @@
 //!   (`publish_parked`): at once when it takes the lead or a mark arrives, and within a
 //!   second of one coming back to it (a delivery given back, a loan run out, copies that
 //!   failed). So a dead letter outlives the node that held it, and at worst is published
-//!   twice (at least once).
+//!   twice (at least once): a node that stops leading goes on with the dead letters it
+//!   holds itself, as a member holds its consumers' deliveries (its mark may not have
+//!   reached the group: parking them there could leave one published by nobody).
 
 use super::queue::replica::DeadMark;
-use super::queue::Queue;
 use super::replicated::{replica_of, QueueRef};
 use super::vhost::VHost;
 
@@ -87,29 +88,5 @@ impl VHost {
     /// `PARKED_RETRY_MS` (a queue timer).
     pub(super) fn schedule_parked(&mut self, queue: &str, now: u64) {
         self.schedule(queue, now + PARKED_RETRY_MS);
-    }
-}
-
-/// On a node that stops leading `q`: its dead letters kept for a route (or for queues that
-/// refused them) that the group holds marked are set aside; the new leader publishes
-/// them (this node's would be duplicates). Those whose copies are on their way finish here.
-pub(super) fn park_held_dead_letters(q: &mut Queue) {
-    if replica_of(q).is_none_or(|r| r.dead.is_empty()) {
-        return;
-    }
-    let kept: Vec<(usize, u64)> = q
-        .dead_lettering
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.unroutable.is_some())
-        .map(|(i, d)| (i, d.seq))
-        .collect();
-    // From the back, so that the indexes ahead stay put.
-    for &(i, seq) in kept.iter().rev() {
-        let Some(mark) = replica_of(q).and_then(|r| r.dead.remove(&seq)) else {
-            continue;
-        };
-        q.forget_dying(i);
-        q.park(seq, mark);
     }
 }

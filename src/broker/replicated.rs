@@ -163,6 +163,10 @@ impl VHost {
         replica.clear();
         replica.lent_only = lent_only;
         let wake = replica.wake.clone();
+        // The group's marks come back with the rebuild (ids forgotten: no settle written).
+        for (seq, _) in q.take_parked() {
+            let _ = q.ack(seq);
+        }
         q.purge_ready().map_err(BrokerError::storage)?;
         Ok((wake, q.id))
     }
@@ -362,7 +366,6 @@ impl VHost {
             self.trim(name);
             self.dispatch(name);
         } else if let Some(q) = self.replica_queue(name, id) {
-            super::replica_dead_letters::park_held_dead_letters(q);
             super::replica_checkout::release_all(q);
             // This node's consumers ask the new leader at once.
             if let Some(r) = replica_of(q) {
