@@ -299,8 +299,8 @@ mod tests {
         assert!(s.messages.is_empty());
     }
 
-    #[test]
-    fn a_discarded_message_stays_marked_past_its_delivery_limit_until_settled() {
+    /// A queue with a delivery limit of 0 holding two messages (entry 1), and their ids.
+    fn two_messages_limit_0() -> (QueueState, u64, u64) {
         let mut s = QueueState {
             delivery_limit: Some(0),
             ..QueueState::default()
@@ -309,7 +309,12 @@ mod tests {
             messages: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
         };
         s.apply_command(1, &batch);
-        let (a, b) = (message_id(1, 0), message_id(1, 1));
+        (s, message_id(1, 0), message_id(1, 1))
+    }
+
+    #[test]
+    fn a_discarded_message_stays_marked_past_its_delivery_limit_until_settled() {
+        let (mut s, a, b) = two_messages_limit_0();
         let mark = |id, reason| DeadMark {
             id,
             reason,
@@ -352,15 +357,7 @@ mod tests {
 
     #[test]
     fn a_round_enqueues_then_returns_then_settles_in_one_entry() {
-        let mut s = QueueState {
-            delivery_limit: Some(0),
-            ..QueueState::default()
-        };
-        let batch = QueueCommand::EnqueueBatch {
-            messages: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
-        };
-        s.apply_command(1, &batch);
-        let (a, b) = (message_id(1, 0), message_id(1, 1));
+        let (mut s, a, b) = two_messages_limit_0();
         // `a` returned past its limit (dropped), `b` returned and settled in the same
         // round: counted first, then gone; two new messages stay.
         let round = QueueCommand::Round {
