@@ -11,13 +11,14 @@
 
 use super::{body_len, Queue};
 use crate::broker::dead_letter::DeathReason;
+use crate::broker::replicated::replica_of;
 
 impl Queue {
     /// Under at-least-once: records this node's dead letter `seq` for the group (written
     /// with the next round), and marks it here at once, so that should its copies fail before
     /// the group has it, it is parked, not made ready.
     pub(super) fn record_dead(&mut self, seq: u64, reason: DeathReason) {
-        let Some(r) = self.quorum.as_mut().and_then(|qs| qs.replica.as_mut()) else {
+        let Some(r) = replica_of(self) else {
             return;
         };
         let Some(id) = r.id_of(seq) else {
@@ -32,7 +33,7 @@ impl Queue {
     /// The group's dead-letter mark of taken message `seq`, taken off it (it is parked
     /// now, or published).
     pub(super) fn marked_dead(&mut self, seq: u64) -> Option<(DeathReason, u64)> {
-        let r = self.quorum.as_mut()?.replica.as_mut()?;
+        let r = replica_of(self)?;
         if r.dead.is_empty() {
             return None;
         }
@@ -43,7 +44,7 @@ impl Queue {
     /// since `died_at`.
     pub fn park(&mut self, seq: u64, (reason, died_at): (DeathReason, u64)) {
         let bytes = self.store.read(seq).map_or(0, |rec| body_len(&rec.payload));
-        let Some(r) = self.quorum.as_mut().and_then(|qs| qs.replica.as_mut()) else {
+        let Some(r) = replica_of(self) else {
             debug_assert!(false, "only a replicated quorum queue parks");
             return;
         };
@@ -56,7 +57,7 @@ impl Queue {
     /// Takes parked message `seq` off the parked ones (the group settled it); whether it
     /// was parked.
     pub fn unpark(&mut self, seq: u64) -> bool {
-        let Some(r) = self.quorum.as_mut().and_then(|qs| qs.replica.as_mut()) else {
+        let Some(r) = replica_of(self) else {
             return false;
         };
         let Some((_, _, bytes)) = r.parked.remove(&seq) else {
@@ -70,15 +71,17 @@ impl Queue {
     /// Takes every parked message off (to publish, or to drop with the copy): (seq,
     /// (reason, when it died)).
     pub fn take_parked(&mut self) -> Vec<(u64, (DeathReason, u64))> {
-        let Some(r) = self.quorum.as_mut().and_then(|qs| qs.replica.as_mut()) else {
+        let Some(r) = replica_of(self) else {
             return Vec::new();
         };
-        self.parked = 0;
-        self.parked_bytes = 0;
-        r.parked
+        let parked = r
+            .parked
             .drain()
             .map(|(seq, (reason, died_at, _))| (seq, (reason, died_at)))
-            .collect()
+            .collect();
+        self.parked = 0;
+        self.parked_bytes = 0;
+        parked
     }
 
     /// Takes ready message `seq` out of the ready ones, wherever it is among them (the
