@@ -358,7 +358,7 @@ impl Replicated<MetaRaft> for MetaState {
             }
             MetaCommand::Access(changes) => {
                 if self.access.is_none() {
-                    return MetaResponse::Refused("the cluster has no access database yet".into());
+                    return MetaResponse::Refused(NO_ACCESS_DATABASE_YET.into());
                 }
                 self.change_access(index, |data| access_change::apply(data, changes))
             }
@@ -372,6 +372,10 @@ impl Replicated<MetaRaft> for MetaState {
         MetaResponse::Nothing
     }
 }
+
+/// Why an access change is refused before the first node's database was merged in: the
+/// node that sent it waits for the merge and sends it again (`replication/access.rs`).
+pub const NO_ACCESS_DATABASE_YET: &str = "the cluster has no access database yet";
 
 /// The metadata group's state machine.
 pub type MetaMachine = Machine<MetaState>;

@@ -19,7 +19,7 @@ use crate::broker::access_change::{self, AccessChange};
 use crate::broker::access_db::AccessData;
 use crate::broker::error::BrokerError;
 use crate::broker::AccessReplication;
-use crate::cluster::meta_machine::{MetaCommand, MetaResponse, MetaState};
+use crate::cluster::meta_machine::{MetaCommand, MetaResponse, MetaState, NO_ACCESS_DATABASE_YET};
 
 use super::Replication;
 
@@ -31,18 +31,37 @@ impl AccessReplication for Replication {
         let node = self.node.clone();
         let mut mirrored = self.access_mirrored.subscribe();
         let write = async move {
-            let index = match node.meta_write(MetaCommand::Access(changes)).await {
-                Ok(MetaResponse::Applied(index)) => index,
-                Ok(MetaResponse::Refused(why)) => return Err(BrokerError::PreconditionFailed(why)),
-                Ok(other) => {
-                    return Err(BrokerError::Storage(format!(
-                        "the cluster answered {other:?} to an access change"
-                    )))
-                }
-                Err(e) => {
-                    return Err(BrokerError::Storage(format!(
-                        "the cluster did not take the change: {e}"
-                    )))
+            let deadline = tokio::time::Instant::now() + MIRROR_WAIT;
+            let index = loop {
+                let command = MetaCommand::Access(changes.clone());
+                match node.meta_write(command).await {
+                    Ok(MetaResponse::Applied(index)) => break index,
+                    // A change made right after the cluster formed can come before the
+                    // first node's database is merged in (that merge is written in the
+                    // background at start, `join_access`). The merge, once applied, marks
+                    // this node's mirror: the change is sent again then.
+                    Ok(MetaResponse::Refused(why)) if why == NO_ACCESS_DATABASE_YET => {
+                        tracing::info!("cluster: an access change waits for the first node's database to be merged in");
+                        let merged = tokio::time::timeout_at(deadline, mirrored.changed()).await;
+                        if !matches!(merged, Ok(Ok(()))) {
+                            return Err(BrokerError::Storage(format!(
+                                "{why} (nothing merged within {MIRROR_WAIT:?})"
+                            )));
+                        }
+                    }
+                    Ok(MetaResponse::Refused(why)) => {
+                        return Err(BrokerError::PreconditionFailed(why))
+                    }
+                    Ok(other) => {
+                        return Err(BrokerError::Storage(format!(
+                            "the cluster answered {other:?} to an access change"
+                        )))
+                    }
+                    Err(e) => {
+                        return Err(BrokerError::Storage(format!(
+                            "the cluster did not take the change: {e}"
+                        )))
+                    }
                 }
             };
             match tokio::time::timeout(MIRROR_WAIT, mirrored.wait_for(|i| *i >= index)).await {
