@@ -15,5 +15,6 @@ mod cluster_metadata_storm;
 mod cluster_nodes;
 mod cluster_quorum;
 mod cluster_rebalance;
+mod cluster_ttl;
 mod raft_snapshot_bodies;
 mod raft_storage;

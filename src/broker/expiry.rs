@@ -21,6 +21,32 @@ const PER_MESSAGE_RECHECK_MS: u64 = 1_000;
 const SYNC_RECHECK_MS: u64 = 2;
 
 impl VHost {
+    /// Arms `queue`'s timer for its expiring messages, if it has any and, replicated, this
+    /// node leads it: for what the group committed, gave back or handed to a new leader
+    /// (a classic queue's publish arms it in `publish.rs`).
+    pub(super) fn arm_expiry(&mut self, queue: &str, now: u64) {
+        if self
+            .queues
+            .get(queue)
+            .is_some_and(|q| q.can_expire() && !q.waits_for_leader())
+        {
+            self.schedule(queue, now);
+        }
+    }
+
+    /// This node took the lead of replicated queue `queue`: its timer is armed for what
+    /// the leader times (expiring messages, `x-expires`), and the queue counts as used
+    /// from now, as the old leader's view of its use is not known here.
+    pub(super) fn arm_timers_as_leader(&mut self, queue: &str, now: u64) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        q.last_used = q.last_used.max(now);
+        if q.can_expire() || q.features.expires.is_some() {
+            self.schedule(queue, now);
+        }
+    }
+
     /// Notes that `queue` has timed work due at `at` (milliseconds since the epoch).
     pub(super) fn schedule(&mut self, queue: &str, at: u64) {
         let Some((name, _)) = self.queues.get_key_value(queue) else {
@@ -33,11 +59,14 @@ impl VHost {
 
     /// Expires the messages at the head of `queue` whose deadline is before `now`: they
     /// are dead-lettered (reason `expired`) or, without a dead-letter exchange, dropped.
+    /// A replicated queue's leader expires for the group (its settles reach the other
+    /// copies); a copy that does not lead never does, or each copy would dead-letter the
+    /// same message.
     pub(super) fn expire_head(&mut self, queue: &str, now: u64) {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
-        if !q.can_expire() {
+        if !q.can_expire() || q.waits_for_leader() {
             return;
         }
         while let Some((rec, after)) = q.peek() {
@@ -83,10 +112,17 @@ impl VHost {
             return;
         };
         let mut next = u64::MAX;
-        if let Some(expires) = q.features.expires.filter(|_| q.consumers.is_empty()) {
+        // A replicated queue is used on every node that has consumers of it: its leader,
+        // whom they ask for messages (`replica_grant`), judges, and deletes it from the
+        // cluster; a copy that does not lead never expires it on its own.
+        let judges_use = q.consumers.is_empty() && !q.waits_for_leader();
+        if let Some(expires) = q.features.expires.filter(|_| judges_use) {
             let at = q.last_used.saturating_add(expires);
             if at <= now {
                 tracing::info!(vhost = %self.name, queue = %name, "queue expired (x-expires)");
+                if q.is_quorum() {
+                    self.replicate_deleted(name);
+                }
                 self.remove_queue(name);
                 return;
             }
@@ -101,7 +137,7 @@ impl VHost {
         if let Some(at) = unroutable_retry {
             next = next.min(at);
         }
-        if q.can_expire() {
+        if q.can_expire() && !q.waits_for_leader() {
             if let Some(deadline) = q.peek().and_then(|(rec, _)| q.deadline(&rec)) {
                 // Expired once the clock passes the deadline (see `dispatch_at`).
                 next = next.min(deadline + 1);

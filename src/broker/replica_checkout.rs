@@ -21,6 +21,7 @@
 
 use bytes::Bytes;
 
+use super::dead_letter::DeathReason;
 use super::dispatch::{choose_consumer, credit, hand_out, hand_out_get, Got};
 use super::error::BrokerError;
 use super::outbox::Outgoing;
@@ -163,6 +164,8 @@ impl VHost {
                 q = self.replica_queue(queue.0, queue.1)?;
             }
         }
+        // The asking node has consumers of the queue, or a basic.get: in use (x-expires).
+        q.last_used = q.last_used.max(now);
         let holder = replica_of(q)?.remote.entry(node).or_default();
         holder.incarnation = ask.incarnation;
         holder.last_seen = now;
@@ -178,11 +181,17 @@ impl VHost {
         // node's first consumer is a later one now): one here may be active now.
         let moved_away = was_active == Some(Active::Node(node)) && active != was_active;
         let mut ids = Vec::new();
+        let mut expired = Vec::new();
         while (ids.len() as u32) < want {
             let Some((rec, at)) = q.peek() else {
                 break;
             };
             q.take(&rec, at);
+            if q.can_expire() && q.deadline(&rec).is_some_and(|d| d < now) {
+                // Past its TTL: dead-lettered here, for the group, not handed out.
+                expired.push(q.hold_dead(rec.seq, rec.payload, DeathReason::Expired));
+                continue;
+            }
             q.store.mark_delivered(rec.seq);
             q.unacked += 1;
             let r = replica_of(q).expect("a replica");
@@ -198,6 +207,10 @@ impl VHost {
                     break;
                 }
             }
+        }
+        if !expired.is_empty() {
+            self.pending_dead.extend(expired);
+            self.drain_dead_letters();
         }
         if moved_away {
             self.dispatch(queue.0);

@@ -210,6 +210,7 @@ impl VHost {
         // other copies); elsewhere `trim` leaves the copy alone.
         self.trim(queue.0);
         self.dispatch(queue.0);
+        self.arm_expiry(queue.0, now_millis());
     }
 
     /// Adds messages the group holds (ids and stored bytes) to this node's copy.
@@ -301,6 +302,8 @@ impl VHost {
                 super::replica_checkout::remote_done(q, id, true);
             }
             self.dispatch(name);
+            // Given back past its TTL, a message expires rather than going out again.
+            self.arm_expiry(name, now_millis());
         }
     }
 
@@ -346,6 +349,7 @@ impl VHost {
         self.replica_discarded((name, id), dead);
         self.trim(name);
         self.dispatch(name);
+        self.arm_expiry(name, now_millis());
     }
 
     /// Whether this node leads the queue's group: only the leader delivers.
@@ -365,6 +369,8 @@ impl VHost {
             self.publish_parked(name);
             self.trim(name);
             self.dispatch(name);
+            // The copy's messages and its use were timed by no one while another led.
+            self.arm_timers_as_leader(name, now_millis());
         } else if let Some(q) = self.replica_queue(name, id) {
             super::replica_checkout::release_all(q);
             // This node's consumers ask the new leader at once.
