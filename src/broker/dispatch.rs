@@ -195,6 +195,14 @@ pub(super) fn return_delivery(
         }
         return Ok(true);
     }
+    if let Some(mark) = q.marked_dead(seq) {
+        // Past its limit, but its group holds it dead-lettered already (another node
+        // marked it while it was out here): set aside for the leader to publish, not
+        // dead-lettered a second time.
+        q.unacked -= 1;
+        q.park(seq, mark);
+        return Ok(false);
+    }
     if q.features.dead_letter_exchange.is_some() {
         if let Some(rec) = q.store.read(seq) {
             q.unacked -= 1;

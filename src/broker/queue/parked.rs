@@ -32,7 +32,7 @@ impl Queue {
 
     /// The group's dead-letter mark of taken message `seq`, taken off it (it is parked
     /// now, or published).
-    pub(super) fn marked_dead(&mut self, seq: u64) -> Option<(DeathReason, u64)> {
+    pub(in crate::broker) fn marked_dead(&mut self, seq: u64) -> Option<(DeathReason, u64)> {
         let r = replica_of(self)?;
         if r.dead.is_empty() {
             return None;
