@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use super::dead_letter::DeathReason;
+use super::replicated::replica_of;
 use super::vhost::VHost;
 
 /// How often a queue holding messages with their own `expiration` is looked at even when
@@ -19,6 +20,11 @@ const PER_MESSAGE_RECHECK_MS: u64 = 1_000;
 
 /// How often dead letters waiting for their copies' sync are looked at.
 const SYNC_RECHECK_MS: u64 = 2;
+
+/// The shortest idle time after which the leader of a replicated queue that other nodes
+/// have asked about deletes it under `x-expires`: longer than a node with consumers
+/// waits between two asks (its lease, `replication/checkout.rs`, plus a fed-through wait).
+const ASKS_SLACK_MS: u64 = crate::broker::replica_sac::CANDIDATE_FRESH_MS;
 
 impl VHost {
     /// Arms `queue`'s timer for its expiring messages, if it has any and, replicated, this
@@ -117,7 +123,15 @@ impl VHost {
         // cluster; a copy that does not lead never expires it on its own.
         let judges_use = q.consumers.is_empty() && !q.waits_for_leader();
         if let Some(expires) = q.features.expires.filter(|_| judges_use) {
-            let at = q.last_used.saturating_add(expires);
+            // Other nodes' consumers ask about every second, or a little more: they keep
+            // a shorter x-expires from firing between two asks.
+            let asked = replica_of(q).is_some_and(|r| !r.remote.is_empty());
+            let period = if asked {
+                expires.max(ASKS_SLACK_MS)
+            } else {
+                expires
+            };
+            let at = q.last_used.saturating_add(period);
             if at <= now {
                 tracing::info!(vhost = %self.name, queue = %name, "queue expired (x-expires)");
                 if q.is_quorum() {

@@ -38,14 +38,16 @@ pub const REMOTE_LEASE_MS: u64 = 10_000;
 
 /// What a member wants from the leader: room for `want` more messages, and whether it
 /// has deliveries out (its lease must be kept even when it wants nothing); on a
-/// single-active-consumer queue, its earliest consumer. On the leader itself `leading` is
-/// set and the rest is empty.
+/// single-active-consumer queue, its earliest consumer; whether its consumers must keep
+/// an `x-expires` queue in use (`in_use`: it asks at least every lease then, even with
+/// no room). On the leader itself `leading` is set and the rest is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Demand {
     pub leading: bool,
     pub want: u32,
     pub holding: bool,
     pub first: Option<FirstConsumer>,
+    pub in_use: bool,
 }
 
 /// A node's request for messages of a queue this node leads.
@@ -161,8 +163,9 @@ impl VHost {
             if q.parked > 0 {
                 // Its dead letters the group holds came back parked: published here.
                 self.schedule_parked(queue.0, now);
-                q = self.replica_queue(queue.0, queue.1)?;
             }
+            self.arm_expiry(queue.0, now);
+            q = self.replica_queue(queue.0, queue.1)?;
         }
         // The asking node has consumers of the queue, or a basic.get: in use (x-expires).
         q.last_used = q.last_used.max(now);
@@ -290,6 +293,8 @@ impl VHost {
             release(q, node);
         }
         self.dispatch(queue.0);
+        // What came back may be past its TTL with no consumer here to find it.
+        self.arm_expiry(queue.0, now);
     }
 
     /// What this node's consumers of queue `queue` have room for (if another member
@@ -341,6 +346,7 @@ impl VHost {
                 || !r.awaited.is_empty()
                 || !q.dead_lettering.is_empty(),
             first: replica_sac::first_consumer(q),
+            in_use: q.features.expires.is_some() && !q.consumers.is_empty(),
         })
     }
 

@@ -127,8 +127,10 @@ impl Member {
             let was_idle = idle;
             let consumers_gone = told_of_consumer && demand.first.is_none();
             // A single-active consumer here keeps its place with the leader even while it
-            // has no room (it asks at least every `LEASE`, as a node holding deliveries does).
-            let keeps_place = demand.first.is_some();
+            // has no room (it asks at least every `LEASE`, as a node holding deliveries does);
+            // consumers of an `x-expires` queue keep it in use the same way (the leader
+            // judges its use by the asks).
+            let keeps_place = demand.first.is_some() || demand.in_use;
             idle = demand.leading
                 || (demand.want == 0 && !demand.holding && !consumers_gone && !keeps_place);
             if idle {
