@@ -20,8 +20,8 @@
 //! published again only to the queues without a copy, as RabbitMQ 3.10 does. In a
 //! cluster each such dead letter is recorded in its queue's group (a round's `discarded`): the other
 //! copies set it aside (`queue/parked.rs`), and whichever node leads next publishes it
-//! (`replica_dead_letters.rs`). On a single node it is kept in memory only: after a restart it is
-//! ready again, and dead-lettered again if rejected again.
+//! (`replica_dead_letters.rs`). On a single node it is marked in a log of the queue's own
+//! (`queue/held_dead.rs`), so that after a restart it is held again, not ready.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,6 +50,27 @@ pub enum DeathReason {
 }
 
 impl DeathReason {
+    /// The reason as it is written down: in a replicated queue's group (a round's
+    /// `DeadMark`) and in a held dead letter's mark on disk (`queue/held_dead.rs`).
+    pub fn code(self) -> u8 {
+        match self {
+            DeathReason::Rejected => 0,
+            DeathReason::Expired => 1,
+            DeathReason::MaxLen => 2,
+            DeathReason::DeliveryLimit => 3,
+        }
+    }
+
+    /// The reason a code names; `rejected` for a code a later build may add.
+    pub fn from_code(code: u8) -> DeathReason {
+        match code {
+            1 => DeathReason::Expired,
+            2 => DeathReason::MaxLen,
+            3 => DeathReason::DeliveryLimit,
+            _ => DeathReason::Rejected,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeathReason::Rejected => "rejected",
@@ -242,6 +263,10 @@ fn give_back(q: &mut Queue, seq: u64) {
     // A message lent by the leader to a node with no copy leaves with its return.
     if member && matches!(drop_lent(q, seq, false), Ok(true)) {
         return;
+    }
+    // Ready again: no longer a dead letter kept across a restart (held_dead.rs).
+    if let Err(e) = q.store.forget_held_dead(seq) {
+        tracing::error!(queue = %q.name, "letting go of a dead-letter mark: {e}");
     }
     q.restore(seq);
 }
@@ -442,13 +467,15 @@ impl VHost {
                 self.schedule(&name, now);
             }
             Republished::Nowhere if keep => {
+                let died_at = dl.died_at.unwrap_or(now);
                 q.dead_lettering[i] = Dying {
                     sync: Ticket::DONE,
                     committed: 0,
-                    unroutable: Some((dl.reason, dl.died_at.unwrap_or(now))),
+                    unroutable: Some((dl.reason, died_at)),
                     refused: None,
                     ..q.dead_lettering[i]
                 };
+                q.mark_kept_dead(seq, dl.reason, died_at);
                 if q.unroutable_retry_at == 0 {
                     tracing::warn!(vhost = %self.name, queue = %q.name,
                         "dead letters route to no queue; kept in the queue (at-least-once) until they do");
@@ -571,6 +598,9 @@ impl VHost {
                         refused: None,
                         ..d
                     };
+                    if let Some((reason, died_at)) = d.refused {
+                        q.mark_kept_dead(d.seq, reason, died_at);
+                    }
                     k += 1;
                     if q.unroutable_retry_at == 0 {
                         tracing::warn!(vhost = %self.name, queue = %q.name,

@@ -97,6 +97,18 @@ impl VHost {
     pub(super) fn make_quorum_queues_replicas(&mut self) -> Vec<(String, Vec<u8>)> {
         let mut found = Vec::new();
         for q in self.queues.values_mut() {
+            if q.quorum.is_none() {
+                continue;
+            }
+            // Not a replica yet: dead letters it kept on its own go to the group as messages
+            // (queue/held_dead.rs).
+            if q.quorum.as_ref().is_some_and(|qs| qs.replica.is_none()) {
+                let released = q.release_held_dead();
+                if released > 0 {
+                    tracing::info!(queue = %q.name, released,
+                        "kept dead letters made ready again: they go to the queue's group");
+                }
+            }
             if let Some(qs) = q.quorum.as_mut() {
                 qs.replica.get_or_insert_with(Box::default);
                 found.push((q.name.to_string(), q.args_raw.clone()));

@@ -316,7 +316,11 @@ impl VHost {
                 args,
                 store,
             );
-            let timed = queue.can_expire() || queue.features.expires.is_some();
+            // Dead letters kept before the restart are published again from the first
+            // timer on (after the policies are set: at-least-once may be a policy's).
+            let timed = queue.can_expire()
+                || queue.features.expires.is_some()
+                || queue.unroutable_retry_at != 0;
             self.queues.insert(name.clone(), Box::new(queue));
             if timed {
                 // x-expires restarts from the recovery, as in RabbitMQ.

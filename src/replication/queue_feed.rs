@@ -78,29 +78,17 @@ fn ids_of(index: u64, messages: &[Bytes]) -> Vec<(u64, &[u8])> {
         .collect()
 }
 
-/// A dead letter of the group as the broker takes it.
+/// A dead letter of the group as the broker takes it (the broker's reason codes are the
+/// group's: `group_and_broker_codes_agree`).
 fn broker_mark(m: &DeadMark) -> broker_replica::DeadMark {
-    let reason = match m.reason {
-        DeadMark::EXPIRED => DeathReason::Expired,
-        DeadMark::MAXLEN => DeathReason::MaxLen,
-        DeadMark::DELIVERY_LIMIT => DeathReason::DeliveryLimit,
-        // `REJECTED`, and any code a later build may add.
-        _ => DeathReason::Rejected,
-    };
-    (m.id, reason, m.died_at)
+    (m.id, DeathReason::from_code(m.reason), m.died_at)
 }
 
 /// A dead letter of the broker as the group records it.
 fn group_mark(&(id, reason, died_at): &broker_replica::DeadMark) -> DeadMark {
-    let reason = match reason {
-        DeathReason::Rejected => DeadMark::REJECTED,
-        DeathReason::Expired => DeadMark::EXPIRED,
-        DeathReason::MaxLen => DeadMark::MAXLEN,
-        DeathReason::DeliveryLimit => DeadMark::DELIVERY_LIMIT,
-    };
     DeadMark {
         id,
-        reason,
+        reason: reason.code(),
         died_at,
     }
 }
@@ -391,5 +379,18 @@ mod tests {
         assert_eq!(sizes(runs.clone()), [4096, 904]);
         assert!(runs.concat() == small, "in order, none lost");
         assert_eq!(batches(&[] as &[usize], |m| *m).count(), 0);
+    }
+
+    #[test]
+    fn group_and_broker_codes_agree() {
+        for (code, reason) in [
+            (DeadMark::REJECTED, DeathReason::Rejected),
+            (DeadMark::EXPIRED, DeathReason::Expired),
+            (DeadMark::MAXLEN, DeathReason::MaxLen),
+            (DeadMark::DELIVERY_LIMIT, DeathReason::DeliveryLimit),
+        ] {
+            assert_eq!(reason.code(), code);
+            assert_eq!(DeathReason::from_code(code), reason);
+        }
     }
 }

@@ -25,6 +25,7 @@ use warren_storage::{BatchRecord, StoredRecord, Ticket};
 
 pub mod args;
 mod features;
+mod held_dead;
 mod kind;
 mod parked;
 pub mod quorum;
@@ -221,13 +222,19 @@ impl Queue {
         };
         q.rebuild_dedup();
         q.recover_returns();
+        // Dead letters kept before a restart are kept again (held_dead.rs).
+        let marks = q.store.take_recovered_marks();
+        if !marks.is_empty() {
+            let held = q.hold_marked_dead(marks, super::vhost::now_millis());
+            tracing::info!(queue = %q.name, held, "kept dead letters held again (at-least-once)");
+        }
         // A recovered backlog may hold messages with their own expiration: watch its head
         // (cheap) rather than scan it. (A stream's messages never expire.)
         q.has_expiring = q.store.live() > 0 && !is_stream;
         if q.features.max_length_bytes.is_some() {
             // One pass over a recovered backlog, only for queues with a byte limit.
             let mut bytes = 0;
-            q.store.scan(|rec| bytes += body_len(&rec.payload));
+            q.store.scan_ready(|rec| bytes += body_len(&rec.payload));
             q.ready_bytes = bytes;
         }
         q

@@ -14,6 +14,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::held_dead::{HeldDeadLog, HeldMark};
+
 use warren_storage::{
     AckFlush, BatchRecord, Compacted, CompactionJob, Cursor, GroupCommit, Log, LogConfig,
     RecoveryReport, StoredRecord, Ticket,
@@ -82,6 +84,11 @@ pub struct Store {
     commit: Arc<GroupCommit>,
     /// Indexed by priority; `None` for a level never used. Plain queues have one level.
     pub(super) levels: Vec<Option<Level>>,
+    /// Marks of the dead letters the queue keeps (`held_dead.rs`); `None` until it first
+    /// keeps one.
+    held_dead: Option<HeldDeadLog>,
+    /// The marks read back at recovery, until the queue takes them.
+    recovered_marks: Vec<HeldMark>,
 }
 
 impl Store {
@@ -105,10 +112,20 @@ impl Store {
             reports.push(report);
             levels.push(Some(Level::new(log)));
         }
+        let (held_dead, recovered_marks) =
+            match HeldDeadLog::open_existing(dir, config.clone(), commit.clone())? {
+                Some((held, marks, report)) => {
+                    reports.push(report);
+                    (Some(held), marks)
+                }
+                None => (None, Vec::new()),
+            };
         let store = Store {
             config,
             commit,
             levels,
+            held_dead,
+            recovered_marks,
         };
         Ok((store, reports))
     }
@@ -342,13 +359,22 @@ impl Store {
         }
     }
 
-    /// Acks a message; false if it was not live.
+    /// Acks a message; false if it was not live. A mark of it as a kept dead letter goes
+    /// with it.
     #[inline]
     pub fn ack(&mut self, id: u64) -> io::Result<bool> {
-        match self.level_mut(id) {
-            Some((l, seq)) => l.log.ack(seq),
-            None => Ok(false),
+        let acked = match self.level_mut(id) {
+            Some((l, seq)) => l.log.ack(seq)?,
+            None => false,
+        };
+        if let Some(held) = self.held_dead.as_mut() {
+            // After the message's own ack: a mark left behind only holds a message that
+            // is gone, which recovery lets go.
+            if let Err(e) = held.forget(id) {
+                tracing::error!(dir = %held.dir().display(), "acking a dead-letter mark: {e}");
+            }
         }
+        Ok(acked)
     }
 
     /// Acks every ready message (requeued or not yet read) of every level.
@@ -404,13 +430,47 @@ impl Store {
                 out.push(f);
             }
         }
+        if let Some(held) = self.held_dead.as_mut() {
+            let f = held.log_mut().take_ack_flush();
+            if !f.is_empty() {
+                out.push(f);
+            }
+        }
     }
 
     pub fn flush_acks(&mut self) -> io::Result<()> {
         for (_, l) in self.existing_mut() {
             l.log.flush_acks()?;
         }
+        if let Some(held) = self.held_dead.as_mut() {
+            held.log_mut().flush_acks()?;
+        }
         Ok(())
+    }
+
+    /// Marks message `id` as a dead letter the queue keeps (`held_dead.rs`), creating
+    /// the marks' log on first use.
+    pub fn mark_held_dead(&mut self, mark: HeldMark, now: u64) -> io::Result<Ticket> {
+        if self.held_dead.is_none() {
+            let dir = self.levels[0].as_ref().expect("level 0 is open").log.dir();
+            let held = HeldDeadLog::create(dir, self.config.clone(), self.commit.clone())?;
+            self.held_dead = Some(held);
+        }
+        let held = self.held_dead.as_mut().expect("created above");
+        held.mark(mark, now)
+    }
+
+    /// Message `id` is no longer a kept dead letter (it was given back to the queue).
+    pub fn forget_held_dead(&mut self, id: u64) -> io::Result<()> {
+        match self.held_dead.as_mut() {
+            Some(held) => held.forget(id),
+            None => Ok(()),
+        }
+    }
+
+    /// The marks read back at recovery (once).
+    pub fn take_recovered_marks(&mut self) -> Vec<HeldMark> {
+        std::mem::take(&mut self.recovered_marks)
     }
 
     /// Compaction jobs of every level, tagged with their level.
@@ -442,11 +502,9 @@ impl Store {
     /// The logs, highest level first (so a level's subdirectory goes before the queue
     /// directory that holds it), for removal.
     pub fn into_logs(self) -> Vec<Log> {
-        self.levels
-            .into_iter()
-            .rev()
-            .flatten()
-            .map(|l| l.log)
+        let held = self.held_dead.map(HeldDeadLog::into_log);
+        held.into_iter()
+            .chain(self.levels.into_iter().rev().flatten().map(|l| l.log))
             .collect()
     }
 }
