@@ -245,12 +245,17 @@ impl Queue {
 mod tests {
     use super::*;
 
+    /// A new marks' log in `dir`, and the commit service it was made with.
+    fn new_marks(dir: &Path) -> (HeldDeadLog, Arc<GroupCommit>) {
+        let commit = GroupCommit::start(warren_storage::FsyncPolicy::Never);
+        let held = HeldDeadLog::create(dir, LogConfig::default(), commit.clone()).unwrap();
+        (held, commit)
+    }
+
     #[test]
     fn marks_are_read_back_and_forgotten_marks_stay_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let commit = GroupCommit::start(warren_storage::FsyncPolicy::Never);
-        let mut held =
-            HeldDeadLog::create(dir.path(), LogConfig::default(), commit.clone()).unwrap();
+        let (mut held, commit) = new_marks(dir.path());
         held.mark((7, DeathReason::Rejected, 1_000), 5).unwrap();
         held.mark((9, DeathReason::Expired, 2_000), 5).unwrap();
         held.mark((7, DeathReason::MaxLen, 3_000), 5).unwrap(); // Marked already.
@@ -287,9 +292,7 @@ mod tests {
     #[test]
     fn a_mark_of_the_wrong_size_is_reported_and_let_go() {
         let dir = tempfile::tempdir().unwrap();
-        let commit = GroupCommit::start(warren_storage::FsyncPolicy::Never);
-        let mut held =
-            HeldDeadLog::create(dir.path(), LogConfig::default(), commit.clone()).unwrap();
+        let (mut held, commit) = new_marks(dir.path());
         held.mark((1, DeathReason::Rejected, 10), 5).unwrap();
         let parts: [&[u8]; 1] = [b"not a mark"];
         let record = BatchRecord {
