@@ -229,7 +229,11 @@ async fn migrate(target: &GroupTarget, decl: &QueueDecl, messages: &[Bytes]) -> 
             // Copied: these are views of the store's segment mappings, and the group's
             // state keeps a body it is given (a view would keep a whole segment mapped).
             let batch = chunk.iter().map(|b| Bytes::copy_from_slice(b)).collect();
-            let cmd = QueueCommand::EnqueueBatch { messages: batch };
+            // Their TTLs count from the move (the store's own times are not carried).
+            let cmd = QueueCommand::EnqueueBatch {
+                messages: batch,
+                enqueued_at: checkout::now_ms(),
+            };
             match target.write(cmd, Duration::from_secs(10)).await {
                 Ok(_) => break,
                 Err(e) if Instant::now() < give_up => {

@@ -576,3 +576,52 @@ fn the_leaders_consumer_takes_a_backlog_when_a_remote_first_consumer_goes() {
     want.sort_unstable();
     assert_eq!(bodies_got, want);
 }
+
+/// A leader that takes a single-active-consumer queue over (the old one killed) serves the
+/// earliest consumer of the cluster, not its own, as RabbitMQ's quorum queue (whose
+/// state machine keeps the consumers) does: the earliest, on a member that does not lead
+/// (prefetch 1, holding one message of a backlog), keeps its place, and the other
+/// member's consumer, subscribed later, gets nothing of the backlog whichever of the two
+/// members leads next. The earliest consumer's node is paused (SIGSTOP) while the leader
+/// dies and for a few seconds after, so that the other member, which stands for election
+/// meanwhile, most likely wins it: the case where a new leader knew only its own consumer
+/// and handed it the backlog at once.
+#[test]
+fn a_new_leader_serves_the_earliest_consumer_of_the_cluster_not_its_own() {
+    let (mut c, rt, leader, followers) = single_active_orders();
+    let (first, second) = (followers[0], followers[1]);
+    let received: Received = Arc::default();
+    let _conns = subscribe_in_order(
+        &c,
+        &rt,
+        &received,
+        [(first, 1, false), (second, 10, true), (leader, 10, true)],
+    );
+    rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..20)).await, 20);
+        wait_received(&received, 1).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    });
+    assert_eq!(
+        *received.lock().unwrap(),
+        [(first, bodies(0..1)[0].clone())]
+    );
+
+    c.node(first).pause();
+    c.node_mut(leader).kill();
+    std::thread::sleep(Duration::from_secs(3));
+    c.node(first).resume();
+    let next = queue_leader(&c, &[first, second], Some(leader));
+    eprintln!("node {next} leads after the failover (the earliest consumer is on node {first})");
+    // Longer than a new leader waits for the other members' consumers, and than a
+    // member's consumer counts after its node last asked.
+    std::thread::sleep(Duration::from_secs(5));
+    let got = received.lock().unwrap().clone();
+    assert_eq!(
+        got.len(),
+        1,
+        "node {next} leads now; after the failover the later consumer on node {second} got {:?}",
+        &got[1..]
+    );
+}

@@ -5,7 +5,8 @@
 //! every copy; the next leader goes on expiring after the first is killed; a message held
 //! by a consumer past its TTL and given back expires rather than going out again. Queue
 //! expiry (`x-expires`): a consumer on any node keeps the queue in use on every node; once
-//! it goes, the queue is deleted from the whole cluster.
+//! it goes, the queue is deleted from the whole cluster. A TTL counts from the enqueue in
+//! every copy, also one rebuilt from the log after the whole cluster was down.
 
 use crate::cluster_support;
 
@@ -212,4 +213,61 @@ fn an_expiring_queue_in_use_on_one_node_stays_on_every_node_and_goes_from_all_wh
     for id in 1..=3 {
         assert_eq!(shown(&c, id, "orders"), Some(false), "on node {id}");
     }
+}
+
+/// A message's TTL counts from when it was enqueued in every copy, also one rebuilt from
+/// the group's log after a restart (RabbitMQ's quorum queues keep the enqueue time in the
+/// log entry). The whole cluster is killed with messages in a queue and started again
+/// after their TTL has passed: the new leader dead-letters them at once, not a full TTL
+/// after its copy was rebuilt.
+#[test]
+fn a_ttl_counts_from_the_enqueue_in_a_copy_rebuilt_after_the_whole_cluster_restarts() {
+    const LONG_TTL_MS: u64 = 20_000;
+    let mut c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], None, ELECTION);
+    let rt = runtime();
+    rt.block_on(declare(c.node(1).amqp, "dlq", quorum()));
+    let with_ttl = quorum_with(&[
+        ("x-message-ttl", AMQPValue::LongInt(LONG_TTL_MS as i32)),
+        (
+            "x-dead-letter-exchange",
+            AMQPValue::LongString(LongString::from("")),
+        ),
+        (
+            "x-dead-letter-routing-key",
+            AMQPValue::LongString(LongString::from("dlq")),
+        ),
+    ]);
+    rt.block_on(declare(c.node(1).amqp, "orders", with_ttl));
+    let leader = leader_of(&c, &[1, 2, 3], "orders", None);
+    let published = std::time::Instant::now();
+    let sent = rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        publish_all(&ch, "orders", &bodies(0..3)).await
+    });
+    assert_eq!(sent, 3);
+    for id in 1..=3 {
+        c.node_mut(id).kill();
+    }
+    // Down until the messages' TTL has passed.
+    let past_ttl = Duration::from_millis(LONG_TTL_MS + 1_000);
+    std::thread::sleep(past_ttl.saturating_sub(published.elapsed()));
+    let restarted = std::time::Instant::now();
+    for id in 1..=3 {
+        c.node_mut(id).start();
+    }
+    wait_expired(&c, &[1, 2, 3], 3);
+    // Timed from the rebuild, they would have waited a whole TTL more.
+    let took = restarted.elapsed();
+    assert!(
+        took < Duration::from_millis(LONG_TTL_MS - 5_000),
+        "expired {took:?} after the restart: the TTL restarted with the rebuilt copy"
+    );
+    let leader = leader_of(&c, &[1, 2, 3], "orders", None);
+    let dead = rt.block_on(take_dead_letters(c.node(leader).amqp));
+    let want: BTreeMap<String, (usize, String)> = bodies(0..3)
+        .into_iter()
+        .map(|b| (b, (1, "expired".to_string())))
+        .collect();
+    assert_eq!(dead, want, "each message dead-lettered once, as expired");
 }

@@ -96,7 +96,13 @@ fn enqueue_batches(indexes: std::ops::RangeInclusive<u64>, per: usize) -> Vec<En
     indexes
         .map(|i| {
             let messages = (0..per).map(|k| body(i, k)).collect();
-            entry(i, QueueCommand::EnqueueBatch { messages })
+            entry(
+                i,
+                QueueCommand::EnqueueBatch {
+                    messages,
+                    enqueued_at: 0,
+                },
+            )
         })
         .collect()
 }
@@ -273,9 +279,15 @@ async fn a_snapshot_of_an_earlier_build_has_its_bodies_moved_into_the_log() {
     {
         let mut old = QueueMachine::open(&gdir, None).unwrap();
         let messages = (0..3).map(|k| body(5, k)).collect();
-        old.apply([entry(5, QueueCommand::EnqueueBatch { messages })])
-            .await
-            .unwrap();
+        old.apply([entry(
+            5,
+            QueueCommand::EnqueueBatch {
+                messages,
+                enqueued_at: 0,
+            },
+        )])
+        .await
+        .unwrap();
         snapshot(&old).await;
     }
     let want: Vec<(u64, Bytes)> = (0..3).map(|k| (message_id(5, k), body(5, k))).collect();

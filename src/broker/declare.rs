@@ -351,8 +351,11 @@ impl VHost {
         }
         if spec.passive {
             let info = Self::queue_info(self.check_queue_access(spec.name, conn)?);
-            if let Some(q) = self.queues.get_mut(spec.name) {
-                // Any declare is a use: it restarts the x-expires countdown.
+            if let Some(q) = self.queues.get_mut(spec.name).filter(|q| !q.is_quorum()) {
+                // A declare, passive or not, is a use of a classic queue: it restarts
+                // the x-expires countdown. Not of a quorum queue, whose state machine
+                // counts only consumers and basic.get (RabbitMQ 3.10.8:
+                // tests/cluster_reference/rabbitmq_quorum_ttl.md).
                 q.last_used = now_millis();
             }
             return Ok(info);
@@ -398,8 +401,12 @@ impl VHost {
             }
             args::check_equivalent(q.compared_args(), &q.args, &args, &name, &self.name)?;
             let info = Self::queue_info(q);
-            if let Some(q) = self.queues.get_mut(name.as_str()) {
-                // Any declare is a use: it restarts the x-expires countdown.
+            if let Some(q) = self
+                .queues
+                .get_mut(name.as_str())
+                .filter(|q| !q.is_quorum())
+            {
+                // As the passive one above.
                 q.last_used = now_millis();
             }
             return Ok(info);

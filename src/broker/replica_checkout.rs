@@ -25,7 +25,7 @@ use super::dead_letter::DeathReason;
 use super::dispatch::{choose_consumer, credit, hand_out, hand_out_get, Got};
 use super::error::BrokerError;
 use super::outbox::Outgoing;
-use super::queue::replica::Replica;
+use super::queue::replica::{GroupMessage, Replica};
 use super::queue::Queue;
 use super::replica_sac::{self, Active, FirstConsumer};
 use super::replicated::{replica_of, take_group_returns, QueueRef};
@@ -246,23 +246,22 @@ impl VHost {
         Some(lent)
     }
 
-    /// On a node that holds no copy: the leader lent it `messages` (group id, stored bytes,
-    /// returns so far), for its consumers (`for_consumers`) or for a basic.get waiting
-    /// here (`replica_get` then takes it by id).
+    /// On a node that holds no copy: the leader lent it `messages`, for its consumers
+    /// (`for_consumers`) or for a basic.get waiting here (`replica_get` then takes it by
+    /// id).
     pub fn replica_lent(
         &mut self,
         queue: QueueRef<'_>,
-        messages: &[(u64, &[u8], u32)],
+        messages: &[GroupMessage<'_>],
         for_consumers: bool,
     ) {
-        let plain: Vec<(u64, &[u8])> = messages.iter().map(|m| (m.0, m.1)).collect();
-        self.replica_enqueued(queue, &plain);
+        self.replica_enqueued(queue, messages);
         let Some(q) = self.replica_queue(queue.0, queue.1) else {
             return;
         };
         take_group_returns(q, messages);
         if for_consumers {
-            let ids: Vec<u64> = messages.iter().map(|m| m.0).collect();
+            let ids: Vec<u64> = messages.iter().map(|m| m.id).collect();
             self.replica_granted(queue, &ids);
         }
     }

@@ -11,8 +11,11 @@
 //! A node whose consumers of the queue all went tells the leader at once (a request that
 //! names none); a node that stops asking (it died, or was cut off) stops counting after
 //! `CANDIDATE_FRESH_MS`, and the next earliest consumer is served. A new leader learns the
-//! other nodes' consumers from their next request (within the bridge's tick); until then
-//! its own consumer may be served though another node's subscribed earlier.
+//! other nodes' consumers from their next request; a leader that took the queue over from
+//! another serves no consumer for `SETTLE_MS`, so that every node with a consumer has asked
+//! it before it chooses (the queue's first leader has no consumers to wait for). A node
+//! restarted and leading at once after a whole cluster was down does not wait: its
+//! clients reconnect and subscribe anew.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +26,12 @@ use super::queue::Queue;
 /// consumers asks at least every second (the bridge's lease), more often while they have
 /// room.
 pub const CANDIDATE_FRESH_MS: u64 = 3_000;
+
+/// How long a leader that took a single-active-consumer queue over from another serves no
+/// consumer: a node whose consumers have room asks the new leader as soon as it knows it
+/// (its next tick, 50 ms), one whose consumers have none within a second (the bridge's
+/// lease); half a second more for the node to learn who leads.
+pub const SETTLE_MS: u64 = 1_500;
 
 /// A node's earliest consumer of a single-active-consumer queue, as it tells the leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +57,8 @@ pub enum Active {
     Here,
     /// Node `n`'s earliest consumer.
     Node(u64),
+    /// None yet: a new leader waits for the other nodes' consumers (`SETTLE_MS`).
+    Settling,
 }
 
 /// This node's earliest consumer of `q`, if `q` has a single active consumer.
@@ -85,6 +96,9 @@ pub fn active(q: &Queue, now: u64) -> Option<Active> {
     let r = q.quorum.as_ref()?.replica.as_ref()?;
     if !r.leading {
         return None;
+    }
+    if now < r.sac_settling_until {
+        return Some(Active::Settling);
     }
     let here = first_consumer(q).map(|f| (now.saturating_sub(f.age_ms), 0, Active::Here));
     let remote = r

@@ -15,7 +15,7 @@ use super::confirms::ReplicaTickets;
 use super::declare::QueueSpec;
 use super::error::BrokerError;
 use super::publish::{refused_dead_letter, Incoming, Refused};
-use super::queue::replica::{DeadMark, Replica, ReplicaWork};
+use super::queue::replica::{DeadMark, GroupMessage, Replica, ReplicaWork};
 use super::queue::Overflow;
 use super::vhost::{now_millis, VHost};
 
@@ -214,9 +214,9 @@ impl VHost {
         Some(replica.take_work())
     }
 
-    /// Messages the group committed (ids and stored bytes): added to this node's copy and
-    /// handed to consumers if this node leads.
-    pub fn replica_enqueued(&mut self, queue: QueueRef<'_>, messages: &[(u64, &[u8])]) {
+    /// Messages the group committed: added to this node's copy and handed to consumers if
+    /// this node leads.
+    pub fn replica_enqueued(&mut self, queue: QueueRef<'_>, messages: &[GroupMessage<'_>]) {
         self.replica_copy(queue, messages);
         // Over a drop-head limit, the leader drops the oldest (its settles reach the
         // other copies); elsewhere `trim` leaves the copy alone.
@@ -225,13 +225,14 @@ impl VHost {
         self.arm_expiry(queue.0, now_millis());
     }
 
-    /// Adds messages the group holds (ids and stored bytes) to this node's copy.
-    fn replica_copy(&mut self, (name, id): QueueRef<'_>, messages: &[(u64, &[u8])]) {
+    /// Adds messages the group holds to this node's copy, their TTLs timed by `ttl_from`.
+    fn replica_copy(&mut self, (name, id): QueueRef<'_>, messages: &[GroupMessage<'_>]) {
         let Some(q) = self.replica_queue(name, id) else {
             return;
         };
         let now = now_millis();
-        for &(id, message) in messages {
+        for m in messages {
+            let (id, message) = (m.id, m.stored);
             if q.quorum
                 .as_ref()
                 .and_then(|qs| qs.replica.as_ref())
@@ -242,7 +243,7 @@ impl VHost {
             let parts = [message];
             // Transient: the group's log is what is durable (module comment of replica.rs).
             let record = BatchRecord {
-                timestamp: now,
+                timestamp: ttl_from(m.enqueued_at, now),
                 persistent: false,
                 kind: 0,
                 parts: &parts,
@@ -319,13 +320,13 @@ impl VHost {
         }
     }
 
-    /// The group's state replaced this node's copy whole (a snapshot installed).
-    /// `messages` are (group id, stored bytes, returns so far): the copy takes the
-    /// group's delivery counts too, and its dead letters (`dead`).
+    /// The group's state replaced this node's copy whole (a snapshot installed): the copy
+    /// takes the group's messages with their delivery counts, and its dead letters
+    /// (`dead`).
     pub fn replica_reset(
         &mut self,
         (name, id): QueueRef<'_>,
-        messages: &[(u64, &[u8], u32)],
+        messages: &[GroupMessage<'_>],
         dead: &[DeadMark],
     ) {
         let Some(q) = self.replica_queue(name, id) else {
@@ -345,16 +346,15 @@ impl VHost {
     }
 
     /// Adds messages of the group's state to this node's copy (rebuilt from the group a
-    /// step at a time after a `replica_reset`): (group id, stored bytes, returns so far),
-    /// and the dead letters among them (`dead`), set aside before any is handed out.
+    /// step at a time after a `replica_reset`), with their delivery counts, and the dead
+    /// letters among them (`dead`), set aside before any is handed out.
     pub fn replica_add(
         &mut self,
         (name, id): QueueRef<'_>,
-        messages: &[(u64, &[u8], u32)],
+        messages: &[GroupMessage<'_>],
         dead: &[DeadMark],
     ) {
-        let plain: Vec<(u64, &[u8])> = messages.iter().map(|m| (m.0, m.1)).collect();
-        self.replica_copy((name, id), &plain);
+        self.replica_copy((name, id), messages);
         if let Some(q) = self.replica_queue(name, id) {
             take_group_returns(q, messages);
         }
@@ -364,25 +364,36 @@ impl VHost {
         self.arm_expiry(name, now_millis());
     }
 
-    /// Whether this node leads the queue's group: only the leader delivers.
-    pub fn replica_leading(&mut self, (name, id): QueueRef<'_>, leading: bool) {
-        let Some(r) = self
-            .replica_queue(name, id)
-            .and_then(|q| q.quorum.as_mut())
-            .and_then(|qs| qs.replica.as_mut())
-        else {
+    /// Whether this node leads the queue's group: only the leader delivers. `took_over`:
+    /// it leads after another did (a failover, a leader transfer), not as the queue's
+    /// first leader.
+    pub fn replica_leading(&mut self, (name, id): QueueRef<'_>, leading: bool, took_over: bool) {
+        let now = now_millis();
+        let Some(q) = self.replica_queue(name, id) else {
+            return;
+        };
+        let settle = leading && took_over && q.features.single_active_consumer;
+        let Some(r) = replica_of(q) else {
             return;
         };
         r.leading = leading;
+        let settled_at = now + super::replica_sac::SETTLE_MS;
+        if settle {
+            // Served once the other nodes' consumers are known (`replica_sac.rs`).
+            r.sac_settling_until = settled_at;
+        }
         if leading {
             // What the old leader handed this node is ready in this copy anyway.
             r.granted.clear();
             r.awaited.clear();
+            if settle {
+                self.schedule(name, settled_at);
+            }
             self.publish_parked(name);
             self.trim(name);
             self.dispatch(name);
             // The copy's messages and its use were timed by no one while another led.
-            self.arm_timers_as_leader(name, now_millis());
+            self.arm_timers_as_leader(name, now);
         } else if let Some(q) = self.replica_queue(name, id) {
             super::replica_checkout::release_all(q);
             // This node's consumers ask the new leader at once.
@@ -455,12 +466,30 @@ fn message_header(stored: &[u8]) -> &[u8] {
     super::message::view(stored).map_or(&[], |m| m.header)
 }
 
-/// Takes the group's delivery counts of `messages` (group id, stored bytes, returns so
-/// far) into `q`'s store, where they are held.
-pub(super) fn take_group_returns(q: &mut super::queue::Queue, messages: &[(u64, &[u8], u32)]) {
-    for &(group_id, _, returns) in messages.iter().filter(|m| m.2 > 0) {
-        if let Some(seq) = replica_of(q).and_then(|r| r.seq_of(group_id)) {
-            q.set_returns(seq, returns);
+/// How recent an enqueue must be for a copy to time the message from when it takes it.
+const FRESH_ENQUEUE_MS: u64 = 1_000;
+
+/// What the TTL of a message the group enqueued at `enqueued_at` (the writing node's stamp,
+/// 0 if the entry has none) counts from in a copy that takes it at `now`. A message the
+/// group has just committed: from now, on every member alike, as RabbitMQ's leader times an
+/// enqueue as it applies it (a TTL of 0 still reaches a consumer waiting here; the stamp is
+/// a commit round older). An older one (the log replayed after a restart, a member catching
+/// up after being away, a copy rebuilt from a snapshot): from its enqueue, so that copy
+/// expires it when the first copies did; never later than now, as that node's clock may
+/// run ahead of this one's.
+fn ttl_from(enqueued_at: u64, now: u64) -> u64 {
+    match enqueued_at {
+        0 => now,
+        at if now.saturating_sub(at) <= FRESH_ENQUEUE_MS => now,
+        at => at,
+    }
+}
+
+/// Takes the group's delivery counts of `messages` into `q`'s store, where they are held.
+pub(super) fn take_group_returns(q: &mut super::queue::Queue, messages: &[GroupMessage<'_>]) {
+    for m in messages.iter().filter(|m| m.returns > 0) {
+        if let Some(seq) = replica_of(q).and_then(|r| r.seq_of(m.id)) {
+            q.set_returns(seq, m.returns);
         }
     }
 }
@@ -468,4 +497,23 @@ pub(super) fn take_group_returns(q: &mut super::queue::Queue, messages: &[(u64, 
 /// A queue's replica, if it has one.
 pub(super) fn replica_of(q: &mut super::queue::Queue) -> Option<&mut Replica> {
     q.quorum.as_mut()?.replica.as_deref_mut()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_commit_is_timed_from_now_an_older_enqueue_from_its_stamp() {
+        let now = 1_700_000_100_000;
+        // No stamp (an earlier build's entry): now.
+        assert_eq!(ttl_from(0, now), now);
+        // Committed a moment after its stamp: now (so a TTL of 0 is not already over).
+        assert_eq!(ttl_from(now - 5, now), now);
+        assert_eq!(ttl_from(now - FRESH_ENQUEUE_MS, now), now);
+        // Replayed or caught up later: from the enqueue.
+        assert_eq!(ttl_from(now - 21_000, now), now - 21_000);
+        // A writer whose clock runs ahead: never later than now.
+        assert_eq!(ttl_from(now + 60_000, now), now);
+    }
 }

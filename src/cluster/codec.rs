@@ -54,6 +54,7 @@ mod tests {
         let body = vec![0xABu8; 1024];
         let cmd = QueueCommand::EnqueueBatch {
             messages: vec![body.clone().into(), bytes::Bytes::from_static(b"two")],
+            enqueued_at: 1_700_000_000_000,
         };
         let entry: Entry<QueueRaft> = Entry {
             log_id: LogId::new(CommittedLeaderId::new(7, 2), 41),
@@ -61,9 +62,9 @@ mod tests {
         };
         let packed = encode(&entry).unwrap();
         assert_eq!(packed[0], MESSAGEPACK);
-        // 1 KiB and 3 bytes of messages, and under 100 bytes of framing around them
-        // (JSON with base64: over 1,400).
-        assert!(packed.len() < 1027 + 100, "{} bytes", packed.len());
+        // 1 KiB and 3 bytes of messages, and under 120 bytes of framing and enqueue time
+        // around them (JSON with base64: over 1,400).
+        assert!(packed.len() < 1027 + 120, "{} bytes", packed.len());
         let back: Entry<QueueRaft> = decode(&packed).unwrap();
         assert_eq!(back.log_id, entry.log_id);
         assert!(matches!(back.payload, EntryPayload::Normal(ref c) if *c == cmd));
@@ -72,6 +73,14 @@ mod tests {
         assert!(json.len() > 1400);
         let old: Entry<QueueRaft> = decode(&json).unwrap();
         assert!(matches!(old.payload, EntryPayload::Normal(ref c) if *c == cmd));
+        // A batch written before enqueue times were: read with none (0).
+        let earlier = serde_json::json!({"EnqueueBatch": {"messages": ["dHdv"]}});
+        let back: QueueCommand = decode(&serde_json::to_vec(&earlier).unwrap()).unwrap();
+        let none = QueueCommand::EnqueueBatch {
+            messages: vec![bytes::Bytes::from_static(b"two")],
+            enqueued_at: 0,
+        };
+        assert_eq!(back, none);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! from a snapshot (what a new leader's follower does), and a replay of the whole history
 //! into a fresh machine. Each operation is applied as a Raft entry through
 //! `RaftStateMachine::apply`, and every answer and the state after it are checked against a
-//! model: a list of (id, message, returns, dead mark) in enqueue order.
+//! model: a list of (id, message, returns, dead mark, enqueue time) in enqueue order.
 
 use std::cell::RefCell;
 
@@ -68,29 +68,34 @@ enum Op {
     },
 }
 
+/// A message the model holds: id, body, returns, dead-letter mark, enqueue time.
+type ModelHeld = (u64, Vec<u8>, u32, Option<DeadMark>, u64);
+
 /// The model: what the queue holds, in enqueue order.
 #[derive(Default)]
 struct Model {
-    held: Vec<(u64, Vec<u8>, u32, Option<DeadMark>)>,
+    held: Vec<ModelHeld>,
     limit: Option<u32>,
 }
 
 impl Model {
     fn expect(&mut self, index: u64, cmd: &QueueCommand) -> QueueResponse {
-        let at = |held: &Vec<(u64, Vec<u8>, u32, Option<DeadMark>)>, id: u64| {
-            held.iter().position(|h| h.0 == id)
-        };
+        let at = |held: &Vec<ModelHeld>, id: u64| held.iter().position(|h| h.0 == id);
         match cmd {
             QueueCommand::Enqueue { message } => {
                 self.held
-                    .push((message_id(index, 0), message.to_vec(), 0, None));
+                    .push((message_id(index, 0), message.to_vec(), 0, None, 0));
                 QueueResponse::Enqueued {
                     id: message_id(index, 0),
                 }
             }
-            QueueCommand::EnqueueBatch { messages } => {
+            QueueCommand::EnqueueBatch {
+                messages,
+                enqueued_at,
+            } => {
                 for (k, m) in messages.iter().enumerate() {
-                    self.held.push((message_id(index, k), m.to_vec(), 0, None));
+                    self.held
+                        .push((message_id(index, k), m.to_vec(), 0, None, *enqueued_at));
                 }
                 QueueResponse::Enqueued {
                     id: message_id(index, 0),
@@ -126,9 +131,11 @@ impl Model {
                 returned,
                 settled,
                 discarded,
+                enqueued_at,
             } => {
                 let batch = QueueCommand::EnqueueBatch {
                     messages: messages.clone(),
+                    enqueued_at: *enqueued_at,
                 };
                 let QueueResponse::Enqueued { id } = self.expect(index, &batch) else {
                     unreachable!("an enqueue answers Enqueued")
@@ -231,7 +238,7 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                 continue;
             }
         }
-        let pick = |p: u8, held: &Vec<(u64, Vec<u8>, u32, Option<DeadMark>)>| match held.len() {
+        let pick = |p: u8, held: &Vec<ModelHeld>| match held.len() {
             0 => u64::MAX,
             n => held[p as usize % n].0,
         };
@@ -249,6 +256,7 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                 messages: (0..count % 8)
                     .map(|k| vec![k; usize::from(k)].into())
                     .collect(),
+                enqueued_at: index * 1_000,
             },
             Op::SettleBatch { picks } => QueueCommand::SettleBatch {
                 ids: picks
@@ -275,6 +283,8 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                 returned: returns.iter().map(|&p| pick(p, &model.held)).collect(),
                 settled: settles.iter().map(|&p| pick(p, &model.held)).collect(),
                 discarded: Vec::new(),
+                // As an earlier build wrote it: no enqueue time.
+                enqueued_at: 0,
             },
             Op::Discard {
                 picks,
@@ -292,6 +302,7 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                         died_at: index,
                     })
                     .collect(),
+                enqueued_at: index * 1_000,
             },
             Op::SettleUnknown => QueueCommand::Settle {
                 id: message_id(index + 7, 0),
@@ -329,8 +340,8 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
         sm.inspect(|state| {
             let same = state.messages.len() == model.held.len()
                 && state.messages.iter().zip(&model.held).all(|((id, h), m)| {
-                    (*id, h.message.as_deref(), h.returns, h.dead)
-                        == (m.0, Some(m.1.as_slice()), m.2, m.3)
+                    (*id, h.message.as_deref(), h.returns, h.dead, h.enqueued_at)
+                        == (m.0, Some(m.1.as_slice()), m.2, m.3, m.4)
                 });
             assert!(
                 same,

@@ -38,6 +38,10 @@ pub struct Held {
     /// builds wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead: Option<DeadMark>,
+    /// When it was enqueued (the entry's `enqueued_at`; 0 if that entry has none): a copy
+    /// rebuilt from the group times the message's TTL from here, not from the rebuild.
+    #[serde(default, skip_serializing_if = "super::types::is_zero", rename = "at")]
+    pub enqueued_at: u64,
 }
 
 /// The replicated state.
@@ -57,13 +61,16 @@ impl QueueState {
     pub fn apply_command(&mut self, index: u64, cmd: &QueueCommand) -> QueueResponse {
         match cmd {
             QueueCommand::Enqueue { message } => {
-                self.enqueue(message_id(index, 0), message.clone());
+                self.enqueue(message_id(index, 0), message.clone(), 0);
                 QueueResponse::Enqueued {
                     id: message_id(index, 0),
                 }
             }
-            QueueCommand::EnqueueBatch { messages } => {
-                self.enqueue_batch(index, messages);
+            QueueCommand::EnqueueBatch {
+                messages,
+                enqueued_at,
+            } => {
+                self.enqueue_batch(index, messages, *enqueued_at);
                 QueueResponse::Enqueued {
                     id: message_id(index, 0),
                 }
@@ -87,8 +94,9 @@ impl QueueState {
                 returned,
                 settled,
                 discarded,
+                enqueued_at,
             } => {
-                self.enqueue_batch(index, messages);
+                self.enqueue_batch(index, messages, *enqueued_at);
                 self.discard(discarded);
                 let (returned, dropped) = self.return_batch(returned);
                 QueueResponse::RoundDone {
@@ -106,10 +114,10 @@ impl QueueState {
     /// The messages of one entry, the `k`-th with id `message_id(index, k)`. A longer
     /// batch than ids leave room for is refused whole, on every member alike (the bridge
     /// never writes one).
-    fn enqueue_batch(&mut self, index: u64, messages: &[Bytes]) {
+    fn enqueue_batch(&mut self, index: u64, messages: &[Bytes], enqueued_at: u64) {
         if messages.len() <= MAX_BATCH {
             for (k, message) in messages.iter().enumerate() {
-                self.enqueue(message_id(index, k), message.clone());
+                self.enqueue(message_id(index, k), message.clone(), enqueued_at);
             }
         }
     }
@@ -159,11 +167,12 @@ impl QueueState {
         (returns, kept)
     }
 
-    fn enqueue(&mut self, id: u64, message: Bytes) {
+    fn enqueue(&mut self, id: u64, message: Bytes, enqueued_at: u64) {
         let held = Held {
             message: (!self.bodies_elsewhere).then_some(message),
             returns: 0,
             dead: None,
+            enqueued_at,
         };
         self.messages.insert(id, held);
     }
@@ -285,6 +294,7 @@ mod tests {
         assert!(s.messages.is_empty());
         let batch = QueueCommand::EnqueueBatch {
             messages: vec![Bytes::from_static(b"c"), Bytes::from_static(b"d")],
+            enqueued_at: 0,
         };
         s.apply_command(9, &batch);
         let ids: Vec<u64> = s.messages.keys().copied().collect();
@@ -307,6 +317,7 @@ mod tests {
         };
         let batch = QueueCommand::EnqueueBatch {
             messages: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+            enqueued_at: 0,
         };
         s.apply_command(1, &batch);
         (s, message_id(1, 0), message_id(1, 1))
@@ -325,6 +336,7 @@ mod tests {
             returned,
             settled: Vec::new(),
             discarded,
+            enqueued_at: 0,
         };
         // Marked before the returns of the same round: `a` stays past its limit of 0.
         let first = round(
@@ -365,6 +377,7 @@ mod tests {
             returned: vec![a, b],
             settled: vec![b, a],
             discarded: Vec::new(),
+            enqueued_at: 1_700_000_000_000,
         };
         assert_eq!(
             s.apply_command(2, &round),
@@ -377,11 +390,16 @@ mod tests {
         );
         let ids: Vec<u64> = s.messages.keys().copied().collect();
         assert_eq!(ids, [message_id(2, 0), message_id(2, 1)]);
+        assert!(s
+            .messages
+            .values()
+            .all(|h| h.enqueued_at == 1_700_000_000_000));
         let settle_only = QueueCommand::Round {
             messages: Vec::new(),
             returned: Vec::new(),
             settled: vec![message_id(2, 1)],
             discarded: Vec::new(),
+            enqueued_at: 0,
         };
         assert_eq!(
             s.apply_command(3, &settle_only),
@@ -403,6 +421,7 @@ mod tests {
             3,
             &QueueCommand::EnqueueBatch {
                 messages: vec![body.clone()],
+                enqueued_at: 0,
             },
         );
         let held = s.messages[&message_id(3, 0)].message.as_ref().unwrap();
@@ -426,7 +445,13 @@ mod tests {
         let messages = (0..10u8).map(|k| Bytes::from(vec![k; 1024])).collect();
         machine
             .apply([
-                entry(1, QueueCommand::EnqueueBatch { messages }),
+                entry(
+                    1,
+                    QueueCommand::EnqueueBatch {
+                        messages,
+                        enqueued_at: 1_700_000_000_000,
+                    },
+                ),
                 entry(
                     2,
                     QueueCommand::Return {
@@ -444,10 +469,16 @@ mod tests {
             .unwrap();
         let data = snapshot.snapshot.into_inner();
         // Ten bodies of 1 KiB: base64 in JSON alone makes them 13.7 KB (by arithmetic).
-        assert!(data.len() < 10 * 1024 + 512, "{} bytes", data.len());
+        // Here: under 64 bytes a message besides its body (ids, returns, enqueue time).
+        assert!(data.len() < 10 * (1024 + 64), "{} bytes", data.len());
         let state: Applied<QueueState> = codec::decode(&data).unwrap();
         assert_eq!(state.messages.len(), 10);
         assert_eq!(state.messages[&message_id(1, 4)].returns, 1);
+        // Their enqueue time too: a copy rebuilt from the snapshot times TTLs from it.
+        assert!(state
+            .messages
+            .values()
+            .all(|h| h.enqueued_at == 1_700_000_000_000));
         assert_eq!(state.delivery_limit, Some(5));
         assert_eq!(state.last_applied.map(|l| l.index), Some(2));
         // An earlier build's snapshot (JSON) installs as before.

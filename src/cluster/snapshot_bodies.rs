@@ -162,7 +162,9 @@ fn decode_bodies(index: u64, kind: u8, payload: &[u8]) -> io::Result<Vec<(u64, B
     };
     let messages = match cmd {
         QueueCommand::Enqueue { message } => vec![message],
-        QueueCommand::EnqueueBatch { messages } | QueueCommand::Round { messages, .. } => messages,
+        QueueCommand::EnqueueBatch { messages, .. } | QueueCommand::Round { messages, .. } => {
+            messages
+        }
         _ => Vec::new(),
     };
     if messages.len() > MAX_BATCH {

@@ -49,6 +49,12 @@ pub enum QueueCommand {
     EnqueueBatch {
         #[serde(with = "base64_list")]
         messages: Vec<bytes::Bytes>,
+        /// When the messages were enqueued (milliseconds since the epoch, the writing
+        /// node's clock): a copy rebuilt from the log later times their TTL from it, as
+        /// the first copies did from their commit. 0 in what earlier builds wrote (a
+        /// rebuilt copy then counts from the rebuild).
+        #[serde(default, skip_serializing_if = "is_zero", rename = "at")]
+        enqueued_at: u64,
     },
     /// A delivery acked, or rejected for good.
     Settle { id: u64 },
@@ -79,7 +85,15 @@ pub enum QueueCommand {
         settled: Vec<u64>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         discarded: Vec<DeadMark>,
+        /// As `EnqueueBatch`'s.
+        #[serde(default, skip_serializing_if = "is_zero", rename = "at")]
+        enqueued_at: u64,
     },
+}
+
+/// Whether a time is absent (0: not written by earlier builds).
+pub(crate) fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A dead letter of a `Round`: why it died (`DeadMark::REJECTED` ...) and when

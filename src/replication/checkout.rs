@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::broker::queue::replica::GroupMessage;
 use crate::broker::replica_checkout::Ask;
 use crate::broker::replicated::LeaderGetWait;
 use crate::broker::VHostHandle;
@@ -59,10 +60,16 @@ impl Source {
     }
 }
 
-/// The lent messages as the broker takes them (group id, stored bytes, returns).
-fn as_lent(lent: &[LentMessage]) -> Vec<(u64, &[u8], u32)> {
+/// The lent messages as the broker takes them (held for a moment by this node's
+/// consumers; never expired here, so no enqueue time).
+fn as_lent(lent: &[LentMessage]) -> Vec<GroupMessage<'_>> {
     lent.iter()
-        .map(|m| (m.id, m.message.as_slice(), m.returns))
+        .map(|m| GroupMessage {
+            id: m.id,
+            stored: m.message.as_slice(),
+            returns: m.returns,
+            enqueued_at: 0,
+        })
         .collect()
 }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use openraft::ServerState;
 
 use crate::broker::confirms::ReplicaTickets;
-use crate::broker::queue::replica::{self as broker_replica, ReplicaWork};
+use crate::broker::queue::replica::{self as broker_replica, GroupMessage, ReplicaWork};
 use crate::broker::DeathReason;
 use crate::cluster::machine::Tapped;
 use crate::cluster::queue_groups::OpenedQueue;
@@ -69,12 +69,17 @@ pub(super) struct QueueFeed {
     pub(super) fed: Arc<AtomicU64>,
 }
 
-/// The messages of the entry at `index` with their group ids.
-fn ids_of(index: u64, messages: &[Bytes]) -> Vec<(u64, &[u8])> {
+/// The messages of the entry at `index`, enqueued at `enqueued_at`, with their group ids.
+fn ids_of(index: u64, messages: &[Bytes], enqueued_at: u64) -> Vec<GroupMessage<'_>> {
     messages
         .iter()
         .enumerate()
-        .map(|(k, msg)| (message_id(index, k), msg.as_ref()))
+        .map(|(k, msg)| GroupMessage {
+            id: message_id(index, k),
+            stored: msg.as_ref(),
+            returns: 0,
+            enqueued_at,
+        })
         .collect()
 }
 
@@ -103,14 +108,21 @@ fn marks_of<'a>(
         .collect()
 }
 
-/// A queue state's messages as (id, stored bytes, returns so far). The machine gives its
-/// tap a state with the bodies read from the log; one it could not find there (logged by
-/// the machine) is left out of the copy.
-fn messages_of(state: &QueueState) -> Vec<(u64, &[u8], u32)> {
+/// A queue state's messages as the broker takes them. The machine gives its tap a state
+/// with the bodies read from the log; one it could not find there (logged by the machine)
+/// is left out of the copy.
+fn messages_of(state: &QueueState) -> Vec<GroupMessage<'_>> {
     state
         .messages
         .iter()
-        .filter_map(|(id, held)| Some((*id, held.message.as_deref()?, held.returns)))
+        .filter_map(|(id, held)| {
+            Some(GroupMessage {
+                id: *id,
+                stored: held.message.as_deref()?,
+                returns: held.returns,
+                enqueued_at: held.enqueued_at,
+            })
+        })
         .collect()
 }
 
@@ -134,6 +146,8 @@ impl QueueFeed {
         let name = (self.name.as_str(), self.queue_id);
         let mut metrics = group.raft.metrics();
         let mut leading = false;
+        // Whether another member has led the group since it opened here.
+        let mut others_led = false;
         loop {
             tokio::select! {
                 event = tap.recv() => match event {
@@ -147,12 +161,13 @@ impl QueueFeed {
                     }
                     let now = {
                         let m = metrics.borrow_and_update();
+                        others_led |= m.current_leader.is_some_and(|l| l != self.me);
                         m.state == ServerState::Leader && m.current_leader == Some(self.me)
                     };
                     if now != leading {
                         leading = now;
                         tracing::info!(queue = %self.name, leading, "cluster: queue leadership changed");
-                        self.vhost.with(|m| m.replica_leading(name, now));
+                        self.vhost.with(|m| m.replica_leading(name, now, others_led));
                     }
                 }
             }
@@ -174,9 +189,14 @@ impl QueueFeed {
                 Vec::new()
             });
             missing += step.len() - found.len();
-            let messages: Vec<(u64, &[u8], u32)> = found
+            let messages: Vec<GroupMessage<'_>> = found
                 .iter()
-                .map(|(id, body)| (*id, body.as_ref(), state.messages[id].returns))
+                .map(|(id, body)| GroupMessage {
+                    id: *id,
+                    stored: body.as_ref(),
+                    returns: state.messages[id].returns,
+                    enqueued_at: state.messages[id].enqueued_at,
+                })
                 .collect();
             let dead = marks_of(state, step);
             self.vhost.with(|m| m.replica_add(name, &messages, &dead));
@@ -208,11 +228,12 @@ impl QueueFeed {
         self.vhost.with(|m| {
             match &cmd {
                 QueueCommand::Enqueue { message } => {
-                    m.replica_enqueued(name, &[(message_id(index, 0), message.as_ref())])
+                    m.replica_enqueued(name, &ids_of(index, std::slice::from_ref(message), 0))
                 }
-                QueueCommand::EnqueueBatch { messages } => {
-                    m.replica_enqueued(name, &ids_of(index, messages))
-                }
+                QueueCommand::EnqueueBatch {
+                    messages,
+                    enqueued_at,
+                } => m.replica_enqueued(name, &ids_of(index, messages, *enqueued_at)),
                 QueueCommand::Settle { id } => m.replica_settled(name, &[*id]),
                 QueueCommand::SettleBatch { ids } => m.replica_settled(name, ids),
                 QueueCommand::Return { id } => m.replica_returned(name, &[*id]),
@@ -222,10 +243,11 @@ impl QueueFeed {
                     returned,
                     settled,
                     discarded,
+                    enqueued_at,
                 } => {
                     // In the order the group applied them.
                     if !messages.is_empty() {
-                        m.replica_enqueued(name, &ids_of(index, messages));
+                        m.replica_enqueued(name, &ids_of(index, messages, *enqueued_at));
                     }
                     if !discarded.is_empty() {
                         let dead: Vec<_> = discarded.iter().map(broker_mark).collect();
@@ -291,7 +313,7 @@ impl QueueFeed {
                         discarded: std::mem::replace(&mut dead, rest),
                         ..Riders::default()
                     };
-                    if let Err(e) = group.write(round(Vec::new(), marks), deadline).await {
+                    if let Err(e) = group.write(round(Vec::new(), marks, 0), deadline).await {
                         // Dead-lettered all the same, from here; should this node die
                         // first, the messages are delivered again (at least once).
                         tracing::warn!(queue = %self.name, "cluster: dead letters not recorded in the group: {e}");
@@ -305,11 +327,16 @@ impl QueueFeed {
                     settled,
                     discarded: dead,
                 });
+                // The enqueue time a copy rebuilt later times their TTLs from.
+                let enqueued_at = super::checkout::now_ms();
                 for (i, chunk) in runs.iter().enumerate() {
                     let messages: Vec<Bytes> = chunk.iter().map(|(b, _)| b.clone()).collect();
                     let cmd = match riders.take_if(|_| i + 1 == runs.len()) {
-                        Some(riders) => round(messages, riders),
-                        None => QueueCommand::EnqueueBatch { messages },
+                        Some(riders) => round(messages, riders, enqueued_at),
+                        None => QueueCommand::EnqueueBatch {
+                            messages,
+                            enqueued_at,
+                        },
                     };
                     let written = group.write(cmd, deadline).await;
                     if let Err(e) = &written {
@@ -322,7 +349,7 @@ impl QueueFeed {
                     }
                 }
                 if let Some(riders) = riders.filter(|r| !r.is_empty()) {
-                    if let Err(e) = group.write(round(Vec::new(), riders), deadline).await {
+                    if let Err(e) = group.write(round(Vec::new(), riders, 0), deadline).await {
                         // The messages stay in the group: delivered again (at least once).
                         tracing::warn!(queue = %self.name, "cluster: settles and returns not committed: {e}");
                     }
@@ -346,16 +373,21 @@ impl Riders {
     }
 }
 
-/// One writer round as a command: `EnqueueBatch` when nothing rides with the messages.
-fn round(messages: Vec<Bytes>, riders: Riders) -> QueueCommand {
+/// One writer round as a command: `EnqueueBatch` when nothing rides with the messages,
+/// which were enqueued at `enqueued_at` (0 when there are none).
+fn round(messages: Vec<Bytes>, riders: Riders, enqueued_at: u64) -> QueueCommand {
     if riders.is_empty() {
-        QueueCommand::EnqueueBatch { messages }
+        QueueCommand::EnqueueBatch {
+            messages,
+            enqueued_at,
+        }
     } else {
         QueueCommand::Round {
             messages,
             returned: riders.returned,
             settled: riders.settled,
             discarded: riders.discarded,
+            enqueued_at,
         }
     }
 }

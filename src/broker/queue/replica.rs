@@ -59,6 +59,10 @@ pub struct Replica {
     pub room: Arc<Notify>,
     /// On the leader: messages handed to consumers of other nodes, by node.
     pub remote: HashMap<u64, RemoteHolder>,
+    /// On a leader that took a single-active-consumer queue over from another: until this
+    /// time (milliseconds since the epoch) no consumer is served, while the other members'
+    /// consumers make themselves known (`replica_sac::SETTLE_MS`).
+    pub sac_settling_until: u64,
     /// On another member: store seqs of the messages the leader handed to this node's
     /// consumers, not delivered yet, in the order they were handed.
     pub granted: VecDeque<u64>,
@@ -81,6 +85,21 @@ pub struct Replica {
 
 /// A dead letter as the group records it: (group id, reason, when it died, ms).
 pub type DeadMark = (u64, DeathReason, u64);
+
+/// A message of the group as this node's copy takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupMessage<'a> {
+    /// Its id in the group.
+    pub id: u64,
+    /// The stored message bytes (exchange, routing key, content header, body).
+    pub stored: &'a [u8],
+    /// Returns so far (`x-delivery-count`).
+    pub returns: u32,
+    /// When it was enqueued (milliseconds since the epoch, the writing node's stamp), which
+    /// a copy rebuilt from the group's state times its TTL from; 0 when the group does not
+    /// know (entries of earlier builds, messages lent).
+    pub enqueued_at: u64,
+}
 
 /// What the leader has handed to one other node's consumers.
 #[derive(Debug, Default)]

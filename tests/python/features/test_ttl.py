@@ -287,6 +287,35 @@ class QueueExpires(FeatureTest):
             time.sleep(0.1)
         self.assertTrue(self.queue_exists(q))
 
+    def test_passive_declare_does_not_renew_a_quorum_queue(self):
+        # RabbitMQ 3.10.8: a declare restarts a classic queue's x-expires timer (above)
+        # but not a quorum queue's, whose state machine counts only consumers and
+        # basic.get: declared passively every 100 ms, it is gone.
+        q = self.declare_queue(arguments={"x-queue-type": "quorum", "x-expires": 500},
+                               durable=True)
+        gone_at = None
+        t = time.time()
+        while time.time() - t < 8 and gone_at is None:
+            if not self.queue_exists(q):
+                gone_at = time.time() - t
+            time.sleep(0.1)
+        self.assertIsNotNone(gone_at, "passive declares kept the quorum queue in use")
+
+    def test_active_declare_does_not_renew_a_quorum_queue(self):
+        # RabbitMQ 3.10.8: nor does an active declare (same arguments): the queue expires
+        # and the next declare makes a new, empty one.
+        args = {"x-queue-type": "quorum", "x-expires": 1000}
+        q = self.declare_queue(arguments=args, durable=True)
+        self.publish(q, b"marker")
+        counts = []
+        t = time.time()
+        while time.time() - t < 10:   # RabbitMQ judges expiry at its 5 s tick
+            ok = self.ch.queue_declare(q, arguments=args, durable=True)
+            counts.append(ok.method.message_count)
+            time.sleep(0.2)
+        self.assertEqual(counts[0], 1)
+        self.assertEqual(counts[-1], 0, "declares kept the quorum queue: %s" % counts)
+
     def test_invalid_values(self):
         # RabbitMQ: x-expires must be a positive integer: 0 -> {value_zero,0},
         # -1 -> {value_negative,-1}, string -> "expected integer, got longstr".
