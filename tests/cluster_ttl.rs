@@ -78,14 +78,15 @@ async fn take_dead_letters(port: u16) -> BTreeMap<String, (usize, String)> {
     got
 }
 
-#[test]
-fn expired_messages_leave_a_quorum_queue_once_and_the_next_leader_goes_on_expiring() {
-    let mut c = Cluster::new(3, 0);
+/// Three nodes with quorum queue `dlq`, and quorum queue `orders` whose messages live
+/// `ttl_ms` and are dead-lettered to `dlq`: the cluster, a runtime, `orders`' leader.
+fn orders_with_ttl(ttl_ms: i32) -> (Cluster, tokio::runtime::Runtime, u64) {
+    let c = Cluster::new(3, 0);
     c.agreed_leader(&[1, 2, 3], None, ELECTION);
     let rt = runtime();
     rt.block_on(declare(c.node(1).amqp, "dlq", quorum()));
     let with_ttl = quorum_with(&[
-        ("x-message-ttl", AMQPValue::LongInt(TTL_MS)),
+        ("x-message-ttl", AMQPValue::LongInt(ttl_ms)),
         (
             "x-dead-letter-exchange",
             AMQPValue::LongString(LongString::from("")),
@@ -97,6 +98,23 @@ fn expired_messages_leave_a_quorum_queue_once_and_the_next_leader_goes_on_expiri
     ]);
     rt.block_on(declare(c.node(1).amqp, "orders", with_ttl));
     let leader = leader_of(&c, &[1, 2, 3], "orders", None);
+    (c, rt, leader)
+}
+
+/// Takes the dead letters in `dlq` through AMQP port `port`: the messages of `range`, each
+/// once, dead-lettered as expired.
+fn assert_expired_once(rt: &tokio::runtime::Runtime, port: u16, range: std::ops::Range<usize>) {
+    let dead = rt.block_on(take_dead_letters(port));
+    let want: BTreeMap<String, (usize, String)> = bodies(range)
+        .into_iter()
+        .map(|b| (b, (1, "expired".to_string())))
+        .collect();
+    assert_eq!(dead, want, "each message dead-lettered once, as expired");
+}
+
+#[test]
+fn expired_messages_leave_a_quorum_queue_once_and_the_next_leader_goes_on_expiring() {
+    let (mut c, rt, leader) = orders_with_ttl(TTL_MS);
     let follower = (1..=3).find(|id| *id != leader).unwrap();
 
     // Published through a node that does not lead; nobody consumes.
@@ -146,12 +164,7 @@ fn expired_messages_leave_a_quorum_queue_once_and_the_next_leader_goes_on_expiri
     });
     wait_expired(&c, &live, 9);
 
-    let dead = rt.block_on(take_dead_letters(c.node(next).amqp));
-    let want: BTreeMap<String, (usize, String)> = bodies(0..9)
-        .into_iter()
-        .map(|b| (b, (1, "expired".to_string())))
-        .collect();
-    assert_eq!(dead, want, "each message dead-lettered once, as expired");
+    assert_expired_once(&rt, c.node(next).amqp, 0..9);
 }
 
 /// Whether node `id`'s management API shows queue `name` (200) or not (404).
@@ -223,23 +236,7 @@ fn an_expiring_queue_in_use_on_one_node_stays_on_every_node_and_goes_from_all_wh
 #[test]
 fn a_ttl_counts_from_the_enqueue_in_a_copy_rebuilt_after_the_whole_cluster_restarts() {
     const LONG_TTL_MS: u64 = 20_000;
-    let mut c = Cluster::new(3, 0);
-    c.agreed_leader(&[1, 2, 3], None, ELECTION);
-    let rt = runtime();
-    rt.block_on(declare(c.node(1).amqp, "dlq", quorum()));
-    let with_ttl = quorum_with(&[
-        ("x-message-ttl", AMQPValue::LongInt(LONG_TTL_MS as i32)),
-        (
-            "x-dead-letter-exchange",
-            AMQPValue::LongString(LongString::from("")),
-        ),
-        (
-            "x-dead-letter-routing-key",
-            AMQPValue::LongString(LongString::from("dlq")),
-        ),
-    ]);
-    rt.block_on(declare(c.node(1).amqp, "orders", with_ttl));
-    let leader = leader_of(&c, &[1, 2, 3], "orders", None);
+    let (mut c, rt, leader) = orders_with_ttl(LONG_TTL_MS as i32);
     let published = std::time::Instant::now();
     let sent = rt.block_on(async {
         let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
@@ -264,10 +261,5 @@ fn a_ttl_counts_from_the_enqueue_in_a_copy_rebuilt_after_the_whole_cluster_resta
         "expired {took:?} after the restart: the TTL restarted with the rebuilt copy"
     );
     let leader = leader_of(&c, &[1, 2, 3], "orders", None);
-    let dead = rt.block_on(take_dead_letters(c.node(leader).amqp));
-    let want: BTreeMap<String, (usize, String)> = bodies(0..3)
-        .into_iter()
-        .map(|b| (b, (1, "expired".to_string())))
-        .collect();
-    assert_eq!(dead, want, "each message dead-lettered once, as expired");
+    assert_expired_once(&rt, c.node(leader).amqp, 0..3);
 }
