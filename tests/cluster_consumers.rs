@@ -625,3 +625,60 @@ fn a_new_leader_serves_the_earliest_consumer_of_the_cluster_not_its_own() {
         &got[1..]
     );
 }
+
+/// The same takeover with the new leader's own consumer the earliest left, on a queue
+/// with a message TTL (whose timer the new leader arms as it takes the lead): once its
+/// wait for the other members' consumers is over, the leader hands its consumer the
+/// backlog on its own, with no publish or ack to set it going. The earliest consumer of
+/// all is on the old leader (prefetch 1, holding one message); the next on one member,
+/// the last on the other, whose node is paused while the leader dies so that the first
+/// member most likely leads next.
+#[test]
+fn a_new_leader_hands_its_own_earliest_consumer_the_backlog_when_its_wait_ends() {
+    let (mut c, rt, leader, followers) = orders_on_three_nodes_with(quorum_with(&[
+        (
+            "x-single-active-consumer",
+            lapin::types::AMQPValue::Boolean(true),
+        ),
+        ("x-message-ttl", lapin::types::AMQPValue::LongInt(600_000)),
+    ]));
+    let (next_in_line, last) = (followers[0], followers[1]);
+    let received: Received = Arc::default();
+    let _conns = subscribe_in_order(
+        &c,
+        &rt,
+        &received,
+        [
+            (leader, 1, false),
+            (next_in_line, 10, true),
+            (last, 10, true),
+        ],
+    );
+    rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..20)).await, 20);
+        wait_received(&received, 1).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    });
+    assert_eq!(
+        received.lock().unwrap().len(),
+        1,
+        "prefetch 1 on the leader"
+    );
+
+    c.node(last).pause();
+    c.node_mut(leader).kill();
+    std::thread::sleep(Duration::from_secs(3));
+    c.node(last).resume();
+    let next = queue_leader(&c, &[next_in_line, last], Some(leader));
+    eprintln!("node {next} leads after the failover (the earliest consumer left is on node {next_in_line})");
+    // All 20 (the one held on the dead leader comes back) within a few seconds, though
+    // the TTL is ten minutes away.
+    let got = rt.block_on(wait_received(&received, 21));
+    let after: Vec<u64> = got[1..].iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        after,
+        vec![next_in_line; 20],
+        "node {next} leads; who got the backlog after the failover"
+    );
+}

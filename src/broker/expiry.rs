@@ -148,6 +148,15 @@ impl VHost {
         if waiting_for_sync {
             next = next.min(now + SYNC_RECHECK_MS);
         }
+        // A new leader's single-active-consumer window (`replica_sac::SETTLE_MS`) ends with
+        // a dispatch: a timer that fired inside it (an expiry armed as it took the lead)
+        // must not lose that.
+        if let Some(until) = replica_of(q)
+            .map(|r| r.sac_settling_until)
+            .filter(|until| *until > now)
+        {
+            next = next.min(until);
+        }
         if let Some(at) = unroutable_retry {
             next = next.min(at);
         }

@@ -14,8 +14,9 @@
 //! other nodes' consumers from their next request; a leader that took the queue over from
 //! another serves no consumer for `SETTLE_MS`, so that every node with a consumer has asked
 //! it before it chooses (the queue's first leader has no consumers to wait for). A node
-//! restarted and leading at once after a whole cluster was down does not wait: its
-//! clients reconnect and subscribe anew.
+//! just restarted that leads before it has seen another leader does not wait (after a
+//! whole cluster was down, every client subscribes anew anyway). The window ends with a
+//! dispatch (`expiry::run_queue_timers` keeps it among the queue's timed work).
 
 use serde::{Deserialize, Serialize};
 
