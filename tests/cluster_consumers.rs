@@ -577,6 +577,33 @@ fn the_leaders_consumer_takes_a_backlog_when_a_remote_first_consumer_goes() {
     assert_eq!(bodies_got, want);
 }
 
+/// Publishes 20 messages through `leader` and waits until one is delivered (the earliest
+/// consumer, at prefetch 1, holds it) and a second more.
+fn publish_backlog_of_20(
+    c: &Cluster,
+    rt: &tokio::runtime::Runtime,
+    leader: u64,
+    received: &Received,
+) {
+    rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..20)).await, 20);
+        wait_received(received, 1).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    });
+}
+
+/// Kills `leader` while member `paused` is stopped (SIGSTOP) and for 3 s after, so that
+/// member `other`, which stands for election meanwhile, most likely leads next; returns
+/// the queue's next leader.
+fn kill_leader_with_one_paused(c: &mut Cluster, leader: u64, paused: u64, other: u64) -> u64 {
+    c.node(paused).pause();
+    c.node_mut(leader).kill();
+    std::thread::sleep(Duration::from_secs(3));
+    c.node(paused).resume();
+    queue_leader(c, &[paused, other], Some(leader))
+}
+
 /// A leader that takes a single-active-consumer queue over (the old one killed) serves the
 /// earliest consumer of the cluster, not its own, as RabbitMQ's quorum queue (whose
 /// state machine keeps the consumers) does: the earliest, on a member that does not lead
@@ -597,22 +624,13 @@ fn a_new_leader_serves_the_earliest_consumer_of_the_cluster_not_its_own() {
         &received,
         [(first, 1, false), (second, 10, true), (leader, 10, true)],
     );
-    rt.block_on(async {
-        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
-        assert_eq!(publish_all(&ch, "orders", &bodies(0..20)).await, 20);
-        wait_received(&received, 1).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    });
+    publish_backlog_of_20(&c, &rt, leader, &received);
     assert_eq!(
         *received.lock().unwrap(),
         [(first, bodies(0..1)[0].clone())]
     );
 
-    c.node(first).pause();
-    c.node_mut(leader).kill();
-    std::thread::sleep(Duration::from_secs(3));
-    c.node(first).resume();
-    let next = queue_leader(&c, &[first, second], Some(leader));
+    let next = kill_leader_with_one_paused(&mut c, leader, first, second);
     eprintln!("node {next} leads after the failover (the earliest consumer is on node {first})");
     // Longer than a new leader waits for the other members' consumers, and than a
     // member's consumer counts after its node last asked.
@@ -654,23 +672,14 @@ fn a_new_leader_hands_its_own_earliest_consumer_the_backlog_when_its_wait_ends()
             (last, 10, true),
         ],
     );
-    rt.block_on(async {
-        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
-        assert_eq!(publish_all(&ch, "orders", &bodies(0..20)).await, 20);
-        wait_received(&received, 1).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    });
+    publish_backlog_of_20(&c, &rt, leader, &received);
     assert_eq!(
         received.lock().unwrap().len(),
         1,
         "prefetch 1 on the leader"
     );
 
-    c.node(last).pause();
-    c.node_mut(leader).kill();
-    std::thread::sleep(Duration::from_secs(3));
-    c.node(last).resume();
-    let next = queue_leader(&c, &[next_in_line, last], Some(leader));
+    let next = kill_leader_with_one_paused(&mut c, leader, last, next_in_line);
     eprintln!("node {next} leads after the failover (the earliest consumer left is on node {next_in_line})");
     // All 20 (the one held on the dead leader comes back) within a few seconds, though
     // the TTL is ten minutes away.
