@@ -6,7 +6,8 @@
 //! by a consumer past its TTL and given back expires rather than going out again. Queue
 //! expiry (`x-expires`): a consumer on any node keeps the queue in use on every node; once
 //! it goes, the queue is deleted from the whole cluster. A TTL counts from the enqueue in
-//! every copy, also one rebuilt from the log after the whole cluster was down.
+//! every copy, also one rebuilt from the log after the whole cluster was down, and from the
+//! leader's clock, not that of the node a client published through.
 
 use crate::cluster_support;
 
@@ -81,7 +82,11 @@ async fn take_dead_letters(port: u16) -> BTreeMap<String, (usize, String)> {
 /// Three nodes with quorum queue `dlq`, and quorum queue `orders` whose messages live
 /// `ttl_ms` and are dead-lettered to `dlq`: the cluster, a runtime, `orders`' leader.
 fn orders_with_ttl(ttl_ms: i32) -> (Cluster, tokio::runtime::Runtime, u64) {
-    let c = Cluster::new(3, 0);
+    orders_on(Cluster::new(3, 0), ttl_ms)
+}
+
+/// As `orders_with_ttl`, on the three nodes of `c`, started.
+fn orders_on(c: Cluster, ttl_ms: i32) -> (Cluster, tokio::runtime::Runtime, u64) {
     c.agreed_leader(&[1, 2, 3], None, ELECTION);
     let rt = runtime();
     rt.block_on(declare(c.node(1).amqp, "dlq", quorum()));
@@ -262,4 +267,44 @@ fn a_ttl_counts_from_the_enqueue_in_a_copy_rebuilt_after_the_whole_cluster_resta
     );
     let leader = leader_of(&c, &[1, 2, 3], "orders", None);
     assert_expired_once(&rt, c.node(leader).amqp, 0..3);
+}
+
+#[test]
+fn a_ttl_counts_from_the_leaders_clock_not_from_the_clock_of_the_node_published_to() {
+    const BEHIND_S: u32 = 5;
+    const SHORT_TTL_MS: i32 = 3_000;
+    // Node 3's wall clock runs 5 s behind the others' from its first start on.
+    let mut c = Cluster::created(3, 0);
+    c.node_mut(3).set_clock_behind(BEHIND_S);
+    for id in 1..=3 {
+        c.node_mut(id).start();
+    }
+    let (mut c, rt, mut leader) = orders_on(c, SHORT_TTL_MS);
+    if leader == 3 {
+        // The queue's leader must be a node whose clock is right: node 3 made to give the
+        // lead up, and back as a member.
+        c.node_mut(3).kill();
+        leader = leader_of(&c, &[1, 2], "orders", Some(3));
+        c.node_mut(3).start();
+    }
+    // Back and a member of the group again (it names the queue's leader).
+    assert_eq!(leader_of(&c, &[1, 2, 3], "orders", None), leader);
+
+    // Published through node 3, whose clock says the messages are 5 s old to the leader
+    // (past their TTL) if the leader took node 3's time.
+    let sent = rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(3).amqp).await;
+        publish_all(&ch, "orders", &bodies(0..3)).await
+    });
+    assert_eq!(sent, 3);
+    let got = rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        consume(&ch, "orders", 3, Duration::from_secs(2)).await
+    });
+    assert_eq!(
+        got,
+        bodies(0..3),
+        "the messages expired at once on the leader"
+    );
+    assert_eq!(queue_messages(&c, leader, "dlq"), Some(0), "dead letters");
 }

@@ -469,14 +469,14 @@ fn message_header(stored: &[u8]) -> &[u8] {
 /// How recent an enqueue must be for a copy to time the message from when it takes it.
 const FRESH_ENQUEUE_MS: u64 = 1_000;
 
-/// What the TTL of a message the group enqueued at `enqueued_at` (the writing node's stamp,
-/// 0 if the entry has none) counts from in a copy that takes it at `now`. A message the
-/// group has just committed: from now, on every member alike, as RabbitMQ's leader times an
-/// enqueue as it applies it (a TTL of 0 still reaches a consumer waiting here; the stamp is
-/// a commit round older). An older one (the log replayed after a restart, a member catching
-/// up after being away, a copy rebuilt from a snapshot): from its enqueue, so that copy
-/// expires it when the first copies did; never later than now, as that node's clock may
-/// run ahead of this one's.
+/// What the TTL of a message the group enqueued at `enqueued_at` (the clock of the leader
+/// that took it; 0 if the entry has none) counts from in a copy that takes it at `now`. A
+/// message the group has just committed: from now, on every member alike, as RabbitMQ's
+/// leader times an enqueue as it applies it (a TTL of 0 still reaches a consumer waiting
+/// here; the stamp is a commit round older). An older one (the log replayed after a
+/// restart, a member catching up after being away, a copy rebuilt from a snapshot): from its
+/// enqueue, so that copy expires it when the first copies did; never later than now, as the
+/// leader's clock may run ahead of this node's.
 fn ttl_from(enqueued_at: u64, now: u64) -> u64 {
     match enqueued_at {
         0 => now,

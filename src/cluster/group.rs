@@ -13,7 +13,7 @@ use super::codec;
 use super::log_growth::LogGrowth;
 use super::network::Peers;
 use super::transport::Reply;
-use super::types::GroupTypes;
+use super::types::{now_ms, GroupTypes, LeaderStamp};
 use super::wire::RpcKind;
 
 type NodeId = u64;
@@ -116,7 +116,7 @@ impl<C: GroupTypes> Group<C> {
     /// while there is none (an election) it retries until `deadline` has passed.
     pub async fn write(&self, cmd: C::D, deadline: Duration) -> Result<C::R, WriteError>
     where
-        C::D: Clone,
+        C::D: Clone + LeaderStamp,
     {
         let until = tokio::time::Instant::now() + deadline;
         // Encoded only to be forwarded, once however many times. A retry takes another
@@ -125,7 +125,10 @@ impl<C: GroupTypes> Group<C> {
         loop {
             let written = {
                 let _open = self.writes.read().await;
-                self.raft.client_write(cmd.clone()).await
+                // Taken here only if this node leads: stamped now, with its clock.
+                let mut cmd = cmd.clone();
+                cmd.stamp(now_ms());
+                self.raft.client_write(cmd).await
             };
             let result: WriteResult<C> = match written {
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
@@ -182,7 +185,10 @@ pub(super) async fn forward_write<C: GroupTypes>(
     }
 }
 
-impl<C: GroupTypes> GroupRpc for Group<C> {
+impl<C: GroupTypes> GroupRpc for Group<C>
+where
+    C::D: LeaderStamp,
+{
     fn handle(&self, kind: RpcKind, body: Vec<u8>) -> Reply {
         let raft = self.raft.clone();
         let writes = self.writes.clone();
@@ -203,9 +209,11 @@ impl<C: GroupTypes> GroupRpc for Group<C> {
                     encode(&answer)
                 }
                 RpcKind::ClientWrite => {
-                    let cmd: C::D = decode(&body)?;
+                    let mut cmd: C::D = decode(&body)?;
                     // Answered from here only if this node leads; otherwise the caller
-                    // gets the forward-to-leader error and asks again.
+                    // gets the forward-to-leader error and asks again. The leader's clock
+                    // times it, not the writer's.
+                    cmd.stamp(now_ms());
                     let _open = writes.read().await;
                     let answer: WriteResult<C> = raft.client_write(cmd).await;
                     encode(&answer)

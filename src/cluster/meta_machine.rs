@@ -93,6 +93,9 @@ pub enum MetaCommand {
     AccessMerge(AccessData),
 }
 
+/// Metadata carries no time of its leader's.
+impl super::types::LeaderStamp for MetaCommand {}
+
 /// Which write of which start of its node a topology change, or a quorum queue's
 /// declaration or deletion, is. A write whose answer
 /// was lost (its leader stepped down, the link to it broke) is sent again and may then be

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::{BasicNode, ChangeMembers, Raft};
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ use super::network::{GroupNetwork, Peers};
 use super::settings::ClusterConfig;
 use super::shared_log::{self, SharedLog};
 use super::transport::{self, Peer, Reply, RpcHandler};
-use super::types::QueueRaft;
+use super::types::{now_ms, QueueRaft};
 use super::wire::{RpcKind, MAX_PAYLOAD_ENTRIES};
 
 /// The metadata group's name.
@@ -123,12 +123,6 @@ pub fn open_metadata_group(
     let machine =
         MetaMachine::on_disk(dir, MetaState::default())?.reporting_to(store.snapshot_reports());
     Ok((store, machine))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl ClusterNode {

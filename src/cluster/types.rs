@@ -91,6 +91,41 @@ pub enum QueueCommand {
     },
 }
 
+/// The wall clock in milliseconds since the epoch (0 if it reads before the epoch).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A command the leader of its group stamps with its own clock as it takes it, as
+/// RabbitMQ's leader times an enqueue (ra's `system_time` in the command's metadata): a
+/// node that writes through the leader may run its clock behind or ahead of the leader's,
+/// and a write may wait out an election before a leader takes it.
+pub trait LeaderStamp {
+    /// Sets the command's time to `now_ms`, the leader's clock, where it has one.
+    fn stamp(&mut self, _now_ms: u64) {}
+}
+
+impl LeaderStamp for QueueCommand {
+    /// The enqueue time of the messages of an `EnqueueBatch` or a `Round` (left 0 where
+    /// there are none, as the writer left it).
+    fn stamp(&mut self, now_ms: u64) {
+        match self {
+            QueueCommand::EnqueueBatch {
+                messages,
+                enqueued_at,
+            }
+            | QueueCommand::Round {
+                messages,
+                enqueued_at,
+                ..
+            } if !messages.is_empty() => *enqueued_at = now_ms,
+            _ => {}
+        }
+    }
+}
+
 /// Whether a time is absent (0: not written by earlier builds).
 pub(crate) fn is_zero(v: &u64) -> bool {
     *v == 0
@@ -284,5 +319,40 @@ pub(super) mod base64_list {
     {
         let list = <Vec<Owned>>::deserialize(d)?;
         Ok(list.into_iter().map(|Owned(b)| T::from(b)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leader_stamps_the_enqueue_time_of_messages_and_only_of_messages() {
+        let one = || vec![bytes::Bytes::from_static(b"m")];
+        let mut batch = QueueCommand::EnqueueBatch {
+            messages: one(),
+            enqueued_at: 5,
+        };
+        batch.stamp(9);
+        assert!(matches!(
+            batch,
+            QueueCommand::EnqueueBatch { enqueued_at: 9, .. }
+        ));
+        let round = |messages: Vec<bytes::Bytes>| QueueCommand::Round {
+            messages,
+            returned: vec![1],
+            settled: vec![],
+            discarded: vec![],
+            enqueued_at: 0,
+        };
+        let (mut full, mut empty) = (round(one()), round(Vec::new()));
+        full.stamp(9);
+        empty.stamp(9);
+        assert!(matches!(full, QueueCommand::Round { enqueued_at: 9, .. }));
+        // No message: no time (the field is left out of the entry).
+        assert!(matches!(empty, QueueCommand::Round { enqueued_at: 0, .. }));
+        let mut settle = QueueCommand::SettleBatch { ids: vec![3] };
+        settle.stamp(9);
+        assert_eq!(settle, QueueCommand::SettleBatch { ids: vec![3] });
     }
 }

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::broker::queue::replica::GroupMessage;
 use crate::broker::replica_checkout::Ask;
@@ -26,11 +26,7 @@ const TICK: Duration = Duration::from_millis(50);
 /// checks on the leader.
 const LEASE: Duration = Duration::from_secs(1);
 
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub(super) use crate::cluster::types::now_ms;
 
 /// Where a node's consumers of a replicated queue get their messages from.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use crate::broker::queue::replica::{self as broker_replica, GroupMessage, Replic
 use crate::broker::DeathReason;
 use crate::cluster::machine::Tapped;
 use crate::cluster::queue_groups::OpenedQueue;
-use crate::cluster::queue_machine::QueueState;
+use crate::cluster::queue_machine::{Held, QueueState};
 use crate::cluster::snapshot_bodies::{self, SnapshotBodies};
 use crate::cluster::types::{message_id, DeadMark, QueueCommand};
 
@@ -108,6 +108,17 @@ fn marks_of<'a>(
         .collect()
 }
 
+/// Message `id` of a queue state, held as `held`, with its body `stored`, as the broker
+/// takes it.
+fn group_message<'a>(id: u64, stored: &'a [u8], held: &Held) -> GroupMessage<'a> {
+    GroupMessage {
+        id,
+        stored,
+        returns: held.returns,
+        enqueued_at: held.enqueued_at,
+    }
+}
+
 /// A queue state's messages as the broker takes them. The machine gives its tap a state
 /// with the bodies read from the log; one it could not find there (logged by the machine)
 /// is left out of the copy.
@@ -115,14 +126,7 @@ fn messages_of(state: &QueueState) -> Vec<GroupMessage<'_>> {
     state
         .messages
         .iter()
-        .filter_map(|(id, held)| {
-            Some(GroupMessage {
-                id: *id,
-                stored: held.message.as_deref()?,
-                returns: held.returns,
-                enqueued_at: held.enqueued_at,
-            })
-        })
+        .filter_map(|(id, held)| Some(group_message(*id, held.message.as_deref()?, held)))
         .collect()
 }
 
@@ -191,12 +195,7 @@ impl QueueFeed {
             missing += step.len() - found.len();
             let messages: Vec<GroupMessage<'_>> = found
                 .iter()
-                .map(|(id, body)| GroupMessage {
-                    id: *id,
-                    stored: body.as_ref(),
-                    returns: state.messages[id].returns,
-                    enqueued_at: state.messages[id].enqueued_at,
-                })
+                .map(|(id, body)| group_message(*id, body, &state.messages[id]))
                 .collect();
             let dead = marks_of(state, step);
             self.vhost.with(|m| m.replica_add(name, &messages, &dead));
@@ -327,7 +326,8 @@ impl QueueFeed {
                     settled,
                     discarded: dead,
                 });
-                // The enqueue time a copy rebuilt later times their TTLs from.
+                // The enqueue time a copy rebuilt later times their TTLs from (the
+                // leader sets its own as it takes the entry: `LeaderStamp`).
                 let enqueued_at = super::checkout::now_ms();
                 for (i, chunk) in runs.iter().enumerate() {
                     let messages: Vec<Bytes> = chunk.iter().map(|(b, _)| b.clone()).collect();

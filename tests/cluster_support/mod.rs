@@ -250,11 +250,29 @@ pub struct Node {
     pub log: PathBuf,
     /// More flags for every start.
     pub args: Vec<String>,
+    /// More environment for every start.
+    pub env: Vec<(String, String)>,
 }
 
 impl Node {
     pub fn start(&mut self) {
         self.spawn(true);
+    }
+
+    /// From its next start on, its wall clock runs `secs` seconds behind the machine's
+    /// (libfaketime, from Debian's `libfaketime`, preloaded into the process; its
+    /// monotonic clock, which timers and Raft's timeouts use, is left as it is).
+    pub fn set_clock_behind(&mut self, secs: u32) {
+        let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+        assert!(
+            std::path::Path::new(lib).exists(),
+            "{lib} missing: apt-get install libfaketime (.ci/run does)"
+        );
+        self.env = vec![
+            ("LD_PRELOAD".into(), lib.into()),
+            ("FAKETIME".into(), format!("-{secs}")),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ];
     }
 
     /// Starts it on its own, not in a cluster (no `--node-id`): a single broker with the
@@ -281,7 +299,7 @@ impl Node {
                 .args(["--cluster-listen", &format!("127.0.0.1:{}", self.cluster)])
                 .args(["--cluster-peers", &self.peers]);
         }
-        command.args(&self.args);
+        command.args(&self.args).envs(self.env.iter().cloned());
         let child = command
             .arg("--data-dir")
             .arg(&self.data)
@@ -520,6 +538,7 @@ impl Cluster {
                     child: None,
                     log: dir.path().join(format!("node{id}.log")),
                     args: Vec::new(),
+                    env: Vec::new(),
                 },
             );
         }
