@@ -106,6 +106,20 @@ fn orders_on(c: Cluster, ttl_ms: i32) -> (Cluster, tokio::runtime::Runtime, u64)
     (c, rt, leader)
 }
 
+/// When node `id` wrote the first line of its log, on its own wall clock: seconds into the
+/// (UTC) day, from the line's timestamp (`2026-12-06T14:33:31.960048Z  INFO ...`).
+fn first_logged_at(c: &Cluster, id: u64) -> f64 {
+    let log = std::fs::read_to_string(&c.node(id).log).unwrap();
+    let stamp = log.split_whitespace().next().expect("a line in the log");
+    let time = stamp
+        .split_once('T')
+        .expect("a timestamp")
+        .1
+        .trim_end_matches('Z');
+    let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    parts[0] * 3_600.0 + parts[1] * 60.0 + parts[2]
+}
+
 /// Takes the dead letters in `dlq` through AMQP port `port`: the messages of `range`, each
 /// once, dead-lettered as expired.
 fn assert_expired_once(rt: &tokio::runtime::Runtime, port: u16, range: std::ops::Range<usize>) {
@@ -271,15 +285,22 @@ fn a_ttl_counts_from_the_enqueue_in_a_copy_rebuilt_after_the_whole_cluster_resta
 
 #[test]
 fn a_ttl_counts_from_the_leaders_clock_not_from_the_clock_of_the_node_published_to() {
-    const BEHIND_S: u32 = 5;
-    const SHORT_TTL_MS: i32 = 3_000;
-    // Node 3's wall clock runs 5 s behind the others' from its first start on.
+    const BEHIND_S: u32 = 8;
+    const SHORT_TTL_MS: i32 = 4_000;
+    // Node 3's wall clock runs 8 s behind the others' from its first start on.
     let mut c = Cluster::created(3, 0);
     c.node_mut(3).set_clock_behind(BEHIND_S);
     for id in 1..=3 {
         c.node_mut(id).start();
     }
     let (mut c, rt, mut leader) = orders_on(c, SHORT_TTL_MS);
+    // The nodes started a few milliseconds apart; their first log lines say when, each on
+    // its own clock.
+    let behind = (first_logged_at(&c, 1) - first_logged_at(&c, 3)).rem_euclid(86_400.0);
+    assert!(
+        (behind - BEHIND_S as f64).abs() < 1.0,
+        "node 3's clock is {behind:.3} s behind node 1's, not {BEHIND_S} s (libfaketime not in effect?)"
+    );
     if leader == 3 {
         // The queue's leader must be a node whose clock is right: node 3 made to give the
         // lead up, and back as a member.
@@ -290,7 +311,7 @@ fn a_ttl_counts_from_the_leaders_clock_not_from_the_clock_of_the_node_published_
     // Back and a member of the group again (it names the queue's leader).
     assert_eq!(leader_of(&c, &[1, 2, 3], "orders", None), leader);
 
-    // Published through node 3, whose clock says the messages are 5 s old to the leader
+    // Published through node 3, whose clock says the messages are 8 s old to the leader
     // (past their TTL) if the leader took node 3's time.
     let sent = rt.block_on(async {
         let (_conn, ch) = confirm_channel(c.node(3).amqp).await;
@@ -299,7 +320,7 @@ fn a_ttl_counts_from_the_leaders_clock_not_from_the_clock_of_the_node_published_
     assert_eq!(sent, 3);
     let got = rt.block_on(async {
         let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
-        consume(&ch, "orders", 3, Duration::from_secs(2)).await
+        consume(&ch, "orders", 3, Duration::from_secs(3)).await
     });
     assert_eq!(
         got,

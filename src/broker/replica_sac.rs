@@ -13,10 +13,12 @@
 //! `CANDIDATE_FRESH_MS`, and the next earliest consumer is served. A new leader learns the
 //! other nodes' consumers from their next request; a leader that took the queue over from
 //! another serves no consumer for `SETTLE_MS`, so that every node with a consumer has asked
-//! it before it chooses (the queue's first leader has no consumers to wait for). A node
-//! just restarted that leads before it has seen another leader does not wait (after a
-//! whole cluster was down, every client subscribes anew anyway). The window ends with a
-//! dispatch (`expiry::run_queue_timers` keeps it among the queue's timed work).
+//! it before it chooses (the queue's first leader has no consumers to wait for). Taking
+//! over counts what the node saw before a restart too: a node restarted alone that leads
+//! before it has followed anyone since knows the last leader from the vote it saved
+//! (`queue_feed::led_by_another`), so it waits as well; after a whole cluster was down,
+//! so does every first leader but the one that led last. The window ends with a dispatch
+//! (`expiry::run_queue_timers` keeps it among the queue's timed work).
 
 use serde::{Deserialize, Serialize};
 

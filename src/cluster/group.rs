@@ -212,9 +212,11 @@ where
                     let mut cmd: C::D = decode(&body)?;
                     // Answered from here only if this node leads; otherwise the caller
                     // gets the forward-to-leader error and asks again. The leader's clock
-                    // times it, not the writer's.
-                    cmd.stamp(now_ms());
+                    // times it, not the writer's: stamped once past the write gate, which a
+                    // leader transfer may hold for seconds (and then fail, this node still
+                    // leading).
                     let _open = writes.read().await;
+                    cmd.stamp(now_ms());
                     let answer: WriteResult<C> = raft.client_write(cmd).await;
                     encode(&answer)
                 }

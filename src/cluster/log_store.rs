@@ -259,6 +259,11 @@ impl<C: GroupTypes> LogStore<C> {
         })
     }
 
+    /// The vote this node last saved for the group (kept across restarts).
+    pub async fn saved_vote(&self) -> Option<Vote<NodeId>> {
+        self.inner.lock().await.vote.map(|v| v.0)
+    }
+
     /// The count of bytes appended to this log from now on.
     pub fn appended_bytes(&self) -> Arc<AtomicU64> {
         self.appended.clone()

@@ -42,6 +42,9 @@ pub struct OpenedQueue {
     pub tap: QueueTap,
     pub bodies: SnapshotBodies,
     pub pinned: Pinned,
+    /// The vote this node had saved for the group when it opened it (none in a new
+    /// group): whom it followed or stood as before a restart.
+    pub saved_vote: Option<openraft::Vote<u64>>,
 }
 
 /// A queue group's name on the cluster port.
@@ -176,6 +179,7 @@ impl ClusterNode {
             machine.snapshot_bytes(),
             self.config.snapshot_every,
         );
+        let saved_vote = store.saved_vote().await;
         let name: Arc<str> = queue_group_name(group).into();
         machine.set_starting(true);
         let raft = Raft::new(
@@ -228,6 +232,7 @@ impl ClusterNode {
             tap,
             bodies,
             pinned,
+            saved_vote,
         })
     }
 

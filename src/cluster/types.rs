@@ -49,9 +49,10 @@ pub enum QueueCommand {
     EnqueueBatch {
         #[serde(with = "base64_list")]
         messages: Vec<bytes::Bytes>,
-        /// When the messages were enqueued (milliseconds since the epoch, the writing
-        /// node's clock): a copy rebuilt from the log later times their TTL from it, as
-        /// the first copies did from their commit. 0 in what earlier builds wrote (a
+        /// When the messages were enqueued (milliseconds since the epoch, the clock of the
+        /// leader that took the entry: `LeaderStamp`; the writing node's in entries of
+        /// earlier builds): a copy rebuilt from the log later times their TTL from it, as
+        /// the first copies did from their commit. 0 in what the earliest builds wrote (a
         /// rebuilt copy then counts from the rebuild).
         #[serde(default, skip_serializing_if = "is_zero", rename = "at")]
         enqueued_at: u64,

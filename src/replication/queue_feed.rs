@@ -108,6 +108,13 @@ fn marks_of<'a>(
         .collect()
 }
 
+/// Whether `vote`, one this node saved, names an established leader other than `me`: a
+/// follower takes its leader's committed vote with the first entries it is sent, so a node
+/// restarted alone knows the group had another leader before it stands.
+fn led_by_another(vote: &openraft::Vote<u64>, me: u64) -> bool {
+    vote.is_committed() && vote.leader_id().voted_for().is_some_and(|l| l != me)
+}
+
 /// Message `id` of a queue state, held as `held`, with its body `stored`, as the broker
 /// takes it.
 fn group_message<'a>(id: u64, stored: &'a [u8], held: &Held) -> GroupMessage<'a> {
@@ -141,6 +148,7 @@ impl QueueFeed {
             mut tap,
             bodies,
             pinned,
+            saved_vote,
         } = opened;
         self.rebuild(applied, &state, &bodies).await;
         drop(state);
@@ -150,8 +158,12 @@ impl QueueFeed {
         let name = (self.name.as_str(), self.queue_id);
         let mut metrics = group.raft.metrics();
         let mut leading = false;
-        // Whether another member has led the group since it opened here.
-        let mut others_led = false;
+        // Whether another member has led the group: the one this node's vote named before
+        // a restart, or one it has followed since the group opened here. The first is
+        // read from the store at open: the metrics name that leader too, but only from
+        // the loop's first look at them, which a long rebuild puts after this node may
+        // have stood.
+        let mut others_led = saved_vote.is_some_and(|v| led_by_another(&v, self.me));
         loop {
             tokio::select! {
                 event = tap.recv() => match event {
@@ -395,6 +407,22 @@ fn round(messages: Vec<Bytes>, riders: Riders, enqueued_at: u64) -> QueueCommand
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_vote_names_another_leader_only_once_committed_and_not_for_this_node() {
+        let mut candidate = openraft::Vote::new(3, 2);
+        assert!(!led_by_another(&candidate, 1), "a vote for a candidate");
+        candidate.commit();
+        assert!(led_by_another(&candidate, 1), "node 2 led");
+        assert!(
+            !led_by_another(&openraft::Vote::new_committed(3, 1), 1),
+            "this node led"
+        );
+        assert!(
+            !led_by_another(&openraft::Vote::new(0, 0), 1),
+            "a new group"
+        );
+    }
 
     #[test]
     fn batches_hold_to_count_and_bytes_and_keep_order() {
