@@ -66,6 +66,8 @@ pub struct Replication {
     access_mirrored: tokio::sync::watch::Sender<u64>,
     /// Where a change made from a blocking thread waits for the cluster (access.rs).
     runtime: tokio::runtime::Handle,
+    /// Numbers for the rounds this node's queue writers send.
+    rounds: Arc<queue_feed::RoundNumbers>,
 }
 
 /// A replicated queue on this node: its group and the broker's id of the queue (which
@@ -105,6 +107,10 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         incarnation: checkout::now_ms(),
         access_mirrored: tokio::sync::watch::Sender::new(0),
         runtime: tokio::runtime::Handle::current(),
+        rounds: Arc::new(queue_feed::RoundNumbers::new(
+            node.node_id(),
+            node.started_at(),
+        )),
     });
     node.set_checkout_handler(bridge.clone());
     // A deletion the writer gave up on will not come back: what waited for it opens now.
@@ -219,22 +225,27 @@ impl GroupTarget {
 const MIGRATE_FOR: Duration = Duration::from_secs(300);
 
 /// Writes `messages`, kept by queue `decl` from before this node was in a cluster, to the
-/// queue's group; true once every one is committed. A write that timed out may still have
-/// committed, and a crash before the store is emptied writes them again at the next
-/// start: at least once, never lost.
-async fn migrate(target: &GroupTarget, decl: &QueueDecl, messages: &[Bytes]) -> bool {
+/// queue's group, each batch as a round numbered from `rounds`; true once every one is
+/// committed. A batch written again after a write that timed out keeps its number: the
+/// copy committed second is left out unless a later batch's round came between them
+/// (`queue_machine::LastRounds`); a crash before the store is emptied writes them again
+/// at the next start: at least once, never lost.
+async fn migrate(
+    target: &GroupTarget,
+    decl: &QueueDecl,
+    messages: &[Bytes],
+    rounds: &queue_feed::RoundNumbers,
+) -> bool {
     let give_up = Instant::now() + MIGRATE_FOR;
     for chunk in batches(messages, Bytes::len) {
+        // Copied: these are views of the store's segment mappings, and the group's state
+        // keeps a body it is given (a view would keep a whole segment mapped). Their TTLs
+        // count from the move (the store's own times are not carried; the leader stamps
+        // its clock: `LeaderStamp`).
+        let batch = chunk.iter().map(|b| Bytes::copy_from_slice(b)).collect();
+        let cmd = queue_feed::numbered_round(batch, checkout::now_ms(), rounds);
         loop {
-            // Copied: these are views of the store's segment mappings, and the group's
-            // state keeps a body it is given (a view would keep a whole segment mapped).
-            let batch = chunk.iter().map(|b| Bytes::copy_from_slice(b)).collect();
-            // Their TTLs count from the move (the store's own times are not carried).
-            let cmd = QueueCommand::EnqueueBatch {
-                messages: batch,
-                enqueued_at: checkout::now_ms(),
-            };
-            match target.write(cmd, Duration::from_secs(10)).await {
+            match target.write(cmd.clone(), Duration::from_secs(10)).await {
                 Ok(_) => break,
                 Err(e) if Instant::now() < give_up => {
                     tracing::warn!(queue = %decl.name, "cluster: moving messages into the group: {e}; trying again");
@@ -483,7 +494,7 @@ impl Replication {
             let Some(t) = self.target(group, decl).await else {
                 return;
             };
-            if !migrate(&t.0, decl, &preexisting).await {
+            if !migrate(&t.0, decl, &preexisting, &self.rounds).await {
                 // Left on disk, unattached: the next start tries again.
                 return;
             }
@@ -536,6 +547,7 @@ impl Replication {
             queue_id,
             me: self.node.node_id(),
             fed: fed.clone(),
+            rounds: self.rounds.clone(),
         };
         tokio::spawn(
             feed.clone()

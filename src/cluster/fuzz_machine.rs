@@ -1,11 +1,14 @@
 //! The driver of the fuzz target `queue_machine` (issue 17): the input decodes (with
 //! `arbitrary`) into a delivery limit and up to 256 operations on a replicated queue —
-//! enqueue (one message or a batch), settle and return (one or several; of held messages and of unknown ids), a writer's round of all three in one entry, dead-lettering under
-//! at-least-once (a round's `discarded`), a member catching up
+//! enqueue (one message or a batch), settle and return (one or several; of held messages
+//! and of unknown ids), a writer's round of all three in one entry (numbered by one of
+//! three nodes, or not), a numbered round committed again (its node's last, or one before
+//! it), dead-lettering under at-least-once (a round's `discarded`), a member catching up
 //! from a snapshot (what a new leader's follower does), and a replay of the whole history
 //! into a fresh machine. Each operation is applied as a Raft entry through
 //! `RaftStateMachine::apply`, and every answer and the state after it are checked against a
-//! model: a list of (id, message, returns, dead mark, enqueue time) in enqueue order.
+//! model: a list of (id, message, returns, dead mark, enqueue time) in enqueue order, and
+//! each node's highest round number.
 
 use std::cell::RefCell;
 
@@ -14,7 +17,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 
 use super::queue_machine::QueueMachine;
-use super::types::{message_id, DeadMark, QueueCommand, QueueRaft, QueueResponse};
+use super::types::{message_id, DeadMark, QueueCommand, QueueRaft, QueueResponse, WriteId};
 
 /// Most operations decoded from one input.
 const MAX_OPS: usize = 256;
@@ -52,11 +55,20 @@ enum Op {
         picks: [u8; 3],
     },
     /// A writer's round: messages, returns and settles in one entry (the picks may name
-    /// the same message for a return and a settle).
+    /// the same message for a return and a settle), numbered by node `writer % 4` (0: not
+    /// numbered, as earlier builds wrote it).
     Round {
         count: u8,
         returns: [u8; 2],
         settles: [u8; 2],
+        writer: u8,
+    },
+    /// A numbered round of node `writer % 3 + 1` committed again: its last (a retry through
+    /// a new leader, changing nothing), or with `late` the one before (given up on by its
+    /// writer and committed late, applied).
+    Again {
+        writer: u8,
+        late: bool,
     },
     /// A round of dead letters under at-least-once (picks may repeat, be marked already or
     /// be unknown) and returns: marked before the returns, kept past the delivery limit
@@ -71,11 +83,13 @@ enum Op {
 /// A message the model holds: id, body, returns, dead-letter mark, enqueue time.
 type ModelHeld = (u64, Vec<u8>, u32, Option<DeadMark>, u64);
 
-/// The model: what the queue holds, in enqueue order.
+/// The model: what the queue holds, in enqueue order, and the highest numbered round
+/// taken from each node (start, number).
 #[derive(Default)]
 struct Model {
     held: Vec<ModelHeld>,
     limit: Option<u32>,
+    rounds: std::collections::HashMap<u64, (u64, u64)>,
 }
 
 impl Model {
@@ -132,7 +146,20 @@ impl Model {
                 settled,
                 discarded,
                 enqueued_at,
+                write,
             } => {
+                if let Some((node, id)) = write {
+                    // Repeated only as the node's highest number taken; a lower one is
+                    // applied and leaves the highest as it was.
+                    let number = (id.started_at, id.seq);
+                    match self.rounds.get(node) {
+                        Some(highest) if *highest == number => return QueueResponse::Repeated,
+                        Some(highest) if *highest > number => {}
+                        _ => {
+                            self.rounds.insert(*node, number);
+                        }
+                    }
+                }
                 let batch = QueueCommand::EnqueueBatch {
                     messages: messages.clone(),
                     enqueued_at: *enqueued_at,
@@ -231,6 +258,9 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
     let mut history: Vec<Entry<QueueRaft>> = Vec::new();
     let mut index = 0u64;
     let mut rebuilds = 0;
+    // Numbered rounds by node, in the order first sent, and the last number given.
+    let mut sent_rounds: std::collections::HashMap<u64, Vec<QueueCommand>> = Default::default();
+    let mut numbered = 0;
     for op in ops {
         if matches!(op, Op::CatchUp | Op::Replay) {
             rebuilds += 1;
@@ -242,6 +272,7 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
             0 => u64::MAX,
             n => held[p as usize % n].0,
         };
+        let again = matches!(op, Op::Again { .. });
         let cmd = match op {
             Op::Enqueue { len } => QueueCommand::Enqueue {
                 message: vec![len; usize::from(len % 16)].into(),
@@ -272,10 +303,19 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                     .chain([message_id(index + 7, 0)])
                     .collect(),
             },
+            Op::Again { writer, late } => {
+                let sent = sent_rounds.get(&u64::from(writer % 3 + 1));
+                let back = usize::from(late) + 1;
+                match sent.and_then(|s| s.len().checked_sub(back).map(|i| &s[i])) {
+                    Some(round) => round.clone(),
+                    None => continue,
+                }
+            }
             Op::Round {
                 count,
                 returns,
                 settles,
+                writer,
             } => QueueCommand::Round {
                 messages: (0..count % 8)
                     .map(|k| vec![k ^ 0x5A; usize::from(k)].into())
@@ -285,6 +325,14 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                 discarded: Vec::new(),
                 // As an earlier build wrote it: no enqueue time.
                 enqueued_at: 0,
+                write: (writer % 4 != 0).then(|| {
+                    numbered += 1;
+                    let id = WriteId {
+                        started_at: 1,
+                        seq: numbered,
+                    };
+                    (u64::from(writer % 4), id)
+                }),
             },
             Op::Discard {
                 picks,
@@ -303,6 +351,7 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                     })
                     .collect(),
                 enqueued_at: index * 1_000,
+                write: None,
             },
             Op::SettleUnknown => QueueCommand::Settle {
                 id: message_id(index + 7, 0),
@@ -331,6 +380,16 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                 continue;
             }
         };
+        if let (
+            false,
+            QueueCommand::Round {
+                write: Some((node, _)),
+                ..
+            },
+        ) = (again, &cmd)
+        {
+            sent_rounds.entry(*node).or_default().push(cmd.clone());
+        }
         index += 1;
         let want = model.expect(index, &cmd);
         let e = entry(index, EntryPayload::Normal(cmd));
@@ -378,6 +437,37 @@ mod tests {
             Op::Return { pick: 0 },
             Op::Return { pick: 0 },
             Op::CatchUp,
+            // Node 1's rounds: the last sent again changes nothing, also after a
+            // catch-up; the one before it, committed late, enqueues again.
+            Op::Round {
+                count: 2,
+                returns: [0, 0],
+                settles: [9, 9],
+                writer: 1,
+            },
+            Op::Round {
+                count: 1,
+                returns: [0, 0],
+                settles: [9, 9],
+                writer: 1,
+            },
+            Op::Again {
+                writer: 0,
+                late: false,
+            },
+            Op::CatchUp,
+            Op::Again {
+                writer: 0,
+                late: false,
+            },
+            Op::Again {
+                writer: 0,
+                late: true,
+            },
+            Op::Again {
+                writer: 0,
+                late: false,
+            },
             Op::Settle { pick: 0 },
             Op::SettleUnknown,
             Op::Replay,

@@ -38,6 +38,11 @@ pub trait Replicated<C: GroupTypes>:
     fn apply(&mut self, index: u64, cmd: &C::D) -> C::R;
     /// The answer to a blank or membership entry.
     fn nothing() -> C::R;
+    /// What the tap is told of `cmd`, applied with `answer`: the command itself, unless
+    /// applying it changed nothing the tap may repeat (a queue's round committed twice).
+    fn for_tap(cmd: C::D, _answer: &C::R) -> C::D {
+        cmd
+    }
 
     // A state whose bodies can stay in the group's log (a queue's messages,
     // `snapshot_bodies.rs`) overrides these; another holds everything itself.
@@ -399,7 +404,7 @@ impl<C: GroupTypes, S: Replicated<C>> RaftStateMachine<C> for Machine<S> {
                     let answer = s.state.apply(index, &cmd);
                     if let Some(tap) = &tap {
                         // A tap that went away (its group closed) just stops listening.
-                        let _ = tap.send(Tapped::Applied(index, cmd));
+                        let _ = tap.send(Tapped::Applied(index, S::for_tap(cmd, &answer)));
                     }
                     answer
                 }

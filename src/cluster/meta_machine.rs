@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::machine::{Machine, Replicated};
+pub use super::types::WriteId;
 use crate::broker::access_change::{self, AccessChange};
 use crate::broker::access_db::AccessData;
 use crate::broker::replicated_topology::{BindingDef, ExchangeDef, TopologyChange};
@@ -95,18 +96,6 @@ pub enum MetaCommand {
 
 /// Metadata carries no time of its leader's.
 impl super::types::LeaderStamp for MetaCommand {}
-
-/// Which write of which start of its node a topology change, or a quorum queue's
-/// declaration or deletion, is. A write whose answer
-/// was lost (its leader stepped down, the link to it broke) is sent again and may then be
-/// committed twice; the second entry is left out, or it would undo what came between
-/// (another node's unbinding, its own node's next change).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WriteId {
-    /// Its node's `started_at` (a node's writes are numbered from 1 at every start).
-    pub started_at: u64,
-    pub seq: u64,
-}
 
 /// The last metadata write taken in from each node. A node's writes go one after another
 /// (the next once the last is committed), so a write numbered at most its node's last of

@@ -17,7 +17,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::machine::{Machine, Replicated};
-use super::types::{message_id, DeadMark, QueueCommand, QueueRaft, QueueResponse, MAX_BATCH};
+use super::types::{
+    message_id, DeadMark, QueueCommand, QueueRaft, QueueResponse, WriteId, MAX_BATCH,
+};
 
 /// A message held by the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +56,44 @@ pub struct QueueState {
     /// Bodies stay in the group's log, not here (`snapshot_bodies.rs`).
     #[serde(skip)]
     pub bodies_elsewhere: bool,
+    /// The last numbered round applied from each node. Absent in what earlier builds
+    /// wrote.
+    #[serde(default, skip_serializing_if = "LastRounds::is_empty")]
+    pub last_rounds: LastRounds,
+}
+
+/// The last numbered round (`WriteId`) applied from each node: a round equal to its
+/// node's last is the same write committed again, and changes nothing.
+///
+/// Only equality counts. A node's writer waits for each round's answer before it sends
+/// the next, so the second entry of a round sent twice follows the first with no other
+/// round of that node's between them. A round numbered below its node's last (one the
+/// writer gave up on at its deadline, committed late) is applied as any unnumbered one
+/// (its publishes were nacked; taking it is what earlier builds did), and the later
+/// number stays the one kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRounds(BTreeMap<u64, WriteId>);
+
+impl LastRounds {
+    /// Whether round `write` was applied already; notes it if not.
+    fn repeated(&mut self, write: Option<(u64, WriteId)>) -> bool {
+        let Some((node, id)) = write else {
+            return false;
+        };
+        match self.0.get(&node) {
+            Some(last) if *last == id => true,
+            // Late: applied, the later number kept.
+            Some(last) if *last > id => false,
+            _ => {
+                self.0.insert(node, id);
+                false
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl QueueState {
@@ -95,7 +135,11 @@ impl QueueState {
                 settled,
                 discarded,
                 enqueued_at,
+                write,
             } => {
+                if self.last_rounds.repeated(*write) {
+                    return QueueResponse::Repeated;
+                }
                 self.enqueue_batch(index, messages, *enqueued_at);
                 self.discard(discarded);
                 let (returned, dropped) = self.return_batch(returned);
@@ -185,6 +229,15 @@ impl Replicated<QueueRaft> for QueueState {
 
     fn nothing() -> QueueResponse {
         QueueResponse::Nothing
+    }
+
+    /// A round applied already is told as a settle of nothing: the broker's copy must not
+    /// take its messages twice, and still learns the entry was applied (`fed`).
+    fn for_tap(cmd: QueueCommand, answer: &QueueResponse) -> QueueCommand {
+        match answer {
+            QueueResponse::Repeated => QueueCommand::SettleBatch { ids: Vec::new() },
+            _ => cmd,
+        }
     }
 
     fn keep_bodies_elsewhere(&mut self) {
@@ -337,6 +390,7 @@ mod tests {
             settled: Vec::new(),
             discarded,
             enqueued_at: 0,
+            write: None,
         };
         // Marked before the returns of the same round: `a` stays past its limit of 0.
         let first = round(
@@ -378,6 +432,7 @@ mod tests {
             settled: vec![b, a],
             discarded: Vec::new(),
             enqueued_at: 1_700_000_000_000,
+            write: None,
         };
         assert_eq!(
             s.apply_command(2, &round),
@@ -400,6 +455,7 @@ mod tests {
             settled: vec![message_id(2, 1)],
             discarded: Vec::new(),
             enqueued_at: 0,
+            write: None,
         };
         assert_eq!(
             s.apply_command(3, &settle_only),
@@ -490,5 +546,79 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(other.state().await, state);
+    }
+
+    /// A writer's round numbered `seq` by node `node` (started at 7), enqueuing `body`.
+    fn numbered(node: u64, seq: u64, body: &'static [u8]) -> QueueCommand {
+        QueueCommand::Round {
+            messages: vec![Bytes::from_static(body)],
+            returned: Vec::new(),
+            settled: Vec::new(),
+            discarded: Vec::new(),
+            enqueued_at: 0,
+            write: Some((node, WriteId { started_at: 7, seq })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_round_committed_twice_is_applied_once_and_told_to_the_tap_as_nothing() {
+        use super::super::machine::Tapped;
+        use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+        use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+        let entry = |index: u64, cmd: QueueCommand| Entry::<QueueRaft> {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(cmd),
+        };
+        let mut machine = QueueMachine::new(None);
+        let (_, _, mut tap) = machine.tap::<QueueRaft>().await;
+        // Node 1's round 2; the same round again (its retry through a new leader); node
+        // 2's round 2 (another node's, the same number); node 1's round 1 committed late;
+        // node 1's round 2 once more.
+        let answers = machine
+            .apply([
+                entry(1, numbered(1, 2, b"a")),
+                entry(2, numbered(1, 2, b"a")),
+                entry(3, numbered(2, 2, b"b")),
+                entry(4, numbered(1, 1, b"c")),
+                entry(5, numbered(1, 2, b"a")),
+            ])
+            .await
+            .unwrap();
+        let repeated: Vec<bool> = answers
+            .iter()
+            .map(|a| *a == QueueResponse::Repeated)
+            .collect();
+        assert_eq!(repeated, [false, true, false, false, true]);
+        let held: Vec<u64> = machine.state().await.messages.keys().copied().collect();
+        assert_eq!(held, [message_id(1, 0), message_id(3, 0), message_id(4, 0)]);
+        // The broker's copy learns of every entry, the repeats as settles of nothing.
+        for index in 1..=5 {
+            let Some(Tapped::Applied(at, told)) = tap.recv().await else {
+                panic!("entry {index} not told");
+            };
+            assert_eq!(at, index);
+            let nothing = told == QueueCommand::SettleBatch { ids: Vec::new() };
+            assert_eq!(
+                nothing,
+                repeated[index as usize - 1],
+                "entry {index}: {told:?}"
+            );
+        }
+        // A member that catches up from a snapshot knows node 1's last round too.
+        let snapshot = machine
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let mut member = QueueMachine::new(None);
+        member
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        let again = member.apply([entry(6, numbered(1, 2, b"a"))]).await;
+        assert_eq!(again.unwrap(), [QueueResponse::Repeated]);
+        assert_eq!(member.state().await.messages.len(), 3);
     }
 }

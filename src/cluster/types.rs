@@ -89,6 +89,13 @@ pub enum QueueCommand {
         /// As `EnqueueBatch`'s.
         #[serde(default, skip_serializing_if = "is_zero", rename = "at")]
         enqueued_at: u64,
+        /// The writing node and its number for the round (`WriteId`): a round committed
+        /// twice, its writer having sent it again through a new leader after the first
+        /// try's entry reached a majority all the same, is applied once
+        /// (`queue_machine::LastRounds`). `None` in rounds no writer numbered and in what
+        /// earlier builds wrote (which apply every copy).
+        #[serde(default, skip_serializing_if = "Option::is_none", rename = "w")]
+        write: Option<(u64, WriteId)>,
     },
 }
 
@@ -125,6 +132,19 @@ impl LeaderStamp for QueueCommand {
             _ => {}
         }
     }
+}
+
+/// Which write of which start of its node an entry is: a metadata change (a topology
+/// change, a quorum queue's declaration or deletion) or a queue writer's round. A write
+/// whose answer was lost (its leader stepped down, the link to it broke) is sent again
+/// and may then be committed twice; the second entry is left out, or it would undo what
+/// came between (another node's unbinding, its own node's next change) or, in a queue,
+/// enqueue its messages twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WriteId {
+    /// Its node's `started_at` (a node's writes are numbered from 1 at every start).
+    pub started_at: u64,
+    pub seq: u64,
 }
 
 /// Whether a time is absent (0: not written by earlier builds).
@@ -187,6 +207,8 @@ pub enum QueueResponse {
     /// The message's returns so far, and whether it stays in the queue (false: dropped
     /// for its delivery limit, or not held).
     Returned { returns: u32, kept: bool },
+    /// A `Round` applied already (`queue_machine::LastRounds`): nothing done again.
+    Repeated,
 }
 
 openraft::declare_raft_types!(
@@ -345,6 +367,7 @@ mod tests {
             settled: vec![],
             discarded: vec![],
             enqueued_at: 0,
+            write: None,
         };
         let (mut full, mut empty) = (round(one()), round(Vec::new()));
         full.stamp(9);

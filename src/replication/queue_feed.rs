@@ -16,7 +16,7 @@ use crate::cluster::machine::Tapped;
 use crate::cluster::queue_groups::OpenedQueue;
 use crate::cluster::queue_machine::{Held, QueueState};
 use crate::cluster::snapshot_bodies::{self, SnapshotBodies};
-use crate::cluster::types::{message_id, DeadMark, QueueCommand};
+use crate::cluster::types::{message_id, DeadMark, QueueCommand, WriteId};
 
 use super::GroupTarget;
 
@@ -55,6 +55,41 @@ pub(super) fn batches<T>(messages: &[T], len: impl Fn(&T) -> usize) -> impl Iter
     })
 }
 
+/// This node's numbers for its writers' rounds (`WriteId`): one count for all its
+/// queues, so that each number names one round and a queue's rounds are numbered upwards.
+pub(super) struct RoundNumbers {
+    node: u64,
+    started_at: u64,
+    last: AtomicU64,
+}
+
+impl RoundNumbers {
+    /// Numbers for node `node`, started at `started_at` (its `NodeUp`'s).
+    pub(super) fn new(node: u64, started_at: u64) -> Self {
+        RoundNumbers {
+            node,
+            started_at,
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> (u64, WriteId) {
+        let seq = self.last.fetch_add(1, Ordering::Relaxed) + 1;
+        let started_at = self.started_at;
+        (self.node, WriteId { started_at, seq })
+    }
+}
+
+/// `messages`, enqueued at `enqueued_at`, as a round numbered from `rounds` with nothing
+/// riding along.
+pub(super) fn numbered_round(
+    messages: Vec<Bytes>,
+    enqueued_at: u64,
+    rounds: &RoundNumbers,
+) -> QueueCommand {
+    round(messages, Riders::default(), enqueued_at, rounds.next())
+}
+
 /// One replicated queue on this node: its broker vhost and name.
 #[derive(Clone)]
 pub(super) struct QueueFeed {
@@ -67,6 +102,8 @@ pub(super) struct QueueFeed {
     /// The last log index applied to the broker's copy (checkout.rs: a member delivers
     /// what the leader grants once its copy is as far as the leader's was).
     pub(super) fed: Arc<AtomicU64>,
+    /// Numbers for the writer's rounds.
+    pub(super) rounds: Arc<RoundNumbers>,
 }
 
 /// The messages of the entry at `index`, enqueued at `enqueued_at`, with their group ids.
@@ -255,6 +292,7 @@ impl QueueFeed {
                     settled,
                     discarded,
                     enqueued_at,
+                    write: _,
                 } => {
                     // In the order the group applied them.
                     if !messages.is_empty() {
@@ -324,7 +362,8 @@ impl QueueFeed {
                         discarded: std::mem::replace(&mut dead, rest),
                         ..Riders::default()
                     };
-                    if let Err(e) = group.write(round(Vec::new(), marks, 0), deadline).await {
+                    let cmd = round(Vec::new(), marks, 0, self.rounds.next());
+                    if let Err(e) = group.write(cmd, deadline).await {
                         // Dead-lettered all the same, from here; should this node die
                         // first, the messages are delivered again (at least once).
                         tracing::warn!(queue = %self.name, "cluster: dead letters not recorded in the group: {e}");
@@ -343,13 +382,8 @@ impl QueueFeed {
                 let enqueued_at = super::checkout::now_ms();
                 for (i, chunk) in runs.iter().enumerate() {
                     let messages: Vec<Bytes> = chunk.iter().map(|(b, _)| b.clone()).collect();
-                    let cmd = match riders.take_if(|_| i + 1 == runs.len()) {
-                        Some(riders) => round(messages, riders, enqueued_at),
-                        None => QueueCommand::EnqueueBatch {
-                            messages,
-                            enqueued_at,
-                        },
-                    };
+                    let riders = riders.take_if(|_| i + 1 == runs.len()).unwrap_or_default();
+                    let cmd = round(messages, riders, enqueued_at, self.rounds.next());
                     let written = group.write(cmd, deadline).await;
                     if let Err(e) = &written {
                         // Settles riding along stay in the group too: delivered again
@@ -361,7 +395,8 @@ impl QueueFeed {
                     }
                 }
                 if let Some(riders) = riders.filter(|r| !r.is_empty()) {
-                    if let Err(e) = group.write(round(Vec::new(), riders, 0), deadline).await {
+                    let cmd = round(Vec::new(), riders, 0, self.rounds.next());
+                    if let Err(e) = group.write(cmd, deadline).await {
                         // The messages stay in the group: delivered again (at least once).
                         tracing::warn!(queue = %self.name, "cluster: settles and returns not committed: {e}");
                     }
@@ -385,22 +420,22 @@ impl Riders {
     }
 }
 
-/// One writer round as a command: `EnqueueBatch` when nothing rides with the messages,
-/// which were enqueued at `enqueued_at` (0 when there are none).
-fn round(messages: Vec<Bytes>, riders: Riders, enqueued_at: u64) -> QueueCommand {
-    if riders.is_empty() {
-        QueueCommand::EnqueueBatch {
-            messages,
-            enqueued_at,
-        }
-    } else {
-        QueueCommand::Round {
-            messages,
-            returned: riders.returned,
-            settled: riders.settled,
-            discarded: riders.discarded,
-            enqueued_at,
-        }
+/// One writer round as a command, numbered `write`: messages enqueued at `enqueued_at`
+/// (0 when there are none) and what rides with them. Always a `Round`, never an
+/// `EnqueueBatch`: only a round carries its number.
+fn round(
+    messages: Vec<Bytes>,
+    riders: Riders,
+    enqueued_at: u64,
+    write: (u64, WriteId),
+) -> QueueCommand {
+    QueueCommand::Round {
+        messages,
+        returned: riders.returned,
+        settled: riders.settled,
+        discarded: riders.discarded,
+        enqueued_at,
+        write: Some(write),
     }
 }
 
