@@ -15,6 +15,7 @@ mod cluster_metadata_storm;
 mod cluster_nodes;
 mod cluster_quorum;
 mod cluster_rebalance;
+mod cluster_retry;
 mod cluster_ttl;
 mod raft_snapshot_bodies;
 mod raft_storage;
