@@ -488,16 +488,27 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_snapshot_is_messagepack_with_raw_bodies_and_a_json_one_still_reads() {
-        use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
-        use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
-
-        let mut machine = QueueMachine::new(Some(5));
-        let entry = |index: u64, cmd: QueueCommand| Entry::<QueueRaft> {
+    /// Command `cmd` as the entry at `index`.
+    fn entry(index: u64, cmd: QueueCommand) -> openraft::Entry<QueueRaft> {
+        use openraft::{CommittedLeaderId, EntryPayload, LogId};
+        openraft::Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(cmd),
-        };
+        }
+    }
+
+    /// A snapshot of `machine` as it stands.
+    async fn snapshot_of(machine: &mut QueueMachine) -> openraft::Snapshot<QueueRaft> {
+        use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+        let mut builder = machine.get_snapshot_builder().await;
+        builder.build_snapshot().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_messagepack_with_raw_bodies_and_a_json_one_still_reads() {
+        use openraft::storage::RaftStateMachine;
+
+        let mut machine = QueueMachine::new(Some(5));
         let messages = (0..10u8).map(|k| Bytes::from(vec![k; 1024])).collect();
         machine
             .apply([
@@ -517,12 +528,7 @@ mod tests {
             ])
             .await
             .unwrap();
-        let snapshot = machine
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        let snapshot = snapshot_of(&mut machine).await;
         let data = snapshot.snapshot.into_inner();
         // Ten bodies of 1 KiB: base64 in JSON alone makes them 13.7 KB (by arithmetic).
         // Here: under 64 bytes a message besides its body (ids, returns, enqueue time).
@@ -563,13 +569,8 @@ mod tests {
     #[tokio::test]
     async fn a_round_committed_twice_is_applied_once_and_told_to_the_tap_as_nothing() {
         use super::super::machine::Tapped;
-        use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
-        use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+        use openraft::storage::RaftStateMachine;
 
-        let entry = |index: u64, cmd: QueueCommand| Entry::<QueueRaft> {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(cmd),
-        };
         let mut machine = QueueMachine::new(None);
         let (_, _, mut tap) = machine.tap::<QueueRaft>().await;
         // Node 1's round 2; the same round again (its retry through a new leader); node
@@ -606,12 +607,7 @@ mod tests {
             );
         }
         // A member that catches up from a snapshot knows node 1's last round too.
-        let snapshot = machine
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        let snapshot = snapshot_of(&mut machine).await;
         let mut member = QueueMachine::new(None);
         member
             .install_snapshot(&snapshot.meta, snapshot.snapshot)
