@@ -49,6 +49,12 @@ pub struct Replication {
     tickets: Arc<ReplicaTickets>,
     /// The queues whose groups are open here, by (vhost, name).
     open: Mutex<HashMap<(String, String), OpenQueue>>,
+    /// Held through the whole of `ensure` and `remove`. They run from the metadata
+    /// follower and from the task that opens what a given-up deletion deferred; `ensure`
+    /// checks `open`, awaits (moving old messages, opening the group) and inserts, so
+    /// without it two callers could both find a queue unopened and start two writers and
+    /// feeds for one group, or a `remove` could come between the check and the insert.
+    opening: tokio::sync::Mutex<()>,
     /// Queues of the group not opened here while a deletion of the name by this node is
     /// on its way (`OwnChanges::deleting`): opened once it is back, unless it took them
     /// away.
@@ -100,6 +106,7 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         node: node.clone(),
         broker: broker.clone(),
         open: Mutex::default(),
+        opening: tokio::sync::Mutex::new(()),
         deferred: Mutex::default(),
         meta_writes,
         own_changes,
@@ -473,6 +480,7 @@ impl Replication {
 
     /// Makes queue `decl` (group `group`) a replica here and opens its group, once.
     async fn ensure(&self, group: u64, decl: &QueueDecl) {
+        let _opening = self.opening.lock().await;
         let key = (decl.vhost.clone(), decl.name.clone());
         if self.open.lock().expect("open").contains_key(&key) {
             return; // A repeated declaration: the queue's group is the first one's.
@@ -538,7 +546,12 @@ impl Replication {
             fed: fed.clone(),
             source: source.clone(),
         };
-        self.open.lock().expect("open").insert(key, open);
+        let earlier = self.open.lock().expect("open").insert(key, open);
+        // `opening` is held since the check at the top: nothing opened it meanwhile.
+        debug_assert!(
+            earlier.is_none(),
+            "a quorum queue's group opened twice here"
+        );
         tracing::info!(vhost = %decl.vhost, queue = %decl.name, group, members = ?decl.members,
             member = opened.is_some(), "cluster: quorum queue replicated");
         let feed = QueueFeed {
@@ -598,6 +611,7 @@ impl Replication {
     /// gone here too, with its group (a queue of that name declared again since is left
     /// alone).
     async fn remove(&self, vhost: &str, name: &str, group: u64) {
+        let _opening = self.opening.lock().await;
         let key = (vhost.to_string(), name.to_string());
         let matches = |g: u64| group == ANY_GROUP || g == group;
         {
