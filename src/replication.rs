@@ -66,7 +66,8 @@ pub struct Replication {
     own_changes: Arc<OwnChanges>,
     /// The last metadata entry the broker has taken in (applied_here.rs).
     applied_here: AppliedHere,
-    /// When this process started (checkout.rs: a restarted node holds nothing).
+    /// This start of the node (`ClusterNode::started_at`, different at every start;
+    /// checkout.rs: a restarted node holds nothing).
     incarnation: u64,
     /// The last access entry of the metadata group this node has made (access.rs).
     access_mirrored: tokio::sync::watch::Sender<u64>,
@@ -111,7 +112,7 @@ pub async fn start(node: Arc<ClusterNode>, broker: BrokerHandle) -> Arc<Replicat
         meta_writes,
         own_changes,
         applied_here,
-        incarnation: checkout::now_ms(),
+        incarnation: node.started_at(),
         access_mirrored: tokio::sync::watch::Sender::new(0),
         runtime: tokio::runtime::Handle::current(),
         rounds: Arc::new(queue_feed::RoundNumbers::new(

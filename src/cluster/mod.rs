@@ -35,6 +35,7 @@ pub mod settings;
 pub mod shared_log;
 pub mod snapshot_bodies;
 pub mod snapshot_file;
+mod start_number;
 pub mod transfer;
 pub mod transport;
 pub mod types;

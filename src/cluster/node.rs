@@ -104,8 +104,10 @@ pub struct ClusterNode {
     pub(super) queue_stores: std::sync::Mutex<HashMap<u64, LogStore<QueueRaft>>>,
     /// When peers last claimed to lead each queue group (detector.rs).
     pub(super) claims: super::detector::Claims,
-    /// When this process started, milliseconds since the epoch: its `NodeUp` entry
-    /// carries it, so the node knows that entry from those of its earlier starts.
+    /// When this process started, milliseconds since the epoch, or just after its last
+    /// start's if the clock is behind that (`start_number.rs`): its `NodeUp` entry
+    /// carries it, so the node knows that entry from those of its earlier starts, and it
+    /// numbers the node's writes.
     started_at: u64,
 }
 
@@ -143,6 +145,7 @@ impl ClusterNode {
         let peers = Arc::new(Peers::new(config.node_id, config.peers.clone()));
         let meta_dir = data_dir.join("cluster").join(META);
         std::fs::create_dir_all(&meta_dir)?;
+        let started_at = super::start_number::next(&data_dir.join("cluster"), now_ms())?;
         let meta_log = SharedLog::open(&meta_dir.join("log"), log.clone(), commit.clone())?;
         let (store, machine) = open_metadata_group(meta_log.clone(), &meta_dir, log.clone())?;
         let (opened, opened_at, first_tap) = machine.tap::<MetaRaft>().await;
@@ -181,7 +184,7 @@ impl ClusterNode {
             queue_log,
             queue_stores: Default::default(),
             claims: Default::default(),
-            started_at: now_ms(),
+            started_at,
         });
         tokio::spawn(transport::serve(listener, node.clone()));
         tracing::info!(
