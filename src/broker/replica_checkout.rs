@@ -7,11 +7,14 @@
 //! its own copy, which holds the same messages under the same ids.
 //!
 //! A node that stops asking (it died, or was cut off) loses what it held after a lease
-//! (`REMOTE_LEASE_MS`): the leader makes those messages ready again, to be delivered
-//! elsewhere; a restarted node (a new incarnation) loses them at its first request. A
-//! leader that stops leading makes what it held ready in its copy again; the next leader
-//! never knew of them and has them ready anyway. Either way a message may be delivered
-//! twice, never lost: at least once, as with a leader that dies.
+//! (`REMOTE_LEASE_MS`), and a restarted node (a new incarnation) at its first request:
+//! the leader returns those messages, each counting a return as RabbitMQ's leader counts
+//! the checkouts of a consumer whose node went down (`redelivered`, `x-delivery-count`,
+//! the delivery limit; RabbitMQ 3.10.8's answers in
+//! `tests/cluster_reference/rabbitmq_member_death_redelivery.md`), to be delivered
+//! elsewhere. A leader that stops leading makes what it held ready in its copy again; the
+//! next leader never knew of them and has them ready anyway. Either way a message may be
+//! delivered twice, never lost: at least once, as with a leader that dies.
 //!
 //! A node that is not a member of the group (`x-quorum-initial-group-size` below the
 //! cluster's size) has no copy to deliver from: the leader lends it the messages
@@ -19,10 +22,12 @@
 //! its consumers. A return there gives the message back to the leader through the group
 //! and drops it here; an ack settles it through the group as on a member.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 
-use super::dead_letter::DeathReason;
-use super::dispatch::{choose_consumer, credit, hand_out, hand_out_get, Got};
+use super::dead_letter::{DeadLetter, DeathReason};
+use super::dispatch::{choose_consumer, credit, hand_out, hand_out_get, return_delivery, Got};
 use super::error::BrokerError;
 use super::outbox::Outgoing;
 use super::queue::replica::{GroupMessage, Replica};
@@ -72,6 +77,26 @@ fn release(q: &mut Queue, node: u64) {
     };
     for seq in holder.held.into_values() {
         q.requeue(seq);
+    }
+}
+
+/// Returns every message held for `node`, whose consumers are gone (its lease ran out, or
+/// it restarted): each counts a return (`dispatch::return_delivery`: requeued as
+/// redelivered, or past the delivery limit dead-lettered into `dead` or dropped), and the
+/// group hears of it, so every copy counts it.
+fn return_held(q: &mut Queue, node: u64, dead: &mut VecDeque<DeadLetter>) {
+    let Some(holder) = replica_of(q).and_then(|r| r.remote.remove(&node)) else {
+        return;
+    };
+    let mut held: Vec<(u64, u64)> = holder.held.into_iter().collect();
+    held.sort_unstable();
+    for (_, seq) in held {
+        if let Err(e) = return_delivery(q, seq, dead) {
+            tracing::error!(
+                node,
+                "cluster: returning what a gone node's consumers held: {e}"
+            );
+        }
     }
 }
 
@@ -159,12 +184,16 @@ impl VHost {
             .get(&node)
             .is_some_and(|h| h.incarnation != ask.incarnation)
         {
-            release(q, node); // A restarted node holds nothing.
+            // A restarted node holds nothing: its consumers went with its last process.
+            let mut dead = VecDeque::new();
+            return_held(q, node, &mut dead);
             if q.parked > 0 {
                 // Its dead letters the group holds came back parked: published here.
                 self.schedule_parked(queue.0, now);
             }
             self.arm_expiry(queue.0, now);
+            self.pending_dead.extend(dead);
+            self.drain_dead_letters();
             q = self.replica_queue(queue.0, queue.1)?;
         }
         // The asking node has consumers of the queue, or a basic.get: in use (x-expires).
@@ -283,14 +312,17 @@ impl VHost {
         if expired.is_empty() && !stale {
             return;
         }
+        let mut dead = VecDeque::new();
         for node in expired {
             tracing::info!(
                 queue = queue.0,
                 node,
-                "cluster: a node's consumers stopped asking; their messages are ready again"
+                "cluster: a node's consumers stopped asking; what they held is returned"
             );
-            release(q, node);
+            return_held(q, node, &mut dead);
         }
+        self.pending_dead.extend(dead);
+        self.drain_dead_letters();
         self.dispatch(queue.0);
         // What came back may be past its TTL with no consumer here to find it.
         self.arm_expiry(queue.0, now);

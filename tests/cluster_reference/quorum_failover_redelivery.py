@@ -20,18 +20,9 @@ import subprocess
 import sys
 import time
 
-import pika
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
 from cluster_compare import RabbitCluster, WarrenCluster, wait_port  # noqa: E402
-
-
-def channel(port, prefetch=None):
-    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port, heartbeat=0))
-    ch = conn.channel()
-    if prefetch:
-        ch.basic_qos(prefetch_count=prefetch)
-    return conn, ch
+from reference_clients import channel, take  # noqa: E402
 
 
 def listed():
@@ -48,20 +39,6 @@ def ready(port):
     count = ch.queue_declare("fo", passive=True).method.message_count
     conn.close()
     return count
-
-
-def take(ch, want, within, ack=False):
-    """Up to `want` deliveries of `fo` within `within` s: (body, redelivered, x-delivery-count)."""
-    got = []
-    until = time.time() + within
-    for method, props, body in ch.consume("fo", inactivity_timeout=0.2):
-        if method is not None:
-            got.append((body.decode(), method.redelivered, (props.headers or {}).get("x-delivery-count")))
-            if ack:
-                ch.basic_ack(method.delivery_tag)
-        if len(got) >= want or time.time() > until:
-            break
-    return got
 
 
 warren = "--warren" in sys.argv
