@@ -298,6 +298,7 @@ impl QueueReplication for Replication {
             members: members_for(&self.node.voters(), vhost, name, size),
             write: None, // Numbered by the writer.
         };
+        self.own_changes.declaration_written(vhost, name);
         let _ = self.meta_writes.send(MetaCommand::DeclareQueue(decl));
     }
 
@@ -352,13 +353,20 @@ impl Replication {
                 Tapped::Applied(_, MetaCommand::DeclareQueue(decl)) => {
                     match self.own_changes.first_time_of(decl.write) {
                         true => {
+                            let (vhost, name) = (&decl.vhost, &decl.name);
+                            if let Some((origin, id)) = decl.write {
+                                if origin == self.node.node_id() {
+                                    self.own_changes.declaration_applied(vhost, name, id);
+                                }
+                            }
                             // The declaration in force, as the state has it: this entry's,
                             // or an earlier one's (this one is then a no-op, and its index
                             // no group). The state may be a few entries ahead; what it says
-                            // then, a later entry says again.
-                            let (vhost, name) = (&decl.vhost, &decl.name);
-                            if let Some((group, first)) = self.node.meta_queue(vhost, name).await {
-                                self.ensure(group, &first).await;
+                            // then, a later entry says again, and if the name is gone by
+                            // then, a queue declared here for it is left over.
+                            match self.node.meta_queue(vhost, name).await {
+                                Some((group, first)) => self.ensure(group, &first).await,
+                                None => self.drop_leftover(vhost, name).await,
                             }
                             Some(ToSettle::new(vhost, false, name))
                         }
@@ -382,6 +390,7 @@ impl Replication {
                                 self.open_deferred(&vhost, &name).await;
                             }
                         }
+                        self.drop_leftover(&vhost, &name).await;
                         Some(ToSettle::new(&vhost, false, &name))
                     }
                     false => None,
@@ -635,6 +644,37 @@ impl Replication {
             vh.with(|m| m.replica_delete(name, open.queue_id));
         }
         self.node.close_queue_group(open.group).await;
+    }
+
+    /// A quorum queue `name` a client declared here whose declaration the cluster took in
+    /// as a no-op (another node's of the name was in force) and whose name the cluster has
+    /// deleted since, before this node opened that group (this node was behind, or cut
+    /// off, and read the state past the deletion): no entry will attach it or take it
+    /// away, and it would stay on this node alone. Deleted here, unless the name is open
+    /// here, the cluster has it again (a later entry attaches the queue), or a declaration
+    /// or deletion of it by this node is still on its way. Checked under the vhost's lock,
+    /// which a client's declaration holds as it notes itself (`declared`).
+    async fn drop_leftover(&self, vhost: &str, name: &str) {
+        let _opening = self.opening.lock().await;
+        let key = (vhost.to_string(), name.to_string());
+        if self.open.lock().expect("open").contains_key(&key)
+            || self.deferred.lock().expect("deferred").contains_key(&key)
+            || self.node.meta_queue(vhost, name).await.is_some()
+        {
+            return;
+        }
+        let Some(vh) = self.broker.vhost(vhost) else {
+            return;
+        };
+        let dropped = vh.with(|m| {
+            let own_to_come =
+                self.own_changes.declaring(vhost, name) || self.own_changes.deleting(vhost, name);
+            (!own_to_come && m.replica_delete_any(name)).then_some(())
+        });
+        if dropped.is_some() {
+            tracing::info!(vhost, queue = name,
+                "cluster: a quorum queue declared here was deleted in the cluster before this node took in its declaration; deleted here too");
+        }
     }
 
     /// Whether queue `decl` (group `group`) waits for a deletion of its name by this node

@@ -195,12 +195,14 @@ impl VHost {
     }
 
     /// Deletes quorum queue `name` here, whichever incarnation: the cluster deleted it
-    /// while this node was away, and its group is not open here.
-    pub fn replica_delete_any(&mut self, name: &str) {
+    /// while this node was away, and its group is not open here. Whether there was one.
+    pub fn replica_delete_any(&mut self, name: &str) -> bool {
         let queue = self.queues.get(name).filter(|q| q.quorum.is_some());
-        if let Some(id) = queue.map(|q| q.id) {
-            self.replica_delete(name, id);
-        }
+        let Some(id) = queue.map(|q| q.id) else {
+            return false;
+        };
+        self.replica_delete(name, id);
+        true
     }
 
     /// The publishes and settles waiting for the group (`None`: no such replica).

@@ -29,7 +29,9 @@ use std::sync::Mutex;
 use crate::broker::replicated::QueueReplication;
 use crate::broker::replicated_topology::{BindingDef, TopologyChange};
 use crate::cluster::machine::{Replicated, Tapped};
-use crate::cluster::meta_machine::{Endpoint, LastWrites, MetaCommand, MetaState, WriteId};
+use crate::cluster::meta_machine::{
+    Endpoint, LastWrites, MetaCommand, MetaState, QueueDecl, WriteId,
+};
 
 use super::own_writes::OwnWrites;
 use super::Replication;
@@ -70,6 +72,12 @@ fn own_write(cmd: &MetaCommand) -> Option<(&str, String, WriteId)> {
             write: Some((_, id)),
             ..
         } => Some((vhost, queue_deletion(name), *id)),
+        MetaCommand::DeclareQueue(QueueDecl {
+            vhost,
+            name,
+            write: Some((_, id)),
+            ..
+        }) => Some((vhost, queue_declaration(name), *id)),
         _ => None,
     }
 }
@@ -77,6 +85,11 @@ fn own_write(cmd: &MetaCommand) -> Option<(&str, String, WriteId)> {
 /// The subject of a quorum queue's deletion.
 fn queue_deletion(name: &str) -> String {
     format!("deletion of queue {name}")
+}
+
+/// The subject of a quorum queue's declaration.
+fn queue_declaration(name: &str) -> String {
+    format!("declaration of queue {name}")
 }
 
 impl OwnChanges {
@@ -90,8 +103,23 @@ impl OwnChanges {
         self.writes.written(vhost, queue_deletion(name));
     }
 
-    /// The writer numbered `cmd` (a change or deletion noted by `written` or
-    /// `deletion_written`).
+    /// This node writes the declaration of quorum queue `name` (a client declared it here).
+    pub(super) fn declaration_written(&self, vhost: &str, name: &str) {
+        self.writes.written(vhost, queue_declaration(name));
+    }
+
+    /// Whether a declaration of quorum queue `name` by this node is on its way.
+    pub(super) fn declaring(&self, vhost: &str, name: &str) -> bool {
+        self.writes.pending(vhost, queue_declaration(name))
+    }
+
+    /// This node's declaration `id` of queue `name` (of this start) was applied.
+    pub(super) fn declaration_applied(&self, vhost: &str, name: &str, id: WriteId) {
+        self.writes.done(vhost, queue_declaration(name), id);
+    }
+
+    /// The writer numbered `cmd` (a change, deletion or declaration noted by `written`,
+    /// `deletion_written` or `declaration_written`).
     pub(super) fn numbered(&self, cmd: &MetaCommand) {
         if let Some((vhost, subject, id)) = own_write(cmd) {
             self.writes.numbered(vhost, subject, id);
@@ -607,6 +635,26 @@ mod tests {
         own.numbered(&delete);
         own.deletion_applied("/", "q", id(5));
         assert!(!own.deleting("/", "q"));
+        // And its declaration: on its way until applied or given up, apart from a
+        // deletion of the same name.
+        let declare = |seq| {
+            MetaCommand::DeclareQueue(QueueDecl {
+                vhost: "/".into(),
+                name: "q".into(),
+                arguments: Vec::new(),
+                members: vec![1],
+                write: Some((1, id(seq))),
+            })
+        };
+        own.declaration_written("/", "q");
+        own.declaration_written("/", "q");
+        own.numbered(&declare(6));
+        own.numbered(&declare(7));
+        assert!(own.declaring("/", "q") && !own.deleting("/", "q"));
+        own.declaration_applied("/", "q", id(6));
+        assert!(own.declaring("/", "q"), "the second is still on its way");
+        own.given_up(&declare(7));
+        assert!(!own.declaring("/", "q"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
 from cluster_compare import RabbitCluster, WarrenCluster, wait_port  # noqa: E402
-from reference_clients import channel, take  # noqa: E402
+from reference_clients import channel, declare_fo, take  # noqa: E402
 
 
 def listed():
@@ -44,11 +44,7 @@ def ready(port):
 warren = "--warren" in sys.argv
 cluster = WarrenCluster() if warren else RabbitCluster()
 try:
-    base = 5790 if warren else 5780
-    conn, ch = channel(base + 1)
-    ch.confirm_delivery()
-    ch.queue_declare("fo", durable=True, arguments={"x-queue-type": "quorum"})
-    leader = int(cluster.queue_leader()) if warren else 1
+    base, conn, ch, leader = declare_fo(cluster, warren)
     others = [n for n in (1, 2, 3) if n != leader]
     port = {"leader": base + leader, "second": base + others[0], "third": base + others[1]}
     print("A: node %d leads fo; consumers on node %d (the leader), %d, then %d" % (leader, leader, *others))

@@ -20,16 +20,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
 from cluster_compare import RabbitCluster, WarrenCluster, wait_port  # noqa: E402
-from reference_clients import channel, take  # noqa: E402
+from reference_clients import channel, declare_fo, take  # noqa: E402
 
 warren = "--warren" in sys.argv
 cluster = WarrenCluster() if warren else RabbitCluster()
 try:
-    base = 5790 if warren else 5780
-    conn, ch = channel(base + 1)
-    ch.confirm_delivery()
-    ch.queue_declare("fo", durable=True, arguments={"x-queue-type": "quorum"})
-    leader = int(cluster.queue_leader()) if warren else 1
+    base, conn, ch, leader = declare_fo(cluster, warren)
     second, third = [n for n in (1, 2, 3) if n != leader]
     print("A: node %d leads fo; a consumer on node %d, then one on node %d" % (leader, second, third))
     for i in range(6):

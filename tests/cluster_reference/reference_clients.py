@@ -25,3 +25,16 @@ def take(ch, want, within, ack=False):
         if len(got) >= want or time.time() > until:
             break
     return got
+
+
+def declare_fo(cluster, warren):
+    """Quorum queue `fo` declared through the first node of `cluster` (Warren's with
+    `warren`, else RabbitMQ's) on a channel with confirms on: (the AMQP port base, the
+    connection, the channel, the node that leads `fo`: RabbitMQ's declaring node, or the
+    leader Warren's group elected)."""
+    base = 5790 if warren else 5780
+    conn, ch = channel(base + 1)
+    ch.confirm_delivery()
+    ch.queue_declare("fo", durable=True, arguments={"x-queue-type": "quorum"})
+    leader = int(cluster.queue_leader()) if warren else 1
+    return base, conn, ch, leader
