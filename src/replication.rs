@@ -495,6 +495,13 @@ impl Replication {
         if self.open.lock().expect("open").contains_key(&key) {
             return; // A repeated declaration: the queue's group is the first one's.
         }
+        // Not a group the cluster has deleted since the caller looked (a deferred opening
+        // is taken out of `deferred` before this lock: a deletion applied meanwhile found
+        // nothing to remove); a later entry says what the name is now.
+        let in_force = self.node.meta_queue(&decl.vhost, &decl.name).await;
+        if in_force.is_none_or(|(g, _)| g != group) {
+            return;
+        }
         if self.defer(group, decl) {
             return;
         }

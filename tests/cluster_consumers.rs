@@ -181,6 +181,55 @@ fn what_a_killed_node_held_goes_to_another_nodes_consumer_after_its_lease() {
     });
 }
 
+/// A node killed and started again within its lease: at its first request the leader
+/// returns what it held and may hand the same messages straight back to it. The group's
+/// commit of those returns must not take them from it again: before that was told apart
+/// from the node's own returns, the leader made them ready once more while the restarted
+/// node's consumer held them, and a consumer on the third node got them as well.
+#[test]
+fn what_a_restarted_node_held_comes_back_to_it_and_to_no_one_else() {
+    let (mut c, rt, leader, followers) = orders_on_three_nodes();
+    let (holder, other) = (followers[0], followers[1]);
+    let held: Received = Arc::default();
+    let _conn = rt.block_on(async {
+        let conn = start_consumer(&c, holder, 10, false, &held).await;
+        let (_pconn, ch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..10)).await, 10);
+        assert_eq!(wait_received(&held, 10).await.len(), 10);
+        conn
+    });
+    // A consumer on the third node, acking, with room for all of them.
+    let elsewhere: Received = Arc::default();
+    let _other_conn = rt.block_on(start_consumer(&c, other, 20, true, &elsewhere));
+
+    c.node_mut(holder).kill();
+    c.node_mut(holder).start();
+    wait_for("the queue on the restarted node", &c, ELECTION, || {
+        c.node(holder).api_get("/api/queues/%2F/orders").map(drop)
+    });
+    let again: Received = Arc::default();
+    let _again_conn = rt.block_on(async {
+        let conn = start_consumer(&c, holder, 10, false, &again).await;
+        let got = wait_received(&again, 10).await;
+        let mut got: Vec<String> = got.into_iter().map(|(_, b)| b).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            bodies(0..10),
+            "what it held, back on the restarted node"
+        );
+        // Long enough for the returns to be committed and applied everywhere.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        conn
+    });
+    assert_eq!(
+        elsewhere.lock().unwrap().clone(),
+        Vec::new(),
+        "messages the restarted node's consumer holds went to another node too"
+    );
+    assert_eq!(unacked(&c, leader), Some(10));
+}
+
 /// Messages node `id` shows as delivered and not acked (its management API).
 fn unacked(c: &Cluster, id: u64) -> Option<u64> {
     c.node(id).api_get("/api/queues/%2F/orders")?["messages_unacknowledged"].as_u64()

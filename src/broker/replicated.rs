@@ -303,17 +303,22 @@ impl VHost {
         let Some(r) = replica_of(q) else {
             return;
         };
+        // Those this node counted itself it made itself (a consumer here gave it back, or
+        // a gone node's holdings returned: `replica_checkout::return_held`): the message
+        // may be out again by now, with another node too, and is not that node's return.
+        let mut elsewhere = Vec::with_capacity(ids.len());
         let mut seqs = Vec::with_capacity(ids.len());
         for &id in ids {
             if r.count_committed_return(id) {
                 seqs.extend(r.seq_of(id));
+                elsewhere.push(id);
             }
         }
         for seq in seqs {
             q.count_replicated_return(seq);
         }
         if replica_of(q).is_some_and(|r| !r.remote.is_empty()) {
-            for &id in ids {
+            for id in elsewhere {
                 super::replica_checkout::remote_done(q, id, true);
             }
             self.dispatch(name);
