@@ -131,20 +131,24 @@ fn consumers_on_nodes_that_do_not_lead_get_every_message_once() {
     });
 }
 
+/// Ten messages published through `leader`, all taken by a consumer on `holder` that
+/// never acks them; its connection.
+async fn hold_ten(c: &Cluster, leader: u64, holder: u64) -> Connection {
+    let held: Received = Arc::default();
+    let conn = start_consumer(c, holder, 10, false, &held).await;
+    let (_pconn, ch) = confirm_channel(c.node(leader).amqp).await;
+    assert_eq!(publish_all(&ch, "orders", &bodies(0..10)).await, 10);
+    assert_eq!(wait_received(&held, 10).await.len(), 10);
+    conn
+}
+
 #[test]
 fn what_a_killed_node_held_goes_to_another_nodes_consumer_after_its_lease() {
     let (mut c, rt, leader, followers) = orders_on_three_nodes();
     let (holder, other) = (followers[0], followers[1]);
 
     // A consumer on `holder` takes ten messages and never acks them.
-    let held: Received = Arc::default();
-    let _conn = rt.block_on(async {
-        let conn = start_consumer(&c, holder, 10, false, &held).await;
-        let (_pconn, ch) = confirm_channel(c.node(leader).amqp).await;
-        assert_eq!(publish_all(&ch, "orders", &bodies(0..10)).await, 10);
-        assert_eq!(wait_received(&held, 10).await.len(), 10);
-        conn
-    });
+    let _conn = rt.block_on(hold_ten(&c, leader, holder));
     // The leader shows them as unacknowledged.
     assert_eq!(unacked(&c, leader), Some(10));
 
@@ -190,14 +194,7 @@ fn what_a_killed_node_held_goes_to_another_nodes_consumer_after_its_lease() {
 fn what_a_restarted_node_held_comes_back_to_it_and_to_no_one_else() {
     let (mut c, rt, leader, followers) = orders_on_three_nodes();
     let (holder, other) = (followers[0], followers[1]);
-    let held: Received = Arc::default();
-    let _conn = rt.block_on(async {
-        let conn = start_consumer(&c, holder, 10, false, &held).await;
-        let (_pconn, ch) = confirm_channel(c.node(leader).amqp).await;
-        assert_eq!(publish_all(&ch, "orders", &bodies(0..10)).await, 10);
-        assert_eq!(wait_received(&held, 10).await.len(), 10);
-        conn
-    });
+    let _conn = rt.block_on(hold_ten(&c, leader, holder));
     // A consumer on the third node, acking, with room for all of them.
     let elsewhere: Received = Arc::default();
     let _other_conn = rt.block_on(start_consumer(&c, other, 20, true, &elsewhere));

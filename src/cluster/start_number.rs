@@ -52,7 +52,7 @@ pub fn next(dir: &Path, now: u64) -> io::Result<u64> {
     file.write_all(&number.to_le_bytes())?;
     file.sync_all()?;
     std::fs::rename(&fresh, &path)?;
-    File::open(dir)?.sync_all()?;
+    warren_storage::segment::sync_dir(dir)?;
     Ok(number)
 }
 
