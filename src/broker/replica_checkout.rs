@@ -6,11 +6,12 @@
 //! settle or a return of them comes back through the group. The member delivers them from
 //! its own copy, which holds the same messages under the same ids.
 //!
-//! A node that stops asking (it died, or was cut off) loses what it held after a lease
-//! (`REMOTE_LEASE_MS`), and a restarted node (a new incarnation) at its first request:
-//! the leader returns those messages, each counting a return as RabbitMQ's leader counts
-//! the checkouts of a consumer whose node went down (`redelivered`, `x-delivery-count`,
-//! the delivery limit; RabbitMQ 3.10.8's answers in
+//! A node whose connection to the leader closes (it died or stopped, or the link broke:
+//! `cluster/checkout.rs`) loses what it held at once; one that only stops asking (cut off
+//! silently, paused) after a lease (`REMOTE_LEASE_MS`); a restarted node (a new
+//! incarnation) at its first request. The leader returns those messages, each counting a
+//! return as RabbitMQ's leader counts the checkouts of a consumer whose node went down
+//! (`redelivered`, `x-delivery-count`, the delivery limit; RabbitMQ 3.10.8's answers in
 //! `tests/cluster_reference/rabbitmq_member_death_redelivery.md`), to be delivered
 //! elsewhere. A leader that stops leading makes what it held ready in its copy again; the
 //! next leader never knew of them and has them ready anyway. Either way a message may be
@@ -295,7 +296,7 @@ impl VHost {
         }
     }
 
-    /// On the leader: releases what nodes whose lease ran out held, and forgets the
+    /// On the leader: returns what nodes whose lease ran out held, and forgets the
     /// earliest consumers of nodes that stopped asking.
     pub fn replica_expire_remote(&mut self, queue: QueueRef<'_>, now: u64) {
         let Some(q) = self.replica_queue(queue.0, queue.1) else {
@@ -312,14 +313,37 @@ impl VHost {
         if expired.is_empty() && !stale {
             return;
         }
-        let mut dead = VecDeque::new();
-        for node in expired {
+        for node in &expired {
             tracing::info!(
                 queue = queue.0,
                 node,
                 "cluster: a node's consumers stopped asking; what they held is returned"
             );
-            return_held(q, node, &mut dead);
+        }
+        self.return_remote(queue, &expired, now);
+    }
+
+    /// On the leader: node `node` is gone (its connection closed, `cluster/checkout.rs`):
+    /// what it held is returned now, and its earliest consumer forgotten, as when its
+    /// lease runs out.
+    pub fn replica_node_gone(&mut self, queue: QueueRef<'_>, node: u64, now: u64) {
+        let known = self
+            .replica_queue(queue.0, queue.1)
+            .and_then(replica_of)
+            .is_some_and(|r| r.remote.contains_key(&node));
+        if known {
+            self.return_remote(queue, &[node], now);
+        }
+    }
+
+    /// Returns what `nodes` held (`return_held`) and hands it out again.
+    fn return_remote(&mut self, queue: QueueRef<'_>, nodes: &[u64], now: u64) {
+        let Some(q) = self.replica_queue(queue.0, queue.1) else {
+            return;
+        };
+        let mut dead = VecDeque::new();
+        for node in nodes {
+            return_held(q, *node, &mut dead);
         }
         self.pending_dead.extend(dead);
         self.drain_dead_letters();

@@ -72,6 +72,10 @@ pub enum CheckoutReply {
 /// What answers checkouts on this node (the bridge, which has the broker).
 pub trait CheckoutHandler: Send + Sync {
     fn checkout(&self, group: u64, request: &CheckoutRequest) -> CheckoutReply;
+
+    /// Node `node` is gone (`ClusterNode::beacon_link_closed`): what it held of the queues
+    /// this node leads is returned now, not when its lease runs out.
+    fn node_gone(&self, node: u64);
 }
 
 /// The group number in a queue group's name (`queue-N`).
@@ -83,6 +87,27 @@ impl ClusterNode {
     /// Sets what answers checkouts here (once, by the bridge).
     pub fn set_checkout_handler(&self, handler: Arc<dyn CheckoutHandler>) {
         let _ = self.checkout.set(handler);
+    }
+
+    /// The connection a peer's beacons came on ended (transport.rs), and no later one
+    /// carries them: the peer's process stopped or died (its socket closed with it), or
+    /// the link broke. RabbitMQ's quorum queue leader returns a node's checkouts when it
+    /// hears the node is down (`noconnection`, at once on a kill:
+    /// `tests/cluster_reference/rabbitmq_member_death_redelivery.md`); this is that news
+    /// here. Without it (a link gone silent, a paused node) the lease
+    /// (`broker/replica_checkout.rs`) ends the holdings. A node that is only cut off
+    /// and comes back may deliver a returned message again: at least once.
+    pub(super) fn beacon_link_closed(&self, conn: u64) {
+        let Some(peer) = self.claims.link_closed(conn) else {
+            return;
+        };
+        tracing::info!(
+            peer,
+            "cluster: node {peer}'s connection closed (it stopped, or the link broke); what its consumers held is returned"
+        );
+        if let Some(handler) = self.checkout.get() {
+            handler.node_gone(peer);
+        }
     }
 
     /// Answers a checkout another node sent here.

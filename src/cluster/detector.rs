@@ -152,14 +152,21 @@ pub struct Claims {
     by_group: Mutex<HashMap<u64, ClaimsOnGroup>>,
     /// When each peer's last beacon arrived, whatever it claimed.
     heard: Mutex<HashMap<u64, Instant>>,
+    /// The connection (`transport::RpcHandler`'s number) each peer's last beacon came on.
+    links: Mutex<HashMap<u64, u64>>,
 }
 
 /// One group's claims: node -> (when it last claimed the group, in which term).
 type ClaimsOnGroup = HashMap<u64, (Instant, u64)>;
 
 impl Claims {
-    /// Records `beacon`'s claims on the groups in `open` (others are not held here).
-    pub fn record(&self, beacon: &Beacon, open: impl Fn(u64) -> bool, now: Instant) {
+    /// Records `beacon`'s claims on the groups in `open` (others are not held here), and
+    /// that the peer's beacons come on connection `conn`.
+    pub fn record(&self, conn: u64, beacon: &Beacon, open: impl Fn(u64) -> bool, now: Instant) {
+        self.links
+            .lock()
+            .expect("beacon links")
+            .insert(beacon.from, conn);
         self.heard
             .lock()
             .expect("beacons heard")
@@ -205,6 +212,15 @@ impl Claims {
             }
         }
         reached * 2 > all
+    }
+
+    /// Connection `conn` ended: the peer whose beacons came on it, unless a beacon of that
+    /// peer has come on another connection since (it dialled again, or restarted).
+    pub fn link_closed(&self, conn: u64) -> Option<u64> {
+        let mut links = self.links.lock().expect("beacon links");
+        let peer = links.iter().find(|(_, c)| **c == conn).map(|(p, _)| *p)?;
+        links.remove(&peer);
+        Some(peer)
     }
 
     /// Drops what is known of groups no longer open here.
@@ -344,11 +360,12 @@ impl Watch {
 }
 
 impl ClusterNode {
-    /// Records a peer's beacon (on the connection's reading task: no waiting here).
-    pub(super) fn receive_beacon(&self, beacon: &Beacon) {
+    /// Records a peer's beacon, which came on connection `conn` (on the connection's
+    /// reading task: no waiting here).
+    pub(super) fn receive_beacon(&self, conn: u64, beacon: &Beacon) {
         let groups = self.queue_groups.read().expect("groups");
         self.claims
-            .record(beacon, |g| groups.contains_key(&g), Instant::now());
+            .record(conn, beacon, |g| groups.contains_key(&g), Instant::now());
     }
 
     /// The queue groups this node leads now, with their terms.
@@ -690,7 +707,7 @@ mod tests {
             from: 2,
             leads: vec![(1, 4), (5, 4), (9, 7)],
         };
-        claims.record(&beacon, |g| g != 5, t0);
+        claims.record(1, &beacon, |g| g != 5, t0);
         assert_eq!(claims.last(1, 4), Some(t0));
         assert_eq!(
             claims.last(1, 3),
@@ -709,7 +726,7 @@ mod tests {
             from: 3,
             leads: vec![(1, 5)],
         };
-        claims.record(&newer, |_| true, t1);
+        claims.record(1, &newer, |_| true, t1);
         assert_eq!(claims.last(1, 5), Some(t1));
         assert_eq!(claims.last(1, 4), Some(t1));
         claims.keep(&HashSet::from([9]));
@@ -728,18 +745,37 @@ mod tests {
         // Node 1 of {1, 2, 3} has heard no one: alone it is not a majority.
         assert!(!claims.majority_heard(1, [1, 2, 3].into_iter(), t0));
         // An empty beacon from node 3 counts: two of three.
-        claims.record(&beacon(3), |_| true, t0);
+        claims.record(1, &beacon(3), |_| true, t0);
         assert!(claims.majority_heard(1, [1, 2, 3].into_iter(), t0 + ms(100)));
         // Of five voters, two are not a majority; three are.
         assert!(!claims.majority_heard(1, [1, 2, 3, 4, 5].into_iter(), t0 + ms(100)));
-        claims.record(&beacon(5), |_| true, t0 + ms(50));
+        claims.record(1, &beacon(5), |_| true, t0 + ms(50));
         assert!(claims.majority_heard(1, [1, 2, 3, 4, 5].into_iter(), t0 + ms(100)));
         // A beacon older than the silence no longer counts (the node was cut off).
         let later = t0 + LEADER_SILENCE + ms(10);
         assert!(!claims.majority_heard(1, [1, 2, 3].into_iter(), later));
         // A peer outside the group's voters does not make a majority of it.
-        claims.record(&beacon(4), |_| true, later);
+        claims.record(1, &beacon(4), |_| true, later);
         assert!(!claims.majority_heard(1, [1, 2, 3].into_iter(), later));
+    }
+
+    #[test]
+    fn a_closed_link_names_its_peer_unless_a_newer_link_carries_its_beacons() {
+        let claims = Claims::default();
+        let t0 = Instant::now();
+        let beacon = |from| Beacon {
+            from,
+            leads: Vec::new(),
+        };
+        claims.record(7, &beacon(2), |_| true, t0);
+        claims.record(8, &beacon(3), |_| true, t0);
+        assert_eq!(claims.link_closed(9), None, "no beacon came on it");
+        assert_eq!(claims.link_closed(7), Some(2));
+        assert_eq!(claims.link_closed(7), None, "said once");
+        // Node 3 dialled again (or restarted) before its old connection's end was seen.
+        claims.record(10, &beacon(3), |_| true, t0 + ms(10));
+        assert_eq!(claims.link_closed(8), None);
+        assert_eq!(claims.link_closed(10), Some(3));
     }
 
     #[test]

@@ -452,7 +452,7 @@ async fn log_leader_changes(raft: Raft<MetaRaft>, me: u64) {
 }
 
 impl RpcHandler for ClusterNode {
-    fn handle(self: Arc<Self>, kind: RpcKind, group: String, body: Vec<u8>) -> Reply {
+    fn handle(self: Arc<Self>, conn: u64, kind: RpcKind, group: String, body: Vec<u8>) -> Reply {
         match kind {
             RpcKind::NodeStatus => Box::pin(async move {
                 serde_json::to_vec(&self.status().await).map_err(|e| e.to_string())
@@ -473,7 +473,7 @@ impl RpcHandler for ClusterNode {
                 // Recorded here, on the connection's reading task, not on a task of its
                 // own: under load a spawned task can wait long enough to look like silence.
                 let recorded = decode::<super::detector::Beacon>(&body).map(|b| {
-                    self.receive_beacon(&b);
+                    self.receive_beacon(conn, &b);
                     Vec::new()
                 });
                 Box::pin(async move { recorded })
@@ -486,5 +486,8 @@ impl RpcHandler for ClusterNode {
                 }
             }
         }
+    }
+    fn closed(&self, conn: u64) {
+        self.beacon_link_closed(conn);
     }
 }

@@ -34,10 +34,18 @@ const READ_BUFFER: usize = 64 * 1024;
 /// The future a handler returns.
 pub type Reply = Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>;
 
-/// What serves requests arriving on the cluster port (the node).
+/// What serves requests arriving on the cluster port (the node). `conn` numbers the
+/// connection a request came on (each connection a peer dials here has its own number).
 pub trait RpcHandler: Send + Sync + 'static {
-    fn handle(self: Arc<Self>, kind: RpcKind, group: String, body: Vec<u8>) -> Reply;
+    fn handle(self: Arc<Self>, conn: u64, kind: RpcKind, group: String, body: Vec<u8>) -> Reply;
+
+    /// Connection `conn` ended: the peer closed it (its process stopped or died), or the
+    /// network broke it.
+    fn closed(&self, conn: u64);
 }
+
+/// The number of the next connection accepted on the cluster port.
+static NEXT_INBOUND: AtomicU64 = AtomicU64::new(1);
 
 /// Reads one frame (without its length prefix). The buffer grows as bytes arrive, so a
 /// length prefix alone allocates nothing.
@@ -102,10 +110,12 @@ pub async fn serve(listener: TcpListener, handler: Arc<dyn RpcHandler>) {
         match listener.accept().await {
             Ok((stream, from)) => {
                 let handler = handler.clone();
+                let conn = NEXT_INBOUND.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(stream, handler).await {
+                    if let Err(e) = serve_connection(stream, conn, handler.clone()).await {
                         tracing::debug!(%from, "cluster connection closed: {e}");
                     }
+                    handler.closed(conn);
                 });
             }
             Err(e) => {
@@ -117,7 +127,11 @@ pub async fn serve(listener: TcpListener, handler: Arc<dyn RpcHandler>) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, handler: Arc<dyn RpcHandler>) -> io::Result<()> {
+async fn serve_connection(
+    mut stream: TcpStream,
+    conn: u64,
+    handler: Arc<dyn RpcHandler>,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     hello(&mut stream).await?;
     let (reader, mut writer) = stream.into_split();
@@ -135,6 +149,7 @@ async fn serve_connection(mut stream: TcpStream, handler: Arc<dyn RpcHandler>) -
         };
         let id = request.id;
         let reply = handler.clone().handle(
+            conn,
             request.kind,
             request.group.to_owned(),
             request.body.to_vec(),

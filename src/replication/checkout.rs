@@ -320,4 +320,18 @@ impl CheckoutHandler for Replication {
             lent,
         }
     }
+    fn node_gone(&self, node: u64) {
+        let queues: Vec<(String, String, u64)> = {
+            let open = self.open.lock().expect("open");
+            open.iter()
+                .map(|((vhost, name), o)| (vhost.clone(), name.clone(), o.queue_id))
+                .collect()
+        };
+        let now = now_ms();
+        for (vhost, name, queue_id) in queues {
+            if let Some(vh) = self.broker.vhost(&vhost) {
+                vh.with(|m| m.replica_node_gone((name.as_str(), queue_id), node, now));
+            }
+        }
+    }
 }
