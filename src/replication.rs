@@ -442,8 +442,8 @@ impl Replication {
 
     /// Opens every queue `state` has, closes the ones it no longer has; makes the
     /// exchanges and bindings it has. With `sweep` (a snapshot installed: this node is
-    /// caught up to it) also removes the exchanges and bindings it does not have, unless
-    /// this node's own change to them is still on its way.
+    /// caught up to it) also removes the exchanges, bindings and quorum queues it does not
+    /// have, unless this node's own change to them is still on its way.
     async fn reconcile(&self, state: &MetaState, sweep: bool) {
         // Before the state's queues are deferred again: kept only if the state has them.
         self.deferred
@@ -485,6 +485,23 @@ impl Replication {
         };
         for ((vhost, name), group) in gone {
             self.remove(&vhost, &name, group).await;
+        }
+        if sweep {
+            // A quorum queue a client declared here whose name the state lacks: one whose
+            // declaration and deletion the snapshot covers is left over, as when the
+            // entries are applied one by one (`drop_leftover` keeps what is open or
+            // deferred here, and what this node's own declaration or deletion, still on
+            // its way, will settle).
+            for vhost in self.broker.vhost_names() {
+                let Some(vh) = self.broker.vhost(&vhost) else {
+                    continue;
+                };
+                for name in vh.with(|m| m.quorum_queue_names()) {
+                    if state.queue_group(&vhost, &name).is_none() {
+                        self.drop_leftover(&vhost, &name).await;
+                    }
+                }
+            }
         }
     }
 

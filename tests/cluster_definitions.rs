@@ -14,7 +14,7 @@ use cluster_support::quorum::*;
 use cluster_support::Cluster;
 use lapin::options::{
     BasicPublishOptions, ExchangeBindOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions,
+    QueueBindOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::Confirmation;
@@ -377,25 +377,8 @@ fn a_node_behind_the_purged_metadata_log_catches_up_from_the_snapshot() {
         .unwrap();
     c.node_mut(3).kill();
 
-    // Over 5,000 metadata entries through two nodes: exchanges declared and deleted.
     rt.block_on(async {
-        let churn = |id: u64| {
-            let port = c.node(id).amqp;
-            async move {
-                let (_conn, ch) = channel(port).await;
-                for i in 0..1300 {
-                    let x = format!("churn-{id}-{i}");
-                    ch.exchange_declare(x.as_str().into(), fanout(), durable_exchange(), none())
-                        .await
-                        .unwrap();
-                    if i % 100 != 0 {
-                        let delete = ExchangeDeleteOptions::default();
-                        ch.exchange_delete(x.into(), delete).await.unwrap();
-                    }
-                }
-            }
-        };
-        tokio::join!(churn(1), churn(2));
+        churn_past_a_snapshot(&c).await;
         let (_conn, ch) = channel(c.node(2).amqp).await;
         ch.exchange_delete("gone".into(), ExchangeDeleteOptions::default())
             .await
@@ -444,6 +427,84 @@ fn a_node_behind_the_purged_metadata_log_catches_up_from_the_snapshot() {
         "{:?}",
         defs["queues"]
     );
+}
+
+/// Over 5,000 metadata entries through nodes 1 and 2 (openraft snapshots the metadata
+/// state every 5,000 and keeps 1,000 after it): exchanges declared and deleted, every
+/// hundredth kept (`churn-{node}-{i}`).
+async fn churn_past_a_snapshot(c: &Cluster) {
+    let churn = |id: u64| {
+        let port = c.node(id).amqp;
+        async move {
+            let (_conn, ch) = channel(port).await;
+            for i in 0..1300 {
+                let x = format!("churn-{id}-{i}");
+                let (kind, none) = (ExchangeKind::Fanout, FieldTable::default());
+                ch.exchange_declare(x.as_str().into(), kind, durable_exchange(), none)
+                    .await
+                    .unwrap();
+                if i % 100 != 0 {
+                    let delete = ExchangeDeleteOptions::default();
+                    ch.exchange_delete(x.into(), delete).await.unwrap();
+                }
+            }
+        }
+    };
+    tokio::join!(churn(1), churn(2));
+}
+
+/// A quorum queue a client declared on node 3 while node 3 could reach the others but
+/// hear nothing back from them (the links they dial to it cut), deleted through node 1
+/// before node 3 read either entry, and then over 5,000 metadata entries: node 3 catches
+/// up from the group's snapshot, which has neither entry (both are behind it). The queue
+/// node 3 made for its client must go: no entry will ever name it again, and it would
+/// stay on node 3 alone (entry by entry, `Replication::drop_leftover` takes it away).
+#[test]
+fn a_quorum_queue_declared_and_deleted_behind_a_snapshot_does_not_stay_on_its_node() {
+    let c = Cluster::new(3, 0);
+    c.agreed_leader(&[1, 2, 3], Some(3), ELECTION);
+    c.links[&(1, 3)].cut();
+    c.links[&(2, 3)].cut();
+    let away_at = c.node(3).meta().unwrap()["last_log_index"]
+        .as_u64()
+        .unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let (_conn, ch) = channel(c.node(3).amqp).await;
+        ch.queue_declare("left".into(), durable(), quorum())
+            .await
+            .unwrap();
+    });
+    // Node 3's declaration reaches the others: they make the queue.
+    wait_for("the queue on node 1", &c, ELECTION, || {
+        c.node(1).api_get("/api/queues/%2F/left").map(drop)
+    });
+    rt.block_on(async {
+        let (_conn, ch) = channel(c.node(1).amqp).await;
+        ch.queue_delete("left".into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+        churn_past_a_snapshot(&c).await;
+    });
+    let purged = wait_for("the logs purged past node 3", &c, ELECTION * 6, || {
+        let purged = |id: u64| c.node(id).meta()?["purged"].as_u64();
+        let purged = purged(1)?.min(purged(2)?);
+        (purged > away_at).then_some(purged)
+    });
+    assert!(
+        c.node(3).api_get("/api/queues/%2F/left").is_some(),
+        "node 3 lost its client's queue before it heard of the deletion"
+    );
+
+    c.heal_all();
+    wait_for("node 3 past the purge", &c, ELECTION * 3, || {
+        let snapshot = c.node(3).meta()?["snapshot"].as_u64()?;
+        (snapshot >= purged).then_some(())
+    });
+    wait_for("the queue gone from node 3", &c, ELECTION, || {
+        let (status, _) = c.node(3).api_status("/api/queues/%2F/left")?;
+        (status == 404).then_some(())
+    });
 }
 
 /// A node cut off declares an exchange and binds a quorum queue to it (its clients are

@@ -205,6 +205,15 @@ impl VHost {
         true
     }
 
+    /// The names of the quorum queues here.
+    pub fn quorum_queue_names(&self) -> Vec<String> {
+        self.queues
+            .values()
+            .filter(|q| q.quorum.is_some())
+            .map(|q| q.name.to_string())
+            .collect()
+    }
+
     /// The publishes and settles waiting for the group (`None`: no such replica).
     pub fn replica_work(&mut self, (name, id): QueueRef<'_>) -> Option<ReplicaWork> {
         let replica = self
