@@ -10,6 +10,7 @@ mod cluster_consumers;
 mod cluster_dead_letter;
 mod cluster_definitions;
 mod cluster_detector;
+mod cluster_holders;
 mod cluster_jepsen;
 mod cluster_metadata_storm;
 mod cluster_nodes;

@@ -2,7 +2,7 @@
 //! processes on loopback (`cluster_support`) and lapin. As with RabbitMQ, a client
 //! consuming on any node gets the queue's messages: such a node asks the leader for
 //! messages for its consumers and delivers them from its own copy. Each message goes to
-//! one consumer; what a node that died held goes to the others once its lease runs out.
+//! one consumer; what a node that died held goes to the others (`cluster_holders.rs`).
 //! A node that holds no copy of the queue (`x-quorum-initial-group-size` below the
 //! cluster's size) serves its consumers too: the leader lends it the messages.
 
@@ -20,11 +20,11 @@ use lapin::types::FieldTable;
 use lapin::Connection;
 
 /// What the consumers received: (node, body) in arrival order.
-type Received = Arc<Mutex<Vec<(u64, String)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(u64, String)>>>;
 
 /// A consumer of `orders` on node `id`'s AMQP port with prefetch `prefetch`, acking each
 /// delivery if `ack`; what it receives goes to `received`.
-async fn start_consumer(
+pub(crate) async fn start_consumer(
     c: &Cluster,
     id: u64,
     prefetch: u16,
@@ -59,7 +59,7 @@ async fn start_consumer(
 }
 
 /// Waits until `received` holds `n` deliveries (or 30 s pass); returns them.
-async fn wait_received(received: &Received, n: usize) -> Vec<(u64, String)> {
+pub(crate) async fn wait_received(received: &Received, n: usize) -> Vec<(u64, String)> {
     for _ in 0..300 {
         if received.lock().unwrap().len() >= n {
             break;
@@ -71,7 +71,7 @@ async fn wait_received(received: &Received, n: usize) -> Vec<(u64, String)> {
 
 /// Three nodes with quorum queue `orders` on all of them: the cluster, a runtime, the
 /// queue's leader and the two members that do not lead it.
-fn orders_on_three_nodes() -> (Cluster, tokio::runtime::Runtime, u64, Vec<u64>) {
+pub(crate) fn orders_on_three_nodes() -> (Cluster, tokio::runtime::Runtime, u64, Vec<u64>) {
     orders_on_three_nodes_with(quorum())
 }
 
@@ -133,7 +133,7 @@ fn consumers_on_nodes_that_do_not_lead_get_every_message_once() {
 
 /// Ten messages published through `leader`, all taken by a consumer on `holder` that
 /// never acks them; its connection.
-async fn hold_ten(c: &Cluster, leader: u64, holder: u64) -> Connection {
+pub(crate) async fn hold_ten(c: &Cluster, leader: u64, holder: u64) -> Connection {
     let held: Received = Arc::default();
     let conn = start_consumer(c, holder, 10, false, &held).await;
     let (_pconn, ch) = confirm_channel(c.node(leader).amqp).await;
@@ -142,105 +142,8 @@ async fn hold_ten(c: &Cluster, leader: u64, holder: u64) -> Connection {
     conn
 }
 
-/// A node killed with ten deliveries out, and five more messages ready on the leader:
-/// the leader hears of the death at once (the connection the node's beacons came on
-/// closes) and returns the ten, each counted once (redelivered, `x-delivery-count: 1`),
-/// back at the head of the queue ahead of the five, as RabbitMQ 3.10's leader does when it
-/// hears `noconnection` (tests/cluster_reference/rabbitmq_member_death_redelivery.md).
-/// With only the lease to go by, the five came first and the ten 10 s later.
-#[test]
-fn what_a_killed_node_held_goes_back_at_once_ahead_of_the_rest() {
-    let (mut c, rt, leader, followers) = orders_on_three_nodes();
-    let (holder, other) = (followers[0], followers[1]);
-
-    // A consumer on `holder` takes ten messages and never acks them.
-    let _conn = rt.block_on(hold_ten(&c, leader, holder));
-    // The leader shows them as unacknowledged.
-    assert_eq!(unacked(&c, leader), Some(10));
-    // Five more, which the holder has no room for.
-    rt.block_on(async {
-        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
-        assert_eq!(publish_all(&ch, "orders", &bodies(10..15)).await, 5);
-    });
-
-    c.node_mut(holder).kill();
-    let heard = format!("node {holder}'s connection closed");
-    wait_for("the leader hearing of the kill", &c, ELECTION, || {
-        let log = std::fs::read_to_string(&c.node(leader).log).ok()?;
-        log.contains(&heard).then_some(())
-    });
-    let got = rt.block_on(async {
-        let conn = connect(c.node(other).amqp).await;
-        let ch = conn.create_channel().await.unwrap();
-        let mut got = Vec::new();
-        while got.len() < 15 {
-            let m = get_within(&ch, Duration::from_secs(30))
-                .await
-                .expect("fifteen messages within 30 s");
-            let count = delivery_count(&m.delivery.properties);
-            let body = String::from_utf8(m.delivery.data.clone()).unwrap();
-            got.push((body, m.delivery.redelivered, count));
-            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
-        }
-        got
-    });
-    let returned = bodies(0..10).into_iter().map(|b| (b, true, Some(1)));
-    // A basic.get carries the count on a first delivery too (0), as RabbitMQ's does.
-    let never_out = bodies(10..15).into_iter().map(|b| (b, false, Some(0)));
-    let expected: Vec<_> = returned.chain(never_out).collect();
-    assert_eq!(got, expected, "what the dead node held, then the rest");
-    wait_for("nothing unacknowledged on the leader", &c, ELECTION, || {
-        (unacked(&c, leader) == Some(0)).then_some(())
-    });
-}
-
-/// A node killed with ten deliveries out and started again at once, with a consumer on the
-/// third node that never acks: the leader returns the ten as it hears of the kill, and the
-/// third node's consumer gets them, once each. The group's commit of those returns must
-/// not make them ready again (the leader counted them itself: they are not a holder's
-/// give-back): the restarted node's new consumer gets none of them, and the leader shows
-/// ten unacknowledged. Before the two were told apart the leader made them ready once
-/// more while a consumer held them, and another consumer got them as well.
-#[test]
-fn what_a_killed_node_held_goes_out_once_and_not_again_after_its_restart() {
-    let (mut c, rt, leader, followers) = orders_on_three_nodes();
-    let (holder, other) = (followers[0], followers[1]);
-    let _conn = rt.block_on(hold_ten(&c, leader, holder));
-    // A consumer on the third node, not acking, with room for all of them.
-    let elsewhere: Received = Arc::default();
-    let _other_conn = rt.block_on(start_consumer(&c, other, 20, false, &elsewhere));
-
-    c.node_mut(holder).kill();
-    c.node_mut(holder).start();
-    wait_for("the queue on the restarted node", &c, ELECTION, || {
-        c.node(holder).api_get("/api/queues/%2F/orders").map(drop)
-    });
-    let again: Received = Arc::default();
-    let _again_conn = rt.block_on(async {
-        let conn = start_consumer(&c, holder, 10, false, &again).await;
-        let got = wait_received(&elsewhere, 10).await;
-        let mut got: Vec<String> = got.into_iter().map(|(_, b)| b).collect();
-        got.sort();
-        assert_eq!(
-            got,
-            bodies(0..10),
-            "what the killed node held, on the third"
-        );
-        // Long enough for the returns to be committed and applied everywhere.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        conn
-    });
-    assert_eq!(
-        again.lock().unwrap().clone(),
-        Vec::new(),
-        "messages the third node's consumer holds went to the restarted node too"
-    );
-    assert_eq!(elsewhere.lock().unwrap().len(), 10, "each once");
-    assert_eq!(unacked(&c, leader), Some(10));
-}
-
 /// Messages node `id` shows as delivered and not acked (its management API).
-fn unacked(c: &Cluster, id: u64) -> Option<u64> {
+pub(crate) fn unacked(c: &Cluster, id: u64) -> Option<u64> {
     c.node(id).api_get("/api/queues/%2F/orders")?["messages_unacknowledged"].as_u64()
 }
 

@@ -158,6 +158,20 @@ pub(super) fn remote_done(q: &mut Queue, id: u64, returned: bool) -> bool {
     true
 }
 
+/// On the leader: the group committed a return of group message `id` that node `from`
+/// wrote (`None`: a return no writer numbered, which earlier builds wrote). If `from`
+/// holds it here, it is ready again (`remote_done`). If another node holds it, `from`'s
+/// return is of an earlier delivery whose holding the leader had already taken back
+/// (`return_held`: its connection closed, or its lease ran out, and it was alive after
+/// all) and handed on since: the message stays with the node that has it now.
+pub(super) fn remote_returned(q: &mut Queue, id: u64, from: Option<u64>) {
+    let holder = replica_of(q).and_then(|r| holder_of(r, id));
+    if from.is_some() && holder != from {
+        return;
+    }
+    remote_done(q, id, true);
+}
+
 /// A message the leader granted this node that the group has dead-lettered since (parked
 /// here): given back, so that the leader, which holds it for this node, publishes it.
 fn give_back_parked(q: &mut Queue, seq: u64) {

@@ -302,10 +302,10 @@ impl VHost {
         }
     }
 
-    /// Returns the group committed: counted in this copy, except those this node counted
-    /// itself when they happened (so a new leader, or a restarted node replaying the log,
-    /// goes on from the same count).
-    pub fn replica_returned(&mut self, (name, id): QueueRef<'_>, ids: &[u64]) {
+    /// Returns the group committed, written by node `from` (`None`: not known): counted in
+    /// this copy, except those this node counted itself when they happened (so a new
+    /// leader, or a restarted node replaying the log, goes on from the same count).
+    pub fn replica_returned(&mut self, (name, id): QueueRef<'_>, ids: &[u64], from: Option<u64>) {
         let Some(q) = self.replica_queue(name, id) else {
             return;
         };
@@ -328,7 +328,7 @@ impl VHost {
         }
         if replica_of(q).is_some_and(|r| !r.remote.is_empty()) {
             for id in elsewhere {
-                super::replica_checkout::remote_done(q, id, true);
+                super::replica_checkout::remote_returned(q, id, from);
             }
             self.dispatch(name);
             // Given back past its TTL, a message expires rather than going out again.

@@ -284,15 +284,15 @@ impl QueueFeed {
                 } => m.replica_enqueued(name, &ids_of(index, messages, *enqueued_at)),
                 QueueCommand::Settle { id } => m.replica_settled(name, &[*id]),
                 QueueCommand::SettleBatch { ids } => m.replica_settled(name, ids),
-                QueueCommand::Return { id } => m.replica_returned(name, &[*id]),
-                QueueCommand::ReturnBatch { ids } => m.replica_returned(name, ids),
+                QueueCommand::Return { id } => m.replica_returned(name, &[*id], None),
+                QueueCommand::ReturnBatch { ids } => m.replica_returned(name, ids, None),
                 QueueCommand::Round {
                     messages,
                     returned,
                     settled,
                     discarded,
                     enqueued_at,
-                    write: _,
+                    write,
                 } => {
                     // In the order the group applied them.
                     if !messages.is_empty() {
@@ -303,7 +303,8 @@ impl QueueFeed {
                         m.replica_discarded(name, &dead);
                     }
                     if !returned.is_empty() {
-                        m.replica_returned(name, returned);
+                        let from = write.map(|(node, _)| node);
+                        m.replica_returned(name, returned, from);
                     }
                     if !settled.is_empty() {
                         m.replica_settled(name, settled);

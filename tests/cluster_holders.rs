@@ -1,0 +1,162 @@
+//! What a quorum queue's leader does with the deliveries another node's consumers hold
+//! when that node goes (issue 16): three `warren` processes on loopback
+//! (`cluster_support`, a fault-injecting proxy on every link) and lapin. As RabbitMQ 3.10's
+//! leader does when it hears `noconnection`, the leader returns them as soon as the node's
+//! connection closes (killed, or the link cut), each counted once, and they go to the
+//! other consumers; a node that was only cut off and comes back does not take them away
+//! from those consumers again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cluster_consumers::{
+    hold_ten, orders_on_three_nodes, start_consumer, unacked, wait_received, Received,
+};
+use crate::cluster_support::quorum::*;
+use lapin::options::BasicAckOptions;
+
+/// A node killed with ten deliveries out, and five more messages ready on the leader:
+/// the leader hears of the death at once (the connection the node's beacons came on
+/// closes) and returns the ten, each counted once (redelivered, `x-delivery-count: 1`),
+/// back at the head of the queue ahead of the five, as RabbitMQ 3.10's leader does when it
+/// hears `noconnection` (tests/cluster_reference/rabbitmq_member_death_redelivery.md).
+/// With only the lease to go by, the five came first and the ten 10 s later.
+#[test]
+fn what_a_killed_node_held_goes_back_at_once_ahead_of_the_rest() {
+    let (mut c, rt, leader, followers) = orders_on_three_nodes();
+    let (holder, other) = (followers[0], followers[1]);
+
+    // A consumer on `holder` takes ten messages and never acks them.
+    let _conn = rt.block_on(hold_ten(&c, leader, holder));
+    // The leader shows them as unacknowledged.
+    assert_eq!(unacked(&c, leader), Some(10));
+    // Five more, which the holder has no room for.
+    rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(10..15)).await, 5);
+    });
+
+    c.node_mut(holder).kill();
+    let heard = format!("node {holder}'s connection closed");
+    wait_for("the leader hearing of the kill", &c, ELECTION, || {
+        let log = std::fs::read_to_string(&c.node(leader).log).ok()?;
+        log.contains(&heard).then_some(())
+    });
+    let got = rt.block_on(async {
+        let conn = connect(c.node(other).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 15 {
+            let m = get_within(&ch, Duration::from_secs(30))
+                .await
+                .expect("fifteen messages within 30 s");
+            let count = delivery_count(&m.delivery.properties);
+            let body = String::from_utf8(m.delivery.data.clone()).unwrap();
+            got.push((body, m.delivery.redelivered, count));
+            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        got
+    });
+    let returned = bodies(0..10).into_iter().map(|b| (b, true, Some(1)));
+    // A basic.get carries the count on a first delivery too (0), as RabbitMQ's does.
+    let never_out = bodies(10..15).into_iter().map(|b| (b, false, Some(0)));
+    let expected: Vec<_> = returned.chain(never_out).collect();
+    assert_eq!(got, expected, "what the dead node held, then the rest");
+    wait_for("nothing unacknowledged on the leader", &c, ELECTION, || {
+        (unacked(&c, leader) == Some(0)).then_some(())
+    });
+}
+
+/// A node killed with ten deliveries out and started again at once, with a consumer on the
+/// third node that never acks: the leader returns the ten as it hears of the kill, and the
+/// third node's consumer gets them, once each. The group's commit of those returns must
+/// not make them ready again (the leader counted them itself: they are not a holder's
+/// give-back): the restarted node's new consumer gets none of them, and the leader shows
+/// ten unacknowledged. Before the two were told apart the leader made them ready once
+/// more while a consumer held them, and another consumer got them as well.
+#[test]
+fn what_a_killed_node_held_goes_out_once_and_not_again_after_its_restart() {
+    let (mut c, rt, leader, followers) = orders_on_three_nodes();
+    let (holder, other) = (followers[0], followers[1]);
+    let _conn = rt.block_on(hold_ten(&c, leader, holder));
+    // A consumer on the third node, not acking, with room for all of them.
+    let elsewhere: Received = Arc::default();
+    let _other_conn = rt.block_on(start_consumer(&c, other, 20, false, &elsewhere));
+
+    c.node_mut(holder).kill();
+    c.node_mut(holder).start();
+    wait_for("the queue on the restarted node", &c, ELECTION, || {
+        c.node(holder).api_get("/api/queues/%2F/orders").map(drop)
+    });
+    let again: Received = Arc::default();
+    let _again_conn = rt.block_on(async {
+        let conn = start_consumer(&c, holder, 10, false, &again).await;
+        let got = wait_received(&elsewhere, 10).await;
+        let mut got: Vec<String> = got.into_iter().map(|(_, b)| b).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            bodies(0..10),
+            "what the killed node held, on the third"
+        );
+        // Long enough for the returns to be committed and applied everywhere.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        conn
+    });
+    assert_eq!(
+        again.lock().unwrap().clone(),
+        Vec::new(),
+        "messages the third node's consumer holds went to the restarted node too"
+    );
+    assert_eq!(elsewhere.lock().unwrap().len(), 10, "each once");
+    assert_eq!(unacked(&c, leader), Some(10));
+}
+
+/// A node cut off with ten deliveries out (its links cut: the leader hears its connection
+/// close and returns the ten, and a consumer on the third node, not acking, takes them).
+/// While cut off the node's client closes its connection: its copy returns the ten, and
+/// that return reaches the group when the links heal. The leader must take it as the
+/// word of a node that holds nothing any more, not as the give-back of the node that holds
+/// the ten now: before, it made them ready again while the third node's consumer held
+/// them, and a consumer on the leader got them as well.
+#[test]
+fn a_return_from_a_node_whose_holdings_went_elsewhere_leaves_them_there() {
+    let (c, rt, leader, followers) = orders_on_three_nodes();
+    let (holder, other) = (followers[0], followers[1]);
+    let holder_conn = rt.block_on(hold_ten(&c, leader, holder));
+    let elsewhere: Received = Arc::default();
+    let _other_conn = rt.block_on(start_consumer(&c, other, 20, false, &elsewhere));
+
+    c.isolate(holder);
+    let got = rt.block_on(async {
+        let got = wait_received(&elsewhere, 10).await;
+        // The cut-off node's client gives its ten back.
+        let _ = holder_conn.close(200, "bye".into()).await;
+        got
+    });
+    let mut got: Vec<String> = got.into_iter().map(|(_, b)| b).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        bodies(0..10),
+        "what the cut-off node held, on the third"
+    );
+
+    c.heal_all();
+    // A consumer on the leader, which would get whatever is ready. Long enough for the
+    // cut-off node's return to reach the group and be applied everywhere (its writer
+    // tries for 10 s): the third node's consumer keeps the ten, and no one else gets them.
+    let on_leader: Received = Arc::default();
+    let _leader_conn = rt.block_on(async {
+        let conn = start_consumer(&c, leader, 20, false, &on_leader).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        conn
+    });
+    assert_eq!(
+        on_leader.lock().unwrap().clone(),
+        Vec::new(),
+        "what the third node's consumer holds went to the leader's too"
+    );
+    assert_eq!(elsewhere.lock().unwrap().len(), 10, "each once");
+    assert_eq!(unacked(&c, leader), Some(10));
+}
