@@ -450,6 +450,19 @@ impl Replication {
             .lock()
             .expect("deferred")
             .retain(|(v, n), (g, _)| state.queue_group(v, n) == Some(*g));
+        // Closed first: a name the state has under another group (deleted and declared
+        // again while this node was away) is then opened under the new one, where
+        // `ensure` would find it open and leave it to be closed after.
+        let gone: Vec<((String, String), u64)> = {
+            let open = self.open.lock().expect("open");
+            open.iter()
+                .filter(|((v, n), o)| state.queue_group(v, n) != Some(o.group))
+                .map(|(k, o)| (k.clone(), o.group))
+                .collect()
+        };
+        for ((vhost, name), group) in gone {
+            self.remove(&vhost, &name, group).await;
+        }
         for (group, decl) in &state.queues {
             self.ensure(*group, decl).await;
         }
@@ -475,16 +488,6 @@ impl Replication {
                     self.apply_topology(vhost, &change);
                 }
             }
-        }
-        let gone: Vec<((String, String), u64)> = {
-            let open = self.open.lock().expect("open");
-            open.iter()
-                .filter(|((v, n), o)| state.queue_group(v, n) != Some(o.group))
-                .map(|(k, o)| (k.clone(), o.group))
-                .collect()
-        };
-        for ((vhost, name), group) in gone {
-            self.remove(&vhost, &name, group).await;
         }
         if sweep {
             // A quorum queue a client declared here whose name the state lacks: one whose

@@ -459,16 +459,22 @@ async fn churn_past_a_snapshot(c: &Cluster) {
 /// up from the group's snapshot, which has neither entry (both are behind it). The queue
 /// node 3 made for its client must go: no entry will ever name it again, and it would
 /// stay on node 3 alone (entry by entry, `Replication::drop_leftover` takes it away).
+/// Meanwhile another quorum queue, open on node 3 before, was deleted and declared again
+/// (a new group): node 3 must hold it in its new group, not drop it.
 #[test]
 fn a_quorum_queue_declared_and_deleted_behind_a_snapshot_does_not_stay_on_its_node() {
     let c = Cluster::new(3, 0);
     c.agreed_leader(&[1, 2, 3], Some(3), ELECTION);
+    let rt = runtime();
+    rt.block_on(declare(c.node(1).amqp, "again", quorum()));
+    wait_for("the queue on node 3", &c, ELECTION, || {
+        c.node(3).api_get("/api/queues/%2F/again").map(drop)
+    });
     c.links[&(1, 3)].cut();
     c.links[&(2, 3)].cut();
     let away_at = c.node(3).meta().unwrap()["last_log_index"]
         .as_u64()
         .unwrap();
-    let rt = runtime();
     rt.block_on(async {
         let (_conn, ch) = channel(c.node(3).amqp).await;
         ch.queue_declare("left".into(), durable(), quorum())
@@ -481,9 +487,16 @@ fn a_quorum_queue_declared_and_deleted_behind_a_snapshot_does_not_stay_on_its_no
     });
     rt.block_on(async {
         let (_conn, ch) = channel(c.node(1).amqp).await;
-        ch.queue_delete("left".into(), QueueDeleteOptions::default())
+        for name in ["left", "again"] {
+            ch.queue_delete(name.into(), QueueDeleteOptions::default())
+                .await
+                .unwrap();
+        }
+        ch.queue_declare("again".into(), durable(), quorum())
             .await
             .unwrap();
+        let (_conn, ch) = confirm_channel(c.node(1).amqp).await;
+        assert_eq!(publish_all(&ch, "again", &bodies(0..1)).await, 1);
         churn_past_a_snapshot(&c).await;
     });
     let purged = wait_for("the logs purged past node 3", &c, ELECTION * 6, || {
@@ -505,6 +518,12 @@ fn a_quorum_queue_declared_and_deleted_behind_a_snapshot_does_not_stay_on_its_no
         let (status, _) = c.node(3).api_status("/api/queues/%2F/left")?;
         (status == 404).then_some(())
     });
+    wait_for(
+        "node 3's copy of the queue declared again",
+        &c,
+        ELECTION,
+        || (queue_messages(&c, 3, "again")? == 1).then_some(()),
+    );
 }
 
 /// A node cut off declares an exchange and binds a quorum queue to it (its clients are
