@@ -122,6 +122,16 @@ fn rabbitmq_and_warren_answer_as_the_model_says() {
     let sent = run_all(SocketAddr::from(([127, 0, 0, 1], RABBIT_PORT)));
     drop(rabbit);
     assert!(sent > SESSIONS * 20, "only {sent} operations");
-    let on_warren = on_warren.join().expect("Warren answered as the model says");
+    let on_warren = match on_warren.join() {
+        Ok(sent) => sent,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            panic!("Warren did not answer as the model says: {why}");
+        }
+    };
     assert_eq!(on_warren, sent);
 }
