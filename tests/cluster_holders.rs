@@ -118,14 +118,15 @@ fn what_a_killed_node_held_goes_out_once_and_not_again_after_its_restart() {
 /// that return reaches the group when the links heal. The leader must take it as the
 /// word of a node that holds nothing any more, not as the give-back of the node that holds
 /// the ten now: before, it made them ready again while the third node's consumer held
-/// them, and a consumer on the leader got them as well.
+/// them, and a consumer on the leader got them as well. Nor may that return count: when
+/// the third node's consumer gives the ten back they have been returned twice (before, 3).
 #[test]
 fn a_return_from_a_node_whose_holdings_went_elsewhere_leaves_them_there() {
     let (c, rt, leader, followers) = orders_on_three_nodes();
     let (holder, other) = (followers[0], followers[1]);
     let holder_conn = rt.block_on(hold_ten(&c, leader, holder));
     let elsewhere: Received = Arc::default();
-    let _other_conn = rt.block_on(start_consumer(&c, other, 20, false, &elsewhere));
+    let other_conn = rt.block_on(start_consumer(&c, other, 20, false, &elsewhere));
 
     c.isolate(holder);
     let got = rt.block_on(async {
@@ -147,7 +148,7 @@ fn a_return_from_a_node_whose_holdings_went_elsewhere_leaves_them_there() {
     // cut-off node's return to reach the group and be applied everywhere (its writer
     // tries for 10 s): the third node's consumer keeps the ten, and no one else gets them.
     let on_leader: Received = Arc::default();
-    let _leader_conn = rt.block_on(async {
+    let leader_conn = rt.block_on(async {
         let conn = start_consumer(&c, leader, 20, false, &on_leader).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         conn
@@ -159,4 +160,30 @@ fn a_return_from_a_node_whose_holdings_went_elsewhere_leaves_them_there() {
     );
     assert_eq!(elsewhere.lock().unwrap().len(), 10, "each once");
     assert_eq!(unacked(&c, leader), Some(10));
+
+    // The third node's consumer gives the ten back. Each message has been returned twice
+    // now: by the leader when the cut-off node's connection closed, and by this consumer.
+    // The cut-off node's return was of a delivery the group had taken back already, and
+    // counts nothing (RabbitMQ's queue ignores a return of a message the consumer no
+    // longer has checked out): before, it counted too, and the ten came back at 3.
+    let mut got = rt.block_on(async {
+        let _ = leader_conn.close(200, "bye".into()).await;
+        let _ = other_conn.close(200, "bye".into()).await;
+        let conn = connect(c.node(leader).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            let m = get_within(&ch, Duration::from_secs(30))
+                .await
+                .expect("the ten back within 30 s");
+            let body = String::from_utf8(m.delivery.data.clone()).unwrap();
+            got.push((body, delivery_count(&m.delivery.properties)));
+            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        got
+    });
+    got.sort();
+    assert!(on_leader.lock().unwrap().is_empty());
+    let expected: Vec<_> = bodies(0..10).into_iter().map(|b| (b, Some(2))).collect();
+    assert_eq!(got, expected, "each returned twice, counted twice");
 }

@@ -258,7 +258,7 @@ fn give_back(q: &mut Queue, seq: u64) {
     }
     let member = replica_of(q)
         .filter(|r| !r.leading)
-        .map(|r| r.returned_here(seq))
+        .map(|r| r.handed_back(seq))
         .is_some();
     // A message lent by the leader to a node with no copy leaves with its return.
     if member && matches!(drop_lent(q, seq, false), Ok(true)) {

@@ -153,6 +153,7 @@ pub(super) fn hand_out(
     consumer: Option<u64>,
 ) -> (u64, std::io::Result<bool>) {
     q.store.mark_delivered(seq);
+    q.note_out(seq);
     if no_ack {
         let acked = q.ack(seq);
         return (ch.next_delivery(None), acked);

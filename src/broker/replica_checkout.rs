@@ -76,7 +76,7 @@ fn release(q: &mut Queue, node: u64) {
     let Some(holder) = replica_of(q).and_then(|r| r.remote.remove(&node)) else {
         return;
     };
-    for seq in holder.held.into_values() {
+    for (seq, _) in holder.held.into_values() {
         q.requeue(seq);
     }
 }
@@ -89,7 +89,11 @@ fn return_held(q: &mut Queue, node: u64, dead: &mut VecDeque<DeadLetter>) {
     let Some(holder) = replica_of(q).and_then(|r| r.remote.remove(&node)) else {
         return;
     };
-    let mut held: Vec<(u64, u64)> = holder.held.into_iter().collect();
+    let mut held: Vec<(u64, u64)> = holder
+        .held
+        .into_iter()
+        .map(|(id, (seq, _))| (id, seq))
+        .collect();
     held.sort_unstable();
     for (_, seq) in held {
         if let Err(e) = return_delivery(q, seq, dead) {
@@ -148,9 +152,10 @@ pub(super) fn remote_done(q: &mut Queue, id: u64, returned: bool) -> bool {
     let Some(node) = holder_of(r, id) else {
         return false;
     };
-    let Some(seq) = r.remote.get_mut(&node).and_then(|h| h.held.remove(&id)) else {
+    let Some((seq, _)) = r.remote.get_mut(&node).and_then(|h| h.held.remove(&id)) else {
         return false;
     };
+    r.forget_out(id);
     match returned {
         true => q.requeue(seq),
         false => q.unacked -= 1,
@@ -159,14 +164,27 @@ pub(super) fn remote_done(q: &mut Queue, id: u64, returned: bool) -> bool {
 }
 
 /// On the leader: the group committed a return of group message `id` that node `from`
-/// wrote (`None`: a return no writer numbered, which earlier builds wrote). If `from`
-/// holds it here, it is ready again (`remote_done`). If another node holds it, `from`'s
-/// return is of an earlier delivery whose holding the leader had already taken back
-/// (`return_held`: its connection closed, or its lease ran out, and it was alive after
-/// all) and handed on since: the message stays with the node that has it now.
-pub(super) fn remote_returned(q: &mut Queue, id: u64, from: Option<u64>) {
-    let holder = replica_of(q).and_then(|r| holder_of(r, id));
-    if from.is_some() && holder != from {
+/// wrote (`None`: a return no writer numbered, which earlier builds wrote) of a delivery
+/// that went out with `seen` returns counted (`None`: not known). If `from` holds it
+/// here, granted with no more returns than that, it is ready again (`remote_done`),
+/// whether or not the group counted the return (one of a message another leader handed
+/// out before, counted by its return first, is ignored by the count, and must still
+/// free the holding). If another node holds it, or `from` holds a later grant of it,
+/// `from`'s return is of an earlier delivery whose holding the leader had already taken
+/// back (`return_held`: its connection closed, or its lease ran out, and it was alive
+/// after all): the message stays with whoever has it now.
+pub(super) fn remote_returned(q: &mut Queue, id: u64, from: Option<u64>, seen: Option<u32>) {
+    let Some(r) = replica_of(q) else {
+        return;
+    };
+    let Some(holder) = holder_of(r, id) else {
+        return;
+    };
+    if from.is_some_and(|from| from != holder) {
+        return;
+    }
+    let granted_with = r.remote.get(&holder).and_then(|h| h.held.get(&id));
+    if seen.is_some_and(|seen| granted_with.is_some_and(|&(_, g)| seen < g)) {
         return;
     }
     remote_done(q, id, true);
@@ -179,15 +197,22 @@ fn give_back_parked(q: &mut Queue, seq: u64) {
         return;
     }
     if let Some(r) = replica_of(q).filter(|r| r.parked.contains_key(&seq)) {
-        r.returned_here(seq);
+        r.handed_back(seq);
     }
 }
 
 impl VHost {
     /// On the leader: hands the asking node up to the ready messages of queue `queue` its
-    /// consumers have room for, renewing its lease; their group ids. `None` when this node
-    /// does not lead the queue (the caller asks again once it knows the new leader).
-    pub fn replica_grant(&mut self, queue: QueueRef<'_>, ask: Ask, now: u64) -> Option<Vec<u64>> {
+    /// consumers have room for, renewing its lease; their group ids, each with the
+    /// returns counted of it here (its `x-delivery-count`, which a return of that
+    /// delivery names). `None` when this node does not lead the queue (the caller asks
+    /// again once it knows the new leader).
+    pub fn replica_grant(
+        &mut self,
+        queue: QueueRef<'_>,
+        ask: Ask,
+        now: u64,
+    ) -> Option<Vec<(u64, u32)>> {
         let mut q = self.replica_queue(queue.0, queue.1)?;
         if !replica_of(q)?.leading {
             return None;
@@ -241,11 +266,14 @@ impl VHost {
             }
             q.store.mark_delivered(rec.seq);
             q.unacked += 1;
+            q.note_out(rec.seq);
+            let returns = q.returns_of(rec.seq);
             let r = replica_of(q).expect("a replica");
             match r.id_of(rec.seq) {
                 Some(id) => {
-                    r.remote.entry(node).or_default().held.insert(id, rec.seq);
-                    ids.push(id);
+                    let held = &mut r.remote.entry(node).or_default().held;
+                    held.insert(id, (rec.seq, returns));
+                    ids.push((id, returns));
                 }
                 // Not from the group (cannot happen in a replica): not handed out, and
                 // the next peek would find it again.
@@ -277,7 +305,7 @@ impl VHost {
         let ids = self.replica_grant(queue, ask, now)?;
         let q = self.replica_queue(queue.0, queue.1)?;
         let mut lent = Vec::with_capacity(ids.len());
-        for id in ids {
+        for (id, _) in ids {
             // Granted from this copy a moment ago, under the same lock: it is here.
             let Some(seq) = replica_of(q).and_then(|r| r.seq_of(id)) else {
                 continue;
@@ -304,9 +332,25 @@ impl VHost {
             return;
         };
         take_group_returns(q, messages);
-        if for_consumers {
-            let ids: Vec<u64> = messages.iter().map(|m| m.id).collect();
-            self.replica_granted(queue, &ids);
+        let ids: Vec<u64> = messages.iter().map(|m| m.id).collect();
+        let returns: Vec<u32> = messages.iter().map(|m| m.returns).collect();
+        match for_consumers {
+            true => self.replica_granted(queue, &ids, &returns),
+            false => self.replica_went_out(queue, &ids, &returns),
+        }
+    }
+
+    /// On a node the leader granted group messages `ids`: the returns it counted of each
+    /// when it granted them (`returns`, in the same order), which a return of them names
+    /// (`Replica::went_out`). A leader of an earlier build sends none: then a return of
+    /// them is never taken as stale.
+    pub fn replica_went_out(&mut self, queue: QueueRef<'_>, ids: &[u64], returns: &[u32]) {
+        let Some(r) = self.replica_queue(queue.0, queue.1).and_then(replica_of) else {
+            return;
+        };
+        let known = returns.len() == ids.len();
+        for (i, id) in ids.iter().enumerate() {
+            r.went_out(*id, if known { returns[i] } else { u32::MAX });
         }
     }
 
@@ -375,8 +419,7 @@ impl VHost {
         if q.consumers.is_empty() {
             let lent: Vec<u64> = {
                 let r = q.quorum.as_mut()?.replica.as_mut()?;
-                r.awaited.clear();
-                let granted = std::mem::take(&mut r.granted);
+                let granted = r.drop_grants();
                 // On a member they are still in its copy; lent ones leave with them.
                 if r.lent_only {
                     granted.into()
@@ -432,8 +475,10 @@ impl VHost {
     }
 
     /// On another member: the leader handed this node's consumers of `queue` the group
-    /// messages `ids`; they are delivered from this node's copy.
-    pub fn replica_granted(&mut self, queue: QueueRef<'_>, ids: &[u64]) {
+    /// messages `ids` (with the returns it had counted of each, `replica_went_out`); they
+    /// are delivered from this node's copy.
+    pub fn replica_granted(&mut self, queue: QueueRef<'_>, ids: &[u64], returns: &[u32]) {
+        self.replica_went_out(queue, ids, returns);
         let Some(q) = self.replica_queue(queue.0, queue.1) else {
             return;
         };
@@ -483,7 +528,7 @@ impl VHost {
             return Ok(None);
         };
         if !channel_open {
-            r.returned_here(seq); // The channel closed meanwhile: the leader takes it back.
+            r.grant_given_back(seq); // The channel closed meanwhile: the leader takes it back.
             let _ = drop_lent(q, seq, false);
             return Ok(None);
         }

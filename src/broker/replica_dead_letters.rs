@@ -44,7 +44,7 @@ impl VHost {
                         // The leader holds it for this node: give it back, so that it
                         // is the leader's to publish (a return keeps a marked message).
                         r.granted.remove(i);
-                        r.returned_here(seq);
+                        r.handed_back(seq);
                     }
                 }
             } else if q.store.is_taken(seq) {

@@ -302,37 +302,84 @@ impl VHost {
         }
     }
 
-    /// Returns the group committed, written by node `from` (`None`: not known): counted in
-    /// this copy, except those this node counted itself when they happened (so a new
-    /// leader, or a restarted node replaying the log, goes on from the same count).
-    pub fn replica_returned(&mut self, (name, id): QueueRef<'_>, ids: &[u64], from: Option<u64>) {
+    /// Returns the group committed (`returns`): counted in this copy, except those this
+    /// node counted itself when they happened (so a new leader, or a restarted node
+    /// replaying the log, goes on from the same count). Those the group ignored
+    /// (`returns.stale`: of deliveries it had taken back already) count nowhere: this
+    /// node uncounts those it wrote itself. On the leader another node's return frees
+    /// what that node holds of the message if it is of the delivery held
+    /// (`replica_checkout::remote_returned`), counted or not.
+    pub fn replica_returned(&mut self, (name, id): QueueRef<'_>, returns: CommittedReturns<'_>) {
         let Some(q) = self.replica_queue(name, id) else {
             return;
         };
         let Some(r) = replica_of(q) else {
             return;
         };
+        let CommittedReturns {
+            ids,
+            seen,
+            from,
+            mine,
+            stale,
+        } = returns;
+        debug_assert!(stale.windows(2).all(|w| w[0] < w[1]), "positions ascend");
+        let seen_of = |i: usize| (seen.len() == ids.len()).then(|| seen[i]);
         // Those this node counted itself it made itself (a consumer here gave it back, or
         // a gone node's holdings returned: `replica_checkout::return_held`): the message
         // may be out again by now, with another node too, and is not that node's return.
+        // Another node's return is never one of those (`from` is known), so it counts
+        // here whatever this node has counted of its own that is still on its way.
         let mut elsewhere = Vec::with_capacity(ids.len());
         let mut seqs = Vec::with_capacity(ids.len());
-        for &id in ids {
-            if r.count_committed_return(id) {
-                seqs.extend(r.seq_of(id));
-                elsewhere.push(id);
+        let mut uncount = Vec::new();
+        let mut stale = stale.iter().peekable();
+        for (i, &id) in ids.iter().enumerate() {
+            let counted_here = (mine || from.is_none()) && !r.count_committed_return(id);
+            let ignored = stale.next_if(|&&p| p as usize == i).is_some();
+            match (ignored, counted_here) {
+                (true, true) => uncount.extend(r.seq_of(id)),
+                (true, false) => elsewhere.push((id, seen_of(i))),
+                (false, true) => {}
+                (false, false) => {
+                    seqs.extend(r.seq_of(id));
+                    elsewhere.push((id, seen_of(i)));
+                }
             }
+        }
+        for seq in uncount {
+            q.uncount_return(seq);
         }
         for seq in seqs {
             q.count_replicated_return(seq);
         }
         if replica_of(q).is_some_and(|r| !r.remote.is_empty()) {
-            for id in elsewhere {
-                super::replica_checkout::remote_returned(q, id, from);
+            for (id, seen) in elsewhere {
+                super::replica_checkout::remote_returned(q, id, from, seen);
             }
             self.dispatch(name);
             // Given back past its TTL, a message expires rather than going out again.
             self.arm_expiry(name, now_millis());
+        }
+    }
+
+    /// Returns this node's writer could not write to the group (`ids`, counted here when
+    /// they happened): counted no more. Should the entry commit late after all, it is
+    /// counted then, as not this node's own (`counted_here` no longer has it).
+    pub fn replica_returns_not_written(&mut self, (name, id): QueueRef<'_>, ids: &[u64]) {
+        let Some(q) = self.replica_queue(name, id) else {
+            return;
+        };
+        let mut uncount = Vec::new();
+        if let Some(r) = replica_of(q) {
+            for &id in ids {
+                if r.return_not_written(id) {
+                    uncount.extend(r.seq_of(id));
+                }
+            }
+        }
+        for seq in uncount {
+            q.uncount_return(seq);
         }
     }
 
@@ -510,6 +557,22 @@ pub(super) fn take_group_returns(q: &mut super::queue::Queue, messages: &[GroupM
     }
 }
 
+/// Returns a group entry committed, as `VHost::replica_returned` takes them.
+#[derive(Debug, Clone, Copy)]
+pub struct CommittedReturns<'a> {
+    /// The group ids returned, in the entry's order.
+    pub ids: &'a [u64],
+    /// For each of `ids`, the returns its delivery went out with (empty: not known).
+    pub seen: &'a [u32],
+    /// The node that wrote them (`None`: not known, as in entries of earlier builds).
+    pub from: Option<u64>,
+    /// Written by this node's process (its writer's own round).
+    pub mine: bool,
+    /// The positions in `ids` of the returns the group ignored (of deliveries it had
+    /// taken back already), ascending.
+    pub stale: &'a [u32],
+}
+
 /// A queue's replica, if it has one.
 pub(super) fn replica_of(q: &mut super::queue::Queue) -> Option<&mut Replica> {
     q.quorum.as_mut()?.replica.as_deref_mut()
@@ -518,6 +581,157 @@ pub(super) fn replica_of(q: &mut super::queue::Queue) -> Option<&mut Replica> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::definitions_import::import_json;
+    use crate::broker::BrokerHandle;
+
+    /// A stored message (exchange, routing key, an empty content header, a body).
+    fn stored_message() -> Vec<u8> {
+        let mut prefix = [0u8; super::super::message::MAX_PREFIX];
+        let header = [0u8, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
+        let n = super::super::message::encode_prefix(&mut prefix, "", "q", header.len());
+        [&prefix[..n], &header[..], b"m"].concat()
+    }
+
+    /// Node 2's copy of a quorum queue another node (1) leads, holding message `A`:
+    /// returns of it committed by the group count once each here, whichever way this
+    /// node's own returns and the group's commits interleave, and a return of this node's
+    /// that the group ignored (stale: of a delivery the leader had taken back) is
+    /// uncounted; another node's stale return counts nothing. The copy ends where the
+    /// group's count is.
+    #[test]
+    fn a_copy_counts_what_the_group_counted_and_uncounts_its_own_stale_returns() {
+        const A: u64 = 1 << 16;
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerHandle::open_ephemeral(dir.path()).unwrap();
+        let q = r#"{"queues": [{"name": "q", "vhost": "/", "durable": true,
+                    "auto_delete": false, "arguments": {"x-queue-type": "quorum"}}]}"#;
+        import_json(&broker, q.as_bytes()).expect("declared");
+        let vh = broker.vhost("/").unwrap();
+        vh.with(|m| {
+            let (_, qid) = m.replica_attach("q", &[], false).unwrap();
+            let queue = ("q", qid);
+            let stored = stored_message();
+            let message = GroupMessage {
+                id: A,
+                stored: &stored,
+                returns: 0,
+                enqueued_at: 0,
+            };
+            m.replica_enqueued(queue, &[message]);
+            let q = m.replica_queue("q", qid).unwrap();
+            let seq = replica_of(q).unwrap().seq_of(A).unwrap();
+            let leaders = |stale: &'static [u32]| CommittedReturns {
+                ids: &[A],
+                seen: &[],
+                from: Some(1),
+                mine: false,
+                stale,
+            };
+            let own = |stale: &'static [u32]| CommittedReturns {
+                ids: &[A],
+                seen: &[],
+                from: Some(2),
+                mine: true,
+                stale,
+            };
+            let count = |m: &mut VHost| m.replica_queue("q", qid).unwrap().returns_of(seq);
+
+            // This node's consumer gives its delivery back (counted here at once); the
+            // leader's return of the same delivery (it had taken it back) commits first,
+            // then this node's, which the group ignored.
+            m.replica_queue("q", qid).unwrap().count_return(seq);
+            assert_eq!(count(m), 1);
+            m.replica_returned(queue, leaders(&[]));
+            assert_eq!(count(m), 2, "the leader's return counts here too");
+            m.replica_returned(queue, own(&[0]));
+            assert_eq!(count(m), 1, "this node's own stale return uncounted");
+
+            // The leader's return applied here before this node's consumer gives the
+            // delivery back.
+            m.replica_returned(queue, leaders(&[]));
+            m.replica_queue("q", qid).unwrap().count_return(seq);
+            assert_eq!(count(m), 3);
+            m.replica_returned(queue, own(&[0]));
+            assert_eq!(count(m), 2);
+
+            // This node's return commits first and counts; the leader's, stale, does not.
+            m.replica_queue("q", qid).unwrap().count_return(seq);
+            m.replica_returned(queue, own(&[]));
+            m.replica_returned(queue, leaders(&[0]));
+            assert_eq!(count(m), 3);
+
+            // A return of an earlier build's entry (no writer known, none of this node's
+            // on its way) counts.
+            m.replica_returned(queue, unknown_writer());
+            assert_eq!(count(m), 4);
+
+            // One round of this node's with the message twice: its stale return of the
+            // delivery the leader took back, and the return of its next delivery. One
+            // uncounted, one kept.
+            let q = m.replica_queue("q", qid).unwrap();
+            q.count_return(seq);
+            q.count_return(seq);
+            assert_eq!(count(m), 6);
+            let twice = CommittedReturns {
+                ids: &[A, A],
+                seen: &[3, 4],
+                from: Some(2),
+                mine: true,
+                stale: &[0],
+            };
+            m.replica_returned(queue, twice);
+            assert_eq!(count(m), 5);
+
+            // A return this node's writer gave up on is counted no more; committed late
+            // after all, it counts as any other.
+            m.replica_queue("q", qid).unwrap().count_return(seq);
+            assert_eq!(count(m), 6);
+            m.replica_returns_not_written(queue, &[A]);
+            assert_eq!(count(m), 5);
+            m.replica_returned(queue, own(&[]));
+            assert_eq!(count(m), 6);
+        });
+    }
+
+    fn unknown_writer() -> CommittedReturns<'static> {
+        CommittedReturns {
+            ids: &[1 << 16],
+            seen: &[],
+            from: None,
+            mine: false,
+            stale: &[],
+        }
+    }
+
+    /// A return names the returns its delivery went out with: the count a grant carried
+    /// (a member's copy may lag it), or 0 for a message never returned; a dead letter
+    /// handed back to the leader is never stale; a grant dropped undelivered forgets its
+    /// count.
+    #[test]
+    fn a_return_names_the_count_its_delivery_went_out_with() {
+        let mut r = Replica::default();
+        r.stored(7, 70);
+        r.stored(8, 80);
+        r.went_out(7, 2);
+        r.went_out(7, 1); // A lagging copy's own count: the higher stands.
+        r.returned_here(70);
+        r.returned_here(80);
+        r.handed_back(80);
+        // Taken with the return: the next delivery of 7 names its own count.
+        r.returned_here(70);
+        r.went_out(8, 3);
+        r.granted.push_back(80);
+        assert_eq!(r.drop_grants(), [80]);
+        r.grant_given_back(80);
+        let work = r.take_work();
+        assert_eq!(work.returned, [7, 8, 8, 7, 8]);
+        assert_eq!(work.returned_seen, [2, 0, u32::MAX, 0, 0]);
+        // Counted here as they happened: the returns of deliveries, not the give-backs.
+        assert!(!r.count_committed_return(7));
+        assert!(!r.count_committed_return(7));
+        assert!(!r.count_committed_return(8));
+        assert!(r.count_committed_return(8));
+    }
 
     #[test]
     fn a_fresh_commit_is_timed_from_now_an_older_enqueue_from_its_stamp() {

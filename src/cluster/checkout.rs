@@ -64,6 +64,12 @@ pub enum CheckoutReply {
         through: u64,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         lent: Vec<LentMessage>,
+        /// The returns the leader had counted of each of `ids` (same order) when it
+        /// granted them: a return of such a delivery names that count, and the group
+        /// ignores it once the message has been returned more often (the leader took the
+        /// delivery back in between). Empty from earlier builds.
+        #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "rs")]
+        returns: Vec<u32>,
     },
     /// The asked node does not lead the queue (any more).
     NotLeader,
@@ -172,6 +178,7 @@ mod tests {
                 message: vec![0xEE; 1024],
                 returns: 2,
             }],
+            returns: vec![2],
         };
         let body = codec::encode(&reply).unwrap();
         // As JSON the body was an array of numbers: 4 KB for these 1,024 bytes. (The rest

@@ -56,7 +56,8 @@ enum Op {
     },
     /// A writer's round: messages, returns and settles in one entry (the picks may name
     /// the same message for a return and a settle), numbered by node `writer % 4` (0: not
-    /// numbered, as earlier builds wrote it).
+    /// numbered, as earlier builds wrote it); with `writer & 4` each return names the
+    /// returns its delivery went out with (a stale one is ignored).
     Round {
         count: u8,
         returns: [u8; 2],
@@ -147,6 +148,8 @@ impl Model {
                 discarded,
                 enqueued_at,
                 write,
+                seen,
+                stale: _,
             } => {
                 if let Some((node, id)) = write {
                     // Repeated only as the node's highest number taken; a lower one is
@@ -172,16 +175,22 @@ impl Model {
                         self.held[i].3 = Some(*mark);
                     }
                 }
-                let returns = QueueCommand::ReturnBatch {
-                    ids: returned.clone(),
-                };
-                let QueueResponse::ReturnedMany {
-                    found: returned,
-                    dropped,
-                } = self.expect(index, &returns)
-                else {
-                    unreachable!("a return batch answers ReturnedMany")
-                };
+                // A return whose delivery went out with fewer returns than the message
+                // has now is ignored (named stale); one with no counts, or a count at or
+                // above the message's, is a return as `Return`.
+                let (mut found, mut dropped, mut stale) = (0, 0, Vec::new());
+                for (i, id) in returned.iter().enumerate() {
+                    let held = at(&self.held, *id).map(|k| self.held[k].2);
+                    if seen.len() == returned.len() && held.is_some_and(|n| seen[i] < n) {
+                        stale.push(i as u32);
+                        continue;
+                    }
+                    let one = self.expect(index, &QueueCommand::Return { id: *id });
+                    if let QueueResponse::Returned { returns, kept } = one {
+                        found += (returns > 0) as u64;
+                        dropped += (returns > 0 && !kept) as u64;
+                    }
+                }
                 let settles = QueueCommand::SettleBatch {
                     ids: settled.clone(),
                 };
@@ -191,9 +200,10 @@ impl Model {
                 };
                 QueueResponse::RoundDone {
                     id,
-                    returned,
+                    returned: found,
                     dropped,
                     settled,
+                    stale,
                 }
             }
             QueueCommand::Return { id } => match at(&self.held, *id) {
@@ -333,6 +343,13 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                     };
                     (u64::from(writer % 4), id)
                 }),
+                // With `writer & 4`, the returns the deliveries went out with: the top
+                // two bits of each pick (no counts otherwise, as earlier builds wrote).
+                seen: match writer & 4 {
+                    0 => Vec::new(),
+                    _ => returns.iter().map(|&p| u32::from(p >> 6)).collect(),
+                },
+                stale: Vec::new(),
             },
             Op::Discard {
                 picks,
@@ -352,6 +369,8 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                     .collect(),
                 enqueued_at: index * 1_000,
                 write: None,
+                seen: Vec::new(),
+                stale: Vec::new(),
             },
             Op::SettleUnknown => QueueCommand::Settle {
                 id: message_id(index + 7, 0),

@@ -136,18 +136,33 @@ impl QueueState {
                 discarded,
                 enqueued_at,
                 write,
+                seen,
+                stale: _,
             } => {
                 if self.last_rounds.repeated(*write) {
                     return QueueResponse::Repeated;
                 }
                 self.enqueue_batch(index, messages, *enqueued_at);
                 self.discard(discarded);
-                let (returned, dropped) = self.return_batch(returned);
+                let mut stale = Vec::new();
+                let (mut found, mut dropped) = (0, 0);
+                for (i, id) in returned.iter().enumerate() {
+                    // Seen for each return, or for none (what earlier builds wrote).
+                    let seen = (seen.len() == returned.len()).then(|| seen[i]);
+                    if self.taken_back(*id, seen) {
+                        stale.push(i as u32);
+                        continue;
+                    }
+                    let (returns, kept) = self.return_one(*id);
+                    found += (returns > 0) as u64;
+                    dropped += (returns > 0 && !kept) as u64;
+                }
                 QueueResponse::RoundDone {
                     id: message_id(index, 0),
-                    returned,
+                    returned: found,
                     dropped,
                     settled: self.settle_batch(settled),
+                    stale,
                 }
             }
         }
@@ -182,6 +197,19 @@ impl QueueState {
             dropped += (returns > 0 && !kept) as u64;
         }
         (found, dropped)
+    }
+
+    /// Whether a return of message `id`, of a delivery that went out when the message
+    /// had been returned `seen` times, is of a delivery taken back since: the message has
+    /// been returned more often than that (the leader gave back what a gone node held,
+    /// and that node's consumer gives it back too when it hears). A `seen` above the
+    /// count is not stale: the leader grants a message with the returns it has counted
+    /// itself, which reach the group in its next round.
+    fn taken_back(&self, id: u64, seen: Option<u32>) -> bool {
+        let (Some(seen), Some(held)) = (seen, self.messages.get(&id)) else {
+            return false;
+        };
+        seen < held.returns
     }
 
     /// Marks the messages of `dead` the queue holds as dead-lettered (the first mark of
@@ -233,10 +261,37 @@ impl Replicated<QueueRaft> for QueueState {
 
     /// A round applied already is told as a settle of nothing: the broker's copy must not
     /// take its messages twice, and still learns the entry was applied (`fed`).
+    ///
+    /// A round's returns the group ignored (`taken_back`) are named in its `stale`: the
+    /// copy of the node that wrote them had counted them when they happened, and the
+    /// leader still releases a holding by such a return when its `seen` says it is of the
+    /// delivery the node holds (`replica_checkout::remote_returned`).
     fn for_tap(cmd: QueueCommand, answer: &QueueResponse) -> QueueCommand {
-        match answer {
-            QueueResponse::Repeated => QueueCommand::SettleBatch { ids: Vec::new() },
-            _ => cmd,
+        match (answer, cmd) {
+            (QueueResponse::Repeated, _) => QueueCommand::SettleBatch { ids: Vec::new() },
+            (
+                QueueResponse::RoundDone { stale: ignored, .. },
+                QueueCommand::Round {
+                    messages,
+                    returned,
+                    settled,
+                    discarded,
+                    enqueued_at,
+                    write,
+                    seen,
+                    stale: _,
+                },
+            ) if !ignored.is_empty() => QueueCommand::Round {
+                messages,
+                returned,
+                settled,
+                discarded,
+                enqueued_at,
+                write,
+                seen,
+                stale: ignored.clone(),
+            },
+            (_, cmd) => cmd,
         }
     }
 
@@ -391,6 +446,8 @@ mod tests {
             discarded,
             enqueued_at: 0,
             write: None,
+            seen: Vec::new(),
+            stale: Vec::new(),
         };
         // Marked before the returns of the same round: `a` stays past its limit of 0.
         let first = round(
@@ -406,7 +463,8 @@ mod tests {
                 id: message_id(2, 0),
                 returned: 2,
                 dropped: 1,
-                settled: 0
+                settled: 0,
+                stale: Vec::new(),
             }
         );
         assert_eq!(s.messages.keys().copied().collect::<Vec<_>>(), [a]);
@@ -433,6 +491,8 @@ mod tests {
             discarded: Vec::new(),
             enqueued_at: 1_700_000_000_000,
             write: None,
+            seen: Vec::new(),
+            stale: Vec::new(),
         };
         assert_eq!(
             s.apply_command(2, &round),
@@ -441,6 +501,7 @@ mod tests {
                 returned: 2,
                 dropped: 2,
                 settled: 0,
+                stale: Vec::new(),
             }
         );
         let ids: Vec<u64> = s.messages.keys().copied().collect();
@@ -456,6 +517,8 @@ mod tests {
             discarded: Vec::new(),
             enqueued_at: 0,
             write: None,
+            seen: Vec::new(),
+            stale: Vec::new(),
         };
         assert_eq!(
             s.apply_command(3, &settle_only),
@@ -464,6 +527,7 @@ mod tests {
                 returned: 0,
                 dropped: 0,
                 settled: 1,
+                stale: Vec::new(),
             }
         );
         assert_eq!(s.messages.len(), 1);
@@ -563,7 +627,103 @@ mod tests {
             discarded: Vec::new(),
             enqueued_at: 0,
             write: Some((node, WriteId { started_at: 7, seq })),
+            seen: Vec::new(),
+            stale: Vec::new(),
         }
+    }
+
+    /// Node `node`'s round `seq` giving back `returned`, each of a delivery that went
+    /// out with the returns in `seen`.
+    fn giving_back(node: u64, seq: u64, returned: &[u64], seen: &[u32]) -> QueueCommand {
+        QueueCommand::Round {
+            messages: Vec::new(),
+            returned: returned.to_vec(),
+            settled: Vec::new(),
+            discarded: Vec::new(),
+            enqueued_at: 0,
+            write: Some((node, WriteId { started_at: 7, seq })),
+            seen: seen.to_vec(),
+            stale: Vec::new(),
+        }
+    }
+
+    /// The leader took back what node 2 held (its connection closed): one return,
+    /// written by the leader (node 1) with the count the delivery went out with. Node 2's
+    /// consumer gives the same delivery back later: that return is of a delivery taken
+    /// back already, ignored (not counted again, named to the tap as stale, by its
+    /// position), as RabbitMQ ignores a return of a message its consumer no longer has
+    /// checked out. The next delivery's return (its count seen as 1) counts, in the same
+    /// round as a stale one too; a return with no counts (an earlier build's) counts
+    /// whatever it gives back.
+    #[tokio::test]
+    async fn a_return_of_a_delivery_taken_back_already_is_ignored_and_told_as_stale() {
+        use super::super::machine::Tapped;
+        use openraft::storage::RaftStateMachine;
+
+        let mut machine = QueueMachine::new(None);
+        let (_, _, mut tap) = machine.tap::<QueueRaft>().await;
+        let (a, b) = (message_id(1, 0), message_id(1, 1));
+        let two = QueueCommand::EnqueueBatch {
+            messages: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+            enqueued_at: 0,
+        };
+        let no_counts = giving_back(3, 1, &[a, b], &[]);
+        let answers = machine
+            .apply([
+                entry(1, two),
+                entry(2, giving_back(1, 1, &[a, b], &[0, 0])),
+                entry(3, giving_back(2, 1, &[a, b], &[0, 1])),
+                // The same message twice in one round: the stale return, then the one of
+                // its next delivery.
+                entry(4, giving_back(2, 2, &[a, a], &[0, 1])),
+                entry(5, giving_back(2, 3, &[a], &[7])),
+                entry(6, no_counts),
+            ])
+            .await
+            .unwrap();
+        let done = |returned, stale: Vec<u32>| QueueResponse::RoundDone {
+            id: 0,
+            returned,
+            dropped: 0,
+            settled: 0,
+            stale,
+        };
+        let answered: Vec<QueueResponse> = answers[1..]
+            .iter()
+            .map(|r| match r {
+                QueueResponse::RoundDone {
+                    returned, stale, ..
+                } => done(*returned, stale.clone()),
+                other => other.clone(),
+            })
+            .collect();
+        assert_eq!(
+            answered,
+            [
+                done(2, vec![]),
+                // `a` went out before the leader's return; `b` after it, with its count.
+                done(1, vec![0]),
+                done(1, vec![0]),
+                // A count above the group's: the leader's own return not committed yet.
+                done(1, vec![]),
+                done(2, vec![]),
+            ]
+        );
+        let returns: Vec<u32> = machine
+            .state()
+            .await
+            .messages
+            .values()
+            .map(|h| h.returns)
+            .collect();
+        assert_eq!(returns, [4, 3]);
+        let mut stale_told = Vec::new();
+        while let Ok(Tapped::Applied(_, cmd)) = tap.try_recv() {
+            if let QueueCommand::Round { stale, .. } = cmd {
+                stale_told.push(stale);
+            }
+        }
+        assert_eq!(stale_told, [vec![], vec![0], vec![0], vec![], vec![]]);
     }
 
     #[tokio::test]

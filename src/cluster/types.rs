@@ -96,6 +96,24 @@ pub enum QueueCommand {
         /// earlier builds wrote (which apply every copy).
         #[serde(default, skip_serializing_if = "Option::is_none", rename = "w")]
         write: Option<(u64, WriteId)>,
+        /// For each of `returned`, the returns the message had when the delivery it
+        /// gives back went out (its `x-delivery-count` then). A return of a message
+        /// returned more often since is of a delivery the group has taken back already
+        /// (the leader returned what a node held when the node's connection closed, and
+        /// that node's consumer gave it back later): it is ignored, as RabbitMQ's queue
+        /// ignores a return of a message its consumer no longer has checked out. Empty in
+        /// what earlier builds wrote (then every return counts). A member of an earlier
+        /// build counts every return: while a cluster is upgraded its counts may run
+        /// ahead of the newer members' (a message dropped there for its delivery limit a
+        /// return early).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "rs")]
+        seen: Vec<u32>,
+        /// Never written: the positions in `returned` of the returns the group ignored
+        /// (ascending), filled in for the broker's copy as the entry is applied
+        /// (`queue_machine`'s `for_tap`). By position: one round may return a message
+        /// twice, once stale and once not.
+        #[serde(skip)]
+        stale: Vec<u32>,
     },
 }
 
@@ -201,6 +219,10 @@ pub enum QueueResponse {
         returned: u64,
         dropped: u64,
         settled: u64,
+        /// The positions in the round's `returned` of the returns it ignored (of
+        /// deliveries taken back since: `Round`'s `seen`), ascending.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        stale: Vec<u32>,
     },
     /// `false` for an id the queue does not hold (settled already, or never enqueued).
     Settled { found: bool },
@@ -368,6 +390,8 @@ mod tests {
             discarded: vec![],
             enqueued_at: 0,
             write: None,
+            seen: vec![],
+            stale: vec![],
         };
         let (mut full, mut empty) = (round(one()), round(Vec::new()));
         full.stamp(9);

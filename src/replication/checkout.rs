@@ -171,7 +171,12 @@ impl Member {
             // Set as it is sent: the leader may hear it though the answer is lost.
             told_of_consumer = request.first_consumer.is_some() || told_of_consumer;
             match self.node.checkout(self.group, leader, &request).await {
-                Ok(CheckoutReply::Granted { ids, through, lent }) => {
+                Ok(CheckoutReply::Granted {
+                    ids,
+                    through,
+                    lent,
+                    returns,
+                }) => {
                     told_of_consumer = request.first_consumer.is_some();
                     dry = ids.is_empty();
                     match &self.source {
@@ -180,7 +185,8 @@ impl Member {
                             // What is not here by then is delivered when it comes
                             // (`awaited`).
                             fed_through(fed, through, Instant::now() + LEASE).await;
-                            self.vhost.with(|m| m.replica_granted(queue, &ids));
+                            self.vhost
+                                .with(|m| m.replica_granted(queue, &ids, &returns));
                         }
                         Source::Lent(_) => {
                             let lent = as_lent(&lent);
@@ -237,16 +243,26 @@ impl Replication {
                 }
                 if let Some(leader) = source.leader(&node, open.group, turn) {
                     match node.checkout(open.group, leader, &request).await {
-                        Ok(CheckoutReply::Granted { ids, through, lent }) => {
+                        Ok(CheckoutReply::Granted {
+                            ids,
+                            through,
+                            lent,
+                            returns,
+                        }) => {
                             debug_assert!(ids.len() <= 1, "granted more than asked for");
                             let id = *ids.first()?;
+                            let queue = (key.1.as_str(), open.queue_id);
                             match &source {
                                 // This copy applies what the leader had applied when it
                                 // hears of the commit (within a heartbeat).
-                                Source::Copy(fed) => _ = fed_through(fed, through, until).await,
+                                Source::Copy(fed) => {
+                                    broker_vhost
+                                        .as_ref()?
+                                        .with(|m| m.replica_went_out(queue, &ids, &returns));
+                                    _ = fed_through(fed, through, until).await
+                                }
                                 Source::Lent(_) => {
                                     let lent = as_lent(&lent);
-                                    let queue = (key.1.as_str(), open.queue_id);
                                     broker_vhost
                                         .as_ref()?
                                         .with(|m| m.replica_lent(queue, &lent, false));
@@ -297,7 +313,7 @@ impl CheckoutHandler for Replication {
             let Some(lent) = vh.with(|m| m.replica_lend(queue, ask, now)) else {
                 return CheckoutReply::NotLeader;
             };
-            let ids = lent.iter().map(|m| m.0).collect();
+            let ids = lent.iter().map(|m| (m.0, m.2)).collect();
             let lent = lent
                 .into_iter()
                 .map(|(id, message, returns)| LentMessage {
@@ -313,11 +329,13 @@ impl CheckoutHandler for Replication {
                 None => return CheckoutReply::NotLeader,
             }
         };
+        let (ids, returns) = ids.into_iter().unzip();
         // Read after the grant: what the copy had applied when it chose is at most this.
         CheckoutReply::Granted {
             ids,
             through: fed.load(Ordering::Acquire),
             lent,
+            returns,
         }
     }
     fn node_gone(&self, node: u64) {

@@ -11,6 +11,7 @@ use openraft::ServerState;
 
 use crate::broker::confirms::ReplicaTickets;
 use crate::broker::queue::replica::{self as broker_replica, GroupMessage, ReplicaWork};
+use crate::broker::replicated::CommittedReturns;
 use crate::broker::DeathReason;
 use crate::cluster::machine::Tapped;
 use crate::cluster::queue_groups::OpenedQueue;
@@ -73,6 +74,11 @@ impl RoundNumbers {
         }
     }
 
+    /// Whether round `write` is this process's own.
+    fn is_mine(&self, (node, id): (u64, WriteId)) -> bool {
+        node == self.node && id.started_at == self.started_at
+    }
+
     fn next(&self) -> (u64, WriteId) {
         let seq = self.last.fetch_add(1, Ordering::Relaxed) + 1;
         let started_at = self.started_at;
@@ -104,6 +110,17 @@ pub(super) struct QueueFeed {
     pub(super) fed: Arc<AtomicU64>,
     /// Numbers for the writer's rounds.
     pub(super) rounds: Arc<RoundNumbers>,
+}
+
+/// Returns of an entry no writer numbered (`Return`, `ReturnBatch`: earlier builds).
+fn unnumbered(ids: &[u64]) -> CommittedReturns<'_> {
+    CommittedReturns {
+        ids,
+        seen: &[],
+        from: None,
+        mine: false,
+        stale: &[],
+    }
 }
 
 /// The messages of the entry at `index`, enqueued at `enqueued_at`, with their group ids.
@@ -284,8 +301,10 @@ impl QueueFeed {
                 } => m.replica_enqueued(name, &ids_of(index, messages, *enqueued_at)),
                 QueueCommand::Settle { id } => m.replica_settled(name, &[*id]),
                 QueueCommand::SettleBatch { ids } => m.replica_settled(name, ids),
-                QueueCommand::Return { id } => m.replica_returned(name, &[*id], None),
-                QueueCommand::ReturnBatch { ids } => m.replica_returned(name, ids, None),
+                QueueCommand::Return { id } => {
+                    m.replica_returned(name, unnumbered(std::slice::from_ref(id)))
+                }
+                QueueCommand::ReturnBatch { ids } => m.replica_returned(name, unnumbered(ids)),
                 QueueCommand::Round {
                     messages,
                     returned,
@@ -293,6 +312,8 @@ impl QueueFeed {
                     discarded,
                     enqueued_at,
                     write,
+                    seen,
+                    stale,
                 } => {
                     // In the order the group applied them.
                     if !messages.is_empty() {
@@ -303,8 +324,14 @@ impl QueueFeed {
                         m.replica_discarded(name, &dead);
                     }
                     if !returned.is_empty() {
-                        let from = write.map(|(node, _)| node);
-                        m.replica_returned(name, returned, from);
+                        let returns = CommittedReturns {
+                            ids: returned,
+                            seen,
+                            from: write.map(|(node, _)| node),
+                            mine: write.is_some_and(|w| self.rounds.is_mine(w)),
+                            stale,
+                        };
+                        m.replica_returned(name, returns);
                     }
                     if !settled.is_empty() {
                         m.replica_settled(name, settled);
@@ -313,6 +340,16 @@ impl QueueFeed {
             }
             self.fed.store(index, Ordering::Release);
         });
+    }
+
+    /// Returns counted here that the writer could not write (`ids`): counted no more
+    /// (`VHost::replica_returns_not_written`).
+    fn returns_not_written(&self, ids: &[u64]) {
+        if !ids.is_empty() {
+            let queue = (self.name.as_str(), self.queue_id);
+            self.vhost
+                .with(|m| m.replica_returns_not_written(queue, ids));
+        }
     }
 
     /// Writes what is published and settled on this node to the group, one batch at a
@@ -331,6 +368,7 @@ impl QueueFeed {
                     published,
                     settled,
                     returned,
+                    returned_seen,
                     discarded,
                 }) = self
                     .vhost
@@ -373,8 +411,11 @@ impl QueueFeed {
                 // The returns, settles and dead letters ride with the last run of
                 // publishes (or go alone): one entry and one commit round for the lot.
                 let runs: Vec<&[(Bytes, u64)]> = batches(&published, |(b, _)| b.len()).collect();
+                // Counted here as they happened: uncounted should their write fail.
+                let returns_out = returned.clone();
                 let mut riders = Some(Riders {
                     returned,
+                    returned_seen,
                     settled,
                     discarded: dead,
                 });
@@ -390,6 +431,9 @@ impl QueueFeed {
                         // Settles riding along stay in the group too: delivered again
                         // (at least once).
                         tracing::warn!(queue = %self.name, "cluster: publishes not committed: {e}");
+                        if i + 1 == runs.len() {
+                            self.returns_not_written(&returns_out);
+                        }
                     }
                     for (_, t) in *chunk {
                         tickets.complete(*t, written.is_ok());
@@ -400,6 +444,7 @@ impl QueueFeed {
                     if let Err(e) = group.write(cmd, deadline).await {
                         // The messages stay in the group: delivered again (at least once).
                         tracing::warn!(queue = %self.name, "cluster: settles and returns not committed: {e}");
+                        self.returns_not_written(&returns_out);
                     }
                 }
             }
@@ -411,6 +456,8 @@ impl QueueFeed {
 #[derive(Default)]
 struct Riders {
     returned: Vec<u64>,
+    /// The returns each of `returned` had when its delivery went out.
+    returned_seen: Vec<u32>,
     settled: Vec<u64>,
     discarded: Vec<DeadMark>,
 }
@@ -437,6 +484,8 @@ fn round(
         discarded: riders.discarded,
         enqueued_at,
         write: Some(write),
+        seen: riders.returned_seen,
+        stale: Vec::new(),
     }
 }
 

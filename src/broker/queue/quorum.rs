@@ -134,6 +134,36 @@ impl Queue {
         }
     }
 
+    /// Message `seq` goes out (to a consumer here, or granted by the leader to another
+    /// node): a replicated queue's copy notes the returns it goes out with, which its
+    /// return will name (`Replica::went_out`).
+    #[inline]
+    pub fn note_out(&mut self, seq: u64) {
+        let Some(qs) = self.quorum.as_mut() else {
+            return;
+        };
+        // In a cluster only; most messages go out never returned: nothing to note.
+        let Some(r) = qs.replica.as_mut().filter(|_| !qs.returns.is_empty()) else {
+            return;
+        };
+        if let (Some(&n), Some(id)) = (qs.returns.get(&seq), r.id_of(seq)) {
+            r.went_out(id, n);
+        }
+    }
+
+    /// A return this node counted when it happened that the group ignored (of a delivery
+    /// it had taken back already): counted no more.
+    pub fn uncount_return(&mut self, seq: u64) {
+        if let Some(qs) = self.quorum.as_mut() {
+            if let Some(n) = qs.returns.get_mut(&seq) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    qs.returns.remove(&seq);
+                }
+            }
+        }
+    }
+
     /// A return the group committed (replica.rs): counted in the copy of a node that did
     /// not count it itself when it happened.
     pub fn count_replicated_return(&mut self, id: u64) {

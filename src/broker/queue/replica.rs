@@ -45,6 +45,15 @@ pub struct Replica {
     /// Group ids of messages returned here (nack, reject or recover with requeue, a
     /// channel closed), not yet handed to the group: every copy counts the delivery.
     pub returned: Vec<u64>,
+    /// For each of `returned`, the returns the message had when the delivery it gives
+    /// back went out (`went_out`): the group ignores a return of a delivery it has taken
+    /// back since (`QueueCommand::Round`'s `seen`).
+    pub returned_seen: Vec<u32>,
+    /// Group id -> the returns a message had when it last went out from here (delivered
+    /// to a consumer here, granted by this leader to another node, or granted to this
+    /// node by the leader), for those above 0 (none recorded: 0). Its return names that
+    /// count (`returned_here`).
+    out_with: HashMap<u64, u32>,
     /// Returns this node counted itself and handed to the group, by group id, until the
     /// group's commit of them comes back (then they are not counted twice).
     counted_here: HashMap<u64, u32>,
@@ -108,8 +117,10 @@ pub struct RemoteHolder {
     pub incarnation: u64,
     /// When the node last asked (milliseconds since the epoch): its lease.
     pub last_seen: u64,
-    /// Group id -> store seq of each message out with it.
-    pub held: HashMap<u64, u64>,
+    /// Group id -> store seq of each message out with it, and the returns it had when it
+    /// was granted: a return from this node of an earlier delivery (a lower count) does
+    /// not release it (`replica_checkout::remote_returned`).
+    pub held: HashMap<u64, (u64, u32)>,
     /// Its earliest consumer, on a single-active-consumer queue (`replica_sac.rs`).
     pub candidate: Option<crate::broker::replica_sac::Candidate>,
 }
@@ -134,6 +145,9 @@ impl Replica {
     pub fn forget_id(&mut self, id: u64) -> Option<u64> {
         let seq = self.seq_of.remove(&id)?;
         self.id_of.remove(&seq);
+        if !self.out_with.is_empty() {
+            self.out_with.remove(&id);
+        }
         if !self.dead.is_empty() {
             self.dead.remove(&seq);
         }
@@ -150,20 +164,97 @@ impl Replica {
         }
         if let Some(id) = self.id_of.remove(&seq) {
             self.seq_of.remove(&id);
+            if !self.out_with.is_empty() {
+                self.out_with.remove(&id);
+            }
             self.settled.push(id);
             self.wake.notify_one();
         }
     }
 
-    /// Message `seq` was returned here: the return goes to the group.
+    /// Group message `id` went out with `returns` returns counted (a delivery here, a
+    /// grant): its return will say so. The highest count stands: a member's copy may lag
+    /// the count the leader granted the message with.
+    pub fn went_out(&mut self, id: u64, returns: u32) {
+        if returns > 0 {
+            let n = self.out_with.entry(id).or_insert(0);
+            *n = (*n).max(returns);
+        }
+    }
+
+    /// Message `seq` was returned here and counted (`Queue::count_return`: a delivery
+    /// given back, or what the leader held for a gone node): the return goes to the
+    /// group, with the count its delivery went out with.
     pub fn returned_here(&mut self, seq: u64) {
+        let seen = self.id_of(seq).and_then(|id| self.out_with.remove(&id));
+        self.give_back(seq, seen.unwrap_or(0), true);
+    }
+
+    /// Message `seq`, granted to this node, goes back to the leader undelivered (the
+    /// basic.get it was for has no channel any more): not counted here; the group's
+    /// commit of the return counts it.
+    pub fn grant_given_back(&mut self, seq: u64) {
+        let seen = self.id_of(seq).and_then(|id| self.out_with.remove(&id));
+        self.give_back(seq, seen.unwrap_or(0), false);
+    }
+
+    /// Message `seq`, held for this node by the leader, goes back to it whatever was
+    /// counted since (a dead letter whose copies failed, or that the group marked while
+    /// it waited here): a return the group never takes as stale, not counted here until
+    /// the group commits it. (A dead letter given back after the leader took the delivery
+    /// back counts twice: what its delivery limit needs is that it counts at all.)
+    pub fn handed_back(&mut self, seq: u64) {
+        if let Some(id) = self.id_of(seq) {
+            self.out_with.remove(&id);
+        }
+        self.give_back(seq, u32::MAX, false);
+    }
+
+    /// `counted`: this node counted the return as it happened (`counted_here`), so the
+    /// group's commit of it is not counted again here.
+    fn give_back(&mut self, seq: u64, seen: u32, counted: bool) {
         if let Some(&id) = self.id_of.get(&seq) {
             self.returned.push(id);
+            self.returned_seen.push(seen);
             // A node with no copy never hears the group's commit of it back.
-            if !self.lent_only {
+            if counted && !self.lent_only {
                 *self.counted_here.entry(id).or_insert(0) += 1;
             }
             self.wake.notify_one();
+        }
+    }
+
+    /// Group message `id`'s return written by this node did not reach the group (its
+    /// writer gave up): whether this node had counted it, and takes it out of
+    /// `counted_here` (the caller uncounts it; should the entry commit late after all, it
+    /// is counted then as another node's would be).
+    pub fn return_not_written(&mut self, id: u64) -> bool {
+        !self.count_committed_return(id)
+    }
+
+    /// Drops what the leader granted this node that no consumer took (its consumers are
+    /// gone): the store seqs granted, in order; ids still awaited are forgotten.
+    pub fn drop_grants(&mut self) -> VecDeque<u64> {
+        let granted = std::mem::take(&mut self.granted);
+        if !self.out_with.is_empty() {
+            for id in self.awaited.iter() {
+                self.out_with.remove(id);
+            }
+            for seq in &granted {
+                if let Some(id) = self.id_of.get(seq) {
+                    self.out_with.remove(id);
+                }
+            }
+        }
+        self.awaited.clear();
+        granted
+    }
+
+    /// Forgets the count message `id` went out with (its grant was dropped undelivered,
+    /// or another node's return of it came back to the leader).
+    pub fn forget_out(&mut self, id: u64) {
+        if !self.out_with.is_empty() {
+            self.out_with.remove(&id);
         }
     }
 
@@ -197,6 +288,7 @@ impl Replica {
         self.id_of.clear();
         self.seq_of.clear();
         self.counted_here.clear();
+        self.out_with.clear();
         self.granted.clear();
         self.awaited.clear();
         self.dead.clear();
@@ -212,6 +304,7 @@ impl Replica {
             published: std::mem::take(&mut self.outgoing),
             settled: std::mem::take(&mut self.settled),
             returned: std::mem::take(&mut self.returned),
+            returned_seen: std::mem::take(&mut self.returned_seen),
             discarded: std::mem::take(&mut self.discarded),
         }
     }
@@ -225,5 +318,7 @@ pub struct ReplicaWork {
     pub published: Vec<(Bytes, u64)>,
     pub settled: Vec<u64>,
     pub returned: Vec<u64>,
+    /// For each of `returned`, the returns its delivery went out with.
+    pub returned_seen: Vec<u32>,
     pub discarded: Vec<DeadMark>,
 }
