@@ -73,9 +73,15 @@ pub struct Ask {
 
 /// Makes every message held for `node` ready again in the leader's copy.
 fn release(q: &mut Queue, node: u64) {
-    let Some(holder) = replica_of(q).and_then(|r| r.remote.remove(&node)) else {
+    let Some(r) = replica_of(q) else {
         return;
     };
+    let Some(holder) = r.remote.remove(&node) else {
+        return;
+    };
+    for id in holder.held.keys() {
+        r.forget_out(*id);
+    }
     for (seq, _) in holder.held.into_values() {
         q.requeue(seq);
     }

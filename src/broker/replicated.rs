@@ -363,23 +363,17 @@ impl VHost {
         }
     }
 
-    /// Returns this node's writer could not write to the group (`ids`, counted here when
-    /// they happened): counted no more. Should the entry commit late after all, it is
-    /// counted then, as not this node's own (`counted_here` no longer has it).
-    pub fn replica_returns_not_written(&mut self, (name, id): QueueRef<'_>, ids: &[u64]) {
-        let Some(q) = self.replica_queue(name, id) else {
-            return;
-        };
-        let mut uncount = Vec::new();
-        if let Some(r) = replica_of(q) {
-            for &id in ids {
-                if r.return_not_written(id) {
-                    uncount.extend(r.seq_of(id));
-                }
-            }
-        }
-        for seq in uncount {
-            q.uncount_return(seq);
+    /// What this node's writer could not write to the group: written again
+    /// (`Replica::write_again`).
+    pub fn replica_write_again(
+        &mut self,
+        (name, id): QueueRef<'_>,
+        returned: Vec<u64>,
+        seen: Vec<u32>,
+        settled: Vec<u64>,
+    ) {
+        if let Some(r) = self.replica_queue(name, id).and_then(replica_of) {
+            r.write_again(returned, seen, settled);
         }
     }
 
@@ -447,8 +441,7 @@ impl VHost {
         }
         if leading {
             // What the old leader handed this node is ready in this copy anyway.
-            r.granted.clear();
-            r.awaited.clear();
+            r.drop_grants();
             if settle {
                 self.schedule(name, settled_at);
             }
@@ -682,13 +675,22 @@ mod tests {
             m.replica_returned(queue, twice);
             assert_eq!(count(m), 5);
 
-            // A return this node's writer gave up on is counted no more; committed late
-            // after all, it counts as any other.
+            // A return this node's writer gave up on is written again: the try committed
+            // late counts, the second is stale. (What the returns above left for the
+            // writer is taken first.)
+            m.replica_work(queue);
             m.replica_queue("q", qid).unwrap().count_return(seq);
             assert_eq!(count(m), 6);
-            m.replica_returns_not_written(queue, &[A]);
-            assert_eq!(count(m), 5);
+            let work = m.replica_work(queue).unwrap();
+            assert_eq!(
+                (&work.returned[..], &work.returned_seen[..]),
+                (&[A][..], &[0][..])
+            );
+            m.replica_write_again(queue, work.returned, work.returned_seen, vec![A]);
+            let again = m.replica_work(queue).unwrap();
+            assert_eq!((again.returned, again.settled), (vec![A], vec![A]));
             m.replica_returned(queue, own(&[]));
+            m.replica_returned(queue, own(&[0]));
             assert_eq!(count(m), 6);
         });
     }

@@ -263,7 +263,7 @@ impl Replicated<QueueRaft> for QueueState {
     /// take its messages twice, and still learns the entry was applied (`fed`).
     ///
     /// A round's returns the group ignored (`taken_back`) are named in its `stale`: the
-    /// copy of the node that wrote them had counted them when they happened, and the
+    /// copy of the node that wrote them may have counted them when they happened, and the
     /// leader still releases a holding by such a return when its `seen` says it is of the
     /// delivery the node holds (`replica_checkout::remote_returned`).
     fn for_tap(cmd: QueueCommand, answer: &QueueResponse) -> QueueCommand {
@@ -281,7 +281,7 @@ impl Replicated<QueueRaft> for QueueState {
                     seen,
                     stale: _,
                 },
-            ) if !ignored.is_empty() => QueueCommand::Round {
+            ) => QueueCommand::Round {
                 messages,
                 returned,
                 settled,

@@ -56,6 +56,10 @@ pub(super) fn batches<T>(messages: &[T], len: impl Fn(&T) -> usize) -> impl Iter
     })
 }
 
+/// How long a writer waits before it writes again the returns and settles of a round
+/// that failed.
+const WRITE_AGAIN_PAUSE: Duration = Duration::from_millis(500);
+
 /// This node's numbers for its writers' rounds (`WriteId`): one count for all its
 /// queues, so that each number names one round and a queue's rounds are numbered upwards.
 pub(super) struct RoundNumbers {
@@ -342,14 +346,18 @@ impl QueueFeed {
         });
     }
 
-    /// Returns counted here that the writer could not write (`ids`): counted no more
-    /// (`VHost::replica_returns_not_written`).
-    fn returns_not_written(&self, ids: &[u64]) {
-        if !ids.is_empty() {
-            let queue = (self.name.as_str(), self.queue_id);
-            self.vhost
-                .with(|m| m.replica_returns_not_written(queue, ids));
-        }
+    /// Returns and settles the writer could not write: handed back to the replica, to be
+    /// written again (`Replica::write_again`).
+    fn write_again(&self, riders: Riders) {
+        let Riders {
+            returned,
+            returned_seen,
+            settled,
+            ..
+        } = riders;
+        let queue = (self.name.as_str(), self.queue_id);
+        self.vhost
+            .with(|m| m.replica_write_again(queue, returned, returned_seen, settled));
     }
 
     /// Writes what is published and settled on this node to the group, one batch at a
@@ -411,8 +419,6 @@ impl QueueFeed {
                 // The returns, settles and dead letters ride with the last run of
                 // publishes (or go alone): one entry and one commit round for the lot.
                 let runs: Vec<&[(Bytes, u64)]> = batches(&published, |(b, _)| b.len()).collect();
-                // Counted here as they happened: uncounted should their write fail.
-                let returns_out = returned.clone();
                 let mut riders = Some(Riders {
                     returned,
                     returned_seen,
@@ -425,14 +431,15 @@ impl QueueFeed {
                 for (i, chunk) in runs.iter().enumerate() {
                     let messages: Vec<Bytes> = chunk.iter().map(|(b, _)| b.clone()).collect();
                     let riders = riders.take_if(|_| i + 1 == runs.len()).unwrap_or_default();
+                    let again = riders.to_write_again();
                     let cmd = round(messages, riders, enqueued_at, self.rounds.next());
                     let written = group.write(cmd, deadline).await;
                     if let Err(e) = &written {
-                        // Settles riding along stay in the group too: delivered again
-                        // (at least once).
                         tracing::warn!(queue = %self.name, "cluster: publishes not committed: {e}");
-                        if i + 1 == runs.len() {
-                            self.returns_not_written(&returns_out);
+                        // The returns and settles riding along are written again.
+                        if !again.is_empty() {
+                            self.write_again(again);
+                            tokio::time::sleep(WRITE_AGAIN_PAUSE).await;
                         }
                     }
                     for (_, t) in *chunk {
@@ -440,11 +447,14 @@ impl QueueFeed {
                     }
                 }
                 if let Some(riders) = riders.filter(|r| !r.is_empty()) {
+                    let again = riders.to_write_again();
                     let cmd = round(Vec::new(), riders, 0, self.rounds.next());
                     if let Err(e) = group.write(cmd, deadline).await {
-                        // The messages stay in the group: delivered again (at least once).
-                        tracing::warn!(queue = %self.name, "cluster: settles and returns not committed: {e}");
-                        self.returns_not_written(&returns_out);
+                        tracing::warn!(queue = %self.name, "cluster: settles and returns not committed (written again): {e}");
+                        self.write_again(again);
+                        // Not at once: a write that fails fast (no group any more, a
+                        // fatal error) would spin.
+                        tokio::time::sleep(WRITE_AGAIN_PAUSE).await;
                     }
                 }
             }
@@ -463,6 +473,17 @@ struct Riders {
 }
 
 impl Riders {
+    /// The returns and settles, kept to be written again should the round's write fail
+    /// (dead-letter marks are not: dead-lettered all the same, from here).
+    fn to_write_again(&self) -> Riders {
+        Riders {
+            returned: self.returned.clone(),
+            returned_seen: self.returned_seen.clone(),
+            settled: self.settled.clone(),
+            discarded: Vec::new(),
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.returned.is_empty() && self.settled.is_empty() && self.discarded.is_empty()
     }

@@ -135,15 +135,21 @@ impl Queue {
     }
 
     /// Message `seq` goes out (to a consumer here, or granted by the leader to another
-    /// node): a replicated queue's copy notes the returns it goes out with, which its
+    /// node): a replicated queue's leader notes the returns it goes out with, which its
     /// return will name (`Replica::went_out`).
     #[inline]
     pub fn note_out(&mut self, seq: u64) {
         let Some(qs) = self.quorum.as_mut() else {
             return;
         };
-        // In a cluster only; most messages go out never returned: nothing to note.
-        let Some(r) = qs.replica.as_mut().filter(|_| !qs.returns.is_empty()) else {
+        // On the leader of a group only (a member names the count its grant carried: its
+        // copy's may include returns of its own the group will ignore); most messages go
+        // out never returned: nothing to note.
+        let Some(r) = qs
+            .replica
+            .as_mut()
+            .filter(|r| r.leading && !qs.returns.is_empty())
+        else {
             return;
         };
         if let (Some(&n), Some(id)) = (qs.returns.get(&seq), r.id_of(seq)) {

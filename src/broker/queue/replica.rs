@@ -43,7 +43,8 @@ pub struct Replica {
     /// Group ids of messages that left this node's copy, not yet handed to the group.
     pub settled: Vec<u64>,
     /// Group ids of messages returned here (nack, reject or recover with requeue, a
-    /// channel closed), not yet handed to the group: every copy counts the delivery.
+    /// channel closed), not yet handed to the group: every copy counts the delivery, if
+    /// the group does (`returned_seen`).
     pub returned: Vec<u64>,
     /// For each of `returned`, the returns the message had when the delivery it gives
     /// back went out (`went_out`): the group ignores a return of a delivery it has taken
@@ -224,12 +225,21 @@ impl Replica {
         }
     }
 
-    /// Group message `id`'s return written by this node did not reach the group (its
-    /// writer gave up): whether this node had counted it, and takes it out of
-    /// `counted_here` (the caller uncounts it; should the entry commit late after all, it
-    /// is counted then as another node's would be).
-    pub fn return_not_written(&mut self, id: u64) -> bool {
-        !self.count_committed_return(id)
+    /// Returns and settles this node's writer could not write (its deadline passed with
+    /// no commit): written again, ahead of what came since. A return the group commits
+    /// twice (the first try committed late after all) counts once: the second names a
+    /// count below the message's (`seen`); a settle twice is a settle of nothing. Left
+    /// unwritten, the leader would hold the messages for this node for as long as it
+    /// asks, and no consumer here has them.
+    pub fn write_again(&mut self, returned: Vec<u64>, seen: Vec<u32>, settled: Vec<u64>) {
+        debug_assert_eq!(returned.len(), seen.len());
+        if returned.is_empty() && settled.is_empty() {
+            return;
+        }
+        self.returned.splice(0..0, returned);
+        self.returned_seen.splice(0..0, seen);
+        self.settled.splice(0..0, settled);
+        self.wake.notify_one();
     }
 
     /// Drops what the leader granted this node that no consumer took (its consumers are
