@@ -266,32 +266,17 @@ impl Replicated<QueueRaft> for QueueState {
     /// copy of the node that wrote them may have counted them when they happened, and the
     /// leader still releases a holding by such a return when its `seen` says it is of the
     /// delivery the node holds (`replica_checkout::remote_returned`).
-    fn for_tap(cmd: QueueCommand, answer: &QueueResponse) -> QueueCommand {
-        match (answer, cmd) {
+    fn for_tap(mut cmd: QueueCommand, answer: &QueueResponse) -> QueueCommand {
+        match (answer, &mut cmd) {
             (QueueResponse::Repeated, _) => QueueCommand::SettleBatch { ids: Vec::new() },
             (
                 QueueResponse::RoundDone { stale: ignored, .. },
-                QueueCommand::Round {
-                    messages,
-                    returned,
-                    settled,
-                    discarded,
-                    enqueued_at,
-                    write,
-                    seen,
-                    stale: _,
-                },
-            ) => QueueCommand::Round {
-                messages,
-                returned,
-                settled,
-                discarded,
-                enqueued_at,
-                write,
-                seen,
-                stale: ignored.clone(),
-            },
-            (_, cmd) => cmd,
+                QueueCommand::Round { stale, .. },
+            ) => {
+                stale.clone_from(ignored);
+                cmd
+            }
+            _ => cmd,
         }
     }
 
