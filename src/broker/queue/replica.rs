@@ -146,9 +146,7 @@ impl Replica {
     pub fn forget_id(&mut self, id: u64) -> Option<u64> {
         let seq = self.seq_of.remove(&id)?;
         self.id_of.remove(&seq);
-        if !self.out_with.is_empty() {
-            self.out_with.remove(&id);
-        }
+        self.forget_out(id);
         if !self.dead.is_empty() {
             self.dead.remove(&seq);
         }
@@ -165,9 +163,7 @@ impl Replica {
         }
         if let Some(id) = self.id_of.remove(&seq) {
             self.seq_of.remove(&id);
-            if !self.out_with.is_empty() {
-                self.out_with.remove(&id);
-            }
+            self.forget_out(id);
             self.settled.push(id);
             self.wake.notify_one();
         }
@@ -187,16 +183,22 @@ impl Replica {
     /// given back, or what the leader held for a gone node): the return goes to the
     /// group, with the count its delivery went out with.
     pub fn returned_here(&mut self, seq: u64) {
-        let seen = self.id_of(seq).and_then(|id| self.out_with.remove(&id));
-        self.give_back(seq, seen.unwrap_or(0), true);
+        let seen = self.take_out_count(seq);
+        self.give_back(seq, seen, true);
+    }
+
+    /// The count message `seq` went out with (0 if none was noted), forgotten.
+    fn take_out_count(&mut self, seq: u64) -> u32 {
+        let id = self.id_of(seq);
+        id.and_then(|id| self.out_with.remove(&id)).unwrap_or(0)
     }
 
     /// Message `seq`, granted to this node, goes back to the leader undelivered (the
     /// basic.get it was for has no channel any more): not counted here; the group's
     /// commit of the return counts it.
     pub fn grant_given_back(&mut self, seq: u64) {
-        let seen = self.id_of(seq).and_then(|id| self.out_with.remove(&id));
-        self.give_back(seq, seen.unwrap_or(0), false);
+        let seen = self.take_out_count(seq);
+        self.give_back(seq, seen, false);
     }
 
     /// Message `seq`, held for this node by the leader, goes back to it whatever was
@@ -205,9 +207,7 @@ impl Replica {
     /// the group commits it. (A dead letter given back after the leader took the delivery
     /// back counts twice: what its delivery limit needs is that it counts at all.)
     pub fn handed_back(&mut self, seq: u64) {
-        if let Some(id) = self.id_of(seq) {
-            self.out_with.remove(&id);
-        }
+        self.take_out_count(seq);
         self.give_back(seq, u32::MAX, false);
     }
 
