@@ -596,6 +596,7 @@ impl Replication {
             name: decl.name.clone(),
             queue_id,
             me: self.node.node_id(),
+            node: self.node.clone(),
             fed: fed.clone(),
             rounds: self.rounds.clone(),
         };

@@ -187,3 +187,60 @@ fn a_return_from_a_node_whose_holdings_went_elsewhere_leaves_them_there() {
     let expected: Vec<_> = bodies(0..10).into_iter().map(|b| (b, Some(2))).collect();
     assert_eq!(got, expected, "each returned twice, counted twice");
 }
+
+/// The leader killed with ten deliveries out to a consumer of its own, and five more
+/// messages ready. The group heard how far the leader had handed messages out, so the next
+/// leader takes the ten as the dead node's, and as that node is gone (its connections
+/// closed with it) returns them at once, each counted once (redelivered,
+/// `x-delivery-count: 1`), ahead of the five: what RabbitMQ 3.10's next leader does with
+/// a dead leader's deliveries (tests/cluster_reference/rabbitmq_failover_redelivery.md).
+/// Before, the next leader had the ten ready as first deliveries (`redelivered` false, no
+/// count).
+#[test]
+fn what_a_killed_leader_handed_out_comes_back_counted_ahead_of_the_rest() {
+    let (mut c, rt, leader, followers) = orders_on_three_nodes();
+    let _conn = rt.block_on(hold_ten(&c, leader, leader));
+    rt.block_on(async {
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(10..15)).await, 5);
+    });
+
+    c.node_mut(leader).kill();
+    let next = wait_for("the next leader returning the ten", &c, ELECTION, || {
+        followers.iter().copied().find(|id| {
+            std::fs::read_to_string(&c.node(*id).log).is_ok_and(|log| {
+                log.lines().any(|l| {
+                    l.contains("the last leader's deliveries held") && l.contains("dead=true")
+                })
+            })
+        })
+    });
+    let got = rt.block_on(async {
+        let conn = connect(c.node(followers[0]).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 15 {
+            let m = get_within(&ch, Duration::from_secs(30))
+                .await
+                .expect("fifteen messages within 30 s");
+            let count = delivery_count(&m.delivery.properties);
+            let body = String::from_utf8(m.delivery.data.clone()).unwrap();
+            got.push((body, m.delivery.redelivered, count));
+            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        got
+    });
+    let returned = bodies(0..10).into_iter().map(|b| (b, true, Some(1)));
+    let never_out = bodies(10..15).into_iter().map(|b| (b, false, Some(0)));
+    let expected: Vec<_> = returned.chain(never_out).collect();
+    assert_eq!(
+        got, expected,
+        "what the dead leader handed out, then the rest"
+    );
+    wait_for(
+        "nothing unacknowledged on the next leader",
+        &c,
+        ELECTION,
+        || (unacked(&c, next) == Some(0)).then_some(()),
+    );
+}

@@ -30,6 +30,7 @@ pub mod queue;
 pub mod replica_checkout;
 mod replica_dead_letters;
 pub mod replica_sac;
+pub mod replica_takeover;
 pub mod replicated;
 pub mod replicated_topology;
 pub mod stats;

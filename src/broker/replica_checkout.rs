@@ -14,8 +14,9 @@
 //! (`redelivered`, `x-delivery-count`, the delivery limit; RabbitMQ 3.10.8's answers in
 //! `tests/cluster_reference/rabbitmq_member_death_redelivery.md`), to be delivered
 //! elsewhere. A leader that stops leading makes what it held ready in its copy again; the
-//! next leader never knew of them and has them ready anyway. Either way a message may be
-//! delivered twice, never lost: at least once, as with a leader that dies.
+//! next leader takes them, with what the last leader's own consumers had, as held by the
+//! last leader's node (`replica_takeover.rs`). Either way a message may be delivered
+//! twice, never lost: at least once.
 //!
 //! A node that is not a member of the group (`x-quorum-initial-group-size` below the
 //! cluster's size) has no copy to deliver from: the leader lends it the messages
@@ -31,7 +32,7 @@ use super::dead_letter::{DeadLetter, DeathReason};
 use super::dispatch::{choose_consumer, credit, hand_out, hand_out_get, return_delivery, Got};
 use super::error::BrokerError;
 use super::outbox::Outgoing;
-use super::queue::replica::{GroupMessage, Replica};
+use super::queue::replica::{GroupMessage, RemoteHolder, Replica};
 use super::queue::Queue;
 use super::replica_sac::{self, Active, FirstConsumer};
 use super::replicated::{replica_of, take_group_returns, QueueRef};
@@ -41,6 +42,21 @@ use super::ChannelKey;
 /// How long the leader keeps messages handed to a node that has not asked since
 /// (milliseconds). A member with consumers or deliveries out asks at least every second.
 pub const REMOTE_LEASE_MS: u64 = 10_000;
+
+/// How long a node that held messages of the last leader's (`RemoteHolder::taken_over`)
+/// and has not asked this leader since keeps them (milliseconds): a live member asks
+/// within a second of hearing of the new leader; a dead leader's consumers are gone, and
+/// what they held is delivered again, counted, a moment after the failover rather than
+/// after a whole lease (RabbitMQ returns them when it sees the node go down).
+pub const TAKEN_OVER_LEASE_MS: u64 = 3_000;
+
+/// The lease of `holder`'s holdings.
+fn lease_of(holder: &RemoteHolder) -> u64 {
+    match holder.taken_over && !holder.asked {
+        true => TAKEN_OVER_LEASE_MS,
+        false => REMOTE_LEASE_MS,
+    }
+}
 
 /// What a member wants from the leader: room for `want` more messages, and whether it
 /// has deliveries out (its lease must be kept even when it wants nothing); on a
@@ -186,10 +202,13 @@ pub(super) fn remote_returned(q: &mut Queue, id: u64, from: Option<u64>, seen: O
     let Some(holder) = holder_of(r, id) else {
         return;
     };
-    if from.is_some_and(|from| from != holder) {
+    let Some(held_by) = r.remote.get(&holder) else {
+        return;
+    };
+    if from.is_some_and(|from| from != holder) && !held_by.taken_over {
         return;
     }
-    let granted_with = r.remote.get(&holder).and_then(|h| h.held.get(&id));
+    let granted_with = held_by.held.get(&id);
     if seen.is_some_and(|seen| granted_with.is_some_and(|&(_, g)| seen < g)) {
         return;
     }
@@ -247,6 +266,7 @@ impl VHost {
         let holder = replica_of(q)?.remote.entry(node).or_default();
         holder.incarnation = ask.incarnation;
         holder.last_seen = now;
+        holder.asked = true;
         if !ask.get {
             replica_sac::register(holder, ask.first, now);
         }
@@ -367,23 +387,31 @@ impl VHost {
             return;
         };
         let stale = replica_sac::forget_stale(q, now);
-        let expired: Vec<u64> = replica_of(q).map_or_else(Vec::new, |r| {
+        let expired: Vec<(u64, bool)> = replica_of(q).map_or_else(Vec::new, |r| {
             r.remote
                 .iter()
-                .filter(|(_, h)| now.saturating_sub(h.last_seen) > REMOTE_LEASE_MS)
-                .map(|(n, _)| *n)
+                .filter(|(_, h)| now.saturating_sub(h.last_seen) > lease_of(h))
+                .map(|(n, h)| (*n, h.taken_over && !h.asked))
                 .collect()
         });
         if expired.is_empty() && !stale {
             return;
         }
-        for node in &expired {
-            tracing::info!(
-                queue = queue.0,
-                node,
-                "cluster: a node's consumers stopped asking; what they held is returned"
-            );
+        for &(node, unclaimed) in &expired {
+            match unclaimed {
+                true => tracing::info!(
+                    queue = queue.0,
+                    node,
+                    "cluster: the last leader's node never claimed what it handed out; returned"
+                ),
+                false => tracing::info!(
+                    queue = queue.0,
+                    node,
+                    "cluster: a node's consumers stopped asking; what they held is returned"
+                ),
+            }
         }
+        let expired: Vec<u64> = expired.into_iter().map(|(n, _)| n).collect();
         self.return_remote(queue, &expired, now);
     }
 
@@ -401,7 +429,7 @@ impl VHost {
     }
 
     /// Returns what `nodes` held (`return_held`) and hands it out again.
-    fn return_remote(&mut self, queue: QueueRef<'_>, nodes: &[u64], now: u64) {
+    pub(super) fn return_remote(&mut self, queue: QueueRef<'_>, nodes: &[u64], now: u64) {
         let Some(q) = self.replica_queue(queue.0, queue.1) else {
             return;
         };

@@ -5,6 +5,7 @@
 //! waits for the cluster: a publish leaves its message in the queue's `outgoing` list and
 //! its confirm waits on a replication ticket.
 
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -371,9 +372,10 @@ impl VHost {
         returned: Vec<u64>,
         seen: Vec<u32>,
         settled: Vec<u64>,
+        out_through: u64,
     ) {
         if let Some(r) = self.replica_queue(name, id).and_then(replica_of) {
-            r.write_again(returned, seen, settled);
+            r.write_again(returned, seen, settled, out_through);
         }
     }
 
@@ -424,7 +426,17 @@ impl VHost {
     /// Whether this node leads the queue's group: only the leader delivers. `took_over`:
     /// it leads after another did (a failover, a leader transfer), not as the queue's
     /// first leader.
-    pub fn replica_leading(&mut self, (name, id): QueueRef<'_>, leading: bool, took_over: bool) {
+    ///
+    /// A new leader first takes what the group says the last leader handed out as held by
+    /// that leader's node (`replica_takeover.rs`): not delivered again as if never
+    /// delivered, but returned, counted, if that node does not claim it.
+    pub fn replica_leading(
+        &mut self,
+        (name, id): QueueRef<'_>,
+        leading: bool,
+        took_over: bool,
+        cluster: &super::replica_takeover::Cluster<'_>,
+    ) {
         let now = now_millis();
         let Some(q) = self.replica_queue(name, id) else {
             return;
@@ -440,8 +452,10 @@ impl VHost {
             r.sac_settling_until = settled_at;
         }
         if leading {
-            // What the old leader handed this node is ready in this copy anyway.
-            r.drop_grants();
+            // What the old leader handed this node is ready in this copy anyway (and no
+            // consumer here took it: it was never delivered).
+            let undelivered: HashSet<u64> = r.drop_grants().into_iter().collect();
+            self.take_over((name, id), cluster, &undelivered, now);
             if settle {
                 self.schedule(name, settled_at);
             }
@@ -686,7 +700,7 @@ mod tests {
                 (&work.returned[..], &work.returned_seen[..]),
                 (&[A][..], &[0][..])
             );
-            m.replica_write_again(queue, work.returned, work.returned_seen, vec![A]);
+            m.replica_write_again(queue, work.returned, work.returned_seen, vec![A], 0);
             let again = m.replica_work(queue).unwrap();
             assert_eq!((again.returned, again.settled), (vec![A], vec![A]));
             m.replica_returned(queue, own(&[]));

@@ -214,6 +214,12 @@ impl Claims {
         reached * 2 > all
     }
 
+    /// Whether a live connection carries `peer`'s beacons (false once it ended, until the
+    /// peer's next beacon).
+    pub fn linked(&self, peer: u64) -> bool {
+        self.links.lock().expect("beacon links").contains_key(&peer)
+    }
+
     /// Connection `conn` ended: the peer whose beacons came on it, unless a beacon of that
     /// peer has come on another connection since (it dialled again, or restarted).
     pub fn link_closed(&self, conn: u64) -> Option<u64> {

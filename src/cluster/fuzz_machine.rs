@@ -150,6 +150,7 @@ impl Model {
                 write,
                 seen,
                 stale: _,
+                out_through: _,
             } => {
                 if let Some((node, id)) = write {
                     // Repeated only as the node's highest number taken; a lower one is
@@ -350,6 +351,7 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                     _ => returns.iter().map(|&p| u32::from(p >> 6)).collect(),
                 },
                 stale: Vec::new(),
+                out_through: 0,
             },
             Op::Discard {
                 picks,
@@ -371,6 +373,7 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                 write: None,
                 seen: Vec::new(),
                 stale: Vec::new(),
+                out_through: 0,
             },
             Op::SettleUnknown => QueueCommand::Settle {
                 id: message_id(index + 7, 0),

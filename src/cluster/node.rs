@@ -286,6 +286,12 @@ impl ClusterNode {
         self.started_at
     }
 
+    /// Whether node `peer` is gone as far as this node knows: no live connection carries
+    /// its beacons (it died or stopped, or the link broke; detector.rs).
+    pub fn peer_gone(&self, peer: u64) -> bool {
+        !self.claims.linked(peer)
+    }
+
     /// Every group's status and the node table.
     pub async fn status(&self) -> NodeStatus {
         let groups: Vec<Arc<dyn GroupRpc>> = {

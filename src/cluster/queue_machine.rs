@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::machine::{Machine, Replicated};
 use super::types::{
-    message_id, DeadMark, QueueCommand, QueueRaft, QueueResponse, WriteId, MAX_BATCH,
+    message_id, DeadMark, OutMark, QueueCommand, QueueRaft, QueueResponse, WriteId, MAX_BATCH,
 };
 
 /// A message held by the queue.
@@ -60,6 +60,10 @@ pub struct QueueState {
     /// wrote.
     #[serde(default, skip_serializing_if = "LastRounds::is_empty")]
     pub last_rounds: LastRounds,
+    /// The furthest a leader has said it handed messages out (`Round`'s `out_through`),
+    /// and whose node that was. Absent in what earlier builds wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "om")]
+    pub out_mark: Option<OutMark>,
 }
 
 /// The last numbered round (`WriteId`) applied from each node: a round equal to its
@@ -138,10 +142,12 @@ impl QueueState {
                 write,
                 seen,
                 stale: _,
+                out_through,
             } => {
                 if self.last_rounds.repeated(*write) {
                     return QueueResponse::Repeated;
                 }
+                self.mark_out(*write, *out_through);
                 self.enqueue_batch(index, messages, *enqueued_at);
                 self.discard(discarded);
                 let mut stale = Vec::new();
@@ -210,6 +216,22 @@ impl QueueState {
             return false;
         };
         seen < held.returns
+    }
+
+    /// A leader's round says it handed out messages up to `through`: the mark moves on
+    /// only forwards, to the writer's node (a deposed leader's late round, below the mark,
+    /// changes nothing). A round no writer numbered names no node, and marks nothing.
+    fn mark_out(&mut self, write: Option<(u64, WriteId)>, through: u64) {
+        let Some((node, id)) = write.filter(|_| through > 0) else {
+            return;
+        };
+        if self.out_mark.is_none_or(|m| through > m.through) {
+            self.out_mark = Some(OutMark {
+                node,
+                incarnation: id.started_at,
+                through,
+            });
+        }
     }
 
     /// Marks the messages of `dead` the queue holds as dead-lettered (the first mark of
@@ -433,6 +455,7 @@ mod tests {
             write: None,
             seen: Vec::new(),
             stale: Vec::new(),
+            out_through: 0,
         };
         // Marked before the returns of the same round: `a` stays past its limit of 0.
         let first = round(
@@ -478,6 +501,7 @@ mod tests {
             write: None,
             seen: Vec::new(),
             stale: Vec::new(),
+            out_through: 0,
         };
         assert_eq!(
             s.apply_command(2, &round),
@@ -504,6 +528,7 @@ mod tests {
             write: None,
             seen: Vec::new(),
             stale: Vec::new(),
+            out_through: 0,
         };
         assert_eq!(
             s.apply_command(3, &settle_only),
@@ -614,6 +639,7 @@ mod tests {
             write: Some((node, WriteId { started_at: 7, seq })),
             seen: Vec::new(),
             stale: Vec::new(),
+            out_through: 0,
         }
     }
 
@@ -629,6 +655,7 @@ mod tests {
             write: Some((node, WriteId { started_at: 7, seq })),
             seen: seen.to_vec(),
             stale: Vec::new(),
+            out_through: 0,
         }
     }
 

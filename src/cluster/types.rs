@@ -114,8 +114,19 @@ pub enum QueueCommand {
         /// twice, once stale and once not.
         #[serde(skip)]
         stale: Vec<u32>,
+        /// Written by a leader: the highest message id it has handed out (to its own
+        /// consumers, or granted to another node's). Messages go out first in id order,
+        /// so every message up to it that has never been returned went out; the next
+        /// leader takes those as held by this writer's node (`OutMark`), as RabbitMQ's
+        /// replicated checkouts let its next leader return a dead leader's deliveries.
+        /// 0 in members' rounds and in what earlier builds wrote.
+        #[serde(default, skip_serializing_if = "is_zero", rename = "ot")]
+        out_through: u64,
     },
 }
+
+/// What the group knows of a leader's deliveries (`Round`'s `out_through` and its writer).
+pub use crate::broker::queue::replica::OutMark;
 
 /// The wall clock in milliseconds since the epoch (0 if it reads before the epoch).
 pub fn now_ms() -> u64 {
@@ -392,6 +403,7 @@ mod tests {
             write: None,
             seen: vec![],
             stale: vec![],
+            out_through: 0,
         };
         let (mut full, mut empty) = (round(one()), round(Vec::new()));
         full.stamp(9);

@@ -11,13 +11,14 @@ use openraft::ServerState;
 
 use crate::broker::confirms::ReplicaTickets;
 use crate::broker::queue::replica::{self as broker_replica, GroupMessage, ReplicaWork};
+use crate::broker::replica_takeover::Cluster;
 use crate::broker::replicated::CommittedReturns;
 use crate::broker::DeathReason;
 use crate::cluster::machine::Tapped;
 use crate::cluster::queue_groups::OpenedQueue;
 use crate::cluster::queue_machine::{Held, QueueState};
 use crate::cluster::snapshot_bodies::{self, SnapshotBodies};
-use crate::cluster::types::{message_id, DeadMark, QueueCommand, WriteId};
+use crate::cluster::types::{message_id, DeadMark, OutMark, QueueCommand, WriteId};
 
 use super::GroupTarget;
 
@@ -109,11 +110,26 @@ pub(super) struct QueueFeed {
     /// this one.
     pub(super) queue_id: u64,
     pub(super) me: u64,
+    /// This node: which of its peers are gone, as a leader takes over
+    /// (`broker::replica_takeover`).
+    pub(super) node: Arc<crate::cluster::node::ClusterNode>,
     /// The last log index applied to the broker's copy (checkout.rs: a member delivers
     /// what the leader grants once its copy is as far as the leader's was).
     pub(super) fed: Arc<AtomicU64>,
     /// Numbers for the writer's rounds.
     pub(super) rounds: Arc<RoundNumbers>,
+}
+
+impl QueueFeed {
+    /// Runs `f` with what a leader taking over needs to know of the cluster: this node's
+    /// process, as the group's `OutMark` names the leader's, and which peers are gone.
+    fn with_cluster<T>(&self, f: impl FnOnce(&Cluster<'_>) -> T) -> T {
+        let gone = |peer| self.node.peer_gone(peer);
+        f(&Cluster {
+            me: (self.rounds.node, self.rounds.started_at),
+            gone: &gone,
+        })
+    }
 }
 
 /// Returns of an entry no writer numbered (`Return`, `ReturnBatch`: earlier builds).
@@ -241,7 +257,10 @@ impl QueueFeed {
                     if now != leading {
                         leading = now;
                         tracing::info!(queue = %self.name, leading, "cluster: queue leadership changed");
-                        self.vhost.with(|m| m.replica_leading(name, now, others_led));
+                        self.with_cluster(|cluster| {
+                            self.vhost
+                                .with(|m| m.replica_leading(name, now, others_led, cluster))
+                        });
                     }
                 }
             }
@@ -270,6 +289,11 @@ impl QueueFeed {
             let dead = marks_of(state, step);
             self.vhost.with(|m| m.replica_add(name, &messages, &dead));
         }
+        if let Some(mark) = state.out_mark {
+            self.with_cluster(|cluster| {
+                self.vhost.with(|m| m.replica_out_mark(name, mark, cluster))
+            });
+        }
         if missing > 0 {
             tracing::error!(queue = %self.name, missing, "cluster: messages whose bodies are not in the group's log");
         }
@@ -283,9 +307,14 @@ impl QueueFeed {
         let name = (self.name.as_str(), self.queue_id);
         let all = messages_of(state);
         let dead = marks_of(state, state.messages.keys());
-        self.vhost.with(|m| {
-            m.replica_reset(name, &all, &dead);
-            self.fed.store(index, Ordering::Release);
+        self.with_cluster(|cluster| {
+            self.vhost.with(|m| {
+                m.replica_reset(name, &all, &dead);
+                if let Some(mark) = state.out_mark {
+                    m.replica_out_mark(name, mark, cluster);
+                }
+                self.fed.store(index, Ordering::Release);
+            })
         });
     }
 
@@ -318,6 +347,7 @@ impl QueueFeed {
                     write,
                     seen,
                     stale,
+                    out_through,
                 } => {
                     // In the order the group applied them.
                     if !messages.is_empty() {
@@ -340,6 +370,14 @@ impl QueueFeed {
                     if !settled.is_empty() {
                         m.replica_settled(name, settled);
                     }
+                    if let Some((node, w)) = write.filter(|_| *out_through > 0) {
+                        let mark = OutMark {
+                            node,
+                            incarnation: w.started_at,
+                            through: *out_through,
+                        };
+                        self.with_cluster(|cluster| m.replica_out_mark(name, mark, cluster));
+                    }
                 }
             }
             self.fed.store(index, Ordering::Release);
@@ -353,11 +391,12 @@ impl QueueFeed {
             returned,
             returned_seen,
             settled,
+            out_through,
             ..
         } = riders;
         let queue = (self.name.as_str(), self.queue_id);
         self.vhost
-            .with(|m| m.replica_write_again(queue, returned, returned_seen, settled));
+            .with(|m| m.replica_write_again(queue, returned, returned_seen, settled, out_through));
     }
 
     /// Writes what is published and settled on this node to the group, one batch at a
@@ -378,6 +417,7 @@ impl QueueFeed {
                     returned,
                     returned_seen,
                     discarded,
+                    out_through,
                 }) = self
                     .vhost
                     .with(|m| m.replica_work((&self.name, self.queue_id)))
@@ -388,6 +428,7 @@ impl QueueFeed {
                     && settled.is_empty()
                     && returned.is_empty()
                     && discarded.is_empty()
+                    && out_through == 0
                 {
                     break;
                 }
@@ -424,6 +465,7 @@ impl QueueFeed {
                     returned_seen,
                     settled,
                     discarded: dead,
+                    out_through,
                 });
                 // The enqueue time a copy rebuilt later times their TTLs from (the
                 // leader sets its own as it takes the entry: `LeaderStamp`).
@@ -470,6 +512,8 @@ struct Riders {
     returned_seen: Vec<u32>,
     settled: Vec<u64>,
     discarded: Vec<DeadMark>,
+    /// How far this node, leading, has handed messages out (0: nothing new to tell).
+    out_through: u64,
 }
 
 impl Riders {
@@ -481,11 +525,15 @@ impl Riders {
             returned_seen: self.returned_seen.clone(),
             settled: self.settled.clone(),
             discarded: Vec::new(),
+            out_through: self.out_through,
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.returned.is_empty() && self.settled.is_empty() && self.discarded.is_empty()
+        self.returned.is_empty()
+            && self.settled.is_empty()
+            && self.discarded.is_empty()
+            && self.out_through == 0
     }
 }
 
@@ -507,6 +555,7 @@ fn round(
         write: Some(write),
         seen: riders.returned_seen,
         stale: Vec::new(),
+        out_through: riders.out_through,
     }
 }
 

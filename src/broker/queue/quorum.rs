@@ -136,25 +136,24 @@ impl Queue {
 
     /// Message `seq` goes out (to a consumer here, or granted by the leader to another
     /// node): a replicated queue's leader notes the returns it goes out with, which its
-    /// return will name (`Replica::went_out`).
+    /// return will name (`Replica::went_out`), and how far it has handed out, which the
+    /// group hears (`Replica::handed_out`).
     #[inline]
     pub fn note_out(&mut self, seq: u64) {
         let Some(qs) = self.quorum.as_mut() else {
             return;
         };
         // On the leader of a group only (a member names the count its grant carried: its
-        // copy's may include returns of its own the group will ignore); most messages go
-        // out never returned: nothing to note.
-        let Some(r) = qs
-            .replica
-            .as_mut()
-            .filter(|r| r.leading && !qs.returns.is_empty())
-        else {
+        // copy's may include returns of its own the group will ignore).
+        let Some(r) = qs.replica.as_mut().filter(|r| r.leading) else {
             return;
         };
-        if let (Some(&n), Some(id)) = (qs.returns.get(&seq), r.id_of(seq)) {
-            r.went_out(id, n);
-        }
+        // Most messages go out never returned: no count to note.
+        let returns = match qs.returns.is_empty() {
+            true => None,
+            false => qs.returns.get(&seq).copied(),
+        };
+        r.handed_out(seq, returns);
     }
 
     /// A return this node counted when it happened that the group ignored (of a delivery

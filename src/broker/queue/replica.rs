@@ -91,6 +91,26 @@ pub struct Replica {
     /// Store seqs set aside because the group holds them dead-lettered (`parked.rs`):
     /// reason, when it died, body bytes.
     pub parked: HashMap<u64, (DeathReason, u64, u64)>,
+    /// On the leader: the highest group id it has handed out, which its writer tells the
+    /// group (`OutMark`); and how far it has told it.
+    pub out_through: u64,
+    out_told: u64,
+    /// The group's `OutMark` as this copy has applied it.
+    pub group_out: Option<OutMark>,
+}
+
+/// What the group knows of a leader's deliveries (a writer's round says it: the cluster's
+/// `QueueCommand::Round`'s `out_through`): every message with an id up to `through` the
+/// group has never seen returned went out from node `node`'s process `incarnation`, and
+/// may still be out there. Messages go out first in id order, so no id list is needed.
+/// The next leader takes those as held by that node (`replica_checkout::take_over_held`),
+/// as RabbitMQ's replicated checkouts let its next leader return a dead leader's
+/// deliveries counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutMark {
+    pub node: u64,
+    pub incarnation: u64,
+    pub through: u64,
 }
 
 /// A dead letter as the group records it: (group id, reason, when it died, ms).
@@ -124,6 +144,13 @@ pub struct RemoteHolder {
     pub held: HashMap<u64, (u64, u32)>,
     /// Its earliest consumer, on a single-active-consumer queue (`replica_sac.rs`).
     pub candidate: Option<crate::broker::replica_sac::Candidate>,
+    /// It holds what the group's `OutMark` said it handed out as the last leader
+    /// (`replica_checkout::take_over_held`): which node's consumer has each of those is
+    /// not known, so any node's return of one frees it.
+    pub taken_over: bool,
+    /// It has asked this leader for messages (until then a taken-over holding has a
+    /// short lease: a live node asks within a second of hearing of the new leader).
+    pub asked: bool,
 }
 
 impl Replica {
@@ -179,6 +206,32 @@ impl Replica {
         }
     }
 
+    /// On the leader: message `seq` goes out (to a consumer here, or granted to another
+    /// node) with `returns` counted (`None`: never returned). The group hears how far the
+    /// leader has handed out; the writer is woken for it only when it has nothing else
+    /// to write (a busy writer's next round carries it anyway).
+    pub fn handed_out(&mut self, seq: u64, returns: Option<u32>) {
+        let Some(id) = self.id_of(seq) else {
+            return;
+        };
+        if let Some(n) = returns {
+            self.went_out(id, n);
+        }
+        if id > self.out_through {
+            self.out_through = id;
+            if self.outgoing.is_empty() && self.settled.is_empty() && self.returned.is_empty() {
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// The group's mark moved on (it only moves forwards: `queue_machine`'s `mark_out`).
+    pub fn group_marked_out(&mut self, mark: OutMark) {
+        if self.group_out.is_none_or(|m| mark.through > m.through) {
+            self.group_out = Some(mark);
+        }
+    }
+
     /// Message `seq` was returned here and counted (`Queue::count_return`: a delivery
     /// given back, or what the leader held for a gone node): the return goes to the
     /// group, with the count its delivery went out with.
@@ -231,9 +284,22 @@ impl Replica {
     /// count below the message's (`seen`); a settle twice is a settle of nothing. Left
     /// unwritten, the leader would hold the messages for this node for as long as it
     /// asks, and no consumer here has them.
-    pub fn write_again(&mut self, returned: Vec<u64>, seen: Vec<u32>, settled: Vec<u64>) {
+    pub fn write_again(
+        &mut self,
+        returned: Vec<u64>,
+        seen: Vec<u32>,
+        settled: Vec<u64>,
+        out_through: u64,
+    ) {
         debug_assert_eq!(returned.len(), seen.len());
+        if out_through > 0 {
+            // Told again with the next round.
+            self.out_told = self.out_told.min(out_through - 1);
+        }
         if returned.is_empty() && settled.is_empty() {
+            if out_through > 0 {
+                self.wake.notify_one();
+            }
             return;
         }
         self.returned.splice(0..0, returned);
@@ -302,6 +368,7 @@ impl Replica {
         self.granted.clear();
         self.awaited.clear();
         self.dead.clear();
+        self.group_out = None;
         debug_assert!(
             self.remote.is_empty(),
             "released before the copy is cleared"
@@ -310,7 +377,13 @@ impl Replica {
 
     /// What the bridge writes next.
     pub fn take_work(&mut self) -> ReplicaWork {
+        let out_through = match self.leading && self.out_through > self.out_told {
+            true => self.out_through,
+            false => 0,
+        };
+        self.out_told = self.out_told.max(out_through);
         ReplicaWork {
+            out_through,
             published: std::mem::take(&mut self.outgoing),
             settled: std::mem::take(&mut self.settled),
             returned: std::mem::take(&mut self.returned),
@@ -331,4 +404,7 @@ pub struct ReplicaWork {
     /// For each of `returned`, the returns its delivery went out with.
     pub returned_seen: Vec<u32>,
     pub discarded: Vec<DeadMark>,
+    /// On the leader: how far it has handed messages out, when that moved on since it was
+    /// last told (0: nothing to tell).
+    pub out_through: u64,
 }

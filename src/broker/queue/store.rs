@@ -78,6 +78,13 @@ pub struct Position {
     after: Option<Cursor>,
 }
 
+impl Position {
+    /// The message came from the requeued set, not from the log in order.
+    pub fn requeued(&self) -> bool {
+        self.after.is_none()
+    }
+}
+
 /// A queue's logs.
 pub struct Store {
     config: LogConfig,
