@@ -32,7 +32,7 @@ use super::dead_letter::{DeadLetter, DeathReason};
 use super::dispatch::{choose_consumer, credit, hand_out, hand_out_get, return_delivery, Got};
 use super::error::BrokerError;
 use super::outbox::Outgoing;
-use super::queue::replica::{GroupMessage, RemoteHolder, Replica};
+use super::queue::replica::{GroupMessage, Replica};
 use super::queue::Queue;
 use super::replica_sac::{self, Active, FirstConsumer};
 use super::replicated::{replica_of, take_group_returns, QueueRef};
@@ -42,21 +42,6 @@ use super::ChannelKey;
 /// How long the leader keeps messages handed to a node that has not asked since
 /// (milliseconds). A member with consumers or deliveries out asks at least every second.
 pub const REMOTE_LEASE_MS: u64 = 10_000;
-
-/// How long a node that held messages of the last leader's (`RemoteHolder::taken_over`)
-/// and has not asked this leader since keeps them (milliseconds): a live member asks
-/// within a second of hearing of the new leader; a dead leader's consumers are gone, and
-/// what they held is delivered again, counted, a moment after the failover rather than
-/// after a whole lease (RabbitMQ returns them when it sees the node go down).
-pub const TAKEN_OVER_LEASE_MS: u64 = 3_000;
-
-/// The lease of `holder`'s holdings.
-fn lease_of(holder: &RemoteHolder) -> u64 {
-    match holder.taken_over && !holder.asked {
-        true => TAKEN_OVER_LEASE_MS,
-        false => REMOTE_LEASE_MS,
-    }
-}
 
 /// What a member wants from the leader: room for `want` more messages, and whether it
 /// has deliveries out (its lease must be kept even when it wants nothing); on a
@@ -129,6 +114,7 @@ fn return_held(q: &mut Queue, node: u64, dead: &mut VecDeque<DeadLetter>) {
 
 /// Releases what every other node holds (this node stops leading, or its copy is reset).
 pub(super) fn release_all(q: &mut Queue) {
+    super::replica_takeover::release_taken_over(q);
     let nodes: Vec<u64> =
         replica_of(q).map_or_else(Vec::new, |r| r.remote.keys().copied().collect());
     for node in nodes {
@@ -168,6 +154,9 @@ fn holder_of(r: &Replica, id: u64) -> Option<u64> {
 /// if another node held it, it is that node's no more (a returned one is ready again,
 /// a settled one is the caller's to remove) and the answer is true.
 pub(super) fn remote_done(q: &mut Queue, id: u64, returned: bool) -> bool {
+    if super::replica_takeover::taken_over_done(q, id, returned) {
+        return true;
+    }
     let Some(r) = replica_of(q) else {
         return false;
     };
@@ -199,16 +188,18 @@ pub(super) fn remote_returned(q: &mut Queue, id: u64, from: Option<u64>, seen: O
     let Some(r) = replica_of(q) else {
         return;
     };
+    if r.taken_over.held.contains_key(&id) {
+        // Which node's consumer has it is not known: any node's return frees it.
+        super::replica_takeover::taken_over_done(q, id, true);
+        return;
+    }
     let Some(holder) = holder_of(r, id) else {
         return;
     };
-    let Some(held_by) = r.remote.get(&holder) else {
-        return;
-    };
-    if from.is_some_and(|from| from != holder) && !held_by.taken_over {
+    if from.is_some_and(|from| from != holder) {
         return;
     }
-    let granted_with = held_by.held.get(&id);
+    let granted_with = r.remote.get(&holder).and_then(|h| h.held.get(&id));
     if seen.is_some_and(|seen| granted_with.is_some_and(|&(_, g)| seen < g)) {
         return;
     }
@@ -266,7 +257,6 @@ impl VHost {
         let holder = replica_of(q)?.remote.entry(node).or_default();
         holder.incarnation = ask.incarnation;
         holder.last_seen = now;
-        holder.asked = true;
         if !ask.get {
             replica_sac::register(holder, ask.first, now);
         }
@@ -387,31 +377,24 @@ impl VHost {
             return;
         };
         let stale = replica_sac::forget_stale(q, now);
-        let expired: Vec<(u64, bool)> = replica_of(q).map_or_else(Vec::new, |r| {
+        let expired: Vec<u64> = replica_of(q).map_or_else(Vec::new, |r| {
             r.remote
                 .iter()
-                .filter(|(_, h)| now.saturating_sub(h.last_seen) > lease_of(h))
-                .map(|(n, h)| (*n, h.taken_over && !h.asked))
+                .filter(|(_, h)| now.saturating_sub(h.last_seen) > REMOTE_LEASE_MS)
+                .map(|(n, _)| *n)
                 .collect()
         });
+        self.expire_taken_over(queue, now);
         if expired.is_empty() && !stale {
             return;
         }
-        for &(node, unclaimed) in &expired {
-            match unclaimed {
-                true => tracing::info!(
-                    queue = queue.0,
-                    node,
-                    "cluster: the last leader's node never claimed what it handed out; returned"
-                ),
-                false => tracing::info!(
-                    queue = queue.0,
-                    node,
-                    "cluster: a node's consumers stopped asking; what they held is returned"
-                ),
-            }
+        for node in &expired {
+            tracing::info!(
+                queue = queue.0,
+                node,
+                "cluster: a node's consumers stopped asking; what they held is returned"
+            );
         }
-        let expired: Vec<u64> = expired.into_iter().map(|(n, _)| n).collect();
         self.return_remote(queue, &expired, now);
     }
 
@@ -419,6 +402,7 @@ impl VHost {
     /// what it held is returned now, and its earliest consumer forgotten, as when its
     /// lease runs out.
     pub fn replica_node_gone(&mut self, queue: QueueRef<'_>, node: u64, now: u64) {
+        self.taken_over_node_gone(queue, node, now);
         let known = self
             .replica_queue(queue.0, queue.1)
             .and_then(replica_of)

@@ -4,31 +4,42 @@
 //! leader's writer only tells the group how far it has handed messages out (an
 //! `OutMark`). Messages go out first in id order, so every message up to the mark that
 //! the group has never seen returned went out from that leader, and is still out unless
-//! it has been settled since. A new leader takes those of its ready messages as held by
-//! the node that led (`take_over_held`), as it holds what it grants a member:
-//! - a dead leader's are returned at once, before the new leader hands anything out,
-//!   each counting a return (`redelivered`, `x-delivery-count`, the delivery limit), at
-//!   the head of the queue, as RabbitMQ's next leader returns a dead leader's checkouts
-//!   (`tests/cluster_reference/rabbitmq_failover_redelivery.md`). Dead: no live
-//!   connection carries its node's beacons (a killed process's sockets close with it), or
-//!   it is an earlier start of this node. A leader that is silent but connected (paused,
-//!   or its link gone quiet) gets a short lease (`TAKEN_OVER_LEASE_MS`) instead;
-//! - a deposed leader that lives on keeps asking while its consumers hold deliveries, so
-//!   they stay with it, and its acks settle them;
-//! - a message the last leader had granted to a third node is taken as the last leader's
-//!   too (which node has it is not known): any node's return of it frees it, and it is
-//!   returned when the last leader's lease ends (counted, while that node's consumer may
-//!   still hold it: at least once, as before, but now marked redelivered).
+//! it has been settled since. A new leader, once its copy has applied everything the last
+//! leader committed (`queue_feed`), takes those of its ready messages as held for the
+//! last leader (`take_over_held`, `Replica::taken_over`):
+//! - a dead leader's (no live connection carries its node's beacons: a killed process's
+//!   sockets close with it; or an earlier start of this node) are returned at once,
+//!   before the new leader hands anything out, each counting a return (`redelivered`,
+//!   `x-delivery-count`, the delivery limit), at the head of the queue: RabbitMQ's next
+//!   leader returns a dead leader's checkouts so
+//!   (`tests/cluster_reference/rabbitmq_failover_redelivery.md`);
+//! - a silent but connected one's (paused, its link gone quiet, or a leader that handed
+//!   its leadership on and lives) are held for `TAKEN_OVER_LEASE_MS`: settled meanwhile
+//!   (the deposed leader's consumers ack them), they leave; otherwise they are returned,
+//!   counted, as above;
+//! - which node's consumer has each is not known (the last leader may have granted some
+//!   to a third node): any node's return of one frees it.
 //!
 //! Before this, the next leader had those messages ready at once and delivered them again
-//! as first deliveries (`redelivered` false, no `x-delivery-count`).
+//! as first deliveries (`redelivered` false, no `x-delivery-count`). What it still gets
+//! wrong: a delivery a live node's consumer holds (a third node's, or a deposed leader's
+//! after the lease) is delivered again, counted (a duplicate, at least once, as before);
+//! a redelivery (a message returned before) is not in the mark, so it comes back counted
+//! once less than RabbitMQ counts; what the last leader handed out in its last commit
+//! round before it died is not in the mark yet.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
-use super::queue::replica::{OutMark, RemoteHolder};
+use super::dispatch::return_delivery;
+use super::queue::replica::OutMark;
 use super::queue::Queue;
 use super::replicated::{replica_of, QueueRef};
 use super::vhost::VHost;
+
+/// How long a leader that took over holds what the last leader handed out, when that
+/// leader's node is not known to be gone (milliseconds): its consumers' acks settle them
+/// meanwhile.
+pub const TAKEN_OVER_LEASE_MS: u64 = 3_000;
 
 /// A node's process: its node id and incarnation (its start time, `WriteId::started_at`).
 pub type Process = (u64, u64);
@@ -51,106 +62,211 @@ impl Cluster<'_> {
     }
 }
 
-/// On the leader: takes what `mark` says its node handed out (ready here, never
-/// returned, id up to `mark.through`) as held by that node, except `keep` (store seqs
-/// that stay ready: what the last leader granted this node that no consumer here took).
-/// Nothing when the mark is this process's own (its consumers have those, or it made
-/// them ready itself as it stopped leading). Returns the node when what it took is to be
-/// returned at once (that process is dead: RabbitMQ's leader returns a node's checkouts
-/// as soon as it hears the node is down); otherwise it waits for that node to ask.
+/// On the leader: takes what `mark` says its process handed out (ready here, never
+/// returned, id up to `mark.through`, not past its TTL: expiry takes those) as held for
+/// it, except what the last leader granted this node that no consumer here took. Nothing
+/// when the mark is this process's own (its consumers have those, or it made them ready
+/// itself as it stopped leading). Returns whether that process is dead (then they are to
+/// be returned at once).
 pub(super) fn take_over_held(
     q: &mut Queue,
     mark: OutMark,
     cluster: &Cluster<'_>,
-    keep: &HashSet<u64>,
     now: u64,
-) -> Option<u64> {
+) -> bool {
     if (mark.node, mark.incarnation) == cluster.me {
-        return None;
+        return false;
     }
     let mut held = Vec::new();
     let mut put_back = Vec::new();
     // Requeued messages come first, then the log in order: the walk ends at the first
     // message of the log past the mark.
     while let Some((rec, at)) = q.peek() {
-        let Some(id) = replica_of(q).and_then(|r| r.id_of(rec.seq)) else {
-            break;
-        };
-        if !at.requeued() && id > mark.through {
+        let id = replica_of(q).and_then(|r| r.id_of(rec.seq));
+        if !at.requeued() && id.is_none_or(|id| id > mark.through) {
             break;
         }
         let seq = rec.seq;
+        let expired = q.can_expire() && q.deadline(&rec).is_some_and(|d| d < now);
         q.take(&rec, at);
-        match id <= mark.through && q.returns_of(seq) == 0 && !keep.contains(&seq) {
-            true => held.push((id, seq)),
-            false => put_back.push(seq),
+        let undelivered = replica_of(q).is_some_and(|r| r.taken_over.undelivered.contains(&seq));
+        match id {
+            Some(id)
+                if id <= mark.through && q.returns_of(seq) == 0 && !expired && !undelivered =>
+            {
+                held.push((id, seq))
+            }
+            _ => put_back.push(seq),
         }
     }
     for seq in put_back {
         q.restore(seq);
     }
-    if held.is_empty() {
-        return None;
-    }
-    for &(_, seq) in &held {
-        q.store.mark_delivered(seq);
-        q.unacked += 1;
-    }
     let dead = cluster.dead(&mark);
+    if held.is_empty() {
+        return false;
+    }
     tracing::info!(
         queue = %q.name,
         node = mark.node,
         taken = held.len(),
         dead,
-        "cluster: the last leader's deliveries held for its node until it claims them"
+        "cluster: the last leader's deliveries held for it"
     );
-    let r = replica_of(q).expect("a replica: ids were found");
-    let holder = r.remote.entry(mark.node).or_insert_with(|| RemoteHolder {
-        incarnation: mark.incarnation,
-        last_seen: now,
-        ..RemoteHolder::default()
-    });
-    holder.taken_over = true;
-    for (id, seq) in held {
-        holder.held.insert(id, (seq, 0));
+    for &(_, seq) in &held {
+        q.store.mark_delivered(seq);
+        q.unacked += 1;
     }
-    dead.then_some(mark.node)
+    let r = replica_of(q).expect("a replica: ids were found");
+    r.taken_over.node = mark.node;
+    r.taken_over.until = now + TAKEN_OVER_LEASE_MS;
+    r.taken_over.held.extend(held);
+    dead
+}
+
+/// Group message `id` was settled (`returned` false) or returned by the group: if it was
+/// held as the last leader's, it is not any more (a returned one is ready again, a settled
+/// one is the caller's to remove). Whether it was.
+pub(super) fn taken_over_done(q: &mut Queue, id: u64, returned: bool) -> bool {
+    let Some(r) = replica_of(q) else {
+        return false;
+    };
+    if r.taken_over.held.is_empty() {
+        return false;
+    }
+    let Some(seq) = r.taken_over.held.remove(&id) else {
+        return false;
+    };
+    r.forget_out(id);
+    match returned {
+        true => q.requeue(seq),
+        false => q.unacked -= 1,
+    }
+    true
+}
+
+/// This node stops leading (or its copy is reset): what it held as the last leader's is
+/// ready again, uncounted, and what it kept apart is forgotten.
+pub(super) fn release_taken_over(q: &mut Queue) {
+    let Some(r) = replica_of(q) else {
+        return;
+    };
+    let taken = std::mem::take(&mut r.taken_over);
+    let mut held: Vec<(u64, u64)> = taken.held.into_iter().collect();
+    held.sort_unstable();
+    for (_, seq) in held {
+        q.requeue(seq);
+    }
 }
 
 impl VHost {
-    /// On a leader taking over queue `queue` (before it dispatches): holds what the
-    /// group's mark names for the last leader's node, returned at once if that process is
-    /// dead (`keep`: as `take_over_held`).
+    /// On a leader taking over queue `queue` (before it dispatches), `undelivered` the
+    /// store seqs the last leader granted this node that no consumer here took: holds what
+    /// the group's mark names for the last leader, returned at once if that process is
+    /// dead.
     pub(super) fn take_over(
         &mut self,
         (name, id): QueueRef<'_>,
         cluster: &Cluster<'_>,
-        keep: &HashSet<u64>,
+        undelivered: HashSet<u64>,
         now: u64,
     ) {
         let Some(q) = self.replica_queue(name, id) else {
             return;
         };
-        let Some(mark) = replica_of(q).and_then(|r| r.group_out) else {
+        let Some(r) = replica_of(q) else {
             return;
         };
-        if let Some(node) = take_over_held(q, mark, cluster, keep, now) {
-            self.return_remote((name, id), &[node], now);
+        r.taken_over.undelivered = undelivered;
+        let Some(mark) = r.group_out else {
+            return;
+        };
+        if take_over_held(q, mark, cluster, now) {
+            self.return_taken_over((name, id), now);
         }
     }
 
     /// The group's `OutMark` as a committed round (or a state the copy was rebuilt from)
     /// has it. On the leader, a mark of another process's (a deposed leader's round that
-    /// committed after this node took over) takes what it names as that node's.
-    pub fn replica_out_mark(&mut self, queue: QueueRef<'_>, mark: OutMark, cluster: &Cluster<'_>) {
-        let Some(r) = self.replica_queue(queue.0, queue.1).and_then(replica_of) else {
+    /// committed after this node took over) takes what it names for that process.
+    pub fn replica_out_mark(
+        &mut self,
+        (name, id): QueueRef<'_>,
+        mark: OutMark,
+        cluster: &Cluster<'_>,
+    ) {
+        let now = super::vhost::now_millis();
+        let Some(q) = self.replica_queue(name, id) else {
+            return;
+        };
+        let Some(r) = replica_of(q) else {
             return;
         };
         let before = r.group_out;
         r.group_marked_out(mark);
-        if r.leading && r.group_out != before && (mark.node, mark.incarnation) != cluster.me {
-            self.take_over(queue, cluster, &HashSet::new(), super::vhost::now_millis());
+        if !r.leading || r.group_out == before {
+            return;
         }
+        if take_over_held(q, mark, cluster, now) {
+            self.return_taken_over((name, id), now);
+        }
+    }
+
+    /// On the leader: returns what it held as the last leader's once the lease ran out.
+    pub(super) fn expire_taken_over(&mut self, queue: QueueRef<'_>, now: u64) {
+        let due = self
+            .replica_queue(queue.0, queue.1)
+            .and_then(replica_of)
+            .is_some_and(|r| !r.taken_over.held.is_empty() && now > r.taken_over.until);
+        if due {
+            self.return_taken_over(queue, now);
+        }
+    }
+
+    /// On the leader: node `node` is gone; if it led before this node, what it handed out
+    /// is returned now.
+    pub(super) fn taken_over_node_gone(&mut self, queue: QueueRef<'_>, node: u64, now: u64) {
+        let held_for_it = self
+            .replica_queue(queue.0, queue.1)
+            .and_then(replica_of)
+            .is_some_and(|r| !r.taken_over.held.is_empty() && r.taken_over.node == node);
+        if held_for_it {
+            self.return_taken_over(queue, now);
+        }
+    }
+
+    /// Returns what this leader held as the last leader's, each counted
+    /// (`dispatch::return_delivery`: requeued as redelivered, or past the delivery limit
+    /// dead-lettered or dropped), in id order, and hands it out again.
+    fn return_taken_over(&mut self, (name, id): QueueRef<'_>, now: u64) {
+        let Some(q) = self.replica_queue(name, id) else {
+            return;
+        };
+        let Some(r) = replica_of(q) else {
+            return;
+        };
+        let node = r.taken_over.node;
+        let mut held: Vec<(u64, u64)> = r.taken_over.held.drain().collect();
+        held.sort_unstable();
+        tracing::info!(
+            queue = name,
+            node,
+            returned = held.len(),
+            "cluster: the last leader's deliveries returned"
+        );
+        let mut dead = VecDeque::new();
+        for (_, seq) in held {
+            if let Err(e) = return_delivery(q, seq, &mut dead) {
+                tracing::error!(
+                    queue = name,
+                    "cluster: returning the last leader's deliveries: {e}"
+                );
+            }
+        }
+        self.pending_dead.extend(dead);
+        self.drain_dead_letters();
+        self.dispatch(name);
+        self.arm_expiry(name, now);
     }
 }
 
@@ -159,7 +275,7 @@ mod tests {
     use super::*;
     use crate::broker::definitions_import::import_json;
     use crate::broker::queue::replica::GroupMessage;
-    use crate::broker::replica_checkout::{Ask, TAKEN_OVER_LEASE_MS};
+    use crate::broker::replica_checkout::Ask;
     use crate::broker::replicated::CommittedReturns;
     use crate::broker::BrokerHandle;
 
@@ -226,9 +342,14 @@ mod tests {
     }
 
     /// (ready, unacked, returns of the first message) of the copy.
-    fn state(m: &mut VHost, (name, qid): QueueRef<'_>) -> (u64, u64, u32) {
+    fn state(m: &mut VHost, queue: QueueRef<'_>) -> (u64, u64, u32) {
+        state_of(m, queue, 0)
+    }
+
+    /// (ready, unacked, returns of message `k`) of the copy.
+    fn state_of(m: &mut VHost, (name, qid): QueueRef<'_>, k: u64) -> (u64, u64, u32) {
         let q = m.replica_queue(name, qid).unwrap();
-        let seq = replica_of(q).unwrap().seq_of(id(0)).unwrap();
+        let seq = replica_of(q).unwrap().seq_of(id(k)).unwrap();
         (q.ready(), q.unacked, q.returns_of(seq))
     }
 
@@ -274,10 +395,11 @@ mod tests {
         }
     }
 
-    /// A deposed leader that lives on asks the new one (its consumers hold deliveries):
-    /// what it handed out stays with it for the whole lease of a node that asks.
+    /// A deposed leader that lives on: what its consumers ack within the lease is settled
+    /// and leaves; the rest is returned, counted, when the lease ends, whatever that node
+    /// asks meanwhile.
     #[test]
-    fn a_last_leader_that_asks_keeps_what_it_handed_out() {
+    fn what_the_last_leader_settles_within_the_lease_leaves() {
         with_copy(|m, queue| {
             m.replica_out_mark(queue, mark(id(1), LAST), &LINKED);
             m.replica_leading(queue, true, true, &LINKED);
@@ -291,18 +413,37 @@ mod tests {
                 get: false,
             };
             assert_eq!(m.replica_grant(queue, ask, now), Some(Vec::new()));
+            m.replica_settled(queue, &[id(0)]);
+            assert_eq!(state_of(m, queue, 1), (3, 1, 0), "the first settled");
+            let _ = m.replica_grant(queue, ask, now + TAKEN_OVER_LEASE_MS);
             m.replica_expire_remote(queue, now + TAKEN_OVER_LEASE_MS + 500);
-            assert_eq!(state(m, queue), (3, 2, 0), "kept while it asks");
-            // Restarted, it holds nothing: returned at its first request.
-            let restarted = Ask {
-                incarnation: LAST.1 + 1,
-                ..ask
-            };
             assert_eq!(
-                m.replica_grant(queue, restarted, now).map(|g| g.len()),
-                Some(0)
+                state_of(m, queue, 1),
+                (4, 0, 1),
+                "the second returned, counted"
             );
-            assert_eq!(state(m, queue), (5, 0, 1));
+        });
+    }
+
+    /// A deposed leader's round that commits after this node took over names more: those
+    /// are taken too (a message the last leader granted this node, which no consumer here
+    /// took, is not).
+    #[test]
+    fn a_later_mark_of_the_last_leader_takes_what_it_adds() {
+        with_copy(|m, queue| {
+            m.replica_out_mark(queue, mark(id(0), LAST), &LINKED);
+            m.replica_leading(queue, true, true, &LINKED);
+            assert_eq!(state(m, queue), (4, 1, 0));
+            let q = m.replica_queue(queue.0, queue.1).unwrap();
+            let r = replica_of(q).unwrap();
+            let fifth = r.seq_of(id(4)).unwrap();
+            r.taken_over.undelivered.insert(fifth);
+            m.replica_out_mark(queue, mark(id(4), LAST), &LINKED);
+            assert_eq!(
+                state(m, queue),
+                (2, 3, 0),
+                "ids 1 and 3 as well, not 2 nor 4"
+            );
         });
     }
 

@@ -354,7 +354,7 @@ impl VHost {
         for seq in seqs {
             q.count_replicated_return(seq);
         }
-        if replica_of(q).is_some_and(|r| !r.remote.is_empty()) {
+        if replica_of(q).is_some_and(|r| !r.remote.is_empty() || !r.taken_over.held.is_empty()) {
             for (id, seen) in elsewhere {
                 super::replica_checkout::remote_returned(q, id, from, seen);
             }
@@ -455,7 +455,7 @@ impl VHost {
             // What the old leader handed this node is ready in this copy anyway (and no
             // consumer here took it: it was never delivered).
             let undelivered: HashSet<u64> = r.drop_grants().into_iter().collect();
-            self.take_over((name, id), cluster, &undelivered, now);
+            self.take_over((name, id), cluster, undelivered, now);
             if settle {
                 self.schedule(name, settled_at);
             }

@@ -238,32 +238,61 @@ impl QueueFeed {
         // the loop's first look at them, which a long rebuild puts after this node may
         // have stood.
         let mut others_led = saved_vote.is_some_and(|v| led_by_another(&v, self.me));
+        // Leading, but not yet in the broker: the log index the copy must have applied
+        // first. A new leader's log holds every entry the last leader committed, and it
+        // takes over only once its copy has them (the last leader's settles, and how far
+        // it had handed messages out: `replica_takeover.rs`), or it would hand out again
+        // what the last leader's consumers had as first deliveries.
+        let mut lead_after: Option<u64> = None;
         loop {
             tokio::select! {
                 event = tap.recv() => match event {
                     None => return,
-                    Some(Tapped::Applied(index, cmd)) => self.apply(index, cmd),
-                    Some(Tapped::Reset(index, state)) => self.reset(index, &state),
+                    Some(event) => self.take(event),
                 },
                 changed = metrics.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    let now = {
+                    let (now, applied, last_log) = {
                         let m = metrics.borrow_and_update();
                         others_led |= m.current_leader.is_some_and(|l| l != self.me);
-                        m.state == ServerState::Leader && m.current_leader == Some(self.me)
+                        let now = m.state == ServerState::Leader && m.current_leader == Some(self.me);
+                        (now, m.last_applied.map_or(0, |l| l.index), m.last_log_index.unwrap_or(0))
                     };
                     if now != leading {
                         leading = now;
                         tracing::info!(queue = %self.name, leading, "cluster: queue leadership changed");
+                        lead_after = now.then_some(last_log);
+                        if !now {
+                            self.with_cluster(|cluster| {
+                                self.vhost
+                                    .with(|m| m.replica_leading(name, false, others_led, cluster))
+                            });
+                        }
+                    }
+                    if lead_after.is_some_and(|index| applied >= index) {
+                        lead_after = None;
+                        // The machine taps an entry before its metrics say it is applied:
+                        // what the tap holds of those is taken first.
+                        while let Ok(event) = tap.try_recv() {
+                            self.take(event);
+                        }
                         self.with_cluster(|cluster| {
                             self.vhost
-                                .with(|m| m.replica_leading(name, now, others_led, cluster))
+                                .with(|m| m.replica_leading(name, true, others_led, cluster))
                         });
                     }
                 }
             }
+        }
+    }
+
+    /// Takes one tapped event into the broker's copy.
+    fn take(&self, event: Tapped<QueueCommand, QueueState>) {
+        match event {
+            Tapped::Applied(index, cmd) => self.apply(index, cmd),
+            Tapped::Reset(index, state) => self.reset(index, &state),
         }
     }
 

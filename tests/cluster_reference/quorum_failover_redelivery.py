@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+import pika
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
 from cluster_compare import RabbitCluster, WarrenCluster, wait_port  # noqa: E402
 from reference_clients import channel, declare_fo, take  # noqa: E402

@@ -95,15 +95,19 @@ pub struct Replica {
     /// group (`OutMark`); and how far it has told it.
     pub out_through: u64,
     out_told: u64,
+    /// The store seq of the message at `out_through` (or the last one past it looked at).
+    out_seq: u64,
     /// The group's `OutMark` as this copy has applied it.
     pub group_out: Option<OutMark>,
+    /// On a leader that took over: what the last leader handed out, held for it.
+    pub taken_over: TakenOver,
 }
 
 /// What the group knows of a leader's deliveries (a writer's round says it: the cluster's
 /// `QueueCommand::Round`'s `out_through`): every message with an id up to `through` the
 /// group has never seen returned went out from node `node`'s process `incarnation`, and
 /// may still be out there. Messages go out first in id order, so no id list is needed.
-/// The next leader takes those as held by that node (`replica_checkout::take_over_held`),
+/// The next leader takes those as held by that node (`replica_takeover::take_over_held`),
 /// as RabbitMQ's replicated checkouts let its next leader return a dead leader's
 /// deliveries counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -144,13 +148,22 @@ pub struct RemoteHolder {
     pub held: HashMap<u64, (u64, u32)>,
     /// Its earliest consumer, on a single-active-consumer queue (`replica_sac.rs`).
     pub candidate: Option<crate::broker::replica_sac::Candidate>,
-    /// It holds what the group's `OutMark` said it handed out as the last leader
-    /// (`replica_checkout::take_over_held`): which node's consumer has each of those is
-    /// not known, so any node's return of one frees it.
-    pub taken_over: bool,
-    /// It has asked this leader for messages (until then a taken-over holding has a
-    /// short lease: a live node asks within a second of hearing of the new leader).
-    pub asked: bool,
+}
+
+/// On a leader that took over from another: what the group's `OutMark` said the last
+/// leader handed out, held until it is settled or returned, or the short lease ends
+/// (`replica_takeover.rs`). Which node's consumer has each is not known.
+#[derive(Debug, Default)]
+pub struct TakenOver {
+    /// The last leader's node.
+    pub node: u64,
+    /// Until when they are held (milliseconds since the epoch).
+    pub until: u64,
+    /// Group id -> store seq.
+    pub held: HashMap<u64, u64>,
+    /// Store seqs the last leader granted this node that no consumer here took: never
+    /// delivered, never taken over (kept for as long as this node leads).
+    pub undelivered: HashSet<u64>,
 }
 
 impl Replica {
@@ -211,12 +224,17 @@ impl Replica {
     /// leader has handed out; the writer is woken for it only when it has nothing else
     /// to write (a busy writer's next round carries it anyway).
     pub fn handed_out(&mut self, seq: u64, returns: Option<u32>) {
+        if let (Some(n), Some(id)) = (returns, self.id_of(seq)) {
+            self.went_out(id, n);
+        }
+        // Store seqs follow group ids in order: one lookup per message past the last.
+        if seq <= self.out_seq {
+            return;
+        }
         let Some(id) = self.id_of(seq) else {
             return;
         };
-        if let Some(n) = returns {
-            self.went_out(id, n);
-        }
+        self.out_seq = seq;
         if id > self.out_through {
             self.out_through = id;
             if self.outgoing.is_empty() && self.settled.is_empty() && self.returned.is_empty() {
