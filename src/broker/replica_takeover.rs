@@ -31,7 +31,7 @@
 use std::collections::{HashSet, VecDeque};
 
 use super::dispatch::return_delivery;
-use super::queue::replica::OutMark;
+use super::queue::replica::{OutMark, Taken};
 use super::queue::Queue;
 use super::replicated::{replica_of, QueueRef};
 use super::vhost::VHost;
@@ -66,8 +66,7 @@ impl Cluster<'_> {
 /// returned, id up to `mark.through`, not past its TTL: expiry takes those) as held for
 /// it, except what the last leader granted this node that no consumer here took. Nothing
 /// when the mark is this process's own (its consumers have those, or it made them ready
-/// itself as it stopped leading). Returns whether that process is dead (then they are to
-/// be returned at once).
+/// itself as it stopped leading). Returns whether that process is dead (then what is held for it is returned at once).
 pub(super) fn take_over_held(
     q: &mut Queue,
     mark: OutMark,
@@ -77,13 +76,16 @@ pub(super) fn take_over_held(
     if (mark.node, mark.incarnation) == cluster.me {
         return false;
     }
-    let mut held = Vec::new();
+    let mut taken = Vec::new();
     let mut put_back = Vec::new();
-    // Requeued messages come first, then the log in order: the walk ends at the first
-    // message of the log past the mark.
+    // In the order they go out (the requeued ones, then the log): the walk ends at the
+    // first message of the log past the mark. What it takes in passing and leaves is put
+    // back among the requeued ones, so it goes out `redelivered` (AMQP's "may have been
+    // delivered before": true of all but this node's undelivered grants).
     while let Some((rec, at)) = q.peek() {
+        let requeued = at.requeued();
         let id = replica_of(q).and_then(|r| r.id_of(rec.seq));
-        if !at.requeued() && id.is_none_or(|id| id > mark.through) {
+        if !requeued && id.is_none_or(|id| id > mark.through) {
             break;
         }
         let seq = rec.seq;
@@ -94,7 +96,7 @@ pub(super) fn take_over_held(
             Some(id)
                 if id <= mark.through && q.returns_of(seq) == 0 && !expired && !undelivered =>
             {
-                held.push((id, seq))
+                taken.push((id, seq))
             }
             _ => put_back.push(seq),
         }
@@ -103,29 +105,31 @@ pub(super) fn take_over_held(
         q.restore(seq);
     }
     let dead = cluster.dead(&mark);
-    if held.is_empty() {
+    for &(_, seq) in &taken {
+        q.store.mark_delivered(seq);
+        q.unacked += 1;
+    }
+    if taken.is_empty() {
         return false;
     }
     tracing::info!(
         queue = %q.name,
         node = mark.node,
-        taken = held.len(),
+        taken = taken.len(),
         dead,
         "cluster: the last leader's deliveries held for it"
     );
-    for &(_, seq) in &held {
-        q.store.mark_delivered(seq);
-        q.unacked += 1;
+    let r = replica_of(q).expect("a replica: checked above");
+    let until = now + TAKEN_OVER_LEASE_MS;
+    for (id, seq) in taken {
+        let node = mark.node;
+        r.taken_over.held.insert(id, Taken { seq, node, until });
     }
-    let r = replica_of(q).expect("a replica: ids were found");
-    r.taken_over.node = mark.node;
-    r.taken_over.until = now + TAKEN_OVER_LEASE_MS;
-    r.taken_over.held.extend(held);
     dead
 }
 
 /// Group message `id` was settled (`returned` false) or returned by the group: if it was
-/// held as the last leader's, it is not any more (a returned one is ready again, a settled
+/// held for the last leader, it is not any more (a returned one is ready again, a settled
 /// one is the caller's to remove). Whether it was.
 pub(super) fn taken_over_done(q: &mut Queue, id: u64, returned: bool) -> bool {
     let Some(r) = replica_of(q) else {
@@ -134,25 +138,25 @@ pub(super) fn taken_over_done(q: &mut Queue, id: u64, returned: bool) -> bool {
     if r.taken_over.held.is_empty() {
         return false;
     }
-    let Some(seq) = r.taken_over.held.remove(&id) else {
+    let Some(taken) = r.taken_over.held.remove(&id) else {
         return false;
     };
     r.forget_out(id);
     match returned {
-        true => q.requeue(seq),
+        true => q.requeue(taken.seq),
         false => q.unacked -= 1,
     }
     true
 }
 
-/// This node stops leading (or its copy is reset): what it held as the last leader's is
+/// This node stops leading (or its copy is reset): what it held for the last leader is
 /// ready again, uncounted, and what it kept apart is forgotten.
 pub(super) fn release_taken_over(q: &mut Queue) {
     let Some(r) = replica_of(q) else {
         return;
     };
     let taken = std::mem::take(&mut r.taken_over);
-    let mut held: Vec<(u64, u64)> = taken.held.into_iter().collect();
+    let mut held: Vec<(u64, u64)> = taken.held.into_iter().map(|(id, t)| (id, t.seq)).collect();
     held.sort_unstable();
     for (_, seq) in held {
         q.requeue(seq);
@@ -182,7 +186,7 @@ impl VHost {
             return;
         };
         if take_over_held(q, mark, cluster, now) {
-            self.return_taken_over((name, id), now);
+            self.return_taken_over((name, id), |t| t.node == mark.node, now);
         }
     }
 
@@ -208,54 +212,66 @@ impl VHost {
             return;
         }
         if take_over_held(q, mark, cluster, now) {
-            self.return_taken_over((name, id), now);
+            self.return_taken_over((name, id), |t| t.node == mark.node, now);
         }
     }
 
-    /// On the leader: returns what it held as the last leader's once the lease ran out.
+    /// On the leader: returns what it held for the last leader whose lease ran out.
     pub(super) fn expire_taken_over(&mut self, queue: QueueRef<'_>, now: u64) {
         let due = self
             .replica_queue(queue.0, queue.1)
             .and_then(replica_of)
-            .is_some_and(|r| !r.taken_over.held.is_empty() && now > r.taken_over.until);
+            .is_some_and(|r| r.taken_over.held.values().any(|t| now > t.until));
         if due {
-            self.return_taken_over(queue, now);
+            self.return_taken_over(queue, |t| now > t.until, now);
         }
     }
 
-    /// On the leader: node `node` is gone; if it led before this node, what it handed out
+    /// On the leader: node `node` is gone; what it handed out as leader before this node
     /// is returned now.
     pub(super) fn taken_over_node_gone(&mut self, queue: QueueRef<'_>, node: u64, now: u64) {
         let held_for_it = self
             .replica_queue(queue.0, queue.1)
             .and_then(replica_of)
-            .is_some_and(|r| !r.taken_over.held.is_empty() && r.taken_over.node == node);
+            .is_some_and(|r| r.taken_over.held.values().any(|t| t.node == node));
         if held_for_it {
-            self.return_taken_over(queue, now);
+            self.return_taken_over(queue, |t| t.node == node, now);
         }
     }
 
-    /// Returns what this leader held as the last leader's, each counted
+    /// Returns what this leader held for the last leader that `which` picks, each counted
     /// (`dispatch::return_delivery`: requeued as redelivered, or past the delivery limit
     /// dead-lettered or dropped), in id order, and hands it out again.
-    fn return_taken_over(&mut self, (name, id): QueueRef<'_>, now: u64) {
+    fn return_taken_over(
+        &mut self,
+        (name, id): QueueRef<'_>,
+        which: impl Fn(&Taken) -> bool,
+        now: u64,
+    ) {
         let Some(q) = self.replica_queue(name, id) else {
             return;
         };
         let Some(r) = replica_of(q) else {
             return;
         };
-        let node = r.taken_over.node;
-        let mut held: Vec<(u64, u64)> = r.taken_over.held.drain().collect();
-        held.sort_unstable();
+        let mut picked: Vec<(u64, u64)> = r
+            .taken_over
+            .held
+            .iter()
+            .filter(|(_, t)| which(t))
+            .map(|(id, t)| (*id, t.seq))
+            .collect();
+        picked.sort_unstable();
+        for (id, _) in &picked {
+            r.taken_over.held.remove(id);
+        }
         tracing::info!(
             queue = name,
-            node,
-            returned = held.len(),
+            returned = picked.len(),
             "cluster: the last leader's deliveries returned"
         );
         let mut dead = VecDeque::new();
-        for (_, seq) in held {
+        for (_, seq) in picked {
             if let Err(e) = return_delivery(q, seq, &mut dead) {
                 tracing::error!(
                     queue = name,
@@ -276,16 +292,9 @@ mod tests {
     use crate::broker::definitions_import::import_json;
     use crate::broker::queue::replica::GroupMessage;
     use crate::broker::replica_checkout::Ask;
+    use crate::broker::replicated::tests::stored_message;
     use crate::broker::replicated::CommittedReturns;
     use crate::broker::BrokerHandle;
-
-    /// A stored message (exchange, routing key, an empty content header, a body).
-    fn stored_message() -> Vec<u8> {
-        let mut prefix = [0u8; super::super::message::MAX_PREFIX];
-        let header = [0u8, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
-        let n = super::super::message::encode_prefix(&mut prefix, "", "q", header.len());
-        [&prefix[..n], &header[..], b"m"].concat()
-    }
 
     const ME: Process = (2, 9);
     /// Node 1's process that led before this node.
@@ -331,6 +340,13 @@ mod tests {
 
     fn id(k: u64) -> u64 {
         (1 << 16) | k
+    }
+
+    /// The copy takes the group's mark that the last leader handed out through message
+    /// `k`, then leads.
+    fn lead_after_last_through(m: &mut VHost, queue: QueueRef<'_>, k: u64) {
+        m.replica_out_mark(queue, mark(id(k), LAST), &LINKED);
+        m.replica_leading(queue, true, true, &LINKED);
     }
 
     fn mark(through: u64, (node, incarnation): Process) -> OutMark {
@@ -401,8 +417,7 @@ mod tests {
     #[test]
     fn what_the_last_leader_settles_within_the_lease_leaves() {
         with_copy(|m, queue| {
-            m.replica_out_mark(queue, mark(id(1), LAST), &LINKED);
-            m.replica_leading(queue, true, true, &LINKED);
+            lead_after_last_through(m, queue, 1);
             assert_eq!(state(m, queue), (3, 2, 0));
             let now = super::super::vhost::now_millis();
             let ask = Ask {
@@ -431,8 +446,7 @@ mod tests {
     #[test]
     fn a_later_mark_of_the_last_leader_takes_what_it_adds() {
         with_copy(|m, queue| {
-            m.replica_out_mark(queue, mark(id(0), LAST), &LINKED);
-            m.replica_leading(queue, true, true, &LINKED);
+            lead_after_last_through(m, queue, 0);
             assert_eq!(state(m, queue), (4, 1, 0));
             let q = m.replica_queue(queue.0, queue.1).unwrap();
             let r = replica_of(q).unwrap();
@@ -452,8 +466,7 @@ mod tests {
     #[test]
     fn any_nodes_return_frees_a_taken_over_message() {
         with_copy(|m, queue| {
-            m.replica_out_mark(queue, mark(id(0), LAST), &LINKED);
-            m.replica_leading(queue, true, true, &LINKED);
+            lead_after_last_through(m, queue, 0);
             assert_eq!(state(m, queue), (4, 1, 0));
             let third = CommittedReturns {
                 ids: &[id(0)],

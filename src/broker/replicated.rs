@@ -586,13 +586,13 @@ pub(super) fn replica_of(q: &mut super::queue::Queue) -> Option<&mut Replica> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::broker::definitions_import::import_json;
     use crate::broker::BrokerHandle;
 
     /// A stored message (exchange, routing key, an empty content header, a body).
-    fn stored_message() -> Vec<u8> {
+    pub(in crate::broker) fn stored_message() -> Vec<u8> {
         let mut prefix = [0u8; super::super::message::MAX_PREFIX];
         let header = [0u8, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
         let n = super::super::message::encode_prefix(&mut prefix, "", "q", header.len());

@@ -214,10 +214,17 @@ impl Claims {
         reached * 2 > all
     }
 
-    /// Whether a live connection carries `peer`'s beacons (false once it ended, until the
-    /// peer's next beacon).
-    pub fn linked(&self, peer: u64) -> bool {
-        self.links.lock().expect("beacon links").contains_key(&peer)
+    /// Whether `peer` is gone as far as this node knows: its beacons came, and the
+    /// connection that carried them has ended with none since. A peer never heard from
+    /// (this node has just started) is not known to be gone.
+    pub fn gone(&self, peer: u64) -> bool {
+        let linked = self.links.lock().expect("beacon links").contains_key(&peer);
+        !linked
+            && self
+                .heard
+                .lock()
+                .expect("beacons heard")
+                .contains_key(&peer)
     }
 
     /// Connection `conn` ended: the peer whose beacons came on it, unless a beacon of that

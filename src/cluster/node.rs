@@ -286,10 +286,11 @@ impl ClusterNode {
         self.started_at
     }
 
-    /// Whether node `peer` is gone as far as this node knows: no live connection carries
-    /// its beacons (it died or stopped, or the link broke; detector.rs).
+    /// Whether node `peer` is gone as far as this node knows: the connection its beacons
+    /// came on ended, and none carries them since (it died or stopped, or the link broke;
+    /// detector.rs).
     pub fn peer_gone(&self, peer: u64) -> bool {
-        !self.claims.linked(peer)
+        self.claims.gone(peer)
     }
 
     /// Every group's status and the node table.

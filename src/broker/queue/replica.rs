@@ -103,6 +103,16 @@ pub struct Replica {
     pub taken_over: TakenOver,
 }
 
+/// One message a leader that took over holds for the last leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    pub seq: u64,
+    /// The node whose mark named it.
+    pub node: u64,
+    /// Until when it is held (milliseconds since the epoch).
+    pub until: u64,
+}
+
 /// What the group knows of a leader's deliveries (a writer's round says it: the cluster's
 /// `QueueCommand::Round`'s `out_through`): every message with an id up to `through` the
 /// group has never seen returned went out from node `node`'s process `incarnation`, and
@@ -155,12 +165,8 @@ pub struct RemoteHolder {
 /// (`replica_takeover.rs`). Which node's consumer has each is not known.
 #[derive(Debug, Default)]
 pub struct TakenOver {
-    /// The last leader's node.
-    pub node: u64,
-    /// Until when they are held (milliseconds since the epoch).
-    pub until: u64,
-    /// Group id -> store seq.
-    pub held: HashMap<u64, u64>,
+    /// Group id -> what is held.
+    pub held: HashMap<u64, Taken>,
     /// Store seqs the last leader granted this node that no consumer here took: never
     /// delivered, never taken over (kept for as long as this node leads).
     pub undelivered: HashSet<u64>,
