@@ -15,6 +15,7 @@
 //! (`warren cluster rebalance`).
 
 pub mod checkout;
+mod claims;
 pub mod codec;
 pub mod detector;
 #[doc(hidden)]
