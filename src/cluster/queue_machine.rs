@@ -225,13 +225,12 @@ impl QueueState {
         let Some((node, id)) = write.filter(|_| through > 0) else {
             return;
         };
-        if self.out_mark.is_none_or(|m| through > m.through) {
-            self.out_mark = Some(OutMark {
-                node,
-                incarnation: id.started_at,
-                through,
-            });
-        }
+        let mark = OutMark {
+            node,
+            incarnation: id.started_at,
+            through,
+        };
+        OutMark::advance(&mut self.out_mark, mark);
     }
 
     /// Marks the messages of `dead` the queue holds as dead-lettered (the first mark of

@@ -127,6 +127,16 @@ pub struct OutMark {
     pub through: u64,
 }
 
+impl OutMark {
+    /// Moves `current` on to `mark` if it names more: a mark only moves forwards (a
+    /// deposed leader's late round, below it, changes nothing).
+    pub fn advance(current: &mut Option<OutMark>, mark: OutMark) {
+        if current.is_none_or(|m| mark.through > m.through) {
+            *current = Some(mark);
+        }
+    }
+}
+
 /// A dead letter as the group records it: (group id, reason, when it died, ms).
 pub type DeadMark = (u64, DeathReason, u64);
 
@@ -251,9 +261,7 @@ impl Replica {
 
     /// The group's mark moved on (it only moves forwards: `queue_machine`'s `mark_out`).
     pub fn group_marked_out(&mut self, mark: OutMark) {
-        if self.group_out.is_none_or(|m| mark.through > m.through) {
-            self.group_out = Some(mark);
-        }
+        OutMark::advance(&mut self.group_out, mark);
     }
 
     /// Message `seq` was returned here and counted (`Queue::count_return`: a delivery
