@@ -6,7 +6,7 @@
 //! other consumers; a node that was only cut off and comes back does not take them away
 //! from those consumers again.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cluster_consumers::{
@@ -14,7 +14,9 @@ use crate::cluster_consumers::{
 };
 use crate::cluster_support::quorum::*;
 use crate::cluster_support::Cluster;
-use lapin::options::BasicAckOptions;
+use futures_lite::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
 
 /// Fifteen messages got one by one through node `id` (30 s for each at most) and acked:
 /// each as (body, `redelivered`, `x-delivery-count`).
@@ -233,4 +235,105 @@ fn what_a_killed_leader_handed_out_comes_back_counted_ahead_of_the_rest() {
         ELECTION,
         || (unacked(&c, next) == Some(0)).then_some(()),
     );
+}
+
+/// A consumer of `orders` on node `id` with prefetch `prefetch` that keeps what it is
+/// delivered, unacked, for the test to ack later.
+async fn keeping_consumer(
+    c: &Cluster,
+    id: u64,
+    prefetch: u16,
+) -> (lapin::Connection, Arc<Mutex<Vec<lapin::message::Delivery>>>) {
+    let conn = connect(c.node(id).amqp).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut deliveries = ch
+        .basic_consume(
+            "orders".into(),
+            format!("keeps-{id}").as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let kept: Arc<Mutex<Vec<lapin::message::Delivery>>> = Arc::default();
+    let into = kept.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(d)) = deliveries.next().await {
+            into.lock().unwrap().push(d);
+        }
+    });
+    (conn, kept)
+}
+
+/// The leader killed while consumers on both other members hold five deliveries each,
+/// with five more messages ready. What a live member's consumers hold stays with them, as
+/// RabbitMQ 3.10's next leader keeps the checkouts of live consumers: the member names
+/// them in its first ask to the new leader, which then holds them for it. Nothing is
+/// delivered again; the five ready ones go out as first deliveries; the holders' acks
+/// settle the ten. Whichever member wins the election, the other one's five are in
+/// question. Before, the next leader took them for the dead leader's own deliveries and
+/// returned them at once, counted, to be delivered a second time.
+#[test]
+fn what_a_live_members_consumers_hold_stays_with_them_when_the_leader_dies() {
+    let (mut c, rt, leader, followers) = orders_on_three_nodes();
+    let (conns, kept): (Vec<_>, Vec<_>) = rt.block_on(async {
+        let mut consumers = Vec::new();
+        for f in &followers {
+            consumers.push(keeping_consumer(&c, *f, 5).await);
+        }
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..10)).await, 10);
+        for _ in 0..300 {
+            if consumers.iter().all(|(_, k)| k.lock().unwrap().len() == 5) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(publish_all(&ch, "orders", &bodies(10..15)).await, 5);
+        consumers.into_iter().unzip()
+    });
+    let held: Vec<usize> = kept.iter().map(|k| k.lock().unwrap().len()).collect();
+    assert_eq!(held, [5, 5], "five out with each member's consumer");
+
+    c.node_mut(leader).kill();
+    let next = queue_leader(&c, &followers, Some(leader));
+    let member = *followers.iter().find(|f| **f != next).unwrap();
+    // Everything the new leader hands out, until it has had nothing for 5 s.
+    let (got, again) = rt.block_on(async {
+        let conn = connect(c.node(next).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = get_within(&ch, Duration::from_secs(5)).await {
+            let count = delivery_count(&m.delivery.properties);
+            let body = String::from_utf8(m.delivery.data.clone()).unwrap();
+            got.push((body, m.delivery.redelivered, count));
+            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        for k in &kept {
+            let delivered: Vec<_> = k.lock().unwrap().drain(..).collect();
+            for d in delivered {
+                d.ack(BasicAckOptions::default()).await.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let again: usize = kept.iter().map(|k| k.lock().unwrap().len()).sum();
+        (got, again)
+    });
+    let never_out: Vec<_> = bodies(10..15)
+        .into_iter()
+        .map(|b| (b, false, Some(0)))
+        .collect();
+    assert_eq!(
+        got, never_out,
+        "only the five never handed out (member {member})"
+    );
+    assert_eq!(again, 0, "nothing delivered again to the holders");
+    wait_for("every copy empty, nothing unacked", &c, ELECTION, || {
+        let done = messages(&c, next) == Some(0) && unacked(&c, next) == Some(0);
+        (done && messages(&c, member) == Some(0)).then_some(())
+    });
+    drop(conns);
 }

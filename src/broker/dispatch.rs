@@ -298,6 +298,9 @@ impl VHost {
             // Another member leads: only what it handed this node goes out here.
             return self.dispatch_granted(queue);
         }
+        if super::replica_claims::holds_back(q) {
+            return; // A new leader: what the last one's consumers had goes out first.
+        }
         if q.is_stream() {
             return self.dispatch_stream(queue);
         }
@@ -520,6 +523,11 @@ impl VHost {
                 let queue_id = q.id;
                 return Ok(GetAnswer::AskLeader { queue_id, wait });
             }
+            q.counters.get_empty += 1;
+            return Ok(GetAnswer::Empty);
+        }
+        if super::replica_claims::holds_back(q) {
+            // A new leader: what the last one's consumers had goes out first.
             q.counters.get_empty += 1;
             return Ok(GetAnswer::Empty);
         }

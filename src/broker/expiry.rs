@@ -112,6 +112,8 @@ impl VHost {
         let waiting_for_sync = self.settle_dead_lettering(name, now);
         let unroutable_retry = self.retry_unroutable(name, now);
         self.expire_head(name, now);
+        // A new leader's wait for the members' claims (`replica_claims.rs`) may be over.
+        self.end_claims(name, now);
         // Messages that expired at the head may leave room for consumers' next ones.
         self.dispatch_at(name, now);
         let Some(q) = self.queues.get_mut(name) else {
@@ -151,11 +153,12 @@ impl VHost {
         // A new leader's single-active-consumer window (`replica_sac::SETTLE_MS`) ends with
         // a dispatch: a timer that fired inside it (an expiry armed as it took the lead)
         // must not lose that.
-        if let Some(until) = replica_of(q)
-            .map(|r| r.sac_settling_until)
-            .filter(|until| *until > now)
-        {
-            next = next.min(until);
+        // So does its wait for the members' claims (`replica_claims.rs`).
+        if let Some(r) = replica_of(q) {
+            let ends = [r.sac_settling_until, r.taken_over.claims_until];
+            if let Some(until) = ends.into_iter().filter(|until| *until > now).min() {
+                next = next.min(until);
+            }
         }
         if let Some(at) = unroutable_retry {
             next = next.min(at);

@@ -15,8 +15,9 @@
 //! `tests/cluster_reference/rabbitmq_member_death_redelivery.md`), to be delivered
 //! elsewhere. A leader that stops leading makes what it held ready in its copy again; the
 //! next leader takes them, with what the last leader's own consumers had, as held by the
-//! last leader's node (`replica_takeover.rs`). Either way a message may be delivered
-//! twice, never lost: at least once.
+//! last leader's node (`replica_takeover.rs`), until each member names what its
+//! consumers hold in its first ask (`replica_claims.rs`). Either way a message may be
+//! delivered twice, never lost: at least once.
 //!
 //! A node that is not a member of the group (`x-quorum-initial-group-size` below the
 //! cluster's size) has no copy to deliver from: the leader lends it the messages
@@ -51,6 +52,9 @@ pub const REMOTE_LEASE_MS: u64 = 10_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Demand {
     pub leading: bool,
+    /// How many changes of leader this node's copy has seen (`Replica::leaders_seen`): the
+    /// first ask after each names what this node's consumers hold.
+    pub leaders_seen: u64,
     pub want: u32,
     pub holding: bool,
     pub first: Option<FirstConsumer>,
@@ -59,7 +63,7 @@ pub struct Demand {
 
 /// A node's request for messages of a queue this node leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ask {
+pub struct Ask<'a> {
     pub node: u64,
     /// The node's process (its start time): a restarted node holds nothing.
     pub incarnation: u64,
@@ -70,6 +74,11 @@ pub struct Ask {
     /// For a basic.get: whatever is ready, single active consumer or not (as a get on
     /// this node takes it), and `first` is not looked at.
     pub get: bool,
+    /// What its consumers hold, told to a new leader (its claim, `replica_claims.rs`);
+    /// `None`: not a claim.
+    pub held: Option<&'a [u64]>,
+    /// The ask is that claim and nothing more.
+    pub claim_only: bool,
 }
 
 /// Makes every message held for `node` ready again in the leader's copy.
@@ -226,7 +235,7 @@ impl VHost {
     pub fn replica_grant(
         &mut self,
         queue: QueueRef<'_>,
-        ask: Ask,
+        ask: Ask<'_>,
         now: u64,
     ) -> Option<Vec<(u64, u32)>> {
         let mut q = self.replica_queue(queue.0, queue.1)?;
@@ -250,7 +259,16 @@ impl VHost {
             self.arm_expiry(queue.0, now);
             self.pending_dead.extend(dead);
             self.drain_dead_letters();
-            q = self.replica_queue(queue.0, queue.1)?;
+        }
+        // What its consumers hold of what the last leader handed out stays with them.
+        if let Some(held) = ask.held {
+            self.take_claims(queue, ask.node, ask.incarnation, held, now);
+        }
+        q = self.replica_queue(queue.0, queue.1)?;
+        if ask.claim_only && !replica_of(q)?.remote.contains_key(&node) {
+            // A node with no consumers here that tells a new leader it holds nothing:
+            // no holding, no lease, and no use of the queue.
+            return Some(Vec::new());
         }
         // The asking node has consumers of the queue, or a basic.get: in use (x-expires).
         q.last_used = q.last_used.max(now);
@@ -262,6 +280,7 @@ impl VHost {
         }
         let active = replica_sac::active(q, now);
         let want = match active {
+            _ if super::replica_claims::holds_back(q) => 0,
             Some(a) if a != Active::Node(node) && !ask.get => 0,
             _ => ask.want,
         };
@@ -315,7 +334,7 @@ impl VHost {
     pub fn replica_lend(
         &mut self,
         queue: QueueRef<'_>,
-        ask: Ask,
+        ask: Ask<'_>,
         now: u64,
     ) -> Option<Vec<(u64, Bytes, u32)>> {
         let ids = self.replica_grant(queue, ask, now)?;
@@ -468,6 +487,7 @@ impl VHost {
             .fold(0u32, |a, b| a.saturating_add(b));
         Some(Demand {
             leading: false,
+            leaders_seen: r.leaders_seen,
             want: room.saturating_sub(r.granted.len() as u32),
             // Dead letters waiting for their copies hold their originals too (the lease
             // keeps the leader from handing those out elsewhere meanwhile).

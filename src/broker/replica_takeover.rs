@@ -17,16 +17,19 @@
 //!   its leadership on and lives) are held for `TAKEN_OVER_LEASE_MS`: settled meanwhile
 //!   (the deposed leader's consumers ack them), they leave; otherwise they are returned,
 //!   counted, as above;
-//! - which node's consumer has each is not known (the last leader may have granted some
-//!   to a third node): any node's return of one frees it.
+//! - the last leader may have granted some to another member's consumers: each member
+//!   names what its consumers hold in its first ask to the new leader, and those stay
+//!   with it (`replica_claims.rs`; a dead leader's are returned only once the live
+//!   members have spoken, or a short wait has passed);
+//! - any node's return of one frees it.
 //!
 //! Before this, the next leader had those messages ready at once and delivered them again
 //! as first deliveries (`redelivered` false, no `x-delivery-count`). What it still gets
-//! wrong: a delivery a live node's consumer holds (a third node's, or a deposed leader's
-//! after the lease) is delivered again, counted (a duplicate, at least once, as before);
-//! a redelivery (a message returned before) is not in the mark, so it comes back counted
-//! once less than RabbitMQ counts; what the last leader handed out in its last commit
-//! round before it died is not in the mark yet.
+//! wrong: a delivery held by a member that does not claim in time (paused, cut off) is
+//! delivered again, counted (a duplicate, at least once); a redelivery (a message
+//! returned before) the dead leader's own consumers held is not in the mark, so it is
+//! delivered again counted once less than RabbitMQ counts, as is what the last leader
+//! handed them in its last commit round before it died.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -49,6 +52,8 @@ pub type Process = (u64, u64);
 pub struct Cluster<'a> {
     pub me: Process,
     pub gone: &'a dyn Fn(u64) -> bool,
+    /// The group's voters as this node last saw them.
+    pub members: &'a [u64],
 }
 
 impl Cluster<'_> {
@@ -60,13 +65,24 @@ impl Cluster<'_> {
             false => (self.gone)(mark.node),
         }
     }
+
+    /// The other members that may hold some of what the last leader handed out, and can
+    /// say so (`replica_claims.rs`): not this node, none that is gone.
+    fn live_others(&self) -> Vec<u64> {
+        self.members
+            .iter()
+            .copied()
+            .filter(|&n| n != self.me.0 && !(self.gone)(n))
+            .collect()
+    }
 }
 
 /// On the leader: takes what `mark` says its process handed out (ready here, never
 /// returned, id up to `mark.through`, not past its TTL: expiry takes those) as held for
 /// it, except what the last leader granted this node that no consumer here took. Nothing
 /// when the mark is this process's own (its consumers have those, or it made them ready
-/// itself as it stopped leading). Returns whether that process is dead (then what is held for it is returned at once).
+/// itself as it stopped leading). Returns whether that process is dead and something was
+/// taken (then it is returned once the members have claimed theirs: `await_claims`).
 pub(super) fn take_over_held(
     q: &mut Queue,
     mark: OutMark,
@@ -120,10 +136,18 @@ pub(super) fn take_over_held(
         "cluster: the last leader's deliveries held for it"
     );
     let r = replica_of(q).expect("a replica: checked above");
+    // A dead process's are held only while the members say what they hold
+    // (`VHost::await_claims` sets when).
     let until = now + TAKEN_OVER_LEASE_MS;
     for (id, seq) in taken {
         let node = mark.node;
-        r.taken_over.held.insert(id, Taken { seq, node, until });
+        let t = Taken {
+            seq,
+            node,
+            until,
+            dead: false, // `VHost::await_claims` says so.
+        };
+        r.taken_over.held.insert(id, t);
     }
     dead
 }
@@ -182,11 +206,13 @@ impl VHost {
             return;
         };
         r.taken_over.undelivered = undelivered;
+        r.taken_over.members = cluster.live_others();
         let Some(mark) = r.group_out else {
             return;
         };
         if take_over_held(q, mark, cluster, now) {
-            self.return_taken_over((name, id), |t| t.node == mark.node, now);
+            // Some may be with the members' consumers: they say so first.
+            self.await_claims((name, id), mark.node, now);
         }
     }
 
@@ -212,12 +238,14 @@ impl VHost {
             return;
         }
         if take_over_held(q, mark, cluster, now) {
-            self.return_taken_over((name, id), |t| t.node == mark.node, now);
+            // Returned at once if the members have claimed already, or after the wait.
+            self.await_claims((name, id), mark.node, now);
         }
     }
 
     /// On the leader: returns what it held for the last leader whose lease ran out.
     pub(super) fn expire_taken_over(&mut self, queue: QueueRef<'_>, now: u64) {
+        self.end_claims(queue.0, now);
         let due = self
             .replica_queue(queue.0, queue.1)
             .and_then(replica_of)
@@ -228,21 +256,25 @@ impl VHost {
     }
 
     /// On the leader: node `node` is gone; what it handed out as leader before this node
-    /// is returned now.
+    /// is returned, once the live members have claimed what their consumers hold of it
+    /// (or at once; `replica_claims.rs`); a member awaited for its claim is awaited no
+    /// more.
     pub(super) fn taken_over_node_gone(&mut self, queue: QueueRef<'_>, node: u64, now: u64) {
-        let held_for_it = self
-            .replica_queue(queue.0, queue.1)
-            .and_then(replica_of)
-            .is_some_and(|r| r.taken_over.held.values().any(|t| t.node == node));
-        if held_for_it {
-            self.return_taken_over(queue, |t| t.node == node, now);
+        let Some(r) = self.replica_queue(queue.0, queue.1).and_then(replica_of) else {
+            return;
+        };
+        let to = &mut r.taken_over;
+        let concerned = to.awaiting.contains(&node) || to.held.values().any(|t| t.node == node);
+        to.members.retain(|&n| n != node);
+        if concerned {
+            self.await_claims(queue, node, now);
         }
     }
 
     /// Returns what this leader held for the last leader that `which` picks, each counted
     /// (`dispatch::return_delivery`: requeued as redelivered, or past the delivery limit
     /// dead-lettered or dropped), in id order, and hands it out again.
-    fn return_taken_over(
+    pub(super) fn return_taken_over(
         &mut self,
         (name, id): QueueRef<'_>,
         which: impl Fn(&Taken) -> bool,
@@ -264,6 +296,10 @@ impl VHost {
         picked.sort_unstable();
         for (id, _) in &picked {
             r.taken_over.held.remove(id);
+        }
+        if picked.is_empty() {
+            self.dispatch(name); // What was held back for the members' claims goes out.
+            return;
         }
         tracing::info!(
             queue = name,
@@ -287,7 +323,7 @@ impl VHost {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::broker::definitions_import::import_json;
     use crate::broker::queue::replica::GroupMessage;
@@ -296,9 +332,9 @@ mod tests {
     use crate::broker::replicated::CommittedReturns;
     use crate::broker::BrokerHandle;
 
-    const ME: Process = (2, 9);
+    pub(in crate::broker) const ME: Process = (2, 9);
     /// Node 1's process that led before this node.
-    const LAST: Process = (1, 7);
+    pub(in crate::broker) const LAST: Process = (1, 7);
 
     fn none_gone(_: u64) -> bool {
         false
@@ -312,11 +348,12 @@ mod tests {
     const LINKED: Cluster<'static> = Cluster {
         me: ME,
         gone: &none_gone,
+        members: &[],
     };
 
     /// Node 2's copy of quorum queue `q` with five messages (ids `id(0)`..`id(4)`), the
     /// third returned once; `f` runs with the vhost and the queue.
-    fn with_copy(f: impl FnOnce(&mut VHost, QueueRef<'_>)) {
+    pub(in crate::broker) fn with_copy(f: impl FnOnce(&mut VHost, QueueRef<'_>)) {
         let dir = tempfile::tempdir().unwrap();
         let broker = BrokerHandle::open_ephemeral(dir.path()).unwrap();
         let q = r#"{"queues": [{"name": "q", "vhost": "/", "durable": true,
@@ -338,7 +375,7 @@ mod tests {
         });
     }
 
-    fn id(k: u64) -> u64 {
+    pub(in crate::broker) fn id(k: u64) -> u64 {
         (1 << 16) | k
     }
 
@@ -349,7 +386,7 @@ mod tests {
         m.replica_leading(queue, true, true, &LINKED);
     }
 
-    fn mark(through: u64, (node, incarnation): Process) -> OutMark {
+    pub(in crate::broker) fn mark(through: u64, (node, incarnation): Process) -> OutMark {
         OutMark {
             node,
             incarnation,
@@ -363,7 +400,11 @@ mod tests {
     }
 
     /// (ready, unacked, returns of message `k`) of the copy.
-    fn state_of(m: &mut VHost, (name, qid): QueueRef<'_>, k: u64) -> (u64, u64, u32) {
+    pub(in crate::broker) fn state_of(
+        m: &mut VHost,
+        (name, qid): QueueRef<'_>,
+        k: u64,
+    ) -> (u64, u64, u32) {
         let q = m.replica_queue(name, qid).unwrap();
         let seq = replica_of(q).unwrap().seq_of(id(k)).unwrap();
         (q.ready(), q.unacked, q.returns_of(seq))
@@ -399,7 +440,12 @@ mod tests {
             ((2, 8), &none_gone),
         ] {
             with_copy(|m, queue| {
-                let cluster = Cluster { me: ME, gone };
+                // No other member could hold any of it (`replica_claims.rs` has those).
+                let cluster = Cluster {
+                    me: ME,
+                    gone,
+                    members: &[ME.0],
+                };
                 m.replica_out_mark(queue, mark(id(3), mark_of), &cluster);
                 m.replica_leading(queue, true, true, &cluster);
                 assert_eq!(state(m, queue), (5, 0, 1), "returned, counted");
@@ -426,6 +472,8 @@ mod tests {
                 want: 0,
                 first: None,
                 get: false,
+                held: None,
+                claim_only: false,
             };
             assert_eq!(m.replica_grant(queue, ask, now), Some(Vec::new()));
             m.replica_settled(queue, &[id(0)]);

@@ -39,6 +39,18 @@ pub struct CheckoutRequest {
     /// not (`first_consumer` is not looked at).
     #[serde(default)]
     pub get: bool,
+    /// In the asking node's first request to a new leader (its claim): the group ids its
+    /// consumers hold (delivered or granted, not settled), so that the new leader leaves
+    /// them with them rather than returning what the last leader handed out
+    /// (`broker/replica_claims.rs`). `None` in every other request, and from earlier
+    /// builds.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "h")]
+    pub held: Option<Vec<u64>>,
+    /// The request is that claim and nothing more: the node has no consumers that want
+    /// messages or keep a lease (the leader keeps no holding for it, and does not count
+    /// the queue as used).
+    #[serde(default, rename = "co")]
+    pub claim_only: bool,
 }
 
 /// A message lent to a node that holds no copy of its group.
@@ -195,6 +207,8 @@ mod tests {
                 age_ms: 1500,
             }),
             get: false,
+            held: Some(vec![4, 9]),
+            claim_only: false,
         };
         let body = codec::encode(&request).unwrap();
         assert_eq!(codec::decode::<CheckoutRequest>(&body).unwrap(), request);

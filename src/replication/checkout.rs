@@ -25,6 +25,9 @@ const TICK: Duration = Duration::from_millis(50);
 /// The most time between two requests that only keep the lease, and between two lease
 /// checks on the leader.
 const LEASE: Duration = Duration::from_secs(1);
+/// How long a member waits before it sends again a claim the leader could not take (it
+/// does not lead in its broker yet, or it is unreachable).
+const CLAIM_RETRY: Duration = Duration::from_millis(200);
 
 pub(super) use crate::cluster::types::now_ms;
 
@@ -117,10 +120,17 @@ impl Member {
         // Whether the leader was last told of a consumer here (single active consumer:
         // it must hear at once when the last one goes, `replica_sac.rs`).
         let mut told_of_consumer = false;
+        // The change of leader (`Demand::leaders_seen`) after which this node last told
+        // the leader what its consumers hold (`replica_claims.rs`): the first ask to a new
+        // leader names it. A claim the leader could not take yet (it is not leading in
+        // its broker yet, or it is unreachable) is sent again after `CLAIM_RETRY`.
+        let mut claimed_at: Option<u64> = None;
+        let mut claim_after = Instant::now();
+        let mut idle_for = LEASE;
         loop {
             tokio::select! {
                 _ = tick.tick(), if !idle => dry = false,
-                _ = tokio::time::sleep(LEASE), if idle => dry = false,
+                _ = tokio::time::sleep(idle_for), if idle => dry = false,
                 // Consumers here ran out of granted messages and have room: ask now.
                 _ = room.notified(), if !dry => {}
             }
@@ -134,8 +144,21 @@ impl Member {
             // consumers of an `x-expires` queue keep it in use the same way (the leader
             // judges its use by the asks).
             let keeps_place = demand.first.is_some() || demand.in_use;
-            idle = demand.leading
-                || (demand.want == 0 && !demand.holding && !consumers_gone && !keeps_place);
+            let leader = self.source.leader(&self.node, self.group, turn);
+            // A member (not a node lent messages: it has no Raft to see a new leader by)
+            // tells each new leader once, even with nothing held.
+            let claim_pending = !demand.leading
+                && !self.source.lend()
+                && leader.is_some()
+                && claimed_at != Some(demand.leaders_seen);
+            let claim_due = claim_pending && Instant::now() >= claim_after;
+            // Nothing but the claim to send.
+            let claim_only = demand.want == 0 && !demand.holding && !consumers_gone && !keeps_place;
+            idle = demand.leading || (claim_only && !claim_due);
+            idle_for = match claim_pending {
+                true => CLAIM_RETRY,
+                false => LEASE,
+            };
             if idle {
                 dry = false; // A consumer arriving must be heard at once.
             } else if was_idle {
@@ -153,13 +176,15 @@ impl Member {
             if demand.want == 0
                 && !((demand.holding || keeps_place) && lease_due)
                 && !consumers_gone
+                && !claim_due
             {
                 continue;
             }
-            let Some(leader) = self.source.leader(&self.node, self.group, turn) else {
+            let Some(leader) = leader else {
                 continue;
             };
             last_lease = Instant::now();
+            let held = claim_due.then(|| self.vhost.with(|m| m.replica_holding(queue)));
             let request = CheckoutRequest {
                 node: self.node.node_id(),
                 incarnation: self.incarnation,
@@ -167,6 +192,8 @@ impl Member {
                 lend: self.source.lend(),
                 first_consumer: demand.first,
                 get: false,
+                held,
+                claim_only: claim_only && claim_due,
             };
             // Set as it is sent: the leader may hear it though the answer is lost.
             told_of_consumer = request.first_consumer.is_some() || told_of_consumer;
@@ -178,6 +205,9 @@ impl Member {
                     returns,
                 }) => {
                     told_of_consumer = request.first_consumer.is_some();
+                    if claim_due {
+                        claimed_at = Some(demand.leaders_seen);
+                    }
                     dry = ids.is_empty();
                     match &self.source {
                         _ if dry => {}
@@ -198,9 +228,13 @@ impl Member {
                         tick.reset_immediately();
                     }
                 }
-                Ok(CheckoutReply::NotLeader) => turn += 1,
+                Ok(CheckoutReply::NotLeader) => {
+                    turn += 1;
+                    claim_after = Instant::now() + CLAIM_RETRY;
+                }
                 Err(e) => {
                     turn += 1;
+                    claim_after = Instant::now() + CLAIM_RETRY;
                     tracing::debug!(queue = %self.name, "cluster: checkout: {e}");
                 }
             }
@@ -234,6 +268,8 @@ impl Replication {
                 lend: source.lend(),
                 first_consumer: None,
                 get: true,
+                held: None,
+                claim_only: false,
             };
             let until = Instant::now() + GET_WAIT;
             let mut turn = 0;
@@ -308,6 +344,8 @@ impl CheckoutHandler for Replication {
             want: request.want,
             first: request.first_consumer,
             get: request.get,
+            held: request.held.as_deref(),
+            claim_only: request.claim_only,
         };
         let (ids, lent) = if request.lend {
             let Some(lent) = vh.with(|m| m.replica_lend(queue, ask, now)) else {

@@ -122,12 +122,15 @@ pub(super) struct QueueFeed {
 
 impl QueueFeed {
     /// Runs `f` with what a leader taking over needs to know of the cluster: this node's
-    /// process, as the group's `OutMark` names the leader's, and which peers are gone.
-    fn with_cluster<T>(&self, f: impl FnOnce(&Cluster<'_>) -> T) -> T {
+    /// process, as the group's `OutMark` names the leader's, which peers are gone, and
+    /// the group's `members` (whose claims a leader taking over waits for; none where a
+    /// committed entry, not a change of leader, moves the mark).
+    fn with_cluster<T>(&self, members: &[u64], f: impl FnOnce(&Cluster<'_>) -> T) -> T {
         let gone = |peer| self.node.peer_gone(peer);
         f(&Cluster {
             me: (self.rounds.node, self.rounds.started_at),
             gone: &gone,
+            members,
         })
     }
 }
@@ -244,6 +247,9 @@ impl QueueFeed {
         // it had handed messages out: `replica_takeover.rs`), or it would hand out again
         // what the last leader's consumers had as first deliveries.
         let mut lead_after: Option<u64> = None;
+        // The group's voters, and the leader and term, at the last look at the metrics.
+        let mut members: Vec<u64> = Vec::new();
+        let mut leader: (Option<u64>, u64) = (None, 0);
         loop {
             tokio::select! {
                 event = tap.recv() => match event {
@@ -254,18 +260,30 @@ impl QueueFeed {
                     if changed.is_err() {
                         return;
                     }
-                    let (now, applied, last_log) = {
+                    let (now, applied, last_log, new_leader) = {
                         let m = metrics.borrow_and_update();
                         others_led |= m.current_leader.is_some_and(|l| l != self.me);
                         let now = m.state == ServerState::Leader && m.current_leader == Some(self.me);
-                        (now, m.last_applied.map_or(0, |l| l.index), m.last_log_index.unwrap_or(0))
+                        members.clear();
+                        members.extend(m.membership_config.membership().voter_ids());
+                        // A leader elected again (a restart, a term change) counts as new:
+                        // it may have taken over from its earlier process.
+                        let seen = (m.current_leader, m.current_term);
+                        let new_leader = seen != leader;
+                        leader = seen;
+                        (now, m.last_applied.map_or(0, |l| l.index), m.last_log_index.unwrap_or(0), new_leader)
                     };
+                    if new_leader && leader.0.is_some_and(|l| l != self.me) {
+                        // This node's checkout task tells the new leader at once what its
+                        // consumers hold (`broker/replica_claims.rs`), idle or not.
+                        self.vhost.with(|m| m.replica_new_leader(name));
+                    }
                     if now != leading {
                         leading = now;
                         tracing::info!(queue = %self.name, leading, "cluster: queue leadership changed");
                         lead_after = now.then_some(last_log);
                         if !now {
-                            self.with_cluster(|cluster| {
+                            self.with_cluster(&members, |cluster| {
                                 self.vhost
                                     .with(|m| m.replica_leading(name, false, others_led, cluster))
                             });
@@ -278,7 +296,7 @@ impl QueueFeed {
                         while let Ok(event) = tap.try_recv() {
                             self.take(event);
                         }
-                        self.with_cluster(|cluster| {
+                        self.with_cluster(&members, |cluster| {
                             self.vhost
                                 .with(|m| m.replica_leading(name, true, others_led, cluster))
                         });
@@ -319,7 +337,7 @@ impl QueueFeed {
             self.vhost.with(|m| m.replica_add(name, &messages, &dead));
         }
         if let Some(mark) = state.out_mark {
-            self.with_cluster(|cluster| {
+            self.with_cluster(&[], |cluster| {
                 self.vhost.with(|m| m.replica_out_mark(name, mark, cluster))
             });
         }
@@ -336,7 +354,7 @@ impl QueueFeed {
         let name = (self.name.as_str(), self.queue_id);
         let all = messages_of(state);
         let dead = marks_of(state, state.messages.keys());
-        self.with_cluster(|cluster| {
+        self.with_cluster(&[], |cluster| {
             self.vhost.with(|m| {
                 m.replica_reset(name, &all, &dead);
                 if let Some(mark) = state.out_mark {
@@ -405,7 +423,7 @@ impl QueueFeed {
                             incarnation: w.started_at,
                             through: *out_through,
                         };
-                        self.with_cluster(|cluster| m.replica_out_mark(name, mark, cluster));
+                        self.with_cluster(&[], |cluster| m.replica_out_mark(name, mark, cluster));
                     }
                 }
             }

@@ -101,6 +101,9 @@ pub struct Replica {
     pub group_out: Option<OutMark>,
     /// On a leader that took over: what the last leader handed out, held for it.
     pub taken_over: TakenOver,
+    /// How many changes of leader (or of term) this copy's Raft has shown: a member's
+    /// first ask after each names what its consumers hold (`replica_claims.rs`).
+    pub leaders_seen: u64,
 }
 
 /// One message a leader that took over holds for the last leader.
@@ -111,6 +114,9 @@ pub struct Taken {
     pub node: u64,
     /// Until when it is held (milliseconds since the epoch).
     pub until: u64,
+    /// The process whose mark named it is dead: it is held only while the live members
+    /// say what their consumers hold (`replica_claims.rs`), then returned.
+    pub dead: bool,
 }
 
 /// What the group knows of a leader's deliveries (a writer's round says it: the cluster's
@@ -180,6 +186,18 @@ pub struct TakenOver {
     /// Store seqs the last leader granted this node that no consumer here took: never
     /// delivered, never taken over (kept for as long as this node leads).
     pub undelivered: HashSet<u64>,
+    /// The other members that were live when this node took over: what they claim (their
+    /// first ask names what their consumers hold, `replica_claims.rs`) stays with them.
+    pub members: Vec<u64>,
+    /// Members whose claim has come.
+    pub claimed: HashSet<u64>,
+    /// Members whose claim is waited for before what a dead leader handed out is
+    /// returned.
+    pub awaiting: HashSet<u64>,
+    /// While `awaiting` is not empty: until this time (milliseconds since the epoch)
+    /// nothing is handed out, so what the dead leader's consumers had goes out first.
+    /// 0: nothing is held back.
+    pub claims_until: u64,
 }
 
 impl Replica {
