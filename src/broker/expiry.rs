@@ -72,7 +72,10 @@ impl VHost {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
-        if !q.can_expire() || q.waits_for_leader() {
+        // A new leader waiting for the members' claims: what a live member's consumer
+        // holds may be ready here, past its TTL, and is not to be expired
+        // (`replica_claims.rs`); expiry resumes when the wait ends.
+        if !q.can_expire() || q.waits_for_leader() || super::replica_claims::holds_back(q) {
             return;
         }
         while let Some((rec, after)) = q.peek() {

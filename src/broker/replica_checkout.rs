@@ -76,7 +76,7 @@ pub struct Ask<'a> {
     pub get: bool,
     /// What its consumers hold, told to a new leader (its claim, `replica_claims.rs`);
     /// `None`: not a claim.
-    pub held: Option<&'a [u64]>,
+    pub held: Option<&'a [(u64, u32)]>,
     /// The ask is that claim and nothing more.
     pub claim_only: bool,
 }

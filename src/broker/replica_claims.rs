@@ -9,12 +9,17 @@
 //! They are not delivered again: RabbitMQ's next leader keeps the checkouts of live
 //! consumers the same way, and only a dead consumer's come back counted.
 //!
-//! When the last leader is dead, what is left once every live member has said what it
-//! holds is its own consumers', returned at once, counted. Until then (at most
-//! `CLAIM_WAIT_MS`) the new leader hands nothing out, so that those returns still go out
-//! first, at the head of the queue, as RabbitMQ's next leader has them. A member that
-//! does not answer in time (paused, cut off) may have its holdings delivered again:
-//! at least once.
+//! A claimed message may also be ready on the new leader: a redelivery or one of the last
+//! leader's last round (the mark does not name those), or what a deposed leader made
+//! ready again as it stopped leading. Those are taken for the member too, if the count
+//! it names is the message's (otherwise the claim is stale: the message went back and
+//! out again since). So after a change of leader the new one hands nothing out until
+//! every live member has claimed, or `CLAIM_WAIT_MS` has passed (`holds_back`: dispatch,
+//! basic.get, grants, expiry). When the last leader is dead, what is left of its
+//! deliveries then is its own consumers', returned, counted, and they go out first, at
+//! the head of the queue, as RabbitMQ's next leader has them. A member that does not
+//! claim in time (paused, cut off) may have its holdings delivered again: at least
+//! once. Nodes lent messages (no copy, no Raft to see a new leader by) do not claim.
 
 use std::collections::HashSet;
 
@@ -23,10 +28,12 @@ use super::replicated::{replica_of, QueueRef};
 use super::vhost::VHost;
 
 /// The longest a new leader waits for the live members to name what their consumers hold
-/// before it returns a dead leader's deliveries (milliseconds). A member asks within a
-/// tick of hearing of the new leader (`replication/checkout.rs`), which its copy's Raft
-/// tells it with the leader's first heartbeat.
-pub const CLAIM_WAIT_MS: u64 = 1_500;
+/// before it hands messages out, returning a dead leader's deliveries first
+/// (milliseconds). A member asks at once on hearing of the new leader
+/// (`replication/checkout.rs`), which its copy's Raft tells it with the leader's first
+/// heartbeat; an ask already on its way to the last leader may take its whole timeout
+/// (`cluster/checkout.rs`, 2 s) first.
+pub const CLAIM_WAIT_MS: u64 = 2_500;
 
 /// Whether the leader of `q` hands nothing out yet: it waits for the members' claims on
 /// what a dead leader handed out (`CLAIM_WAIT_MS`; a queue timer ends the wait).
@@ -40,8 +47,9 @@ pub(super) fn holds_back(q: &Queue) -> bool {
 impl VHost {
     /// On a member: the group ids of queue `queue` this node's consumers hold (delivered
     /// and not settled, whichever leader handed them out), and what the leader granted
-    /// this node that no consumer took yet. Sorted.
-    pub fn replica_holding(&mut self, (name, id): QueueRef<'_>) -> Vec<u64> {
+    /// this node that no consumer took yet, each with the returns counted of it when it
+    /// went out. Sorted.
+    pub fn replica_holding(&mut self, (name, id): QueueRef<'_>) -> Vec<(u64, u32)> {
         let Some(q) = self.queues.get(name).filter(|q| q.id == id) else {
             return Vec::new();
         };
@@ -59,7 +67,7 @@ impl VHost {
         ids.extend(delivered);
         ids.sort_unstable();
         ids.dedup();
-        ids
+        ids.into_iter().map(|id| (id, r.out_count(id))).collect()
     }
 
     /// On a member: its copy's Raft shows a new leader (or a new term): its checkout task
@@ -71,19 +79,22 @@ impl VHost {
         }
     }
 
-    /// On the leader: what it holds for the last leader on node `dead` (`replica_takeover.rs`)
-    /// is of a process that is dead (it took over from it, or the node went since). The
-    /// live members that have not claimed yet may hold some of it: nothing goes out until
-    /// they have, or `CLAIM_WAIT_MS` has passed; with none to wait for, it is returned at
-    /// once. `dead` is no member to wait for any more.
-    pub(super) fn await_claims(&mut self, queue: QueueRef<'_>, dead: u64, now: u64) {
+    /// On the leader: the live members that have not claimed yet may hold some of what
+    /// was handed out before this node led (held for the last leader, or ready here):
+    /// nothing goes out until they have claimed, or `CLAIM_WAIT_MS` has passed; with
+    /// none to wait for, the wait ends at once. `dead`: a node whose process that handed
+    /// messages out is dead (this node took over from it, or it went since): what is
+    /// held for it is returned when the wait ends, and it is no member to wait for.
+    pub(super) fn await_claims(&mut self, queue: QueueRef<'_>, dead: Option<u64>, now: u64) {
         let Some(r) = self.replica_queue(queue.0, queue.1).and_then(replica_of) else {
             return;
         };
         let to = &mut r.taken_over;
-        to.members.retain(|&n| n != dead);
-        for t in to.held.values_mut().filter(|t| t.node == dead) {
-            t.dead = true;
+        if let Some(dead) = dead {
+            to.members.retain(|&n| n != dead);
+            for t in to.held.values_mut().filter(|t| t.node == dead) {
+                t.dead = true;
+            }
         }
         let awaiting: HashSet<u64> = to
             .members
@@ -91,10 +102,8 @@ impl VHost {
             .copied()
             .filter(|n| !to.claimed.contains(n))
             .collect();
-        if awaiting.is_empty() || !to.held.values().any(|t| t.dead) {
-            to.awaiting.clear();
-            to.claims_until = 0;
-            self.return_taken_over(queue, |t| t.dead, now);
+        if awaiting.is_empty() {
+            self.finish_claims(queue, now);
             return;
         }
         to.awaiting = awaiting;
@@ -112,64 +121,62 @@ impl VHost {
     }
 
     /// On the leader: node `node`'s process `incarnation` claims, in its first ask to
-    /// this leader, what its consumers hold (`held`). What of that this leader holds for
-    /// the last leader, or has ready (a delivery the group's mark does not name: a
-    /// redelivery, or one of the last leader's last round), is that node's now, under its
-    /// lease, as if this leader had granted it. Once every awaited member has claimed, or
-    /// nothing dead is held any more, a dead leader's deliveries left are returned.
+    /// this leader, what its consumers hold (`held`: group id, and the returns counted of
+    /// it when it went out to them). What of that this leader holds for the last leader,
+    /// or has ready (a delivery the group's mark does not name: a redelivery, one of the
+    /// last leader's last round, or one a deposed leader made ready again), with that
+    /// count, is that node's now, under its lease, as if this leader had granted it (a
+    /// message counted since went back and out again: the claim is stale). Once every
+    /// awaited member has claimed, the wait ends.
     pub(super) fn take_claims(
         &mut self,
         queue: QueueRef<'_>,
         node: u64,
         incarnation: u64,
-        held: &[u64],
+        held: &[(u64, u32)],
         now: u64,
     ) {
         let Some(q) = self.replica_queue(queue.0, queue.1) else {
             return;
         };
+        let mut claimed = Vec::new();
+        for &(id, count) in held {
+            let Some(seq) = replica_of(q).and_then(|r| r.seq_of(id)) else {
+                continue;
+            };
+            if q.returns_of(seq) != count {
+                continue;
+            }
+            let r = replica_of(q).expect("a replica: checked above");
+            if r.taken_over.held.remove(&id).is_some() {
+                claimed.push((id, seq, count));
+            } else if q.take_ready(seq) {
+                q.store.mark_delivered(seq);
+                q.unacked += 1;
+                q.note_out(seq);
+                claimed.push((id, seq, count));
+            }
+        }
         let Some(r) = replica_of(q) else {
             return;
         };
         r.taken_over.claimed.insert(node);
-        let mut claimed = Vec::new();
-        let mut ready = Vec::new();
-        for &id in held {
-            if let Some(t) = r.taken_over.held.remove(&id) {
-                claimed.push((id, t.seq));
-            } else if let Some(seq) = r.seq_of(id) {
-                ready.push((id, seq));
-            }
-        }
-        for (id, seq) in ready {
-            if q.take_ready(seq) {
-                q.store.mark_delivered(seq);
-                q.unacked += 1;
-                claimed.push((id, seq));
-            }
-        }
         if !claimed.is_empty() {
-            // A return of each names the count it has now, as a grant's would.
-            let counts: Vec<u32> = claimed.iter().map(|&(_, seq)| q.returns_of(seq)).collect();
-            let r = replica_of(q).expect("a replica: checked above");
             let holder = r.remote.entry(node).or_default();
             holder.incarnation = incarnation;
             holder.last_seen = now;
-            for (&(id, seq), count) in claimed.iter().zip(counts) {
+            for &(id, seq, count) in &claimed {
                 holder.held.insert(id, (seq, count));
             }
             tracing::info!(
                 queue = queue.0,
                 node,
                 held = claimed.len(),
-                "cluster: a member's consumers hold the last leader's deliveries; they stay with them"
+                "cluster: a member's consumers hold deliveries of before this leader; they stay with them"
             );
         }
-        let r = replica_of(q).expect("a replica: checked above");
-        r.taken_over.awaiting.remove(&node);
-        let waiting = r.taken_over.claims_until != 0;
-        let nothing_dead = !r.taken_over.held.values().any(|t| t.dead);
-        if waiting && (r.taken_over.awaiting.is_empty() || nothing_dead) {
+        let awaited = r.taken_over.awaiting.remove(&node);
+        if awaited && r.taken_over.awaiting.is_empty() && r.taken_over.claims_until != 0 {
             self.finish_claims(queue, now);
         }
     }
@@ -241,8 +248,8 @@ mod tests {
         m.replica_leading(queue, true, true, &cluster);
     }
 
-    /// Node 3's claim: its consumers hold `held`.
-    fn claim(held: &[u64], want: u32) -> Ask<'_> {
+    /// Node 3's claim: its consumers hold `held` (id, returns counted when it went out).
+    fn claim(held: &[(u64, u32)], want: u32) -> Ask<'_> {
         Ask {
             node: 3,
             incarnation: 5,
@@ -273,7 +280,7 @@ mod tests {
             );
             assert!(holds_back_now(m, queue), "nothing handed out meanwhile");
             let now = now_millis();
-            let held = [id(1)];
+            let held = [(id(1), 0)];
             assert_eq!(
                 m.replica_grant(queue, claim(&held, 0), now),
                 Some(Vec::new())
@@ -347,7 +354,7 @@ mod tests {
     fn a_claimed_message_the_mark_does_not_name_is_held_for_the_member() {
         with_copy(|m, queue| {
             take_over_from_dead_leader(m, queue);
-            let held = [id(1), id(2)];
+            let held = [(id(1), 0), (id(2), 1)];
             assert_eq!(
                 m.replica_grant(queue, claim(&held, 0), now_millis()),
                 Some(Vec::new())
@@ -362,6 +369,55 @@ mod tests {
             let mut held_for_3: Vec<u64> = r.remote[&3].held.keys().copied().collect();
             held_for_3.sort_unstable();
             assert_eq!(held_for_3, [id(1), id(2)]);
+        });
+    }
+
+    /// A claim naming a count the message no longer has is stale (the message was
+    /// returned, counted, and is ready again): it is not taken for the member.
+    #[test]
+    fn a_stale_claim_takes_nothing() {
+        with_copy(|m, queue| {
+            take_over_from_dead_leader(m, queue);
+            let held = [(id(2), 0)];
+            let granted = m.replica_grant(queue, claim(&held, 0), now_millis());
+            assert_eq!(granted, Some(Vec::new()));
+            assert_eq!(
+                state_of(m, queue, 2),
+                (5, 0, 1),
+                "id 2 ready; the three returned"
+            );
+        });
+    }
+
+    /// This process led before, stepped down (making what other nodes held ready again)
+    /// and leads again: it takes nothing over, but hands nothing out until both live
+    /// members have claimed, so a member's holding made ready is not delivered twice.
+    #[test]
+    fn a_leader_back_with_its_own_mark_waits_for_the_members() {
+        with_copy(|m, queue| {
+            let cluster = Cluster {
+                me: ME,
+                gone: &|_| false,
+                members: &MEMBERS,
+            };
+            m.replica_out_mark(queue, mark(id(4), ME), &cluster);
+            m.replica_leading(queue, true, true, &cluster);
+            assert_eq!(state_of(m, queue, 0), (5, 0, 0), "nothing taken over");
+            assert!(holds_back_now(m, queue), "the members are awaited");
+            let now = now_millis();
+            let held = [(id(3), 0)];
+            assert_eq!(
+                m.replica_grant(queue, claim(&held, 0), now),
+                Some(Vec::new())
+            );
+            assert!(holds_back_now(m, queue), "node 1 is still awaited");
+            assert_eq!(state_of(m, queue, 3), (4, 1, 0), "id 3 held for node 3");
+            let node_1 = Ask {
+                node: 1,
+                ..claim(&[], 0)
+            };
+            assert_eq!(m.replica_grant(queue, node_1, now), Some(Vec::new()));
+            assert!(!holds_back_now(m, queue));
         });
     }
 }

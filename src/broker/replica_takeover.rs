@@ -190,8 +190,9 @@ pub(super) fn release_taken_over(q: &mut Queue) {
 impl VHost {
     /// On a leader taking over queue `queue` (before it dispatches), `undelivered` the
     /// store seqs the last leader granted this node that no consumer here took: holds what
-    /// the group's mark names for the last leader, returned at once if that process is
-    /// dead.
+    /// the group's mark names for the last leader (returned once the live members have
+    /// claimed theirs if that process is dead), and hands nothing out until those claims
+    /// are in (`replica_claims.rs`).
     pub(super) fn take_over(
         &mut self,
         (name, id): QueueRef<'_>,
@@ -199,6 +200,8 @@ impl VHost {
         undelivered: HashSet<u64>,
         now: u64,
     ) {
+        // (The members' claims are waited for whenever something was handed out before:
+        // what a member's consumers hold may be ready here, whoever led.)
         let Some(q) = self.replica_queue(name, id) else {
             return;
         };
@@ -210,10 +213,9 @@ impl VHost {
         let Some(mark) = r.group_out else {
             return;
         };
-        if take_over_held(q, mark, cluster, now) {
-            // Some may be with the members' consumers: they say so first.
-            self.await_claims((name, id), mark.node, now);
-        }
+        let dead = take_over_held(q, mark, cluster, now).then_some(mark.node);
+        // Some may be with the members' consumers: they say so first.
+        self.await_claims((name, id), dead, now);
     }
 
     /// The group's `OutMark` as a committed round (or a state the copy was rebuilt from)
@@ -239,7 +241,7 @@ impl VHost {
         }
         if take_over_held(q, mark, cluster, now) {
             // Returned at once if the members have claimed already, or after the wait.
-            self.await_claims((name, id), mark.node, now);
+            self.await_claims((name, id), Some(mark.node), now);
         }
     }
 
@@ -267,7 +269,7 @@ impl VHost {
         let concerned = to.awaiting.contains(&node) || to.held.values().any(|t| t.node == node);
         to.members.retain(|&n| n != node);
         if concerned {
-            self.await_claims(queue, node, now);
+            self.await_claims(queue, Some(node), now);
         }
     }
 

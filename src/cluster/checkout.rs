@@ -40,12 +40,12 @@ pub struct CheckoutRequest {
     #[serde(default)]
     pub get: bool,
     /// In the asking node's first request to a new leader (its claim): the group ids its
-    /// consumers hold (delivered or granted, not settled), so that the new leader leaves
-    /// them with them rather than returning what the last leader handed out
-    /// (`broker/replica_claims.rs`). `None` in every other request, and from earlier
-    /// builds.
+    /// consumers hold (delivered or granted, not settled), each with the returns counted
+    /// of it when it went out to them, so that the new leader leaves them with them
+    /// rather than handing them out again (`broker/replica_claims.rs`). `None` in every
+    /// other request, and from earlier builds.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "h")]
-    pub held: Option<Vec<u64>>,
+    pub held: Option<Vec<(u64, u32)>>,
     /// The request is that claim and nothing more: the node has no consumers that want
     /// messages or keep a lease (the leader keeps no holding for it, and does not count
     /// the queue as used).
@@ -207,7 +207,7 @@ mod tests {
                 age_ms: 1500,
             }),
             get: false,
-            held: Some(vec![4, 9]),
+            held: Some(vec![(4, 0), (9, 2)]),
             claim_only: false,
         };
         let body = codec::encode(&request).unwrap();

@@ -27,7 +27,7 @@ const TICK: Duration = Duration::from_millis(50);
 const LEASE: Duration = Duration::from_secs(1);
 /// How long a member waits before it sends again a claim the leader could not take (it
 /// does not lead in its broker yet, or it is unreachable).
-const CLAIM_RETRY: Duration = Duration::from_millis(200);
+const CLAIM_RETRY: Duration = Duration::from_millis(100);
 
 pub(super) use crate::cluster::types::now_ms;
 
@@ -230,11 +230,15 @@ impl Member {
                 }
                 Ok(CheckoutReply::NotLeader) => {
                     turn += 1;
-                    claim_after = Instant::now() + CLAIM_RETRY;
+                    if claim_due {
+                        claim_after = Instant::now() + CLAIM_RETRY;
+                    }
                 }
                 Err(e) => {
                     turn += 1;
-                    claim_after = Instant::now() + CLAIM_RETRY;
+                    if claim_due {
+                        claim_after = Instant::now() + CLAIM_RETRY;
+                    }
                     tracing::debug!(queue = %self.name, "cluster: checkout: {e}");
                 }
             }

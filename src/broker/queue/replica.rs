@@ -376,6 +376,12 @@ impl Replica {
         granted
     }
 
+    /// The returns counted of group message `id` when it last went out from here (0 if
+    /// none was noted).
+    pub fn out_count(&self, id: u64) -> u32 {
+        self.out_with.get(&id).copied().unwrap_or(0)
+    }
+
     /// Forgets the count message `id` went out with (its grant was dropped undelivered,
     /// or another node's return of it came back to the leader).
     pub fn forget_out(&mut self, id: u64) {
