@@ -57,7 +57,9 @@ enum Op {
     /// A writer's round: messages, returns and settles in one entry (the picks may name
     /// the same message for a return and a settle), numbered by node `writer % 4` (0: not
     /// numbered, as earlier builds wrote it); with `writer & 4` each return names the
-    /// returns its delivery went out with (a stale one is ignored).
+    /// returns its delivery went out with (a stale one is ignored); with `writer & 8` it
+    /// says how far its node handed messages out (the id `count` picks: the group's
+    /// `OutMark` moves only forwards, and only for a numbered round).
     Round {
         count: u8,
         returns: [u8; 2],
@@ -84,13 +86,15 @@ enum Op {
 /// A message the model holds: id, body, returns, dead-letter mark, enqueue time.
 type ModelHeld = (u64, Vec<u8>, u32, Option<DeadMark>, u64);
 
-/// The model: what the queue holds, in enqueue order, and the highest numbered round
-/// taken from each node (start, number).
+/// The model: what the queue holds, in enqueue order, the highest numbered round taken
+/// from each node (start, number), and how far a leader said it handed messages out
+/// (node, start, id).
 #[derive(Default)]
 struct Model {
     held: Vec<ModelHeld>,
     limit: Option<u32>,
     rounds: std::collections::HashMap<u64, (u64, u64)>,
+    out: Option<(u64, u64, u64)>,
 }
 
 impl Model {
@@ -150,7 +154,7 @@ impl Model {
                 write,
                 seen,
                 stale: _,
-                out_through: _,
+                out_through,
             } => {
                 if let Some((node, id)) = write {
                     // Repeated only as the node's highest number taken; a lower one is
@@ -162,6 +166,14 @@ impl Model {
                         _ => {
                             self.rounds.insert(*node, number);
                         }
+                    }
+                    // A mark further than the group's moves it to this writer; one at or
+                    // below it (a deposed leader's late round) changes nothing.
+                    let further = self
+                        .out
+                        .is_none_or(|(_, _, through)| *out_through > through);
+                    if *out_through > 0 && further {
+                        self.out = Some((*node, id.started_at, *out_through));
                     }
                 }
                 let batch = QueueCommand::EnqueueBatch {
@@ -351,7 +363,10 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                     _ => returns.iter().map(|&p| u32::from(p >> 6)).collect(),
                 },
                 stale: Vec::new(),
-                out_through: 0,
+                out_through: match writer & 8 {
+                    0 => 0,
+                    _ => pick(count, &model.held),
+                },
             },
             Op::Discard {
                 picks,
@@ -430,6 +445,8 @@ async fn run(limit: Option<u32>, ops: Vec<Op>) {
                 state.messages, model.held
             );
             assert_eq!(state.last_applied.map(|l| l.index), Some(index));
+            let out = state.out_mark.map(|m| (m.node, m.incarnation, m.through));
+            assert_eq!(out, model.out, "the out mark after entry {index}");
         })
         .await;
     }
