@@ -526,10 +526,11 @@ impl VHost {
             q.counters.get_empty += 1;
             return Ok(GetAnswer::Empty);
         }
-        if super::replica_claims::holds_back(q) {
-            // A new leader: what the last one's consumers had goes out first.
-            q.counters.get_empty += 1;
-            return Ok(GetAnswer::Empty);
+        if let Some(wait) = super::replica_claims::claims_wait(q) {
+            // A new leader: what the last one's consumers had goes out first. The get is
+            // made again once the members' claims are in (`replica_get`, no id).
+            let queue_id = q.id;
+            return Ok(GetAnswer::AskLeader { queue_id, wait });
         }
         let (rec, redelivered) = loop {
             let Some((rec, after)) = q.peek() else {

@@ -22,9 +22,11 @@
 //! once. Nodes lent messages (no copy, no Raft to see a new leader by) do not claim.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::queue::Queue;
-use super::replicated::{replica_of, QueueRef};
+use super::replicated::{replica_of, LeaderGetWait, QueueRef};
 use super::vhost::VHost;
 
 /// The longest a new leader waits for the live members to name what their consumers hold
@@ -42,6 +44,26 @@ pub(super) fn holds_back(q: &Queue) -> bool {
         .as_ref()
         .and_then(|qs| qs.replica.as_ref())
         .is_some_and(|r| r.leading && r.taken_over.claims_until != 0)
+}
+
+/// A basic.get on a leader that holds back (`holds_back`): what it waits for before it
+/// is made again (the claims are in, or the wait's time is up; it resolves to no id:
+/// `VHost::replica_get` then gets from this node's copy). `None`: nothing held back.
+pub(super) fn claims_wait(q: &Queue) -> Option<LeaderGetWait> {
+    let r = q.quorum.as_ref()?.replica.as_ref()?;
+    if !r.leading || r.taken_over.claims_until == 0 {
+        return None;
+    }
+    let waiting = r.taken_over.waiting.clone();
+    // The queue timer ends the wait at `claims_until`; a little after, the get goes on
+    // whatever happened.
+    let until = r.taken_over.claims_until + 100;
+    Some(Box::pin(async move {
+        while waiting.load(Ordering::Acquire) && super::vhost::now_millis() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
+    }))
 }
 
 impl VHost {
@@ -110,6 +132,7 @@ impl VHost {
         let starts = to.claims_until == 0;
         if starts {
             to.claims_until = now + CLAIM_WAIT_MS;
+            to.waiting.store(true, Ordering::Release);
         }
         let until = to.claims_until;
         for t in to.held.values_mut().filter(|t| t.dead) {
@@ -206,6 +229,7 @@ impl VHost {
         };
         let to = &mut r.taken_over;
         to.claims_until = 0;
+        to.waiting.store(false, Ordering::Release);
         let silent = std::mem::take(&mut to.awaiting);
         if !silent.is_empty() {
             let mut silent: Vec<u64> = silent.into_iter().collect();

@@ -179,6 +179,10 @@ pub(super) fn release_taken_over(q: &mut Queue) {
     let Some(r) = replica_of(q) else {
         return;
     };
+    // A get waiting for the members' claims goes on (and finds this node not leading).
+    r.taken_over
+        .waiting
+        .store(false, std::sync::atomic::Ordering::Release);
     let taken = std::mem::take(&mut r.taken_over);
     let mut held: Vec<(u64, u64)> = taken.held.into_iter().map(|(id, t)| (id, t.seq)).collect();
     held.sort_unstable();

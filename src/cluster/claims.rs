@@ -106,6 +106,12 @@ impl Claims {
                 .contains_key(&peer)
     }
 
+    /// The connection `peer`'s beacons come on (`None`: none since the last one closed).
+    /// A restarted peer's come on a new one.
+    pub fn link(&self, peer: u64) -> Option<u64> {
+        self.links.lock().expect("beacon links").get(&peer).copied()
+    }
+
     /// Connection `conn` ended: the peer whose beacons came on it, unless a beacon of that
     /// peer has come on another connection since (it dialled again, or restarted).
     pub fn link_closed(&self, conn: u64) -> Option<u64> {

@@ -678,8 +678,14 @@ mod tests {
         assert_eq!(claims.link_closed(7), None, "said once");
         // Node 3 dialled again (or restarted) before its old connection's end was seen.
         claims.record(10, &beacon(3), |_| true, t0 + ms(10));
+        assert_eq!(
+            claims.link(3),
+            Some(10),
+            "a restarted peer's beacons: a new link"
+        );
         assert_eq!(claims.link_closed(8), None);
         assert_eq!(claims.link_closed(10), Some(3));
+        assert_eq!(claims.link(3), None);
     }
 
     #[test]

@@ -293,6 +293,13 @@ impl ClusterNode {
         self.claims.gone(peer)
     }
 
+    /// The connection `peer`'s beacons come on (`Claims::link`): it changes when the
+    /// peer restarts (a restarted Raft leader may lead on in the same term, so its
+    /// members see no new leader in their metrics).
+    pub fn peer_link(&self, peer: u64) -> Option<u64> {
+        self.claims.link(peer)
+    }
+
     /// Every group's status and the node table.
     pub async fn status(&self) -> NodeStatus {
         let groups: Vec<Arc<dyn GroupRpc>> = {

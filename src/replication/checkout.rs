@@ -120,11 +120,14 @@ impl Member {
         // Whether the leader was last told of a consumer here (single active consumer:
         // it must hear at once when the last one goes, `replica_sac.rs`).
         let mut told_of_consumer = false;
-        // The change of leader (`Demand::leaders_seen`) after which this node last told
-        // the leader what its consumers hold (`replica_claims.rs`): the first ask to a new
-        // leader names it. A claim the leader could not take yet (it is not leading in
-        // its broker yet, or it is unreachable) is sent again after `CLAIM_RETRY`.
-        let mut claimed_at: Option<u64> = None;
+        // The leader this node last told what its consumers hold (`replica_claims.rs`):
+        // the changes of leader its copy had seen (`Demand::leaders_seen`), and the
+        // connection the leader's beacons came on (a leader restarted, which may lead on
+        // in the same term, is a new process: it took over from its last one). The first
+        // ask to a new leader names what is held. A claim the leader could not take yet
+        // (it is not leading in its broker yet, or it is unreachable) is sent again
+        // after `CLAIM_RETRY`.
+        let mut claimed_at: Option<(u64, Option<u64>)> = None;
         let mut claim_after = Instant::now();
         let mut idle_for = LEASE;
         loop {
@@ -147,10 +150,14 @@ impl Member {
             let leader = self.source.leader(&self.node, self.group, turn);
             // A member (not a node lent messages: it has no Raft to see a new leader by)
             // tells each new leader once, even with nothing held.
+            let leader_is = (
+                demand.leaders_seen,
+                leader.and_then(|l| self.node.peer_link(l)),
+            );
             let claim_pending = !demand.leading
                 && !self.source.lend()
                 && leader.is_some()
-                && claimed_at != Some(demand.leaders_seen);
+                && claimed_at != Some(leader_is);
             let claim_due = claim_pending && Instant::now() >= claim_after;
             // Nothing but the claim to send.
             let claim_only = demand.want == 0 && !demand.holding && !consumers_gone && !keeps_place;
@@ -206,7 +213,7 @@ impl Member {
                 }) => {
                     told_of_consumer = request.first_consumer.is_some();
                     if claim_due {
-                        claimed_at = Some(demand.leaders_seen);
+                        claimed_at = Some(leader_is);
                     }
                     dry = ids.is_empty();
                     match &self.source {

@@ -22,6 +22,7 @@
 //! themselves, and its store holds only those until they are settled or given back.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -198,6 +199,8 @@ pub struct TakenOver {
     /// nothing is handed out, so what the dead leader's consumers had goes out first.
     /// 0: nothing is held back.
     pub claims_until: u64,
+    /// Set while the claims are awaited: what a basic.get waiting for them watches.
+    pub waiting: Arc<AtomicBool>,
 }
 
 impl Replica {
