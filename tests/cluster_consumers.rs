@@ -31,20 +31,7 @@ pub(crate) async fn start_consumer(
     ack: bool,
     received: &Received,
 ) -> Connection {
-    let conn = connect(c.node(id).amqp).await;
-    let ch = conn.create_channel().await.unwrap();
-    ch.basic_qos(prefetch, BasicQosOptions::default())
-        .await
-        .unwrap();
-    let mut deliveries = ch
-        .basic_consume(
-            "orders".into(),
-            format!("on-{id}").as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (conn, mut deliveries) = subscribe(c, id, prefetch, &format!("on-{id}")).await;
     let received = received.clone();
     tokio::spawn(async move {
         while let Some(Ok(d)) = deliveries.next().await {
@@ -56,6 +43,31 @@ pub(crate) async fn start_consumer(
         }
     });
     conn
+}
+
+/// A consumer of `orders` tagged `tag` on node `id`'s AMQP port with prefetch
+/// `prefetch`: its connection and its deliveries.
+pub(crate) async fn subscribe(
+    c: &Cluster,
+    id: u64,
+    prefetch: u16,
+    tag: &str,
+) -> (Connection, lapin::Consumer) {
+    let conn = connect(c.node(id).amqp).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let deliveries = ch
+        .basic_consume(
+            "orders".into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (conn, deliveries)
 }
 
 /// Waits until `received` holds `n` deliveries (or 30 s pass); returns them.

@@ -10,13 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cluster_consumers::{
-    hold_ten, orders_on_three_nodes, start_consumer, unacked, wait_received, Received,
+    hold_ten, orders_on_three_nodes, start_consumer, subscribe, unacked, wait_received, Received,
 };
 use crate::cluster_support::quorum::*;
 use crate::cluster_support::Cluster;
 use futures_lite::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicAckOptions;
 
 /// Fifteen messages got one by one through node `id` (30 s for each at most) and acked:
 /// each as (body, `redelivered`, `x-delivery-count`).
@@ -244,20 +243,7 @@ async fn keeping_consumer(
     id: u64,
     prefetch: u16,
 ) -> (lapin::Connection, Arc<Mutex<Vec<lapin::message::Delivery>>>) {
-    let conn = connect(c.node(id).amqp).await;
-    let ch = conn.create_channel().await.unwrap();
-    ch.basic_qos(prefetch, BasicQosOptions::default())
-        .await
-        .unwrap();
-    let mut deliveries = ch
-        .basic_consume(
-            "orders".into(),
-            format!("keeps-{id}").as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (conn, mut deliveries) = subscribe(c, id, prefetch, &format!("keeps-{id}")).await;
     let kept: Arc<Mutex<Vec<lapin::message::Delivery>>> = Arc::default();
     let into = kept.clone();
     tokio::spawn(async move {

@@ -285,6 +285,15 @@ mod tests {
         }
     }
 
+    /// The three the dead leader handed out are ready again, counted once.
+    fn all_three_returned(m: &mut VHost, queue: QueueRef<'_>) {
+        assert_eq!(
+            state_of(m, queue, 0),
+            (5, 0, 1),
+            "all three returned, counted"
+        );
+    }
+
     fn holds_back_now(m: &mut VHost, (name, qid): QueueRef<'_>) -> bool {
         holds_back(m.replica_queue(name, qid).unwrap())
     }
@@ -348,11 +357,7 @@ mod tests {
             assert_eq!(state_of(m, queue, 0), (2, 3, 0));
             m.run_timers(now + CLAIM_WAIT_MS + 10);
             assert!(!holds_back_now(m, queue));
-            assert_eq!(
-                state_of(m, queue, 0),
-                (5, 0, 1),
-                "all three returned, counted"
-            );
+            all_three_returned(m, queue);
         });
     }
 
@@ -363,11 +368,7 @@ mod tests {
             take_over_from_dead_leader(m, queue);
             m.replica_node_gone(queue, 3, now_millis());
             assert!(!holds_back_now(m, queue));
-            assert_eq!(
-                state_of(m, queue, 0),
-                (5, 0, 1),
-                "all three returned, counted"
-            );
+            all_three_returned(m, queue);
         });
     }
 
