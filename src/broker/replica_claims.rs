@@ -21,7 +21,6 @@
 //! claim in time (paused, cut off) may have its holdings delivered again: at least
 //! once. Nodes lent messages (no copy, no Raft to see a new leader by) do not claim.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -118,17 +117,10 @@ impl VHost {
                 t.dead = true;
             }
         }
-        let awaiting: HashSet<u64> = to
-            .members
-            .iter()
-            .copied()
-            .filter(|n| !to.claimed.contains(n))
-            .collect();
-        if awaiting.is_empty() {
+        if to.unclaimed().next().is_none() {
             self.finish_claims(queue, now);
             return;
         }
-        to.awaiting = awaiting;
         let starts = to.claims_until == 0;
         if starts {
             to.claims_until = now + CLAIM_WAIT_MS;
@@ -198,8 +190,8 @@ impl VHost {
                 "cluster: a member's consumers hold deliveries of before this leader; they stay with them"
             );
         }
-        let awaited = r.taken_over.awaiting.remove(&node);
-        if awaited && r.taken_over.awaiting.is_empty() && r.taken_over.claims_until != 0 {
+        let to = &r.taken_over;
+        if to.claims_until != 0 && to.unclaimed().next().is_none() {
             self.finish_claims(queue, now);
         }
     }
@@ -230,9 +222,8 @@ impl VHost {
         let to = &mut r.taken_over;
         to.claims_until = 0;
         to.waiting.store(false, Ordering::Release);
-        let silent = std::mem::take(&mut to.awaiting);
+        let mut silent: Vec<u64> = to.unclaimed().collect();
         if !silent.is_empty() {
-            let mut silent: Vec<u64> = silent.into_iter().collect();
             silent.sort_unstable();
             tracing::info!(
                 queue = queue.0,

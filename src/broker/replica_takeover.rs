@@ -270,7 +270,8 @@ impl VHost {
             return;
         };
         let to = &mut r.taken_over;
-        let concerned = to.awaiting.contains(&node) || to.held.values().any(|t| t.node == node);
+        let awaited = to.claims_until != 0 && to.unclaimed().any(|n| n == node);
+        let concerned = awaited || to.held.values().any(|t| t.node == node);
         to.members.retain(|&n| n != node);
         if concerned {
             self.await_claims(queue, Some(node), now);

@@ -135,6 +135,19 @@ impl QueueFeed {
     }
 }
 
+/// The group's voters as its Raft's metrics show them (read only at a change of
+/// leadership, not at every applied entry).
+fn voters<N: openraft::Node>(
+    metrics: &tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, N>>,
+) -> Vec<u64> {
+    metrics
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect()
+}
+
 /// Returns of an entry no writer numbered (`Return`, `ReturnBatch`: earlier builds).
 fn unnumbered(ids: &[u64]) -> CommittedReturns<'_> {
     CommittedReturns {
@@ -247,8 +260,7 @@ impl QueueFeed {
         // it had handed messages out: `replica_takeover.rs`), or it would hand out again
         // what the last leader's consumers had as first deliveries.
         let mut lead_after: Option<u64> = None;
-        // The group's voters, and the leader and term, at the last look at the metrics.
-        let mut members: Vec<u64> = Vec::new();
+        // The leader and term at the last look at the metrics.
         let mut leader: (Option<u64>, u64) = (None, 0);
         loop {
             tokio::select! {
@@ -264,8 +276,6 @@ impl QueueFeed {
                         let m = metrics.borrow_and_update();
                         others_led |= m.current_leader.is_some_and(|l| l != self.me);
                         let now = m.state == ServerState::Leader && m.current_leader == Some(self.me);
-                        members.clear();
-                        members.extend(m.membership_config.membership().voter_ids());
                         // A leader elected again (a restart, a term change) counts as new:
                         // it may have taken over from its earlier process.
                         let seen = (m.current_leader, m.current_term);
@@ -283,6 +293,7 @@ impl QueueFeed {
                         tracing::info!(queue = %self.name, leading, "cluster: queue leadership changed");
                         lead_after = now.then_some(last_log);
                         if !now {
+                            let members = voters(&metrics);
                             self.with_cluster(&members, |cluster| {
                                 self.vhost
                                     .with(|m| m.replica_leading(name, false, others_led, cluster))
@@ -296,6 +307,7 @@ impl QueueFeed {
                         while let Ok(event) = tap.try_recv() {
                             self.take(event);
                         }
+                        let members = voters(&metrics);
                         self.with_cluster(&members, |cluster| {
                             self.vhost
                                 .with(|m| m.replica_leading(name, true, others_led, cluster))

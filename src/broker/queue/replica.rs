@@ -192,15 +192,22 @@ pub struct TakenOver {
     pub members: Vec<u64>,
     /// Members whose claim has come.
     pub claimed: HashSet<u64>,
-    /// Members whose claim is waited for before what a dead leader handed out is
-    /// returned.
-    pub awaiting: HashSet<u64>,
-    /// While `awaiting` is not empty: until this time (milliseconds since the epoch)
-    /// nothing is handed out, so what the dead leader's consumers had goes out first.
-    /// 0: nothing is held back.
+    /// While some of `members` have not claimed: until this time (milliseconds since the
+    /// epoch) nothing is handed out, so what the dead leader's consumers had goes out
+    /// first. 0: nothing is held back.
     pub claims_until: u64,
     /// Set while the claims are awaited: what a basic.get waiting for them watches.
     pub waiting: Arc<AtomicBool>,
+}
+
+impl TakenOver {
+    /// The members whose claim has not come yet.
+    pub fn unclaimed(&self) -> impl Iterator<Item = u64> + '_ {
+        self.members
+            .iter()
+            .copied()
+            .filter(|n| !self.claimed.contains(n))
+    }
 }
 
 impl Replica {
