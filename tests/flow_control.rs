@@ -5,7 +5,10 @@
 //!   every message is confirmed and delivered once, in order, and nothing waits forever;
 //! - a publisher to another queue at the same time is never held;
 //! - a slow consumer (a work queue) never holds its publisher: the backlog goes to disk, as
-//!   in RabbitMQ.
+//!   in RabbitMQ;
+//! - no-ack consumers (read on a raw socket, so that a slow reader is slow at the broker and
+//!   not in a client library's buffers): a publisher that outruns an active one is held
+//!   and its backlog stays short; one that stopped reading holds nobody.
 
 use crate::common;
 
@@ -68,14 +71,26 @@ async fn publish_range(
     queue: &str,
     range: std::ops::Range<u64>,
 ) -> Vec<PublisherConfirm> {
+    publish_sized(ch, queue, range, 8).await
+}
+
+/// Publishes the messages numbered `range`, each body its number padded to `size` bytes.
+async fn publish_sized(
+    ch: &Channel,
+    queue: &str,
+    range: std::ops::Range<u64>,
+    size: usize,
+) -> Vec<PublisherConfirm> {
     let mut confirms = Vec::with_capacity((range.end - range.start) as usize);
+    let mut body = vec![0u8; size.max(8)];
     for i in range {
+        body[..8].copy_from_slice(&i.to_be_bytes());
         let confirm = ch
             .basic_publish(
                 "".into(),
                 queue.into(),
                 BasicPublishOptions::default(),
-                &i.to_be_bytes(),
+                &body,
                 BasicProperties::default(),
             )
             .await
@@ -339,4 +354,145 @@ async fn a_slow_consumer_never_holds_its_publisher() {
         seen.max_ready.load(Ordering::Relaxed) > N / 2,
         "the backlog waits in the queue"
     );
+}
+
+/// A no-ack consumer of `queue` on a raw socket: basic.consume, then `n` deliveries read in
+/// publish order, with a 1 ms sleep after every `every` of them (`None`: consume, then
+/// never read again). Bodies start with their number, as `publish_sized` writes them.
+async fn raw_no_ack_consumer(
+    addr: SocketAddr,
+    queue: &str,
+    n: u64,
+    every: Option<u64>,
+    got: Arc<AtomicU64>,
+) -> common::RawClient {
+    let mut c = common::RawClient::handshake(addr).await;
+    c.open_channel(1).await;
+    let mut consume = vec![0, 0];
+    consume.extend(common::shortstr(queue));
+    consume.extend(common::shortstr("raw"));
+    consume.push(0b10); // no-ack
+    consume.extend_from_slice(&0u32.to_be_bytes()); // no arguments
+    c.send(&common::frame(1, 1, &common::method(60, 20, &consume)))
+        .await;
+    c.expect_method((60, 21)).await;
+    let Some(every) = every else {
+        return c;
+    };
+    let mut next = 0;
+    while next < n {
+        let f = c
+            .recv()
+            .await
+            .expect("a frame within 5 s: nothing waits forever");
+        if f.kind != 3 {
+            continue;
+        }
+        let seq = u64::from_be_bytes(f.payload[..8].try_into().unwrap());
+        assert_eq!(seq, next, "delivered once each, in publish order");
+        next += 1;
+        got.store(next, Ordering::Relaxed);
+        if next % every == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_outrunning_no_ack_consumers_is_held() {
+    let b = common::start().await;
+    let http = b.http_addr.unwrap();
+    const N: u64 = 60_000;
+    const WARM_UP: u64 = 2_000;
+
+    let setup = connect(&b, "setup").await;
+    declare(&setup.create_channel().await.unwrap(), "fc-no-ack").await;
+    // Active (at most 20 deliveries per millisecond, ten times ACTIVE_FLOOR's rate) and
+    // slower than a publisher that pipelines. 1 KiB bodies, so that the socket buffers
+    // between them hold a few thousand, not the whole run.
+    let got = Arc::new(AtomicU64::new(0));
+    let consumer = tokio::spawn(raw_no_ack_consumer(
+        b.addr,
+        "fc-no-ack",
+        N,
+        Some(20),
+        got.clone(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, task) = observe(http, "fc-no-ack-publisher", "fc-no-ack", stop.clone());
+    let pconn = connect(&b, "fc-no-ack-publisher").await;
+    let pch = pconn.create_channel().await.unwrap();
+    pch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    // Flow engages for consumers seen at work: a first few, then the flood.
+    let warmed = got.clone();
+    let publisher = on_own_thread(async move {
+        all_acked(publish_sized(&pch, "fc-no-ack", 0..WARM_UP, 1024).await).await;
+        while warmed.load(Ordering::Relaxed) < WARM_UP {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        all_acked(publish_sized(&pch, "fc-no-ack", WARM_UP..N, 1024).await).await;
+    });
+    let within = Duration::from_secs(120);
+    tokio::time::timeout(within, publisher)
+        .await
+        .expect("the held publisher finishes: nothing is blocked forever")
+        .expect("and all its publishes were confirmed");
+    tokio::time::timeout(within, consumer)
+        .await
+        .expect("every message is consumed")
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+
+    assert_eq!(got.load(Ordering::Relaxed), N);
+    let max_ready = seen.max_ready.load(Ordering::Relaxed);
+    assert!(
+        seen.flow.load(Ordering::Relaxed),
+        "the publisher ahead of its no-ack consumer was listed in state flow \
+         (at most {max_ready} ready)"
+    );
+    assert!(
+        max_ready < N / 3,
+        "flow kept the backlog short: at most {max_ready} of {N} ready"
+    );
+    let q = get_json(http, "/api/queues/%2F/fc-no-ack").await;
+    assert_eq!(
+        q["messages"].as_u64(),
+        Some(0),
+        "nothing left, nothing lost"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_ack_consumer_that_stops_reading_holds_nobody() {
+    let b = common::start().await;
+    let http = b.http_addr.unwrap();
+    // 60 MB of 1 KiB bodies: far more than the socket buffers and the outbox take.
+    const N: u64 = 60_000;
+
+    let setup = connect(&b, "setup").await;
+    declare(&setup.create_channel().await.unwrap(), "fc-stalled").await;
+    let stalled = raw_no_ack_consumer(b.addr, "fc-stalled", 0, None, Default::default()).await;
+    let pconn = connect(&b, "fc-stalled-publisher").await;
+    let pch = pconn.create_channel().await.unwrap();
+    pch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let publisher = on_own_thread(async move {
+        all_acked(publish_sized(&pch, "fc-stalled", 0..N, 1024).await).await;
+    });
+    tokio::time::timeout(Duration::from_secs(60), publisher)
+        .await
+        .expect("the publisher is not held by a consumer that reads nothing")
+        .expect("and all its publishes were confirmed");
+    let q = get_json(http, "/api/queues/%2F/fc-stalled").await;
+    let ready = q["messages_ready"].as_u64().unwrap();
+    assert!(
+        ready > N / 2,
+        "the backlog waits in the queue ({ready} ready)"
+    );
+    drop(stalled);
 }

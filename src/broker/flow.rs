@@ -7,18 +7,27 @@
 //! it, and end-to-end latency at saturation is tens of milliseconds. With it, the backlog
 //! stays near `READY_HIGH` and the producer runs at the consumers' pace.
 //!
-//! Only queues with a consumer that acks take part (a no-ack consumer's connection paces
-//! what it is sent by its outbox; pausing publishers for it cost single-queue throughput).
-//! A queue engages flow when more than `READY_HIGH` messages are ready and its consumers
-//! are active (they took at least `ACTIVE_FLOOR` messages in the last one or two rate
-//! windows), and, for a backlog longer than `LONG_BACKLOG`, only while it grows (more
-//! messages were published to it than delivered over those windows). So flow matches a publisher to consumers that are
-//! working but not keeping up; it never holds publishers for a queue without consumers,
+//! A queue engages flow when more than its bounds' `high` messages are ready and its
+//! consumers are active (they took at least `ACTIVE_FLOOR` messages in the last one or two
+//! rate windows), and, for a backlog longer than four times `high`, only while it grows
+//! (more messages were published to it than delivered over those windows). So flow
+//! matches a publisher to consumers that are working but not keeping up; it never holds publishers for a queue without consumers,
 //! for slow consumers (a work queue whose workers take seconds per job keeps accepting
 //! publishes at full speed and holds its backlog on disk, as RabbitMQ's queues do), or for
 //! a backlog that is already shrinking. A paused connection is read again when the queue's
-//! ready count falls to `READY_LOW`, when the queue goes, or after `MAX_PAUSE`, whichever
+//! ready count falls to its bounds' `low`, when the queue goes, or after `MAX_PAUSE`, whichever
 //! comes first: nothing waits on a gate for long.
+//!
+//! Two sets of bounds (`Bounds`). A queue with a consumer that acks keeps a short backlog
+//! (`ACKING`: 512 ready), for latency. A queue whose consumers are all no-ack (`NO_ACK`)
+//! has no latency to keep short (its consumers' socket buffers set it), so it holds
+//! publishers only when they outrun its consumers by more than a quarter, and lets them
+//! go with thousands still ready so its consumers never run dry. One publisher feeding one
+//! no-ack consumer runs close to its pace and is not paused (pausing it, as the first form
+//! of flow did, cost a tenth of its throughput). Many publishers sharing the machine with their consumers are held back:
+//! without that, a broker short of CPU reads publishes faster than it writes deliveries,
+//! the backlogs grow on disk, and fanout to 100 no-ack queues delivered a fifteenth of
+//! what it does with flow.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,8 +37,46 @@ use std::time::Duration;
 pub const READY_HIGH: u64 = 512;
 /// ...and releases its paused publishers when it is back down to this many.
 pub const READY_LOW: u64 = READY_HIGH / 4;
-/// A backlog longer than this when flow engages is held where it is, not drained first.
-pub const LONG_BACKLOG: u64 = 4 * READY_HIGH;
+
+/// Where a queue engages flow and where it lets its publishers go.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// Flow engages above this many ready messages...
+    pub high: u64,
+    /// ...and releases paused publishers (and ends) back down at this many.
+    pub low: u64,
+    /// Consumers that took fewer than this over the last one or two windows are slow, or
+    /// stopped: flow cannot help them.
+    pub active_floor: u64,
+    /// Flow engages only while publishers outrun the consumers by more than this share
+    /// (percent) of what the consumers took; 0: whenever the backlog is past `high`
+    /// (a long backlog: whenever it grows at all).
+    pub outrun_pct: u64,
+}
+
+impl Bounds {
+    /// A backlog longer than this when flow engages is held where it is, not drained first.
+    fn long_backlog(self) -> u64 {
+        4 * self.high
+    }
+}
+
+/// Queues with a consumer that acks: a short backlog, for latency.
+pub const ACKING: Bounds = Bounds {
+    high: READY_HIGH,
+    low: READY_LOW,
+    active_floor: ACTIVE_FLOOR,
+    outrun_pct: 0,
+};
+/// Queues whose consumers are all no-ack: no latency to keep (their connections' socket
+/// buffers set it), only publishers to keep from outrunning them. The low mark stays
+/// several outboxes deep, so a consumer never runs dry while its publisher wakes.
+pub const NO_ACK: Bounds = Bounds {
+    high: 8192,
+    low: 4096,
+    active_floor: ACTIVE_FLOOR,
+    outrun_pct: 25,
+};
 /// Publish and delivery rates are counted over windows of this length.
 pub const RATE_WINDOW_MS: u64 = 500;
 /// Consumers that took fewer messages than this over the last one or two windows are slow:
@@ -96,6 +143,8 @@ pub struct QueueFlow {
     /// them while it drains.
     hold_above: u64,
     open_at: u64,
+    /// Flow ends once the queue is down to this many ready (the bounds' low mark).
+    end_at: u64,
     /// Some publisher waits on the gate.
     paused: bool,
     /// When the current rate window started, and the queue's publish and delivery counts
@@ -119,6 +168,7 @@ impl QueueFlow {
     pub fn after_publish(
         &mut self,
         queue: &Arc<str>,
+        bounds: Bounds,
         ready: u64,
         counts: Counts,
         now_ms: u64,
@@ -127,8 +177,8 @@ impl QueueFlow {
         // Hysteresis: consumers slowed by a busy machine keep flow on; consumers that
         // (nearly) stopped end it.
         let floor = match self.engaged {
-            true => ACTIVE_FLOOR / 4,
-            false => ACTIVE_FLOOR,
+            true => bounds.active_floor / 4,
+            false => bounds.active_floor,
         };
         let active = recent.delivered >= floor;
         if self.engaged && !active {
@@ -139,12 +189,15 @@ impl QueueFlow {
             // A long backlog only engages flow while it grows: one the consumers are
             // already shrinking is left alone.
             let growing = recent.published > recent.delivered;
-            if ready <= READY_HIGH || !active || (ready > LONG_BACKLOG && !growing) {
+            let outrun = recent.published * 100 > recent.delivered * (100 + bounds.outrun_pct);
+            let long = bounds.long_backlog();
+            if ready <= bounds.high || !active || !outrun || (ready > long && !growing) {
                 return None;
             }
             self.engaged = true;
-            (self.hold_above, self.open_at) = match ready <= LONG_BACKLOG {
-                true => (READY_HIGH, READY_LOW),
+            self.end_at = bounds.low;
+            (self.hold_above, self.open_at) = match ready <= long {
+                true => (bounds.high, bounds.low),
                 false => (ready, ready),
             };
         }
@@ -172,7 +225,7 @@ impl QueueFlow {
             return;
         }
         self.recent(counts, now_ms);
-        if ready <= READY_LOW {
+        if ready <= self.end_at {
             self.disengage();
         } else if self.paused && ready <= self.open_at {
             self.open();
@@ -255,15 +308,17 @@ mod tests {
     fn active_consumers_falling_behind_pace_the_publisher() {
         let q: Arc<str> = "q".into();
         let mut f = QueueFlow::default();
-        assert!(f.after_publish(&q, 10, counts(10, 0), 10_000).is_none());
+        assert!(f
+            .after_publish(&q, ACKING, 10, counts(10, 0), 10_000)
+            .is_none());
         // 55,000 published, 50,000 delivered, 5,000 ready: flow engages at 5,000...
         assert!(f
-            .after_publish(&q, 5_000, counts(55_000, 50_000), 10_200)
+            .after_publish(&q, ACKING, 5_000, counts(55_000, 50_000), 10_200)
             .is_none());
         assert!(f.engaged());
         // ...and the next batch above it pauses its publisher.
         let pause = f
-            .after_publish(&q, 5_300, counts(55_300, 50_000), 10_201)
+            .after_publish(&q, ACKING, 5_300, counts(55_300, 50_000), 10_201)
             .expect("paused");
         let gate = pause.gate.clone();
         f.after_dispatch(5_001, NO_COUNTS, 10_400);
@@ -279,25 +334,51 @@ mod tests {
             "still in flow: the next batch above 5,000 pauses again"
         );
         let again = f
-            .after_publish(&q, 5_200, counts(55_500, 50_300), 10_202)
+            .after_publish(&q, ACKING, 5_200, counts(55_500, 50_300), 10_202)
             .expect("paused again");
         // Nearly empty: out of flow, everyone goes.
         f.after_dispatch(READY_LOW, NO_COUNTS, 10_400);
         assert!(!f.engaged());
         assert_ne!(gate.epoch(), again.epoch);
         assert!(f
-            .after_publish(&q, 400, counts(56_000, 55_600), 10_300)
+            .after_publish(&q, ACKING, 400, counts(56_000, 55_600), 10_300)
             .is_none());
+    }
+
+    #[test]
+    fn no_ack_consumers_hold_only_publishers_that_outrun_them() {
+        let q: Arc<str> = "q".into();
+        let mut f = QueueFlow::default();
+        // Publishers 10 % ahead of their no-ack consumers, 20,000 ready: balanced enough,
+        // never held.
+        for w in 1..10u64 {
+            let c = counts(w * 110_000, w * 100_000);
+            let now = 10_000 + w * RATE_WINDOW_MS;
+            assert!(f.after_publish(&q, NO_ACK, 20_000, c, now).is_none());
+            assert!(!f.engaged());
+        }
+        // Twice as fast as the consumers, past the high mark: held...
+        let mut g = QueueFlow::default();
+        g.after_publish(&q, NO_ACK, 10, counts(10, 0), 10_000);
+        let pause = g
+            .after_publish(&q, NO_ACK, 9_000, counts(20_000, 10_000), 10_100)
+            .expect("paused");
+        // ...and let go with thousands still ready, so the consumers never run dry.
+        g.after_dispatch(NO_ACK.low + 1, NO_COUNTS, 10_200);
+        assert_eq!(pause.gate.epoch(), pause.epoch);
+        g.after_dispatch(NO_ACK.low, NO_COUNTS, 10_200);
+        assert_ne!(pause.gate.epoch(), pause.epoch);
+        assert!(!g.engaged(), "flow ends at the low mark");
     }
 
     #[test]
     fn a_short_backlog_is_drained_before_the_publisher_goes_on() {
         let q: Arc<str> = "q".into();
         let mut f = QueueFlow::default();
-        f.after_publish(&q, 10, counts(10, 0), 10_000);
+        f.after_publish(&q, ACKING, 10, counts(10, 0), 10_000);
         // Engaged at 600 ready: held under READY_HIGH, so this publisher pauses at once.
         let pause = f
-            .after_publish(&q, 600, counts(50_600, 50_000), 10_100)
+            .after_publish(&q, ACKING, 600, counts(50_600, 50_000), 10_100)
             .expect("paused");
         f.after_dispatch(READY_LOW + 1, NO_COUNTS, 10_400);
         assert_eq!(pause.gate.epoch(), pause.epoch, "not drained yet");
@@ -314,14 +395,14 @@ mod tests {
             let i = i as u64;
             let c = counts(100_000 + i * 1_000, i * 20);
             assert!(f
-                .after_publish(&q, c.published - c.delivered, c, now)
+                .after_publish(&q, ACKING, c.published - c.delivered, c, now)
                 .is_none());
             assert!(!f.engaged());
         }
         // No consumer at all: never.
         let mut g = QueueFlow::default();
         assert!(g
-            .after_publish(&q, 1_000_000, counts(1_000_000, 0), 5_000)
+            .after_publish(&q, ACKING, 1_000_000, counts(1_000_000, 0), 5_000)
             .is_none());
         assert!(!g.engaged());
     }
@@ -331,12 +412,12 @@ mod tests {
         let q: Arc<str> = "q".into();
         let mut f = QueueFlow::default();
         // 10 M queued before; consumers take 100 k per window, publishers add 50 k.
-        f.after_publish(&q, 10_000_000, counts(10_000_000, 0), 10_000);
+        f.after_publish(&q, ACKING, 10_000_000, counts(10_000_000, 0), 10_000);
         for w in 1..10u64 {
             let c = counts(10_000_000 + w * 50_000, w * 100_000);
             let ready = c.published - c.delivered;
             let now = 10_000 + w * RATE_WINDOW_MS;
-            assert!(f.after_publish(&q, ready, c, now).is_none());
+            assert!(f.after_publish(&q, ACKING, ready, c, now).is_none());
             assert!(!f.engaged());
         }
     }
@@ -345,15 +426,15 @@ mod tests {
     fn consumers_that_stop_release_the_gate() {
         let q: Arc<str> = "q".into();
         let mut f = QueueFlow::default();
-        f.after_publish(&q, 10, counts(10, 0), 10_000);
-        f.after_publish(&q, 4_000, counts(104_000, 100_000), 10_300);
+        f.after_publish(&q, ACKING, 10, counts(10, 0), 10_000);
+        f.after_publish(&q, ACKING, 4_000, counts(104_000, 100_000), 10_300);
         let pause = f
-            .after_publish(&q, 4_100, counts(104_100, 100_000), 10_301)
+            .after_publish(&q, ACKING, 4_100, counts(104_100, 100_000), 10_301)
             .expect("paused");
         // Long after, nothing more was delivered: the next publish is not held, and
         // whoever waited is let go.
         assert!(f
-            .after_publish(&q, 5_000, counts(105_000, 100_000), 14_000)
+            .after_publish(&q, ACKING, 5_000, counts(105_000, 100_000), 14_000)
             .is_none());
         assert!(!f.engaged());
         assert_ne!(pause.gate.epoch(), pause.epoch);
@@ -363,10 +444,10 @@ mod tests {
     fn dropping_the_queue_releases_waiters() {
         let q: Arc<str> = "q".into();
         let mut f = QueueFlow::default();
-        f.after_publish(&q, 10, counts(10, 0), 10_000);
-        f.after_publish(&q, 2_000, counts(102_000, 100_000), 10_010);
+        f.after_publish(&q, ACKING, 10, counts(10, 0), 10_000);
+        f.after_publish(&q, ACKING, 2_000, counts(102_000, 100_000), 10_010);
         let pause = f
-            .after_publish(&q, 2_100, counts(102_100, 100_000), 10_011)
+            .after_publish(&q, ACKING, 2_100, counts(102_100, 100_000), 10_011)
             .expect("paused");
         drop(f);
         assert_ne!(pause.gate.epoch(), pause.epoch);
