@@ -334,7 +334,8 @@ impl VHost {
     /// Appends messages routed to `queue` (in publish order) as one batch, under the
     /// queue's length limit: `reject-publish` refuses what does not fit, `drop-head`
     /// drops (dead-letters) the oldest after the append. Then hands out what consumers
-    /// can take, and expires what a zero TTL does not let wait. One outcome per message.
+    /// can take, expires what a zero TTL does not let wait, and judges flow on what is
+    /// left. One outcome per message.
     fn store(
         &mut self,
         queue: &Arc<str>,
@@ -390,24 +391,36 @@ impl VHost {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
-        // Consumers that ack keep a short backlog (latency); no-ack ones only keep
-        // publishers from outrunning them (see `flow`).
-        if !q.is_stream() && !q.consumers.is_empty() {
-            let bounds = match q.consumers.iter().any(|c| !c.no_ack) {
-                true => flow::ACKING,
-                false => flow::NO_ACK,
-            };
-            let (ready, counts) = (q.ready(), q.flow_counts());
-            if let Some(pause) = q.flow.after_publish(queue, bounds, ready, counts, now) {
-                self.flow_pause = Some(pause);
-            }
-        }
         if q.can_expire() {
             // A message whose TTL is 0 is delivered at once or not at all.
             self.expire_head(queue, now + 1);
             self.schedule(queue, now);
         }
         self.trim(queue);
+        self.judge_flow(queue, now);
+    }
+
+    /// After a batch was stored, dispatched, expired and trimmed: whether its publisher
+    /// should pause for `queue` (`flow`). Consumers that ack keep a short backlog (latency);
+    /// no-ack ones only keep publishers from outrunning them. A quorum queue's no-ack
+    /// consumers do not take part: its deliveries to other nodes' consumers are not
+    /// counted here, so its local consumers would look outrun.
+    fn judge_flow(&mut self, queue: &Arc<str>, now: u64) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        if q.is_stream() || q.consumers.is_empty() {
+            return;
+        }
+        let bounds = match q.consumers.iter().any(|c| !c.no_ack) {
+            true => flow::ACKING,
+            false if !q.is_quorum() => flow::NO_ACK,
+            false => return,
+        };
+        let (ready, counts) = (q.ready(), q.flow_counts());
+        if let Some(pause) = q.flow.after_publish(queue, bounds, ready, counts, now) {
+            self.flow_pause = Some(pause);
+        }
     }
 
     /// Appends to a queue's store, one batch per priority level (one in all for a plain

@@ -526,6 +526,11 @@ impl VHost {
         if q.rr >= q.consumers.len() {
             q.rr = 0;
         }
+        if q.consumers.is_empty() {
+            // Nobody drains it now, and a consumer that comes later starts a fresh
+            // judgement: whoever waits on the gate goes.
+            q.flow.disengage();
+        }
         let now = now_millis();
         q.last_used = now;
         if q.consumers.is_empty() && q.features.expires.is_some() {
