@@ -49,6 +49,38 @@ async fn connect(b: &common::TestBroker, name: &str) -> Connection {
     Connection::connect(&b.url(), props).await.unwrap()
 }
 
+/// A broker with `queues` declared; its management API's address.
+async fn broker_with(queues: &[&str]) -> (common::TestBroker, SocketAddr) {
+    let b = common::start().await;
+    let http = b.http_addr.unwrap();
+    let setup = connect(&b, "setup").await;
+    let ch = setup.create_channel().await.unwrap();
+    for q in queues {
+        declare(&ch, q).await;
+    }
+    (b, http)
+}
+
+/// A connection named `name` and a channel on it in confirm mode.
+async fn confirming(b: &common::TestBroker, name: &str) -> (Connection, Channel) {
+    let conn = connect(b, name).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    (conn, ch)
+}
+
+/// The queue is empty: everything published was delivered, nothing lost.
+async fn assert_drained(http: SocketAddr, queue: &str) {
+    let q = get_json(http, &format!("/api/queues/%2F/{queue}")).await;
+    assert_eq!(
+        q["messages"].as_u64(),
+        Some(0),
+        "nothing left, nothing lost"
+    );
+}
+
 async fn declare(ch: &Channel, queue: &str) {
     ch.queue_declare(
         queue.into(),
@@ -125,6 +157,23 @@ fn on_own_thread(
         let _ = done.send(());
     });
     finished
+}
+
+/// Waits (up to 2 minutes each) for a publisher that flow held to finish with every
+/// publish confirmed, then for its consumer to have taken every message.
+async fn held_publisher_and_consumer_finish<T>(
+    publisher: tokio::sync::oneshot::Receiver<()>,
+    consumer: tokio::task::JoinHandle<T>,
+) -> T {
+    let within = Duration::from_secs(120);
+    tokio::time::timeout(within, publisher)
+        .await
+        .expect("the held publisher finishes: nothing is blocked forever")
+        .expect("and all its publishes were confirmed");
+    tokio::time::timeout(within, consumer)
+        .await
+        .expect("every message is consumed")
+        .unwrap()
 }
 
 /// What the observer saw of one connection and one queue while a test ran.
@@ -204,16 +253,10 @@ async fn consume_numbered(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_behind_hold_the_publisher_and_only_it() {
-    let b = common::start().await;
-    let http = b.http_addr.unwrap();
+    let (b, http) = broker_with(&["fc-busy", "fc-other"]).await;
     const N: u64 = 150_000;
     const OTHER: u64 = 20_000;
     const WARM_UP: u64 = 5_000;
-
-    let setup = connect(&b, "setup").await;
-    let sch = setup.create_channel().await.unwrap();
-    declare(&sch, "fc-busy").await;
-    declare(&sch, "fc-other").await;
 
     // The consumer: fast (well above flow's ACTIVE_FLOOR), but paced (1 ms after every
     // 200 deliveries), so a publisher that pipelines runs ahead of it.
@@ -233,16 +276,8 @@ async fn consumers_behind_hold_the_publisher_and_only_it() {
     let (other, other_task) = observe(http, "fc-other-publisher", "fc-other", stop.clone());
 
     // Two publishers at once: one to the consumed queue, one to a queue nobody reads.
-    let pconn = connect(&b, "fc-publisher").await;
-    let pch = pconn.create_channel().await.unwrap();
-    pch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let oconn = connect(&b, "fc-other-publisher").await;
-    let och = oconn.create_channel().await.unwrap();
-    och.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (_pconn, pch) = confirming(&b, "fc-publisher").await;
+    let (_oconn, och) = confirming(&b, "fc-other-publisher").await;
     // The consumer is first seen at work (flow engages only for active consumers: one
     // still starting would let the backlog grow long before, and a long backlog is held
     // where it is rather than drained), then the publisher floods.
@@ -264,14 +299,7 @@ async fn consumers_behind_hold_the_publisher_and_only_it() {
         .await
         .expect("the other queue's publisher finishes")
         .expect("and all its publishes were confirmed");
-    tokio::time::timeout(within, publisher)
-        .await
-        .expect("the held publisher finishes: nothing is blocked forever")
-        .expect("and all its publishes were confirmed");
-    tokio::time::timeout(within, consumer)
-        .await
-        .expect("every message is consumed")
-        .unwrap();
+    held_publisher_and_consumer_finish(publisher, consumer).await;
     stop.store(true, Ordering::Relaxed);
     busy_task.await.unwrap();
     other_task.await.unwrap();
@@ -295,22 +323,13 @@ async fn consumers_behind_hold_the_publisher_and_only_it() {
     );
     let q = get_json(http, "/api/queues/%2F/fc-other").await;
     assert_eq!(q["messages_ready"].as_u64(), Some(OTHER));
-    let q = get_json(http, "/api/queues/%2F/fc-busy").await;
-    assert_eq!(
-        q["messages"].as_u64(),
-        Some(0),
-        "nothing left, nothing lost"
-    );
+    assert_drained(http, "fc-busy").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_never_holds_its_publisher() {
-    let b = common::start().await;
-    let http = b.http_addr.unwrap();
+    let (b, http) = broker_with(&["fc-work"]).await;
     const N: u64 = 30_000;
-
-    let setup = connect(&b, "setup").await;
-    declare(&setup.create_channel().await.unwrap(), "fc-work").await;
 
     // A work-queue consumer: prefetch 1, 5 ms per message.
     let cconn = connect(&b, "fc-worker").await;
@@ -326,11 +345,7 @@ async fn a_slow_consumer_never_holds_its_publisher() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (seen, task) = observe(http, "fc-producer", "fc-work", stop.clone());
-    let pconn = connect(&b, "fc-producer").await;
-    let pch = pconn.create_channel().await.unwrap();
-    pch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (_pconn, pch) = confirming(&b, "fc-producer").await;
     let confirms = publish_numbered(&pch, "fc-work", N).await;
     tokio::time::timeout(Duration::from_secs(60), all_acked(confirms))
         .await
@@ -401,13 +416,10 @@ async fn raw_no_ack_consumer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_outrunning_no_ack_consumers_is_held() {
-    let b = common::start().await;
-    let http = b.http_addr.unwrap();
+    let (b, http) = broker_with(&["fc-no-ack"]).await;
     const N: u64 = 60_000;
     const WARM_UP: u64 = 2_000;
 
-    let setup = connect(&b, "setup").await;
-    declare(&setup.create_channel().await.unwrap(), "fc-no-ack").await;
     // Active (at most 20 deliveries per millisecond, ten times ACTIVE_FLOOR's rate) and
     // slower than a publisher that pipelines. 1 KiB bodies, so that the socket buffers
     // between them hold a few thousand, not the whole run.
@@ -421,11 +433,7 @@ async fn a_publisher_outrunning_no_ack_consumers_is_held() {
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let (seen, task) = observe(http, "fc-no-ack-publisher", "fc-no-ack", stop.clone());
-    let pconn = connect(&b, "fc-no-ack-publisher").await;
-    let pch = pconn.create_channel().await.unwrap();
-    pch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (_pconn, pch) = confirming(&b, "fc-no-ack-publisher").await;
     // Flow engages for consumers seen at work: a first few, then the flood.
     let warmed = got.clone();
     let publisher = on_own_thread(async move {
@@ -435,15 +443,7 @@ async fn a_publisher_outrunning_no_ack_consumers_is_held() {
         }
         all_acked(publish_sized(&pch, "fc-no-ack", WARM_UP..N, 1024).await).await;
     });
-    let within = Duration::from_secs(120);
-    tokio::time::timeout(within, publisher)
-        .await
-        .expect("the held publisher finishes: nothing is blocked forever")
-        .expect("and all its publishes were confirmed");
-    tokio::time::timeout(within, consumer)
-        .await
-        .expect("every message is consumed")
-        .unwrap();
+    held_publisher_and_consumer_finish(publisher, consumer).await;
     stop.store(true, Ordering::Relaxed);
     task.await.unwrap();
 
@@ -458,29 +458,17 @@ async fn a_publisher_outrunning_no_ack_consumers_is_held() {
         max_ready < N / 3,
         "flow kept the backlog short: at most {max_ready} of {N} ready"
     );
-    let q = get_json(http, "/api/queues/%2F/fc-no-ack").await;
-    assert_eq!(
-        q["messages"].as_u64(),
-        Some(0),
-        "nothing left, nothing lost"
-    );
+    assert_drained(http, "fc-no-ack").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_no_ack_consumer_that_stops_reading_does_not_hold_its_publisher() {
-    let b = common::start().await;
-    let http = b.http_addr.unwrap();
+    let (b, http) = broker_with(&["fc-stalled"]).await;
     // 60 MB of 1 KiB bodies: far more than the socket buffers and the outbox take.
     const N: u64 = 60_000;
 
-    let setup = connect(&b, "setup").await;
-    declare(&setup.create_channel().await.unwrap(), "fc-stalled").await;
     let stalled = raw_no_ack_consumer(b.addr, "fc-stalled", 0, None, Default::default()).await;
-    let pconn = connect(&b, "fc-stalled-publisher").await;
-    let pch = pconn.create_channel().await.unwrap();
-    pch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (_pconn, pch) = confirming(&b, "fc-stalled-publisher").await;
     let publisher = on_own_thread(async move {
         all_acked(publish_sized(&pch, "fc-stalled", 0..N, 1024).await).await;
     });
