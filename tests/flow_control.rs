@@ -8,7 +8,9 @@
 //!   in RabbitMQ;
 //! - no-ack consumers (read on a raw socket, so that a slow reader is slow at the broker and
 //!   not in a client library's buffers): a publisher that outruns an active one is held
-//!   and its backlog stays short; one that stopped reading does not hold it.
+//!   and its backlog stays short; one that stopped reading, or reads slowly, does not hold
+//!   it;
+//! - a held publisher goes on as soon as its queue's last consumer cancels.
 
 use crate::common;
 
@@ -488,4 +490,173 @@ async fn a_no_ack_consumer_that_stops_reading_does_not_hold_its_publisher() {
         "the backlog waits in the queue ({ready} ready)"
     );
     drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_ack_consumer_that_reads_slowly_does_not_hold_its_publisher() {
+    let (b, _http) = broker_with(&["fc-slow-reader"]).await;
+    const N: u64 = 30_000;
+
+    // At most one delivery a millisecond (about 500 a second here): reading, but under
+    // flow's ACTIVE_FLOOR rate, and leaving its socket full, so slow of its own doing. Flow
+    // must not match the publisher to it. (This does not tell the socket check apart from
+    // a floor a tenth as high for every no-ack consumer: a slow reader's deliveries come
+    // in bursts of a whole outbox, 1,024, which leave windows empty and end flow either
+    // way; measured, that rule held this publisher 3-4 s, the landed one 1.6-2.4 s. The
+    // bounds' unit tests in flow.rs tell them apart.)
+    let got = Arc::new(AtomicU64::new(0));
+    let consumer = tokio::spawn(raw_no_ack_consumer(
+        b.addr,
+        "fc-slow-reader",
+        N,
+        Some(1),
+        got.clone(),
+    ));
+    let (_pconn, pch) = confirming(&b, "fc-slow-reader-publisher").await;
+    let publisher = on_own_thread(async move {
+        all_acked(publish_sized(&pch, "fc-slow-reader", 0..N, 1024).await).await;
+    });
+    // At the consumer's pace the 30,000 would take over 30 s. Its first burst into the
+    // socket buffers looks like work, so flow may hold the publisher once (MAX_PAUSE).
+    tokio::time::timeout(Duration::from_secs(20), publisher)
+        .await
+        .expect("the publisher is not held to a slow reader's pace")
+        .expect("and all its publishes were confirmed");
+    let read = got.load(Ordering::Relaxed);
+    assert!(
+        read < N / 2,
+        "the publisher finished at its own pace ({read} of {N} read by then)"
+    );
+    consumer.abort();
+}
+
+/// Ready messages in `queue` now.
+async fn ready(http: SocketAddr, queue: &str) -> u64 {
+    let q = get_json(http, &format!("/api/queues/%2F/{queue}")).await;
+    q["messages_ready"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_publisher_goes_on_as_soon_as_the_last_consumer_cancels() {
+    let (b, http) = broker_with(&["fc-cancel"]).await;
+    const BATCH: u64 = 10_000;
+
+    // An acking consumer, fast but paced (1 ms after every 200), until told to stop; after
+    // that it reads on without acking (a consumer that stops reading would leave lapin's
+    // buffers full) until its cancel ends the stream.
+    let cconn = connect(&b, "fc-cancel-consumer").await;
+    let cch = cconn.create_channel().await.unwrap();
+    cch.basic_qos(500, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut deliveries = cch
+        .basic_consume(
+            "fc-cancel".into(),
+            "fc-cancel-tag".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let stop_consuming = Arc::new(AtomicBool::new(false));
+    let got = Arc::new(AtomicU64::new(0));
+    let (stop, taken) = (stop_consuming.clone(), got.clone());
+    let consumer = tokio::spawn(async move {
+        while let Some(d) = deliveries.next().await {
+            if stop.load(Ordering::Relaxed) {
+                continue;
+            }
+            d.unwrap().ack(BasicAckOptions::default()).await.unwrap();
+            if taken.fetch_add(1, Ordering::Relaxed) % 200 == 199 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+
+    // A publisher that pipelines batches until told to stop: one batch while the consumer
+    // warms up, then on and on.
+    let (_pconn, pch) = confirming(&b, "fc-cancel-publisher").await;
+    let stop_publishing = Arc::new(AtomicBool::new(false));
+    let (stop, warmed) = (stop_publishing.clone(), got.clone());
+    let publisher = on_own_thread(async move {
+        all_acked(publish_range(&pch, "fc-cancel", 0..BATCH).await).await;
+        while warmed.load(Ordering::Relaxed) < BATCH {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut sent = BATCH;
+        while !stop.load(Ordering::Relaxed) {
+            all_acked(publish_range(&pch, "fc-cancel", sent..sent + BATCH).await).await;
+            sent += BATCH;
+        }
+        PUBLISHED.store(sent, Ordering::Relaxed);
+    });
+    static PUBLISHED: AtomicU64 = AtomicU64::new(0);
+
+    // Once the consumer has taken the first batch, wait for flow to hold the publisher.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while got.load(Ordering::Relaxed) < BATCH {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the consumer takes the first batch");
+    let stop_observing = Arc::new(AtomicBool::new(false));
+    let (seen, observer) = observe(
+        http,
+        "fc-cancel-publisher",
+        "fc-cancel",
+        stop_observing.clone(),
+    );
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !seen.flow.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("flow holds the publisher ahead of its consumer");
+    stop_observing.store(true, Ordering::Relaxed);
+    observer.await.unwrap();
+
+    // The consumer stops taking and cancels: its queue has no consumer left, and its held
+    // publisher must go on at once, not when its pause runs out (MAX_PAUSE, 1 s; the
+    // publisher is paused again after nearly every batch, so a pause has just begun).
+    stop_consuming.store(true, Ordering::Relaxed);
+    // Let an ack on its way land before the count is read.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cch.basic_cancel("fc-cancel-tag".into(), Default::default())
+        .await
+        .unwrap();
+    let cancelled = std::time::Instant::now();
+    let at_cancel = ready(http, "fc-cancel").await;
+    loop {
+        let now = ready(http, "fc-cancel").await;
+        if now > at_cancel + 1_000 {
+            break;
+        }
+        assert!(
+            cancelled.elapsed() < Duration::from_millis(500),
+            "the publisher went on within 0.5 s of the cancel ({now} ready, {at_cancel} at it)"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop_publishing.store(true, Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(30), consumer)
+        .await
+        .expect("the cancel ends the consumer's stream")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(120), publisher)
+        .await
+        .expect("the publisher finishes")
+        .expect("and all its publishes were confirmed");
+    // What the consumer took was acked; what it had been sent since waits unacked.
+    let (published, taken) = (
+        PUBLISHED.load(Ordering::Relaxed),
+        got.load(Ordering::Relaxed),
+    );
+    let q = get_json(http, "/api/queues/%2F/fc-cancel").await;
+    assert_eq!(
+        q["messages"].as_u64(),
+        Some(published - taken),
+        "nothing lost"
+    );
 }

@@ -1,34 +1,36 @@
 //! Publisher flow control: when a queue's consumers fall behind the publishers feeding it,
-//! those publishers' connections stop being read until the queue drains (RabbitMQ's
-//! `flow` connection state; not `connection.blocked`, which is for resource alarms).
+//! those publishers' connections stop being read until the queue drains (RabbitMQ's `flow`
+//! connection state; not `connection.blocked`, which is for resource alarms).
 //!
 //! Without it, a producer with confirms outruns delivery (a publish is cheaper than a
-//! delivery and its ack) and a standing backlog forms: every message then waits behind
-//! it, and end-to-end latency at saturation is tens of milliseconds. With it, the backlog
-//! stays near `READY_HIGH` and the producer runs at the consumers' pace.
+//! delivery and its ack) and a standing backlog forms: every message then waits behind it,
+//! and end-to-end latency at saturation is tens of milliseconds. With it, the backlog stays
+//! near `READY_HIGH` and the producer runs at the consumers' pace.
 //!
 //! A queue engages flow when more than its bounds' `high` messages are ready and its
-//! consumers are active (they took at least `ACTIVE_FLOOR` messages in the last one or two
-//! rate windows), and, for a backlog longer than four times `high`, only while it grows
-//! (more messages were published to it than delivered over those windows). So flow
+//! consumers are active (they took at least the bounds' `active_floor` messages in the last
+//! one or two rate windows), and, for a backlog longer than four times `high`, only while
+//! it grows (more messages were published to it than delivered over those windows). So flow
 //! matches a publisher to consumers that are working but not keeping up; it never holds
-//! publishers for a queue without consumers, for slow consumers (a work queue whose
-//! workers take seconds per job keeps accepting publishes at full speed and holds its
-//! backlog on disk, as RabbitMQ's queues do), or for a backlog that is already shrinking.
-//! A paused connection is read again when the queue's ready count falls to its bounds'
-//! `low`, when the queue goes, or after `MAX_PAUSE`, whichever comes first: nothing waits
-//! on a gate for long.
+//! publishers for a queue without consumers, for slow consumers (a work queue whose workers
+//! take seconds per job keeps accepting publishes at full speed and holds its backlog on
+//! disk, as RabbitMQ's queues do), or for a backlog that is already shrinking. A paused
+//! connection is read again when the queue's ready count falls to its bounds' `low`, when
+//! the queue goes, or after `MAX_PAUSE`, whichever comes first: nothing waits on a gate for
+//! long.
 //!
 //! Two sets of bounds (`Bounds`). A queue with a consumer that acks keeps a short backlog
 //! (`ACKING`: 512 ready), for latency. A classic queue whose consumers are all no-ack
 //! (`NO_ACK`) has no latency to keep short (its consumers' socket buffers set it), so it
 //! holds publishers only when they outrun its consumers by more than a quarter, and lets
-//! them go with thousands still ready so its consumers never run dry. One publisher
-//! feeding one no-ack consumer runs close to its pace and is not paused (pausing it at the
-//! acking bounds cost a tenth of its throughput). Many publishers sharing the machine with
-//! their consumers are held back: without that, a broker short of CPU reads publishes
-//! faster than it writes deliveries and the backlogs grow on disk (fanout to 100 no-ack
-//! queues: 0.11-0.15 M deliveries/s in most runs without, 1.85 M with).
+//! them go with thousands still ready so its consumers never run dry. Its activity floor is
+//! a tenth of the usual while some consumer's client reads all it is sent (its socket was
+//! not found full): such consumers are slow because the broker is, not their clients. One
+//! publisher feeding one no-ack consumer runs close to its pace and is not paused (pausing
+//! it at the acking bounds cost a tenth of its throughput). Many publishers sharing the
+//! machine with their consumers are held back: without that, a broker short of CPU reads
+//! publishes faster than it writes deliveries and the backlogs grow on disk (fanout to 100
+//! no-ack queues: 0.11-0.15 M deliveries/s in most runs without, 1.85 M with).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,6 +52,11 @@ pub struct Bounds {
     /// (percent) of what the consumers took; 0: whenever the backlog is past `high`
     /// (a long backlog: whenever it grows at all).
     pub outrun_pct: u64,
+    /// Consumers that took fewer messages than this over the last one or two rate windows
+    /// are slow: their queue does not engage flow...
+    pub active_floor: u64,
+    /// ...and once engaged it ends when they take fewer than this.
+    pub keep_floor: u64,
 }
 
 impl Bounds {
@@ -64,19 +71,40 @@ pub const ACKING: Bounds = Bounds {
     high: READY_HIGH,
     low: READY_LOW,
     outrun_pct: 0,
+    active_floor: ACTIVE_FLOOR,
+    // Hysteresis: consumers slowed by a busy machine keep flow on; consumers that
+    // (nearly) stopped end it.
+    keep_floor: ACTIVE_FLOOR / 4,
 };
 /// Queues whose consumers are all no-ack: no latency to keep (their connections' socket
 /// buffers set it), only publishers to keep from outrunning them. The low mark stays
-/// several outboxes deep, so a consumer never runs dry while its publisher wakes.
+/// several outboxes deep, so a consumer never runs dry while its publisher wakes. These
+/// are for consumers whose clients leave their sockets full, reading slower than they are
+/// sent to: no hysteresis, because what they took in a first burst into the socket
+/// buffers (thousands) says nothing of the pace they read at.
 pub const NO_ACK: Bounds = Bounds {
     high: 8192,
     low: 4096,
     outrun_pct: 25,
+    active_floor: ACTIVE_FLOOR,
+    keep_floor: ACTIVE_FLOOR,
+};
+/// `NO_ACK` for consumers whose clients read everything they are sent (their sockets
+/// were not found full over the rate windows): what holds them back is the broker, busy
+/// reading publishes, not their clients, so any steady rate counts as work flow can help.
+/// With 100 queues on two cores the broker-starved consumers took 300-1,400 messages a
+/// second each and stayed under `ACTIVE_FLOOR`, so flow never engaged and the backlogs
+/// grew by millions (measured, BENCHMARKS "Stop 64").
+pub const NO_ACK_CLIENTS_KEEPING_UP: Bounds = Bounds {
+    active_floor: ACTIVE_FLOOR / 10,
+    keep_floor: ACTIVE_FLOOR / 40,
+    ..NO_ACK
 };
 /// Publish and delivery rates are counted over windows of this length.
 pub const RATE_WINDOW_MS: u64 = 500;
-/// Consumers that took fewer messages than this over the last one or two windows are slow:
-/// their queue does not engage flow (and leaves it below a quarter of it).
+/// The usual `Bounds::active_floor`: a work queue whose workers take seconds per job, or a
+/// no-ack client that reads slowly, keeps accepting publishes at full speed and holds its
+/// backlog on disk, as RabbitMQ's queues do.
 pub const ACTIVE_FLOOR: u64 = 1000;
 /// The longest a connection stays paused by one engagement.
 pub const MAX_PAUSE: Duration = Duration::from_millis(1000);
@@ -170,11 +198,9 @@ impl QueueFlow {
         now_ms: u64,
     ) -> Option<FlowPause> {
         let recent = self.recent(counts, now_ms);
-        // Hysteresis: consumers slowed by a busy machine keep flow on; consumers that
-        // (nearly) stopped end it.
         let floor = match self.engaged {
-            true => ACTIVE_FLOOR / 4,
-            false => ACTIVE_FLOOR,
+            true => bounds.keep_floor,
+            false => bounds.active_floor,
         };
         let active = recent.delivered >= floor;
         if self.engaged && !active {
@@ -365,6 +391,47 @@ mod tests {
         g.after_dispatch(NO_ACK.low, NO_COUNTS, 10_200);
         assert_ne!(pause.gate.epoch(), pause.epoch);
         assert!(!g.engaged(), "flow ends at the low mark");
+    }
+
+    #[test]
+    fn no_ack_consumers_held_back_by_the_broker_count_as_active_at_a_lower_rate() {
+        let q: Arc<str> = "q".into();
+        // 300 deliveries a window (600 a second), publishers twice as fast, 9,000 ready.
+        let at = |w: u64| (counts(w * 600, w * 300), 10_000 + w * RATE_WINDOW_MS);
+        // Consumers whose clients read all they are sent: the broker is what keeps them
+        // slow, so the publishers are held.
+        let mut f = QueueFlow::default();
+        let (c, now) = at(1);
+        f.after_publish(&q, NO_ACK_CLIENTS_KEEPING_UP, 9_000, c, now);
+        let (c, now) = at(2);
+        assert!(f
+            .after_publish(&q, NO_ACK_CLIENTS_KEEPING_UP, 9_000, c, now)
+            .is_some());
+        // Consumers whose clients leave their sockets full: slow of their own doing.
+        let mut g = QueueFlow::default();
+        for w in 1..10 {
+            let (c, now) = at(w);
+            assert!(g.after_publish(&q, NO_ACK, 9_000, c, now).is_none());
+            assert!(!g.engaged());
+        }
+    }
+
+    #[test]
+    fn a_first_burst_into_slow_readers_sockets_does_not_keep_flow_on() {
+        let q: Arc<str> = "q".into();
+        let mut f = QueueFlow::default();
+        // A first window of 5,000 deliveries (what the socket buffers took) engages flow...
+        f.after_publish(&q, NO_ACK, 10, counts(10, 0), 10_000);
+        let pause = f
+            .after_publish(&q, NO_ACK, 9_000, counts(14_000, 5_000), 10_100)
+            .expect("paused");
+        assert!(f.engaged());
+        // ...but at 300 a window after it, the consumers are slow readers: flow ends and
+        // the paused publisher goes.
+        f.after_publish(&q, NO_ACK, 9_000, counts(20_000, 5_300), 10_600);
+        f.after_publish(&q, NO_ACK, 9_000, counts(26_000, 5_600), 11_100);
+        assert!(!f.engaged());
+        assert_ne!(pause.gate.epoch(), pause.epoch);
     }
 
     #[test]

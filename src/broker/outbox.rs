@@ -6,7 +6,7 @@
 //! broker's memory; draining a full outbox tells the model to resume.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -37,6 +37,9 @@ pub struct Outbox {
     queued: AtomicUsize,
     limit: usize,
     pub notify: tokio::sync::Notify,
+    /// When (the model's clock, ms) the connection last found its socket full: its client
+    /// had not read what it was sent. 0: never. Publisher flow reads it.
+    socket_full_at_ms: AtomicU64,
 }
 
 impl Outbox {
@@ -46,6 +49,7 @@ impl Outbox {
             queued: AtomicUsize::new(0),
             limit,
             notify: tokio::sync::Notify::new(),
+            socket_full_at_ms: AtomicU64::new(0),
         })
     }
 
@@ -115,5 +119,18 @@ impl Outbox {
 
     pub fn is_empty(&self) -> bool {
         self.queued.load(Ordering::Relaxed) == 0
+    }
+
+    /// The connection's socket would not take more output.
+    pub fn note_socket_full(&self) {
+        self.socket_full_at_ms
+            .store(super::vhost::now_millis(), Ordering::Relaxed);
+    }
+
+    /// True if the socket was found full less than `within_ms` before `now_ms`: the client
+    /// reads slower than it is sent to.
+    pub fn client_behind(&self, now_ms: u64, within_ms: u64) -> bool {
+        let at = self.socket_full_at_ms.load(Ordering::Relaxed);
+        at != 0 && now_ms.saturating_sub(at) < within_ms
     }
 }

@@ -402,7 +402,8 @@ impl VHost {
 
     /// After a batch was stored, dispatched, expired and trimmed: whether its publisher
     /// should pause for `queue` (`flow`). Consumers that ack keep a short backlog (latency);
-    /// no-ack ones only keep publishers from outrunning them. A quorum queue's no-ack
+    /// no-ack ones only keep publishers from outrunning them, and count as active at a
+    /// lower rate while their clients read all they are sent. A quorum queue's no-ack
     /// consumers do not take part: its deliveries to other nodes' consumers are not
     /// counted here, so its local consumers would look outrun.
     fn judge_flow(&mut self, queue: &Arc<str>, now: u64) {
@@ -414,8 +415,18 @@ impl VHost {
         }
         let bounds = match q.consumers.iter().any(|c| !c.no_ack) {
             true => flow::ACKING,
-            false if !q.is_quorum() => flow::NO_ACK,
-            false => return,
+            false if q.is_quorum() => return,
+            false => {
+                let span = 2 * flow::RATE_WINDOW_MS;
+                match q
+                    .consumers
+                    .iter()
+                    .all(|c| c.outbox.client_behind(now, span))
+                {
+                    true => flow::NO_ACK,
+                    false => flow::NO_ACK_CLIENTS_KEEPING_UP,
+                }
+            }
         };
         let (ready, counts) = (q.ready(), q.flow_counts());
         if let Some(pause) = q.flow.after_publish(queue, bounds, ready, counts, now) {

@@ -119,7 +119,7 @@ impl Conn {
                     self.pump_deliveries();
                     self.flush_confirms();
                 }
-                w = output::write_some(&mut wr, &self.out_chunks, &self.wbuf), if self.pending_output() > 0 => {
+                w = output::write_some(&mut wr, &self.out_chunks, &self.wbuf, || self.outbox.note_socket_full()), if self.pending_output() > 0 => {
                     let n = w?;
                     if let Some(info) = &self.info {
                         info.sent(n);
