@@ -541,9 +541,9 @@ async fn a_held_publisher_goes_on_as_soon_as_the_last_consumer_cancels() {
     let (b, http) = broker_with(&["fc-cancel"]).await;
     const BATCH: u64 = 10_000;
 
-    // An acking consumer, fast but paced (1 ms after every 200), until told to stop; after
-    // that it reads on without acking (a consumer that stops reading would leave lapin's
-    // buffers full) until its cancel ends the stream.
+    // An acking consumer, fast but paced (1 ms after every 200), acking all it gets until
+    // its cancel ends the stream. It takes and acks right up to the cancel, so the gate
+    // keeps opening and the publisher's latest pause has only just begun when it lands.
     let cconn = connect(&b, "fc-cancel-consumer").await;
     let cch = cconn.create_channel().await.unwrap();
     cch.basic_qos(500, BasicQosOptions::default())
@@ -558,14 +558,10 @@ async fn a_held_publisher_goes_on_as_soon_as_the_last_consumer_cancels() {
         )
         .await
         .unwrap();
-    let stop_consuming = Arc::new(AtomicBool::new(false));
     let got = Arc::new(AtomicU64::new(0));
-    let (stop, taken) = (stop_consuming.clone(), got.clone());
+    let taken = got.clone();
     let consumer = tokio::spawn(async move {
         while let Some(d) = deliveries.next().await {
-            if stop.load(Ordering::Relaxed) {
-                continue;
-            }
             d.unwrap().ack(BasicAckOptions::default()).await.unwrap();
             if taken.fetch_add(1, Ordering::Relaxed) % 200 == 199 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -617,12 +613,9 @@ async fn a_held_publisher_goes_on_as_soon_as_the_last_consumer_cancels() {
     stop_observing.store(true, Ordering::Relaxed);
     observer.await.unwrap();
 
-    // The consumer stops taking and cancels: its queue has no consumer left, and its held
-    // publisher must go on at once, not when its pause runs out (MAX_PAUSE, 1 s; the
-    // publisher is paused again after nearly every batch, so a pause has just begun).
-    stop_consuming.store(true, Ordering::Relaxed);
-    // Let an ack on its way land before the count is read.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The consumer cancels: its queue has no consumer left, and its held publisher must go
+    // on at once, not when its pause runs out (MAX_PAUSE, 1 s from a pause that has just
+    // begun: the publisher is paused again after nearly every batch).
     cch.basic_cancel("fc-cancel-tag".into(), Default::default())
         .await
         .unwrap();

@@ -134,3 +134,22 @@ impl Outbox {
         at != 0 && now_ms.saturating_sub(at) < within_ms
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_behind_for_a_while_after_its_socket_was_full() {
+        let outbox = Outbox::new(8);
+        let now = super::super::vhost::now_millis();
+        assert!(!outbox.client_behind(now, 1000), "never full");
+        outbox.note_socket_full();
+        let now = super::super::vhost::now_millis();
+        assert!(outbox.client_behind(now, 1000));
+        assert!(
+            !outbox.client_behind(now + 1000, 1000),
+            "a second later, no longer"
+        );
+    }
+}

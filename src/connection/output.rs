@@ -88,7 +88,8 @@ impl OutChunks {
 }
 
 /// Writes as much of the chunks and then `wbuf` as the socket takes in one call, calling
-/// `on_full` whenever the socket has no room for it (the client is not reading).
+/// `on_full` whenever the socket has no room for it (the client, or the link to it, is not
+/// taking what it is sent).
 pub fn write_some<'a, W: AsyncWrite + Unpin>(
     wr: &'a mut W,
     chunks: &'a OutChunks,
@@ -96,8 +97,12 @@ pub fn write_some<'a, W: AsyncWrite + Unpin>(
     mut on_full: impl FnMut() + 'a,
 ) -> impl std::future::Future<Output = std::io::Result<usize>> + 'a {
     std::future::poll_fn(move |cx| {
+        // tokio also answers Pending when the task has used up its budget of I/O polls
+        // (128, then it must yield), however writable the socket is: that is not a full
+        // socket.
+        let had_budget = tokio::task::coop::has_budget_remaining();
         let polled = poll_write_some(cx, wr, chunks, wbuf);
-        if polled.is_pending() {
+        if polled.is_pending() && had_budget {
             on_full();
         }
         polled
@@ -207,6 +212,35 @@ mod tests {
         ) -> std::task::Poll<std::io::Result<()>> {
             std::task::Poll::Ready(Ok(()))
         }
+    }
+
+    #[test]
+    fn a_socket_whose_peer_does_not_read_is_noted_full_and_only_then() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (mut ours, _peer) = tokio::net::UnixStream::pair().unwrap();
+            let (chunks, wbuf) = (OutChunks::default(), vec![7u8; 64 * 1024]);
+            let full = std::cell::Cell::new(0);
+            // Writes go through until the socket buffers are full; then one waits.
+            for _ in 0..1000 {
+                let write = write_some(&mut ours, &chunks, &wbuf, || full.set(full.get() + 1));
+                let wait = std::time::Duration::from_millis(100);
+                match tokio::time::timeout(wait, write).await {
+                    Ok(written) => {
+                        assert!(written.unwrap() > 0);
+                        assert_eq!(full.get(), 0, "a write that went through is not noted");
+                    }
+                    Err(_) => break,
+                }
+            }
+            assert!(
+                full.get() > 0,
+                "the write that waited noted the socket full"
+            );
+        });
     }
 
     #[test]
