@@ -502,7 +502,7 @@ async fn a_no_ack_consumer_that_reads_slowly_does_not_hold_its_publisher() {
     // must not match the publisher to it. (This does not tell the socket check apart from
     // a floor a tenth as high for every no-ack consumer: a slow reader's deliveries come
     // in bursts of a whole outbox, 1,024, which leave windows empty and end flow either
-    // way; measured, that rule held this publisher 3-4 s, the landed one 1.6-2.4 s. The
+    // way; measured, that rule held this publisher 3-4 s, 48c869f9's rule 1.6-2.4 s. The
     // bounds' unit tests in flow.rs tell them apart.)
     let got = Arc::new(AtomicU64::new(0));
     let consumer = tokio::spawn(raw_no_ack_consumer(
