@@ -541,9 +541,9 @@ async fn a_held_publisher_goes_on_as_soon_as_the_last_consumer_cancels() {
     let (b, http) = broker_with(&["fc-cancel"]).await;
     const BATCH: u64 = 10_000;
 
-    // An acking consumer, fast but paced (1 ms after every 200), acking all it gets until
-    // its cancel ends the stream. It takes and acks right up to the cancel, so the gate
-    // keeps opening and the publisher's latest pause has only just begun when it lands.
+    // An acking consumer, fast but paced (1 ms after every 200), until told to stop; after
+    // that it reads on without acking (a consumer that stops reading would leave lapin's
+    // buffers full) until its cancel ends the stream.
     let cconn = connect(&b, "fc-cancel-consumer").await;
     let cch = cconn.create_channel().await.unwrap();
     cch.basic_qos(500, BasicQosOptions::default())
@@ -558,10 +558,14 @@ async fn a_held_publisher_goes_on_as_soon_as_the_last_consumer_cancels() {
         )
         .await
         .unwrap();
+    let stop_acking = Arc::new(AtomicBool::new(false));
     let got = Arc::new(AtomicU64::new(0));
-    let taken = got.clone();
+    let (stop, taken) = (stop_acking.clone(), got.clone());
     let consumer = tokio::spawn(async move {
         while let Some(d) = deliveries.next().await {
+            if stop.load(Ordering::Relaxed) {
+                continue;
+            }
             d.unwrap().ack(BasicAckOptions::default()).await.unwrap();
             if taken.fetch_add(1, Ordering::Relaxed) % 200 == 199 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -613,9 +617,24 @@ async fn a_held_publisher_goes_on_as_soon_as_the_last_consumer_cancels() {
     stop_observing.store(true, Ordering::Relaxed);
     observer.await.unwrap();
 
+    // The consumer stops acking, so nothing opens the gate: the publisher's next pause
+    // lasts its whole MAX_PAUSE (1 s). Once the ready count has stood still for 100 ms
+    // the publisher is in that pause, with 0.6-0.9 s of it left.
+    stop_acking.store(true, Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let (mut last, mut since) = (ready(http, "fc-cancel").await, std::time::Instant::now());
+        while since.elapsed() < Duration::from_millis(100) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let now = ready(http, "fc-cancel").await;
+            if now != last {
+                (last, since) = (now, std::time::Instant::now());
+            }
+        }
+    })
+    .await
+    .expect("flow pauses the publisher of a consumer that stopped acking");
     // The consumer cancels: its queue has no consumer left, and its held publisher must go
-    // on at once, not when its pause runs out (MAX_PAUSE, 1 s from a pause that has just
-    // begun: the publisher is paused again after nearly every batch).
+    // on at once (detach_consumer disengages flow), not when its pause runs out.
     cch.basic_cancel("fc-cancel-tag".into(), Default::default())
         .await
         .unwrap();
@@ -641,7 +660,7 @@ async fn a_held_publisher_goes_on_as_soon_as_the_last_consumer_cancels() {
         .await
         .expect("the publisher finishes")
         .expect("and all its publishes were confirmed");
-    // What the consumer took was acked; what it had been sent since waits unacked.
+    // What the consumer counted was acked; what it had been sent since waits unacked.
     let (published, taken) = (
         PUBLISHED.load(Ordering::Relaxed),
         got.load(Ordering::Relaxed),
