@@ -10,7 +10,8 @@
 //! A queue engages flow when more than its bounds' `high` messages are ready and its
 //! consumers are active (they took at least the bounds' `active_floor` messages in the last
 //! one or two rate windows), and, for a backlog longer than four times `high`, only while
-//! it grows (more messages were published to it than delivered over those windows). So flow
+//! it grows (more messages were published to it than left its ready set over those windows:
+//! deliveries, basic.get, expiry, a length limit's drops and purges all count). So flow
 //! matches a publisher to consumers that are working but not keeping up; it never holds
 //! publishers for a queue without consumers, for slow consumers (a work queue whose workers
 //! take seconds per job keeps accepting publishes at full speed and holds its backlog on
@@ -48,8 +49,8 @@ pub struct Bounds {
     pub high: u64,
     /// ...and releases paused publishers (and ends) back down at this many.
     pub low: u64,
-    /// Flow engages only while publishers outrun the consumers by more than this share
-    /// (percent) of what the consumers took; 0: whenever the backlog is past `high`
+    /// Flow engages only while publishers outrun the queue by more than this share
+    /// (percent) of what left its ready set; 0: whenever the backlog is past `high`
     /// (a long backlog: whenever it grows at all).
     pub outrun_pct: u64,
     /// Consumers that took fewer messages than this over the last one or two rate windows
@@ -179,11 +180,13 @@ pub struct QueueFlow {
     last_window: Counts,
 }
 
-/// Messages published to and delivered from a queue.
+/// Messages published to a queue, delivered from it, and gone from its ready set by any
+/// way (deliveries and basic.get, expiry, a length limit's drops, purges).
 #[derive(Default, Clone, Copy)]
 pub struct Counts {
     pub published: u64,
     pub delivered: u64,
+    pub left: u64,
 }
 
 impl QueueFlow {
@@ -209,9 +212,12 @@ impl QueueFlow {
         }
         if !self.engaged {
             // A long backlog only engages flow while it grows: one the consumers are
-            // already shrinking is left alone.
-            let growing = recent.published > recent.delivered;
-            let outrun = recent.published * 100 > recent.delivered * (100 + bounds.outrun_pct);
+            // already shrinking is left alone. Whether publishers outrun the queue counts
+            // all that left it: messages that expire or are dropped at the head keep a
+            // backlog down as deliveries do, and a consumer's pace alone would hold
+            // publishers of a queue that is not growing.
+            let growing = recent.published > recent.left;
+            let outrun = recent.published * 100 > recent.left * (100 + bounds.outrun_pct);
             let long = bounds.long_backlog();
             if ready <= bounds.high || !active || !outrun || (ready > long && !growing) {
                 return None;
@@ -287,6 +293,7 @@ impl QueueFlow {
                 true => Counts {
                     published: now.published.saturating_sub(self.at_start.published),
                     delivered: now.delivered.saturating_sub(self.at_start.delivered),
+                    left: now.left.saturating_sub(self.at_start.left),
                 },
                 false => Counts::default(),
             };
@@ -298,6 +305,7 @@ impl QueueFlow {
                 + now.published.saturating_sub(self.at_start.published),
             delivered: self.last_window.delivered
                 + now.delivered.saturating_sub(self.at_start.delivered),
+            left: self.last_window.left + now.left.saturating_sub(self.at_start.left),
         }
     }
 }
@@ -317,12 +325,15 @@ mod tests {
     const NO_COUNTS: Counts = Counts {
         published: 0,
         delivered: 0,
+        left: 0,
     };
 
+    /// Counts of a queue whose messages leave it only by delivery.
     fn counts(published: u64, delivered: u64) -> Counts {
         Counts {
             published,
             delivered,
+            left: delivered,
         }
     }
 
@@ -483,6 +494,81 @@ mod tests {
             assert!(f.after_publish(&q, ACKING, ready, c, now).is_none());
             assert!(!f.engaged());
         }
+    }
+
+    #[test]
+    fn a_backlog_that_expiry_keeps_steady_does_not_hold_publishers() {
+        let q: Arc<str> = "q".into();
+        // Active consumers take 1,000 a window; publishers add 2,000; the other 1,000
+        // expire at the head (or a length limit drops them). The backlog, short (1,000
+        // ready) or long (9,000), does not grow: nothing to hold back.
+        for ready in [1_000, 9_000] {
+            let mut f = QueueFlow::default();
+            for w in 1..10u64 {
+                let c = Counts {
+                    published: w * 2_000,
+                    delivered: w * 1_000,
+                    left: w * 2_000,
+                };
+                let now = 10_000 + w * RATE_WINDOW_MS;
+                assert!(f.after_publish(&q, ACKING, ready, c, now).is_none());
+                assert!(!f.engaged(), "{ready} ready, window {w}");
+            }
+        }
+        // The same consumers with nothing expiring: the backlog grows, flow holds.
+        let mut g = QueueFlow::default();
+        let held = (1..10u64).any(|w| {
+            let now = 10_000 + w * RATE_WINDOW_MS;
+            let c = counts(w * 2_000, w * 1_000);
+            g.after_publish(&q, ACKING, 8_000 + w * 1_000, c, now)
+                .is_some()
+        });
+        assert!(held && g.engaged());
+    }
+
+    /// A queue's flow counts take in every way a message leaves its ready set, not only
+    /// deliveries: expiry, a length limit's drops, purges.
+    #[test]
+    fn what_expires_is_dropped_or_purged_counts_as_left() {
+        use crate::broker::{definitions_import, BrokerHandle, PublishRequest};
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerHandle::open_ephemeral(dir.path()).unwrap();
+        let defs = br#"{"queues": [
+            {"name": "ttl", "vhost": "/", "durable": true, "auto_delete": false,
+             "arguments": {"x-message-ttl": 1000}},
+            {"name": "capped", "vhost": "/", "durable": true, "auto_delete": false,
+             "arguments": {"x-max-length": 3}},
+            {"name": "plain", "vhost": "/", "durable": true, "auto_delete": false,
+             "arguments": {}}]}"#;
+        definitions_import::import_json(&broker, defs).unwrap();
+        // A basic content header: class 60, weight 0, a 1-byte body, no properties.
+        let header = [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
+        let body: [&[u8]; 1] = [b"x"];
+        broker.vhost("/").unwrap().with(|m| {
+            for queue in ["ttl", "capped", "plain"] {
+                for _ in 0..5 {
+                    let req = PublishRequest {
+                        exchange: "",
+                        routing_key: queue,
+                        header: &header,
+                        persistent: false,
+                        headers_table: None,
+                        body: &body,
+                    };
+                    m.publish(&req).unwrap();
+                }
+            }
+            let counts = |m: &super::super::vhost::VHost, queue: &str| {
+                let c = m.queues[queue].flow_counts();
+                (c.published, c.delivered, c.left)
+            };
+            assert_eq!(counts(m, "capped"), (5, 0, 2), "two dropped at the head");
+            assert_eq!(counts(m, "ttl"), (5, 0, 0));
+            m.expire_head("ttl", super::super::vhost::now_millis() + 10_000);
+            assert_eq!(counts(m, "ttl"), (5, 0, 5), "all five expired");
+            assert_eq!(m.queues.get_mut("plain").unwrap().purge_ready().unwrap(), 5);
+            assert_eq!(counts(m, "plain"), (5, 0, 5), "all five purged");
+        });
     }
 
     #[test]

@@ -115,6 +115,10 @@ pub struct Queue {
     pub dedup: Option<QueueDedup>,
     /// Message counters for the management API.
     pub counters: QueueCounters,
+    /// Messages that left the ready set by any way (delivered, fetched, expired, dropped
+    /// by a length limit, purged, marked dead by the group), for flow control: what
+    /// publishers outrun is all of it, not only the deliveries.
+    left_ready: u64,
     /// Set for a stream queue (`x-queue-type: stream`, stream.rs): read without
     /// consuming, retention instead of acks. Classic features stay off.
     pub stream: Option<Box<StreamState>>,
@@ -216,6 +220,7 @@ impl Queue {
             consumer_priorities: false,
             dedup: None,
             counters: QueueCounters::default(),
+            left_ready: 0,
             stream,
             flow: QueueFlow::default(),
             quorum,
@@ -260,6 +265,7 @@ impl Queue {
         super::flow::Counts {
             published: self.counters.publish,
             delivered: self.counters.deliver + self.counters.deliver_no_ack,
+            left: self.left_ready,
         }
     }
 
@@ -381,14 +387,20 @@ impl Queue {
     #[inline]
     pub fn take_next_plain(&mut self) -> Option<(StoredRecord, bool)> {
         let (log, cursor, requeued) = self.store.plain()?;
+        let mut taken = None;
         while let Some(seq) = requeued.pop_first() {
             if let Some(rec) = log.read(seq) {
-                return Some((rec, true));
+                taken = Some((rec, true));
+                break;
             }
         }
-        let rec = log.read_next(cursor)?;
-        let redelivered = log.redelivered_through().is_some_and(|h| rec.seq <= h);
-        Some((rec, redelivered))
+        if taken.is_none() {
+            let rec = log.read_next(cursor)?;
+            let redelivered = log.redelivered_through().is_some_and(|h| rec.seq <= h);
+            taken = Some((rec, redelivered));
+        }
+        self.left_ready += 1;
+        taken
     }
 
     /// The next message to deliver without taking it (its `seq` is its id).
@@ -402,6 +414,7 @@ impl Queue {
         if self.features.max_length_bytes.is_some() {
             self.ready_bytes = self.ready_bytes.saturating_sub(body_len(&rec.payload));
         }
+        self.left_ready += 1;
         self.store.take(rec.seq, at)
     }
 
@@ -415,6 +428,7 @@ impl Queue {
         if self.features.max_length_bytes.is_some() {
             self.ready_bytes = self.ready_bytes.saturating_sub(body_len(&rec.payload));
         }
+        self.left_ready += 1;
         Some(rec)
     }
 
@@ -556,6 +570,7 @@ impl Queue {
         }
         self.ready_bytes = 0;
         let purged = self.store.purge_ready()?;
+        self.left_ready += purged;
         self.rebuild_dedup();
         let (ready, counts) = (self.ready(), self.flow_counts());
         self.flow

@@ -96,6 +96,7 @@ impl Queue {
         if self.features.max_length_bytes.is_some() {
             self.ready_bytes = self.ready_bytes.saturating_sub(body_len(&rec.payload));
         }
+        self.left_ready += 1;
         true
     }
 }
