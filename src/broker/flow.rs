@@ -530,7 +530,7 @@ mod tests {
     /// deliveries: expiry, a length limit's drops, purges.
     #[test]
     fn what_expires_is_dropped_or_purged_counts_as_left() {
-        use crate::broker::{definitions_import, BrokerHandle, PublishRequest};
+        use crate::broker::{definitions_import, publish_for_test, BrokerHandle};
         let dir = tempfile::tempdir().unwrap();
         let broker = BrokerHandle::open_ephemeral(dir.path()).unwrap();
         let defs = br#"{"queues": [
@@ -541,23 +541,10 @@ mod tests {
             {"name": "plain", "vhost": "/", "durable": true, "auto_delete": false,
              "arguments": {}}]}"#;
         definitions_import::import_json(&broker, defs).unwrap();
-        // A basic content header: class 60, weight 0, a 1-byte body, no properties.
-        let header = [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
-        let body: [&[u8]; 1] = [b"x"];
+        for queue in ["ttl", "capped", "plain"] {
+            publish_for_test(&broker, queue, 5);
+        }
         broker.vhost("/").unwrap().with(|m| {
-            for queue in ["ttl", "capped", "plain"] {
-                for _ in 0..5 {
-                    let req = PublishRequest {
-                        exchange: "",
-                        routing_key: queue,
-                        header: &header,
-                        persistent: false,
-                        headers_table: None,
-                        body: &body,
-                    };
-                    m.publish(&req).unwrap();
-                }
-            }
             let counts = |m: &super::super::vhost::VHost, queue: &str| {
                 let c = m.queues[queue].flow_counts();
                 (c.published, c.delivered, c.left)

@@ -63,6 +63,8 @@ pub use declare::{BindSpec, ExchangeSpec, QueueInfo, QueueSpec};
 pub use dispatch::{ConsumeSpec, GetAnswer, Got};
 pub use error::BrokerError;
 pub use handle::{vhost_dir, AccessReplication, BrokerHandle, VHostHandle, DEFAULT_VHOST};
+#[cfg(test)]
+pub(crate) use publish::publish_for_test;
 pub use publish::{PublishRequest, Published};
 pub use tx::TxRoute;
 pub use vhost::{VHost, VHostTotals};

@@ -610,3 +610,25 @@ impl VHost {
         Ok(())
     }
 }
+
+/// For tests: publishes `n` transient one-byte messages without properties to `queue` of
+/// the default vhost, through the default exchange.
+#[cfg(test)]
+pub(crate) fn publish_for_test(broker: &super::BrokerHandle, queue: &str, n: usize) {
+    // A basic content header: class 60, weight 0, a 1-byte body, no property flags.
+    let header = [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
+    let body: [&[u8]; 1] = [b"x"];
+    let req = PublishRequest {
+        exchange: "",
+        routing_key: queue,
+        header: &header,
+        persistent: false,
+        headers_table: None,
+        body: &body,
+    };
+    broker.vhost("/").expect("vhost").with(|m| {
+        for _ in 0..n {
+            m.publish(&req).expect("publish");
+        }
+    });
+}

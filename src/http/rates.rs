@@ -269,24 +269,7 @@ pub async fn run(rates: Arc<Rates>, broker: BrokerHandle) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::{definitions_import, PublishRequest};
-
-    fn publish(broker: &BrokerHandle, queue: &str, n: usize) {
-        let header = super::super::props::encode(&serde_json::Map::new(), 1).expect("header");
-        let body: [&[u8]; 1] = [b"x"];
-        let req = PublishRequest {
-            exchange: "",
-            routing_key: queue,
-            header: &header,
-            persistent: false,
-            headers_table: None,
-            body: &body,
-        };
-        let vh = broker.vhost("/").expect("vhost");
-        for _ in 0..n {
-            vh.try_with(|m| m.publish(&req)).expect("publish");
-        }
-    }
+    use crate::broker::{definitions_import, publish_for_test as publish};
 
     #[test]
     fn rates_follow_the_counters_and_idle_queues_keep_no_sample() {
