@@ -387,20 +387,16 @@ impl Queue {
     #[inline]
     pub fn take_next_plain(&mut self) -> Option<(StoredRecord, bool)> {
         let (log, cursor, requeued) = self.store.plain()?;
-        let mut taken = None;
         while let Some(seq) = requeued.pop_first() {
             if let Some(rec) = log.read(seq) {
-                taken = Some((rec, true));
-                break;
+                self.left_ready += 1;
+                return Some((rec, true));
             }
         }
-        if taken.is_none() {
-            let rec = log.read_next(cursor)?;
-            let redelivered = log.redelivered_through().is_some_and(|h| rec.seq <= h);
-            taken = Some((rec, redelivered));
-        }
+        let rec = log.read_next(cursor)?;
+        let redelivered = log.redelivered_through().is_some_and(|h| rec.seq <= h);
         self.left_ready += 1;
-        taken
+        Some((rec, redelivered))
     }
 
     /// The next message to deliver without taking it (its `seq` is its id).
