@@ -99,12 +99,25 @@ impl Queue {
             .is_some_and(|r| r.settled_out.contains(&seq))
     }
 
-    /// Whether message `id` of a quorum queue has been returned at least once (then it
-    /// goes out again with `redelivered` set).
-    pub fn was_returned(&self, id: u64) -> bool {
-        self.quorum
-            .as_ref()
-            .is_some_and(|qs| qs.returns.get(&id).is_some_and(|n| *n > 0))
+    /// Whether message `seq` of a quorum queue goes out as returned at least once (with
+    /// `redelivered` set): its `delivery_count` is above 0.
+    pub fn was_returned(&self, seq: u64) -> bool {
+        self.delivery_count(seq) > 0
+    }
+
+    /// The returns message `seq` of a quorum queue goes out here with (its
+    /// `x-delivery-count`). On a member, at least the count the leader granted it with:
+    /// the leader counts a return (of a gone node's delivery, say) and may hand the
+    /// message out again before this copy has applied the group's record of that return.
+    /// Going by the copy alone, such a message went out as a first delivery.
+    #[inline]
+    pub fn delivery_count(&self, seq: u64) -> u32 {
+        let Some(qs) = self.quorum.as_ref() else {
+            return 0;
+        };
+        let here = qs.returns.get(&seq).copied().unwrap_or(0);
+        let granted = qs.replica.as_ref().map_or(0, |r| r.granted_count(seq));
+        here.max(granted)
     }
 
     /// How often message `id` of a quorum queue has been returned.
@@ -223,15 +236,15 @@ impl Queue {
         }
     }
 
-    /// The stored message `payload` (id `id`) as it is handed out: for a quorum queue with
+    /// The stored message `payload` (store seq `seq`) as it is handed out: for a quorum queue with
     /// its `x-delivery-count` header, on a basic.get always and on a basic.deliver once the
     /// message was returned. Classic queues and first deliveries keep their bytes.
     #[inline]
-    pub fn outgoing_payload(&self, id: u64, payload: Bytes, get: bool) -> Bytes {
-        let Some(qs) = self.quorum.as_ref() else {
+    pub fn outgoing_payload(&self, seq: u64, payload: Bytes, get: bool) -> Bytes {
+        if self.quorum.is_none() {
             return payload;
-        };
-        let count = qs.returns.get(&id).copied().unwrap_or(0);
+        }
+        let count = self.delivery_count(seq);
         if count == 0 && !get {
             return payload;
         }
@@ -251,7 +264,7 @@ pub fn with_delivery_count(payload: &Bytes, count: u32) -> Option<Bytes> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::broker) mod tests {
     use super::*;
     use crate::broker::dead_letter::encode_table;
     use crate::protocol::properties;
@@ -274,7 +287,7 @@ mod tests {
         Bytes::from(out)
     }
 
-    fn count_of(payload: &Bytes) -> Option<AMQPValue> {
+    pub(in crate::broker) fn count_of(payload: &Bytes) -> Option<AMQPValue> {
         let m = message::view(payload).expect("readable");
         let props = properties::decode(m.header).expect("header");
         let t = table::decode(props.headers?).expect("table");

@@ -392,6 +392,16 @@ impl Replica {
         self.out_with.get(&id).copied().unwrap_or(0)
     }
 
+    /// The returns counted of message `seq` (a store seq) when it last went out from
+    /// here or was granted to this node (0 if none was noted).
+    #[inline]
+    pub fn granted_count(&self, seq: u64) -> u32 {
+        if self.out_with.is_empty() {
+            return 0;
+        }
+        self.id_of(seq).map_or(0, |id| self.out_count(id))
+    }
+
     /// Forgets the count message `id` went out with (its grant was dropped undelivered,
     /// or another node's return of it came back to the leader).
     pub fn forget_out(&mut self, id: u64) {
