@@ -28,7 +28,7 @@ pub mod password;
 pub mod policy;
 pub mod queue;
 pub mod replica_checkout;
-mod replica_claims;
+pub mod replica_claims;
 mod replica_dead_letters;
 pub mod replica_sac;
 pub mod replica_takeover;

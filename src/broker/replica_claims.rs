@@ -91,6 +91,16 @@ impl VHost {
         ids.into_iter().map(|id| (id, r.out_count(id))).collect()
     }
 
+    /// On the leader: whether queue `queue` hands nothing out yet (`holds_back`). An ask
+    /// answered with nothing is told so, and a basic.get on another node asks again
+    /// rather than answering get-empty, as one on this node waits (`claims_wait`).
+    pub fn replica_holds_back(&self, (name, id): QueueRef<'_>) -> bool {
+        self.queues
+            .get(name)
+            .filter(|q| q.id == id)
+            .is_some_and(|q| holds_back(q))
+    }
+
     /// On a member: its copy's Raft shows a new leader (or a new term): its checkout task
     /// tells that leader at once what this node's consumers hold, idle or not.
     pub fn replica_new_leader(&mut self, (name, id): QueueRef<'_>) {
@@ -285,8 +295,8 @@ mod tests {
         );
     }
 
-    fn holds_back_now(m: &mut VHost, (name, qid): QueueRef<'_>) -> bool {
-        holds_back(m.replica_queue(name, qid).unwrap())
+    fn holds_back_now(m: &mut VHost, queue: QueueRef<'_>) -> bool {
+        m.replica_holds_back(queue)
     }
 
     /// Node 3 says its consumer holds id 1: that one stays with node 3 (not counted, not

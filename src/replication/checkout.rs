@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::broker::queue::replica::GroupMessage;
 use crate::broker::replica_checkout::Ask;
+use crate::broker::replica_claims::CLAIM_WAIT_MS;
 use crate::broker::replicated::LeaderGetWait;
-use crate::broker::VHostHandle;
+use crate::broker::{VHost, VHostHandle};
 use crate::cluster::checkout::{CheckoutHandler, CheckoutReply, CheckoutRequest, LentMessage};
 use crate::cluster::node::ClusterNode;
 
@@ -210,6 +211,7 @@ impl Member {
                     through,
                     lent,
                     returns,
+                    ..
                 }) => {
                     told_of_consumer = request.first_consumer.is_some();
                     if claim_due {
@@ -254,7 +256,8 @@ impl Member {
 }
 
 /// How long a basic.get on a member that does not lead waits for the leader's answer
-/// (through an election) before it answers get-empty.
+/// (through an election) before it answers get-empty; longer while the leader says it
+/// holds back (`CLAIM_WAIT_MS` more).
 const GET_WAIT: Duration = Duration::from_secs(2);
 
 impl Replication {
@@ -282,7 +285,8 @@ impl Replication {
                 held: None,
                 claim_only: false,
             };
-            let until = Instant::now() + GET_WAIT;
+            let asked = Instant::now();
+            let mut until = asked + GET_WAIT;
             let mut turn = 0;
             loop {
                 if !source.lend() && node.queue_group_leader(open.group) == Some(request.node) {
@@ -292,9 +296,20 @@ impl Replication {
                     match node.checkout(open.group, leader, &request).await {
                         Ok(CheckoutReply::Granted {
                             ids,
+                            held_back: true,
+                            ..
+                        }) if ids.is_empty() => {
+                            // A new leader waiting for its members' claims: asked again
+                            // until its wait is over, as a get on the leader waits.
+                            let claims = Duration::from_millis(CLAIM_WAIT_MS);
+                            until = until.max(asked + GET_WAIT + claims);
+                        }
+                        Ok(CheckoutReply::Granted {
+                            ids,
                             through,
                             lent,
                             returns,
+                            ..
                         }) => {
                             debug_assert!(ids.len() <= 1, "granted more than asked for");
                             let id = *ids.first()?;
@@ -358,8 +373,15 @@ impl CheckoutHandler for Replication {
             held: request.held.as_deref(),
             claim_only: request.claim_only,
         };
-        let (ids, lent) = if request.lend {
-            let Some(lent) = vh.with(|m| m.replica_lend(queue, ask, now)) else {
+        // Asked under the same lock as the grant: an empty grant says why.
+        let held_back = |m: &VHost, granted: bool| !granted && m.replica_holds_back(queue);
+        let (ids, lent, held_back) = if request.lend {
+            let lend = |m: &mut VHost| {
+                let lent = m.replica_lend(queue, ask, now)?;
+                let held_back = held_back(m, !lent.is_empty());
+                Some((lent, held_back))
+            };
+            let Some((lent, held_back)) = vh.with(lend) else {
                 return CheckoutReply::NotLeader;
             };
             let ids = lent.iter().map(|m| (m.0, m.2)).collect();
@@ -371,10 +393,15 @@ impl CheckoutHandler for Replication {
                     returns,
                 })
                 .collect();
-            (ids, lent)
+            (ids, lent, held_back)
         } else {
-            match vh.with(|m| m.replica_grant(queue, ask, now)) {
-                Some(ids) => (ids, Vec::new()),
+            let grant = |m: &mut VHost| {
+                let ids = m.replica_grant(queue, ask, now)?;
+                let held_back = held_back(m, !ids.is_empty());
+                Some((ids, held_back))
+            };
+            match vh.with(grant) {
+                Some((ids, held_back)) => (ids, Vec::new(), held_back),
                 None => return CheckoutReply::NotLeader,
             }
         };
@@ -385,6 +412,7 @@ impl CheckoutHandler for Replication {
             through: fed.load(Ordering::Acquire),
             lent,
             returns,
+            held_back,
         }
     }
     fn node_gone(&self, node: u64) {
