@@ -288,6 +288,21 @@ impl VHost {
         self.stats.channel_opened();
     }
 
+    /// For tests: attaches connection `conn` (as guest, with every permission on this
+    /// vhost) and opens its channel `channel`.
+    #[cfg(test)]
+    pub(crate) fn open_test_channel(&mut self, (conn, channel): ChannelKey) -> ChannelKey {
+        if !self.connections.contains_key(&conn) {
+            let peer = "127.0.0.1:1".parse().expect("literal");
+            let info = ConnectionInfo::new(conn, (peer, peer), "guest", &self.name);
+            let grants = Arc::new(Grants::everything("guest", &self.name));
+            self.attach_connection(conn, grants, Outbox::new(0), Arc::new(info), None)
+                .expect("attached");
+        }
+        self.open_channel((conn, channel), Outbox::new(0));
+        (conn, channel)
+    }
+
     /// Closes a channel: cancels its consumers and requeues its unacked messages.
     pub fn close_channel(&mut self, key: ChannelKey) {
         let Some(ch) = self.channels.remove(&key) else {

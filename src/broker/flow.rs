@@ -43,7 +43,7 @@ pub const READY_HIGH: u64 = 512;
 pub const READY_LOW: u64 = READY_HIGH / 4;
 
 /// Where a queue engages flow and where it lets its publishers go.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounds {
     /// Flow engages above this many ready messages...
     pub high: u64,
@@ -555,6 +555,45 @@ mod tests {
             assert_eq!(counts(m, "ttl"), (5, 0, 5), "all five expired");
             assert_eq!(m.queues.get_mut("plain").unwrap().purge_ready().unwrap(), 5);
             assert_eq!(counts(m, "plain"), (5, 0, 5), "all five purged");
+        });
+    }
+
+    /// Under single active consumer the bounds come from the active consumer alone: a
+    /// no-ack one gives a no-ack queue's bounds though an acking consumer waits its turn
+    /// behind it. Without single active consumer that acking consumer is served, and the
+    /// queue keeps the short backlog of `ACKING`.
+    #[test]
+    fn single_active_consumer_bounds_come_from_the_active_consumer() {
+        use crate::broker::publish::flow_bounds;
+        use crate::broker::{definitions_import, BrokerHandle, ConsumeSpec};
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerHandle::open_ephemeral(dir.path()).unwrap();
+        let defs = br#"{"queues": [
+            {"name": "sac", "vhost": "/", "durable": true, "auto_delete": false,
+             "arguments": {"x-single-active-consumer": true}},
+            {"name": "shared", "vhost": "/", "durable": true, "auto_delete": false,
+             "arguments": {}}]}"#;
+        definitions_import::import_json(&broker, defs).unwrap();
+        broker.vhost("/").unwrap().with(|m| {
+            let no_ack = m.open_test_channel((9, 1));
+            let acking = m.open_test_channel((9, 2));
+            for queue in ["sac", "shared"] {
+                for (key, no_ack) in [(no_ack, true), (acking, false)] {
+                    let spec = ConsumeSpec {
+                        queue,
+                        tag: "",
+                        no_ack,
+                        exclusive: false,
+                        args_raw: &[],
+                    };
+                    m.consume(key, &spec).unwrap();
+                }
+            }
+            let now = super::super::vhost::now_millis();
+            let bounds =
+                |m: &super::super::vhost::VHost, queue: &str| flow_bounds(&m.queues[queue], now);
+            assert_eq!(bounds(m, "sac"), Some(NO_ACK_CLIENTS_KEEPING_UP));
+            assert_eq!(bounds(m, "shared"), Some(ACKING));
         });
     }
 

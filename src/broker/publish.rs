@@ -401,32 +401,13 @@ impl VHost {
     }
 
     /// After a batch was stored, dispatched, expired and trimmed: whether its publisher
-    /// should pause for `queue` (`flow`). Consumers that ack keep a short backlog (latency);
-    /// no-ack ones only keep publishers from outrunning them, and count as active at a
-    /// lower rate while their clients read all they are sent. A quorum queue's no-ack
-    /// consumers do not take part: its deliveries to other nodes' consumers are not
-    /// counted here, so its local consumers would look outrun.
+    /// should pause for `queue` (`flow`, with `flow_bounds`).
     fn judge_flow(&mut self, queue: &Arc<str>, now: u64) {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
-        if q.is_stream() || q.consumers.is_empty() {
+        let Some(bounds) = flow_bounds(q, now) else {
             return;
-        }
-        let bounds = match q.consumers.iter().any(|c| !c.no_ack) {
-            true => flow::ACKING,
-            false if q.is_quorum() => return,
-            false => {
-                let span = 2 * flow::RATE_WINDOW_MS;
-                match q
-                    .consumers
-                    .iter()
-                    .all(|c| c.outbox.client_behind(now, span))
-                {
-                    true => flow::NO_ACK,
-                    false => flow::NO_ACK_CLIENTS_KEEPING_UP,
-                }
-            }
         };
         let (ready, counts) = (q.ready(), q.flow_counts());
         if let Some(pause) = q.flow.after_publish(queue, bounds, ready, counts, now) {
@@ -609,6 +590,33 @@ impl VHost {
         }
         Ok(())
     }
+}
+
+/// The flow bounds of queue `q` (`None`: flow does not apply to it). Judged on the
+/// consumers that may be delivered to (`Queue::serving`: under single active consumer,
+/// the active one, not those waiting their turn). Consumers that ack keep a short backlog
+/// (latency); no-ack ones only keep publishers from outrunning them, and count as active
+/// at a lower rate while their clients read all they are sent. A quorum queue's no-ack
+/// consumers do not take part: its deliveries to other nodes' consumers are not counted
+/// here, so its local consumers would look outrun.
+pub(super) fn flow_bounds(q: &Queue, now: u64) -> Option<flow::Bounds> {
+    let serving = q.serving();
+    if q.is_stream() || serving.is_empty() {
+        return None;
+    }
+    if serving.iter().any(|c| !c.no_ack) {
+        return Some(flow::ACKING);
+    }
+    if q.is_quorum() {
+        return None;
+    }
+    let span = 2 * flow::RATE_WINDOW_MS;
+    Some(
+        match serving.iter().all(|c| c.outbox.client_behind(now, span)) {
+            true => flow::NO_ACK,
+            false => flow::NO_ACK_CLIENTS_KEEPING_UP,
+        },
+    )
 }
 
 /// For tests: publishes `n` transient one-byte messages without properties to `queue` of

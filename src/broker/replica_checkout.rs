@@ -477,11 +477,8 @@ impl VHost {
         }
         // Under single active consumer only the first consumer here may receive: asking
         // for the others' room too would have them given what the first cannot take.
-        let serving = match q.features.single_active_consumer {
-            true => &q.consumers[..q.consumers.len().min(1)],
-            false => &q.consumers[..],
-        };
-        let room: u32 = serving
+        let room: u32 = q
+            .serving()
             .iter()
             .filter_map(|c| Some(credit(c, self.channels.get(&(c.conn, c.channel))?)))
             .fold(0u32, |a, b| a.saturating_add(b));
@@ -644,13 +641,8 @@ impl VHost {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use amq_protocol_types::AMQPValue;
 
-    use crate::broker::admin::ConnectionInfo;
-    use crate::broker::grants::Grants;
-    use crate::broker::outbox::Outbox;
     use crate::broker::queue::quorum::tests::count_of;
     use crate::broker::replica_takeover::tests::{id, with_copy};
 
@@ -664,13 +656,7 @@ mod tests {
     #[test]
     fn a_member_hands_out_a_granted_message_with_the_count_the_leader_granted_it_with() {
         with_copy(|m, queue| {
-            let key = (7, 1);
-            let peer = "127.0.0.1:1".parse().unwrap();
-            let info = ConnectionInfo::new(7, (peer, peer), "guest", "/");
-            let grants = Arc::new(Grants::everything("guest", "/"));
-            m.attach_connection(7, grants, Outbox::new(0), Arc::new(info), None)
-                .unwrap();
-            m.open_channel(key, Outbox::new(0));
+            let key = m.open_test_channel((7, 1));
             let get = |m: &mut super::VHost, k: u64, granted: u32| {
                 m.replica_went_out(queue, &[id(k)], &[granted]);
                 let got = m

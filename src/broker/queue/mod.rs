@@ -261,6 +261,15 @@ impl Queue {
 
     /// Messages published to the queue and delivered from it so far, for flow control.
     #[inline]
+    /// The consumers that may be delivered to: under single active consumer only the
+    /// first (the active one; the others wait their turn), otherwise all.
+    pub fn serving(&self) -> &[Consumer] {
+        match self.features.single_active_consumer {
+            true => &self.consumers[..self.consumers.len().min(1)],
+            false => &self.consumers,
+        }
+    }
+
     pub fn flow_counts(&self) -> super::flow::Counts {
         super::flow::Counts {
             published: self.counters.publish,
