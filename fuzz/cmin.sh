@@ -5,12 +5,16 @@
 #
 #   fuzz/cmin.sh TARGET
 #
-# Runs the binary `cargo fuzz build -O` left (no build here).
+# Runs the binary `cargo fuzz build -O` left (no build here); with FUZZ_SANITIZER=none,
+# the build without AddressSanitizer that `run.sh` runs then (merged by that build's coverage).
 set -euo pipefail
 cd "$(dirname "$0")"
 target=$1
-bin=target/x86_64-unknown-linux-gnu/release/$target
-[ -x "$bin" ] || { echo "no $bin: run RUSTC_BOOTSTRAP=1 cargo fuzz build -O" >&2; exit 2; }
+case ${FUZZ_SANITIZER:-address} in
+    none) bin=target/nosan/x86_64-unknown-linux-gnu/release/$target ;;
+    *) bin=target/x86_64-unknown-linux-gnu/release/$target ;;
+esac
+[ -x "$bin" ] || { echo "no $bin: build it as run.sh says" >&2; exit 2; }
 before=$(ls "corpus/$target" | wc -l)
 kept=$(mktemp -d)
 # Seeds with names (recorded sessions, which tests look up by name) always stay; the

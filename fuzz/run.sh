@@ -19,7 +19,7 @@ cd "$(dirname "$0")"
 target=$1 seconds=$2
 shift 2
 sanitizer=${FUZZ_SANITIZER:-address}
-safe_parsers=" frame method field_table content_header definitions policy password_hash stream_frame raft_rpc "
+safe_parsers=" frame method field_table content_header definitions policy password_hash stream_frame raft_rpc record "
 case $sanitizer in
     address)
         bin=target/x86_64-unknown-linux-gnu/release/$target
