@@ -526,21 +526,29 @@ mod tests {
         assert!(held && g.engaged());
     }
 
+    /// A real broker on a temporary data dir (kept as long as the first), holding what
+    /// the definitions `defs` declare.
+    fn broker_with(defs: &[u8]) -> (tempfile::TempDir, crate::broker::BrokerHandle) {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = crate::broker::BrokerHandle::open_ephemeral(dir.path()).unwrap();
+        crate::broker::definitions_import::import_json(&broker, defs).unwrap();
+        (dir, broker)
+    }
+
     /// A queue's flow counts take in every way a message leaves its ready set, not only
     /// deliveries: expiry, a length limit's drops, purges.
     #[test]
     fn what_expires_is_dropped_or_purged_counts_as_left() {
-        use crate::broker::{definitions_import, publish_for_test, BrokerHandle};
-        let dir = tempfile::tempdir().unwrap();
-        let broker = BrokerHandle::open_ephemeral(dir.path()).unwrap();
-        let defs = br#"{"queues": [
+        use crate::broker::publish_for_test;
+        let (_dir, broker) = broker_with(
+            br#"{"queues": [
             {"name": "ttl", "vhost": "/", "durable": true, "auto_delete": false,
              "arguments": {"x-message-ttl": 1000}},
             {"name": "capped", "vhost": "/", "durable": true, "auto_delete": false,
              "arguments": {"x-max-length": 3}},
             {"name": "plain", "vhost": "/", "durable": true, "auto_delete": false,
-             "arguments": {}}]}"#;
-        definitions_import::import_json(&broker, defs).unwrap();
+             "arguments": {}}]}"#,
+        );
         for queue in ["ttl", "capped", "plain"] {
             publish_for_test(&broker, queue, 5);
         }
@@ -565,15 +573,14 @@ mod tests {
     #[test]
     fn single_active_consumer_bounds_come_from_the_active_consumer() {
         use crate::broker::publish::flow_bounds;
-        use crate::broker::{definitions_import, BrokerHandle, ConsumeSpec};
-        let dir = tempfile::tempdir().unwrap();
-        let broker = BrokerHandle::open_ephemeral(dir.path()).unwrap();
-        let defs = br#"{"queues": [
+        use crate::broker::ConsumeSpec;
+        let (_dir, broker) = broker_with(
+            br#"{"queues": [
             {"name": "sac", "vhost": "/", "durable": true, "auto_delete": false,
              "arguments": {"x-single-active-consumer": true}},
             {"name": "shared", "vhost": "/", "durable": true, "auto_delete": false,
-             "arguments": {}}]}"#;
-        definitions_import::import_json(&broker, defs).unwrap();
+             "arguments": {}}]}"#,
+        );
         broker.vhost("/").unwrap().with(|m| {
             let no_ack = m.open_test_channel((9, 1));
             let acking = m.open_test_channel((9, 2));
