@@ -259,8 +259,6 @@ impl Queue {
         old
     }
 
-    /// Messages published to the queue and delivered from it so far, for flow control.
-    #[inline]
     /// The consumers that may be delivered to: under single active consumer only the
     /// first (the active one; the others wait their turn), otherwise all.
     pub fn serving(&self) -> &[Consumer] {
@@ -270,6 +268,9 @@ impl Queue {
         }
     }
 
+    /// Messages published to the queue, delivered from it, and gone from its ready set by
+    /// any way so far, for flow control.
+    #[inline]
     pub fn flow_counts(&self) -> super::flow::Counts {
         super::flow::Counts {
             published: self.counters.publish,
