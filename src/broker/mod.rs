@@ -30,6 +30,7 @@ pub mod queue;
 pub mod replica_checkout;
 pub mod replica_claims;
 mod replica_dead_letters;
+mod replica_late_grants;
 pub mod replica_sac;
 pub mod replica_takeover;
 pub mod replicated;

@@ -35,8 +35,9 @@ use super::error::BrokerError;
 use super::outbox::Outgoing;
 use super::queue::replica::{GroupMessage, Replica};
 use super::queue::Queue;
+use super::replica_late_grants::late_grant;
 use super::replica_sac::{self, Active, FirstConsumer};
-use super::replicated::{replica_of, take_group_returns, QueueRef};
+use super::replicated::{replica_of, take_group_returns, GetGrant, QueueRef};
 use super::vhost::VHost;
 use super::ChannelKey;
 
@@ -513,11 +514,21 @@ impl VHost {
     /// messages `ids` (with the returns it had counted of each, `replica_went_out`); they
     /// are delivered from this node's copy.
     pub fn replica_granted(&mut self, queue: QueueRef<'_>, ids: &[u64], returns: &[u32]) {
-        self.replica_went_out(queue, ids, returns);
         let Some(q) = self.replica_queue(queue.0, queue.1) else {
             return;
         };
-        let Some(r) = replica_of(q) else {
+        if !q.waits_for_leader() {
+            // This node took over while the last leader's answer was on its way.
+            for id in ids {
+                late_grant(q, *id);
+            }
+            self.dispatch(queue.0);
+            return;
+        }
+        // A grant of a leader replaced since is taken too: this node's next ask is its
+        // claim to the new one, which names it (`replica_late_grants.rs`).
+        self.replica_went_out(queue, ids, returns);
+        let Some(r) = self.replica_queue(queue.0, queue.1).and_then(replica_of) else {
             return;
         };
         for id in ids {
@@ -534,15 +545,20 @@ impl VHost {
     }
 
     /// A basic.get on a member that does not lead: the leader handed this node group
-    /// message `id` for it (`None`: nothing). The message goes to channel `key` from this
-    /// node's copy, as the leader's own get would hand it out.
+    /// message `grant.id` for it (`None`: nothing). The message goes to channel `key` from
+    /// this node's copy, as the leader's own get would hand it out, unless the leader was
+    /// replaced since it was asked (`replica_late_grants.rs`).
     pub fn replica_get(
         &mut self,
         key: ChannelKey,
         queue: QueueRef<'_>,
         no_ack: bool,
-        id: Option<u64>,
+        grant: Option<GetGrant>,
     ) -> Result<Option<Got>, BrokerError> {
+        let id = match grant {
+            Some(g) if !self.replica_get_grant_current(queue, g) => None,
+            _ => grant.map(|g| g.id),
+        };
         let channel_open = self.channels.contains_key(&key);
         let Some(q) = self.queues.get_mut(queue.0).filter(|q| q.id == queue.1) else {
             return Ok(None); // Deleted while the leader was asked.
@@ -657,10 +673,15 @@ mod tests {
     fn a_member_hands_out_a_granted_message_with_the_count_the_leader_granted_it_with() {
         with_copy(|m, queue| {
             let key = m.open_test_channel((7, 1));
+            let leaders_seen = m.replica_leaders_seen(queue).expect("a member");
             let get = |m: &mut super::VHost, k: u64, granted: u32| {
                 m.replica_went_out(queue, &[id(k)], &[granted]);
+                let grant = super::GetGrant {
+                    id: id(k),
+                    leaders_seen,
+                };
                 let got = m
-                    .replica_get(key, queue, false, Some(id(k)))
+                    .replica_get(key, queue, false, Some(grant))
                     .unwrap()
                     .expect("granted and in the copy");
                 let count = count_of(&got.payload);

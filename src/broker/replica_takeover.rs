@@ -352,7 +352,7 @@ pub(super) mod tests {
     }
 
     /// Node 2, every other node's beacons coming in.
-    const LINKED: Cluster<'static> = Cluster {
+    pub(in crate::broker) const LINKED: Cluster<'static> = Cluster {
         me: ME,
         gone: &none_gone,
         members: &[],
@@ -388,7 +388,7 @@ pub(super) mod tests {
 
     /// The copy takes the group's mark that the last leader handed out through message
     /// `k`, then leads.
-    fn lead_after_last_through(m: &mut VHost, queue: QueueRef<'_>, k: u64) {
+    pub(in crate::broker) fn lead_after_last_through(m: &mut VHost, queue: QueueRef<'_>, k: u64) {
         m.replica_out_mark(queue, mark(id(k), LAST), &LINKED);
         m.replica_leading(queue, true, true, &LINKED);
     }
@@ -402,7 +402,7 @@ pub(super) mod tests {
     }
 
     /// (ready, unacked, returns of the first message) of the copy.
-    fn state(m: &mut VHost, queue: QueueRef<'_>) -> (u64, u64, u32) {
+    pub(in crate::broker) fn state(m: &mut VHost, queue: QueueRef<'_>) -> (u64, u64, u32) {
         state_of(m, queue, 0)
     }
 

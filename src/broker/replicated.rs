@@ -30,14 +30,25 @@ pub trait QueueReplication: Send + Sync {
     /// A client changed `vhost`'s exchanges or bindings here (replicated_topology.rs).
     fn topology(&self, vhost: &str, change: super::replicated_topology::TopologyChange);
     /// A basic.get of quorum queue `name` in `vhost` on this member, which does not lead
-    /// it: asks the leader for one ready message. Resolves to its group id, or `None`
+    /// it: asks the leader for one ready message. Resolves to the grant, or `None`
     /// (nothing ready, no leader in time, or this node leads the queue now).
     fn leader_get(&self, vhost: &str, name: &str) -> LeaderGetWait;
 }
 
 /// What a basic.get on a member that does not lead waits for (`QueueReplication::leader_get`).
 pub type LeaderGetWait =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Option<u64>> + Send + 'static>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<GetGrant>> + Send + 'static>>;
+
+/// The message a leader handed this node for a basic.get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetGrant {
+    /// Its group id.
+    pub id: u64,
+    /// The changes of leader this node's copy had seen when the leader was asked
+    /// (`Replica::leaders_seen`): a grant of a leader replaced since is given back, not
+    /// delivered (`replica_late_grants.rs`).
+    pub leaders_seen: u64,
+}
 
 /// The cluster's hook, set once by the server when the node is in a cluster, and the
 /// tickets replicated publishes' confirms wait for; every vhost shares it.

@@ -131,8 +131,8 @@ impl Conn {
                 _ = self.outbox.notify.notified(), if self.pending_output() < DELIVERY_HIGH_WATER => {
                     self.drain_outbox();
                 }
-                id = leader_get::leader_answer(self.pending_get.as_mut()), if self.pending_get.is_some() => {
-                    self.finish_leader_get(id);
+                grant = leader_get::leader_answer(self.pending_get.as_mut()), if self.pending_get.is_some() => {
+                    self.finish_leader_get(grant);
                     self.process_all(&mut rbuf);
                     self.pump_deliveries();
                     self.flush_confirms();

@@ -6,7 +6,7 @@
 //! held but its later frames, for the one round trip to the leader.
 
 use super::Conn;
-use crate::broker::replicated::LeaderGetWait;
+use crate::broker::replicated::{GetGrant, LeaderGetWait};
 use crate::broker::Got;
 use crate::protocol::error::{AmqpError, ReplyCode};
 use crate::protocol::method::{ids, server};
@@ -23,7 +23,7 @@ pub(super) struct PendingGet {
 }
 
 /// Resolves with the leader's answer to the pending get (never, while there is none).
-pub(super) async fn leader_answer(pending: Option<&mut PendingGet>) -> Option<u64> {
+pub(super) async fn leader_answer(pending: Option<&mut PendingGet>) -> Option<GetGrant> {
     match pending {
         Some(p) => p.wait.as_mut().await,
         None => std::future::pending().await,
@@ -31,8 +31,8 @@ pub(super) async fn leader_answer(pending: Option<&mut PendingGet>) -> Option<u6
 }
 
 impl Conn {
-    /// Answers the pending get with what the leader handed this node (`id`).
-    pub(super) fn finish_leader_get(&mut self, id: Option<u64>) {
+    /// Answers the pending get with what the leader handed this node (`grant`).
+    pub(super) fn finish_leader_get(&mut self, grant: Option<GetGrant>) {
         let Some(p) = self.pending_get.take() else {
             return;
         };
@@ -40,7 +40,7 @@ impl Conn {
         let queue = (p.queue.as_str(), p.queue_id);
         let answer = self
             .vhost()
-            .try_with(|m| m.replica_get(key, queue, p.no_ack, id))
+            .try_with(|m| m.replica_get(key, queue, p.no_ack, grant))
             .map_err(AmqpError::from)
             .and_then(|got| self.write_get_answer(p.channel, got));
         if let Err(e) = answer {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::broker::queue::replica::GroupMessage;
 use crate::broker::replica_checkout::Ask;
 use crate::broker::replica_claims::CLAIM_WAIT_MS;
-use crate::broker::replicated::LeaderGetWait;
+use crate::broker::replicated::{GetGrant, LeaderGetWait};
 use crate::broker::{VHost, VHostHandle};
 use crate::cluster::checkout::{CheckoutHandler, CheckoutReply, CheckoutRequest, LentMessage};
 use crate::cluster::node::ClusterNode;
@@ -263,9 +263,10 @@ const GET_WAIT: Duration = Duration::from_secs(2);
 impl Replication {
     /// A basic.get on this node, which does not lead the queue: one checkout of one
     /// message from the leader (held for this node like a consumer's, under the same
-    /// lease; lent, on a node that is not a member). Resolves to the message's group id;
-    /// `None` if nothing was ready, no leader answered in time, or this node leads the
-    /// queue now.
+    /// lease; lent, on a node that is not a member). Resolves to the grant; `None` if
+    /// nothing was ready, no leader answered in time, or this node leads the queue now.
+    /// A grant that comes after a change of leader is given back and the next leader
+    /// asked (`broker/replica_late_grants.rs`).
     pub(super) fn ask_leader_for_one(&self, vhost: &str, name: &str) -> LeaderGetWait {
         let key = (vhost.to_string(), name.to_string());
         let open = self.open.lock().expect("open").get(&key).cloned();
@@ -288,10 +289,14 @@ impl Replication {
             let asked = Instant::now();
             let mut until = asked + GET_WAIT;
             let mut turn = 0;
+            let queue = (key.1.as_str(), open.queue_id);
+            let vh = broker_vhost.as_ref()?;
             loop {
                 if !source.lend() && node.queue_group_leader(open.group) == Some(request.node) {
                     return None; // This node leads it now: the broker's own get answers.
                 }
+                // `None`: this node's broker leads it now (or it is gone).
+                let leaders_seen = vh.with(|m| m.replica_leaders_seen(queue))?;
                 if let Some(leader) = source.leader(&node, open.group, turn) {
                     match node.checkout(open.group, leader, &request).await {
                         Ok(CheckoutReply::Granted {
@@ -313,24 +318,26 @@ impl Replication {
                         }) => {
                             debug_assert!(ids.len() <= 1, "granted more than asked for");
                             let id = *ids.first()?;
-                            let queue = (key.1.as_str(), open.queue_id);
+                            let grant = GetGrant { id, leaders_seen };
                             match &source {
                                 // This copy applies what the leader had applied when it
                                 // hears of the commit (within a heartbeat).
                                 Source::Copy(fed) => {
-                                    broker_vhost
-                                        .as_ref()?
-                                        .with(|m| m.replica_went_out(queue, &ids, &returns));
-                                    _ = fed_through(fed, through, until).await
+                                    vh.with(|m| m.replica_went_out(queue, &ids, &returns));
+                                    _ = fed_through(fed, through, until).await;
+                                    // A leader replaced meanwhile: given back; ask the next.
+                                    let current =
+                                        vh.with(|m| m.replica_get_grant_current(queue, grant));
+                                    if current {
+                                        return Some(grant);
+                                    }
                                 }
                                 Source::Lent(_) => {
                                     let lent = as_lent(&lent);
-                                    broker_vhost
-                                        .as_ref()?
-                                        .with(|m| m.replica_lent(queue, &lent, false));
+                                    vh.with(|m| m.replica_lent(queue, &lent, false));
+                                    return Some(grant);
                                 }
                             }
-                            return Some(id);
                         }
                         Ok(CheckoutReply::NotLeader) => turn += 1,
                         Err(e) => {

@@ -324,18 +324,33 @@ impl Replica {
         self.give_back(seq, u32::MAX, false);
     }
 
+    /// Group message `id`, granted to this node by a leader replaced since, goes back
+    /// undelivered, whether or not this copy has it yet (`replica_late_grants.rs`): as
+    /// `grant_given_back`, with the count the grant carried.
+    pub fn late_grant_given_back(&mut self, id: u64) {
+        let seen = match self.out_with.is_empty() {
+            true => 0,
+            false => self.out_with.remove(&id).unwrap_or(0),
+        };
+        self.give_back_id(id, seen, false);
+    }
+
     /// `counted`: this node counted the return as it happened (`counted_here`), so the
     /// group's commit of it is not counted again here.
     fn give_back(&mut self, seq: u64, seen: u32, counted: bool) {
         if let Some(&id) = self.id_of.get(&seq) {
-            self.returned.push(id);
-            self.returned_seen.push(seen);
-            // A node with no copy never hears the group's commit of it back.
-            if counted && !self.lent_only {
-                *self.counted_here.entry(id).or_insert(0) += 1;
-            }
-            self.wake.notify_one();
+            self.give_back_id(id, seen, counted);
         }
+    }
+
+    fn give_back_id(&mut self, id: u64, seen: u32, counted: bool) {
+        self.returned.push(id);
+        self.returned_seen.push(seen);
+        // A node with no copy never hears the group's commit of it back.
+        if counted && !self.lent_only {
+            *self.counted_here.entry(id).or_insert(0) += 1;
+        }
+        self.wake.notify_one();
     }
 
     /// Returns and settles this node's writer could not write (its deadline passed with
