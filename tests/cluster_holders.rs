@@ -323,3 +323,72 @@ fn what_a_live_members_consumers_hold_stays_with_them_when_the_leader_dies() {
     });
     drop(conns);
 }
+
+/// A queue on two of three nodes: a consumer on the third (no copy of the queue) holds
+/// five deliveries lent to it, and five more messages are ready. The leader is killed and
+/// started again (with two members there is no leader meanwhile). Whichever member leads
+/// next, the third node claims its five in its first ask to it, and the new leader waits
+/// for that claim (the third node's beacons say it holds messages of the group lent to
+/// it): nothing is delivered again, the five ready ones go out as first deliveries, and
+/// the holder's acks settle the ten. Before, the new leader took the five for the last
+/// leader's deliveries and returned them, counted, to be delivered a second time.
+#[test]
+fn what_a_node_lent_messages_holds_stays_with_it_when_the_leader_changes() {
+    let mut c = Cluster::new(3, 0);
+    let rt = runtime();
+    let (members, outsider, leader) = orders_on_two_of_three(&c, &rt);
+    let (conn, kept) = rt.block_on(async {
+        let consumer = keeping_consumer(&c, outsider, 5).await;
+        let (_conn, ch) = confirm_channel(c.node(leader).amqp).await;
+        assert_eq!(publish_all(&ch, "orders", &bodies(0..5)).await, 5);
+        for _ in 0..300 {
+            if consumer.1.lock().unwrap().len() == 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(publish_all(&ch, "orders", &bodies(5..10)).await, 5);
+        consumer
+    });
+    assert_eq!(kept.lock().unwrap().len(), 5, "five lent to the third node");
+    // The third node's beacons (every 250 ms) say from the next on that it holds some.
+    std::thread::sleep(Duration::from_secs(1));
+
+    c.node_mut(leader).kill();
+    c.node_mut(leader).start();
+    let next = queue_leader(&c, &members, None);
+    println!("leader {leader}, then {next}; node {outsider} holds no copy");
+    // Everything the new leader hands out, until it has had nothing for 5 s.
+    let (got, again) = rt.block_on(async {
+        let conn = connect(c.node(next).amqp).await;
+        let ch = conn.create_channel().await.unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = get_within(&ch, Duration::from_secs(5)).await {
+            let count = delivery_count(&m.delivery.properties);
+            let body = String::from_utf8(m.delivery.data.clone()).unwrap();
+            got.push((body, m.delivery.redelivered, count));
+            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        let delivered: Vec<_> = kept.lock().unwrap().drain(..).collect();
+        for d in delivered {
+            d.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let again = kept.lock().unwrap().len();
+        (got, again)
+    });
+    let never_out: Vec<_> = bodies(5..10)
+        .into_iter()
+        .map(|b| (b, false, Some(0)))
+        .collect();
+    assert_eq!(
+        got, never_out,
+        "only the five never handed out (leader {leader}, then {next})"
+    );
+    assert_eq!(again, 0, "nothing delivered again to the holder");
+    wait_for("every copy empty, nothing unacked", &c, ELECTION, || {
+        let done = members.iter().all(|id| messages(&c, *id) == Some(0));
+        (done && unacked(&c, next) == Some(0)).then_some(())
+    });
+    drop(conn);
+}

@@ -52,7 +52,9 @@ pub type Process = (u64, u64);
 pub struct Cluster<'a> {
     pub me: Process,
     pub gone: &'a dyn Fn(u64) -> bool,
-    /// The group's voters as this node last saw them.
+    /// The nodes that may hold some of what the last leader handed out: the group's
+    /// voters as this node last saw them, and the nodes whose beacons say they hold
+    /// messages of the group lent to them (`cluster::claims::Beacon::lent`).
     pub members: &'a [u64],
 }
 

@@ -16,6 +16,12 @@ use super::detector::LEADER_SILENCE;
 pub struct Beacon {
     pub from: u64,
     pub leads: Vec<(u64, u64)>,
+    /// The queue groups this node holds no copy of and whose messages, lent by their
+    /// leader, its consumers hold: a member that takes the lead of one waits for this
+    /// node's claim as for a member's (`broker/replica_claims.rs`). Empty from earlier
+    /// builds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lent: Vec<u64>,
 }
 
 /// When each peer last claimed to lead each queue group open on this node, and in which
@@ -28,6 +34,8 @@ pub struct Claims {
     heard: Mutex<HashMap<u64, Instant>>,
     /// The connection (`transport::RpcHandler`'s number) each peer's last beacon came on.
     links: Mutex<HashMap<u64, u64>>,
+    /// The groups each peer's last beacon said it holds lent messages of (`Beacon::lent`).
+    lent: Mutex<HashMap<u64, Vec<u64>>>,
 }
 
 /// One group's claims: node -> (when it last claimed the group, in which term).
@@ -45,6 +53,13 @@ impl Claims {
             .lock()
             .expect("beacons heard")
             .insert(beacon.from, now);
+        {
+            let mut lent = self.lent.lock().expect("lent holdings");
+            match beacon.lent.is_empty() {
+                true => lent.remove(&beacon.from),
+                false => lent.insert(beacon.from, beacon.lent.clone()),
+            };
+        }
         let mut claims = self.by_group.lock().expect("claims");
         for (group, term) in beacon.leads.iter().copied().filter(|(g, _)| open(*g)) {
             claims
@@ -110,6 +125,19 @@ impl Claims {
     /// A restarted peer's come on a new one.
     pub fn link(&self, peer: u64) -> Option<u64> {
         self.links.lock().expect("beacon links").get(&peer).copied()
+    }
+
+    /// The peers whose last beacon said their consumers hold messages of `group` lent
+    /// to them.
+    pub fn lent_holders(&self, group: u64) -> Vec<u64> {
+        let lent = self.lent.lock().expect("lent holdings");
+        let mut peers: Vec<u64> = lent
+            .iter()
+            .filter(|(_, groups)| groups.contains(&group))
+            .map(|(peer, _)| *peer)
+            .collect();
+        peers.sort_unstable();
+        peers
     }
 
     /// Connection `conn` ended: the peer whose beacons came on it, unless a beacon of that

@@ -306,6 +306,7 @@ impl ClusterNode {
             let body = match serde_json::to_vec(&Beacon {
                 from: me,
                 leads: led.clone(),
+                lent: self.lent_groups(),
             }) {
                 Ok(b) => Arc::new(b),
                 Err(_) => continue,
@@ -610,6 +611,7 @@ mod tests {
         let beacon = Beacon {
             from: 2,
             leads: vec![(1, 4), (5, 4), (9, 7)],
+            lent: Vec::new(),
         };
         claims.record(1, &beacon, |g| g != 5, t0);
         assert_eq!(claims.last(1, 4), Some(t0));
@@ -629,6 +631,7 @@ mod tests {
         let newer = Beacon {
             from: 3,
             leads: vec![(1, 5)],
+            lent: Vec::new(),
         };
         claims.record(1, &newer, |_| true, t1);
         assert_eq!(claims.last(1, 5), Some(t1));
@@ -638,6 +641,32 @@ mod tests {
         assert_eq!(claims.last(9, 7), Some(t0));
     }
 
+    /// A leader taking over waits for the nodes whose last beacon says they hold
+    /// messages of its group lent to them; a later beacon without the group takes that
+    /// back. An earlier build's beacon (no `lent`) holds none.
+    #[test]
+    fn beacons_say_which_groups_a_node_holds_lent_messages_of() {
+        let claims = Claims::default();
+        let t0 = Instant::now();
+        let holding = |from, lent| Beacon {
+            from,
+            leads: Vec::new(),
+            lent,
+        };
+        claims.record(1, &holding(3, vec![7, 9]), |_| true, t0);
+        claims.record(2, &holding(2, vec![9]), |_| true, t0);
+        assert_eq!(claims.lent_holders(9), [2, 3]);
+        assert_eq!(claims.lent_holders(7), [3]);
+        claims.record(1, &holding(3, Vec::new()), |_| true, t0);
+        assert_eq!(claims.lent_holders(9), [2]);
+        assert!(claims.lent_holders(7).is_empty());
+        let earlier: Beacon = serde_json::from_str(r#"{"from": 2, "leads": []}"#).unwrap();
+        claims.record(2, &earlier, |_| true, t0);
+        assert!(claims.lent_holders(9).is_empty());
+        let sent = serde_json::to_string(&holding(4, Vec::new())).unwrap();
+        assert!(!sent.contains("lent"), "{sent}: as earlier builds read it");
+    }
+
     #[test]
     fn a_node_stands_only_while_it_hears_a_majority_of_the_voters() {
         let claims = Claims::default();
@@ -645,6 +674,7 @@ mod tests {
         let beacon = |from| Beacon {
             from,
             leads: Vec::new(),
+            lent: Vec::new(),
         };
         // Node 1 of {1, 2, 3} has heard no one: alone it is not a majority.
         assert!(!claims.majority_heard(1, [1, 2, 3].into_iter(), t0));
@@ -670,6 +700,7 @@ mod tests {
         let beacon = |from| Beacon {
             from,
             leads: Vec::new(),
+            lent: Vec::new(),
         };
         claims.record(7, &beacon(2), |_| true, t0);
         claims.record(8, &beacon(3), |_| true, t0);

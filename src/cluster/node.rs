@@ -104,6 +104,9 @@ pub struct ClusterNode {
     pub(super) queue_stores: std::sync::Mutex<HashMap<u64, LogStore<QueueRaft>>>,
     /// When peers last claimed to lead each queue group (detector.rs).
     pub(super) claims: super::detector::Claims,
+    /// The queue groups this node holds no copy of whose lent messages its consumers
+    /// hold (`Beacon::lent`).
+    lent_holding: std::sync::Mutex<std::collections::BTreeSet<u64>>,
     /// When this process started, milliseconds since the epoch, or just after its last
     /// start's if the clock is behind that (`start_number.rs`): its `NodeUp` entry
     /// carries it, so the node knows that entry from those of its earlier starts, and it
@@ -184,6 +187,7 @@ impl ClusterNode {
             queue_log,
             queue_stores: Default::default(),
             claims: Default::default(),
+            lent_holding: Default::default(),
             started_at,
         });
         tokio::spawn(transport::serve(listener, node.clone()));
@@ -298,6 +302,28 @@ impl ClusterNode {
     /// members see no new leader in their metrics).
     pub fn peer_link(&self, peer: u64) -> Option<u64> {
         self.claims.link(peer)
+    }
+
+    /// Whether this node's consumers hold messages of queue group `group` lent to them
+    /// (it holds no copy of the group): its beacons say so from the next on, so that a
+    /// member taking over the group's lead waits for its claim.
+    pub fn note_lent_holding(&self, group: u64, holding: bool) {
+        let mut lent = self.lent_holding.lock().expect("lent holding");
+        match holding {
+            true => lent.insert(group),
+            false => lent.remove(&group),
+        };
+    }
+
+    /// The groups `note_lent_holding` has noted, for a beacon.
+    pub(super) fn lent_groups(&self) -> Vec<u64> {
+        let lent = self.lent_holding.lock().expect("lent holding");
+        lent.iter().copied().collect()
+    }
+
+    /// The peers whose last beacon said their consumers hold lent messages of `group`.
+    pub fn lent_holders(&self, group: u64) -> Vec<u64> {
+        self.claims.lent_holders(group)
     }
 
     /// Every group's status and the node table.

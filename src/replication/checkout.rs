@@ -125,10 +125,13 @@ impl Member {
         // the changes of leader its copy had seen (`Demand::leaders_seen`), and the
         // connection the leader's beacons came on (a leader restarted, which may lead on
         // in the same term, is a new process: it took over from its last one). The first
-        // ask to a new leader names what is held. A claim the leader could not take yet
-        // (it is not leading in its broker yet, or it is unreachable) is sent again
-        // after `CLAIM_RETRY`.
+        // ask to a new leader names what is held (on a node lent messages, the first ask
+        // to a member other than the one that last answered as the leader). A claim the
+        // leader could not take yet (it is not leading in its broker yet, or it is
+        // unreachable) is sent again after `CLAIM_RETRY`.
         let mut claimed_at: Option<(u64, Option<u64>)> = None;
+        // On a node lent messages: whether its beacons say it holds some of this group.
+        let mut lent_holding = false;
         let mut claim_after = Instant::now();
         let mut idle_for = LEASE;
         loop {
@@ -139,7 +142,11 @@ impl Member {
                 _ = room.notified(), if !dry => {}
             }
             let Some(demand) = self.vhost.with(|m| m.replica_demand(queue)) else {
-                return; // Deleted, or declared again as another queue.
+                // Deleted, or declared again as another queue.
+                if lent_holding {
+                    self.node.note_lent_holding(self.group, false);
+                }
+                return;
             };
             let was_idle = idle;
             let consumers_gone = told_of_consumer && demand.first.is_none();
@@ -149,19 +156,25 @@ impl Member {
             // judges its use by the asks).
             let keeps_place = demand.first.is_some() || demand.in_use;
             let leader = self.source.leader(&self.node, self.group, turn);
-            // A member (not a node lent messages: it has no Raft to see a new leader by)
-            // tells each new leader once, even with nothing held.
+            // Nothing but the claim to send.
+            let claim_only = demand.want == 0 && !demand.holding && !consumers_gone && !keeps_place;
+            if self.source.lend() && lent_holding != demand.holding {
+                // Its beacons tell the members, so that a new leader waits for its claim.
+                lent_holding = demand.holding;
+                self.node.note_lent_holding(self.group, lent_holding);
+            }
+            // A member tells each new leader once, even with nothing held. A node lent
+            // messages has no Raft to see a new leader by: it claims in its first ask to
+            // a member other than the one that last answered it as the leader (or to that
+            // one restarted), and only while it has consumers or holds something.
             let leader_is = (
                 demand.leaders_seen,
                 leader.and_then(|l| self.node.peer_link(l)),
             );
-            let claim_pending = !demand.leading
-                && !self.source.lend()
-                && leader.is_some()
-                && claimed_at != Some(leader_is);
+            let lent_idle = self.source.lend() && claim_only;
+            let claim_pending =
+                !demand.leading && !lent_idle && leader.is_some() && claimed_at != Some(leader_is);
             let claim_due = claim_pending && Instant::now() >= claim_after;
-            // Nothing but the claim to send.
-            let claim_only = demand.want == 0 && !demand.holding && !consumers_gone && !keeps_place;
             idle = demand.leading || (claim_only && !claim_due);
             idle_for = match claim_pending {
                 true => CLAIM_RETRY,

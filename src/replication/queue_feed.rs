@@ -14,6 +14,7 @@ use crate::broker::queue::replica::{self as broker_replica, GroupMessage, Replic
 use crate::broker::replica_takeover::Cluster;
 use crate::broker::replicated::CommittedReturns;
 use crate::broker::DeathReason;
+use crate::cluster::checkout::group_number;
 use crate::cluster::machine::Tapped;
 use crate::cluster::queue_groups::OpenedQueue;
 use crate::cluster::queue_machine::{Held, QueueState};
@@ -123,8 +124,9 @@ pub(super) struct QueueFeed {
 impl QueueFeed {
     /// Runs `f` with what a leader taking over needs to know of the cluster: this node's
     /// process, as the group's `OutMark` names the leader's, which peers are gone, and
-    /// the group's `members` (whose claims a leader taking over waits for; none where a
-    /// committed entry, not a change of leader, moves the mark).
+    /// the `members` whose claims a leader taking over waits for (the group's voters and
+    /// the nodes lent its messages; none where a committed entry, not a change of leader,
+    /// moves the mark).
     fn with_cluster<T>(&self, members: &[u64], f: impl FnOnce(&Cluster<'_>) -> T) -> T {
         let gone = |peer| self.node.peer_gone(peer);
         f(&Cluster {
@@ -307,7 +309,14 @@ impl QueueFeed {
                         while let Ok(event) = tap.try_recv() {
                             self.take(event);
                         }
-                        let members = voters(&metrics);
+                        // The voters, and the nodes lent messages of the group: each
+                        // may hold some of what the last leader handed out.
+                        let mut members = voters(&metrics);
+                        if let Some(number) = group_number(&group.name) {
+                            members.extend(self.node.lent_holders(number));
+                            members.sort_unstable();
+                            members.dedup();
+                        }
                         self.with_cluster(&members, |cluster| {
                             self.vhost
                                 .with(|m| m.replica_leading(name, true, others_led, cluster))
