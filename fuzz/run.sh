@@ -23,7 +23,7 @@ cd "$(dirname "$0")"
 target=$1 seconds=$2
 shift 2
 sanitizer=${FUZZ_SANITIZER:-address}
-without_asan=" frame method field_table content_header definitions policy password_hash stream_frame raft_rpc record recovery "
+without_asan=" frame method field_table content_header definitions policy password_hash stream_frame raft_rpc record recovery queue_machine "
 case $sanitizer in
     address)
         bin=target/x86_64-unknown-linux-gnu/release/$target
