@@ -238,13 +238,9 @@ fn what_a_killed_leader_handed_out_comes_back_counted_ahead_of_the_rest() {
 
 /// A consumer of `orders` on node `id` with prefetch `prefetch` that keeps what it is
 /// delivered, unacked, for the test to ack later.
-async fn keeping_consumer(
-    c: &Cluster,
-    id: u64,
-    prefetch: u16,
-) -> (lapin::Connection, Arc<Mutex<Vec<lapin::message::Delivery>>>) {
+async fn keeping_consumer(c: &Cluster, id: u64, prefetch: u16) -> (lapin::Connection, Kept) {
     let (conn, mut deliveries) = subscribe(c, id, prefetch, &format!("keeps-{id}")).await;
-    let kept: Arc<Mutex<Vec<lapin::message::Delivery>>> = Arc::default();
+    let kept: Kept = Arc::default();
     let into = kept.clone();
     tokio::spawn(async move {
         while let Some(Ok(d)) = deliveries.next().await {
@@ -252,6 +248,45 @@ async fn keeping_consumer(
         }
     });
     (conn, kept)
+}
+
+/// Deliveries kept unacked by `keeping_consumer`.
+type Kept = Arc<Mutex<Vec<lapin::message::Delivery>>>;
+
+/// Everything node `next` hands out until it has had nothing for 5 s, got one by one and
+/// acked, as (body, `redelivered`, `x-delivery-count`); then the deliveries `kept` hold
+/// are acked, and, after a second, how many more they were delivered.
+async fn drain_then_ack_kept(
+    c: &Cluster,
+    next: u64,
+    kept: &[Kept],
+) -> (Vec<(String, bool, Option<i64>)>, usize) {
+    let conn = connect(c.node(next).amqp).await;
+    let ch = conn.create_channel().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = get_within(&ch, Duration::from_secs(5)).await {
+        let count = delivery_count(&m.delivery.properties);
+        let body = String::from_utf8(m.delivery.data.clone()).unwrap();
+        got.push((body, m.delivery.redelivered, count));
+        m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    for k in kept {
+        let delivered: Vec<_> = k.lock().unwrap().drain(..).collect();
+        for d in delivered {
+            d.ack(BasicAckOptions::default()).await.unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again = kept.iter().map(|k| k.lock().unwrap().len()).sum();
+    (got, again)
+}
+
+/// The bodies of `range` as first deliveries: not redelivered, `x-delivery-count: 0`.
+fn first_deliveries(range: std::ops::Range<usize>) -> Vec<(String, bool, Option<i64>)> {
+    bodies(range)
+        .into_iter()
+        .map(|b| (b, false, Some(0)))
+        .collect()
 }
 
 /// The leader killed while consumers on both other members hold five deliveries each,
@@ -287,33 +322,10 @@ fn what_a_live_members_consumers_hold_stays_with_them_when_the_leader_dies() {
     c.node_mut(leader).kill();
     let next = queue_leader(&c, &followers, Some(leader));
     let member = *followers.iter().find(|f| **f != next).unwrap();
-    // Everything the new leader hands out, until it has had nothing for 5 s.
-    let (got, again) = rt.block_on(async {
-        let conn = connect(c.node(next).amqp).await;
-        let ch = conn.create_channel().await.unwrap();
-        let mut got = Vec::new();
-        while let Some(m) = get_within(&ch, Duration::from_secs(5)).await {
-            let count = delivery_count(&m.delivery.properties);
-            let body = String::from_utf8(m.delivery.data.clone()).unwrap();
-            got.push((body, m.delivery.redelivered, count));
-            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
-        }
-        for k in &kept {
-            let delivered: Vec<_> = k.lock().unwrap().drain(..).collect();
-            for d in delivered {
-                d.ack(BasicAckOptions::default()).await.unwrap();
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let again: usize = kept.iter().map(|k| k.lock().unwrap().len()).sum();
-        (got, again)
-    });
-    let never_out: Vec<_> = bodies(10..15)
-        .into_iter()
-        .map(|b| (b, false, Some(0)))
-        .collect();
+    let (got, again) = rt.block_on(drain_then_ack_kept(&c, next, &kept));
     assert_eq!(
-        got, never_out,
+        got,
+        first_deliveries(10..15),
         "only the five never handed out (member {member})"
     );
     assert_eq!(again, 0, "nothing delivered again to the holders");
@@ -358,31 +370,10 @@ fn what_a_node_lent_messages_holds_stays_with_it_when_the_leader_changes() {
     c.node_mut(leader).start();
     let next = queue_leader(&c, &members, None);
     println!("leader {leader}, then {next}; node {outsider} holds no copy");
-    // Everything the new leader hands out, until it has had nothing for 5 s.
-    let (got, again) = rt.block_on(async {
-        let conn = connect(c.node(next).amqp).await;
-        let ch = conn.create_channel().await.unwrap();
-        let mut got = Vec::new();
-        while let Some(m) = get_within(&ch, Duration::from_secs(5)).await {
-            let count = delivery_count(&m.delivery.properties);
-            let body = String::from_utf8(m.delivery.data.clone()).unwrap();
-            got.push((body, m.delivery.redelivered, count));
-            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
-        }
-        let delivered: Vec<_> = kept.lock().unwrap().drain(..).collect();
-        for d in delivered {
-            d.ack(BasicAckOptions::default()).await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let again = kept.lock().unwrap().len();
-        (got, again)
-    });
-    let never_out: Vec<_> = bodies(5..10)
-        .into_iter()
-        .map(|b| (b, false, Some(0)))
-        .collect();
+    let (got, again) = rt.block_on(drain_then_ack_kept(&c, next, std::slice::from_ref(&kept)));
     assert_eq!(
-        got, never_out,
+        got,
+        first_deliveries(5..10),
         "only the five never handed out (leader {leader}, then {next})"
     );
     assert_eq!(again, 0, "nothing delivered again to the holder");
